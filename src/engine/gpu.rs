@@ -1,0 +1,293 @@
+//! The GPU context: one wgpu instance, adapter, device and queue per process, the compiled-pipeline cache,
+//! the buffer pool, and the command encoder that batches kernel launches until something must be read back.
+//!
+//! This is the file to read to see how a wgpu compute program is put together (it follows wgpu's own
+//! `hello_compute` example, step by step):
+//!
+//! 1. An [`wgpu::Instance`] lists the adapters (physical GPUs, or software ones such as Mesa's lavapipe).
+//! 2. We pick one (see [`Gpu::choose`]): `SITSGPU_ADAPTER=<substring>` wins, then a discrete GPU, then an
+//!    integrated one, then anything else. `WGPU_BACKEND=vulkan|metal|dx12|gl` restricts the backends searched.
+//! 3. We request a [`wgpu::Device`] with the **adapter's own limits** (not the WebGPU defaults), so that big
+//!    storage bindings and large workgroup counts are available where the hardware has them.
+//! 4. Each shader is compiled once per process into a [`wgpu::ComputePipeline`] (cached by entry point).
+//! 5. Launches are recorded into one pending [`wgpu::CommandEncoder`]; it is submitted when a result is read
+//!    back (or when enough launches have piled up), so a training step costs a handful of submits, not one
+//!    per op.
+//!
+//! The process holds a single `Gpu` ([`Gpu::get`]); tensors keep a `&'static Gpu`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::engine::error::{Error, Result};
+use crate::engine::pool::BufferPool;
+use crate::shaders::Shader;
+
+/// Launches recorded before the pending encoder is submitted anyway (keeps command buffers bounded).
+const MAX_PENDING_LAUNCHES: usize = 512;
+
+/// What `sitsgpu info` prints about an adapter.
+#[derive(Debug, Clone)]
+pub struct AdapterSummary {
+    /// Adapter name as the driver reports it (e.g. "llvmpipe (LLVM 15.0.6, 256 bits)").
+    pub name: String,
+    /// Backend (Vulkan, Metal, Dx12, Gl).
+    pub backend: String,
+    /// Discrete GPU, integrated GPU, CPU (software), virtual or other.
+    pub device_type: String,
+    /// Driver name and version, when reported.
+    pub driver: String,
+}
+
+impl AdapterSummary {
+    fn of(info: &wgpu::AdapterInfo) -> Self {
+        AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        }
+    }
+}
+
+/// The process-wide GPU context.
+pub struct Gpu {
+    /// The logical device: creates buffers, pipelines, bind groups.
+    pub device: wgpu::Device,
+    /// The queue: receives command buffers and buffer writes.
+    pub queue: wgpu::Queue,
+    /// The chosen adapter.
+    pub adapter: AdapterSummary,
+    /// Why this adapter was chosen (printed by `sitsgpu info`).
+    pub reason: String,
+    /// The limits the device was created with (the adapter's own).
+    pub limits: wgpu::Limits,
+    /// The features the adapter offers (informational; we request none).
+    pub features: wgpu::Features,
+    /// Recycles storage buffers so memory stays flat over training steps.
+    pub pool: BufferPool,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    launches: usize,
+}
+
+static GPU: OnceLock<std::result::Result<Gpu, Error>> = OnceLock::new();
+
+fn backends_from_env() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY)
+}
+
+/// Every adapter the instance can see, with the backends allowed by `WGPU_BACKEND`.
+pub fn enumerate_adapters() -> Vec<AdapterSummary> {
+    let instance = new_instance();
+    pollster::block_on(instance.enumerate_adapters(backends_from_env()))
+        .iter()
+        .map(|a| AdapterSummary::of(&a.get_info()))
+        .collect()
+}
+
+fn new_instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends_from_env();
+    wgpu::Instance::new(desc)
+}
+
+impl Gpu {
+    /// The process-wide GPU, created on first use. Errors (no adapter, device refused) are remembered: every
+    /// later call returns the same error.
+    pub fn get() -> Result<&'static Gpu> {
+        GPU.get_or_init(Gpu::create).as_ref().map_err(|e| e.clone())
+    }
+
+    /// Chooses among `adapters` (index, reason). `wanted` is `SITSGPU_ADAPTER`, a case-insensitive substring
+    /// of the adapter name.
+    pub fn choose(adapters: &[AdapterSummary], wanted: Option<&str>) -> Result<(usize, String)> {
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter);
+        }
+        if let Some(w) = wanted {
+            let lw = w.to_lowercase();
+            return adapters
+                .iter()
+                .position(|a| a.name.to_lowercase().contains(&lw))
+                .map(|i| (i, format!("SITSGPU_ADAPTER={w} matches its name")))
+                .ok_or_else(|| Error::AdapterNotFound {
+                    wanted: w.to_string(),
+                    available: adapters.iter().map(|a| a.name.clone()).collect(),
+                });
+        }
+        // High performance first: discrete, then integrated, then virtual, then software (CPU), then other.
+        let rank = |t: &str| match t {
+            "DiscreteGpu" => 0,
+            "IntegratedGpu" => 1,
+            "VirtualGpu" => 2,
+            "Cpu" => 3,
+            _ => 4,
+        };
+        let best = (0..adapters.len())
+            .min_by_key(|&i| (rank(&adapters[i].device_type), i))
+            .expect("non-empty");
+        let reason = format!(
+            "highest-performance device type among {} adapter(s) ({})",
+            adapters.len(),
+            adapters[best].device_type
+        );
+        Ok((best, reason))
+    }
+
+    fn create() -> Result<Gpu> {
+        let instance = new_instance();
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends_from_env()));
+        let summaries: Vec<AdapterSummary> =
+            adapters.iter().map(|a| AdapterSummary::of(&a.get_info())).collect();
+        let wanted = std::env::var("SITSGPU_ADAPTER").ok().filter(|s| !s.is_empty());
+        let (index, reason) = Gpu::choose(&summaries, wanted.as_deref())?;
+        let adapter = &adapters[index];
+        // The adapter's own limits: on real GPUs these are far above the WebGPU defaults
+        // (e.g. 2 GiB storage bindings instead of 128 MiB).
+        let limits = adapter.limits();
+        let features = adapter.features();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("sitsgpu"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        Ok(Gpu {
+            device,
+            queue,
+            adapter: summaries[index].clone(),
+            reason,
+            limits,
+            features,
+            pool: BufferPool::default(),
+            pipelines: Mutex::new(HashMap::new()),
+            modules: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
+        })
+    }
+
+    /// The compute pipeline for `entry` in `shader`, compiled on first use and cached for the process.
+    /// The pipeline layout is derived from the shader ("auto" layout): every entry point of a shader file
+    /// uses every binding of that file (checked by the naga tests in `shaders`).
+    pub fn pipeline(&self, shader: &Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
+        let key = (shader.name, entry);
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
+            return p.clone();
+        }
+        let module = {
+            let mut modules = self.modules.lock().unwrap();
+            modules
+                .entry(shader.name)
+                .or_insert_with(|| {
+                    Arc::new(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(shader.name),
+                        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                    }))
+                })
+                .clone()
+        };
+        let pipeline = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        }));
+        self.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        pipeline
+    }
+
+    /// Number of compiled pipelines (each (shader, entry point) compiled once per process).
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.lock().unwrap().len()
+    }
+
+    /// Records commands into the pending encoder. Submits when too many launches have piled up.
+    pub fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut p = self.pending.lock().unwrap();
+        let enc = p.encoder.get_or_insert_with(|| {
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("sitsgpu pending"),
+            })
+        });
+        f(enc);
+        p.launches += 1;
+        if p.launches >= MAX_PENDING_LAUNCHES {
+            let enc = p.encoder.take().expect("encoder");
+            p.launches = 0;
+            self.queue.submit(Some(enc.finish()));
+        }
+    }
+
+    /// Submits the pending encoder (if any). Does not wait.
+    pub fn flush(&self) {
+        let mut p = self.pending.lock().unwrap();
+        if let Some(enc) = p.encoder.take() {
+            p.launches = 0;
+            self.queue.submit(Some(enc.finish()));
+        }
+    }
+
+    /// Submits the pending work and blocks until the GPU has finished all of it.
+    pub fn synchronize(&self) {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .expect("device poll failed (device lost?)");
+    }
+
+    /// Copies `bytes` bytes of `buffer` back to the host. Submits pending work first and waits for it.
+    pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Vec<u8> {
+        if bytes == 0 {
+            return Vec::new();
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sitsgpu readback staging"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.record(|enc| enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes));
+        self.flush();
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .expect("device poll failed (device lost?)");
+        rx.recv()
+            .expect("map callback dropped")
+            .expect("mapping the readback buffer failed");
+        let out = staging.get_mapped_range(..).expect("mapped readback range").to_vec();
+        staging.unmap();
+        out
+    }
+
+    /// Writes `data` into `buffer` at offset 0, ordered after every launch already recorded (the copy goes
+    /// through the pending encoder, so a recycled buffer is never overwritten before earlier kernels read it).
+    pub fn write_buffer(&self, buffer: &wgpu::Buffer, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        use wgpu::util::DeviceExt;
+        let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("sitsgpu upload staging"),
+            contents: data,
+            usage: wgpu::BufferUsages::COPY_SRC,
+        });
+        let n = data.len() as u64;
+        self.record(|enc| enc.copy_buffer_to_buffer(&staging, 0, buffer, 0, n));
+    }
+}

@@ -1,0 +1,30 @@
+//! The engine: tensors on the GPU or the CPU, WGSL kernels with CPU references, reverse-mode autograd.
+//!
+//! Layering, bottom up:
+//! - [`gpu`]: the wgpu context (adapter, device, queue), the pipeline cache and the pending command encoder;
+//!   [`pool`]: the buffer pool; [`kernel`]: launching a shader with its `Params` (the 2-D fold).
+//! - [`storage`] and [`tensor`]: a tensor is a shape plus storage on one [`Device`].
+//! - [`ops`]: one file per op (forward + backward, CPU + GPU); [`autograd`]: the tape and `backward()`.
+//! - [`testing`]: tolerances, gradcheck, GPU skip (test support, public for `tests/` and benches).
+//!
+//! Gradient accumulation convention: backward passes *return* gradients (`=`); only leaves accumulate into
+//! their `.grad()` (`+=`), as llm.c's `+=` into `grads` and PyTorch's `.grad`.
+
+pub mod autograd;
+pub mod error;
+pub mod gpu;
+pub mod kernel;
+pub mod ops;
+pub mod pool;
+pub mod real;
+pub mod rng;
+pub mod shape;
+pub mod storage;
+pub mod tensor;
+pub mod testing;
+
+pub use autograd::no_grad;
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use storage::Device;
+pub use tensor::Tensor;

@@ -1,0 +1,346 @@
+//! Elementwise binary ops with NumPy/PyTorch broadcasting: add, sub, mul, div (and the operators
+//! `&a + &b`, `&a - &b`, `&a * &b`, `&a / &b`, `-&a`, `&a * 2.0`, ...).
+//!
+//! Math: `y[c] = a[c'] ∘ b[c'']` where `c'`, `c''` are the output coordinate read through each operand's
+//! broadcast (size-1 axes repeat). Derivatives: `d(a+b) = (1, 1)`, `d(a-b) = (1, -1)`, `d(ab) = (b, a)`,
+//! `d(a/b) = (1/b, -a/b²)`. Because an operand may have been broadcast, its gradient is the elementwise
+//! gradient **summed over the broadcast axes** (`sum_to`). Saved for backward: both operands (a and b).
+//!
+//! Kernels: `binary.wgsl` (entry points add, sub, mul, div; strides in `Params`). The backward is a
+//! composition of these ops and `reduce_sum` (`Tensor::sum_to`), no kernel of its own.
+//! Shapes: a, b broadcastable → y (broadcast shape); da: a's shape, db: b's shape.
+
+use crate::engine::autograd::Backward;
+use crate::engine::kernel::{groups, launch, pack8};
+use crate::engine::ops::unary::{self, Unary};
+use crate::engine::real::Real;
+use crate::engine::shape;
+use crate::engine::storage::{Device, GpuStorage, Storage};
+use crate::engine::tensor::Tensor;
+use crate::shaders;
+
+/// Which op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// a + b
+    Add,
+    /// a - b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b
+    Div,
+}
+
+impl BinaryOp {
+    /// Name and WGSL entry point.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+
+    fn apply<T: Real>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        }
+    }
+}
+
+/// Shader `Params` of binary.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    n: u32,
+    rank: u32,
+    _pad: [u32; 2],
+    shape: [[u32; 4]; 2],
+    a_strides: [[u32; 4]; 2],
+    b_strides: [[u32; 4]; 2],
+}
+
+/// The broadcast output shape, or a panic naming the op and both shapes.
+pub fn out_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
+    shape::broadcast(a, b).unwrap_or_else(|| panic!("{op}: expected broadcastable shapes, got {a:?} and {b:?}"))
+}
+
+// ---- CPU reference ----
+
+/// y = a ∘ b with broadcasting. a: `a_shape`, b: `b_shape` → y: broadcast shape (returned too).
+pub fn cpu_forward<T: Real>(op: BinaryOp, a: &[T], a_shape: &[usize], b: &[T], b_shape: &[usize]) -> (Vec<T>, Vec<usize>) {
+    let out = out_shape(op.name(), a_shape, b_shape);
+    let (sa, sb) = (shape::broadcast_strides(a_shape, &out), shape::broadcast_strides(b_shape, &out));
+    let y = (0..shape::numel(&out))
+        .map(|i| {
+            let c = shape::unravel(i, &out);
+            let ia: usize = c.iter().zip(&sa).map(|(x, s)| x * s).sum();
+            let ib: usize = c.iter().zip(&sb).map(|(x, s)| x * s).sum();
+            op.apply(a[ia], b[ib])
+        })
+        .collect();
+    (y, out)
+}
+
+/// (da, db) from dy (broadcast shape): elementwise derivative times dy, summed over broadcast axes.
+pub fn cpu_backward<T: Real>(op: BinaryOp, a: &[T], a_shape: &[usize], b: &[T], b_shape: &[usize], dy: &[T]) -> (Vec<T>, Vec<T>) {
+    let out = out_shape(op.name(), a_shape, b_shape);
+    let (sa, sb) = (shape::broadcast_strides(a_shape, &out), shape::broadcast_strides(b_shape, &out));
+    let mut da = vec![T::zero(); a.len()];
+    let mut db = vec![T::zero(); b.len()];
+    for (i, &g) in dy.iter().enumerate() {
+        let c = shape::unravel(i, &out);
+        let ia: usize = c.iter().zip(&sa).map(|(x, s)| x * s).sum();
+        let ib: usize = c.iter().zip(&sb).map(|(x, s)| x * s).sum();
+        let (x, y) = (a[ia], b[ib]);
+        let (ga, gb) = match op {
+            BinaryOp::Add => (g, g),
+            BinaryOp::Sub => (g, -g),
+            BinaryOp::Mul => (g * y, g * x),
+            BinaryOp::Div => (g / y, -(g * x) / (y * y)),
+        };
+        da[ia] += ga;
+        db[ib] += gb;
+    }
+    (da, db)
+}
+
+// ---- GPU ----
+
+/// Launches binary.wgsl's `op` entry point: a (a_shape), b (b_shape) → y (broadcast shape).
+pub fn gpu_forward(op: BinaryOp, a: &GpuStorage, a_shape: &[usize], b: &GpuStorage, b_shape: &[usize]) -> (GpuStorage, Vec<usize>) {
+    let out = out_shape(op.name(), a_shape, b_shape);
+    let n = shape::numel(&out);
+    let stride_sets = [
+        shape::broadcast_strides(a_shape, &out),
+        shape::broadcast_strides(b_shape, &out),
+        shape::strides(&out),
+    ];
+    let (dims, st) = shape::collapse(&out, &stride_sets);
+    let p = Params {
+        n: n as u32,
+        rank: dims.len() as u32,
+        _pad: [0; 2],
+        shape: pack8(&dims),
+        a_strides: pack8(&st[0]),
+        b_strides: pack8(&st[1]),
+    };
+    let y = GpuStorage::alloc(a.gpu, n, op.name());
+    let bufs = [a.buffer(), b.buffer(), y.buffer()];
+    launch(a.gpu, &shaders::BINARY, op.name(), &bufs, &p, groups(n, shaders::BINARY.wg));
+    (y, out)
+}
+
+// ---- Autograd ----
+
+/// `a ∘ b` on their (common) device, recorded for backward.
+pub fn apply(op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
+    let (storage, out) = match Tensor::same_device(op.name(), &[a, b]) {
+        Device::Cpu => {
+            let (y, out) = cpu_forward(op, &a.cpu_data(op.name()), a.shape(), &b.cpu_data(op.name()), b.shape());
+            (Tensor::cpu_storage(y), out)
+        }
+        Device::Gpu => {
+            let (y, out) = gpu_forward(op, a.gpu_storage(op.name()), a.shape(), b.gpu_storage(op.name()), b.shape());
+            (Storage::Gpu(y), out)
+        }
+    };
+    let back = BinaryBackward { op, a: a.clone(), b: b.clone() };
+    Tensor::from_op(&out, storage, &[a, b], back)
+}
+
+struct BinaryBackward {
+    op: BinaryOp,
+    a: Tensor,
+    b: Tensor,
+}
+
+impl Backward for BinaryBackward {
+    fn name(&self) -> &'static str {
+        self.op.name()
+    }
+    fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        let (a, b) = (&self.a, &self.b);
+        if dy.device() == Device::Cpu {
+            let name = self.op.name();
+            let (da, db) =
+                cpu_backward(self.op, &a.cpu_data(name), a.shape(), &b.cpu_data(name), b.shape(), &dy.cpu_data(name));
+            return vec![Some(a.new_like(da, a.shape())), Some(b.new_like(db, b.shape()))];
+        }
+        // GPU: compositions of forward ops (recording is off during backward).
+        let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
+        let (da, db) = match self.op {
+            BinaryOp::Add => (need_a.then(|| dy.clone()), need_b.then(|| dy.clone())),
+            BinaryOp::Sub => (need_a.then(|| dy.clone()), need_b.then(|| dy.neg())),
+            BinaryOp::Mul => (need_a.then(|| dy * b), need_b.then(|| dy * a)),
+            BinaryOp::Div => (need_a.then(|| dy / b), need_b.then(|| (&(dy * a) / &(b * b)).neg())),
+        };
+        vec![da.map(|g| g.sum_to(a.shape())), db.map(|g| g.sum_to(b.shape()))]
+    }
+}
+
+impl Tensor {
+    /// `self + other` (broadcasting).
+    pub fn add(&self, other: &Tensor) -> Tensor {
+        apply(BinaryOp::Add, self, other)
+    }
+    /// `self - other` (broadcasting).
+    pub fn sub(&self, other: &Tensor) -> Tensor {
+        apply(BinaryOp::Sub, self, other)
+    }
+    /// `self * other` elementwise (broadcasting).
+    pub fn mul(&self, other: &Tensor) -> Tensor {
+        apply(BinaryOp::Mul, self, other)
+    }
+    /// `self / other` elementwise (broadcasting).
+    pub fn div(&self, other: &Tensor) -> Tensor {
+        apply(BinaryOp::Div, self, other)
+    }
+    /// `-self`.
+    pub fn neg(&self) -> Tensor {
+        unary::apply(Unary::MulScalar(-1.0), self)
+    }
+    /// `self + a`.
+    pub fn add_scalar(&self, a: f32) -> Tensor {
+        unary::apply(Unary::AddScalar(a), self)
+    }
+    /// `self * a`.
+    pub fn mul_scalar(&self, a: f32) -> Tensor {
+        unary::apply(Unary::MulScalar(a), self)
+    }
+    /// `x > 0 ? x : slope * x`.
+    pub fn leaky_relu(&self, slope: f32) -> Tensor {
+        unary::apply(Unary::LeakyRelu(slope), self)
+    }
+    /// Logistic sigmoid.
+    pub fn sigmoid(&self) -> Tensor {
+        unary::apply(Unary::Sigmoid, self)
+    }
+    /// tanh.
+    pub fn tanh(&self) -> Tensor {
+        unary::apply(Unary::Tanh, self)
+    }
+    /// e^x.
+    pub fn exp(&self) -> Tensor {
+        unary::apply(Unary::Exp, self)
+    }
+    /// ln x.
+    pub fn log(&self) -> Tensor {
+        unary::apply(Unary::Log, self)
+    }
+    /// √x.
+    pub fn sqrt(&self) -> Tensor {
+        unary::apply(Unary::Sqrt, self)
+    }
+    /// ln(1 + e^x) (PyTorch Softplus, beta 1, threshold 20).
+    pub fn softplus(&self) -> Tensor {
+        unary::apply(Unary::Softplus, self)
+    }
+}
+
+macro_rules! operator {
+    ($trait:ident, $method:ident, $op:expr) => {
+        impl std::ops::$trait<&Tensor> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                apply($op, self, rhs)
+            }
+        }
+    };
+}
+operator!(Add, add, BinaryOp::Add);
+operator!(Sub, sub, BinaryOp::Sub);
+operator!(Mul, mul, BinaryOp::Mul);
+operator!(Div, div, BinaryOp::Div);
+
+impl std::ops::Neg for &Tensor {
+    type Output = Tensor;
+    fn neg(self) -> Tensor {
+        Tensor::neg(self)
+    }
+}
+
+impl std::ops::Add<f32> for &Tensor {
+    type Output = Tensor;
+    fn add(self, a: f32) -> Tensor {
+        self.add_scalar(a)
+    }
+}
+
+impl std::ops::Mul<f32> for &Tensor {
+    type Output = Tensor;
+    fn mul(self, a: f32) -> Tensor {
+        self.mul_scalar(a)
+    }
+}
+
+// ---- Tests ----
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::{gradcheck, random_vec};
+
+    #[test]
+    fn exact_broadcast_values() {
+        // (2, 1) + (3,) → (2, 3): [[1+10, 1+20, 1+30], [2+10, 2+20, 2+30]]
+        let (y, s) = cpu_forward(BinaryOp::Add, &[1.0f32, 2.0], &[2, 1], &[10.0, 20.0, 30.0], &[3]);
+        assert_eq!(s, vec![2, 3]);
+        assert_eq!(y, vec![11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
+        // d/da of a*b with dy = 1: each a[i] sees b summed over the broadcast axis: 10+20+30 = 60.
+        let (da, db) = cpu_backward(BinaryOp::Mul, &[1.0f32, 2.0], &[2, 1], &[10.0, 20.0, 30.0], &[3], &[1.0; 6]);
+        assert_eq!(da, vec![60.0, 60.0]);
+        assert_eq!(db, vec![3.0, 3.0, 3.0]);
+    }
+
+    #[test]
+    fn gradcheck_f64_every_op_with_broadcasting() {
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
+            for (sa, sb) in [(vec![2, 3, 4], vec![2, 3, 4]), (vec![2, 1, 4], vec![3, 1]), (vec![5], vec![])] {
+                let a = random_vec(shape::numel(&sa), 0.5, 2.0, 3);
+                let b = random_vec(shape::numel(&sb), 0.5, 2.0, 4);
+                let (sa2, sb2) = (sa.clone(), sb.clone());
+                gradcheck(
+                    &format!("{} {sa:?} {sb:?}", op.name()),
+                    &[a, b],
+                    &[],
+                    |i| cpu_forward(op, &i[0], &sa, &i[1], &sb).0,
+                    |i, g| {
+                        let (da, db) = cpu_backward(op, &i[0], &sa2, &i[1], &sb2, g);
+                        vec![da, db]
+                    },
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gradcheck_f64_unary_family() {
+        for op in Unary::ALL {
+            // Positive inputs for log/sqrt; away from leaky_relu's kink; one value above softplus' threshold.
+            let mut x = random_vec(13, 0.2, 3.0, 5);
+            if matches!(op, Unary::LeakyRelu(_) | Unary::Tanh | Unary::Sigmoid) {
+                x.iter_mut().enumerate().for_each(|(i, v)| if i % 2 == 0 { *v = -*v });
+            }
+            if op == Unary::Softplus {
+                x[0] = 25.0;
+            }
+            gradcheck(
+                op.name(),
+                &[x],
+                &[],
+                |i| op.cpu_forward(&i[0]),
+                |i, g| {
+                    let y = op.cpu_forward(&i[0]);
+                    let s = if op.saves_output() { &y } else { &i[0] };
+                    vec![op.cpu_backward(s, g)]
+                },
+            );
+        }
+    }
+}

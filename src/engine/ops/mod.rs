@@ -1,0 +1,47 @@
+//! The op catalogue. Each op lives in one file with its math, CPU reference, GPU launch, autograd hookup and
+//! tests (see `relu.rs`, the tutorial op).
+//!
+//! | op | forward kernel | backward | CPU reference |
+//! | --- | --- | --- | --- |
+//! | relu | relu.wgsl | relu_backward.wgsl | relu::cpu_forward/backward |
+//! | leaky_relu, sigmoid, tanh, exp, log, sqrt, softplus | unary.wgsl `<op>_forward` | unary_backward.wgsl `<op>_backward` | unary::Unary |
+//! | add_scalar, mul_scalar, neg | unary.wgsl | identity / mul_scalar (composition) | unary::Unary |
+//! | add, sub, mul, div (broadcasting) | binary.wgsl | composition: binary ops + sum_to | binary |
+//! | sum, mean, sum_to | reduce_sum.wgsl | expand (copy_strided) | reduce::cpu_sum |
+//! | max over an axis | reduce_max.wgsl | reduce_max_backward.wgsl | reduce::cpu_max |
+//! | matmul (batched, tiled) | matmul.wgsl | two matmuls with transposes | matmul |
+//! | softmax | softmax.wgsl | softmax_backward.wgsl | softmax |
+//! | reshape, permute, transpose, narrow, chunk, expand, cat | copy_strided.wgsl (reshape: none) | the inverse movement / sum_to | movement::cpu_copy_strided |
+//! | index_select | index_select.wgsl | index_select_backward.wgsl | index_select |
+//! | masked_fill | masked_fill.wgsl | masked_fill of dy with 0 | masked_fill |
+//! | dropout (seeded, inverted) | dropout.wgsl | dropout of dy with the same seed | dropout |
+//! | cross_entropy (weights, ignore index) | cross_entropy.wgsl | cross_entropy_backward.wgsl | cross_entropy |
+//!
+//! Every op has an f64 gradient check in its file and a row in `tests/gpu_parity.rs`.
+
+pub mod binary;
+pub mod cross_entropy;
+pub mod dropout;
+pub mod index_select;
+pub mod masked_fill;
+pub mod matmul;
+pub mod movement;
+pub mod reduce;
+pub mod relu;
+pub mod softmax;
+pub mod unary;
+
+/// The `Params` of the simplest kernels: just an element count, padded to 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ParamsN {
+    n: u32,
+    _pad: [u32; 3],
+}
+
+impl ParamsN {
+    /// Params for `n` elements.
+    pub fn new(n: usize) -> Self {
+        ParamsN { n: u32::try_from(n).expect("element count overflows u32"), _pad: [0; 3] }
+    }
+}

@@ -1,0 +1,310 @@
+//! Reductions along axes: sum, mean, max (values; the argmax is saved for backward), and `sum_to` (the
+//! broadcast-undoing reduction every broadcasting backward uses).
+//!
+//! Math, for x viewed as (outer, r, inner) around the reduced axis:
+//! - sum: `y[o, k] = Σ_j x[o, j, k]`; `dx[o, j, k] = dy[o, k]` (backward = expand, a copy; no kernel).
+//! - mean: `sum / r` (a composition: sum, then mul_scalar(1/r)).
+//! - max: `y[o, k] = max_j x[o, j, k]`, `idx[o, k]` = first maximal j; `dx[o, j, k] = dy[o, k]` where
+//!   `j = idx[o, k]`, else 0 (ties: all of the gradient to the first maximum, as torch.max(dim) does).
+//! Several axes are reduced one at a time, innermost first. Kernels: `reduce_sum.wgsl` (also the first pass
+//! of a two-pass sum when a long axis reduces to few outputs), `reduce_max.wgsl`, `reduce_max_backward.wgsl`.
+
+use crate::engine::autograd::Backward;
+use crate::engine::kernel::{groups, launch};
+use crate::engine::pool::PooledBuffer;
+use crate::engine::real::Real;
+use crate::engine::shape;
+use crate::engine::storage::{Device, GpuStorage, Storage};
+use crate::engine::tensor::Tensor;
+use crate::shaders;
+
+/// Shader `Params` of reduce_sum.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SumParams {
+    outer: u32,
+    r: u32,
+    inner: u32,
+    chunk: u32,
+    nchunks: u32,
+    _pad: [u32; 3],
+}
+
+/// Shader `Params` of reduce_max.wgsl and reduce_max_backward.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MaxParams {
+    outer: u32,
+    r: u32,
+    inner: u32,
+    _pad: u32,
+}
+
+/// Axis length above which a sum with few outputs is done in two passes of chunks of this size.
+pub const SUM_CHUNK: usize = 1024;
+
+// ---- CPU reference ----
+
+/// x (outer, r, inner) → Σ over r: (outer, inner).
+pub fn cpu_sum<T: Real>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
+    let mut y = vec![T::zero(); outer * inner];
+    for o in 0..outer {
+        for j in 0..r {
+            for k in 0..inner {
+                y[o * inner + k] += x[(o * r + j) * inner + k];
+            }
+        }
+    }
+    y
+}
+
+/// dy (outer, inner) → dx (outer, r, inner): dy repeated along r.
+pub fn cpu_sum_backward<T: Real>(dy: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
+    let mut dx = vec![T::zero(); outer * r * inner];
+    for o in 0..outer {
+        for j in 0..r {
+            for k in 0..inner {
+                dx[(o * r + j) * inner + k] = dy[o * inner + k];
+            }
+        }
+    }
+    dx
+}
+
+/// x (outer, r, inner) → (max over r, index of the first max), both (outer, inner).
+pub fn cpu_max<T: Real>(x: &[T], outer: usize, r: usize, inner: usize) -> (Vec<T>, Vec<u32>) {
+    let mut y = Vec::with_capacity(outer * inner);
+    let mut idx = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for k in 0..inner {
+            let (mut best, mut arg) = (x[o * r * inner + k], 0u32);
+            for j in 1..r {
+                let v = x[(o * r + j) * inner + k];
+                if v > best {
+                    best = v;
+                    arg = j as u32;
+                }
+            }
+            y.push(best);
+            idx.push(arg);
+        }
+    }
+    (y, idx)
+}
+
+/// dy, idx (outer, inner) → dx (outer, r, inner): dy at the argmax, 0 elsewhere.
+pub fn cpu_max_backward<T: Real>(dy: &[T], idx: &[u32], outer: usize, r: usize, inner: usize) -> Vec<T> {
+    let mut dx = vec![T::zero(); outer * r * inner];
+    for o in 0..outer {
+        for k in 0..inner {
+            dx[(o * r + idx[o * inner + k] as usize) * inner + k] = dy[o * inner + k];
+        }
+    }
+    dx
+}
+
+// ---- GPU ----
+
+fn launch_sum(x: &GpuStorage, outer: usize, r: usize, inner: usize, chunk: usize) -> GpuStorage {
+    let nchunks = r.div_ceil(chunk).max(1);
+    let n = outer * nchunks * inner;
+    let y = GpuStorage::alloc(x.gpu, n, "reduce_sum");
+    let p = SumParams { outer: outer as u32, r: r as u32, inner: inner as u32, chunk: chunk as u32, nchunks: nchunks as u32, _pad: [0; 3] };
+    launch(x.gpu, &shaders::REDUCE_SUM, "reduce_sum", &[x.buffer(), y.buffer()], &p, groups(n, shaders::REDUCE_SUM.wg));
+    y
+}
+
+/// Σ over r of x (outer, r, inner) → (outer, inner). A long axis with few outputs is summed in two passes
+/// (chunks of [`SUM_CHUNK`], then the partial sums) so that more invocations share the work.
+pub fn gpu_sum(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> GpuStorage {
+    if r > 4 * SUM_CHUNK && outer * inner <= 4096 {
+        let partial = launch_sum(x, outer, r, inner, SUM_CHUNK);
+        gpu_sum(&partial, outer, r.div_ceil(SUM_CHUNK), inner)
+    } else {
+        launch_sum(x, outer, r, inner, r.max(1))
+    }
+}
+
+/// Max over r: values (outer, inner) and argmax indices (u32).
+pub fn gpu_max(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> (GpuStorage, PooledBuffer) {
+    let n = outer * inner;
+    let y = GpuStorage::alloc(x.gpu, n, "reduce_max");
+    let idx = PooledBuffer::new(x.gpu, 4 * n as u64);
+    let p = MaxParams { outer: outer as u32, r: r as u32, inner: inner as u32, _pad: 0 };
+    launch(x.gpu, &shaders::REDUCE_MAX, "reduce_max", &[x.buffer(), y.buffer(), idx.buffer()], &p, groups(n, shaders::REDUCE_MAX.wg));
+    (y, idx)
+}
+
+/// Gradient of max: dy, idx (outer, inner) → dx (outer, r, inner).
+pub fn gpu_max_backward(dy: &GpuStorage, idx: &PooledBuffer, outer: usize, r: usize, inner: usize) -> GpuStorage {
+    let n = outer * r * inner;
+    let dx = GpuStorage::alloc(dy.gpu, n, "reduce_max_backward");
+    let p = MaxParams { outer: outer as u32, r: r as u32, inner: inner as u32, _pad: 0 };
+    let bufs = [dy.buffer(), idx.buffer(), dx.buffer()];
+    launch(dy.gpu, &shaders::REDUCE_MAX_BACKWARD, "reduce_max_backward", &bufs, &p, groups(n, shaders::REDUCE_MAX_BACKWARD.wg));
+    dx
+}
+
+// ---- Autograd ----
+
+struct SumBackward(Vec<usize>);
+impl Backward for SumBackward {
+    fn name(&self) -> &'static str {
+        "sum"
+    }
+    fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        // dy has the keepdim shape: repeat it along the reduced axis.
+        vec![Some(dy.expand(&self.0))]
+    }
+}
+
+enum SavedIdx {
+    Cpu(Vec<u32>),
+    Gpu(PooledBuffer),
+}
+
+struct MaxBackward {
+    idx: SavedIdx,
+    in_shape: Vec<usize>,
+    axis: usize,
+}
+impl Backward for MaxBackward {
+    fn name(&self) -> &'static str {
+        "max"
+    }
+    fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        let (o, r, i) = shape::outer_axis_inner(&self.in_shape, self.axis);
+        let storage = match &self.idx {
+            SavedIdx::Cpu(idx) => Tensor::cpu_storage(cpu_max_backward(&dy.cpu_data("max_backward"), idx, o, r, i)),
+            SavedIdx::Gpu(idx) => Storage::Gpu(gpu_max_backward(dy.gpu_storage("max_backward"), idx, o, r, i)),
+        };
+        vec![Some(Tensor::from_storage(&self.in_shape, storage))]
+    }
+}
+
+impl Tensor {
+    /// Sum over one axis, keeping it with size 1.
+    fn sum_axis_keepdim(&self, axis: usize) -> Tensor {
+        let (o, r, i) = shape::outer_axis_inner(self.shape(), axis);
+        let mut out = self.shape().to_vec();
+        out[axis] = 1;
+        let storage = match self.device() {
+            Device::Cpu => Tensor::cpu_storage(cpu_sum(&self.cpu_data("sum"), o, r, i)),
+            Device::Gpu => Storage::Gpu(gpu_sum(self.gpu_storage("sum"), o, r, i)),
+        };
+        Tensor::from_op(&out, storage, &[self], SumBackward(self.shape().to_vec()))
+    }
+
+    /// Sum over `axes` (negative counts from the end); `keepdim` keeps them with size 1.
+    pub fn sum(&self, axes: &[isize], keepdim: bool) -> Tensor {
+        let mut ax: Vec<usize> = axes.iter().map(|&a| shape::norm_axis(a, self.rank(), "sum")).collect();
+        ax.sort_unstable();
+        ax.dedup();
+        let mut y = self.clone();
+        for &a in ax.iter().rev() {
+            y = y.sum_axis_keepdim(a);
+        }
+        if keepdim {
+            y
+        } else {
+            let s: Vec<usize> = (0..self.rank()).filter(|d| !ax.contains(d)).map(|d| self.shape()[d]).collect();
+            y.reshape(&s)
+        }
+    }
+
+    /// Mean over `axes` (sum, then times 1/count).
+    pub fn mean(&self, axes: &[isize], keepdim: bool) -> Tensor {
+        let count: usize = axes.iter().map(|&a| self.shape()[shape::norm_axis(a, self.rank(), "mean")]).product();
+        self.sum(axes, keepdim).mul_scalar(1.0 / count as f32)
+    }
+
+    /// Sum of every element, shape `[]`.
+    pub fn sum_all(&self) -> Tensor {
+        self.reshape(&[self.numel()]).sum(&[0], false)
+    }
+
+    /// Mean of every element, shape `[]`.
+    pub fn mean_all(&self) -> Tensor {
+        self.sum_all().mul_scalar(1.0 / self.numel() as f32)
+    }
+
+    /// Sums a broadcast gradient back to `shape` (the inverse of broadcasting `shape` to `self.shape()`).
+    pub fn sum_to(&self, target: &[usize]) -> Tensor {
+        if self.shape() == target {
+            return self.clone();
+        }
+        let lead = self.rank() - target.len();
+        let axes: Vec<isize> = (0..self.rank())
+            .filter(|&d| d < lead || (target[d - lead] == 1 && self.shape()[d] != 1))
+            .map(|d| d as isize)
+            .collect();
+        self.sum(&axes, true).reshape(target)
+    }
+
+    /// Maximum over one axis (values; the gradient flows to the first maximum).
+    pub fn max(&self, axis: isize, keepdim: bool) -> Tensor {
+        let ax = shape::norm_axis(axis, self.rank(), "max");
+        let (o, r, i) = shape::outer_axis_inner(self.shape(), ax);
+        assert!(r > 0, "max: axis {ax} of {:?} is empty", self.shape());
+        let mut out = self.shape().to_vec();
+        if keepdim {
+            out[ax] = 1;
+        } else {
+            out.remove(ax);
+        }
+        let (storage, idx) = match self.device() {
+            Device::Cpu => {
+                let (y, idx) = cpu_max(&self.cpu_data("max"), o, r, i);
+                (Tensor::cpu_storage(y), SavedIdx::Cpu(idx))
+            }
+            Device::Gpu => {
+                let (y, idx) = gpu_max(self.gpu_storage("max"), o, r, i);
+                (Storage::Gpu(y), SavedIdx::Gpu(idx))
+            }
+        };
+        let back = MaxBackward { idx, in_shape: self.shape().to_vec(), axis: ax };
+        Tensor::from_op(&out, storage, &[self], back)
+    }
+}
+
+// ---- Tests ----
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::{gradcheck, random_vec};
+
+    #[test]
+    fn exact_values() {
+        // x = [[1, 5, 2], [7, 3, 7]] (2, 3): sums over axis 1 = (8, 17); max = (5, 7), first max of row 2 at 0.
+        let x = [1.0f32, 5.0, 2.0, 7.0, 3.0, 7.0];
+        assert_eq!(cpu_sum(&x, 2, 3, 1), vec![8.0, 17.0]);
+        assert_eq!(cpu_max(&x, 2, 3, 1), (vec![5.0, 7.0], vec![1, 0]));
+        let t = Tensor::from_vec(x.to_vec(), &[2, 3], Device::Cpu).requires_grad_();
+        t.max(1, false).sum_all().backward();
+        assert_eq!(t.grad().unwrap().to_vec(), vec![0.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(t.mean(&[0, 1], false).item(), 25.0 / 6.0);
+    }
+
+    #[test]
+    fn gradcheck_f64() {
+        let (o, r, i) = (2, 5, 3);
+        let x = random_vec(o * r * i, -1.0, 1.0, 7);
+        gradcheck("sum", &[x.clone()], &[], |v| cpu_sum(&v[0], o, r, i), |_, g| vec![cpu_sum_backward(g, o, r, i)]);
+        // Max: distinct values, so the argmax does not switch under the ±eps nudge.
+        gradcheck(
+            "max",
+            &[x],
+            &[],
+            |v| cpu_max(&v[0], o, r, i).0,
+            |v, g| vec![cpu_max_backward(g, &cpu_max(&v[0], o, r, i).1, o, r, i)],
+        );
+    }
+
+    #[test]
+    fn sum_to_undoes_broadcasting() {
+        let g = Tensor::ones(&[4, 2, 3], Device::Cpu);
+        assert_eq!(g.sum_to(&[2, 1]).to_vec(), vec![12.0, 12.0]);
+        assert_eq!(g.sum_to(&[3]).to_vec(), vec![8.0, 8.0, 8.0]);
+    }
+}
