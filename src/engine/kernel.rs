@@ -7,7 +7,9 @@
 //! **The 2-D fold, explained once.** WebGPU allows at most 65,535 workgroups per dispatch dimension
 //! (`max_compute_workgroups_per_dimension`). A kernel needing `n` workgroups is dispatched as
 //! `(x, y, 1)` with `x = min(n, max)` and `y = ceil(n / x)`; every shader recovers its linear workgroup index
-//! as `wid.x + wid.y * nwg.x` (`nwg` = `@builtin(num_workgroups)`) and returns early past `n` elements.
+//! as `wid.x + (wid.y + wid.z * nwg.y) * nwg.x` (`nwg` = `@builtin(num_workgroups)`) and returns early past
+//! `n` elements. Only if `y` itself exceeds the limit (never at real sizes: that is 4 · 10^9 workgroups, but
+//! possible when tests force a limit of 2 or 3) does the fold spill into z.
 //! Tests force a tiny limit with [`with_max_workgroups`] so the fold path runs at small sizes.
 
 use std::cell::Cell;
@@ -40,15 +42,19 @@ pub fn max_workgroups_per_dim(gpu: &Gpu) -> u32 {
     FORCED_MAX.with(|m| m.get()).unwrap_or(gpu.limits.max_compute_workgroups_per_dimension)
 }
 
-/// Splits `n` workgroups into a legal `(x, y, 1)` grid (see the module doc).
+/// Splits `n` workgroups into a legal `(x, y, z)` grid (see the module doc).
 pub fn fold(n: u32, max: u32) -> (u32, u32, u32) {
     if n <= max {
-        (n, 1, 1)
-    } else {
-        let y = n.div_ceil(max);
-        assert!(y <= max, "fold: {n} workgroups do not fit in {max} x {max}");
-        (max, y, 1)
+        return (n, 1, 1);
     }
+    let rows = n.div_ceil(max);
+    if rows <= max {
+        return (max, rows, 1);
+    }
+    // z only bounded by WebGPU's guaranteed 65,535: a forced tiny limit applies to x and y.
+    let z = rows.div_ceil(max);
+    assert!(z <= 65535, "fold: {n} workgroups do not fit in {max} x {max} x 65535");
+    (max, max, z)
 }
 
 /// Workgroups needed for `n` invocations of `wg` threads each.
@@ -118,7 +124,8 @@ mod tests {
     fn fold_respects_the_limit() {
         assert_eq!(fold(10, 65535), (10, 1, 1));
         assert_eq!(fold(65536, 65535), (65535, 2, 1));
-        assert_eq!(fold(10, 3), (3, 4, 1));
+        assert_eq!(fold(10, 4), (4, 3, 1));
+        assert_eq!(fold(10, 2), (2, 2, 3));
         assert_eq!(groups(257, 256), 2);
     }
 }

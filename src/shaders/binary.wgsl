@@ -25,7 +25,7 @@ struct Params {
 @group(0) @binding(3) var<uniform>             params: Params;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
+    return (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
 }
 
 // Offsets of output element i in a and b: peel the coordinates off the innermost axis outwards.

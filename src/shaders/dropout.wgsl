@@ -26,7 +26,7 @@ fn pcg_hash(v: u32) -> u32 {
 @compute @workgroup_size(WG)
 fn dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     if (i >= params.n) { return; }
     let keep = pcg_hash(params.seed ^ pcg_hash(i)) >= params.threshold;
     y[i] = select(0.0, x[i] * params.scale, keep);

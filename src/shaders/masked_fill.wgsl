@@ -18,7 +18,7 @@ struct Params { n: u32, value: f32, _pad0: u32, _pad1: u32 }
 @compute @workgroup_size(WG)
 fn masked_fill(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     if (i >= params.n) { return; }
     y[i] = select(x[i], params.value, mask[i] != 0.0);
 }

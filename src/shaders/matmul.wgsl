@@ -51,7 +51,7 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
           @builtin(local_invocation_index) lid: u32) {
     let tiles_m = (params.m + TILE - 1u) / TILE;
     let tiles_n = (params.n + TILE - 1u) / TILE;
-    let wg = wid.x + wid.y * nwg.x;
+    let wg = wid.x + (wid.y + wid.z * nwg.y) * nwg.x;
     // Uniform per workgroup, so returning here does not break the barriers below.
     if (wg >= params.batch * tiles_m * tiles_n) { return; }
     let n0 = (wg % tiles_n) * TILE;

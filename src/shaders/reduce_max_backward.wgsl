@@ -18,7 +18,7 @@ struct Params { outer: u32, r: u32, inner: u32, _pad0: u32 }
 @compute @workgroup_size(WG)
 fn reduce_max_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     if (i >= params.outer * params.r * params.inner) { return; }
     let k = i % params.inner;
     let j = (i / params.inner) % params.r;

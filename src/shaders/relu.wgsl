@@ -3,7 +3,7 @@
 // Math:     y[i] = x[i] if x[i] > 0 else 0
 // Threads:  one invocation per element; WG = 256 invocations per workgroup; ceil(n / WG) workgroups,
 //           folded into (x, y) past 65,535 (see engine/kernel.rs): the linear workgroup index is
-//           wid.x + wid.y * nwg.x, and invocations past n return at once.
+//           wid.x + (wid.y + wid.z * nwg.y) * nwg.x, and invocations past n return at once.
 // Bindings: 0 x (read) (n) | 1 y (read_write) (n) | 2 params (uniform)
 // CPU reference: engine::ops::relu::cpu_forward.  Backward: relu_backward.wgsl.
 
@@ -20,7 +20,7 @@ fn relu(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     // Which element this invocation owns.
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     if (i >= params.n) { return; }
     y[i] = max(x[i], 0.0);
 }

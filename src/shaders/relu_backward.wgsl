@@ -19,7 +19,7 @@ struct Params { n: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     if (i >= params.n) { return; }
     dx[i] = select(0.0, dy[i], x[i] > 0.0);
 }

@@ -24,7 +24,7 @@ struct Params { n: u32, a: f32, _pad0: u32, _pad1: u32 }
 @group(0) @binding(3) var<uniform>             params: Params;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.x + wid.y * nwg.x) * WG + lid;
+    return (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
 }
 
 @compute @workgroup_size(WG)
