@@ -41,7 +41,14 @@ fn mlp_step(device: Device, steps: usize) -> (Vec<f32>, Vec<Vec<f32>>) {
     let l2 = Linear::new(16, 3, true, 2, device);
     let mut params = l1.parameters();
     params.extend(l2.parameters());
-    let mut opt = Adam::new(params.clone(), AdamConfig { lr: 1e-2, weight_decay: 1e-3, ..Default::default() });
+    let mut opt = Adam::new(
+        params.clone(),
+        AdamConfig {
+            lr: 1e-2,
+            weight_decay: 1e-3,
+            ..Default::default()
+        },
+    );
     let x = Tensor::rand_uniform(&[8, 5], -1.0, 1.0, 3, device);
     let t = Tensor::from_vec((0..8).map(|i| (i % 3) as f32).collect(), &[8], device);
     let mut losses = Vec::new();
@@ -65,7 +72,12 @@ fn gpu_training_matches_the_cpu_reference() {
     let (lg, wg) = mlp_step(Device::Gpu, 5);
     assert_close(&lg, &lc, Tol::REDUCE, "MLP losses over 5 Adam steps");
     for (k, (a, b)) in wg.iter().zip(&wc).enumerate() {
-        assert_close(a, b, Tol::REDUCE, &format!("MLP parameter {k} after 5 Adam steps"));
+        assert_close(
+            a,
+            b,
+            Tol::REDUCE,
+            &format!("MLP parameter {k} after 5 Adam steps"),
+        );
     }
     assert!(lg[4] < lg[0], "the loss decreases: {lg:?}");
 }
@@ -82,7 +94,9 @@ fn same_ops_twice_give_bit_identical_results() {
 
 #[test]
 fn memory_stays_flat_over_200_steps_and_pipelines_compile_once() {
-    let Some(gpu) = gpu_or_skip("memory_stays_flat_over_200_steps") else { return };
+    let Some(gpu) = gpu_or_skip("memory_stays_flat_over_200_steps") else {
+        return;
+    };
     let l1 = Linear::new(7, 32, true, 1, Device::Gpu);
     let l2 = Linear::new(32, 4, true, 2, Device::Gpu);
     let mut params = l1.parameters();
@@ -91,7 +105,12 @@ fn memory_stays_flat_over_200_steps_and_pipelines_compile_once() {
     let x = Tensor::rand_uniform(&[16, 7], -1.0, 1.0, 3, Device::Gpu);
     let step = |opt: &mut Adam| {
         opt.zero_grad();
-        let loss = l2.forward(&l1.forward(&x).tanh()).softmax(-1).log().mean_all().neg();
+        let loss = l2
+            .forward(&l1.forward(&x).tanh())
+            .softmax(-1)
+            .log()
+            .mean_all()
+            .neg();
         loss.backward();
         opt.step();
         loss.item()
@@ -112,16 +131,30 @@ fn memory_stays_flat_over_200_steps_and_pipelines_compile_once() {
         stats1.created_buffers - stats0.created_buffers < 50,
         "buffers keep being created: {stats0:?} -> {stats1:?}"
     );
-    assert!(pipelines1 - pipelines0 <= 20, "pipelines recompiled: {pipelines0} -> {pipelines1}");
+    assert!(
+        pipelines1 - pipelines0 <= 20,
+        "pipelines recompiled: {pipelines0} -> {pipelines1}"
+    );
 }
 
 #[test]
 fn a_tensor_over_the_binding_limit_fails_naming_the_op_and_sizes() {
-    let Some(gpu) = gpu_or_skip("a_tensor_over_the_binding_limit") else { return };
+    let Some(gpu) = gpu_or_skip("a_tensor_over_the_binding_limit") else {
+        return;
+    };
     let too_many = gpu.limits.max_storage_buffer_binding_size as usize / 4 + 1;
-    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| GpuStorage::alloc(gpu, too_many, "conv2d"))).err().expect("must panic");
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        GpuStorage::alloc(gpu, too_many, "conv2d")
+    }))
+    .err()
+    .expect("must panic");
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(msg.contains("conv2d") && msg.contains(&format!("{too_many} f32")) && msg.contains("maximum storage binding"), "{msg}");
+    assert!(
+        msg.contains("conv2d")
+            && msg.contains(&format!("{too_many} f32"))
+            && msg.contains("maximum storage binding"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -129,7 +162,11 @@ fn adam_on_the_gpu_matches_the_reference_over_three_steps() {
     if gpu_or_skip("adam_on_the_gpu").is_none() {
         return;
     }
-    let cfg = AdamConfig { lr: 0.01, weight_decay: 0.1, ..Default::default() };
+    let cfg = AdamConfig {
+        lr: 0.01,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
     let mut out = Vec::new();
     for device in [Device::Cpu, Device::Gpu] {
         let p = Tensor::rand_uniform(&[1000], -1.0, 1.0, 9, device).requires_grad_();

@@ -19,16 +19,22 @@ pub struct Array<T> {
 
 fn open(path: &Path) -> Result<npyz::NpyFile<BufReader<std::fs::File>>> {
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let npy = npyz::NpyFile::new(BufReader::new(f)).map_err(|e| Error::format(path, format!("not a valid .npy file: {e}")))?;
+    let npy = npyz::NpyFile::new(BufReader::new(f))
+        .map_err(|e| Error::format(path, format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
-        return Err(Error::format(path, "Fortran-ordered arrays are not supported (save with C order)"));
+        return Err(Error::format(
+            path,
+            "Fortran-ordered arrays are not supported (save with C order)",
+        ));
     }
     Ok(npy)
 }
 
 macro_rules! read_as {
     ($npy:expr, $path:expr, $ty:ty, $conv:expr) => {{
-        let v: Vec<$ty> = $npy.into_vec().map_err(|e| Error::format($path, format!("truncated or unreadable data: {e}")))?;
+        let v: Vec<$ty> = $npy
+            .into_vec()
+            .map_err(|e| Error::format($path, format!("truncated or unreadable data: {e}")))?;
         v.into_iter().map($conv).collect()
     }};
 }
@@ -40,7 +46,12 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<Array<f32>> {
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let ts = match npy.dtype() {
         npyz::DType::Plain(ts) => ts,
-        other => return Err(Error::format(path, format!("unsupported dtype {}", other.descr()))),
+        other => {
+            return Err(Error::format(
+                path,
+                format!("unsupported dtype {}", other.descr()),
+            ))
+        }
     };
     let code = ts.to_string();
     let kind_size = code.trim_start_matches(['<', '>', '|', '=']).to_string();
@@ -60,7 +71,13 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<Array<f32>> {
     };
     let expected: usize = shape.iter().product();
     if data.len() != expected {
-        return Err(Error::format(path, format!("expected {expected} values for shape {shape:?}, found {}", data.len())));
+        return Err(Error::format(
+            path,
+            format!(
+                "expected {expected} values for shape {shape:?}, found {}",
+                data.len()
+            ),
+        ));
     }
     Ok(Array { shape, data })
 }
@@ -69,12 +86,21 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<Array<f32>> {
 /// so an interrupted write never leaves a truncated file).
 pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()> {
     let path = path.as_ref();
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "write_f32: shape {shape:?} does not match {} values", data.len());
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "write_f32: shape {shape:?} does not match {} values",
+        data.len()
+    );
     let tmp = path.with_extension("npy.tmp");
     let write = || -> std::io::Result<()> {
         let f = std::fs::File::create(&tmp)?;
         let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let mut w = npyz::WriteOptions::<f32>::new().default_dtype().shape(&shape64).writer(BufWriter::new(f)).begin_nd()?;
+        let mut w = npyz::WriteOptions::<f32>::new()
+            .default_dtype()
+            .shape(&shape64)
+            .writer(BufWriter::new(f))
+            .begin_nd()?;
         w.extend(data.iter().copied())?;
         w.finish()
     };

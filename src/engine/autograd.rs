@@ -60,14 +60,23 @@ impl Tensor {
     /// Back-propagates from this one-element tensor (d self / d self = 1) and accumulates the gradients of
     /// every leaf that requires one into its `.grad()`.
     pub fn backward(&self) {
-        assert_eq!(self.numel(), 1, "backward: expected a one-element tensor, got shape {:?}", self.shape());
+        assert_eq!(
+            self.numel(),
+            1,
+            "backward: expected a one-element tensor, got shape {:?}",
+            self.shape()
+        );
         let seed = Tensor::ones(self.shape(), self.device());
         self.backward_with(seed);
     }
 
     /// Back-propagates an explicit output gradient `grad` (same shape as `self`).
     pub fn backward_with(&self, grad: Tensor) {
-        assert_eq!(grad.shape(), self.shape(), "backward_with: gradient shape mismatch");
+        assert_eq!(
+            grad.shape(),
+            self.shape(),
+            "backward_with: gradient shape mismatch"
+        );
         if !self.requires_grad() {
             panic!("backward: this tensor does not require a gradient (no parameter or input reached it)");
         }
@@ -77,7 +86,9 @@ impl Tensor {
             grads.insert(self.id(), grad);
             let mut leaves: Vec<Tensor> = Vec::new();
             for t in order.iter().rev() {
-                let Some(g) = grads.remove(&t.id()) else { continue };
+                let Some(g) = grads.remove(&t.id()) else {
+                    continue;
+                };
                 match t.node() {
                     None => {
                         leaves.push(t.clone());
@@ -85,7 +96,12 @@ impl Tensor {
                     }
                     Some(node) => {
                         let gs = node.backward.backward(&g);
-                        assert_eq!(gs.len(), node.inputs.len(), "{}: backward returned a wrong count", node.backward.name());
+                        assert_eq!(
+                            gs.len(),
+                            node.inputs.len(),
+                            "{}: backward returned a wrong count",
+                            node.backward.name()
+                        );
                         for (input, gi) in node.inputs.iter().zip(gs) {
                             let Some(gi) = gi else { continue };
                             if !input.requires_grad() {

@@ -50,12 +50,18 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
-        Error::Io { path: path.into(), message: e.to_string() }
+        Error::Io {
+            path: path.into(),
+            message: e.to_string(),
+        }
     }
 
     /// A format error in `path`.
     pub fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), message: message.into() }
+        Error::Format {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -45,7 +45,9 @@ impl AdapterSummary {
             name: info.name.clone(),
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
         }
     }
 }
@@ -144,9 +146,13 @@ impl Gpu {
     fn create() -> Result<Gpu> {
         let instance = new_instance();
         let adapters = pollster::block_on(instance.enumerate_adapters(backends_from_env()));
-        let summaries: Vec<AdapterSummary> =
-            adapters.iter().map(|a| AdapterSummary::of(&a.get_info())).collect();
-        let wanted = std::env::var("SITSGPU_ADAPTER").ok().filter(|s| !s.is_empty());
+        let summaries: Vec<AdapterSummary> = adapters
+            .iter()
+            .map(|a| AdapterSummary::of(&a.get_info()))
+            .collect();
+        let wanted = std::env::var("SITSGPU_ADAPTER")
+            .ok()
+            .filter(|s| !s.is_empty());
         let (index, reason) = Gpu::choose(&summaries, wanted.as_deref())?;
         let adapter = &adapters[index];
         // The adapter's own limits: on real GPUs these are far above the WebGPU defaults
@@ -189,21 +195,26 @@ impl Gpu {
             modules
                 .entry(shader.name)
                 .or_insert_with(|| {
-                    Arc::new(self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(shader.name),
-                        source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                    }))
+                    Arc::new(
+                        self.device
+                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                                label: Some(shader.name),
+                                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                            }),
+                    )
                 })
                 .clone()
         };
-        let pipeline = Arc::new(self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        }));
+        let pipeline = Arc::new(self.device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            },
+        ));
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         pipeline
     }
@@ -217,9 +228,10 @@ impl Gpu {
     pub fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let mut p = self.pending.lock().unwrap();
         let enc = p.encoder.get_or_insert_with(|| {
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("sitsgpu pending"),
-            })
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("sitsgpu pending"),
+                })
         });
         f(enc);
         p.launches += 1;
@@ -270,7 +282,10 @@ impl Gpu {
         rx.recv()
             .expect("map callback dropped")
             .expect("mapping the readback buffer failed");
-        let out = staging.get_mapped_range(..).expect("mapped readback range").to_vec();
+        let out = staging
+            .get_mapped_range(..)
+            .expect("mapped readback range")
+            .to_vec();
         staging.unmap();
         out
     }
@@ -282,11 +297,13 @@ impl Gpu {
             return;
         }
         use wgpu::util::DeviceExt;
-        let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("sitsgpu upload staging"),
-            contents: data,
-            usage: wgpu::BufferUsages::COPY_SRC,
-        });
+        let staging = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("sitsgpu upload staging"),
+                contents: data,
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
         let n = data.len() as u64;
         self.record(|enc| enc.copy_buffer_to_buffer(&staging, 0, buffer, 0, n));
     }

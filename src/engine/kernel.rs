@@ -39,7 +39,9 @@ pub fn with_max_workgroups<R>(max: u32, f: impl FnOnce() -> R) -> R {
 
 /// The per-dimension limit in force on this thread.
 pub fn max_workgroups_per_dim(gpu: &Gpu) -> u32 {
-    FORCED_MAX.with(|m| m.get()).unwrap_or(gpu.limits.max_compute_workgroups_per_dimension)
+    FORCED_MAX
+        .with(|m| m.get())
+        .unwrap_or(gpu.limits.max_compute_workgroups_per_dimension)
 }
 
 /// Splits `n` workgroups into a legal `(x, y, z)` grid (see the module doc).
@@ -53,7 +55,10 @@ pub fn fold(n: u32, max: u32) -> (u32, u32, u32) {
     }
     // z only bounded by WebGPU's guaranteed 65,535: a forced tiny limit applies to x and y.
     let z = rows.div_ceil(max);
-    assert!(z <= 65535, "fold: {n} workgroups do not fit in {max} x {max} x 65535");
+    assert!(
+        z <= 65535,
+        "fold: {n} workgroups do not fit in {max} x {max} x 65535"
+    );
     (max, max, z)
 }
 
@@ -65,22 +70,37 @@ pub fn groups(n: usize, wg: u32) -> u32 {
 /// Records one dispatch of `entry` from `shader` over `workgroups` (linear count, folded as needed), with
 /// `buffers` at bindings 0..n and `params` as the uniform at binding n. Nothing is launched for 0
 /// workgroups (empty tensors).
-pub fn launch<P: Pod>(gpu: &Gpu, shader: &Shader, entry: &'static str, buffers: &[&wgpu::Buffer], params: &P, workgroups: u32) {
+pub fn launch<P: Pod>(
+    gpu: &Gpu,
+    shader: &Shader,
+    entry: &'static str,
+    buffers: &[&wgpu::Buffer],
+    params: &P,
+    workgroups: u32,
+) {
     if workgroups == 0 {
         return;
     }
     let pipeline = gpu.pipeline(shader, entry);
-    let uniform = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(entry),
-        contents: bytemuck::bytes_of(params),
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
+    let uniform = gpu
+        .device
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(entry),
+            contents: bytemuck::bytes_of(params),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
     let mut entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: b.as_entire_binding(),
+        })
         .collect();
-    entries.push(wgpu::BindGroupEntry { binding: buffers.len() as u32, resource: uniform.as_entire_binding() });
+    entries.push(wgpu::BindGroupEntry {
+        binding: buffers.len() as u32,
+        resource: uniform.as_entire_binding(),
+    });
     let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(entry),
         layout: &pipeline.get_bind_group_layout(0),
@@ -88,7 +108,10 @@ pub fn launch<P: Pod>(gpu: &Gpu, shader: &Shader, entry: &'static str, buffers: 
     });
     let (x, y, z) = fold(workgroups, max_workgroups_per_dim(gpu));
     gpu.record(|enc| {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(entry),
+            timestamp_writes: None,
+        });
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(x, y, z);
@@ -108,7 +131,11 @@ pub const MAX_RANK: usize = 8;
 
 /// Packs up to 8 sizes/strides into `[[u32; 4]; 2]`, right-aligned is NOT applied: axis d goes to slot d.
 pub fn pack8(v: &[usize]) -> [[u32; 4]; 2] {
-    assert!(v.len() <= MAX_RANK, "pack8: rank {} exceeds {MAX_RANK}", v.len());
+    assert!(
+        v.len() <= MAX_RANK,
+        "pack8: rank {} exceeds {MAX_RANK}",
+        v.len()
+    );
     let mut out = [[0u32; 4]; 2];
     for (d, &x) in v.iter().enumerate() {
         out[d / 4][d % 4] = u32::try_from(x).expect("pack8: value overflows u32");

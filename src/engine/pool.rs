@@ -105,7 +105,11 @@ impl PooledBuffer {
     /// Takes a buffer of at least `bytes` bytes from `gpu`'s pool.
     pub fn new(gpu: &'static crate::engine::gpu::Gpu, bytes: u64) -> Self {
         let (buf, size) = gpu.pool.take(&gpu.device, bytes);
-        PooledBuffer { buf: Some(buf), size, pool: &gpu.pool }
+        PooledBuffer {
+            buf: Some(buf),
+            size,
+            pool: &gpu.pool,
+        }
     }
 
     /// The wgpu buffer.

@@ -23,8 +23,16 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
     let mut out = vec![0; r];
     for i in 0..r {
-        let da = if i < r - a.len() { 1 } else { a[i - (r - a.len())] };
-        let db = if i < r - b.len() { 1 } else { b[i - (r - b.len())] };
+        let da = if i < r - a.len() {
+            1
+        } else {
+            a[i - (r - a.len())]
+        };
+        let db = if i < r - b.len() {
+            1
+        } else {
+            b[i - (r - b.len())]
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -38,24 +46,40 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 /// Strides that read a tensor of shape `from` as if it had the (broadcast) shape `to`: 0 on the axes where
 /// `from` has size 1 (or is missing on the left).
 pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Vec<usize> {
-    assert!(from.len() <= to.len(), "broadcast_strides: {from:?} has more axes than {to:?}");
+    assert!(
+        from.len() <= to.len(),
+        "broadcast_strides: {from:?} has more axes than {to:?}"
+    );
     let s = strides(from);
     let off = to.len() - from.len();
     (0..to.len())
-        .map(|i| if i < off || from[i - off] == 1 { 0 } else { s[i - off] })
+        .map(|i| {
+            if i < off || from[i - off] == 1 {
+                0
+            } else {
+                s[i - off]
+            }
+        })
         .collect()
 }
 
 /// `axis` as a non-negative index (negative counts from the end, as in PyTorch). Panics when out of range.
 pub fn norm_axis(axis: isize, rank: usize, op: &str) -> usize {
     let a = if axis < 0 { axis + rank as isize } else { axis };
-    assert!(a >= 0 && (a as usize) < rank, "{op}: axis {axis} out of range for rank {rank}");
+    assert!(
+        a >= 0 && (a as usize) < rank,
+        "{op}: axis {axis} out of range for rank {rank}"
+    );
     a as usize
 }
 
 /// The (outer, n, inner) sizes of `shape` around `axis`: element (o, i, k) sits at `(o * n + i) * inner + k`.
 pub fn outer_axis_inner(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (numel(&shape[..axis]), shape[axis], numel(&shape[axis + 1..]))
+    (
+        numel(&shape[..axis]),
+        shape[axis],
+        numel(&shape[axis + 1..]),
+    )
 }
 
 /// Row-major coordinates of flat index `i` in `shape`.

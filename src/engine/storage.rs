@@ -39,13 +39,16 @@ impl GpuStorage {
     /// would exceed the device's maximum storage binding (`op` names who asked).
     pub fn alloc(gpu: &'static Gpu, numel: usize, op: &str) -> Self {
         let bytes = 4 * numel as u64;
-        let max = gpu.limits.max_storage_buffer_binding_size as u64;
+        let max = gpu.limits.max_storage_buffer_binding_size;
         assert!(
             bytes <= max.min(gpu.limits.max_buffer_size),
             "{op}: a tensor of {numel} f32 ({bytes} bytes) exceeds this adapter's maximum storage binding \
              ({max} bytes); use a smaller batch or tile size"
         );
-        GpuStorage { buf: PooledBuffer::new(gpu, bytes), gpu }
+        GpuStorage {
+            buf: PooledBuffer::new(gpu, bytes),
+            gpu,
+        }
     }
 
     /// The wgpu buffer.

@@ -46,7 +46,12 @@ impl std::fmt::Debug for Tensor {
 }
 
 impl Tensor {
-    fn wrap(shape: Vec<usize>, storage: Arc<Storage>, node: Option<Arc<Node>>, requires_grad: bool) -> Self {
+    fn wrap(
+        shape: Vec<usize>,
+        storage: Arc<Storage>,
+        node: Option<Arc<Node>>,
+        requires_grad: bool,
+    ) -> Self {
         Tensor(Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             shape,
@@ -69,7 +74,8 @@ impl Tensor {
         let storage = match device {
             Device::Cpu => Storage::Cpu(RwLock::new(data)),
             Device::Gpu => {
-                let gpu = Gpu::get().unwrap_or_else(|e| panic!("Tensor::from_vec on Device::Gpu: {e}"));
+                let gpu =
+                    Gpu::get().unwrap_or_else(|e| panic!("Tensor::from_vec on Device::Gpu: {e}"));
                 let g = GpuStorage::alloc(gpu, data.len(), "Tensor::from_vec");
                 gpu.write_buffer(g.buffer(), bytemuck::cast_slice(&data));
                 Storage::Gpu(g)
@@ -88,7 +94,8 @@ impl Tensor {
         match device {
             Device::Cpu => Tensor::full(shape, 0.0, device),
             Device::Gpu => {
-                let gpu = Gpu::get().unwrap_or_else(|e| panic!("Tensor::zeros on Device::Gpu: {e}"));
+                let gpu =
+                    Gpu::get().unwrap_or_else(|e| panic!("Tensor::zeros on Device::Gpu: {e}"));
                 let n = shape::numel(shape);
                 let g = GpuStorage::alloc(gpu, n, "Tensor::zeros");
                 let bytes = (4 * n as u64).div_ceil(4) * 4;
@@ -113,7 +120,9 @@ impl Tensor {
     /// Uniform values in `[lo, hi)` from a seeded generator (same values on every machine).
     pub fn rand_uniform(shape: &[usize], lo: f32, hi: f32, seed: u64, device: Device) -> Tensor {
         let mut rng = crate::engine::rng::Rng::new(seed);
-        let data = (0..shape::numel(shape)).map(|_| lo + (hi - lo) * rng.next_f32()).collect();
+        let data = (0..shape::numel(shape))
+            .map(|_| lo + (hi - lo) * rng.next_f32())
+            .collect();
         Tensor::from_vec(data, shape, device)
     }
 
@@ -124,11 +133,24 @@ impl Tensor {
 
     /// The output of an op: records an autograd node when gradients are being recorded and some input
     /// requires a gradient; otherwise a plain tensor.
-    pub fn from_op(shape: &[usize], storage: Storage, inputs: &[&Tensor], backward: impl Backward + 'static) -> Tensor {
+    pub fn from_op(
+        shape: &[usize],
+        storage: Storage,
+        inputs: &[&Tensor],
+        backward: impl Backward + 'static,
+    ) -> Tensor {
         let record = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         if record {
-            let node = Node { backward: Box::new(backward), inputs: inputs.iter().map(|t| (*t).clone()).collect() };
-            Tensor::wrap(shape.to_vec(), Arc::new(storage), Some(Arc::new(node)), true)
+            let node = Node {
+                backward: Box::new(backward),
+                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+            };
+            Tensor::wrap(
+                shape.to_vec(),
+                Arc::new(storage),
+                Some(Arc::new(node)),
+                true,
+            )
         } else {
             Tensor::from_storage(shape, storage)
         }
@@ -142,14 +164,31 @@ impl Tensor {
         if !record {
             return self.clone();
         }
-        let node = Node { backward: Box::new(backward), inputs: inputs.iter().map(|t| (*t).clone()).collect() };
-        Tensor::wrap(self.0.shape.clone(), self.0.storage.clone(), Some(Arc::new(node)), true)
+        let node = Node {
+            backward: Box::new(backward),
+            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+        };
+        Tensor::wrap(
+            self.0.shape.clone(),
+            self.0.storage.clone(),
+            Some(Arc::new(node)),
+            true,
+        )
     }
 
     /// A view with another shape and the same storage and autograd history (used by reshape).
-    pub(crate) fn with_shape_sharing(&self, shape: &[usize], backward: impl Backward + 'static) -> Tensor {
+    pub(crate) fn with_shape_sharing(
+        &self,
+        shape: &[usize],
+        backward: impl Backward + 'static,
+    ) -> Tensor {
         let record = autograd::is_grad_enabled() && self.requires_grad();
-        let node = record.then(|| Arc::new(Node { backward: Box::new(backward), inputs: vec![self.clone()] }));
+        let node = record.then(|| {
+            Arc::new(Node {
+                backward: Box::new(backward),
+                inputs: vec![self.clone()],
+            })
+        });
         Tensor::wrap(shape.to_vec(), self.0.storage.clone(), node, record)
     }
 
@@ -203,7 +242,12 @@ impl Tensor {
 
     /// The single value of a one-element tensor.
     pub fn item(&self) -> f32 {
-        assert_eq!(self.numel(), 1, "item: expected one element, got shape {:?}", self.shape());
+        assert_eq!(
+            self.numel(),
+            1,
+            "item: expected one element, got shape {:?}",
+            self.shape()
+        );
         self.to_vec()[0]
     }
 
@@ -256,7 +300,12 @@ impl Tensor {
     pub fn same_device(op: &str, ts: &[&Tensor]) -> Device {
         let d = ts[0].device();
         for t in ts {
-            assert_eq!(t.device(), d, "{op}: expected every input on {d:?}, got one on {:?}", t.device());
+            assert_eq!(
+                t.device(),
+                d,
+                "{op}: expected every input on {d:?}, got one on {:?}",
+                t.device()
+            );
         }
         d
     }

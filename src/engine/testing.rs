@@ -20,15 +20,27 @@ impl Tol {
     pub const EXACT: Tol = Tol { abs: 0.0, rel: 0.0 };
     /// One GPU elementwise op vs the f32 CPU reference: both round once per operation, but GPU `exp`, `log`,
     /// `tanh` are only required to be accurate to a few ulp by WGSL, hence 1e-5 and not 1e-7.
-    pub const KERNEL: Tol = Tol { abs: 1e-5, rel: 1e-5 };
+    pub const KERNEL: Tol = Tol {
+        abs: 1e-5,
+        rel: 1e-5,
+    };
     /// One GPU reduction (sum, matmul, softmax, norm) vs the CPU: the GPU sums in another order (tree or
     /// tiles), so rounding differs by about sqrt(n) ulp of the partial sums.
-    pub const REDUCE: Tol = Tol { abs: 1e-4, rel: 1e-4 };
+    pub const REDUCE: Tol = Tol {
+        abs: 1e-4,
+        rel: 1e-4,
+    };
     /// A whole model on the GPU vs the CPU reference or PyTorch: thousands of ops, errors compound
     /// (llm.c accepts 1e-2 over GPT-2; our models are smaller).
-    pub const MODEL: Tol = Tol { abs: 1e-3, rel: 1e-3 };
+    pub const MODEL: Tol = Tol {
+        abs: 1e-3,
+        rel: 1e-3,
+    };
     /// f64 analytic gradient vs f64 central differences (eps 1e-6): truncation ~1e-12, rounding ~1e-10.
-    pub const GRADCHECK: Tol = Tol { abs: 1e-7, rel: 1e-6 };
+    pub const GRADCHECK: Tol = Tol {
+        abs: 1e-7,
+        rel: 1e-6,
+    };
 }
 
 /// Compares `actual` with `expected`; panics naming `what`, the worst index, both values, the max abs and rel
@@ -41,19 +53,33 @@ pub fn assert_close(actual: &[f32], expected: &[f32], tol: Tol, what: &str) {
 
 /// [`assert_close`] for f64 data.
 pub fn assert_close_f64(actual: &[f64], expected: &[f64], tol: Tol, what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length {} vs expected {}", actual.len(), expected.len());
+    assert_eq!(
+        actual.len(),
+        expected.len(),
+        "{what}: length {} vs expected {}",
+        actual.len(),
+        expected.len()
+    );
     let mut worst = (0usize, 0.0f64);
     let mut max_abs = 0.0f64;
     let mut max_rel = 0.0f64;
     let mut fails = Vec::new();
     for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
         let d = (a - e).abs();
-        let bad = if a.is_nan() || e.is_nan() { a.is_nan() != e.is_nan() } else { d > tol.abs + tol.rel * e.abs() || (a.is_infinite() && a != e) };
+        let bad = if a.is_nan() || e.is_nan() {
+            a.is_nan() != e.is_nan()
+        } else {
+            d > tol.abs + tol.rel * e.abs() || (a.is_infinite() && a != e)
+        };
         if d.is_finite() {
             max_abs = max_abs.max(d);
             max_rel = max_rel.max(d / e.abs().max(1e-30));
         }
-        let excess = if d.is_finite() { d - tol.rel * e.abs() } else { f64::INFINITY };
+        let excess = if d.is_finite() {
+            d - tol.rel * e.abs()
+        } else {
+            f64::INFINITY
+        };
         if bad {
             if fails.len() < 5 {
                 fails.push(format!("[{i}] {a} vs {e}"));
@@ -79,7 +105,10 @@ pub fn assert_close_f64(actual: &[f64], expected: &[f64], tol: Tol, what: &str) 
 
 /// Max |a - e| (reported in test lines).
 pub fn max_abs_diff(a: &[f32], e: &[f32]) -> f64 {
-    a.iter().zip(e).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(e)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Random values in `[lo, hi)`, seeded.
@@ -110,7 +139,11 @@ pub fn gradcheck(
         if skip.contains(&k) {
             continue;
         }
-        assert_eq!(analytic[k].len(), input.len(), "{what}: gradient of input {k} has the wrong length");
+        assert_eq!(
+            analytic[k].len(),
+            input.len(),
+            "{what}: gradient of input {k} has the wrong length"
+        );
         let mut numeric = vec![0.0; input.len()];
         let mut x = inputs.to_vec();
         for i in 0..input.len() {
@@ -122,7 +155,12 @@ pub fn gradcheck(
             x[k][i] = orig;
             numeric[i] = (lp - lm) / (2.0 * eps);
         }
-        assert_close_f64(&analytic[k], &numeric, Tol::GRADCHECK, &format!("{what}: d/d input {k}"));
+        assert_close_f64(
+            &analytic[k],
+            &numeric,
+            Tol::GRADCHECK,
+            &format!("{what}: d/d input {k}"),
+        );
     }
 }
 
@@ -132,7 +170,10 @@ pub fn gpu_or_skip(test: &str) -> Option<&'static Gpu> {
     match Gpu::get() {
         Ok(g) => Some(g),
         Err(e) => {
-            if std::env::var("SITSGPU_REQUIRE_GPU").map(|v| v == "1").unwrap_or(false) {
+            if std::env::var("SITSGPU_REQUIRE_GPU")
+                .map(|v| v == "1")
+                .unwrap_or(false)
+            {
                 panic!("{test}: SITSGPU_REQUIRE_GPU=1 but no GPU: {e}");
             }
             eprintln!("!!!!! SKIPPED {test}: no GPU adapter ({e}); see README § GPU !!!!!");

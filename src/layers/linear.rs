@@ -14,10 +14,21 @@ pub struct Linear {
 
 impl Linear {
     /// A layer with PyTorch's default initialisation from `seed`.
-    pub fn new(in_features: usize, out_features: usize, bias: bool, seed: u64, device: Device) -> Self {
+    pub fn new(
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+        seed: u64,
+        device: Device,
+    ) -> Self {
         let bound = 1.0 / (in_features as f32).sqrt();
-        let weight = Tensor::rand_uniform(&[out_features, in_features], -bound, bound, seed, device).requires_grad_();
-        let bias = bias.then(|| Tensor::rand_uniform(&[out_features], -bound, bound, seed ^ 0xB1A5, device).requires_grad_());
+        let weight =
+            Tensor::rand_uniform(&[out_features, in_features], -bound, bound, seed, device)
+                .requires_grad_();
+        let bias = bias.then(|| {
+            Tensor::rand_uniform(&[out_features], -bound, bound, seed ^ 0xB1A5, device)
+                .requires_grad_()
+        });
         Linear { weight, bias }
     }
 
@@ -25,7 +36,12 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let (o, i) = (self.weight.shape()[0], self.weight.shape()[1]);
         let lead: Vec<usize> = x.shape()[..x.rank() - 1].to_vec();
-        assert_eq!(x.shape().last(), Some(&i), "Linear: expected input (..., {i}), got {:?}", x.shape());
+        assert_eq!(
+            x.shape().last(),
+            Some(&i),
+            "Linear: expected input (..., {i}), got {:?}",
+            x.shape()
+        );
         let x2 = x.reshape(&[x.numel() / i.max(1), i]);
         let mut y = x2.matmul(&self.weight.transpose(0, 1));
         if let Some(b) = &self.bias {
@@ -59,7 +75,11 @@ mod tests {
         // (3, 4) · (2, -1) + 0.5 = 6 - 4 + 0.5 = 2.5
         let y = l.forward(&Tensor::from_vec(vec![3.0, 4.0], &[1, 2], Device::Cpu));
         assert_eq!(y.to_vec(), vec![2.5]);
-        let names: Vec<String> = l.named_parameters("fc.").into_iter().map(|(n, _)| n).collect();
+        let names: Vec<String> = l
+            .named_parameters("fc.")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(names, vec!["fc.weight", "fc.bias"]);
     }
 }

@@ -17,6 +17,9 @@ pub trait Module {
 
     /// The parameters, in `named_parameters` order.
     fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters("").into_iter().map(|(_, t)| t).collect()
+        self.named_parameters("")
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 }

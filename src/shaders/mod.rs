@@ -54,16 +54,41 @@ shader!(BINARY, "binary", ops::binary::Params, 4);
 shader!(COPY_STRIDED, "copy_strided", ops::movement::Params, 3);
 shader!(REDUCE_SUM, "reduce_sum", ops::reduce::SumParams, 3);
 shader!(REDUCE_MAX, "reduce_max", ops::reduce::MaxParams, 4);
-shader!(REDUCE_MAX_BACKWARD, "reduce_max_backward", ops::reduce::MaxParams, 4);
+shader!(
+    REDUCE_MAX_BACKWARD,
+    "reduce_max_backward",
+    ops::reduce::MaxParams,
+    4
+);
 shader!(SOFTMAX, "softmax", ops::softmax::Params, 3);
-shader!(SOFTMAX_BACKWARD, "softmax_backward", ops::softmax::Params, 4);
+shader!(
+    SOFTMAX_BACKWARD,
+    "softmax_backward",
+    ops::softmax::Params,
+    4
+);
 shader!(MATMUL, "matmul", ops::matmul::Params, 4);
 shader!(INDEX_SELECT, "index_select", ops::index_select::Params, 4);
-shader!(INDEX_SELECT_BACKWARD, "index_select_backward", ops::index_select::Params, 4);
+shader!(
+    INDEX_SELECT_BACKWARD,
+    "index_select_backward",
+    ops::index_select::Params,
+    4
+);
 shader!(MASKED_FILL, "masked_fill", ops::masked_fill::Params, 4);
 shader!(DROPOUT, "dropout", ops::dropout::Params, 3);
-shader!(CROSS_ENTROPY, "cross_entropy", ops::cross_entropy::Params, 6);
-shader!(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward", ops::cross_entropy::Params, 6);
+shader!(
+    CROSS_ENTROPY,
+    "cross_entropy",
+    ops::cross_entropy::Params,
+    6
+);
+shader!(
+    CROSS_ENTROPY_BACKWARD,
+    "cross_entropy_backward",
+    ops::cross_entropy::Params,
+    6
+);
 shader!(ADAM, "adam", crate::train::adam::Params, 5);
 
 /// Every registered shader.
@@ -95,13 +120,24 @@ mod tests {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
 
     fn parse(s: &Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-        let module = naga::front::wgsl::parse_str(s.source)
-            .unwrap_or_else(|e| panic!("{}.wgsl does not parse:\n{}", s.name, e.emit_to_string(s.source)));
+        let module = naga::front::wgsl::parse_str(s.source).unwrap_or_else(|e| {
+            panic!(
+                "{}.wgsl does not parse:\n{}",
+                s.name,
+                e.emit_to_string(s.source)
+            )
+        });
         // Minimal capabilities: plain f32 compute needs none, so a shader that silently needs f64, f16 or
         // subgroups fails here rather than on a user's machine.
         let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
             .validate(&module)
-            .unwrap_or_else(|e| panic!("{}.wgsl does not validate:\n{}", s.name, e.emit_to_string(s.source)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}.wgsl does not validate:\n{}",
+                    s.name,
+                    e.emit_to_string(s.source)
+                )
+            });
         (module, info)
     }
 
@@ -134,13 +170,17 @@ mod tests {
             .unwrap()
             .filter_map(|e| {
                 let p = e.unwrap().path();
-                (p.extension()? == "wgsl").then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+                (p.extension()? == "wgsl")
+                    .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
             })
             .collect();
         files.sort();
         let mut registered: Vec<String> = ALL.iter().map(|s| s.name.to_string()).collect();
         registered.sort();
-        assert_eq!(files, registered, "src/shaders/*.wgsl and shaders::ALL differ");
+        assert_eq!(
+            files, registered,
+            "src/shaders/*.wgsl and shaders::ALL differ"
+        );
     }
 
     #[test]
@@ -149,7 +189,13 @@ mod tests {
             let (module, info) = parse(s);
             // Workgroup size of every entry point = Shader::wg.
             for ep in &module.entry_points {
-                assert_eq!(ep.workgroup_size, [s.wg, 1, 1], "{}::{}: workgroup size", s.name, ep.name);
+                assert_eq!(
+                    ep.workgroup_size,
+                    [s.wg, 1, 1],
+                    "{}::{}: workgroup size",
+                    s.name,
+                    ep.name
+                );
             }
             // Params span = size_of Rust Params.
             let params = module
@@ -161,8 +207,17 @@ mod tests {
                 naga::TypeInner::Struct { span, .. } => span as usize,
                 _ => panic!("{}: Params is not a struct", s.name),
             };
-            assert_eq!(span, s.params_bytes, "{}: WGSL Params is {span} bytes, Rust Params {}", s.name, s.params_bytes);
-            assert_eq!(span % 16, 0, "{}: Params must be padded to 16 bytes", s.name);
+            assert_eq!(
+                span, s.params_bytes,
+                "{}: WGSL Params is {span} bytes, Rust Params {}",
+                s.name, s.params_bytes
+            );
+            assert_eq!(
+                span % 16,
+                0,
+                "{}: Params must be padded to 16 bytes",
+                s.name
+            );
             // Bindings 0..n-1 storage, n-1 the uniform `params`; all in group 0.
             let mut globals: Vec<(u32, naga::AddressSpace, String)> = module
                 .global_variables
@@ -175,13 +230,30 @@ mod tests {
                 .collect();
             globals.sort_by_key(|g| g.0);
             let n = globals.len() as u32;
-            assert_eq!(n, s.bindings, "{}: {n} bindings in WGSL, {} registered", s.name, s.bindings);
+            assert_eq!(
+                n, s.bindings,
+                "{}: {n} bindings in WGSL, {} registered",
+                s.name, s.bindings
+            );
             for (i, g) in globals.iter().enumerate() {
-                assert_eq!(g.0, i as u32, "{}: binding numbers must be 0..n without gaps", s.name);
+                assert_eq!(
+                    g.0, i as u32,
+                    "{}: binding numbers must be 0..n without gaps",
+                    s.name
+                );
                 let last = i as u32 == n - 1;
-                assert_eq!(matches!(g.1, naga::AddressSpace::Uniform), last, "{}: only the last binding is the uniform", s.name);
+                assert_eq!(
+                    matches!(g.1, naga::AddressSpace::Uniform),
+                    last,
+                    "{}: only the last binding is the uniform",
+                    s.name
+                );
                 if last {
-                    assert_eq!(g.2, "params", "{}: the uniform must be named params", s.name);
+                    assert_eq!(
+                        g.2, "params",
+                        "{}: the uniform must be named params",
+                        s.name
+                    );
                 }
             }
             // Every entry point uses every binding (the derived pipeline layout then has all of them).

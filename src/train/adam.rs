@@ -50,7 +50,13 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -82,13 +88,18 @@ pub fn cpu_step<T: Real>(cfg: &AdamConfig, t: u64, p: &mut [T], g: &[T], m: &mut
     let k = cfg.params(t, p.len());
     let f = |x: f32| T::from_f64(x as f64);
     let (b2, eps, wd) = (f(k.beta2), f(k.eps), f(k.weight_decay));
-    let (step, bc2s, omb1, omb2) = (f(k.step_size), f(k.bc2_sqrt), f(k.one_minus_beta1), f(k.one_minus_beta2));
+    let (step, bc2s, omb1, omb2) = (
+        f(k.step_size),
+        f(k.bc2_sqrt),
+        f(k.one_minus_beta1),
+        f(k.one_minus_beta2),
+    );
     for i in 0..p.len() {
         let grad = g[i] + wd * p[i];
         m[i] = m[i] + omb1 * (grad - m[i]);
         v[i] = v[i] * b2 + (omb2 * grad) * grad;
         let denom = v[i].sqrt() / bc2s + eps;
-        p[i] = p[i] + (-step * m[i]) / denom;
+        p[i] += (-step * m[i]) / denom;
     }
 }
 
@@ -108,9 +119,21 @@ pub struct Adam {
 impl Adam {
     /// An optimizer for `params` (moments start at zero on each parameter's device).
     pub fn new(params: Vec<Tensor>, cfg: AdamConfig) -> Self {
-        let m = params.iter().map(|p| Tensor::zeros(p.shape(), p.device())).collect();
-        let v = params.iter().map(|p| Tensor::zeros(p.shape(), p.device())).collect();
-        Adam { cfg, t: 0, params, m, v }
+        let m = params
+            .iter()
+            .map(|p| Tensor::zeros(p.shape(), p.device()))
+            .collect();
+        let v = params
+            .iter()
+            .map(|p| Tensor::zeros(p.shape(), p.device()))
+            .collect();
+        Adam {
+            cfg,
+            t: 0,
+            params,
+            m,
+            v,
+        }
     }
 
     /// The moment estimates (m, v) of parameter `i` (for checkpoints).
@@ -120,7 +143,11 @@ impl Adam {
 
     /// Replaces the state (resuming from a checkpoint): step count and moments.
     pub fn set_state(&mut self, t: u64, m: Vec<Vec<f32>>, v: Vec<Vec<f32>>) {
-        assert_eq!(m.len(), self.params.len(), "Adam::set_state: wrong number of moment tensors");
+        assert_eq!(
+            m.len(),
+            self.params.len(),
+            "Adam::set_state: wrong number of moment tensors"
+        );
         self.t = t;
         for i in 0..self.params.len() {
             self.m[i].storage().write(&m[i]);
@@ -154,7 +181,14 @@ impl Adam {
                         self.v[i].gpu_storage(op).buffer(),
                     ];
                     let gpu = p.gpu_storage(op).gpu;
-                    launch(gpu, &shaders::ADAM, "adam", &bufs, &k, groups(p.numel(), shaders::ADAM.wg));
+                    launch(
+                        gpu,
+                        &shaders::ADAM,
+                        "adam",
+                        &bufs,
+                        &k,
+                        groups(p.numel(), shaders::ADAM.wg),
+                    );
                 }
             }
         }
@@ -178,7 +212,10 @@ mod tests {
     fn first_step_by_hand() {
         // Step 1 from m = v = 0 with g = 0.5, lr 0.1: m = 0.05, v = 0.00025, m̂ = 0.5, v̂ = 0.25,
         // p -= 0.1 · 0.5 / (0.5 + 1e-8) ≈ 0.1 → p = 1 - 0.1 = 0.9 (Adam's first step is ±lr).
-        let cfg = AdamConfig { lr: 0.1, ..Default::default() };
+        let cfg = AdamConfig {
+            lr: 0.1,
+            ..Default::default()
+        };
         let (mut p, mut m, mut v) = (vec![1.0f64], vec![0.0], vec![0.0]);
         cpu_step(&cfg, 1, &mut p, &[0.5], &mut m, &mut v);
         assert!((m[0] - 0.05).abs() < 1e-8 && (v[0] - 0.00025).abs() < 1e-9);
@@ -188,7 +225,11 @@ mod tests {
     #[test]
     fn weight_decay_adds_to_the_gradient() {
         // g = 0, wd = 0.5, p = 2: the effective gradient is 1, so the first step is again -lr.
-        let cfg = AdamConfig { lr: 0.01, weight_decay: 0.5, ..Default::default() };
+        let cfg = AdamConfig {
+            lr: 0.01,
+            weight_decay: 0.5,
+            ..Default::default()
+        };
         let (mut p, mut m, mut v) = (vec![2.0f64], vec![0.0], vec![0.0]);
         cpu_step(&cfg, 1, &mut p, &[0.0], &mut m, &mut v);
         assert!((p[0] - 1.99).abs() < 1e-6, "{}", p[0]);
@@ -199,7 +240,10 @@ mod tests {
         // g = 1 then g = -1, lr 1, β1 0.9, β2 0.999. Step 2: m = 0.1 + 0.1(-1 - 0.1) = -0.01,
         // v = 0.999e-3 + 1e-3 = 1.999e-3, m̂ = -0.01 / 0.19, v̂ = 1.999e-3 / 1.999e-3 = 1,
         // p2 = p1 + (1/0.19)(0.01) / (1 + 1e-8) with p1 = 0 - 1 → p2 = -1 + 0.0526315...
-        let cfg = AdamConfig { lr: 1.0, ..Default::default() };
+        let cfg = AdamConfig {
+            lr: 1.0,
+            ..Default::default()
+        };
         let (mut p, mut m, mut v) = (vec![0.0f64], vec![0.0], vec![0.0]);
         cpu_step(&cfg, 1, &mut p, &[1.0], &mut m, &mut v);
         cpu_step(&cfg, 2, &mut p, &[-1.0], &mut m, &mut v);

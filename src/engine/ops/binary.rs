@@ -67,15 +67,25 @@ pub struct Params {
 
 /// The broadcast output shape, or a panic naming the op and both shapes.
 pub fn out_shape(op: &str, a: &[usize], b: &[usize]) -> Vec<usize> {
-    shape::broadcast(a, b).unwrap_or_else(|| panic!("{op}: expected broadcastable shapes, got {a:?} and {b:?}"))
+    shape::broadcast(a, b)
+        .unwrap_or_else(|| panic!("{op}: expected broadcastable shapes, got {a:?} and {b:?}"))
 }
 
 // ---- CPU reference ----
 
 /// y = a ∘ b with broadcasting. a: `a_shape`, b: `b_shape` → y: broadcast shape (returned too).
-pub fn cpu_forward<T: Real>(op: BinaryOp, a: &[T], a_shape: &[usize], b: &[T], b_shape: &[usize]) -> (Vec<T>, Vec<usize>) {
+pub fn cpu_forward<T: Real>(
+    op: BinaryOp,
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+) -> (Vec<T>, Vec<usize>) {
     let out = out_shape(op.name(), a_shape, b_shape);
-    let (sa, sb) = (shape::broadcast_strides(a_shape, &out), shape::broadcast_strides(b_shape, &out));
+    let (sa, sb) = (
+        shape::broadcast_strides(a_shape, &out),
+        shape::broadcast_strides(b_shape, &out),
+    );
     let y = (0..shape::numel(&out))
         .map(|i| {
             let c = shape::unravel(i, &out);
@@ -88,9 +98,19 @@ pub fn cpu_forward<T: Real>(op: BinaryOp, a: &[T], a_shape: &[usize], b: &[T], b
 }
 
 /// (da, db) from dy (broadcast shape): elementwise derivative times dy, summed over broadcast axes.
-pub fn cpu_backward<T: Real>(op: BinaryOp, a: &[T], a_shape: &[usize], b: &[T], b_shape: &[usize], dy: &[T]) -> (Vec<T>, Vec<T>) {
+pub fn cpu_backward<T: Real>(
+    op: BinaryOp,
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    dy: &[T],
+) -> (Vec<T>, Vec<T>) {
     let out = out_shape(op.name(), a_shape, b_shape);
-    let (sa, sb) = (shape::broadcast_strides(a_shape, &out), shape::broadcast_strides(b_shape, &out));
+    let (sa, sb) = (
+        shape::broadcast_strides(a_shape, &out),
+        shape::broadcast_strides(b_shape, &out),
+    );
     let mut da = vec![T::zero(); a.len()];
     let mut db = vec![T::zero(); b.len()];
     for (i, &g) in dy.iter().enumerate() {
@@ -113,7 +133,13 @@ pub fn cpu_backward<T: Real>(op: BinaryOp, a: &[T], a_shape: &[usize], b: &[T], 
 // ---- GPU ----
 
 /// Launches binary.wgsl's `op` entry point: a (a_shape), b (b_shape) → y (broadcast shape).
-pub fn gpu_forward(op: BinaryOp, a: &GpuStorage, a_shape: &[usize], b: &GpuStorage, b_shape: &[usize]) -> (GpuStorage, Vec<usize>) {
+pub fn gpu_forward(
+    op: BinaryOp,
+    a: &GpuStorage,
+    a_shape: &[usize],
+    b: &GpuStorage,
+    b_shape: &[usize],
+) -> (GpuStorage, Vec<usize>) {
     let out = out_shape(op.name(), a_shape, b_shape);
     let n = shape::numel(&out);
     let stride_sets = [
@@ -132,7 +158,14 @@ pub fn gpu_forward(op: BinaryOp, a: &GpuStorage, a_shape: &[usize], b: &GpuStora
     };
     let y = GpuStorage::alloc(a.gpu, n, op.name());
     let bufs = [a.buffer(), b.buffer(), y.buffer()];
-    launch(a.gpu, &shaders::BINARY, op.name(), &bufs, &p, groups(n, shaders::BINARY.wg));
+    launch(
+        a.gpu,
+        &shaders::BINARY,
+        op.name(),
+        &bufs,
+        &p,
+        groups(n, shaders::BINARY.wg),
+    );
     (y, out)
 }
 
@@ -142,15 +175,31 @@ pub fn gpu_forward(op: BinaryOp, a: &GpuStorage, a_shape: &[usize], b: &GpuStora
 pub fn apply(op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
     let (storage, out) = match Tensor::same_device(op.name(), &[a, b]) {
         Device::Cpu => {
-            let (y, out) = cpu_forward(op, &a.cpu_data(op.name()), a.shape(), &b.cpu_data(op.name()), b.shape());
+            let (y, out) = cpu_forward(
+                op,
+                &a.cpu_data(op.name()),
+                a.shape(),
+                &b.cpu_data(op.name()),
+                b.shape(),
+            );
             (Tensor::cpu_storage(y), out)
         }
         Device::Gpu => {
-            let (y, out) = gpu_forward(op, a.gpu_storage(op.name()), a.shape(), b.gpu_storage(op.name()), b.shape());
+            let (y, out) = gpu_forward(
+                op,
+                a.gpu_storage(op.name()),
+                a.shape(),
+                b.gpu_storage(op.name()),
+                b.shape(),
+            );
             (Storage::Gpu(y), out)
         }
     };
-    let back = BinaryBackward { op, a: a.clone(), b: b.clone() };
+    let back = BinaryBackward {
+        op,
+        a: a.clone(),
+        b: b.clone(),
+    };
     Tensor::from_op(&out, storage, &[a, b], back)
 }
 
@@ -168,9 +217,18 @@ impl Backward for BinaryBackward {
         let (a, b) = (&self.a, &self.b);
         if dy.device() == Device::Cpu {
             let name = self.op.name();
-            let (da, db) =
-                cpu_backward(self.op, &a.cpu_data(name), a.shape(), &b.cpu_data(name), b.shape(), &dy.cpu_data(name));
-            return vec![Some(a.new_like(da, a.shape())), Some(b.new_like(db, b.shape()))];
+            let (da, db) = cpu_backward(
+                self.op,
+                &a.cpu_data(name),
+                a.shape(),
+                &b.cpu_data(name),
+                b.shape(),
+                &dy.cpu_data(name),
+            );
+            return vec![
+                Some(a.new_like(da, a.shape())),
+                Some(b.new_like(db, b.shape())),
+            ];
         }
         // GPU: compositions of forward ops (recording is off during backward).
         let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
@@ -178,9 +236,15 @@ impl Backward for BinaryBackward {
             BinaryOp::Add => (need_a.then(|| dy.clone()), need_b.then(|| dy.clone())),
             BinaryOp::Sub => (need_a.then(|| dy.clone()), need_b.then(|| dy.neg())),
             BinaryOp::Mul => (need_a.then(|| dy * b), need_b.then(|| dy * a)),
-            BinaryOp::Div => (need_a.then(|| dy / b), need_b.then(|| (&(dy * a) / &(b * b)).neg())),
+            BinaryOp::Div => (
+                need_a.then(|| dy / b),
+                need_b.then(|| (&(dy * a) / &(b * b)).neg()),
+            ),
         };
-        vec![da.map(|g| g.sum_to(a.shape())), db.map(|g| g.sum_to(b.shape()))]
+        vec![
+            da.map(|g| g.sum_to(a.shape())),
+            db.map(|g| g.sum_to(b.shape())),
+        ]
     }
 }
 
@@ -289,11 +353,24 @@ mod tests {
     #[test]
     fn exact_broadcast_values() {
         // (2, 1) + (3,) → (2, 3): [[1+10, 1+20, 1+30], [2+10, 2+20, 2+30]]
-        let (y, s) = cpu_forward(BinaryOp::Add, &[1.0f32, 2.0], &[2, 1], &[10.0, 20.0, 30.0], &[3]);
+        let (y, s) = cpu_forward(
+            BinaryOp::Add,
+            &[1.0f32, 2.0],
+            &[2, 1],
+            &[10.0, 20.0, 30.0],
+            &[3],
+        );
         assert_eq!(s, vec![2, 3]);
         assert_eq!(y, vec![11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
         // d/da of a*b with dy = 1: each a[i] sees b summed over the broadcast axis: 10+20+30 = 60.
-        let (da, db) = cpu_backward(BinaryOp::Mul, &[1.0f32, 2.0], &[2, 1], &[10.0, 20.0, 30.0], &[3], &[1.0; 6]);
+        let (da, db) = cpu_backward(
+            BinaryOp::Mul,
+            &[1.0f32, 2.0],
+            &[2, 1],
+            &[10.0, 20.0, 30.0],
+            &[3],
+            &[1.0; 6],
+        );
         assert_eq!(da, vec![60.0, 60.0]);
         assert_eq!(db, vec![3.0, 3.0, 3.0]);
     }
@@ -301,7 +378,11 @@ mod tests {
     #[test]
     fn gradcheck_f64_every_op_with_broadcasting() {
         for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div] {
-            for (sa, sb) in [(vec![2, 3, 4], vec![2, 3, 4]), (vec![2, 1, 4], vec![3, 1]), (vec![5], vec![])] {
+            for (sa, sb) in [
+                (vec![2, 3, 4], vec![2, 3, 4]),
+                (vec![2, 1, 4], vec![3, 1]),
+                (vec![5], vec![]),
+            ] {
                 let a = random_vec(shape::numel(&sa), 0.5, 2.0, 3);
                 let b = random_vec(shape::numel(&sb), 0.5, 2.0, 4);
                 let (sa2, sb2) = (sa.clone(), sb.clone());
@@ -325,7 +406,11 @@ mod tests {
             // Positive inputs for log/sqrt; away from leaky_relu's kink; one value above softplus' threshold.
             let mut x = random_vec(13, 0.2, 3.0, 5);
             if matches!(op, Unary::LeakyRelu(_) | Unary::Tanh | Unary::Sigmoid) {
-                x.iter_mut().enumerate().for_each(|(i, v)| if i % 2 == 0 { *v = -*v });
+                x.iter_mut().enumerate().for_each(|(i, v)| {
+                    if i % 2 == 0 {
+                        *v = -*v
+                    }
+                });
             }
             if op == Unary::Softplus {
                 x[0] = 25.0;

@@ -32,19 +32,32 @@ fn class_of(t: f64, c: usize, ignore_index: i64) -> Option<usize> {
     if ti == ignore_index {
         return None;
     }
-    assert!(ti >= 0 && (ti as usize) < c && t == ti as f64, "cross_entropy: target {t} is not a class id in 0..{c} nor ignore_index {ignore_index}");
+    assert!(
+        ti >= 0 && (ti as usize) < c && t == ti as f64,
+        "cross_entropy: target {t} is not a class id in 0..{c} nor ignore_index {ignore_index}"
+    );
     Some(ti as usize)
 }
 
 // ---- CPU reference ----
 
 /// x (N, C, P), t (N, P), w (C) → (loss (N, P), weight of each target (N, P)).
-pub fn cpu_forward<T: Real>(x: &[T], t: &[T], w: &[T], n: usize, c: usize, p: usize, ignore_index: i64) -> (Vec<T>, Vec<T>) {
+pub fn cpu_forward<T: Real>(
+    x: &[T],
+    t: &[T],
+    w: &[T],
+    n: usize,
+    c: usize,
+    p: usize,
+    ignore_index: i64,
+) -> (Vec<T>, Vec<T>) {
     let mut loss = vec![T::zero(); n * p];
     let mut wt = vec![T::zero(); n * p];
     for s in 0..n {
         for q in 0..p {
-            let Some(tc) = class_of(t[s * p + q].to_f64(), c, ignore_index) else { continue };
+            let Some(tc) = class_of(t[s * p + q].to_f64(), c, ignore_index) else {
+                continue;
+            };
             let at = |k: usize| x[(s * c + k) * p + q];
             let mut m = at(0);
             for k in 1..c {
@@ -64,11 +77,22 @@ pub fn cpu_forward<T: Real>(x: &[T], t: &[T], w: &[T], n: usize, c: usize, p: us
 
 /// dl (N, P) → dx (N, C, P).
 #[allow(clippy::too_many_arguments)]
-pub fn cpu_backward<T: Real>(x: &[T], t: &[T], w: &[T], dl: &[T], n: usize, c: usize, p: usize, ignore_index: i64) -> Vec<T> {
+pub fn cpu_backward<T: Real>(
+    x: &[T],
+    t: &[T],
+    w: &[T],
+    dl: &[T],
+    n: usize,
+    c: usize,
+    p: usize,
+    ignore_index: i64,
+) -> Vec<T> {
     let mut dx = vec![T::zero(); n * c * p];
     for s in 0..n {
         for q in 0..p {
-            let Some(tc) = class_of(t[s * p + q].to_f64(), c, ignore_index) else { continue };
+            let Some(tc) = class_of(t[s * p + q].to_f64(), c, ignore_index) else {
+                continue;
+            };
             let at = |k: usize| (s * c + k) * p + q;
             let mut m = x[at(0)];
             for k in 1..c {
@@ -91,22 +115,69 @@ pub fn cpu_backward<T: Real>(x: &[T], t: &[T], w: &[T], dl: &[T], n: usize, c: u
 // ---- GPU ----
 
 /// Launches cross_entropy.wgsl → (loss, wt), both (N, P).
-pub fn gpu_forward(x: &GpuStorage, t: &GpuStorage, w: &GpuStorage, n: usize, c: usize, p: usize, ignore_index: i64) -> (GpuStorage, GpuStorage) {
+pub fn gpu_forward(
+    x: &GpuStorage,
+    t: &GpuStorage,
+    w: &GpuStorage,
+    n: usize,
+    c: usize,
+    p: usize,
+    ignore_index: i64,
+) -> (GpuStorage, GpuStorage) {
     let loss = GpuStorage::alloc(x.gpu, n * p, "cross_entropy");
     let wt = GpuStorage::alloc(x.gpu, n * p, "cross_entropy");
-    let params = Params { n: n as u32, c: c as u32, p: p as u32, ignore_index: ignore_index as i32 };
-    let bufs = [x.buffer(), t.buffer(), w.buffer(), loss.buffer(), wt.buffer()];
-    launch(x.gpu, &shaders::CROSS_ENTROPY, "cross_entropy", &bufs, &params, groups(n * p, shaders::CROSS_ENTROPY.wg));
+    let params = Params {
+        n: n as u32,
+        c: c as u32,
+        p: p as u32,
+        ignore_index: ignore_index as i32,
+    };
+    let bufs = [
+        x.buffer(),
+        t.buffer(),
+        w.buffer(),
+        loss.buffer(),
+        wt.buffer(),
+    ];
+    launch(
+        x.gpu,
+        &shaders::CROSS_ENTROPY,
+        "cross_entropy",
+        &bufs,
+        &params,
+        groups(n * p, shaders::CROSS_ENTROPY.wg),
+    );
     (loss, wt)
 }
 
 /// Launches cross_entropy_backward.wgsl → dx (N, C, P).
 #[allow(clippy::too_many_arguments)]
-pub fn gpu_backward(x: &GpuStorage, t: &GpuStorage, w: &GpuStorage, dl: &GpuStorage, n: usize, c: usize, p: usize, ignore_index: i64) -> GpuStorage {
+pub fn gpu_backward(
+    x: &GpuStorage,
+    t: &GpuStorage,
+    w: &GpuStorage,
+    dl: &GpuStorage,
+    n: usize,
+    c: usize,
+    p: usize,
+    ignore_index: i64,
+) -> GpuStorage {
     let dx = GpuStorage::alloc(x.gpu, n * c * p, "cross_entropy_backward");
-    let params = Params { n: n as u32, c: c as u32, p: p as u32, ignore_index: ignore_index as i32 };
+    let params = Params {
+        n: n as u32,
+        c: c as u32,
+        p: p as u32,
+        ignore_index: ignore_index as i32,
+    };
     let bufs = [x.buffer(), t.buffer(), w.buffer(), dl.buffer(), dx.buffer()];
-    launch(x.gpu, &shaders::CROSS_ENTROPY_BACKWARD, "cross_entropy_backward", &bufs, &params, groups(n * p, shaders::CROSS_ENTROPY_BACKWARD.wg));
+    launch(
+        x.gpu,
+        &shaders::CROSS_ENTROPY_BACKWARD,
+        "cross_entropy_backward",
+        &bufs,
+        &params,
+        groups(n * p, shaders::CROSS_ENTROPY_BACKWARD.wg),
+    );
     dx
 }
 
@@ -114,10 +185,18 @@ pub fn gpu_backward(x: &GpuStorage, t: &GpuStorage, w: &GpuStorage, dl: &GpuStor
 
 fn dims(x: &Tensor, t: &Tensor) -> (usize, usize, usize) {
     let s = x.shape();
-    assert!(s.len() >= 2, "cross_entropy: expected scores (N, C, ...), got {s:?}");
+    assert!(
+        s.len() >= 2,
+        "cross_entropy: expected scores (N, C, ...), got {s:?}"
+    );
     let mut ts = vec![s[0]];
     ts.extend_from_slice(&s[2..]);
-    assert_eq!(t.shape(), &ts[..], "cross_entropy: expected targets {ts:?} for scores {s:?}, got {:?}", t.shape());
+    assert_eq!(
+        t.shape(),
+        &ts[..],
+        "cross_entropy: expected targets {ts:?} for scores {s:?}, got {:?}",
+        t.shape()
+    );
     (s[0], s[1], s[2..].iter().product())
 }
 
@@ -137,8 +216,26 @@ impl Backward for CrossEntropyBackward {
         let op = "cross_entropy_backward";
         let (x, t, w) = (&self.x, &self.t, &self.w);
         let storage = match dl.device() {
-            Device::Cpu => Tensor::cpu_storage(cpu_backward(&x.cpu_data(op), &t.cpu_data(op), &w.cpu_data(op), &dl.cpu_data(op), n, c, p, self.ignore_index)),
-            Device::Gpu => Storage::Gpu(gpu_backward(x.gpu_storage(op), t.gpu_storage(op), w.gpu_storage(op), dl.gpu_storage(op), n, c, p, self.ignore_index)),
+            Device::Cpu => Tensor::cpu_storage(cpu_backward(
+                &x.cpu_data(op),
+                &t.cpu_data(op),
+                &w.cpu_data(op),
+                &dl.cpu_data(op),
+                n,
+                c,
+                p,
+                self.ignore_index,
+            )),
+            Device::Gpu => Storage::Gpu(gpu_backward(
+                x.gpu_storage(op),
+                t.gpu_storage(op),
+                w.gpu_storage(op),
+                dl.gpu_storage(op),
+                n,
+                c,
+                p,
+                self.ignore_index,
+            )),
         };
         vec![Some(Tensor::from_storage(x.shape(), storage)), None, None]
     }
@@ -147,29 +244,67 @@ impl Backward for CrossEntropyBackward {
 impl Tensor {
     /// Per-position weighted loss (N, *) and the weight of each position's target (N, *), for scores
     /// `self` (N, C, *) and class ids `target` (N, *). `weight` (C) defaults to ones.
-    pub fn cross_entropy_per_position(&self, target: &Tensor, weight: Option<&Tensor>, ignore_index: i64) -> (Tensor, Tensor) {
+    pub fn cross_entropy_per_position(
+        &self,
+        target: &Tensor,
+        weight: Option<&Tensor>,
+        ignore_index: i64,
+    ) -> (Tensor, Tensor) {
         let (n, c, p) = dims(self, target);
-        let w = weight.cloned().unwrap_or_else(|| Tensor::ones(&[c], self.device()));
-        assert_eq!(w.shape(), &[c], "cross_entropy: expected class weights ({c}), got {:?}", w.shape());
+        let w = weight
+            .cloned()
+            .unwrap_or_else(|| Tensor::ones(&[c], self.device()));
+        assert_eq!(
+            w.shape(),
+            &[c],
+            "cross_entropy: expected class weights ({c}), got {:?}",
+            w.shape()
+        );
         let op = "cross_entropy";
         let (loss, wt) = match Tensor::same_device(op, &[self, target, &w]) {
             Device::Cpu => {
-                let (l, wt) = cpu_forward(&self.cpu_data(op), &target.cpu_data(op), &w.cpu_data(op), n, c, p, ignore_index);
+                let (l, wt) = cpu_forward(
+                    &self.cpu_data(op),
+                    &target.cpu_data(op),
+                    &w.cpu_data(op),
+                    n,
+                    c,
+                    p,
+                    ignore_index,
+                );
                 (Tensor::cpu_storage(l), Tensor::cpu_storage(wt))
             }
             Device::Gpu => {
-                let (l, wt) = gpu_forward(self.gpu_storage(op), target.gpu_storage(op), w.gpu_storage(op), n, c, p, ignore_index);
+                let (l, wt) = gpu_forward(
+                    self.gpu_storage(op),
+                    target.gpu_storage(op),
+                    w.gpu_storage(op),
+                    n,
+                    c,
+                    p,
+                    ignore_index,
+                );
                 (Storage::Gpu(l), Storage::Gpu(wt))
             }
         };
-        let back = CrossEntropyBackward { x: self.clone(), t: target.detach(), w: w.detach(), ignore_index };
+        let back = CrossEntropyBackward {
+            x: self.clone(),
+            t: target.detach(),
+            w: w.detach(),
+            ignore_index,
+        };
         let l = Tensor::from_op(target.shape(), loss, &[self, target, &w], back);
         (l, Tensor::from_storage(target.shape(), wt))
     }
 
     /// `F.cross_entropy(self, target, weight, ignore_index)` with reduction 'mean': the weighted mean over
     /// the positions whose target is not ignored (NaN when every target is ignored, as PyTorch).
-    pub fn cross_entropy(&self, target: &Tensor, weight: Option<&Tensor>, ignore_index: i64) -> Tensor {
+    pub fn cross_entropy(
+        &self,
+        target: &Tensor,
+        weight: Option<&Tensor>,
+        ignore_index: i64,
+    ) -> Tensor {
         let (l, wt) = self.cross_entropy_per_position(target, weight, ignore_index);
         let total_weight = no_grad(|| wt.sum_all());
         l.sum_all().div(&total_weight)
@@ -216,7 +351,16 @@ mod tests {
         let t = Tensor::from_vec(vec![1.0, 0.0], &[2], Device::Cpu);
         x.cross_entropy(&t, None, -100).backward();
         let g = x.grad().unwrap().to_vec();
-        let r = cpu_backward(&[0.1f64, 0.7, -0.3, 0.2], &[1.0, 0.0], &[1.0, 1.0], &[0.5, 0.5], 2, 2, 1, -100);
+        let r = cpu_backward(
+            &[0.1f64, 0.7, -0.3, 0.2],
+            &[1.0, 0.0],
+            &[1.0, 1.0],
+            &[0.5, 0.5],
+            2,
+            2,
+            1,
+            -100,
+        );
         for (a, b) in g.iter().zip(&r) {
             assert!((*a as f64 - b).abs() < 1e-6);
         }

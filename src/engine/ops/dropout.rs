@@ -43,7 +43,16 @@ pub fn scale(p: f32) -> f32 {
 /// x (n) → y (n).
 pub fn cpu_forward<T: Real>(x: &[T], p: f32, seed: u32) -> Vec<T> {
     let (t, s) = (threshold(p), T::from_f64(scale(p) as f64));
-    x.iter().enumerate().map(|(i, &v)| if keep(seed, i as u32, t) { v * s } else { T::zero() }).collect()
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if keep(seed, i as u32, t) {
+                v * s
+            } else {
+                T::zero()
+            }
+        })
+        .collect()
 }
 
 // ---- GPU ----
@@ -51,8 +60,20 @@ pub fn cpu_forward<T: Real>(x: &[T], p: f32, seed: u32) -> Vec<T> {
 /// Launches dropout.wgsl.
 pub fn gpu_forward(x: &GpuStorage, n: usize, p: f32, seed: u32) -> GpuStorage {
     let y = GpuStorage::alloc(x.gpu, n, "dropout");
-    let params = Params { n: n as u32, seed, threshold: threshold(p), scale: scale(p) };
-    launch(x.gpu, &shaders::DROPOUT, "dropout", &[x.buffer(), y.buffer()], &params, groups(n, shaders::DROPOUT.wg));
+    let params = Params {
+        n: n as u32,
+        seed,
+        threshold: threshold(p),
+        scale: scale(p),
+    };
+    launch(
+        x.gpu,
+        &shaders::DROPOUT,
+        "dropout",
+        &[x.buffer(), y.buffer()],
+        &params,
+        groups(n, shaders::DROPOUT.wg),
+    );
     y
 }
 
@@ -75,18 +96,29 @@ impl Backward for DropoutBackward {
         "dropout"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        vec![Some(Tensor::from_storage(dy.shape(), run(dy, self.p, self.seed)))]
+        vec![Some(Tensor::from_storage(
+            dy.shape(),
+            run(dy, self.p, self.seed),
+        ))]
     }
 }
 
 impl Tensor {
     /// Inverted dropout with probability `p` and mask seed `seed` when `training`; the identity otherwise.
     pub fn dropout(&self, p: f32, seed: u32, training: bool) -> Tensor {
-        assert!((0.0..1.0).contains(&p), "dropout: expected 0 <= p < 1, got {p}");
+        assert!(
+            (0.0..1.0).contains(&p),
+            "dropout: expected 0 <= p < 1, got {p}"
+        );
         if !training || p == 0.0 {
             return self.clone();
         }
-        Tensor::from_op(self.shape(), run(self, p, seed), &[self], DropoutBackward { p, seed })
+        Tensor::from_op(
+            self.shape(),
+            run(self, p, seed),
+            &[self],
+            DropoutBackward { p, seed },
+        )
     }
 }
 
@@ -110,7 +142,12 @@ mod tests {
 
     #[test]
     fn gradient_is_the_same_mask() {
-        let x = Tensor::from_vec((0..50).map(|v| v as f32 + 1.0).collect(), &[50], Device::Cpu).requires_grad_();
+        let x = Tensor::from_vec(
+            (0..50).map(|v| v as f32 + 1.0).collect(),
+            &[50],
+            Device::Cpu,
+        )
+        .requires_grad_();
         let y = x.dropout(0.5, 3, true);
         y.sum_all().backward();
         let g = x.grad().unwrap().to_vec();

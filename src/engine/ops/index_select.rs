@@ -27,7 +27,13 @@ pub struct Params {
 // ---- CPU reference ----
 
 /// x (outer, n_in, inner) → y (outer, idx.len(), inner).
-pub fn cpu_forward<T: Real>(x: &[T], idx: &[u32], outer: usize, n_in: usize, inner: usize) -> Vec<T> {
+pub fn cpu_forward<T: Real>(
+    x: &[T],
+    idx: &[u32],
+    outer: usize,
+    n_in: usize,
+    inner: usize,
+) -> Vec<T> {
     let mut y = Vec::with_capacity(outer * idx.len() * inner);
     for o in 0..outer {
         for &i in idx {
@@ -38,7 +44,13 @@ pub fn cpu_forward<T: Real>(x: &[T], idx: &[u32], outer: usize, n_in: usize, inn
 }
 
 /// dy (outer, idx.len(), inner) → dx (outer, n_in, inner).
-pub fn cpu_backward<T: Real>(dy: &[T], idx: &[u32], outer: usize, n_in: usize, inner: usize) -> Vec<T> {
+pub fn cpu_backward<T: Real>(
+    dy: &[T],
+    idx: &[u32],
+    outer: usize,
+    n_in: usize,
+    inner: usize,
+) -> Vec<T> {
     let mut dx = vec![T::zero(); outer * n_in * inner];
     for o in 0..outer {
         for (j, &i) in idx.iter().enumerate() {
@@ -53,25 +65,58 @@ pub fn cpu_backward<T: Real>(dy: &[T], idx: &[u32], outer: usize, n_in: usize, i
 // ---- GPU ----
 
 fn params(outer: usize, n_in: usize, n_idx: usize, inner: usize) -> Params {
-    Params { outer: outer as u32, n_in: n_in as u32, n_idx: n_idx as u32, inner: inner as u32 }
+    Params {
+        outer: outer as u32,
+        n_in: n_in as u32,
+        n_idx: n_idx as u32,
+        inner: inner as u32,
+    }
 }
 
 /// Launches index_select.wgsl.
-pub fn gpu_forward(x: &GpuStorage, idx: &PooledBuffer, n_idx: usize, outer: usize, n_in: usize, inner: usize) -> GpuStorage {
+pub fn gpu_forward(
+    x: &GpuStorage,
+    idx: &PooledBuffer,
+    n_idx: usize,
+    outer: usize,
+    n_in: usize,
+    inner: usize,
+) -> GpuStorage {
     let n = outer * n_idx * inner;
     let y = GpuStorage::alloc(x.gpu, n, "index_select");
     let p = params(outer, n_in, n_idx, inner);
-    launch(x.gpu, &shaders::INDEX_SELECT, "index_select", &[x.buffer(), idx.buffer(), y.buffer()], &p, groups(n, shaders::INDEX_SELECT.wg));
+    launch(
+        x.gpu,
+        &shaders::INDEX_SELECT,
+        "index_select",
+        &[x.buffer(), idx.buffer(), y.buffer()],
+        &p,
+        groups(n, shaders::INDEX_SELECT.wg),
+    );
     y
 }
 
 /// Launches index_select_backward.wgsl.
-pub fn gpu_backward(dy: &GpuStorage, idx: &PooledBuffer, n_idx: usize, outer: usize, n_in: usize, inner: usize) -> GpuStorage {
+pub fn gpu_backward(
+    dy: &GpuStorage,
+    idx: &PooledBuffer,
+    n_idx: usize,
+    outer: usize,
+    n_in: usize,
+    inner: usize,
+) -> GpuStorage {
     let n = outer * n_in * inner;
     let dx = GpuStorage::alloc(dy.gpu, n, "index_select_backward");
     let p = params(outer, n_in, n_idx, inner);
     let bufs = [dy.buffer(), idx.buffer(), dx.buffer()];
-    launch(dy.gpu, &shaders::INDEX_SELECT_BACKWARD, "index_select_backward", &bufs, &p, groups(n, shaders::INDEX_SELECT_BACKWARD.wg));
+    launch(
+        dy.gpu,
+        &shaders::INDEX_SELECT_BACKWARD,
+        "index_select_backward",
+        &bufs,
+        &p,
+        groups(n, shaders::INDEX_SELECT_BACKWARD.wg),
+    );
     dx
 }
 
@@ -91,8 +136,21 @@ impl Backward for IndexSelectBackward {
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
         let (o, n_in, i) = shape::outer_axis_inner(&self.in_shape, self.axis);
         let storage = match &self.gpu_idx {
-            None => Tensor::cpu_storage(cpu_backward(&dy.cpu_data("index_select"), &self.idx, o, n_in, i)),
-            Some(b) => Storage::Gpu(gpu_backward(dy.gpu_storage("index_select"), b, self.idx.len(), o, n_in, i)),
+            None => Tensor::cpu_storage(cpu_backward(
+                &dy.cpu_data("index_select"),
+                &self.idx,
+                o,
+                n_in,
+                i,
+            )),
+            Some(b) => Storage::Gpu(gpu_backward(
+                dy.gpu_storage("index_select"),
+                b,
+                self.idx.len(),
+                o,
+                n_in,
+                i,
+            )),
         };
         vec![Some(Tensor::from_storage(&self.in_shape, storage))]
     }
@@ -104,20 +162,40 @@ impl Tensor {
         let ax = shape::norm_axis(axis, self.rank(), "index_select");
         let (o, n_in, i) = shape::outer_axis_inner(self.shape(), ax);
         if let Some(&bad) = indices.iter().find(|&&j| j >= n_in) {
-            panic!("index_select: index {bad} out of range for axis {ax} of {:?}", self.shape());
+            panic!(
+                "index_select: index {bad} out of range for axis {ax} of {:?}",
+                self.shape()
+            );
         }
         let idx: Vec<u32> = indices.iter().map(|&j| j as u32).collect();
         let mut out = self.shape().to_vec();
         out[ax] = idx.len();
         let (storage, gpu_idx) = match self.device() {
-            Device::Cpu => (Tensor::cpu_storage(cpu_forward(&self.cpu_data("index_select"), &idx, o, n_in, i)), None),
+            Device::Cpu => (
+                Tensor::cpu_storage(cpu_forward(
+                    &self.cpu_data("index_select"),
+                    &idx,
+                    o,
+                    n_in,
+                    i,
+                )),
+                None,
+            ),
             Device::Gpu => {
                 let g = self.gpu_storage("index_select");
                 let b = upload_u32(g.gpu, &idx);
-                (Storage::Gpu(gpu_forward(g, &b, idx.len(), o, n_in, i)), Some(b))
+                (
+                    Storage::Gpu(gpu_forward(g, &b, idx.len(), o, n_in, i)),
+                    Some(b),
+                )
             }
         };
-        let back = IndexSelectBackward { idx, gpu_idx, in_shape: self.shape().to_vec(), axis: ax };
+        let back = IndexSelectBackward {
+            idx,
+            gpu_idx,
+            in_shape: self.shape().to_vec(),
+            axis: ax,
+        };
         Tensor::from_op(&out, storage, &[self], back)
     }
 }
@@ -133,8 +211,14 @@ mod tests {
     fn exact_values_with_repeats() {
         // rows of [[1, 2], [3, 4], [5, 6]] picked (2, 0, 2): [[5, 6], [1, 2], [5, 6]]; dx with dy = 1 counts picks.
         let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-        assert_eq!(cpu_forward(&x, &[2, 0, 2], 1, 3, 2), vec![5.0, 6.0, 1.0, 2.0, 5.0, 6.0]);
-        assert_eq!(cpu_backward(&[1.0f32; 6], &[2, 0, 2], 1, 3, 2), vec![1.0, 1.0, 0.0, 0.0, 2.0, 2.0]);
+        assert_eq!(
+            cpu_forward(&x, &[2, 0, 2], 1, 3, 2),
+            vec![5.0, 6.0, 1.0, 2.0, 5.0, 6.0]
+        );
+        assert_eq!(
+            cpu_backward(&[1.0f32; 6], &[2, 0, 2], 1, 3, 2),
+            vec![1.0, 1.0, 0.0, 0.0, 2.0, 2.0]
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub struct Params {
 
 /// x, mask (n) → y (n).
 pub fn cpu_forward<T: Real>(x: &[T], mask: &[T], value: T) -> Vec<T> {
-    x.iter().zip(mask).map(|(&v, &m)| if m != T::zero() { value } else { v }).collect()
+    x.iter()
+        .zip(mask)
+        .map(|(&v, &m)| if m != T::zero() { value } else { v })
+        .collect()
 }
 
 /// dy, mask (n) → dx (n).
@@ -38,8 +41,19 @@ pub fn cpu_backward<T: Real>(dy: &[T], mask: &[T]) -> Vec<T> {
 /// Launches masked_fill.wgsl.
 pub fn gpu_forward(x: &GpuStorage, mask: &GpuStorage, value: f32, n: usize) -> GpuStorage {
     let y = GpuStorage::alloc(x.gpu, n, "masked_fill");
-    let p = Params { n: n as u32, value, _pad: [0; 2] };
-    launch(x.gpu, &shaders::MASKED_FILL, "masked_fill", &[x.buffer(), mask.buffer(), y.buffer()], &p, groups(n, shaders::MASKED_FILL.wg));
+    let p = Params {
+        n: n as u32,
+        value,
+        _pad: [0; 2],
+    };
+    launch(
+        x.gpu,
+        &shaders::MASKED_FILL,
+        "masked_fill",
+        &[x.buffer(), mask.buffer(), y.buffer()],
+        &p,
+        groups(n, shaders::MASKED_FILL.wg),
+    );
     y
 }
 
@@ -47,8 +61,17 @@ pub fn gpu_forward(x: &GpuStorage, mask: &GpuStorage, value: f32, n: usize) -> G
 
 fn fill(x: &Tensor, mask: &Tensor, value: f32) -> Storage {
     match Tensor::same_device("masked_fill", &[x, mask]) {
-        Device::Cpu => Tensor::cpu_storage(cpu_forward(&x.cpu_data("masked_fill"), &mask.cpu_data("masked_fill"), value)),
-        Device::Gpu => Storage::Gpu(gpu_forward(x.gpu_storage("masked_fill"), mask.gpu_storage("masked_fill"), value, x.numel())),
+        Device::Cpu => Tensor::cpu_storage(cpu_forward(
+            &x.cpu_data("masked_fill"),
+            &mask.cpu_data("masked_fill"),
+            value,
+        )),
+        Device::Gpu => Storage::Gpu(gpu_forward(
+            x.gpu_storage("masked_fill"),
+            mask.gpu_storage("masked_fill"),
+            value,
+            x.numel(),
+        )),
     }
 }
 
@@ -61,7 +84,10 @@ impl Backward for MaskedFillBackward {
         "masked_fill"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        vec![Some(Tensor::from_storage(dy.shape(), fill(dy, &self.mask, 0.0))), None]
+        vec![
+            Some(Tensor::from_storage(dy.shape(), fill(dy, &self.mask, 0.0))),
+            None,
+        ]
     }
 }
 
@@ -70,7 +96,12 @@ impl Tensor {
     pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Tensor {
         let m = crate::engine::autograd::no_grad(|| mask.expand(self.shape()));
         let storage = fill(self, &m, value);
-        Tensor::from_op(self.shape(), storage, &[self, mask], MaskedFillBackward { mask: m.detach() })
+        Tensor::from_op(
+            self.shape(),
+            storage,
+            &[self, mask],
+            MaskedFillBackward { mask: m.detach() },
+        )
     }
 }
 
@@ -83,7 +114,10 @@ mod tests {
 
     #[test]
     fn exact_values() {
-        assert_eq!(cpu_forward(&[1.0f32, 2.0, 3.0], &[0.0, 1.0, 0.0], -1000.0), vec![1.0, -1000.0, 3.0]);
+        assert_eq!(
+            cpu_forward(&[1.0f32, 2.0, 3.0], &[0.0, 1.0, 0.0], -1000.0),
+            vec![1.0, -1000.0, 3.0]
+        );
         let x = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2], Device::Cpu).requires_grad_();
         let m = Tensor::from_vec(vec![1.0, 0.0], &[1, 2], Device::Cpu);
         let y = x.masked_fill(&m, 9.0);

@@ -47,16 +47,36 @@ pub struct Operand {
 
 /// C (batch, M, N) = A · B for logical A (M, K) and B (K, N) per batch, operands stored as described.
 #[allow(clippy::too_many_arguments)]
-pub fn cpu_forward<T: Real>(a: &[T], oa: Operand, b: &[T], ob: Operand, batch: usize, m: usize, k: usize, n: usize) -> Vec<T> {
+pub fn cpu_forward<T: Real>(
+    a: &[T],
+    oa: Operand,
+    b: &[T],
+    ob: Operand,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<T> {
     let mut c = vec![T::zero(); batch * m * n];
     for bt in 0..batch {
-        let (ab, bb) = (if oa.batch == 1 { 0 } else { bt * m * k }, if ob.batch == 1 { 0 } else { bt * k * n });
+        let (ab, bb) = (
+            if oa.batch == 1 { 0 } else { bt * m * k },
+            if ob.batch == 1 { 0 } else { bt * k * n },
+        );
         for i in 0..m {
             for j in 0..n {
                 let mut acc = T::zero();
                 for p in 0..k {
-                    let av = if oa.trans { a[ab + p * m + i] } else { a[ab + i * k + p] };
-                    let bv = if ob.trans { b[bb + j * k + p] } else { b[bb + p * n + j] };
+                    let av = if oa.trans {
+                        a[ab + p * m + i]
+                    } else {
+                        a[ab + i * k + p]
+                    };
+                    let bv = if ob.trans {
+                        b[bb + j * k + p]
+                    } else {
+                        b[bb + p * n + j]
+                    };
                     acc += av * bv;
                 }
                 c[(bt * m + i) * n + j] = acc;
@@ -69,11 +89,24 @@ pub fn cpu_forward<T: Real>(a: &[T], oa: Operand, b: &[T], ob: Operand, batch: u
 /// (dA, dB) for plain (untransposed) A (a_batch, M, K), B (b_batch, K, N) and dC (batch, M, N); a broadcast
 /// operand's gradient is summed over the batch.
 #[allow(clippy::too_many_arguments)]
-pub fn cpu_backward<T: Real>(a: &[T], a_batch: usize, b: &[T], b_batch: usize, dc: &[T], batch: usize, m: usize, k: usize, n: usize) -> (Vec<T>, Vec<T>) {
+pub fn cpu_backward<T: Real>(
+    a: &[T],
+    a_batch: usize,
+    b: &[T],
+    b_batch: usize,
+    dc: &[T],
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> (Vec<T>, Vec<T>) {
     let mut da = vec![T::zero(); a_batch * m * k];
     let mut db = vec![T::zero(); b_batch * k * n];
     for bt in 0..batch {
-        let (ab, bb) = (if a_batch == 1 { 0 } else { bt * m * k }, if b_batch == 1 { 0 } else { bt * k * n });
+        let (ab, bb) = (
+            if a_batch == 1 { 0 } else { bt * m * k },
+            if b_batch == 1 { 0 } else { bt * k * n },
+        );
         for i in 0..m {
             for j in 0..n {
                 let g = dc[(bt * m + i) * n + j];
@@ -91,7 +124,16 @@ pub fn cpu_backward<T: Real>(a: &[T], a_batch: usize, b: &[T], b_batch: usize, d
 
 /// Launches matmul.wgsl: C (batch, M, N).
 #[allow(clippy::too_many_arguments)]
-pub fn gpu_forward(a: &GpuStorage, oa: Operand, b: &GpuStorage, ob: Operand, batch: usize, m: usize, k: usize, n: usize) -> GpuStorage {
+pub fn gpu_forward(
+    a: &GpuStorage,
+    oa: Operand,
+    b: &GpuStorage,
+    ob: Operand,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> GpuStorage {
     let c = GpuStorage::alloc(a.gpu, batch * m * n, "matmul");
     let p = Params {
         m: m as u32,
@@ -104,7 +146,14 @@ pub fn gpu_forward(a: &GpuStorage, oa: Operand, b: &GpuStorage, ob: Operand, bat
         trans_b: ob.trans as u32,
     };
     let wgs = batch * m.div_ceil(TILE) * n.div_ceil(TILE);
-    launch(a.gpu, &shaders::MATMUL, "matmul", &[a.buffer(), b.buffer(), c.buffer()], &p, wgs as u32);
+    launch(
+        a.gpu,
+        &shaders::MATMUL,
+        "matmul",
+        &[a.buffer(), b.buffer(), c.buffer()],
+        &p,
+        wgs as u32,
+    );
     c
 }
 
@@ -112,10 +161,16 @@ pub fn gpu_forward(a: &GpuStorage, oa: Operand, b: &GpuStorage, ob: Operand, bat
 
 /// Batch count, M, K, N of `a · b`, and the output shape; panics with both shapes when they do not fit.
 fn dims(a: &[usize], b: &[usize]) -> (usize, usize, usize, usize, usize, usize, Vec<usize>) {
-    assert!(a.len() >= 2 && b.len() >= 2, "matmul: expected operands of rank >= 2, got {a:?} and {b:?}");
+    assert!(
+        a.len() >= 2 && b.len() >= 2,
+        "matmul: expected operands of rank >= 2, got {a:?} and {b:?}"
+    );
     let (m, k) = (a[a.len() - 2], a[a.len() - 1]);
     let (k2, n) = (b[b.len() - 2], b[b.len() - 1]);
-    assert_eq!(k, k2, "matmul: expected A (.., M, K) and B (.., K, N), got {a:?} and {b:?}");
+    assert_eq!(
+        k, k2,
+        "matmul: expected A (.., M, K) and B (.., K, N), got {a:?} and {b:?}"
+    );
     let (ba, bb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
     let (na, nb) = (shape::numel(ba), shape::numel(bb));
     let batch_shape = if na >= nb { ba } else { bb };
@@ -141,20 +196,64 @@ impl Backward for MatmulBackward {
         let (a, b) = (&self.a, &self.b);
         let (na, nb, batch, m, k, n, _) = dims(a.shape(), b.shape());
         if dc.device() == Device::Cpu {
-            let (da, db) = cpu_backward(&a.cpu_data("matmul"), na, &b.cpu_data("matmul"), nb, &dc.cpu_data("matmul"), batch, m, k, n);
-            return vec![Some(a.new_like(da, a.shape())), Some(b.new_like(db, b.shape()))];
+            let (da, db) = cpu_backward(
+                &a.cpu_data("matmul"),
+                na,
+                &b.cpu_data("matmul"),
+                nb,
+                &dc.cpu_data("matmul"),
+                batch,
+                m,
+                k,
+                n,
+            );
+            return vec![
+                Some(a.new_like(da, a.shape())),
+                Some(b.new_like(db, b.shape())),
+            ];
         }
-        let (ga, gb, gc) = (a.gpu_storage("matmul"), b.gpu_storage("matmul"), dc.gpu_storage("matmul"));
-        let plain = |batch| Operand { batch, trans: false };
+        let (ga, gb, gc) = (
+            a.gpu_storage("matmul"),
+            b.gpu_storage("matmul"),
+            dc.gpu_storage("matmul"),
+        );
+        let plain = |batch| Operand {
+            batch,
+            trans: false,
+        };
         // dA (batch, M, K) = dC (M, N) · Bᵀ (N, K): B is read transposed.
         let da = a.requires_grad().then(|| {
-            let d = gpu_forward(gc, plain(batch), gb, Operand { batch: nb, trans: true }, batch, m, n, k);
+            let d = gpu_forward(
+                gc,
+                plain(batch),
+                gb,
+                Operand {
+                    batch: nb,
+                    trans: true,
+                },
+                batch,
+                m,
+                n,
+                k,
+            );
             let t = Tensor::from_storage(&[batch, m, k], Storage::Gpu(d));
             if na == 1 { t.sum(&[0], false) } else { t }.reshape(a.shape())
         });
         // dB (batch, K, N) = Aᵀ (K, M) · dC (M, N): A is read transposed.
         let db = b.requires_grad().then(|| {
-            let d = gpu_forward(ga, Operand { batch: na, trans: true }, gc, plain(batch), batch, k, m, n);
+            let d = gpu_forward(
+                ga,
+                Operand {
+                    batch: na,
+                    trans: true,
+                },
+                gc,
+                plain(batch),
+                batch,
+                k,
+                m,
+                n,
+            );
             let t = Tensor::from_storage(&[batch, k, n], Storage::Gpu(d));
             if nb == 1 { t.sum(&[0], false) } else { t }.reshape(b.shape())
         });
@@ -170,9 +269,15 @@ impl Tensor {
             Device::Cpu => {
                 let c = cpu_forward(
                     &self.cpu_data("matmul"),
-                    Operand { batch: na, trans: false },
+                    Operand {
+                        batch: na,
+                        trans: false,
+                    },
                     &other.cpu_data("matmul"),
-                    Operand { batch: nb, trans: false },
+                    Operand {
+                        batch: nb,
+                        trans: false,
+                    },
                     batch,
                     m,
                     k,
@@ -182,16 +287,30 @@ impl Tensor {
             }
             Device::Gpu => Storage::Gpu(gpu_forward(
                 self.gpu_storage("matmul"),
-                Operand { batch: na, trans: false },
+                Operand {
+                    batch: na,
+                    trans: false,
+                },
                 other.gpu_storage("matmul"),
-                Operand { batch: nb, trans: false },
+                Operand {
+                    batch: nb,
+                    trans: false,
+                },
                 batch,
                 m,
                 k,
                 n,
             )),
         };
-        Tensor::from_op(&out, storage, &[self, other], MatmulBackward { a: self.clone(), b: other.clone() })
+        Tensor::from_op(
+            &out,
+            storage,
+            &[self, other],
+            MatmulBackward {
+                a: self.clone(),
+                b: other.clone(),
+            },
+        )
     }
 }
 
@@ -205,21 +324,39 @@ mod tests {
     #[test]
     fn exact_values() {
         // [[1, 2], [3, 4]] · [[5], [6]] = [[17], [39]]
-        let p = Operand { batch: 1, trans: false };
-        assert_eq!(cpu_forward(&[1.0f32, 2.0, 3.0, 4.0], p, &[5.0, 6.0], p, 1, 2, 2, 1), vec![17.0, 39.0]);
+        let p = Operand {
+            batch: 1,
+            trans: false,
+        };
+        assert_eq!(
+            cpu_forward(&[1.0f32, 2.0, 3.0, 4.0], p, &[5.0, 6.0], p, 1, 2, 2, 1),
+            vec![17.0, 39.0]
+        );
         // The same with A stored transposed ([[1, 3], [2, 4]]).
-        let t = Operand { batch: 1, trans: true };
-        assert_eq!(cpu_forward(&[1.0f32, 3.0, 2.0, 4.0], t, &[5.0, 6.0], p, 1, 2, 2, 1), vec![17.0, 39.0]);
+        let t = Operand {
+            batch: 1,
+            trans: true,
+        };
+        assert_eq!(
+            cpu_forward(&[1.0f32, 3.0, 2.0, 4.0], t, &[5.0, 6.0], p, 1, 2, 2, 1),
+            vec![17.0, 39.0]
+        );
     }
 
     #[test]
     fn gradcheck_f64_with_broadcast_batch() {
         let (batch, m, k, n) = (3, 4, 5, 2);
-        let p = |b| Operand { batch: b, trans: false };
+        let p = |b| Operand {
+            batch: b,
+            trans: false,
+        };
         for (na, nb) in [(3, 3), (3, 1), (1, 3)] {
             gradcheck(
                 &format!("matmul batches {na},{nb}"),
-                &[random_vec(na * m * k, -1.0, 1.0, 21), random_vec(nb * k * n, -1.0, 1.0, 22)],
+                &[
+                    random_vec(na * m * k, -1.0, 1.0, 21),
+                    random_vec(nb * k * n, -1.0, 1.0, 22),
+                ],
                 &[],
                 |v| cpu_forward(&v[0], p(na), &v[1], p(nb), batch, m, k, n),
                 |v, g| {

@@ -42,6 +42,9 @@ pub struct ParamsN {
 impl ParamsN {
     /// Params for `n` elements.
     pub fn new(n: usize) -> Self {
-        ParamsN { n: u32::try_from(n).expect("element count overflows u32"), _pad: [0; 3] }
+        ParamsN {
+            n: u32::try_from(n).expect("element count overflows u32"),
+            _pad: [0; 3],
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! - expand(shape): source stride 0 on broadcast axes. Backward: `sum_to` the input shape.
 //! - cat(axis): one copy per input, into its region of the output. Backward: narrow of dy per input.
 //! - reshape: the same storage with another shape (tensors are always contiguous). Backward: reshape back.
+//!
 //! Saved for backward: only shapes and offsets. Kernels: `copy_strided.wgsl`; no backward kernels.
 
 use crate::engine::autograd::Backward;
@@ -53,8 +54,16 @@ pub struct StridedCopy {
 pub fn cpu_copy_strided<T: Copy>(src: &[T], dst: &mut [T], c: &StridedCopy) {
     for i in 0..shape::numel(&c.shape) {
         let co = shape::unravel(i, &c.shape);
-        let s: usize = c.src_offset + co.iter().zip(&c.src_strides).map(|(a, b)| a * b).sum::<usize>();
-        let d: usize = c.dst_offset + co.iter().zip(&c.dst_strides).map(|(a, b)| a * b).sum::<usize>();
+        let s: usize = c.src_offset
+            + co.iter()
+                .zip(&c.src_strides)
+                .map(|(a, b)| a * b)
+                .sum::<usize>();
+        let d: usize = c.dst_offset
+            + co.iter()
+                .zip(&c.dst_strides)
+                .map(|(a, b)| a * b)
+                .sum::<usize>();
         dst[d] = src[s];
     }
 }
@@ -74,7 +83,14 @@ pub fn gpu_copy_strided(src: &GpuStorage, dst: &GpuStorage, c: &StridedCopy) {
         src_strides: pack8(&st[0]),
         dst_strides: pack8(&st[1]),
     };
-    launch(src.gpu, &shaders::COPY_STRIDED, "copy_strided", &[src.buffer(), dst.buffer()], &p, groups(n, shaders::COPY_STRIDED.wg));
+    launch(
+        src.gpu,
+        &shaders::COPY_STRIDED,
+        "copy_strided",
+        &[src.buffer(), dst.buffer()],
+        &p,
+        groups(n, shaders::COPY_STRIDED.wg),
+    );
 }
 
 /// A destination being filled by strided copies, on either device.
@@ -91,7 +107,8 @@ impl Dst {
             Device::Gpu => {
                 let g = GpuStorage::alloc(like.gpu_storage(op).gpu, n, op);
                 if zero && n > 0 {
-                    g.gpu.record(|enc| enc.clear_buffer(g.buffer(), 0, Some(4 * n as u64)));
+                    g.gpu
+                        .record(|enc| enc.clear_buffer(g.buffer(), 0, Some(4 * n as u64)));
                 }
                 Dst::Gpu(g)
             }
@@ -159,7 +176,10 @@ impl Backward for NarrowBackward {
         };
         let mut dst = Dst::new(dy, shape::numel(&self.in_shape), true, "narrow_backward");
         dst.copy_from(dy, &c, "narrow_backward");
-        vec![Some(Tensor::from_storage(&self.in_shape, dst.into_storage()))]
+        vec![Some(Tensor::from_storage(
+            &self.in_shape,
+            dst.into_storage(),
+        ))]
     }
 }
 
@@ -203,7 +223,13 @@ impl Tensor {
             let known: usize = s.iter().filter(|&&d| d != usize::MAX).product();
             s[k] = self.numel() / known.max(1);
         }
-        assert_eq!(shape::numel(&s), self.numel(), "reshape: expected {} elements in {new_shape:?}, got {:?}", self.numel(), self.shape());
+        assert_eq!(
+            shape::numel(&s),
+            self.numel(),
+            "reshape: expected {} elements in {new_shape:?}, got {:?}",
+            self.numel(),
+            self.shape()
+        );
         self.with_shape_sharing(&s, ReshapeBackward(self.shape().to_vec()))
     }
 
@@ -211,8 +237,13 @@ impl Tensor {
     pub fn permute(&self, perm: &[usize]) -> Tensor {
         let r = self.rank();
         let mut seen = vec![false; r];
-        assert!(perm.len() == r && perm.iter().all(|&p| p < r && !std::mem::replace(&mut seen[p], true)),
-            "permute: expected a permutation of 0..{r}, got {perm:?}");
+        assert!(
+            perm.len() == r
+                && perm
+                    .iter()
+                    .all(|&p| p < r && !std::mem::replace(&mut seen[p], true)),
+            "permute: expected a permutation of 0..{r}, got {perm:?}"
+        );
         let st = shape::strides(self.shape());
         let out: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
         let c = StridedCopy {
@@ -224,12 +255,20 @@ impl Tensor {
         };
         let mut dst = Dst::new(self, self.numel(), false, "permute");
         dst.copy_from(self, &c, "permute");
-        Tensor::from_op(&out, dst.into_storage(), &[self], PermuteBackward(perm.to_vec()))
+        Tensor::from_op(
+            &out,
+            dst.into_storage(),
+            &[self],
+            PermuteBackward(perm.to_vec()),
+        )
     }
 
     /// Swaps two axes (negative axes count from the end).
     pub fn transpose(&self, a: isize, b: isize) -> Tensor {
-        let (a, b) = (shape::norm_axis(a, self.rank(), "transpose"), shape::norm_axis(b, self.rank(), "transpose"));
+        let (a, b) = (
+            shape::norm_axis(a, self.rank(), "transpose"),
+            shape::norm_axis(b, self.rank(), "transpose"),
+        );
         let mut perm: Vec<usize> = (0..self.rank()).collect();
         perm.swap(a, b);
         self.permute(&perm)
@@ -238,7 +277,12 @@ impl Tensor {
     /// `len` entries of `axis` starting at `start` (torch.narrow; `x[..., start:start+len, ...]`).
     pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor {
         let ax = shape::norm_axis(axis, self.rank(), "narrow");
-        assert!(start + len <= self.shape()[ax], "narrow: range {start}..{} out of axis {ax} of {:?}", start + len, self.shape());
+        assert!(
+            start + len <= self.shape()[ax],
+            "narrow: range {start}..{} out of axis {ax} of {:?}",
+            start + len,
+            self.shape()
+        );
         let st = shape::strides(self.shape());
         let mut out = self.shape().to_vec();
         out[ax] = len;
@@ -251,7 +295,11 @@ impl Tensor {
         };
         let mut dst = Dst::new(self, shape::numel(&out), false, "narrow");
         dst.copy_from(self, &c, "narrow");
-        let back = NarrowBackward { in_shape: self.shape().to_vec(), axis: ax, start };
+        let back = NarrowBackward {
+            in_shape: self.shape().to_vec(),
+            axis: ax,
+            start,
+        };
         Tensor::from_op(&out, dst.into_storage(), &[self], back)
     }
 
@@ -259,8 +307,14 @@ impl Tensor {
     pub fn chunk(&self, n: usize, axis: isize) -> Vec<Tensor> {
         let ax = shape::norm_axis(axis, self.rank(), "chunk");
         let size = self.shape()[ax];
-        assert!(n > 0 && size % n == 0, "chunk: axis {ax} of {:?} does not split into {n} equal parts", self.shape());
-        (0..n).map(|k| self.narrow(ax as isize, k * size / n, size / n)).collect()
+        assert!(
+            n > 0 && size.is_multiple_of(n),
+            "chunk: axis {ax} of {:?} does not split into {n} equal parts",
+            self.shape()
+        );
+        (0..n)
+            .map(|k| self.narrow(ax as isize, k * size / n, size / n))
+            .collect()
     }
 
     /// Broadcasts to `shape` (a copy; size-1 axes and missing leading axes repeat).
@@ -283,7 +337,12 @@ impl Tensor {
         };
         let mut dst = Dst::new(self, shape::numel(to), false, "expand");
         dst.copy_from(self, &c, "expand");
-        Tensor::from_op(to, dst.into_storage(), &[self], ExpandBackward(self.shape().to_vec()))
+        Tensor::from_op(
+            to,
+            dst.into_storage(),
+            &[self],
+            ExpandBackward(self.shape().to_vec()),
+        )
     }
 
     /// Concatenates along `axis` (torch.cat). Every other axis must match.
@@ -298,7 +357,13 @@ impl Tensor {
             s[ax] = 0;
             let mut o = out.clone();
             o[ax] = 0;
-            assert_eq!(s, o, "cat: expected shapes equal except on axis {ax}, got {:?} and {:?}", ts[0].shape(), t.shape());
+            assert_eq!(
+                s,
+                o,
+                "cat: expected shapes equal except on axis {ax}, got {:?} and {:?}",
+                ts[0].shape(),
+                t.shape()
+            );
             out[ax] += t.shape()[ax];
         }
         let ost = shape::strides(&out);
@@ -315,7 +380,10 @@ impl Tensor {
             dst.copy_from(t, &c, "cat");
             start += t.shape()[ax];
         }
-        let back = CatBackward { axis: ax, sizes: ts.iter().map(|t| t.shape()[ax]).collect() };
+        let back = CatBackward {
+            axis: ax,
+            sizes: ts.iter().map(|t| t.shape()[ax]).collect(),
+        };
         Tensor::from_op(&out, dst.into_storage(), ts, back)
     }
 }
@@ -333,9 +401,15 @@ mod tests {
     #[test]
     fn exact_values() {
         let x = t((0..6).map(|v| v as f32).collect(), &[2, 3]); // [[0,1,2],[3,4,5]]
-        assert_eq!(x.transpose(0, 1).to_vec(), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(
+            x.transpose(0, 1).to_vec(),
+            vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+        );
         assert_eq!(x.narrow(1, 1, 2).to_vec(), vec![1.0, 2.0, 4.0, 5.0]);
-        assert_eq!(t(vec![1.0, 2.0], &[2, 1]).expand(&[2, 3]).to_vec(), vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+        assert_eq!(
+            t(vec![1.0, 2.0], &[2, 1]).expand(&[2, 3]).to_vec(),
+            vec![1.0, 1.0, 1.0, 2.0, 2.0, 2.0]
+        );
         let c = Tensor::cat(&[&x, &t(vec![9.0, 9.0], &[2, 1])], 1);
         assert_eq!(c.to_vec(), vec![0.0, 1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 9.0]);
         assert_eq!(x.reshape(&[3, usize::MAX]).shape(), &[3, 2]);
@@ -347,10 +421,16 @@ mod tests {
         let x = t((0..6).map(|v| v as f32).collect(), &[2, 3]).requires_grad_();
         let w = t((1..=6).map(|v| v as f32).collect(), &[3, 2]);
         x.transpose(0, 1).mul(&w).sum_all().backward();
-        assert_eq!(x.grad().unwrap().to_vec(), vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+        assert_eq!(
+            x.grad().unwrap().to_vec(),
+            vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]
+        );
         x.zero_grad();
         x.narrow(1, 1, 2).sum_all().backward();
-        assert_eq!(x.grad().unwrap().to_vec(), vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
+        assert_eq!(
+            x.grad().unwrap().to_vec(),
+            vec![0.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+        );
         let b = t(vec![1.0, 2.0], &[2, 1]).requires_grad_();
         b.expand(&[2, 3]).sum_all().backward();
         assert_eq!(b.grad().unwrap().to_vec(), vec![3.0, 3.0]);

@@ -6,6 +6,7 @@
 //! - mean: `sum / r` (a composition: sum, then mul_scalar(1/r)).
 //! - max: `y[o, k] = max_j x[o, j, k]`, `idx[o, k]` = first maximal j; `dx[o, j, k] = dy[o, k]` where
 //!   `j = idx[o, k]`, else 0 (ties: all of the gradient to the first maximum, as torch.max(dim) does).
+//!
 //! Several axes are reduced one at a time, innermost first. Kernels: `reduce_sum.wgsl` (also the first pass
 //! of a two-pass sum when a long axis reduces to few outputs), `reduce_max.wgsl`, `reduce_max_backward.wgsl`.
 
@@ -93,7 +94,13 @@ pub fn cpu_max<T: Real>(x: &[T], outer: usize, r: usize, inner: usize) -> (Vec<T
 }
 
 /// dy, idx (outer, inner) → dx (outer, r, inner): dy at the argmax, 0 elsewhere.
-pub fn cpu_max_backward<T: Real>(dy: &[T], idx: &[u32], outer: usize, r: usize, inner: usize) -> Vec<T> {
+pub fn cpu_max_backward<T: Real>(
+    dy: &[T],
+    idx: &[u32],
+    outer: usize,
+    r: usize,
+    inner: usize,
+) -> Vec<T> {
     let mut dx = vec![T::zero(); outer * r * inner];
     for o in 0..outer {
         for k in 0..inner {
@@ -109,8 +116,22 @@ fn launch_sum(x: &GpuStorage, outer: usize, r: usize, inner: usize, chunk: usize
     let nchunks = r.div_ceil(chunk).max(1);
     let n = outer * nchunks * inner;
     let y = GpuStorage::alloc(x.gpu, n, "reduce_sum");
-    let p = SumParams { outer: outer as u32, r: r as u32, inner: inner as u32, chunk: chunk as u32, nchunks: nchunks as u32, _pad: [0; 3] };
-    launch(x.gpu, &shaders::REDUCE_SUM, "reduce_sum", &[x.buffer(), y.buffer()], &p, groups(n, shaders::REDUCE_SUM.wg));
+    let p = SumParams {
+        outer: outer as u32,
+        r: r as u32,
+        inner: inner as u32,
+        chunk: chunk as u32,
+        nchunks: nchunks as u32,
+        _pad: [0; 3],
+    };
+    launch(
+        x.gpu,
+        &shaders::REDUCE_SUM,
+        "reduce_sum",
+        &[x.buffer(), y.buffer()],
+        &p,
+        groups(n, shaders::REDUCE_SUM.wg),
+    );
     y
 }
 
@@ -130,18 +151,48 @@ pub fn gpu_max(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> (GpuStor
     let n = outer * inner;
     let y = GpuStorage::alloc(x.gpu, n, "reduce_max");
     let idx = PooledBuffer::new(x.gpu, 4 * n as u64);
-    let p = MaxParams { outer: outer as u32, r: r as u32, inner: inner as u32, _pad: 0 };
-    launch(x.gpu, &shaders::REDUCE_MAX, "reduce_max", &[x.buffer(), y.buffer(), idx.buffer()], &p, groups(n, shaders::REDUCE_MAX.wg));
+    let p = MaxParams {
+        outer: outer as u32,
+        r: r as u32,
+        inner: inner as u32,
+        _pad: 0,
+    };
+    launch(
+        x.gpu,
+        &shaders::REDUCE_MAX,
+        "reduce_max",
+        &[x.buffer(), y.buffer(), idx.buffer()],
+        &p,
+        groups(n, shaders::REDUCE_MAX.wg),
+    );
     (y, idx)
 }
 
 /// Gradient of max: dy, idx (outer, inner) → dx (outer, r, inner).
-pub fn gpu_max_backward(dy: &GpuStorage, idx: &PooledBuffer, outer: usize, r: usize, inner: usize) -> GpuStorage {
+pub fn gpu_max_backward(
+    dy: &GpuStorage,
+    idx: &PooledBuffer,
+    outer: usize,
+    r: usize,
+    inner: usize,
+) -> GpuStorage {
     let n = outer * r * inner;
     let dx = GpuStorage::alloc(dy.gpu, n, "reduce_max_backward");
-    let p = MaxParams { outer: outer as u32, r: r as u32, inner: inner as u32, _pad: 0 };
+    let p = MaxParams {
+        outer: outer as u32,
+        r: r as u32,
+        inner: inner as u32,
+        _pad: 0,
+    };
     let bufs = [dy.buffer(), idx.buffer(), dx.buffer()];
-    launch(dy.gpu, &shaders::REDUCE_MAX_BACKWARD, "reduce_max_backward", &bufs, &p, groups(n, shaders::REDUCE_MAX_BACKWARD.wg));
+    launch(
+        dy.gpu,
+        &shaders::REDUCE_MAX_BACKWARD,
+        "reduce_max_backward",
+        &bufs,
+        &p,
+        groups(n, shaders::REDUCE_MAX_BACKWARD.wg),
+    );
     dx
 }
 
@@ -175,8 +226,16 @@ impl Backward for MaxBackward {
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
         let (o, r, i) = shape::outer_axis_inner(&self.in_shape, self.axis);
         let storage = match &self.idx {
-            SavedIdx::Cpu(idx) => Tensor::cpu_storage(cpu_max_backward(&dy.cpu_data("max_backward"), idx, o, r, i)),
-            SavedIdx::Gpu(idx) => Storage::Gpu(gpu_max_backward(dy.gpu_storage("max_backward"), idx, o, r, i)),
+            SavedIdx::Cpu(idx) => {
+                Tensor::cpu_storage(cpu_max_backward(&dy.cpu_data("max_backward"), idx, o, r, i))
+            }
+            SavedIdx::Gpu(idx) => Storage::Gpu(gpu_max_backward(
+                dy.gpu_storage("max_backward"),
+                idx,
+                o,
+                r,
+                i,
+            )),
         };
         vec![Some(Tensor::from_storage(&self.in_shape, storage))]
     }
@@ -197,7 +256,10 @@ impl Tensor {
 
     /// Sum over `axes` (negative counts from the end); `keepdim` keeps them with size 1.
     pub fn sum(&self, axes: &[isize], keepdim: bool) -> Tensor {
-        let mut ax: Vec<usize> = axes.iter().map(|&a| shape::norm_axis(a, self.rank(), "sum")).collect();
+        let mut ax: Vec<usize> = axes
+            .iter()
+            .map(|&a| shape::norm_axis(a, self.rank(), "sum"))
+            .collect();
         ax.sort_unstable();
         ax.dedup();
         let mut y = self.clone();
@@ -207,14 +269,20 @@ impl Tensor {
         if keepdim {
             y
         } else {
-            let s: Vec<usize> = (0..self.rank()).filter(|d| !ax.contains(d)).map(|d| self.shape()[d]).collect();
+            let s: Vec<usize> = (0..self.rank())
+                .filter(|d| !ax.contains(d))
+                .map(|d| self.shape()[d])
+                .collect();
             y.reshape(&s)
         }
     }
 
     /// Mean over `axes` (sum, then times 1/count).
     pub fn mean(&self, axes: &[isize], keepdim: bool) -> Tensor {
-        let count: usize = axes.iter().map(|&a| self.shape()[shape::norm_axis(a, self.rank(), "mean")]).product();
+        let count: usize = axes
+            .iter()
+            .map(|&a| self.shape()[shape::norm_axis(a, self.rank(), "mean")])
+            .product();
         self.sum(axes, keepdim).mul_scalar(1.0 / count as f32)
     }
 
@@ -262,7 +330,11 @@ impl Tensor {
                 (Storage::Gpu(y), SavedIdx::Gpu(idx))
             }
         };
-        let back = MaxBackward { idx, in_shape: self.shape().to_vec(), axis: ax };
+        let back = MaxBackward {
+            idx,
+            in_shape: self.shape().to_vec(),
+            axis: ax,
+        };
         Tensor::from_op(&out, storage, &[self], back)
     }
 }
@@ -282,7 +354,10 @@ mod tests {
         assert_eq!(cpu_max(&x, 2, 3, 1), (vec![5.0, 7.0], vec![1, 0]));
         let t = Tensor::from_vec(x.to_vec(), &[2, 3], Device::Cpu).requires_grad_();
         t.max(1, false).sum_all().backward();
-        assert_eq!(t.grad().unwrap().to_vec(), vec![0.0, 1.0, 0.0, 1.0, 0.0, 0.0]);
+        assert_eq!(
+            t.grad().unwrap().to_vec(),
+            vec![0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+        );
         assert!((t.mean(&[0, 1], false).item() - 25.0 / 6.0).abs() < 1e-6);
     }
 
@@ -290,7 +365,13 @@ mod tests {
     fn gradcheck_f64() {
         let (o, r, i) = (2, 5, 3);
         let x = random_vec(o * r * i, -1.0, 1.0, 7);
-        gradcheck("sum", &[x.clone()], &[], |v| cpu_sum(&v[0], o, r, i), |_, g| vec![cpu_sum_backward(g, o, r, i)]);
+        gradcheck(
+            "sum",
+            std::slice::from_ref(&x),
+            &[],
+            |v| cpu_sum(&v[0], o, r, i),
+            |_, g| vec![cpu_sum_backward(g, o, r, i)],
+        );
         // Max: distinct values, so the argmax does not switch under the ±eps nudge.
         gradcheck(
             "max",

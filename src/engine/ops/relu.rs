@@ -27,12 +27,17 @@ pub const WG: u32 = 256;
 
 /// `y[i] = max(x[i], 0)`. x: (n) → y: (n).
 pub fn cpu_forward<T: Real>(x: &[T]) -> Vec<T> {
-    x.iter().map(|&v| if v > T::zero() { v } else { T::zero() }).collect()
+    x.iter()
+        .map(|&v| if v > T::zero() { v } else { T::zero() })
+        .collect()
 }
 
 /// `dx[i] = dy[i]` where `x[i] > 0`, else 0. x, dy: (n) → dx: (n).
 pub fn cpu_backward<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
-    x.iter().zip(dy).map(|(&v, &g)| if v > T::zero() { g } else { T::zero() }).collect()
+    x.iter()
+        .zip(dy)
+        .map(|(&v, &g)| if v > T::zero() { g } else { T::zero() })
+        .collect()
 }
 
 // ---- GPU ----
@@ -40,7 +45,14 @@ pub fn cpu_backward<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
 /// Launches relu.wgsl: x (n) → y (n).
 pub fn gpu_forward(x: &GpuStorage, n: usize) -> GpuStorage {
     let y = GpuStorage::alloc(x.gpu, n, "relu");
-    launch(x.gpu, &shaders::RELU, "relu", &[x.buffer(), y.buffer()], &ParamsN::new(n), groups(n, WG));
+    launch(
+        x.gpu,
+        &shaders::RELU,
+        "relu",
+        &[x.buffer(), y.buffer()],
+        &ParamsN::new(n),
+        groups(n, WG),
+    );
     y
 }
 
@@ -48,7 +60,14 @@ pub fn gpu_forward(x: &GpuStorage, n: usize) -> GpuStorage {
 pub fn gpu_backward(x: &GpuStorage, dy: &GpuStorage, n: usize) -> GpuStorage {
     let dx = GpuStorage::alloc(x.gpu, n, "relu_backward");
     let bufs = [x.buffer(), dy.buffer(), dx.buffer()];
-    launch(x.gpu, &shaders::RELU_BACKWARD, "relu_backward", &bufs, &ParamsN::new(n), groups(n, WG));
+    launch(
+        x.gpu,
+        &shaders::RELU_BACKWARD,
+        "relu_backward",
+        &bufs,
+        &ParamsN::new(n),
+        groups(n, WG),
+    );
     dx
 }
 
@@ -61,7 +80,12 @@ impl Tensor {
             Device::Cpu => Tensor::cpu_storage(cpu_forward(&self.cpu_data("relu"))),
             Device::Gpu => Storage::Gpu(gpu_forward(self.gpu_storage("relu"), self.numel())),
         };
-        Tensor::from_op(self.shape(), storage, &[self], ReluBackward { x: self.clone() })
+        Tensor::from_op(
+            self.shape(),
+            storage,
+            &[self],
+            ReluBackward { x: self.clone() },
+        )
     }
 }
 
@@ -76,8 +100,14 @@ impl Backward for ReluBackward {
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
         let x = &self.x;
         let storage = match Tensor::same_device("relu_backward", &[x, dy]) {
-            Device::Cpu => Tensor::cpu_storage(cpu_backward(&x.cpu_data("relu"), &dy.cpu_data("relu"))),
-            Device::Gpu => Storage::Gpu(gpu_backward(x.gpu_storage("relu"), dy.gpu_storage("relu"), x.numel())),
+            Device::Cpu => {
+                Tensor::cpu_storage(cpu_backward(&x.cpu_data("relu"), &dy.cpu_data("relu")))
+            }
+            Device::Gpu => Storage::Gpu(gpu_backward(
+                x.gpu_storage("relu"),
+                dy.gpu_storage("relu"),
+                x.numel(),
+            )),
         };
         vec![Some(Tensor::from_storage(x.shape(), storage))]
     }
@@ -94,14 +124,26 @@ mod tests {
     fn exact_values() {
         // relu(-1.5, 0, 2.25) = (0, 0, 2.25); with dy = (1, 1, 1): dx = (0, 0 [kink], 1).
         assert_eq!(cpu_forward(&[-1.5f32, 0.0, 2.25]), vec![0.0, 0.0, 2.25]);
-        assert_eq!(cpu_backward(&[-1.5f32, 0.0, 2.25], &[1.0, 1.0, 1.0]), vec![0.0, 0.0, 1.0]);
+        assert_eq!(
+            cpu_backward(&[-1.5f32, 0.0, 2.25], &[1.0, 1.0, 1.0]),
+            vec![0.0, 0.0, 1.0]
+        );
     }
 
     #[test]
     fn gradcheck_f64() {
         // Nudge inputs away from the kink at 0, where the derivative is undefined.
-        let x: Vec<f64> = random_vec(17, -1.0, 1.0, 1).into_iter().map(|v| if v.abs() < 0.05 { 0.3 } else { v }).collect();
-        gradcheck("relu", &[x], &[], |i| cpu_forward(&i[0]), |i, g| vec![cpu_backward(&i[0], g)]);
+        let x: Vec<f64> = random_vec(17, -1.0, 1.0, 1)
+            .into_iter()
+            .map(|v| if v.abs() < 0.05 { 0.3 } else { v })
+            .collect();
+        gradcheck(
+            "relu",
+            &[x],
+            &[],
+            |i| cpu_forward(&i[0]),
+            |i, g| vec![cpu_backward(&i[0], g)],
+        );
     }
 
     #[test]

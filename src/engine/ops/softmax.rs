@@ -68,23 +68,48 @@ pub fn cpu_backward<T: Real>(y: &[T], dy: &[T], outer: usize, r: usize, inner: u
 // ---- GPU ----
 
 fn params(outer: usize, r: usize, inner: usize) -> Params {
-    Params { outer: outer as u32, r: r as u32, inner: inner as u32, _pad: 0 }
+    Params {
+        outer: outer as u32,
+        r: r as u32,
+        inner: inner as u32,
+        _pad: 0,
+    }
 }
 
 /// Launches softmax.wgsl.
 pub fn gpu_forward(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> GpuStorage {
     let y = GpuStorage::alloc(x.gpu, outer * r * inner, "softmax");
     let p = params(outer, r, inner);
-    launch(x.gpu, &shaders::SOFTMAX, "softmax", &[x.buffer(), y.buffer()], &p, groups(outer * inner, shaders::SOFTMAX.wg));
+    launch(
+        x.gpu,
+        &shaders::SOFTMAX,
+        "softmax",
+        &[x.buffer(), y.buffer()],
+        &p,
+        groups(outer * inner, shaders::SOFTMAX.wg),
+    );
     y
 }
 
 /// Launches softmax_backward.wgsl.
-pub fn gpu_backward(y: &GpuStorage, dy: &GpuStorage, outer: usize, r: usize, inner: usize) -> GpuStorage {
+pub fn gpu_backward(
+    y: &GpuStorage,
+    dy: &GpuStorage,
+    outer: usize,
+    r: usize,
+    inner: usize,
+) -> GpuStorage {
     let dx = GpuStorage::alloc(y.gpu, outer * r * inner, "softmax_backward");
     let p = params(outer, r, inner);
     let bufs = [y.buffer(), dy.buffer(), dx.buffer()];
-    launch(y.gpu, &shaders::SOFTMAX_BACKWARD, "softmax_backward", &bufs, &p, groups(outer * inner, shaders::SOFTMAX_BACKWARD.wg));
+    launch(
+        y.gpu,
+        &shaders::SOFTMAX_BACKWARD,
+        "softmax_backward",
+        &bufs,
+        &p,
+        groups(outer * inner, shaders::SOFTMAX_BACKWARD.wg),
+    );
     dx
 }
 
@@ -102,8 +127,20 @@ impl Backward for SoftmaxBackward {
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
         let (o, r, i) = shape::outer_axis_inner(self.y.shape(), self.axis);
         let storage = match Tensor::same_device("softmax_backward", &[&self.y, dy]) {
-            Device::Cpu => Tensor::cpu_storage(cpu_backward(&self.y.cpu_data("softmax"), &dy.cpu_data("softmax"), o, r, i)),
-            Device::Gpu => Storage::Gpu(gpu_backward(self.y.gpu_storage("softmax"), dy.gpu_storage("softmax"), o, r, i)),
+            Device::Cpu => Tensor::cpu_storage(cpu_backward(
+                &self.y.cpu_data("softmax"),
+                &dy.cpu_data("softmax"),
+                o,
+                r,
+                i,
+            )),
+            Device::Gpu => Storage::Gpu(gpu_backward(
+                self.y.gpu_storage("softmax"),
+                dy.gpu_storage("softmax"),
+                o,
+                r,
+                i,
+            )),
         };
         vec![Some(Tensor::from_storage(self.y.shape(), storage))]
     }
@@ -119,7 +156,13 @@ impl Tensor {
             Device::Gpu => Storage::Gpu(gpu_forward(self.gpu_storage("softmax"), o, r, i)),
         };
         let y = Tensor::from_storage(self.shape(), storage);
-        y.attach_op(&[self], SoftmaxBackward { y: y.clone(), axis: ax })
+        y.attach_op(
+            &[self],
+            SoftmaxBackward {
+                y: y.clone(),
+                axis: ax,
+            },
+        )
     }
 }
 

@@ -96,7 +96,10 @@ impl Unary {
 
     /// Whether the backward reads the output y (else the input x).
     pub fn saves_output(self) -> bool {
-        matches!(self, Unary::Sigmoid | Unary::Tanh | Unary::Exp | Unary::Sqrt)
+        matches!(
+            self,
+            Unary::Sigmoid | Unary::Tanh | Unary::Exp | Unary::Sqrt
+        )
     }
 
     // ---- CPU reference ----
@@ -181,8 +184,19 @@ impl Unary {
             Unary::MulScalar(_) => "mul_scalar",
         };
         let y = GpuStorage::alloc(x.gpu, n, entry);
-        let p = Params { n: n as u32, a: self.param(), _pad: [0; 2] };
-        launch(x.gpu, &shaders::UNARY, entry, &[x.buffer(), y.buffer()], &p, groups(n, WG));
+        let p = Params {
+            n: n as u32,
+            a: self.param(),
+            _pad: [0; 2],
+        };
+        launch(
+            x.gpu,
+            &shaders::UNARY,
+            entry,
+            &[x.buffer(), y.buffer()],
+            &p,
+            groups(n, WG),
+        );
         y
     }
 
@@ -201,9 +215,20 @@ impl Unary {
             }
         };
         let dx = GpuStorage::alloc(s.gpu, n, entry);
-        let p = Params { n: n as u32, a: self.param(), _pad: [0; 2] };
+        let p = Params {
+            n: n as u32,
+            a: self.param(),
+            _pad: [0; 2],
+        };
         let bufs = [s.buffer(), dy.buffer(), dx.buffer()];
-        launch(s.gpu, &shaders::UNARY_BACKWARD, entry, &bufs, &p, groups(n, WG));
+        launch(
+            s.gpu,
+            &shaders::UNARY_BACKWARD,
+            entry,
+            &bufs,
+            &p,
+            groups(n, WG),
+        );
         dx
     }
 }
@@ -218,7 +243,11 @@ pub fn apply(op: Unary, x: &Tensor) -> Tensor {
     };
     let y = Tensor::from_storage(x.shape(), storage);
     // Saving y itself (a plain tensor sharing the output's storage) avoids a reference cycle.
-    let saved = if op.saves_output() { y.clone() } else { x.clone() };
+    let saved = if op.saves_output() {
+        y.clone()
+    } else {
+        x.clone()
+    };
     y.attach_op(&[x], UnaryBackward { op, saved })
 }
 
@@ -238,8 +267,14 @@ impl Backward for UnaryBackward {
             op => {
                 let s = &self.saved;
                 let storage = match Tensor::same_device(op.name(), &[s, dy]) {
-                    Device::Cpu => Tensor::cpu_storage(op.cpu_backward(&s.cpu_data(op.name()), &dy.cpu_data(op.name()))),
-                    Device::Gpu => Storage::Gpu(op.gpu_backward(s.gpu_storage(op.name()), dy.gpu_storage(op.name()), s.numel())),
+                    Device::Cpu => Tensor::cpu_storage(
+                        op.cpu_backward(&s.cpu_data(op.name()), &dy.cpu_data(op.name())),
+                    ),
+                    Device::Gpu => Storage::Gpu(op.gpu_backward(
+                        s.gpu_storage(op.name()),
+                        dy.gpu_storage(op.name()),
+                        s.numel(),
+                    )),
                 };
                 Tensor::from_storage(s.shape(), storage)
             }
