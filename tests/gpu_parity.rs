@@ -323,3 +323,42 @@ fn cross_entropy_weights_and_ignore_index() {
         x[0].cross_entropy(&x[1], None, -100)
     });
 }
+
+#[test]
+fn temporal_attention_and_aggregation() {
+    use sitsgpu::engine::ops::attention::AttnDropout;
+    // B = 2 samples, P = 6 pixels, T = 5 dates, H = 3 heads, d_k = 4, d_v = 2; padded dates in the mask.
+    let (b, p, t, h, dk, dv) = (2, 6, 5, 3, 4, 2);
+    let ins = [
+        input(&[b * p, t, h * dk], -2.0, 2.0),
+        input(&[h, dk], -1.0, 1.0),
+        constant(&[b, t], Gen::Int(2)),
+        input(&[b * p, t, h * dv], -1.0, 1.0),
+    ];
+    for drop in [AttnDropout::NONE, AttnDropout { p: 0.25, seed: 9 }] {
+        check(
+            &format!("attention weights + apply {drop:?}"),
+            &ins,
+            Tol::REDUCE,
+            |x| {
+                let a = x[0].temporal_attention_weights(&x[1], Some(&x[2]), p, drop);
+                // Use the weights twice (output and returned masks), as U-TAE does.
+                let o = a.temporal_attention_apply(&x[3]);
+                &o.sum_all() + &(&a * &a).sum_all()
+            },
+        );
+    }
+    check(
+        "attention weights without mask",
+        &ins[..2],
+        Tol::REDUCE,
+        |x| x[0].temporal_attention_weights(&x[1], None, p, AttnDropout::NONE),
+    );
+    let agg = [
+        input(&[2, 3, 4, 5, 3], -1.0, 1.0),
+        input(&[2, 2, 3, 5, 3], 0.0, 1.0),
+    ];
+    check("temporal_aggregate", &agg, Tol::REDUCE, |x| {
+        x[0].temporal_aggregate(&x[1])
+    });
+}

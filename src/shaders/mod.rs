@@ -90,6 +90,44 @@ shader!(
     6
 );
 shader!(ADAM, "adam", crate::train::adam::Params, 5);
+shader!(ATTENTION, "attention", ops::attention::Params, 5);
+shader!(
+    ATTENTION_BACKWARD,
+    "attention_backward",
+    ops::attention::Params,
+    7
+);
+shader!(
+    ATTENTION_APPLY,
+    "attention_apply",
+    ops::attention::ApplyParams,
+    4
+);
+shader!(
+    ATTENTION_APPLY_BACKWARD_VALUE,
+    "attention_apply_backward_value",
+    ops::attention::ApplyParams,
+    4
+);
+shader!(
+    ATTENTION_APPLY_BACKWARD_ATTN,
+    "attention_apply_backward_attn",
+    ops::attention::ApplyParams,
+    4
+);
+shader!(TEMPORAL_AGG, "temporal_agg", ops::temporal_agg::Params, 4);
+shader!(
+    TEMPORAL_AGG_BACKWARD_X,
+    "temporal_agg_backward_x",
+    ops::temporal_agg::Params,
+    4
+);
+shader!(
+    TEMPORAL_AGG_BACKWARD_ATTN,
+    "temporal_agg_backward_attn",
+    ops::temporal_agg::Params,
+    4
+);
 
 /// Every registered shader.
 pub const ALL: &[Shader] = &[
@@ -112,6 +150,14 @@ pub const ALL: &[Shader] = &[
     CROSS_ENTROPY,
     CROSS_ENTROPY_BACKWARD,
     ADAM,
+    ATTENTION,
+    ATTENTION_BACKWARD,
+    ATTENTION_APPLY,
+    ATTENTION_APPLY_BACKWARD_VALUE,
+    ATTENTION_APPLY_BACKWARD_ATTN,
+    TEMPORAL_AGG,
+    TEMPORAL_AGG_BACKWARD_X,
+    TEMPORAL_AGG_BACKWARD_ATTN,
 ];
 
 #[cfg(test)]

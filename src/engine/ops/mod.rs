@@ -16,9 +16,13 @@
 //! | masked_fill | masked_fill.wgsl | masked_fill of dy with 0 | masked_fill |
 //! | dropout (seeded, inverted) | dropout.wgsl | dropout of dy with the same seed | dropout |
 //! | cross_entropy (weights, ignore index) | cross_entropy.wgsl | cross_entropy_backward.wgsl | cross_entropy |
+//! | temporal attention weights (L-TAE master query) | attention.wgsl | attention_backward.wgsl + matmul (dQ) | attention::cpu_scores |
+//! | temporal attention apply (heads concatenated) | attention_apply.wgsl | attention_apply_backward_{value,attn}.wgsl | attention::cpu_apply |
+//! | temporal aggregation of skips (att_group/att_mean) | temporal_agg.wgsl | temporal_agg_backward_{x,attn}.wgsl | temporal_agg |
 //!
 //! Every op has an f64 gradient check in its file and a row in `tests/gpu_parity.rs`.
 
+pub mod attention;
 pub mod binary;
 pub mod cross_entropy;
 pub mod dropout;
@@ -29,6 +33,7 @@ pub mod movement;
 pub mod reduce;
 pub mod relu;
 pub mod softmax;
+pub mod temporal_agg;
 pub mod unary;
 
 /// The `Params` of the simplest kernels: just an element count, padded to 16 bytes.
