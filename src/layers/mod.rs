@@ -1,25 +1,73 @@
-//! Layers: PyTorch-like modules over [`Tensor`], whose named parameters carry PyTorch `state_dict` names so
-//! that weights load from and save to the original checkpoints one to one.
+//! Layers: PyTorch-like modules over [`Tensor`], whose named parameters and buffers carry PyTorch
+//! `state_dict` names so that weights load from and save to the original checkpoints one to one.
 //!
-//! A layer holds its parameters as leaf tensors that require a gradient; `named_parameters` lists them with
-//! their `state_dict` key (prefix + local name).
+//! A layer holds its parameters as leaf tensors that require a gradient and its buffers (BatchNorm running
+//! statistics) as plain tensors updated in place; `named_parameters` / `named_buffers` list them with their
+//! `state_dict` key (prefix + local name). Forward passes take a [`Ctx`]: training or evaluation mode and
+//! the source of dropout seeds.
 
+pub mod conv;
 pub mod linear;
+pub mod norm;
+pub mod positional_encoding;
 
+use std::cell::Cell;
+
+pub use conv::{Conv2d, ConvTranspose2d};
 pub use linear::Linear;
+pub use norm::{BatchNorm, GroupNorm, Norm, NormKind};
 
 use crate::engine::Tensor;
 
-/// A module with named parameters.
+/// A module with named parameters and buffers.
 pub trait Module {
     /// `(state_dict key, parameter)` pairs, keys prefixed with `prefix` (e.g. "mlp.0.").
     fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)>;
 
+    /// `(state_dict key, buffer)` pairs (running statistics, `num_batches_tracked` as a one-element f32
+    /// tensor). Default: none.
+    fn named_buffers(&self, _prefix: &str) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
     /// The parameters, in `named_parameters` order.
     fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters("")
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect()
+        self.named_parameters("").into_iter().map(|(_, t)| t).collect()
     }
+
+    /// Number of trainable scalars (PyTorch's `sum(p.numel() for p in parameters() if p.requires_grad)`).
+    fn num_parameters(&self) -> usize {
+        self.parameters().iter().map(|p| p.numel()).sum()
+    }
+}
+
+/// The mode of a forward pass: training (batch statistics, dropout on) or evaluation, and the dropout seeds.
+pub struct Ctx {
+    /// Training mode.
+    pub training: bool,
+    seed: Cell<u64>,
+}
+
+impl Ctx {
+    /// Evaluation mode (running statistics, no dropout).
+    pub fn eval() -> Self {
+        Ctx { training: false, seed: Cell::new(0) }
+    }
+
+    /// Training mode; dropout masks are drawn from `seed` onwards (one seed per dropout call).
+    pub fn train(seed: u64) -> Self {
+        Ctx { training: true, seed: Cell::new(seed) }
+    }
+
+    /// A fresh 32-bit seed for the next dropout mask.
+    pub fn next_seed(&self) -> u32 {
+        let s = self.seed.get();
+        self.seed.set(s.wrapping_add(1));
+        crate::engine::rng::Rng::new(s).next_u64() as u32
+    }
+}
+
+/// Collects `(name, tensor)` of sub-modules under `prefix.<child>.`.
+pub fn prefixed(prefix: &str, child: &str) -> String {
+    format!("{prefix}{child}.")
 }

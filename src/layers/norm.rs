@@ -1,0 +1,176 @@
+//! Normalisation layers with PyTorch names: `GroupNorm` (weight, bias), `BatchNorm` 1d/2d (weight, bias and
+//! the buffers running_mean, running_var, num_batches_tracked), and the [`Norm`] choice used by U-TAE's conv
+//! blocks (group / batch / instance / none).
+//!
+//! BatchNorm in training mode normalises with the batch statistics and updates the running statistics in
+//! place (momentum 0.1, unbiased variance), and counts `num_batches_tracked`; in evaluation mode it uses the
+//! running statistics. Initialisation follows U-TAE's `weight_init` (§3.9): BatchNorm weight N(0, 1) (sic),
+//! bias 0; GroupNorm weight 1, bias 0.
+
+use crate::engine::rng::Rng;
+use crate::engine::{Device, Tensor};
+use crate::layers::conv::normal;
+use crate::layers::{Ctx, Module};
+
+/// PyTorch's default eps for every norm.
+pub const EPS: f32 = 1e-5;
+/// PyTorch's default BatchNorm momentum.
+pub const MOMENTUM: f32 = 0.1;
+
+/// GroupNorm with affine parameters.
+pub struct GroupNorm {
+    /// Number of groups.
+    pub groups: usize,
+    /// γ (C).
+    pub weight: Tensor,
+    /// β (C).
+    pub bias: Tensor,
+}
+
+impl GroupNorm {
+    /// γ = 1, β = 0.
+    pub fn new(groups: usize, channels: usize, device: Device) -> Self {
+        GroupNorm {
+            groups,
+            weight: Tensor::ones(&[channels], device).requires_grad_(),
+            bias: Tensor::zeros(&[channels], device).requires_grad_(),
+        }
+    }
+
+    /// x (N, C, *) → same shape.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.group_norm(self.groups, Some(&self.weight), Some(&self.bias), EPS)
+    }
+}
+
+impl Module for GroupNorm {
+    fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        vec![(format!("{prefix}weight"), self.weight.clone()), (format!("{prefix}bias"), self.bias.clone())]
+    }
+}
+
+/// BatchNorm1d / BatchNorm2d (the same computation over (N, C, *)).
+pub struct BatchNorm {
+    /// γ (C).
+    pub weight: Tensor,
+    /// β (C).
+    pub bias: Tensor,
+    /// Running mean (C), updated in place in training mode.
+    pub running_mean: Tensor,
+    /// Running (unbiased) variance (C).
+    pub running_var: Tensor,
+    /// Batches seen in training mode (a one-element tensor; int64 in checkpoints).
+    pub num_batches_tracked: Tensor,
+}
+
+impl BatchNorm {
+    /// γ ~ N(0, 1) as U-TAE's weight_init (from `rng`), β = 0, running stats (0, 1).
+    pub fn new(channels: usize, rng: &mut Rng, device: Device) -> Self {
+        BatchNorm {
+            weight: Tensor::from_vec(normal(rng, channels, 1.0), &[channels], device).requires_grad_(),
+            bias: Tensor::zeros(&[channels], device).requires_grad_(),
+            running_mean: Tensor::zeros(&[channels], device),
+            running_var: Tensor::ones(&[channels], device),
+            num_batches_tracked: Tensor::zeros(&[], Device::Cpu),
+        }
+    }
+
+    /// x (N, C, *) → same shape; training mode updates the running statistics.
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
+        if ctx.training {
+            let n = self.num_batches_tracked.item();
+            self.num_batches_tracked.storage().write(&[n + 1.0]);
+        }
+        x.batch_norm(Some(&self.weight), Some(&self.bias), &self.running_mean, &self.running_var, ctx.training, MOMENTUM, EPS)
+    }
+}
+
+impl Module for BatchNorm {
+    fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        vec![(format!("{prefix}weight"), self.weight.clone()), (format!("{prefix}bias"), self.bias.clone())]
+    }
+    fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        vec![
+            (format!("{prefix}running_mean"), self.running_mean.clone()),
+            (format!("{prefix}running_var"), self.running_var.clone()),
+            (format!("{prefix}num_batches_tracked"), self.num_batches_tracked.clone()),
+        ]
+    }
+}
+
+/// The norm choice of U-TAE's conv layers (`encoder_norm` / `norm` arguments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// GroupNorm with 4 groups (U-TAE's `n_groups`).
+    Group,
+    /// BatchNorm2d.
+    Batch,
+    /// InstanceNorm2d (affine false, no running statistics).
+    Instance,
+    /// No norm.
+    None,
+}
+
+impl NormKind {
+    /// From the original string ("group", "batch", "instance"; anything else: none).
+    pub fn parse(s: &str) -> NormKind {
+        match s {
+            "group" => NormKind::Group,
+            "batch" => NormKind::Batch,
+            "instance" => NormKind::Instance,
+            _ => NormKind::None,
+        }
+    }
+}
+
+/// A norm layer of one of the kinds.
+pub enum Norm {
+    /// GroupNorm.
+    Group(GroupNorm),
+    /// BatchNorm2d.
+    Batch(BatchNorm),
+    /// InstanceNorm2d.
+    Instance,
+}
+
+impl Norm {
+    /// A norm of `kind` over `channels` (None for `NormKind::None`). GroupNorm uses `groups` groups.
+    pub fn new(kind: NormKind, channels: usize, groups: usize, rng: &mut Rng, device: Device) -> Option<Norm> {
+        match kind {
+            NormKind::Group => Some(Norm::Group(GroupNorm::new(groups, channels, device))),
+            NormKind::Batch => Some(Norm::Batch(BatchNorm::new(channels, rng, device))),
+            NormKind::Instance => Some(Norm::Instance),
+            NormKind::None => None,
+        }
+    }
+
+    /// x (N, C, H, W) → same shape.
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
+        match self {
+            Norm::Group(g) => g.forward(x),
+            Norm::Batch(b) => b.forward(x, ctx),
+            Norm::Instance => x.instance_norm(EPS),
+        }
+    }
+
+    /// Whether this norm has batch statistics (affected by U-TAE's dummy-pass quirk).
+    pub fn is_batch(&self) -> bool {
+        matches!(self, Norm::Batch(_))
+    }
+}
+
+impl Module for Norm {
+    fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        match self {
+            Norm::Group(g) => g.named_parameters(prefix),
+            Norm::Batch(b) => b.named_parameters(prefix),
+            Norm::Instance => Vec::new(),
+        }
+    }
+    fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        match self {
+            Norm::Batch(b) => b.named_buffers(prefix),
+            _ => Vec::new(),
+        }
+    }
+}
