@@ -10,6 +10,7 @@ pub mod conv;
 pub mod linear;
 pub mod norm;
 pub mod positional_encoding;
+pub mod state;
 
 use std::cell::Cell;
 
@@ -45,18 +46,35 @@ pub trait Module {
 pub struct Ctx {
     /// Training mode.
     pub training: bool,
+    /// Whether dropout is active (training mode only). Off reproduces PyTorch runs with every `nn.Dropout`
+    /// at p = 0 (the fixtures' train steps).
+    pub dropout: bool,
     seed: Cell<u64>,
 }
 
 impl Ctx {
     /// Evaluation mode (running statistics, no dropout).
     pub fn eval() -> Self {
-        Ctx { training: false, seed: Cell::new(0) }
+        Ctx { training: false, dropout: false, seed: Cell::new(0) }
     }
 
     /// Training mode; dropout masks are drawn from `seed` onwards (one seed per dropout call).
     pub fn train(seed: u64) -> Self {
-        Ctx { training: true, seed: Cell::new(seed) }
+        Ctx { training: true, dropout: true, seed: Cell::new(seed) }
+    }
+
+    /// Training mode with every dropout disabled (BatchNorm still uses batch statistics).
+    pub fn train_without_dropout() -> Self {
+        Ctx { training: true, dropout: false, seed: Cell::new(0) }
+    }
+
+    /// Dropout probability `p` in this mode (0 when dropout is off).
+    pub fn dropout_p(&self, p: f32) -> f32 {
+        if self.training && self.dropout {
+            p
+        } else {
+            0.0
+        }
     }
 
     /// A fresh 32-bit seed for the next dropout mask.

@@ -103,12 +103,14 @@ impl Ltae2d {
         let e = (&e.reshape(&[b, p, t, dm]) + &pe).reshape(&[n, t, dm]);
         // Master-query attention.
         let keys = self.fc1_k.forward(&e);
-        let drop = if ctx.training { AttnDropout { p: ATTN_DROPOUT, seed: ctx.next_seed() } } else { AttnDropout::NONE };
+        let p_attn = ctx.dropout_p(ATTN_DROPOUT);
+        let drop = if p_attn > 0.0 { AttnDropout { p: p_attn, seed: ctx.next_seed() } } else { AttnDropout::NONE };
         let attn = keys.temporal_attention_weights(&self.q, pad_mask, p, drop);
         let o = attn.temporal_attention_apply(&e);
         // mlp → dropout → out_norm.
         let o = self.mlp_bn.forward(&self.mlp_linear.forward(&o), ctx).relu();
-        let o = o.dropout(MLP_DROPOUT, ctx.next_seed(), ctx.training);
+        let p_mlp = ctx.dropout_p(MLP_DROPOUT);
+        let o = if p_mlp > 0.0 { o.dropout(p_mlp, ctx.next_seed(), true) } else { o };
         let o = self.out_norm.forward(&o);
         let c_out = o.shape()[1];
         LtaeOutput {
