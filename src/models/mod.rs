@@ -4,4 +4,5 @@
 //! - [`utae`]: U-TAE (semantic segmentation of parcels), with [`ltae`]: its L-TAE 2D temporal encoder.
 
 pub mod ltae;
+pub mod registry;
 pub mod utae;

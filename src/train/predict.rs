@@ -1,0 +1,94 @@
+//! `sitsgpu predict`: runs a semantic model in eval mode over PASTIS patches in ID order, in batches with
+//! batch-max padding (the original collate), and writes per patch `logits_<ID>.npy` (num_classes × H × W,
+//! f32), `pred_<ID>.npy` (H × W, int64, argmax with ties to the lowest class as torch.argmax) and, on request,
+//! `attn_<ID>.npy` (n_head × T × h × w over the patch's own dates).
+
+use std::path::{Path, PathBuf};
+
+use crate::data::npy;
+use crate::data::pastis::{PastisDataset, PastisOptions};
+use crate::engine::{no_grad, Device, Error, Result, Tensor};
+use crate::layers::Ctx;
+use crate::models::utae::{PadInfo, UTae};
+
+/// What to predict and where to write it.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// PASTIS folder.
+    pub dataset_folder: PathBuf,
+    /// Folds whose patches are predicted and whose normalisation statistics are averaged (None: all five).
+    pub folds: Option<Vec<usize>>,
+    /// Patches per batch.
+    pub batch_size: usize,
+    /// Output folder (created).
+    pub out: PathBuf,
+    /// Also write the attention masks.
+    pub save_attention: bool,
+}
+
+/// `argmax` over the class axis of logits (C, P) → (P), first maximum on ties.
+pub fn argmax_classes(logits: &[f32], classes: usize) -> Vec<i64> {
+    let p = logits.len() / classes;
+    (0..p)
+        .map(|i| {
+            let mut best = 0;
+            for c in 1..classes {
+                if logits[c * p + i] > logits[best * p + i] {
+                    best = c;
+                }
+            }
+            best as i64
+        })
+        .collect()
+}
+
+/// Runs `model` over the dataset and writes the files; returns the number of patches written.
+pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<usize> {
+    let ds = PastisDataset::open(&opts.dataset_folder, PastisOptions { folds: opts.folds.clone(), ..PastisOptions::default() })?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let indices: Vec<usize> = (0..ds.len()).collect();
+    let ctx = Ctx::eval();
+    let mut written = 0;
+    for batch in ds.batches(indices.clone(), opts.batch_size.max(1)) {
+        let batch = batch?;
+        let x = Tensor::from_vec(batch.x.clone(), &batch.shape, device);
+        let pad = PadInfo { mask: batch.pad_mask.clone() };
+        let out = no_grad(|| model.forward(&x, &batch.dates, &pad, &ctx, false));
+        let (logits, ls) = (out.out.to_vec(), out.out.shape().to_vec());
+        let (attn, as_) = (out.attn.to_vec(), out.attn.shape().to_vec());
+        let per: usize = ls[1..].iter().product();
+        for (i, id) in batch.ids.iter().enumerate() {
+            let l = &logits[i * per..(i + 1) * per];
+            write(&opts.out, &format!("logits_{id}.npy"), |p| npy::write_f32(p, &ls[1..], l))?;
+            let pred = argmax_classes(l, ls[1]);
+            write(&opts.out, &format!("pred_{id}.npy"), |p| npy::write_i64(p, &ls[2..], &pred))?;
+            if opts.save_attention {
+                let t_i = ds.dates(ds.ids().iter().position(|x| x == id).unwrap_or(0)).map(|d| d.len()).unwrap_or(as_[2]);
+                let (heads, b, t_max, hw) = (as_[0], as_[1], as_[2], as_[3] * as_[4]);
+                let mut a = Vec::with_capacity(heads * t_i * hw);
+                for h in 0..heads {
+                    let base = (h * b + i) * t_max * hw;
+                    a.extend_from_slice(&attn[base..base + t_i * hw]);
+                }
+                write(&opts.out, &format!("attn_{id}.npy"), |p| npy::write_f32(p, &[heads, t_i, as_[3], as_[4]], &a))?;
+            }
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+fn write(dir: &Path, name: &str, f: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    f(&dir.join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_ties_go_to_the_lowest_class() {
+        // Two pixels, three classes: pixel 0 scores (0, 0, 0) → class 0; pixel 1 (1, 3, 3) → class 1.
+        assert_eq!(argmax_classes(&[0.0, 1.0, 0.0, 3.0, 0.0, 3.0], 3), vec![0, 1]);
+    }
+}
