@@ -2,11 +2,20 @@
 //!
 //! - `sitsgpu info`: every adapter wgpu finds, the one chosen and why, its limits and features, and a tiny
 //!   self-test kernel compared with the CPU reference. Run this first on a new machine.
+//! - `sitsgpu predict`: a semantic model (weights .npz or official model.pth.tar + conf.json) over a PASTIS
+//!   folder, writing logits, class maps and optionally attention masks per patch.
+//! - `sitsgpu convert-weights`: an official `model.pth.tar` (zip or legacy torch format) to `.npz`, checked
+//!   against the model its conf.json describes.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sitsgpu::engine::gpu::{enumerate_adapters, Gpu};
+use sitsgpu::data::state_dict::{read_torch_checkpoint, write_npz};
+use sitsgpu::layers::state::load_state_dict;
+use sitsgpu::models::registry;
+use sitsgpu::train::predict::{predict, PredictOptions};
 use sitsgpu::{Device, Tensor};
 
 #[derive(Parser)]
@@ -24,6 +33,45 @@ struct Cli {
 enum Command {
     /// List GPU adapters, show the chosen one with its limits, and run a self-test kernel.
     Info,
+    /// Run a semantic model over PASTIS patches and write logits_<ID>.npy, pred_<ID>.npy (and attn_<ID>.npy).
+    Predict {
+        /// PASTIS folder (metadata.geojson, DATA_S2/, NORM_S2_patch.json, ...).
+        #[arg(long)]
+        dataset_folder: PathBuf,
+        /// Weights: our .npz or an official model.pth.tar.
+        #[arg(long)]
+        weights: PathBuf,
+        /// conf.json of the model (default: beside the weights or in their parent folder).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Patches per batch (batch-max temporal padding, as the original collate).
+        #[arg(long, default_value_t = 4)]
+        batch_size: usize,
+        /// Folds to predict and normalise with (default: all five).
+        #[arg(long, num_args = 1..)]
+        folds: Option<Vec<usize>>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the L-TAE attention masks (n_head x T x h x w).
+        #[arg(long)]
+        save_attention: bool,
+        /// Run on the CPU reference path instead of the GPU.
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// Convert an official checkpoint (model.pth.tar) to .npz with the same state_dict names.
+    ConvertWeights {
+        /// The checkpoint (torch.save of {"epoch", "state_dict", "optimizer"}; zip or legacy format).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The .npz to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// conf.json to check the keys and shapes against (default: beside the checkpoint or its parent).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn info() -> Result<(), String> {
@@ -95,6 +143,23 @@ fn info() -> Result<(), String> {
     }
 }
 
+fn convert_weights(checkpoint: &std::path::Path, out: &std::path::Path, config: Option<&std::path::Path>) -> Result<(), String> {
+    let ck = read_torch_checkpoint(checkpoint).map_err(|e| e.to_string())?;
+    match registry::find_config(checkpoint, config) {
+        Ok(conf_path) => {
+            let conf = registry::read_json(&conf_path).map_err(|e| e.to_string())?;
+            let model = registry::semantic_from_conf(&conf, &conf_path, 0, Device::Cpu).map_err(|e| e.to_string())?;
+            load_state_dict(&model, &ck.state_dict, checkpoint).map_err(|e| e.to_string())?;
+            println!("checked {} entries against the model of {}", ck.state_dict.len(), conf_path.display());
+        }
+        Err(e) if config.is_some() => return Err(e.to_string()),
+        Err(_) => println!("no conf.json found: writing the state_dict unchecked"),
+    }
+    write_npz(out, &ck.state_dict).map_err(|e| e.to_string())?;
+    println!("wrote {} ({} entries, epoch {:?})", out.display(), ck.state_dict.len(), ck.epoch);
+    Ok(())
+}
+
 fn ok(b: bool) -> &'static str {
     if b {
         "ok"
@@ -107,6 +172,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Predict { dataset_folder, weights, config, batch_size, folds, out, save_attention, cpu } => (|| {
+            let device = if cpu { Device::Cpu } else { Device::Gpu };
+            if !cpu {
+                Gpu::get().map_err(|e| e.to_string())?;
+            }
+            let conf = registry::find_config(&weights, config.as_deref()).map_err(|e| e.to_string())?;
+            let model = registry::load_semantic(&conf, &weights, device).map_err(|e| e.to_string())?;
+            let opts = PredictOptions { dataset_folder, folds, batch_size, out: out.clone(), save_attention };
+            let n = predict(&model, device, &opts).map_err(|e| e.to_string())?;
+            println!("wrote predictions for {n} patches to {}", out.display());
+            Ok(())
+        })(),
+        Command::ConvertWeights { checkpoint, out, config } => convert_weights(&checkpoint, &out, config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
