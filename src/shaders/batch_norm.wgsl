@@ -53,8 +53,8 @@ fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let c = wid.x + (wid.y + wid.z * nwg.y) * nwg.x;
     if (c >= params.c) { return; }
     let m = params.n * params.s;
-    var mean = running_mean[c];
-    var var_ = running_var[c];
+    var mean = 0.0;
+    var var_ = 0.0;
     if (params.training != 0u) {
         var acc = 0.0;
         for (var j = lid; j < m; j = j + WG) { acc = acc + x[at(c, j)]; }
@@ -68,6 +68,9 @@ fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
             running_mean[c] = k * mean + (1.0 - k) * running_mean[c];
             running_var[c] = k * (ss / f32(m - 1u)) + (1.0 - k) * running_var[c];
         }
+    } else {
+        mean = running_mean[c];
+        var_ = running_var[c];
     }
     let rstd = 1.0 / sqrt(var_ + params.eps);
     for (var j = lid; j < m; j = j + WG) {

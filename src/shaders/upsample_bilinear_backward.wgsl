@@ -5,8 +5,9 @@
 //           (same taps() as upsample_bilinear.wgsl).
 // Threads:  one invocation per input element (N·C·H·W), WG = 256, folded. Output o can read input i only
 //           if i0(o) ∈ {i − 1, i}, i.e. src(o) ∈ [i − 1, i + 1), i.e. o ∈ [(i − 0.5)/r − 0.5, (i + 1.5)/r − 0.5);
-//           each invocation scans that window widened by 1 on each side (float slack; exact weights are
-//           recomputed by taps(), so extra candidates add 0) and owns its dx element (no atomics).
+//           each invocation scans that window widened by at least 1 on each side (slack for the float
+//           division; the exact weights are recomputed by taps(), so extra candidates add 0) and owns its dx
+//           element (no atomics).
 // Bindings: 0 dy (read) (N, C, OH, OW) | 1 dx (read_write) (N, C, H, W) | 2 params (uniform)
 // CPU reference: engine::ops::upsample::cpu_backward (a scatter; the sums agree up to rounding order).
 

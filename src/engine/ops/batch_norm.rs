@@ -23,7 +23,7 @@
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::launch;
-use crate::engine::ops::group_norm::affine_or_default;
+use crate::engine::ops::group_norm::{affine_grads, affine_or_default};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -288,14 +288,8 @@ impl Backward for BatchNormBackward {
                 (Storage::Gpu(dx), Storage::Gpu(dg), Storage::Gpu(db))
             }
         };
-        let mut out = vec![Some(Tensor::from_storage(x.shape(), dx))];
-        if self.has_weight {
-            out.push(Some(Tensor::from_storage(&[d.c], dgamma)));
-        }
-        if self.has_bias {
-            out.push(Some(Tensor::from_storage(&[d.c], dbeta)));
-        }
-        out
+        let (hw, hb) = (self.has_weight, self.has_bias);
+        affine_grads(x.shape(), dx, (hw, dgamma), (hb, dbeta))
     }
 }
 

@@ -245,6 +245,24 @@ pub(crate) fn affine_or_default(
     }
 }
 
+/// The gradients of (x, weight?, bias?) in input order: dx, then dγ (C) and dβ (C) for the present ones.
+pub(crate) fn affine_grads(
+    x_shape: &[usize],
+    dx: Storage,
+    (has_weight, dgamma): (bool, Storage),
+    (has_bias, dbeta): (bool, Storage),
+) -> Vec<Option<Tensor>> {
+    let c = x_shape[1];
+    let mut out = vec![Some(Tensor::from_storage(x_shape, dx))];
+    if has_weight {
+        out.push(Some(Tensor::from_storage(&[c], dgamma)));
+    }
+    if has_bias {
+        out.push(Some(Tensor::from_storage(&[c], dbeta)));
+    }
+    out
+}
+
 struct GroupNormBackward {
     x: Tensor,
     gamma: Tensor,
@@ -291,14 +309,8 @@ impl Backward for GroupNormBackward {
                 (Storage::Gpu(dx), Storage::Gpu(dg), Storage::Gpu(db))
             }
         };
-        let mut out = vec![Some(Tensor::from_storage(x.shape(), dx))];
-        if self.has_weight {
-            out.push(Some(Tensor::from_storage(&[d.c], dgamma)));
-        }
-        if self.has_bias {
-            out.push(Some(Tensor::from_storage(&[d.c], dbeta)));
-        }
-        out
+        let (hw, hb) = (self.has_weight, self.has_bias);
+        affine_grads(x.shape(), dx, (hw, dgamma), (hb, dbeta))
     }
 }
 
@@ -318,7 +330,7 @@ impl Tensor {
         assert!(sh.len() >= 2, "{op}: expected x (N, C, *), got {sh:?}");
         let c = sh[1];
         assert!(
-            groups > 0 && c % groups == 0,
+            groups > 0 && c.is_multiple_of(groups),
             "{op}: expected a group count dividing C = {c}, got {groups}"
         );
         let d = Dims {
@@ -399,8 +411,8 @@ mod tests {
         let (y, st) = cpu_forward(&[1.0f64, 2.0, 3.0, 6.0], &[2.0, 1.0], &[0.0, 1.0], d, 0.5);
         assert_eq!(y, vec![-2.0, -1.0, 1.0, 2.5]);
         assert_eq!(st, vec![3.0, 0.5]);
-        // Through the Tensor API with two groups (instance norm): each pair (1, 2), (3, 6) → (−1, 1)·(1/√(σ²+eps))
-        // with σ² = 1/4 and 9/4; eps = 0 gives exactly (−1, 1, −1, 1).
+        // instance_norm = one group per channel: planes (1, 2) and (3, 6) have μ = 3/2, 9/2 and σ² = 1/4, 9/4;
+        // with eps = 0, x̂ = (x − μ)/σ = (−1, 1) for both (f32: 1.5 · (1/1.5) rounds to exactly 1).
         let t = Tensor::from_vec(vec![1.0, 2.0, 3.0, 6.0], &[1, 2, 2], Device::Cpu);
         assert_eq!(t.instance_norm(0.0).to_vec(), vec![-1.0, 1.0, -1.0, 1.0]);
     }

@@ -65,9 +65,10 @@ mod tests {
 
     #[test]
     fn exact_values() {
-        // Rows (1, 2, 3, 6) and (0, 0, 2, 2): μ = 3, σ² = 14/4 = 3.5 and μ = 1, σ² = 1. eps = 0.5 and 0 would
-        // differ per row, so use eps = 0.5 on the first and check the second with its own rstd = 1/√1.5:
-        // row 1: x̂ = (x − 3)/2 = (−1, −1/2, 0, 3/2); γ = (2, 2, 2, 2), β = (1, 0, 0, 0): y = (−1, −1, 0, 3).
+        // x (2, 2, 2) normalised over [2, 2], eps = 0.5, γ = 2 everywhere, β = (1, 0, 0, 0).
+        // Row 1 = (1, 2, 3, 6): μ = 3, σ² = (4 + 1 + 0 + 9)/4 = 3.5, rstd = 1/√4 = 1/2,
+        //   x̂ = (−1, −1/2, 0, 3/2), y = 2x̂ + β = (−1, −1, 0, 3).
+        // Row 2 = (0, 0, 2, 2): μ = 1, σ² = 1, rstd = 1/√1.5, y = 2x̂ + β = (1 − r, −r, r, r), r = 2/√1.5.
         let x = Tensor::from_vec(
             vec![1.0, 2.0, 3.0, 6.0, 0.0, 0.0, 2.0, 2.0],
             &[2, 2, 2],
