@@ -362,3 +362,154 @@ fn temporal_attention_and_aggregation() {
         x[0].temporal_aggregate(&x[1])
     });
 }
+
+#[test]
+fn group_instance_and_layer_norm() {
+    // Rows of 2·5·7 = 70 values and of 2·17·19 = 646 values (longer than a workgroup: strided loops).
+    let affine = |s: &[usize], c: usize| {
+        [
+            input(s, -2.0, 3.0),
+            input(&[c], 0.5, 1.5),
+            input(&[c], -0.5, 0.5),
+        ]
+    };
+    check(
+        "group_norm (3, 6, 5, 7) G=3 affine",
+        &affine(&[3, 6, 5, 7], 6),
+        Tol::REDUCE,
+        |x| x[0].group_norm(3, Some(&x[1]), Some(&x[2]), 1e-5),
+    );
+    check(
+        "group_norm (2, 4, 17, 19) G=2 affine",
+        &affine(&[2, 4, 17, 19], 4),
+        Tol::REDUCE,
+        |x| x[0].group_norm(2, Some(&x[1]), Some(&x[2]), 1e-5),
+    );
+    check(
+        "group_norm (5, 8) G=4 weight only",
+        &[input(&[5, 8], -1.0, 1.0), input(&[8], 0.5, 1.5)],
+        Tol::REDUCE,
+        |x| x[0].group_norm(4, Some(&x[1]), None, 1e-5),
+    );
+    check(
+        "group_norm (3, 4, 3, 5) no affine",
+        &[input(&[3, 4, 3, 5], -1.0, 1.0)],
+        Tol::REDUCE,
+        |x| x[0].group_norm(2, None, None, 1e-5),
+    );
+    check(
+        "instance_norm (2, 3, 5, 7)",
+        &[input(&[2, 3, 5, 7], -1.0, 1.0)],
+        Tol::REDUCE,
+        |x| x[0].instance_norm(1e-5),
+    );
+    check(
+        "layer_norm (3, 7, 9) over [9]",
+        &[
+            input(&[3, 7, 9], -1.0, 1.0),
+            input(&[9], 0.5, 1.5),
+            input(&[9], -0.5, 0.5),
+        ],
+        Tol::REDUCE,
+        |x| x[0].layer_norm(&[9], Some(&x[1]), Some(&x[2]), 1e-5),
+    );
+    check(
+        "layer_norm (3, 7, 9) over [7, 9] no affine",
+        &[input(&[3, 7, 9], -1.0, 1.0)],
+        Tol::REDUCE,
+        |x| x[0].layer_norm(&[7, 9], None, None, 1e-5),
+    );
+}
+
+#[test]
+fn batch_norm_training_and_eval() {
+    let ins = |s: &[usize], c: usize| {
+        [
+            input(s, -2.0, 3.0),
+            input(&[c], 0.5, 1.5),
+            input(&[c], -0.5, 0.5),
+            constant(&[c], Gen::Uniform(-0.5, 0.5)),
+            constant(&[c], Gen::Uniform(0.5, 2.0)),
+        ]
+    };
+    for (s, training) in [
+        (vec![3, 5, 4, 7], true),
+        (vec![7, 5], true),
+        (vec![2, 5, 11, 13], true),
+        (vec![3, 5, 4, 7], false),
+    ] {
+        check(
+            &format!("batch_norm {s:?} training={training}"),
+            &ins(&s, 5),
+            Tol::REDUCE,
+            |x| x[0].batch_norm(Some(&x[1]), Some(&x[2]), &x[3], &x[4], training, 0.1, 1e-5),
+        );
+    }
+    check(
+        "batch_norm (6, 3, 5) no affine",
+        &[
+            input(&[6, 3, 5], -1.0, 1.0),
+            constant(&[3], Gen::Uniform(-0.5, 0.5)),
+            constant(&[3], Gen::Uniform(0.5, 2.0)),
+        ],
+        Tol::REDUCE,
+        |x| x[0].batch_norm(None, None, &x[1], &x[2], true, 0.1, 1e-5),
+    );
+}
+
+#[test]
+fn batch_norm_running_statistics_match() {
+    if gpu_or_skip("batch_norm running statistics").is_none() {
+        return;
+    }
+    // Two training calls (the second sees the first's update), then the running stats on both devices.
+    let run = |device: Device| {
+        let rm = Tensor::from_vec(values(5, Gen::Uniform(-0.5, 0.5), 3), &[5], device);
+        let rv = Tensor::from_vec(values(5, Gen::Uniform(0.5, 2.0), 4), &[5], device);
+        for seed in [1, 2] {
+            let x = Tensor::from_vec(
+                values(3 * 5 * 7 * 9, Gen::Uniform(-2.0, 3.0), seed),
+                &[3, 5, 7, 9],
+                device,
+            );
+            x.batch_norm(None, None, &rm, &rv, true, 0.1, 1e-5);
+        }
+        (rm.to_vec(), rv.to_vec())
+    };
+    let (m_cpu, v_cpu) = run(Device::Cpu);
+    for (mode, forced) in [("", None), (" [forced 2-D fold]", Some(3))] {
+        let (m_gpu, v_gpu) = match forced {
+            None => run(Device::Gpu),
+            Some(m) => with_max_workgroups(m, || run(Device::Gpu)),
+        };
+        assert_close(&m_gpu, &m_cpu, Tol::REDUCE, &format!("running_mean{mode}"));
+        assert_close(&v_gpu, &v_cpu, Tol::REDUCE, &format!("running_var{mode}"));
+    }
+}
+
+#[test]
+fn upsample_bilinear_and_avg_pool() {
+    for (oh, ow) in [(10, 14), (8, 11), (3, 4), (5, 7)] {
+        check(
+            &format!("upsample_bilinear (2, 3, 5, 7) -> ({oh}, {ow})"),
+            &[input(&[2, 3, 5, 7], -1.0, 1.0)],
+            Tol::REDUCE,
+            |x| x[0].upsample_bilinear(oh, ow),
+        );
+    }
+    // U-TAE's largest factor: 16 → 128 is ×8; here 4 → 32.
+    check(
+        "upsample_bilinear x8 (1, 2, 4, 3) -> (32, 24)",
+        &[input(&[1, 2, 4, 3], -1.0, 1.0)],
+        Tol::REDUCE,
+        |x| x[0].upsample_bilinear(32, 24),
+    );
+    for (k, s) in [(2, 2), (3, 2), (2, 3), (3, 1)] {
+        check(
+            &format!("avg_pool2d (2, 3, 9, 11) k={k} s={s}"),
+            &[input(&[2, 3, 9, 11], -1.0, 1.0)],
+            Tol::REDUCE,
+            |x| x[0].avg_pool2d(k, s),
+        );
+    }
+}

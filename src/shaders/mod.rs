@@ -128,6 +128,45 @@ shader!(
     ops::temporal_agg::Params,
     4
 );
+shader!(GROUP_NORM, "group_norm", ops::group_norm::Params, 6);
+shader!(
+    GROUP_NORM_BACKWARD_INPUT,
+    "group_norm_backward_input",
+    ops::group_norm::Params,
+    6
+);
+shader!(
+    GROUP_NORM_BACKWARD_WEIGHT,
+    "group_norm_backward_weight",
+    ops::group_norm::Params,
+    6
+);
+shader!(BATCH_NORM, "batch_norm", ops::batch_norm::Params, 8);
+shader!(
+    BATCH_NORM_BACKWARD,
+    "batch_norm_backward",
+    ops::batch_norm::Params,
+    8
+);
+shader!(
+    UPSAMPLE_BILINEAR,
+    "upsample_bilinear",
+    ops::upsample::Params,
+    3
+);
+shader!(
+    UPSAMPLE_BILINEAR_BACKWARD,
+    "upsample_bilinear_backward",
+    ops::upsample::Params,
+    3
+);
+shader!(AVG_POOL2D, "avg_pool2d", ops::pool::Params, 3);
+shader!(
+    AVG_POOL2D_BACKWARD,
+    "avg_pool2d_backward",
+    ops::pool::Params,
+    3
+);
 
 /// Every registered shader.
 pub const ALL: &[Shader] = &[
@@ -158,6 +197,15 @@ pub const ALL: &[Shader] = &[
     TEMPORAL_AGG,
     TEMPORAL_AGG_BACKWARD_X,
     TEMPORAL_AGG_BACKWARD_ATTN,
+    GROUP_NORM,
+    GROUP_NORM_BACKWARD_INPUT,
+    GROUP_NORM_BACKWARD_WEIGHT,
+    BATCH_NORM,
+    BATCH_NORM_BACKWARD,
+    UPSAMPLE_BILINEAR,
+    UPSAMPLE_BILINEAR_BACKWARD,
+    AVG_POOL2D,
+    AVG_POOL2D_BACKWARD,
 ];
 
 #[cfg(test)]

@@ -19,22 +19,33 @@
 //! | temporal attention weights (L-TAE master query) | attention.wgsl | attention_backward.wgsl + matmul (dQ) | attention::cpu_scores |
 //! | temporal attention apply (heads concatenated) | attention_apply.wgsl | attention_apply_backward_{value,attn}.wgsl | attention::cpu_apply |
 //! | temporal aggregation of skips (att_group/att_mean) | temporal_agg.wgsl | temporal_agg_backward_{x,attn}.wgsl | temporal_agg |
+//! | group_norm | group_norm.wgsl | group_norm_backward_input.wgsl, group_norm_backward_weight.wgsl (dγ, dβ) | group_norm |
+//! | instance_norm | composition: group_norm(C groups, no affine) | (group_norm's) | group_norm |
+//! | layer_norm | composition: group_norm(1 group) on (R, 1, D), then mul/add | (compositions') | group_norm |
+//! | batch_norm (1d/2d; training updates running stats in place) | batch_norm.wgsl | batch_norm_backward.wgsl (dx, dγ, dβ) | batch_norm |
+//! | upsample_bilinear (align_corners = False) | upsample_bilinear.wgsl | upsample_bilinear_backward.wgsl | upsample |
+//! | avg_pool2d | avg_pool2d.wgsl | avg_pool2d_backward.wgsl | pool |
 //!
 //! Every op has an f64 gradient check in its file and a row in `tests/gpu_parity.rs`.
 
 pub mod attention;
+pub mod batch_norm;
 pub mod binary;
 pub mod cross_entropy;
 pub mod dropout;
+pub mod group_norm;
 pub mod index_select;
+pub mod layer_norm;
 pub mod masked_fill;
 pub mod matmul;
 pub mod movement;
+pub mod pool;
 pub mod reduce;
 pub mod relu;
 pub mod softmax;
 pub mod temporal_agg;
 pub mod unary;
+pub mod upsample;
 
 /// The `Params` of the simplest kernels: just an element count, padded to 16 bytes.
 #[repr(C)]
