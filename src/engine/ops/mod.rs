@@ -16,10 +16,14 @@
 //! | masked_fill | masked_fill.wgsl | masked_fill of dy with 0 | masked_fill |
 //! | dropout (seeded, inverted) | dropout.wgsl | dropout of dy with the same seed | dropout |
 //! | cross_entropy (weights, ignore index) | cross_entropy.wgsl | cross_entropy_backward.wgsl | cross_entropy |
+//! | conv2d (stride, zero / reflect padding, bias) | conv2d.wgsl (tiled implicit GEMM) | conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl (+ reduce_sum), bias: sum | conv2d |
+//! | conv_transpose2d (stride, zero padding, bias) | conv2d_backward_input.wgsl (+ broadcast add) | conv2d.wgsl, conv2d_backward_weight.wgsl | conv_transpose2d |
 //!
 //! Every op has an f64 gradient check in its file and a row in `tests/gpu_parity.rs`.
 
 pub mod binary;
+pub mod conv2d;
+pub mod conv_transpose2d;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod index_select;
