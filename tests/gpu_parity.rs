@@ -513,3 +513,75 @@ fn upsample_bilinear_and_avg_pool() {
         );
     }
 }
+
+#[test]
+fn conv2d_padding_modes_strides_and_bias() {
+    use sitsgpu::engine::ops::conv2d::PaddingMode::{Reflect, Zeros};
+    // (x, weight, stride, padding, mode, bias)
+    let cases = [
+        ([2, 3, 9, 7], [4, 3, 3, 3], 1, 1, Reflect, true), // ConvBlock, odd sizes
+        ([2, 3, 8, 6], [3, 3, 4, 4], 2, 1, Reflect, true), // DownConvBlock's `down` on even sizes
+        ([1, 5, 7, 9], [6, 5, 3, 3], 2, 2, Reflect, false), // stride 2, padding 2, no bias
+        ([2, 3, 9, 7], [4, 3, 3, 3], 1, 1, Zeros, false),
+        ([1, 2, 6, 5], [3, 2, 3, 2], 2, 0, Zeros, true), // rectangular kernel, no padding
+        ([2, 6, 5, 3], [7, 6, 1, 1], 1, 0, Zeros, true), // 1×1 (UpConvBlock's skip_conv)
+        ([1, 20, 9, 9], [70, 20, 3, 3], 1, 1, Reflect, true), // K = 180 > several slabs, C_out > 64
+    ];
+    for (xs, ws, s, p, mode, bias) in cases {
+        let mut ins = vec![input(&xs, -1.0, 1.0), input(&ws, -1.0, 1.0)];
+        if bias {
+            ins.push(input(&[ws[0]], -1.0, 1.0));
+        }
+        check(
+            &format!("conv2d x {xs:?} w {ws:?} s{s} p{p} {mode:?} bias {bias}"),
+            &ins,
+            Tol::REDUCE,
+            |x| x[0].conv2d(&x[1], x.get(2), s, p, mode),
+        );
+    }
+}
+
+#[test]
+fn conv2d_weight_gradient_two_pass() {
+    // N·H_out·W_out = 3·40·40 = 4800 products per weight gradient: chunks of 25 rows, then reduce_sum.
+    check(
+        "conv2d two-pass weight gradient",
+        &[
+            input(&[3, 2, 40, 40], -1.0, 1.0),
+            input(&[2, 2, 3, 3], -1.0, 1.0),
+        ],
+        Tol::REDUCE,
+        |x| {
+            x[0].conv2d(
+                &x[1],
+                None,
+                1,
+                1,
+                sitsgpu::engine::ops::conv2d::PaddingMode::Reflect,
+            )
+        },
+    );
+}
+
+#[test]
+fn conv_transpose2d_strides_and_bias() {
+    // (x, weight (C_in, C_out, kH, kW), stride, padding, bias)
+    let cases = [
+        ([2, 5, 4, 3], [5, 3, 4, 4], 2, 1, true), // U-TAE's up-sampling: doubles H and W
+        ([1, 3, 3, 5], [3, 4, 3, 2], 2, 0, false),
+        ([2, 2, 5, 4], [2, 3, 3, 3], 1, 1, true),
+        ([1, 2, 3, 3], [2, 2, 5, 3], 3, 2, false),
+    ];
+    for (xs, ws, s, p, bias) in cases {
+        let mut ins = vec![input(&xs, -1.0, 1.0), input(&ws, -1.0, 1.0)];
+        if bias {
+            ins.push(input(&[ws[1]], -1.0, 1.0));
+        }
+        check(
+            &format!("conv_transpose2d x {xs:?} w {ws:?} s{s} p{p} bias {bias}"),
+            &ins,
+            Tol::REDUCE,
+            |x| x[0].conv_transpose2d(&x[1], x.get(2), s, p),
+        );
+    }
+}

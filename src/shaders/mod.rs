@@ -89,6 +89,19 @@ shader!(
     ops::cross_entropy::Params,
     6
 );
+shader!(CONV2D, "conv2d", ops::conv2d::Params, 5);
+shader!(
+    CONV2D_BACKWARD_INPUT,
+    "conv2d_backward_input",
+    ops::conv2d::Params,
+    4
+);
+shader!(
+    CONV2D_BACKWARD_WEIGHT,
+    "conv2d_backward_weight",
+    ops::conv2d::Params,
+    4
+);
 shader!(ADAM, "adam", crate::train::adam::Params, 5);
 shader!(ATTENTION, "attention", ops::attention::Params, 5);
 shader!(
@@ -188,6 +201,9 @@ pub const ALL: &[Shader] = &[
     DROPOUT,
     CROSS_ENTROPY,
     CROSS_ENTROPY_BACKWARD,
+    CONV2D,
+    CONV2D_BACKWARD_INPUT,
+    CONV2D_BACKWARD_WEIGHT,
     ADAM,
     ATTENTION,
     ATTENTION_BACKWARD,

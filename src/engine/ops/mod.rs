@@ -25,12 +25,16 @@
 //! | batch_norm (1d/2d; training updates running stats in place) | batch_norm.wgsl | batch_norm_backward.wgsl (dx, dγ, dβ) | batch_norm |
 //! | upsample_bilinear (align_corners = False) | upsample_bilinear.wgsl | upsample_bilinear_backward.wgsl | upsample |
 //! | avg_pool2d | avg_pool2d.wgsl | avg_pool2d_backward.wgsl | pool |
+//! | conv2d (stride, zero / reflect padding, bias) | conv2d.wgsl (tiled implicit GEMM) | conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl (+ reduce_sum), bias: sum | conv2d |
+//! | conv_transpose2d (stride, zero padding, bias) | conv2d_backward_input.wgsl (+ broadcast add) | conv2d.wgsl, conv2d_backward_weight.wgsl | conv_transpose2d |
 //!
 //! Every op has an f64 gradient check in its file and a row in `tests/gpu_parity.rs`.
 
 pub mod attention;
 pub mod batch_norm;
 pub mod binary;
+pub mod conv2d;
+pub mod conv_transpose2d;
 pub mod cross_entropy;
 pub mod dropout;
 pub mod group_norm;

@@ -1,0 +1,493 @@
+//! 2-D convolution (PyTorch `nn.Conv2d`, groups = 1, dilation = 1) with stride, zero or reflect padding and
+//! an optional bias.
+//!
+//! Math: `y[n, o, oy, ox] = b[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · xpad[n, c, oy·s - p + ky, ox·s - p + kx]`,
+//! where `xpad` is x padded by p on each side: zeros, or reflect (`x[-i] = x[i]`, `x[H-1+i] = x[H-1-i]`,
+//! needs p < H and p < W). The padding is index arithmetic (`src` below), never a padded copy.
+//! Shapes: x (N, C_in, H, W), weight (C_out, C_in, kH, kW), bias (C_out) → y (N, C_out, H_out, W_out),
+//! `H_out = (H + 2p - kH) / s + 1` (floor), likewise W_out.
+//!
+//! Derivatives (each forward read `x[src(..)]` contributes `dy · w` to that x element, `dy · x` to w):
+//! - `dx[n, c, i, j] = Σ dy[n, o, oy, ox] w[o, c, ky, kx]` over every (o, oy, ky, ox, kx) whose read lands on
+//!   (i, j); with reflect padding a border element is also reached through its mirrored positions, and those
+//!   contributions add up.
+//! - `dw[o, c, ky, kx] = Σ_{n, oy, ox} dy[n, o, oy, ox] · xpad[n, c, oy·s - p + ky, ox·s - p + kx]`.
+//! - `db[o] = Σ_{n, oy, ox} dy[n, o, oy, ox]` (a composition: `dy.sum(&[0, 2, 3])`, no kernel).
+//!
+//! Saved for backward: x and the weight. Kernels: `conv2d.wgsl` (implicit GEMM, 64 × 64 register tiles
+//! staged through workgroup memory), `conv2d_backward_input.wgsl` (gather per dx element),
+//! `conv2d_backward_weight.wgsl` (partial sums over chunks of output rows, then `reduce::gpu_sum`: two
+//! deterministic passes). `conv_transpose2d` reuses all three (see its doc).
+
+use crate::engine::autograd::Backward;
+use crate::engine::kernel::{groups, launch};
+use crate::engine::ops::matmul::TILE;
+use crate::engine::ops::reduce;
+use crate::engine::real::Real;
+use crate::engine::storage::{Device, GpuStorage, Storage};
+use crate::engine::tensor::Tensor;
+use crate::shaders;
+
+/// How the border is padded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaddingMode {
+    /// Zeros outside the input (PyTorch `padding_mode="zeros"`).
+    Zeros,
+    /// Mirror without repeating the edge (`padding_mode="reflect"`): `x[-1] = x[1]`, `x[H] = x[H-2]`.
+    Reflect,
+}
+
+/// Shader `Params` of conv2d.wgsl, conv2d_backward_input.wgsl and conv2d_backward_weight.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    n: u32,
+    ci: u32,
+    h: u32,
+    w: u32,
+    co: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    ho: u32,
+    wo: u32,
+    pad: u32,
+    reflect: u32,
+    has_bias: u32,
+    chunk: u32,
+    nchunks: u32,
+    _pad: u32,
+}
+
+/// Output rows (n, oy) per partial sum of the weight gradient: about 1024 products per invocation.
+const ROWS_ELEMS: usize = 1024;
+
+/// The sizes of one convolution: x (n, ci, h, w), weight (co, ci, kh, kw), y (n, co, ho, wo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geom {
+    /// Batch N.
+    pub n: usize,
+    /// Input channels C_in.
+    pub ci: usize,
+    /// Input height H.
+    pub h: usize,
+    /// Input width W.
+    pub w: usize,
+    /// Output channels C_out.
+    pub co: usize,
+    /// Kernel height kH.
+    pub kh: usize,
+    /// Kernel width kW.
+    pub kw: usize,
+    /// Stride s (both axes).
+    pub stride: usize,
+    /// Padding p (both axes, each side).
+    pub pad: usize,
+    /// Output height H_out.
+    pub ho: usize,
+    /// Output width W_out.
+    pub wo: usize,
+    /// Padding mode.
+    pub mode: PaddingMode,
+}
+
+impl Geom {
+    /// Checks x (N, C_in, H, W) and weight (C_out, C_in, kH, kW) and derives H_out, W_out; panics with
+    /// `conv2d: expected …, got …` otherwise.
+    pub fn new(x: &[usize], w: &[usize], stride: usize, pad: usize, mode: PaddingMode) -> Geom {
+        assert!(
+            x.len() == 4 && w.len() == 4 && x[1] == w[1],
+            "conv2d: expected x (N, C_in, H, W) and weight (C_out, C_in, kH, kW), got {x:?} and {w:?}"
+        );
+        assert!(stride >= 1, "conv2d: expected stride >= 1, got 0");
+        assert!(
+            x[2] + 2 * pad >= w[2] && x[3] + 2 * pad >= w[3],
+            "conv2d: expected a kernel no larger than the padded input, got x {x:?}, weight {w:?}, padding {pad}"
+        );
+        assert!(
+            mode == PaddingMode::Zeros || (pad < x[2] && pad < x[3]),
+            "conv2d: expected reflect padding smaller than H and W, got padding {pad} for x {x:?}"
+        );
+        let ho = (x[2] + 2 * pad - w[2]) / stride + 1;
+        let wo = (x[3] + 2 * pad - w[3]) / stride + 1;
+        let [n, ci, h, ww] = [x[0], x[1], x[2], x[3]];
+        let (co, kh, kw) = (w[0], w[2], w[3]);
+        Geom {
+            n,
+            ci,
+            h,
+            w: ww,
+            co,
+            kh,
+            kw,
+            stride,
+            pad,
+            ho,
+            wo,
+            mode,
+        }
+    }
+
+    /// The source index along an axis of length `len` of padded position `t`; `None` in zero padding.
+    fn src(&self, t: isize, len: usize) -> Option<usize> {
+        let n = len as isize;
+        match self.mode {
+            _ if (0..n).contains(&t) => Some(t as usize),
+            PaddingMode::Zeros => None,
+            PaddingMode::Reflect if t < 0 => Some((-t) as usize),
+            PaddingMode::Reflect => Some((2 * (n - 1) - t) as usize),
+        }
+    }
+
+    /// Weight elements C_out · C_in · kH · kW.
+    fn weight_len(&self) -> usize {
+        self.co * self.ci * self.kh * self.kw
+    }
+
+    fn params(&self, has_bias: bool, chunk: usize, nchunks: usize) -> Params {
+        let u = |v: usize| u32::try_from(v).expect("conv2d: size overflows u32");
+        Params {
+            n: u(self.n),
+            ci: u(self.ci),
+            h: u(self.h),
+            w: u(self.w),
+            co: u(self.co),
+            kh: u(self.kh),
+            kw: u(self.kw),
+            stride: u(self.stride),
+            ho: u(self.ho),
+            wo: u(self.wo),
+            pad: u(self.pad),
+            reflect: (self.mode == PaddingMode::Reflect) as u32,
+            has_bias: has_bias as u32,
+            chunk: u(chunk),
+            nchunks: u(nchunks),
+            _pad: 0,
+        }
+    }
+}
+
+// ---- CPU reference ----
+
+/// Calls `f(y index, x index, weight index)` for every product of the forward, in a fixed order.
+fn for_each_tap(g: &Geom, mut f: impl FnMut(usize, usize, usize)) {
+    for n in 0..g.n {
+        for o in 0..g.co {
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
+                    let yi = ((n * g.co + o) * g.ho + oy) * g.wo + ox;
+                    for c in 0..g.ci {
+                        for ky in 0..g.kh {
+                            let Some(iy) =
+                                g.src((oy * g.stride + ky) as isize - g.pad as isize, g.h)
+                            else {
+                                continue;
+                            };
+                            for kx in 0..g.kw {
+                                let t = (ox * g.stride + kx) as isize - g.pad as isize;
+                                let Some(ix) = g.src(t, g.w) else { continue };
+                                let xi = ((n * g.ci + c) * g.h + iy) * g.w + ix;
+                                f(yi, xi, ((o * g.ci + c) * g.kh + ky) * g.kw + kx);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// x (N, C_in, H, W), weight (C_out, C_in, kH, kW), bias (C_out) → y (N, C_out, H_out, W_out).
+pub fn cpu_forward<T: Real>(x: &[T], w: &[T], bias: Option<&[T]>, g: &Geom) -> Vec<T> {
+    let mut y = vec![T::zero(); g.n * g.co * g.ho * g.wo];
+    for_each_tap(g, |yi, xi, wi| y[yi] += w[wi] * x[xi]);
+    if let Some(b) = bias {
+        for (i, v) in y.iter_mut().enumerate() {
+            *v += b[(i / (g.ho * g.wo)) % g.co];
+        }
+    }
+    y
+}
+
+/// (dx (N, C_in, H, W), dw (C_out, C_in, kH, kW), db (C_out)) from x, weight and dy (N, C_out, H_out, W_out):
+/// every forward product `y += w · x` sends `dy · w` to x and `dy · x` to w (mirrored reads included).
+pub fn cpu_backward<T: Real>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let mut dx = vec![T::zero(); x.len()];
+    let mut dw = vec![T::zero(); w.len()];
+    let mut db = vec![T::zero(); g.co];
+    for_each_tap(g, |yi, xi, wi| {
+        dx[xi] += dy[yi] * w[wi];
+        dw[wi] += dy[yi] * x[xi];
+    });
+    for (i, &v) in dy.iter().enumerate() {
+        db[(i / (g.ho * g.wo)) % g.co] += v;
+    }
+    (dx, dw, db)
+}
+
+// ---- GPU ----
+
+/// Launches conv2d.wgsl: x, weight, optional bias → y (N, C_out, H_out, W_out).
+pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
+    let y = GpuStorage::alloc(x.gpu, g.n * g.co * g.ho * g.wo, "conv2d");
+    // Without a bias the weight is bound as a placeholder (never read: has_bias = 0).
+    let bias = b.unwrap_or(w).buffer();
+    let tiles = g.co.div_ceil(TILE) * (g.n * g.ho * g.wo).div_ceil(TILE);
+    let bufs = [x.buffer(), w.buffer(), bias, y.buffer()];
+    let p = g.params(b.is_some(), 0, 0);
+    launch(x.gpu, &shaders::CONV2D, "conv2d", &bufs, &p, tiles as u32);
+    y
+}
+
+/// Launches conv2d_backward_input.wgsl: dy (N, C_out, H_out, W_out), weight → dx (N, C_in, H, W).
+pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
+    let n = g.n * g.ci * g.h * g.w;
+    let dx = GpuStorage::alloc(dy.gpu, n, "conv2d_backward_input");
+    let bufs = [dy.buffer(), w.buffer(), dx.buffer()];
+    let (entry, p) = ("conv2d_backward_input", g.params(false, 0, 0));
+    launch(
+        dy.gpu,
+        &shaders::CONV2D_BACKWARD_INPUT,
+        entry,
+        &bufs,
+        &p,
+        groups(n, 256),
+    );
+    dx
+}
+
+/// Launches conv2d_backward_weight.wgsl (partials over chunks of output rows), then sums the partials:
+/// x, dy → dw (C_out, C_in, kH, kW).
+pub fn gpu_backward_weight(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> GpuStorage {
+    let rows = g.n * g.ho;
+    let chunk = (ROWS_ELEMS / g.wo.max(1)).clamp(1, rows.max(1));
+    let nchunks = rows.div_ceil(chunk).max(1);
+    let n = nchunks * g.weight_len();
+    let partial = GpuStorage::alloc(x.gpu, n, "conv2d_backward_weight");
+    let bufs = [x.buffer(), dy.buffer(), partial.buffer()];
+    let (entry, p) = ("conv2d_backward_weight", g.params(false, chunk, nchunks));
+    launch(
+        x.gpu,
+        &shaders::CONV2D_BACKWARD_WEIGHT,
+        entry,
+        &bufs,
+        &p,
+        groups(n, 256),
+    );
+    if nchunks == 1 {
+        partial
+    } else {
+        reduce::gpu_sum(&partial, 1, nchunks, g.weight_len())
+    }
+}
+
+// ---- Autograd ----
+
+impl Tensor {
+    /// 2-D convolution of x (N, C_in, H, W) with weight (C_out, C_in, kH, kW) and an optional bias (C_out):
+    /// stride and padding on both axes, zero or reflect padding → (N, C_out, H_out, W_out),
+    /// `H_out = (H + 2·padding - kH) / stride + 1`. Reflect padding needs padding < H and < W.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+        mode: PaddingMode,
+    ) -> Tensor {
+        let g = Geom::new(self.shape(), weight.shape(), stride, padding, mode);
+        if let Some(b) = bias {
+            assert_eq!(
+                b.shape(),
+                [g.co],
+                "conv2d: expected bias ({}), got {:?}",
+                g.co,
+                b.shape()
+            );
+        }
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        let storage = match Tensor::same_device("conv2d", &inputs) {
+            Device::Cpu => {
+                let b = bias.map(|b| b.cpu_data("conv2d").clone());
+                let y = cpu_forward(
+                    &self.cpu_data("conv2d"),
+                    &weight.cpu_data("conv2d"),
+                    b.as_deref(),
+                    &g,
+                );
+                Tensor::cpu_storage(y)
+            }
+            Device::Gpu => Storage::Gpu(gpu_forward(
+                self.gpu_storage("conv2d"),
+                weight.gpu_storage("conv2d"),
+                bias.map(|b| b.gpu_storage("conv2d")),
+                &g,
+            )),
+        };
+        let back = Conv2dBackward {
+            x: self.clone(),
+            w: weight.clone(),
+            has_bias: bias.is_some(),
+            g,
+        };
+        Tensor::from_op(&[g.n, g.co, g.ho, g.wo], storage, &inputs, back)
+    }
+}
+
+struct Conv2dBackward {
+    x: Tensor,
+    w: Tensor,
+    has_bias: bool,
+    g: Geom,
+}
+
+impl Backward for Conv2dBackward {
+    fn name(&self) -> &'static str {
+        "conv2d"
+    }
+    fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        let (x, w, g) = (&self.x, &self.w, &self.g);
+        let mut grads = match Tensor::same_device("conv2d_backward", &[x, w, dy]) {
+            Device::Cpu => {
+                let (dx, dw, db) = cpu_backward(
+                    &x.cpu_data("conv2d"),
+                    &w.cpu_data("conv2d"),
+                    &dy.cpu_data("conv2d"),
+                    g,
+                );
+                let db = self.has_bias.then(|| dy.new_like(db, &[g.co]));
+                vec![
+                    Some(x.new_like(dx, x.shape())),
+                    Some(w.new_like(dw, w.shape())),
+                    db,
+                ]
+            }
+            Device::Gpu => {
+                let (gx, gw, gdy) = (
+                    x.gpu_storage("conv2d"),
+                    w.gpu_storage("conv2d"),
+                    dy.gpu_storage("conv2d"),
+                );
+                let dx = x.requires_grad().then(|| {
+                    Tensor::from_storage(x.shape(), Storage::Gpu(gpu_backward_input(gdy, gw, g)))
+                });
+                let dw = w.requires_grad().then(|| {
+                    Tensor::from_storage(w.shape(), Storage::Gpu(gpu_backward_weight(gx, gdy, g)))
+                });
+                vec![dx, dw, self.has_bias.then(|| dy.sum(&[0, 2, 3], false))]
+            }
+        };
+        grads.truncate(2 + self.has_bias as usize);
+        grads
+    }
+}
+
+// ---- Tests ----
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::{gradcheck, random_vec};
+
+    #[test]
+    fn exact_values_3x3_input_2x2_kernel() {
+        // x = [[1, 2, 3], [4, 5, 6], [7, 8, 9]], w = [[1, 0], [0, -1]], b = 0.5, no padding, stride 1:
+        // y[i, j] = x[i, j] - x[i+1, j+1] + 0.5 = -4 + 0.5 everywhere → [[-3.5, -3.5], [-3.5, -3.5]].
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let g = Geom::new(&[1, 1, 3, 3], &[1, 1, 2, 2], 1, 0, PaddingMode::Zeros);
+        assert_eq!(
+            cpu_forward(&x, &[1.0, 0.0, 0.0, -1.0], Some(&[0.5]), &g),
+            vec![-3.5; 4]
+        );
+        // With dy = 1 everywhere: dw[ky, kx] = sum of the 2×2 window of x starting at (ky, kx):
+        // (1+2+4+5, 2+3+5+6, 4+5+7+8, 5+6+8+9) = (12, 16, 24, 28); db = 4;
+        // dx = w[0,0] · (cover count of the top-left taps) - (bottom-right taps):
+        // [[1, 1, 0], [1, 0, -1], [0, -1, -1]].
+        let (dx, dw, db) = cpu_backward(&x, &[1.0, 0.0, 0.0, -1.0], &[1.0; 4], &g);
+        assert_eq!(dw, vec![12.0, 16.0, 24.0, 28.0]);
+        assert_eq!(db, vec![4.0]);
+        assert_eq!(dx, vec![1.0, 1.0, 0.0, 1.0, 0.0, -1.0, 0.0, -1.0, -1.0]);
+    }
+
+    #[test]
+    fn exact_values_reflect_row() {
+        // x = [[1, 2, 3], [4, 5, 6]] (1, 1, 2, 3), kernel 3×3 whose middle row is ones (the rest 0), padding 1
+        // reflect: each output row is its input row convolved with [1, 1, 1]. Padded row 0: [2, 1, 2, 3, 2]
+        // → [2+1+2, 1+2+3, 2+3+2] = [5, 6, 7]; padded row 1: [5, 4, 5, 6, 5] → [14, 15, 16].
+        // With dy = 1 at y[0, 0] only: x[0, 1] is read twice (directly and through x[0, -1] = x[0, 1]) and
+        // x[0, 0] once: dx = [[1, 2, 0], [0, 0, 0]].
+        let g = Geom::new(&[1, 1, 2, 3], &[1, 1, 3, 3], 1, 1, PaddingMode::Reflect);
+        let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let w = [0.0f32, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
+        assert_eq!(
+            cpu_forward(&x, &w, None, &g),
+            vec![5.0, 6.0, 7.0, 14.0, 15.0, 16.0]
+        );
+        let dy = [1.0f32, 0.0, 0.0, 0.0, 0.0, 0.0];
+        assert_eq!(
+            cpu_backward(&x, &w, &dy, &g).0,
+            vec![1.0, 2.0, 0.0, 0.0, 0.0, 0.0]
+        );
+        // Zero padding instead: padded rows [0, 1, 2, 3, 0], [0, 4, 5, 6, 0] → [3, 6, 5], [9, 15, 11].
+        let z = Geom {
+            mode: PaddingMode::Zeros,
+            ..g
+        };
+        assert_eq!(
+            cpu_forward(&x, &w, None, &z),
+            vec![3.0, 6.0, 5.0, 9.0, 15.0, 11.0]
+        );
+    }
+
+    #[test]
+    fn gradcheck_f64_zeros_and_reflect_strides_odd_sizes() {
+        let cases = [
+            ([2, 3, 5, 4], [2, 3, 3, 3], 1, 1, PaddingMode::Reflect),
+            ([1, 2, 6, 6], [3, 2, 4, 4], 2, 1, PaddingMode::Reflect),
+            ([1, 2, 7, 5], [2, 2, 3, 3], 2, 2, PaddingMode::Reflect),
+            ([2, 2, 5, 7], [3, 2, 3, 2], 2, 1, PaddingMode::Zeros),
+            ([1, 3, 4, 3], [2, 3, 1, 1], 1, 0, PaddingMode::Zeros),
+        ];
+        for (k, (xs, ws, s, p, mode)) in cases.into_iter().enumerate() {
+            let g = Geom::new(&xs, &ws, s, p, mode);
+            let n = |s: [usize; 4]| s.iter().product::<usize>();
+            let ins = [
+                random_vec(n(xs), -1.0, 1.0, 31 + k as u64),
+                random_vec(n(ws), -1.0, 1.0, 41 + k as u64),
+                random_vec(ws[0], -1.0, 1.0, 51 + k as u64),
+            ];
+            gradcheck(
+                &format!("conv2d {xs:?} {ws:?} s{s} p{p} {mode:?}"),
+                &ins,
+                &[],
+                |v| cpu_forward(&v[0], &v[1], Some(&v[2]), &g),
+                |v, dy| {
+                    let (dx, dw, db) = cpu_backward(&v[0], &v[1], dy, &g);
+                    vec![dx, dw, db]
+                },
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d: expected reflect padding smaller than H and W")]
+    fn reflect_padding_too_large_panics() {
+        Geom::new(&[1, 1, 2, 5], &[1, 1, 3, 3], 1, 2, PaddingMode::Reflect);
+    }
+
+    #[test]
+    fn autograd_on_cpu_tensors() {
+        // 1×1 kernel w = 2, bias 1: y = 2x + 1, so d(sum y)/dx = 2, dw = sum x = 10, db = 4.
+        let x =
+            Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2], Device::Cpu).requires_grad_();
+        let w = Tensor::from_vec(vec![2.0], &[1, 1, 1, 1], Device::Cpu).requires_grad_();
+        let b = Tensor::from_vec(vec![1.0], &[1], Device::Cpu).requires_grad_();
+        let y = x.conv2d(&w, Some(&b), 1, 0, PaddingMode::Zeros);
+        assert_eq!(y.to_vec(), vec![3.0, 5.0, 7.0, 9.0]);
+        y.sum_all().backward();
+        assert_eq!(x.grad().unwrap().to_vec(), vec![2.0; 4]);
+        assert_eq!(w.grad().unwrap().to_vec(), vec![10.0]);
+        assert_eq!(b.grad().unwrap().to_vec(), vec![4.0]);
+    }
+}
