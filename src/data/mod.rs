@@ -1,3 +1,4 @@
-//! Data: file formats ([`npy`]) — the PASTIS and pixel-set datasets build on them.
+//! Data: file formats ([`npy`]) and the datasets built on them ([`pastis`]: PASTIS patches, spec §1).
 
 pub mod npy;
+pub mod pastis;
