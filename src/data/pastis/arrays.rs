@@ -218,7 +218,7 @@ pub(crate) fn first_non_finite<T: Copy + Into<f64>>(
 
 /// Integer ids of an INSTANCES / ZONES map (the original compares them as numbers); errors on fractional or
 /// non-finite values.
-pub(crate) fn as_ids(path: &Path, data: &[f64]) -> Result<Vec<i64>> {
+pub(crate) fn as_ids(path: &Path, data: &[f64], w: usize) -> Result<Vec<i64>> {
     data.iter()
         .enumerate()
         .map(|(i, &v)| {
@@ -227,7 +227,11 @@ pub(crate) fn as_ids(path: &Path, data: &[f64]) -> Result<Vec<i64>> {
             } else {
                 Err(Error::format(
                     path,
-                    format!("value {v} at flat index {i} is not an integer id"),
+                    format!(
+                        "value {v} at (y, x) = [{}, {}] is not an integer id",
+                        i / w.max(1),
+                        i % w.max(1)
+                    ),
                 ))
             }
         })

@@ -246,15 +246,17 @@ pub(crate) fn read_metadata(path: &Path, ref_date: Date) -> Result<Vec<PatchMeta
                     )
                 })?
             }
-            other => return Err(prop_err(
-                path,
-                index,
-                Some(id),
-                "dates-S2",
-                format!(
+            other => {
+                return Err(prop_err(
+                    path,
+                    index,
+                    Some(id),
+                    "dates-S2",
+                    format!(
                     "is {other}, not an object {{\"0\": YYYYMMDD, ...}} or a JSON string of one"
                 ),
-            )),
+                ))
+            }
         };
         if dates_obj.is_empty() {
             return Err(prop_err(
