@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sitsgpu::engine::gpu::{enumerate_adapters, Gpu};
-use sitsgpu::data::state_dict::{read_torch_checkpoint, write_npz};
+use sitsgpu::data::checkpoint::read_torch_checkpoint;
+use sitsgpu::data::state_dict::write_npz;
 use sitsgpu::layers::state::load_state_dict;
 use sitsgpu::models::registry;
 use sitsgpu::train::predict::{predict, PredictOptions};

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::data::state_dict::{read_npz, read_torch_checkpoint, StateDict};
+use crate::data::checkpoint::read_torch_checkpoint;
+use crate::data::state_dict::{read_npz, StateDict};
 use crate::engine::{Device, Error, Result};
 use crate::layers::state::load_state_dict;
 use crate::models::utae::{UTae, UTaeConfig};
