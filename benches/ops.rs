@@ -1,6 +1,7 @@
 //! Kernel benchmarks (criterion): matmul (square 256..2048 and the shapes U-TAE's temporal encoder uses),
-//! softmax, and elementwise ops. Each group reports throughput — matmul in FLOP/s (2·M·N·K per product),
-//! the others in bytes/s (bytes read + written) — and the adapter name is printed first. Timing includes
+//! conv2d / conv_transpose2d (U-TAE's encoder and decoder shapes, forward and both backward kernels),
+//! softmax, and elementwise ops. Each group reports throughput — matmul and conv in FLOP/s (2·M·N·K per
+//! product; 2·N·C_out·H_out·W_out·C_in·kH·kW per conv), the others in bytes/s (bytes read + written) — and the adapter name is printed first. Timing includes
 //! submit and completion (`Gpu::synchronize` inside the timed region). Without an adapter the benches print
 //! a skip line.
 //!
@@ -68,6 +69,96 @@ fn matmul(c: &mut Criterion) {
     g.finish();
 }
 
+fn conv2d(c: &mut Criterion) {
+    use sitsgpu::engine::ops::conv2d::{self as conv, Geom, PaddingMode::Reflect};
+    use sitsgpu::engine::storage::Storage;
+    let Some(gpu) = gpu() else { return };
+    let mut g = c.benchmark_group("conv2d");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_millis(500));
+    // U-TAE on B·T = 16 frames: (name, x shape, weight shape, stride, padding).
+    let shapes = [
+        (
+            "in_conv 10->64 k3 128x128",
+            [16, 10, 128, 128],
+            [64, 10, 3, 3],
+            1,
+            1,
+        ),
+        (
+            "conv 64->64 k3 64x64",
+            [16, 64, 64, 64],
+            [64, 64, 3, 3],
+            1,
+            1,
+        ),
+        (
+            "down 64->64 k4 s2 64x64",
+            [16, 64, 64, 64],
+            [64, 64, 4, 4],
+            2,
+            1,
+        ),
+    ];
+    for (name, xs, ws, s, p) in shapes {
+        let x = Tensor::rand_uniform(&xs, -1.0, 1.0, 5, Device::Gpu);
+        let w = Tensor::rand_uniform(&ws, -1.0, 1.0, 6, Device::Gpu);
+        let b = Tensor::rand_uniform(&[ws[0]], -1.0, 1.0, 7, Device::Gpu);
+        let geo = Geom::new(&xs, &ws, s, p, Reflect);
+        let dy = Tensor::rand_uniform(&[xs[0], ws[0], geo.ho, geo.wo], -1.0, 1.0, 8, Device::Gpu);
+        // FLOPs: one multiply-add per (output element, C_in, ky, kx), the same for each backward kernel.
+        let flops = 2 * xs[0] * ws[0] * geo.ho * geo.wo * ws[1] * ws[2] * ws[3];
+        g.throughput(Throughput::Elements(flops as u64));
+        g.bench_function(BenchmarkId::new("forward (tiled) flops", name), |bch| {
+            bch.iter_custom(|it| {
+                no_grad(|| timed(gpu, it, &|| x.conv2d(&w, Some(&b), s, p, Reflect)))
+            })
+        });
+        let (gx, gw, gdy) = (
+            x.gpu_storage("bench"),
+            w.gpu_storage("bench"),
+            dy.gpu_storage("bench"),
+        );
+        g.bench_function(
+            BenchmarkId::new("backward input (gather) flops", name),
+            |bch| {
+                bch.iter_custom(|it| {
+                    timed(gpu, it, &|| {
+                        let d = conv::gpu_backward_input(gdy, gw, &geo);
+                        Tensor::from_storage(&xs, Storage::Gpu(d))
+                    })
+                })
+            },
+        );
+        g.bench_function(
+            BenchmarkId::new("backward weight (two-pass) flops", name),
+            |bch| {
+                bch.iter_custom(|it| {
+                    timed(gpu, it, &|| {
+                        let d = conv::gpu_backward_weight(gx, gdy, &geo);
+                        Tensor::from_storage(&ws, Storage::Gpu(d))
+                    })
+                })
+            },
+        );
+    }
+    // U-TAE's first up-sampling: (B = 16, 128, 16, 16) -> (16, 64, 32, 32), kernel 4, stride 2, padding 1.
+    let x = Tensor::rand_uniform(&[16, 128, 16, 16], -1.0, 1.0, 9, Device::Gpu);
+    let w = Tensor::rand_uniform(&[128, 64, 4, 4], -1.0, 1.0, 10, Device::Gpu);
+    // FLOPs: one multiply-add per (input element, C_out, ky, kx).
+    g.throughput(Throughput::Elements(
+        (2 * 16 * 128 * 16 * 16 * 64 * 16) as u64,
+    ));
+    g.bench_function(
+        BenchmarkId::new("conv_transpose2d forward flops", "128->64 k4 s2 16x16"),
+        |bch| {
+            bch.iter_custom(|it| no_grad(|| timed(gpu, it, &|| x.conv_transpose2d(&w, None, 2, 1))))
+        },
+    );
+    g.finish();
+}
+
 fn softmax_and_elementwise(c: &mut Criterion) {
     let Some(gpu) = gpu() else { return };
     let mut g = c.benchmark_group("memory_bound");
@@ -99,6 +190,6 @@ fn softmax_and_elementwise(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = matmul, softmax_and_elementwise
+    targets = matmul, conv2d, softmax_and_elementwise
 }
 criterion_main!(benches);

@@ -525,6 +525,7 @@ fn conv2d_padding_modes_strides_and_bias() {
         ([2, 3, 9, 7], [4, 3, 3, 3], 1, 1, Zeros, false),
         ([1, 2, 6, 5], [3, 2, 3, 2], 2, 0, Zeros, true), // rectangular kernel, no padding
         ([2, 6, 5, 3], [7, 6, 1, 1], 1, 0, Zeros, true), // 1×1 (UpConvBlock's skip_conv)
+        ([1, 2, 2, 3], [2, 2, 3, 3], 1, 1, Reflect, false), // H = 2: both mirrors hit one row
         ([1, 20, 9, 9], [70, 20, 3, 3], 1, 1, Reflect, true), // K = 180 > several slabs, C_out > 64
     ];
     for (xs, ws, s, p, mode, bias) in cases {
