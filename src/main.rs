@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sitsgpu::engine::gpu::{enumerate_adapters, Gpu};
 use sitsgpu::data::checkpoint::read_torch_checkpoint;
 use sitsgpu::data::state_dict::write_npz;
+use sitsgpu::engine::gpu::{enumerate_adapters, Gpu};
 use sitsgpu::layers::state::load_state_dict;
 use sitsgpu::models::registry;
 use sitsgpu::train::predict::{predict, PredictOptions};
@@ -144,20 +144,34 @@ fn info() -> Result<(), String> {
     }
 }
 
-fn convert_weights(checkpoint: &std::path::Path, out: &std::path::Path, config: Option<&std::path::Path>) -> Result<(), String> {
+fn convert_weights(
+    checkpoint: &std::path::Path,
+    out: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Result<(), String> {
     let ck = read_torch_checkpoint(checkpoint).map_err(|e| e.to_string())?;
     match registry::find_config(checkpoint, config) {
         Ok(conf_path) => {
             let conf = registry::read_json(&conf_path).map_err(|e| e.to_string())?;
-            let model = registry::semantic_from_conf(&conf, &conf_path, 0, Device::Cpu).map_err(|e| e.to_string())?;
+            let model = registry::semantic_from_conf(&conf, &conf_path, 0, Device::Cpu)
+                .map_err(|e| e.to_string())?;
             load_state_dict(&model, &ck.state_dict, checkpoint).map_err(|e| e.to_string())?;
-            println!("checked {} entries against the model of {}", ck.state_dict.len(), conf_path.display());
+            println!(
+                "checked {} entries against the model of {}",
+                ck.state_dict.len(),
+                conf_path.display()
+            );
         }
         Err(e) if config.is_some() => return Err(e.to_string()),
         Err(_) => println!("no conf.json found: writing the state_dict unchecked"),
     }
     write_npz(out, &ck.state_dict).map_err(|e| e.to_string())?;
-    println!("wrote {} ({} entries, epoch {:?})", out.display(), ck.state_dict.len(), ck.epoch);
+    println!(
+        "wrote {} ({} entries, epoch {:?})",
+        out.display(),
+        ck.state_dict.len(),
+        ck.epoch
+    );
     Ok(())
 }
 
@@ -173,19 +187,40 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
-        Command::Predict { dataset_folder, weights, config, batch_size, folds, out, save_attention, cpu } => (|| {
+        Command::Predict {
+            dataset_folder,
+            weights,
+            config,
+            batch_size,
+            folds,
+            out,
+            save_attention,
+            cpu,
+        } => (|| {
             let device = if cpu { Device::Cpu } else { Device::Gpu };
             if !cpu {
                 Gpu::get().map_err(|e| e.to_string())?;
             }
-            let conf = registry::find_config(&weights, config.as_deref()).map_err(|e| e.to_string())?;
-            let model = registry::load_semantic(&conf, &weights, device).map_err(|e| e.to_string())?;
-            let opts = PredictOptions { dataset_folder, folds, batch_size, out: out.clone(), save_attention };
+            let conf =
+                registry::find_config(&weights, config.as_deref()).map_err(|e| e.to_string())?;
+            let model =
+                registry::load_semantic(&conf, &weights, device).map_err(|e| e.to_string())?;
+            let opts = PredictOptions {
+                dataset_folder,
+                folds,
+                batch_size,
+                out: out.clone(),
+                save_attention,
+            };
             let n = predict(&model, device, &opts).map_err(|e| e.to_string())?;
             println!("wrote predictions for {n} patches to {}", out.display());
             Ok(())
         })(),
-        Command::ConvertWeights { checkpoint, out, config } => convert_weights(&checkpoint, &out, config.as_deref()),
+        Command::ConvertWeights {
+            checkpoint,
+            out,
+            config,
+        } => convert_weights(&checkpoint, &out, config.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

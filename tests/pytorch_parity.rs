@@ -5,6 +5,7 @@
 //! - train mode, dropout 0: the three losses, every step-1 gradient, the weights after 3 Adam steps
 //!   (`train_step/`), with the fixtures README's tolerances (raised to 4× the measured float32 noise of
 //!   `precision.json`, as `compare.py` does).
+//!
 //! One line per case and device (worst error per quantity), then
 //! `parity: N cases, P passed, F failed, U unsupported [names]`. A case whose model is not implemented yet is
 //! counted as unsupported, never skipped silently; every supported case must pass.
@@ -43,7 +44,12 @@ struct Rules {
 
 impl Rules {
     fn measured(&self, section: &str, key: &str, idx: usize) -> f64 {
-        self.precision.get(section).and_then(|s| s.get(key)).and_then(|v| v.get(idx)).and_then(Value::as_f64).unwrap_or(0.0)
+        self.precision
+            .get(section)
+            .and_then(|s| s.get(key))
+            .and_then(|v| v.get(idx))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
     }
 }
 
@@ -55,7 +61,10 @@ fn max_err(a: &[f32], b: &[f32]) -> f64 {
     if a.iter().any(|v| !v.is_finite()) {
         return f64::INFINITY;
     }
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).abs())
+        .fold(0.0, f64::max)
 }
 
 /// Collects failures and the worst relative error per quantity.
@@ -67,26 +76,47 @@ struct Report {
 
 impl Report {
     fn check(&mut self, quantity: &'static str, name: &str, ok: bool, err: f64, tol: f64) {
+        if std::env::var("SITSGPU_PARITY_VERBOSE").is_ok() {
+            println!(
+                "  {} {name}: err {err:.3e} tol {tol:.3e}",
+                if ok { "ok  " } else { "FAIL" }
+            );
+        }
         let w = self.worst.entry(quantity).or_insert(0.0);
         *w = w.max(if tol > 0.0 { err / tol } else { err });
         if !ok {
-            self.failures.push(format!("{name}: max_abs {err:.3e} > tol {tol:.3e}"));
+            self.failures
+                .push(format!("{name}: max_abs {err:.3e} > tol {tol:.3e}"));
         }
     }
 
     fn summary(&self) -> String {
-        self.worst.iter().map(|(k, v)| format!("{k} {v:.2}×tol")).collect::<Vec<_>>().join(", ")
+        self.worst
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}×tol"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 /// Eval-mode arrays: `err <= 1e-6 + 2e-5 · scale`, or 4× the measured deviation.
 fn check_forward(rep: &mut Report, rules: &Rules, file: &str, got: &[f32], expected: &[f32]) {
     if got.len() != expected.len() {
-        rep.failures.push(format!("{file}: {} values, expected {}", got.len(), expected.len()));
+        rep.failures.push(format!(
+            "{file}: {} values, expected {}",
+            got.len(),
+            expected.len()
+        ));
         return;
     }
     let tol = (1e-6 + 2e-5 * max_abs(expected)).max(4.0 * rules.measured("expected", file, 0));
-    rep.check("eval", file, max_err(got, expected) <= tol, max_err(got, expected), tol);
+    rep.check(
+        "eval",
+        file,
+        max_err(got, expected) <= tol,
+        max_err(got, expected),
+        tol,
+    );
 }
 
 enum Outcome {
@@ -96,7 +126,19 @@ enum Outcome {
 }
 
 fn flag_list_to_ids(v: &Value) -> Vec<Vec<u64>> {
-    v.as_array().map(|a| a.iter().map(|b| b.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|b| {
+                    b.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_u64().unwrap())
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A batch of patches on `device`: x, days, pad info, targets (f32 class ids), ids.
@@ -109,16 +151,33 @@ struct DeviceBatch {
 }
 
 fn load_batch(ds: &PastisDataset, ids: &[u64], device: Device) -> DeviceBatch {
-    let idx: Vec<usize> = ids.iter().map(|id| ds.ids().iter().position(|x| x == id).unwrap_or_else(|| panic!("patch {id} not in the dataset"))).collect();
+    let idx: Vec<usize> = ids
+        .iter()
+        .map(|id| {
+            ds.ids()
+                .iter()
+                .position(|x| x == id)
+                .unwrap_or_else(|| panic!("patch {id} not in the dataset"))
+        })
+        .collect();
     let b = ds.load_batch(&idx, 0.0).unwrap_or_else(|e| panic!("{e}"));
-    let lengths = idx.iter().map(|&i| ds.dates(i).map(|d| d.len()).unwrap_or(b.shape[1])).collect();
+    let lengths = idx
+        .iter()
+        .map(|&i| ds.dates(i).map(|d| d.len()).unwrap_or(b.shape[1]))
+        .collect();
     let [bs, _, _, h, w] = b.shape;
-    let pad = PadInfo { mask: b.pad_mask.clone() };
+    let pad = PadInfo {
+        mask: b.pad_mask.clone(),
+    };
     DeviceBatch {
         x: Tensor::from_vec(b.x, &b.shape, device),
         days: b.dates,
         pad,
-        targets: Tensor::from_vec(b.targets.iter().map(|&t| t as f32).collect(), &[bs, h, w], device),
+        targets: Tensor::from_vec(
+            b.targets.iter().map(|&t| t as f32).collect(),
+            &[bs, h, w],
+            device,
+        ),
         lengths,
     }
 }
@@ -137,21 +196,38 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
         return Outcome::Unsupported(format!("semantic model {model_name:?} not implemented yet"));
     }
     let kwargs = reference.get("constructor_kwargs").unwrap_or(conf);
-    let config = UTaeConfig::from_json(kwargs, &case.join("conf.json")).unwrap_or_else(|e| panic!("{e}"));
+    let config =
+        UTaeConfig::from_json(kwargs, &case.join("conf.json")).unwrap_or_else(|e| panic!("{e}"));
     let weights = read_npz(case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
-    let rules = Rules { precision: std::fs::read_to_string(case.join("precision.json")).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null) };
-    let folder = reference.get("dataset_folder_relative_to_case").or(conf.get("dataset_folder")).and_then(Value::as_str).expect("dataset folder");
-    let ds = PastisDataset::open(case.join(folder), PastisOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let rules = Rules {
+        precision: std::fs::read_to_string(case.join("precision.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null),
+    };
+    let folder = reference
+        .get("dataset_folder_relative_to_case")
+        .or(conf.get("dataset_folder"))
+        .and_then(Value::as_str)
+        .expect("dataset folder");
+    let ds = PastisDataset::open(case.join(folder), PastisOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut rep = Report::default();
 
     // ---- eval mode
     let model = UTae::new(config.clone(), 0, device);
     load_state_dict(&model, &weights, &case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
-    let stored = flag_list_to_ids(reference.get("expected_stored_for").or(reference.get("eval_batches")).unwrap_or(&Value::Null));
+    let stored = flag_list_to_ids(
+        reference
+            .get("expected_stored_for")
+            .or(reference.get("eval_batches"))
+            .unwrap_or(&Value::Null),
+    );
     let ctx = Ctx::eval();
     for ids in &stored {
         let batch = load_batch(&ds, ids, device);
-        let out = sitsgpu::no_grad(|| model.forward(&batch.x, &batch.days, &batch.pad, &ctx, false));
+        let out =
+            sitsgpu::no_grad(|| model.forward(&batch.x, &batch.days, &batch.pad, &ctx, false));
         let logits = out.out.to_vec();
         let attn = out.attn.to_vec();
         let (ls, as_) = (out.out.shape().to_vec(), out.attn.shape().to_vec());
@@ -160,7 +236,13 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
         for (i, id) in ids.iter().enumerate() {
             let file = format!("logits_{id}.npy");
             if let Ok(e) = npy::read_f32(case.join("expected").join(&file)) {
-                check_forward(&mut rep, &rules, &file, &logits[i * per_logits..(i + 1) * per_logits], &e.data);
+                check_forward(
+                    &mut rep,
+                    &rules,
+                    &file,
+                    &logits[i * per_logits..(i + 1) * per_logits],
+                    &e.data,
+                );
             }
             let file = format!("attn_{id}.npy");
             if let Ok(e) = npy::read_f32(case.join("expected").join(&file)) {
@@ -180,7 +262,8 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
     if tdir.join("losses.json").exists() {
         let info = read_json(&tdir.join("losses.json"));
         let model = UTae::new(config.clone(), 0, device);
-        load_state_dict(&model, &weights, &case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
+        load_state_dict(&model, &weights, &case.join("weights.npz"))
+            .unwrap_or_else(|e| panic!("{e}"));
         let params = model.parameters();
         let opt_conf = &info["optimizer"];
         let cfg = AdamConfig {
@@ -193,18 +276,40 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
         let mut opt = Adam::new(params.clone(), cfg);
         let n_classes = model.num_classes();
         // nn.CrossEntropyLoss(weight=w), w = 1 except w[ignore_index] = 0 (Python negative indexing).
-        let ignore = conf.get("ignore_index").and_then(Value::as_i64).unwrap_or(-1);
+        let ignore = conf
+            .get("ignore_index")
+            .and_then(Value::as_i64)
+            .unwrap_or(-1);
         let mut w = vec![1.0f32; n_classes];
-        let wi = if ignore < 0 { n_classes as i64 + ignore } else { ignore };
+        let wi = if ignore < 0 {
+            n_classes as i64 + ignore
+        } else {
+            ignore
+        };
         if (0..n_classes as i64).contains(&wi) {
             w[wi as usize] = 0.0;
         }
         let w = Tensor::from_vec(w, &[n_classes], device);
-        let expected_losses: Vec<f64> = info["losses"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let batches = flag_list_to_ids(reference.get("train_batch_order").unwrap_or(&info["batches"]));
+        let expected_losses: Vec<f64> = info["losses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let batches = flag_list_to_ids(
+            reference
+                .get("train_batch_order")
+                .unwrap_or(&info["batches"]),
+        );
         let prec_losses = |i: usize| {
-            let f32v = rules.precision.pointer(&format!("/losses/f32/{i}")).and_then(Value::as_f64);
-            let f64v = rules.precision.pointer(&format!("/losses/f64/{i}")).and_then(Value::as_f64);
+            let f32v = rules
+                .precision
+                .pointer(&format!("/losses/f32/{i}"))
+                .and_then(Value::as_f64);
+            let f64v = rules
+                .precision
+                .pointer(&format!("/losses/f64/{i}"))
+                .and_then(Value::as_f64);
             match (f32v, f64v) {
                 (Some(a), Some(b)) => (a - b).abs() / b.abs(),
                 _ => 0.0,
@@ -221,18 +326,32 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
             let l = loss.item() as f64;
             let e = expected_losses[step];
             let tol = 1e-5f64.max(4.0 * prec_losses(step));
-            rep.check("loss", &format!("loss step {}", step + 1), (l - e).abs() / e.abs() <= tol, (l - e).abs() / e.abs(), tol);
+            rep.check(
+                "loss",
+                &format!("loss step {}", step + 1),
+                (l - e).abs() / e.abs() <= tol,
+                (l - e).abs() / e.abs(),
+                tol,
+            );
             if step == 0 && tdir.join("grads_step1.npz").exists() {
                 let g = read_npz(tdir.join("grads_step1.npz")).unwrap_or_else(|e| panic!("{e}"));
-                let big_g = g.keys().filter_map(|k| f32_of(&g, k)).map(|v| max_abs(&v)).fold(0.0, f64::max);
+                let big_g = g
+                    .keys()
+                    .filter_map(|k| f32_of(&g, k))
+                    .map(|v| max_abs(&v))
+                    .fold(0.0, f64::max);
                 for key in g.keys() {
                     let expected = f32_of(&g, key).unwrap();
                     let Some((_, p)) = named.iter().find(|(n, _)| n == key) else {
                         rep.failures.push(format!("grad {key}: no such parameter"));
                         continue;
                     };
-                    let got = p.grad().map(|t| t.to_vec()).unwrap_or_else(|| vec![0.0; expected.len()]);
-                    let tol = (1e-6 * big_g + 3e-4 * max_abs(&expected)).max(4.0 * rules.measured("grads_step1", key, 0));
+                    let got = p
+                        .grad()
+                        .map(|t| t.to_vec())
+                        .unwrap_or_else(|| vec![0.0; expected.len()]);
+                    let tol = (1e-6 * big_g + 3e-4 * max_abs(&expected))
+                        .max(4.0 * rules.measured("grads_step1", key, 0));
                     let err = max_err(&got, &expected);
                     rep.check("grad", &format!("grad {key}"), err <= tol, err, tol);
                 }
@@ -240,9 +359,17 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
             opt.step();
         }
         if tdir.join("weights_after.npz").exists() {
-            let expected = read_npz(tdir.join("weights_after.npz")).unwrap_or_else(|e| panic!("{e}"));
+            let expected =
+                read_npz(tdir.join("weights_after.npz")).unwrap_or_else(|e| panic!("{e}"));
             let mine = state_dict(&model);
-            let zero: Vec<String> = info["zero_gradient_params"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+            let zero: Vec<String> = info["zero_gradient_params"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
             let steps = expected_losses.len() as f64;
             for key in expected.keys() {
                 let (Some(e), Some(m)) = (f32_of(&expected, key), f32_of(&mine, key)) else {
@@ -250,10 +377,20 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
                     continue;
                 };
                 if matches!(expected.get(key).map(|x| &x.values), Some(Values::I64(_))) {
-                    rep.check("weights", &format!("weights_after {key}"), e == m, if e == m { 0.0 } else { 1.0 }, 1.0);
+                    rep.check(
+                        "weights",
+                        &format!("weights_after {key}"),
+                        e == m,
+                        if e == m { 0.0 } else { 1.0 },
+                        1.0,
+                    );
                     continue;
                 }
-                let meas = rules.measured("weights_after", key, 0).max(rules.measured("weights_after", key, 1));
+                let meas = rules.measured("weights_after", key, 0).max(rules.measured(
+                    "weights_after",
+                    key,
+                    1,
+                ));
                 let tight = 5e-5 + 1e-5 * max_abs(&e);
                 let mut loose = 1e-3f64.max(4.0 * meas);
                 let only_loose = zero.iter().any(|z| z == key) || 4.0 * meas > tight;
@@ -261,17 +398,37 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
                     loose = loose.max(2.05 * cfg.lr * steps);
                 }
                 let err = max_err(&m, &e);
-                let above = m.iter().zip(&e).filter(|(a, b)| (**a as f64 - **b as f64).abs() > tight).count();
+                let above = m
+                    .iter()
+                    .zip(&e)
+                    .filter(|(a, b)| (**a as f64 - **b as f64).abs() > tight)
+                    .count();
                 let allowed = 1usize.max((0.05 * e.len() as f64) as usize);
                 let ok = err <= loose && (only_loose || above <= allowed);
-                rep.check("weights", &format!("weights_after {key} ({above} above tight)"), ok, err, loose);
+                rep.check(
+                    "weights",
+                    &format!("weights_after {key} ({above} above tight)"),
+                    ok,
+                    err,
+                    loose,
+                );
             }
         }
     }
     if rep.failures.is_empty() {
         Outcome::Pass(rep.summary())
     } else {
-        Outcome::Fail(format!("{}; {} failures: {}", rep.summary(), rep.failures.len(), rep.failures.iter().take(8).cloned().collect::<Vec<_>>().join("; ")))
+        Outcome::Fail(format!(
+            "{}; {} failures: {}",
+            rep.summary(),
+            rep.failures.len(),
+            rep.failures
+                .iter()
+                .take(8)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
     }
 }
 
@@ -280,7 +437,10 @@ fn pytorch_parity() {
     let root = fixtures_root();
     let manifest = root.join("manifest.json");
     if !manifest.exists() {
-        eprintln!("!!!!! SKIPPED pytorch_parity: no fixtures at {} (set SITSGPU_FIXTURES) !!!!!", root.display());
+        eprintln!(
+            "!!!!! SKIPPED pytorch_parity: no fixtures at {} (set SITSGPU_FIXTURES) !!!!!",
+            root.display()
+        );
         return;
     }
     let manifest = read_json(&manifest);
@@ -295,7 +455,14 @@ fn pytorch_parity() {
         devices.insert(0, Device::Gpu);
     }
     let (mut passed, mut failed, mut unsupported) = (Vec::new(), Vec::new(), Vec::new());
+    let only = std::env::var("SITSGPU_PARITY_CASES").ok();
     for (name, kind) in &cases {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.split(',').any(|c| c == name))
+        {
+            continue;
+        }
         let dir = root.join(name);
         let conf = read_json(&dir.join("conf.json"));
         let mut case_ok = true;

@@ -59,7 +59,8 @@ pub fn read_torch_checkpoint(path: impl AsRef<Path>) -> Result<TorchCheckpoint> 
         legacy_format(&bytes).map_err(fmt)?
     } else if bytes.len() > 262 && &bytes[257..262] == b"ustar" {
         return Err(fmt(
-            "a tar checkpoint (torch < 0.1.10) is not supported: re-save it with a recent torch".into(),
+            "a tar checkpoint (torch < 0.1.10) is not supported: re-save it with a recent torch"
+                .into(),
         ));
     } else {
         return Err(fmt(
@@ -212,7 +213,11 @@ fn to_usize(v: &Value, what: &str) -> std::result::Result<usize, String> {
 }
 
 fn parse_pid(pid: &Value) -> std::result::Result<StorageRef, String> {
-    let bad = || format!("unsupported persistent id {pid:?} (expected ('storage', type, key, location, numel))");
+    let bad = || {
+        format!(
+            "unsupported persistent id {pid:?} (expected ('storage', type, key, location, numel))"
+        )
+    };
     let Value::Tuple(t) = pid else {
         return Err(bad());
     };
@@ -247,7 +252,9 @@ fn parse_pid(pid: &Value) -> std::result::Result<StorageRef, String> {
 fn collect_pids<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     match v {
         Value::PersistentId(p) => out.push(p),
-        Value::Tuple(x) | Value::List(x) | Value::Set(x) => x.iter().for_each(|e| collect_pids(e, out)),
+        Value::Tuple(x) | Value::List(x) | Value::Set(x) => {
+            x.iter().for_each(|e| collect_pids(e, out))
+        }
         Value::Dict(x) => x.iter().for_each(|(k, e)| {
             collect_pids(k, out);
             collect_pids(e, out)
@@ -301,7 +308,9 @@ impl Storages<'_> {
                 }
                 Source::Legacy(map) => map
                     .get(key)
-                    .ok_or_else(|| format!("storage key {key:?} not found in the file's storage list"))?
+                    .ok_or_else(|| {
+                        format!("storage key {key:?} not found in the file's storage list")
+                    })?
                     .to_vec(),
             };
             let usable = bytes.len() - bytes.len() % dtype.size();
@@ -319,15 +328,24 @@ impl Storages<'_> {
 /// A state-dict value → entry.
 fn tensor(v: &Value, storages: &mut Storages, depth: usize) -> std::result::Result<Entry, String> {
     let Value::Object(o) = v else {
-        return Err(format!("not a tensor but a {}{}", v.kind(), describe_global(v)));
+        return Err(format!(
+            "not a tensor but a {}{}",
+            v.kind(),
+            describe_global(v)
+        ));
     };
     if depth > 8 {
         return Err("tensor wrappers nested too deeply".into());
     }
     let args = o.args.as_seq().unwrap_or(&[]);
     let arg = |i: usize| {
-        args.get(i)
-            .ok_or_else(|| format!("{} needs more than {} arguments", describe_global(v).trim(), args.len()))
+        args.get(i).ok_or_else(|| {
+            format!(
+                "{} needs more than {} arguments",
+                describe_global(v).trim(),
+                args.len()
+            )
+        })
     };
     match v.global_name() {
         Some(("torch._utils", "_rebuild_tensor" | "_rebuild_tensor_v2")) => {
@@ -369,13 +387,21 @@ fn dense(
     storages: &mut Storages,
 ) -> std::result::Result<Entry, String> {
     let Value::PersistentId(pid) = storage else {
-        return Err(format!("the storage is a {}, not a persistent id", storage.kind()));
+        return Err(format!(
+            "the storage is a {}, not a persistent id",
+            storage.kind()
+        ));
     };
     let s = parse_pid(pid)?;
     let dtype = match (dtype_override, s.dtype) {
         (Some(d), _) => d,
         (None, Some(d)) => d,
-        (None, None) => return Err(format!("tensors of storage type {} are not supported", s.type_name)),
+        (None, None) => {
+            return Err(format!(
+                "tensors of storage type {} are not supported",
+                s.type_name
+            ))
+        }
     };
     let dims = |v: &Value, what: &str| -> std::result::Result<Vec<usize>, String> {
         v.as_seq()
@@ -388,10 +414,15 @@ fn dense(
     let strides = dims(stride, "stride")?;
     let offset = to_usize(offset, "the storage offset")?;
     if shape.len() != strides.len() {
-        return Err(format!("size {shape:?} and stride {strides:?} have different lengths"));
+        return Err(format!(
+            "size {shape:?} and stride {strides:?} have different lengths"
+        ));
     }
     // The elements available to this tensor, in units of its dtype: [base, base + len) of the decoded storage.
-    let root_bytes_declared = s.numel.checked_mul(s.elem_size).ok_or("storage size overflows")?;
+    let root_bytes_declared = s
+        .numel
+        .checked_mul(s.elem_size)
+        .ok_or("storage size overflows")?;
     let (base, len) = match &s.view {
         None => (0, root_bytes_declared / dtype.size()),
         Some((_, off, n)) => {
@@ -403,7 +434,10 @@ fn dense(
                     s.numel
                 ));
             }
-            (off * s.elem_size / dtype.size(), n * s.elem_size / dtype.size())
+            (
+                off * s.elem_size / dtype.size(),
+                n * s.elem_size / dtype.size(),
+            )
         }
     };
     let n: usize = shape
@@ -417,7 +451,9 @@ fn dense(
     let last = shape
         .iter()
         .zip(&strides)
-        .try_fold(offset, |a, (&d, &st)| a.checked_add((d - 1).checked_mul(st)?))
+        .try_fold(offset, |a, (&d, &st)| {
+            a.checked_add((d - 1).checked_mul(st)?)
+        })
         .ok_or("stride overflow")?;
     if last >= len {
         return Err(format!(
@@ -454,13 +490,24 @@ fn zip_format(bytes: &[u8]) -> std::result::Result<(Value, Storages<'_>), String
     let pkl = match pkls.as_slice() {
         [one] => one.clone(),
         [] => {
-            return Err("the zip archive has no <prefix>/data.pkl record: not a torch.save checkpoint".into())
+            return Err(
+                "the zip archive has no <prefix>/data.pkl record: not a torch.save checkpoint"
+                    .into(),
+            )
         }
-        many => return Err(format!("the zip archive has several data.pkl records: {many:?}")),
+        many => {
+            return Err(format!(
+                "the zip archive has several data.pkl records: {many:?}"
+            ))
+        }
     };
     let prefix = pkl.strip_suffix("data.pkl").unwrap_or("").to_string();
-    let read = |archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str| -> std::result::Result<Vec<u8>, String> {
-        let mut f = archive.by_name(name).map_err(|e| format!("record {name}: {e}"))?;
+    let read = |archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
+                name: &str|
+     -> std::result::Result<Vec<u8>, String> {
+        let mut f = archive
+            .by_name(name)
+            .map_err(|e| format!("record {name}: {e}"))?;
         let mut b = Vec::new();
         f.read_to_end(&mut b)
             .map_err(|e| format!("record {name}: cannot read it: {e}"))?;
@@ -474,7 +521,12 @@ fn zip_format(bytes: &[u8]) -> std::result::Result<(Value, Storages<'_>), String
         match b.as_slice() {
             b"little" => false,
             b"big" => true,
-            other => return Err(format!("{byteorder}: unknown byte order {:?}", String::from_utf8_lossy(other))),
+            other => {
+                return Err(format!(
+                    "{byteorder}: unknown byte order {:?}",
+                    String::from_utf8_lossy(other)
+                ))
+            }
         }
     } else {
         false
@@ -493,7 +545,11 @@ fn legacy_format(bytes: &[u8]) -> std::result::Result<(Value, Storages<'_>), Str
         let (v, n) = pickle::load(&bytes[pos..]).map_err(|e| {
             format!(
                 "legacy format, {what} (at byte {pos}): {e}{}",
-                if e.message.starts_with("truncated") { " (the file is truncated)" } else { "" }
+                if e.message.starts_with("truncated") {
+                    " (the file is truncated)"
+                } else {
+                    ""
+                }
             )
         })?;
         pos += n;
@@ -505,7 +561,11 @@ fn legacy_format(bytes: &[u8]) -> std::result::Result<(Value, Storages<'_>), Str
     }
     match next("protocol version")? {
         Value::Int(LEGACY_PROTOCOL_VERSION) => {}
-        v => return Err(format!("unsupported legacy protocol version {v:?} (expected 1001)")),
+        v => {
+            return Err(format!(
+                "unsupported legacy protocol version {v:?} (expected 1001)"
+            ))
+        }
     }
     let sys_info = next("sys_info")?;
     if sys_info.get("little_endian") == Some(&Value::Bool(false)) {
@@ -514,7 +574,12 @@ fn legacy_format(bytes: &[u8]) -> std::result::Result<(Value, Storages<'_>), Str
     let top = next("object")?;
     let keys = match next("storage key list")? {
         Value::List(k) => k,
-        v => return Err(format!("the storage key list is a {}, not a list", v.kind())),
+        v => {
+            return Err(format!(
+                "the storage key list is a {}, not a list",
+                v.kind()
+            ))
+        }
     };
     // Element size and count of every storage, from the persistent ids of the object.
     let mut pids = Vec::new();
@@ -541,7 +606,9 @@ fn legacy_format(bytes: &[u8]) -> std::result::Result<(Value, Storages<'_>), Str
             .ok_or_else(|| format!("storage key {key:?} is not a string"))?;
         let (elem_size, numel) = info
             .get(key)
-            .ok_or_else(|| format!("storage key {key:?} of the key list is used by no tensor: cannot size it"))?
+            .ok_or_else(|| {
+                format!("storage key {key:?} of the key list is used by no tensor: cannot size it")
+            })?
             .clone()
             .map_err(|m| format!("storage {key:?}: {m}"))?;
         let count_bytes = bytes.get(pos..pos + 8).ok_or_else(|| {
@@ -554,7 +621,9 @@ fn legacy_format(bytes: &[u8]) -> std::result::Result<(Value, Storages<'_>), Str
             ));
         }
         pos += 8;
-        let n = numel.checked_mul(elem_size).ok_or("storage size overflows")?;
+        let n = numel
+            .checked_mul(elem_size)
+            .ok_or("storage size overflows")?;
         let data = bytes.get(pos..pos + n).ok_or_else(|| {
             format!(
                 "truncated: storage {key:?} needs {n} bytes at byte {pos}, the file has {} left",
@@ -577,7 +646,9 @@ mod tests {
     use super::*;
 
     fn data(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
     }
 
     fn tmp_dir(tag: &str) -> std::path::PathBuf {
@@ -589,9 +660,15 @@ mod tests {
     /// The state dict `tests/data/make_torch_checkpoints.py` writes into the `ckpt_*` files.
     fn expected_full() -> StateDict {
         let mut sd = StateDict::new();
-        sd.insert("conv.weight", Entry::f32(vec![2, 3], vec![0.5, -1.0, 2.25, 3.0, -4.5, 5.75]));
+        sd.insert(
+            "conv.weight",
+            Entry::f32(vec![2, 3], vec![0.5, -1.0, 2.25, 3.0, -4.5, 5.75]),
+        );
         // The transpose: a (3, 2) view with stride (1, 3) of the same storage.
-        sd.insert("conv.weight_t", Entry::f32(vec![3, 2], vec![0.5, 3.0, -1.0, -4.5, 2.25, 5.75]));
+        sd.insert(
+            "conv.weight_t",
+            Entry::f32(vec![3, 2], vec![0.5, 3.0, -1.0, -4.5, 2.25, 5.75]),
+        );
         // One storage [10, 11, 12, 13, 14] at offsets 1 and 3.
         sd.insert("lin.bias", Entry::f32(vec![2], vec![11.0, 12.0]));
         sd.insert("lin.weight", Entry::f32(vec![1, 2], vec![13.0, 14.0]));
@@ -605,7 +682,10 @@ mod tests {
     fn expected_misc() -> StateDict {
         let mut sd = StateDict::new();
         sd.insert("weight", Entry::f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]));
-        sd.insert("half", Entry::f32(vec![4], vec![1.5, -2.0, 65504.0, 2f32.powi(-24)]));
+        sd.insert(
+            "half",
+            Entry::f32(vec![4], vec![1.5, -2.0, 65504.0, 2f32.powi(-24)]),
+        );
         // _rebuild_tensor_v3 with torch.int32 on an UntypedStorage of [9, -5, 100000], offset 1.
         sd.insert("ints", Entry::i64(vec![2], vec![-5, 100000]));
         sd
@@ -635,12 +715,21 @@ mod tests {
         let (top, _) = legacy_format(&bytes).unwrap();
         let opt = top.get("optimizer").unwrap();
         let group = &opt.get("param_groups").unwrap().as_seq().unwrap()[0];
-        assert_eq!(group.get("betas"), Some(&Value::Tuple(vec![Value::Float(0.9), Value::Float(0.999)])));
+        assert_eq!(
+            group.get("betas"),
+            Some(&Value::Tuple(vec![Value::Float(0.9), Value::Float(0.999)]))
+        );
         assert_eq!(group.get("foreach"), Some(&Value::None));
         let sched = opt.get("scheduler").unwrap();
-        assert_eq!(sched.global_name(), Some(("sitsgpu_test.sched", "WarmupScheduler")));
+        assert_eq!(
+            sched.global_name(),
+            Some(("sitsgpu_test.sched", "WarmupScheduler"))
+        );
         let Value::Object(o) = sched else { panic!() };
-        assert_eq!(o.state.as_ref().unwrap().get("last_epoch"), Some(&Value::Int(11)));
+        assert_eq!(
+            o.state.as_ref().unwrap().get("last_epoch"),
+            Some(&Value::Int(11))
+        );
         assert!(matches!(opt.get("big"), Some(Value::BigInt(_))));
     }
 
@@ -661,13 +750,19 @@ mod tests {
             let p = dir.join(format!("cut_{cut}_{src}"));
             std::fs::write(&p, &bytes[..cut]).unwrap();
             let e = err(&p);
-            assert!(e.contains(&format!("cut_{cut}_{src}")) && e.contains(want), "{e}");
+            assert!(
+                e.contains(&format!("cut_{cut}_{src}")) && e.contains(want),
+                "{e}"
+            );
         }
 
         let p = dir.join("opcode.pth");
         std::fs::write(&p, b"\x80\x02\xfe.").unwrap();
         let e = err(&p);
-        assert!(e.contains("opcode.pth") && e.contains("unknown or unsupported pickle opcode 0xfe"), "{e}");
+        assert!(
+            e.contains("opcode.pth") && e.contains("unknown or unsupported pickle opcode 0xfe"),
+            "{e}"
+        );
 
         let p = dir.join("text.pth");
         std::fs::write(&p, b"hello").unwrap();
@@ -677,13 +772,17 @@ mod tests {
         assert!(
             e.contains("bad_view.pth")
                 && e.contains("entry \"bad\"")
-                && e.contains("reaches element 5, but storage \"77\" (torch.FloatStorage) holds 5 elements"),
+                && e.contains(
+                    "reaches element 5, but storage \"77\" (torch.FloatStorage) holds 5 elements"
+                ),
             "{e}"
         );
 
         let e = err(&data("bad_global.pth"));
         assert!(
-            e.contains("bad_global.pth") && e.contains("entry \"w\"") && e.contains("torch._utils._rebuild_sparse_tensor"),
+            e.contains("bad_global.pth")
+                && e.contains("entry \"w\"")
+                && e.contains("torch._utils._rebuild_sparse_tensor"),
             "{e}"
         );
 
@@ -703,7 +802,9 @@ mod tests {
         }
         let e = err(&p);
         assert!(
-            e.contains("nostorage.pth") && e.contains("storage key \"2\" not found") && e.contains("archive/data/2"),
+            e.contains("nostorage.pth")
+                && e.contains("storage key \"2\" not found")
+                && e.contains("archive/data/2"),
             "{e}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

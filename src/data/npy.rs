@@ -111,12 +111,21 @@ pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
 /// Writes i64 values with `shape` as a little-endian `.npy` (class maps), atomically.
 pub fn write_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Result<()> {
     let path = path.as_ref();
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "write_i64: shape {shape:?} does not match {} values", data.len());
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "write_i64: shape {shape:?} does not match {} values",
+        data.len()
+    );
     let tmp = path.with_extension("npy.tmp");
     let write = || -> std::io::Result<()> {
         let f = std::fs::File::create(&tmp)?;
         let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let mut w = npyz::WriteOptions::<i64>::new().default_dtype().shape(&shape64).writer(BufWriter::new(f)).begin_nd()?;
+        let mut w = npyz::WriteOptions::<i64>::new()
+            .default_dtype()
+            .shape(&shape64)
+            .writer(BufWriter::new(f))
+            .begin_nd()?;
         w.extend(data.iter().copied())?;
         w.finish()
     };

@@ -285,7 +285,9 @@ impl Vm<'_> {
     }
 
     fn top(&mut self) -> R<&mut Obj> {
-        self.stack.last_mut().ok_or_else(|| "stack underflow".into())
+        self.stack
+            .last_mut()
+            .ok_or_else(|| "stack underflow".into())
     }
 
     fn pop_mark(&mut self) -> R<Vec<Obj>> {
@@ -321,7 +323,7 @@ impl Vm<'_> {
 
     /// Sets `pairs` (flat: k, v, k, v, …) on the dict (or opaque object) `target`.
     fn set_items(&mut self, target: &Obj, flat: Vec<Obj>) -> R<()> {
-        if flat.len() % 2 != 0 {
+        if !flat.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of items".into());
         }
         let mut it = flat.into_iter();
@@ -362,7 +364,9 @@ impl Vm<'_> {
             };
             let builtin = matches!(module.as_str(), "builtins" | "__builtin__");
             match (module.as_str(), name.as_str(), arg_items.as_deref()) {
-                ("collections", "OrderedDict", Some([])) => return Ok(self.node(Node::Dict(vec![]))),
+                ("collections", "OrderedDict", Some([])) => {
+                    return Ok(self.node(Node::Dict(vec![])))
+                }
                 (_, "dict", Some([])) if builtin => return Ok(self.node(Node::Dict(vec![]))),
                 (_, "set" | "frozenset", Some([])) if builtin => {
                     return Ok(self.node(Node::Set(vec![])))
@@ -863,7 +867,11 @@ X\x01\x00\x00\x00bq\x03G?\xf8\x00\x00\x00\x00\x00\x00\x85q\x04X\x01\x00\x00\x00c
     fn errors_give_offset_and_reason() {
         let e = load(b"\x80\x02K\x01\xff").unwrap_err();
         assert_eq!(e.offset, 4);
-        assert!(e.message.contains("unknown or unsupported pickle opcode 0xff"), "{e}");
+        assert!(
+            e.message
+                .contains("unknown or unsupported pickle opcode 0xff"),
+            "{e}"
+        );
         let e = load(b"\x80\x02X\x10\x00\x00\x00ab").unwrap_err();
         assert!(e.message.contains("truncated"), "{e}");
         let e = load(b"\x80\x02K\x01").unwrap_err();

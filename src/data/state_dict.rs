@@ -230,9 +230,13 @@ impl DType {
 }
 
 /// Decodes `bytes` (a whole number of elements) of `dtype` into f32 or i64 values.
-pub(crate) fn decode(bytes: &[u8], dtype: DType, big_endian: bool) -> std::result::Result<Values, String> {
+pub(crate) fn decode(
+    bytes: &[u8],
+    dtype: DType,
+    big_endian: bool,
+) -> std::result::Result<Values, String> {
     let size = dtype.size();
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         return Err(format!(
             "{} bytes is not a whole number of {size}-byte elements",
             bytes.len()
@@ -251,7 +255,11 @@ pub(crate) fn decode(bytes: &[u8], dtype: DType, big_endian: bool) -> std::resul
         b[..N].try_into().unwrap()
     }
     Ok(match dtype {
-        DType::F16 => Values::F32(chunks.map(|b| f16_to_f32(u16::from_le_bytes(le(b)))).collect()),
+        DType::F16 => Values::F32(
+            chunks
+                .map(|b| f16_to_f32(u16::from_le_bytes(le(b))))
+                .collect(),
+        ),
         DType::BF16 => Values::F32(
             chunks
                 .map(|b| f32::from_bits((u16::from_le_bytes(le(b)) as u32) << 16))
@@ -300,7 +308,12 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 
 /// Copies the strided view (`offset`, `shape`, `strides`, in elements) of `src` out contiguously (row-major).
 /// The caller has checked that every index is inside `src`.
-pub(crate) fn gather<T: Copy>(src: &[T], offset: usize, shape: &[usize], strides: &[usize]) -> Vec<T> {
+pub(crate) fn gather<T: Copy>(
+    src: &[T],
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Vec<T> {
     let n: usize = shape.iter().product();
     let contiguous = {
         let mut expect = 1;
@@ -336,7 +349,12 @@ pub(crate) fn gather<T: Copy>(src: &[T], offset: usize, shape: &[usize], strides
 }
 
 /// `gather` for either kind of values.
-pub(crate) fn gather_values(src: &Values, offset: usize, shape: &[usize], strides: &[usize]) -> Values {
+pub(crate) fn gather_values(
+    src: &Values,
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Values {
     match src {
         Values::F32(v) => Values::F32(gather(v, offset, shape, strides)),
         Values::I64(v) => Values::I64(gather(v, offset, shape, strides)),
@@ -357,7 +375,10 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Entry, String> {
             if b.len() < 12 {
                 return Err("truncated .npy header".into());
             }
-            (u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize, 12)
+            (
+                u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize,
+                12,
+            )
         }
         v => return Err(format!("unsupported .npy format version {v}")),
     };
@@ -453,8 +474,8 @@ fn parse_descr(descr: &str) -> std::result::Result<(bool, DType), String> {
         "b1" | "?" => DType::Bool,
         _ => {
             return Err(format!(
-                "unsupported dtype {descr:?} (supported: float f2/f4/f8, int i1-i8, uint u1-u8, bool)"
-            ))
+            "unsupported dtype {descr:?} (supported: float f2/f4/f8, int i1-i8, uint u1-u8, bool)"
+        ))
         }
     };
     Ok((order == '>', dtype))
@@ -487,8 +508,12 @@ fn npy_bytes(e: &Entry) -> Vec<u8> {
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     match &e.values {
-        Values::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-        Values::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Values::F32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        Values::I64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
     }
     out
 }
@@ -524,7 +549,8 @@ fn read_npz_from<R: Read + Seek>(path: &Path, reader: R) -> Result<StateDict> {
         member
             .read_to_end(&mut bytes)
             .map_err(|e| Error::format(path, format!("member {name}: cannot read it: {e}")))?;
-        let entry = parse_npy(&bytes).map_err(|m| Error::format(path, format!("member {name}: {m}")))?;
+        let entry =
+            parse_npy(&bytes).map_err(|m| Error::format(path, format!("member {name}: {m}")))?;
         let key = name.strip_suffix(".npy").unwrap_or(&name).to_string();
         if sd.insert(key.clone(), entry).is_some() {
             return Err(Error::format(path, format!("duplicate array name {key:?}")));
@@ -583,7 +609,10 @@ mod tests {
     fn reads_the_utae_small_fixture() {
         let p = fixtures().join("utae_small/weights.npz");
         if !p.exists() {
-            println!("SKIPPED reads_the_utae_small_fixture: {} not found", p.display());
+            println!(
+                "SKIPPED reads_the_utae_small_fixture: {} not found",
+                p.display()
+            );
             return;
         }
         let sd = read_npz(&p).unwrap();
@@ -594,14 +623,23 @@ mod tests {
         let w = sd.get("in_conv.conv.conv.0.weight").unwrap();
         assert_eq!(w.shape, vec![8, 10, 3, 3]);
         assert!(w.as_f32().unwrap().iter().any(|&x| x != 0.0));
-        let nbt = sd.get("up_blocks.0.skip_conv.1.num_batches_tracked").unwrap();
+        let nbt = sd
+            .get("up_blocks.0.skip_conv.1.num_batches_tracked")
+            .unwrap();
         assert_eq!(nbt.shape, Vec::<usize>::new());
         assert_eq!(nbt.as_i64().map(|v| v.len()), Some(1));
         let n_i64 = sd.iter().filter(|(_, e)| e.as_i64().is_some()).count();
-        let n_nbt = sd.keys().filter(|k| k.ends_with("num_batches_tracked")).count();
+        let n_nbt = sd
+            .keys()
+            .filter(|k| k.ends_with("num_batches_tracked"))
+            .count();
         assert_eq!(n_i64, n_nbt);
         // Parameters + buffers (running stats) add up to more than the 38,776 trainable parameters.
-        let floats: usize = sd.iter().filter_map(|(_, e)| e.as_f32()).map(|v| v.len()).sum();
+        let floats: usize = sd
+            .iter()
+            .filter_map(|(_, e)| e.as_f32())
+            .map(|v| v.len())
+            .sum();
         assert!(floats > 38_776, "{floats}");
     }
 
@@ -610,7 +648,13 @@ mod tests {
         let dir = tmp_dir("rt");
         let p = dir.join("sd.npz");
         let mut sd = StateDict::new();
-        sd.insert("b.weight", Entry::f32(vec![2, 3], vec![1.0, -2.5, 3.25, f32::MIN_POSITIVE, 1e30, -0.0]));
+        sd.insert(
+            "b.weight",
+            Entry::f32(
+                vec![2, 3],
+                vec![1.0, -2.5, 3.25, f32::MIN_POSITIVE, 1e30, -0.0],
+            ),
+        );
         sd.insert("a.num_batches_tracked", Entry::i64(vec![], vec![i64::MAX]));
         sd.insert("c", Entry::i64(vec![3], vec![-1, 0, 1 << 40]));
         sd.insert("d.empty", Entry::f32(vec![0, 4], vec![]));
@@ -619,7 +663,10 @@ mod tests {
         assert!(!dir.join("sd.npz.tmp").exists());
         let back = read_npz(&p).unwrap();
         assert_eq!(back, sd);
-        assert_eq!(back.keys().collect::<Vec<_>>(), ["b.weight", "a.num_batches_tracked", "c", "d.empty", "e.vec"]);
+        assert_eq!(
+            back.keys().collect::<Vec<_>>(),
+            ["b.weight", "a.num_batches_tracked", "c", "d.empty", "e.vec"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -634,7 +681,10 @@ mod tests {
         assert_eq!(e, Entry::i64(vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
         let e = parse_npy(b"\x93NUMPY\x01\x00\x38\x00{'descr': '<f2', 'fortran_order': False, 'shape': (2,)}\n\x00\x3c\x01\x00").unwrap();
         assert_eq!(e, Entry::f32(vec![2], vec![1.0, 2f32.powi(-24)]));
-        let err = parse_npy(b"\x93NUMPY\x01\x00\x38\x00{'descr': '<c8', 'fortran_order': False, 'shape': (1,)}\n").unwrap_err();
+        let err = parse_npy(
+            b"\x93NUMPY\x01\x00\x38\x00{'descr': '<c8', 'fortran_order': False, 'shape': (1,)}\n",
+        )
+        .unwrap_err();
         assert!(err.contains("unsupported dtype \"<c8\""), "{err}");
         let err = parse_npy(b"\x93NUMPY\x01\x00\x38\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3,)}\n\0\0").unwrap_err();
         assert!(err.contains("truncated data"), "{err}");
@@ -671,12 +721,16 @@ mod tests {
         let bad = dir.join("bad.npz");
         {
             let mut z = zip::ZipWriter::new(std::fs::File::create(&bad).unwrap());
-            z.start_file("x.npy", zip::write::FileOptions::default()).unwrap();
+            z.start_file("x.npy", zip::write::FileOptions::default())
+                .unwrap();
             z.write_all(b"hello").unwrap();
             z.finish().unwrap();
         }
         let e = read_npz(&bad).unwrap_err().to_string();
-        assert!(e.contains("bad.npz") && e.contains("member x.npy") && e.contains("bad magic"), "{e}");
+        assert!(
+            e.contains("bad.npz") && e.contains("member x.npy") && e.contains("bad magic"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

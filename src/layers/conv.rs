@@ -32,23 +32,54 @@ pub struct Conv2d {
 impl Conv2d {
     /// A convolution with Xavier-normal weights and N(0, 1) bias drawn from `rng`.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, mode: PaddingMode, rng: &mut Rng, device: Device) -> Self {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        mode: PaddingMode,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
         let std = (2.0 / ((c_in + c_out) * k * k) as f64).sqrt();
-        let weight = Tensor::from_vec(normal(rng, c_out * c_in * k * k, std), &[c_out, c_in, k, k], device).requires_grad_();
-        let bias = Some(Tensor::from_vec(normal(rng, c_out, 1.0), &[c_out], device).requires_grad_());
-        Conv2d { weight, bias, stride, padding, mode }
+        let weight = Tensor::from_vec(
+            normal(rng, c_out * c_in * k * k, std),
+            &[c_out, c_in, k, k],
+            device,
+        )
+        .requires_grad_();
+        let bias =
+            Some(Tensor::from_vec(normal(rng, c_out, 1.0), &[c_out], device).requires_grad_());
+        Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+            mode,
+        }
     }
 
     /// x (N, C_in, H, W) → (N, C_out, H', W').
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, self.bias.as_ref(), self.stride, self.padding, self.mode)
+        x.conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            self.stride,
+            self.padding,
+            self.mode,
+        )
     }
 }
 
 impl Module for Conv2d {
     fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut v = vec![(format!("{prefix}weight"), self.weight.clone())];
-        v.extend(self.bias.iter().map(|b| (format!("{prefix}bias"), b.clone())));
+        v.extend(
+            self.bias
+                .iter()
+                .map(|b| (format!("{prefix}bias"), b.clone())),
+        );
         v
     }
 }
@@ -67,11 +98,30 @@ pub struct ConvTranspose2d {
 
 impl ConvTranspose2d {
     /// A transposed convolution with Xavier-normal weights and N(0, 1) bias drawn from `rng`.
-    pub fn new(c_in: usize, c_out: usize, k: usize, stride: usize, padding: usize, rng: &mut Rng, device: Device) -> Self {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
         let std = (2.0 / ((c_in + c_out) * k * k) as f64).sqrt();
-        let weight = Tensor::from_vec(normal(rng, c_in * c_out * k * k, std), &[c_in, c_out, k, k], device).requires_grad_();
-        let bias = Some(Tensor::from_vec(normal(rng, c_out, 1.0), &[c_out], device).requires_grad_());
-        ConvTranspose2d { weight, bias, stride, padding }
+        let weight = Tensor::from_vec(
+            normal(rng, c_in * c_out * k * k, std),
+            &[c_in, c_out, k, k],
+            device,
+        )
+        .requires_grad_();
+        let bias =
+            Some(Tensor::from_vec(normal(rng, c_out, 1.0), &[c_out], device).requires_grad_());
+        ConvTranspose2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        }
     }
 
     /// x (N, C_in, H, W) → (N, C_out, (H-1)s - 2p + k, …).
@@ -83,7 +133,11 @@ impl ConvTranspose2d {
 impl Module for ConvTranspose2d {
     fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut v = vec![(format!("{prefix}weight"), self.weight.clone())];
-        v.extend(self.bias.iter().map(|b| (format!("{prefix}bias"), b.clone())));
+        v.extend(
+            self.bias
+                .iter()
+                .map(|b| (format!("{prefix}bias"), b.clone())),
+        );
         v
     }
 }

@@ -33,11 +33,24 @@ impl Linear {
     }
 
     /// A layer initialised as U-TAE's `weight_init` (spec §3.9): Xavier-normal weight, N(0, 1) bias.
-    pub fn xavier(in_features: usize, out_features: usize, rng: &mut crate::engine::rng::Rng, device: Device) -> Self {
+    pub fn xavier(
+        in_features: usize,
+        out_features: usize,
+        rng: &mut crate::engine::rng::Rng,
+        device: Device,
+    ) -> Self {
         use crate::layers::conv::normal;
         let std = (2.0 / (in_features + out_features) as f64).sqrt();
-        let weight = Tensor::from_vec(normal(rng, out_features * in_features, std), &[out_features, in_features], device).requires_grad_();
-        let bias = Some(Tensor::from_vec(normal(rng, out_features, 1.0), &[out_features], device).requires_grad_());
+        let weight = Tensor::from_vec(
+            normal(rng, out_features * in_features, std),
+            &[out_features, in_features],
+            device,
+        )
+        .requires_grad_();
+        let bias = Some(
+            Tensor::from_vec(normal(rng, out_features, 1.0), &[out_features], device)
+                .requires_grad_(),
+        );
         Linear { weight, bias }
     }
 

@@ -33,7 +33,10 @@ pub trait Module {
 
     /// The parameters, in `named_parameters` order.
     fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters("").into_iter().map(|(_, t)| t).collect()
+        self.named_parameters("")
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
     }
 
     /// Number of trainable scalars (PyTorch's `sum(p.numel() for p in parameters() if p.requires_grad)`).
@@ -55,17 +58,29 @@ pub struct Ctx {
 impl Ctx {
     /// Evaluation mode (running statistics, no dropout).
     pub fn eval() -> Self {
-        Ctx { training: false, dropout: false, seed: Cell::new(0) }
+        Ctx {
+            training: false,
+            dropout: false,
+            seed: Cell::new(0),
+        }
     }
 
     /// Training mode; dropout masks are drawn from `seed` onwards (one seed per dropout call).
     pub fn train(seed: u64) -> Self {
-        Ctx { training: true, dropout: true, seed: Cell::new(seed) }
+        Ctx {
+            training: true,
+            dropout: true,
+            seed: Cell::new(seed),
+        }
     }
 
     /// Training mode with every dropout disabled (BatchNorm still uses batch statistics).
     pub fn train_without_dropout() -> Self {
-        Ctx { training: true, dropout: false, seed: Cell::new(0) }
+        Ctx {
+            training: true,
+            dropout: false,
+            seed: Cell::new(0),
+        }
     }
 
     /// Dropout probability `p` in this mode (0 when dropout is off).

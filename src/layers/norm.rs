@@ -45,7 +45,10 @@ impl GroupNorm {
 
 impl Module for GroupNorm {
     fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        vec![(format!("{prefix}weight"), self.weight.clone()), (format!("{prefix}bias"), self.bias.clone())]
+        vec![
+            (format!("{prefix}weight"), self.weight.clone()),
+            (format!("{prefix}bias"), self.bias.clone()),
+        ]
     }
 }
 
@@ -67,7 +70,8 @@ impl BatchNorm {
     /// γ ~ N(0, 1) as U-TAE's weight_init (from `rng`), β = 0, running stats (0, 1).
     pub fn new(channels: usize, rng: &mut Rng, device: Device) -> Self {
         BatchNorm {
-            weight: Tensor::from_vec(normal(rng, channels, 1.0), &[channels], device).requires_grad_(),
+            weight: Tensor::from_vec(normal(rng, channels, 1.0), &[channels], device)
+                .requires_grad_(),
             bias: Tensor::zeros(&[channels], device).requires_grad_(),
             running_mean: Tensor::zeros(&[channels], device),
             running_var: Tensor::ones(&[channels], device),
@@ -81,19 +85,33 @@ impl BatchNorm {
             let n = self.num_batches_tracked.item();
             self.num_batches_tracked.storage().write(&[n + 1.0]);
         }
-        x.batch_norm(Some(&self.weight), Some(&self.bias), &self.running_mean, &self.running_var, ctx.training, MOMENTUM, EPS)
+        x.batch_norm(
+            Some(&self.weight),
+            Some(&self.bias),
+            &self.running_mean,
+            &self.running_var,
+            ctx.training,
+            MOMENTUM,
+            EPS,
+        )
     }
 }
 
 impl Module for BatchNorm {
     fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        vec![(format!("{prefix}weight"), self.weight.clone()), (format!("{prefix}bias"), self.bias.clone())]
+        vec![
+            (format!("{prefix}weight"), self.weight.clone()),
+            (format!("{prefix}bias"), self.bias.clone()),
+        ]
     }
     fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
         vec![
             (format!("{prefix}running_mean"), self.running_mean.clone()),
             (format!("{prefix}running_var"), self.running_var.clone()),
-            (format!("{prefix}num_batches_tracked"), self.num_batches_tracked.clone()),
+            (
+                format!("{prefix}num_batches_tracked"),
+                self.num_batches_tracked.clone(),
+            ),
         ]
     }
 }
@@ -135,7 +153,13 @@ pub enum Norm {
 
 impl Norm {
     /// A norm of `kind` over `channels` (None for `NormKind::None`). GroupNorm uses `groups` groups.
-    pub fn new(kind: NormKind, channels: usize, groups: usize, rng: &mut Rng, device: Device) -> Option<Norm> {
+    pub fn new(
+        kind: NormKind,
+        channels: usize,
+        groups: usize,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Option<Norm> {
         match kind {
             NormKind::Group => Some(Norm::Group(GroupNorm::new(groups, channels, device))),
             NormKind::Batch => Some(Norm::Batch(BatchNorm::new(channels, rng, device))),

@@ -8,17 +8,21 @@
 
 /// The encoding table for `days` (B, T) → (B, T, d · repeat), row-major.
 pub fn table(days: &[f32], d: usize, t_period: f32, repeat: usize) -> Vec<f32> {
-    let denom: Vec<f32> = (0..d).map(|i| t_period.powf((2 * (i / 2)) as f32 / d as f32)).collect();
+    let denom: Vec<f32> = (0..d)
+        .map(|i| t_period.powf((2 * (i / 2)) as f32 / d as f32))
+        .collect();
     let mut out = Vec::with_capacity(days.len() * d * repeat);
     for &day in days {
-        let p: Vec<f32> = (0..d).map(|i| {
-            let angle = day / denom[i];
-            if i % 2 == 0 {
-                angle.sin()
-            } else {
-                angle.cos()
-            }
-        }).collect();
+        let p: Vec<f32> = (0..d)
+            .map(|i| {
+                let angle = day / denom[i];
+                if i % 2 == 0 {
+                    angle.sin()
+                } else {
+                    angle.cos()
+                }
+            })
+            .collect();
         for _ in 0..repeat {
             out.extend_from_slice(&p);
         }
@@ -35,7 +39,10 @@ mod tests {
         // Day 0: sin 0 = 0 on even channels, cos 0 = 1 on odd ones, in every copy.
         let t = table(&[0.0], 16, 1000.0, 2);
         assert_eq!(t.len(), 32);
-        assert!(t.iter().enumerate().all(|(i, &v)| v == if i % 2 == 0 { 0.0 } else { 1.0 }));
+        assert!(t
+            .iter()
+            .enumerate()
+            .all(|(i, &v)| v == if i % 2 == 0 { 0.0 } else { 1.0 }));
         // Channel 2 has denominator 1000^(2/16) = 2.3714: day 10 → sin(10 / 2.3714).
         let t = table(&[10.0], 16, 1000.0, 1);
         assert!((t[2] - (10.0f32 / 1000f32.powf(0.125)).sin()).abs() < 1e-7);

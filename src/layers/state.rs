@@ -11,13 +11,23 @@ use crate::layers::Module;
 /// Parameters and buffers of `m` as a state dict, in registration order.
 pub fn state_dict(m: &dyn Module) -> StateDict {
     let mut sd = StateDict::default();
-    for (name, t) in m.named_parameters("").into_iter().chain(m.named_buffers("")) {
+    for (name, t) in m
+        .named_parameters("")
+        .into_iter()
+        .chain(m.named_buffers(""))
+    {
         let values = if name.ends_with("num_batches_tracked") {
             Values::I64(t.to_vec().iter().map(|&v| v as i64).collect())
         } else {
             Values::F32(t.to_vec())
         };
-        sd.insert(name, Entry { shape: t.shape().to_vec(), values });
+        sd.insert(
+            name,
+            Entry {
+                shape: t.shape().to_vec(),
+                values,
+            },
+        );
     }
     sd
 }
@@ -26,20 +36,38 @@ pub fn state_dict(m: &dyn Module) -> StateDict {
 /// tensor missing from the file, or a shape mismatch is an error naming the key (and both shapes); `path`
 /// names the file in the message.
 pub fn load_state_dict(m: &dyn Module, sd: &StateDict, path: &Path) -> Result<()> {
-    let mine: Vec<(String, crate::engine::Tensor)> = m.named_parameters("").into_iter().chain(m.named_buffers("")).collect();
+    let mine: Vec<(String, crate::engine::Tensor)> = m
+        .named_parameters("")
+        .into_iter()
+        .chain(m.named_buffers(""))
+        .collect();
     for key in sd.keys() {
         if !mine.iter().any(|(n, _)| n == key) {
-            return Err(Error::format(path, format!("unexpected key {key:?}: the model has no such parameter or buffer")));
+            return Err(Error::format(
+                path,
+                format!("unexpected key {key:?}: the model has no such parameter or buffer"),
+            ));
         }
     }
     for (name, t) in &mine {
         let Some(e) = sd.get(name) else {
-            return Err(Error::format(path, format!("missing key {name:?} (shape {:?} in the model)", t.shape())));
+            return Err(Error::format(
+                path,
+                format!("missing key {name:?} (shape {:?} in the model)", t.shape()),
+            ));
         };
         // PyTorch stores num_batches_tracked as a 0-d int64; accept () or (1,).
-        let same = e.shape == t.shape() || (e.shape.iter().product::<usize>() == 1 && t.numel() == 1);
+        let same =
+            e.shape == t.shape() || (e.shape.iter().product::<usize>() == 1 && t.numel() == 1);
         if !same {
-            return Err(Error::format(path, format!("key {name:?}: shape {:?} in the file, {:?} in the model", e.shape, t.shape())));
+            return Err(Error::format(
+                path,
+                format!(
+                    "key {name:?}: shape {:?} in the file, {:?} in the model",
+                    e.shape,
+                    t.shape()
+                ),
+            ));
         }
         let data: Vec<f32> = match &e.values {
             Values::F32(v) => v.clone(),

@@ -64,16 +64,33 @@ pub struct LtaeOutput {
 impl Ltae2d {
     /// A freshly initialised encoder (U-TAE's weight_init: Q ~ N(0, √(2/d_k)), inconv N(0, 1), Linear
     /// Xavier-normal, BatchNorm γ ~ N(0, 1)).
-    pub fn new(in_channels: usize, d_model: usize, n_head: usize, d_k: usize, out_channels: usize, rng: &mut Rng, device: Device) -> Self {
-        assert!(d_model % n_head == 0, "Ltae2d: d_model {d_model} must be a multiple of n_head {n_head}");
+    pub fn new(
+        in_channels: usize,
+        d_model: usize,
+        n_head: usize,
+        d_k: usize,
+        out_channels: usize,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
+        assert!(
+            d_model.is_multiple_of(n_head),
+            "Ltae2d: d_model {d_model} must be a multiple of n_head {n_head}"
+        );
         let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s, device).requires_grad_();
         Ltae2d {
             n_head,
             d_model,
             d_k,
-            inconv_weight: t(normal(rng, d_model * in_channels, 1.0), &[d_model, in_channels, 1]),
+            inconv_weight: t(
+                normal(rng, d_model * in_channels, 1.0),
+                &[d_model, in_channels, 1],
+            ),
             inconv_bias: t(normal(rng, d_model, 1.0), &[d_model]),
-            q: t(normal(rng, n_head * d_k, (2.0 / d_k as f64).sqrt()), &[n_head, d_k]),
+            q: t(
+                normal(rng, n_head * d_k, (2.0 / d_k as f64).sqrt()),
+                &[n_head, d_k],
+            ),
             fc1_k: Linear::xavier(d_model, n_head * d_k, rng, device),
             in_norm: GroupNorm::new(n_head, in_channels, device),
             out_norm: GroupNorm::new(n_head, out_channels, device),
@@ -84,11 +101,23 @@ impl Ltae2d {
 
     /// x (B, T, C, h, w); `days` (B, T) day offsets (0 on padded dates); `pad_mask` (B, T) 1.0 on padded dates
     /// (None: no padding in the batch).
-    pub fn forward(&self, x: &Tensor, days: &[f32], pad_mask: Option<&Tensor>, ctx: &Ctx) -> LtaeOutput {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        days: &[f32],
+        pad_mask: Option<&Tensor>,
+        ctx: &Ctx,
+    ) -> LtaeOutput {
         let s = x.shape();
         assert_eq!(s.len(), 5, "Ltae2d: expected x (B, T, C, h, w), got {s:?}");
         let (b, t, c, h, w) = (s[0], s[1], s[2], s[3], s[4]);
-        assert_eq!(days.len(), b * t, "Ltae2d: expected {} day offsets, got {}", b * t, days.len());
+        assert_eq!(
+            days.len(),
+            b * t,
+            "Ltae2d: expected {} day offsets, got {}",
+            b * t,
+            days.len()
+        );
         let (p, n, dm) = (h * w, b * h * w, self.d_model);
         // (B, T, C, h, w) → (N, T, C), sequence n = (b·h + i)·w + j.
         let seq = x.permute(&[0, 3, 4, 1, 2]).reshape(&[n, t, c]);
@@ -104,13 +133,27 @@ impl Ltae2d {
         // Master-query attention.
         let keys = self.fc1_k.forward(&e);
         let p_attn = ctx.dropout_p(ATTN_DROPOUT);
-        let drop = if p_attn > 0.0 { AttnDropout { p: p_attn, seed: ctx.next_seed() } } else { AttnDropout::NONE };
+        let drop = if p_attn > 0.0 {
+            AttnDropout {
+                p: p_attn,
+                seed: ctx.next_seed(),
+            }
+        } else {
+            AttnDropout::NONE
+        };
         let attn = keys.temporal_attention_weights(&self.q, pad_mask, p, drop);
         let o = attn.temporal_attention_apply(&e);
         // mlp → dropout → out_norm.
-        let o = self.mlp_bn.forward(&self.mlp_linear.forward(&o), ctx).relu();
+        let o = self
+            .mlp_bn
+            .forward(&self.mlp_linear.forward(&o), ctx)
+            .relu();
         let p_mlp = ctx.dropout_p(MLP_DROPOUT);
-        let o = if p_mlp > 0.0 { o.dropout(p_mlp, ctx.next_seed(), true) } else { o };
+        let o = if p_mlp > 0.0 {
+            o.dropout(p_mlp, ctx.next_seed(), true)
+        } else {
+            o
+        };
         let o = self.out_norm.forward(&o);
         let c_out = o.shape()[1];
         LtaeOutput {
@@ -127,9 +170,15 @@ impl Module for Ltae2d {
             (format!("{prefix}inconv.bias"), self.inconv_bias.clone()),
             (format!("{prefix}attention_heads.Q"), self.q.clone()),
         ];
-        v.extend(self.fc1_k.named_parameters(&prefixed(prefix, "attention_heads.fc1_k")));
+        v.extend(
+            self.fc1_k
+                .named_parameters(&prefixed(prefix, "attention_heads.fc1_k")),
+        );
         v.extend(self.in_norm.named_parameters(&prefixed(prefix, "in_norm")));
-        v.extend(self.out_norm.named_parameters(&prefixed(prefix, "out_norm")));
+        v.extend(
+            self.out_norm
+                .named_parameters(&prefixed(prefix, "out_norm")),
+        );
         v.extend(self.mlp_linear.named_parameters(&prefixed(prefix, "mlp.0")));
         v.extend(self.mlp_bn.named_parameters(&prefixed(prefix, "mlp.1")));
         v

@@ -40,7 +40,10 @@ pub fn semantic_from_conf(conf: &Value, path: &Path, seed: u64, device: Device) 
     let name = conf.get("model").and_then(Value::as_str).unwrap_or("utae");
     match name {
         "utae" => Ok(UTae::new(UTaeConfig::from_json(conf, path)?, seed, device)),
-        other => Err(Error::format(path, format!("model {other:?} is not implemented yet (supported: utae)"))),
+        other => Err(Error::format(
+            path,
+            format!("model {other:?} is not implemented yet (supported: utae)"),
+        )),
     }
 }
 

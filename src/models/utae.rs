@@ -96,14 +96,21 @@ impl UTaeConfig {
         let list = |k: &str| -> Result<Option<Vec<usize>>> {
             match v.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => serde_json::from_str::<Vec<usize>>(s).map(Some).map_err(|_| bad(k, "expected a list of integers")),
-                Some(x) => serde_json::from_value::<Vec<usize>>(x.clone()).map(Some).map_err(|_| bad(k, "expected a list of integers")),
+                Some(serde_json::Value::String(s)) => serde_json::from_str::<Vec<usize>>(s)
+                    .map(Some)
+                    .map_err(|_| bad(k, "expected a list of integers")),
+                Some(x) => serde_json::from_value::<Vec<usize>>(x.clone())
+                    .map(Some)
+                    .map_err(|_| bad(k, "expected a list of integers")),
             }
         };
         let int = |k: &str| -> Result<Option<usize>> {
             match v.get(k) {
                 None | Some(serde_json::Value::Null) => Ok(None),
-                Some(x) => x.as_u64().map(|u| Some(u as usize)).ok_or_else(|| bad(k, "expected a non-negative integer")),
+                Some(x) => x
+                    .as_u64()
+                    .map(|u| Some(u as usize))
+                    .ok_or_else(|| bad(k, "expected a non-negative integer")),
             }
         };
         let string = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
@@ -119,7 +126,14 @@ impl UTaeConfig {
         if let Some(x) = list("out_conv")? {
             c.out_conv = x;
         }
-        for (k, slot) in [("str_conv_k", &mut c.str_conv_k), ("str_conv_s", &mut c.str_conv_s), ("str_conv_p", &mut c.str_conv_p), ("n_head", &mut c.n_head), ("d_model", &mut c.d_model), ("d_k", &mut c.d_k)] {
+        for (k, slot) in [
+            ("str_conv_k", &mut c.str_conv_k),
+            ("str_conv_s", &mut c.str_conv_s),
+            ("str_conv_p", &mut c.str_conv_p),
+            ("n_head", &mut c.n_head),
+            ("d_model", &mut c.d_model),
+            ("d_k", &mut c.d_k),
+        ] {
             if let Some(x) = int(k)? {
                 *slot = x;
             }
@@ -127,7 +141,13 @@ impl UTaeConfig {
         if let Some(n) = int("num_classes")? {
             // train_semantic.py requires num_classes == out_conv[-1].
             if c.out_conv.last() != Some(&n) {
-                return Err(bad("num_classes", &format!("{n} differs from the last out_conv width {:?}", c.out_conv.last())));
+                return Err(bad(
+                    "num_classes",
+                    &format!(
+                        "{n} differs from the last out_conv width {:?}",
+                        c.out_conv.last()
+                    ),
+                ));
             }
         }
         if let Some(s) = string("agg_mode") {
@@ -159,15 +179,24 @@ impl UTaeConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let n = self.encoder_widths.len();
         if n < 2 || self.decoder_widths.len() != n {
-            return Err(format!("encoder_widths {:?} and decoder_widths {:?} must have the same length >= 2", self.encoder_widths, self.decoder_widths));
+            return Err(format!(
+                "encoder_widths {:?} and decoder_widths {:?} must have the same length >= 2",
+                self.encoder_widths, self.decoder_widths
+            ));
         }
         if self.decoder_widths[n - 1] != self.encoder_widths[n - 1] {
             return Err("the last decoder width must equal the last encoder width".into());
         }
-        if self.out_conv.is_empty() || self.d_model % self.n_head != 0 {
-            return Err(format!("out_conv must be non-empty and d_model a multiple of n_head: {self:?}"));
+        if self.out_conv.is_empty() || !self.d_model.is_multiple_of(self.n_head) {
+            return Err(format!(
+                "out_conv must be non-empty and d_model a multiple of n_head: {self:?}"
+            ));
         }
-        if self.agg_mode == AggMode::AttGroup && self.encoder_widths[..n - 1].iter().any(|&w| w % self.n_head != 0) {
+        if self.agg_mode == AggMode::AttGroup
+            && self.encoder_widths[..n - 1]
+                .iter()
+                .any(|&w| w % self.n_head != 0)
+        {
             return Err(format!("att_group splits every skip's channels into n_head = {} groups: encoder widths {:?}", self.n_head, self.encoder_widths));
         }
         Ok(())
@@ -184,14 +213,28 @@ pub struct ConvLayer {
 impl ConvLayer {
     /// Widths `nkernels`, kernel k, stride s, padding p.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(nkernels: &[usize], norm: NormKind, k: usize, s: usize, p: usize, last_relu: bool, mode: PaddingMode, rng: &mut Rng, device: Device) -> Self {
+    pub fn new(
+        nkernels: &[usize],
+        norm: NormKind,
+        k: usize,
+        s: usize,
+        p: usize,
+        last_relu: bool,
+        mode: PaddingMode,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
         let mut convs = Vec::new();
         let mut norms = Vec::new();
         for w in nkernels.windows(2) {
             convs.push(Conv2d::new(w[0], w[1], k, s, p, mode, rng, device));
             norms.push(Norm::new(norm, w[1], N_GROUPS, rng, device));
         }
-        ConvLayer { convs, norms, last_relu }
+        ConvLayer {
+            convs,
+            norms,
+            last_relu,
+        }
     }
 
     /// x (N, C, H, W) → (N, C', H', W').
@@ -248,7 +291,12 @@ impl Module for ConvLayer {
 /// Runs `block` on the non-padded frames of x (B, T, C, H, W) only; padded frames come out as exact zeros
 /// (`smart_forward` of utae.py). `real` lists the indices b·T + t of the real frames. With BatchNorm in
 /// training mode the block first runs on an all-zero input of the full shape (the dummy-pass QUIRK).
-fn temporally_shared(x: &Tensor, real: &[usize], quirk_dummy_pass: bool, block: impl Fn(&Tensor) -> Tensor) -> Tensor {
+fn temporally_shared(
+    x: &Tensor,
+    real: &[usize],
+    quirk_dummy_pass: bool,
+    block: impl Fn(&Tensor) -> Tensor,
+) -> Tensor {
     let s = x.shape().to_vec();
     let (b, t) = (s[0], s[1]);
     let flat = x.reshape(&[b * t, s[2], s[3], s[4]]);
@@ -314,7 +362,10 @@ pub struct UpConvBlock {
 impl UpConvBlock {
     fn forward(&self, x: &Tensor, skip: &Tensor, ctx: &Ctx) -> Tensor {
         let up = self.up_bn.forward(&self.up.forward(x), ctx).relu();
-        let sk = self.skip_bn.forward(&self.skip_conv.forward(skip), ctx).relu();
+        let sk = self
+            .skip_bn
+            .forward(&self.skip_conv.forward(skip), ctx)
+            .relu();
         let a = self.conv1.forward(&Tensor::cat(&[&up, &sk], 1), ctx);
         &a + &self.conv2.forward(&a, ctx)
     }
@@ -373,49 +424,150 @@ impl PadInfo {
     /// The mask of frames of `x` (B, T, C, H, W, host data) entirely equal to `pad_value`.
     pub fn from_data(x: &[f32], shape: &[usize], pad_value: f32) -> PadInfo {
         let frame: usize = shape[2..].iter().product();
-        PadInfo { mask: (0..shape[0] * shape[1]).map(|f| x[f * frame..(f + 1) * frame].iter().all(|&v| v == pad_value)).collect() }
+        PadInfo {
+            mask: (0..shape[0] * shape[1])
+                .map(|f| {
+                    x[f * frame..(f + 1) * frame]
+                        .iter()
+                        .all(|&v| v == pad_value)
+                })
+                .collect(),
+        }
     }
 }
 
 impl UTae {
     /// A freshly initialised U-TAE (weights from `seed`, U-TAE's weight_init distributions).
     pub fn new(config: UTaeConfig, seed: u64, device: Device) -> Self {
-        config.validate().unwrap_or_else(|e| panic!("UTae::new: {e}"));
+        config
+            .validate()
+            .unwrap_or_else(|e| panic!("UTae::new: {e}"));
         let mut rng = Rng::new(seed);
         let c = &config;
         let n = c.encoder_widths.len();
         let (k, s, p, mode) = (c.str_conv_k, c.str_conv_s, c.str_conv_p, c.padding_mode);
-        let in_conv = ConvLayer::new(&[c.input_dim, c.encoder_widths[0], c.encoder_widths[0]], c.encoder_norm, 3, 1, 1, true, mode, &mut rng, device);
+        let in_conv = ConvLayer::new(
+            &[c.input_dim, c.encoder_widths[0], c.encoder_widths[0]],
+            c.encoder_norm,
+            3,
+            1,
+            1,
+            true,
+            mode,
+            &mut rng,
+            device,
+        );
         let down_blocks = (0..n - 1)
             .map(|i| {
                 let (din, dout) = (c.encoder_widths[i], c.encoder_widths[i + 1]);
                 DownConvBlock {
-                    down: ConvLayer::new(&[din, din], c.encoder_norm, k, s, p, true, mode, &mut rng, device),
-                    conv1: ConvLayer::new(&[din, dout], c.encoder_norm, 3, 1, 1, true, mode, &mut rng, device),
-                    conv2: ConvLayer::new(&[dout, dout], c.encoder_norm, 3, 1, 1, true, mode, &mut rng, device),
+                    down: ConvLayer::new(
+                        &[din, din],
+                        c.encoder_norm,
+                        k,
+                        s,
+                        p,
+                        true,
+                        mode,
+                        &mut rng,
+                        device,
+                    ),
+                    conv1: ConvLayer::new(
+                        &[din, dout],
+                        c.encoder_norm,
+                        3,
+                        1,
+                        1,
+                        true,
+                        mode,
+                        &mut rng,
+                        device,
+                    ),
+                    conv2: ConvLayer::new(
+                        &[dout, dout],
+                        c.encoder_norm,
+                        3,
+                        1,
+                        1,
+                        true,
+                        mode,
+                        &mut rng,
+                        device,
+                    ),
                 }
             })
             .collect();
         let up_blocks = (1..n)
             .rev()
             .map(|i| {
-                let (din, dout, dskip) = (c.decoder_widths[i], c.decoder_widths[i - 1], c.encoder_widths[i - 1]);
+                let (din, dout, dskip) = (
+                    c.decoder_widths[i],
+                    c.decoder_widths[i - 1],
+                    c.encoder_widths[i - 1],
+                );
                 UpConvBlock {
-                    skip_conv: Conv2d::new(dskip, dskip, 1, 1, 0, PaddingMode::Zeros, &mut rng, device),
+                    skip_conv: Conv2d::new(
+                        dskip,
+                        dskip,
+                        1,
+                        1,
+                        0,
+                        PaddingMode::Zeros,
+                        &mut rng,
+                        device,
+                    ),
                     skip_bn: BatchNorm::new(dskip, &mut rng, device),
                     up: ConvTranspose2d::new(din, dout, k, s, p, &mut rng, device),
                     up_bn: BatchNorm::new(dout, &mut rng, device),
-                    conv1: ConvLayer::new(&[dout + dskip, dout], NormKind::Batch, 3, 1, 1, true, mode, &mut rng, device),
-                    conv2: ConvLayer::new(&[dout, dout], NormKind::Batch, 3, 1, 1, true, mode, &mut rng, device),
+                    conv1: ConvLayer::new(
+                        &[dout + dskip, dout],
+                        NormKind::Batch,
+                        3,
+                        1,
+                        1,
+                        true,
+                        mode,
+                        &mut rng,
+                        device,
+                    ),
+                    conv2: ConvLayer::new(
+                        &[dout, dout],
+                        NormKind::Batch,
+                        3,
+                        1,
+                        1,
+                        true,
+                        mode,
+                        &mut rng,
+                        device,
+                    ),
                 }
             })
             .collect();
         let last = c.encoder_widths[n - 1];
-        let temporal_encoder = Ltae2d::new(last, c.d_model, c.n_head, c.d_k, last, &mut rng, device);
+        let temporal_encoder =
+            Ltae2d::new(last, c.d_model, c.n_head, c.d_k, last, &mut rng, device);
         let mut head = vec![c.decoder_widths[0]];
         head.extend(&c.out_conv);
-        let out_conv = ConvLayer::new(&head, NormKind::Batch, 3, 1, 1, true, mode, &mut rng, device);
-        UTae { config, in_conv, down_blocks, up_blocks, temporal_encoder, out_conv }
+        let out_conv = ConvLayer::new(
+            &head,
+            NormKind::Batch,
+            3,
+            1,
+            1,
+            true,
+            mode,
+            &mut rng,
+            device,
+        );
+        UTae {
+            config,
+            in_conv,
+            down_blocks,
+            up_blocks,
+            temporal_encoder,
+            out_conv,
+        }
     }
 
     /// Number of classes (last out_conv width).
@@ -425,37 +577,73 @@ impl UTae {
 
     /// The forward pass. x (B, T, C, H, W) on the model's device; `days` (B, T) day offsets (0 on padded
     /// dates); `pad` the batch's pad mask. `encoder`: return D3 instead of class scores (PaPs).
-    pub fn forward(&self, x: &Tensor, days: &[f32], pad: &PadInfo, ctx: &Ctx, encoder: bool) -> UTaeOutput {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        days: &[f32],
+        pad: &PadInfo,
+        ctx: &Ctx,
+        encoder: bool,
+    ) -> UTaeOutput {
         let s = x.shape();
         assert_eq!(s.len(), 5, "UTae: expected x (B, T, C, H, W), got {s:?}");
         let (b, t) = (s[0], s[1]);
-        assert_eq!(pad.mask.len(), b * t, "UTae: expected a ({b}, {t}) pad mask, got {} flags", pad.mask.len());
+        assert_eq!(
+            pad.mask.len(),
+            b * t,
+            "UTae: expected a ({b}, {t}) pad mask, got {} flags",
+            pad.mask.len()
+        );
         let real: Vec<usize> = (0..b * t).filter(|&f| !pad.mask[f]).collect();
         let any_pad = real.len() < b * t;
-        let mask = any_pad.then(|| Tensor::from_vec(pad.mask.iter().map(|&m| m as u8 as f32).collect(), &[b, t], x.device()));
+        let mask = any_pad.then(|| {
+            Tensor::from_vec(
+                pad.mask.iter().map(|&m| m as u8 as f32).collect(),
+                &[b, t],
+                x.device(),
+            )
+        });
         let quirk = ctx.training && self.config.encoder_norm == NormKind::Batch;
 
         // Encoder, temporally shared, skipping padded frames.
-        let mut feature_maps = vec![temporally_shared(x, &real, quirk && self.in_conv.has_batch_norm(), |f| self.in_conv.forward(f, ctx))];
+        let mut feature_maps = vec![temporally_shared(
+            x,
+            &real,
+            quirk && self.in_conv.has_batch_norm(),
+            |f| self.in_conv.forward(f, ctx),
+        )];
         for block in &self.down_blocks {
             let prev = feature_maps.last().expect("at least one map");
             let q = quirk && block.down.has_batch_norm();
             feature_maps.push(temporally_shared(prev, &real, q, |f| block.forward(f, ctx)));
         }
         // Temporal encoding at the lowest resolution.
-        let lt = self.temporal_encoder.forward(feature_maps.last().expect("maps"), days, mask.as_ref(), ctx);
+        let lt = self.temporal_encoder.forward(
+            feature_maps.last().expect("maps"),
+            days,
+            mask.as_ref(),
+            ctx,
+        );
         let mut out = lt.out;
         let mut maps = vec![out.clone()];
         // Decoder with temporally aggregated skips.
         for (i, up) in self.up_blocks.iter().enumerate() {
-            let skip = self.aggregate(&feature_maps[feature_maps.len() - 2 - i], &lt.attn, mask.as_ref());
+            let skip = self.aggregate(
+                &feature_maps[feature_maps.len() - 2 - i],
+                &lt.attn,
+                mask.as_ref(),
+            );
             out = up.forward(&out, &skip, ctx);
             maps.push(out.clone());
         }
         if !encoder {
             out = self.out_conv.forward(&out, ctx);
         }
-        UTaeOutput { out, attn: lt.attn, maps }
+        UTaeOutput {
+            out,
+            attn: lt.attn,
+            maps,
+        }
     }
 
     /// `Temporal_Aggregator` (spec §3.5): x (B, T, C, H', W'), attention (G, B, T, h, w), mask (B, T) 1.0 on
@@ -469,7 +657,11 @@ impl UTae {
             AggMode::AttGroup => {
                 let (g, h) = (a[0], a[3]);
                 let flat = attn.reshape(&[g * b, t, a[3], a[4]]);
-                let resized = if hh > h { flat.upsample_bilinear(hh, ww) } else { flat.avg_pool2d(h / hh, h / hh) };
+                let resized = if hh > h {
+                    flat.upsample_bilinear(hh, ww)
+                } else {
+                    flat.avg_pool2d(h / hh, h / hh)
+                };
                 let mut w = resized.reshape(&[g, b, t, hh, ww]);
                 if let Some(k) = &keep {
                     w = &w * &k.reshape(&[1, b, t, 1, 1]);
@@ -506,8 +698,14 @@ impl Module for UTae {
         for (i, u) in self.up_blocks.iter().enumerate() {
             v.extend(u.named_parameters(&prefixed(p, &format!("up_blocks.{i}"))));
         }
-        v.extend(self.temporal_encoder.named_parameters(&prefixed(p, "temporal_encoder")));
-        v.extend(self.out_conv.named_parameters(&prefixed(p, "out_conv.conv")));
+        v.extend(
+            self.temporal_encoder
+                .named_parameters(&prefixed(p, "temporal_encoder")),
+        );
+        v.extend(
+            self.out_conv
+                .named_parameters(&prefixed(p, "out_conv.conv")),
+        );
         v
     }
     fn named_buffers(&self, p: &str) -> Vec<(String, Tensor)> {
@@ -518,7 +716,10 @@ impl Module for UTae {
         for (i, u) in self.up_blocks.iter().enumerate() {
             v.extend(u.named_buffers(&prefixed(p, &format!("up_blocks.{i}"))));
         }
-        v.extend(self.temporal_encoder.named_buffers(&prefixed(p, "temporal_encoder")));
+        v.extend(
+            self.temporal_encoder
+                .named_buffers(&prefixed(p, "temporal_encoder")),
+        );
         v.extend(self.out_conv.named_buffers(&prefixed(p, "out_conv.conv")));
         v
     }

@@ -56,9 +56,12 @@ fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     var mean = 0.0;
     var var_ = 0.0;
     if (params.training != 0u) {
+        // Shifted sum: mean = x0 + Σ (x - x0) / M. Exact for a constant channel (its x̂ is then exactly 0,
+        // as PyTorch's double-precision statistics give), and more accurate than Σ x / M in general.
+        let x0 = x[at(c, 0u)];
         var acc = 0.0;
-        for (var j = lid; j < m; j = j + WG) { acc = acc + x[at(c, j)]; }
-        mean = wg_sum(lid, acc) / f32(m);
+        for (var j = lid; j < m; j = j + WG) { acc = acc + (x[at(c, j)] - x0); }
+        mean = x0 + wg_sum(lid, acc) / f32(m);
         acc = 0.0;
         for (var j = lid; j < m; j = j + WG) { let t = x[at(c, j)] - mean; acc = acc + t * t; }
         let ss = wg_sum(lid, acc);

@@ -45,9 +45,11 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let len = d * params.s;
     let base = row * len;                                  // x[n, gD, 0]
     let c0 = (row % params.groups) * d;
+    // Shifted sum (exact for a constant group, see batch_norm.wgsl): mean = x0 + Σ (x - x0) / len.
+    let x0 = x[base];
     var acc = 0.0;
-    for (var i = lid; i < len; i = i + WG) { acc = acc + x[base + i]; }
-    let mean = wg_sum(lid, acc) / f32(len);
+    for (var i = lid; i < len; i = i + WG) { acc = acc + (x[base + i] - x0); }
+    let mean = x0 + wg_sum(lid, acc) / f32(len);
     acc = 0.0;
     for (var i = lid; i < len; i = i + WG) { let t = x[base + i] - mean; acc = acc + t * t; }
     let rstd = 1.0 / sqrt(wg_sum(lid, acc) / f32(len) + params.eps);

@@ -44,7 +44,13 @@ pub fn argmax_classes(logits: &[f32], classes: usize) -> Vec<i64> {
 
 /// Runs `model` over the dataset and writes the files; returns the number of patches written.
 pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<usize> {
-    let ds = PastisDataset::open(&opts.dataset_folder, PastisOptions { folds: opts.folds.clone(), ..PastisOptions::default() })?;
+    let ds = PastisDataset::open(
+        &opts.dataset_folder,
+        PastisOptions {
+            folds: opts.folds.clone(),
+            ..PastisOptions::default()
+        },
+    )?;
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let indices: Vec<usize> = (0..ds.len()).collect();
     let ctx = Ctx::eval();
@@ -52,25 +58,36 @@ pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<us
     for batch in ds.batches(indices.clone(), opts.batch_size.max(1)) {
         let batch = batch?;
         let x = Tensor::from_vec(batch.x.clone(), &batch.shape, device);
-        let pad = PadInfo { mask: batch.pad_mask.clone() };
+        let pad = PadInfo {
+            mask: batch.pad_mask.clone(),
+        };
         let out = no_grad(|| model.forward(&x, &batch.dates, &pad, &ctx, false));
         let (logits, ls) = (out.out.to_vec(), out.out.shape().to_vec());
         let (attn, as_) = (out.attn.to_vec(), out.attn.shape().to_vec());
         let per: usize = ls[1..].iter().product();
         for (i, id) in batch.ids.iter().enumerate() {
             let l = &logits[i * per..(i + 1) * per];
-            write(&opts.out, &format!("logits_{id}.npy"), |p| npy::write_f32(p, &ls[1..], l))?;
+            write(&opts.out, &format!("logits_{id}.npy"), |p| {
+                npy::write_f32(p, &ls[1..], l)
+            })?;
             let pred = argmax_classes(l, ls[1]);
-            write(&opts.out, &format!("pred_{id}.npy"), |p| npy::write_i64(p, &ls[2..], &pred))?;
+            write(&opts.out, &format!("pred_{id}.npy"), |p| {
+                npy::write_i64(p, &ls[2..], &pred)
+            })?;
             if opts.save_attention {
-                let t_i = ds.dates(ds.ids().iter().position(|x| x == id).unwrap_or(0)).map(|d| d.len()).unwrap_or(as_[2]);
+                let t_i = ds
+                    .dates(ds.ids().iter().position(|x| x == id).unwrap_or(0))
+                    .map(|d| d.len())
+                    .unwrap_or(as_[2]);
                 let (heads, b, t_max, hw) = (as_[0], as_[1], as_[2], as_[3] * as_[4]);
                 let mut a = Vec::with_capacity(heads * t_i * hw);
                 for h in 0..heads {
                     let base = (h * b + i) * t_max * hw;
                     a.extend_from_slice(&attn[base..base + t_i * hw]);
                 }
-                write(&opts.out, &format!("attn_{id}.npy"), |p| npy::write_f32(p, &[heads, t_i, as_[3], as_[4]], &a))?;
+                write(&opts.out, &format!("attn_{id}.npy"), |p| {
+                    npy::write_f32(p, &[heads, t_i, as_[3], as_[4]], &a)
+                })?;
             }
             written += 1;
         }
@@ -89,6 +106,9 @@ mod tests {
     #[test]
     fn argmax_ties_go_to_the_lowest_class() {
         // Two pixels, three classes: pixel 0 scores (0, 0, 0) → class 0; pixel 1 (1, 3, 3) → class 1.
-        assert_eq!(argmax_classes(&[0.0, 1.0, 0.0, 3.0, 0.0, 3.0], 3), vec![0, 1]);
+        assert_eq!(
+            argmax_classes(&[0.0, 1.0, 0.0, 3.0, 0.0, 3.0], 3),
+            vec![0, 1]
+        );
     }
 }

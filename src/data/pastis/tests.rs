@@ -40,10 +40,15 @@ struct Npz(zip::ZipArchive<BufReader<std::fs::File>>);
 impl Npz {
     fn open(path: &std::path::Path) -> std::io::Result<Npz> {
         let f = BufReader::new(std::fs::File::open(path)?);
-        zip::ZipArchive::new(f).map(Npz).map_err(std::io::Error::other)
+        zip::ZipArchive::new(f)
+            .map(Npz)
+            .map_err(std::io::Error::other)
     }
 
-    fn by_name(&mut self, name: &str) -> std::io::Result<Option<npyz::NpyFile<std::io::Cursor<Vec<u8>>>>> {
+    fn by_name(
+        &mut self,
+        name: &str,
+    ) -> std::io::Result<Option<npyz::NpyFile<std::io::Cursor<Vec<u8>>>>> {
         use std::io::Read;
         let mut member = match self.0.by_name(&format!("{name}.npy")) {
             Ok(m) => m,

@@ -531,7 +531,7 @@ impl Tensor {
         let (heads, dk) = (q.shape()[0], q.shape()[1]);
         let s = self.shape();
         assert!(
-            s.len() == 3 && s[2] == heads * dk && s[0] % pixels == 0,
+            s.len() == 3 && s[2] == heads * dk && s[0].is_multiple_of(pixels),
             "{op}: expected keys (B·{pixels}, T, {}), got {s:?}",
             heads * dk
         );
@@ -600,7 +600,10 @@ impl Tensor {
         };
         let vs = v.shape();
         assert!(
-            vs.len() == 3 && vs[0] == d.batch * d.pixels && vs[1] == d.t && vs[2] % d.heads == 0,
+            vs.len() == 3
+                && vs[0] == d.batch * d.pixels
+                && vs[1] == d.t
+                && vs[2].is_multiple_of(d.heads),
             "{op}: expected values ({}, {}, H·d_v), got {vs:?}",
             d.batch * d.pixels,
             d.t

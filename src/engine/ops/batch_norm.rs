@@ -79,17 +79,16 @@ pub fn cpu_batch_stats<T: Real>(x: &[T], d: Dims) -> (Vec<T>, Vec<T>, Vec<T>) {
     );
     for c in 0..d.c {
         let at = |j: usize| x[((j / d.s) * d.c + c) * d.s + j % d.s]; // j-th value of channel c
-        let mut sum = T::zero();
-        for j in 0..m {
-            sum += at(j);
-        }
-        mean[c] = sum / T::from_f64(m as f64);
-        let mut ss = T::zero();
-        for j in 0..m {
-            ss += (at(j) - mean[c]) * (at(j) - mean[c]);
-        }
-        var[c] = ss / T::from_f64(m as f64);
-        unbiased[c] = ss / T::from_f64(m as f64 - 1.0);
+                                                                      // f64 sums (PyTorch's CPU batch norm accumulates in double), shifted by the first value so that a
+                                                                      // constant channel has exactly its value as mean and x̂ = 0 (see batch_norm.wgsl).
+        let x0 = at(0);
+        let shift: f64 = (0..m).map(|j| (at(j) - x0).to_f64()).sum();
+        mean[c] = x0 + T::from_f64(shift / m as f64);
+        let ss: f64 = (0..m)
+            .map(|j| ((at(j) - mean[c]) * (at(j) - mean[c])).to_f64())
+            .sum();
+        var[c] = T::from_f64(ss / m as f64);
+        unbiased[c] = T::from_f64(ss / (m as f64 - 1.0));
     }
     (mean, var, unbiased)
 }
@@ -142,12 +141,15 @@ pub fn cpu_backward<T: Real>(
     d: Dims,
     training: bool,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let (mut dgamma, mut dbeta) = (vec![T::zero(); d.c], vec![T::zero(); d.c]);
+    // Per-channel sums accumulated in f64 (as PyTorch's CPU kernels do).
+    let (mut dg64, mut db64) = (vec![0f64; d.c], vec![0f64; d.c]);
     for (i, (&xi, &g)) in x.iter().zip(dy).enumerate() {
         let c = (i / d.s) % d.c;
-        dgamma[c] += g * (xi - mean[c]) * rstd[c];
-        dbeta[c] += g;
+        dg64[c] += (g * (xi - mean[c]) * rstd[c]).to_f64();
+        db64[c] += g.to_f64();
     }
+    let dgamma: Vec<T> = dg64.into_iter().map(T::from_f64).collect();
+    let dbeta: Vec<T> = db64.into_iter().map(T::from_f64).collect();
     let m = T::from_f64((d.n * d.s) as f64);
     let mut dx = vec![T::zero(); x.len()];
     for (i, dxi) in dx.iter_mut().enumerate() {

@@ -76,16 +76,13 @@ pub fn cpu_forward<T: Real>(
     let mut stats = vec![T::zero(); 2 * d.n * d.groups];
     for row in 0..d.n * d.groups {
         let xs = &x[row * len..(row + 1) * len]; // x[n, gD..gD+D, :], contiguous
-        let mut sum = T::zero();
-        for &v in xs {
-            sum += v;
-        }
-        let mean = sum / T::from_f64(len as f64);
-        let mut ss = T::zero();
-        for &v in xs {
-            ss += (v - mean) * (v - mean);
-        }
-        let rstd = T::one() / (ss / T::from_f64(len as f64) + T::from_f64(eps)).sqrt();
+                                                 // Sums in f64 (as PyTorch's CPU kernels accumulate), shifted by the first value so that a constant
+                                                 // group has exactly its value as mean (see group_norm.wgsl).
+        let x0 = xs[0];
+        let shift: f64 = xs.iter().map(|&v| (v - x0).to_f64()).sum();
+        let mean = x0 + T::from_f64(shift / len as f64);
+        let ss: f64 = xs.iter().map(|&v| ((v - mean) * (v - mean)).to_f64()).sum();
+        let rstd = T::one() / (T::from_f64(ss / len as f64) + T::from_f64(eps)).sqrt();
         for (i, &v) in xs.iter().enumerate() {
             let c = (row % d.groups) * cg + i / d.s;
             y[row * len + i] = (v - mean) * rstd * gamma[c] + beta[c];
@@ -107,29 +104,30 @@ pub fn cpu_backward<T: Real>(
     let cg = d.c / d.groups;
     let len = cg * d.s;
     let mut dx = vec![T::zero(); x.len()];
-    let mut dgamma = vec![T::zero(); d.c];
-    let mut dbeta = vec![T::zero(); d.c];
+    let mut dgamma = vec![0f64; d.c];
+    let mut dbeta = vec![0f64; d.c];
     for row in 0..d.n * d.groups {
         let (mean, rstd) = (stats[2 * row], stats[2 * row + 1]);
         let chan = |i: usize| (row % d.groups) * cg + i / d.s;
-        let (mut a, mut b) = (T::zero(), T::zero()); // Σ dx̂, Σ dx̂·x̂
+        let (mut a, mut b) = (0f64, 0f64); // Σ dx̂, Σ dx̂·x̂ (accumulated in f64)
         for i in 0..len {
             let p = row * len + i;
             let xh = (x[p] - mean) * rstd;
             let g = dy[p] * gamma[chan(i)];
-            a += g;
-            b += g * xh;
-            dgamma[chan(i)] += dy[p] * xh;
-            dbeta[chan(i)] += dy[p];
+            a += g.to_f64();
+            b += (g * xh).to_f64();
+            dgamma[chan(i)] += (dy[p] * xh).to_f64();
+            dbeta[chan(i)] += dy[p].to_f64();
         }
-        let (ma, mb) = (a / T::from_f64(len as f64), b / T::from_f64(len as f64));
+        let (ma, mb) = (T::from_f64(a / len as f64), T::from_f64(b / len as f64));
         for i in 0..len {
             let p = row * len + i;
             let xh = (x[p] - mean) * rstd;
             dx[p] = rstd * (dy[p] * gamma[chan(i)] - ma - xh * mb);
         }
     }
-    (dx, dgamma, dbeta)
+    let back = |v: Vec<f64>| v.into_iter().map(T::from_f64).collect();
+    (dx, back(dgamma), back(dbeta))
 }
 
 // ---- GPU ----

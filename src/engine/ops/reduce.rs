@@ -47,16 +47,18 @@ pub const SUM_CHUNK: usize = 1024;
 // ---- CPU reference ----
 
 /// x (outer, r, inner) → Σ over r: (outer, inner).
+/// Accumulates in f64 (PyTorch's CPU sums are pairwise / double-accumulated; a plain f32 running sum over
+/// thousands of terms would be the least accurate path in the comparison).
 pub fn cpu_sum<T: Real>(x: &[T], outer: usize, r: usize, inner: usize) -> Vec<T> {
-    let mut y = vec![T::zero(); outer * inner];
+    let mut y = vec![0f64; outer * inner];
     for o in 0..outer {
         for j in 0..r {
             for k in 0..inner {
-                y[o * inner + k] += x[(o * r + j) * inner + k];
+                y[o * inner + k] += x[(o * r + j) * inner + k].to_f64();
             }
         }
     }
-    y
+    y.into_iter().map(T::from_f64).collect()
 }
 
 /// dy (outer, inner) → dx (outer, r, inner): dy repeated along r.

@@ -199,7 +199,9 @@ impl Tensor {
             groups: as_[0],
         };
         assert!(
-            as_[1..] == [xs[0], xs[1], xs[3], xs[4]] && d.groups > 0 && d.c % d.groups == 0,
+            as_[1..] == [xs[0], xs[1], xs[3], xs[4]]
+                && d.groups > 0
+                && d.c.is_multiple_of(d.groups),
             "{op}: expected a ({}, {}, {}, {}, {}) dividing the {} channels, got {as_:?}",
             as_[0],
             xs[0],
