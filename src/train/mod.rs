@@ -1,6 +1,11 @@
-//! Training: the optimizer ([`adam`]) — the training loops, metrics and checkpoints build on it.
+//! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate),
+//! [`metrics`], [`predict`], progress bars and training-curve plots.
 
 pub mod adam;
+pub mod metrics;
+pub mod plot;
 pub mod predict;
+pub mod progress;
+pub mod semantic;
 
 pub use adam::{Adam, AdamConfig};

@@ -1,0 +1,486 @@
+//! Semantic segmentation training and evaluation on PASTIS: the workflow of utae-paps' `train_semantic.py`
+//! and `test_semantic.py` (spec §1.9, §7.1, §8.1), with the same flags, outputs and file layout:
+//!
+//! ```text
+//! res_dir/conf.json                       the configuration (original keys + N_params)
+//! res_dir/Fold_k/trainlog.json            {epoch: {train_loss, train_accuracy, train_IoU, val_*}}
+//! res_dir/Fold_k/model.npz                best checkpoint (validation mIoU >=), state_dict names
+//! res_dir/Fold_k/last.npz, state.json     the end of the last finished epoch + optimizer state (resume)
+//! res_dir/Fold_k/test_metrics.json        test_accuracy, test_loss, test_IoU, test_epoch_time
+//! res_dir/Fold_k/conf_mat.json / .npy     the K × K test confusion matrix
+//! res_dir/Fold_k/curves.png               training curves
+//! res_dir/overall.json                    5-fold summary (when every fold ran)
+//! ```
+//! Rotation k trains on three folds, validates on one and tests on the last (§1.9); each split is normalised
+//! with its own folds' statistics, as the original datasets are. Loss: cross-entropy with class weights 1 and
+//! 0 for the ignored class (`--ignore_index -1` indexes the last class, Python style). Batches are shuffled
+//! with a seed derived from (`rdm_seed`, fold, epoch) and incomplete batches are dropped (`drop_last`), so a
+//! resumed run replays exactly the batches and dropout masks an uninterrupted run would have.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use crate::data::pastis::{Batch, PastisDataset, PastisOptions};
+use crate::data::state_dict::{read_npz, write_npz, Entry, StateDict};
+use crate::engine::rng::Rng;
+use crate::engine::{no_grad, Device, Error, Result, Tensor};
+use crate::layers::state::{load_state_dict, state_dict};
+use crate::layers::{Ctx, Module};
+use crate::models::registry::{read_json, read_weights};
+use crate::models::utae::{PadInfo, UTae, UTaeConfig};
+use crate::train::adam::{Adam, AdamConfig};
+use crate::train::metrics::{overall, ConfusionMatrix};
+use crate::train::plot;
+use crate::train::predict::argmax_classes;
+
+/// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
+pub const ROTATIONS: [([usize; 3], usize, usize); 5] =
+    [([1, 2, 3], 4, 5), ([2, 3, 4], 5, 1), ([3, 4, 5], 1, 2), ([4, 5, 1], 2, 3), ([5, 1, 2], 3, 4)];
+
+/// `train_semantic.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The model hyper-parameters (`--encoder_widths`, …, `--padding_mode`).
+    pub model: UTaeConfig,
+    /// PASTIS folder.
+    pub dataset_folder: PathBuf,
+    /// Output folder.
+    pub res_dir: PathBuf,
+    /// Seed of initialisation, shuffling and dropout.
+    pub rdm_seed: u64,
+    /// Epochs per fold.
+    pub epochs: usize,
+    /// Patches per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Run only rotation k (1..5).
+    pub fold: Option<usize>,
+    /// Number of classes (must equal out_conv's last width).
+    pub num_classes: usize,
+    /// Class weighted 0 in the loss and left out of the metrics (Python index: -1 = last class).
+    pub ignore_index: i64,
+    /// Temporal pad value.
+    pub pad_value: f32,
+    /// Validate every this many epochs.
+    pub val_every: usize,
+    /// Validate only after this epoch.
+    pub val_after: usize,
+    /// Start from these weights (.npz or official model.pth.tar) instead of a fresh initialisation.
+    pub init_weights: Option<PathBuf>,
+    /// Stop each fold after this many optimiser steps (smoke tests, benchmarks).
+    pub max_steps: Option<usize>,
+    /// Continue an interrupted run from `Fold_k/last.npz`.
+    pub resume: bool,
+    /// Run on the CPU reference path.
+    pub cpu: bool,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl TrainOptions {
+    /// The ignored class as an index (Python negative indexing), if it is one.
+    pub fn ignored_class(&self) -> Option<usize> {
+        let k = self.num_classes as i64;
+        let i = if self.ignore_index < 0 { k + self.ignore_index } else { self.ignore_index };
+        (0..k).contains(&i).then_some(i as usize)
+    }
+
+    /// conf.json: the original keys (`vars(config)`) + N_params.
+    pub fn to_conf_json(&self, n_params: usize) -> Value {
+        let m = &self.model;
+        json!({
+            "model": "utae",
+            "encoder_widths": m.encoder_widths, "decoder_widths": m.decoder_widths, "out_conv": m.out_conv,
+            "str_conv_k": m.str_conv_k, "str_conv_s": m.str_conv_s, "str_conv_p": m.str_conv_p,
+            "agg_mode": match m.agg_mode { crate::models::utae::AggMode::AttGroup => "att_group", crate::models::utae::AggMode::AttMean => "att_mean", crate::models::utae::AggMode::Mean => "mean" },
+            "encoder_norm": match m.encoder_norm { crate::layers::NormKind::Group => "group", crate::layers::NormKind::Batch => "batch", crate::layers::NormKind::Instance => "instance", crate::layers::NormKind::None => "none" },
+            "n_head": m.n_head, "d_model": m.d_model, "d_k": m.d_k,
+            "dataset_folder": self.dataset_folder.display().to_string(), "res_dir": self.res_dir.display().to_string(),
+            "num_workers": 1, "rdm_seed": self.rdm_seed, "device": if self.cpu { "cpu" } else { "gpu" },
+            "display_step": 50, "cache": false, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+            "mono_date": null, "ref_date": "2018-09-01", "fold": self.fold, "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index, "pad_value": self.pad_value,
+            "padding_mode": match m.padding_mode { crate::engine::ops::conv2d::PaddingMode::Reflect => "reflect", crate::engine::ops::conv2d::PaddingMode::Zeros => "zeros" },
+            "val_every": self.val_every, "val_after": self.val_after, "N_params": n_params,
+        })
+    }
+}
+
+/// Losses and metrics of one pass over a split.
+#[derive(Debug, Clone, Default)]
+pub struct EpochMetrics {
+    /// Mean of the per-batch losses.
+    pub loss: f64,
+    /// Overall accuracy, percent.
+    pub accuracy: f64,
+    /// mIoU, percent.
+    pub miou: f64,
+    /// Patches per second.
+    pub patches_per_s: f64,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::io(path, e))?;
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Fisher-Yates shuffle of 0..n with a seed; incomplete batches dropped.
+pub fn epoch_order(n: usize, batch_size: usize, seed: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed);
+    for i in (1..n).rev() {
+        idx.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    idx.truncate(n / batch_size.max(1) * batch_size.max(1));
+    idx
+}
+
+fn mix(seed: u64, fold: usize, epoch: usize) -> u64 {
+    Rng::new(seed ^ ((fold as u64) << 40) ^ ((epoch as u64) << 20)).next_u64()
+}
+
+/// Device tensors of a batch: (x, targets as f32 class ids).
+fn to_device(b: &Batch, device: Device) -> (Tensor, Tensor, PadInfo) {
+    let [bs, _, _, h, w] = b.shape;
+    let x = Tensor::from_vec(b.x.clone(), &b.shape, device);
+    let t = Tensor::from_vec(b.targets.iter().map(|&v| v as f32).collect(), &[bs, h, w], device);
+    (x, t, PadInfo { mask: b.pad_mask.clone() })
+}
+
+/// Adds the batch's predictions to `cm`.
+fn accumulate(cm: &mut ConfusionMatrix, logits: &Tensor, targets: &[i64]) {
+    let s = logits.shape().to_vec();
+    let (k, per) = (s[1], s[1] * s[2] * s[3]);
+    let data = logits.to_vec();
+    for (i, chunk) in data.chunks(per).enumerate() {
+        let pred = argmax_classes(chunk, k);
+        cm.add(&pred, &targets[i * s[2] * s[3]..(i + 1) * s[2] * s[3]]);
+    }
+}
+
+/// One pass over `indices` of `ds`: training when `opt` is given (with `step` counting optimiser steps up to
+/// `max_steps`), evaluation otherwise.
+#[allow(clippy::too_many_arguments)]
+fn run_epoch(
+    model: &UTae,
+    ds: &PastisDataset,
+    indices: Vec<usize>,
+    opts: &TrainOptions,
+    device: Device,
+    weights: &Tensor,
+    mut opt: Option<&mut Adam>,
+    seed: u64,
+    step: &mut usize,
+    label: &str,
+) -> Result<(EpochMetrics, ConfusionMatrix)> {
+    let training = opt.is_some();
+    let mut cm = ConfusionMatrix::new(opts.num_classes);
+    let (mut loss_sum, mut batches, mut patches) = (0.0, 0usize, 0usize);
+    let start = Instant::now();
+    let n_batches = indices.len() / opts.batch_size.max(1);
+    let bar = crate::train::progress::bar(opts.progress, n_batches as u64, label);
+    for (bi, batch) in ds.batches_with_pad(indices, opts.batch_size, opts.pad_value).enumerate() {
+        if training && opts.max_steps.is_some_and(|m| *step >= m) {
+            break;
+        }
+        let batch = batch?;
+        let (x, t, pad) = to_device(&batch, device);
+        let loss = if let Some(opt) = opt.as_deref_mut() {
+            opt.zero_grad();
+            let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
+            let out = model.forward(&x, &batch.dates, &pad, &ctx, false);
+            let loss = out.out.cross_entropy(&t, Some(weights), -100);
+            loss.backward();
+            opt.step();
+            *step += 1;
+            accumulate(&mut cm, &out.out.detach(), &batch.targets);
+            loss.item() as f64
+        } else {
+            no_grad(|| {
+                let out = model.forward(&x, &batch.dates, &pad, &Ctx::eval(), false);
+                accumulate(&mut cm, &out.out, &batch.targets);
+                out.out.cross_entropy(&t, Some(weights), -100).item() as f64
+            })
+        };
+        loss_sum += loss;
+        batches += 1;
+        patches += batch.ids.len();
+        let (miou, _) = cm.miou_acc(opts.ignored_class());
+        bar.set_message(format!("loss {:.4} mIoU {:.1} {:.2} patches/s", loss_sum / batches as f64, miou, patches as f64 / start.elapsed().as_secs_f64()));
+        bar.inc(1);
+    }
+    bar.finish();
+    let (miou, accuracy) = cm.miou_acc(opts.ignored_class());
+    let seconds = start.elapsed().as_secs_f64();
+    let m = EpochMetrics { loss: loss_sum / batches.max(1) as f64, accuracy, miou, patches_per_s: patches as f64 / seconds.max(1e-9), seconds };
+    Ok((m, cm))
+}
+
+fn metrics_json(prefix: &str, m: &EpochMetrics) -> Map<String, Value> {
+    let mut o = Map::new();
+    o.insert(format!("{prefix}_loss"), json!(m.loss));
+    o.insert(format!("{prefix}_accuracy"), json!(m.accuracy));
+    o.insert(format!("{prefix}_IoU"), json!(m.miou));
+    o
+}
+
+/// Model weights plus Adam state, for `last.npz`.
+fn save_training_state(path: &Path, model: &UTae, opt: &Adam) -> Result<()> {
+    let mut sd = state_dict(model);
+    for (i, (name, _)) in model.named_parameters("").iter().enumerate() {
+        let (m, v) = opt.moments(i);
+        sd.insert(format!("optimizer.exp_avg.{name}"), Entry::f32(m.shape().to_vec(), m.to_vec()));
+        sd.insert(format!("optimizer.exp_avg_sq.{name}"), Entry::f32(v.shape().to_vec(), v.to_vec()));
+    }
+    sd.insert("optimizer.step", Entry::i64(vec![], vec![opt.t as i64]));
+    write_npz(path, &sd)
+}
+
+fn load_training_state(path: &Path, model: &UTae, opt: &mut Adam) -> Result<()> {
+    let mut sd = read_npz(path)?;
+    let step = sd.remove("optimizer.step").and_then(|e| e.as_i64().map(|v| v[0])).ok_or_else(|| Error::format(path, "no optimizer.step"))?;
+    let (mut ms, mut vs) = (Vec::new(), Vec::new());
+    for (name, _) in model.named_parameters("") {
+        let m = sd.remove(&format!("optimizer.exp_avg.{name}")).ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg.{name}")))?;
+        let v = sd.remove(&format!("optimizer.exp_avg_sq.{name}")).ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg_sq.{name}")))?;
+        ms.push(m.as_f32().unwrap_or_default().to_vec());
+        vs.push(v.as_f32().unwrap_or_default().to_vec());
+    }
+    load_state_dict(model, &sd, path)?;
+    opt.set_state(step as u64, ms, vs);
+    Ok(())
+}
+
+fn open_split(opts: &TrainOptions, folds: &[usize]) -> Result<PastisDataset> {
+    PastisDataset::open(&opts.dataset_folder, PastisOptions { folds: Some(folds.to_vec()), ..PastisOptions::default() })
+}
+
+fn class_weights(opts: &TrainOptions, device: Device) -> Tensor {
+    let mut w = vec![1.0f32; opts.num_classes];
+    if let Some(i) = opts.ignored_class() {
+        w[i] = 0.0;
+    }
+    Tensor::from_vec(w, &[opts.num_classes], device)
+}
+
+/// The whole training run (every rotation, or `opts.fold`). Returns the test metrics per fold run.
+pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
+    if opts.model.out_conv.last() != Some(&opts.num_classes) {
+        return Err(Error::Invalid(format!("--num_classes {} differs from the last --out_conv width {:?}", opts.num_classes, opts.model.out_conv.last())));
+    }
+    let device = if opts.cpu { Device::Cpu } else { crate::engine::Gpu::get().map(|_| Device::Gpu)? };
+    std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
+    let folds: Vec<usize> = match opts.fold {
+        Some(k) if (1..=5).contains(&k) => vec![k],
+        Some(k) => return Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
+        None => (1..=5).collect(),
+    };
+    let mut results = Vec::new();
+    let mut total_cm = ConfusionMatrix::new(opts.num_classes);
+    for &k in &folds {
+        let (train_f, val_f, test_f) = ROTATIONS[k - 1];
+        let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
+        std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
+        let (dt_train, dt_val, dt_test) = (open_split(opts, &train_f)?, open_split(opts, &[val_f])?, open_split(opts, &[test_f])?);
+        let model = UTae::new(opts.model.clone(), opts.rdm_seed, device);
+        if let Some(w) = &opts.init_weights {
+            load_state_dict(&model, &read_weights(w)?, w)?;
+        }
+        write_json(&opts.res_dir.join("conf.json"), &opts.to_conf_json(model.num_parameters()))?;
+        let mut opt = Adam::new(model.parameters(), AdamConfig { lr: opts.lr, ..AdamConfig::default() });
+        let weights = class_weights(opts, device);
+        // Resume: the last finished epoch's weights, optimizer state, log and best score.
+        let (mut trainlog, mut best, mut first_epoch, mut step) = (Map::new(), 0.0f64, 1usize, 0usize);
+        let state_path = fold_dir.join("state.json");
+        if opts.resume && state_path.exists() {
+            let st = read_json(&state_path)?;
+            load_training_state(&fold_dir.join("last.npz"), &model, &mut opt)?;
+            first_epoch = st["epoch"].as_u64().unwrap_or(0) as usize + 1;
+            best = st["best_IoU"].as_f64().unwrap_or(0.0);
+            step = st["step"].as_u64().unwrap_or(0) as usize;
+            if let Some(log) = read_json(&fold_dir.join("trainlog.json"))?.as_object() {
+                trainlog = log.clone();
+            }
+            println!("Fold {k}: resuming after epoch {}", first_epoch - 1);
+        }
+        for epoch in first_epoch..=opts.epochs {
+            if opts.max_steps.is_some_and(|m| step >= m) {
+                break;
+            }
+            let seed = mix(opts.rdm_seed, k, epoch);
+            let order = epoch_order(dt_train.len(), opts.batch_size, seed);
+            let label = format!("Fold {k} epoch {epoch}/{} train", opts.epochs);
+            let (tm, _) = run_epoch(&model, &dt_train, order, opts, device, &weights, Some(&mut opt), seed, &mut step, &label)?;
+            let mut entry = metrics_json("train", &tm);
+            if epoch % opts.val_every.max(1) == 0 && epoch > opts.val_after {
+                let order = epoch_order(dt_val.len(), opts.batch_size, seed ^ 1);
+                let (vm, _) = run_epoch(&model, &dt_val, order, opts, device, &weights, None, seed, &mut step, &format!("Fold {k} epoch {epoch} val"))?;
+                entry.extend(metrics_json("val", &vm));
+                if vm.miou >= best || best.is_nan() {
+                    best = vm.miou;
+                    write_npz(fold_dir.join("model.npz"), &state_dict(&model))?;
+                }
+                println!("Fold {k} epoch {epoch}: train loss {:.4} mIoU {:.2} | val loss {:.4} OA {:.2} mIoU {:.2}", tm.loss, tm.miou, vm.loss, vm.accuracy, vm.miou);
+            } else {
+                println!("Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.2}", tm.loss, tm.accuracy, tm.miou);
+            }
+            trainlog.insert(epoch.to_string(), Value::Object(entry));
+            write_json(&fold_dir.join("trainlog.json"), &Value::Object(trainlog.clone()))?;
+            save_training_state(&fold_dir.join("last.npz"), &model, &opt)?;
+            write_json(&state_path, &json!({"epoch": epoch, "best_IoU": best, "step": step}))?;
+        }
+        plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
+        // Test with the best checkpoint (the last weights when no validation ran).
+        let best_path = fold_dir.join("model.npz");
+        if best_path.exists() {
+            load_state_dict(&model, &read_npz(&best_path)?, &best_path)?;
+        } else {
+            write_npz(&best_path, &state_dict(&model))?;
+        }
+        let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0));
+        let (test, cm) = run_epoch(&model, &dt_test, order, opts, device, &weights, None, 0, &mut step, &format!("Fold {k} test"))?;
+        println!("Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}", test.loss, test.accuracy, test.miou);
+        save_test_results(&fold_dir, &test, &cm)?;
+        total_cm.merge(&cm);
+        results.push((k, test));
+    }
+    if folds.len() == 5 {
+        save_overall(&opts.res_dir, &total_cm, opts.ignored_class())?;
+    }
+    Ok(results)
+}
+
+fn save_test_results(fold_dir: &Path, test: &EpochMetrics, cm: &ConfusionMatrix) -> Result<()> {
+    write_json(
+        &fold_dir.join("test_metrics.json"),
+        &json!({"test_accuracy": test.accuracy, "test_loss": test.loss, "test_IoU": test.miou, "test_epoch_time": test.seconds}),
+    )?;
+    write_json(&fold_dir.join("conf_mat.json"), &cm.to_json())?;
+    let counts: Vec<i64> = cm.counts.iter().map(|&c| c as i64).collect();
+    crate::data::npy::write_i64(fold_dir.join("conf_mat.npy"), &[cm.k, cm.k], &counts)
+}
+
+fn save_overall(res_dir: &Path, cm: &ConfusionMatrix, ignore: Option<usize>) -> Result<()> {
+    let (per_class, ov) = overall(cm, ignore);
+    println!("Overall performance: {ov}");
+    write_json(&res_dir.join("overall.json"), &ov)?;
+    write_json(&res_dir.join("per_class.json"), &per_class)
+}
+
+/// Options of `sitsgpu evaluate` (test_semantic.py).
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
+    /// PASTIS folder.
+    pub dataset_folder: PathBuf,
+    /// Weight folder: conf.json + Fold_k/model.npz or Fold_k/model.pth.tar.
+    pub weight_folder: PathBuf,
+    /// Output folder.
+    pub res_dir: PathBuf,
+    /// Only rotation k.
+    pub fold: Option<usize>,
+    /// Patches per batch (default: conf.json's batch_size).
+    pub batch_size: Option<usize>,
+    /// CPU reference path.
+    pub cpu: bool,
+    /// Progress bars.
+    pub progress: bool,
+}
+
+/// test_semantic.py: evaluates each fold's checkpoint on its test fold and writes the metric files.
+pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
+    let conf_path = e.weight_folder.join("conf.json");
+    let conf = read_json(&conf_path)?;
+    let model_conf = UTaeConfig::from_json(&conf, &conf_path)?;
+    let num_classes = *model_conf.out_conv.last().unwrap_or(&20);
+    let opts = TrainOptions {
+        model: model_conf,
+        dataset_folder: e.dataset_folder.clone(),
+        res_dir: e.res_dir.clone(),
+        rdm_seed: conf.get("rdm_seed").and_then(Value::as_u64).unwrap_or(1),
+        epochs: 0,
+        batch_size: e.batch_size.or(conf.get("batch_size").and_then(Value::as_u64).map(|v| v as usize)).unwrap_or(4),
+        lr: 0.0,
+        fold: e.fold,
+        num_classes,
+        ignore_index: conf.get("ignore_index").and_then(Value::as_i64).unwrap_or(-1),
+        pad_value: conf.get("pad_value").and_then(Value::as_f64).unwrap_or(0.0) as f32,
+        val_every: 1,
+        val_after: 0,
+        init_weights: None,
+        max_steps: None,
+        resume: false,
+        cpu: e.cpu,
+        progress: e.progress,
+    };
+    let device = if e.cpu { Device::Cpu } else { crate::engine::Gpu::get().map(|_| Device::Gpu)? };
+    let folds: Vec<usize> = match e.fold {
+        Some(k) => vec![k],
+        None => (1..=5).collect(),
+    };
+    let model = UTae::new(opts.model.clone(), 0, device);
+    let weights = class_weights(&opts, device);
+    let mut total = ConfusionMatrix::new(num_classes);
+    let mut results = Vec::new();
+    for &k in &folds {
+        let fold_dir = e.weight_folder.join(format!("Fold_{k}"));
+        let w = [fold_dir.join("model.npz"), fold_dir.join("model.pth.tar")]
+            .into_iter()
+            .find(|p| p.exists())
+            .ok_or_else(|| Error::io(fold_dir.join("model.pth.tar"), "no checkpoint (model.npz or model.pth.tar)"))?;
+        load_state_dict(&model, &read_weights(&w)?, &w)?;
+        let dt_test = open_split(&opts, &[ROTATIONS[k - 1].2])?;
+        let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0));
+        let mut step = 0;
+        let (m, cm) = run_epoch(&model, &dt_test, order, &opts, device, &weights, None, 0, &mut step, &format!("Fold {k} test"))?;
+        println!("Fold {k}: loss {:.4} OA {:.2} mIoU {:.2}", m.loss, m.accuracy, m.miou);
+        let out = e.res_dir.join(format!("Fold_{k}"));
+        std::fs::create_dir_all(&out).map_err(|err| Error::io(&out, err))?;
+        save_test_results(&out, &m, &cm)?;
+        total.merge(&cm);
+        results.push((k, m));
+    }
+    if folds.len() == 5 {
+        save_overall(&e.res_dir, &total, opts.ignored_class())?;
+    }
+    Ok(results)
+}
+
+/// Reads a state dict saved by training (keys without the optimizer entries).
+pub fn model_state(path: &Path) -> Result<StateDict> {
+    let mut sd = read_npz(path)?;
+    let opt_keys: Vec<String> = sd.keys().filter(|k| k.starts_with("optimizer.")).map(String::from).collect();
+    for k in opt_keys {
+        sd.remove(&k);
+    }
+    Ok(sd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation_with_drop_last() {
+        let a = epoch_order(10, 4, 7);
+        assert_eq!(a.len(), 8);
+        let mut s = a.clone();
+        s.sort_unstable();
+        s.dedup();
+        assert_eq!(s.len(), 8);
+        assert_eq!(a, epoch_order(10, 4, 7));
+        assert_ne!(a, epoch_order(10, 4, 8));
+    }
+
+    #[test]
+    fn rotations_match_the_spec() {
+        assert_eq!(ROTATIONS[0], ([1, 2, 3], 4, 5));
+        assert_eq!(ROTATIONS[4], ([5, 1, 2], 3, 4));
+    }
+}
