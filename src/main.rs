@@ -4,15 +4,17 @@
 //!   self-test kernel compared with the CPU reference. Run this first on a new machine.
 //! - `sitsgpu predict`: a semantic model (weights .npz or official model.pth.tar + conf.json) over a PASTIS
 //!   folder, writing logits, class maps and optionally attention masks per patch.
-//! - `sitsgpu convert-weights`: an official `model.pth.tar` (zip or legacy torch format) to `.npz`, checked
-//!   against the model its conf.json describes.
+//! - `sitsgpu convert-weights`: an official `model.pth.tar` (zip or legacy torch format) to `.npz`, or (with
+//!   `--to-torch`) an `.npz` or checkpoint to an official `model.pth.tar`, checked against the model its conf.json
+//!   describes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sitsgpu::data::checkpoint::read_torch_checkpoint;
-use sitsgpu::data::state_dict::write_npz;
+use sitsgpu::data::checkpoint::{read_torch_checkpoint, TorchCheckpoint};
+use sitsgpu::data::state_dict::{read_npz, write_npz};
+use sitsgpu::data::torch_writer::{write_torch_checkpoint, write_torch_checkpoint_legacy};
 use sitsgpu::engine::gpu::{enumerate_adapters, Gpu};
 use sitsgpu::layers::state::load_state_dict;
 use sitsgpu::models::registry;
@@ -35,9 +37,11 @@ enum Command {
     /// List GPU adapters, show the chosen one with its limits, and run a self-test kernel.
     Info,
     /// Run a semantic model over PASTIS patches and write logits_<ID>.npy, pred_<ID>.npy (and attn_<ID>.npy).
+    ///
+    /// Flags also accept the original scripts' spelling (--dataset_folder, --batch_size, --save_attention).
     Predict {
         /// PASTIS folder (metadata.geojson, DATA_S2/, NORM_S2_patch.json, ...).
-        #[arg(long)]
+        #[arg(long, visible_alias = "dataset_folder")]
         dataset_folder: PathBuf,
         /// Weights: our .npz or an official model.pth.tar.
         #[arg(long)]
@@ -46,7 +50,7 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Patches per batch (batch-max temporal padding, as the original collate).
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, visible_alias = "batch_size", default_value_t = 4)]
         batch_size: usize,
         /// Folds to predict and normalise with (default: all five).
         #[arg(long, num_args = 1..)]
@@ -55,23 +59,36 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Also write the L-TAE attention masks (n_head x T x h x w).
-        #[arg(long)]
+        #[arg(long, visible_alias = "save_attention")]
         save_attention: bool,
         /// Run on the CPU reference path instead of the GPU.
         #[arg(long)]
         cpu: bool,
     },
-    /// Convert an official checkpoint (model.pth.tar) to .npz with the same state_dict names.
+    /// Convert an official checkpoint (model.pth.tar) to .npz with the same state_dict names, or back.
+    ///
+    /// By default reads a torch checkpoint and writes an .npz. With --to-torch, reads an .npz (or a checkpoint)
+    /// and writes the official format that torch.load and the original scripts read: torch.save of
+    /// {"epoch", "state_dict"} in the zip format of torch >= 1.6, or with --legacy the format of torch <= 1.5.
+    /// The state dict is checked against the model of conf.json when one is found; the output's folder is
+    /// created.
     ConvertWeights {
-        /// The checkpoint (torch.save of {"epoch", "state_dict", "optimizer"}; zip or legacy format).
+        /// The input: a checkpoint (torch.save of {"epoch", "state_dict", "optimizer"}; zip or legacy format), or
+        /// with --to-torch also an .npz.
         #[arg(long)]
         checkpoint: PathBuf,
-        /// The .npz to write.
+        /// The file to write: an .npz, or with --to-torch a model.pth.tar.
         #[arg(long)]
         out: PathBuf,
-        /// conf.json to check the keys and shapes against (default: beside the checkpoint or its parent).
+        /// conf.json to check the keys and shapes against (default: beside the input or in its parent folder).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Write an official torch checkpoint instead of an .npz (the input's epoch is kept, if it has one).
+        #[arg(long)]
+        to_torch: bool,
+        /// With --to-torch: the legacy format of torch <= 1.5 instead of the zip format.
+        #[arg(long, requires = "to_torch")]
+        legacy: bool,
     },
 }
 
@@ -144,12 +161,30 @@ fn info() -> Result<(), String> {
     }
 }
 
+/// What `convert-weights` writes.
+#[derive(Clone, Copy, PartialEq)]
+enum OutFormat {
+    Npz,
+    Torch,
+    TorchLegacy,
+}
+
 fn convert_weights(
     checkpoint: &std::path::Path,
     out: &std::path::Path,
     config: Option<&std::path::Path>,
+    format: OutFormat,
 ) -> Result<(), String> {
-    let ck = read_torch_checkpoint(checkpoint).map_err(|e| e.to_string())?;
+    let ck = if format != OutFormat::Npz
+        && checkpoint.extension().and_then(|e| e.to_str()) == Some("npz")
+    {
+        TorchCheckpoint {
+            epoch: None,
+            state_dict: read_npz(checkpoint).map_err(|e| e.to_string())?,
+        }
+    } else {
+        read_torch_checkpoint(checkpoint).map_err(|e| e.to_string())?
+    };
     match registry::find_config(checkpoint, config) {
         Ok(conf_path) => {
             let conf = registry::read_json(&conf_path).map_err(|e| e.to_string())?;
@@ -165,7 +200,15 @@ fn convert_weights(
         Err(e) if config.is_some() => return Err(e.to_string()),
         Err(_) => println!("no conf.json found: writing the state_dict unchecked"),
     }
-    write_npz(out, &ck.state_dict).map_err(|e| e.to_string())?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    match format {
+        OutFormat::Npz => write_npz(out, &ck.state_dict),
+        OutFormat::Torch => write_torch_checkpoint(out, &ck.state_dict, ck.epoch),
+        OutFormat::TorchLegacy => write_torch_checkpoint_legacy(out, &ck.state_dict, ck.epoch),
+    }
+    .map_err(|e| e.to_string())?;
     println!(
         "wrote {} ({} entries, epoch {:?})",
         out.display(),
@@ -220,7 +263,16 @@ fn main() -> ExitCode {
             checkpoint,
             out,
             config,
-        } => convert_weights(&checkpoint, &out, config.as_deref()),
+            to_torch,
+            legacy,
+        } => {
+            let format = match (to_torch, legacy) {
+                (false, _) => OutFormat::Npz,
+                (true, false) => OutFormat::Torch,
+                (true, true) => OutFormat::TorchLegacy,
+            };
+            convert_weights(&checkpoint, &out, config.as_deref(), format)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

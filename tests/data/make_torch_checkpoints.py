@@ -21,6 +21,11 @@ Files written (all reproducible byte for byte; the Rust tests in src/data/checkp
 * model_legacy.pth     {"model": <the same state dict>} in the legacy format.
 * bad_view.pth         (legacy) a tensor whose shape/stride reach past the end of its storage.
 * bad_global.pth       (zip) a state-dict value built by a global that is not a tensor constructor.
+* writer_zip.pth.tar, writer_noepoch_zip.pth.tar, writer_legacy.pth.tar
+                       what torch.save writes for the 12-entry state dict of `writer_state_dict()` (one contiguous
+                       CPU storage per tensor, keys "0".."11", sys_info long size 8), with and without "epoch": the
+                       reference bytes of the Rust writer (src/data/torch_writer.rs), whose tests rebuild the same
+                       state dict and compare the pickles and records byte for byte.
 
 The state dict of the two `ckpt_*` files: conv.weight (2, 3) and its transpose conv.weight_t (3, 2) (stride (1, 3))
 on one storage; lin.bias / lin.weight on one storage at offsets 1 and 3; bn.num_batches_tracked an int64 scalar;
@@ -219,9 +224,11 @@ MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
 
-def write_legacy(path, obj, location):
+def write_legacy(path, obj, location, long_size=4):
     f = io.BytesIO()
-    sys_info = dict(protocol_version=PROTOCOL_VERSION, little_endian=True, type_sizes=dict(short=2, int=4, long=4))
+    sys_info = dict(
+        protocol_version=PROTOCOL_VERSION, little_endian=True, type_sizes=dict(short=2, int=4, long=long_size)
+    )
     pickle.dump(MAGIC_NUMBER, f, protocol=2)
     pickle.dump(PROTOCOL_VERSION, f, protocol=2)
     pickle.dump(sys_info, f, protocol=2)
@@ -302,6 +309,45 @@ _rebuild_sparse_tensor.__module__ = "torch._utils"
 torch_utils._rebuild_sparse_tensor = _rebuild_sparse_tensor
 
 
+def writer_state_dict():
+    """A module-like state dict: one storage per tensor, offset 0, contiguous strides (zero dims count as 1)."""
+    shapes = [
+        ("conv.weight", (2, 3, 1, 1)),
+        ("conv.bias", (2,)),
+        ("bn.weight", (2,)),
+        ("bn.bias", (2,)),
+        ("bn.running_mean", (2,)),
+        ("bn.running_var", (2,)),
+        ("bn.num_batches_tracked", ()),
+        ("empty", (0, 3)),
+        ("fc.weight", (3, 2)),
+        ("fc.bias", (3,)),
+        ("big.counter", ()),
+        ("head.weight", (1, 4)),
+    ]
+    sd = collections.OrderedDict()
+    for i, (name, shape) in enumerate(shapes):
+        numel = 1
+        for d in shape:
+            numel *= d
+        if name == "bn.num_batches_tracked":
+            storage = Storage("LongStorage", [7], str(i))
+        elif name == "big.counter":
+            storage = Storage("LongStorage", [-(2**40) - 3], str(i))
+        else:
+            # i - 1.5 + k / 8: exact in float32, distinct per tensor.
+            storage = Storage("FloatStorage", [i - 1.5 + k / 8 for k in range(numel)], str(i))
+        stride = []
+        acc = 1
+        for d in reversed(shape):
+            stride.insert(0, acc)
+            acc *= max(d, 1)
+        # torch passes a new tuple(self.size()) each time: list(shape) keeps equal shape constants (one object in
+        # Python) from becoming memo hits.
+        sd[name] = Tensor(storage, 0, list(shape), stride)
+    return sd
+
+
 def main():
     write_zip(os.path.join(HERE, "ckpt_zip.pth.tar"), full_checkpoint(), "archive", "cuda:0")
     write_legacy(os.path.join(HERE, "ckpt_legacy.pth.tar"), full_checkpoint(), "cuda:0")
@@ -311,6 +357,11 @@ def main():
     bad = collections.OrderedDict([("ok", Tensor(s, 0, (5,), (1,))), ("bad", Tensor(s, 1, (2, 2), (3, 1)))])
     write_legacy(os.path.join(HERE, "bad_view.pth"), bad, "cpu")
     write_zip(os.path.join(HERE, "bad_global.pth"), collections.OrderedDict([("w", Sparse())]), "archive", "cpu")
+    write_zip(os.path.join(HERE, "writer_zip.pth.tar"), {"epoch": 5, "state_dict": writer_state_dict()}, "archive", "cpu")
+    write_zip(os.path.join(HERE, "writer_noepoch_zip.pth.tar"), {"state_dict": writer_state_dict()}, "archive", "cpu")
+    write_legacy(
+        os.path.join(HERE, "writer_legacy.pth.tar"), {"epoch": 5, "state_dict": writer_state_dict()}, "cpu", long_size=8
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,667 @@
+//! Writing PyTorch checkpoints in the official format, so that `torch.load` (and the original training and test
+//! scripts, which read `torch.load(path)["state_dict"]`) open what sitsgpu exports.
+//!
+//! Both serialisations of `torch.save({"epoch": epoch, "state_dict": state_dict})` are written, with the exact
+//! bytes CPython's pickler emits for real tensors (protocol 2, the memo `BINPUT`s, `BINGET` for a repeated global
+//! or the repeated `'storage'` / `'cpu'` strings):
+//! * [`write_torch_checkpoint`]: the zip format of torch ≥ 1.6 — records `archive/data.pkl` (the pickle),
+//!   `archive/byteorder` (`little`), `archive/data/<key>` (each storage's raw little-endian bytes, keys `0`, `1`, …
+//!   written in sorted order), `archive/version` (`3\n`); stored uncompressed, each record's data aligned to 64
+//!   bytes as torch's writer does.
+//! * [`write_torch_checkpoint_legacy`]: the format of torch ≤ 1.5 — pickles of the magic number, the protocol
+//!   version 1001, the sys_info dict, the object and the sorted list of storage keys, then each storage as an
+//!   8-byte little-endian element count followed by its raw bytes.
+//!
+//! Every tensor gets its own storage (offset 0, contiguous row-major strides): a float entry is a
+//! `torch.FloatStorage`, an integer entry (`num_batches_tracked`) a `torch.LongStorage`. A tensor is
+//! `torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())` and the state dict a
+//! `collections.OrderedDict`, which `torch.load(weights_only=True)` accepts. The state dict's `_metadata`
+//! attribute (module versions) is not written: torch treats its absence as "current version", and every key,
+//! `num_batches_tracked` included, is present. `tests/data/make_torch_checkpoints.py` makes `writer_*.pth.tar`
+//! with Python's own pickler for the byte-for-byte tests.
+//!
+//! Files are written atomically: into `<path>.tmp`, then renamed into place.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::data::state_dict::{Entry, StateDict, Values};
+use crate::engine::error::{Error, Result};
+
+/// Writes `sd` (and `epoch`, when given) as `torch.save` ≥ 1.6 does: the zip format (see the module doc).
+/// Errors name the file.
+pub fn write_torch_checkpoint(
+    path: impl AsRef<Path>,
+    sd: &StateDict,
+    epoch: Option<i64>,
+) -> Result<()> {
+    let data_pkl = pickle(&checkpoint_object(sd, epoch, PidStyle::Zip));
+    let entries: Vec<&Entry> = sd.iter().map(|(_, e)| e).collect();
+    atomic_write(path.as_ref(), |f| {
+        let mut zip = zip::ZipWriter::new(f);
+        let mut record = |name: &str, bytes: &[u8]| -> std::result::Result<(), String> {
+            let options = zip::write::FileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .large_file(bytes.len() as u64 >= u32::MAX as u64 / 2);
+            zip.start_file_aligned(format!("archive/{name}"), options, 64)
+                .map_err(|e| e.to_string())?;
+            zip.write_all(bytes).map_err(|e| e.to_string())
+        };
+        record("data.pkl", &data_pkl)?;
+        record("byteorder", b"little")?;
+        for i in sorted_keys(entries.len()) {
+            record(&format!("data/{i}"), &raw_bytes(entries[i]))?;
+        }
+        record("version", b"3\n")?;
+        zip.finish().map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// Writes `sd` (and `epoch`, when given) as `torch.save` ≤ 1.5 does (or `_use_new_zipfile_serialization=False`):
+/// the legacy format (see the module doc). Errors name the file.
+pub fn write_torch_checkpoint_legacy(
+    path: impl AsRef<Path>,
+    sd: &StateDict,
+    epoch: Option<i64>,
+) -> Result<()> {
+    let entries: Vec<&Entry> = sd.iter().map(|(_, e)| e).collect();
+    let keys = sorted_keys(entries.len());
+    // sys_info: the sizes of C short, int and long on 64-bit Linux and macOS.
+    let sys_info = Py::Dict(vec![
+        (
+            Py::str("protocol_version"),
+            Py::Int(LEGACY_PROTOCOL_VERSION),
+        ),
+        (Py::str("little_endian"), Py::Bool(true)),
+        (
+            Py::str("type_sizes"),
+            Py::Dict(vec![
+                (Py::str("short"), Py::Int(2)),
+                (Py::str("int"), Py::Int(4)),
+                (Py::str("long"), Py::Int(8)),
+            ]),
+        ),
+    ]);
+    let key_list = Py::List(keys.iter().map(|k| Py::Str(k.to_string())).collect());
+    let mut out = Vec::new();
+    for object in [
+        Py::BigInt(MAGIC_NUMBER.to_le_bytes().to_vec()),
+        Py::Int(LEGACY_PROTOCOL_VERSION),
+        sys_info,
+        checkpoint_object(sd, epoch, PidStyle::Legacy),
+        key_list,
+    ] {
+        out.extend(pickle(&object));
+    }
+    for i in keys {
+        out.extend((entries[i].numel() as u64).to_le_bytes());
+        out.extend(raw_bytes(entries[i]));
+    }
+    atomic_write(path.as_ref(), |f| {
+        f.write_all(&out).map_err(|e| e.to_string())
+    })
+}
+
+/// The legacy format's first pickle.
+const MAGIC_NUMBER: u128 = 0x1950a86a20f9469cfc6c;
+/// The legacy format's protocol version.
+const LEGACY_PROTOCOL_VERSION: i64 = 1001;
+
+/// Storage indices `0..n` in the order of their keys sorted as strings (`"0", "1", "10", "100", "11", …`), as
+/// torch writes them.
+fn sorted_keys(n: usize) -> Vec<usize> {
+    let mut keys: Vec<usize> = (0..n).collect();
+    keys.sort_by_key(|k| k.to_string());
+    keys
+}
+
+/// The raw little-endian bytes of an entry's storage.
+fn raw_bytes(e: &Entry) -> Vec<u8> {
+    match &e.values {
+        Values::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Values::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
+}
+
+/// Contiguous row-major strides, as torch computes them (a zero dimension counts as 1).
+fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1].max(1);
+    }
+    strides
+}
+
+/// The persistent id of a storage: 5 fields in the zip format, a 6th (`view_metadata`, None) in the legacy one.
+#[derive(Clone, Copy, PartialEq)]
+enum PidStyle {
+    Zip,
+    Legacy,
+}
+
+/// `{"epoch": epoch, "state_dict": OrderedDict(name → tensor)}` (no "epoch" when `None`); storage `i` is the
+/// `i`-th entry's.
+fn checkpoint_object(sd: &StateDict, epoch: Option<i64>, style: PidStyle) -> Py {
+    let tensors = sd
+        .iter()
+        .enumerate()
+        .map(|(i, (name, e))| (Py::str(name), tensor(i, e, style)))
+        .collect();
+    let mut top = Vec::new();
+    if let Some(e) = epoch {
+        top.push((Py::str("epoch"), Py::Int(e)));
+    }
+    top.push((Py::str("state_dict"), Py::OrderedDict(tensors)));
+    Py::Dict(top)
+}
+
+/// `torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())` on storage `key`:
+/// `('storage', torch.FloatStorage | torch.LongStorage, key, 'cpu', numel[, None])`.
+fn tensor(key: usize, e: &Entry, style: PidStyle) -> Py {
+    let storage = match e.values {
+        Values::F32(_) => "FloatStorage",
+        Values::I64(_) => "LongStorage",
+    };
+    let mut pid = vec![
+        Py::Const("storage"),
+        Py::Global("torch", storage),
+        Py::Str(key.to_string()),
+        Py::Const("cpu"),
+        Py::Int(e.numel() as i64),
+    ];
+    if style == PidStyle::Legacy {
+        pid.push(Py::None);
+    }
+    let dims = |v: &[usize]| Py::Tuple(v.iter().map(|&d| Py::Int(d as i64)).collect());
+    Py::Reduce(
+        "torch._utils",
+        "_rebuild_tensor_v2",
+        vec![
+            Py::PersistentId(Box::new(Py::Tuple(pid))),
+            Py::Int(0),
+            dims(&e.shape),
+            dims(&contiguous_strides(&e.shape)),
+            Py::Bool(false),
+            Py::OrderedDict(Vec::new()),
+        ],
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A tiny protocol-2 pickle writer: only the opcodes torch.save needs.
+
+/// The Python values a checkpoint is made of.
+enum Py {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// Little-endian two's-complement bytes (trimmed when written).
+    BigInt(Vec<u8>),
+    /// A fresh `str` object.
+    Str(String),
+    /// A `str` constant that torch passes as one object every time (`'storage'`, `'cpu'`): memo hits after the
+    /// first.
+    Const(&'static str),
+    Tuple(Vec<Py>),
+    List(Vec<Py>),
+    Dict(Vec<(Py, Py)>),
+    /// `collections.OrderedDict`: its `__reduce__` is `(OrderedDict, (), None, None, iter(items))`.
+    OrderedDict(Vec<(Py, Py)>),
+    /// A class or function, pickled by name (memo hits after the first).
+    Global(&'static str, &'static str),
+    /// `module.name(*args)`.
+    Reduce(&'static str, &'static str, Vec<Py>),
+    /// What the pickler's `persistent_id` returned for an object.
+    PersistentId(Box<Py>),
+}
+
+impl Py {
+    fn str(s: &str) -> Py {
+        Py::Str(s.to_string())
+    }
+}
+
+const PROTO: u8 = 0x80;
+const STOP: u8 = b'.';
+const MARK: u8 = b'(';
+const BININT: u8 = b'J';
+const BININT1: u8 = b'K';
+const BININT2: u8 = b'M';
+const LONG1: u8 = 0x8a;
+const NONE: u8 = b'N';
+const NEWTRUE: u8 = 0x88;
+const NEWFALSE: u8 = 0x89;
+const BINUNICODE: u8 = b'X';
+const GLOBAL: u8 = b'c';
+const EMPTY_TUPLE: u8 = b')';
+const TUPLE: u8 = b't';
+const TUPLE1: u8 = 0x85;
+const EMPTY_DICT: u8 = b'}';
+const SETITEM: u8 = b's';
+const SETITEMS: u8 = b'u';
+const EMPTY_LIST: u8 = b']';
+const APPEND: u8 = b'a';
+const APPENDS: u8 = b'e';
+const REDUCE: u8 = b'R';
+const BINPERSID: u8 = b'Q';
+const BINPUT: u8 = b'q';
+const LONG_BINPUT: u8 = b'r';
+const BINGET: u8 = b'h';
+const LONG_BINGET: u8 = b'j';
+/// Items per `SETITEMS` / `APPENDS` batch (CPython's `_BATCHSIZE`).
+const BATCH: usize = 1000;
+
+/// `pickle.dumps(value, protocol=2)`, byte for byte as CPython writes it: every memoisable object gets a
+/// `BINPUT`, and a global or a [`Py::Const`] string written again becomes a `BINGET`.
+fn pickle(value: &Py) -> Vec<u8> {
+    let mut p = Pickler {
+        out: vec![PROTO, 2],
+        next_memo: 0,
+        shared: HashMap::new(),
+    };
+    p.save(value);
+    p.out.push(STOP);
+    p.out
+}
+
+struct Pickler {
+    out: Vec<u8>,
+    next_memo: u32,
+    /// Memo index of each global (`"module\nname"`) and constant string already written.
+    shared: HashMap<String, u32>,
+}
+
+impl Pickler {
+    fn save(&mut self, v: &Py) {
+        match v {
+            Py::None => self.out.push(NONE),
+            Py::Bool(b) => self.out.push(if *b { NEWTRUE } else { NEWFALSE }),
+            Py::Int(i) => self.int(*i),
+            Py::BigInt(le) => self.long1(le),
+            Py::Str(s) => {
+                self.unicode(s);
+                self.put();
+            }
+            Py::Const(s) => self.shared(format!("'{s}'"), |p| p.unicode(s)),
+            Py::Global(module, name) => self.shared(format!("{module}\n{name}"), |p| {
+                p.out.push(GLOBAL);
+                p.out.extend(format!("{module}\n{name}\n").as_bytes());
+            }),
+            Py::Tuple(items) => self.tuple(items),
+            Py::List(items) => {
+                self.out.push(EMPTY_LIST);
+                self.put();
+                self.batched(items.len(), APPEND, APPENDS, |p, i| p.save(&items[i]));
+            }
+            Py::Dict(items) => {
+                self.out.push(EMPTY_DICT);
+                self.put();
+                self.setitems(items);
+            }
+            Py::OrderedDict(items) => {
+                self.save(&Py::Global("collections", "OrderedDict"));
+                self.out.extend([EMPTY_TUPLE, REDUCE]);
+                self.put();
+                self.setitems(items);
+            }
+            Py::Reduce(module, name, args) => {
+                self.save(&Py::Global(module, name));
+                self.tuple(args);
+                self.out.push(REDUCE);
+                self.put();
+            }
+            Py::PersistentId(pid) => {
+                self.save(pid);
+                self.out.push(BINPERSID);
+            }
+        }
+    }
+
+    /// Memoises the object just written.
+    fn put(&mut self) -> u32 {
+        let i = self.next_memo;
+        match u8::try_from(i) {
+            Ok(b) => self.out.extend([BINPUT, b]),
+            Err(_) => {
+                self.out.push(LONG_BINPUT);
+                self.out.extend(i.to_le_bytes());
+            }
+        }
+        self.next_memo += 1;
+        i
+    }
+
+    /// Writes an object once (then memoises it); later calls with the same `id` fetch it from the memo.
+    fn shared(&mut self, id: String, write: impl FnOnce(&mut Self)) {
+        if let Some(&i) = self.shared.get(&id) {
+            match u8::try_from(i) {
+                Ok(b) => self.out.extend([BINGET, b]),
+                Err(_) => {
+                    self.out.push(LONG_BINGET);
+                    self.out.extend(i.to_le_bytes());
+                }
+            }
+        } else {
+            write(self);
+            let i = self.put();
+            self.shared.insert(id, i);
+        }
+    }
+
+    fn int(&mut self, v: i64) {
+        if let Ok(b) = u8::try_from(v) {
+            self.out.extend([BININT1, b]);
+        } else if let Ok(h) = u16::try_from(v) {
+            self.out.push(BININT2);
+            self.out.extend(h.to_le_bytes());
+        } else if let Ok(w) = i32::try_from(v) {
+            self.out.push(BININT);
+            self.out.extend(w.to_le_bytes());
+        } else {
+            self.long1(&v.to_le_bytes());
+        }
+    }
+
+    /// `LONG1` of a little-endian two's-complement integer, trimmed to the fewest bytes that keep its sign.
+    fn long1(&mut self, le: &[u8]) {
+        let mut n = le.len();
+        while n > 1 {
+            let (top, below) = (le[n - 1], le[n - 2]);
+            if (top == 0 && below < 0x80) || (top == 0xff && below >= 0x80) {
+                n -= 1;
+            } else {
+                break;
+            }
+        }
+        self.out.extend([LONG1, n as u8]);
+        self.out.extend(&le[..n]);
+    }
+
+    fn unicode(&mut self, s: &str) {
+        self.out.push(BINUNICODE);
+        self.out.extend((s.len() as u32).to_le_bytes());
+        self.out.extend(s.as_bytes());
+    }
+
+    /// `()` is `EMPTY_TUPLE` (not memoised); up to 3 items `TUPLE1..3`; more `MARK … TUPLE`.
+    fn tuple(&mut self, items: &[Py]) {
+        if items.is_empty() {
+            return self.out.push(EMPTY_TUPLE);
+        }
+        let mark = items.len() > 3;
+        if mark {
+            self.out.push(MARK);
+        }
+        items.iter().for_each(|v| self.save(v));
+        self.out.push(if mark {
+            TUPLE
+        } else {
+            TUPLE1 + (items.len() as u8 - 1)
+        });
+        self.put();
+    }
+
+    fn setitems(&mut self, items: &[(Py, Py)]) {
+        self.batched(items.len(), SETITEM, SETITEMS, |p, i| {
+            p.save(&items[i].0);
+            p.save(&items[i].1);
+        });
+    }
+
+    /// Items `0..n` in batches of [`BATCH`], as CPython's `_batch_setitems` / `_batch_appends`: a batch of more
+    /// than one item is `MARK items many`, a lone item `item single`.
+    fn batched(&mut self, n: usize, single: u8, many: u8, mut item: impl FnMut(&mut Self, usize)) {
+        for start in (0..n).step_by(BATCH) {
+            let end = (start + BATCH).min(n);
+            if end - start > 1 {
+                self.out.push(MARK);
+            }
+            (start..end).for_each(|i| item(self, i));
+            self.out.push(if end - start > 1 { many } else { single });
+        }
+    }
+}
+
+/// Writes a file through `write` into `<path>.tmp`, then renames it into place; errors name the file.
+fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+        let mut w = std::io::BufWriter::new(file);
+        write(&mut w)?;
+        w.flush().map_err(|e| e.to_string())?;
+        w.get_ref().sync_all().map_err(|e| e.to_string())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::checkpoint::read_torch_checkpoint;
+    use std::io::{Cursor, Read};
+
+    fn data(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
+    }
+
+    fn tmp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sitsgpu_tw_{tag}_{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// `writer_state_dict()` of tests/data/make_torch_checkpoints.py.
+    fn writer_state_dict() -> StateDict {
+        let shapes: [(&str, &[usize]); 12] = [
+            ("conv.weight", &[2, 3, 1, 1]),
+            ("conv.bias", &[2]),
+            ("bn.weight", &[2]),
+            ("bn.bias", &[2]),
+            ("bn.running_mean", &[2]),
+            ("bn.running_var", &[2]),
+            ("bn.num_batches_tracked", &[]),
+            ("empty", &[0, 3]),
+            ("fc.weight", &[3, 2]),
+            ("fc.bias", &[3]),
+            ("big.counter", &[]),
+            ("head.weight", &[1, 4]),
+        ];
+        let mut sd = StateDict::new();
+        for (i, (name, shape)) in shapes.into_iter().enumerate() {
+            let n: usize = shape.iter().product();
+            let e = match name {
+                "bn.num_batches_tracked" => Entry::i64(vec![], vec![7]),
+                "big.counter" => Entry::i64(vec![], vec![-(1i64 << 40) - 3]),
+                _ => Entry::f32(
+                    shape.to_vec(),
+                    (0..n).map(|k| i as f32 - 1.5 + k as f32 / 8.0).collect(),
+                ),
+            };
+            sd.insert(name, e);
+        }
+        sd
+    }
+
+    /// Every record of a zip archive: name → bytes.
+    fn records(path: &Path) -> Vec<(String, Vec<u8>)> {
+        let bytes = std::fs::read(path).unwrap();
+        let mut z = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        (0..z.len())
+            .map(|i| {
+                let mut f = z.by_index(i).unwrap();
+                let mut b = Vec::new();
+                f.read_to_end(&mut b).unwrap();
+                (f.name().to_string(), b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strides_and_key_order_follow_torch() {
+        assert_eq!(contiguous_strides(&[2, 3, 4]), vec![12, 4, 1]);
+        assert_eq!(contiguous_strides(&[0, 3]), vec![3, 1]);
+        assert_eq!(contiguous_strides(&[]), Vec::<usize>::new());
+        assert_eq!(sorted_keys(12), vec![0, 1, 10, 11, 2, 3, 4, 5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn zip_checkpoint_matches_python_byte_for_byte() {
+        let dir = tmp_dir("zip");
+        for (reference, epoch) in [
+            ("writer_zip.pth.tar", Some(5)),
+            ("writer_noepoch_zip.pth.tar", None),
+        ] {
+            let out = dir.join(reference);
+            write_torch_checkpoint(&out, &writer_state_dict(), epoch).unwrap();
+            // Python's records, less torch 2's .data/serialization_id (a random id torch.load ignores).
+            let want: Vec<_> = records(&data(reference))
+                .into_iter()
+                .filter(|(n, _)| !n.ends_with("serialization_id"))
+                .collect();
+            let got = records(&out);
+            let names =
+                |r: &[(String, Vec<u8>)]| r.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+            assert_eq!(names(&got), names(&want));
+            for ((name, g), (_, w)) in got.iter().zip(&want) {
+                assert_eq!(g, w, "record {name} of {reference}");
+            }
+            // The data of every record starts at a multiple of 64 bytes, as torch's writer aligns it.
+            let bytes = std::fs::read(&out).unwrap();
+            let mut z = zip::ZipArchive::new(Cursor::new(&bytes[..])).unwrap();
+            for i in 0..z.len() {
+                let f = z.by_index_raw(i).unwrap();
+                assert_eq!(f.data_start() % 64, 0, "{}", f.name());
+            }
+            let back = read_torch_checkpoint(&out).unwrap();
+            assert_eq!(back.epoch, epoch);
+            assert_eq!(back.state_dict, writer_state_dict());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn legacy_checkpoint_matches_python_byte_for_byte() {
+        let dir = tmp_dir("legacy");
+        let out = dir.join("legacy.pth.tar");
+        write_torch_checkpoint_legacy(&out, &writer_state_dict(), Some(5)).unwrap();
+        let got = std::fs::read(&out).unwrap();
+        let want = std::fs::read(data("writer_legacy.pth.tar")).unwrap();
+        assert_eq!(got.len(), want.len());
+        if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+            panic!(
+                "byte {i} differs: {:?} vs Python's {:?}",
+                &got[i.saturating_sub(8)..(i + 8).min(got.len())],
+                &want[i.saturating_sub(8)..(i + 8).min(want.len())]
+            );
+        }
+        let back = read_torch_checkpoint(&out).unwrap();
+        assert_eq!(back.epoch, Some(5));
+        assert_eq!(back.state_dict, writer_state_dict());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The generator's files (views, shared storages, doubles, halves, int32) re-written by both writers read back
+    /// as the same state dict and epoch.
+    #[test]
+    fn generator_checkpoints_round_trip_through_both_writers() {
+        let dir = tmp_dir("rt");
+        for src in [
+            "ckpt_legacy.pth.tar",
+            "ckpt_zip.pth.tar",
+            "model_legacy.pth",
+            "bare_zip.pth",
+        ] {
+            let original = read_torch_checkpoint(data(src)).unwrap();
+            let z = dir.join(format!("z_{src}"));
+            let l = dir.join(format!("l_{src}"));
+            write_torch_checkpoint(&z, &original.state_dict, original.epoch).unwrap();
+            write_torch_checkpoint_legacy(&l, &original.state_dict, original.epoch).unwrap();
+            assert_eq!(read_torch_checkpoint(&z).unwrap(), original, "{src} (zip)");
+            assert_eq!(
+                read_torch_checkpoint(&l).unwrap(),
+                original,
+                "{src} (legacy)"
+            );
+        }
+        // No temporary file is left behind.
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn large_values_and_many_entries() {
+        // More than one SETITEMS batch (1000 pairs) and more than 256 memo slots (LONG_BINPUT / LONG_BINGET).
+        let mut sd = StateDict::new();
+        for i in 0..1203 {
+            sd.insert(
+                format!("layer{i}.weight"),
+                Entry::f32(vec![1], vec![i as f32]),
+            );
+        }
+        sd.insert("n", Entry::i64(vec![2], vec![i64::MIN, i64::MAX]));
+        let dir = tmp_dir("many");
+        for legacy in [false, true] {
+            let p = dir.join(format!("many_{legacy}.pth"));
+            let epoch = Some(-(1i64 << 33));
+            if legacy {
+                write_torch_checkpoint_legacy(&p, &sd, epoch).unwrap();
+            } else {
+                write_torch_checkpoint(&p, &sd, epoch).unwrap();
+            }
+            let back = read_torch_checkpoint(&p).unwrap();
+            assert_eq!(back.epoch, epoch);
+            assert_eq!(back.state_dict, sd);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let p = std::env::temp_dir().join("sitsgpu_tw_no_such_dir/x/model.pth.tar");
+        let e = write_torch_checkpoint(&p, &writer_state_dict(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sitsgpu_tw_no_such_dir/x/model.pth.tar"), "{e}");
+    }
+
+    #[test]
+    fn long1_trims_to_the_fewest_bytes() {
+        let enc = |v: i64| {
+            let mut p = Pickler {
+                out: Vec::new(),
+                next_memo: 0,
+                shared: HashMap::new(),
+            };
+            p.int(v);
+            p.out
+        };
+        assert_eq!(enc(255), vec![BININT1, 255]);
+        assert_eq!(enc(65535), vec![BININT2, 255, 255]);
+        assert_eq!(enc(-1), vec![BININT, 255, 255, 255, 255]);
+        assert_eq!(enc(1 << 31), vec![LONG1, 5, 0, 0, 0, 0x80, 0]);
+        assert_eq!(
+            enc(-(1 << 31) - 1),
+            vec![LONG1, 5, 0xff, 0xff, 0xff, 0x7f, 0xff]
+        );
+        assert_eq!(enc(-(1 << 40)), vec![LONG1, 6, 0, 0, 0, 0, 0, 0xff]);
+    }
+}

@@ -1,0 +1,548 @@
+//! End-to-end tests of the `sitsgpu` binary (run as a subprocess, as a user would):
+//! - `predict` reproduces the fixtures' expected logits, attention masks and class maps for every `semantic` case
+//!   of `$SITSGPU_FIXTURES/manifest.json` (default `../shared/fixtures`) whose conf.json model is `utae`, on the CPU
+//!   path and, when an adapter exists, on the GPU;
+//! - an official-format checkpoint (`WEIGHT_FOLDER/conf.json` + `Fold_1/model.pth.tar`, zip format of torch ≥ 1.6
+//!   and legacy format of torch ≤ 1.5, written at test time by [`sitsgpu::data::torch_writer`] from the fixture's
+//!   weights) goes through `convert-weights` bit for bit and `predict` gives the same logits as with the `.npz`;
+//! - `convert-weights --to-torch [--legacy]` writes checkpoints the reader reads back exactly;
+//! - bad inputs fail with a non-zero status and a message naming the file, the key and the shapes.
+//!
+//! Without the fixtures each test prints one loud `SKIPPED` line. Run:
+//! `cargo test --test cli -- --nocapture` (prints per-case timings).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use serde_json::Value;
+use sitsgpu::data::checkpoint::read_torch_checkpoint;
+use sitsgpu::data::npy;
+use sitsgpu::data::state_dict::{read_npz, StateDict, Values};
+use sitsgpu::data::torch_writer::{write_torch_checkpoint, write_torch_checkpoint_legacy};
+use sitsgpu::engine::testing::gpu_or_skip;
+
+fn fixtures_root() -> PathBuf {
+    std::env::var("SITSGPU_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"))
+        })
+}
+
+/// The fixtures' `utae_small` case, or `None` after a loud skip line.
+fn utae_small(test: &str) -> Option<PathBuf> {
+    let case = fixtures_root().join("utae_small");
+    if case.join("weights.npz").exists() {
+        Some(case)
+    } else {
+        eprintln!(
+            "!!!!! SKIPPED {test}: {} not found (set SITSGPU_FIXTURES) !!!!!",
+            case.display()
+        );
+        None
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A temporary folder, removed when dropped (kept when the test panics, for inspection).
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new(tag: &str) -> TmpDir {
+        let d = std::env::temp_dir().join(format!("sitsgpu_cli_{tag}_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TmpDir(d)
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Runs the binary with `args`.
+fn sitsgpu(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sitsgpu"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .expect("cannot run the sitsgpu binary")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs the binary and panics (with its output) unless it succeeds.
+fn sitsgpu_ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let o = sitsgpu(args);
+    assert!(o.status.success(), "sitsgpu failed:\n{}", text(&o));
+    o
+}
+
+/// Runs the binary, expects a failure, and returns its stderr.
+fn sitsgpu_err(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    let o = sitsgpu(args);
+    assert!(
+        !o.status.success(),
+        "sitsgpu should have failed:\n{}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The case's conf.json with its `reference.constructor_kwargs` (the exact arguments the model was built with)
+/// merged over it, written to `dir/conf.json`.
+fn write_conf(case: &Path, dir: &Path) -> PathBuf {
+    let mut conf = read_json(&case.join("conf.json"));
+    let kwargs = conf["reference"]["constructor_kwargs"].clone();
+    if let (Some(c), Some(k)) = (conf.as_object_mut(), kwargs.as_object()) {
+        for (key, v) in k {
+            c.insert(key.clone(), v.clone());
+        }
+    }
+    let p = dir.join("conf.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&conf).unwrap()).unwrap();
+    p
+}
+
+/// Every semantic U-TAE case of the manifest: (name, folder).
+fn semantic_utae_cases() -> Option<Vec<(String, PathBuf)>> {
+    let root = fixtures_root();
+    let manifest = root.join("manifest.json");
+    if !manifest.exists() {
+        eprintln!(
+            "!!!!! SKIPPED predict_reproduces_the_fixtures: {} not found (set SITSGPU_FIXTURES) !!!!!",
+            manifest.display()
+        );
+        return None;
+    }
+    let m = read_json(&manifest);
+    let cases = m["cases"].as_object().expect("manifest.json: no \"cases\"");
+    let mut out = Vec::new();
+    for (name, c) in cases {
+        let case = root.join(name);
+        let model = read_json(&case.join("conf.json"))
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if c["kind"] == "semantic" && model.as_deref().unwrap_or("utae") == "utae" {
+            out.push((name.clone(), case));
+        } else {
+            println!(
+                "predict: case {name} (kind {}, model {}) is not a semantic U-TAE: left to pytorch_parity",
+                c["kind"],
+                model.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    assert!(!out.is_empty(), "the manifest lists no semantic U-TAE case");
+    Some(out)
+}
+
+fn max_abs(a: &[f32]) -> f64 {
+    a.iter().map(|&v| (v as f64).abs()).fold(0.0, f64::max)
+}
+
+/// The fixtures README's eval tolerance for `file`: `1e-6 + 2e-5 · max|expected|`, or 4× the deviation measured
+/// in precision.json if larger.
+fn tolerance(precision: &Value, file: &str, expected: &[f32]) -> f64 {
+    let measured = precision["expected"][file][0].as_f64().unwrap_or(0.0);
+    (1e-6 + 2e-5 * max_abs(expected)).max(4.0 * measured)
+}
+
+/// Compares the files `predict` wrote in `out` with `case/expected/`; returns the failures, the worst
+/// error / tolerance ratio and the number of pixels whose class was checked.
+fn compare_predictions(case: &Path, out: &Path) -> (Vec<String>, f64, usize) {
+    let precision = read_json(&case.join("precision.json"));
+    let mut failures = Vec::new();
+    let mut worst = 0.0f64;
+    let mut n_logits = 0;
+    let mut n_checked = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(case.join("expected"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| (n.starts_with("logits_") || n.starts_with("attn_")) && n.ends_with(".npy"))
+        .collect();
+    entries.sort();
+    for file in entries {
+        let want = npy::read_f32(case.join("expected").join(&file)).unwrap();
+        let got = match npy::read_f32(out.join(&file)) {
+            Ok(g) => g,
+            Err(e) => {
+                failures.push(format!("{file}: {e}"));
+                continue;
+            }
+        };
+        if got.shape != want.shape {
+            failures.push(format!(
+                "{file}: shape {:?}, expected {:?}",
+                got.shape, want.shape
+            ));
+            continue;
+        }
+        let tol = tolerance(&precision, &file, &want.data);
+        let err = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .map(|(&g, &w)| {
+                if g.is_finite() {
+                    (g as f64 - w as f64).abs()
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .fold(0.0, f64::max);
+        worst = worst.max(err / tol);
+        if err > tol {
+            failures.push(format!("{file}: max |err| {err:.3e} > tol {tol:.3e}"));
+        }
+        let Some(id) = file.strip_prefix("logits_") else {
+            continue;
+        };
+        n_logits += 1;
+        // pred_<id>: the argmax of the expected logits (first maximum), except where the two best expected logits
+        // are within the tolerance (either class is then a correct answer).
+        let pred = match npy::read_f32(out.join(format!("pred_{id}"))) {
+            Ok(p) => p,
+            Err(e) => {
+                failures.push(format!("pred_{id}: {e}"));
+                continue;
+            }
+        };
+        let (classes, pixels) = (want.shape[0], want.shape[1..].iter().product::<usize>());
+        if pred.shape != want.shape[1..] {
+            failures.push(format!(
+                "pred_{id}: shape {:?}, expected {:?}",
+                pred.shape,
+                &want.shape[1..]
+            ));
+            continue;
+        }
+        let mut wrong = 0;
+        for px in 0..pixels {
+            let score = |c: usize| want.data[c * pixels + px];
+            let best = (1..classes).fold(0, |b, c| if score(c) > score(b) { c } else { b });
+            let second = (0..classes)
+                .filter(|&c| c != best)
+                .map(score)
+                .fold(f32::NEG_INFINITY, f32::max);
+            if (score(best) - second) as f64 > tol {
+                n_checked += 1;
+                if pred.data[px] as usize != best {
+                    wrong += 1;
+                }
+            }
+        }
+        if wrong > 0 {
+            failures.push(format!(
+                "pred_{id}: {wrong} pixels differ from the expected argmax"
+            ));
+        }
+    }
+    if n_logits == 0 {
+        failures.push(format!("{}: no expected/logits_*.npy", case.display()));
+    }
+    (failures, worst, n_checked)
+}
+
+/// Runs `predict` on every semantic U-TAE case (on the CPU path, or the GPU) and checks every output.
+fn predict_all_cases(device: &str) {
+    let Some(cases) = semantic_utae_cases() else {
+        return;
+    };
+    let tmp = TmpDir::new(&format!("predict_{device}"));
+    let dataset = fixtures_root().join("datasets/pastis_tiny");
+    let mut failures = Vec::new();
+    for (name, case) in &cases {
+        let dir = tmp.0.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = write_conf(case, &dir);
+        let out = dir.join("out");
+        let weights = case.join("weights.npz");
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"predict",
+            &"--dataset_folder",
+            &dataset,
+            &"--weights",
+            &weights,
+            &"--config",
+            &conf,
+            &"--batch_size",
+            &"2",
+            &"--out",
+            &out,
+            &"--save_attention",
+        ];
+        if device == "cpu" {
+            args.push(&"--cpu");
+        }
+        let t = Instant::now();
+        let o = sitsgpu(&args);
+        let secs = t.elapsed().as_secs_f64();
+        if !o.status.success() {
+            failures.push(format!("{name}: predict failed:\n{}", text(&o)));
+            continue;
+        }
+        let (f, worst, n_checked) = compare_predictions(case, &out);
+        println!(
+            "predict {name} [{device}]: {} ({secs:.2} s, worst {worst:.2}×tol, {n_checked} class-map pixels \
+             with a clear argmax)",
+            if f.is_empty() { "ok" } else { "FAILED" }
+        );
+        failures.extend(f.into_iter().map(|m| format!("{name} [{device}]: {m}")));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn predict_reproduces_the_fixtures_on_cpu() {
+    predict_all_cases("cpu");
+}
+
+#[test]
+fn predict_reproduces_the_fixtures_on_gpu() {
+    if gpu_or_skip("predict_reproduces_the_fixtures_on_gpu").is_none() {
+        return;
+    }
+    predict_all_cases("gpu");
+}
+
+/// Asserts two state dicts have the same keys in the same order, shapes, dtypes and bit-identical values.
+fn assert_bit_identical(got: &StateDict, want: &StateDict, what: &str) {
+    let keys = |sd: &StateDict| sd.keys().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(keys(got), keys(want), "{what}: keys");
+    for ((k, g), (_, w)) in got.iter().zip(want.iter()) {
+        assert_eq!(g.shape, w.shape, "{what}: shape of {k}");
+        match (&g.values, &w.values) {
+            (Values::F32(a), Values::F32(b)) => assert!(
+                a.iter()
+                    .map(|x| x.to_bits())
+                    .eq(b.iter().map(|x| x.to_bits())),
+                "{what}: values of {k} differ"
+            ),
+            (Values::I64(a), Values::I64(b)) => assert_eq!(a, b, "{what}: values of {k}"),
+            _ => panic!("{what}: {k} changed dtype"),
+        }
+    }
+}
+
+type Writer = fn(&Path, &StateDict, Option<i64>) -> sitsgpu::engine::Result<()>;
+
+/// The official layout, written from the fixture's weights: `folder/conf.json` + `folder/Fold_1/model.pth.tar`,
+/// then `convert-weights` back to .npz (bit-identical) and `predict` from the checkpoint (same logits as from the
+/// .npz).
+#[test]
+fn official_checkpoints_round_trip_through_the_cli() {
+    let Some(case) = utae_small("official_checkpoints_round_trip_through_the_cli") else {
+        return;
+    };
+    let tmp = TmpDir::new("official");
+    let npz = case.join("weights.npz");
+    let sd = read_npz(&npz).unwrap();
+    assert_eq!(sd.len(), 158, "spec §9.3: 158 state-dict entries");
+    let dataset = fixtures_root().join("datasets/pastis_tiny");
+    let predict = |weights: &Path, out: &Path, config: Option<&Path>| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"predict",
+            &"--dataset-folder",
+            &dataset,
+            &"--weights",
+            &weights,
+            &"--batch-size",
+            &"2",
+            &"--out",
+            &out,
+            &"--cpu",
+        ];
+        if let Some(c) = &config {
+            args.extend([&"--config" as &dyn AsRef<std::ffi::OsStr>, c]);
+        }
+        sitsgpu_ok(&args);
+    };
+    let reference_out = tmp.0.join("from_npz");
+    let conf = write_conf(&case, &tmp.0);
+    predict(&npz, &reference_out, Some(&conf));
+
+    for (format, write) in [
+        (
+            "zip",
+            (|p, sd, e| write_torch_checkpoint(p, sd, e)) as Writer,
+        ),
+        ("legacy", |p, sd, e| write_torch_checkpoint_legacy(p, sd, e)),
+    ] {
+        let t = Instant::now();
+        let folder = tmp.0.join(format);
+        std::fs::create_dir_all(folder.join("Fold_1")).unwrap();
+        write_conf(&case, &folder);
+        let ckpt = folder.join("Fold_1/model.pth.tar");
+        write(&ckpt, &sd, Some(100)).unwrap();
+        assert_eq!(read_torch_checkpoint(&ckpt).unwrap().epoch, Some(100));
+
+        // convert-weights finds WEIGHT_FOLDER/conf.json in the parent folder and checks every key and shape.
+        let x = tmp.0.join(format!("x_{format}.npz"));
+        let o = sitsgpu_ok(&[&"convert-weights", &"--checkpoint", &ckpt, &"--out", &x]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains("checked 158 entries") && stdout.contains("epoch Some(100)"),
+            "{stdout}"
+        );
+        let back = read_npz(&x).unwrap();
+        assert_bit_identical(&back, &sd, format);
+        let nbt = back
+            .iter()
+            .filter(|(k, _)| k.ends_with("num_batches_tracked"))
+            .collect::<Vec<_>>();
+        assert!(!nbt.is_empty());
+        assert!(nbt.iter().all(|(_, e)| matches!(e.values, Values::I64(_))));
+
+        // predict straight from the checkpoint (conf.json found beside it): the same logits, bit for bit.
+        let out = tmp.0.join(format!("from_{format}"));
+        predict(&ckpt, &out, None);
+        for entry in std::fs::read_dir(&reference_out).unwrap() {
+            let name = entry.unwrap().file_name();
+            let a = std::fs::read(reference_out.join(&name)).unwrap();
+            let b = std::fs::read(out.join(&name))
+                .unwrap_or_else(|e| panic!("{format}: {name:?}: {e}"));
+            assert!(a == b, "{format}: {name:?} differs from the .npz run");
+        }
+        println!(
+            "official checkpoint [{format}]: ok ({:.2} s)",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// `convert-weights --to-torch [--legacy]`: .npz → model.pth.tar (folder created), read back exactly; and a
+/// zip checkpoint → legacy keeps the epoch.
+#[test]
+fn convert_weights_to_torch() {
+    let Some(case) = utae_small("convert_weights_to_torch") else {
+        return;
+    };
+    let tmp = TmpDir::new("to_torch");
+    let npz = case.join("weights.npz");
+    let sd = read_npz(&npz).unwrap();
+    let conf = write_conf(&case, &tmp.0);
+    let zip_out = tmp.0.join("w/Fold_3/model.pth.tar");
+    sitsgpu_ok(&[
+        &"convert-weights",
+        &"--checkpoint",
+        &npz,
+        &"--config",
+        &conf,
+        &"--out",
+        &zip_out,
+        &"--to-torch",
+    ]);
+    assert!(std::fs::read(&zip_out).unwrap().starts_with(b"PK\x03\x04"));
+    let z = read_torch_checkpoint(&zip_out).unwrap();
+    assert_eq!(z.epoch, None);
+    assert_bit_identical(&z.state_dict, &sd, "--to-torch");
+
+    let ckpt = tmp.0.join("epoch.pth.tar");
+    write_torch_checkpoint(&ckpt, &sd, Some(42)).unwrap();
+    let legacy_out = tmp.0.join("legacy.pth.tar");
+    sitsgpu_ok(&[
+        &"convert-weights",
+        &"--checkpoint",
+        &ckpt,
+        &"--config",
+        &conf,
+        &"--out",
+        &legacy_out,
+        &"--to-torch",
+        &"--legacy",
+    ]);
+    assert_eq!(std::fs::read(&legacy_out).unwrap()[0], 0x80);
+    let l = read_torch_checkpoint(&legacy_out).unwrap();
+    assert_eq!(l.epoch, Some(42));
+    assert_bit_identical(&l.state_dict, &sd, "--to-torch --legacy");
+
+    // --legacy alone is a usage error.
+    let e = sitsgpu_err(&[
+        &"convert-weights",
+        &"--checkpoint",
+        &ckpt,
+        &"--out",
+        &legacy_out,
+        &"--legacy",
+    ]);
+    assert!(e.contains("--to-torch"), "{e}");
+}
+
+#[test]
+fn bad_inputs_fail_with_clear_messages() {
+    let Some(case) = utae_small("bad_inputs_fail_with_clear_messages") else {
+        return;
+    };
+    let tmp = TmpDir::new("errors");
+    let sd = read_npz(case.join("weights.npz")).unwrap();
+
+    // A conf.json whose last out_conv width differs from the checkpoint's 20 classes.
+    let folder = tmp.0.join("wrong");
+    std::fs::create_dir_all(folder.join("Fold_1")).unwrap();
+    let conf = write_conf(&case, &folder);
+    let mut c = read_json(&conf);
+    c["out_conv"] = serde_json::json!([8, 19]);
+    c["num_classes"] = serde_json::json!(19);
+    std::fs::write(&conf, c.to_string()).unwrap();
+    let ckpt = folder.join("Fold_1/model.pth.tar");
+    write_torch_checkpoint(&ckpt, &sd, Some(1)).unwrap();
+    let x = tmp.0.join("x.npz");
+    let e = sitsgpu_err(&[&"convert-weights", &"--checkpoint", &ckpt, &"--out", &x]);
+    // The first mismatching tensor in the model's order: the last conv of out_conv, 20 vs 19 output channels.
+    let (key, file_shape) = sd
+        .iter()
+        .filter(|(k, _)| k.starts_with("out_conv."))
+        .find(|(_, e)| e.shape.first() == Some(&20))
+        .map(|(k, e)| (k.to_string(), e.shape.clone()))
+        .unwrap();
+    let mut model_shape = file_shape.clone();
+    model_shape[0] = 19;
+    for want in [
+        format!("{key:?}"),
+        format!("{file_shape:?}"),
+        format!("{model_shape:?}"),
+        "model.pth.tar".to_string(),
+    ] {
+        assert!(e.contains(&want), "missing {want} in: {e}");
+    }
+    assert!(!x.exists(), "nothing is written on a mismatch");
+
+    // A missing checkpoint.
+    let missing = tmp.0.join("nowhere/Fold_2/model.pth.tar");
+    let e = sitsgpu_err(&[&"convert-weights", &"--checkpoint", &missing, &"--out", &x]);
+    assert!(e.contains(&missing.display().to_string()), "{e}");
+
+    // A missing dataset folder.
+    let no_data = tmp.0.join("no_such_dataset");
+    let conf_ok = write_conf(&case, &tmp.0);
+    let e = sitsgpu_err(&[
+        &"predict",
+        &"--dataset_folder",
+        &no_data,
+        &"--weights",
+        &case.join("weights.npz"),
+        &"--config",
+        &conf_ok,
+        &"--out",
+        &tmp.0.join("out"),
+        &"--cpu",
+    ]);
+    assert!(e.contains(&no_data.display().to_string()), "{e}");
+}
