@@ -6,3 +6,4 @@ pub mod npy;
 pub mod pastis;
 pub mod pickle;
 pub mod state_dict;
+pub mod synthetic;
