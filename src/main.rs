@@ -4,6 +4,8 @@
 //!   self-test kernel compared with the CPU reference. Run this first on a new machine.
 //! - `sitsgpu predict`: a semantic model (weights .npz or official model.pth.tar + conf.json) over a PASTIS
 //!   folder, writing logits, class maps and optionally attention masks per patch.
+//! - `sitsgpu train` / `evaluate`: utae-paps' train_semantic.py / test_semantic.py (same flags and outputs).
+//! - `sitsgpu demo`: synthetic PASTIS-format data, a small U-TAE trained and evaluated, curves plotted.
 //! - `sitsgpu convert-weights`: an official `model.pth.tar` (zip or legacy torch format) to `.npz`, or (with
 //!   `--to-torch`) an `.npz` or checkpoint to an official `model.pth.tar`, checked against the model its conf.json
 //!   describes.
@@ -18,7 +20,9 @@ use sitsgpu::data::torch_writer::{write_torch_checkpoint, write_torch_checkpoint
 use sitsgpu::engine::gpu::{enumerate_adapters, Gpu};
 use sitsgpu::layers::state::load_state_dict;
 use sitsgpu::models::registry;
+use sitsgpu::models::utae::UTaeConfig;
 use sitsgpu::train::predict::{predict, PredictOptions};
+use sitsgpu::train::semantic::{evaluate, train, EvaluateOptions, TrainOptions};
 use sitsgpu::{Device, Tensor};
 
 #[derive(Parser)]
@@ -32,8 +36,174 @@ struct Cli {
     command: Command,
 }
 
+/// `train_semantic.py`'s flags (original names, underscores) and ours.
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// PASTIS folder.
+    #[arg(long = "dataset_folder")]
+    dataset_folder: PathBuf,
+    /// Output folder (conf.json, Fold_k/…).
+    #[arg(long = "res_dir", default_value = "./results")]
+    res_dir: PathBuf,
+    /// Model name (only utae here).
+    #[arg(long, default_value = "utae")]
+    model: String,
+    /// Encoder widths, e.g. "[64,64,64,128]".
+    #[arg(long = "encoder_widths", default_value = "[64,64,64,128]")]
+    encoder_widths: String,
+    /// Decoder widths.
+    #[arg(long = "decoder_widths", default_value = "[32,32,64,128]")]
+    decoder_widths: String,
+    /// Output head widths (last = num_classes).
+    #[arg(long = "out_conv", default_value = "[32, 20]")]
+    out_conv: String,
+    /// Strided conv kernel.
+    #[arg(long = "str_conv_k", default_value_t = 4)]
+    str_conv_k: usize,
+    /// Strided conv stride.
+    #[arg(long = "str_conv_s", default_value_t = 2)]
+    str_conv_s: usize,
+    /// Strided conv padding.
+    #[arg(long = "str_conv_p", default_value_t = 1)]
+    str_conv_p: usize,
+    /// att_group, att_mean or mean.
+    #[arg(long = "agg_mode", default_value = "att_group")]
+    agg_mode: String,
+    /// group, batch or instance.
+    #[arg(long = "encoder_norm", default_value = "group")]
+    encoder_norm: String,
+    /// L-TAE heads.
+    #[arg(long = "n_head", default_value_t = 16)]
+    n_head: usize,
+    /// L-TAE width.
+    #[arg(long = "d_model", default_value_t = 256)]
+    d_model: usize,
+    /// L-TAE key width.
+    #[arg(long = "d_k", default_value_t = 4)]
+    d_k: usize,
+    /// Seed.
+    #[arg(long = "rdm_seed", default_value_t = 1)]
+    rdm_seed: u64,
+    /// Epochs per fold.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Batch size.
+    #[arg(long = "batch_size", default_value_t = 4)]
+    batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.001)]
+    lr: f64,
+    /// Run only rotation k (1..5).
+    #[arg(long)]
+    fold: Option<usize>,
+    /// Number of classes.
+    #[arg(long = "num_classes", default_value_t = 20)]
+    num_classes: usize,
+    /// Class weighted 0 in the loss (Python index: -1 = last).
+    #[arg(long = "ignore_index", default_value_t = -1, allow_hyphen_values = true)]
+    ignore_index: i64,
+    /// Temporal pad value.
+    #[arg(long = "pad_value", default_value_t = 0.0)]
+    pad_value: f32,
+    /// reflect or zeros.
+    #[arg(long = "padding_mode", default_value = "reflect")]
+    padding_mode: String,
+    /// Validate every N epochs.
+    #[arg(long = "val_every", default_value_t = 1)]
+    val_every: usize,
+    /// Validate only after epoch N.
+    #[arg(long = "val_after", default_value_t = 0)]
+    val_after: usize,
+    /// Start from these weights (.npz or official model.pth.tar).
+    #[arg(long = "init_weights")]
+    init_weights: Option<PathBuf>,
+    /// Stop each fold after N optimiser steps.
+    #[arg(long = "max_steps")]
+    max_steps: Option<usize>,
+    /// Continue an interrupted run in res_dir.
+    #[arg(long)]
+    resume: bool,
+    /// Run on the CPU reference path.
+    #[arg(long)]
+    cpu: bool,
+}
+
+impl TrainArgs {
+    fn options(&self) -> Result<TrainOptions, String> {
+        if self.model != "utae" {
+            return Err(format!("--model {}: only utae is implemented", self.model));
+        }
+        let conf = serde_json::json!({
+            "encoder_widths": self.encoder_widths, "decoder_widths": self.decoder_widths, "out_conv": self.out_conv,
+            "str_conv_k": self.str_conv_k, "str_conv_s": self.str_conv_s, "str_conv_p": self.str_conv_p,
+            "agg_mode": self.agg_mode, "encoder_norm": self.encoder_norm, "n_head": self.n_head,
+            "d_model": self.d_model, "d_k": self.d_k, "pad_value": self.pad_value, "padding_mode": self.padding_mode,
+            "num_classes": self.num_classes,
+        });
+        let model = UTaeConfig::from_json(&conf, std::path::Path::new("command line")).map_err(|e| e.to_string())?;
+        Ok(TrainOptions {
+            model,
+            dataset_folder: self.dataset_folder.clone(),
+            res_dir: self.res_dir.clone(),
+            rdm_seed: self.rdm_seed,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            fold: self.fold,
+            num_classes: self.num_classes,
+            ignore_index: self.ignore_index,
+            pad_value: self.pad_value,
+            val_every: self.val_every,
+            val_after: self.val_after,
+            init_weights: self.init_weights.clone(),
+            max_steps: self.max_steps,
+            resume: self.resume,
+            cpu: self.cpu,
+            progress: true,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Train U-TAE on PASTIS (train_semantic.py): 5-fold rotation, Adam, weighted cross-entropy, validation,
+    /// best checkpoint, test metrics, training curves.
+    Train(TrainArgs),
+    /// Evaluate trained weights on each fold's test split (test_semantic.py): ours (Fold_k/model.npz) or the
+    /// official folder (conf.json + Fold_k/model.pth.tar).
+    Evaluate {
+        /// PASTIS folder.
+        #[arg(long = "dataset_folder")]
+        dataset_folder: PathBuf,
+        /// Weight folder (conf.json + Fold_k/).
+        #[arg(long = "weight_folder")]
+        weight_folder: PathBuf,
+        /// Output folder.
+        #[arg(long = "res_dir", default_value = "./inference_utae")]
+        res_dir: PathBuf,
+        /// Only rotation k.
+        #[arg(long)]
+        fold: Option<usize>,
+        /// Batch size (default: conf.json's).
+        #[arg(long = "batch_size")]
+        batch_size: Option<usize>,
+        /// Run on the CPU reference path.
+        #[arg(long)]
+        cpu: bool,
+    },
+    /// The whole workflow on synthetic PASTIS-format data: make it (if absent), train a small U-TAE on one
+    /// rotation, evaluate it, plot the curves. A few minutes on a CPU-only machine with lavapipe.
+    Demo {
+        /// Working folder (data/ and results/ inside).
+        #[arg(long, default_value = "sitsgpu-demo")]
+        dir: PathBuf,
+        /// Epochs.
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        /// Run on the CPU reference path.
+        #[arg(long)]
+        cpu: bool,
+    },
     /// List GPU adapters, show the chosen one with its limits, and run a self-test kernel.
     Info,
     /// Run a semantic model over PASTIS patches and write logits_<ID>.npy, pred_<ID>.npy (and attn_<ID>.npy).
@@ -230,6 +400,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Train(args) => args.options().and_then(|o| train(&o).map(|_| ()).map_err(|e| e.to_string())),
+        Command::Evaluate { dataset_folder, weight_folder, res_dir, fold, batch_size, cpu } => {
+            let e = EvaluateOptions { dataset_folder, weight_folder, res_dir, fold, batch_size, cpu, progress: true };
+            evaluate(&e).map(|_| ()).map_err(|e| e.to_string())
+        }
+        Command::Demo { dir, epochs, cpu } => sitsgpu::train::demo::run(&dir, epochs, cpu).map_err(|e| e.to_string()),
         Command::Predict {
             dataset_folder,
             weights,

@@ -2,6 +2,7 @@
 //! [`metrics`], [`predict`], progress bars and training-curve plots.
 
 pub mod adam;
+pub mod demo;
 pub mod metrics;
 pub mod plot;
 pub mod predict;

@@ -1,0 +1,1711 @@
+//! Synthetic satellite image time series in exactly the PASTIS layout (spec §1), learnable by a U-TAE: for the
+//! demo, the tests and the benchmarks, without downloading the 29 GB dataset.
+//!
+//! [`write_pastis`] writes `metadata.geojson`, `NORM_S2_patch.json`, `DATA_S2/S2_{id}.npy` (T, 10, H, W) int16,
+//! `ANNOTATIONS/TARGET_{id}.npy` (3, H, W) uint8, `ANNOTATIONS/ParcelIDs_{id}.npy` (H, W) int32 and
+//! `INSTANCE_ANNOTATIONS/{HEATMAP,INSTANCES,ZONES}_{id}.npy` (H, W) float32 / int32 / int32 — the dtypes of the
+//! released files — plus a `SYNTH.json` marker holding the options (so a later run may overwrite the folder,
+//! and no other folder is ever overwritten). Everything derives from the seed: same options, same bytes.
+//!
+//! # The generative model
+//!
+//! * **Patches**: IDs `10000 + 7 i` (not contiguous, as in PASTIS), Fold `1 + i % 5`, a patch footprint of
+//!   H × W pixels of 10 m as the geometry (EPSG:2154, like the original), tile `"SYNTH"`.
+//! * **Dates**: each patch draws its own T in `min_dates..=max_dates`, then one acquisition day in each of T
+//!   equal slices of 2018-09-01 ..= 2019-10-31 (so the dates are distinct, sorted and span the season); they
+//!   are written as integer `YYYYMMDD` like the released metadata.
+//! * **Parcels**: an anisotropic Voronoi partition of the patch (seeds on a jittered grid, one random stretch
+//!   and orientation per patch, about one cell per 80 pixels). Each cell is background (p = 0.25) or a parcel of
+//!   one of the [`SynthOptions::crop_classes`], never the class of an already drawn neighbouring parcel when
+//!   another is available. Some shared borders (p = 0.3) get a one-pixel hedge of background. Parcels cut by
+//!   the patch edge that are small (under half the mean cell area) are void (class 19, p = 0.5), as PASTIS
+//!   labels "parcels mostly outside the patch"; they keep an instance id and a crop spectrum. Void is always a
+//!   whole parcel: the loader gives an instance the class of its first pixel (§1.10), so void pixels inside a
+//!   labelled parcel would relabel the object.
+//! * **Reflectance**: vegetation cover v(d) ∈ [0, 0.95] is a class-specific phenology — a base level plus
+//!   double-logistic seasons (autumn sowing, spring green-up, harvest; summer crops later; meadow mowing dips) —
+//!   and a pixel is `(1 − v)·ground + v·vegetation + flowering`, with class-specific ground brightness, NIR and
+//!   SWIR gains and flowering bumps (rapeseed, sunflower), in S2 reflectance × 10⁴ over B2, B3, B4, B5, B6,
+//!   B7, B8, B8A, B11, B12. Background cells are urban, forest, grassland or water. Variation: per parcel
+//!   (sowing shift N(0, 6 days), heights ±8 %, ground ±6 %, gain ±4 %), per date (gain ±2 %, blue/green/red
+//!   haze), per pixel (gain ±3 %) and per value (noise N(0, 2 % + 25)).
+//! * **Clouds**: each date is cloudy with p = 0.12: one or two Gaussian blobs blend every band towards a bright
+//!   cloud spectrum (about 7000, less in SWIR). Values are rounded and clamped to 0..=16000 (int16).
+//! * **Annotations**: TARGET channel 0 is the class map (0 background, crops, 19 void); channels 1 and 2 are
+//!   copies of channel 0, as in the released files we have seen (the `pastis_tiny` fixture). ParcelIDs holds
+//!   raw parcel ids (`id·1000 + cell + 1`, 0 on background); INSTANCES relabels the parcels 1..N in raw-id
+//!   order (§1.12 step 1); HEATMAP and ZONES follow §1.12 exactly (enlarged bounding box, σ = 0.0588 ×
+//!   extent, max / first-argmax over instances), so the heatmap is exactly 1 at each parcel's centre.
+//! * **NORM_S2_patch.json**: per fold, the average over the fold's patches of each patch's per-band mean and
+//!   unbiased std of the raw int16 values (`compute_norm_vals`, §1.6), in f64, written like `json.dump(…,
+//!   indent=4)`.
+//!
+//! The class signal is strong on purpose: the crop classes differ in when they are green, how green, and in
+//! their mean spectra, so a small U-TAE separates them after a few hundred steps, and even a nearest-class-mean
+//! classifier on per-pixel temporal means beats chance by far (tested).
+
+use std::path::{Path, PathBuf};
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::data::pastis::Date;
+use crate::engine::error::{Error, Result};
+use crate::engine::rng::Rng;
+
+/// Number of Sentinel-2 bands written.
+const BANDS: usize = 10;
+/// The void class (spec §1.7).
+pub const VOID_CLASS: u8 = 19;
+/// Crop classes in the order [`SynthOptions::classes`] takes them: phenologically distinct ones first.
+pub const CLASS_ORDER: [u8; 18] = [
+    2, 3, 1, 5, 7, 8, 4, 9, 16, 13, 6, 14, 15, 18, 12, 10, 11, 17,
+];
+/// First acquisition day that may be drawn (the PASTIS reference date).
+const FIRST_DAY: Date = Date {
+    year: 2018,
+    month: 9,
+    day: 1,
+};
+/// Number of days from 2018-09-01 to 2019-10-31 inclusive.
+const SEASON_DAYS: usize = 426;
+/// Marker file of a synth output folder.
+pub const MARKER: &str = "SYNTH.json";
+
+/// What [`write_pastis`] generates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SynthOptions {
+    /// Number of patches (at least 5, so that every fold has one). Default 40.
+    pub patches: usize,
+    /// Patch side in pixels (H = W; a multiple of 8 for the U-TAE's three downsamplings, 8..=1024). Default 32.
+    pub size: usize,
+    /// Seed of everything. Default 0.
+    pub seed: u64,
+    /// Fewest acquisitions of a patch (at least 1). Default 12.
+    pub min_dates: usize,
+    /// Most acquisitions of a patch (at most 426, one per day of the season). Default 20.
+    pub max_dates: usize,
+    /// Number of distinct crop classes (1..=18), the first ones of [`CLASS_ORDER`]. Default 5 (wheat, corn,
+    /// meadow, rapeseed, sunflower), plus background and void.
+    pub classes: usize,
+}
+
+impl Default for SynthOptions {
+    fn default() -> Self {
+        SynthOptions {
+            patches: 40,
+            size: 32,
+            seed: 0,
+            min_dates: 12,
+            max_dates: 20,
+            classes: 5,
+        }
+    }
+}
+
+impl SynthOptions {
+    /// Checks the options, with a message naming the one at fault.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(format!("synth: {m}")));
+        if self.patches < 5 {
+            return bad(format!(
+                "patches = {}: at least 5 are needed so that each of the five folds has a patch",
+                self.patches
+            ));
+        }
+        if self.size < 8 || self.size % 8 != 0 || self.size > 1024 {
+            return bad(format!(
+                "size = {}: must be a multiple of 8 in 8..=1024 (the U-TAE downsamples three times)",
+                self.size
+            ));
+        }
+        if self.min_dates == 0 || self.min_dates > self.max_dates || self.max_dates > SEASON_DAYS {
+            return bad(format!(
+                "dates {}..={}: need 1 <= min_dates <= max_dates <= {SEASON_DAYS} (one per day of \
+                 2018-09-01..=2019-10-31)",
+                self.min_dates, self.max_dates
+            ));
+        }
+        if !(1..=18).contains(&self.classes) {
+            return bad(format!(
+                "classes = {}: must be 1..=18 (the PASTIS crop classes)",
+                self.classes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The crop classes used: the first [`SynthOptions::classes`] of [`CLASS_ORDER`], sorted.
+    pub fn crop_classes(&self) -> Vec<u8> {
+        let mut v = CLASS_ORDER[..self.classes.min(18)].to_vec();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// What [`write_pastis`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SynthSummary {
+    /// The dataset folder.
+    pub dir: PathBuf,
+    /// ID_PATCH of every patch, in generation order (ascending).
+    pub ids: Vec<u64>,
+    /// Number of patches per fold 1..=5.
+    pub fold_sizes: [usize; 5],
+    /// Fewest and most acquisitions of a patch.
+    pub dates: (usize, usize),
+    /// Crop classes used (sorted).
+    pub classes: Vec<u8>,
+    /// Number of parcels (instances, void ones included) over all patches.
+    pub parcels: usize,
+    /// Pixels per class 0..=19 over all patches.
+    pub class_pixels: [u64; 20],
+    /// Number of (patch, date) images with a cloud.
+    pub cloudy_images: usize,
+}
+
+impl std::fmt::Display for SynthSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: u64 = self.class_pixels.iter().sum();
+        let pct = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
+        write!(
+            f,
+            "{} PASTIS patches in {} (folds of {:?}, {}..={} dates), {} parcels of classes {:?}; \
+             background {:.1} %, void {:.1} % of pixels; {} cloudy images",
+            self.ids.len(),
+            self.dir.display(),
+            self.fold_sizes,
+            self.dates.0,
+            self.dates.1,
+            self.parcels,
+            self.classes,
+            pct(self.class_pixels[0]),
+            pct(self.class_pixels[VOID_CLASS as usize]),
+            self.cloudy_images
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Spectra and phenologies
+// ---------------------------------------------------------------------------------------------------------
+
+/// Bare soil, reflectance × 10⁴ over B2, B3, B4, B5, B6, B7, B8, B8A, B11, B12.
+const SOIL: [f64; BANDS] = [
+    1100.0, 1400.0, 1700.0, 1950.0, 2150.0, 2300.0, 2450.0, 2600.0, 3300.0, 2700.0,
+];
+/// Built-up surfaces.
+const URBAN: [f64; BANDS] = [
+    1300.0, 1450.0, 1600.0, 1750.0, 1850.0, 1950.0, 2050.0, 2100.0, 2500.0, 2300.0,
+];
+/// Open water.
+const WATER: [f64; BANDS] = [
+    600.0, 550.0, 400.0, 300.0, 250.0, 220.0, 180.0, 160.0, 90.0, 70.0,
+];
+/// Dense green vegetation.
+const VEG: [f64; BANDS] = [
+    350.0, 700.0, 350.0, 1100.0, 2900.0, 3700.0, 4100.0, 4300.0, 2100.0, 1050.0,
+];
+/// Yellow flowers (added at full bloom, times the strength).
+const FLOWER: [f64; BANDS] = [
+    200.0, 1200.0, 1400.0, 900.0, 400.0, 300.0, 300.0, 300.0, 200.0, 100.0,
+];
+/// Clouds.
+const CLOUD: [f64; BANDS] = [
+    7200.0, 7000.0, 7100.0, 7300.0, 7500.0, 7600.0, 7700.0, 7700.0, 5200.0, 3900.0,
+];
+
+/// One growing season of a phenology: cover `height · σ((d − start)/rise) · σ((end − d)/fall)` (negative
+/// heights are dips: mowing).
+#[derive(Debug, Clone, Copy)]
+struct Season {
+    start: f64,
+    end: f64,
+    height: f64,
+    rise: f64,
+    fall: f64,
+}
+
+const fn s(start: f64, end: f64, height: f64, rise: f64, fall: f64) -> Season {
+    Season {
+        start,
+        end,
+        height,
+        rise,
+        fall,
+    }
+}
+
+/// A surface type: phenology and spectral gains. Days count from 2018-09-01 (Oct 1 = 30, Jan 1 = 122,
+/// Mar 1 = 181, May 1 = 242, Jul 1 = 303, Sep 1 = 365).
+#[derive(Debug, Clone)]
+struct Kind {
+    base: f64,
+    seasons: Vec<Season>,
+    ground: &'static [f64; BANDS],
+    ground_gain: f64,
+    /// Gain of the vegetation's red-edge and NIR bands (B6, B7, B8, B8A).
+    nir: f64,
+    /// Gain of the vegetation's SWIR bands (B11, B12).
+    swir: f64,
+    /// Flowering: (day, width in days, strength).
+    flower: Option<(f64, f64, f64)>,
+}
+
+fn kind(
+    base: f64,
+    seasons: Vec<Season>,
+    ground_gain: f64,
+    nir: f64,
+    swir: f64,
+    flower: Option<(f64, f64, f64)>,
+) -> Kind {
+    Kind {
+        base,
+        seasons,
+        ground: &SOIL,
+        ground_gain,
+        nir,
+        swir,
+        flower,
+    }
+}
+
+/// The crop kind of class `c` (1..=18).
+fn crop_kind(c: u8) -> Kind {
+    match c {
+        // Meadow: green all year, two mowing dips.
+        1 => kind(
+            0.45,
+            vec![
+                s(60.0, 330.0, 0.35, 25.0, 25.0),
+                s(250.0, 265.0, -0.3, 4.0, 4.0),
+                s(315.0, 330.0, -0.25, 4.0, 4.0),
+            ],
+            0.9,
+            1.0,
+            1.0,
+            None,
+        ),
+        // Soft winter wheat: sown in October, spring green-up, harvest early July.
+        2 => kind(
+            0.08,
+            vec![
+                s(45.0, 315.0, 0.25, 10.0, 8.0),
+                s(170.0, 305.0, 0.6, 15.0, 8.0),
+            ],
+            1.0,
+            1.0,
+            1.0,
+            None,
+        ),
+        // Corn: bare until June, harvest in October.
+        3 => kind(
+            0.05,
+            vec![s(265.0, 385.0, 0.85, 10.0, 10.0)],
+            1.15,
+            1.1,
+            1.0,
+            None,
+        ),
+        // Winter barley: like wheat, earlier.
+        4 => kind(
+            0.08,
+            vec![
+                s(40.0, 300.0, 0.25, 10.0, 8.0),
+                s(160.0, 290.0, 0.55, 15.0, 8.0),
+            ],
+            0.9,
+            0.95,
+            1.0,
+            None,
+        ),
+        // Winter rapeseed: green from autumn, yellow in April, harvest late June.
+        5 => kind(
+            0.05,
+            vec![s(20.0, 295.0, 0.7, 12.0, 8.0)],
+            1.0,
+            1.0,
+            0.9,
+            Some((225.0, 12.0, 1.0)),
+        ),
+        // Spring barley.
+        6 => kind(
+            0.06,
+            vec![s(200.0, 320.0, 0.7, 10.0, 8.0)],
+            1.05,
+            1.0,
+            1.0,
+            None,
+        ),
+        // Sunflower: summer crop, yellow in July.
+        7 => kind(
+            0.05,
+            vec![s(270.0, 375.0, 0.7, 10.0, 12.0)],
+            1.2,
+            0.9,
+            1.0,
+            Some((325.0, 10.0, 0.6)),
+        ),
+        // Grapevine: rows on stony soil, leaves May to September.
+        8 => kind(
+            0.15,
+            vec![s(245.0, 395.0, 0.35, 15.0, 15.0)],
+            1.3,
+            1.0,
+            1.2,
+            None,
+        ),
+        // Beet.
+        9 => kind(
+            0.05,
+            vec![s(240.0, 400.0, 0.85, 12.0, 10.0)],
+            1.0,
+            1.2,
+            1.0,
+            None,
+        ),
+        // Winter triticale.
+        10 => kind(
+            0.08,
+            vec![
+                s(45.0, 320.0, 0.25, 10.0, 8.0),
+                s(180.0, 315.0, 0.65, 15.0, 8.0),
+            ],
+            0.85,
+            1.05,
+            1.0,
+            None,
+        ),
+        // Winter durum wheat.
+        11 => kind(
+            0.08,
+            vec![
+                s(50.0, 310.0, 0.2, 10.0, 8.0),
+                s(175.0, 300.0, 0.6, 15.0, 8.0),
+            ],
+            1.25,
+            1.0,
+            1.1,
+            None,
+        ),
+        // Fruits, vegetables, flowers: two short crops.
+        12 => kind(
+            0.05,
+            vec![
+                s(210.0, 280.0, 0.5, 8.0, 8.0),
+                s(300.0, 370.0, 0.5, 8.0, 8.0),
+            ],
+            0.95,
+            1.0,
+            1.0,
+            None,
+        ),
+        // Potatoes.
+        13 => kind(
+            0.05,
+            vec![s(240.0, 330.0, 0.8, 8.0, 6.0)],
+            0.8,
+            1.0,
+            1.0,
+            None,
+        ),
+        // Leguminous fodder: perennial, cut twice.
+        14 => kind(
+            0.35,
+            vec![
+                s(170.0, 390.0, 0.45, 15.0, 15.0),
+                s(270.0, 282.0, -0.3, 4.0, 4.0),
+                s(330.0, 342.0, -0.3, 4.0, 4.0),
+            ],
+            1.0,
+            1.15,
+            1.0,
+            None,
+        ),
+        // Soybeans.
+        15 => kind(
+            0.05,
+            vec![s(275.0, 390.0, 0.75, 10.0, 10.0)],
+            0.9,
+            1.05,
+            1.0,
+            None,
+        ),
+        // Orchard.
+        16 => kind(
+            0.3,
+            vec![s(210.0, 380.0, 0.4, 12.0, 15.0)],
+            1.1,
+            1.0,
+            1.05,
+            None,
+        ),
+        // Mixed cereal.
+        17 => kind(
+            0.08,
+            vec![
+                s(50.0, 320.0, 0.2, 10.0, 8.0),
+                s(185.0, 320.0, 0.55, 15.0, 10.0),
+            ],
+            0.95,
+            0.9,
+            1.0,
+            None,
+        ),
+        // Sorghum.
+        _ => kind(
+            0.05,
+            vec![s(285.0, 400.0, 0.8, 10.0, 10.0)],
+            1.1,
+            0.95,
+            1.1,
+            None,
+        ),
+    }
+}
+
+/// Background (non-agricultural) surfaces: urban, forest, grassland, water.
+fn background_kind(rng: &mut Rng) -> Kind {
+    let u = rng.next_f64();
+    if u < 0.3 {
+        Kind {
+            base: 0.1,
+            seasons: Vec::new(),
+            ground: &URBAN,
+            ground_gain: 1.2,
+            nir: 1.0,
+            swir: 1.0,
+            flower: None,
+        }
+    } else if u < 0.6 {
+        // Deciduous forest: dense, denser in summer.
+        Kind {
+            base: 0.65,
+            seasons: vec![s(220.0, 410.0, 0.25, 12.0, 15.0)],
+            ground: &SOIL,
+            ground_gain: 0.5,
+            nir: 0.85,
+            swir: 0.9,
+            flower: None,
+        }
+    } else if u < 0.9 {
+        grassland()
+    } else {
+        Kind {
+            base: 0.0,
+            seasons: Vec::new(),
+            ground: &WATER,
+            ground_gain: 1.0,
+            nir: 1.0,
+            swir: 1.0,
+            flower: None,
+        }
+    }
+}
+
+/// Semi-natural grassland (also the hedges between parcels).
+fn grassland() -> Kind {
+    Kind {
+        base: 0.35,
+        seasons: vec![s(150.0, 300.0, 0.3, 20.0, 20.0)],
+        ground: &SOIL,
+        ground_gain: 0.9,
+        nir: 0.95,
+        swir: 1.0,
+        flower: None,
+    }
+}
+
+/// A kind with one parcel's variation drawn: the spectrum of every date, `[t][band]`.
+fn region_spectra(k: &Kind, days: &[f64], rng: &mut Rng) -> Vec<[f64; BANDS]> {
+    let mut n = |sd: f64| sd * rng.normal();
+    let shift = n(6.0);
+    let hgain = 1.0 + n(0.08);
+    let ggain = k.ground_gain * (1.0 + n(0.06));
+    let gain = 1.0 + n(0.04);
+    let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+    days.iter()
+        .map(|&d| {
+            let mut v = k.base;
+            for se in &k.seasons {
+                v += se.height
+                    * hgain
+                    * sig((d - se.start - shift) / se.rise)
+                    * sig((se.end + shift - d) / se.fall);
+            }
+            let v = v.clamp(0.0, 0.95);
+            let mut out = [0.0; BANDS];
+            for (b, o) in out.iter_mut().enumerate() {
+                let vg = match b {
+                    4..=7 => k.nir,
+                    8 | 9 => k.swir,
+                    _ => 1.0,
+                };
+                let mut r = (1.0 - v) * k.ground[b] * ggain + v * VEG[b] * vg;
+                if let Some((day, w, st)) = k.flower {
+                    let z = (d - day - shift) / w;
+                    r += st * (-0.5 * z * z).exp() * FLOWER[b];
+                }
+                *o = r * gain;
+            }
+            out
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// One patch
+// ---------------------------------------------------------------------------------------------------------
+
+/// One generated patch.
+struct Patch {
+    /// Acquisition dates as YYYYMMDD, ascending.
+    dates: Vec<u32>,
+    /// (T, 10, H, W) raw values.
+    s2: Vec<i16>,
+    /// (H, W) classes.
+    classes: Vec<u8>,
+    parcel_ids: Vec<i32>,
+    instances: Vec<i32>,
+    zones: Vec<i32>,
+    heatmap: Vec<f32>,
+    n_instances: usize,
+    cloudy: usize,
+}
+
+fn next_day(d: Date) -> Date {
+    Date::new(d.year, d.month, d.day + 1)
+        .or_else(|| Date::new(d.year, d.month + 1, 1))
+        .or_else(|| Date::new(d.year + 1, 1, 1))
+        .expect("the day after a valid date exists")
+}
+
+/// The calendar date `offset` days after 2018-09-01, as YYYYMMDD.
+fn yyyymmdd(offset: usize) -> u32 {
+    let mut d = FIRST_DAY;
+    for _ in 0..offset {
+        d = next_day(d);
+    }
+    d.year as u32 * 10_000 + d.month * 100 + d.day
+}
+
+/// Draws a patch's day offsets: T in min..=max, one day in each of T equal slices of the season.
+fn draw_days(opts: &SynthOptions, rng: &mut Rng) -> Vec<usize> {
+    let t = opts.min_dates + rng.below((opts.max_dates - opts.min_dates + 1) as u64) as usize;
+    (0..t)
+        .map(|i| {
+            let lo = i * SEASON_DAYS / t;
+            let hi = (i + 1) * SEASON_DAYS / t; // > lo since t <= SEASON_DAYS
+            lo + rng.below((hi - lo) as u64) as usize
+        })
+        .collect()
+}
+
+/// The centerness ground truth of §1.12 from the instance map (ids 1..=n, 0 = none): (HEATMAP, ZONES).
+fn centerness(instances: &[i32], n: usize, h: usize, w: usize) -> (Vec<f32>, Vec<i32>) {
+    const ALPHA: f64 = 0.7;
+    const R: f64 = 3.0;
+    // Bounding boxes (rmin, rmax, cmin, cmax).
+    let mut boxes = vec![(usize::MAX, 0usize, usize::MAX, 0usize); n + 1];
+    for (p, &id) in instances.iter().enumerate() {
+        if id > 0 {
+            let (y, x) = (p / w, p % w);
+            let b = &mut boxes[id as usize];
+            *b = (b.0.min(y), b.1.max(y), b.2.min(x), b.3.max(x));
+        }
+    }
+    let gauss: Vec<(f64, f64, f64, f64)> = boxes[1..]
+        .iter()
+        .map(|&(mut rmin, mut rmax, mut cmin, mut cmax)| {
+            if rmin > 0 {
+                rmin -= 1;
+            }
+            if cmin > 0 {
+                cmin -= 1;
+            }
+            if rmax < h - 1 {
+                rmax += 1;
+            }
+            if cmax < w - 1 {
+                cmax += 1;
+            }
+            let yc = (rmin + (rmax - rmin) / 2) as f64;
+            let xc = (cmin + (cmax - cmin) / 2) as f64;
+            let k = (1.0 - ALPHA) / (1.0 + ALPHA) / R;
+            let sh = k * (rmax - rmin) as f64;
+            let sw = k * (cmax - cmin) as f64;
+            (yc, xc, sh, sw)
+        })
+        .collect();
+    let mut heat = vec![0f32; h * w];
+    let mut zones = vec![0i32; h * w];
+    if n == 0 {
+        return (heat, zones);
+    }
+    for y in 0..h {
+        for x in 0..w {
+            let mut best = f64::NEG_INFINITY;
+            let mut zone = 0;
+            for (i, &(yc, xc, sh, sw)) in gauss.iter().enumerate() {
+                let dy = y as f64 - yc;
+                let dx = x as f64 - xc;
+                let g = (-(dy * dy) / (2.0 * sh * sh) - (dx * dx) / (2.0 * sw * sw)).exp();
+                if g > best {
+                    best = g;
+                    zone = i as i32 + 1;
+                }
+            }
+            heat[y * w + x] = best as f32;
+            zones[y * w + x] = zone;
+        }
+    }
+    (heat, zones)
+}
+
+fn generate_patch(id: u64, opts: &SynthOptions, crops: &[u8], rng: &mut Rng) -> Patch {
+    let (h, w) = (opts.size, opts.size);
+    let npix = h * w;
+    let days = draw_days(opts, rng);
+    let days_f: Vec<f64> = days.iter().map(|&d| d as f64).collect();
+    let t = days.len();
+
+    // Layout: anisotropic Voronoi cells, seeds on a jittered g × g grid.
+    let g = ((npix as f64 / 80.0).sqrt().round() as usize).max(2);
+    let cell = opts.size as f64 / g as f64;
+    let seeds: Vec<(f64, f64)> = (0..g * g)
+        .map(|k| {
+            let (i, j) = (k / g, k % g);
+            (
+                (i as f64 + 0.15 + 0.7 * rng.next_f64()) * cell,
+                (j as f64 + 0.15 + 0.7 * rng.next_f64()) * cell,
+            )
+        })
+        .collect();
+    let angle = std::f64::consts::PI * rng.next_f64();
+    let stretch = (0.5f64).powf(1.0 - 2.0 * rng.next_f64()); // 0.5..2
+    let (ca, sa) = (angle.cos(), angle.sin());
+    let mut owner = vec![0usize; npix];
+    for y in 0..h {
+        for x in 0..w {
+            let (py, px) = (y as f64 + 0.5, x as f64 + 0.5);
+            let mut best = (f64::INFINITY, 0);
+            for (k, &(sy, sx)) in seeds.iter().enumerate() {
+                let (dy, dx) = (py - sy, px - sx);
+                let u = dx * ca + dy * sa;
+                let v = -dx * sa + dy * ca;
+                let d = u * u * stretch + v * v / stretch;
+                if d < best.0 {
+                    best = (d, k);
+                }
+            }
+            owner[y * w + x] = best.1;
+        }
+    }
+    let ncell = seeds.len();
+    let mut area = vec![0usize; ncell];
+    let mut on_edge = vec![false; ncell];
+    let mut adjacent = vec![vec![false; ncell]; ncell];
+    for y in 0..h {
+        for x in 0..w {
+            let a = owner[y * w + x];
+            area[a] += 1;
+            if y == 0 || x == 0 || y == h - 1 || x == w - 1 {
+                on_edge[a] = true;
+            }
+            for (ny, nx) in [(y + 1, x), (y, x + 1)] {
+                if ny < h && nx < w {
+                    let b = owner[ny * w + nx];
+                    if a != b {
+                        adjacent[a][b] = true;
+                        adjacent[b][a] = true;
+                    }
+                }
+            }
+        }
+    }
+
+    // Classes: background, crop (distinct from drawn neighbours when possible), void for small edge parcels.
+    // `hidden` is the crop whose spectrum a void parcel shows.
+    let mean_area = npix as f64 / ncell as f64;
+    let mut class = vec![0u8; ncell];
+    let mut hidden = vec![0u8; ncell];
+    for c in 0..ncell {
+        if area[c] == 0 || rng.next_f64() < 0.25 {
+            continue;
+        }
+        let taken: Vec<u8> = (0..ncell)
+            .filter(|&o| adjacent[c][o] && hidden[o] != 0)
+            .map(|o| hidden[o])
+            .collect();
+        let free: Vec<u8> = crops
+            .iter()
+            .copied()
+            .filter(|k| !taken.contains(k))
+            .collect();
+        let pool = if free.is_empty() { crops } else { &free };
+        hidden[c] = pool[rng.below(pool.len() as u64) as usize];
+        class[c] = hidden[c];
+        if on_edge[c] && (area[c] as f64) < 0.5 * mean_area && rng.next_f64() < 0.5 {
+            class[c] = VOID_CLASS;
+        }
+    }
+    if !class.iter().any(|&c| c != 0 && c != VOID_CLASS) {
+        // At least one labelled parcel: the largest cell.
+        let big = (0..ncell)
+            .max_by_key(|&c| (area[c], ncell - c))
+            .unwrap_or(0);
+        if hidden[big] == 0 {
+            hidden[big] = crops[rng.below(crops.len() as u64) as usize];
+        }
+        class[big] = hidden[big];
+    }
+
+    // Hedges: a one-pixel background margin on some borders between two parcels (region `ncell`).
+    let hedge_region = ncell;
+    let mut hedge = vec![vec![false; ncell]; ncell];
+    for a in 0..ncell {
+        for b in a + 1..ncell {
+            if adjacent[a][b] && hidden[a] != 0 && hidden[b] != 0 && rng.next_f64() < 0.3 {
+                hedge[a][b] = true;
+                hedge[b][a] = true;
+            }
+        }
+    }
+    let mut region = owner.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let a = owner[y * w + x];
+            for (ny, nx) in [(y + 1, x), (y, x + 1)] {
+                if ny < h && nx < w {
+                    let b = owner[ny * w + nx];
+                    if a != b && hedge[a][b] {
+                        region[y * w + x] = hedge_region;
+                    }
+                }
+            }
+        }
+    }
+
+    // Annotations.
+    let mut classes = vec![0u8; npix];
+    let mut parcel_ids = vec![0i32; npix];
+    for p in 0..npix {
+        let r = region[p];
+        if r < ncell && class[r] != 0 {
+            classes[p] = class[r];
+            parcel_ids[p] = (id * 1000 + r as u64 + 1) as i32;
+        }
+    }
+    // §1.12 step 1: instance ids 1..N in raw parcel-id order (= cell order).
+    let mut relabel = vec![0i32; ncell];
+    let mut n_instances = 0;
+    let mut present = vec![false; ncell];
+    for p in 0..npix {
+        if parcel_ids[p] != 0 {
+            present[region[p]] = true;
+        }
+    }
+    for c in 0..ncell {
+        if present[c] {
+            n_instances += 1;
+            relabel[c] = n_instances as i32;
+        }
+    }
+    let instances: Vec<i32> = (0..npix)
+        .map(|p| {
+            if parcel_ids[p] != 0 {
+                relabel[region[p]]
+            } else {
+                0
+            }
+        })
+        .collect();
+    let (heatmap, zones) = centerness(&instances, n_instances, h, w);
+
+    // Spectra per region and date.
+    let mut spectra: Vec<Vec<[f64; BANDS]>> = Vec::with_capacity(ncell + 1);
+    for c in 0..ncell {
+        let k = if hidden[c] != 0 {
+            crop_kind(hidden[c])
+        } else {
+            background_kind(rng)
+        };
+        spectra.push(region_spectra(&k, &days_f, rng));
+    }
+    spectra.push(region_spectra(&grassland(), &days_f, rng));
+
+    // Per-date atmosphere and clouds.
+    let date_gain: Vec<f64> = (0..t).map(|_| 1.0 + 0.02 * rng.normal()).collect();
+    let haze: Vec<f64> = (0..t).map(|_| 80.0 * rng.normal().abs()).collect();
+    let mut cloud = vec![0f64; t * npix];
+    let mut cloud_level = vec![0f64; t];
+    let mut cloudy = 0;
+    for ti in 0..t {
+        if rng.next_f64() >= 0.12 {
+            continue;
+        }
+        cloudy += 1;
+        cloud_level[ti] = 0.85 + 0.25 * rng.next_f64();
+        let blobs = 1 + rng.below(2) as usize;
+        for _ in 0..blobs {
+            let cy = rng.next_f64() * h as f64;
+            let cx = rng.next_f64() * w as f64;
+            let sd = opts.size as f64 * (0.1 + 0.25 * rng.next_f64());
+            for y in 0..h {
+                for x in 0..w {
+                    let (dy, dx) = (y as f64 - cy, x as f64 - cx);
+                    let a = (1.5 * (-(dy * dy + dx * dx) / (2.0 * sd * sd)).exp()).min(1.0);
+                    let c = &mut cloud[ti * npix + y * w + x];
+                    *c = c.max(a);
+                }
+            }
+        }
+    }
+
+    // Pixels.
+    let pixel_gain: Vec<f64> = (0..npix).map(|_| 1.0 + 0.03 * rng.normal()).collect();
+    let mut s2 = vec![0i16; t * BANDS * npix];
+    for ti in 0..t {
+        for b in 0..BANDS {
+            let plane = &mut s2[(ti * BANDS + b) * npix..][..npix];
+            for (p, out) in plane.iter_mut().enumerate() {
+                let mut r = spectra[region[p]][ti][b] * pixel_gain[p] * date_gain[ti];
+                if b < 3 {
+                    r += haze[ti];
+                }
+                r += (0.02 * r + 25.0) * rng.normal();
+                let a = cloud[ti * npix + p];
+                if a > 0.0 {
+                    r = (1.0 - a) * r + a * CLOUD[b] * cloud_level[ti];
+                }
+                *out = r.round().clamp(0.0, 16000.0) as i16;
+            }
+        }
+    }
+
+    Patch {
+        dates: days.iter().map(|&d| yyyymmdd(d)).collect(),
+        s2,
+        classes,
+        parcel_ids,
+        instances,
+        zones,
+        heatmap,
+        n_instances,
+        cloudy,
+    }
+}
+
+/// Per-band mean and unbiased std of one patch's raw values (`compute_norm_vals`), in f64.
+fn patch_stats(s2: &[i16], t: usize, npix: usize) -> ([f64; BANDS], [f64; BANDS]) {
+    let mut mean = [0f64; BANDS];
+    let mut std = [0f64; BANDS];
+    let n = (t * npix) as f64;
+    for b in 0..BANDS {
+        let vals = || (0..t).flat_map(move |ti| &s2[(ti * BANDS + b) * npix..][..npix]);
+        let m = vals().map(|&v| v as f64).sum::<f64>() / n;
+        let ss: f64 = vals().map(|&v| (v as f64 - m) * (v as f64 - m)).sum();
+        mean[b] = m;
+        std[b] = if n > 1.0 {
+            (ss / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+    }
+    (mean, std)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------------------
+
+/// Writes `data` with `shape` as a little-endian C-order `.npy` of T's default dtype, atomically.
+fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[usize],
+    data: &[T],
+) -> Result<()> {
+    use npyz::WriterBuilder;
+    use std::io::BufWriter;
+    debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+    let tmp = path.with_extension("npy.tmp");
+    let write = || -> std::io::Result<()> {
+        let f = std::fs::File::create(&tmp)?;
+        let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let mut w = npyz::WriteOptions::<T>::new()
+            .default_dtype()
+            .shape(&shape64)
+            .writer(BufWriter::new(f))
+            .begin_nd()?;
+        w.extend(data.iter().copied())?;
+        w.finish()
+    };
+    write().map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Pretty JSON with `indent` spaces (Python's `json.dump(..., indent=n)` layout).
+fn write_json<T: Serialize>(path: &Path, value: &T, indent: usize) -> Result<()> {
+    let ind = vec![b' '; indent];
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(&ind);
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    value
+        .serialize(&mut ser)
+        .map_err(|e| Error::io(path, format!("cannot serialise JSON: {e}")))?;
+    buf.push(b'\n');
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, &buf).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// `{"0": YYYYMMDD, "1": ...}` with the keys in index order.
+struct OrderedDates<'a>(&'a [u32]);
+
+impl Serialize for OrderedDates<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (i, d) in self.0.iter().enumerate() {
+            m.serialize_entry(&i.to_string(), d)?;
+        }
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+#[allow(non_snake_case)]
+struct Properties<'a> {
+    ID_PATCH: u64,
+    N_Parcel: usize,
+    Parcel_Cover: f64,
+    TILE: &'static str,
+    Fold: usize,
+    #[serde(rename = "dates-S2")]
+    dates: OrderedDates<'a>,
+}
+
+#[derive(Serialize)]
+struct Geometry {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    coordinates: Vec<Vec<[f64; 2]>>,
+}
+
+#[derive(Serialize)]
+struct Feature<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    properties: Properties<'a>,
+    geometry: Geometry,
+}
+
+#[derive(Serialize)]
+struct CrsProps {
+    name: &'static str,
+}
+
+#[derive(Serialize)]
+struct Crs {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    properties: CrsProps,
+}
+
+#[derive(Serialize)]
+struct FeatureCollection<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    crs: Crs,
+    features: Vec<Feature<'a>>,
+}
+
+#[derive(Serialize)]
+struct NormEntry {
+    mean: Vec<f64>,
+    std: Vec<f64>,
+}
+
+#[derive(Serialize)]
+struct Marker<'a> {
+    generator: &'static str,
+    format: &'static str,
+    version: u32,
+    options: &'a SynthOptions,
+}
+
+/// The files of a synth output that a new run replaces: (folder, prefix) of the per-patch `.npy` files.
+const PATCH_FILES: [(&str, &str); 6] = [
+    ("DATA_S2", "S2_"),
+    ("ANNOTATIONS", "TARGET_"),
+    ("ANNOTATIONS", "ParcelIDs_"),
+    ("INSTANCE_ANNOTATIONS", "HEATMAP_"),
+    ("INSTANCE_ANNOTATIONS", "INSTANCES_"),
+    ("INSTANCE_ANNOTATIONS", "ZONES_"),
+];
+
+/// Refuses a non-empty folder that is not a previous synth output; in a previous one, removes the per-patch
+/// files it wrote (other files are left alone).
+fn prepare_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::io(dir, "exists and is not a folder"));
+    }
+    if !dir.exists() {
+        return std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e));
+    }
+    let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    if !dir.join(MARKER).is_file() {
+        return Err(Error::io(
+            dir,
+            format!(
+                "refusing to write a synthetic dataset here: the folder is not empty and is not a previous \
+                 `sitsgpu synth` output (no {MARKER}); choose a new or empty folder"
+            ),
+        ));
+    }
+    for (sub, prefix) in PATCH_FILES {
+        let folder = dir.join(sub);
+        if !folder.is_dir() {
+            continue;
+        }
+        let mut stale = Vec::new();
+        for e in std::fs::read_dir(&folder).map_err(|e| Error::io(&folder, e))? {
+            let e = e.map_err(|e| Error::io(&folder, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ours = name
+                .strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(".npy"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if ours {
+                stale.push(e.path());
+            }
+        }
+        stale.sort();
+        for p in stale {
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a synthetic PASTIS dataset (see the module doc) into `dir`, which must be new, empty, or a previous
+/// synth output (recognised by its `SYNTH.json`; its per-patch files are replaced). Same options, same bytes.
+pub fn write_pastis(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
+    opts.validate()?;
+    prepare_dir(dir)?;
+    write_json(
+        &dir.join(MARKER),
+        &Marker {
+            generator: "sitsgpu synth",
+            format: "pastis",
+            version: 1,
+            options: opts,
+        },
+        4,
+    )?;
+    for sub in ["DATA_S2", "ANNOTATIONS", "INSTANCE_ANNOTATIONS"] {
+        let p = dir.join(sub);
+        std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+    }
+    let crops = opts.crop_classes();
+    let (h, w) = (opts.size, opts.size);
+    let npix = h * w;
+    let mut ids = Vec::with_capacity(opts.patches);
+    let mut all_dates: Vec<Vec<u32>> = Vec::with_capacity(opts.patches);
+    let mut meta: Vec<(usize, f64)> = Vec::with_capacity(opts.patches);
+    type Stats = Vec<[f64; BANDS]>;
+    let mut fold_stats: Vec<(Stats, Stats)> = vec![(Vec::new(), Vec::new()); 5];
+    let mut summary = SynthSummary {
+        dir: dir.to_path_buf(),
+        ids: Vec::new(),
+        fold_sizes: [0; 5],
+        dates: (usize::MAX, 0),
+        classes: crops.clone(),
+        parcels: 0,
+        class_pixels: [0; 20],
+        cloudy_images: 0,
+    };
+    for i in 0..opts.patches {
+        let id = 10_000 + 7 * i as u64;
+        let fold = 1 + i % 5;
+        let patch_seed = Rng::new(
+            opts.seed
+                .wrapping_add((i as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)),
+        )
+        .next_u64();
+        let mut rng = Rng::new(patch_seed);
+        let p = generate_patch(id, opts, &crops, &mut rng);
+        let t = p.dates.len();
+
+        write_npy(
+            &dir.join("DATA_S2").join(format!("S2_{id}.npy")),
+            &[t, BANDS, h, w],
+            &p.s2,
+        )?;
+        let target: Vec<u8> = p.classes.repeat(3);
+        write_npy(
+            &dir.join("ANNOTATIONS").join(format!("TARGET_{id}.npy")),
+            &[3, h, w],
+            &target,
+        )?;
+        write_npy(
+            &dir.join("ANNOTATIONS").join(format!("ParcelIDs_{id}.npy")),
+            &[h, w],
+            &p.parcel_ids,
+        )?;
+        let inst = dir.join("INSTANCE_ANNOTATIONS");
+        write_npy(&inst.join(format!("HEATMAP_{id}.npy")), &[h, w], &p.heatmap)?;
+        write_npy(
+            &inst.join(format!("INSTANCES_{id}.npy")),
+            &[h, w],
+            &p.instances,
+        )?;
+        write_npy(&inst.join(format!("ZONES_{id}.npy")), &[h, w], &p.zones)?;
+
+        let (mean, std) = patch_stats(&p.s2, t, npix);
+        fold_stats[fold - 1].0.push(mean);
+        fold_stats[fold - 1].1.push(std);
+        let covered = p.instances.iter().filter(|&&v| v != 0).count();
+        meta.push((p.n_instances, covered as f64 / npix as f64));
+        for &c in &p.classes {
+            summary.class_pixels[c as usize] += 1;
+        }
+        summary.parcels += p.n_instances;
+        summary.cloudy_images += p.cloudy;
+        summary.fold_sizes[fold - 1] += 1;
+        summary.dates = (summary.dates.0.min(t), summary.dates.1.max(t));
+        ids.push(id);
+        all_dates.push(p.dates);
+    }
+
+    // NORM_S2_patch.json: plain average over the fold's patches of the per-patch statistics.
+    let avg = |v: &[[f64; BANDS]]| -> Vec<f64> {
+        (0..BANDS)
+            .map(|b| v.iter().map(|x| x[b]).sum::<f64>() / v.len() as f64)
+            .collect()
+    };
+    let norm: std::collections::BTreeMap<String, NormEntry> = fold_stats
+        .iter()
+        .enumerate()
+        .map(|(f, (m, s))| {
+            (
+                format!("Fold_{}", f + 1),
+                NormEntry {
+                    mean: avg(m),
+                    std: avg(s),
+                },
+            )
+        })
+        .collect();
+    write_json(&dir.join("NORM_S2_patch.json"), &norm, 4)?;
+
+    let side = (opts.size * 10) as f64;
+    let features = (0..opts.patches)
+        .map(|i| {
+            let x0 = 600_000.0 + (i % 25) as f64 * 2.0 * side;
+            let y0 = 6_800_000.0 + (i / 25) as f64 * 2.0 * side;
+            Feature {
+                kind: "Feature",
+                properties: Properties {
+                    ID_PATCH: ids[i],
+                    N_Parcel: meta[i].0,
+                    Parcel_Cover: meta[i].1,
+                    TILE: "SYNTH",
+                    Fold: 1 + i % 5,
+                    dates: OrderedDates(&all_dates[i]),
+                },
+                geometry: Geometry {
+                    kind: "Polygon",
+                    coordinates: vec![vec![
+                        [x0, y0],
+                        [x0 + side, y0],
+                        [x0 + side, y0 + side],
+                        [x0, y0 + side],
+                        [x0, y0],
+                    ]],
+                },
+            }
+        })
+        .collect();
+    write_json(
+        &dir.join("metadata.geojson"),
+        &FeatureCollection {
+            kind: "FeatureCollection",
+            crs: Crs {
+                kind: "name",
+                properties: CrsProps {
+                    name: "urn:ogc:def:crs:EPSG::2154",
+                },
+            },
+            features,
+        },
+        1,
+    )?;
+    summary.ids = ids;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use super::*;
+    use crate::data::npy;
+    use crate::data::pastis::{PastisDataset, PastisOptions, Target};
+
+    struct TmpDir(PathBuf);
+
+    impl Drop for TmpDir {
+        fn drop(&mut self) {
+            if self.0.is_dir() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            } else {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    fn tmp(name: &str) -> TmpDir {
+        let dir = std::env::temp_dir().join(format!("sitsgpu_synth_{}_{name}", std::process::id()));
+        drop(TmpDir(dir.clone()));
+        TmpDir(dir)
+    }
+
+    fn tiny(seed: u64) -> SynthOptions {
+        SynthOptions {
+            patches: 10,
+            size: 16,
+            seed,
+            ..SynthOptions::default()
+        }
+    }
+
+    fn read_i32(path: &Path) -> (Vec<usize>, Vec<i32>) {
+        let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let npy = npyz::NpyFile::new(f).unwrap();
+        let shape = npy.shape().iter().map(|&d| d as usize).collect();
+        (shape, npy.into_vec::<i32>().unwrap())
+    }
+
+    /// The dtype descr and shape of a `.npy`.
+    fn header(path: &Path) -> (String, Vec<u64>) {
+        let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let npy = npyz::NpyFile::new(f).unwrap();
+        (npy.dtype().descr(), npy.shape().to_vec())
+    }
+
+    #[test]
+    fn calendar_dates() {
+        assert_eq!(yyyymmdd(0), 20180901);
+        assert_eq!(yyyymmdd(30), 20181001);
+        assert_eq!(yyyymmdd(122), 20190101);
+        assert_eq!(yyyymmdd(SEASON_DAYS - 1), 20191031);
+        for off in 0..SEASON_DAYS {
+            let d = Date::from_yyyymmdd(yyyymmdd(off) as u64).unwrap();
+            assert_eq!(d.days_since(FIRST_DAY), off as i64);
+        }
+    }
+
+    #[test]
+    fn the_loader_reads_every_patch() {
+        let dir = tmp("loader");
+        let opts = tiny(3);
+        let sum = write_pastis(&dir.0, &opts).unwrap();
+        assert_eq!(sum.ids.len(), 10);
+        assert_eq!(sum.fold_sizes, [2; 5]);
+        println!("{sum}");
+
+        let ds = PastisDataset::open(
+            &dir.0,
+            PastisOptions {
+                target: Target::Instance,
+                ..PastisOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(ds.len(), 10);
+        // IDs as written, not contiguous.
+        assert_eq!(ds.ids(), &sum.ids[..]);
+        assert!(ds.ids().windows(2).all(|w| w[1] - w[0] == 7));
+        let mut lengths = BTreeSet::new();
+        let mut classes = BTreeSet::new();
+        let mut class_pixels = [0u64; 20];
+        for i in 0..ds.len() {
+            let s = ds.get(i).unwrap();
+            let t = s.shape[0];
+            assert_eq!(s.shape, [t, 10, 16, 16]);
+            assert!((opts.min_dates..=opts.max_dates).contains(&t));
+            assert_eq!(s.dates.len(), t);
+            assert!(s.dates.windows(2).all(|w| w[0] < w[1]), "{:?}", s.dates);
+            assert!(s.dates[0] >= 0 && s.dates[t - 1] <= 425);
+            assert!(s.data.iter().all(|v| v.is_finite()));
+            assert!(s.instance.as_ref().unwrap().len() == 16 * 16 * 7);
+            lengths.insert(t);
+            for &c in &s.target {
+                classes.insert(c);
+                class_pixels[c as usize] += 1;
+            }
+        }
+        assert_eq!(class_pixels, sum.class_pixels);
+        assert!(lengths.len() > 1, "every patch has {lengths:?} dates");
+        assert!(classes.contains(&0), "no background in {classes:?}");
+        let crops: Vec<i64> = opts.crop_classes().iter().map(|&c| c as i64).collect();
+        let seen = crops.iter().filter(|c| classes.contains(c)).count();
+        assert!(seen >= 4, "crop classes {classes:?} of {crops:?}");
+        assert!(classes
+            .iter()
+            .all(|c| *c == 0 || *c == 19 || crops.contains(c)));
+
+        // A padded batch of every patch.
+        let all: Vec<usize> = (0..ds.len()).collect();
+        let batch = ds.load_batch(&all, 0.0).unwrap();
+        drop(batch);
+
+        // Five folds, two patches each.
+        for f in 1..=5 {
+            let ds = PastisDataset::open(
+                &dir.0,
+                PastisOptions {
+                    folds: Some(vec![f]),
+                    ..PastisOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(ds.len(), 2, "fold {f}");
+        }
+
+        // The released dtypes, and the metadata layout.
+        let id = sum.ids[0];
+        let h = |p: &str| header(&dir.0.join(p));
+        let d = |s: &str| s.to_string();
+        assert_eq!(h(&format!("DATA_S2/S2_{id}.npy")).0, d("'<i2'"));
+        assert_eq!(
+            h(&format!("ANNOTATIONS/TARGET_{id}.npy")),
+            (d("'|u1'"), vec![3, 16, 16])
+        );
+        assert_eq!(
+            h(&format!("ANNOTATIONS/ParcelIDs_{id}.npy")),
+            (d("'<i4'"), vec![16, 16])
+        );
+        for (k, dt) in [
+            ("HEATMAP", "'<f4'"),
+            ("INSTANCES", "'<i4'"),
+            ("ZONES", "'<i4'"),
+        ] {
+            let got = h(&format!("INSTANCE_ANNOTATIONS/{k}_{id}.npy"));
+            assert_eq!(got, (d(dt), vec![16, 16]), "{k}");
+        }
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.0.join("metadata.geojson")).unwrap())
+                .unwrap();
+        assert_eq!(meta["type"], "FeatureCollection");
+        let f0 = &meta["features"][0];
+        assert_eq!(f0["geometry"]["type"], "Polygon");
+        assert_eq!(f0["properties"]["TILE"], "SYNTH");
+        assert!(f0["properties"]["N_Parcel"].as_u64().unwrap() >= 1);
+        let text = std::fs::read_to_string(dir.0.join("metadata.geojson")).unwrap();
+        let (k1, k10) = (text.find("\"1\":").unwrap(), text.find("\"10\":").unwrap());
+        assert!(k1 < k10, "dates-S2 keys in index order");
+    }
+
+    #[test]
+    fn norm_is_the_fold_average_of_patch_statistics() {
+        let dir = tmp("norm");
+        let sum = write_pastis(&dir.0, &tiny(1)).unwrap();
+        let norm: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.0.join("NORM_S2_patch.json")).unwrap(),
+        )
+        .unwrap();
+        for f in 1..=5usize {
+            let mut mean = [0f64; 10];
+            let mut std = [0f64; 10];
+            let ids: Vec<u64> = (0..sum.ids.len())
+                .filter(|i| 1 + i % 5 == f)
+                .map(|i| sum.ids[i])
+                .collect();
+            for id in &ids {
+                let a = npy::read_f32(dir.0.join(format!("DATA_S2/S2_{id}.npy"))).unwrap();
+                let [t, c, h, w] = [a.shape[0], a.shape[1], a.shape[2], a.shape[3]];
+                for b in 0..c {
+                    let v: Vec<f64> = (0..t)
+                        .flat_map(|ti| &a.data[(ti * c + b) * h * w..][..h * w])
+                        .map(|&x| x as f64)
+                        .collect();
+                    let n = v.len() as f64;
+                    let m = v.iter().sum::<f64>() / n;
+                    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
+                    mean[b] += m / ids.len() as f64;
+                    std[b] += var.sqrt() / ids.len() as f64;
+                }
+            }
+            let entry = &norm[format!("Fold_{f}")];
+            for b in 0..10 {
+                let m = entry["mean"][b].as_f64().unwrap();
+                let s = entry["std"][b].as_f64().unwrap();
+                assert!(
+                    (m - mean[b]).abs() < 1e-9 * mean[b].abs(),
+                    "fold {f} band {b}"
+                );
+                assert!(
+                    (s - std[b]).abs() < 1e-9 * std[b].abs(),
+                    "fold {f} band {b}"
+                );
+                assert!(m > 100.0 && m < 10000.0 && s > 10.0);
+            }
+        }
+        // The original layout: indent 4, Fold_1..Fold_5 with mean then std.
+        let text = std::fs::read_to_string(dir.0.join("NORM_S2_patch.json")).unwrap();
+        assert!(text.starts_with("{\n    \"Fold_1\": {\n        \"mean\": [\n"));
+    }
+
+    #[test]
+    fn annotations_follow_the_centerness_recipe() {
+        let dir = tmp("heatmap");
+        let sum = write_pastis(&dir.0, &tiny(2)).unwrap();
+        let mut void_seen = false;
+        for &id in &sum.ids {
+            let ann = |k: &str| dir.0.join(format!("INSTANCE_ANNOTATIONS/{k}_{id}.npy"));
+            let (_, inst) = read_i32(&ann("INSTANCES"));
+            let (_, zones) = read_i32(&ann("ZONES"));
+            let heat = npy::read_f32(ann("HEATMAP")).unwrap().data;
+            let target = npy::read_f32(dir.0.join(format!("ANNOTATIONS/TARGET_{id}.npy")))
+                .unwrap()
+                .data;
+            let (_, raw) = read_i32(&dir.0.join(format!("ANNOTATIONS/ParcelIDs_{id}.npy")));
+            let npix = 16 * 16;
+            assert_eq!(&target[..npix], &target[npix..2 * npix]);
+            assert_eq!(&target[..npix], &target[2 * npix..]);
+            let n = *inst.iter().max().unwrap() as usize;
+            assert!(n >= 1);
+            // Ids 1..=n all present; one class per instance; background has none.
+            let mut class_of: HashMap<i32, f32> = HashMap::new();
+            for p in 0..npix {
+                assert_eq!(inst[p] == 0, target[p] == 0.0, "pixel {p}");
+                assert_eq!(inst[p] == 0, raw[p] == 0, "pixel {p}");
+                if inst[p] != 0 {
+                    let c = *class_of.entry(inst[p]).or_insert(target[p]);
+                    assert_eq!(c, target[p], "instance {} has two classes", inst[p]);
+                }
+                assert!((1..=n as i32).contains(&zones[p]));
+                assert!((0.0..=1.0).contains(&heat[p]));
+            }
+            assert_eq!(class_of.len(), n);
+            void_seen |= class_of.values().any(|&c| c == 19.0);
+            // Heatmap exactly 1 at each instance's centre (§1.12 enlarged box), which is in its own zone.
+            for i in 1..=n as i32 {
+                let pix: Vec<usize> = (0..npix).filter(|&p| inst[p] == i).collect();
+                let rmin = pix.iter().map(|p| p / 16).min().unwrap().saturating_sub(1);
+                let rmax = (pix.iter().map(|p| p / 16).max().unwrap() + 1).min(15);
+                let cmin = pix.iter().map(|p| p % 16).min().unwrap().saturating_sub(1);
+                let cmax = (pix.iter().map(|p| p % 16).max().unwrap() + 1).min(15);
+                let c = (rmin + (rmax - rmin) / 2) * 16 + cmin + (cmax - cmin) / 2;
+                assert_eq!(heat[c], 1.0, "patch {id} instance {i}");
+            }
+            let max = heat.iter().cloned().fold(0f32, f32::max);
+            assert_eq!(max, 1.0);
+        }
+        assert!(
+            void_seen || sum.class_pixels[19] == 0,
+            "void pixels but no void instance"
+        );
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_differs() {
+        let (a, b, c) = (tmp("seed_a"), tmp("seed_b"), tmp("seed_c"));
+        let sa = write_pastis(&a.0, &tiny(7)).unwrap();
+        write_pastis(&b.0, &tiny(7)).unwrap();
+        write_pastis(&c.0, &tiny(8)).unwrap();
+        let mut files = vec![
+            "metadata.geojson".to_string(),
+            "NORM_S2_patch.json".into(),
+            MARKER.into(),
+        ];
+        for id in &sa.ids {
+            for (sub, prefix) in PATCH_FILES {
+                files.push(format!("{sub}/{prefix}{id}.npy"));
+            }
+        }
+        let read = |d: &TmpDir, f: &str| std::fs::read(d.0.join(f)).unwrap();
+        for f in &files {
+            assert_eq!(read(&a, f), read(&b, f), "{f} differs for the same seed");
+        }
+        let s2 = format!("DATA_S2/S2_{}.npy", sa.ids[0]);
+        assert_ne!(read(&a, &s2), read(&c, &s2));
+        assert_ne!(read(&a, "metadata.geojson"), read(&c, "metadata.geojson"));
+    }
+
+    #[test]
+    fn refuses_a_foreign_folder_and_rewrites_its_own() {
+        let dir = tmp("refuse");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        std::fs::write(dir.0.join("precious.txt"), "keep me").unwrap();
+        let e = write_pastis(&dir.0, &tiny(0)).unwrap_err().to_string();
+        assert!(e.contains(&dir.0.display().to_string()), "{e}");
+        assert!(e.contains("not empty"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(dir.0.join("precious.txt")).unwrap(),
+            "keep me"
+        );
+        assert!(!dir.0.join("DATA_S2").exists());
+
+        // A file in place of the folder.
+        let file = tmp("refuse_file");
+        std::fs::write(&file.0, "x").unwrap();
+        assert!(write_pastis(&file.0, &tiny(0)).is_err());
+
+        // Its own output: rewritten, stale patches of a bigger run removed.
+        let own = tmp("rewrite");
+        let big = write_pastis(
+            &own.0,
+            &SynthOptions {
+                patches: 12,
+                ..tiny(0)
+            },
+        )
+        .unwrap();
+        let small = write_pastis(&own.0, &tiny(0)).unwrap();
+        let last = big.ids.last().unwrap();
+        assert!(!small.ids.contains(last));
+        assert!(!own.0.join(format!("DATA_S2/S2_{last}.npy")).exists());
+        let n = std::fs::read_dir(own.0.join("DATA_S2")).unwrap().count();
+        assert_eq!(n, 10);
+        PastisDataset::open(&own.0, PastisOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let dir = tmp("bad_options");
+        let bad = [
+            SynthOptions {
+                size: 12,
+                ..tiny(0)
+            },
+            SynthOptions {
+                patches: 4,
+                ..tiny(0)
+            },
+            SynthOptions {
+                min_dates: 0,
+                ..tiny(0)
+            },
+            SynthOptions {
+                min_dates: 21,
+                ..tiny(0)
+            },
+            SynthOptions {
+                max_dates: 427,
+                ..tiny(0)
+            },
+            SynthOptions {
+                classes: 19,
+                ..tiny(0)
+            },
+        ];
+        for o in bad {
+            let e = write_pastis(&dir.0, &o).unwrap_err().to_string();
+            assert!(e.starts_with("synth:"), "{e}");
+        }
+        assert!(!dir.0.exists());
+        assert_eq!(SynthOptions::default().crop_classes(), vec![1, 2, 3, 5, 7]);
+        assert_eq!(
+            SynthOptions {
+                classes: 18,
+                ..tiny(0)
+            }
+            .crop_classes(),
+            (1..=18).collect::<Vec<u8>>()
+        );
+    }
+
+    /// Per-pixel temporal means of the normalised bands, and the pixels' classes (void left out).
+    fn pixel_features(ds: &PastisDataset) -> (Vec<[f64; 10]>, Vec<usize>) {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..ds.len() {
+            let s = ds.get(i).unwrap();
+            let [t, c, h, w] = s.shape;
+            for p in 0..h * w {
+                let class = s.target[p] as usize;
+                if class == 19 {
+                    continue;
+                }
+                let mut f = [0f64; 10];
+                for (b, fb) in f.iter_mut().enumerate().take(c) {
+                    *fb = (0..t)
+                        .map(|ti| s.data[(ti * c + b) * h * w + p] as f64)
+                        .sum::<f64>()
+                        / t as f64;
+                }
+                x.push(f);
+                y.push(class);
+            }
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn a_nearest_class_mean_classifier_beats_chance_on_a_held_out_fold() {
+        let dir = tmp("learnable");
+        let opts = SynthOptions {
+            patches: 20,
+            size: 32,
+            seed: 11,
+            ..SynthOptions::default()
+        };
+        write_pastis(&dir.0, &opts).unwrap();
+        let open = |folds: Vec<usize>| {
+            PastisDataset::open(
+                &dir.0,
+                PastisOptions {
+                    folds: Some(folds),
+                    ..PastisOptions::default()
+                },
+            )
+            .unwrap()
+        };
+        let (xtr, ytr) = pixel_features(&open(vec![1, 2, 3, 4]));
+        let (xte, yte) = pixel_features(&open(vec![5]));
+        let mut sums = vec![([0f64; 10], 0usize); 20];
+        for (f, &c) in xtr.iter().zip(&ytr) {
+            for b in 0..10 {
+                sums[c].0[b] += f[b];
+            }
+            sums[c].1 += 1;
+        }
+        let means: Vec<(usize, [f64; 10])> = sums
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n))| *n > 0)
+            .map(|(c, (s, n))| (c, s.map(|v| v / *n as f64)))
+            .collect();
+        let k = means.len();
+        assert_eq!(k, opts.classes + 1, "classes trained: {means:?}");
+        let mut hit = [0usize; 20];
+        let mut tot = [0usize; 20];
+        for (f, &c) in xte.iter().zip(&yte) {
+            let pred = means
+                .iter()
+                .map(|(cl, m)| {
+                    let d: f64 = (0..10).map(|b| (f[b] - m[b]).powi(2)).sum();
+                    (d, *cl)
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .unwrap()
+                .1;
+            tot[c] += 1;
+            hit[c] += (pred == c) as usize;
+        }
+        let recalls: Vec<f64> = (0..20)
+            .filter(|&c| tot[c] > 0)
+            .map(|c| hit[c] as f64 / tot[c] as f64)
+            .collect();
+        let balanced = recalls.iter().sum::<f64>() / recalls.len() as f64;
+        let overall = hit.iter().sum::<usize>() as f64 / tot.iter().sum::<usize>() as f64;
+        println!("nearest class mean on fold 5: balanced accuracy {balanced:.3}, overall {overall:.3}, chance {:.3}, recalls {recalls:.2?}", 1.0 / k as f64);
+        assert!(recalls.len() >= 4, "too few classes in the test fold");
+        assert!(balanced > 2.0 / k as f64, "balanced accuracy {balanced}");
+    }
+}
