@@ -9,6 +9,8 @@
 //! - `sitsgpu convert-weights`: an official `model.pth.tar` (zip or legacy torch format) to `.npz`, or (with
 //!   `--to-torch`) an `.npz` or checkpoint to an official `model.pth.tar`, checked against the model its conf.json
 //!   describes.
+//! - `sitsgpu synth`: a synthetic dataset in the PASTIS layout (learnable crop phenologies, clouds, all the
+//!   annotation files), for demos, tests and benchmarks without the real data.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +18,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use sitsgpu::data::checkpoint::{read_torch_checkpoint, TorchCheckpoint};
 use sitsgpu::data::state_dict::{read_npz, write_npz};
+use sitsgpu::data::synthetic::{write_pastis, SynthOptions};
 use sitsgpu::data::torch_writer::{write_torch_checkpoint, write_torch_checkpoint_legacy};
 use sitsgpu::engine::gpu::{enumerate_adapters, Gpu};
 use sitsgpu::layers::state::load_state_dict;
@@ -260,6 +263,33 @@ enum Command {
         #[arg(long, requires = "to_torch")]
         legacy: bool,
     },
+    /// Write a synthetic dataset in the PASTIS layout (refuses a non-empty folder it did not write).
+    Synth {
+        /// Output folder (new, empty, or a previous `sitsgpu synth` output, which is replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Layout: only `pastis` for now.
+        #[arg(long, default_value = "pastis")]
+        format: String,
+        /// Number of patches (at least 5: one per fold).
+        #[arg(long, default_value_t = SynthOptions::default().patches)]
+        patches: usize,
+        /// Patch side in pixels (a multiple of 8).
+        #[arg(long, default_value_t = SynthOptions::default().size)]
+        size: usize,
+        /// Random seed (same seed and options, same bytes).
+        #[arg(long, default_value_t = SynthOptions::default().seed)]
+        seed: u64,
+        /// Fewest acquisitions per patch.
+        #[arg(long, default_value_t = SynthOptions::default().min_dates)]
+        min_dates: usize,
+        /// Most acquisitions per patch.
+        #[arg(long, default_value_t = SynthOptions::default().max_dates)]
+        max_dates: usize,
+        /// Number of crop classes (1..=18).
+        #[arg(long, default_value_t = SynthOptions::default().classes)]
+        classes: usize,
+    },
 }
 
 fn info() -> Result<(), String> {
@@ -449,6 +479,34 @@ fn main() -> ExitCode {
             };
             convert_weights(&checkpoint, &out, config.as_deref(), format)
         }
+        Command::Synth {
+            out,
+            format,
+            patches,
+            size,
+            seed,
+            min_dates,
+            max_dates,
+            classes,
+        } => (|| {
+            if format != "pastis" {
+                return Err(format!(
+                    "--format {format:?} is not supported: only `pastis` is, for now (the pixel-set \
+                     format comes later)"
+                ));
+            }
+            let opts = SynthOptions {
+                patches,
+                size,
+                seed,
+                min_dates,
+                max_dates,
+                classes,
+            };
+            let summary = write_pastis(&out, &opts).map_err(|e| e.to_string())?;
+            println!("wrote {summary}");
+            Ok(())
+        })(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
