@@ -36,15 +36,29 @@ fn bench(c: &mut Criterion) {
             return;
         }
     };
-    println!("adapter: {} ({}, {})", gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type);
+    println!(
+        "adapter: {} ({}, {})",
+        gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type
+    );
     let mut g = c.benchmark_group("utae");
-    g.sample_size(10).warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(3));
-    for (name, cfg, (b, t, hw)) in [("small 2x8x32x32", small(), (2, 8, 32)), ("paper 4x40x128x128", UTaeConfig::default(), (4, 40, 128))] {
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(3));
+    for (name, cfg, (b, t, hw)) in [
+        ("small 2x8x32x32", small(), (2, 8, 32)),
+        ("paper 4x40x128x128", UTaeConfig::default(), (4, 40, 128)),
+    ] {
         let model = UTae::new(cfg, 0, Device::Gpu);
         let x = Tensor::rand_uniform(&[b, t, 10, hw, hw], -1.0, 1.0, 1, Device::Gpu);
         let days: Vec<f32> = (0..b * t).map(|i| (i % t) as f32 * 7.0).collect();
-        let pad = PadInfo { mask: vec![false; b * t] };
-        let target = Tensor::from_vec((0..b * hw * hw).map(|i| (i % 20) as f32).collect(), &[b, hw, hw], Device::Gpu);
+        let pad = PadInfo {
+            mask: vec![false; b * t],
+        };
+        let target = Tensor::from_vec(
+            (0..b * hw * hw).map(|i| (i % 20) as f32).collect(),
+            &[b, hw, hw],
+            Device::Gpu,
+        );
         g.throughput(Throughput::Elements(b as u64)); // patches
         g.bench_function(BenchmarkId::new("forward patches", name), |bch| {
             bch.iter_custom(|iters| {

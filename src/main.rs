@@ -143,7 +143,8 @@ impl TrainArgs {
             "d_model": self.d_model, "d_k": self.d_k, "pad_value": self.pad_value, "padding_mode": self.padding_mode,
             "num_classes": self.num_classes,
         });
-        let model = UTaeConfig::from_json(&conf, std::path::Path::new("command line")).map_err(|e| e.to_string())?;
+        let model = UTaeConfig::from_json(&conf, std::path::Path::new("command line"))
+            .map_err(|e| e.to_string())?;
         Ok(TrainOptions {
             model,
             dataset_folder: self.dataset_folder.clone(),
@@ -171,7 +172,7 @@ impl TrainArgs {
 enum Command {
     /// Train U-TAE on PASTIS (train_semantic.py): 5-fold rotation, Adam, weighted cross-entropy, validation,
     /// best checkpoint, test metrics, training curves.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate trained weights on each fold's test split (test_semantic.py): ours (Fold_k/model.npz) or the
     /// official folder (conf.json + Fold_k/model.pth.tar).
     Evaluate {
@@ -430,12 +431,31 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
-        Command::Train(args) => args.options().and_then(|o| train(&o).map(|_| ()).map_err(|e| e.to_string())),
-        Command::Evaluate { dataset_folder, weight_folder, res_dir, fold, batch_size, cpu } => {
-            let e = EvaluateOptions { dataset_folder, weight_folder, res_dir, fold, batch_size, cpu, progress: true };
+        Command::Train(args) => args
+            .options()
+            .and_then(|o| train(&o).map(|_| ()).map_err(|e| e.to_string())),
+        Command::Evaluate {
+            dataset_folder,
+            weight_folder,
+            res_dir,
+            fold,
+            batch_size,
+            cpu,
+        } => {
+            let e = EvaluateOptions {
+                dataset_folder,
+                weight_folder,
+                res_dir,
+                fold,
+                batch_size,
+                cpu,
+                progress: true,
+            };
             evaluate(&e).map(|_| ()).map_err(|e| e.to_string())
         }
-        Command::Demo { dir, epochs, cpu } => sitsgpu::train::demo::run(&dir, epochs, cpu).map_err(|e| e.to_string()),
+        Command::Demo { dir, epochs, cpu } => {
+            sitsgpu::train::demo::run(&dir, epochs, cpu).map_err(|e| e.to_string())
+        }
         Command::Predict {
             dataset_folder,
             weights,

@@ -39,7 +39,13 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         println!("using the synthetic dataset in {}", data.display());
     } else {
         let s = write_pastis(&data, &SynthOptions::default())?;
-        println!("wrote a synthetic PASTIS dataset: {} patches, {}..{} dates, to {}", s.ids.len(), s.dates.0, s.dates.1, data.display());
+        println!(
+            "wrote a synthetic PASTIS dataset: {} patches, {}..{} dates, to {}",
+            s.ids.len(),
+            s.dates.0,
+            s.dates.1,
+            data.display()
+        );
     }
     let res = dir.join("results");
     let opts = TrainOptions {
@@ -64,7 +70,15 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
     };
     train(&opts)?;
     let eval_dir = res.join("eval");
-    let e = EvaluateOptions { dataset_folder: data, weight_folder: res.clone(), res_dir: eval_dir.clone(), fold: Some(1), batch_size: Some(4), cpu, progress: true };
+    let e = EvaluateOptions {
+        dataset_folder: data,
+        weight_folder: res.clone(),
+        res_dir: eval_dir.clone(),
+        fold: Some(1),
+        batch_size: Some(4),
+        cpu,
+        progress: true,
+    };
     let results = evaluate(&e)?;
     let (_, m) = &results[0];
     println!(

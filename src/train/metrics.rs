@@ -21,15 +21,28 @@ pub struct ConfusionMatrix {
 impl ConfusionMatrix {
     /// An empty matrix.
     pub fn new(k: usize) -> Self {
-        ConfusionMatrix { k, counts: vec![0; k * k] }
+        ConfusionMatrix {
+            k,
+            counts: vec![0; k * k],
+        }
     }
 
     /// Adds pixels: `pred[i]` predicted for true class `truth[i]`. Panics on a class outside 0..K (the
     /// original's bincount would silently misplace it).
     pub fn add(&mut self, pred: &[i64], truth: &[i64]) {
-        assert_eq!(pred.len(), truth.len(), "ConfusionMatrix::add: {} predictions for {} labels", pred.len(), truth.len());
+        assert_eq!(
+            pred.len(),
+            truth.len(),
+            "ConfusionMatrix::add: {} predictions for {} labels",
+            pred.len(),
+            truth.len()
+        );
         for (&p, &t) in pred.iter().zip(truth) {
-            assert!((0..self.k as i64).contains(&p) && (0..self.k as i64).contains(&t), "ConfusionMatrix::add: class out of 0..{}: pred {p}, true {t}", self.k);
+            assert!(
+                (0..self.k as i64).contains(&p) && (0..self.k as i64).contains(&t),
+                "ConfusionMatrix::add: class out of 0..{}: pred {p}, true {t}",
+                self.k
+            );
             self.counts[t as usize * self.k + p as usize] += 1;
         }
     }
@@ -69,13 +82,21 @@ impl ConfusionMatrix {
             trace += tp;
             total += row;
         }
-        let miou = if n_iou > 0 { 100.0 * sum_iou / n_iou as f64 } else { f64::NAN };
+        let miou = if n_iou > 0 {
+            100.0 * sum_iou / n_iou as f64
+        } else {
+            f64::NAN
+        };
         (miou, 100.0 * trace / total)
     }
 
     /// The matrix as nested JSON arrays (for `conf_mat.json`).
     pub fn to_json(&self) -> Value {
-        Value::Array((0..self.k).map(|t| json!(self.counts[t * self.k..(t + 1) * self.k])).collect())
+        Value::Array(
+            (0..self.k)
+                .map(|t| json!(self.counts[t * self.k..(t + 1) * self.k]))
+                .collect(),
+        )
     }
 }
 
@@ -88,7 +109,9 @@ fn ratio(a: f64, b: f64) -> f64 {
 }
 
 fn nan_mean(v: impl Iterator<Item = f64>) -> f64 {
-    let (s, n) = v.filter(|x| !x.is_nan()).fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    let (s, n) = v
+        .filter(|x| !x.is_nan())
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     if n > 0 {
         s / n as f64
     } else {
@@ -105,12 +128,21 @@ pub fn overall(m: &ConfusionMatrix, ignore: Option<usize>) -> (Value, Value) {
     let n = keep.len();
     let (mut per_class, mut rows) = (Map::new(), Vec::new());
     let (mut tp_all, mut fp_all, mut fn_all, mut trace, mut total) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    #[allow(clippy::needless_range_loop)] // c indexes rows and columns of the kept sub-matrix
     for c in 0..n {
         let tp = at(c, c);
         let fp: f64 = (0..n).map(|i| at(i, c)).sum::<f64>() - tp;
         let fneg: f64 = (0..n).map(|j| at(c, j)).sum::<f64>() - tp;
-        let r = [ratio(tp, tp + fp + fneg), ratio(tp, tp + fp), ratio(tp, tp + fneg), ratio(2.0 * tp, 2.0 * tp + fp + fneg)];
-        per_class.insert(keep[c].to_string(), json!({"IoU": r[0], "Precision": r[1], "Recall": r[2], "F1-score": r[3]}));
+        let r = [
+            ratio(tp, tp + fp + fneg),
+            ratio(tp, tp + fp),
+            ratio(tp, tp + fneg),
+            ratio(2.0 * tp, 2.0 * tp + fp + fneg),
+        ];
+        per_class.insert(
+            keep[c].to_string(),
+            json!({"IoU": r[0], "Precision": r[1], "Recall": r[2], "F1-score": r[3]}),
+        );
         rows.push(r);
         tp_all += tp;
         fp_all += fp;

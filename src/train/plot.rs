@@ -29,7 +29,10 @@ impl Canvas {
         let n = ((x1 - x0).abs().max((y1 - y0).abs()) as usize).max(1);
         for i in 0..=n {
             let t = i as f64 / n as f64;
-            let (x, y) = ((x0 + t * (x1 - x0)).round() as i64, (y0 + t * (y1 - y0)).round() as i64);
+            let (x, y) = (
+                (x0 + t * (x1 - x0)).round() as i64,
+                (y0 + t * (y1 - y0)).round() as i64,
+            );
             for d in 0..2 {
                 self.set(x, y + d, c);
             }
@@ -38,10 +41,25 @@ impl Canvas {
 }
 
 /// Draws series (epoch, value) into the panel whose left edge is `left`.
-fn panel(cv: &mut Canvas, left: usize, series: &[(Vec<(f64, f64)>, [u8; 3])]) {
-    let (x0, x1, y0, y1) = (left as f64 + 30.0, left as f64 + 370.0, H as f64 - 30.0, 20.0);
-    let max_x = series.iter().flat_map(|(s, _)| s.iter().map(|p| p.0)).fold(1.0f64, f64::max);
-    let max_y = series.iter().flat_map(|(s, _)| s.iter().map(|p| p.1)).filter(|v| v.is_finite()).fold(1e-9f64, f64::max);
+/// A series of (epoch, value) points and its colour.
+type Series = (Vec<(f64, f64)>, [u8; 3]);
+
+fn panel(cv: &mut Canvas, left: usize, series: &[Series]) {
+    let (x0, x1, y0, y1) = (
+        left as f64 + 30.0,
+        left as f64 + 370.0,
+        H as f64 - 30.0,
+        20.0,
+    );
+    let max_x = series
+        .iter()
+        .flat_map(|(s, _)| s.iter().map(|p| p.0))
+        .fold(1.0f64, f64::max);
+    let max_y = series
+        .iter()
+        .flat_map(|(s, _)| s.iter().map(|p| p.1))
+        .filter(|v| v.is_finite())
+        .fold(1e-9f64, f64::max);
     for g in 0..=10 {
         let y = y0 + (y1 - y0) * g as f64 / 10.0;
         cv.line((x0, y), (x1, y), [225, 225, 225]);
@@ -69,12 +87,30 @@ fn panel(cv: &mut Canvas, left: usize, series: &[(Vec<(f64, f64)>, [u8; 3])]) {
 
 /// Writes the curves of a trainlog ({epoch: {train_loss, val_loss, train_IoU, val_IoU, …}}) to `path`.
 pub fn training_curves(path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
-    let mut epochs: Vec<(f64, &Value)> = trainlog.iter().filter_map(|(k, v)| k.parse::<f64>().ok().map(|e| (e, v))).collect();
+    let mut epochs: Vec<(f64, &Value)> = trainlog
+        .iter()
+        .filter_map(|(k, v)| k.parse::<f64>().ok().map(|e| (e, v)))
+        .collect();
     epochs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let series = |key: &str| -> Vec<(f64, f64)> { epochs.iter().filter_map(|(e, v)| v.get(key).and_then(Value::as_f64).map(|x| (*e, x))).collect() };
-    let mut cv = Canvas { px: vec![255; W * H * 3] };
-    panel(&mut cv, 0, &[(series("train_loss"), BLUE), (series("val_loss"), ORANGE)]);
-    panel(&mut cv, 400, &[(series("train_IoU"), BLUE), (series("val_IoU"), ORANGE)]);
+    let series = |key: &str| -> Vec<(f64, f64)> {
+        epochs
+            .iter()
+            .filter_map(|(e, v)| v.get(key).and_then(Value::as_f64).map(|x| (*e, x)))
+            .collect()
+    };
+    let mut cv = Canvas {
+        px: vec![255; W * H * 3],
+    };
+    panel(
+        &mut cv,
+        0,
+        &[(series("train_loss"), BLUE), (series("val_loss"), ORANGE)],
+    );
+    panel(
+        &mut cv,
+        400,
+        &[(series("train_IoU"), BLUE), (series("val_IoU"), ORANGE)],
+    );
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), W as u32, H as u32);
     enc.set_color(png::ColorType::Rgb);

@@ -5,7 +5,7 @@
 //! res_dir/conf.json                       the configuration (original keys + N_params)
 //! res_dir/Fold_k/trainlog.json            {epoch: {train_loss, train_accuracy, train_IoU, val_*}}
 //! res_dir/Fold_k/model.npz                best checkpoint (validation mIoU >=), state_dict names
-//! res_dir/Fold_k/last.npz, state.json     the end of the last finished epoch + optimizer state (resume)
+//! res_dir/Fold_k/last.npz                the end of the last finished epoch: weights, Adam state, progress
 //! res_dir/Fold_k/test_metrics.json        test_accuracy, test_loss, test_IoU, test_epoch_time
 //! res_dir/Fold_k/conf_mat.json / .npy     the K × K test confusion matrix
 //! res_dir/Fold_k/curves.png               training curves
@@ -36,8 +36,13 @@ use crate::train::plot;
 use crate::train::predict::argmax_classes;
 
 /// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
-pub const ROTATIONS: [([usize; 3], usize, usize); 5] =
-    [([1, 2, 3], 4, 5), ([2, 3, 4], 5, 1), ([3, 4, 5], 1, 2), ([4, 5, 1], 2, 3), ([5, 1, 2], 3, 4)];
+pub const ROTATIONS: [([usize; 3], usize, usize); 5] = [
+    ([1, 2, 3], 4, 5),
+    ([2, 3, 4], 5, 1),
+    ([3, 4, 5], 1, 2),
+    ([4, 5, 1], 2, 3),
+    ([5, 1, 2], 3, 4),
+];
 
 /// `train_semantic.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`.
 #[derive(Debug, Clone)]
@@ -84,7 +89,11 @@ impl TrainOptions {
     /// The ignored class as an index (Python negative indexing), if it is one.
     pub fn ignored_class(&self) -> Option<usize> {
         let k = self.num_classes as i64;
-        let i = if self.ignore_index < 0 { k + self.ignore_index } else { self.ignore_index };
+        let i = if self.ignore_index < 0 {
+            k + self.ignore_index
+        } else {
+            self.ignore_index
+        };
         (0..k).contains(&i).then_some(i as usize)
     }
 
@@ -150,8 +159,18 @@ fn mix(seed: u64, fold: usize, epoch: usize) -> u64 {
 fn to_device(b: &Batch, device: Device) -> (Tensor, Tensor, PadInfo) {
     let [bs, _, _, h, w] = b.shape;
     let x = Tensor::from_vec(b.x.clone(), &b.shape, device);
-    let t = Tensor::from_vec(b.targets.iter().map(|&v| v as f32).collect(), &[bs, h, w], device);
-    (x, t, PadInfo { mask: b.pad_mask.clone() })
+    let t = Tensor::from_vec(
+        b.targets.iter().map(|&v| v as f32).collect(),
+        &[bs, h, w],
+        device,
+    );
+    (
+        x,
+        t,
+        PadInfo {
+            mask: b.pad_mask.clone(),
+        },
+    )
 }
 
 /// Adds the batch's predictions to `cm`.
@@ -186,7 +205,10 @@ fn run_epoch(
     let start = Instant::now();
     let n_batches = indices.len() / opts.batch_size.max(1);
     let bar = crate::train::progress::bar(opts.progress, n_batches as u64, label);
-    for (bi, batch) in ds.batches_with_pad(indices, opts.batch_size, opts.pad_value).enumerate() {
+    for (bi, batch) in ds
+        .batches_with_pad(indices, opts.batch_size, opts.pad_value)
+        .enumerate()
+    {
         if training && opts.max_steps.is_some_and(|m| *step >= m) {
             break;
         }
@@ -213,13 +235,24 @@ fn run_epoch(
         batches += 1;
         patches += batch.ids.len();
         let (miou, _) = cm.miou_acc(opts.ignored_class());
-        bar.set_message(format!("loss {:.4} mIoU {:.1} {:.2} patches/s", loss_sum / batches as f64, miou, patches as f64 / start.elapsed().as_secs_f64()));
+        bar.set_message(format!(
+            "loss {:.4} mIoU {:.1} {:.2} patches/s",
+            loss_sum / batches as f64,
+            miou,
+            patches as f64 / start.elapsed().as_secs_f64()
+        ));
         bar.inc(1);
     }
     bar.finish();
     let (miou, accuracy) = cm.miou_acc(opts.ignored_class());
     let seconds = start.elapsed().as_secs_f64();
-    let m = EpochMetrics { loss: loss_sum / batches.max(1) as f64, accuracy, miou, patches_per_s: patches as f64 / seconds.max(1e-9), seconds };
+    let m = EpochMetrics {
+        loss: loss_sum / batches.max(1) as f64,
+        accuracy,
+        miou,
+        patches_per_s: patches as f64 / seconds.max(1e-9),
+        seconds,
+    };
     Ok((m, cm))
 }
 
@@ -231,35 +264,79 @@ fn metrics_json(prefix: &str, m: &EpochMetrics) -> Map<String, Value> {
     o
 }
 
-/// Model weights plus Adam state, for `last.npz`.
-fn save_training_state(path: &Path, model: &UTae, opt: &Adam) -> Result<()> {
+/// Where a fold stands: the last finished epoch, optimiser steps taken, best validation mIoU so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Progress {
+    epoch: usize,
+    step: usize,
+    best: f64,
+}
+
+/// Model weights, Adam state and progress in one file (`last.npz`, written atomically), so that a run killed
+/// at any moment resumes from a consistent end of epoch.
+fn save_training_state(path: &Path, model: &UTae, opt: &Adam, p: Progress) -> Result<()> {
     let mut sd = state_dict(model);
+    sd.insert("progress.epoch", Entry::i64(vec![], vec![p.epoch as i64]));
+    sd.insert("progress.step", Entry::i64(vec![], vec![p.step as i64]));
+    sd.insert(
+        "progress.best_IoU_bits",
+        Entry::i64(vec![], vec![p.best.to_bits() as i64]),
+    );
     for (i, (name, _)) in model.named_parameters("").iter().enumerate() {
         let (m, v) = opt.moments(i);
-        sd.insert(format!("optimizer.exp_avg.{name}"), Entry::f32(m.shape().to_vec(), m.to_vec()));
-        sd.insert(format!("optimizer.exp_avg_sq.{name}"), Entry::f32(v.shape().to_vec(), v.to_vec()));
+        sd.insert(
+            format!("optimizer.exp_avg.{name}"),
+            Entry::f32(m.shape().to_vec(), m.to_vec()),
+        );
+        sd.insert(
+            format!("optimizer.exp_avg_sq.{name}"),
+            Entry::f32(v.shape().to_vec(), v.to_vec()),
+        );
     }
     sd.insert("optimizer.step", Entry::i64(vec![], vec![opt.t as i64]));
     write_npz(path, &sd)
 }
 
-fn load_training_state(path: &Path, model: &UTae, opt: &mut Adam) -> Result<()> {
+fn load_training_state(path: &Path, model: &UTae, opt: &mut Adam) -> Result<Progress> {
     let mut sd = read_npz(path)?;
-    let step = sd.remove("optimizer.step").and_then(|e| e.as_i64().map(|v| v[0])).ok_or_else(|| Error::format(path, "no optimizer.step"))?;
+    let mut int = |k: &str| {
+        sd.remove(k)
+            .and_then(|e| e.as_i64().map(|v| v[0]))
+            .ok_or_else(|| Error::format(path, format!("no {k}: not a sitsgpu training state")))
+    };
+    let p = Progress {
+        epoch: int("progress.epoch")? as usize,
+        step: int("progress.step")? as usize,
+        best: f64::from_bits(int("progress.best_IoU_bits")? as u64),
+    };
+    let step = sd
+        .remove("optimizer.step")
+        .and_then(|e| e.as_i64().map(|v| v[0]))
+        .ok_or_else(|| Error::format(path, "no optimizer.step"))?;
     let (mut ms, mut vs) = (Vec::new(), Vec::new());
     for (name, _) in model.named_parameters("") {
-        let m = sd.remove(&format!("optimizer.exp_avg.{name}")).ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg.{name}")))?;
-        let v = sd.remove(&format!("optimizer.exp_avg_sq.{name}")).ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg_sq.{name}")))?;
+        let m = sd
+            .remove(&format!("optimizer.exp_avg.{name}"))
+            .ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg.{name}")))?;
+        let v = sd
+            .remove(&format!("optimizer.exp_avg_sq.{name}"))
+            .ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg_sq.{name}")))?;
         ms.push(m.as_f32().unwrap_or_default().to_vec());
         vs.push(v.as_f32().unwrap_or_default().to_vec());
     }
     load_state_dict(model, &sd, path)?;
     opt.set_state(step as u64, ms, vs);
-    Ok(())
+    Ok(p)
 }
 
 fn open_split(opts: &TrainOptions, folds: &[usize]) -> Result<PastisDataset> {
-    PastisDataset::open(&opts.dataset_folder, PastisOptions { folds: Some(folds.to_vec()), ..PastisOptions::default() })
+    PastisDataset::open(
+        &opts.dataset_folder,
+        PastisOptions {
+            folds: Some(folds.to_vec()),
+            ..PastisOptions::default()
+        },
+    )
 }
 
 fn class_weights(opts: &TrainOptions, device: Device) -> Tensor {
@@ -273,9 +350,17 @@ fn class_weights(opts: &TrainOptions, device: Device) -> Tensor {
 /// The whole training run (every rotation, or `opts.fold`). Returns the test metrics per fold run.
 pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     if opts.model.out_conv.last() != Some(&opts.num_classes) {
-        return Err(Error::Invalid(format!("--num_classes {} differs from the last --out_conv width {:?}", opts.num_classes, opts.model.out_conv.last())));
+        return Err(Error::Invalid(format!(
+            "--num_classes {} differs from the last --out_conv width {:?}",
+            opts.num_classes,
+            opts.model.out_conv.last()
+        )));
     }
-    let device = if opts.cpu { Device::Cpu } else { crate::engine::Gpu::get().map(|_| Device::Gpu)? };
+    let device = if opts.cpu {
+        Device::Cpu
+    } else {
+        crate::engine::Gpu::get().map(|_| Device::Gpu)?
+    };
     std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
     let folds: Vec<usize> = match opts.fold {
         Some(k) if (1..=5).contains(&k) => vec![k],
@@ -288,27 +373,40 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         let (train_f, val_f, test_f) = ROTATIONS[k - 1];
         let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
-        let (dt_train, dt_val, dt_test) = (open_split(opts, &train_f)?, open_split(opts, &[val_f])?, open_split(opts, &[test_f])?);
+        let (dt_train, dt_val, dt_test) = (
+            open_split(opts, &train_f)?,
+            open_split(opts, &[val_f])?,
+            open_split(opts, &[test_f])?,
+        );
         let model = UTae::new(opts.model.clone(), opts.rdm_seed, device);
         if let Some(w) = &opts.init_weights {
             load_state_dict(&model, &read_weights(w)?, w)?;
         }
-        write_json(&opts.res_dir.join("conf.json"), &opts.to_conf_json(model.num_parameters()))?;
-        let mut opt = Adam::new(model.parameters(), AdamConfig { lr: opts.lr, ..AdamConfig::default() });
+        write_json(
+            &opts.res_dir.join("conf.json"),
+            &opts.to_conf_json(model.num_parameters()),
+        )?;
+        let mut opt = Adam::new(
+            model.parameters(),
+            AdamConfig {
+                lr: opts.lr,
+                ..AdamConfig::default()
+            },
+        );
         let weights = class_weights(opts, device);
         // Resume: the last finished epoch's weights, optimizer state, log and best score.
-        let (mut trainlog, mut best, mut first_epoch, mut step) = (Map::new(), 0.0f64, 1usize, 0usize);
-        let state_path = fold_dir.join("state.json");
-        if opts.resume && state_path.exists() {
-            let st = read_json(&state_path)?;
-            load_training_state(&fold_dir.join("last.npz"), &model, &mut opt)?;
-            first_epoch = st["epoch"].as_u64().unwrap_or(0) as usize + 1;
-            best = st["best_IoU"].as_f64().unwrap_or(0.0);
-            step = st["step"].as_u64().unwrap_or(0) as usize;
-            if let Some(log) = read_json(&fold_dir.join("trainlog.json"))?.as_object() {
-                trainlog = log.clone();
+        let (mut trainlog, mut best, mut first_epoch, mut step) =
+            (Map::new(), 0.0f64, 1usize, 0usize);
+        let last_path = fold_dir.join("last.npz");
+        if opts.resume && last_path.exists() {
+            let p = load_training_state(&last_path, &model, &mut opt)?;
+            (first_epoch, best, step) = (p.epoch + 1, p.best, p.step);
+            if let Ok(log) = read_json(&fold_dir.join("trainlog.json")) {
+                // Keep the entries of finished epochs only (the log may be one epoch ahead of last.npz).
+                trainlog = log.as_object().cloned().unwrap_or_default();
+                trainlog.retain(|e, _| e.parse::<usize>().is_ok_and(|e| e <= p.epoch));
             }
-            println!("Fold {k}: resuming after epoch {}", first_epoch - 1);
+            println!("Fold {k}: resuming after epoch {}", p.epoch);
         }
         for epoch in first_epoch..=opts.epochs {
             if opts.max_steps.is_some_and(|m| step >= m) {
@@ -317,11 +415,33 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             let seed = mix(opts.rdm_seed, k, epoch);
             let order = epoch_order(dt_train.len(), opts.batch_size, seed);
             let label = format!("Fold {k} epoch {epoch}/{} train", opts.epochs);
-            let (tm, _) = run_epoch(&model, &dt_train, order, opts, device, &weights, Some(&mut opt), seed, &mut step, &label)?;
+            let (tm, _) = run_epoch(
+                &model,
+                &dt_train,
+                order,
+                opts,
+                device,
+                &weights,
+                Some(&mut opt),
+                seed,
+                &mut step,
+                &label,
+            )?;
             let mut entry = metrics_json("train", &tm);
             if epoch % opts.val_every.max(1) == 0 && epoch > opts.val_after {
                 let order = epoch_order(dt_val.len(), opts.batch_size, seed ^ 1);
-                let (vm, _) = run_epoch(&model, &dt_val, order, opts, device, &weights, None, seed, &mut step, &format!("Fold {k} epoch {epoch} val"))?;
+                let (vm, _) = run_epoch(
+                    &model,
+                    &dt_val,
+                    order,
+                    opts,
+                    device,
+                    &weights,
+                    None,
+                    seed,
+                    &mut step,
+                    &format!("Fold {k} epoch {epoch} val"),
+                )?;
                 entry.extend(metrics_json("val", &vm));
                 if vm.miou >= best || best.is_nan() {
                     best = vm.miou;
@@ -329,12 +449,17 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
                 }
                 println!("Fold {k} epoch {epoch}: train loss {:.4} mIoU {:.2} | val loss {:.4} OA {:.2} mIoU {:.2}", tm.loss, tm.miou, vm.loss, vm.accuracy, vm.miou);
             } else {
-                println!("Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.2}", tm.loss, tm.accuracy, tm.miou);
+                println!(
+                    "Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.2}",
+                    tm.loss, tm.accuracy, tm.miou
+                );
             }
             trainlog.insert(epoch.to_string(), Value::Object(entry));
-            write_json(&fold_dir.join("trainlog.json"), &Value::Object(trainlog.clone()))?;
-            save_training_state(&fold_dir.join("last.npz"), &model, &opt)?;
-            write_json(&state_path, &json!({"epoch": epoch, "best_IoU": best, "step": step}))?;
+            write_json(
+                &fold_dir.join("trainlog.json"),
+                &Value::Object(trainlog.clone()),
+            )?;
+            save_training_state(&last_path, &model, &opt, Progress { epoch, step, best })?;
         }
         plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
         // Test with the best checkpoint (the last weights when no validation ran).
@@ -345,8 +470,22 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             write_npz(&best_path, &state_dict(&model))?;
         }
         let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0));
-        let (test, cm) = run_epoch(&model, &dt_test, order, opts, device, &weights, None, 0, &mut step, &format!("Fold {k} test"))?;
-        println!("Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}", test.loss, test.accuracy, test.miou);
+        let (test, cm) = run_epoch(
+            &model,
+            &dt_test,
+            order,
+            opts,
+            device,
+            &weights,
+            None,
+            0,
+            &mut step,
+            &format!("Fold {k} test"),
+        )?;
+        println!(
+            "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}",
+            test.loss, test.accuracy, test.miou
+        );
         save_test_results(&fold_dir, &test, &cm)?;
         total_cm.merge(&cm);
         results.push((k, test));
@@ -405,11 +544,20 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         res_dir: e.res_dir.clone(),
         rdm_seed: conf.get("rdm_seed").and_then(Value::as_u64).unwrap_or(1),
         epochs: 0,
-        batch_size: e.batch_size.or(conf.get("batch_size").and_then(Value::as_u64).map(|v| v as usize)).unwrap_or(4),
+        batch_size: e
+            .batch_size
+            .or(conf
+                .get("batch_size")
+                .and_then(Value::as_u64)
+                .map(|v| v as usize))
+            .unwrap_or(4),
         lr: 0.0,
         fold: e.fold,
         num_classes,
-        ignore_index: conf.get("ignore_index").and_then(Value::as_i64).unwrap_or(-1),
+        ignore_index: conf
+            .get("ignore_index")
+            .and_then(Value::as_i64)
+            .unwrap_or(-1),
         pad_value: conf.get("pad_value").and_then(Value::as_f64).unwrap_or(0.0) as f32,
         val_every: 1,
         val_after: 0,
@@ -419,7 +567,11 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         cpu: e.cpu,
         progress: e.progress,
     };
-    let device = if e.cpu { Device::Cpu } else { crate::engine::Gpu::get().map(|_| Device::Gpu)? };
+    let device = if e.cpu {
+        Device::Cpu
+    } else {
+        crate::engine::Gpu::get().map(|_| Device::Gpu)?
+    };
     let folds: Vec<usize> = match e.fold {
         Some(k) => vec![k],
         None => (1..=5).collect(),
@@ -433,13 +585,32 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         let w = [fold_dir.join("model.npz"), fold_dir.join("model.pth.tar")]
             .into_iter()
             .find(|p| p.exists())
-            .ok_or_else(|| Error::io(fold_dir.join("model.pth.tar"), "no checkpoint (model.npz or model.pth.tar)"))?;
+            .ok_or_else(|| {
+                Error::io(
+                    fold_dir.join("model.pth.tar"),
+                    "no checkpoint (model.npz or model.pth.tar)",
+                )
+            })?;
         load_state_dict(&model, &read_weights(&w)?, &w)?;
         let dt_test = open_split(&opts, &[ROTATIONS[k - 1].2])?;
         let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0));
         let mut step = 0;
-        let (m, cm) = run_epoch(&model, &dt_test, order, &opts, device, &weights, None, 0, &mut step, &format!("Fold {k} test"))?;
-        println!("Fold {k}: loss {:.4} OA {:.2} mIoU {:.2}", m.loss, m.accuracy, m.miou);
+        let (m, cm) = run_epoch(
+            &model,
+            &dt_test,
+            order,
+            &opts,
+            device,
+            &weights,
+            None,
+            0,
+            &mut step,
+            &format!("Fold {k} test"),
+        )?;
+        println!(
+            "Fold {k}: loss {:.4} OA {:.2} mIoU {:.2}",
+            m.loss, m.accuracy, m.miou
+        );
         let out = e.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&out).map_err(|err| Error::io(&out, err))?;
         save_test_results(&out, &m, &cm)?;
@@ -455,7 +626,11 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
 /// Reads a state dict saved by training (keys without the optimizer entries).
 pub fn model_state(path: &Path) -> Result<StateDict> {
     let mut sd = read_npz(path)?;
-    let opt_keys: Vec<String> = sd.keys().filter(|k| k.starts_with("optimizer.")).map(String::from).collect();
+    let opt_keys: Vec<String> = sd
+        .keys()
+        .filter(|k| k.starts_with("optimizer."))
+        .map(String::from)
+        .collect();
     for k in opt_keys {
         sd.remove(&k);
     }
