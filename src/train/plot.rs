@@ -1,6 +1,7 @@
-//! Training curves as a PNG (no plotting dependency: lines drawn into an RGB buffer, encoded with the `png`
-//! crate). Left panel: loss per epoch (train blue, validation orange); right panel: mIoU per epoch (same
-//! colours). Axes run from 0 to the maximum of each panel; grid lines every tenth of the range.
+//! Pictures as PNG (no plotting dependency: pixels drawn into an RGB buffer, encoded with the `png` crate):
+//! - training curves: left panel loss per epoch (train blue, validation orange), right panel mIoU per epoch
+//!   (same colours); axes from 0 to each panel's maximum, grid lines every tenth of the range;
+//! - class maps in the official PASTIS colours (spec §1.7), and input RGB | ground truth | prediction grids.
 
 use std::path::Path;
 
@@ -117,4 +118,113 @@ pub fn training_curves(path: &Path, trainlog: &Map<String, Value>) -> Result<()>
     enc.set_depth(png::BitDepth::Eight);
     let mut w = enc.write_header().map_err(|e| Error::io(path, e))?;
     w.write_image_data(&cv.px).map_err(|e| Error::io(path, e))
+}
+
+/// matplotlib's `tab20` colours (RGB).
+const TAB20: [[u8; 3]; 20] = [
+    [31, 119, 180],
+    [174, 199, 232],
+    [255, 127, 14],
+    [255, 187, 120],
+    [44, 160, 44],
+    [152, 223, 138],
+    [214, 39, 40],
+    [255, 152, 150],
+    [148, 103, 189],
+    [197, 176, 213],
+    [140, 86, 75],
+    [196, 156, 148],
+    [227, 119, 194],
+    [247, 182, 210],
+    [127, 127, 127],
+    [199, 199, 199],
+    [188, 189, 34],
+    [219, 219, 141],
+    [23, 190, 207],
+    [158, 218, 229],
+];
+
+/// The official PASTIS colour of a class (spec §1.7): 0 black, 1..18 `tab20` colours 1..18, 19 white.
+pub fn class_colour(c: i64) -> [u8; 3] {
+    match c {
+        0 => [0, 0, 0],
+        1..=18 => TAB20[c as usize],
+        _ => [255, 255, 255],
+    }
+}
+
+fn write_rgb(path: &Path, w: usize, h: usize, px: &[u8]) -> Result<()> {
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut wr = enc.write_header().map_err(|e| Error::io(path, e))?;
+    wr.write_image_data(px).map_err(|e| Error::io(path, e))
+}
+
+/// A class map (H × W) as a PNG in the official colours, each pixel drawn as a `scale` × `scale` block.
+pub fn class_map_png(path: &Path, classes: &[i64], h: usize, w: usize, scale: usize) -> Result<()> {
+    let (ww, hh) = (w * scale, h * scale);
+    let mut px = vec![0u8; ww * hh * 3];
+    for y in 0..hh {
+        for x in 0..ww {
+            let c = class_colour(classes[(y / scale) * w + x / scale]);
+            px[3 * (y * ww + x)..3 * (y * ww + x) + 3].copy_from_slice(&c);
+        }
+    }
+    write_rgb(path, ww, hh, &px)
+}
+
+/// Input RGB | ground truth | prediction, side by side. `rgb` (3, H, W) any range: each channel is stretched
+/// between its 2nd and 98th percentiles. `truth` may be absent (the panel is then grey).
+pub fn grid_png(
+    path: &Path,
+    rgb: &[f32],
+    truth: Option<&[i64]>,
+    pred: &[i64],
+    h: usize,
+    w: usize,
+    scale: usize,
+) -> Result<()> {
+    let (pw, ph) = (w * scale, h * scale);
+    let ww = 3 * pw + 2 * 4;
+    let mut px = vec![255u8; ww * ph * 3];
+    let stretch: Vec<(f32, f32)> = (0..3)
+        .map(|c| {
+            let mut v: Vec<f32> = rgb[c * h * w..(c + 1) * h * w]
+                .iter()
+                .copied()
+                .filter(|x| x.is_finite())
+                .collect();
+            v.sort_by(f32::total_cmp);
+            if v.is_empty() {
+                return (0.0, 1.0);
+            }
+            (
+                v[v.len() * 2 / 100],
+                v[(v.len() * 98 / 100).min(v.len() - 1)],
+            )
+        })
+        .collect();
+    for y in 0..ph {
+        for x in 0..pw {
+            let i = (y / scale) * w + x / scale;
+            let mut colour = [0u8; 3];
+            for c in 0..3 {
+                let (lo, hi) = stretch[c];
+                colour[c] = (((rgb[c * h * w + i] - lo) / (hi - lo).max(1e-6)).clamp(0.0, 1.0)
+                    * 255.0) as u8;
+            }
+            let panels = [
+                colour,
+                truth.map(|t| class_colour(t[i])).unwrap_or([128, 128, 128]),
+                class_colour(pred[i]),
+            ];
+            for (k, col) in panels.iter().enumerate() {
+                let xx = k * (pw + 4) + x;
+                px[3 * (y * ww + xx)..3 * (y * ww + xx) + 3].copy_from_slice(col);
+            }
+        }
+    }
+    write_rgb(path, ww, ph, &px)
 }

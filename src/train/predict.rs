@@ -1,7 +1,8 @@
 //! `sitsgpu predict`: runs a semantic model in eval mode over PASTIS patches in ID order, in batches with
 //! batch-max padding (the original collate), and writes per patch `logits_<ID>.npy` (num_classes × H × W,
-//! f32), `pred_<ID>.npy` (H × W, int64, argmax with ties to the lowest class as torch.argmax) and, on request,
-//! `attn_<ID>.npy` (n_head × T × h × w over the patch's own dates).
+//! f32), `pred_<ID>.npy` (H × W, int64, argmax with ties to the lowest class as torch.argmax), `pred_<ID>.png`
+//! (the class map in the official colours), `grid_<ID>.png` (input RGB of the middle date | ground truth |
+//! prediction) and, on request, `attn_<ID>.npy` (n_head × T × h × w over the patch's own dates).
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use crate::data::pastis::{PastisDataset, PastisOptions};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::Ctx;
 use crate::models::utae::{PadInfo, UTae};
+use crate::train::plot;
 
 /// What to predict and where to write it.
 #[derive(Debug, Clone)]
@@ -73,6 +75,25 @@ pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<us
             let pred = argmax_classes(l, ls[1]);
             write(&opts.out, &format!("pred_{id}.npy"), |p| {
                 npy::write_i64(p, &ls[2..], &pred)
+            })?;
+            let (h, w) = (ls[2], ls[3]);
+            write(&opts.out, &format!("pred_{id}.png"), |p| {
+                plot::class_map_png(p, &pred, h, w, 4)
+            })?;
+            // Input RGB (S2 bands B4, B3, B2 = channels 2, 1, 0) of the middle real date, truth, prediction.
+            let [_, t_max, c, _, _] = batch.shape;
+            let t_real = (0..t_max)
+                .filter(|&t| !batch.pad_mask[i * t_max + t])
+                .count()
+                .max(1);
+            let frame = i * t_max + t_real / 2;
+            let rgb: Vec<f32> = [2usize, 1, 0]
+                .iter()
+                .flat_map(|&b| batch.x[(frame * c + b.min(c - 1)) * h * w..][..h * w].to_vec())
+                .collect();
+            let truth = &batch.targets[i * h * w..(i + 1) * h * w];
+            write(&opts.out, &format!("grid_{id}.png"), |p| {
+                plot::grid_png(p, &rgb, Some(truth), &pred, h, w, 4)
             })?;
             if opts.save_attention {
                 let t_i = ds
