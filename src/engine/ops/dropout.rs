@@ -141,6 +141,19 @@ mod tests {
     }
 
     #[test]
+    fn gradcheck_f64() {
+        // Given the mask, dropout is linear: its backward is the forward applied to dy with the same seed.
+        let x = crate::engine::testing::random_vec(40, -1.0, 1.0, 81);
+        crate::engine::testing::gradcheck(
+            "dropout",
+            &[x],
+            &[],
+            |v| cpu_forward(&v[0], 0.3, 11),
+            |_, g| vec![cpu_forward(g, 0.3, 11)],
+        );
+    }
+
+    #[test]
     fn gradient_is_the_same_mask() {
         let x = Tensor::from_vec(
             (0..50).map(|v| v as f32 + 1.0).collect(),
