@@ -423,6 +423,55 @@ fn train_then_evaluate_on_cpu() {
     );
 }
 
+/// All five rotations (one step each): `overall.json` from the summed test confusion matrices with row and
+/// column 19 deleted (fractions), and `evaluate` over the five folds writes the same summary.
+#[test]
+fn five_folds_write_the_overall_summary() {
+    let tmp = TmpDir::new("five-folds");
+    let data = tmp.0.join("data");
+    write_pastis(&data, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
+    let res = tmp.0.join("res");
+    let mut o = train_opts(&data, &res, 1, true);
+    o.fold = None;
+    o.max_steps = Some(1);
+    let results = train(&o).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        results.iter().map(|r| r.0).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    let mut sum = vec![0u64; 400];
+    for k in 1..=5 {
+        let cm = read_json(&res.join(format!("Fold_{k}/conf_mat.json")));
+        for (t, row) in cm.as_array().unwrap().iter().enumerate() {
+            for (p, c) in row.as_array().unwrap().iter().enumerate() {
+                sum[t * 20 + p] += c.as_u64().unwrap();
+            }
+        }
+    }
+    let kept = |i: usize| i / 20 < 19 && i % 20 < 19;
+    let trace: u64 = (0..19).map(|c| sum[c * 21]).sum();
+    let total: u64 = (0..400).filter(|&i| kept(i)).map(|i| sum[i]).sum();
+    let ov = read_json(&res.join("overall.json"));
+    let acc = ov["Accuracy"].as_f64().expect("overall.json: Accuracy");
+    assert!(
+        (acc - trace as f64 / total as f64).abs() < 1e-12,
+        "Accuracy {acc} vs {trace} / {total}"
+    );
+    let per = read_json(&res.join("per_class.json"));
+    assert_eq!(per.as_object().map(|o| o.len()), Some(19), "classes 0..18");
+    let e = EvaluateOptions {
+        dataset_folder: data.clone(),
+        weight_folder: res.clone(),
+        res_dir: tmp.0.join("eval"),
+        fold: None,
+        batch_size: None,
+        cpu: true,
+        progress: false,
+    };
+    evaluate(&e).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read_json(&tmp.0.join("eval/overall.json")), ov);
+}
+
 // ---------------------------------------------------------------- 4. resume exactness
 
 /// Runs `epochs` epochs into `res` (resuming when asked).
