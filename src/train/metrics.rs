@@ -192,4 +192,92 @@ mod tests {
         assert!((ov["MACRO_IoU"].as_f64().unwrap() - 0.5).abs() < 1e-12);
         assert!((per["0"]["Precision"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
     }
+
+    #[test]
+    fn miou_skips_empty_classes_and_keeps_background() {
+        // K = 4, void = 3; class 2 never occurs (NaN, skipped), background 0 counts like any class.
+        // Truth (0, 0, 1, 1, 1), prediction (0, 1, 1, 1, 0): [[1, 1], [1, 2]].
+        let mut m = ConfusionMatrix::new(4);
+        m.add(&[0, 1, 1, 1, 0], &[0, 0, 1, 1, 1]);
+        // IoU_0 = 1 / (2 + 2 - 1) = 1/3, IoU_1 = 2 / (3 + 3 - 2) = 1/2 → mIoU = 5/12; OA = 3/5.
+        let (miou, acc) = m.miou_acc(Some(3));
+        assert!((miou - 500.0 / 12.0).abs() < 1e-12, "{miou}");
+        assert!((acc - 60.0).abs() < 1e-12, "{acc}");
+        // A pixel predicted void is removed from its true class's row too (column zeroed): same numbers.
+        m.add(&[3], &[1]);
+        assert_eq!(m.miou_acc(Some(3)), (miou, acc));
+        // Without an ignored class the void class is an ordinary one: IoU_3 = 0 now counts.
+        let (miou_all, acc_all) = m.miou_acc(None);
+        // Class 1 row is (1, 2, 0, 1): IoU_1 = 2 / (4 + 3 - 2) = 2/5; IoU_0 = 1/3; IoU_3 = 0 / 1.
+        let want = 100.0 * (1.0 / 3.0 + 2.0 / 5.0 + 0.0) / 3.0;
+        assert!((miou_all - want).abs() < 1e-12, "{miou_all} vs {want}");
+        assert!((acc_all - 50.0).abs() < 1e-12, "{acc_all}");
+    }
+
+    #[test]
+    fn miou_of_only_void_pixels_is_nan() {
+        // Every pixel true void: nothing left after zeroing (the original's nanmean of all-NaN and 0/0).
+        let mut m = ConfusionMatrix::new(20);
+        m.add(&[0, 5, 19], &[19, 19, 19]);
+        let (miou, acc) = m.miou_acc(Some(19));
+        assert!(miou.is_nan() && acc.is_nan(), "{miou} {acc}");
+        // Merging two halves gives the matrix of the whole.
+        let (mut a, mut b, mut whole) = (
+            ConfusionMatrix::new(3),
+            ConfusionMatrix::new(3),
+            ConfusionMatrix::new(3),
+        );
+        a.add(&[0, 1], &[0, 2]);
+        b.add(&[2], &[2]);
+        whole.add(&[0, 1, 2], &[0, 2, 2]);
+        a.merge(&b);
+        assert_eq!(a, whole);
+    }
+
+    #[test]
+    #[should_panic(expected = "class out of 0..20")]
+    fn add_rejects_a_class_outside_the_matrix() {
+        ConfusionMatrix::new(20).add(&[0], &[20]);
+    }
+
+    #[test]
+    fn overall_skips_nan_classes_in_macro_averages() {
+        // K = 3, nothing ignored (the pixel-set overall): truth (0, 0, 1, 2), everything predicted 0.
+        let mut m = ConfusionMatrix::new(3);
+        m.add(&[0, 0, 0, 0], &[0, 0, 1, 2]);
+        let (per, ov) = overall(&m, None);
+        let f = |v: &Value| v.as_f64().unwrap();
+        // Class 0: TP 2, FP 2, FN 0 → IoU 1/2, precision 1/2, recall 1, F1 2/3.
+        assert!((f(&per["0"]["IoU"]) - 0.5).abs() < 1e-12);
+        assert!((f(&per["0"]["F1-score"]) - 2.0 / 3.0).abs() < 1e-12);
+        // Classes 1 and 2: never predicted → precision NaN (serialised as null), IoU / recall / F1 = 0.
+        assert!(per["1"]["Precision"].is_null() && per["2"]["Precision"].is_null());
+        assert_eq!(f(&per["2"]["IoU"]), 0.0);
+        // MACRO: NaN skipped for precision (1/2), zeros kept elsewhere.
+        assert!((f(&ov["MACRO_Precision"]) - 0.5).abs() < 1e-12);
+        assert!((f(&ov["MACRO_Recall"]) - 1.0 / 3.0).abs() < 1e-12);
+        assert!((f(&ov["MACRO_IoU"]) - 0.5 / 3.0).abs() < 1e-12);
+        // micro: TP 2, FP 2, FN 2.
+        assert!((f(&ov["micro_IoU"]) - 2.0 / 6.0).abs() < 1e-12);
+        assert!((f(&ov["micro_Precision"]) - 0.5).abs() < 1e-12);
+        assert!((f(&ov["Accuracy"]) - 0.5).abs() < 1e-12);
+        assert_eq!(per.as_object().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn overall_deletes_the_void_row_and_column_of_20_classes() {
+        // A pixel of class 4 predicted void and a void pixel predicted 4 vanish; 19 classes reported.
+        let mut m = ConfusionMatrix::new(20);
+        m.add(&[4, 4, 19, 4, 0], &[4, 4, 4, 19, 0]);
+        let (per, ov) = overall(&m, Some(19));
+        assert_eq!(per.as_object().unwrap().len(), 19);
+        assert!(per.get("19").is_none());
+        assert_eq!(ov["Accuracy"].as_f64(), Some(1.0));
+        assert_eq!(per["4"]["Recall"].as_f64(), Some(1.0));
+        // Classes absent from the matrix: IoU NaN, skipped by MACRO_IoU (only 0 and 4 count, both 1).
+        assert!(per["7"]["IoU"].is_null());
+        assert_eq!(ov["MACRO_IoU"].as_f64(), Some(1.0));
+        // The per-epoch meter agrees (percent).
+        assert_eq!(m.miou_acc(Some(19)), (100.0, 100.0));
+    }
 }

@@ -5,7 +5,7 @@
 //! res_dir/conf.json                       the configuration (original keys + N_params)
 //! res_dir/Fold_k/trainlog.json            {epoch: {train_loss, train_accuracy, train_IoU, val_*}}
 //! res_dir/Fold_k/model.npz                best checkpoint (validation mIoU >=), state_dict names
-//! res_dir/Fold_k/last.npz                the end of the last finished epoch: weights, Adam state, progress
+//! res_dir/Fold_k/last.npz                the end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json        test_accuracy, test_loss, test_IoU, test_epoch_time
 //! res_dir/Fold_k/conf_mat.json / .npy     the K × K test confusion matrix
 //! res_dir/Fold_k/curves.png               training curves
@@ -272,10 +272,22 @@ struct Progress {
     best: f64,
 }
 
-/// Model weights, Adam state and progress in one file (`last.npz`, written atomically), so that a run killed
-/// at any moment resumes from a consistent end of epoch.
-fn save_training_state(path: &Path, model: &UTae, opt: &Adam, p: Progress) -> Result<()> {
+/// Model weights, Adam state and progress (including the training log up to that epoch) in one file
+/// (`last.npz`, written atomically), so that a run killed at any moment resumes from a consistent end of epoch,
+/// whatever state `trainlog.json` was left in.
+fn save_training_state(
+    path: &Path,
+    model: &UTae,
+    opt: &Adam,
+    p: Progress,
+    trainlog: &Map<String, Value>,
+) -> Result<()> {
     let mut sd = state_dict(model);
+    let log = serde_json::to_vec(trainlog).map_err(|e| Error::io(path, e))?;
+    sd.insert(
+        TRAINLOG_KEY,
+        Entry::i64(vec![log.len()], log.into_iter().map(i64::from).collect()),
+    );
     sd.insert("progress.epoch", Entry::i64(vec![], vec![p.epoch as i64]));
     sd.insert("progress.step", Entry::i64(vec![], vec![p.step as i64]));
     sd.insert(
@@ -297,8 +309,30 @@ fn save_training_state(path: &Path, model: &UTae, opt: &Adam, p: Progress) -> Re
     write_npz(path, &sd)
 }
 
-fn load_training_state(path: &Path, model: &UTae, opt: &mut Adam) -> Result<Progress> {
+/// Key of the training log (UTF-8 bytes of its JSON text, one per int64) in `last.npz`.
+const TRAINLOG_KEY: &str = "progress.trainlog_json";
+
+/// Restores model and optimizer from `last.npz`; returns the progress and the training log it holds
+/// (`None` for a file written before the log was stored there).
+fn load_training_state(
+    path: &Path,
+    model: &UTae,
+    opt: &mut Adam,
+) -> Result<(Progress, Option<Map<String, Value>>)> {
     let mut sd = read_npz(path)?;
+    let trainlog = match sd.remove(TRAINLOG_KEY) {
+        None => None,
+        Some(e) => {
+            let bytes: Option<Vec<u8>> = e
+                .as_i64()
+                .and_then(|v| v.iter().map(|&b| u8::try_from(b).ok()).collect());
+            let log = bytes
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v.as_object().cloned())
+                .ok_or_else(|| Error::format(path, format!("{TRAINLOG_KEY}: not a JSON object")))?;
+            Some(log)
+        }
+    };
     let mut int = |k: &str| {
         sd.remove(k)
             .and_then(|e| e.as_i64().map(|v| v[0]))
@@ -314,19 +348,31 @@ fn load_training_state(path: &Path, model: &UTae, opt: &mut Adam) -> Result<Prog
         .and_then(|e| e.as_i64().map(|v| v[0]))
         .ok_or_else(|| Error::format(path, "no optimizer.step"))?;
     let (mut ms, mut vs) = (Vec::new(), Vec::new());
-    for (name, _) in model.named_parameters("") {
+    for (name, t) in model.named_parameters("") {
         let m = sd
             .remove(&format!("optimizer.exp_avg.{name}"))
             .ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg.{name}")))?;
         let v = sd
             .remove(&format!("optimizer.exp_avg_sq.{name}"))
             .ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg_sq.{name}")))?;
+        for (e, what) in [(&m, "exp_avg"), (&v, "exp_avg_sq")] {
+            if e.shape != t.shape() || e.as_f32().is_none() {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "optimizer.{what}.{name}: float32 {:?} expected, found {:?}",
+                        t.shape(),
+                        e.shape
+                    ),
+                ));
+            }
+        }
         ms.push(m.as_f32().unwrap_or_default().to_vec());
         vs.push(v.as_f32().unwrap_or_default().to_vec());
     }
     load_state_dict(model, &sd, path)?;
     opt.set_state(step as u64, ms, vs);
-    Ok(p)
+    Ok((p, trainlog))
 }
 
 fn open_split(opts: &TrainOptions, folds: &[usize]) -> Result<PastisDataset> {
@@ -398,14 +444,27 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         let (mut trainlog, mut best, mut first_epoch, mut step) =
             (Map::new(), 0.0f64, 1usize, 0usize);
         let last_path = fold_dir.join("last.npz");
+        let log_path = fold_dir.join("trainlog.json");
         if opts.resume && last_path.exists() {
-            let p = load_training_state(&last_path, &model, &mut opt)?;
+            let (p, log) = load_training_state(&last_path, &model, &mut opt)?;
             (first_epoch, best, step) = (p.epoch + 1, p.best, p.step);
-            if let Ok(log) = read_json(&fold_dir.join("trainlog.json")) {
-                // Keep the entries of finished epochs only (the log may be one epoch ahead of last.npz).
-                trainlog = log.as_object().cloned().unwrap_or_default();
-                trainlog.retain(|e, _| e.parse::<usize>().is_ok_and(|e| e <= p.epoch));
-            }
+            trainlog = match log {
+                Some(log) => log,
+                // A last.npz without the log: trainlog.json's entries of finished epochs (a run killed between
+                // the two writes leaves the log one epoch ahead of last.npz).
+                None => {
+                    match read_json(&log_path) {
+                        Ok(log) => log.as_object().cloned().unwrap_or_default(),
+                        Err(e) => {
+                            eprintln!("warning: {e}; the resumed training log starts at epoch {first_epoch}");
+                            Map::new()
+                        }
+                    }
+                }
+            };
+            trainlog.retain(|e, _| e.parse::<usize>().is_ok_and(|e| e <= p.epoch));
+            // trainlog.json back in step with last.npz, even when no epoch is left to run.
+            write_json(&log_path, &Value::Object(trainlog.clone()))?;
             println!("Fold {k}: resuming after epoch {}", p.epoch);
         }
         for epoch in first_epoch..=opts.epochs {
@@ -455,11 +514,14 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
                 );
             }
             trainlog.insert(epoch.to_string(), Value::Object(entry));
-            write_json(
-                &fold_dir.join("trainlog.json"),
-                &Value::Object(trainlog.clone()),
+            write_json(&log_path, &Value::Object(trainlog.clone()))?;
+            save_training_state(
+                &last_path,
+                &model,
+                &opt,
+                Progress { epoch, step, best },
+                &trainlog,
             )?;
-            save_training_state(&last_path, &model, &opt, Progress { epoch, step, best })?;
         }
         plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
         // Test with the best checkpoint (the last weights when no validation ran).
@@ -623,12 +685,13 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     Ok(results)
 }
 
-/// Reads a state dict saved by training (keys without the optimizer entries).
+/// Reads a state dict saved by training (`model.npz`, or `last.npz` without its optimizer and progress
+/// entries).
 pub fn model_state(path: &Path) -> Result<StateDict> {
     let mut sd = read_npz(path)?;
     let opt_keys: Vec<String> = sd
         .keys()
-        .filter(|k| k.starts_with("optimizer."))
+        .filter(|k| k.starts_with("optimizer.") || k.starts_with("progress."))
         .map(String::from)
         .collect();
     for k in opt_keys {
