@@ -466,6 +466,19 @@ fn pytorch_parity() {
     // `quality.ok = false`: PyTorch re-computations in float64 / other thread counts disagree with the stored
     // float32 run beyond the README tolerances). Their train-step comparisons are reported but cannot fail
     // the test; their eval outputs must still match.
+    //
+    // utae_default is such a case, and its step-1 gradient is not well defined in float32. One ReLU input
+    // (down_blocks.0.conv2 GroupNorm output; patch 305, date 1, channel 21, pixel (7, 14)) is +9.0e-9 when
+    // in_conv + down_blocks.0 of that frame are recomputed in f64, and becomes -7e-9 if only the five
+    // intermediate maps are rounded to f32. Float32 noise at that layer is about 1.8e-7 (median). PyTorch
+    // rounds it to a positive value, so the ReLU passes a gradient of -1.41e-3 there. Ours rounds it to
+    // -1.9e-7 on the CPU and -3.2e-7 on the GPU, so the ReLU blocks it. That one ReLU causes every
+    // in_conv / down_blocks.0 gradient mismatch and the step-2 loss mismatch. On the CPU, a second such
+    // ReLU (up_blocks.0.conv1, channel 41, -1.9e-6) causes the small down_blocks.1/2, up_blocks.0 and L-TAE
+    // norm misses. When those ReLU inputs are nudged by a few 1e-7 so that they agree with PyTorch, every
+    // step-1 gradient passes on both devices and the step 2 / 3 losses agree to 2e-6 / 4e-5. The model is
+    // correct, and no float32 implementation can be required to reproduce this fixture's train step.
+    // Removing this exemption needs a fixture with no ReLU input inside float32 noise.
     let unstable: Vec<String> = manifest["cases"]
         .as_object()
         .unwrap()
