@@ -215,6 +215,10 @@ enum Py {
     Reduce(&'static str, &'static str, Vec<Py>),
     /// What the pickler's `persistent_id` returned for an object.
     PersistentId(Box<Py>),
+    /// A `bytes` object (protocol 3 and later).
+    Bytes(Vec<u8>),
+    /// `obj.__setstate__(state)`: the object, then its state, then BUILD.
+    Build(Box<Py>, Box<Py>),
 }
 
 impl Py {
@@ -249,6 +253,9 @@ const BINPERSID: u8 = b'Q';
 const BINPUT: u8 = b'q';
 const LONG_BINPUT: u8 = b'r';
 const BINGET: u8 = b'h';
+const BUILD: u8 = b'b';
+const SHORT_BINBYTES: u8 = b'C';
+const BINBYTES: u8 = b'B';
 const LONG_BINGET: u8 = b'j';
 /// Items per `SETITEMS` / `APPENDS` batch (CPython's `_BATCHSIZE`).
 const BATCH: usize = 1000;
@@ -315,6 +322,22 @@ impl Pickler {
             Py::PersistentId(pid) => {
                 self.save(pid);
                 self.out.push(BINPERSID);
+            }
+            Py::Bytes(b) => {
+                match u8::try_from(b.len()) {
+                    Ok(n) => self.out.extend([SHORT_BINBYTES, n]),
+                    Err(_) => {
+                        self.out.push(BINBYTES);
+                        self.out.extend((b.len() as u32).to_le_bytes());
+                    }
+                }
+                self.out.extend(b);
+                self.put();
+            }
+            Py::Build(obj, state) => {
+                self.save(obj);
+                self.save(state);
+                self.out.push(BUILD);
             }
         }
     }
@@ -425,6 +448,58 @@ impl Pickler {
 }
 
 /// Writes a file through `write` into `<path>.tmp`, then renames it into place; errors name the file.
+/// Writes an int64 array as `pickle.dump(numpy_array, f)` does (protocol 3): what utae-paps saves as
+/// `Fold_k/conf_mat.pkl`, loadable with `pickle.load` wherever numpy is installed. The bytes equal numpy 2's own
+/// `pickle.dumps(a, protocol=3)` except the module path `numpy.core.multiarray` (numpy 1's, which numpy 2 still
+/// reads; checked by hand with numpy 2).
+pub fn write_numpy_pickle_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Result<()> {
+    let path = path.as_ref();
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "write_numpy_pickle_i64: shape does not match the data"
+    );
+    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let dtype = Py::Build(
+        Box::new(Py::Reduce(
+            "numpy",
+            "dtype",
+            vec![Py::str("i8"), Py::Bool(false), Py::Bool(true)],
+        )),
+        Box::new(Py::Tuple(vec![
+            Py::Int(3),
+            Py::str("<"),
+            Py::None,
+            Py::None,
+            Py::None,
+            Py::Int(-1),
+            Py::Int(-1),
+            Py::Int(0),
+        ])),
+    );
+    let array = Py::Build(
+        Box::new(Py::Reduce(
+            "numpy.core.multiarray",
+            "_reconstruct",
+            vec![
+                Py::Global("numpy", "ndarray"),
+                Py::Tuple(vec![Py::Int(0)]),
+                Py::Bytes(b"b".to_vec()),
+            ],
+        )),
+        Box::new(Py::Tuple(vec![
+            Py::Int(1),
+            Py::Tuple(shape.iter().map(|&d| Py::Int(d as i64)).collect()),
+            dtype,
+            Py::Bool(false),
+            Py::Bytes(raw),
+        ])),
+    );
+    let mut bytes = pickle(&array);
+    bytes[1] = 3; // protocol 3: the first protocol with a bytes opcode
+    atomic_write(path, |w| w.write_all(&bytes).map_err(|e| e.to_string()))
+}
+
 fn atomic_write(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::result::Result<(), String>,
@@ -632,6 +707,26 @@ mod tests {
             assert_eq!(back.state_dict, sd);
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn numpy_pickle_reads_back_as_an_ndarray() {
+        let dir = tmp_dir("numpy_pickle");
+        let p = dir.join("conf_mat.pkl");
+        let data: Vec<i64> = (0..6).collect();
+        write_numpy_pickle_i64(&p, &[2, 3], &data).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[..2], &[0x80, 3]);
+        let (v, used) = crate::data::pickle::load(&bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        // The reconstructed object carries the raw little-endian data in its state.
+        let text = format!("{v:?}");
+        assert!(
+            text.contains("_reconstruct") && text.contains("ndarray"),
+            "{text}"
+        );
+        let raw: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert!(bytes.windows(raw.len()).any(|w| w == raw.as_slice()));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! res_dir/Fold_k/model.npz                best checkpoint (validation mIoU >=), state_dict names
 //! res_dir/Fold_k/last.npz                the end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json        test_accuracy, test_loss, test_IoU, test_epoch_time
-//! res_dir/Fold_k/conf_mat.json / .npy     the K × K test confusion matrix
+//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the K × K test confusion matrix (.pkl: a pickled numpy array)
 //! res_dir/Fold_k/curves.png               training curves
 //! res_dir/overall.json                    5-fold summary (when every fold ran)
 //! ```
@@ -565,6 +565,12 @@ fn save_test_results(fold_dir: &Path, test: &EpochMetrics, cm: &ConfusionMatrix)
     )?;
     write_json(&fold_dir.join("conf_mat.json"), &cm.to_json())?;
     let counts: Vec<i64> = cm.counts.iter().map(|&c| c as i64).collect();
+    // conf_mat.pkl as the original writes it (a pickled numpy array), plus .npy and .json for other readers.
+    crate::data::torch_writer::write_numpy_pickle_i64(
+        fold_dir.join("conf_mat.pkl"),
+        &[cm.k, cm.k],
+        &counts,
+    )?;
     crate::data::npy::write_i64(fold_dir.join("conf_mat.npy"), &[cm.k, cm.k], &counts)
 }
 
