@@ -282,10 +282,10 @@ enum Command {
         #[arg(long, default_value_t = SynthOptions::default().seed)]
         seed: u64,
         /// Fewest acquisitions per patch.
-        #[arg(long, default_value_t = SynthOptions::default().min_dates)]
+        #[arg(long, visible_alias = "min_dates", default_value_t = SynthOptions::default().min_dates)]
         min_dates: usize,
         /// Most acquisitions per patch.
-        #[arg(long, default_value_t = SynthOptions::default().max_dates)]
+        #[arg(long, visible_alias = "max_dates", default_value_t = SynthOptions::default().max_dates)]
         max_dates: usize,
         /// Number of crop classes (1..=18).
         #[arg(long, default_value_t = SynthOptions::default().classes)]
