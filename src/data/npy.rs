@@ -82,21 +82,25 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<Array<f32>> {
     Ok(Array { shape, data })
 }
 
-/// Writes f32 values with `shape` as a little-endian `.npy`, atomically (a temporary file renamed into place,
-/// so an interrupted write never leaves a truncated file).
-pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()> {
+/// Writes `data` with `shape` as a little-endian `.npy` of its own dtype (`<f4`, `<i8`, `<i2`, `|u1`, ...),
+/// atomically (a temporary file renamed into place, so an interrupted write never leaves a truncated file).
+pub fn write<T: npyz::AutoSerialize + Copy>(
+    path: impl AsRef<Path>,
+    shape: &[usize],
+    data: &[T],
+) -> Result<()> {
     let path = path.as_ref();
     assert_eq!(
         shape.iter().product::<usize>(),
         data.len(),
-        "write_f32: shape {shape:?} does not match {} values",
+        "npy::write: shape {shape:?} does not match {} values",
         data.len()
     );
     let tmp = path.with_extension("npy.tmp");
     let write = || -> std::io::Result<()> {
         let f = std::fs::File::create(&tmp)?;
         let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let mut w = npyz::WriteOptions::<f32>::new()
+        let mut w = npyz::WriteOptions::<T>::new()
             .default_dtype()
             .shape(&shape64)
             .writer(BufWriter::new(f))
@@ -108,29 +112,14 @@ pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// Writes i64 values with `shape` as a little-endian `.npy` (class maps), atomically.
+/// Writes f32 values (logits, attention masks) as `.npy`; see [`write`].
+pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()> {
+    write(path, shape, data)
+}
+
+/// Writes i64 values (class maps, confusion matrices) as `.npy`; see [`write`].
 pub fn write_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Result<()> {
-    let path = path.as_ref();
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "write_i64: shape {shape:?} does not match {} values",
-        data.len()
-    );
-    let tmp = path.with_extension("npy.tmp");
-    let write = || -> std::io::Result<()> {
-        let f = std::fs::File::create(&tmp)?;
-        let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let mut w = npyz::WriteOptions::<i64>::new()
-            .default_dtype()
-            .shape(&shape64)
-            .writer(BufWriter::new(f))
-            .begin_nd()?;
-        w.extend(data.iter().copied())?;
-        w.finish()
-    };
-    write().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    write(path, shape, data)
 }
 
 #[cfg(test)]

@@ -916,31 +916,6 @@ fn patch_stats(s2: &[i16], t: usize, npix: usize) -> ([f64; BANDS], [f64; BANDS]
 // Files
 // ---------------------------------------------------------------------------------------------------------
 
-/// Writes `data` with `shape` as a little-endian C-order `.npy` of T's default dtype, atomically.
-fn write_npy<T: npyz::AutoSerialize + Copy>(
-    path: &Path,
-    shape: &[usize],
-    data: &[T],
-) -> Result<()> {
-    use npyz::WriterBuilder;
-    use std::io::BufWriter;
-    debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-    let tmp = path.with_extension("npy.tmp");
-    let write = || -> std::io::Result<()> {
-        let f = std::fs::File::create(&tmp)?;
-        let shape64: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let mut w = npyz::WriteOptions::<T>::new()
-            .default_dtype()
-            .shape(&shape64)
-            .writer(BufWriter::new(f))
-            .begin_nd()?;
-        w.extend(data.iter().copied())?;
-        w.finish()
-    };
-    write().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
 /// Pretty JSON with `indent` spaces (Python's `json.dump(..., indent=n)` layout).
 fn write_json<T: Serialize>(path: &Path, value: &T, indent: usize) -> Result<()> {
     let ind = vec![b' '; indent];
@@ -1136,30 +1111,30 @@ pub fn write_pastis(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
         let p = generate_patch(id, opts, &crops, &mut rng);
         let t = p.dates.len();
 
-        write_npy(
+        crate::data::npy::write(
             &dir.join("DATA_S2").join(format!("S2_{id}.npy")),
             &[t, BANDS, h, w],
             &p.s2,
         )?;
         let target: Vec<u8> = p.classes.repeat(3);
-        write_npy(
+        crate::data::npy::write(
             &dir.join("ANNOTATIONS").join(format!("TARGET_{id}.npy")),
             &[3, h, w],
             &target,
         )?;
-        write_npy(
+        crate::data::npy::write(
             &dir.join("ANNOTATIONS").join(format!("ParcelIDs_{id}.npy")),
             &[h, w],
             &p.parcel_ids,
         )?;
         let inst = dir.join("INSTANCE_ANNOTATIONS");
-        write_npy(&inst.join(format!("HEATMAP_{id}.npy")), &[h, w], &p.heatmap)?;
-        write_npy(
+        crate::data::npy::write(&inst.join(format!("HEATMAP_{id}.npy")), &[h, w], &p.heatmap)?;
+        crate::data::npy::write(
             &inst.join(format!("INSTANCES_{id}.npy")),
             &[h, w],
             &p.instances,
         )?;
-        write_npy(&inst.join(format!("ZONES_{id}.npy")), &[h, w], &p.zones)?;
+        crate::data::npy::write(&inst.join(format!("ZONES_{id}.npy")), &[h, w], &p.zones)?;
 
         let (mean, std) = patch_stats(&p.s2, t, npix);
         fold_stats[fold - 1].0.push(mean);
