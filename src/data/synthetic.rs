@@ -1112,29 +1112,29 @@ pub fn write_pastis(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
         let t = p.dates.len();
 
         crate::data::npy::write(
-            &dir.join("DATA_S2").join(format!("S2_{id}.npy")),
+            dir.join("DATA_S2").join(format!("S2_{id}.npy")),
             &[t, BANDS, h, w],
             &p.s2,
         )?;
         let target: Vec<u8> = p.classes.repeat(3);
         crate::data::npy::write(
-            &dir.join("ANNOTATIONS").join(format!("TARGET_{id}.npy")),
+            dir.join("ANNOTATIONS").join(format!("TARGET_{id}.npy")),
             &[3, h, w],
             &target,
         )?;
         crate::data::npy::write(
-            &dir.join("ANNOTATIONS").join(format!("ParcelIDs_{id}.npy")),
+            dir.join("ANNOTATIONS").join(format!("ParcelIDs_{id}.npy")),
             &[h, w],
             &p.parcel_ids,
         )?;
         let inst = dir.join("INSTANCE_ANNOTATIONS");
-        crate::data::npy::write(&inst.join(format!("HEATMAP_{id}.npy")), &[h, w], &p.heatmap)?;
+        crate::data::npy::write(inst.join(format!("HEATMAP_{id}.npy")), &[h, w], &p.heatmap)?;
         crate::data::npy::write(
-            &inst.join(format!("INSTANCES_{id}.npy")),
+            inst.join(format!("INSTANCES_{id}.npy")),
             &[h, w],
             &p.instances,
         )?;
-        crate::data::npy::write(&inst.join(format!("ZONES_{id}.npy")), &[h, w], &p.zones)?;
+        crate::data::npy::write(inst.join(format!("ZONES_{id}.npy")), &[h, w], &p.zones)?;
 
         let (mean, std) = patch_stats(&p.s2, t, npix);
         fold_stats[fold - 1].0.push(mean);
