@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sitsgpu::data::checkpoint::{read_torch_checkpoint, TorchCheckpoint};
+use sitsgpu::data::pastis::{Date, MonoDate};
 use sitsgpu::data::state_dict::{read_npz, write_npz};
 use sitsgpu::data::synthetic::{write_pastis, SynthOptions};
 use sitsgpu::data::torch_writer::{write_torch_checkpoint, write_torch_checkpoint_legacy};
@@ -129,6 +130,25 @@ struct TrainArgs {
     /// Run on the CPU reference path.
     #[arg(long)]
     cpu: bool,
+    /// Reference date of the day offsets.
+    #[arg(long = "ref_date", default_value = "2018-09-01")]
+    ref_date: String,
+    /// Mono-date ablation: a date (YYYY-MM-DD) or an index into each series.
+    #[arg(long = "mono_date")]
+    mono_date: Option<String>,
+    /// Accepted for compatibility with train_semantic.py: "cpu" selects the CPU reference path, anything
+    /// else (cuda, ...) the GPU.
+    #[arg(long, default_value = "gpu")]
+    device: String,
+    /// Accepted for compatibility; loading already runs on a background reader.
+    #[arg(long = "num_workers", default_value_t = 8)]
+    num_workers: usize,
+    /// Accepted for compatibility; progress bars replace the periodic prints.
+    #[arg(long = "display_step", default_value_t = 50)]
+    display_step: usize,
+    /// Accepted for compatibility (patches are read from disk each epoch).
+    #[arg(long)]
+    cache: bool,
 }
 
 impl TrainArgs {
@@ -162,8 +182,15 @@ impl TrainArgs {
             init_weights: self.init_weights.clone(),
             max_steps: self.max_steps,
             resume: self.resume,
-            cpu: self.cpu,
+            cpu: self.cpu || self.device == "cpu",
             progress: true,
+            ref_date: Date::parse(&self.ref_date).map_err(|e| e.to_string())?,
+            mono_date: self
+                .mono_date
+                .as_deref()
+                .map(MonoDate::parse)
+                .transpose()
+                .map_err(|e| e.to_string())?,
         })
     }
 }

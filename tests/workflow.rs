@@ -104,6 +104,8 @@ fn train_opts(data: &Path, res: &Path, epochs: usize, cpu: bool) -> TrainOptions
         resume: false,
         cpu,
         progress: false,
+        ref_date: sitsgpu::data::pastis::PastisOptions::default().ref_date,
+        mono_date: None,
     }
 }
 

@@ -75,6 +75,8 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         resume: false,
         cpu,
         progress: true,
+        ref_date: crate::data::pastis::PastisOptions::default().ref_date,
+        mono_date: None,
     };
     train(&opts)?;
     let eval_dir = res.join("eval");

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::data::pastis::{Batch, PastisDataset, PastisOptions};
+use crate::data::pastis::{Batch, Date, MonoDate, PastisDataset, PastisOptions};
 use crate::data::state_dict::{read_npz, write_npz, Entry, StateDict};
 use crate::engine::rng::Rng;
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
@@ -83,6 +83,10 @@ pub struct TrainOptions {
     pub cpu: bool,
     /// Show progress bars.
     pub progress: bool,
+    /// Reference date of the day offsets (`--ref_date`, default 2018-09-01).
+    pub ref_date: Date,
+    /// Mono-date ablation (`--mono_date`: a date YYYY-MM-DD or an index).
+    pub mono_date: Option<MonoDate>,
 }
 
 impl TrainOptions {
@@ -380,6 +384,8 @@ fn open_split(opts: &TrainOptions, folds: &[usize]) -> Result<PastisDataset> {
         &opts.dataset_folder,
         PastisOptions {
             folds: Some(folds.to_vec()),
+            ref_date: opts.ref_date,
+            mono_date: opts.mono_date,
             ..PastisOptions::default()
         },
     )
@@ -634,6 +640,8 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         resume: false,
         cpu: e.cpu,
         progress: e.progress,
+        ref_date: PastisOptions::default().ref_date,
+        mono_date: None,
     };
     let device = if e.cpu {
         Device::Cpu
