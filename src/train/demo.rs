@@ -34,6 +34,21 @@ pub fn demo_config() -> UTaeConfig {
 /// Runs the demo in `dir` for `epochs` epochs.
 pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
     let start = Instant::now();
+    // A fresh machine may have no GPU driver at all: the demo still runs, on the CPU reference path.
+    let cpu = cpu
+        || match crate::engine::Gpu::get() {
+            Ok(g) => {
+                println!(
+                    "GPU: {} ({}, {})",
+                    g.adapter.name, g.adapter.backend, g.adapter.device_type
+                );
+                false
+            }
+            Err(e) => {
+                println!("!!! {e}\n!!! running the demo on the CPU reference path instead");
+                true
+            }
+        };
     let data = dir.join("data");
     if data.join("metadata.geojson").exists() {
         println!("using the synthetic dataset in {}", data.display());
