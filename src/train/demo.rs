@@ -39,7 +39,14 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         println!("using the synthetic dataset in {}", data.display());
     } else {
         // 6 to 10 dates per patch keep an epoch within seconds on a software GPU.
-        let s = write_pastis(&data, &SynthOptions { min_dates: 6, max_dates: 10, ..SynthOptions::default() })?;
+        let s = write_pastis(
+            &data,
+            &SynthOptions {
+                min_dates: 6,
+                max_dates: 10,
+                ..SynthOptions::default()
+            },
+        )?;
         println!(
             "wrote a synthetic PASTIS dataset: {} patches, {}..{} dates, to {}",
             s.ids.len(),
