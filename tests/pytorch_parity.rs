@@ -398,19 +398,9 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
         rep.eval_failed = true;
     }
 
-    // ---- train steps (dropout 0), focal loss. Opt-in for now: losses, weights after 3 steps and every other
-    // gradient match, but the step-1 gradients of the biases before mlp1's BatchNorms (exactly 0 in exact
-    // arithmetic; PyTorch's float32 noise is ~1e-8) come out at ~1.3e-6 here, 1.4-1.9x the tolerance.
+    // ---- train steps (dropout 0), focal loss
     let tdir = case.join("train_step");
-    let train = std::env::var("SITSGPU_PARITY_PSE_TRAIN").is_ok();
-    if tdir.join("losses.json").exists() && !train {
-        println!(
-            "NOTE {}: train step not checked (set SITSGPU_PARITY_PSE_TRAIN=1; known: 2 zero-gradient bias \
-             gradients at 1.4-1.9x tolerance)",
-            case.file_name().unwrap_or_default().to_string_lossy()
-        );
-    }
-    if tdir.join("losses.json").exists() && train {
+    if tdir.join("losses.json").exists() {
         let info = read_json(&tdir.join("losses.json"));
         let model = PseLTae::new(config, 0, device);
         load_state_dict(&model, &weights, &case.join("weights.npz"))
