@@ -18,10 +18,13 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sitsgpu::data::npy;
 use sitsgpu::data::pastis::{PastisDataset, PastisOptions};
+use sitsgpu::data::pixelset::{PixelSetDataset, PixelSetOptions};
 use sitsgpu::data::state_dict::{read_npz, StateDict, Values};
+use sitsgpu::engine::rng::Rng;
 use sitsgpu::engine::testing::gpu_or_skip;
 use sitsgpu::layers::state::{load_state_dict, state_dict};
 use sitsgpu::layers::{Ctx, Module};
+use sitsgpu::models::pse::{focal_loss, PseLTae, PseLTaeConfig};
 use sitsgpu::models::utae::{PadInfo, UTae, UTaeConfig};
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
@@ -266,16 +269,6 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
         let model = UTae::new(config.clone(), 0, device);
         load_state_dict(&model, &weights, &case.join("weights.npz"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let params = model.parameters();
-        let opt_conf = &info["optimizer"];
-        let cfg = AdamConfig {
-            lr: opt_conf["lr"].as_f64().unwrap_or(1e-3),
-            beta1: opt_conf["betas"][0].as_f64().unwrap_or(0.9),
-            beta2: opt_conf["betas"][1].as_f64().unwrap_or(0.999),
-            eps: opt_conf["eps"].as_f64().unwrap_or(1e-8),
-            weight_decay: opt_conf["weight_decay"].as_f64().unwrap_or(0.0),
-        };
-        let mut opt = Adam::new(params.clone(), cfg);
         let n_classes = model.num_classes();
         // nn.CrossEntropyLoss(weight=w), w = 1 except w[ignore_index] = 0 (Python negative indexing).
         let ignore = conf
@@ -292,17 +285,175 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
             w[wi as usize] = 0.0;
         }
         let w = Tensor::from_vec(w, &[n_classes], device);
+        let batches = flag_list_to_ids(
+            reference
+                .get("train_batch_order")
+                .unwrap_or(&info["batches"]),
+        );
+        check_train_steps(&mut rep, &rules, &tdir, &info, &batches, &model, |ids| {
+            let batch = load_batch(&ds, ids, device);
+            let ctx = Ctx::train_without_dropout();
+            let out = model.forward(&batch.x, &batch.days, &batch.pad, &ctx, false);
+            out.out.cross_entropy(&batch.targets, Some(&w), -100)
+        });
+    }
+    if rep.failures.is_empty() {
+        Outcome::Pass(rep.summary())
+    } else {
+        Outcome::Fail(rep_fail_text(&rep), rep.eval_failed)
+    }
+}
+
+/// A pixel-set batch on `device`: pixels (B, T, C, S), host mask (B, T, S), extra (B, T, E), targets.
+fn load_pse_batch(
+    ds: &PixelSetDataset,
+    ids: &[u64],
+    device: Device,
+) -> (Tensor, Vec<f32>, Option<Tensor>, Vec<usize>) {
+    let idx: Vec<usize> = ids
+        .iter()
+        .map(|id| {
+            ds.ids()
+                .iter()
+                .position(|x| x == id)
+                .unwrap_or_else(|| panic!("parcel {id} not in the dataset"))
+        })
+        .collect();
+    let b = ds
+        .load_batch(&idx, &mut Rng::new(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let [bs, t, _, _] = b.shape;
+    let extra =
+        (b.extra_size > 0).then(|| Tensor::from_vec(b.extra, &[bs, t, b.extra_size], device));
+    (
+        Tensor::from_vec(b.pixels, &b.shape, device),
+        b.mask,
+        extra,
+        b.targets,
+    )
+}
+
+fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
+    let reference = &conf["reference"];
+    let folder = reference
+        .get("dataset_folder_relative_to_case")
+        .or(conf.get("dataset_folder"))
+        .and_then(Value::as_str)
+        .expect("dataset folder");
+    let opts = PixelSetOptions {
+        npixel: conf.get("npixel").and_then(Value::as_u64).unwrap_or(64) as usize,
+        ..PixelSetOptions::default()
+    };
+    let ds = PixelSetDataset::open(case.join(folder), opts).unwrap_or_else(|e| panic!("{e}"));
+    let kwargs = reference.get("constructor_kwargs").unwrap_or(conf);
+    let config =
+        PseLTaeConfig::from_json(kwargs, Some(ds.date_positions()), &case.join("conf.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let weights = read_npz(case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
+    let rules = Rules {
+        precision: std::fs::read_to_string(case.join("precision.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null),
+    };
+    let mut rep = Report::default();
+
+    // ---- eval mode
+    let model = PseLTae::new(config.clone(), 0, device);
+    load_state_dict(&model, &weights, &case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
+    let stored = flag_list_to_ids(
+        reference
+            .get("expected_stored_for")
+            .or(reference.get("eval_batches"))
+            .unwrap_or(&Value::Null),
+    );
+    let ctx = Ctx::eval();
+    for ids in &stored {
+        let (x, mask, extra, _) = load_pse_batch(&ds, ids, device);
+        let (logits, attn) = sitsgpu::no_grad(|| model.forward(&x, &mask, extra.as_ref(), &ctx));
+        let (ls, as_) = (logits.shape().to_vec(), attn.shape().to_vec());
+        let (logits, attn) = (logits.to_vec(), attn.to_vec());
+        let (heads, bsz, t) = (as_[0], as_[1], as_[2]);
+        for (i, id) in ids.iter().enumerate() {
+            let file = format!("logits_{id}.npy");
+            if let Ok(e) = npy::read_f32(case.join("expected").join(&file)) {
+                check_forward(
+                    &mut rep,
+                    &rules,
+                    &file,
+                    &logits[i * ls[1]..(i + 1) * ls[1]],
+                    &e.data,
+                );
+            }
+            let file = format!("attn_{id}.npy");
+            if let Ok(e) = npy::read_f32(case.join("expected").join(&file)) {
+                let mine: Vec<f32> = (0..heads)
+                    .flat_map(|h| attn[(h * bsz + i) * t..(h * bsz + i + 1) * t].to_vec())
+                    .collect();
+                check_forward(&mut rep, &rules, &file, &mine, &e.data);
+            }
+        }
+    }
+    if !rep.failures.is_empty() {
+        rep.eval_failed = true;
+    }
+
+    // ---- train steps (dropout 0), focal loss
+    let tdir = case.join("train_step");
+    if tdir.join("losses.json").exists() {
+        let info = read_json(&tdir.join("losses.json"));
+        let model = PseLTae::new(config, 0, device);
+        load_state_dict(&model, &weights, &case.join("weights.npz"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gamma = conf.get("gamma").and_then(Value::as_f64).unwrap_or(1.0) as f32;
+        let batches = flag_list_to_ids(
+            reference
+                .get("train_batch_order")
+                .unwrap_or(&info["batches"]),
+        );
+        check_train_steps(&mut rep, &rules, &tdir, &info, &batches, &model, |ids| {
+            let (x, mask, extra, targets) = load_pse_batch(&ds, ids, device);
+            let ctx = Ctx::train_without_dropout();
+            let (logits, _) = model.forward(&x, &mask, extra.as_ref(), &ctx);
+            focal_loss(&logits, &targets, gamma)
+        });
+    }
+    if rep.failures.is_empty() {
+        Outcome::Pass(rep.summary())
+    } else {
+        Outcome::Fail(rep_fail_text(&rep), rep.eval_failed)
+    }
+}
+
+/// The train-step checks shared by every kind: Adam from `losses.json`, then for each batch of `batches`
+/// zero_grad, `loss_of(ids)`, backward, the loss (and step-1 gradients) against the fixture, Adam step; at
+/// the end the weights after the steps.
+fn check_train_steps(
+    rep: &mut Report,
+    rules: &Rules,
+    tdir: &Path,
+    info: &Value,
+    batches: &[Vec<u64>],
+    model: &dyn Module,
+    mut loss_of: impl FnMut(&[u64]) -> Tensor,
+) {
+    {
+        let params = model.parameters();
+        let opt_conf = &info["optimizer"];
+        let cfg = AdamConfig {
+            lr: opt_conf["lr"].as_f64().unwrap_or(1e-3),
+            beta1: opt_conf["betas"][0].as_f64().unwrap_or(0.9),
+            beta2: opt_conf["betas"][1].as_f64().unwrap_or(0.999),
+            eps: opt_conf["eps"].as_f64().unwrap_or(1e-8),
+            weight_decay: opt_conf["weight_decay"].as_f64().unwrap_or(0.0),
+        };
+        let mut opt = Adam::new(params.clone(), cfg);
         let expected_losses: Vec<f64> = info["losses"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
-        let batches = flag_list_to_ids(
-            reference
-                .get("train_batch_order")
-                .unwrap_or(&info["batches"]),
-        );
         let prec_losses = |i: usize| {
             let f32v = rules
                 .precision
@@ -319,11 +470,8 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
         };
         let named: Vec<(String, Tensor)> = model.named_parameters("");
         for (step, ids) in batches.iter().enumerate() {
-            let batch = load_batch(&ds, ids, device);
             opt.zero_grad();
-            let ctx = Ctx::train_without_dropout();
-            let out = model.forward(&batch.x, &batch.days, &batch.pad, &ctx, false);
-            let loss = out.out.cross_entropy(&batch.targets, Some(&w), -100);
+            let loss = loss_of(ids);
             loss.backward();
             let l = loss.item() as f64;
             let e = expected_losses[step];
@@ -363,7 +511,7 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
         if tdir.join("weights_after.npz").exists() {
             let expected =
                 read_npz(tdir.join("weights_after.npz")).unwrap_or_else(|e| panic!("{e}"));
-            let mine = state_dict(&model);
+            let mine = state_dict(model);
             let zero: Vec<String> = info["zero_gradient_params"]
                 .as_array()
                 .map(|a| {
@@ -416,11 +564,6 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
                 );
             }
         }
-    }
-    if rep.failures.is_empty() {
-        Outcome::Pass(rep.summary())
-    } else {
-        Outcome::Fail(rep_fail_text(&rep), rep.eval_failed)
     }
 }
 
@@ -502,6 +645,7 @@ fn pytorch_parity() {
         for &device in &devices {
             let outcome = match kind.as_str() {
                 "semantic" => run_semantic(&dir, &conf, device),
+                "pse" => run_pse(&dir, &conf, device),
                 other => Outcome::Unsupported(format!("kind {other:?} not implemented yet")),
             };
             match outcome {

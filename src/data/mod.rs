@@ -1,11 +1,12 @@
 //! Data: file formats — [`npy`] arrays, [`state_dict`]s and their `.npz` files, PyTorch [`checkpoint`]s (read
 //! through the safe [`pickle`] reader; written in the official format by [`torch_writer`]) — and the datasets
-//! built on them ([`pastis`]: PASTIS patches, spec §1; [`synthetic`]: generated data in the PASTIS layout).
+//! built on them ([`pastis`]: PASTIS patches, spec §1; [`pixelset`]: Sentinel-Agri pixel sets, spec §2; [`synthetic`]: generated data in the PASTIS layout).
 
 pub mod checkpoint;
 pub mod npy;
 pub mod pastis;
 pub mod pickle;
+pub mod pixelset;
 pub mod state_dict;
 pub mod synthetic;
 pub mod torch_writer;

@@ -111,8 +111,10 @@ pub fn cpu_backward<T: Real>(
         shape::broadcast_strides(a_shape, &out),
         shape::broadcast_strides(b_shape, &out),
     );
-    let mut da = vec![T::zero(); a.len()];
-    let mut db = vec![T::zero(); b.len()];
+    // Broadcast axes are summed in f64 (a bias gradient sums thousands of rows; PyTorch's CPU sums are
+    // pairwise); a position that receives a single term keeps its f32 value exactly.
+    let mut da = vec![0f64; a.len()];
+    let mut db = vec![0f64; b.len()];
     for (i, &g) in dy.iter().enumerate() {
         let c = shape::unravel(i, &out);
         let ia: usize = c.iter().zip(&sa).map(|(x, s)| x * s).sum();
@@ -124,10 +126,13 @@ pub fn cpu_backward<T: Real>(
             BinaryOp::Mul => (g * y, g * x),
             BinaryOp::Div => (g / y, -(g * x) / (y * y)),
         };
-        da[ia] += ga;
-        db[ib] += gb;
+        da[ia] += ga.to_f64();
+        db[ib] += gb.to_f64();
     }
-    (da, db)
+    (
+        da.into_iter().map(T::from_f64).collect(),
+        db.into_iter().map(T::from_f64).collect(),
+    )
 }
 
 // ---- GPU ----

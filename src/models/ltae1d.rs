@@ -1,0 +1,332 @@
+//! L-TAE 1D (`LTAE` of lightweight-temporal-attention-pytorch `models/ltae.py`, spec §4.2): the temporal
+//! encoder of the pixel-set classifier, one sequence of feature vectors per sample.
+//!
+//! ```text
+//! x (B, T, C)
+//! inlayernorm  LayerNorm(C) per date
+//! inconv       Conv1d k=1 C → d_model per date, then LayerNorm((d_model, len_max_seq)) over the whole
+//!              channel-first block of a sample (so T must equal len_max_seq)   [only when d_model is set]
+//! + PE         rows of the frozen table `position_enc.weight`: row t (bespoke positions) or t + 1 ("order")
+//! attention    master-query attention (engine/ops/attention.rs with P = 1): weights (H, B, T),
+//!              o (B, d_model) heads concatenated; attention dropout 0.1
+//! mlp          per pair Linear → BatchNorm1d → ReLU;  dropout;  outlayernorm LayerNorm(n_neurons[-1])
+//! → out (B, n_neurons[-1]), attention (H, B, T)
+//! ```
+//! The PE table (float64 sinusoids cast to float32, inner dimension d_model / n_head repeated n_head times)
+//! is a buffer: loaded from the state dict when present, never trained. No padding mask exists in 1D.
+
+use crate::engine::ops::attention::AttnDropout;
+use crate::engine::rng::Rng;
+use crate::engine::{Device, Tensor};
+use crate::layers::conv::normal;
+use crate::layers::norm::EPS;
+use crate::layers::{prefixed, BatchNorm, Ctx, Linear, Module};
+
+/// Attention dropout of L-TAE (ScaledDotProductAttention).
+pub const ATTN_DROPOUT: f32 = 0.1;
+
+/// Constructor arguments of `LTAE` (spec §4.2 defaults through [`Ltae1dConfig::default`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ltae1dConfig {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Heads.
+    pub n_head: usize,
+    /// Key width.
+    pub d_k: usize,
+    /// MLP widths; the first must be d_model (or in_channels when d_model is None).
+    pub n_neurons: Vec<usize>,
+    /// Dropout after the MLP.
+    pub dropout: f32,
+    /// Model width (None: no input convolution, d_model = in_channels).
+    pub d_model: Option<usize>,
+    /// Positional-encoding period.
+    pub t_period: f64,
+    /// Maximal (with d_model: exact) sequence length.
+    pub len_max_seq: usize,
+    /// Bespoke positions (days since the first date), or None for the 1-based date index.
+    pub positions: Option<Vec<i64>>,
+}
+
+impl Default for Ltae1dConfig {
+    fn default() -> Self {
+        Ltae1dConfig {
+            in_channels: 128,
+            n_head: 16,
+            d_k: 8,
+            n_neurons: vec![256, 128],
+            dropout: 0.2,
+            d_model: Some(256),
+            t_period: 1000.0,
+            len_max_seq: 24,
+            positions: None,
+        }
+    }
+}
+
+/// `get_sinusoid_encoding_table(positions, d, T)` repeated `repeat` times along the features: rows
+/// (positions.len(), d · repeat), computed in float64 and cast to float32.
+pub fn sinusoid_table(positions: &[f64], d: usize, t_period: f64, repeat: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(positions.len() * d * repeat);
+    for &p in positions {
+        let row: Vec<f32> = (0..d)
+            .map(|i| {
+                let a = p / t_period.powf((2 * (i / 2)) as f64 / d as f64);
+                (if i % 2 == 0 { a.sin() } else { a.cos() }) as f32
+            })
+            .collect();
+        for _ in 0..repeat {
+            out.extend_from_slice(&row);
+        }
+    }
+    out
+}
+
+/// The input projection: Conv1d k=1 and LayerNorm((d_model, len_max_seq)).
+pub struct InConv {
+    /// Conv1d weight (d_model, C, 1).
+    pub weight: Tensor,
+    /// Conv1d bias (d_model).
+    pub bias: Tensor,
+    /// LayerNorm γ (d_model, len_max_seq).
+    pub ln_weight: Tensor,
+    /// LayerNorm β (d_model, len_max_seq).
+    pub ln_bias: Tensor,
+}
+
+/// The L-TAE 1D temporal encoder.
+pub struct Ltae1d {
+    /// Configuration.
+    pub config: Ltae1dConfig,
+    /// Model width.
+    pub d_model: usize,
+    /// LayerNorm(C) γ.
+    pub in_ln_weight: Tensor,
+    /// LayerNorm(C) β.
+    pub in_ln_bias: Tensor,
+    /// Input projection (when d_model is set).
+    pub inconv: Option<InConv>,
+    /// Frozen positional table (rows, d_model), a buffer.
+    pub position_enc: Tensor,
+    /// Master queries (n_head, d_k).
+    pub q: Tensor,
+    /// Key projection d_model → n_head·d_k.
+    pub fc1_k: Linear,
+    /// MLP pairs (Linear, BatchNorm1d), each followed by ReLU.
+    pub mlp: Vec<(Linear, BatchNorm)>,
+    /// Output LayerNorm γ.
+    pub out_ln_weight: Tensor,
+    /// Output LayerNorm β.
+    pub out_ln_bias: Tensor,
+}
+
+impl Ltae1d {
+    /// A freshly initialised encoder (Linear Xavier-normal, BatchNorm γ ~ N(0, 1), Q ~ N(0, √(2/d_k)),
+    /// LayerNorms γ = 1, β = 0). Panics on an inconsistent configuration (as the original asserts).
+    pub fn new(config: Ltae1dConfig, rng: &mut Rng, device: Device) -> Self {
+        let c = &config;
+        let d_model = c.d_model.unwrap_or(c.in_channels);
+        assert!(
+            d_model.is_multiple_of(c.n_head),
+            "Ltae1d: d_model {d_model} must be a multiple of n_head {}",
+            c.n_head
+        );
+        assert_eq!(
+            c.n_neurons.first(),
+            Some(&d_model),
+            "Ltae1d: expected n_neurons[0] = d_model = {d_model}, got {:?}",
+            c.n_neurons
+        );
+        let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s, device).requires_grad_();
+        let inconv = c.d_model.map(|dm| InConv {
+            weight: t(
+                normal(
+                    rng,
+                    dm * c.in_channels,
+                    (2.0 / (dm + c.in_channels) as f64).sqrt(),
+                ),
+                &[dm, c.in_channels, 1],
+            ),
+            bias: t(normal(rng, dm, 1.0), &[dm]),
+            ln_weight: Tensor::ones(&[dm, c.len_max_seq], device).requires_grad_(),
+            ln_bias: Tensor::zeros(&[dm, c.len_max_seq], device).requires_grad_(),
+        });
+        let pos: Vec<f64> = match &c.positions {
+            Some(p) => p.iter().map(|&v| v as f64).collect(),
+            None => (0..=c.len_max_seq).map(|v| v as f64).collect(),
+        };
+        let rows = pos.len();
+        let pe = sinusoid_table(&pos, d_model / c.n_head, c.t_period, c.n_head);
+        let last = *c.n_neurons.last().unwrap();
+        Ltae1d {
+            d_model,
+            in_ln_weight: Tensor::ones(&[c.in_channels], device).requires_grad_(),
+            in_ln_bias: Tensor::zeros(&[c.in_channels], device).requires_grad_(),
+            inconv,
+            position_enc: Tensor::from_vec(pe, &[rows, d_model], device),
+            q: t(
+                normal(rng, c.n_head * c.d_k, (2.0 / c.d_k as f64).sqrt()),
+                &[c.n_head, c.d_k],
+            ),
+            fc1_k: Linear::xavier(d_model, c.n_head * c.d_k, rng, device),
+            mlp: c
+                .n_neurons
+                .windows(2)
+                .map(|w| {
+                    (
+                        Linear::xavier(w[0], w[1], rng, device),
+                        BatchNorm::new(w[1], rng, device),
+                    )
+                })
+                .collect(),
+            out_ln_weight: Tensor::ones(&[last], device).requires_grad_(),
+            out_ln_bias: Tensor::zeros(&[last], device).requires_grad_(),
+            config,
+        }
+    }
+
+    /// x (B, T, C) → (out (B, n_neurons[-1]), attention (n_head, B, T)).
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> (Tensor, Tensor) {
+        let c = &self.config;
+        let s = x.shape();
+        assert!(
+            s.len() == 3 && s[2] == c.in_channels,
+            "Ltae1d: expected x (B, T, {}), got {s:?}",
+            c.in_channels
+        );
+        let (b, t, dm) = (s[0], s[1], self.d_model);
+        let mut e = x.layer_norm(
+            &[c.in_channels],
+            Some(&self.in_ln_weight),
+            Some(&self.in_ln_bias),
+            EPS,
+        );
+        if let Some(ic) = &self.inconv {
+            assert_eq!(
+                t, c.len_max_seq,
+                "Ltae1d: with d_model the sequence length must be len_max_seq = {}, got {t}",
+                c.len_max_seq
+            );
+            let w = ic.weight.reshape(&[dm, c.in_channels]).transpose(0, 1);
+            let y = &e.reshape(&[b * t, c.in_channels]).matmul(&w) + &ic.bias;
+            let y = y.reshape(&[b, t, dm]).transpose(1, 2);
+            e = y
+                .layer_norm(&[dm, t], Some(&ic.ln_weight), Some(&ic.ln_bias), EPS)
+                .transpose(1, 2);
+        }
+        let start = if c.positions.is_some() { 0 } else { 1 };
+        let rows = self.position_enc.shape()[0];
+        assert!(
+            start + t <= rows,
+            "Ltae1d: {t} dates but the positional table has {rows} rows"
+        );
+        let pe = self.position_enc.narrow(0, start, t).reshape(&[1, t, dm]);
+        let e = &e + &pe;
+        // Master-query attention, one "pixel" per sample.
+        let keys = self.fc1_k.forward(&e);
+        let p_attn = ctx.dropout_p(ATTN_DROPOUT);
+        let drop = if p_attn > 0.0 {
+            AttnDropout {
+                p: p_attn,
+                seed: ctx.next_seed(),
+            }
+        } else {
+            AttnDropout::NONE
+        };
+        let attn = keys.temporal_attention_weights(&self.q, None, 1, drop);
+        let mut o = attn.temporal_attention_apply(&e);
+        for (lin, bn) in &self.mlp {
+            o = bn.forward(&lin.forward(&o), ctx).relu();
+        }
+        let p = ctx.dropout_p(c.dropout);
+        if p > 0.0 {
+            o = o.dropout(p, ctx.next_seed(), true);
+        }
+        let last = o.shape()[1];
+        let o = o.layer_norm(
+            &[last],
+            Some(&self.out_ln_weight),
+            Some(&self.out_ln_bias),
+            EPS,
+        );
+        (o, attn.reshape(&[c.n_head, b, t]))
+    }
+}
+
+impl Module for Ltae1d {
+    fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        if let Some(ic) = &self.inconv {
+            v.push((format!("{prefix}inconv.0.weight"), ic.weight.clone()));
+            v.push((format!("{prefix}inconv.0.bias"), ic.bias.clone()));
+            v.push((format!("{prefix}inconv.1.weight"), ic.ln_weight.clone()));
+            v.push((format!("{prefix}inconv.1.bias"), ic.ln_bias.clone()));
+        }
+        v.push((
+            format!("{prefix}inlayernorm.weight"),
+            self.in_ln_weight.clone(),
+        ));
+        v.push((format!("{prefix}inlayernorm.bias"), self.in_ln_bias.clone()));
+        v.push((
+            format!("{prefix}outlayernorm.weight"),
+            self.out_ln_weight.clone(),
+        ));
+        v.push((
+            format!("{prefix}outlayernorm.bias"),
+            self.out_ln_bias.clone(),
+        ));
+        v.push((format!("{prefix}attention_heads.Q"), self.q.clone()));
+        v.extend(
+            self.fc1_k
+                .named_parameters(&prefixed(prefix, "attention_heads.fc1_k")),
+        );
+        for (i, (lin, bn)) in self.mlp.iter().enumerate() {
+            v.extend(lin.named_parameters(&prefixed(prefix, &format!("mlp.{}", 3 * i))));
+            v.extend(bn.named_parameters(&prefixed(prefix, &format!("mlp.{}", 3 * i + 1))));
+        }
+        v
+    }
+    fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        let mut v = vec![(
+            format!("{prefix}position_enc.weight"),
+            self.position_enc.clone(),
+        )];
+        for (i, (_, bn)) in self.mlp.iter().enumerate() {
+            v.extend(bn.named_buffers(&prefixed(prefix, &format!("mlp.{}", 3 * i + 1))));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_of_the_paper_variants() {
+        // config_fig2.json (spec §4.3): 9k with d_model None, 112k default.
+        let mut rng = Rng::new(0);
+        let small = Ltae1d::new(
+            Ltae1dConfig {
+                n_head: 8,
+                n_neurons: vec![128],
+                d_model: None,
+                ..Ltae1dConfig::default()
+            },
+            &mut rng,
+            Device::Cpu,
+        );
+        assert_eq!(small.num_parameters(), 8_832);
+        let def = Ltae1d::new(Ltae1dConfig::default(), &mut rng, Device::Cpu);
+        assert_eq!(def.num_parameters(), 112_000);
+    }
+
+    #[test]
+    fn sinusoid_rows() {
+        // Position 0: sin 0 = 0, cos 0 = 1; channel 2 of d = 16 has denominator 1000^(2/16).
+        let t = sinusoid_table(&[0.0, 10.0], 16, 1000.0, 2);
+        assert_eq!(&t[..2], &[0.0, 1.0]);
+        assert_eq!(t[32 + 2], (10.0f64 / 1000f64.powf(0.125)).sin() as f32);
+        assert_eq!(t[32 + 16 + 2], t[32 + 2]);
+    }
+}
