@@ -10,7 +10,7 @@
 //!   0x1950a86a20f9469cfc6c, the protocol version 1001, a sys_info dict, the object, the list of storage keys —
 //!   then, for each key of that list in order, an 8-byte little-endian element count and the storage's raw bytes.
 //!
-//! The pickle is read by the safe [`pickle`](crate::data::pickle) VM. A storage is a persistent id
+//! The pickle is read by the safe [`crate::data::pickle`] VM. A storage is a persistent id
 //! `('storage', torch.<Type>Storage, key, location, numel[, view_metadata])`; the location (`cpu`, `cuda:0`) is
 //! ignored. Tensors are `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks
 //! [, metadata])` (also `_rebuild_tensor`, `_rebuild_tensor_v3` with an explicit dtype on a

@@ -112,12 +112,12 @@ pub fn write<T: npyz::AutoSerialize + Copy>(
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// Writes f32 values (logits, attention masks) as `.npy`; see [`write`].
+/// Writes f32 values (logits, attention masks) as `.npy`; see [`write()`].
 pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()> {
     write(path, shape, data)
 }
 
-/// Writes i64 values (class maps, confusion matrices) as `.npy`; see [`write`].
+/// Writes i64 values (class maps, confusion matrices) as `.npy`; see [`write()`].
 pub fn write_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Result<()> {
     write(path, shape, data)
 }

@@ -61,7 +61,7 @@ pub struct PixelSetEncoder {
 }
 
 impl PixelSetEncoder {
-    /// A freshly initialised encoder; panics when mlp2[0] ≠ mlp1[-1] · pooling + extra (as the original).
+    /// A freshly initialised encoder; panics when `mlp2[0] ≠ mlp1[-1]` · pooling + extra (as the original).
     pub fn new(
         mlp1: &[usize],
         pooling: Vec<Pooling>,
@@ -230,7 +230,7 @@ impl Decoder {
         }
     }
 
-    /// x (B, n[0]) → (B, n[-1]).
+    /// x (B, `n[0]`) → (B, `n[-1]`).
     pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
         let mut o = x.clone();
         for (lin, bn) in &self.hidden {

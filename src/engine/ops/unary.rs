@@ -1,12 +1,12 @@
 //! The elementwise one-input ops: leaky_relu, sigmoid, tanh, exp, log, sqrt, softplus, and the scalar ops
 //! add_scalar, mul_scalar (and neg = mul_scalar(-1)).
 //!
-//! Math and derivatives (saved tensor in brackets):
-//! - leaky_relu(a): `y = x > 0 ? x : a x`, `dy/dx = x > 0 ? 1 : a` [x]
-//! - sigmoid: `y = 1 / (1 + e^-x)`, `dy/dx = y (1 - y)` [y]
-//! - tanh: `dy/dx = 1 - y²` [y];  exp: `dy/dx = y` [y];  log: `dy/dx = 1/x` [x];  sqrt: `dy/dx = 1/(2y)` [y]
+//! Math and derivatives (and the tensor the backward saves):
+//! - leaky_relu(a): `y = x > 0 ? x : a x`, `dy/dx = x > 0 ? 1 : a` (saves x)
+//! - sigmoid: `y = 1 / (1 + e^-x)`, `dy/dx = y (1 - y)` (saves y)
+//! - tanh: `dy/dx = 1 - y²` (saves y);  exp: `dy/dx = y` (saves y);  log: `dy/dx = 1/x` (saves x);  sqrt: `dy/dx = 1/(2y)` (saves y)
 //! - softplus (beta 1, threshold 20, as PyTorch): `y = x > 20 ? x : ln(1 + e^x)`,
-//!   `dy/dx = x > 20 ? 1 : z/(z+1)`, `z = e^x` [x]
+//!   `dy/dx = x > 20 ? 1 : z/(z+1)`, `z = e^x` (saves x)
 //! - add_scalar(a): `y = x + a`, `dy/dx = 1` (backward returns dy: no kernel);
 //!   mul_scalar(a): `y = a x`, `dy/dx = a` (backward is mul_scalar(dy, a): a composition).
 //!
