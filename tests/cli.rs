@@ -11,6 +11,9 @@
 //! Without the fixtures each test prints one loud `SKIPPED` line. Run:
 //! `cargo test --test cli -- --nocapture` (prints per-case timings).
 
+mod common;
+use common::{fixtures_root, read_json, TmpDir};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -21,14 +24,6 @@ use sitsgpu::data::npy;
 use sitsgpu::data::state_dict::{read_npz, StateDict, Values};
 use sitsgpu::data::torch_writer::{write_torch_checkpoint, write_torch_checkpoint_legacy};
 use sitsgpu::engine::testing::gpu_or_skip;
-
-fn fixtures_root() -> PathBuf {
-    std::env::var("SITSGPU_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"))
-        })
-}
 
 /// The fixtures' `utae_small` case, or `None` after a loud skip line.
 fn utae_small(test: &str) -> Option<PathBuf> {
@@ -41,31 +36,6 @@ fn utae_small(test: &str) -> Option<PathBuf> {
             case.display()
         );
         None
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A temporary folder, removed when dropped (kept when the test panics, for inspection).
-struct TmpDir(PathBuf);
-
-impl TmpDir {
-    fn new(tag: &str) -> TmpDir {
-        let d = std::env::temp_dir().join(format!("sitsgpu_cli_{tag}_{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TmpDir(d)
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }
 
@@ -265,7 +235,7 @@ fn predict_all_cases(device: &str) {
     let Some(cases) = semantic_utae_cases() else {
         return;
     };
-    let tmp = TmpDir::new(&format!("predict_{device}"));
+    let tmp = TmpDir::new("cli", &format!("predict_{device}"));
     let dataset = fixtures_root().join("datasets/pastis_tiny");
     let mut failures = Vec::new();
     for (name, case) in &cases {
@@ -351,7 +321,7 @@ fn official_checkpoints_round_trip_through_the_cli() {
     let Some(case) = utae_small("official_checkpoints_round_trip_through_the_cli") else {
         return;
     };
-    let tmp = TmpDir::new("official");
+    let tmp = TmpDir::new("cli", "official");
     let npz = case.join("weights.npz");
     let sd = read_npz(&npz).unwrap();
     assert_eq!(sd.len(), 158, "spec §9.3: 158 state-dict entries");
@@ -434,7 +404,7 @@ fn convert_weights_to_torch() {
     let Some(case) = utae_small("convert_weights_to_torch") else {
         return;
     };
-    let tmp = TmpDir::new("to_torch");
+    let tmp = TmpDir::new("cli", "to_torch");
     let npz = case.join("weights.npz");
     let sd = read_npz(&npz).unwrap();
     let conf = write_conf(&case, &tmp.0);
@@ -490,7 +460,7 @@ fn bad_inputs_fail_with_clear_messages() {
     let Some(case) = utae_small("bad_inputs_fail_with_clear_messages") else {
         return;
     };
-    let tmp = TmpDir::new("errors");
+    let tmp = TmpDir::new("cli", "errors");
     let sd = read_npz(case.join("weights.npz")).unwrap();
 
     // A conf.json whose last out_conv width differs from the checkpoint's 20 classes.

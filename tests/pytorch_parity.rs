@@ -12,8 +12,11 @@
 //!
 //! Run: `cargo test --release --test pytorch_parity -- --nocapture`.
 
+mod common;
+use common::{fixtures_root, read_json};
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use sitsgpu::data::npy;
@@ -28,17 +31,6 @@ use sitsgpu::models::pse::{focal_loss, PseLTae, PseLTaeConfig};
 use sitsgpu::models::utae::{PadInfo, UTae, UTaeConfig};
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
-
-fn fixtures_root() -> PathBuf {
-    std::env::var("SITSGPU_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// Tolerance rules of the fixtures README / compare.py.
 struct Rules {

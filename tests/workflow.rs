@@ -13,6 +13,9 @@
 //!
 //! Run: `cargo test --test workflow`.
 
+mod common;
+use common::{fixtures_root, read_json, TmpDir};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -31,37 +34,6 @@ use sitsgpu::train::semantic::{evaluate, train, EvaluateOptions, TrainOptions};
 use sitsgpu::{Device, Tensor};
 
 // ---------------------------------------------------------------- helpers
-
-fn fixtures_root() -> PathBuf {
-    std::env::var("SITSGPU_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"))
-        })
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// A fresh temporary folder, removed when dropped.
-struct TmpDir(PathBuf);
-
-impl TmpDir {
-    fn new(tag: &str) -> TmpDir {
-        let p = std::env::temp_dir().join(format!("sitsgpu-workflow-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TmpDir(p)
-    }
-}
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn tiny_synth() -> SynthOptions {
     SynthOptions {
@@ -378,7 +350,7 @@ fn metrics_reproduce_the_fixtures() {
 
 #[test]
 fn train_then_evaluate_on_cpu() {
-    let tmp = TmpDir::new("e2e-cpu");
+    let tmp = TmpDir::new("workflow", "e2e-cpu");
     let data = tmp.0.join("data");
     write_pastis(&data, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
     let res = tmp.0.join("res");
@@ -429,7 +401,7 @@ fn train_then_evaluate_on_cpu() {
 /// column 19 deleted (fractions), and `evaluate` over the five folds writes the same summary.
 #[test]
 fn five_folds_write_the_overall_summary() {
-    let tmp = TmpDir::new("five-folds");
+    let tmp = TmpDir::new("workflow", "five-folds");
     let data = tmp.0.join("data");
     write_pastis(&data, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
     let res = tmp.0.join("res");
@@ -501,7 +473,7 @@ fn assert_same_run(got: &Path, want: &Path, what: &str) {
 }
 
 fn resume_scenarios(tag: &str, cpu: bool) {
-    let tmp = TmpDir::new(tag);
+    let tmp = TmpDir::new("workflow", tag);
     let data = tmp.0.join("data");
     write_pastis(&data, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
     let fold = |r: &Path| r.join("Fold_1");
@@ -576,7 +548,7 @@ fn gpu_training_smoke_run() {
     if gpu_or_skip("gpu_training_smoke_run").is_none() {
         return;
     }
-    let tmp = TmpDir::new("e2e-gpu");
+    let tmp = TmpDir::new("workflow", "e2e-gpu");
     let data = tmp.0.join("data");
     write_pastis(&data, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
     let res = tmp.0.join("res");
@@ -611,7 +583,7 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn cli_synth_train_evaluate() {
-    let tmp = TmpDir::new("cli");
+    let tmp = TmpDir::new("workflow", "cli");
     let (d, r, e) = (tmp.0.join("d"), tmp.0.join("r"), tmp.0.join("e"));
     let o = sitsgpu(&[
         &"synth",
