@@ -219,6 +219,19 @@ fn reductions() {
 }
 
 #[test]
+fn argmax_indices_match() {
+    if gpu_or_skip("argmax_indices_match").is_none() {
+        return;
+    }
+    // Class scores with ties (values on a coarse grid) so the first-maximum rule is exercised.
+    let data: Vec<f32> = values(2 * 20 * 7 * 9, Gen::Int(5), 3);
+    let cpu = Tensor::from_vec(data.clone(), &[2, 20, 7, 9], Device::Cpu);
+    let gpu = Tensor::from_vec(data, &[2, 20, 7, 9], Device::Gpu);
+    assert_eq!(gpu.argmax(1), cpu.argmax(1));
+    with_max_workgroups(3, || assert_eq!(gpu.argmax(-1), cpu.argmax(-1)));
+}
+
+#[test]
 fn matmul_tiled_odd_sizes_and_batches() {
     let cases: [(&[usize], &[usize]); 5] = [
         (&[67, 45], &[45, 33]),         // one batch, tiles cut at every edge

@@ -23,7 +23,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use crate::data::pastis::{Batch, Date, MonoDate, PastisDataset, PastisOptions};
-use crate::data::state_dict::{read_npz, write_npz, Entry, StateDict};
+use crate::data::state_dict::{read_npz, write_npz, Entry};
 use crate::engine::rng::Rng;
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::state::{load_state_dict, state_dict};
@@ -33,7 +33,6 @@ use crate::models::utae::{PadInfo, UTae, UTaeConfig};
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::metrics::{overall, ConfusionMatrix};
 use crate::train::plot;
-use crate::train::predict::argmax_classes;
 
 /// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
 pub const ROTATIONS: [([usize; 3], usize, usize); 5] = [
@@ -179,13 +178,8 @@ fn to_device(b: &Batch, device: Device) -> (Tensor, Tensor, PadInfo) {
 
 /// Adds the batch's predictions to `cm`.
 fn accumulate(cm: &mut ConfusionMatrix, logits: &Tensor, targets: &[i64]) {
-    let s = logits.shape().to_vec();
-    let (k, per) = (s[1], s[1] * s[2] * s[3]);
-    let data = logits.to_vec();
-    for (i, chunk) in data.chunks(per).enumerate() {
-        let pred = argmax_classes(chunk, k);
-        cm.add(&pred, &targets[i * s[2] * s[3]..(i + 1) * s[2] * s[3]]);
-    }
+    // argmax over the class axis on the device: only (B, H, W) indices are read back each step.
+    cm.add(&logits.argmax(1), targets);
 }
 
 /// One pass over `indices` of `ds`: training when `opt` is given (with `step` counting optimiser steps up to
@@ -697,21 +691,6 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         save_overall(&e.res_dir, &total, opts.ignored_class())?;
     }
     Ok(results)
-}
-
-/// Reads a state dict saved by training (`model.npz`, or `last.npz` without its optimizer and progress
-/// entries).
-pub fn model_state(path: &Path) -> Result<StateDict> {
-    let mut sd = read_npz(path)?;
-    let opt_keys: Vec<String> = sd
-        .keys()
-        .filter(|k| k.starts_with("optimizer.") || k.starts_with("progress."))
-        .map(String::from)
-        .collect();
-    for k in opt_keys {
-        sd.remove(&k);
-    }
-    Ok(sd)
 }
 
 #[cfg(test)]

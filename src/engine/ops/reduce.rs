@@ -314,6 +314,23 @@ impl Tensor {
         self.sum(&axes, true).reshape(target)
     }
 
+    /// Index of the first maximum along `axis`, read back to the host (torch.argmax; no gradient). On the
+    /// GPU only the indices cross the bus (the `reduce_max` kernel's argmax), not the whole tensor.
+    pub fn argmax(&self, axis: isize) -> Vec<i64> {
+        let ax = shape::norm_axis(axis, self.rank(), "argmax");
+        let (o, r, i) = shape::outer_axis_inner(self.shape(), ax);
+        assert!(r > 0, "argmax: axis {ax} of {:?} is empty", self.shape());
+        let idx = match self.device() {
+            Device::Cpu => cpu_max(&self.cpu_data("argmax"), o, r, i).1,
+            Device::Gpu => {
+                let g = self.gpu_storage("argmax");
+                let (_, idx) = gpu_max(g, o, r, i);
+                bytemuck::cast_slice(&g.gpu.read_buffer(idx.buffer(), 4 * (o * i) as u64)).to_vec()
+            }
+        };
+        idx.into_iter().map(i64::from).collect()
+    }
+
     /// Maximum over one axis (values; the gradient flows to the first maximum).
     pub fn max(&self, axis: isize, keepdim: bool) -> Tensor {
         let ax = shape::norm_axis(axis, self.rank(), "max");
@@ -385,6 +402,14 @@ mod tests {
             |v| cpu_max(&v[0], o, r, i).0,
             |v, g| vec![cpu_max_backward(g, &cpu_max(&v[0], o, r, i).1, o, r, i)],
         );
+    }
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        // (2, 3) rows [1, 5, 5] and [7, 3, 7]: first maxima at 1 and 0; columns (1, 7), (5, 3), (5, 7): [1, 0, 1].
+        let t = Tensor::from_vec(vec![1.0, 5.0, 5.0, 7.0, 3.0, 7.0], &[2, 3], Device::Cpu);
+        assert_eq!(t.argmax(1), vec![1, 0]);
+        assert_eq!(t.argmax(0), vec![1, 0, 1]);
     }
 
     #[test]
