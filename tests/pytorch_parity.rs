@@ -27,7 +27,8 @@ use sitsgpu::engine::rng::Rng;
 use sitsgpu::engine::testing::gpu_or_skip;
 use sitsgpu::layers::state::{load_state_dict, state_dict};
 use sitsgpu::layers::{Ctx, Module};
-use sitsgpu::models::pse::{focal_loss, PseLTae, PseLTaeConfig};
+use sitsgpu::models::pse::focal_loss;
+use sitsgpu::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use sitsgpu::models::utae::{PadInfo, UTae, UTaeConfig};
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
@@ -338,8 +339,19 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
     };
     let ds = PixelSetDataset::open(case.join(folder), opts).unwrap_or_else(|e| panic!("{e}"));
     let kwargs = reference.get("constructor_kwargs").unwrap_or(conf);
+    // The class: the reference's constructor name (`models.stclassifier.PseTae(**kwargs)`), else the
+    // conf.json's train.py flags.
+    let conf_path = case.join("conf.json");
+    let kind = match reference.get("constructor").and_then(Value::as_str) {
+        Some(ctor) => {
+            let class = ctor.split('(').next().unwrap_or(ctor);
+            let class = class.rsplit('.').next().unwrap_or(class);
+            TemporalKind::parse(class).unwrap_or_else(|| panic!("unknown constructor {ctor}"))
+        }
+        None => TemporalKind::of_conf(conf, &conf_path).unwrap_or_else(|e| panic!("{e}")),
+    };
     let config =
-        PseLTaeConfig::from_json(kwargs, Some(ds.date_positions()), &case.join("conf.json"))
+        PixelSetModelConfig::from_json_as(kind, kwargs, Some(ds.date_positions()), &conf_path)
             .unwrap_or_else(|e| panic!("{e}"));
     let weights = read_npz(case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
     let rules = Rules {
@@ -351,7 +363,7 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
     let mut rep = Report::default();
 
     // ---- eval mode
-    let model = PseLTae::new(config.clone(), 0, device);
+    let model = PixelSetClassifier::new(config.clone(), 0, device);
     load_state_dict(&model, &weights, &case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
     let stored = flag_list_to_ids(
         reference
@@ -363,8 +375,9 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
     for ids in &stored {
         let (x, mask, extra, _) = load_pse_batch(&ds, ids, device);
         let (logits, attn) = sitsgpu::no_grad(|| model.forward(&x, &mask, extra.as_ref(), &ctx));
-        let (ls, as_) = (logits.shape().to_vec(), attn.shape().to_vec());
-        let (logits, attn) = (logits.to_vec(), attn.to_vec());
+        let ls = logits.shape().to_vec();
+        let as_ = attn.as_ref().map_or(vec![0, 0, 0], |a| a.shape().to_vec());
+        let (logits, attn) = (logits.to_vec(), attn.map_or(Vec::new(), |a| a.to_vec()));
         let (heads, bsz, t) = (as_[0], as_[1], as_[2]);
         for (i, id) in ids.iter().enumerate() {
             let file = format!("logits_{id}.npy");
@@ -394,7 +407,7 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
     let tdir = case.join("train_step");
     if tdir.join("losses.json").exists() {
         let info = read_json(&tdir.join("losses.json"));
-        let model = PseLTae::new(config, 0, device);
+        let model = PixelSetClassifier::new(config, 0, device);
         load_state_dict(&model, &weights, &case.join("weights.npz"))
             .unwrap_or_else(|e| panic!("{e}"));
         let gamma = conf.get("gamma").and_then(Value::as_f64).unwrap_or(1.0) as f32;

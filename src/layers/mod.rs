@@ -8,6 +8,7 @@
 
 pub mod conv;
 pub mod linear;
+pub mod mlp;
 pub mod norm;
 pub mod positional_encoding;
 pub mod state;
@@ -16,6 +17,7 @@ use std::cell::Cell;
 
 pub use conv::{Conv2d, ConvTranspose2d};
 pub use linear::Linear;
+pub use mlp::Mlp;
 pub use norm::{BatchNorm, GroupNorm, Norm, NormKind};
 
 use crate::engine::Tensor;

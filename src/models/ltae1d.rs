@@ -19,8 +19,9 @@ use crate::engine::ops::attention::AttnDropout;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
 use crate::layers::conv::normal;
+use crate::layers::mlp::Mlp;
 use crate::layers::norm::EPS;
-use crate::layers::{prefixed, BatchNorm, Ctx, Linear, Module};
+use crate::layers::{prefixed, Ctx, Linear, Module};
 
 /// Attention dropout of L-TAE (ScaledDotProductAttention).
 pub const ATTN_DROPOUT: f32 = 0.1;
@@ -82,7 +83,8 @@ pub fn sinusoid_table(positions: &[f64], d: usize, t_period: f64, repeat: usize)
     out
 }
 
-/// The input projection: Conv1d k=1 and LayerNorm((d_model, len_max_seq)).
+/// The input projection: Conv1d k=1 and LayerNorm((d_model, len_max_seq)) (`inconv.0`, `inconv.1`), shared
+/// by L-TAE and TAE.
 pub struct InConv {
     /// Conv1d weight (d_model, C, 1).
     pub weight: Tensor,
@@ -92,6 +94,65 @@ pub struct InConv {
     pub ln_weight: Tensor,
     /// LayerNorm β (d_model, len_max_seq).
     pub ln_bias: Tensor,
+}
+
+impl InConv {
+    /// Conv1d weight and bias N(0, 1) (`weight_init`, spec §3.9), LayerNorm γ = 1, β = 0.
+    pub fn new(
+        c_in: usize,
+        d_model: usize,
+        len_max_seq: usize,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
+        let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s, device).requires_grad_();
+        InConv {
+            weight: t(normal(rng, d_model * c_in, 1.0), &[d_model, c_in, 1]),
+            bias: t(normal(rng, d_model, 1.0), &[d_model]),
+            ln_weight: Tensor::ones(&[d_model, len_max_seq], device).requires_grad_(),
+            ln_bias: Tensor::zeros(&[d_model, len_max_seq], device).requires_grad_(),
+        }
+    }
+
+    /// e (B, T, C) → (B, T, d_model): the per-date projection, then one LayerNorm over each sample's whole
+    /// channel-first (d_model, T) block, so T must equal len_max_seq (`what` names the caller in the panic).
+    pub fn forward(&self, e: &Tensor, what: &str) -> Tensor {
+        let (dm, c) = (self.weight.shape()[0], self.weight.shape()[1]);
+        let lms = self.ln_weight.shape()[1];
+        let (b, t) = (e.shape()[0], e.shape()[1]);
+        assert_eq!(
+            t, lms,
+            "{what}: with d_model the sequence length must be len_max_seq = {lms}, got {t}"
+        );
+        let w = self.weight.reshape(&[dm, c]).transpose(0, 1);
+        let y = &e.reshape(&[b * t, c]).matmul(&w) + &self.bias;
+        let y = y.reshape(&[b, t, dm]).transpose(1, 2);
+        y.layer_norm(&[dm, t], Some(&self.ln_weight), Some(&self.ln_bias), EPS)
+            .transpose(1, 2)
+    }
+
+    /// `(state_dict key, parameter)` pairs under `<prefix>inconv.`.
+    pub fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        vec![
+            (format!("{prefix}inconv.0.weight"), self.weight.clone()),
+            (format!("{prefix}inconv.0.bias"), self.bias.clone()),
+            (format!("{prefix}inconv.1.weight"), self.ln_weight.clone()),
+            (format!("{prefix}inconv.1.bias"), self.ln_bias.clone()),
+        ]
+    }
+}
+
+/// The rows of a positional table for T dates: rows 0..T for bespoke positions, 1..T+1 for the 1-based
+/// order ("order"); (1, T, D) to broadcast over the batch. `what` names the caller in the panic.
+pub fn pe_rows(table: &Tensor, bespoke: bool, t: usize, what: &str) -> Tensor {
+    let start = usize::from(!bespoke);
+    let (rows, d) = (table.shape()[0], table.shape()[1]);
+    assert!(
+        start + t <= rows,
+        "{what}: {t} dates need rows {start}..{} of the positional table, which has {rows} rows",
+        start + t
+    );
+    table.narrow(0, start, t).reshape(&[1, t, d])
 }
 
 /// The L-TAE 1D temporal encoder.
@@ -112,8 +173,8 @@ pub struct Ltae1d {
     pub q: Tensor,
     /// Key projection d_model → n_head·d_k.
     pub fc1_k: Linear,
-    /// MLP pairs (Linear, BatchNorm1d), each followed by ReLU.
-    pub mlp: Vec<(Linear, BatchNorm)>,
+    /// MLP pairs (Linear → BatchNorm1d → ReLU), `mlp.<3i>`, `mlp.<3i+1>`.
+    pub mlp: Mlp,
     /// Output LayerNorm γ.
     pub out_ln_weight: Tensor,
     /// Output LayerNorm β.
@@ -138,19 +199,9 @@ impl Ltae1d {
             c.n_neurons
         );
         let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s, device).requires_grad_();
-        let inconv = c.d_model.map(|dm| InConv {
-            weight: t(
-                normal(
-                    rng,
-                    dm * c.in_channels,
-                    (2.0 / (dm + c.in_channels) as f64).sqrt(),
-                ),
-                &[dm, c.in_channels, 1],
-            ),
-            bias: t(normal(rng, dm, 1.0), &[dm]),
-            ln_weight: Tensor::ones(&[dm, c.len_max_seq], device).requires_grad_(),
-            ln_bias: Tensor::zeros(&[dm, c.len_max_seq], device).requires_grad_(),
-        });
+        let inconv = c
+            .d_model
+            .map(|dm| InConv::new(c.in_channels, dm, c.len_max_seq, rng, device));
         let pos: Vec<f64> = match &c.positions {
             Some(p) => p.iter().map(|&v| v as f64).collect(),
             None => (0..=c.len_max_seq).map(|v| v as f64).collect(),
@@ -169,16 +220,7 @@ impl Ltae1d {
                 &[c.n_head, c.d_k],
             ),
             fc1_k: Linear::xavier(d_model, c.n_head * c.d_k, rng, device),
-            mlp: c
-                .n_neurons
-                .windows(2)
-                .map(|w| {
-                    (
-                        Linear::xavier(w[0], w[1], rng, device),
-                        BatchNorm::new(w[1], rng, device),
-                    )
-                })
-                .collect(),
+            mlp: Mlp::new(&c.n_neurons, true, rng, device),
             out_ln_weight: Tensor::ones(&[last], device).requires_grad_(),
             out_ln_bias: Tensor::zeros(&[last], device).requires_grad_(),
             config,
@@ -194,7 +236,7 @@ impl Ltae1d {
             "Ltae1d: expected x (B, T, {}), got {s:?}",
             c.in_channels
         );
-        let (b, t, dm) = (s[0], s[1], self.d_model);
+        let (b, t) = (s[0], s[1]);
         let mut e = x.layer_norm(
             &[c.in_channels],
             Some(&self.in_ln_weight),
@@ -202,26 +244,9 @@ impl Ltae1d {
             EPS,
         );
         if let Some(ic) = &self.inconv {
-            assert_eq!(
-                t, c.len_max_seq,
-                "Ltae1d: with d_model the sequence length must be len_max_seq = {}, got {t}",
-                c.len_max_seq
-            );
-            let w = ic.weight.reshape(&[dm, c.in_channels]).transpose(0, 1);
-            let y = &e.reshape(&[b * t, c.in_channels]).matmul(&w) + &ic.bias;
-            let y = y.reshape(&[b, t, dm]).transpose(1, 2);
-            e = y
-                .layer_norm(&[dm, t], Some(&ic.ln_weight), Some(&ic.ln_bias), EPS)
-                .transpose(1, 2);
+            e = ic.forward(&e, "Ltae1d");
         }
-        let start = if c.positions.is_some() { 0 } else { 1 };
-        let rows = self.position_enc.shape()[0];
-        assert!(
-            start + t <= rows,
-            "Ltae1d: {t} dates but the positional table has {rows} rows"
-        );
-        let pe = self.position_enc.narrow(0, start, t).reshape(&[1, t, dm]);
-        let e = &e + &pe;
+        let e = &e + &pe_rows(&self.position_enc, c.positions.is_some(), t, "Ltae1d");
         // Master-query attention, one "pixel" per sample.
         let keys = self.fc1_k.forward(&e);
         let p_attn = ctx.dropout_p(ATTN_DROPOUT);
@@ -234,33 +259,40 @@ impl Ltae1d {
             AttnDropout::NONE
         };
         let attn = keys.temporal_attention_weights(&self.q, None, 1, drop);
-        let mut o = attn.temporal_attention_apply(&e);
-        for (lin, bn) in &self.mlp {
-            o = bn.forward(&lin.forward(&o), ctx).relu();
-        }
-        let p = ctx.dropout_p(c.dropout);
-        if p > 0.0 {
-            o = o.dropout(p, ctx.next_seed(), true);
-        }
-        let last = o.shape()[1];
-        let o = o.layer_norm(
-            &[last],
-            Some(&self.out_ln_weight),
-            Some(&self.out_ln_bias),
-            EPS,
+        let o = attn.temporal_attention_apply(&e);
+        let o = mlp_dropout_norm(
+            &o,
+            &self.mlp,
+            c.dropout,
+            (&self.out_ln_weight, &self.out_ln_bias),
+            ctx,
         );
         (o, attn.reshape(&[c.n_head, b, t]))
     }
+}
+
+/// The common tail of L-TAE and TAE: `mlp`, dropout, then `outlayernorm` (γ, β) over the last width.
+pub fn mlp_dropout_norm(
+    o: &Tensor,
+    mlp: &Mlp,
+    dropout: f32,
+    out_ln: (&Tensor, &Tensor),
+    ctx: &Ctx,
+) -> Tensor {
+    let mut o = mlp.forward(o, ctx);
+    let p = ctx.dropout_p(dropout);
+    if p > 0.0 {
+        o = o.dropout(p, ctx.next_seed(), true);
+    }
+    let last = o.shape()[1];
+    o.layer_norm(&[last], Some(out_ln.0), Some(out_ln.1), EPS)
 }
 
 impl Module for Ltae1d {
     fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut v = Vec::new();
         if let Some(ic) = &self.inconv {
-            v.push((format!("{prefix}inconv.0.weight"), ic.weight.clone()));
-            v.push((format!("{prefix}inconv.0.bias"), ic.bias.clone()));
-            v.push((format!("{prefix}inconv.1.weight"), ic.ln_weight.clone()));
-            v.push((format!("{prefix}inconv.1.bias"), ic.ln_bias.clone()));
+            v.extend(ic.named_parameters(prefix));
         }
         v.push((
             format!("{prefix}inlayernorm.weight"),
@@ -280,10 +312,7 @@ impl Module for Ltae1d {
             self.fc1_k
                 .named_parameters(&prefixed(prefix, "attention_heads.fc1_k")),
         );
-        for (i, (lin, bn)) in self.mlp.iter().enumerate() {
-            v.extend(lin.named_parameters(&prefixed(prefix, &format!("mlp.{}", 3 * i))));
-            v.extend(bn.named_parameters(&prefixed(prefix, &format!("mlp.{}", 3 * i + 1))));
-        }
+        v.extend(self.mlp.named_parameters(&prefixed(prefix, "mlp")));
         v
     }
     fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
@@ -291,9 +320,7 @@ impl Module for Ltae1d {
             format!("{prefix}position_enc.weight"),
             self.position_enc.clone(),
         )];
-        for (i, (_, bn)) in self.mlp.iter().enumerate() {
-            v.extend(bn.named_buffers(&prefixed(prefix, &format!("mlp.{}", 3 * i + 1))));
-        }
+        v.extend(self.mlp.named_buffers(&prefixed(prefix, "mlp")));
         v
     }
 }

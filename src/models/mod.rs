@@ -2,10 +2,16 @@
 //! the original PyTorch module it reproduces, with the same parameter names (`state_dict` keys).
 //!
 //! - [`utae`]: U-TAE (semantic segmentation of parcels), with [`ltae`]: its L-TAE 2D temporal encoder.
-//! - [`pse`]: PSE + L-TAE (parcel classification from pixel sets), with [`ltae1d`]: the L-TAE 1D.
+//! - [`stclassifier`]: the pixel-set classifiers (parcel classification from pixel sets): the [`pse`]
+//!   Pixel-Set Encoder and decoder with one of [`ltae1d`] (L-TAE, the paper's model), [`tae`] (TAE),
+//!   [`recurrent`] (GRU) or [`tempcnn`] (TempCNN).
 
 pub mod ltae;
 pub mod ltae1d;
 pub mod pse;
+pub mod recurrent;
 pub mod registry;
+pub mod stclassifier;
+pub mod tae;
+pub mod tempcnn;
 pub mod utae;

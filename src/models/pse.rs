@@ -1,6 +1,7 @@
-//! The Pixel-Set Encoder (`PixelSetEncoder` of `models/pse.py`, spec §4.1), the MLP decoder
-//! (`get_decoder`, §4.3) and the full PSE + L-TAE classifier (`PseLTae` of `models/stclassifier.py`), with the
-//! original state_dict names (spec A.8), plus the focal loss of the L-TAE training script (§8.3).
+//! The Pixel-Set Encoder (`PixelSetEncoder` of `models/pse.py`, spec §4.1) and the MLP decoder
+//! (`get_decoder`, §4.3), with the original state_dict names (spec A.8), plus the focal loss of the L-TAE
+//! training script (§8.3). The classifiers that combine them with a temporal encoder are in
+//! [`crate::models::stclassifier`].
 //!
 //! ```text
 //! pixels (B, T, C, S), mask (B, T, S), extra (B, T, E)   → merged to N = B·T pixel sets
@@ -10,16 +11,12 @@
 //!           with d = Σ M and d = 1 replaced by 2; max / min over all S positions (mask ignored)
 //! + extra   concatenated (with_extra)
 //! mlp2      per pair Linear → BatchNorm1d, ReLU after every pair but the last
-//! → (B, T, mlp2[-1]) → L-TAE 1D (models/ltae1d.rs) → decoder: (Linear → BN → ReLU)*, Linear → logits
+//! → (B, T, mlp2[-1]) → a temporal encoder → decoder: (Linear → BN → ReLU)*, Linear → logits
 //! ```
 
-use serde_json::Value;
-
-use crate::engine::error::{Error, Result};
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
-use crate::layers::{prefixed, BatchNorm, Ctx, Linear, Module};
-use crate::models::ltae1d::{Ltae1d, Ltae1dConfig};
+use crate::layers::{prefixed, BatchNorm, Ctx, Linear, Mlp, Module};
 
 /// A pooling method of the PSE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +52,7 @@ pub struct PixelSetEncoder {
     pub pooling: Vec<Pooling>,
     /// mlp2 pairs (Linear, BatchNorm1d): `mlp2.<3i>`, `mlp2.<3i+1>` (a ReLU module follows every pair but
     /// the last).
-    pub mlp2: Vec<(Linear, BatchNorm)>,
+    pub mlp2: Mlp,
     /// Extra features concatenated after pooling.
     pub with_extra: bool,
 }
@@ -86,7 +83,7 @@ impl PixelSetEncoder {
         PixelSetEncoder {
             mlp1: mlp1.windows(2).map(|w| pair(w[0], w[1], rng)).collect(),
             pooling,
-            mlp2: mlp2.windows(2).map(|w| pair(w[0], w[1], rng)).collect(),
+            mlp2: Mlp::new(mlp2, false, rng, device),
             with_extra: extra_size.is_some(),
         }
     }
@@ -161,14 +158,7 @@ impl PixelSetEncoder {
             parts.push(e.reshape(&[n, es[2]]));
         }
         let refs: Vec<&Tensor> = parts.iter().collect();
-        let mut o = Tensor::cat(&refs, 1);
-        let last = self.mlp2.len();
-        for (i, (lin, bn)) in self.mlp2.iter().enumerate() {
-            o = bn.forward(&lin.forward(&o), ctx);
-            if i + 1 < last {
-                o = o.relu();
-            }
-        }
+        let o = self.mlp2.forward(&Tensor::cat(&refs, 1), ctx);
         let d = o.shape()[1];
         o.reshape(&[b, t, d])
     }
@@ -181,11 +171,7 @@ impl Module for PixelSetEncoder {
             v.extend(lin.named_parameters(&prefixed(prefix, &format!("mlp1.{i}.lin"))));
             v.extend(bn.named_parameters(&prefixed(prefix, &format!("mlp1.{i}.bn"))));
         }
-        for (i, (lin, bn)) in self.mlp2.iter().enumerate() {
-            // Sequential indices: Linear, BatchNorm1d, and a ReLU module between pairs.
-            v.extend(lin.named_parameters(&prefixed(prefix, &format!("mlp2.{}", 3 * i))));
-            v.extend(bn.named_parameters(&prefixed(prefix, &format!("mlp2.{}", 3 * i + 1))));
-        }
+        v.extend(self.mlp2.named_parameters(&prefixed(prefix, "mlp2")));
         v
     }
     fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
@@ -193,9 +179,7 @@ impl Module for PixelSetEncoder {
         for (i, (_, bn)) in self.mlp1.iter().enumerate() {
             v.extend(bn.named_buffers(&prefixed(prefix, &format!("mlp1.{i}.bn"))));
         }
-        for (i, (_, bn)) in self.mlp2.iter().enumerate() {
-            v.extend(bn.named_buffers(&prefixed(prefix, &format!("mlp2.{}", 3 * i + 1))));
-        }
+        v.extend(self.mlp2.named_buffers(&prefixed(prefix, "mlp2")));
         v
     }
 }
@@ -203,8 +187,8 @@ impl Module for PixelSetEncoder {
 /// `get_decoder(n_neurons)`: (Linear → BatchNorm1d → ReLU) per pair but the last, then a plain Linear.
 pub struct Decoder {
     /// Hidden pairs (`decoder.<3i>`, `decoder.<3i+1>`).
-    pub hidden: Vec<(Linear, BatchNorm)>,
-    /// Final Linear (`decoder.<3·hidden>`).
+    pub hidden: Mlp,
+    /// Final Linear (`decoder.<3·pairs>`).
     pub last: Linear,
 }
 
@@ -217,281 +201,28 @@ impl Decoder {
         );
         let k = n.len() - 1;
         Decoder {
-            hidden: n[..k]
-                .windows(2)
-                .map(|w| {
-                    (
-                        Linear::xavier(w[0], w[1], rng, device),
-                        BatchNorm::new(w[1], rng, device),
-                    )
-                })
-                .collect(),
+            hidden: Mlp::new(&n[..k], true, rng, device),
             last: Linear::xavier(n[k - 1], n[k], rng, device),
         }
     }
 
     /// x (B, `n[0]`) → (B, `n[-1]`).
     pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
-        let mut o = x.clone();
-        for (lin, bn) in &self.hidden {
-            o = bn.forward(&lin.forward(&o), ctx).relu();
-        }
-        self.last.forward(&o)
+        self.last.forward(&self.hidden.forward(x, ctx))
     }
 }
 
 impl Module for Decoder {
     fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut v = Vec::new();
-        for (i, (lin, bn)) in self.hidden.iter().enumerate() {
-            v.extend(lin.named_parameters(&format!("{prefix}{}.", 3 * i)));
-            v.extend(bn.named_parameters(&format!("{prefix}{}.", 3 * i + 1)));
-        }
+        let mut v = self.hidden.named_parameters(prefix);
         v.extend(
             self.last
-                .named_parameters(&format!("{prefix}{}.", 3 * self.hidden.len())),
+                .named_parameters(&format!("{prefix}{}.", self.hidden.len_children())),
         );
         v
     }
     fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut v = Vec::new();
-        for (i, (_, bn)) in self.hidden.iter().enumerate() {
-            v.extend(bn.named_buffers(&format!("{prefix}{}.", 3 * i + 1)));
-        }
-        v
-    }
-}
-
-/// Constructor arguments of `PseLTae` (defaults: spec §4.3).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PseLTaeConfig {
-    /// Input bands.
-    pub input_dim: usize,
-    /// mlp1 widths (first = input_dim).
-    pub mlp1: Vec<usize>,
-    /// Pooling methods.
-    pub pooling: Vec<Pooling>,
-    /// mlp2 widths.
-    pub mlp2: Vec<usize>,
-    /// Extra features per date (None: with_extra false).
-    pub extra_size: Option<usize>,
-    /// The L-TAE (its in_channels = mlp2[-1]).
-    pub ltae: Ltae1dConfig,
-    /// Decoder widths (mlp4; first = mlp3[-1], last = number of classes).
-    pub mlp4: Vec<usize>,
-}
-
-impl Default for PseLTaeConfig {
-    fn default() -> Self {
-        PseLTaeConfig {
-            input_dim: 10,
-            mlp1: vec![10, 32, 64],
-            pooling: vec![Pooling::Mean, Pooling::Std],
-            mlp2: vec![132, 128],
-            extra_size: Some(4),
-            ltae: Ltae1dConfig::default(),
-            mlp4: vec![128, 64, 32, 20],
-        }
-    }
-}
-
-impl PseLTaeConfig {
-    /// From the original constructor kwargs / train.py conf.json (keys `input_dim`, `mlp1`, `pooling`,
-    /// `mlp2`, `n_head`, `d_k`, `mlp3`, `dropout`, `T`, `len_max_seq` or `lms`, `positions` (a list, or a
-    /// string: "bespoke" needs `bespoke_positions`), `mlp4`, `d_model`, `with_extra` or `geomfeat`,
-    /// `extra_size`); missing keys keep the defaults. `path` names the file in errors.
-    pub fn from_json(
-        v: &Value,
-        bespoke_positions: Option<&[i64]>,
-        path: &std::path::Path,
-    ) -> Result<Self> {
-        let mut c = PseLTaeConfig::default();
-        let bad = |k: &str, what: &str| Error::format(path, format!("{k:?}: {what}"));
-        let usize_of = |k: &str| -> Result<Option<usize>> {
-            v.get(k)
-                .map(|x| {
-                    x.as_u64()
-                        .map(|n| n as usize)
-                        .ok_or_else(|| bad(k, "expected a non-negative integer"))
-                })
-                .transpose()
-        };
-        let list = |k: &str| -> Result<Option<Vec<usize>>> {
-            v.get(k)
-                .map(|x| {
-                    x.as_array()
-                        .and_then(|a| {
-                            a.iter()
-                                .map(|n| n.as_u64().map(|n| n as usize))
-                                .collect::<Option<Vec<_>>>()
-                        })
-                        .ok_or_else(|| bad(k, "expected a list of integers"))
-                })
-                .transpose()
-        };
-        if let Some(n) = usize_of("input_dim")? {
-            c.input_dim = n;
-        }
-        if let Some(l) = list("mlp1")? {
-            c.mlp1 = l;
-        }
-        if let Some(p) = v.get("pooling") {
-            c.pooling = p
-                .as_str()
-                .and_then(parse_pooling)
-                .ok_or_else(|| bad("pooling", "expected methods mean/std/max/min joined by _"))?;
-        }
-        if let Some(l) = list("mlp2")? {
-            c.mlp2 = l;
-        }
-        let with_extra = match v.get("with_extra").or(v.get("geomfeat")) {
-            None => true,
-            Some(Value::Bool(b)) => *b,
-            Some(x) => x.as_i64().map(|n| n != 0).unwrap_or(true),
-        };
-        let es = usize_of("extra_size")?.unwrap_or(4);
-        c.extra_size = with_extra.then_some(es);
-        let l = &mut c.ltae;
-        if let Some(n) = usize_of("n_head")? {
-            l.n_head = n;
-        }
-        if let Some(n) = usize_of("d_k")? {
-            l.d_k = n;
-        }
-        if let Some(x) = list("mlp3")? {
-            l.n_neurons = x;
-        }
-        if let Some(x) = v.get("dropout").and_then(Value::as_f64) {
-            l.dropout = x as f32;
-        }
-        if let Some(x) = v.get("T").and_then(Value::as_f64) {
-            l.t_period = x;
-        }
-        if let Some(n) = usize_of("len_max_seq")?.or(usize_of("lms")?) {
-            l.len_max_seq = n;
-        }
-        match v.get("d_model") {
-            None => {}
-            Some(Value::Null) => l.d_model = None,
-            Some(_) => l.d_model = usize_of("d_model")?,
-        }
-        l.positions = match v.get("positions") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s == "order" => None,
-            Some(Value::String(s)) if s == "bespoke" => Some(
-                bespoke_positions
-                    .ok_or_else(|| {
-                        bad(
-                            "positions",
-                            "\"bespoke\" needs the dataset's date positions",
-                        )
-                    })?
-                    .to_vec(),
-            ),
-            Some(Value::Array(a)) => Some(
-                a.iter()
-                    .map(Value::as_i64)
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad("positions", "expected a list of integers"))?,
-            ),
-            Some(_) => {
-                return Err(bad(
-                    "positions",
-                    "expected \"bespoke\", \"order\" or a list",
-                ))
-            }
-        };
-        if let Some(x) = list("mlp4")? {
-            c.mlp4 = x;
-        }
-        c.ltae.in_channels = *c.mlp2.last().ok_or_else(|| bad("mlp2", "empty"))?;
-        Ok(c)
-    }
-}
-
-/// The PSE + L-TAE classifier: `spatial_encoder`, `temporal_encoder`, `decoder`.
-pub struct PseLTae {
-    /// Configuration.
-    pub config: PseLTaeConfig,
-    /// The pixel-set encoder.
-    pub spatial_encoder: PixelSetEncoder,
-    /// The L-TAE.
-    pub temporal_encoder: Ltae1d,
-    /// The MLP decoder.
-    pub decoder: Decoder,
-}
-
-impl PseLTae {
-    /// A freshly initialised classifier from `seed`.
-    pub fn new(config: PseLTaeConfig, seed: u64, device: Device) -> Self {
-        let mut rng = Rng::new(seed);
-        assert_eq!(
-            config.mlp1.first(),
-            Some(&config.input_dim),
-            "PseLTae: expected mlp1[0] = input_dim = {}, got {:?}",
-            config.input_dim,
-            config.mlp1
-        );
-        let spatial_encoder = PixelSetEncoder::new(
-            &config.mlp1,
-            config.pooling.clone(),
-            &config.mlp2,
-            config.extra_size,
-            &mut rng,
-            device,
-        );
-        let temporal_encoder = Ltae1d::new(config.ltae.clone(), &mut rng, device);
-        let decoder = Decoder::new(&config.mlp4, &mut rng, device);
-        PseLTae {
-            config,
-            spatial_encoder,
-            temporal_encoder,
-            decoder,
-        }
-    }
-
-    /// Number of classes (mlp4[-1]).
-    pub fn num_classes(&self) -> usize {
-        *self.config.mlp4.last().unwrap()
-    }
-
-    /// pixels (B, T, C, S), mask (B, T, S) host values, extra (B, T, E) → (logits (B, classes), attention
-    /// (n_head, B, T)).
-    pub fn forward(
-        &self,
-        pixels: &Tensor,
-        mask: &[f32],
-        extra: Option<&Tensor>,
-        ctx: &Ctx,
-    ) -> (Tensor, Tensor) {
-        let f = self.spatial_encoder.forward(pixels, mask, extra, ctx);
-        let (o, attn) = self.temporal_encoder.forward(&f, ctx);
-        (self.decoder.forward(&o, ctx), attn)
-    }
-}
-
-impl Module for PseLTae {
-    fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut v = self
-            .spatial_encoder
-            .named_parameters(&prefixed(prefix, "spatial_encoder"));
-        v.extend(
-            self.temporal_encoder
-                .named_parameters(&prefixed(prefix, "temporal_encoder")),
-        );
-        v.extend(self.decoder.named_parameters(&prefixed(prefix, "decoder")));
-        v
-    }
-    fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        let mut v = self
-            .spatial_encoder
-            .named_buffers(&prefixed(prefix, "spatial_encoder"));
-        v.extend(
-            self.temporal_encoder
-                .named_buffers(&prefixed(prefix, "temporal_encoder")),
-        );
-        v.extend(self.decoder.named_buffers(&prefixed(prefix, "decoder")));
-        v
+        self.hidden.named_buffers(prefix)
     }
 }
 
@@ -522,23 +253,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_parameter_count_and_names() {
-        let m = PseLTae::new(PseLTaeConfig::default(), 0, Device::Cpu);
-        assert_eq!(m.spatial_encoder.num_parameters(), 19_936);
-        assert_eq!(m.decoder.num_parameters(), 11_188);
-        assert_eq!(m.num_parameters(), 143_124);
-        let names: Vec<String> = m.named_parameters("").into_iter().map(|(n, _)| n).collect();
-        for k in [
-            "spatial_encoder.mlp1.1.bn.weight",
-            "spatial_encoder.mlp2.1.weight",
-            "temporal_encoder.inconv.1.bias",
-            "decoder.6.bias",
-        ] {
-            assert!(names.iter().any(|n| n == k), "{k}");
-        }
-    }
-
-    #[test]
     fn masked_std_quirks() {
         // One pixel set of 3 positions, mask (1, 0, 0): d = 1 → 2, so σ = sqrt(0/1 + 1e-31); mean = f_0.
         // A single channel through an identity mlp1 is emulated by checking the pooling on the encoder of
@@ -556,7 +270,7 @@ mod tests {
         lin.weight.storage().write(&[1.0]);
         lin.bias.as_ref().unwrap().storage().write(&[0.0]);
         bn.weight.storage().write(&[1.0]);
-        let (l2, bn2) = &pse.mlp2[0];
+        let (l2, bn2) = &pse.mlp2.pairs[0];
         // Output = mean + 10·std + 100·max (eval BN with γ = 1 only rescales by 1/√(1+eps)).
         l2.weight.storage().write(&[1.0, 10.0, 100.0]);
         l2.bias.as_ref().unwrap().storage().write(&[0.0]);
