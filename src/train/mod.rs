@@ -8,5 +8,6 @@ pub mod plot;
 pub mod predict;
 pub mod progress;
 pub mod semantic;
+pub mod state;
 
 pub use adam::{Adam, AdamConfig};

@@ -17,22 +17,25 @@
 //! with a seed derived from (`rdm_seed`, fold, epoch) and incomplete batches are dropped (`drop_last`), so a
 //! resumed run replays exactly the batches and dropout masks an uninterrupted run would have.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
 use crate::data::pastis::{Batch, Date, MonoDate, PastisDataset, PastisOptions};
-use crate::data::state_dict::{read_npz, write_npz, Entry};
-use crate::engine::rng::Rng;
+use crate::data::state_dict::{read_npz, write_npz};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::state::{load_state_dict, state_dict};
 use crate::layers::{Ctx, Module};
 use crate::models::registry::{read_json, read_weights};
 use crate::models::utae::{PadInfo, UTae, UTaeConfig};
 use crate::train::adam::{Adam, AdamConfig};
-use crate::train::metrics::{overall, ConfusionMatrix};
+use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
+use crate::train::state::{
+    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state, write_json,
+    Progress,
+};
 
 /// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
 pub const ROTATIONS: [([usize; 3], usize, usize); 5] = [
@@ -134,28 +137,6 @@ pub struct EpochMetrics {
     pub patches_per_s: f64,
     /// Seconds.
     pub seconds: f64,
-}
-
-fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::io(path, e))?;
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// Fisher-Yates shuffle of 0..n with a seed; incomplete batches dropped.
-pub fn epoch_order(n: usize, batch_size: usize, seed: u64) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = Rng::new(seed);
-    for i in (1..n).rev() {
-        idx.swap(i, rng.below(i as u64 + 1) as usize);
-    }
-    idx.truncate(n / batch_size.max(1) * batch_size.max(1));
-    idx
-}
-
-fn mix(seed: u64, fold: usize, epoch: usize) -> u64 {
-    Rng::new(seed ^ ((fold as u64) << 40) ^ ((epoch as u64) << 20)).next_u64()
 }
 
 /// Device tensors of a batch: (x, targets as f32 class ids).
@@ -262,117 +243,6 @@ fn metrics_json(prefix: &str, m: &EpochMetrics) -> Map<String, Value> {
     o
 }
 
-/// Where a fold stands: the last finished epoch, optimiser steps taken, best validation mIoU so far.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Progress {
-    epoch: usize,
-    step: usize,
-    best: f64,
-}
-
-/// Model weights, Adam state and progress (including the training log up to that epoch) in one file
-/// (`last.npz`, written atomically), so that a run killed at any moment resumes from a consistent end of epoch,
-/// whatever state `trainlog.json` was left in.
-fn save_training_state(
-    path: &Path,
-    model: &UTae,
-    opt: &Adam,
-    p: Progress,
-    trainlog: &Map<String, Value>,
-) -> Result<()> {
-    let mut sd = state_dict(model);
-    let log = serde_json::to_vec(trainlog).map_err(|e| Error::io(path, e))?;
-    sd.insert(
-        TRAINLOG_KEY,
-        Entry::i64(vec![log.len()], log.into_iter().map(i64::from).collect()),
-    );
-    sd.insert("progress.epoch", Entry::i64(vec![], vec![p.epoch as i64]));
-    sd.insert("progress.step", Entry::i64(vec![], vec![p.step as i64]));
-    sd.insert(
-        "progress.best_IoU_bits",
-        Entry::i64(vec![], vec![p.best.to_bits() as i64]),
-    );
-    for (i, (name, _)) in model.named_parameters("").iter().enumerate() {
-        let (m, v) = opt.moments(i);
-        sd.insert(
-            format!("optimizer.exp_avg.{name}"),
-            Entry::f32(m.shape().to_vec(), m.to_vec()),
-        );
-        sd.insert(
-            format!("optimizer.exp_avg_sq.{name}"),
-            Entry::f32(v.shape().to_vec(), v.to_vec()),
-        );
-    }
-    sd.insert("optimizer.step", Entry::i64(vec![], vec![opt.t as i64]));
-    write_npz(path, &sd)
-}
-
-/// Key of the training log (UTF-8 bytes of its JSON text, one per int64) in `last.npz`.
-const TRAINLOG_KEY: &str = "progress.trainlog_json";
-
-/// Restores model and optimizer from `last.npz`; returns the progress and the training log it holds
-/// (`None` for a file written before the log was stored there).
-fn load_training_state(
-    path: &Path,
-    model: &UTae,
-    opt: &mut Adam,
-) -> Result<(Progress, Option<Map<String, Value>>)> {
-    let mut sd = read_npz(path)?;
-    let trainlog = match sd.remove(TRAINLOG_KEY) {
-        None => None,
-        Some(e) => {
-            let bytes: Option<Vec<u8>> = e
-                .as_i64()
-                .and_then(|v| v.iter().map(|&b| u8::try_from(b).ok()).collect());
-            let log = bytes
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .and_then(|v| v.as_object().cloned())
-                .ok_or_else(|| Error::format(path, format!("{TRAINLOG_KEY}: not a JSON object")))?;
-            Some(log)
-        }
-    };
-    let mut int = |k: &str| {
-        sd.remove(k)
-            .and_then(|e| e.as_i64().map(|v| v[0]))
-            .ok_or_else(|| Error::format(path, format!("no {k}: not a sitsgpu training state")))
-    };
-    let p = Progress {
-        epoch: int("progress.epoch")? as usize,
-        step: int("progress.step")? as usize,
-        best: f64::from_bits(int("progress.best_IoU_bits")? as u64),
-    };
-    let step = sd
-        .remove("optimizer.step")
-        .and_then(|e| e.as_i64().map(|v| v[0]))
-        .ok_or_else(|| Error::format(path, "no optimizer.step"))?;
-    let (mut ms, mut vs) = (Vec::new(), Vec::new());
-    for (name, t) in model.named_parameters("") {
-        let m = sd
-            .remove(&format!("optimizer.exp_avg.{name}"))
-            .ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg.{name}")))?;
-        let v = sd
-            .remove(&format!("optimizer.exp_avg_sq.{name}"))
-            .ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg_sq.{name}")))?;
-        for (e, what) in [(&m, "exp_avg"), (&v, "exp_avg_sq")] {
-            if e.shape != t.shape() || e.as_f32().is_none() {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "optimizer.{what}.{name}: float32 {:?} expected, found {:?}",
-                        t.shape(),
-                        e.shape
-                    ),
-                ));
-            }
-        }
-        ms.push(m.as_f32().unwrap_or_default().to_vec());
-        vs.push(v.as_f32().unwrap_or_default().to_vec());
-    }
-    load_state_dict(model, &sd, path)?;
-    opt.set_state(step as u64, ms, vs);
-    Ok((p, trainlog))
-}
-
 fn open_split(opts: &TrainOptions, folds: &[usize]) -> Result<PastisDataset> {
     PastisDataset::open(
         &opts.dataset_folder,
@@ -441,38 +311,17 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         );
         let weights = class_weights(opts, device);
         // Resume: the last finished epoch's weights, optimizer state, log and best score.
-        let (mut trainlog, mut best, mut first_epoch, mut step) =
-            (Map::new(), 0.0f64, 1usize, 0usize);
+        let r = resume_fold(opts.resume, &fold_dir, &model, &mut opt, k)?;
+        let (mut trainlog, mut best, first_epoch, mut step) =
+            (r.trainlog, r.best, r.first_epoch, r.step);
         let last_path = fold_dir.join("last.npz");
         let log_path = fold_dir.join("trainlog.json");
-        if opts.resume && last_path.exists() {
-            let (p, log) = load_training_state(&last_path, &model, &mut opt)?;
-            (first_epoch, best, step) = (p.epoch + 1, p.best, p.step);
-            trainlog = match log {
-                Some(log) => log,
-                // A last.npz without the log: trainlog.json's entries of finished epochs (a run killed between
-                // the two writes leaves the log one epoch ahead of last.npz).
-                None => {
-                    match read_json(&log_path) {
-                        Ok(log) => log.as_object().cloned().unwrap_or_default(),
-                        Err(e) => {
-                            eprintln!("warning: {e}; the resumed training log starts at epoch {first_epoch}");
-                            Map::new()
-                        }
-                    }
-                }
-            };
-            trainlog.retain(|e, _| e.parse::<usize>().is_ok_and(|e| e <= p.epoch));
-            // trainlog.json back in step with last.npz, even when no epoch is left to run.
-            write_json(&log_path, &Value::Object(trainlog.clone()))?;
-            println!("Fold {k}: resuming after epoch {}", p.epoch);
-        }
         for epoch in first_epoch..=opts.epochs {
             if opts.max_steps.is_some_and(|m| step >= m) {
                 break;
             }
             let seed = mix(opts.rdm_seed, k, epoch);
-            let order = epoch_order(dt_train.len(), opts.batch_size, seed);
+            let order = epoch_order(dt_train.len(), opts.batch_size, seed, true);
             let label = format!("Fold {k} epoch {epoch}/{} train", opts.epochs);
             let (tm, _) = run_epoch(
                 &model,
@@ -488,7 +337,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             )?;
             let mut entry = metrics_json("train", &tm);
             if epoch % opts.val_every.max(1) == 0 && epoch > opts.val_after {
-                let order = epoch_order(dt_val.len(), opts.batch_size, seed ^ 1);
+                let order = epoch_order(dt_val.len(), opts.batch_size, seed ^ 1, true);
                 let (vm, _) = run_epoch(
                     &model,
                     &dt_val,
@@ -531,7 +380,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         } else {
             write_npz(&best_path, &state_dict(&model))?;
         }
-        let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0));
+        let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0), true);
         let (test, cm) = run_epoch(
             &model,
             &dt_test,
@@ -548,7 +397,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}",
             test.loss, test.accuracy, test.miou
         );
-        save_test_results(&fold_dir, &test, &cm)?;
+        save_test_results(&fold_dir, &test_metrics_json(&test), &cm)?;
         total_cm.merge(&cm);
         results.push((k, test));
     }
@@ -558,27 +407,8 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     Ok(results)
 }
 
-fn save_test_results(fold_dir: &Path, test: &EpochMetrics, cm: &ConfusionMatrix) -> Result<()> {
-    write_json(
-        &fold_dir.join("test_metrics.json"),
-        &json!({"test_accuracy": test.accuracy, "test_loss": test.loss, "test_IoU": test.miou, "test_epoch_time": test.seconds}),
-    )?;
-    write_json(&fold_dir.join("conf_mat.json"), &cm.to_json())?;
-    let counts: Vec<i64> = cm.counts.iter().map(|&c| c as i64).collect();
-    // conf_mat.pkl as the original writes it (a pickled numpy array), plus .npy and .json for other readers.
-    crate::data::torch_writer::write_numpy_pickle_i64(
-        fold_dir.join("conf_mat.pkl"),
-        &[cm.k, cm.k],
-        &counts,
-    )?;
-    crate::data::npy::write_i64(fold_dir.join("conf_mat.npy"), &[cm.k, cm.k], &counts)
-}
-
-fn save_overall(res_dir: &Path, cm: &ConfusionMatrix, ignore: Option<usize>) -> Result<()> {
-    let (per_class, ov) = overall(cm, ignore);
-    println!("Overall performance: {ov}");
-    write_json(&res_dir.join("overall.json"), &ov)?;
-    write_json(&res_dir.join("per_class.json"), &per_class)
+fn test_metrics_json(test: &EpochMetrics) -> Value {
+    json!({"test_accuracy": test.accuracy, "test_loss": test.loss, "test_IoU": test.miou, "test_epoch_time": test.seconds})
 }
 
 /// Options of `sitsgpu evaluate` (test_semantic.py).
@@ -663,7 +493,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             })?;
         load_state_dict(&model, &read_weights(&w)?, &w)?;
         let dt_test = open_split(&opts, &[ROTATIONS[k - 1].2])?;
-        let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0));
+        let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0), true);
         let mut step = 0;
         let (m, cm) = run_epoch(
             &model,
@@ -683,7 +513,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         );
         let out = e.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&out).map_err(|err| Error::io(&out, err))?;
-        save_test_results(&out, &m, &cm)?;
+        save_test_results(&out, &test_metrics_json(&m), &cm)?;
         total.merge(&cm);
         results.push((k, m));
     }
@@ -696,18 +526,6 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn epoch_order_is_a_seeded_permutation_with_drop_last() {
-        let a = epoch_order(10, 4, 7);
-        assert_eq!(a.len(), 8);
-        let mut s = a.clone();
-        s.sort_unstable();
-        s.dedup();
-        assert_eq!(s.len(), 8);
-        assert_eq!(a, epoch_order(10, 4, 7));
-        assert_ne!(a, epoch_order(10, 4, 8));
-    }
 
     #[test]
     fn rotations_match_the_spec() {

@@ -1,0 +1,259 @@
+//! What every training workflow ([`crate::train::semantic`], [`crate::train::pixelset`]) shares: seeded batch
+//! orders, atomically written JSON, the per-fold training state (`last.npz`: weights, Adam moments, progress
+//! and the training log in one file, so a run killed at any moment resumes from a consistent end of epoch), and
+//! the test-result files (`test_metrics.json`, `conf_mat.pkl/.npy/.json`, `overall.json`, `per_class.json`).
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::data::state_dict::{read_npz, write_npz, Entry};
+use crate::engine::rng::Rng;
+use crate::engine::{Error, Result};
+use crate::layers::state::{load_state_dict, state_dict};
+use crate::layers::Module;
+use crate::models::registry::read_json;
+use crate::train::adam::Adam;
+use crate::train::metrics::{overall, ConfusionMatrix};
+
+/// Writes `v` pretty-printed to `path` through a temporary file and a rename (never a half-written file).
+pub fn write_json(path: &Path, v: &Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::io(path, e))?;
+    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// A seeded Fisher–Yates shuffle of 0..n; with `drop_last`, the incomplete last batch is dropped.
+pub fn epoch_order(n: usize, batch_size: usize, seed: u64, drop_last: bool) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed);
+    for i in (1..n).rev() {
+        idx.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    if drop_last {
+        idx.truncate(n / batch_size.max(1) * batch_size.max(1));
+    }
+    idx
+}
+
+/// The seed of (run seed, fold, epoch): every epoch's shuffles, dropout masks and draws derive from it, so a
+/// resumed run replays exactly what an uninterrupted one would have.
+pub fn mix(seed: u64, fold: usize, epoch: usize) -> u64 {
+    Rng::new(seed ^ ((fold as u64) << 40) ^ ((epoch as u64) << 20)).next_u64()
+}
+
+/// Where a fold stands: the last finished epoch, optimiser steps taken, best validation score so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Last finished epoch.
+    pub epoch: usize,
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Best validation score (mIoU) so far.
+    pub best: f64,
+}
+
+/// Key of the training log (UTF-8 bytes of its JSON text, one per int64) in `last.npz`.
+const TRAINLOG_KEY: &str = "progress.trainlog_json";
+
+/// Model weights, Adam state and progress (including the training log up to that epoch) in one `.npz`,
+/// written atomically.
+pub fn save_training_state(
+    path: &Path,
+    model: &dyn Module,
+    opt: &Adam,
+    p: Progress,
+    trainlog: &Map<String, Value>,
+) -> Result<()> {
+    let mut sd = state_dict(model);
+    let log = serde_json::to_vec(trainlog).map_err(|e| Error::io(path, e))?;
+    sd.insert(
+        TRAINLOG_KEY,
+        Entry::i64(vec![log.len()], log.into_iter().map(i64::from).collect()),
+    );
+    sd.insert("progress.epoch", Entry::i64(vec![], vec![p.epoch as i64]));
+    sd.insert("progress.step", Entry::i64(vec![], vec![p.step as i64]));
+    sd.insert(
+        "progress.best_IoU_bits",
+        Entry::i64(vec![], vec![p.best.to_bits() as i64]),
+    );
+    for (i, (name, _)) in model.named_parameters("").iter().enumerate() {
+        let (m, v) = opt.moments(i);
+        sd.insert(
+            format!("optimizer.exp_avg.{name}"),
+            Entry::f32(m.shape().to_vec(), m.to_vec()),
+        );
+        sd.insert(
+            format!("optimizer.exp_avg_sq.{name}"),
+            Entry::f32(v.shape().to_vec(), v.to_vec()),
+        );
+    }
+    sd.insert("optimizer.step", Entry::i64(vec![], vec![opt.t as i64]));
+    write_npz(path, &sd)
+}
+
+/// Restores model and optimizer from `last.npz`; returns the progress and the training log it holds
+/// (`None` for a file written before the log was stored there).
+pub fn load_training_state(
+    path: &Path,
+    model: &dyn Module,
+    opt: &mut Adam,
+) -> Result<(Progress, Option<Map<String, Value>>)> {
+    let mut sd = read_npz(path)?;
+    let trainlog = match sd.remove(TRAINLOG_KEY) {
+        None => None,
+        Some(e) => {
+            let bytes: Option<Vec<u8>> = e
+                .as_i64()
+                .and_then(|v| v.iter().map(|&b| u8::try_from(b).ok()).collect());
+            let log = bytes
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                .and_then(|v| v.as_object().cloned())
+                .ok_or_else(|| Error::format(path, format!("{TRAINLOG_KEY}: not a JSON object")))?;
+            Some(log)
+        }
+    };
+    let mut int = |k: &str| {
+        sd.remove(k)
+            .and_then(|e| e.as_i64().map(|v| v[0]))
+            .ok_or_else(|| Error::format(path, format!("no {k}: not a sitsgpu training state")))
+    };
+    let p = Progress {
+        epoch: int("progress.epoch")? as usize,
+        step: int("progress.step")? as usize,
+        best: f64::from_bits(int("progress.best_IoU_bits")? as u64),
+    };
+    let step = sd
+        .remove("optimizer.step")
+        .and_then(|e| e.as_i64().map(|v| v[0]))
+        .ok_or_else(|| Error::format(path, "no optimizer.step"))?;
+    let (mut ms, mut vs) = (Vec::new(), Vec::new());
+    for (name, t) in model.named_parameters("") {
+        let m = sd
+            .remove(&format!("optimizer.exp_avg.{name}"))
+            .ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg.{name}")))?;
+        let v = sd
+            .remove(&format!("optimizer.exp_avg_sq.{name}"))
+            .ok_or_else(|| Error::format(path, format!("no optimizer.exp_avg_sq.{name}")))?;
+        for (e, what) in [(&m, "exp_avg"), (&v, "exp_avg_sq")] {
+            if e.shape != t.shape() || e.as_f32().is_none() {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "optimizer.{what}.{name}: float32 {:?} expected, found {:?}",
+                        t.shape(),
+                        e.shape
+                    ),
+                ));
+            }
+        }
+        ms.push(m.as_f32().unwrap_or_default().to_vec());
+        vs.push(v.as_f32().unwrap_or_default().to_vec());
+    }
+    load_state_dict(model, &sd, path)?;
+    opt.set_state(step as u64, ms, vs);
+    Ok((p, trainlog))
+}
+
+/// Where `--resume` restarts a fold: the training log, the best score, the first epoch to run and the
+/// optimiser steps taken. A fresh start when there is nothing to resume.
+pub struct Resumed {
+    /// The log of the finished epochs.
+    pub trainlog: Map<String, Value>,
+    /// Best validation score so far.
+    pub best: f64,
+    /// First epoch to run.
+    pub first_epoch: usize,
+    /// Optimiser steps taken.
+    pub step: usize,
+}
+
+/// Restores `Fold_k/last.npz` into `model` and `opt` when `resume` is set and the file exists, and puts
+/// `trainlog.json` back in step with it (a run killed between the two writes leaves the log one epoch ahead).
+pub fn resume_fold(
+    resume: bool,
+    fold_dir: &Path,
+    model: &dyn Module,
+    opt: &mut Adam,
+    fold: usize,
+) -> Result<Resumed> {
+    let last_path = fold_dir.join("last.npz");
+    let log_path = fold_dir.join("trainlog.json");
+    if !(resume && last_path.exists()) {
+        return Ok(Resumed {
+            trainlog: Map::new(),
+            best: 0.0,
+            first_epoch: 1,
+            step: 0,
+        });
+    }
+    let (p, log) = load_training_state(&last_path, model, opt)?;
+    let mut trainlog = match log {
+        Some(log) => log,
+        // A last.npz without the log: trainlog.json's entries of finished epochs.
+        None => match read_json(&log_path) {
+            Ok(log) => log.as_object().cloned().unwrap_or_default(),
+            Err(e) => {
+                eprintln!(
+                    "warning: {e}; the resumed training log starts at epoch {}",
+                    p.epoch + 1
+                );
+                Map::new()
+            }
+        },
+    };
+    trainlog.retain(|e, _| e.parse::<usize>().is_ok_and(|e| e <= p.epoch));
+    write_json(&log_path, &Value::Object(trainlog.clone()))?;
+    println!("Fold {fold}: resuming after epoch {}", p.epoch);
+    Ok(Resumed {
+        trainlog,
+        best: p.best,
+        first_epoch: p.epoch + 1,
+        step: p.step,
+    })
+}
+
+/// `Fold_k/test_metrics.json` (`metrics`, in the original's key order) and the confusion matrix as
+/// `conf_mat.pkl` (a pickled numpy int64 array, as the original writes it), `.npy` and `.json`.
+pub fn save_test_results(fold_dir: &Path, metrics: &Value, cm: &ConfusionMatrix) -> Result<()> {
+    write_json(&fold_dir.join("test_metrics.json"), metrics)?;
+    write_json(&fold_dir.join("conf_mat.json"), &cm.to_json())?;
+    let counts: Vec<i64> = cm.counts.iter().map(|&c| c as i64).collect();
+    crate::data::torch_writer::write_numpy_pickle_i64(
+        fold_dir.join("conf_mat.pkl"),
+        &[cm.k, cm.k],
+        &counts,
+    )?;
+    crate::data::npy::write_i64(fold_dir.join("conf_mat.npy"), &[cm.k, cm.k], &counts)
+}
+
+/// `overall.json` and `per_class.json` from the summed test confusion matrices (`ignore`: a class deleted
+/// first, the semantic task's void class).
+pub fn save_overall(res_dir: &Path, cm: &ConfusionMatrix, ignore: Option<usize>) -> Result<()> {
+    let (per_class, ov) = overall(cm, ignore);
+    println!("Overall performance: {ov}");
+    write_json(&res_dir.join("overall.json"), &ov)?;
+    write_json(&res_dir.join("per_class.json"), &per_class)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_order_is_a_seeded_permutation() {
+        let a = epoch_order(10, 4, 7, true);
+        assert_eq!(a.len(), 8);
+        let mut s = a.clone();
+        s.sort_unstable();
+        s.dedup();
+        assert_eq!(s.len(), 8);
+        assert_eq!(a, epoch_order(10, 4, 7, true));
+        assert_ne!(a, epoch_order(10, 4, 8, true));
+        // Without drop_last every index stays, the first 8 in the same order.
+        let all = epoch_order(10, 4, 7, false);
+        assert_eq!(all.len(), 10);
+        assert_eq!(&all[..8], &a[..]);
+    }
+}
