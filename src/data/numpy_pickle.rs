@@ -140,10 +140,12 @@ fn reconstructed(state: Option<&Value>) -> std::result::Result<NdArray, String> 
         .ok_or("numpy array without its (version, shape, dtype, is_fortran, data) state")?;
     let (shape, dtype, fortran, raw) = match state {
         [_, s, d, f, r] | [s, d, f, r] => (s, d, f, r),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "numpy array state with {} items, expected (version, shape, dtype, is_fortran, data)",
             state.len()
-        )),
+        ))
+        }
     };
     let shape: Vec<usize> = shape
         .as_seq()
