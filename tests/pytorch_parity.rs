@@ -21,9 +21,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use sitsgpu::data::npy;
 use sitsgpu::data::pastis::{PastisDataset, PastisOptions};
-use sitsgpu::data::pixelset::{PixelSetDataset, PixelSetOptions};
+use sitsgpu::data::pixelset::{Draw, PixelSetDataset, PixelSetOptions};
 use sitsgpu::data::state_dict::{read_npz, StateDict, Values};
-use sitsgpu::engine::rng::Rng;
 use sitsgpu::engine::testing::gpu_or_skip;
 use sitsgpu::layers::state::{load_state_dict, state_dict};
 use sitsgpu::layers::{Ctx, Module};
@@ -313,7 +312,7 @@ fn load_pse_batch(
         })
         .collect();
     let b = ds
-        .load_batch(&idx, &mut Rng::new(0))
+        .load_batch(&idx, Draw::Fixed)
         .unwrap_or_else(|e| panic!("{e}"));
     let [bs, t, _, _] = b.shape;
     let extra =

@@ -4,8 +4,11 @@
 
 pub mod checkpoint;
 pub mod npy;
+pub mod numpy_pickle;
+pub mod numpy_random;
 pub mod pastis;
 pub mod pickle;
+pub(crate) mod pickle_writer;
 pub mod pixelset;
 pub mod state_dict;
 pub mod synthetic;

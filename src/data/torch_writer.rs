@@ -22,12 +22,13 @@
 //!
 //! Files are written atomically: into `<path>.tmp`, then renamed into place.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::data::numpy_pickle::{self, NumpyArray};
+use crate::data::pickle_writer::{atomic_write, pickle, Py};
 use crate::data::state_dict::{Entry, StateDict, Values};
-use crate::engine::error::{Error, Result};
+use crate::engine::error::Result;
 
 /// Writes `sd` (and `epoch`, when given) as `torch.save` ≥ 1.6 does: the zip format (see the module doc).
 /// Errors name the file.
@@ -36,7 +37,7 @@ pub fn write_torch_checkpoint(
     sd: &StateDict,
     epoch: Option<i64>,
 ) -> Result<()> {
-    let data_pkl = pickle(&checkpoint_object(sd, epoch, PidStyle::Zip));
+    let data_pkl = pickle(&checkpoint_object(sd, epoch, PidStyle::Zip), 2);
     let entries: Vec<&Entry> = sd.iter().map(|(_, e)| e).collect();
     atomic_write(path.as_ref(), |f| {
         let mut zip = zip::ZipWriter::new(f);
@@ -93,7 +94,7 @@ pub fn write_torch_checkpoint_legacy(
         checkpoint_object(sd, epoch, PidStyle::Legacy),
         key_list,
     ] {
-        out.extend(pickle(&object));
+        out.extend(pickle(&object, 2));
     }
     for i in keys {
         out.extend((entries[i].numel() as u64).to_le_bytes());
@@ -189,336 +190,10 @@ fn tensor(key: usize, e: &Entry, style: PidStyle) -> Py {
     )
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// A tiny protocol-2 pickle writer: only the opcodes torch.save needs.
-
-/// The Python values a checkpoint is made of.
-enum Py {
-    None,
-    Bool(bool),
-    Int(i64),
-    /// Little-endian two's-complement bytes (trimmed when written).
-    BigInt(Vec<u8>),
-    /// A fresh `str` object.
-    Str(String),
-    /// A `str` constant that torch passes as one object every time (`'storage'`, `'cpu'`): memo hits after the
-    /// first.
-    Const(&'static str),
-    Tuple(Vec<Py>),
-    List(Vec<Py>),
-    Dict(Vec<(Py, Py)>),
-    /// `collections.OrderedDict`: its `__reduce__` is `(OrderedDict, (), None, None, iter(items))`.
-    OrderedDict(Vec<(Py, Py)>),
-    /// A class or function, pickled by name (memo hits after the first).
-    Global(&'static str, &'static str),
-    /// `module.name(*args)`.
-    Reduce(&'static str, &'static str, Vec<Py>),
-    /// What the pickler's `persistent_id` returned for an object.
-    PersistentId(Box<Py>),
-    /// A `bytes` object (protocol 3 and later).
-    Bytes(Vec<u8>),
-    /// `obj.__setstate__(state)`: the object, then its state, then BUILD.
-    Build(Box<Py>, Box<Py>),
-}
-
-impl Py {
-    fn str(s: &str) -> Py {
-        Py::Str(s.to_string())
-    }
-}
-
-const PROTO: u8 = 0x80;
-const STOP: u8 = b'.';
-const MARK: u8 = b'(';
-const BININT: u8 = b'J';
-const BININT1: u8 = b'K';
-const BININT2: u8 = b'M';
-const LONG1: u8 = 0x8a;
-const NONE: u8 = b'N';
-const NEWTRUE: u8 = 0x88;
-const NEWFALSE: u8 = 0x89;
-const BINUNICODE: u8 = b'X';
-const GLOBAL: u8 = b'c';
-const EMPTY_TUPLE: u8 = b')';
-const TUPLE: u8 = b't';
-const TUPLE1: u8 = 0x85;
-const EMPTY_DICT: u8 = b'}';
-const SETITEM: u8 = b's';
-const SETITEMS: u8 = b'u';
-const EMPTY_LIST: u8 = b']';
-const APPEND: u8 = b'a';
-const APPENDS: u8 = b'e';
-const REDUCE: u8 = b'R';
-const BINPERSID: u8 = b'Q';
-const BINPUT: u8 = b'q';
-const LONG_BINPUT: u8 = b'r';
-const BINGET: u8 = b'h';
-const BUILD: u8 = b'b';
-const SHORT_BINBYTES: u8 = b'C';
-const BINBYTES: u8 = b'B';
-const LONG_BINGET: u8 = b'j';
-/// Items per `SETITEMS` / `APPENDS` batch (CPython's `_BATCHSIZE`).
-const BATCH: usize = 1000;
-
-/// `pickle.dumps(value, protocol=2)`, byte for byte as CPython writes it: every memoisable object gets a
-/// `BINPUT`, and a global or a [`Py::Const`] string written again becomes a `BINGET`.
-fn pickle(value: &Py) -> Vec<u8> {
-    let mut p = Pickler {
-        out: vec![PROTO, 2],
-        next_memo: 0,
-        shared: HashMap::new(),
-    };
-    p.save(value);
-    p.out.push(STOP);
-    p.out
-}
-
-struct Pickler {
-    out: Vec<u8>,
-    next_memo: u32,
-    /// Memo index of each global (`"module\nname"`) and constant string already written.
-    shared: HashMap<String, u32>,
-}
-
-impl Pickler {
-    fn save(&mut self, v: &Py) {
-        match v {
-            Py::None => self.out.push(NONE),
-            Py::Bool(b) => self.out.push(if *b { NEWTRUE } else { NEWFALSE }),
-            Py::Int(i) => self.int(*i),
-            Py::BigInt(le) => self.long1(le),
-            Py::Str(s) => {
-                self.unicode(s);
-                self.put();
-            }
-            Py::Const(s) => self.shared(format!("'{s}'"), |p| p.unicode(s)),
-            Py::Global(module, name) => self.shared(format!("{module}\n{name}"), |p| {
-                p.out.push(GLOBAL);
-                p.out.extend(format!("{module}\n{name}\n").as_bytes());
-            }),
-            Py::Tuple(items) => self.tuple(items),
-            Py::List(items) => {
-                self.out.push(EMPTY_LIST);
-                self.put();
-                self.batched(items.len(), APPEND, APPENDS, |p, i| p.save(&items[i]));
-            }
-            Py::Dict(items) => {
-                self.out.push(EMPTY_DICT);
-                self.put();
-                self.setitems(items);
-            }
-            Py::OrderedDict(items) => {
-                self.save(&Py::Global("collections", "OrderedDict"));
-                self.out.extend([EMPTY_TUPLE, REDUCE]);
-                self.put();
-                self.setitems(items);
-            }
-            Py::Reduce(module, name, args) => {
-                self.save(&Py::Global(module, name));
-                self.tuple(args);
-                self.out.push(REDUCE);
-                self.put();
-            }
-            Py::PersistentId(pid) => {
-                self.save(pid);
-                self.out.push(BINPERSID);
-            }
-            Py::Bytes(b) => {
-                match u8::try_from(b.len()) {
-                    Ok(n) => self.out.extend([SHORT_BINBYTES, n]),
-                    Err(_) => {
-                        self.out.push(BINBYTES);
-                        self.out.extend((b.len() as u32).to_le_bytes());
-                    }
-                }
-                self.out.extend(b);
-                self.put();
-            }
-            Py::Build(obj, state) => {
-                self.save(obj);
-                self.save(state);
-                self.out.push(BUILD);
-            }
-        }
-    }
-
-    /// Memoises the object just written.
-    fn put(&mut self) -> u32 {
-        let i = self.next_memo;
-        match u8::try_from(i) {
-            Ok(b) => self.out.extend([BINPUT, b]),
-            Err(_) => {
-                self.out.push(LONG_BINPUT);
-                self.out.extend(i.to_le_bytes());
-            }
-        }
-        self.next_memo += 1;
-        i
-    }
-
-    /// Writes an object once (then memoises it); later calls with the same `id` fetch it from the memo.
-    fn shared(&mut self, id: String, write: impl FnOnce(&mut Self)) {
-        if let Some(&i) = self.shared.get(&id) {
-            match u8::try_from(i) {
-                Ok(b) => self.out.extend([BINGET, b]),
-                Err(_) => {
-                    self.out.push(LONG_BINGET);
-                    self.out.extend(i.to_le_bytes());
-                }
-            }
-        } else {
-            write(self);
-            let i = self.put();
-            self.shared.insert(id, i);
-        }
-    }
-
-    fn int(&mut self, v: i64) {
-        if let Ok(b) = u8::try_from(v) {
-            self.out.extend([BININT1, b]);
-        } else if let Ok(h) = u16::try_from(v) {
-            self.out.push(BININT2);
-            self.out.extend(h.to_le_bytes());
-        } else if let Ok(w) = i32::try_from(v) {
-            self.out.push(BININT);
-            self.out.extend(w.to_le_bytes());
-        } else {
-            self.long1(&v.to_le_bytes());
-        }
-    }
-
-    /// `LONG1` of a little-endian two's-complement integer, trimmed to the fewest bytes that keep its sign.
-    fn long1(&mut self, le: &[u8]) {
-        let mut n = le.len();
-        while n > 1 {
-            let (top, below) = (le[n - 1], le[n - 2]);
-            if (top == 0 && below < 0x80) || (top == 0xff && below >= 0x80) {
-                n -= 1;
-            } else {
-                break;
-            }
-        }
-        self.out.extend([LONG1, n as u8]);
-        self.out.extend(&le[..n]);
-    }
-
-    fn unicode(&mut self, s: &str) {
-        self.out.push(BINUNICODE);
-        self.out.extend((s.len() as u32).to_le_bytes());
-        self.out.extend(s.as_bytes());
-    }
-
-    /// `()` is `EMPTY_TUPLE` (not memoised); up to 3 items `TUPLE1..3`; more `MARK … TUPLE`.
-    fn tuple(&mut self, items: &[Py]) {
-        if items.is_empty() {
-            return self.out.push(EMPTY_TUPLE);
-        }
-        let mark = items.len() > 3;
-        if mark {
-            self.out.push(MARK);
-        }
-        items.iter().for_each(|v| self.save(v));
-        self.out.push(if mark {
-            TUPLE
-        } else {
-            TUPLE1 + (items.len() as u8 - 1)
-        });
-        self.put();
-    }
-
-    fn setitems(&mut self, items: &[(Py, Py)]) {
-        self.batched(items.len(), SETITEM, SETITEMS, |p, i| {
-            p.save(&items[i].0);
-            p.save(&items[i].1);
-        });
-    }
-
-    /// Items `0..n` in batches of [`BATCH`], as CPython's `_batch_setitems` / `_batch_appends`: a batch of more
-    /// than one item is `MARK items many`, a lone item `item single`.
-    fn batched(&mut self, n: usize, single: u8, many: u8, mut item: impl FnMut(&mut Self, usize)) {
-        for start in (0..n).step_by(BATCH) {
-            let end = (start + BATCH).min(n);
-            if end - start > 1 {
-                self.out.push(MARK);
-            }
-            (start..end).for_each(|i| item(self, i));
-            self.out.push(if end - start > 1 { many } else { single });
-        }
-    }
-}
-
-/// Writes a file through `write` into `<path>.tmp`, then renames it into place; errors name the file.
 /// Writes an int64 array as `pickle.dump(numpy_array, f)` does (protocol 3): what utae-paps saves as
-/// `Fold_k/conf_mat.pkl`, loadable with `pickle.load` wherever numpy is installed. The bytes equal numpy 2's own
-/// `pickle.dumps(a, protocol=3)` except the module path `numpy.core.multiarray` (numpy 1's, which numpy 2 still
-/// reads; checked by hand with numpy 2).
+/// `Fold_k/conf_mat.pkl`. Kept for its caller; the writer is [`crate::data::numpy_pickle::write_array`].
 pub fn write_numpy_pickle_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Result<()> {
-    let path = path.as_ref();
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "write_numpy_pickle_i64: shape does not match the data"
-    );
-    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let dtype = Py::Build(
-        Box::new(Py::Reduce(
-            "numpy",
-            "dtype",
-            vec![Py::str("i8"), Py::Bool(false), Py::Bool(true)],
-        )),
-        Box::new(Py::Tuple(vec![
-            Py::Int(3),
-            Py::str("<"),
-            Py::None,
-            Py::None,
-            Py::None,
-            Py::Int(-1),
-            Py::Int(-1),
-            Py::Int(0),
-        ])),
-    );
-    let array = Py::Build(
-        Box::new(Py::Reduce(
-            "numpy.core.multiarray",
-            "_reconstruct",
-            vec![
-                Py::Global("numpy", "ndarray"),
-                Py::Tuple(vec![Py::Int(0)]),
-                Py::Bytes(b"b".to_vec()),
-            ],
-        )),
-        Box::new(Py::Tuple(vec![
-            Py::Int(1),
-            Py::Tuple(shape.iter().map(|&d| Py::Int(d as i64)).collect()),
-            dtype,
-            Py::Bool(false),
-            Py::Bytes(raw),
-        ])),
-    );
-    let mut bytes = pickle(&array);
-    bytes[1] = 3; // protocol 3: the first protocol with a bytes opcode
-    atomic_write(path, |w| w.write_all(&bytes).map_err(|e| e.to_string()))
-}
-
-fn atomic_write(
-    path: &Path,
-    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::result::Result<(), String>,
-) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
-        let mut w = std::io::BufWriter::new(file);
-        write(&mut w)?;
-        w.flush().map_err(|e| e.to_string())?;
-        w.get_ref().sync_all().map_err(|e| e.to_string())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    numpy_pickle::write_array(path, &NumpyArray::i64(shape, data))
 }
 
 #[cfg(test)]
@@ -526,6 +201,7 @@ mod tests {
     use super::*;
     use crate::data::checkpoint::read_torch_checkpoint;
     use std::io::{Cursor, Read};
+    use std::path::PathBuf;
 
     fn data(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -736,27 +412,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sitsgpu_tw_no_such_dir/x/model.pth.tar"), "{e}");
-    }
-
-    #[test]
-    fn long1_trims_to_the_fewest_bytes() {
-        let enc = |v: i64| {
-            let mut p = Pickler {
-                out: Vec::new(),
-                next_memo: 0,
-                shared: HashMap::new(),
-            };
-            p.int(v);
-            p.out
-        };
-        assert_eq!(enc(255), vec![BININT1, 255]);
-        assert_eq!(enc(65535), vec![BININT2, 255, 255]);
-        assert_eq!(enc(-1), vec![BININT, 255, 255, 255, 255]);
-        assert_eq!(enc(1 << 31), vec![LONG1, 5, 0, 0, 0, 0x80, 0]);
-        assert_eq!(
-            enc(-(1 << 31) - 1),
-            vec![LONG1, 5, 0xff, 0xff, 0xff, 0x7f, 0xff]
-        );
-        assert_eq!(enc(-(1 << 40)), vec![LONG1, 6, 0, 0, 0, 0, 0, 0xff]);
     }
 }

@@ -1,28 +1,48 @@
 //! The Sentinel-Agri pixel-set dataset (spec §2; `PixelSetData` of lightweight-temporal-attention-pytorch).
 //!
 //! Folder: `DATA/<pid>.npy` (T × C × S integer reflectances), `META/labels.json`, `META/dates.json`,
-//! `META/<extra>.json` (geometric features) and the normalisation statistics (`meanstd.json`: `{"mean": m,
-//! "std": s}`, the values of the original `.pkl` tuple; m scalar, (C) or (T, C)).
+//! `META/<extra>.json` (geometric features) and the normalisation statistics: by default
+//! `S2-2017-T31TFM-meanstd.pkl`, the pickled `(mean, std)` pair train.py loads, else `meanstd.json` (`{"mean":
+//! m, "std": s}`, the same values); m scalar, (C) or (T, C) (see [`norm`]).
 //!
-//! Per sample, in the original order (§2.3): pixel sampling to `npixel` with a mask (S > npixel: `npixel`
-//! distinct pixels drawn at random; 0 < S < npixel: the S pixels then copies of pixel 0, mask 0 on the copies;
-//! S = 0: zero pixels, mask `[1, 0, …]`), normalisation in float64, cast to float32, mask replicated over
-//! time, extra features standardised with the mean and sample std (ddof 1) over all parcels of the json,
-//! replicated over time. Jitter is not applied (the original's test-time noise, §10.4 item 22). The random
-//! draw uses sitsgpu's [`Rng`], not numpy's stream: only parcels with S ≤ npixel are reproduced exactly.
+//! Per sample, in the original order (§2.3):
+//! 1. pixel sampling to `npixel` with a mask: S > npixel: `np.random.choice(list(range(S)), size=npixel,
+//!    replace=False)` (mask all ones); 0 < S < npixel: the S pixels then copies of pixel 0, mask 0 on the
+//!    copies; S = 0: zero pixels, mask `[1, 0, …]`; S = npixel: unchanged;
+//! 2. normalisation, float64;
+//! 3. jitter `x + clip(σ·randn(T, C, npixel), −clip, clip)`, float64 (σ = 0.01, clip = 0.05 by default, as the
+//!    original, which applies it to the training, validation *and* test samples, §10.4 item 22); drawn for every
+//!    parcel, S ≤ npixel and S = 0 included, after that parcel's pixel draw;
+//! 4. cast to float32; mask replicated over time; extra features standardised with the mean and sample std
+//!    (ddof 1) over all parcels of the json, replicated over time.
+//!
+//! The random parts come from a [`Draw`]: [`Draw::Random`] takes them from a [`NumpyRandomState`], numpy's
+//! legacy global stream, so that a run seeded like the original (`np.random.seed(rdm_seed)`) and reading the
+//! samples in the same order, in one process, sees the same pixels and noise. (The original's DataLoader uses
+//! `num_workers = 8`: each worker process draws from its own copy of the stream, which torch < 1.9 did not
+//! reseed, so that exact sequence is not reproducible.) [`Draw::Fixed`] is deterministic evaluation.
 //!
 //! Ids are the numerically sorted `DATA/*.npy` names; parcels whose label is outside the class subset are
-//! dropped and the others get the index of their label in the subset (§2.2).
+//! dropped and the others get the index of their label in the subset (§2.2). [`kfold_splits`] is train.py's
+//! cross-validation split.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::data::npy;
+use crate::data::npy::{self, Array};
+use crate::data::numpy_random::NumpyRandomState;
 use crate::data::pastis::Date;
 use crate::engine::error::{Error, Result};
-use crate::engine::rng::Rng;
+
+pub mod norm;
+mod split;
+#[cfg(test)]
+mod tests;
+
+use norm::NormStats;
+pub use split::{kfold_splits, Split};
 
 /// The 20 classes of `label_44class` kept by the original training script (§2.2).
 pub const SUB_CLASSES: [i64; 20] = [
@@ -40,8 +60,12 @@ pub struct PixelSetOptions {
     pub sub_classes: Option<Vec<i64>>,
     /// Name of the extra-feature json in META (`"geomfeat"`), or None for no extra features.
     pub extra_feature: Option<String>,
-    /// Normalisation json (`{"mean", "std"}`); None: `<folder>/meanstd.json` if it exists, else no normalisation.
+    /// Normalisation file, `.pkl` (pickled `(mean, std)`) or `.json` (`{"mean", "std"}`); None: the folder's
+    /// `S2-2017-T31TFM-meanstd.pkl`, else its `meanstd.json`, else no normalisation.
     pub norm: Option<PathBuf>,
+    /// Gaussian jitter `(sigma, clip)` added under [`Draw::Random`] (the original's `jitter`, default
+    /// `(0.01, 0.05)`); None: no jitter.
+    pub jitter: Option<(f64, f64)>,
 }
 
 impl Default for PixelSetOptions {
@@ -52,16 +76,29 @@ impl Default for PixelSetOptions {
             sub_classes: Some(SUB_CLASSES.to_vec()),
             extra_feature: Some("geomfeat".into()),
             norm: None,
+            jitter: Some((0.01, 0.05)),
         }
     }
 }
 
-/// Normalisation statistics, by the shape of the mean (§2.3 step 3).
-#[derive(Debug, Clone)]
-enum NormStats {
-    Scalar(f64, f64),
-    Channel(Vec<f64>, Vec<f64>),
-    DateChannel(usize, Vec<f64>, Vec<f64>),
+/// Where the random parts of a sample come from.
+#[derive(Debug)]
+pub enum Draw<'a> {
+    /// As the original: pixels drawn from, and jitter (when `opts.jitter` is set) added with, this numpy stream.
+    Random(&'a mut NumpyRandomState),
+    /// Deterministic evaluation: no jitter; parcels with more than npixel pixels take the draw of a stream
+    /// seeded with their parcel id (the same pixels at every call).
+    Fixed,
+}
+
+impl Draw<'_> {
+    /// The same source, borrowed again (to pass it to several calls).
+    pub fn reborrow(&mut self) -> Draw<'_> {
+        match self {
+            Draw::Random(r) => Draw::Random(r),
+            Draw::Fixed => Draw::Fixed,
+        }
+    }
 }
 
 /// One sample: pixels (T, C, npixel), mask (T, npixel), extra (T, E), all float32, row-major.
@@ -106,10 +143,12 @@ pub struct PixelSetDataset {
     ids: Vec<u64>,
     targets: Vec<usize>,
     positions: Vec<i64>,
-    norm: Option<NormStats>,
+    norm: Option<(PathBuf, NormStats)>,
     extra: BTreeMap<String, Vec<f64>>,
     extra_m: Vec<f64>,
     extra_s: Vec<f64>,
+    /// Raw (T, C, S) arrays of every sample, after [`PixelSetDataset::preload`].
+    raw: Option<Vec<Array<f32>>>,
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -125,53 +164,28 @@ fn f64_list(v: &Value) -> Option<Vec<f64>> {
     }
 }
 
-fn parse_norm(path: &Path) -> Result<NormStats> {
-    let j = read_json(path)?;
-    let bad = |what: &str| Error::format(path, what.to_string());
-    let get = |k: &str| j.get(k).ok_or_else(|| bad(&format!("missing key {k:?}")));
-    let (m, s) = (get("mean")?, get("std")?);
-    let flat = |v: &Value| -> Option<(Vec<usize>, Vec<f64>)> {
-        match v {
-            Value::Number(n) => Some((vec![], vec![n.as_f64()?])),
-            Value::Array(rows) if rows.iter().all(Value::is_array) => {
-                let mut out = Vec::new();
-                let w = rows.first().and_then(Value::as_array).map_or(0, Vec::len);
-                for r in rows {
-                    let r = f64_list(r)?;
-                    if r.len() != w {
-                        return None;
-                    }
-                    out.extend(r);
-                }
-                Some((vec![rows.len(), w], out))
-            }
-            Value::Array(_) => {
-                let v = f64_list(v)?;
-                Some((vec![v.len()], v))
-            }
-            _ => None,
-        }
-    };
-    let (ms, mv) =
-        flat(m).ok_or_else(|| bad("\"mean\" is not a number or a 1-D/2-D numeric array"))?;
-    let (ss, sv) =
-        flat(s).ok_or_else(|| bad("\"std\" is not a number or a 1-D/2-D numeric array"))?;
-    if ms != ss {
-        return Err(bad(&format!(
-            "\"mean\" has shape {ms:?} but \"std\" has shape {ss:?}"
-        )));
+/// Checks the options that the original would only trip over later (or never).
+fn validate(opts: &PixelSetOptions) -> Result<()> {
+    if opts.npixel == 0 {
+        return Err(Error::Invalid(
+            "pixel-set options: npixel must be at least 1".into(),
+        ));
     }
-    Ok(match ms.len() {
-        0 => NormStats::Scalar(mv[0], sv[0]),
-        1 => NormStats::Channel(mv, sv),
-        _ => NormStats::DateChannel(ms[0], mv, sv),
-    })
+    if let Some((sigma, clip)) = opts.jitter {
+        if !(sigma.is_finite() && sigma >= 0.0 && clip.is_finite() && clip >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "pixel-set options: jitter (sigma, clip) = ({sigma}, {clip}) must be finite and non-negative"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl PixelSetDataset {
     /// Opens `folder`: lists and sorts the parcels, reads labels, dates, extra features and normalisation.
     /// Every missing or malformed file is an error naming it.
     pub fn open(folder: impl AsRef<Path>, opts: PixelSetOptions) -> Result<PixelSetDataset> {
+        validate(&opts)?;
         let folder = folder.as_ref().to_path_buf();
         let data = folder.join("DATA");
         let mut pids = Vec::new();
@@ -300,11 +314,8 @@ impl PixelSetDataset {
                 }
             }
         }
-        let norm_path = opts.norm.clone().or_else(|| {
-            let p = folder.join("meanstd.json");
-            p.exists().then_some(p)
-        });
-        let norm = norm_path.as_deref().map(parse_norm).transpose()?;
+
+        let norm = norm::find_norm(&folder, opts.norm.as_deref())?;
         Ok(PixelSetDataset {
             folder,
             opts,
@@ -315,6 +326,7 @@ impl PixelSetDataset {
             extra,
             extra_m,
             extra_s,
+            raw: None,
         })
     }
 
@@ -348,10 +360,37 @@ impl PixelSetDataset {
         self.extra_m.len()
     }
 
-    /// Sample `i`; `rng` draws the pixels of parcels with more than `npixel` pixels.
-    pub fn get(&self, i: usize, rng: &mut Rng) -> Result<PixelSetSample> {
-        let id = self.ids[i];
-        let path = self.folder.join("DATA").join(format!("{id}.npy"));
+    /// The options the dataset was opened with.
+    pub fn options(&self) -> &PixelSetOptions {
+        &self.opts
+    }
+
+    /// The normalisation file in use (None: no normalisation).
+    pub fn norm_file(&self) -> Option<&Path> {
+        self.norm.as_ref().map(|(p, _)| p.as_path())
+    }
+
+    /// Keeps every sample's raw (T, C, S) array in memory (4 bytes a value), so that [`get`](Self::get) stops
+    /// reading `DATA/`. Unlike the original `--preload` (`PixelSetData_preloaded`), which caches *processed*
+    /// samples and so freezes one pixel draw and one jitter for the whole training, this caches the raw arrays:
+    /// every access still draws anew, exactly as without preloading.
+    pub fn preload(&mut self) -> Result<()> {
+        if self.raw.is_none() {
+            let raw = (0..self.len())
+                .map(|i| self.read_raw(i))
+                .collect::<Result<Vec<_>>>()?;
+            self.raw = Some(raw);
+        }
+        Ok(())
+    }
+
+    fn parcel_path(&self, id: u64) -> PathBuf {
+        self.folder.join("DATA").join(format!("{id}.npy"))
+    }
+
+    /// Sample `i`'s (T, C, S) array from disk, checked against the normalisation.
+    fn read_raw(&self, i: usize) -> Result<Array<f32>> {
+        let path = self.parcel_path(self.ids[i]);
         let a = npy::read_f32(&path)?;
         if a.shape.len() != 3 {
             return Err(Error::format(
@@ -359,16 +398,34 @@ impl PixelSetDataset {
                 format!("expected a T x C x S array, got shape {:?}", a.shape),
             ));
         }
+        if let Some((_, n)) = &self.norm {
+            n.check(&path, a.shape[0], a.shape[1])?;
+        }
+        Ok(a)
+    }
+
+    /// Sample `i`, processed as the original (module doc); `draw` gives the pixel draw and the jitter.
+    pub fn get(&self, i: usize, draw: Draw<'_>) -> Result<PixelSetSample> {
+        let id = self.ids[i];
+        let read;
+        let a = match &self.raw {
+            Some(raw) => &raw[i],
+            None => {
+                read = self.read_raw(i)?;
+                &read
+            }
+        };
         let (t, c, s) = (a.shape[0], a.shape[1], a.shape[2]);
         let np = self.opts.npixel;
-        // Pixel indices and mask (one per output position).
+        let mut draw = draw;
+        // Pixel index of each output position (None: a zero pixel) and the mask.
         let (idx, m): (Vec<Option<usize>>, Vec<f32>) = if s > np {
-            let mut all: Vec<usize> = (0..s).collect();
-            for k in 0..np {
-                let j = k + rng.below((s - k) as u64) as usize;
-                all.swap(k, j);
-            }
-            (all[..np].iter().map(|&j| Some(j)).collect(), vec![1.0; np])
+            let picked = match &mut draw {
+                Draw::Random(r) => r.choice_without_replacement(s, np),
+                // np.random.seed(pid) (ids beyond 2^32 − 1 wrap, where numpy would refuse the seed).
+                Draw::Fixed => NumpyRandomState::new(id as u32).choice_without_replacement(s, np),
+            };
+            (picked.into_iter().map(Some).collect(), vec![1.0; np])
         } else if s == 0 {
             let mut m = vec![0.0; np];
             m[0] = 1.0;
@@ -379,41 +436,32 @@ impl PixelSetDataset {
                 (0..np).map(|k| if k < s { 1.0 } else { 0.0 }).collect(),
             )
         };
-        if let Some(NormStats::DateChannel(nt, mv, _)) = &self.norm {
-            if *nt != t || mv.len() != t * c {
-                return Err(Error::format(
-                    &path,
-                    format!(
-                        "shape {:?} does not match the (T, C) = ({nt}, {}) normalisation",
-                        a.shape,
-                        mv.len() / nt
-                    ),
-                ));
-            }
-        }
-        if let Some(NormStats::Channel(mv, _)) = &self.norm {
-            if mv.len() != c {
-                return Err(Error::format(
-                    &path,
-                    format!("{c} bands but {} normalisation channels", mv.len()),
-                ));
-            }
-        }
-        let mut pixels = Vec::with_capacity(t * c * np);
+        // Normalisation (float64).
+        let mut x = Vec::with_capacity(t * c * np);
         for ti in 0..t {
             for ci in 0..c {
-                let (mu, sd) = match &self.norm {
-                    None => (0.0, 1.0),
-                    Some(NormStats::Scalar(m, s)) => (*m, *s),
-                    Some(NormStats::Channel(m, s)) => (m[ci], s[ci]),
-                    Some(NormStats::DateChannel(_, m, s)) => (m[ti * c + ci], s[ti * c + ci]),
-                };
-                for k in idx.iter() {
+                let (mu, sd) = self
+                    .norm
+                    .as_ref()
+                    .map_or((0.0, 1.0), |(_, n)| n.at(ti, ci, c));
+                for k in &idx {
                     let raw = k.map_or(0.0, |j| a.data[(ti * c + ci) * s + j] as f64);
-                    pixels.push(((raw - mu) / sd) as f32);
+                    x.push(match &self.norm {
+                        Some(_) => (raw - mu) / sd,
+                        None => raw,
+                    });
                 }
             }
         }
+        // Jitter: x + clip(sigma * randn(T, C, npixel), -clip, clip), float64.
+        if let (Draw::Random(r), Some((sigma, clip))) = (&mut draw, self.opts.jitter) {
+            let mut g = vec![0.0; x.len()];
+            r.fill_standard_normal(&mut g);
+            for (v, g) in x.iter_mut().zip(g) {
+                *v += (sigma * g).clamp(-clip, clip);
+            }
+        }
+        let pixels: Vec<f32> = x.into_iter().map(|v| v as f32).collect();
         let mask: Vec<f32> = (0..t).flat_map(|_| m.iter().copied()).collect();
         let extra = match &self.opts.extra_feature {
             Some(_) => {
@@ -436,8 +484,9 @@ impl PixelSetDataset {
         })
     }
 
-    /// The samples `indices`, stacked (all parcels must have the same T and C).
-    pub fn load_batch(&self, indices: &[usize], rng: &mut Rng) -> Result<PixelSetBatch> {
+    /// The samples `indices`, in that order (so `draw` is consumed in that order), stacked (all parcels must
+    /// have the same T and C).
+    pub fn load_batch(&self, indices: &[usize], mut draw: Draw<'_>) -> Result<PixelSetBatch> {
         let mut b = PixelSetBatch {
             shape: [indices.len(), 0, 0, self.opts.npixel],
             pixels: Vec::new(),
@@ -448,7 +497,7 @@ impl PixelSetDataset {
             ids: Vec::new(),
         };
         for (n, &i) in indices.iter().enumerate() {
-            let s = self.get(i, rng)?;
+            let s = self.get(i, draw.reborrow())?;
             let t = s.mask.len() / self.opts.npixel;
             let c = s.pixels.len() / (t * self.opts.npixel).max(1);
             if n == 0 {
@@ -456,7 +505,7 @@ impl PixelSetDataset {
                 b.shape[2] = c;
             } else if (t, c) != (b.shape[1], b.shape[2]) {
                 return Err(Error::format(
-                    self.folder.join("DATA").join(format!("{}.npy", s.id)),
+                    self.parcel_path(s.id),
                     format!(
                         "{t} dates x {c} bands, but the batch has {} x {}",
                         b.shape[1], b.shape[2]
@@ -470,168 +519,5 @@ impl PixelSetDataset {
             b.ids.push(s.id);
         }
         Ok(b)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn fixtures() -> Option<PathBuf> {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/datasets");
-        p.join("s2agri_tiny").exists().then_some(p)
-    }
-
-    #[test]
-    fn matches_the_original_loader() {
-        let Some(root) = fixtures() else {
-            eprintln!("SKIPPED: no fixtures");
-            return;
-        };
-        let ds =
-            PixelSetDataset::open(root.join("s2agri_tiny"), PixelSetOptions::default()).unwrap();
-        let lj = read_json(&root.join("loader_expected/loaders.json")).unwrap();
-        let lj = &lj["s2agri_tiny"];
-        let ids: Vec<u64> = lj["ids_in_order"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
-        assert_eq!(ds.ids(), &ids[..]);
-        let tg: Vec<usize> = lj["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
-        assert_eq!(ds.targets(), &tg[..]);
-        let pos: Vec<i64> = lj["date_positions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap())
-            .collect();
-        assert_eq!(ds.date_positions(), &pos[..]);
-        let exp = crate::data::state_dict::read_npz(root.join("loader_expected/s2agri_tiny.npz"))
-            .unwrap();
-        let f = |k: &str| -> Vec<f64> {
-            let e = exp.get(k).unwrap_or_else(|| panic!("{k}"));
-            match &e.values {
-                crate::data::state_dict::Values::F32(v) => v.iter().map(|&x| x as f64).collect(),
-                crate::data::state_dict::Values::I64(v) => v.iter().map(|&x| x as f64).collect(),
-            }
-        };
-        let mut rng = Rng::new(0);
-        for (i, &id) in ids.iter().enumerate() {
-            let s = ds.get(i, &mut rng).unwrap();
-            assert_eq!(
-                s.mask.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-                f(&format!("mask_{id}"))
-            );
-            let ex = f(&format!("extra_{id}"));
-            for (a, b) in s.extra.iter().zip(&ex) {
-                assert!(
-                    (*a as f64 - b).abs() <= 1e-6 * b.abs().max(1.0),
-                    "extra {id}: {a} vs {b}"
-                );
-            }
-            assert_eq!(f(&format!("target_{id}")), vec![s.target as f64]);
-            let st = f(&format!("input_stats_{id}"));
-            let (t, c, np) = (24, 10, 64);
-            assert_eq!(s.pixels.len(), t * c * np);
-            for tc in 0..t * c {
-                let row = &s.pixels[tc * np..(tc + 1) * np];
-                let sum: f64 = row.iter().map(|&v| v as f64).sum();
-                let sq: f64 = row.iter().map(|&v| (v as f64).powi(2)).sum();
-                let e = &st[tc * 3..tc * 3 + 3];
-                assert!(
-                    (sum - e[0]).abs() <= 1e-5 * e[0].abs().max(1.0),
-                    "{id} sum {sum} vs {}",
-                    e[0]
-                );
-                assert!(
-                    (sq - e[1]).abs() <= 1e-5 * e[1].abs().max(1.0),
-                    "{id} sq {sq} vs {}",
-                    e[1]
-                );
-                assert_eq!(row[0], e[2] as f32, "{id} pixel 0");
-            }
-        }
-    }
-
-    #[test]
-    fn sampling_cases() {
-        // npixel 3: parcel 1 has S = 5 (3 distinct pixels drawn, mask all ones), parcel 2 has S = 0 (zero
-        // pixels, mask [1, 0, 0]); T = 2, C = 1, pixel s of parcel 1 holds the value 10·s + t, no normalisation.
-        let dir = std::env::temp_dir().join(format!("sitsgpu-pixelset-s-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("DATA")).unwrap();
-        std::fs::create_dir_all(dir.join("META")).unwrap();
-        let v: Vec<f32> = (0..2)
-            .flat_map(|t| (0..5).map(move |s| (10 * s + t) as f32))
-            .collect();
-        npy::write_f32(dir.join("DATA/1.npy"), &[2, 1, 5], &v).unwrap();
-        npy::write_f32(dir.join("DATA/2.npy"), &[2, 1, 0], &[]).unwrap();
-        std::fs::write(
-            dir.join("META/labels.json"),
-            r#"{"label_44class": {"1": 3, "2": 1}}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("META/dates.json"),
-            r#"{"0": 20170103, "1": 20170119}"#,
-        )
-        .unwrap();
-        let opts = PixelSetOptions {
-            npixel: 3,
-            extra_feature: None,
-            ..PixelSetOptions::default()
-        };
-        let ds = PixelSetDataset::open(&dir, opts).unwrap();
-        assert_eq!(ds.targets(), &[1, 0]);
-        assert_eq!(ds.date_positions(), &[0, 16]);
-        let mut rng = Rng::new(7);
-        let a = ds.get(0, &mut rng).unwrap();
-        assert_eq!(a.mask, vec![1.0; 6]);
-        let mut picked: Vec<f32> = a.pixels[..3].to_vec();
-        // the same pixels at both dates
-        assert!(a.pixels[3..]
-            .iter()
-            .zip(&picked)
-            .all(|(p1, p0)| *p1 == p0 + 1.0));
-        picked.sort_by(f32::total_cmp);
-        picked.dedup();
-        assert_eq!(picked.len(), 3);
-        let b = ds.get(1, &mut rng).unwrap();
-        assert_eq!(b.pixels, vec![0.0; 6]);
-        assert_eq!(b.mask, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
-    #[test]
-    fn errors_name_the_file() {
-        let dir = std::env::temp_dir().join(format!("sitsgpu-pixelset-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("DATA")).unwrap();
-        std::fs::create_dir_all(dir.join("META")).unwrap();
-        std::fs::write(dir.join("DATA/3.npy"), b"junk").unwrap();
-        let e = PixelSetDataset::open(&dir, PixelSetOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("labels.json"), "{e}");
-        std::fs::write(
-            dir.join("META/labels.json"),
-            r#"{"label_44class": {"3": 1}}"#,
-        )
-        .unwrap();
-        std::fs::write(dir.join("META/dates.json"), r#"{"0": 20170103}"#).unwrap();
-        std::fs::write(
-            dir.join("META/geomfeat.json"),
-            r#"{"3": [1, 2], "4": [2, 3]}"#,
-        )
-        .unwrap();
-        let ds = PixelSetDataset::open(&dir, PixelSetOptions::default()).unwrap();
-        let e = ds.get(0, &mut Rng::new(0)).unwrap_err().to_string();
-        assert!(e.contains("3.npy"), "{e}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
