@@ -220,6 +220,18 @@ impl PixelSetModelConfig {
         bespoke_positions: Option<&[i64]>,
         path: &std::path::Path,
     ) -> Result<Self> {
+        let c = Self::from_json_unchecked(kind, v, bespoke_positions, path)?;
+        c.check().map_err(|e| Error::format(path, e))?;
+        Ok(c)
+    }
+
+    /// [`Self::from_json_as`] without the consistency checks of [`Self::check`] (the widths may not chain).
+    pub fn from_json_unchecked(
+        kind: TemporalKind,
+        v: &Value,
+        bespoke_positions: Option<&[i64]>,
+        path: &std::path::Path,
+    ) -> Result<Self> {
         let bad = |k: &str, what: &str| Error::format(path, format!("{k:?}: {what}"));
         let usize_of = |k: &str| -> Result<Option<usize>> {
             v.get(k)
@@ -346,7 +358,6 @@ impl PixelSetModelConfig {
         if let Some(x) = list("mlp4")? {
             c.mlp4 = x;
         }
-        c.check().map_err(|e| Error::format(path, e))?;
         Ok(c)
     }
 

@@ -1,9 +1,11 @@
-//! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate),
+//! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
+//! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
 //! [`metrics`], [`predict`], progress bars and training-curve plots.
 
 pub mod adam;
 pub mod demo;
 pub mod metrics;
+pub mod pixelset;
 pub mod plot;
 pub mod predict;
 pub mod progress;

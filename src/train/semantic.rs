@@ -33,8 +33,8 @@ use crate::train::adam::{Adam, AdamConfig};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
 use crate::train::state::{
-    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state, write_json,
-    Progress,
+    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state,
+    write_json, Progress,
 };
 
 /// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
@@ -380,7 +380,12 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         } else {
             write_npz(&best_path, &state_dict(&model))?;
         }
-        let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0), true);
+        let order = epoch_order(
+            dt_test.len(),
+            opts.batch_size,
+            mix(opts.rdm_seed, k, 0),
+            true,
+        );
         let (test, cm) = run_epoch(
             &model,
             &dt_test,
@@ -493,7 +498,12 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             })?;
         load_state_dict(&model, &read_weights(&w)?, &w)?;
         let dt_test = open_split(&opts, &[ROTATIONS[k - 1].2])?;
-        let order = epoch_order(dt_test.len(), opts.batch_size, mix(opts.rdm_seed, k, 0), true);
+        let order = epoch_order(
+            dt_test.len(),
+            opts.batch_size,
+            mix(opts.rdm_seed, k, 0),
+            true,
+        );
         let mut step = 0;
         let (m, cm) = run_epoch(
             &model,

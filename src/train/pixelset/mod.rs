@@ -1,0 +1,720 @@
+//! Parcel classification from pixel sets: the workflow of lightweight-temporal-attention-pytorch `train.py`
+//! (spec §2.5, §7.3, §8.3) for PSE + L-TAE and its competitors (TAE, GRU, TempCNN), with the same flags,
+//! outputs and file layout:
+//!
+//! ```text
+//! res_dir/conf.json                      the configuration (train.py's keys + N_params)
+//! res_dir/Fold_k/trainlog.json           {epoch: {train_loss, train_accuracy, train_IoU, val_accuracy, val_loss, val_IoU}}
+//! res_dir/Fold_k/model.npz               best checkpoint (validation mIoU >=), state_dict names
+//! res_dir/Fold_k/last.npz                end of the last finished epoch: weights, Adam state, progress, log
+//! res_dir/Fold_k/test_metrics.json       test_accuracy, test_loss, test_IoU
+//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the 20 × 20 test confusion matrix (.pkl: a pickled numpy array)
+//! res_dir/Fold_k/curves.png              training curves
+//! res_dir/overall.json, per_class.json   summed test matrices of every fold (no class deleted)
+//! ```
+//!
+//! As the original: the k-fold split of §2.5 ([`kfold_splits`], numpy's shuffle with `--rdm_seed`), focal loss
+//! (γ = `--gamma`), Adam (lr 1e-3 by default), accuracy in percent and mIoU as a fraction (one-vs-all IoU, classes
+//! with an empty union skipped), no `drop_last`. Training batches are reshuffled every epoch with a seed derived
+//! from (`rdm_seed`, fold, epoch); pixel draws and jitter come from numpy's legacy stream seeded the same way,
+//! so a run is reproducible and a resumed run replays exactly what an uninterrupted one would have. Validation
+//! and test samples are drawn and jittered as in training (the original's QUIRK, §10.4 item 22) unless
+//! `deterministic_eval` is set ([`Draw::Fixed`]: no jitter, a fixed pixel draw per parcel). Departures, all
+//! documented in the README: `--lr` is honoured (the original parses it but never passes it to Adam; the default
+//! is the same), and GRU / TempCNN with `--positions bespoke` (which crash in the original, §4.5) are refused
+//! with an explanation.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use crate::data::numpy_random::NumpyRandomState;
+use crate::data::pixelset::{kfold_splits, Draw, PixelSetBatch, PixelSetDataset, PixelSetOptions};
+use crate::data::state_dict::{read_npz, write_npz};
+use crate::engine::{no_grad, Device, Error, Result, Tensor};
+use crate::layers::state::{load_state_dict, state_dict};
+use crate::layers::{Ctx, Module};
+use crate::models::pse::focal_loss;
+use crate::models::registry::{read_json, read_weights};
+use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
+use crate::train::adam::{Adam, AdamConfig};
+use crate::train::metrics::ConfusionMatrix;
+use crate::train::plot;
+use crate::train::state::{
+    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state,
+    write_json, Progress,
+};
+
+pub mod flags;
+pub mod predict;
+#[cfg(test)]
+mod tests;
+
+/// `train.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`, and the switches
+/// of the random parts.
+#[derive(Debug, Clone)]
+pub struct PixelSetTrainOptions {
+    /// The model's hyper-parameters with train.py's key names (`input_dim`, `mlp1`, `pooling`, `mlp2`,
+    /// `geomfeat`, `n_head`, `d_k`, `mlp3`, `T`, `positions`, `lms`, `dropout`, `d_model`, `mlp4`, `tae`,
+    /// `gru`, `hidden_dim`, `tcnn`, `nker`, or `model`), read by [`PixelSetModelConfig::from_json`].
+    pub model: Map<String, Value>,
+    /// Sentinel-Agri pixel-set folder.
+    pub dataset_folder: PathBuf,
+    /// Output folder.
+    pub res_dir: PathBuf,
+    /// Seed of the split (numpy's shuffle), initialisation, batch orders, dropout, pixel draws and jitter.
+    pub rdm_seed: u32,
+    /// Number of folds.
+    pub kfold: usize,
+    /// Epochs per fold.
+    pub epochs: usize,
+    /// Parcels per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Focal-loss γ.
+    pub gamma: f32,
+    /// Pixels sampled per parcel.
+    pub npixel: usize,
+    /// Number of classes (mlp4's last width).
+    pub num_classes: usize,
+    /// Jitter (σ, clip) of every sample (None: off).
+    pub jitter: Option<(f64, f64)>,
+    /// Validation and test without jitter and with a fixed pixel draw per parcel.
+    pub deterministic_eval: bool,
+    /// Keep the raw parcel arrays in memory (`--preload`).
+    pub preload: bool,
+    /// Run only fold k (1..=kfold).
+    pub fold: Option<usize>,
+    /// Start from these weights (.npz or official model.pth.tar).
+    pub init_weights: Option<PathBuf>,
+    /// Stop each fold after this many optimiser steps.
+    pub max_steps: Option<usize>,
+    /// Continue an interrupted run from `Fold_k/last.npz`.
+    pub resume: bool,
+    /// CPU reference path.
+    pub cpu: bool,
+    /// Progress bars.
+    pub progress: bool,
+}
+
+impl PixelSetTrainOptions {
+    /// train.py's defaults (PSE + L-TAE, 5 folds, 100 epochs, batch 128, npixel 64, ...) for `dataset_folder`.
+    pub fn new(dataset_folder: impl Into<PathBuf>, res_dir: impl Into<PathBuf>) -> Self {
+        PixelSetTrainOptions {
+            model: Map::new(),
+            dataset_folder: dataset_folder.into(),
+            res_dir: res_dir.into(),
+            rdm_seed: 1,
+            kfold: 5,
+            epochs: 100,
+            batch_size: 128,
+            lr: 1e-3,
+            gamma: 1.0,
+            npixel: 64,
+            num_classes: 20,
+            jitter: Some((0.01, 0.05)),
+            deterministic_eval: false,
+            preload: false,
+            fold: None,
+            init_weights: None,
+            max_steps: None,
+            resume: false,
+            cpu: false,
+            progress: true,
+        }
+    }
+
+    fn geomfeat(&self) -> bool {
+        match self.model.get("geomfeat").or(self.model.get("with_extra")) {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => v.as_i64() != Some(0),
+        }
+    }
+
+    /// conf.json: the workflow options and the model keys (train.py's `vars(config)`) + N_params.
+    fn to_conf_json(&self, n_params: usize) -> Value {
+        let mut c = json!({
+            "dataset_folder": self.dataset_folder.display().to_string(),
+            "res_dir": self.res_dir.display().to_string(),
+            "num_workers": 1, "rdm_seed": self.rdm_seed, "device": if self.cpu { "cpu" } else { "gpu" },
+            "display_step": 50, "preload": self.preload, "kfold": self.kfold, "epochs": self.epochs,
+            "batch_size": self.batch_size, "lr": self.lr, "gamma": self.gamma, "npixel": self.npixel,
+            "num_classes": self.num_classes,
+        });
+        let o = c.as_object_mut().expect("an object");
+        o.extend(self.model.clone());
+        o.insert(
+            "jitter".into(),
+            self.jitter.map_or(Value::Null, |(s, c)| json!([s, c])),
+        );
+        o.insert("deterministic_eval".into(), json!(self.deterministic_eval));
+        o.insert("N_params".into(), json!(n_params));
+        c
+    }
+}
+
+/// Losses and metrics of one pass over a subset.
+#[derive(Debug, Clone, Default)]
+pub struct PixelSetMetrics {
+    /// Mean of the per-batch focal losses.
+    pub loss: f64,
+    /// Overall accuracy, percent.
+    pub accuracy: f64,
+    /// mIoU, a fraction (as the original's `mIou`).
+    pub miou: f64,
+    /// Parcels per second.
+    pub parcels_per_s: f64,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+impl PixelSetMetrics {
+    fn to_json(&self, prefix: &str) -> Map<String, Value> {
+        // The original's key order: train_epoch returns loss, accuracy, IoU; evaluation accuracy, loss, IoU.
+        let mut o = Map::new();
+        if prefix == "train" {
+            o.insert(format!("{prefix}_loss"), json!(self.loss));
+            o.insert(format!("{prefix}_accuracy"), json!(self.accuracy));
+        } else {
+            o.insert(format!("{prefix}_accuracy"), json!(self.accuracy));
+            o.insert(format!("{prefix}_loss"), json!(self.loss));
+        }
+        o.insert(format!("{prefix}_IoU"), json!(self.miou));
+        o
+    }
+}
+
+/// Opens the dataset with the options' sampling settings.
+pub fn open_dataset(
+    folder: &Path,
+    npixel: usize,
+    geomfeat: bool,
+    jitter: Option<(f64, f64)>,
+    preload: bool,
+) -> Result<PixelSetDataset> {
+    let mut ds = PixelSetDataset::open(
+        folder,
+        PixelSetOptions {
+            npixel,
+            extra_feature: geomfeat.then(|| "geomfeat".to_string()),
+            jitter,
+            ..PixelSetOptions::default()
+        },
+    )?;
+    if preload {
+        ds.preload()?;
+    }
+    Ok(ds)
+}
+
+/// The classifier configuration of `conf` for the dataset `ds`, with the original's constraints checked
+/// (`path` names the configuration in errors).
+pub fn model_config(
+    conf: &Value,
+    ds: &PixelSetDataset,
+    num_classes: usize,
+    path: &Path,
+) -> Result<PixelSetModelConfig> {
+    let c = PixelSetModelConfig::from_json(conf, Some(ds.date_positions()), path)?;
+    if c.num_classes() != num_classes {
+        return Err(Error::format(
+            path,
+            format!(
+                "mlp4 ends with {} classes but num_classes is {num_classes}",
+                c.num_classes()
+            ),
+        ));
+    }
+    let kind = c.temporal.kind();
+    if matches!(kind, TemporalKind::Gru | TemporalKind::TempCnn) {
+        if let Some(p) = c.temporal.positions() {
+            let t = ds.date_positions().len();
+            if p.len() < t + 1 {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "{}: with positions ({} rows) the original adds rows 1..={t} of the positional table and \
+                         crashes (index out of range, spec §4.5); use positions \"order\" (no positional \
+                         encoding, `--positions order`)",
+                        kind.name(),
+                        p.len()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// A batch on `device`: (pixels (B, T, C, S), extra (B, T, E) if any).
+pub(crate) fn to_device(b: &PixelSetBatch, device: Device) -> (Tensor, Option<Tensor>) {
+    let [bs, t, _, _] = b.shape;
+    let extra = (b.extra_size > 0)
+        .then(|| Tensor::from_vec(b.extra.clone(), &[bs, t, b.extra_size], device));
+    (Tensor::from_vec(b.pixels.clone(), &b.shape, device), extra)
+}
+
+/// How a pass draws its samples: a numpy stream seeded with this value, or [`Draw::Fixed`] (None).
+type DrawSeed = Option<u32>;
+
+/// Calls `f` on every batch of `indices` (in order), read on a background thread one batch ahead; the random
+/// draws are made in batch order, so the result does not depend on timing.
+pub(crate) fn for_each_batch(
+    ds: &PixelSetDataset,
+    indices: &[usize],
+    batch_size: usize,
+    draw: DrawSeed,
+    mut f: impl FnMut(usize, PixelSetBatch) -> Result<bool>,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = sync_channel::<Result<PixelSetBatch>>(2);
+        scope.spawn(move || {
+            let mut rng = draw.map(NumpyRandomState::new);
+            for chunk in indices.chunks(batch_size.max(1)) {
+                let d = match rng.as_mut() {
+                    Some(r) => Draw::Random(r),
+                    None => Draw::Fixed,
+                };
+                let stop = tx.send(ds.load_batch(chunk, d)).is_err();
+                if stop {
+                    break;
+                }
+            }
+        });
+        for (bi, b) in rx.iter().enumerate() {
+            if !f(bi, b?)? {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// One pass: training when `opt` is given (optimiser steps counted in `step`, stopping at `max_steps`),
+/// evaluation otherwise.
+#[allow(clippy::too_many_arguments)]
+fn run_epoch(
+    model: &PixelSetClassifier,
+    ds: &PixelSetDataset,
+    indices: &[usize],
+    opts: &PixelSetTrainOptions,
+    device: Device,
+    mut opt: Option<&mut Adam>,
+    draw: DrawSeed,
+    dropout_seed: u64,
+    step: &mut usize,
+    label: &str,
+) -> Result<(PixelSetMetrics, ConfusionMatrix)> {
+    let mut cm = ConfusionMatrix::new(opts.num_classes);
+    let (mut loss_sum, mut batches, mut parcels) = (0.0, 0usize, 0usize);
+    let start = Instant::now();
+    let bar = crate::train::progress::bar(
+        opts.progress,
+        indices.len().div_ceil(opts.batch_size.max(1)) as u64,
+        label,
+    );
+    for_each_batch(ds, indices, opts.batch_size, draw, |bi, batch| {
+        if opt.is_some() && opts.max_steps.is_some_and(|m| *step >= m) {
+            return Ok(false);
+        }
+        let (x, extra) = to_device(&batch, device);
+        let truth: Vec<i64> = batch.targets.iter().map(|&t| t as i64).collect();
+        let loss = if let Some(opt) = opt.as_deref_mut() {
+            opt.zero_grad();
+            let ctx = Ctx::train(dropout_seed.wrapping_add(bi as u64 * 1000));
+            let (logits, _) = model.forward(&x, &batch.mask, extra.as_ref(), &ctx);
+            let loss = focal_loss(&logits, &batch.targets, opts.gamma);
+            loss.backward();
+            opt.step();
+            *step += 1;
+            cm.add(&logits.detach().argmax(1), &truth);
+            loss.item() as f64
+        } else {
+            no_grad(|| {
+                let (logits, _) = model.forward(&x, &batch.mask, extra.as_ref(), &Ctx::eval());
+                cm.add(&logits.argmax(1), &truth);
+                focal_loss(&logits, &batch.targets, opts.gamma).item() as f64
+            })
+        };
+        loss_sum += loss;
+        batches += 1;
+        parcels += batch.ids.len();
+        let (miou, acc) = cm.miou_acc(None);
+        bar.set_message(format!(
+            "loss {:.4} OA {acc:.1} mIoU {:.3} {:.0} parcels/s",
+            loss_sum / batches as f64,
+            miou / 100.0,
+            parcels as f64 / start.elapsed().as_secs_f64()
+        ));
+        bar.inc(1);
+        Ok(true)
+    })?;
+    bar.finish();
+    let (miou, accuracy) = cm.miou_acc(None);
+    let seconds = start.elapsed().as_secs_f64();
+    Ok((
+        PixelSetMetrics {
+            loss: loss_sum / batches.max(1) as f64,
+            accuracy,
+            miou: miou / 100.0,
+            parcels_per_s: parcels as f64 / seconds.max(1e-9),
+            seconds,
+        },
+        cm,
+    ))
+}
+
+fn device_of(cpu: bool) -> Result<Device> {
+    if cpu {
+        Ok(Device::Cpu)
+    } else {
+        crate::engine::Gpu::get().map(|_| Device::Gpu)
+    }
+}
+
+/// The folds to run: `fold` (1..=kfold) or all.
+fn folds_to_run(fold: Option<usize>, kfold: usize) -> Result<Vec<usize>> {
+    match fold {
+        Some(k) if (1..=kfold).contains(&k) => Ok(vec![k]),
+        Some(k) => Err(Error::Invalid(format!("--fold {k}: expected 1..={kfold}"))),
+        None => Ok((1..=kfold).collect()),
+    }
+}
+
+/// The numpy seed of a pass (fold, epoch, subset: 0 train, 1 validation, 2 test).
+fn draw_seed(seed: u32, fold: usize, epoch: usize, subset: u64) -> u32 {
+    (mix(seed as u64, fold, epoch) ^ subset.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u32
+}
+
+fn test_json(m: &PixelSetMetrics) -> Value {
+    json!({"test_accuracy": m.accuracy, "test_loss": m.loss, "test_IoU": m.miou})
+}
+
+/// The whole training run (every fold, or `opts.fold`). Returns the test metrics per fold run.
+pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)>> {
+    let device = device_of(opts.cpu)?;
+    let ds = open_dataset(
+        &opts.dataset_folder,
+        opts.npixel,
+        opts.geomfeat(),
+        opts.jitter,
+        opts.preload,
+    )?;
+    let conf = Value::Object(opts.model.clone());
+    let config = model_config(&conf, &ds, opts.num_classes, Path::new("the model options"))?;
+    std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
+    let splits = kfold_splits(ds.len(), opts.kfold, opts.rdm_seed)?;
+    let eval_draw = |k: usize, epoch: usize, subset: u64| {
+        (!opts.deterministic_eval).then(|| draw_seed(opts.rdm_seed, k, epoch, subset))
+    };
+    let mut results = Vec::new();
+    let mut total_cm = ConfusionMatrix::new(opts.num_classes);
+    let folds = folds_to_run(opts.fold, opts.kfold)?;
+    for &k in &folds {
+        let split = &splits[k - 1];
+        println!(
+            "Starting Fold {k}: train {}, val {}, test {} parcels",
+            split.train.len(),
+            split.val.len(),
+            split.test.len()
+        );
+        let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
+        std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
+        let model = PixelSetClassifier::new(config.clone(), opts.rdm_seed as u64, device);
+        if let Some(w) = &opts.init_weights {
+            load_state_dict(&model, &read_weights(w)?, w)?;
+        }
+        write_json(
+            &opts.res_dir.join("conf.json"),
+            &opts.to_conf_json(model.num_parameters()),
+        )?;
+        let mut opt = Adam::new(
+            model.parameters(),
+            AdamConfig {
+                lr: opts.lr,
+                ..AdamConfig::default()
+            },
+        );
+        let r = resume_fold(opts.resume, &fold_dir, &model, &mut opt, k)?;
+        let (mut trainlog, mut best, mut step) = (r.trainlog, r.best, r.step);
+        let (last_path, log_path) = (fold_dir.join("last.npz"), fold_dir.join("trainlog.json"));
+        for epoch in r.first_epoch..=opts.epochs {
+            if opts.max_steps.is_some_and(|m| step >= m) {
+                break;
+            }
+            let seed = mix(opts.rdm_seed as u64, k, epoch);
+            let order: Vec<usize> = epoch_order(split.train.len(), opts.batch_size, seed, false)
+                .into_iter()
+                .map(|i| split.train[i])
+                .collect();
+            let label = format!("Fold {k} epoch {epoch}/{} train", opts.epochs);
+            let draw = Some(draw_seed(opts.rdm_seed, k, epoch, 0));
+            let (tm, _) = run_epoch(
+                &model,
+                &ds,
+                &order,
+                opts,
+                device,
+                Some(&mut opt),
+                draw,
+                seed,
+                &mut step,
+                &label,
+            )?;
+            let (vm, _) = run_epoch(
+                &model,
+                &ds,
+                &split.val,
+                opts,
+                device,
+                None,
+                eval_draw(k, epoch, 1),
+                0,
+                &mut step,
+                &format!("Fold {k} epoch {epoch} val"),
+            )?;
+            println!(
+                "Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.4} | val loss {:.4} OA {:.2} mIoU {:.4}",
+                tm.loss, tm.accuracy, tm.miou, vm.loss, vm.accuracy, vm.miou
+            );
+            let mut entry = tm.to_json("train");
+            entry.extend(vm.to_json("val"));
+            trainlog.insert(epoch.to_string(), Value::Object(entry));
+            write_json(&log_path, &Value::Object(trainlog.clone()))?;
+            if vm.miou >= best {
+                best = vm.miou;
+                write_npz(fold_dir.join("model.npz"), &state_dict(&model))?;
+            }
+            save_training_state(
+                &last_path,
+                &model,
+                &opt,
+                Progress { epoch, step, best },
+                &trainlog,
+            )?;
+        }
+        plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
+        let best_path = fold_dir.join("model.npz");
+        if best_path.exists() {
+            load_state_dict(&model, &read_npz(&best_path)?, &best_path)?;
+        } else {
+            write_npz(&best_path, &state_dict(&model))?;
+        }
+        let (test, cm) = run_epoch(
+            &model,
+            &ds,
+            &split.test,
+            opts,
+            device,
+            None,
+            eval_draw(k, 0, 2),
+            0,
+            &mut step,
+            &format!("Fold {k} test"),
+        )?;
+        println!(
+            "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.4}",
+            test.loss, test.accuracy, test.miou
+        );
+        save_test_results(&fold_dir, &test_json(&test), &cm)?;
+        total_cm.merge(&cm);
+        results.push((k, test));
+    }
+    if folds.len() == opts.kfold {
+        save_overall(&opts.res_dir, &total_cm, None)?;
+    }
+    Ok(results)
+}
+
+/// Options of `sitsgpu evaluate` for pixel sets.
+#[derive(Debug, Clone)]
+pub struct PixelSetEvaluateOptions {
+    /// Sentinel-Agri pixel-set folder.
+    pub dataset_folder: PathBuf,
+    /// Weight folder: conf.json + Fold_k/model.npz or Fold_k/model.pth.tar (ours or the original's).
+    pub weight_folder: PathBuf,
+    /// Output folder.
+    pub res_dir: PathBuf,
+    /// Only fold k.
+    pub fold: Option<usize>,
+    /// Parcels per batch (default: conf.json's).
+    pub batch_size: Option<usize>,
+    /// Draw pixels and jitter as the original's test loop (seeded by the conf's rdm_seed) instead of the
+    /// deterministic evaluation (no jitter, fixed draws).
+    pub original_sampling: bool,
+    /// CPU reference path.
+    pub cpu: bool,
+    /// Progress bars.
+    pub progress: bool,
+}
+
+/// Reads `WEIGHT_FOLDER/conf.json` into training options (the workflow keys and the model keys).
+pub fn options_from_conf(
+    conf_path: &Path,
+    dataset_folder: &Path,
+    res_dir: &Path,
+) -> Result<PixelSetTrainOptions> {
+    let conf = read_json(conf_path)?;
+    let obj = conf
+        .as_object()
+        .ok_or_else(|| Error::format(conf_path, "expected a JSON object"))?;
+    let mut o = PixelSetTrainOptions::new(dataset_folder, res_dir);
+    let int = |k: &str, d: usize| obj.get(k).and_then(Value::as_u64).map_or(d, |v| v as usize);
+    o.rdm_seed = int("rdm_seed", 1) as u32;
+    o.kfold = int("kfold", 5);
+    o.batch_size = int("batch_size", 128);
+    o.npixel = int("npixel", 64);
+    o.num_classes = int("num_classes", 20);
+    o.gamma = obj.get("gamma").and_then(Value::as_f64).unwrap_or(1.0) as f32;
+    o.jitter = match obj.get("jitter") {
+        Some(Value::Null) => None,
+        Some(Value::Array(a)) if a.len() == 2 => {
+            Some((a[0].as_f64().unwrap_or(0.01), a[1].as_f64().unwrap_or(0.05)))
+        }
+        _ => Some((0.01, 0.05)),
+    };
+    o.model = obj.clone();
+    Ok(o)
+}
+
+/// Evaluates each fold's checkpoint on that fold's test parcels (the split recomputed from the conf's
+/// `rdm_seed` and `kfold`) and writes the metric files; `overall.json` when every fold ran.
+pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetrics)>> {
+    let conf_path = e.weight_folder.join("conf.json");
+    let mut opts = options_from_conf(&conf_path, &e.dataset_folder, &e.res_dir)?;
+    if let Some(b) = e.batch_size {
+        opts.batch_size = b;
+    }
+    opts.progress = e.progress;
+    let device = device_of(e.cpu)?;
+    let ds = open_dataset(
+        &e.dataset_folder,
+        opts.npixel,
+        opts.geomfeat(),
+        opts.jitter,
+        false,
+    )?;
+    let config = model_config(
+        &Value::Object(opts.model.clone()),
+        &ds,
+        opts.num_classes,
+        &conf_path,
+    )?;
+    let splits = kfold_splits(ds.len(), opts.kfold, opts.rdm_seed)?;
+    let model = PixelSetClassifier::new(config, 0, device);
+    let folds = folds_to_run(e.fold, opts.kfold)?;
+    let (mut total, mut results) = (ConfusionMatrix::new(opts.num_classes), Vec::new());
+    for &k in &folds {
+        let w = checkpoint_of(&e.weight_folder, k)?;
+        load_state_dict(&model, &read_weights(&w)?, &w)?;
+        let draw = e
+            .original_sampling
+            .then(|| draw_seed(opts.rdm_seed, k, 0, 2));
+        let mut step = 0;
+        let (m, cm) = run_epoch(
+            &model,
+            &ds,
+            &splits[k - 1].test,
+            &opts,
+            device,
+            None,
+            draw,
+            0,
+            &mut step,
+            &format!("Fold {k} test"),
+        )?;
+        println!(
+            "Fold {k}: loss {:.4} OA {:.2} mIoU {:.4}",
+            m.loss, m.accuracy, m.miou
+        );
+        let out = e.res_dir.join(format!("Fold_{k}"));
+        std::fs::create_dir_all(&out).map_err(|err| Error::io(&out, err))?;
+        save_test_results(&out, &test_json(&m), &cm)?;
+        total.merge(&cm);
+        results.push((k, m));
+    }
+    if folds.len() == opts.kfold {
+        save_overall(&e.res_dir, &total, None)?;
+    }
+    Ok(results)
+}
+
+/// `Fold_k/model.npz` (ours) or `Fold_k/model.pth.tar` (the original's) in a weight folder.
+pub fn checkpoint_of(weight_folder: &Path, k: usize) -> Result<PathBuf> {
+    let dir = weight_folder.join(format!("Fold_{k}"));
+    [dir.join("model.npz"), dir.join("model.pth.tar")]
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            Error::io(
+                dir.join("model.pth.tar"),
+                "no checkpoint (model.npz or model.pth.tar)",
+            )
+        })
+}
+
+/// The model keys of a `train --task pixelset` run, from the flags given on the command line (`explicit`,
+/// train.py's key names), in three layers: train.py's defaults for the chosen model, then the `config_fig2`
+/// variant (`--variant 9k` …, [`crate::models::stclassifier::paper_variant`]), then the explicit flags.
+/// Where train.py's L-TAE defaults cannot build the chosen model, the model class's own defaults are used
+/// instead: TAE without `--n_head/--d_k/--mlp3/--d_model` is `PseTae`'s default (4 heads, d_k 32, mlp3
+/// [512, 128, 128], no d_model), and an unset `--mlp4` starts with the temporal encoder's output width (so
+/// `--gru --hidden_dim 156` gets [156, 64, 32, classes], where train.py would crash).
+pub fn model_conf_from_flags(
+    kind: TemporalKind,
+    variant: Option<&str>,
+    explicit: Map<String, Value>,
+    num_classes: usize,
+) -> Result<Map<String, Value>> {
+    let mut m = json!({
+        "input_dim": 10, "mlp1": [10, 32, 64], "pooling": "mean_std", "mlp2": [132, 128], "geomfeat": 1,
+        "T": 1000, "positions": "bespoke", "lms": 24, "dropout": 0.2,
+    });
+    let o = m.as_object_mut().expect("an object");
+    let extra = match kind {
+        TemporalKind::Ltae => json!({"n_head": 16, "d_k": 8, "mlp3": [256, 128], "d_model": 256}),
+        TemporalKind::Tae => {
+            json!({"n_head": 4, "d_k": 32, "mlp3": [512, 128, 128], "d_model": null})
+        }
+        TemporalKind::Gru => json!({"hidden_dim": 156, "positions": "order"}),
+        TemporalKind::TempCnn => {
+            json!({"nker": [32, 32, 128], "mlp3": [256, 128], "positions": "order"})
+        }
+    };
+    o.extend(extra.as_object().cloned().unwrap_or_default());
+    if let Some(label) = variant {
+        let v = crate::models::stclassifier::paper_variant(kind, label).ok_or_else(|| {
+            Error::Invalid(format!(
+                "--variant {label:?}: not a config_fig2 variant of {} (see `sitsgpu train --help`)",
+                kind.name()
+            ))
+        })?;
+        o.extend(v.as_object().cloned().unwrap_or_default());
+    }
+    o.extend(explicit);
+    if kind == TemporalKind::TempCnn && !o.contains_key("seq_len") {
+        let lms = o.get("lms").cloned().unwrap_or(json!(24));
+        o.insert("seq_len".into(), lms);
+    }
+    o.insert("model".into(), json!(kind.name()));
+    o.insert("tae".into(), json!(kind == TemporalKind::Tae));
+    o.insert("gru".into(), json!(kind == TemporalKind::Gru));
+    o.insert("tcnn".into(), json!(kind == TemporalKind::TempCnn));
+    if !o.contains_key("mlp4") {
+        let probe = Value::Object(o.clone());
+        let width = PixelSetModelConfig::from_json_unchecked(
+            kind,
+            &probe,
+            Some(&[]),
+            Path::new("the command line"),
+        )?
+        .temporal
+        .out_width();
+        o.insert("mlp4".into(), json!([width, 64, 32, num_classes]));
+    }
+    Ok(m.as_object().cloned().unwrap_or_default())
+}

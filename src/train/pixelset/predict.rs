@@ -1,0 +1,177 @@
+//! `sitsgpu predict` for pixel sets: class predictions for every parcel of a Sentinel-Agri folder, from one set
+//! of weights or from a weight folder's k-fold ensemble (`PseLTae_pretrained` of the original, spec §4.6: the
+//! mean over the folds of `log_softmax(logits)`, argmax for the class).
+//!
+//! Writes to `out/`: `predictions.json` (`{pid: {"class": training label 0..K-1, "label": its code in
+//! label_44class, "confidence": softmax probability}}`), `ids.npy` (N,) int64, `pred.npy` (N,) int64,
+//! `logits.npy` (N, K) float32 (one model: the logits; an ensemble: the averaged log-probabilities), and with
+//! `save_attention` the attention masks `attention.npy` (N, H, T) of an attention model (one file per fold,
+//! `attention_Fold_k.npy`, for an ensemble). Evaluation is deterministic: no jitter, a fixed pixel draw per
+//! parcel.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use crate::data::npy;
+use crate::data::pixelset::SUB_CLASSES;
+use crate::engine::{no_grad, Device, Error, Result, Tensor};
+use crate::layers::state::load_state_dict;
+use crate::layers::Ctx;
+use crate::models::registry::{find_config, read_weights};
+use crate::models::stclassifier::PixelSetClassifier;
+use crate::train::pixelset::{
+    checkpoint_of, for_each_batch, model_config, open_dataset, options_from_conf, to_device,
+};
+
+/// Options of pixel-set prediction.
+#[derive(Debug, Clone)]
+pub struct PixelSetPredictOptions {
+    /// Sentinel-Agri pixel-set folder.
+    pub dataset_folder: PathBuf,
+    /// One checkpoint (.npz or model.pth.tar; its conf.json beside it or in its parent folder, or `config`).
+    pub weights: Option<PathBuf>,
+    /// A weight folder (conf.json + Fold_*/model.*): the ensemble of every fold found.
+    pub weight_folder: Option<PathBuf>,
+    /// conf.json of `weights`.
+    pub config: Option<PathBuf>,
+    /// Parcels per batch.
+    pub batch_size: usize,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Also write the attention masks.
+    pub save_attention: bool,
+    /// CPU reference path.
+    pub cpu: bool,
+}
+
+/// Runs the prediction; returns the number of parcels.
+pub fn predict(p: &PixelSetPredictOptions) -> Result<usize> {
+    let (conf_path, members): (PathBuf, Vec<(String, PathBuf)>) =
+        match (&p.weights, &p.weight_folder) {
+            (Some(w), None) => (
+                find_config(w, p.config.as_deref())?,
+                vec![(String::new(), w.clone())],
+            ),
+            (None, Some(folder)) => {
+                let mut members = Vec::new();
+                for k in 1.. {
+                    if !folder.join(format!("Fold_{k}")).is_dir() {
+                        break;
+                    }
+                    members.push((format!("_Fold_{k}"), checkpoint_of(folder, k)?));
+                }
+                if members.is_empty() {
+                    return Err(Error::format(folder, "no Fold_1/ folder with a checkpoint"));
+                }
+                (
+                    p.config.clone().unwrap_or(folder.join("conf.json")),
+                    members,
+                )
+            }
+            _ => return Err(Error::Invalid(
+                "predict: give either --weights (one checkpoint) or --weight_folder (an ensemble)"
+                    .into(),
+            )),
+        };
+    let opts = options_from_conf(&conf_path, &p.dataset_folder, &p.out)?;
+    let device = if p.cpu {
+        Device::Cpu
+    } else {
+        crate::engine::Gpu::get().map(|_| Device::Gpu)?
+    };
+    let geomfeat = !matches!(opts.model.get("geomfeat"), Some(v) if v.as_i64() == Some(0) || v.as_bool() == Some(false));
+    let ds = open_dataset(&p.dataset_folder, opts.npixel, geomfeat, None, false)?;
+    let config = model_config(
+        &Value::Object(opts.model.clone()),
+        &ds,
+        opts.num_classes,
+        &conf_path,
+    )?;
+    let k = config.num_classes();
+    let model = PixelSetClassifier::new(config, 0, device);
+    let all: Vec<usize> = (0..ds.len()).collect();
+    let n = ds.len();
+    let ensemble = p.weight_folder.is_some();
+    let mut sum = vec![0.0f32; n * k];
+    std::fs::create_dir_all(&p.out).map_err(|e| Error::io(&p.out, e))?;
+    for (suffix, w) in &members {
+        load_state_dict(&model, &read_weights(w)?, w)?;
+        let (mut out, mut attn, mut attn_shape) = (Vec::with_capacity(n * k), Vec::new(), (0, 0));
+        for_each_batch(&ds, &all, p.batch_size, None, |_, batch| {
+            let (x, extra) = to_device(&batch, device);
+            no_grad(|| {
+                let (logits, a) = model.forward(&x, &batch.mask, extra.as_ref(), &Ctx::eval());
+                let mut v = logits.to_vec();
+                if ensemble {
+                    v.chunks_mut(k).for_each(log_softmax);
+                }
+                out.extend(v);
+                if let (true, Some(a)) = (p.save_attention, a) {
+                    // (H, B, T) → (B, H, T) rows appended per parcel.
+                    let s = a.shape().to_vec();
+                    attn_shape = (s[0], s[2]);
+                    attn.extend(a.permute(&[1, 0, 2]).to_vec());
+                }
+            });
+            Ok(true)
+        })?;
+        for (acc, v) in sum.iter_mut().zip(&out) {
+            *acc += v / members.len() as f32;
+        }
+        if p.save_attention {
+            if attn.is_empty() {
+                eprintln!("note: this model has no attention masks (GRU / TempCNN); none written");
+            } else {
+                npy::write_f32(
+                    p.out.join(format!("attention{suffix}.npy")),
+                    &[n, attn_shape.0, attn_shape.1],
+                    &attn,
+                )?;
+            }
+        }
+    }
+    let logits = Tensor::from_vec(sum.clone(), &[n, k], Device::Cpu);
+    let pred = logits.argmax(1);
+    let probs = if ensemble {
+        logits.exp().to_vec()
+    } else {
+        logits.softmax(1).to_vec()
+    };
+    let mut preds = Map::new();
+    for (i, &id) in ds.ids().iter().enumerate() {
+        let c = pred[i] as usize;
+        preds.insert(
+            id.to_string(),
+            json!({"class": c, "label": SUB_CLASSES.get(c).copied().unwrap_or(c as i64), "confidence": probs[i * k + c]}),
+        );
+    }
+    let ids: Vec<i64> = ds.ids().iter().map(|&v| v as i64).collect();
+    npy::write_i64(p.out.join("ids.npy"), &[n], &ids)?;
+    npy::write_i64(p.out.join("pred.npy"), &[n], &pred)?;
+    npy::write_f32(p.out.join("logits.npy"), &[n, k], &sum)?;
+    crate::train::state::write_json(&p.out.join("predictions.json"), &Value::Object(preds))?;
+    Ok(n)
+}
+
+/// In place, `x - log Σ exp x` with the max subtracted first (f64 sums).
+fn log_softmax(x: &mut [f32]) {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+    x.iter_mut().for_each(|v| *v = (*v as f64 - lse) as f32);
+}
+
+/// Whether a conf.json describes a pixel-set model (train.py of the L-TAE repo) rather than a U-TAE.
+pub fn is_pixelset_conf(conf: &Value) -> bool {
+    conf.get("mlp1").is_some()
+        || conf.get("npixel").is_some()
+        || conf
+            .get("model")
+            .and_then(Value::as_str)
+            .is_some_and(|m| crate::models::stclassifier::TemporalKind::parse(m).is_some())
+}
+
+/// Whether the conf.json at `path` (if readable) is a pixel-set one.
+pub fn conf_is_pixelset(path: &Path) -> bool {
+    crate::models::registry::read_json(path).is_ok_and(|c| is_pixelset_conf(&c))
+}
