@@ -1,5 +1,6 @@
 //! Synthetic satellite image time series in exactly the PASTIS layout (spec §1), learnable by a U-TAE: for the
-//! demo, the tests and the benchmarks, without downloading the 29 GB dataset.
+//! demo, the tests and the benchmarks, without downloading the 29 GB dataset. The same phenologies and spectra
+//! also make Sentinel-Agri pixel sets ([`pixelset`], spec §2).
 //!
 //! [`write_pastis`] writes `metadata.geojson`, `NORM_S2_patch.json`, `DATA_S2/S2_{id}.npy` (T, 10, H, W) int16,
 //! `ANNOTATIONS/TARGET_{id}.npy` (3, H, W) uint8, `ANNOTATIONS/ParcelIDs_{id}.npy` (H, W) int32 and
@@ -53,6 +54,7 @@ use crate::data::pastis::Date;
 use crate::engine::error::{Error, Result};
 use crate::engine::rng::Rng;
 
+pub mod pixelset;
 mod spectra;
 #[cfg(test)]
 mod tests;
@@ -653,9 +655,10 @@ const PATCH_FILES: [(&str, &str); 6] = [
     ("INSTANCE_ANNOTATIONS", "ZONES_"),
 ];
 
-/// Refuses a non-empty folder that is not a previous synth output; in a previous one, removes the per-patch
-/// files it wrote (other files are left alone).
-fn prepare_dir(dir: &Path) -> Result<()> {
+/// Refuses a non-empty folder that is not a previous synth output of the same `format` (its [`MARKER`] says
+/// which); in a previous one, removes the per-item files it wrote: in each `(folder, prefix)` of `files`, the
+/// `<prefix><digits>.npy` files (other files are left alone).
+fn prepare_dir(dir: &Path, format: &str, files: &[(&str, &str)]) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::io(dir, "exists and is not a folder"));
     }
@@ -675,7 +678,22 @@ fn prepare_dir(dir: &Path) -> Result<()> {
             ),
         ));
     }
-    for (sub, prefix) in PATCH_FILES {
+    let marker = dir.join(MARKER);
+    let text = std::fs::read_to_string(&marker).map_err(|e| Error::io(&marker, e))?;
+    let previous = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|j| j.get("format")?.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if previous != format {
+        return Err(Error::io(
+            dir,
+            format!(
+                "refusing to write a synthetic {format} dataset here: the folder holds a `sitsgpu synth` output \
+                 of format {previous:?} ({MARKER}); choose a new or empty folder"
+            ),
+        ));
+    }
+    for &(sub, prefix) in files {
         let folder = dir.join(sub);
         if !folder.is_dir() {
             continue;
@@ -704,7 +722,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
 /// synth output (recognised by its `SYNTH.json`; its per-patch files are replaced). Same options, same bytes.
 pub fn write_pastis(dir: &Path, opts: &SynthOptions) -> Result<SynthSummary> {
     opts.validate()?;
-    prepare_dir(dir)?;
+    prepare_dir(dir, "pastis", &PATCH_FILES)?;
     write_json(
         &dir.join(MARKER),
         &Marker {
