@@ -19,12 +19,15 @@ use clap::{Parser, Subcommand};
 use sitsgpu::data::checkpoint::{read_torch_checkpoint, TorchCheckpoint};
 use sitsgpu::data::pastis::{Date, MonoDate};
 use sitsgpu::data::state_dict::{read_npz, write_npz};
+use sitsgpu::data::synthetic::pixelset::{write_pixelset, PixelSetSynthOptions};
 use sitsgpu::data::synthetic::{write_pastis, SynthOptions};
 use sitsgpu::data::torch_writer::{write_torch_checkpoint, write_torch_checkpoint_legacy};
 use sitsgpu::engine::gpu::{enumerate_adapters, Gpu};
 use sitsgpu::layers::state::load_state_dict;
 use sitsgpu::models::registry;
 use sitsgpu::models::utae::UTaeConfig;
+use sitsgpu::train::pixelset::flags::{PixelSetFlags, SharedFlags};
+use sitsgpu::train::pixelset::{self, predict::PixelSetPredictOptions, PixelSetEvaluateOptions};
 use sitsgpu::train::predict::{predict, PredictOptions};
 use sitsgpu::train::semantic::{evaluate, train, EvaluateOptions, TrainOptions};
 use sitsgpu::{Device, Tensor};
@@ -40,18 +43,23 @@ struct Cli {
     command: Command,
 }
 
-/// `train_semantic.py`'s flags (original names, underscores) and ours.
+/// `train_semantic.py`'s flags (original names, underscores) and ours; with `--task pixelset`, those of the
+/// L-TAE repository's `train.py` (the `[pixelset]` flags, and the shared ones with that script's defaults).
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// PASTIS folder.
+    /// semantic (U-TAE on PASTIS, train_semantic.py) or pixelset (PSE + L-TAE and competitors on
+    /// Sentinel-Agri pixel sets, the L-TAE repository's train.py).
+    #[arg(long, default_value = "semantic")]
+    task: String,
+    /// PASTIS folder (semantic) or Sentinel-Agri pixel-set folder (pixelset).
     #[arg(long = "dataset_folder")]
     dataset_folder: PathBuf,
     /// Output folder (conf.json, Fold_k/…).
     #[arg(long = "res_dir", default_value = "./results")]
     res_dir: PathBuf,
-    /// Model name (only utae here).
-    #[arg(long, default_value = "utae")]
-    model: String,
+    /// Model name: utae (semantic); pse_ltae (default), pse_tae, pse_gru, pse_tempcnn (pixelset).
+    #[arg(long)]
+    model: Option<String>,
     /// Encoder widths, e.g. "[64,64,64,128]".
     #[arg(long = "encoder_widths", default_value = "[64,64,64,128]")]
     encoder_widths: String,
@@ -76,24 +84,24 @@ struct TrainArgs {
     /// group, batch or instance.
     #[arg(long = "encoder_norm", default_value = "group")]
     encoder_norm: String,
-    /// L-TAE heads.
-    #[arg(long = "n_head", default_value_t = 16)]
-    n_head: usize,
-    /// L-TAE width.
-    #[arg(long = "d_model", default_value_t = 256)]
-    d_model: usize,
-    /// L-TAE key width.
-    #[arg(long = "d_k", default_value_t = 4)]
-    d_k: usize,
+    /// L-TAE heads (default 16).
+    #[arg(long = "n_head")]
+    n_head: Option<usize>,
+    /// L-TAE width (default 256; pixelset: also "none").
+    #[arg(long = "d_model")]
+    d_model: Option<String>,
+    /// L-TAE key width (default 4 semantic, 8 pixelset).
+    #[arg(long = "d_k")]
+    d_k: Option<usize>,
     /// Seed.
     #[arg(long = "rdm_seed", default_value_t = 1)]
     rdm_seed: u64,
     /// Epochs per fold.
     #[arg(long, default_value_t = 100)]
     epochs: usize,
-    /// Batch size.
-    #[arg(long = "batch_size", default_value_t = 4)]
-    batch_size: usize,
+    /// Batch size (default 4 semantic, 128 pixelset).
+    #[arg(long = "batch_size")]
+    batch_size: Option<usize>,
     /// Learning rate.
     #[arg(long, default_value_t = 0.001)]
     lr: f64,
@@ -149,18 +157,70 @@ struct TrainArgs {
     /// Accepted for compatibility (patches are read from disk each epoch).
     #[arg(long)]
     cache: bool,
+    #[command(flatten)]
+    pixelset: PixelSetFlags,
 }
 
 impl TrainArgs {
-    fn options(&self) -> Result<TrainOptions, String> {
-        if self.model != "utae" {
-            return Err(format!("--model {}: only utae is implemented", self.model));
+    fn run(&self) -> Result<(), String> {
+        match self.task.as_str() {
+            "semantic" => {
+                if self.pixelset.any_given() {
+                    return Err(
+                        "a [pixelset] flag was given to the semantic task: add --task pixelset"
+                            .into(),
+                    );
+                }
+                train(&self.options()?)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            "pixelset" => {
+                let shared = SharedFlags {
+                    dataset_folder: self.dataset_folder.clone(),
+                    res_dir: self.res_dir.clone(),
+                    model: self.model.clone(),
+                    n_head: self.n_head,
+                    d_k: self.d_k,
+                    d_model: self.d_model.clone(),
+                    batch_size: self.batch_size,
+                    rdm_seed: self.rdm_seed,
+                    epochs: self.epochs,
+                    lr: self.lr,
+                    fold: self.fold,
+                    num_classes: self.num_classes,
+                    init_weights: self.init_weights.clone(),
+                    max_steps: self.max_steps,
+                    resume: self.resume,
+                    cpu: self.cpu || self.device == "cpu",
+                };
+                let opts = self.pixelset.options(&shared).map_err(|e| e.to_string())?;
+                pixelset::train(&opts)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            other => Err(format!("--task {other:?}: expected semantic or pixelset")),
         }
+    }
+
+    fn options(&self) -> Result<TrainOptions, String> {
+        let model = self.model.as_deref().unwrap_or("utae");
+        if model != "utae" {
+            return Err(format!(
+                "--model {model}: only utae is implemented for the semantic task (pixel-set models: --task pixelset)"
+            ));
+        }
+        let d_model: usize = match &self.d_model {
+            None => 256,
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--d_model {v:?}: expected a width"))?,
+        };
         let conf = serde_json::json!({
             "encoder_widths": self.encoder_widths, "decoder_widths": self.decoder_widths, "out_conv": self.out_conv,
             "str_conv_k": self.str_conv_k, "str_conv_s": self.str_conv_s, "str_conv_p": self.str_conv_p,
-            "agg_mode": self.agg_mode, "encoder_norm": self.encoder_norm, "n_head": self.n_head,
-            "d_model": self.d_model, "d_k": self.d_k, "pad_value": self.pad_value, "padding_mode": self.padding_mode,
+            "agg_mode": self.agg_mode, "encoder_norm": self.encoder_norm, "n_head": self.n_head.unwrap_or(16),
+            "d_model": d_model, "d_k": self.d_k.unwrap_or(4), "pad_value": self.pad_value, "padding_mode": self.padding_mode,
             "num_classes": self.num_classes,
         });
         let model = UTaeConfig::from_json(&conf, std::path::Path::new("command line"))
@@ -171,7 +231,7 @@ impl TrainArgs {
             res_dir: self.res_dir.clone(),
             rdm_seed: self.rdm_seed,
             epochs: self.epochs,
-            batch_size: self.batch_size,
+            batch_size: self.batch_size.unwrap_or(4),
             lr: self.lr,
             fold: self.fold,
             num_classes: self.num_classes,
@@ -201,9 +261,10 @@ enum Command {
     /// best checkpoint, test metrics, training curves.
     Train(Box<TrainArgs>),
     /// Evaluate trained weights on each fold's test split (test_semantic.py): ours (Fold_k/model.npz) or the
-    /// official folder (conf.json + Fold_k/model.pth.tar).
+    /// official folder (conf.json + Fold_k/model.pth.tar). Pixel-set weight folders (the L-TAE repository's
+    /// train.py layout) are recognised from their conf.json: each fold's test parcels of the k-fold split.
     Evaluate {
-        /// PASTIS folder.
+        /// PASTIS folder, or Sentinel-Agri pixel-set folder.
         #[arg(long = "dataset_folder")]
         dataset_folder: PathBuf,
         /// Weight folder (conf.json + Fold_k/).
@@ -221,6 +282,13 @@ enum Command {
         /// Run on the CPU reference path.
         #[arg(long)]
         cpu: bool,
+        /// semantic or pixelset (default: from the weight folder's conf.json).
+        #[arg(long)]
+        task: Option<String>,
+        /// Pixel sets: draw pixels and jitter as the original's test loop does (seeded by the conf's rdm_seed)
+        /// instead of the deterministic evaluation (no jitter, a fixed pixel draw per parcel).
+        #[arg(long = "original_sampling")]
+        original_sampling: bool,
     },
     /// The whole workflow on synthetic PASTIS-format data: make it (if absent), train a small U-TAE on one
     /// rotation, evaluate it, plot the curves. A few minutes on a CPU-only machine with lavapipe.
@@ -237,16 +305,25 @@ enum Command {
     },
     /// List GPU adapters, show the chosen one with its limits, and run a self-test kernel.
     Info,
-    /// Run a semantic model over PASTIS patches and write logits_<ID>.npy, pred_<ID>.npy (and attn_<ID>.npy).
+    /// Run a semantic model over PASTIS patches and write logits_<ID>.npy, pred_<ID>.npy (and attn_<ID>.npy);
+    /// or a pixel-set classifier over a Sentinel-Agri folder (recognised from the conf.json), writing
+    /// predictions.json, ids.npy, pred.npy, logits.npy (and attention.npy), from one checkpoint (--weights) or
+    /// the k-fold ensemble of a weight folder (--weight_folder, as the original's PseLTae_pretrained).
     ///
     /// Flags also accept the original scripts' spelling (--dataset_folder, --batch_size, --save_attention).
     Predict {
-        /// PASTIS folder (metadata.geojson, DATA_S2/, NORM_S2_patch.json, ...).
+        /// PASTIS folder (metadata.geojson, DATA_S2/, NORM_S2_patch.json, ...) or pixel-set folder.
         #[arg(long, visible_alias = "dataset_folder")]
         dataset_folder: PathBuf,
         /// Weights: our .npz or an official model.pth.tar.
         #[arg(long)]
-        weights: PathBuf,
+        weights: Option<PathBuf>,
+        /// Pixel sets: a weight folder (conf.json + Fold_k/model.*) whose folds are averaged.
+        #[arg(long, visible_alias = "weight_folder")]
+        weight_folder: Option<PathBuf>,
+        /// semantic or pixelset (default: from the conf.json).
+        #[arg(long)]
+        task: Option<String>,
         /// conf.json of the model (default: beside the weights or in their parent folder).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -291,14 +368,18 @@ enum Command {
         #[arg(long, requires = "to_torch")]
         legacy: bool,
     },
-    /// Write a synthetic dataset in the PASTIS layout (refuses a non-empty folder it did not write).
+    /// Write a synthetic dataset in the PASTIS layout, or with --format pixelset in the Sentinel-Agri pixel-set
+    /// layout (refuses a non-empty folder it did not write).
     Synth {
         /// Output folder (new, empty, or a previous `sitsgpu synth` output, which is replaced).
         #[arg(long)]
         out: PathBuf,
-        /// Layout: only `pastis` for now.
+        /// Layout: `pastis` (patches) or `pixelset` (Sentinel-Agri parcels).
         #[arg(long, default_value = "pastis")]
         format: String,
+        /// Pixel sets: number of parcels.
+        #[arg(long, default_value_t = PixelSetSynthOptions::default().parcels)]
+        parcels: usize,
         /// Number of patches (at least 5: one per fold).
         #[arg(long, default_value_t = SynthOptions::default().patches)]
         patches: usize,
@@ -314,9 +395,9 @@ enum Command {
         /// Most acquisitions per patch.
         #[arg(long, visible_alias = "max_dates", default_value_t = SynthOptions::default().max_dates)]
         max_dates: usize,
-        /// Number of crop classes (1..=18).
-        #[arg(long, default_value_t = SynthOptions::default().classes)]
-        classes: usize,
+        /// Number of crop classes (1..=18; default 5 for pastis, 6 for pixelset).
+        #[arg(long)]
+        classes: Option<usize>,
     },
 }
 
@@ -446,6 +527,16 @@ fn convert_weights(
     Ok(())
 }
 
+/// Whether a command works on pixel sets: `--task` if given, else what the conf.json describes.
+fn is_pixelset(task: Option<&str>, conf: &std::path::Path) -> Result<bool, String> {
+    match task {
+        Some("pixelset") => Ok(true),
+        Some("semantic") => Ok(false),
+        Some(other) => Err(format!("--task {other:?}: expected semantic or pixelset")),
+        None => Ok(pixelset::predict::conf_is_pixelset(conf)),
+    }
+}
+
 fn ok(b: bool) -> &'static str {
     if b {
         "ok"
@@ -458,9 +549,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
-        Command::Train(args) => args
-            .options()
-            .and_then(|o| train(&o).map(|_| ()).map_err(|e| e.to_string())),
+        Command::Train(args) => args.run(),
         Command::Evaluate {
             dataset_folder,
             weight_folder,
@@ -468,7 +557,24 @@ fn main() -> ExitCode {
             fold,
             batch_size,
             cpu,
-        } => {
+            task,
+            original_sampling,
+        } => (|| {
+            if is_pixelset(task.as_deref(), &weight_folder.join("conf.json"))? {
+                let e = PixelSetEvaluateOptions {
+                    dataset_folder,
+                    weight_folder,
+                    res_dir,
+                    fold,
+                    batch_size,
+                    original_sampling,
+                    cpu,
+                    progress: true,
+                };
+                return pixelset::evaluate(&e)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+            }
             let e = EvaluateOptions {
                 dataset_folder,
                 weight_folder,
@@ -479,13 +585,15 @@ fn main() -> ExitCode {
                 progress: true,
             };
             evaluate(&e).map(|_| ()).map_err(|e| e.to_string())
-        }
+        })(),
         Command::Demo { dir, epochs, cpu } => {
             sitsgpu::train::demo::run(&dir, epochs, cpu).map_err(|e| e.to_string())
         }
         Command::Predict {
             dataset_folder,
             weights,
+            weight_folder,
+            task,
             config,
             batch_size,
             folds,
@@ -493,12 +601,38 @@ fn main() -> ExitCode {
             save_attention,
             cpu,
         } => (|| {
+            let conf = match (&weights, &weight_folder) {
+                (Some(w), None) => {
+                    registry::find_config(w, config.as_deref()).map_err(|e| e.to_string())?
+                }
+                (None, Some(f)) => config.clone().unwrap_or(f.join("conf.json")),
+                _ => {
+                    return Err(
+                        "predict: give --weights (one checkpoint) or --weight_folder".into(),
+                    )
+                }
+            };
+            if is_pixelset(task.as_deref(), &conf)? {
+                let p = PixelSetPredictOptions {
+                    dataset_folder,
+                    weights,
+                    weight_folder,
+                    config: Some(conf),
+                    batch_size,
+                    out: out.clone(),
+                    save_attention,
+                    cpu,
+                };
+                let n = pixelset::predict::predict(&p).map_err(|e| e.to_string())?;
+                println!("wrote predictions for {n} parcels to {}", out.display());
+                return Ok(());
+            }
+            let weights =
+                weights.ok_or("predict: semantic models take --weights, not --weight_folder")?;
             let device = if cpu { Device::Cpu } else { Device::Gpu };
             if !cpu {
                 Gpu::get().map_err(|e| e.to_string())?;
             }
-            let conf =
-                registry::find_config(&weights, config.as_deref()).map_err(|e| e.to_string())?;
             let model =
                 registry::load_semantic(&conf, &weights, device).map_err(|e| e.to_string())?;
             let opts = PredictOptions {
@@ -529,6 +663,7 @@ fn main() -> ExitCode {
         Command::Synth {
             out,
             format,
+            parcels,
             patches,
             size,
             seed,
@@ -536,22 +671,31 @@ fn main() -> ExitCode {
             max_dates,
             classes,
         } => (|| {
-            if format != "pastis" {
-                return Err(format!(
-                    "--format {format:?} is not supported: only `pastis` is, for now (the pixel-set \
-                     format comes later)"
-                ));
-            }
-            let opts = SynthOptions {
-                patches,
-                size,
-                seed,
-                min_dates,
-                max_dates,
-                classes,
+            let summary = match format.as_str() {
+                "pastis" => write_pastis(
+                    &out,
+                    &SynthOptions {
+                        patches,
+                        size,
+                        seed,
+                        min_dates,
+                        max_dates,
+                        classes: classes.unwrap_or(SynthOptions::default().classes),
+                    },
+                )
+                .map(|s| s.to_string()),
+                "pixelset" => write_pixelset(
+                    &out,
+                    &PixelSetSynthOptions {
+                        parcels,
+                        classes: classes.unwrap_or(PixelSetSynthOptions::default().classes),
+                        seed,
+                    },
+                )
+                .map(|s| s.to_string()),
+                other => return Err(format!("--format {other:?}: expected pastis or pixelset")),
             };
-            let summary = write_pastis(&out, &opts).map_err(|e| e.to_string())?;
-            println!("wrote {summary}");
+            println!("wrote {}", summary.map_err(|e| e.to_string())?);
             Ok(())
         })(),
     };
