@@ -3,14 +3,17 @@
 //! - `sitsgpu info`: every adapter wgpu finds, the one chosen and why, its limits and features, and a tiny
 //!   self-test kernel compared with the CPU reference. Run this first on a new machine.
 //! - `sitsgpu predict`: a semantic model (weights .npz or official model.pth.tar + conf.json) over a PASTIS
-//!   folder, writing logits, class maps and optionally attention masks per patch.
-//! - `sitsgpu train` / `evaluate`: utae-paps' train_semantic.py / test_semantic.py (same flags and outputs).
+//!   folder, writing logits, class maps and optionally attention masks per patch; or a pixel-set classifier
+//!   (one checkpoint or a weight folder's k-fold ensemble) over a Sentinel-Agri folder.
+//! - `sitsgpu train` / `evaluate`: utae-paps' train_semantic.py / test_semantic.py (same flags and outputs);
+//!   with `--task pixelset`, the L-TAE repository's train.py (PSE + L-TAE, TAE, GRU, TempCNN).
 //! - `sitsgpu demo`: synthetic PASTIS-format data, a small U-TAE trained and evaluated, curves plotted.
 //! - `sitsgpu convert-weights`: an official `model.pth.tar` (zip or legacy torch format) to `.npz`, or (with
 //!   `--to-torch`) an `.npz` or checkpoint to an official `model.pth.tar`, checked against the model its conf.json
 //!   describes.
 //! - `sitsgpu synth`: a synthetic dataset in the PASTIS layout (learnable crop phenologies, clouds, all the
-//!   annotation files), for demos, tests and benchmarks without the real data.
+//!   annotation files) or, with `--format pixelset`, in the Sentinel-Agri pixel-set layout, for demos, tests
+//!   and benchmarks without the real data.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -497,9 +500,10 @@ fn convert_weights(
     match registry::find_config(checkpoint, config) {
         Ok(conf_path) => {
             let conf = registry::read_json(&conf_path).map_err(|e| e.to_string())?;
-            let model = registry::semantic_from_conf(&conf, &conf_path, 0, Device::Cpu)
+            let model =
+                registry::model_for_checking(&conf, &conf_path).map_err(|e| e.to_string())?;
+            load_state_dict(model.as_ref(), &ck.state_dict, checkpoint)
                 .map_err(|e| e.to_string())?;
-            load_state_dict(&model, &ck.state_dict, checkpoint).map_err(|e| e.to_string())?;
             println!(
                 "checked {} entries against the model of {}",
                 ck.state_dict.len(),

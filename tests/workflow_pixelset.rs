@@ -103,6 +103,7 @@ fn train_evaluate_predict_on_every_fold() {
             "test_metrics.json",
             "conf_mat.pkl",
             "conf_mat.npy",
+            "per_class.json",
             "curves.png",
         ] {
             assert!(f.join(name).exists(), "Fold_{k}/{name}");
@@ -398,6 +399,40 @@ fn command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(tmp.0.join("ev/Fold_1/test_metrics.json").exists());
+    // convert-weights checks a pixel-set state dict against the conf.json beside it, both ways.
+    let pth = tmp.0.join("export/Fold_1/model.pth.tar");
+    let out = bin()
+        .args(["convert-weights", "--to-torch", "--checkpoint"])
+        .arg(res.join("Fold_1/model.npz"))
+        .arg("--out")
+        .arg(&pth)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("checked"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = tmp.0.join("back.npz");
+    let out = bin()
+        .args(["convert-weights", "--checkpoint"])
+        .arg(&pth)
+        .arg("--config")
+        .arg(res.join("conf.json"))
+        .arg("--out")
+        .arg(&back)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        read_npz_or_bytes(&back),
+        read_npz_or_bytes(&res.join("Fold_1/model.npz"))
+    );
     // GRU with bespoke positions crashes in the original: refused with the reason.
     let out = run(&["--gru", "--positions", "bespoke"]);
     let err = String::from_utf8_lossy(&out.stderr);

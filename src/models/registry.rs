@@ -64,3 +64,22 @@ pub fn load_semantic(conf_path: &Path, weights: &Path, device: Device) -> Result
     load_state_dict(&model, &read_weights(weights)?, weights)?;
     Ok(model)
 }
+
+/// The model a conf.json describes, for checking a state dict's keys and shapes against it (`convert-weights`):
+/// U-TAE, or a pixel-set classifier (recognised by its keys, see
+/// [`crate::train::pixelset::predict::is_pixelset_conf`]), whose bespoke positions are stood in for by
+/// `lms` placeholder dates (they only fix the positional table's shape).
+pub fn model_for_checking(conf: &Value, path: &Path) -> Result<Box<dyn crate::layers::Module>> {
+    use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig};
+    if crate::train::pixelset::predict::is_pixelset_conf(conf) {
+        let lms = conf
+            .get("len_max_seq")
+            .or(conf.get("lms"))
+            .and_then(Value::as_u64)
+            .unwrap_or(24) as usize;
+        let positions: Vec<i64> = (0..lms as i64).collect();
+        let c = PixelSetModelConfig::from_json(conf, Some(&positions), path)?;
+        return Ok(Box::new(PixelSetClassifier::new(c, 0, Device::Cpu)));
+    }
+    Ok(Box::new(semantic_from_conf(conf, path, 0, Device::Cpu)?))
+}

@@ -402,7 +402,12 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}",
             test.loss, test.accuracy, test.miou
         );
-        save_test_results(&fold_dir, &test_metrics_json(&test), &cm)?;
+        save_test_results(
+            &fold_dir,
+            &test_metrics_json(&test),
+            &cm,
+            opts.ignored_class(),
+        )?;
         total_cm.merge(&cm);
         results.push((k, test));
     }
@@ -523,7 +528,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         );
         let out = e.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&out).map_err(|err| Error::io(&out, err))?;
-        save_test_results(&out, &test_metrics_json(&m), &cm)?;
+        save_test_results(&out, &test_metrics_json(&m), &cm, opts.ignored_class())?;
         total.merge(&cm);
         results.push((k, m));
     }

@@ -214,10 +214,17 @@ pub fn resume_fold(
     })
 }
 
-/// `Fold_k/test_metrics.json` (`metrics`, in the original's key order) and the confusion matrix as
-/// `conf_mat.pkl` (a pickled numpy int64 array, as the original writes it), `.npy` and `.json`.
-pub fn save_test_results(fold_dir: &Path, metrics: &Value, cm: &ConfusionMatrix) -> Result<()> {
+/// `Fold_k/test_metrics.json` (`metrics`, in the original's key order), the confusion matrix as
+/// `conf_mat.pkl` (a pickled numpy int64 array, as the original writes it), `.npy` and `.json`, and the fold's
+/// per-class IoU, precision, recall and F1 (`per_class.json`, the `ignore` class deleted first).
+pub fn save_test_results(
+    fold_dir: &Path,
+    metrics: &Value,
+    cm: &ConfusionMatrix,
+    ignore: Option<usize>,
+) -> Result<()> {
     write_json(&fold_dir.join("test_metrics.json"), metrics)?;
+    write_json(&fold_dir.join("per_class.json"), &overall(cm, ignore).0)?;
     write_json(&fold_dir.join("conf_mat.json"), &cm.to_json())?;
     let counts: Vec<i64> = cm.counts.iter().map(|&c| c as i64).collect();
     crate::data::torch_writer::write_numpy_pickle_i64(

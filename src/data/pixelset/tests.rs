@@ -456,3 +456,72 @@ fn bad_options_are_refused() {
         .to_string();
     assert!(e.contains("jitter"), "{e}");
 }
+
+#[test]
+fn malformed_meta_files_are_errors_naming_them() {
+    // Each case breaks one file of the small folder; the error names that file and what is wrong.
+    type Breaker = fn(&Path);
+    let cases: [(&str, Breaker, &str); 6] = [
+        (
+            "dates.json",
+            |d| {
+                std::fs::write(
+                    d.join("META/dates.json"),
+                    r#"{"0": 20170103, "2": 20170119}"#,
+                )
+                .unwrap()
+            },
+            "missing key \"1\"",
+        ),
+        (
+            "dates.json",
+            |d| std::fs::write(d.join("META/dates.json"), r#"{"0": 20171340}"#).unwrap(),
+            "YYYYMMDD",
+        ),
+        (
+            "labels.json",
+            |d| {
+                std::fs::write(d.join("META/labels.json"), r#"{"label_44class": {"1": 3}}"#)
+                    .unwrap()
+            },
+            "parcel 2",
+        ),
+        (
+            "labels.json",
+            |d| std::fs::write(d.join("META/labels.json"), r#"{"other": {}}"#).unwrap(),
+            "label_44class",
+        ),
+        (
+            "x7.npy",
+            |d| std::fs::write(d.join("DATA/x7.npy"), b"").unwrap(),
+            "integer ids",
+        ),
+        (
+            "geomfeat.json",
+            |d| {
+                std::fs::write(
+                    d.join("META/geomfeat.json"),
+                    r#"{"1": [1, 2], "3": [2, 3]}"#,
+                )
+                .unwrap()
+            },
+            "parcel 2",
+        ),
+    ];
+    for (i, (file, brk, what)) in cases.iter().enumerate() {
+        let dir = small_folder(&format!("bad{i}"));
+        brk(&dir.0);
+        let opts = PixelSetOptions {
+            extra_feature: (*file == "geomfeat.json").then(|| "geomfeat".to_string()),
+            ..small_opts(3, None)
+        };
+        let e = PixelSetDataset::open(&dir.0, opts).unwrap_err().to_string();
+        assert!(e.contains(file) && e.contains(what), "case {i}: {e}");
+    }
+    // A parcel array that is not T × C × S: the error names the parcel's file when it is read.
+    let dir = small_folder("bad-shape");
+    npy::write_f32(dir.0.join("DATA/2.npy"), &[2, 3], &[0.0; 6]).unwrap();
+    let ds = PixelSetDataset::open(&dir.0, small_opts(3, None)).unwrap();
+    let e = ds.get(1, Draw::Fixed).unwrap_err().to_string();
+    assert!(e.contains("2.npy") && e.contains("T x C x S"), "{e}");
+}

@@ -9,6 +9,7 @@
 //! res_dir/Fold_k/last.npz                end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json       test_accuracy, test_loss, test_IoU
 //! res_dir/Fold_k/conf_mat.pkl/.npy/.json the 20 × 20 test confusion matrix (.pkl: a pickled numpy array)
+//! res_dir/Fold_k/per_class.json          the fold's per-class test IoU, precision, recall, F1
 //! res_dir/Fold_k/curves.png              training curves
 //! res_dir/overall.json, per_class.json   summed test matrices of every fold (no class deleted)
 //! ```
@@ -520,7 +521,7 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.4}",
             test.loss, test.accuracy, test.miou
         );
-        save_test_results(&fold_dir, &test_json(&test), &cm)?;
+        save_test_results(&fold_dir, &test_json(&test), &cm, None)?;
         total_cm.merge(&cm);
         results.push((k, test));
     }
@@ -633,7 +634,7 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
         );
         let out = e.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&out).map_err(|err| Error::io(&out, err))?;
-        save_test_results(&out, &test_json(&m), &cm)?;
+        save_test_results(&out, &test_json(&m), &cm, None)?;
         total.merge(&cm);
         results.push((k, m));
     }
