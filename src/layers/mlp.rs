@@ -35,7 +35,7 @@ impl Mlp {
         }
     }
 
-    /// x (N, w[0]) → (N, w[-1]); the identity without pairs. BatchNorm statistics are over the N rows.
+    /// x (N, `w[0]`) → (N, `w[-1]`); the identity without pairs. BatchNorm statistics are over the N rows.
     pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
         let mut o = x.clone();
         let last = self.pairs.len();

@@ -130,7 +130,13 @@ impl PixelSetEncoder {
             &[n, 1],
             dev,
         );
-        let mean = || (&f * &m).sum(&[1], false).div(&msum);
+        // The masked mean, computed once for "mean" and "std".
+        let mut mean_cache: Option<Tensor> = None;
+        let mut mean = || {
+            mean_cache
+                .get_or_insert_with(|| (&f * &m).sum(&[1], false).div(&msum))
+                .clone()
+        };
         let mut parts = Vec::new();
         for p in &self.pooling {
             parts.push(match p {

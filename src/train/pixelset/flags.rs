@@ -16,77 +16,77 @@ use crate::train::pixelset::{model_conf_from_flags, PixelSetTrainOptions};
 /// [`model_conf_from_flags`]).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct PixelSetFlags {
-    /// [pixelset] Number of folds of the cross-validation (default 5).
+    /// pixelset: Number of folds of the cross-validation (default 5).
     #[arg(long)]
     pub kfold: Option<usize>,
-    /// [pixelset] Focal-loss γ (default 1).
+    /// pixelset: Focal-loss γ (default 1).
     #[arg(long)]
     pub gamma: Option<f32>,
-    /// [pixelset] Pixels sampled per parcel (default 64).
+    /// pixelset: Pixels sampled per parcel (default 64).
     #[arg(long)]
     pub npixel: Option<usize>,
-    /// [pixelset] Input bands (default 10).
+    /// pixelset: Input bands (default 10).
     #[arg(long = "input_dim")]
     pub input_dim: Option<usize>,
-    /// [pixelset] PSE mlp1 widths (default "[10,32,64]").
+    /// pixelset: PSE mlp1 widths (default 10,32,64).
     #[arg(long)]
     pub mlp1: Option<String>,
-    /// [pixelset] PSE pooling: mean, std, max, min joined by _ (default mean_std).
+    /// pixelset: PSE pooling: mean, std, max, min joined by _ (default mean_std).
     #[arg(long)]
     pub pooling: Option<String>,
-    /// [pixelset] PSE mlp2 widths (default "[132,128]").
+    /// pixelset: PSE mlp2 widths (default 132,128).
     #[arg(long)]
     pub mlp2: Option<String>,
-    /// [pixelset] 1: use the geometric features (default), 0: not.
+    /// pixelset: 1: use the geometric features (default), 0: not.
     #[arg(long)]
     pub geomfeat: Option<u8>,
-    /// [pixelset] Temporal MLP widths (L-TAE/TAE mlp, TempCNN's flattening MLP; default "[256,128]").
+    /// pixelset: Temporal MLP widths (L-TAE/TAE mlp, TempCNN's flattening MLP; default 256,128).
     #[arg(long)]
     pub mlp3: Option<String>,
-    /// [pixelset] Positional-encoding period (default 1000).
+    /// pixelset: Positional-encoding period (default 1000).
     #[arg(long = "T")]
     pub t_period: Option<f64>,
-    /// [pixelset] bespoke (days since the first date; default for L-TAE/TAE) or order (default for GRU/TempCNN,
+    /// pixelset: bespoke (days since the first date; default for L-TAE/TAE) or order (default for GRU/TempCNN,
     /// which crash with bespoke positions in the original).
     #[arg(long)]
     pub positions: Option<String>,
-    /// [pixelset] Sequence length (default 24).
+    /// pixelset: Sequence length (default 24).
     #[arg(long)]
     pub lms: Option<usize>,
-    /// [pixelset] Dropout (default 0.2).
+    /// pixelset: Dropout (default 0.2).
     #[arg(long)]
     pub dropout: Option<f32>,
-    /// [pixelset] Decoder widths (default "[<temporal width>, 64, 32, num_classes]").
+    /// pixelset: Decoder widths (default: the temporal width, 64, 32, num_classes).
     #[arg(long)]
     pub mlp4: Option<String>,
-    /// [pixelset] TAE (PSE-TAE) instead of L-TAE.
+    /// pixelset: TAE (PSE-TAE) instead of L-TAE.
     #[arg(long)]
     pub tae: bool,
-    /// [pixelset] GRU instead of L-TAE.
+    /// pixelset: GRU instead of L-TAE.
     #[arg(long)]
     pub gru: bool,
-    /// [pixelset] GRU hidden width (default 156).
+    /// pixelset: GRU hidden width (default 156).
     #[arg(long = "hidden_dim")]
     pub hidden_dim: Option<usize>,
-    /// [pixelset] TempCNN instead of L-TAE.
+    /// pixelset: TempCNN instead of L-TAE.
     #[arg(long)]
     pub tcnn: bool,
-    /// [pixelset] TempCNN convolution widths (default "[32,32,128]").
+    /// pixelset: TempCNN convolution widths (default 32,32,128).
     #[arg(long)]
     pub nker: Option<String>,
-    /// [pixelset] A config_fig2.json setting of the L-TAE paper's figure: L-TAE 9k 34k 112k 288k 740k 3840k,
+    /// pixelset: A config_fig2.json setting of the L-TAE paper's figure: L-TAE 9k 34k 112k 288k 740k 3840k,
     /// TAE 19k 39k 76k 195k 360k 641k 2592k, GRU 15k 37k 134k 296k 636k 3545k, TempCNN 14k 45k 136k 296k 702k
     /// 3362k.
     #[arg(long)]
     pub variant: Option<String>,
-    /// [pixelset] Jitter "[sigma,clip]" added to every sample (default "[0.01,0.05]"), or "none".
+    /// pixelset: Jitter sigma,clip added to every sample (default 0.01,0.05), or none.
     #[arg(long)]
     pub jitter: Option<String>,
-    /// [pixelset] Validation and test without jitter and with a fixed pixel draw per parcel (the original
+    /// pixelset: Validation and test without jitter and with a fixed pixel draw per parcel (the original
     /// draws and jitters them too).
     #[arg(long = "deterministic_eval")]
     pub deterministic_eval: bool,
-    /// [pixelset] Keep the raw parcel arrays in memory.
+    /// pixelset: Keep the raw parcel arrays in memory.
     #[arg(long)]
     pub preload: bool,
 }
