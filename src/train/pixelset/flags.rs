@@ -14,7 +14,7 @@ use crate::train::pixelset::{model_conf_from_flags, PixelSetTrainOptions};
 
 /// The pixel-set-only flags (all optional: unset flags take train.py's defaults, see
 /// [`model_conf_from_flags`]).
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone, Default, PartialEq)]
 pub struct PixelSetFlags {
     /// pixelset: Number of folds of the cross-validation (default 5).
     #[arg(long)]
@@ -148,8 +148,7 @@ fn int_list(flag: &str, s: &str) -> Result<Value> {
 impl PixelSetFlags {
     /// Whether any pixel-set-only flag was given (an error for the semantic task).
     pub fn any_given(&self) -> bool {
-        let d = PixelSetFlags::default();
-        format!("{self:?}") != format!("{d:?}")
+        *self != PixelSetFlags::default()
     }
 
     /// The model kind: `--model`, else `--tae` / `--gru` / `--tcnn` (at most one), else L-TAE.

@@ -128,7 +128,8 @@ impl PixelSetTrainOptions {
         }
     }
 
-    fn geomfeat(&self) -> bool {
+    /// Whether the geometric features are used (`geomfeat` / `with_extra`, default yes).
+    pub fn geomfeat(&self) -> bool {
         match self.model.get("geomfeat").or(self.model.get("with_extra")) {
             None => true,
             Some(Value::Bool(b)) => *b,

@@ -80,8 +80,7 @@ pub fn predict(p: &PixelSetPredictOptions) -> Result<usize> {
     } else {
         crate::engine::Gpu::get().map(|_| Device::Gpu)?
     };
-    let geomfeat = !matches!(opts.model.get("geomfeat"), Some(v) if v.as_i64() == Some(0) || v.as_bool() == Some(false));
-    let ds = open_dataset(&p.dataset_folder, opts.npixel, geomfeat, None, false)?;
+    let ds = open_dataset(&p.dataset_folder, opts.npixel, opts.geomfeat(), None, false)?;
     let config = model_config(
         &Value::Object(opts.model.clone()),
         &ds,
