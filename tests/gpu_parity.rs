@@ -377,6 +377,32 @@ fn temporal_attention_and_aggregation() {
 }
 
 #[test]
+fn masked_mean_std() {
+    // N = 70 sets (not a multiple of 256 invocations at K = 3), S = 9 pixels; masks: full, a prefix, a single
+    // real pixel (the d = 1 → 2 quirk), chosen per set.
+    let (n, s, k) = (70, 9, 3);
+    let mask: Vec<f32> = (0..n * s)
+        .map(|i| {
+            let (set, px) = (i / s, i % s);
+            match set % 3 {
+                0 => 1.0,
+                1 => f32::from(u8::from(px < 1 + set % s)),
+                _ => f32::from(u8::from(px == 0)),
+            }
+        })
+        .collect();
+    check(
+        "masked_mean_std",
+        &[input(&[n, s, k], -2.0, 2.0)],
+        Tol::REDUCE,
+        |x| {
+            let m = Tensor::from_vec(mask.clone(), &[n, s], x[0].device());
+            x[0].masked_mean_std(&m)
+        },
+    );
+}
+
+#[test]
 fn group_instance_and_layer_norm() {
     // Rows of 2·5·7 = 70 values and of 2·17·19 = 646 values (longer than a workgroup: strided loops).
     let affine = |s: &[usize], c: usize| {

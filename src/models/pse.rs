@@ -8,7 +8,8 @@
 //! mlp1      per pair: Linear on every pixel, BatchNorm1d over (N × S) — padding copies included, the mask
 //!           is not used (QUIRK) — ReLU
 //! pooling   "mean_std" etc.: masked mean Σ M f / Σ M; masked std sqrt(Σ (M (f − μ))² / (d − 1) + 1e-31)
-//!           with d = Σ M and d = 1 replaced by 2; max / min over all S positions (mask ignored)
+//!           with d = Σ M and d = 1 replaced by 2 (one fused kernel: `Tensor::masked_mean_std`); max / min
+//!           over all S positions (mask ignored)
 //! + extra   concatenated (with_extra)
 //! mlp2      per pair Linear → BatchNorm1d, ReLU after every pair but the last
 //! → (B, T, mlp2[-1]) → a temporal encoder → decoder: (Linear → BN → ReLU)*, Linear → logits
@@ -119,37 +120,24 @@ impl PixelSetEncoder {
         }
         let k = f.shape()[1];
         let f = f.reshape(&[n, s, k]);
-        let m = Tensor::from_vec(mask.to_vec(), &[n, s, 1], dev);
-        let counts: Vec<f32> = mask.chunks(s.max(1)).map(|r| r.iter().sum()).collect();
-        let msum = Tensor::from_vec(counts.clone(), &[n, 1], dev);
-        let dm1 = Tensor::from_vec(
-            counts
-                .iter()
-                .map(|&d| if d == 1.0 { 1.0 } else { d - 1.0 })
-                .collect(),
-            &[n, 1],
-            dev,
-        );
-        // The masked mean, computed once for "mean" and "std".
-        let mut mean_cache: Option<Tensor> = None;
-        let mut mean = || {
-            mean_cache
-                .get_or_insert_with(|| (&f * &m).sum(&[1], false).div(&msum))
-                .clone()
+        // Masked mean and std in one fused kernel (engine/ops/masked_pool.rs), when asked for.
+        let stats = self
+            .pooling
+            .iter()
+            .any(|p| matches!(p, Pooling::Mean | Pooling::Std))
+            .then(|| f.masked_mean_std(&Tensor::from_vec(mask.to_vec(), &[n, s], dev)));
+        let stat = |i: usize| {
+            stats
+                .as_ref()
+                .expect("computed for mean and std")
+                .narrow(0, i, 1)
+                .reshape(&[n, k])
         };
         let mut parts = Vec::new();
         for p in &self.pooling {
             parts.push(match p {
-                Pooling::Mean => mean(),
-                Pooling::Std => {
-                    let mu = mean().reshape(&[n, 1, k]);
-                    let centered = &(&f - &mu) * &m;
-                    (&centered * &centered)
-                        .sum(&[1], false)
-                        .div(&dm1)
-                        .add_scalar(1e-31)
-                        .sqrt()
-                }
+                Pooling::Mean => stat(0),
+                Pooling::Std => stat(1),
                 Pooling::Max => f.max(1, false),
                 Pooling::Min => f.neg().max(1, false).neg(),
             });

@@ -141,6 +141,13 @@ shader!(
     ops::temporal_agg::Params,
     4
 );
+shader!(MASKED_POOL, "masked_pool", ops::masked_pool::Params, 4);
+shader!(
+    MASKED_POOL_BACKWARD,
+    "masked_pool_backward",
+    ops::masked_pool::Params,
+    5
+);
 shader!(GROUP_NORM, "group_norm", ops::group_norm::Params, 6);
 shader!(
     GROUP_NORM_BACKWARD_INPUT,
@@ -213,6 +220,8 @@ pub const ALL: &[Shader] = &[
     TEMPORAL_AGG,
     TEMPORAL_AGG_BACKWARD_X,
     TEMPORAL_AGG_BACKWARD_ATTN,
+    MASKED_POOL,
+    MASKED_POOL_BACKWARD,
     GROUP_NORM,
     GROUP_NORM_BACKWARD_INPUT,
     GROUP_NORM_BACKWARD_WEIGHT,

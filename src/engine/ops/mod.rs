@@ -19,6 +19,7 @@
 //! | temporal attention weights (L-TAE master query) | attention.wgsl | attention_backward.wgsl + matmul (dQ) | attention::cpu_scores |
 //! | temporal attention apply (heads concatenated) | attention_apply.wgsl | attention_apply_backward_{value,attn}.wgsl | attention::cpu_apply |
 //! | temporal aggregation of skips (att_group/att_mean) | temporal_agg.wgsl | temporal_agg_backward_{x,attn}.wgsl | temporal_agg |
+//! | masked_mean_std (the PSE's pooling, its quirks) | masked_pool.wgsl | masked_pool_backward.wgsl | masked_pool |
 //! | group_norm | group_norm.wgsl | group_norm_backward_input.wgsl, group_norm_backward_weight.wgsl (dγ, dβ) | group_norm |
 //! | instance_norm | composition: group_norm(C groups, no affine) | (group_norm's) | group_norm |
 //! | layer_norm | composition: group_norm(1 group) on (R, 1, D), then mul/add | (compositions') | group_norm |
@@ -41,6 +42,7 @@ pub mod group_norm;
 pub mod index_select;
 pub mod layer_norm;
 pub mod masked_fill;
+pub mod masked_pool;
 pub mod matmul;
 pub mod movement;
 pub mod pool;
