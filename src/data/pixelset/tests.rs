@@ -91,31 +91,9 @@ fn matches_the_original_loader() {
 fn sampling_cases() {
     // npixel 3: parcel 1 has S = 5 (3 distinct pixels drawn, mask all ones), parcel 2 has S = 0 (zero
     // pixels, mask [1, 0, 0]); T = 2, C = 1, pixel s of parcel 1 holds the value 10·s + t, no normalisation.
-    let dir = std::env::temp_dir().join(format!("sitsgpu-pixelset-s-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("DATA")).unwrap();
-    std::fs::create_dir_all(dir.join("META")).unwrap();
-    let v: Vec<f32> = (0..2)
-        .flat_map(|t| (0..5).map(move |s| (10 * s + t) as f32))
-        .collect();
-    npy::write_f32(dir.join("DATA/1.npy"), &[2, 1, 5], &v).unwrap();
-    npy::write_f32(dir.join("DATA/2.npy"), &[2, 1, 0], &[]).unwrap();
-    std::fs::write(
-        dir.join("META/labels.json"),
-        r#"{"label_44class": {"1": 3, "2": 1}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("META/dates.json"),
-        r#"{"0": 20170103, "1": 20170119}"#,
-    )
-    .unwrap();
-    let opts = PixelSetOptions {
-        npixel: 3,
-        extra_feature: None,
-        jitter: None,
-        ..PixelSetOptions::default()
-    };
-    let ds = PixelSetDataset::open(&dir, opts).unwrap();
+    let dir = small_folder("sampling");
+    let opts = small_opts(3, None);
+    let ds = PixelSetDataset::open(&dir.0, opts).unwrap();
     assert_eq!(ds.targets(), &[1, 0]);
     assert_eq!(ds.date_positions(), &[0, 16]);
     let mut r = NumpyRandomState::new(7);
@@ -133,7 +111,6 @@ fn sampling_cases() {
     let b = ds.get(1, Draw::Random(&mut r)).unwrap();
     assert_eq!(b.pixels, vec![0.0; 6]);
     assert_eq!(b.mask, vec![1.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
