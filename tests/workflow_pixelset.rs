@@ -17,7 +17,7 @@ mod common;
 use common::{fixtures_root, read_json, TmpDir};
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::{json, Map, Value};
 use sitsgpu::data::npy;
@@ -337,6 +337,15 @@ fn the_four_models_learn_the_synthetic_classes() {
     }
 }
 
+/// Panics with the command's stderr unless it succeeded.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sitsgpu"));
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
@@ -352,11 +361,7 @@ fn command_line() {
         .arg(&data)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let res = tmp.0.join("res");
     let run = |extra: &[&str]| {
         let mut c = bin();
@@ -377,11 +382,7 @@ fn command_line() {
         c.output().unwrap()
     };
     let out = run(&["--variant", "9k", "--max_steps", "1"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(read_json(&res.join("conf.json"))["N_params"], 39_956);
     // evaluate recognises the pixel-set weight folder from its conf.json.
     let out = bin()
@@ -393,11 +394,7 @@ fn command_line() {
         .arg(tmp.0.join("ev"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(tmp.0.join("ev/Fold_1/test_metrics.json").exists());
     // convert-weights checks a pixel-set state dict against the conf.json beside it, both ways.
     let pth = tmp.0.join("export/Fold_1/model.pth.tar");
@@ -424,11 +421,7 @@ fn command_line() {
         .arg(&back)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert_eq!(
         read_npz_or_bytes(&back),
         read_npz_or_bytes(&res.join("Fold_1/model.npz"))
