@@ -15,24 +15,11 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use crate::engine::storage::Storage;
 use crate::engine::tensor::Tensor;
-
-/// The backward half of an op: the gradient of each input given the output's gradient.
-pub trait Backward: Send + Sync {
-    /// Op name, for messages.
-    fn name(&self) -> &'static str;
-    /// One entry per input (`None`: no gradient for that input). `grad` has the output's shape.
-    fn backward(&self, grad: &Tensor) -> Vec<Option<Tensor>>;
-}
-
-/// A recorded op: its backward and its inputs.
-pub struct Node {
-    /// The op's backward.
-    pub backward: Box<dyn Backward>,
-    /// The op's inputs, in the order its backward returns their gradients.
-    pub inputs: Vec<Tensor>,
-}
+pub use crate::engine::tensor::{Backward, Node};
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
@@ -55,6 +42,73 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(false)));
     f()
 }
+
+// ---- Recording ----
+
+impl Tensor {
+    /// The output of an op: records an autograd node when gradients are being recorded and some input
+    /// requires a gradient; otherwise a plain tensor.
+    pub fn from_op(
+        shape: &[usize],
+        storage: Storage,
+        inputs: &[&Tensor],
+        backward: impl Backward + 'static,
+    ) -> Tensor {
+        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        if record {
+            let node = Node {
+                backward: Box::new(backward),
+                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+            };
+            Tensor::wrap(
+                shape.to_vec(),
+                Arc::new(storage),
+                Some(Arc::new(node)),
+                true,
+            )
+        } else {
+            Tensor::from_storage(shape, storage)
+        }
+    }
+
+    /// `self` (a plain tensor just computed by an op) as the output of that op: shares the storage and
+    /// records the node when gradients are being recorded. Lets a backward save the output itself (`self`)
+    /// without a reference cycle.
+    pub fn attach_op(&self, inputs: &[&Tensor], backward: impl Backward + 'static) -> Tensor {
+        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        if !record {
+            return self.clone();
+        }
+        let node = Node {
+            backward: Box::new(backward),
+            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+        };
+        Tensor::wrap(
+            self.shape().to_vec(),
+            self.shared_storage(),
+            Some(Arc::new(node)),
+            true,
+        )
+    }
+
+    /// A view with another shape and the same storage and autograd history (used by reshape).
+    pub(crate) fn with_shape_sharing(
+        &self,
+        shape: &[usize],
+        backward: impl Backward + 'static,
+    ) -> Tensor {
+        let record = is_grad_enabled() && self.requires_grad();
+        let node = record.then(|| {
+            Arc::new(Node {
+                backward: Box::new(backward),
+                inputs: vec![self.clone()],
+            })
+        });
+        Tensor::wrap(shape.to_vec(), self.shared_storage(), node, record)
+    }
+}
+
+// ---- The backward walk ----
 
 impl Tensor {
     /// Back-propagates from this one-element tensor (d self / d self = 1) and accumulates the gradients of

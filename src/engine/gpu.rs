@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::error::{Error, Result};
 use crate::engine::pool::BufferPool;
-use crate::shaders::Shader;
+pub use crate::engine::profile::DispatchInfo;
 
 /// Launches recorded before the pending encoder is submitted anyway (keeps command buffers bounded).
 const MAX_PENDING_LAUNCHES: usize = 512;
@@ -182,24 +182,30 @@ impl Gpu {
         })
     }
 
-    /// The compute pipeline for `entry` in `shader`, compiled on first use and cached for the process.
-    /// The pipeline layout is derived from the shader ("auto" layout): every entry point of a shader file
-    /// uses every binding of that file (checked by the naga tests in `shaders`).
-    pub fn pipeline(&self, shader: &Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
-        let key = (shader.name, entry);
+    /// The compute pipeline for entry point `entry` of the WGSL file `file` (text `source`), compiled on first
+    /// use and cached for the process. The pipeline layout is derived from the shader ("auto" layout): every
+    /// entry point of a file uses every binding of that file (checked by the naga tests in
+    /// `engine::kernels`).
+    pub fn pipeline(
+        &self,
+        file: &'static str,
+        source: &'static str,
+        entry: &'static str,
+    ) -> Arc<wgpu::ComputePipeline> {
+        let key = (file, entry);
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return p.clone();
         }
         let module = {
             let mut modules = self.modules.lock().unwrap();
             modules
-                .entry(shader.name)
+                .entry(file)
                 .or_insert_with(|| {
                     Arc::new(
                         self.device
                             .create_shader_module(wgpu::ShaderModuleDescriptor {
-                                label: Some(shader.name),
-                                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+                                label: Some(file),
+                                source: wgpu::ShaderSource::Wgsl(source.into()),
                             }),
                     )
                 })
@@ -217,6 +223,53 @@ impl Gpu {
         ));
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         pipeline
+    }
+
+    /// Records one compute pass running `pipeline` over the `(x, y, z)` workgroup grid, with `buffers` at
+    /// bindings 0..n and `params` (the bytes of the `Params` uniform) at binding n. Every kernel launch of
+    /// the crate ends here, through `engine::kernel::Kernel::dispatch`; `info` describes it for the profiler.
+    pub fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+        params: &[u8],
+        (x, y, z): (u32, u32, u32),
+        info: DispatchInfo,
+    ) {
+        use wgpu::util::DeviceExt;
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(info.entry),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: buffers.len() as u32,
+            resource: uniform.as_entire_binding(),
+        });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(info.entry),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.record(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(info.entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(x, y, z);
+        });
     }
 
     /// Number of compiled pipelines (each (shader, entry point) compiled once per process).

@@ -1,5 +1,20 @@
-//! Launching a kernel: bind the buffers in the shader's binding order, upload the typed `Params` uniform, and
-//! dispatch enough workgroups, folded into 2-D past the per-dimension limit.
+//! Kernels and the one dispatch path: every launch of every WGSL kernel in the crate goes through
+//! [`Kernel::dispatch`].
+//!
+//! A [`Kernel`] is one entry point of one `.wgsl` file, declared beside its op's `Params` in
+//! `engine/ops/<op>.rs`:
+//!
+//! ```ignore
+//! pub const RELU: Kernel = Kernel::new::<ParamsN>(&shaders::RELU, "relu", 3);
+//! // and launched in one line:
+//! RELU.dispatch(gpu, &[x.buffer(), y.buffer()], &ParamsN::new(n), Grid::threads(n));
+//! ```
+//!
+//! `dispatch` binds the buffers in the shader's binding order, uploads the typed `Params` uniform, picks the
+//! workgroup count from the [`Grid`] (invocations, or whole workgroups for tiled kernels), folds it to the
+//! adapter's limit and records one labelled compute pass. The [`Grid`] optionally carries the dispatch's
+//! arithmetic (FLOPs), memory traffic (bytes) and longest per-invocation loop, which the per-kernel profiler
+//! (`engine::profile`) prints beside each kernel's GPU time.
 //!
 //! **Binding convention.** Storage buffers take bindings 0..n in the order the shader header lists them;
 //! the `Params` uniform takes binding n (the last one).
@@ -13,12 +28,161 @@
 //! Tests force a tiny limit with [`with_max_workgroups`] so the fold path runs at small sizes.
 
 use std::cell::Cell;
+use std::mem::size_of;
 
 use bytemuck::Pod;
-use wgpu::util::DeviceExt;
 
-use crate::engine::gpu::Gpu;
-use crate::shaders::Shader;
+use crate::engine::gpu::{DispatchInfo, Gpu};
+use crate::engine::pool::PooledBuffer;
+use crate::shaders::Wgsl;
+
+/// Workgroup size of the one-dimensional kernels (`const WG: u32 = 256u;` in their files).
+pub const WG: u32 = 256;
+
+/// One entry point of one WGSL file, with what the launcher and the naga tests need to know about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Kernel {
+    /// The WGSL file.
+    pub shader: &'static Wgsl,
+    /// Entry point; also the label of its pipeline, bind groups and passes (wgpu errors name it).
+    pub entry: &'static str,
+    /// Workgroup size (`const WG` in the file; checked by the naga tests).
+    pub wg: u32,
+    /// Number of bindings, the `Params` uniform (the last one) included.
+    pub bindings: u32,
+    /// Size in bytes of the Rust `Params` the launcher uploads (checked against the WGSL struct).
+    pub params_bytes: usize,
+}
+
+impl Kernel {
+    /// Entry point `entry` of `shader`, with `bindings` bindings (the `P` uniform last) and [`WG`]
+    /// invocations per workgroup.
+    pub const fn new<P: Pod>(shader: &'static Wgsl, entry: &'static str, bindings: u32) -> Kernel {
+        Kernel {
+            shader,
+            entry,
+            wg: WG,
+            bindings,
+            params_bytes: size_of::<P>(),
+        }
+    }
+
+    /// The same kernel with `wg` invocations per workgroup (the file's `const WG`).
+    pub const fn with_wg(self, wg: u32) -> Kernel {
+        Kernel { wg, ..self }
+    }
+
+    /// Records one dispatch: `buffers` at bindings 0..n, `params` as the uniform at binding n, over the
+    /// workgroups `grid` asks for (folded to the adapter's limit). Nothing is recorded for an empty grid
+    /// (empty tensors).
+    pub fn dispatch<P: Pod>(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer], params: &P, grid: Grid) {
+        assert_eq!(
+            size_of::<P>(),
+            self.params_bytes,
+            "{}: Params of {} bytes given, {} declared",
+            self.entry,
+            size_of::<P>(),
+            self.params_bytes
+        );
+        assert_eq!(
+            buffers.len() as u32 + 1,
+            self.bindings,
+            "{}: {} storage buffers given, the kernel has {} bindings (the uniform last)",
+            self.entry,
+            buffers.len(),
+            self.bindings
+        );
+        let workgroups = match grid.work {
+            Work::Threads(n) => n.div_ceil(self.wg as u64),
+            Work::Groups(n) => n,
+        };
+        if workgroups == 0 {
+            return;
+        }
+        let workgroups =
+            u32::try_from(workgroups).expect("dispatch: workgroup count overflows u32");
+        let bytes = grid
+            .bytes
+            .unwrap_or_else(|| buffers.iter().map(|b| b.size()).sum());
+        let info = DispatchInfo {
+            entry: self.entry,
+            workgroups,
+            wg: self.wg,
+            flops: grid.flops,
+            bytes,
+            loop_len: grid.loop_len,
+        };
+        let pipeline = gpu.pipeline(self.shader.name, self.shader.source, self.entry);
+        let (x, y, z) = fold(workgroups, max_workgroups_per_dim(gpu));
+        gpu.dispatch(
+            &pipeline,
+            buffers,
+            bytemuck::bytes_of(params),
+            (x, y, z),
+            info,
+        );
+    }
+}
+
+/// How much work one dispatch launches, and (optionally) what it costs, for the profiler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    work: Work,
+    flops: Option<u64>,
+    bytes: Option<u64>,
+    loop_len: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Threads(u64),
+    Groups(u64),
+}
+
+impl Grid {
+    /// `n` invocations, one per output element: `ceil(n / wg)` workgroups.
+    pub fn threads(n: usize) -> Grid {
+        Grid::of(Work::Threads(n as u64))
+    }
+
+    /// `n` whole workgroups (tiled kernels, where a workgroup owns a tile or a row).
+    pub fn groups(n: usize) -> Grid {
+        Grid::of(Work::Groups(n as u64))
+    }
+
+    fn of(work: Work) -> Grid {
+        Grid {
+            work,
+            flops: None,
+            bytes: None,
+            loop_len: None,
+        }
+    }
+
+    /// The floating-point operations the dispatch performs (a multiply-add counts 2).
+    pub fn flops(self, flops: usize) -> Grid {
+        Grid {
+            flops: Some(flops as u64),
+            ..self
+        }
+    }
+
+    /// The bytes it reads and writes (default: the sizes of the bound storage buffers).
+    pub fn bytes(self, bytes: usize) -> Grid {
+        Grid {
+            bytes: Some(bytes as u64),
+            ..self
+        }
+    }
+
+    /// The longest loop one invocation runs (the profiler flags long serial loops).
+    pub fn loop_len(self, len: usize) -> Grid {
+        Grid {
+            loop_len: Some(len as u64),
+            ..self
+        }
+    }
+}
 
 thread_local! {
     static FORCED_MAX: Cell<Option<u32>> = const { Cell::new(None) };
@@ -62,65 +226,9 @@ pub fn fold(n: u32, max: u32) -> (u32, u32, u32) {
     (max, max, z)
 }
 
-/// Workgroups needed for `n` invocations of `wg` threads each.
-pub fn groups(n: usize, wg: u32) -> u32 {
-    u32::try_from(n.div_ceil(wg as usize)).expect("groups: workgroup count overflows u32")
-}
-
-/// Records one dispatch of `entry` from `shader` over `workgroups` (linear count, folded as needed), with
-/// `buffers` at bindings 0..n and `params` as the uniform at binding n. Nothing is launched for 0
-/// workgroups (empty tensors).
-pub fn launch<P: Pod>(
-    gpu: &Gpu,
-    shader: &Shader,
-    entry: &'static str,
-    buffers: &[&wgpu::Buffer],
-    params: &P,
-    workgroups: u32,
-) {
-    if workgroups == 0 {
-        return;
-    }
-    let pipeline = gpu.pipeline(shader, entry);
-    let uniform = gpu
-        .device
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(entry),
-            contents: bytemuck::bytes_of(params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-    let mut entries: Vec<wgpu::BindGroupEntry> = buffers
-        .iter()
-        .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
-        .collect();
-    entries.push(wgpu::BindGroupEntry {
-        binding: buffers.len() as u32,
-        resource: uniform.as_entire_binding(),
-    });
-    let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(entry),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    });
-    let (x, y, z) = fold(workgroups, max_workgroups_per_dim(gpu));
-    gpu.record(|enc| {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(entry),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(x, y, z);
-    });
-}
-
 /// Uploads u32 values (indices, class ids) into a pooled storage buffer.
-pub fn upload_u32(gpu: &'static Gpu, data: &[u32]) -> crate::engine::pool::PooledBuffer {
-    let buf = crate::engine::pool::PooledBuffer::new(gpu, 4 * data.len() as u64);
+pub fn upload_u32(gpu: &'static Gpu, data: &[u32]) -> PooledBuffer {
+    let buf = PooledBuffer::new(&gpu.pool, &gpu.device, 4 * data.len() as u64);
     gpu.write_buffer(buf.buffer(), bytemuck::cast_slice(data));
     buf
 }
@@ -129,7 +237,7 @@ pub fn upload_u32(gpu: &'static Gpu, data: &[u32]) -> crate::engine::pool::Poole
 /// uniform arrays need 16-byte elements; `dims[d / 4][d % 4]` reads axis d).
 pub const MAX_RANK: usize = 8;
 
-/// Packs up to 8 sizes/strides into `[[u32; 4]; 2]`, right-aligned is NOT applied: axis d goes to slot d.
+/// Packs up to 8 sizes/strides into `[[u32; 4]; 2]`: axis d goes to slot d (no right-alignment).
 pub fn pack8(v: &[usize]) -> [[u32; 4]; 2] {
     assert!(
         v.len() <= MAX_RANK,
@@ -153,6 +261,12 @@ mod tests {
         assert_eq!(fold(65536, 65535), (65535, 2, 1));
         assert_eq!(fold(10, 4), (4, 3, 1));
         assert_eq!(fold(10, 2), (2, 2, 3));
-        assert_eq!(groups(257, 256), 2);
+    }
+
+    #[test]
+    fn grid_counts_workgroups_from_invocations_or_takes_them_as_given() {
+        assert_eq!(Grid::threads(257).work, Work::Threads(257));
+        assert_eq!(Grid::groups(3).flops(10).flops, Some(10));
+        assert_eq!(Grid::threads(1).bytes(8).loop_len(4).loop_len, Some(4));
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Layering, bottom up:
 //! - [`gpu`]: the wgpu context (adapter, device, queue), the pipeline cache and the pending command encoder;
-//!   [`pool`]: the buffer pool; [`kernel`]: launching a shader with its `Params` (the 2-D fold).
+//!   [`pool`]: the buffer pool; [`kernel`]: a kernel (one WGSL entry point) and the one dispatch path
+//!   (`Kernel::dispatch`: bindings, `Params`, the 2-D fold); [`kernels`]: the list of every kernel and its
+//!   naga tests; [`profile`]: what each dispatch records for the per-kernel profiler.
 //! - [`storage`] and [`tensor`]: a tensor is a shape plus storage on one [`Device`].
 //! - [`ops`]: one file per op (forward + backward, CPU + GPU); [`autograd`]: the tape and `backward()`.
 //! - [`testing`]: tolerances, gradcheck, GPU skip (test support, public for `tests/` and benches).
@@ -14,8 +16,10 @@ pub mod autograd;
 pub mod error;
 pub mod gpu;
 pub mod kernel;
+pub mod kernels;
 pub mod ops;
 pub mod pool;
+pub mod profile;
 pub mod real;
 pub mod rng;
 pub mod shape;

@@ -102,13 +102,13 @@ pub struct PooledBuffer {
 }
 
 impl PooledBuffer {
-    /// Takes a buffer of at least `bytes` bytes from `gpu`'s pool.
-    pub fn new(gpu: &'static crate::engine::gpu::Gpu, bytes: u64) -> Self {
-        let (buf, size) = gpu.pool.take(&gpu.device, bytes);
+    /// Takes a buffer of at least `bytes` bytes from `pool` (creating it on `device` when none is idle).
+    pub fn new(pool: &'static BufferPool, device: &wgpu::Device, bytes: u64) -> Self {
+        let (buf, size) = pool.take(device, bytes);
         PooledBuffer {
             buf: Some(buf),
             size,
-            pool: &gpu.pool,
+            pool,
         }
     }
 

@@ -8,12 +8,28 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use crate::engine::autograd::{self, Backward, Node};
 use crate::engine::gpu::Gpu;
 use crate::engine::shape;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The backward half of an op: the gradient of each input given the output's gradient. Ops implement it;
+/// `engine::autograd` records it on the op's output (a [`Node`]) and walks the nodes in reverse.
+pub trait Backward: Send + Sync {
+    /// Op name, for messages.
+    fn name(&self) -> &'static str;
+    /// One entry per input (`None`: no gradient for that input). `grad` has the output's shape.
+    fn backward(&self, grad: &Tensor) -> Vec<Option<Tensor>>;
+}
+
+/// What an op leaves on its output while gradients are recorded: its backward and its inputs.
+pub struct Node {
+    /// The op's backward.
+    pub backward: Box<dyn Backward>,
+    /// The op's inputs, in the order its backward returns their gradients.
+    pub inputs: Vec<Tensor>,
+}
 
 /// A tensor handle. Cloning shares the data and the autograd history.
 #[derive(Clone)]
@@ -46,7 +62,8 @@ impl std::fmt::Debug for Tensor {
 }
 
 impl Tensor {
-    fn wrap(
+    /// A new handle (fresh id) over `storage`, made by `node` when there is one.
+    pub(crate) fn wrap(
         shape: Vec<usize>,
         storage: Arc<Storage>,
         node: Option<Arc<Node>>,
@@ -129,67 +146,6 @@ impl Tensor {
     /// Wraps freshly computed storage (no autograd history).
     pub fn from_storage(shape: &[usize], storage: Storage) -> Tensor {
         Tensor::wrap(shape.to_vec(), Arc::new(storage), None, false)
-    }
-
-    /// The output of an op: records an autograd node when gradients are being recorded and some input
-    /// requires a gradient; otherwise a plain tensor.
-    pub fn from_op(
-        shape: &[usize],
-        storage: Storage,
-        inputs: &[&Tensor],
-        backward: impl Backward + 'static,
-    ) -> Tensor {
-        let record = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        if record {
-            let node = Node {
-                backward: Box::new(backward),
-                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            };
-            Tensor::wrap(
-                shape.to_vec(),
-                Arc::new(storage),
-                Some(Arc::new(node)),
-                true,
-            )
-        } else {
-            Tensor::from_storage(shape, storage)
-        }
-    }
-
-    /// `self` (a plain tensor just computed by an op) as the output of that op: shares the storage and
-    /// records the node when gradients are being recorded. Lets a backward save the output itself (`self`)
-    /// without a reference cycle.
-    pub fn attach_op(&self, inputs: &[&Tensor], backward: impl Backward + 'static) -> Tensor {
-        let record = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        if !record {
-            return self.clone();
-        }
-        let node = Node {
-            backward: Box::new(backward),
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-        };
-        Tensor::wrap(
-            self.0.shape.clone(),
-            self.0.storage.clone(),
-            Some(Arc::new(node)),
-            true,
-        )
-    }
-
-    /// A view with another shape and the same storage and autograd history (used by reshape).
-    pub(crate) fn with_shape_sharing(
-        &self,
-        shape: &[usize],
-        backward: impl Backward + 'static,
-    ) -> Tensor {
-        let record = autograd::is_grad_enabled() && self.requires_grad();
-        let node = record.then(|| {
-            Arc::new(Node {
-                backward: Box::new(backward),
-                inputs: vec![self.clone()],
-            })
-        });
-        Tensor::wrap(shape.to_vec(), self.0.storage.clone(), node, record)
     }
 
     /// Unique id (autograd bookkeeping).
@@ -289,6 +245,11 @@ impl Tensor {
     /// Replaces the accumulated gradient (used by autograd).
     pub(crate) fn set_grad(&self, g: Option<Tensor>) {
         *self.0.grad.lock().unwrap() = g;
+    }
+
+    /// The shared storage (for views that share it, see `engine::autograd`).
+    pub(crate) fn shared_storage(&self) -> Arc<Storage> {
+        self.0.storage.clone()
     }
 
     /// The autograd node that made this tensor.

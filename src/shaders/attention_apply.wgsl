@@ -7,7 +7,7 @@
 // Threads:  one invocation per output element (N · H·d_v), a loop over T; WG = 256, 2-D fold.
 // Bindings: 0 attn (read) (H, B, T, P) | 1 v (read) (N, T, H·d_v) | 2 out (read_write) (N, H·d_v)
 //           | 3 params (uniform)
-// CPU reference: engine::ops::attention::cpu_apply.
+// CPU reference: engine::ops::attention_apply::cpu_forward.
 // Backward: attention_apply_backward_value.wgsl (dv) and attention_apply_backward_attn.wgsl (dattn).
 
 const WG: u32 = 256u;

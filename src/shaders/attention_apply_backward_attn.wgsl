@@ -4,7 +4,7 @@
 // Threads:  one invocation per attention weight (a gather over the head's d_v channels); WG = 256, 2-D fold.
 // Bindings: 0 v (read) (N, T, H·d_v) | 1 dout (read) (N, H·d_v) | 2 dattn (read_write) (H, B, T, P)
 //           | 3 params (uniform)
-// CPU reference: engine::ops::attention::cpu_apply_backward.
+// CPU reference: engine::ops::attention_apply::cpu_backward.
 
 const WG: u32 = 256u;
 

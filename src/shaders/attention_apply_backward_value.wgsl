@@ -4,7 +4,7 @@
 // Threads:  one invocation per element of dv (a gather); WG = 256, 2-D fold.
 // Bindings: 0 attn (read) (H, B, T, P) | 1 dout (read) (N, H·d_v) | 2 dv (read_write) (N, T, H·d_v)
 //           | 3 params (uniform)
-// CPU reference: engine::ops::attention::cpu_apply_backward.
+// CPU reference: engine::ops::attention_apply::cpu_backward.
 
 const WG: u32 = 256u;
 

@@ -19,19 +19,24 @@
 //! ## How it is split
 //! Two autograd ops, so that the weights can receive gradients from both the output and the skip
 //! aggregation:
-//! 1. [`Tensor::temporal_attention_weights`] (k, Q, pad mask) → a: `attention.wgsl`; backward
+//! 1. This file: [`Tensor::temporal_attention_weights`] (k, Q, pad mask) → a: `attention.wgsl`; backward
 //!    `attention_backward.wgsl` gives dk and the score gradient `dscore`, and dQ is one batched matmul:
 //!    `dQ[h] = Σ_{n,t} dscore[h, n, t] k[n, t, h]` — a (1 × N·T) · (N·T × d_k) product per head.
-//! 2. [`Tensor::temporal_attention_apply`] (a, v) → o: `attention_apply.wgsl`; backward
-//!    `attention_apply_backward_value.wgsl` (dv = a · do) and `attention_apply_backward_attn.wgsl`
-//!    (da = Σ_c do · v).
+//! 2. `attention_apply.rs`: [`Tensor::temporal_attention_apply`] (a, v) → o: `attention_apply.wgsl`;
+//!    backward `attention_apply_backward_value.wgsl` (dv = a · do) and
+//!    `attention_apply_backward_attn.wgsl` (da = Σ_c do · v).
 //!
 //! Derivatives: softmax backward `ds = a (g - Σ g a)`; masked scores get no gradient (masked_fill);
 //! dropout multiplies the gradient by the same mask. Saved: k, Q, the mask and the dropout seed (the softmax
-//! is recomputed in the backward instead of stored), and a, v for the apply step.
+//! is recomputed in the backward instead of stored).
+//!
+//! **The dropout threshold sentinel.** A date is kept when `pcg_hash(seed ^ pcg_hash(i)) >= threshold`,
+//! `threshold = round(p · 2^32)` (`dropout::threshold`). The shaders read `threshold = 0` as "no dropout"
+//! (every hash passes), which is what the CPU reference decides with `p == 0.0`; a non-zero p whose
+//! threshold rounds to 0 is sent as 1 ([`AttnDropout::threshold`], used by both paths), so "off" and "on" never meet at the same value.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::dropout;
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -53,18 +58,6 @@ pub struct Params {
     scale: f32,
     inv_temp: f32,
     _pad: [u32; 2],
-}
-
-/// Shader `Params` of attention_apply*.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ApplyParams {
-    heads: u32,
-    batch: u32,
-    t: u32,
-    pixels: u32,
-    dv: u32,
-    _pad: [u32; 3],
 }
 
 /// Sizes: H heads, B samples, T dates, P sequences (pixels) per sample, d_k key width.
@@ -94,7 +87,25 @@ pub struct AttnDropout {
 impl AttnDropout {
     /// No dropout (evaluation).
     pub const NONE: AttnDropout = AttnDropout { p: 0.0, seed: 0 };
+
+    /// The keep threshold the shaders and the CPU reference compare hashes with: 0 means "off" (every hash
+    /// passes; exactly when p = 0), any p > 0 gives at least 1 (see the module doc's sentinel note).
+    pub fn threshold(self) -> u32 {
+        if self.p == 0.0 {
+            0
+        } else {
+            dropout::threshold(self.p).max(1)
+        }
+    }
 }
+
+/// `attention.wgsl`: scores → attention weights.
+pub const ATTENTION: Kernel = Kernel::new::<Params>(&shaders::ATTENTION, "attention", 5);
+/// `attention_backward.wgsl`: dk, dscore.
+pub const ATTENTION_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::ATTENTION_BACKWARD, "attention_backward", 7);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[ATTENTION, ATTENTION_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -140,10 +151,7 @@ pub fn cpu_scores<T: Real>(
     let n_seq = d.batch * d.pixels;
     let s = cpu_raw_scores(k, q, mask, d);
     let soft = crate::engine::ops::softmax::cpu_forward(&s, d.heads * n_seq, d.t, 1);
-    let (thr, scale) = (
-        dropout::threshold(drop.p),
-        T::from_f64(dropout::scale(drop.p) as f64),
-    );
+    let (thr, scale) = (drop.threshold(), T::from_f64(dropout::scale(drop.p) as f64));
     let mut a = vec![T::zero(); soft.len()];
     for h in 0..d.heads {
         for n in 0..n_seq {
@@ -175,10 +183,7 @@ pub fn cpu_scores_backward<T: Real>(
     let n_seq = d.batch * d.pixels;
     let s = cpu_raw_scores(k, q, mask, d);
     let soft = crate::engine::ops::softmax::cpu_forward(&s, d.heads * n_seq, d.t, 1);
-    let (thr, scale) = (
-        dropout::threshold(drop.p),
-        T::from_f64(dropout::scale(drop.p) as f64),
-    );
+    let (thr, scale) = (drop.threshold(), T::from_f64(dropout::scale(drop.p) as f64));
     let inv_temp = T::one() / T::from_f64(d.dk as f64).sqrt();
     let mut dk = vec![T::zero(); k.len()];
     let mut dq = vec![T::zero(); q.len()];
@@ -217,48 +222,6 @@ pub fn cpu_scores_backward<T: Real>(
     (dk, dq)
 }
 
-/// a (H, B, T, P), v (N, T, H·d_v) → o (N, H·d_v).
-pub fn cpu_apply<T: Real>(a: &[T], v: &[T], d: Dims, dv: usize) -> Vec<T> {
-    let (n_seq, width) = (d.batch * d.pixels, d.heads * dv);
-    let mut o = vec![T::zero(); n_seq * width];
-    for n in 0..n_seq {
-        for ch in 0..width {
-            let h = ch / dv;
-            let mut acc = T::zero();
-            for t in 0..d.t {
-                acc += a[attn_index(d, h, n, t)] * v[(n * d.t + t) * width + ch];
-            }
-            o[n * width + ch] = acc;
-        }
-    }
-    o
-}
-
-/// (da (H, B, T, P), dv (N, T, H·d_v)) from do (N, H·d_v).
-pub fn cpu_apply_backward<T: Real>(
-    a: &[T],
-    v: &[T],
-    dout: &[T],
-    d: Dims,
-    dv: usize,
-) -> (Vec<T>, Vec<T>) {
-    let (n_seq, width) = (d.batch * d.pixels, d.heads * dv);
-    let mut da = vec![T::zero(); a.len()];
-    let mut dvv = vec![T::zero(); v.len()];
-    for n in 0..n_seq {
-        for ch in 0..width {
-            let h = ch / dv;
-            for t in 0..d.t {
-                let ai = attn_index(d, h, n, t);
-                let vi = (n * d.t + t) * width + ch;
-                da[ai] += dout[n * width + ch] * v[vi];
-                dvv[vi] = a[ai] * dout[n * width + ch];
-            }
-        }
-    }
-    (da, dvv)
-}
-
 // ---- GPU ----
 
 fn params(d: Dims, use_mask: bool, drop: AttnDropout) -> Params {
@@ -270,25 +233,10 @@ fn params(d: Dims, use_mask: bool, drop: AttnDropout) -> Params {
         dk: d.dk as u32,
         use_mask: use_mask as u32,
         seed: drop.seed,
-        threshold: if drop.p == 0.0 {
-            0
-        } else {
-            dropout::threshold(drop.p).max(1)
-        },
+        threshold: drop.threshold(),
         scale: dropout::scale(drop.p),
         inv_temp: 1.0 / (d.dk as f32).sqrt(),
         _pad: [0; 2],
-    }
-}
-
-fn apply_params(d: Dims, dv: usize) -> ApplyParams {
-    ApplyParams {
-        heads: d.heads as u32,
-        batch: d.batch as u32,
-        t: d.t as u32,
-        pixels: d.pixels as u32,
-        dv: dv as u32,
-        _pad: [0; 3],
     }
 }
 
@@ -305,14 +253,7 @@ pub fn gpu_scores(
     let m = mask.unwrap_or(q);
     let p = params(d, mask.is_some(), drop);
     let bufs = [k.buffer(), q.buffer(), m.buffer(), attn.buffer()];
-    launch(
-        k.gpu,
-        &shaders::ATTENTION,
-        "attention",
-        &bufs,
-        &p,
-        groups(rows, shaders::ATTENTION.wg),
-    );
+    ATTENTION.dispatch(k.gpu, &bufs, &p, Grid::threads(rows));
     attn
 }
 
@@ -342,65 +283,8 @@ pub fn gpu_scores_backward(
         dk.buffer(),
         dscore.buffer(),
     ];
-    launch(
-        k.gpu,
-        &shaders::ATTENTION_BACKWARD,
-        "attention_backward",
-        &bufs,
-        &p,
-        groups(rows, shaders::ATTENTION_BACKWARD.wg),
-    );
+    ATTENTION_BACKWARD.dispatch(k.gpu, &bufs, &p, Grid::threads(rows));
     (dk, dscore)
-}
-
-/// Launches attention_apply.wgsl → o (N, H·d_v).
-pub fn gpu_apply(a: &GpuStorage, v: &GpuStorage, d: Dims, dv: usize) -> GpuStorage {
-    let n = d.batch * d.pixels * d.heads * dv;
-    let o = GpuStorage::alloc(a.gpu, n, "attention_apply");
-    let p = apply_params(d, dv);
-    launch(
-        a.gpu,
-        &shaders::ATTENTION_APPLY,
-        "attention_apply",
-        &[a.buffer(), v.buffer(), o.buffer()],
-        &p,
-        groups(n, shaders::ATTENTION_APPLY.wg),
-    );
-    o
-}
-
-/// Launches the two apply backward kernels → (da, dv).
-pub fn gpu_apply_backward(
-    a: &GpuStorage,
-    v: &GpuStorage,
-    dout: &GpuStorage,
-    d: Dims,
-    dv: usize,
-) -> (GpuStorage, GpuStorage) {
-    let p = apply_params(d, dv);
-    let n_a = d.heads * d.batch * d.t * d.pixels;
-    let da = GpuStorage::alloc(a.gpu, n_a, "attention_apply_backward_attn");
-    let bufs = [v.buffer(), dout.buffer(), da.buffer()];
-    launch(
-        a.gpu,
-        &shaders::ATTENTION_APPLY_BACKWARD_ATTN,
-        "attention_apply_backward_attn",
-        &bufs,
-        &p,
-        groups(n_a, shaders::ATTENTION_APPLY_BACKWARD_ATTN.wg),
-    );
-    let n_v = d.batch * d.pixels * d.t * d.heads * dv;
-    let dvv = GpuStorage::alloc(a.gpu, n_v, "attention_apply_backward_value");
-    let bufs = [a.buffer(), dout.buffer(), dvv.buffer()];
-    launch(
-        a.gpu,
-        &shaders::ATTENTION_APPLY_BACKWARD_VALUE,
-        "attention_apply_backward_value",
-        &bufs,
-        &p,
-        groups(n_v, shaders::ATTENTION_APPLY_BACKWARD_VALUE.wg),
-    );
-    (da, dvv)
 }
 
 // ---- Autograd ----
@@ -465,48 +349,6 @@ impl Backward for ScoresBackward {
                 g
             }
         }
-    }
-}
-
-struct ApplyBackward {
-    a: Tensor,
-    v: Tensor,
-    d: Dims,
-    dv: usize,
-}
-
-impl Backward for ApplyBackward {
-    fn name(&self) -> &'static str {
-        "temporal_attention_apply"
-    }
-    fn backward(&self, dout: &Tensor) -> Vec<Option<Tensor>> {
-        let (a, v, op) = (&self.a, &self.v, "attention_apply_backward");
-        let (da, dv) = match dout.device() {
-            Device::Cpu => {
-                let (da, dv) = cpu_apply_backward(
-                    &a.cpu_data(op),
-                    &v.cpu_data(op),
-                    &dout.cpu_data(op),
-                    self.d,
-                    self.dv,
-                );
-                (Tensor::cpu_storage(da), Tensor::cpu_storage(dv))
-            }
-            Device::Gpu => {
-                let (da, dv) = gpu_apply_backward(
-                    a.gpu_storage(op),
-                    v.gpu_storage(op),
-                    dout.gpu_storage(op),
-                    self.d,
-                    self.dv,
-                );
-                (Storage::Gpu(da), Storage::Gpu(dv))
-            }
-        };
-        vec![
-            Some(Tensor::from_storage(a.shape(), da)),
-            Some(Tensor::from_storage(v.shape(), dv)),
-        ]
     }
 }
 
@@ -584,45 +426,6 @@ impl Tensor {
         };
         Tensor::from_op(&[heads, d.batch, d.t, pixels], storage, &inputs, back)
     }
-
-    /// Attention-weighted average over time with heads concatenated. `self` = weights a (H, B, T, P);
-    /// `v` = values (B·P, T, H·d_v). Returns o (B·P, H·d_v).
-    pub fn temporal_attention_apply(&self, v: &Tensor) -> Tensor {
-        let op = "temporal_attention_apply";
-        let a = self.shape();
-        assert_eq!(a.len(), 4, "{op}: expected weights (H, B, T, P), got {a:?}");
-        let d = Dims {
-            heads: a[0],
-            batch: a[1],
-            t: a[2],
-            pixels: a[3],
-            dk: 0,
-        };
-        let vs = v.shape();
-        assert!(
-            vs.len() == 3
-                && vs[0] == d.batch * d.pixels
-                && vs[1] == d.t
-                && vs[2].is_multiple_of(d.heads),
-            "{op}: expected values ({}, {}, H·d_v), got {vs:?}",
-            d.batch * d.pixels,
-            d.t
-        );
-        let dv = vs[2] / d.heads;
-        let storage = match Tensor::same_device(op, &[self, v]) {
-            Device::Cpu => {
-                Tensor::cpu_storage(cpu_apply(&self.cpu_data(op), &v.cpu_data(op), d, dv))
-            }
-            Device::Gpu => Storage::Gpu(gpu_apply(self.gpu_storage(op), v.gpu_storage(op), d, dv)),
-        };
-        let back = ApplyBackward {
-            a: self.clone(),
-            v: v.clone(),
-            d,
-            dv,
-        };
-        Tensor::from_op(&[d.batch * d.pixels, vs[2]], storage, &[self, v], back)
-    }
 }
 
 // ---- Tests ----
@@ -669,13 +472,10 @@ mod tests {
             (a[0] - 0.75).abs() < 1e-12 && (a[1] - 0.25).abs() < 1e-12 && a[2] == 0.0,
             "{a:?}"
         );
-        // Values (d_v = 2): v_t = (t, 10 t) → o = 3/4 (0, 0) + 1/4 (1, 10) = (0.25, 2.5).
-        let o = cpu_apply(&a, &[0.0, 0.0, 1.0, 10.0, 2.0, 20.0], d, 2);
-        assert!((o[0] - 0.25).abs() < 1e-12 && (o[1] - 2.5).abs() < 1e-12);
     }
 
     #[test]
-    fn gradcheck_f64_weights_and_apply() {
+    fn gradcheck_f64_weights() {
         let d = Dims {
             heads: 2,
             batch: 2,
@@ -700,18 +500,5 @@ mod tests {
                 },
             );
         }
-        let dv = 2;
-        let a = cpu_scores(&k, &q, Some(&mask), d, AttnDropout::NONE);
-        let v = random_vec(n * d.t * d.heads * dv, -1.0, 1.0, 63);
-        gradcheck(
-            "attention apply",
-            &[a, v],
-            &[],
-            |x| cpu_apply(&x[0], &x[1], d, dv),
-            |x, g| {
-                let (da, dvv) = cpu_apply_backward(&x[0], &x[1], g, d, dv);
-                vec![da, dvv]
-            },
-        );
     }
 }

@@ -22,7 +22,7 @@
 //! replaced through `Storage::write`.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::launch;
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::group_norm::{affine_grads, affine_or_default};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -66,6 +66,14 @@ impl Dims {
         }
     }
 }
+
+/// `batch_norm.wgsl`: x → y, batch statistics.
+pub const BATCH_NORM: Kernel = Kernel::new::<Params>(&shaders::BATCH_NORM, "batch_norm", 8);
+/// `batch_norm_backward.wgsl`: dx, dγ, dβ.
+pub const BATCH_NORM_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::BATCH_NORM_BACKWARD, "batch_norm_backward", 8);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[BATCH_NORM, BATCH_NORM_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -193,14 +201,7 @@ pub fn gpu_forward(
         stats.buffer(),
     ];
     let p = d.params(training, momentum, eps);
-    launch(
-        x.gpu,
-        &shaders::BATCH_NORM,
-        "batch_norm",
-        &bufs,
-        &p,
-        d.c as u32,
-    );
+    BATCH_NORM.dispatch(x.gpu, &bufs, &p, Grid::groups(d.c));
     (y, stats)
 }
 
@@ -227,14 +228,7 @@ pub fn gpu_backward(
         dbeta.buffer(),
     ];
     let p = d.params(training, 0.0, 0.0);
-    launch(
-        x.gpu,
-        &shaders::BATCH_NORM_BACKWARD,
-        name,
-        &bufs,
-        &p,
-        d.c as u32,
-    );
+    BATCH_NORM_BACKWARD.dispatch(x.gpu, &bufs, &p, Grid::groups(d.c));
     (dx, dgamma, dbeta)
 }
 

@@ -11,13 +11,24 @@
 //! Shapes: a, b broadcastable → y (broadcast shape); da: a's shape, db: b's shape.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch, pack8};
+use crate::engine::kernel::{pack8, Grid, Kernel};
 use crate::engine::ops::unary::{self, Unary};
 use crate::engine::real::Real;
 use crate::engine::shape;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
+
+/// binary.wgsl `add`: a, b (broadcast through strides) → y.
+pub const ADD: Kernel = Kernel::new::<Params>(&shaders::BINARY, "add", 4);
+/// binary.wgsl `sub`.
+pub const SUB: Kernel = Kernel::new::<Params>(&shaders::BINARY, "sub", 4);
+/// binary.wgsl `mul`.
+pub const MUL: Kernel = Kernel::new::<Params>(&shaders::BINARY, "mul", 4);
+/// binary.wgsl `div`.
+pub const DIV: Kernel = Kernel::new::<Params>(&shaders::BINARY, "div", 4);
+/// This op's kernels.
+pub const KERNELS: &[Kernel] = &[ADD, SUB, MUL, DIV];
 
 /// Which op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +44,16 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// Its entry point of binary.wgsl.
+    pub fn kernel(self) -> Kernel {
+        match self {
+            BinaryOp::Add => ADD,
+            BinaryOp::Sub => SUB,
+            BinaryOp::Mul => MUL,
+            BinaryOp::Div => DIV,
+        }
+    }
+
     /// Name and WGSL entry point.
     pub fn name(self) -> &'static str {
         match self {
@@ -163,14 +184,7 @@ pub fn gpu_forward(
     };
     let y = GpuStorage::alloc(a.gpu, n, op.name());
     let bufs = [a.buffer(), b.buffer(), y.buffer()];
-    launch(
-        a.gpu,
-        &shaders::BINARY,
-        op.name(),
-        &bufs,
-        &p,
-        groups(n, shaders::BINARY.wg),
-    );
+    op.kernel().dispatch(a.gpu, &bufs, &p, Grid::threads(n));
     (y, out)
 }
 

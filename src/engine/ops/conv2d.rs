@@ -25,7 +25,7 @@
 //! (0.59 vs 0.55 GFLOP/s). Real GPUs: `cargo bench --bench ops -- conv2d`.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::matmul::TILE;
 use crate::engine::ops::reduce;
 use crate::engine::real::Real;
@@ -167,6 +167,20 @@ impl Geom {
     }
 }
 
+/// `conv2d.wgsl`: implicit-GEMM forward.
+pub const CONV2D: Kernel = Kernel::new::<Params>(&shaders::CONV2D, "conv2d", 5);
+/// `conv2d_backward_input.wgsl`: dx (gather).
+pub const CONV2D_BACKWARD_INPUT: Kernel =
+    Kernel::new::<Params>(&shaders::CONV2D_BACKWARD_INPUT, "conv2d_backward_input", 4);
+/// `conv2d_backward_weight.wgsl`: dw partials over chunks of rows.
+pub const CONV2D_BACKWARD_WEIGHT: Kernel = Kernel::new::<Params>(
+    &shaders::CONV2D_BACKWARD_WEIGHT,
+    "conv2d_backward_weight",
+    4,
+);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[CONV2D, CONV2D_BACKWARD_INPUT, CONV2D_BACKWARD_WEIGHT];
+
 // ---- CPU reference ----
 
 /// Calls `f(y index, x index, weight index)` for every product of the forward, in a fixed order.
@@ -235,7 +249,7 @@ pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &G
     let tiles = g.co.div_ceil(TILE) * (g.n * g.ho * g.wo).div_ceil(TILE);
     let bufs = [x.buffer(), w.buffer(), bias, y.buffer()];
     let p = g.params(b.is_some(), 0, 0);
-    launch(x.gpu, &shaders::CONV2D, "conv2d", &bufs, &p, tiles as u32);
+    CONV2D.dispatch(x.gpu, &bufs, &p, Grid::groups(tiles));
     y
 }
 
@@ -244,15 +258,8 @@ pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStora
     let n = g.n * g.ci * g.h * g.w;
     let dx = GpuStorage::alloc(dy.gpu, n, "conv2d_backward_input");
     let bufs = [dy.buffer(), w.buffer(), dx.buffer()];
-    let (entry, p) = ("conv2d_backward_input", g.params(false, 0, 0));
-    launch(
-        dy.gpu,
-        &shaders::CONV2D_BACKWARD_INPUT,
-        entry,
-        &bufs,
-        &p,
-        groups(n, 256),
-    );
+    let p = g.params(false, 0, 0);
+    CONV2D_BACKWARD_INPUT.dispatch(dy.gpu, &bufs, &p, Grid::threads(n));
     dx
 }
 
@@ -266,15 +273,8 @@ pub fn gpu_backward_weight(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> GpuStor
     let n = nchunks * nw;
     let partial = GpuStorage::alloc(x.gpu, n, "conv2d_backward_weight");
     let bufs = [x.buffer(), dy.buffer(), partial.buffer()];
-    let (entry, p) = ("conv2d_backward_weight", g.params(false, chunk, nchunks));
-    launch(
-        x.gpu,
-        &shaders::CONV2D_BACKWARD_WEIGHT,
-        entry,
-        &bufs,
-        &p,
-        groups(n, 256),
-    );
+    let p = g.params(false, chunk, nchunks);
+    CONV2D_BACKWARD_WEIGHT.dispatch(x.gpu, &bufs, &p, Grid::threads(n));
     if nchunks == 1 {
         partial
     } else {

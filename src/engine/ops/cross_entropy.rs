@@ -11,7 +11,7 @@
 //! mean as `sum(l) / sum(w)`. Targets are an f32 tensor of class ids (exact up to 2^24 classes).
 
 use crate::engine::autograd::{no_grad, Backward};
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -38,6 +38,18 @@ fn class_of(t: f64, c: usize, ignore_index: i64) -> Option<usize> {
     );
     Some(ti as usize)
 }
+
+/// `cross_entropy.wgsl`: per-pixel weighted losses.
+pub const CROSS_ENTROPY: Kernel =
+    Kernel::new::<Params>(&shaders::CROSS_ENTROPY, "cross_entropy", 6);
+/// `cross_entropy_backward.wgsl`: dlogits.
+pub const CROSS_ENTROPY_BACKWARD: Kernel = Kernel::new::<Params>(
+    &shaders::CROSS_ENTROPY_BACKWARD,
+    "cross_entropy_backward",
+    6,
+);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[CROSS_ENTROPY, CROSS_ENTROPY_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -139,14 +151,7 @@ pub fn gpu_forward(
         loss.buffer(),
         wt.buffer(),
     ];
-    launch(
-        x.gpu,
-        &shaders::CROSS_ENTROPY,
-        "cross_entropy",
-        &bufs,
-        &params,
-        groups(n * p, shaders::CROSS_ENTROPY.wg),
-    );
+    CROSS_ENTROPY.dispatch(x.gpu, &bufs, &params, Grid::threads(n * p));
     (loss, wt)
 }
 
@@ -170,14 +175,7 @@ pub fn gpu_backward(
         ignore_index: ignore_index as i32,
     };
     let bufs = [x.buffer(), t.buffer(), w.buffer(), dl.buffer(), dx.buffer()];
-    launch(
-        x.gpu,
-        &shaders::CROSS_ENTROPY_BACKWARD,
-        "cross_entropy_backward",
-        &bufs,
-        &params,
-        groups(n * p, shaders::CROSS_ENTROPY_BACKWARD.wg),
-    );
+    CROSS_ENTROPY_BACKWARD.dispatch(x.gpu, &bufs, &params, Grid::threads(n * p));
     dx
 }
 

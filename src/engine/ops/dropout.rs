@@ -6,7 +6,7 @@
 //! backward kernel). Saved: the seed and p. In eval mode (or p = 0) dropout is the identity.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::rng::hash_u32;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -38,6 +38,11 @@ pub fn scale(p: f32) -> f32 {
     1.0 / (1.0 - p)
 }
 
+/// `dropout.wgsl`: x → y (seeded keep mask, inverted scaling).
+pub const DROPOUT: Kernel = Kernel::new::<Params>(&shaders::DROPOUT, "dropout", 3);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[DROPOUT];
+
 // ---- CPU reference ----
 
 /// x (n) → y (n).
@@ -66,14 +71,7 @@ pub fn gpu_forward(x: &GpuStorage, n: usize, p: f32, seed: u32) -> GpuStorage {
         threshold: threshold(p),
         scale: scale(p),
     };
-    launch(
-        x.gpu,
-        &shaders::DROPOUT,
-        "dropout",
-        &[x.buffer(), y.buffer()],
-        &params,
-        groups(n, shaders::DROPOUT.wg),
-    );
+    DROPOUT.dispatch(x.gpu, &[x.buffer(), y.buffer()], &params, Grid::threads(n));
     y
 }
 

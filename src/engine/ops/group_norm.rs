@@ -16,7 +16,7 @@
 //! Missing γ / β are passed to the kernels as ones / zeros (multiplying by 1 and adding 0 is exact).
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::launch;
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -59,6 +59,27 @@ impl Dims {
         }
     }
 }
+
+/// `group_norm.wgsl`: x → y, mean, rstd.
+pub const GROUP_NORM: Kernel = Kernel::new::<Params>(&shaders::GROUP_NORM, "group_norm", 6);
+/// `group_norm_backward_input.wgsl`: dx.
+pub const GROUP_NORM_BACKWARD_INPUT: Kernel = Kernel::new::<Params>(
+    &shaders::GROUP_NORM_BACKWARD_INPUT,
+    "group_norm_backward_input",
+    6,
+);
+/// `group_norm_backward_weight.wgsl`: dγ, dβ.
+pub const GROUP_NORM_BACKWARD_WEIGHT: Kernel = Kernel::new::<Params>(
+    &shaders::GROUP_NORM_BACKWARD_WEIGHT,
+    "group_norm_backward_weight",
+    6,
+);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[
+    GROUP_NORM,
+    GROUP_NORM_BACKWARD_INPUT,
+    GROUP_NORM_BACKWARD_WEIGHT,
+];
 
 // ---- CPU reference ----
 
@@ -149,15 +170,8 @@ pub fn gpu_forward(
         y.buffer(),
         stats.buffer(),
     ];
-    let rows = (d.n * d.groups) as u32;
-    launch(
-        x.gpu,
-        &shaders::GROUP_NORM,
-        "group_norm",
-        &bufs,
-        &d.params(eps),
-        rows,
-    );
+    let rows = d.n * d.groups;
+    GROUP_NORM.dispatch(x.gpu, &bufs, &d.params(eps), Grid::groups(rows));
     (y, stats)
 }
 
@@ -178,15 +192,8 @@ pub fn gpu_backward_input(
         dy.buffer(),
         dx.buffer(),
     ];
-    let rows = (d.n * d.groups) as u32;
-    launch(
-        x.gpu,
-        &shaders::GROUP_NORM_BACKWARD_INPUT,
-        name,
-        &bufs,
-        &d.params(0.0),
-        rows,
-    );
+    let rows = d.n * d.groups;
+    GROUP_NORM_BACKWARD_INPUT.dispatch(x.gpu, &bufs, &d.params(0.0), Grid::groups(rows));
     dx
 }
 
@@ -208,14 +215,7 @@ pub fn gpu_backward_weight(
         dbeta.buffer(),
     ];
     let p = d.params(0.0);
-    launch(
-        x.gpu,
-        &shaders::GROUP_NORM_BACKWARD_WEIGHT,
-        name,
-        &bufs,
-        &p,
-        d.c as u32,
-    );
+    GROUP_NORM_BACKWARD_WEIGHT.dispatch(x.gpu, &bufs, &p, Grid::groups(d.c));
     (dgamma, dbeta)
 }
 

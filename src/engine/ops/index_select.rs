@@ -6,7 +6,7 @@
 //! Kernels: `index_select.wgsl`, `index_select_backward.wgsl`.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch, upload_u32};
+use crate::engine::kernel::{upload_u32, Grid, Kernel};
 use crate::engine::pool::PooledBuffer;
 use crate::engine::real::Real;
 use crate::engine::shape;
@@ -23,6 +23,14 @@ pub struct Params {
     n_idx: u32,
     inner: u32,
 }
+
+/// `index_select.wgsl`: x, indices → y.
+pub const INDEX_SELECT: Kernel = Kernel::new::<Params>(&shaders::INDEX_SELECT, "index_select", 4);
+/// `index_select_backward.wgsl`: dy, indices → dx (gather over the indices that chose each row).
+pub const INDEX_SELECT_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::INDEX_SELECT_BACKWARD, "index_select_backward", 4);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[INDEX_SELECT, INDEX_SELECT_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -85,13 +93,11 @@ pub fn gpu_forward(
     let n = outer * n_idx * inner;
     let y = GpuStorage::alloc(x.gpu, n, "index_select");
     let p = params(outer, n_in, n_idx, inner);
-    launch(
+    INDEX_SELECT.dispatch(
         x.gpu,
-        &shaders::INDEX_SELECT,
-        "index_select",
         &[x.buffer(), idx.buffer(), y.buffer()],
         &p,
-        groups(n, shaders::INDEX_SELECT.wg),
+        Grid::threads(n),
     );
     y
 }
@@ -109,14 +115,7 @@ pub fn gpu_backward(
     let dx = GpuStorage::alloc(dy.gpu, n, "index_select_backward");
     let p = params(outer, n_in, n_idx, inner);
     let bufs = [dy.buffer(), idx.buffer(), dx.buffer()];
-    launch(
-        dy.gpu,
-        &shaders::INDEX_SELECT_BACKWARD,
-        "index_select_backward",
-        &bufs,
-        &p,
-        groups(n, shaders::INDEX_SELECT_BACKWARD.wg),
-    );
+    INDEX_SELECT_BACKWARD.dispatch(dy.gpu, &bufs, &p, Grid::threads(n));
     dx
 }
 

@@ -6,7 +6,7 @@
 //! Shapes: x any; mask broadcastable to x (expanded on the device first when it differs).
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -20,6 +20,11 @@ pub struct Params {
     value: f32,
     _pad: [u32; 2],
 }
+
+/// `masked_fill.wgsl`: x, mask → y.
+pub const MASKED_FILL: Kernel = Kernel::new::<Params>(&shaders::MASKED_FILL, "masked_fill", 4);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[MASKED_FILL];
 
 // ---- CPU reference ----
 
@@ -46,13 +51,11 @@ pub fn gpu_forward(x: &GpuStorage, mask: &GpuStorage, value: f32, n: usize) -> G
         value,
         _pad: [0; 2],
     };
-    launch(
+    MASKED_FILL.dispatch(
         x.gpu,
-        &shaders::MASKED_FILL,
-        "masked_fill",
         &[x.buffer(), mask.buffer(), y.buffer()],
         &p,
-        groups(n, shaders::MASKED_FILL.wg),
+        Grid::threads(n),
     );
     y
 }

@@ -23,7 +23,7 @@
 //! a composition of ten elementwise and reduction ops over the (N, S, K) activations, each a full pass.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -63,6 +63,14 @@ impl Dims {
         }
     }
 }
+
+/// `masked_pool.wgsl`: x, mask → masked mean and std.
+pub const MASKED_POOL: Kernel = Kernel::new::<Params>(&shaders::MASKED_POOL, "masked_pool", 4);
+/// `masked_pool_backward.wgsl`: dx.
+pub const MASKED_POOL_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::MASKED_POOL_BACKWARD, "masked_pool_backward", 5);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[MASKED_POOL, MASKED_POOL_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -126,13 +134,11 @@ pub fn cpu_backward<T: Real>(f: &[T], m: &[T], dout: &[T], d: Dims) -> Vec<T> {
 /// Launches masked_pool.wgsl → (2, N, K).
 pub fn gpu_forward(f: &GpuStorage, m: &GpuStorage, d: Dims) -> GpuStorage {
     let out = GpuStorage::alloc(f.gpu, 2 * d.n * d.k, "masked_pool");
-    launch(
+    MASKED_POOL.dispatch(
         f.gpu,
-        &shaders::MASKED_POOL,
-        "masked_pool",
         &[f.buffer(), m.buffer(), out.buffer()],
         &d.params(),
-        groups(d.n * d.k, shaders::MASKED_POOL.wg),
+        Grid::threads(d.n * d.k),
     );
     out
 }
@@ -140,13 +146,11 @@ pub fn gpu_forward(f: &GpuStorage, m: &GpuStorage, d: Dims) -> GpuStorage {
 /// Launches masked_pool_backward.wgsl → df (N, S, K).
 pub fn gpu_backward(f: &GpuStorage, m: &GpuStorage, dout: &GpuStorage, d: Dims) -> GpuStorage {
     let df = GpuStorage::alloc(f.gpu, d.n * d.s * d.k, "masked_pool_backward");
-    launch(
+    MASKED_POOL_BACKWARD.dispatch(
         f.gpu,
-        &shaders::MASKED_POOL_BACKWARD,
-        "masked_pool_backward",
         &[f.buffer(), m.buffer(), dout.buffer(), df.buffer()],
         &d.params(),
-        groups(d.n * d.k, shaders::MASKED_POOL_BACKWARD.wg),
+        Grid::threads(d.n * d.k),
     );
     df
 }

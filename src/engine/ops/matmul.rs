@@ -10,7 +10,7 @@
 //! workgroup memory). The CPU reference below is the naive triple loop (llm.c's `matmul_forward_naive`).
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::launch;
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::shape;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -42,6 +42,11 @@ pub struct Operand {
     /// Stored as the transpose of the logical matrix.
     pub trans: bool,
 }
+
+/// `matmul.wgsl`: C = A · B (tiled).
+pub const MATMUL: Kernel = Kernel::new::<Params>(&shaders::MATMUL, "matmul", 4);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[MATMUL];
 
 // ---- CPU reference ----
 
@@ -146,13 +151,11 @@ pub fn gpu_forward(
         trans_b: ob.trans as u32,
     };
     let wgs = batch * m.div_ceil(TILE) * n.div_ceil(TILE);
-    launch(
+    MATMUL.dispatch(
         a.gpu,
-        &shaders::MATMUL,
-        "matmul",
         &[a.buffer(), b.buffer(), c.buffer()],
         &p,
-        wgs as u32,
+        Grid::groups(wgs),
     );
     c
 }

@@ -17,7 +17,7 @@
 //! | dropout (seeded, inverted) | dropout.wgsl | dropout of dy with the same seed | dropout |
 //! | cross_entropy (weights, ignore index) | cross_entropy.wgsl | cross_entropy_backward.wgsl | cross_entropy |
 //! | temporal attention weights (L-TAE master query) | attention.wgsl | attention_backward.wgsl + matmul (dQ) | attention::cpu_scores |
-//! | temporal attention apply (heads concatenated) | attention_apply.wgsl | attention_apply_backward_{value,attn}.wgsl | attention::cpu_apply |
+//! | temporal attention apply (heads concatenated) | attention_apply.wgsl | attention_apply_backward_{value,attn}.wgsl | attention_apply::cpu_forward/backward |
 //! | temporal aggregation of skips (att_group/att_mean) | temporal_agg.wgsl | temporal_agg_backward_{x,attn}.wgsl | temporal_agg |
 //! | masked_mean_std (the PSE's pooling, its quirks) | masked_pool.wgsl | masked_pool_backward.wgsl | masked_pool |
 //! | group_norm | group_norm.wgsl | group_norm_backward_input.wgsl, group_norm_backward_weight.wgsl (dγ, dβ) | group_norm |
@@ -27,11 +27,14 @@
 //! | upsample_bilinear (align_corners = False) | upsample_bilinear.wgsl | upsample_bilinear_backward.wgsl | upsample |
 //! | avg_pool2d | avg_pool2d.wgsl | avg_pool2d_backward.wgsl | pool |
 //! | conv2d (stride, zero / reflect padding, bias) | conv2d.wgsl (tiled implicit GEMM) | conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl (+ reduce_sum), bias: sum | conv2d |
+//! | adam (the optimizer's update, in place) | adam.wgsl | none (not differentiated) | adam::cpu_step |
 //! | conv_transpose2d (stride, zero padding, bias) | conv2d_backward_input.wgsl (+ broadcast add) | conv2d.wgsl, conv2d_backward_weight.wgsl | conv_transpose2d |
 //!
 //! Every op has an f64 gradient check in its file and a row in `tests/gpu_parity.rs`.
 
+pub mod adam;
 pub mod attention;
+pub mod attention_apply;
 pub mod batch_norm;
 pub mod binary;
 pub mod conv2d;

@@ -13,7 +13,7 @@
 //! Saved for backward: only shapes and offsets. Kernels: `copy_strided.wgsl`; no backward kernels.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch, pack8};
+use crate::engine::kernel::{pack8, Grid, Kernel};
 use crate::engine::shape;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -47,6 +47,11 @@ pub struct StridedCopy {
     /// Destination strides.
     pub dst_strides: Vec<usize>,
 }
+
+/// `copy_strided.wgsl`: src (strided view) → dst (strided view).
+pub const COPY_STRIDED: Kernel = Kernel::new::<Params>(&shaders::COPY_STRIDED, "copy_strided", 3);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[COPY_STRIDED];
 
 // ---- CPU reference ----
 
@@ -83,14 +88,7 @@ pub fn gpu_copy_strided(src: &GpuStorage, dst: &GpuStorage, c: &StridedCopy) {
         src_strides: pack8(&st[0]),
         dst_strides: pack8(&st[1]),
     };
-    launch(
-        src.gpu,
-        &shaders::COPY_STRIDED,
-        "copy_strided",
-        &[src.buffer(), dst.buffer()],
-        &p,
-        groups(n, shaders::COPY_STRIDED.wg),
-    );
+    COPY_STRIDED.dispatch(src.gpu, &[src.buffer(), dst.buffer()], &p, Grid::threads(n));
 }
 
 /// A destination being filled by strided copies, on either device.

@@ -10,7 +10,7 @@
 //! `avg_pool2d_backward.wgsl` (a gather: one invocation per input pixel).
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -69,6 +69,14 @@ impl Dims {
     }
 }
 
+/// `avg_pool2d.wgsl`: x → y.
+pub const AVG_POOL2D: Kernel = Kernel::new::<Params>(&shaders::AVG_POOL2D, "avg_pool2d", 3);
+/// `avg_pool2d_backward.wgsl`: dy → dx.
+pub const AVG_POOL2D_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::AVG_POOL2D_BACKWARD, "avg_pool2d_backward", 3);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[AVG_POOL2D, AVG_POOL2D_BACKWARD];
+
 // ---- CPU reference ----
 
 /// x (N·C, H, W) → y (N·C, OH, OW).
@@ -119,14 +127,11 @@ pub fn gpu_forward(x: &GpuStorage, d: Dims) -> GpuStorage {
     let (oh, ow) = d.out();
     let n = d.nc * oh * ow;
     let y = GpuStorage::alloc(x.gpu, n, "avg_pool2d");
-    let wg = groups(n, shaders::AVG_POOL2D.wg);
-    launch(
+    AVG_POOL2D.dispatch(
         x.gpu,
-        &shaders::AVG_POOL2D,
-        "avg_pool2d",
         &[x.buffer(), y.buffer()],
         &d.params(),
-        wg,
+        Grid::threads(n),
     );
     y
 }
@@ -136,14 +141,11 @@ pub fn gpu_backward(dy: &GpuStorage, d: Dims) -> GpuStorage {
     let name = "avg_pool2d_backward";
     let n = d.nc * d.in_h * d.in_w;
     let dx = GpuStorage::alloc(dy.gpu, n, name);
-    let wg = groups(n, shaders::AVG_POOL2D_BACKWARD.wg);
-    launch(
+    AVG_POOL2D_BACKWARD.dispatch(
         dy.gpu,
-        &shaders::AVG_POOL2D_BACKWARD,
-        name,
         &[dy.buffer(), dx.buffer()],
         &d.params(),
-        wg,
+        Grid::threads(n),
     );
     dx
 }

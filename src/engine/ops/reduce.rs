@@ -11,7 +11,7 @@
 //! of a two-pass sum when a long axis reduces to few outputs), `reduce_max.wgsl`, `reduce_max_backward.wgsl`.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::pool::PooledBuffer;
 use crate::engine::real::Real;
 use crate::engine::shape;
@@ -45,6 +45,16 @@ pub struct MaxParams {
 /// the float32 rounding of a long sum near that of a pairwise sum: a bias gradient over 4,608 rows (PSE's mlp1,
 /// exactly 0 in exact arithmetic) is 1.7e-6 with chunks of 1024 and 1e-8 with 32, PyTorch's level.
 pub const SUM_CHUNK: usize = 32;
+
+/// `reduce_sum.wgsl`: x (outer, R, inner) → y (outer, inner), fixed-order sums of chunks.
+pub const REDUCE_SUM: Kernel = Kernel::new::<SumParams>(&shaders::REDUCE_SUM, "reduce_sum", 3);
+/// `reduce_max.wgsl`: x (outer, R, inner) → max and argmax (outer, inner).
+pub const REDUCE_MAX: Kernel = Kernel::new::<MaxParams>(&shaders::REDUCE_MAX, "reduce_max", 4);
+/// `reduce_max_backward.wgsl`: dy, argmax → dx (outer, R, inner).
+pub const REDUCE_MAX_BACKWARD: Kernel =
+    Kernel::new::<MaxParams>(&shaders::REDUCE_MAX_BACKWARD, "reduce_max_backward", 4);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[REDUCE_SUM, REDUCE_MAX, REDUCE_MAX_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -128,14 +138,7 @@ fn launch_sum(x: &GpuStorage, outer: usize, r: usize, inner: usize, chunk: usize
         nchunks: nchunks as u32,
         _pad: [0; 3],
     };
-    launch(
-        x.gpu,
-        &shaders::REDUCE_SUM,
-        "reduce_sum",
-        &[x.buffer(), y.buffer()],
-        &p,
-        groups(n, shaders::REDUCE_SUM.wg),
-    );
+    REDUCE_SUM.dispatch(x.gpu, &[x.buffer(), y.buffer()], &p, Grid::threads(n));
     y
 }
 
@@ -155,20 +158,18 @@ pub fn gpu_sum(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> GpuStora
 pub fn gpu_max(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> (GpuStorage, PooledBuffer) {
     let n = outer * inner;
     let y = GpuStorage::alloc(x.gpu, n, "reduce_max");
-    let idx = PooledBuffer::new(x.gpu, 4 * n as u64);
+    let idx = PooledBuffer::new(&x.gpu.pool, &x.gpu.device, 4 * n as u64);
     let p = MaxParams {
         outer: outer as u32,
         r: r as u32,
         inner: inner as u32,
         _pad: 0,
     };
-    launch(
+    REDUCE_MAX.dispatch(
         x.gpu,
-        &shaders::REDUCE_MAX,
-        "reduce_max",
         &[x.buffer(), y.buffer(), idx.buffer()],
         &p,
-        groups(n, shaders::REDUCE_MAX.wg),
+        Grid::threads(n),
     );
     (y, idx)
 }
@@ -190,14 +191,7 @@ pub fn gpu_max_backward(
         _pad: 0,
     };
     let bufs = [dy.buffer(), idx.buffer(), dx.buffer()];
-    launch(
-        dy.gpu,
-        &shaders::REDUCE_MAX_BACKWARD,
-        "reduce_max_backward",
-        &bufs,
-        &p,
-        groups(n, shaders::REDUCE_MAX_BACKWARD.wg),
-    );
+    REDUCE_MAX_BACKWARD.dispatch(dy.gpu, &bufs, &p, Grid::threads(n));
     dx
 }
 

@@ -6,22 +6,28 @@
 //! The four pieces of every op, in order:
 //! 1. **CPU reference**: plain loops, generic over f32/f64 ([`Real`]) so the gradient check runs in f64.
 //!    It is the truth the GPU is checked against.
-//! 2. **GPU**: `relu.wgsl` (forward) and `relu_backward.wgsl` (backward), launched through
-//!    `engine::kernel::launch` with a `#[repr(C)]` `Params` that mirrors the shader's `struct Params`.
+//! 2. **GPU**: `relu.wgsl` (forward) and `relu_backward.wgsl` (backward), declared as [`Kernel`]s (file,
+//!    entry point, bindings, `Params` type) and launched through [`Kernel::dispatch`], the one dispatch path,
+//!    with a `#[repr(C)]` `Params` that mirrors the shader's `struct Params`.
 //! 3. **Autograd**: `Tensor::relu` runs the forward on the tensor's device and records a [`Backward`] that
 //!    saved `x`; its `backward` runs the backward on the same device.
 //! 4. **Tests**: an exact-value case, an f64 gradcheck (below), and a row in `tests/gpu_parity.rs`.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::ParamsN;
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
 
-/// Threads per workgroup; equals `WG` in relu.wgsl and relu_backward.wgsl (checked by the shader tests).
-pub const WG: u32 = 256;
+/// relu.wgsl: x (n) → y (n). Three bindings: x, y, params.
+pub const RELU: Kernel = Kernel::new::<ParamsN>(&shaders::RELU, "relu", 3);
+/// relu_backward.wgsl: x (n), dy (n) → dx (n).
+pub const RELU_BACKWARD: Kernel =
+    Kernel::new::<ParamsN>(&shaders::RELU_BACKWARD, "relu_backward", 4);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[RELU, RELU_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -45,14 +51,8 @@ pub fn cpu_backward<T: Real>(x: &[T], dy: &[T]) -> Vec<T> {
 /// Launches relu.wgsl: x (n) → y (n).
 pub fn gpu_forward(x: &GpuStorage, n: usize) -> GpuStorage {
     let y = GpuStorage::alloc(x.gpu, n, "relu");
-    launch(
-        x.gpu,
-        &shaders::RELU,
-        "relu",
-        &[x.buffer(), y.buffer()],
-        &ParamsN::new(n),
-        groups(n, WG),
-    );
+    let bufs = [x.buffer(), y.buffer()];
+    RELU.dispatch(x.gpu, &bufs, &ParamsN::new(n), Grid::threads(n));
     y
 }
 
@@ -60,14 +60,7 @@ pub fn gpu_forward(x: &GpuStorage, n: usize) -> GpuStorage {
 pub fn gpu_backward(x: &GpuStorage, dy: &GpuStorage, n: usize) -> GpuStorage {
     let dx = GpuStorage::alloc(x.gpu, n, "relu_backward");
     let bufs = [x.buffer(), dy.buffer(), dx.buffer()];
-    launch(
-        x.gpu,
-        &shaders::RELU_BACKWARD,
-        "relu_backward",
-        &bufs,
-        &ParamsN::new(n),
-        groups(n, WG),
-    );
+    RELU_BACKWARD.dispatch(x.gpu, &bufs, &ParamsN::new(n), Grid::threads(n));
     dx
 }
 

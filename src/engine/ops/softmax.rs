@@ -6,7 +6,7 @@
 //! Kernels: `softmax.wgsl`, `softmax_backward.wgsl` (one invocation per row).
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::shape;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -22,6 +22,14 @@ pub struct Params {
     inner: u32,
     _pad: u32,
 }
+
+/// `softmax.wgsl`: x → y along an axis.
+pub const SOFTMAX: Kernel = Kernel::new::<Params>(&shaders::SOFTMAX, "softmax", 3);
+/// `softmax_backward.wgsl`: y, dy → dx.
+pub const SOFTMAX_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::SOFTMAX_BACKWARD, "softmax_backward", 4);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[SOFTMAX, SOFTMAX_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -80,13 +88,11 @@ fn params(outer: usize, r: usize, inner: usize) -> Params {
 pub fn gpu_forward(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> GpuStorage {
     let y = GpuStorage::alloc(x.gpu, outer * r * inner, "softmax");
     let p = params(outer, r, inner);
-    launch(
+    SOFTMAX.dispatch(
         x.gpu,
-        &shaders::SOFTMAX,
-        "softmax",
         &[x.buffer(), y.buffer()],
         &p,
-        groups(outer * inner, shaders::SOFTMAX.wg),
+        Grid::threads(outer * inner),
     );
     y
 }
@@ -102,14 +108,7 @@ pub fn gpu_backward(
     let dx = GpuStorage::alloc(y.gpu, outer * r * inner, "softmax_backward");
     let p = params(outer, r, inner);
     let bufs = [y.buffer(), dy.buffer(), dx.buffer()];
-    launch(
-        y.gpu,
-        &shaders::SOFTMAX_BACKWARD,
-        "softmax_backward",
-        &bufs,
-        &p,
-        groups(outer * inner, shaders::SOFTMAX_BACKWARD.wg),
-    );
+    SOFTMAX_BACKWARD.dispatch(y.gpu, &bufs, &p, Grid::threads(outer * inner));
     dx
 }
 

@@ -8,7 +8,7 @@
 //! multiplication happen before, with their own ops (bilinear resize, mul).
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -53,6 +53,27 @@ impl Dims {
         }
     }
 }
+
+/// `temporal_agg.wgsl`: x, attn → out.
+pub const TEMPORAL_AGG: Kernel = Kernel::new::<Params>(&shaders::TEMPORAL_AGG, "temporal_agg", 4);
+/// `temporal_agg_backward_x.wgsl`: dx.
+pub const TEMPORAL_AGG_BACKWARD_X: Kernel = Kernel::new::<Params>(
+    &shaders::TEMPORAL_AGG_BACKWARD_X,
+    "temporal_agg_backward_x",
+    4,
+);
+/// `temporal_agg_backward_attn.wgsl`: dattn.
+pub const TEMPORAL_AGG_BACKWARD_ATTN: Kernel = Kernel::new::<Params>(
+    &shaders::TEMPORAL_AGG_BACKWARD_ATTN,
+    "temporal_agg_backward_attn",
+    4,
+);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[
+    TEMPORAL_AGG,
+    TEMPORAL_AGG_BACKWARD_X,
+    TEMPORAL_AGG_BACKWARD_ATTN,
+];
 
 // ---- CPU reference ----
 
@@ -102,13 +123,11 @@ pub fn cpu_backward<T: Real>(x: &[T], a: &[T], dy: &[T], d: Dims) -> (Vec<T>, Ve
 pub fn gpu_forward(x: &GpuStorage, a: &GpuStorage, d: Dims) -> GpuStorage {
     let n = d.batch * d.c * d.s;
     let y = GpuStorage::alloc(x.gpu, n, "temporal_agg");
-    launch(
+    TEMPORAL_AGG.dispatch(
         x.gpu,
-        &shaders::TEMPORAL_AGG,
-        "temporal_agg",
         &[x.buffer(), a.buffer(), y.buffer()],
         &d.params(),
-        groups(n, shaders::TEMPORAL_AGG.wg),
+        Grid::threads(n),
     );
     y
 }
@@ -123,23 +142,19 @@ pub fn gpu_backward(
     let p = d.params();
     let nx = d.batch * d.t * d.c * d.s;
     let dx = GpuStorage::alloc(x.gpu, nx, "temporal_agg_backward_x");
-    launch(
+    TEMPORAL_AGG_BACKWARD_X.dispatch(
         x.gpu,
-        &shaders::TEMPORAL_AGG_BACKWARD_X,
-        "temporal_agg_backward_x",
         &[a.buffer(), dy.buffer(), dx.buffer()],
         &p,
-        groups(nx, shaders::TEMPORAL_AGG_BACKWARD_X.wg),
+        Grid::threads(nx),
     );
     let na = d.groups * d.batch * d.t * d.s;
     let da = GpuStorage::alloc(x.gpu, na, "temporal_agg_backward_attn");
-    launch(
+    TEMPORAL_AGG_BACKWARD_ATTN.dispatch(
         x.gpu,
-        &shaders::TEMPORAL_AGG_BACKWARD_ATTN,
-        "temporal_agg_backward_attn",
         &[x.buffer(), dy.buffer(), da.buffer()],
         &p,
-        groups(na, shaders::TEMPORAL_AGG_BACKWARD_ATTN.wg),
+        Grid::threads(na),
     );
     (dx, da)
 }

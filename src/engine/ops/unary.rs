@@ -14,14 +14,71 @@
 //! `unary_backward.wgsl` (`<op>_backward`); the family shares one file pair because each op is one line.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
 
-/// Threads per workgroup (= `WG` in unary.wgsl and unary_backward.wgsl).
-pub const WG: u32 = 256;
+// One kernel per entry point: x (n) → y (n) in unary.wgsl (3 bindings), s (n), dy (n) → dx (n) in
+// unary_backward.wgsl (4 bindings).
+/// unary.wgsl `leaky_relu_forward`.
+pub const LEAKY_RELU_FORWARD: Kernel =
+    Kernel::new::<Params>(&shaders::UNARY, "leaky_relu_forward", 3);
+/// unary.wgsl `sigmoid_forward`.
+pub const SIGMOID_FORWARD: Kernel = Kernel::new::<Params>(&shaders::UNARY, "sigmoid_forward", 3);
+/// unary.wgsl `tanh_forward`.
+pub const TANH_FORWARD: Kernel = Kernel::new::<Params>(&shaders::UNARY, "tanh_forward", 3);
+/// unary.wgsl `exp_forward`.
+pub const EXP_FORWARD: Kernel = Kernel::new::<Params>(&shaders::UNARY, "exp_forward", 3);
+/// unary.wgsl `log_forward`.
+pub const LOG_FORWARD: Kernel = Kernel::new::<Params>(&shaders::UNARY, "log_forward", 3);
+/// unary.wgsl `sqrt_forward`.
+pub const SQRT_FORWARD: Kernel = Kernel::new::<Params>(&shaders::UNARY, "sqrt_forward", 3);
+/// unary.wgsl `softplus_forward`.
+pub const SOFTPLUS_FORWARD: Kernel = Kernel::new::<Params>(&shaders::UNARY, "softplus_forward", 3);
+/// unary.wgsl `add_scalar`.
+pub const ADD_SCALAR: Kernel = Kernel::new::<Params>(&shaders::UNARY, "add_scalar", 3);
+/// unary.wgsl `mul_scalar`.
+pub const MUL_SCALAR: Kernel = Kernel::new::<Params>(&shaders::UNARY, "mul_scalar", 3);
+/// unary_backward.wgsl `leaky_relu_backward`.
+pub const LEAKY_RELU_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::UNARY_BACKWARD, "leaky_relu_backward", 4);
+/// unary_backward.wgsl `sigmoid_backward`.
+pub const SIGMOID_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::UNARY_BACKWARD, "sigmoid_backward", 4);
+/// unary_backward.wgsl `tanh_backward`.
+pub const TANH_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::UNARY_BACKWARD, "tanh_backward", 4);
+/// unary_backward.wgsl `exp_backward`.
+pub const EXP_BACKWARD: Kernel = Kernel::new::<Params>(&shaders::UNARY_BACKWARD, "exp_backward", 4);
+/// unary_backward.wgsl `log_backward`.
+pub const LOG_BACKWARD: Kernel = Kernel::new::<Params>(&shaders::UNARY_BACKWARD, "log_backward", 4);
+/// unary_backward.wgsl `sqrt_backward`.
+pub const SQRT_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::UNARY_BACKWARD, "sqrt_backward", 4);
+/// unary_backward.wgsl `softplus_backward`.
+pub const SOFTPLUS_BACKWARD: Kernel =
+    Kernel::new::<Params>(&shaders::UNARY_BACKWARD, "softplus_backward", 4);
+/// This family's kernels.
+pub const KERNELS: &[Kernel] = &[
+    LEAKY_RELU_FORWARD,
+    SIGMOID_FORWARD,
+    TANH_FORWARD,
+    EXP_FORWARD,
+    LOG_FORWARD,
+    SQRT_FORWARD,
+    SOFTPLUS_FORWARD,
+    ADD_SCALAR,
+    MUL_SCALAR,
+    LEAKY_RELU_BACKWARD,
+    SIGMOID_BACKWARD,
+    TANH_BACKWARD,
+    EXP_BACKWARD,
+    LOG_BACKWARD,
+    SQRT_BACKWARD,
+    SOFTPLUS_BACKWARD,
+];
 
 /// One op of the family, with its scalar parameter where it has one.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -170,65 +227,60 @@ impl Unary {
 
     // ---- GPU ----
 
-    /// Launches `<op>_forward` (or add_scalar / mul_scalar) of unary.wgsl. x (n) → y (n).
-    pub fn gpu_forward(self, x: &GpuStorage, n: usize) -> GpuStorage {
-        let entry = match self {
-            Unary::LeakyRelu(_) => "leaky_relu_forward",
-            Unary::Sigmoid => "sigmoid_forward",
-            Unary::Tanh => "tanh_forward",
-            Unary::Exp => "exp_forward",
-            Unary::Log => "log_forward",
-            Unary::Sqrt => "sqrt_forward",
-            Unary::Softplus => "softplus_forward",
-            Unary::AddScalar(_) => "add_scalar",
-            Unary::MulScalar(_) => "mul_scalar",
-        };
-        let y = GpuStorage::alloc(x.gpu, n, entry);
-        let p = Params {
-            n: n as u32,
+    /// Its entry point of unary.wgsl.
+    pub fn forward_kernel(self) -> Kernel {
+        match self {
+            Unary::LeakyRelu(_) => LEAKY_RELU_FORWARD,
+            Unary::Sigmoid => SIGMOID_FORWARD,
+            Unary::Tanh => TANH_FORWARD,
+            Unary::Exp => EXP_FORWARD,
+            Unary::Log => LOG_FORWARD,
+            Unary::Sqrt => SQRT_FORWARD,
+            Unary::Softplus => SOFTPLUS_FORWARD,
+            Unary::AddScalar(_) => ADD_SCALAR,
+            Unary::MulScalar(_) => MUL_SCALAR,
+        }
+    }
+
+    /// Its entry point of unary_backward.wgsl; `None` for the scalar ops, whose backwards are compositions.
+    pub fn backward_kernel(self) -> Option<Kernel> {
+        match self {
+            Unary::LeakyRelu(_) => Some(LEAKY_RELU_BACKWARD),
+            Unary::Sigmoid => Some(SIGMOID_BACKWARD),
+            Unary::Tanh => Some(TANH_BACKWARD),
+            Unary::Exp => Some(EXP_BACKWARD),
+            Unary::Log => Some(LOG_BACKWARD),
+            Unary::Sqrt => Some(SQRT_BACKWARD),
+            Unary::Softplus => Some(SOFTPLUS_BACKWARD),
+            Unary::AddScalar(_) | Unary::MulScalar(_) => None,
+        }
+    }
+
+    fn params(self, n: usize) -> Params {
+        Params {
+            n: u32::try_from(n).expect("element count overflows u32"),
             a: self.param(),
             _pad: [0; 2],
-        };
-        launch(
-            x.gpu,
-            &shaders::UNARY,
-            entry,
-            &[x.buffer(), y.buffer()],
-            &p,
-            groups(n, WG),
-        );
+        }
+    }
+
+    /// Launches the op's entry point of unary.wgsl. x (n) → y (n).
+    pub fn gpu_forward(self, x: &GpuStorage, n: usize) -> GpuStorage {
+        let k = self.forward_kernel();
+        let y = GpuStorage::alloc(x.gpu, n, k.entry);
+        let bufs = [x.buffer(), y.buffer()];
+        k.dispatch(x.gpu, &bufs, &self.params(n), Grid::threads(n));
         y
     }
 
     /// Launches `<op>_backward` of unary_backward.wgsl (the ops that have one). s, dy (n) → dx (n).
     pub fn gpu_backward(self, s: &GpuStorage, dy: &GpuStorage, n: usize) -> GpuStorage {
-        let entry = match self {
-            Unary::LeakyRelu(_) => "leaky_relu_backward",
-            Unary::Sigmoid => "sigmoid_backward",
-            Unary::Tanh => "tanh_backward",
-            Unary::Exp => "exp_backward",
-            Unary::Log => "log_backward",
-            Unary::Sqrt => "sqrt_backward",
-            Unary::Softplus => "softplus_backward",
-            Unary::AddScalar(_) | Unary::MulScalar(_) => {
-                unreachable!("scalar ops have composed backwards (see the module doc)")
-            }
-        };
-        let dx = GpuStorage::alloc(s.gpu, n, entry);
-        let p = Params {
-            n: n as u32,
-            a: self.param(),
-            _pad: [0; 2],
-        };
+        let k = self
+            .backward_kernel()
+            .expect("scalar ops have composed backwards (see the module doc)");
+        let dx = GpuStorage::alloc(s.gpu, n, k.entry);
         let bufs = [s.buffer(), dy.buffer(), dx.buffer()];
-        launch(
-            s.gpu,
-            &shaders::UNARY_BACKWARD,
-            entry,
-            &bufs,
-            &p,
-            groups(n, WG),
-        );
+        k.dispatch(s.gpu, &bufs, &self.params(n), Grid::threads(n));
         dx
     }
 }

@@ -18,7 +18,7 @@
 //! one invocation per input pixel scans the few outputs that can read it). Shapes: x (N, C, H, W) → (N, C, OH, OW).
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{groups, launch};
+use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -90,6 +90,18 @@ pub fn taps<T: Real>(input: usize, output: usize) -> Vec<(usize, usize, T, T)> {
         .collect()
 }
 
+/// `upsample_bilinear.wgsl`: x → y.
+pub const UPSAMPLE_BILINEAR: Kernel =
+    Kernel::new::<Params>(&shaders::UPSAMPLE_BILINEAR, "upsample_bilinear", 3);
+/// `upsample_bilinear_backward.wgsl`: dy → dx.
+pub const UPSAMPLE_BILINEAR_BACKWARD: Kernel = Kernel::new::<Params>(
+    &shaders::UPSAMPLE_BILINEAR_BACKWARD,
+    "upsample_bilinear_backward",
+    3,
+);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[UPSAMPLE_BILINEAR, UPSAMPLE_BILINEAR_BACKWARD];
+
 // ---- CPU reference ----
 
 /// x (N·C, H, W) → y (N·C, OH, OW).
@@ -136,15 +148,7 @@ pub fn gpu_forward(x: &GpuStorage, d: Dims) -> GpuStorage {
     let n = d.nc * d.out_h * d.out_w;
     let y = GpuStorage::alloc(x.gpu, n, "upsample_bilinear");
     let bufs = [x.buffer(), y.buffer()];
-    let wg = groups(n, shaders::UPSAMPLE_BILINEAR.wg);
-    launch(
-        x.gpu,
-        &shaders::UPSAMPLE_BILINEAR,
-        "upsample_bilinear",
-        &bufs,
-        &d.params(),
-        wg,
-    );
+    UPSAMPLE_BILINEAR.dispatch(x.gpu, &bufs, &d.params(), Grid::threads(n));
     y
 }
 
@@ -154,15 +158,7 @@ pub fn gpu_backward(dy: &GpuStorage, d: Dims) -> GpuStorage {
     let n = d.nc * d.in_h * d.in_w;
     let dx = GpuStorage::alloc(dy.gpu, n, name);
     let bufs = [dy.buffer(), dx.buffer()];
-    let wg = groups(n, shaders::UPSAMPLE_BILINEAR_BACKWARD.wg);
-    launch(
-        dy.gpu,
-        &shaders::UPSAMPLE_BILINEAR_BACKWARD,
-        name,
-        &bufs,
-        &d.params(),
-        wg,
-    );
+    UPSAMPLE_BILINEAR_BACKWARD.dispatch(dy.gpu, &bufs, &d.params(), Grid::threads(n));
     dx
 }
 

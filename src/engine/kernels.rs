@@ -1,0 +1,239 @@
+//! Every kernel of the crate in one list, and the naga tests that check each of them without a GPU.
+//!
+//! Each op declares its kernels beside its `Params` (`engine/ops/<op>.rs`: `pub const KERNELS`); [`all`]
+//! collects them. The tests below (naga's `example_wgsl.rs` pattern, made stricter) check, for every file of
+//! `src/shaders/` and every kernel:
+//! - the file parses and validates with **no optional capability** (a shader that silently needs f64, f16 or
+//!   subgroups fails here rather than on a user's machine), and translates to SPIR-V (Vulkan), MSL (Metal)
+//!   and HLSL (DX12);
+//! - every `.wgsl` file is registered in `shaders::ALL` and used by some kernel, and every entry point of a
+//!   file is some kernel's;
+//! - each kernel's workgroup size equals the entry point's `@workgroup_size`, its `Params` size equals the
+//!   WGSL `struct Params` span (padded to 16 bytes), its binding count equals the file's bindings (storage
+//!   buffers 0..n-1, the uniform `params` last, all in group 0), and every entry point uses every binding.
+
+use crate::engine::kernel::Kernel;
+use crate::engine::ops;
+
+/// Every kernel of every op (and of the optimizer's update), in catalogue order.
+pub fn all() -> Vec<Kernel> {
+    [
+        ops::relu::KERNELS,
+        ops::unary::KERNELS,
+        ops::binary::KERNELS,
+        ops::movement::KERNELS,
+        ops::reduce::KERNELS,
+        ops::softmax::KERNELS,
+        ops::matmul::KERNELS,
+        ops::index_select::KERNELS,
+        ops::masked_fill::KERNELS,
+        ops::dropout::KERNELS,
+        ops::cross_entropy::KERNELS,
+        ops::conv2d::KERNELS,
+        ops::attention::KERNELS,
+        ops::attention_apply::KERNELS,
+        ops::temporal_agg::KERNELS,
+        ops::masked_pool::KERNELS,
+        ops::group_norm::KERNELS,
+        ops::batch_norm::KERNELS,
+        ops::upsample::KERNELS,
+        ops::pool::KERNELS,
+        ops::adam::KERNELS,
+    ]
+    .concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+    use super::*;
+    use crate::shaders::{self, Wgsl};
+
+    fn parse(s: &Wgsl) -> (naga::Module, naga::valid::ModuleInfo) {
+        let module = naga::front::wgsl::parse_str(s.source).unwrap_or_else(|e| {
+            panic!(
+                "{}.wgsl does not parse:\n{}",
+                s.name,
+                e.emit_to_string(s.source)
+            )
+        });
+        // Minimal capabilities: plain f32 compute needs none.
+        let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}.wgsl does not validate:\n{}",
+                    s.name,
+                    e.emit_to_string(s.source)
+                )
+            });
+        (module, info)
+    }
+
+    #[test]
+    fn every_shader_validates_and_translates_to_spirv_msl_hlsl() {
+        for s in shaders::ALL {
+            let (module, info) = parse(s);
+            naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
+                .unwrap_or_else(|e| panic!("{}.wgsl → SPIR-V (Vulkan): {e}", s.name));
+            naga::back::msl::write_string(
+                &module,
+                &info,
+                &naga::back::msl::Options::default(),
+                &naga::back::msl::PipelineOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{}.wgsl → MSL (Metal): {e}", s.name));
+            let mut hlsl = String::new();
+            let opts = naga::back::hlsl::Options::default();
+            let popts = naga::back::hlsl::PipelineOptions::default();
+            naga::back::hlsl::Writer::new(&mut hlsl, &opts, &popts)
+                .write(&module, &info, None)
+                .unwrap_or_else(|e| panic!("{}.wgsl → HLSL (DX12): {e}", s.name));
+        }
+    }
+
+    #[test]
+    fn every_wgsl_file_is_registered_once_and_used_by_a_kernel() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/shaders");
+        let files: BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.unwrap().path();
+                (p.extension()? == "wgsl")
+                    .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+            })
+            .collect();
+        let registered: Vec<&str> = shaders::ALL.iter().map(|s| s.name).collect();
+        let unique: BTreeSet<String> = registered.iter().map(|s| s.to_string()).collect();
+        assert_eq!(unique.len(), registered.len(), "a file is registered twice");
+        assert_eq!(files, unique, "src/shaders/*.wgsl and shaders::ALL differ");
+        let used: BTreeSet<String> = all().iter().map(|k| k.shader.name.to_string()).collect();
+        assert_eq!(
+            files, used,
+            "files without a kernel (or kernels of unknown files)"
+        );
+    }
+
+    #[test]
+    fn every_entry_point_is_a_kernel_and_every_kernel_an_entry_point() {
+        let mut by_file: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        for k in all() {
+            assert!(
+                by_file.entry(k.shader.name).or_default().insert(k.entry),
+                "{}::{} declared twice",
+                k.shader.name,
+                k.entry
+            );
+        }
+        for s in shaders::ALL {
+            let (module, _) = parse(s);
+            let eps: BTreeSet<&str> = module
+                .entry_points
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect();
+            let declared = by_file.get(s.name).cloned().unwrap_or_default();
+            assert_eq!(
+                eps, declared,
+                "{}.wgsl: entry points vs declared kernels",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn workgroup_size_params_and_bindings_match_the_rust_side() {
+        for k in all() {
+            let s = k.shader;
+            let (module, info) = parse(s);
+            let (ep_index, ep) = module
+                .entry_points
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.name == k.entry)
+                .unwrap_or_else(|| panic!("{}.wgsl has no entry point {}", s.name, k.entry));
+            assert_eq!(
+                ep.workgroup_size,
+                [k.wg, 1, 1],
+                "{}::{}: workgroup size",
+                s.name,
+                k.entry
+            );
+            // Params span = size_of Rust Params.
+            let params = module
+                .types
+                .iter()
+                .find(|(_, t)| t.name.as_deref() == Some("Params"))
+                .unwrap_or_else(|| panic!("{}.wgsl has no struct Params", s.name));
+            let span = match params.1.inner {
+                naga::TypeInner::Struct { span, .. } => span as usize,
+                _ => panic!("{}: Params is not a struct", s.name),
+            };
+            assert_eq!(
+                span, k.params_bytes,
+                "{}::{}: WGSL Params is {span} bytes, Rust Params {}",
+                s.name, k.entry, k.params_bytes
+            );
+            assert_eq!(
+                span % 16,
+                0,
+                "{}: Params must be padded to 16 bytes",
+                s.name
+            );
+            // Bindings 0..n-1 storage, n-1 the uniform `params`; all in group 0.
+            let mut globals: Vec<(u32, naga::AddressSpace, String)> = module
+                .global_variables
+                .iter()
+                .filter_map(|(_, g)| {
+                    let b = g.binding.as_ref()?;
+                    assert_eq!(b.group, 0, "{}: {:?} not in group 0", s.name, g.name);
+                    Some((b.binding, g.space, g.name.clone().unwrap_or_default()))
+                })
+                .collect();
+            globals.sort_by_key(|g| g.0);
+            let n = globals.len() as u32;
+            assert_eq!(
+                n, k.bindings,
+                "{}::{}: {n} bindings in WGSL, {} declared",
+                s.name, k.entry, k.bindings
+            );
+            for (i, g) in globals.iter().enumerate() {
+                assert_eq!(
+                    g.0, i as u32,
+                    "{}: binding numbers must be 0..n without gaps",
+                    s.name
+                );
+                let last = i as u32 == n - 1;
+                assert_eq!(
+                    matches!(g.1, naga::AddressSpace::Uniform),
+                    last,
+                    "{}: only the last binding is the uniform",
+                    s.name
+                );
+                if last {
+                    assert_eq!(
+                        g.2, "params",
+                        "{}: the uniform must be named params",
+                        s.name
+                    );
+                }
+            }
+            // The entry point uses every binding (the derived pipeline layout then has all of them).
+            let ep_info = info.get_entry_point(ep_index);
+            for (h, g) in module.global_variables.iter() {
+                if g.binding.is_some() {
+                    assert!(
+                        !ep_info[h].is_empty(),
+                        "{}::{} does not use binding {:?}: every entry point must use every binding",
+                        s.name,
+                        k.entry,
+                        g.name
+                    );
+                }
+            }
+        }
+    }
+}
