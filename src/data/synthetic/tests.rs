@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::patch::yyyymmdd;
 use super::*;
 use crate::data::npy;
 use crate::data::pastis::{PastisDataset, PastisOptions, Target};
