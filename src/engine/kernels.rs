@@ -144,6 +144,32 @@ mod tests {
         }
     }
 
+    /// The text of `fn name(...) { ... }` in `source` (up to the closing brace at column 0).
+    fn function_text<'a>(source: &'a str, name: &str) -> Option<&'a str> {
+        let start = source.find(&format!("fn {name}("))?;
+        let end = start + source[start..].find("\n}")? + 2;
+        Some(&source[start..end])
+    }
+
+    #[test]
+    fn every_copy_of_pcg_hash_is_the_same() {
+        // WGSL has no includes: the dropout hash is copied into each shader that drops (dropout,
+        // attention, attention_backward). The CPU twin is engine::rng::hash_u32; the GPU parity tests check
+        // the masks agree. Here: the copies are byte-identical, so they cannot drift apart.
+        let copies: Vec<(&str, &str)> = shaders::ALL
+            .iter()
+            .filter_map(|s| Some((s.name, function_text(s.source, "pcg_hash")?)))
+            .collect();
+        assert!(copies.len() >= 3, "pcg_hash copies found: {copies:?}");
+        for (name, text) in &copies {
+            assert_eq!(
+                *text, copies[0].1,
+                "{name}.wgsl's pcg_hash differs from {}.wgsl's",
+                copies[0].0
+            );
+        }
+    }
+
     #[test]
     fn workgroup_size_params_and_bindings_match_the_rust_side() {
         for k in all() {

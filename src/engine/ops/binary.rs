@@ -12,7 +12,6 @@
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{pack8, Grid, Kernel};
-use crate::engine::ops::unary::{self, Unary};
 use crate::engine::real::Real;
 use crate::engine::shape;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -284,46 +283,6 @@ impl Tensor {
     pub fn div(&self, other: &Tensor) -> Tensor {
         apply(BinaryOp::Div, self, other)
     }
-    /// `-self`.
-    pub fn neg(&self) -> Tensor {
-        unary::apply(Unary::MulScalar(-1.0), self)
-    }
-    /// `self + a`.
-    pub fn add_scalar(&self, a: f32) -> Tensor {
-        unary::apply(Unary::AddScalar(a), self)
-    }
-    /// `self * a`.
-    pub fn mul_scalar(&self, a: f32) -> Tensor {
-        unary::apply(Unary::MulScalar(a), self)
-    }
-    /// `x > 0 ? x : slope * x`.
-    pub fn leaky_relu(&self, slope: f32) -> Tensor {
-        unary::apply(Unary::LeakyRelu(slope), self)
-    }
-    /// Logistic sigmoid.
-    pub fn sigmoid(&self) -> Tensor {
-        unary::apply(Unary::Sigmoid, self)
-    }
-    /// tanh.
-    pub fn tanh(&self) -> Tensor {
-        unary::apply(Unary::Tanh, self)
-    }
-    /// e^x.
-    pub fn exp(&self) -> Tensor {
-        unary::apply(Unary::Exp, self)
-    }
-    /// ln x.
-    pub fn log(&self) -> Tensor {
-        unary::apply(Unary::Log, self)
-    }
-    /// √x.
-    pub fn sqrt(&self) -> Tensor {
-        unary::apply(Unary::Sqrt, self)
-    }
-    /// ln(1 + e^x) (PyTorch Softplus, beta 1, threshold 20).
-    pub fn softplus(&self) -> Tensor {
-        unary::apply(Unary::Softplus, self)
-    }
 }
 
 macro_rules! operator {
@@ -416,35 +375,6 @@ mod tests {
                     },
                 );
             }
-        }
-    }
-
-    #[test]
-    fn gradcheck_f64_unary_family() {
-        for op in Unary::ALL {
-            // Positive inputs for log/sqrt; away from leaky_relu's kink; one value above softplus' threshold.
-            let mut x = random_vec(13, 0.2, 3.0, 5);
-            if matches!(op, Unary::LeakyRelu(_) | Unary::Tanh | Unary::Sigmoid) {
-                x.iter_mut().enumerate().for_each(|(i, v)| {
-                    if i % 2 == 0 {
-                        *v = -*v
-                    }
-                });
-            }
-            if op == Unary::Softplus {
-                x[0] = 25.0;
-            }
-            gradcheck(
-                op.name(),
-                &[x],
-                &[],
-                |i| op.cpu_forward(&i[0]),
-                |i, g| {
-                    let y = op.cpu_forward(&i[0]);
-                    let s = if op.saves_output() { &y } else { &i[0] };
-                    vec![op.cpu_backward(s, g)]
-                },
-            );
         }
     }
 }

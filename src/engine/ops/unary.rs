@@ -334,3 +334,115 @@ impl Backward for UnaryBackward {
         vec![Some(dx)]
     }
 }
+
+impl Tensor {
+    /// `-self`.
+    pub fn neg(&self) -> Tensor {
+        apply(Unary::MulScalar(-1.0), self)
+    }
+    /// `self + a`.
+    pub fn add_scalar(&self, a: f32) -> Tensor {
+        apply(Unary::AddScalar(a), self)
+    }
+    /// `self * a`.
+    pub fn mul_scalar(&self, a: f32) -> Tensor {
+        apply(Unary::MulScalar(a), self)
+    }
+    /// `x > 0 ? x : slope * x`.
+    pub fn leaky_relu(&self, slope: f32) -> Tensor {
+        apply(Unary::LeakyRelu(slope), self)
+    }
+    /// Logistic sigmoid.
+    pub fn sigmoid(&self) -> Tensor {
+        apply(Unary::Sigmoid, self)
+    }
+    /// tanh.
+    pub fn tanh(&self) -> Tensor {
+        apply(Unary::Tanh, self)
+    }
+    /// e^x.
+    pub fn exp(&self) -> Tensor {
+        apply(Unary::Exp, self)
+    }
+    /// ln x.
+    pub fn log(&self) -> Tensor {
+        apply(Unary::Log, self)
+    }
+    /// √x.
+    pub fn sqrt(&self) -> Tensor {
+        apply(Unary::Sqrt, self)
+    }
+    /// ln(1 + e^x) (PyTorch Softplus, beta 1, threshold 20).
+    pub fn softplus(&self) -> Tensor {
+        apply(Unary::Softplus, self)
+    }
+}
+
+// ---- Tests ----
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::{gradcheck, random_vec};
+
+    #[test]
+    fn exact_values() {
+        // sigmoid(0) = 1/2, tanh(0) = 0, exp(0) = 1, log(1) = 0, sqrt(4) = 2, softplus(0) = ln 2,
+        // leaky_relu(-2; 0.5) = -1, add_scalar(3; 1.5) = 4.5, mul_scalar(3; -0.75) = -2.25.
+        let one = |op: Unary, x: f64| op.cpu_forward(&[x])[0];
+        assert_eq!(one(Unary::Sigmoid, 0.0), 0.5);
+        assert_eq!(one(Unary::Tanh, 0.0), 0.0);
+        assert_eq!(one(Unary::Exp, 0.0), 1.0);
+        assert_eq!(one(Unary::Log, 1.0), 0.0);
+        assert_eq!(one(Unary::Sqrt, 4.0), 2.0);
+        assert!((one(Unary::Softplus, 0.0) - 2f64.ln()).abs() < 1e-15);
+        assert_eq!(one(Unary::Softplus, 30.0), 30.0); // above the threshold: the identity
+        assert_eq!(one(Unary::LeakyRelu(0.5), -2.0), -1.0);
+        assert_eq!(one(Unary::AddScalar(1.5), 3.0), 4.5);
+        assert_eq!(one(Unary::MulScalar(-0.75), 3.0), -2.25);
+        // Derivatives: sigmoid'(0) = y (1 - y) = 1/4 (from y = 1/2); log'(2) = 1/2; leaky_relu'(-2) = 0.5.
+        assert_eq!(Unary::Sigmoid.cpu_backward(&[0.5], &[1.0])[0], 0.25);
+        assert_eq!(Unary::Log.cpu_backward(&[2.0], &[1.0])[0], 0.5);
+        assert_eq!(Unary::LeakyRelu(0.5).cpu_backward(&[-2.0], &[1.0])[0], 0.5);
+    }
+
+    #[test]
+    fn gradcheck_f64_unary_family() {
+        for op in Unary::ALL {
+            // Positive inputs for log/sqrt; away from leaky_relu's kink; one value above softplus' threshold.
+            let mut x = random_vec(13, 0.2, 3.0, 5);
+            if matches!(op, Unary::LeakyRelu(_) | Unary::Tanh | Unary::Sigmoid) {
+                x.iter_mut().enumerate().for_each(|(i, v)| {
+                    if i % 2 == 0 {
+                        *v = -*v
+                    }
+                });
+            }
+            if op == Unary::Softplus {
+                x[0] = 25.0;
+            }
+            gradcheck(
+                op.name(),
+                &[x],
+                &[],
+                |i| op.cpu_forward(&i[0]),
+                |i, g| {
+                    let y = op.cpu_forward(&i[0]);
+                    let s = if op.saves_output() { &y } else { &i[0] };
+                    vec![op.cpu_backward(s, g)]
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn autograd_on_cpu_tensors() {
+        // d/dx Σ exp(x) = exp(x); d/dx Σ (2x + 1) = 2 (the scalar ops' composed backwards).
+        let x = Tensor::from_vec(vec![0.0, 1.0], &[2], Device::Cpu).requires_grad_();
+        x.exp().sum_all().backward();
+        assert_eq!(x.grad().unwrap().to_vec(), vec![1.0, 1f32.exp()]);
+        let y = Tensor::from_vec(vec![3.0, -1.0], &[2], Device::Cpu).requires_grad_();
+        y.mul_scalar(2.0).add_scalar(1.0).sum_all().backward();
+        assert_eq!(y.grad().unwrap().to_vec(), vec![2.0, 2.0]);
+    }
+}
