@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::engine::error::{Error, Result};
 use crate::engine::pool::BufferPool;
 pub use crate::engine::profile::DispatchInfo;
+use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
 
 /// Launches recorded before the pending encoder is submitted anyway (keeps command buffers bounded).
 const MAX_PENDING_LAUNCHES: usize = 512;
@@ -64,13 +65,16 @@ pub struct Gpu {
     pub reason: String,
     /// The limits the device was created with (the adapter's own).
     pub limits: wgpu::Limits,
-    /// The features the adapter offers (informational; we request none).
+    /// The features the adapter offers (we request only `TIMESTAMP_QUERY`, for the profiler, when offered).
     pub features: wgpu::Features,
     /// Recycles storage buffers so memory stays flat over training steps.
     pub pool: BufferPool,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pending: Mutex<Pending>,
+    profiler: Mutex<Option<Recorder>>,
+    /// Nanoseconds the host has spent blocked waiting for the GPU (synchronize, readbacks).
+    waited_ns: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -161,7 +165,8 @@ impl Gpu {
         let features = adapter.features();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sitsgpu"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps for the per-kernel profiler; nothing else is optional.
+            required_features: features & wgpu::Features::TIMESTAMP_QUERY,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -179,6 +184,8 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),
             pending: Mutex::new(Pending::default()),
+            profiler: Mutex::new(None),
+            waited_ns: Default::default(),
         })
     }
 
@@ -261,15 +268,126 @@ impl Gpu {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
+        let mut guard = self.profiler.lock().unwrap();
+        match guard.as_mut() {
+            None => {
+                drop(guard);
+                self.record_pass(pipeline, &bind_group, (x, y, z), info.entry, None);
+            }
+            Some(rec) if rec.timing == Timing::Timestamps => {
+                let (set, index) = rec.next_queries(&self.device);
+                rec.infos.push(info);
+                let writes = wgpu::ComputePassTimestampWrites {
+                    query_set: &rec.sets[set],
+                    beginning_of_pass_write_index: Some(index),
+                    end_of_pass_write_index: Some(index + 1),
+                };
+                self.record_pass(pipeline, &bind_group, (x, y, z), info.entry, Some(writes));
+            }
+            Some(_) => {
+                drop(guard);
+                self.synchronize();
+                let start = std::time::Instant::now();
+                self.record_pass(pipeline, &bind_group, (x, y, z), info.entry, None);
+                self.synchronize();
+                let ns = start.elapsed().as_nanos() as f64;
+                if let Some(rec) = self.profiler.lock().unwrap().as_mut() {
+                    rec.infos.push(info);
+                    rec.wall_ns.push(ns);
+                }
+            }
+        }
+    }
+
+    fn record_pass(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bind_group: &wgpu::BindGroup,
+        (x, y, z): (u32, u32, u32),
+        label: &str,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites>,
+    ) {
         self.record(|enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(info.entry),
-                timestamp_writes: None,
+                label: Some(label),
+                timestamp_writes,
             });
             pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_bind_group(0, bind_group, &[]);
             pass.dispatch_workgroups(x, y, z);
         });
+    }
+
+    /// Starts recording every dispatch for the per-kernel profiler ([`crate::engine::profile`]): GPU
+    /// timestamps when the device has `TIMESTAMP_QUERY` (and `wall_clock` is false), else synchronised wall
+    /// time per dispatch. Returns the timing used. Pending work is finished first, so it is not counted.
+    pub fn profile_start(&self, wall_clock: bool) -> Timing {
+        self.synchronize();
+        let timing = if !wall_clock
+            && self
+                .device
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
+            Timing::Timestamps
+        } else {
+            Timing::SyncWall
+        };
+        *self.profiler.lock().unwrap() = Some(Recorder::new(timing));
+        timing
+    }
+
+    /// Stops the profiler (finishing the GPU work) and returns the per-kernel report of what it recorded;
+    /// `None` when no profile was running.
+    pub fn profile_stop(&self) -> Option<Report> {
+        self.synchronize();
+        let rec = self.profiler.lock().unwrap().take()?;
+        let timed: Vec<Timed> = match rec.timing {
+            Timing::SyncWall => rec
+                .infos
+                .iter()
+                .zip(&rec.wall_ns)
+                .map(|(&info, &ns)| Timed { info, ns })
+                .collect(),
+            Timing::Timestamps => {
+                let ticks = self.resolve_timestamps(&rec.sets, 2 * rec.infos.len() as u32);
+                let period = self.queue.get_timestamp_period() as f64;
+                rec.infos
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &info)| {
+                        let (b, e) = (ticks[2 * i], ticks[2 * i + 1]);
+                        Timed {
+                            info,
+                            ns: e.saturating_sub(b) as f64 * period,
+                        }
+                    })
+                    .collect()
+            }
+        };
+        Some(Report::new(rec.timing, &timed))
+    }
+
+    /// Reads back the first `count` timestamps written into `sets` (in ticks).
+    fn resolve_timestamps(&self, sets: &[wgpu::QuerySet], count: u32) -> Vec<u64> {
+        let mut out = Vec::with_capacity(count as usize);
+        for (i, set) in sets.iter().enumerate() {
+            let n = (count - i as u32 * QUERIES_PER_SET).min(QUERIES_PER_SET);
+            let bytes = 8 * n as u64;
+            let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("sitsgpu profile resolve"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            self.record(|enc| enc.resolve_query_set(set, 0..n, &resolved, 0));
+            let raw = self.read_buffer(&resolved, bytes);
+            out.extend(
+                raw.chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
+            );
+        }
+        out
     }
 
     /// Number of compiled pipelines (each (shader, entry point) compiled once per process).
@@ -307,9 +425,25 @@ impl Gpu {
     /// Submits the pending work and blocks until the GPU has finished all of it.
     pub fn synchronize(&self) {
         self.flush();
+        self.wait();
+    }
+
+    /// Blocks until the GPU has finished everything submitted, counting the time in [`Gpu::wait_time`].
+    fn wait(&self) {
+        let start = std::time::Instant::now();
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .expect("device poll failed (device lost?)");
+        self.waited_ns.fetch_add(
+            start.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The total time the host has spent blocked on the GPU (in `synchronize` and readbacks) since the
+    /// context was created; the profiler subtracts it from a step's wall time to get the CPU recording time.
+    pub fn wait_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.waited_ns.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Copies `bytes` bytes of `buffer` back to the host. Submits pending work first and waits for it.
@@ -329,9 +463,7 @@ impl Gpu {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .expect("device poll failed (device lost?)");
+        self.wait();
         rx.recv()
             .expect("map callback dropped")
             .expect("mapping the readback buffer failed");

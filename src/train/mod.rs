@@ -1,6 +1,6 @@
 //! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
 //! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
-//! [`metrics`], [`predict`], progress bars and training-curve plots.
+//! [`metrics`], [`predict`], the per-kernel [`profile`]r's workloads, progress bars and training-curve plots.
 
 pub mod adam;
 pub mod demo;
@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod pixelset;
 pub mod plot;
 pub mod predict;
+pub mod profile;
 pub mod progress;
 pub mod semantic;
 pub mod state;

@@ -1,0 +1,394 @@
+//! `sitsgpu profile`: one model's training step (or evaluation forward) on synthetic inputs, timed kernel
+//! by kernel. The same workloads drive `benches/utae.rs` and `benches/pse.rs`, so the profiler explains the
+//! benchmark figures.
+//!
+//! A run: build the model with random weights and random inputs of the asked shape, run `warmup` steps, time
+//! `steps` plain steps (wall time from the first recorded kernel to the end of the GPU work, and the CPU time
+//! spent recording them before waiting), then run `steps` more with the per-kernel profiler on
+//! (`engine::profile`: GPU timestamps where the adapter has them) and sum them per kernel entry point. A
+//! training step is what training does: zero_grad, forward, loss, backward, Adam, and the loss read back
+//! once at the end.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::engine::profile::Report;
+use crate::engine::{no_grad, Device, Error, Gpu, Result, Tensor};
+use crate::layers::{Ctx, Module};
+use crate::models::pse::focal_loss;
+use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
+use crate::models::utae::{PadInfo, UTae, UTaeConfig};
+use crate::train::{Adam, AdamConfig};
+
+/// Which model a workload runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSpec {
+    /// U-TAE with this configuration, on (batch, dates, 10, size, size) patches.
+    UTae(UTaeConfig),
+    /// A pixel-set classifier (PSE + L-TAE / TAE / GRU / TempCNN at its class defaults) on
+    /// (batch, dates, 10, pixels) parcels with 4 extra features.
+    PixelSet(TemporalKind),
+}
+
+/// A model and the shape of its synthetic batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// The model.
+    pub model: ModelSpec,
+    /// Samples per batch (patches or parcels).
+    pub batch: usize,
+    /// Dates per sample (no padding).
+    pub dates: usize,
+    /// U-TAE: patch side in pixels.
+    pub size: usize,
+    /// Pixel sets: pixels per parcel.
+    pub pixels: usize,
+}
+
+/// The small U-TAE of the fixtures (widths an eighth of the paper's).
+pub fn utae_small_config() -> UTaeConfig {
+    UTaeConfig {
+        encoder_widths: vec![8, 12, 16, 20],
+        decoder_widths: vec![4, 8, 12, 20],
+        out_conv: vec![8, 20],
+        n_head: 4,
+        d_model: 24,
+        ..UTaeConfig::default()
+    }
+}
+
+impl Workload {
+    /// U-TAE `small` (the fixtures' widths) or `paper` (the default configuration).
+    pub fn utae(config: &str, batch: usize, dates: usize, size: usize) -> Result<Workload> {
+        let cfg = match config {
+            "small" => utae_small_config(),
+            "paper" => UTaeConfig::default(),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "--config {other:?}: expected small or paper"
+                )))
+            }
+        };
+        Ok(Workload {
+            model: ModelSpec::UTae(cfg),
+            batch,
+            dates,
+            size,
+            pixels: 0,
+        })
+    }
+
+    /// A pixel-set classifier by its train.py name (pse_ltae, pse_tae, pse_gru, pse_tempcnn).
+    pub fn pixel_set(model: &str, batch: usize, dates: usize, pixels: usize) -> Result<Workload> {
+        let kind = TemporalKind::parse(model).ok_or_else(|| {
+            Error::Invalid(format!(
+                "--model {model:?}: expected utae, pse_ltae, pse_tae, pse_gru or pse_tempcnn"
+            ))
+        })?;
+        Ok(Workload {
+            model: ModelSpec::PixelSet(kind),
+            batch,
+            dates,
+            size: 0,
+            pixels,
+        })
+    }
+
+    /// A one-line description ("utae B2 T8 32x32", "pse_ltae B128 T24 S64").
+    pub fn describe(&self) -> String {
+        match &self.model {
+            ModelSpec::UTae(c) => format!(
+                "utae (encoder {:?}) B{} T{} {}x{}",
+                c.encoder_widths, self.batch, self.dates, self.size, self.size
+            ),
+            ModelSpec::PixelSet(k) => format!(
+                "{} B{} T{} S{}",
+                k.name(),
+                self.batch,
+                self.dates,
+                self.pixels
+            ),
+        }
+    }
+
+    /// The model (seeded random weights), its inputs and an Adam optimizer on `device`.
+    pub fn prepare(&self, device: Device) -> Prepared {
+        let (b, t) = (self.batch, self.dates);
+        match &self.model {
+            ModelSpec::UTae(cfg) => {
+                let model = UTae::new(cfg.clone(), 0, device);
+                let hw = self.size;
+                let x = Tensor::rand_uniform(&[b, t, cfg.input_dim, hw, hw], -1.0, 1.0, 1, device);
+                let classes = model.num_classes();
+                let target: Vec<f32> = (0..b * hw * hw).map(|i| (i % classes) as f32).collect();
+                let opt = Adam::new(model.parameters(), AdamConfig::default());
+                Prepared::UTae {
+                    days: (0..b * t).map(|i| (i % t) as f32 * 7.0).collect(),
+                    pad: PadInfo {
+                        mask: vec![false; b * t],
+                    },
+                    target: Tensor::from_vec(target, &[b, hw, hw], device),
+                    model: Box::new(model),
+                    x,
+                    opt,
+                }
+            }
+            ModelSpec::PixelSet(kind) => {
+                // Bespoke positions every 14 days for the attention models (train.py's dates are days of
+                // the year); the class defaults otherwise.
+                let positions: Vec<i64> = (0..t as i64).map(|i| 14 * i).collect();
+                let conf = match kind {
+                    TemporalKind::Ltae | TemporalKind::Tae => {
+                        json!({"positions": positions, "len_max_seq": t})
+                    }
+                    TemporalKind::Gru | TemporalKind::TempCnn => json!({ "len_max_seq": t }),
+                };
+                let c = PixelSetModelConfig::from_json_as(
+                    *kind,
+                    &conf,
+                    None,
+                    std::path::Path::new("profile"),
+                )
+                .expect("the class defaults are a valid configuration");
+                let model = PixelSetClassifier::new(c, 0, device);
+                let s = self.pixels;
+                let opt = Adam::new(model.parameters(), AdamConfig::default());
+                Prepared::PixelSet {
+                    x: Tensor::rand_uniform(&[b, t, 10, s], -1.0, 1.0, 1, device),
+                    mask: vec![1.0; b * t * s],
+                    extra: Tensor::rand_uniform(&[b, t, 4], -1.0, 1.0, 2, device),
+                    targets: (0..b).map(|i| i % 20).collect(),
+                    model: Box::new(model),
+                    opt,
+                }
+            }
+        }
+    }
+}
+
+/// A built workload, ready to step.
+pub enum Prepared {
+    /// U-TAE and its batch.
+    UTae {
+        /// The model.
+        model: Box<UTae>,
+        /// Input (B, T, C, H, W).
+        x: Tensor,
+        /// Day offsets (B, T).
+        days: Vec<f32>,
+        /// No padded dates.
+        pad: PadInfo,
+        /// Class targets (B, H, W).
+        target: Tensor,
+        /// The optimizer.
+        opt: Adam,
+    },
+    /// A pixel-set classifier and its batch.
+    PixelSet {
+        /// The model.
+        model: Box<PixelSetClassifier>,
+        /// Pixels (B, T, 10, S).
+        x: Tensor,
+        /// All pixels present.
+        mask: Vec<f32>,
+        /// Extra features (B, T, 4).
+        extra: Tensor,
+        /// Class targets (B).
+        targets: Vec<usize>,
+        /// The optimizer.
+        opt: Adam,
+    },
+}
+
+impl Prepared {
+    /// One evaluation forward pass (no gradients); the predicted classes are read back, as `predict`
+    /// does.
+    pub fn forward(&self) {
+        let ctx = Ctx::eval();
+        no_grad(|| match self {
+            Prepared::UTae {
+                model,
+                x,
+                days,
+                pad,
+                ..
+            } => {
+                let out = model.forward(x, days, pad, &ctx, false).out;
+                let _ = out.argmax(1);
+            }
+            Prepared::PixelSet {
+                model,
+                x,
+                mask,
+                extra,
+                ..
+            } => {
+                let (logits, _) = model.forward(x, mask, Some(extra), &ctx);
+                let _ = logits.argmax(1);
+            }
+        })
+    }
+
+    /// One training step: zero_grad, forward, loss, backward, Adam; returns the loss (read back).
+    pub fn train_step(&mut self) -> f32 {
+        let ctx = Ctx::train(0);
+        match self {
+            Prepared::UTae {
+                model,
+                x,
+                days,
+                pad,
+                target,
+                opt,
+            } => {
+                opt.zero_grad();
+                let out = model.forward(x, days, pad, &ctx, false).out;
+                let loss = out.cross_entropy(target, None, -100);
+                loss.backward();
+                opt.step();
+                loss.item()
+            }
+            Prepared::PixelSet {
+                model,
+                x,
+                mask,
+                extra,
+                targets,
+                opt,
+            } => {
+                opt.zero_grad();
+                let (logits, _) = model.forward(x, mask, Some(extra), &ctx);
+                let loss = focal_loss(&logits, targets, 1.0);
+                loss.backward();
+                opt.step();
+                loss.item()
+            }
+        }
+    }
+}
+
+/// What `sitsgpu profile` runs.
+#[derive(Debug, Clone)]
+pub struct ProfileOptions {
+    /// The workload.
+    pub workload: Workload,
+    /// Training steps (else evaluation forward passes).
+    pub train: bool,
+    /// Unmeasured steps first (pipelines compiled, buffer pool filled).
+    pub warmup: usize,
+    /// Measured steps (timed plainly, then profiled).
+    pub steps: usize,
+    /// Time each dispatch by host wall clock even when GPU timestamps exist.
+    pub wall_clock: bool,
+}
+
+/// What a profile measured.
+#[derive(Debug, Clone)]
+pub struct ProfileOutcome {
+    /// The adapter ("name (backend, type)").
+    pub adapter: String,
+    /// The workload's description.
+    pub workload: String,
+    /// Training steps (else forward passes).
+    pub train: bool,
+    /// Samples per step.
+    pub batch: usize,
+    /// Profiled steps.
+    pub steps: usize,
+    /// Mean wall time of a plain (unprofiled) step, ms.
+    pub step_ms: f64,
+    /// Mean CPU time spent recording a plain step before waiting for the GPU, ms.
+    pub encode_ms: f64,
+    /// The per-kernel report of the profiled steps.
+    pub report: Report,
+}
+
+impl ProfileOutcome {
+    /// Samples (patches or parcels) per second of a plain step.
+    pub fn samples_per_s(&self) -> f64 {
+        self.batch as f64 / (self.step_ms / 1e3)
+    }
+
+    /// The human-readable summary and table.
+    pub fn text(&self) -> String {
+        format!(
+            "adapter: {}\nworkload: {} ({})\nstep: {:.3} ms wall ({:.1} samples/s), {:.3} ms CPU recording, \
+             {:.3} ms summed kernel time (per step, mean of {} steps)\n{}",
+            self.adapter,
+            self.workload,
+            if self.train {
+                "training step"
+            } else {
+                "evaluation forward"
+            },
+            self.step_ms,
+            self.samples_per_s(),
+            self.encode_ms,
+            self.report.total_ns / 1e6 / self.steps as f64,
+            self.steps,
+            self.report.table(self.steps)
+        )
+    }
+
+    /// The same as JSON.
+    pub fn json(&self) -> Value {
+        json!({
+            "adapter": self.adapter,
+            "workload": self.workload,
+            "train": self.train,
+            "batch": self.batch,
+            "steps": self.steps,
+            "step_ms": self.step_ms,
+            "samples_per_s": self.samples_per_s(),
+            "encode_ms": self.encode_ms,
+            "profile": self.report.to_json(self.steps),
+        })
+    }
+}
+
+/// Runs a profile on the GPU (see the module doc).
+pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
+    let gpu = Gpu::get()?;
+    let steps = opts.steps.max(1);
+    let mut prepared = opts.workload.prepare(Device::Gpu);
+    let step = |p: &mut Prepared| {
+        if opts.train {
+            let _ = p.train_step();
+        } else {
+            p.forward();
+        }
+    };
+    for _ in 0..opts.warmup {
+        step(&mut prepared);
+    }
+    gpu.synchronize();
+    let (mut wall, mut encode) = (0.0, 0.0);
+    for _ in 0..steps {
+        // CPU recording time = the step's wall time minus the time the host spent blocked on the GPU.
+        let (start, waited) = (Instant::now(), gpu.wait_time());
+        step(&mut prepared);
+        gpu.synchronize();
+        let total = start.elapsed();
+        wall += total.as_secs_f64() * 1e3;
+        encode += total.saturating_sub(gpu.wait_time() - waited).as_secs_f64() * 1e3;
+    }
+    gpu.profile_start(opts.wall_clock);
+    for _ in 0..steps {
+        step(&mut prepared);
+    }
+    let report = gpu.profile_stop().expect("the profile was started");
+    Ok(ProfileOutcome {
+        adapter: format!(
+            "{} ({}, {})",
+            gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type
+        ),
+        workload: opts.workload.describe(),
+        train: opts.train,
+        batch: opts.workload.batch,
+        steps,
+        step_ms: wall / steps as f64,
+        encode_ms: encode / steps as f64,
+        report,
+    })
+}

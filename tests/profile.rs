@@ -1,0 +1,93 @@
+//! The per-kernel profiler on whatever adapter exists (lavapipe in CI): a tiny U-TAE training step and a
+//! pixel-set forward, timed by GPU timestamps where the adapter has them and by synchronised wall time
+//! otherwise, summed per kernel entry point.
+
+use sitsgpu::engine::profile::Timing;
+use sitsgpu::engine::testing::gpu_or_skip;
+use sitsgpu::train::profile::{run, ProfileOptions, Workload};
+
+/// The profiler records every dispatch of the process: the tests of this file take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn a_utae_training_step_is_timed_kernel_by_kernel() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(gpu) = gpu_or_skip("profile utae") else {
+        return;
+    };
+    let opts = ProfileOptions {
+        workload: Workload::utae("small", 1, 3, 16).unwrap(),
+        train: true,
+        warmup: 1,
+        steps: 2,
+        wall_clock: false,
+    };
+    let out = run(&opts).unwrap();
+    println!("{}", out.text()); // the table, for `--nocapture` readers and CI logs
+    let r = &out.report;
+    let has_timestamps = gpu
+        .device
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY);
+    assert_eq!(
+        r.timing,
+        if has_timestamps {
+            Timing::Timestamps
+        } else {
+            Timing::SyncWall
+        }
+    );
+    // Every kernel of a training step shows up: the convolution and its two gradients, the optimizer.
+    for k in ["conv2d", "adam", "group_norm", "attention", "cross_entropy"] {
+        assert!(
+            r.rows.iter().any(|row| row.entry.starts_with(k)),
+            "{k} missing:\n{}",
+            out.text()
+        );
+    }
+    // Adam runs once per parameter tensor per step: calls are per profiled step × 2 steps.
+    let adam = r.rows.iter().find(|row| row.entry == "adam").unwrap();
+    let params = sitsgpu::models::utae::UTae::new(
+        sitsgpu::train::profile::utae_small_config(),
+        0,
+        sitsgpu::Device::Cpu,
+    );
+    use sitsgpu::layers::Module;
+    assert_eq!(adam.calls, 2 * params.parameters().len());
+    assert!(r.total_ns > 0.0 && out.step_ms > 0.0 && out.encode_ms > 0.0);
+    assert_eq!(
+        r.dispatches,
+        r.rows.iter().map(|row| row.calls).sum::<usize>()
+    );
+    let text = out.text();
+    assert!(
+        text.contains(&gpu.adapter.name) && text.contains("conv2d"),
+        "{text}"
+    );
+    let j = out.json();
+    assert_eq!(
+        j["profile"]["kernels"].as_array().unwrap().len(),
+        r.rows.len()
+    );
+}
+
+#[test]
+fn the_wall_clock_fallback_times_a_pixel_set_forward() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if gpu_or_skip("profile pse").is_none() {
+        return;
+    }
+    let opts = ProfileOptions {
+        workload: Workload::pixel_set("pse_ltae", 4, 5, 6).unwrap(),
+        train: false,
+        warmup: 0,
+        steps: 1,
+        wall_clock: true,
+    };
+    let out = run(&opts).unwrap();
+    assert_eq!(out.report.timing, Timing::SyncWall);
+    assert!(out.report.rows.iter().any(|r| r.entry == "masked_pool"));
+    assert!(out.report.rows.iter().all(|r| r.ns > 0.0));
+    assert!(Workload::pixel_set("nope", 1, 1, 1).is_err());
+    assert!(Workload::utae("huge", 1, 1, 8).is_err());
+}
