@@ -18,6 +18,7 @@ pub mod ops;
 pub mod pool;
 pub mod real;
 pub mod rng;
+pub mod self_test;
 pub mod shape;
 pub mod storage;
 pub mod tensor;
