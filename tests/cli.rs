@@ -12,10 +12,12 @@
 //! `cargo test --test cli -- --nocapture` (prints per-case timings).
 
 mod common;
-use common::{fixtures_root, read_json, TmpDir};
+use common::{
+    assert_bit_identical, fixtures_root, max_abs, read_json, semantic_utae_cases, sitsgpu,
+    sitsgpu_err, sitsgpu_ok, text, TmpDir,
+};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -39,41 +41,6 @@ fn utae_small(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// Runs the binary with `args`.
-fn sitsgpu(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sitsgpu"))
-        .args(args.iter().map(|a| a.as_ref()))
-        .output()
-        .expect("cannot run the sitsgpu binary")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Runs the binary and panics (with its output) unless it succeeds.
-fn sitsgpu_ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    let o = sitsgpu(args);
-    assert!(o.status.success(), "sitsgpu failed:\n{}", text(&o));
-    o
-}
-
-/// Runs the binary, expects a failure, and returns its stderr.
-fn sitsgpu_err(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
-    let o = sitsgpu(args);
-    assert!(
-        !o.status.success(),
-        "sitsgpu should have failed:\n{}",
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 /// The case's conf.json with its `reference.constructor_kwargs` (the exact arguments the model was built with)
 /// merged over it, written to `dir/conf.json`.
 fn write_conf(case: &Path, dir: &Path) -> PathBuf {
@@ -87,44 +54,6 @@ fn write_conf(case: &Path, dir: &Path) -> PathBuf {
     let p = dir.join("conf.json");
     std::fs::write(&p, serde_json::to_string_pretty(&conf).unwrap()).unwrap();
     p
-}
-
-/// Every semantic U-TAE case of the manifest: (name, folder).
-fn semantic_utae_cases() -> Option<Vec<(String, PathBuf)>> {
-    let root = fixtures_root();
-    let manifest = root.join("manifest.json");
-    if !manifest.exists() {
-        eprintln!(
-            "!!!!! SKIPPED predict_reproduces_the_fixtures: {} not found (set SITSGPU_FIXTURES) !!!!!",
-            manifest.display()
-        );
-        return None;
-    }
-    let m = read_json(&manifest);
-    let cases = m["cases"].as_object().expect("manifest.json: no \"cases\"");
-    let mut out = Vec::new();
-    for (name, c) in cases {
-        let case = root.join(name);
-        let model = read_json(&case.join("conf.json"))
-            .get("model")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if c["kind"] == "semantic" && model.as_deref().unwrap_or("utae") == "utae" {
-            out.push((name.clone(), case));
-        } else {
-            println!(
-                "predict: case {name} (kind {}, model {}) is not a semantic U-TAE: left to pytorch_parity",
-                c["kind"],
-                model.as_deref().unwrap_or("-")
-            );
-        }
-    }
-    assert!(!out.is_empty(), "the manifest lists no semantic U-TAE case");
-    Some(out)
-}
-
-fn max_abs(a: &[f32]) -> f64 {
-    a.iter().map(|&v| (v as f64).abs()).fold(0.0, f64::max)
 }
 
 /// The fixtures README's eval tolerance for `file`: `1e-6 + 2e-5 · max|expected|`, or 4× the deviation measured
@@ -232,7 +161,7 @@ fn compare_predictions(case: &Path, out: &Path) -> (Vec<String>, f64, usize) {
 
 /// Runs `predict` on every semantic U-TAE case (on the CPU path, or the GPU) and checks every output.
 fn predict_all_cases(device: &str) {
-    let Some(cases) = semantic_utae_cases() else {
+    let Some(cases) = semantic_utae_cases("predict_reproduces_the_fixtures") else {
         return;
     };
     let tmp = TmpDir::new("cli", &format!("predict_{device}"));
@@ -290,25 +219,6 @@ fn predict_reproduces_the_fixtures_on_gpu() {
         return;
     }
     predict_all_cases("gpu");
-}
-
-/// Asserts two state dicts have the same keys in the same order, shapes, dtypes and bit-identical values.
-fn assert_bit_identical(got: &StateDict, want: &StateDict, what: &str) {
-    let keys = |sd: &StateDict| sd.keys().map(str::to_string).collect::<Vec<_>>();
-    assert_eq!(keys(got), keys(want), "{what}: keys");
-    for ((k, g), (_, w)) in got.iter().zip(want.iter()) {
-        assert_eq!(g.shape, w.shape, "{what}: shape of {k}");
-        match (&g.values, &w.values) {
-            (Values::F32(a), Values::F32(b)) => assert!(
-                a.iter()
-                    .map(|x| x.to_bits())
-                    .eq(b.iter().map(|x| x.to_bits())),
-                "{what}: values of {k} differ"
-            ),
-            (Values::I64(a), Values::I64(b)) => assert_eq!(a, b, "{what}: values of {k}"),
-            _ => panic!("{what}: {k} changed dtype"),
-        }
-    }
 }
 
 type Writer = fn(&Path, &StateDict, Option<i64>) -> sitsgpu::engine::Result<()>;
@@ -515,4 +425,109 @@ fn bad_inputs_fail_with_clear_messages() {
         &"--cpu",
     ]);
     assert!(e.contains(&no_data.display().to_string()), "{e}");
+}
+
+/// `evaluate` runs test_semantic.py's command line unchanged: `--device cpu` (the CPU path, as `--cpu`),
+/// `--num_workers` and `--display_step` (no-ops here) with `--fold`, `--batch_size`, `--res_dir`,
+/// `--weight_folder` and `--dataset_folder`.
+#[test]
+fn evaluate_accepts_test_semantic_flags() {
+    let Some(case) = utae_small("evaluate_accepts_test_semantic_flags") else {
+        return;
+    };
+    let tmp = TmpDir::new("cli", "evaluate_flags");
+    // A weight folder in the official layout; rotation 2 tests on fold 1, which holds one patch.
+    let weights = tmp.0.join("weights");
+    std::fs::create_dir_all(weights.join("Fold_2")).unwrap();
+    write_conf(&case, &weights);
+    std::fs::copy(case.join("weights.npz"), weights.join("Fold_2/model.npz")).unwrap();
+    let res = tmp.0.join("res");
+    sitsgpu_ok(&[
+        &"evaluate",
+        &"--dataset_folder",
+        &fixtures_root().join("datasets/pastis_tiny"),
+        &"--weight_folder",
+        &weights,
+        &"--res_dir",
+        &res,
+        &"--fold",
+        &"2",
+        &"--batch_size",
+        &"1",
+        &"--device",
+        &"cpu",
+        &"--num_workers",
+        &"4",
+        &"--display_step",
+        &"10",
+    ]);
+    let m = read_json(&res.join("Fold_2/test_metrics.json"));
+    assert!(m["test_accuracy"].as_f64().is_some(), "{m}");
+    assert!(res.join("Fold_2/conf_mat.pkl").exists());
+}
+
+/// `predict` on a PASTIS-layout folder without annotations (a user's own area): the same outputs as with
+/// them; training on that folder fails naming the missing label file.
+#[test]
+fn predict_runs_without_annotations() {
+    let Some(case) = utae_small("predict_runs_without_annotations") else {
+        return;
+    };
+    let tmp = TmpDir::new("cli", "unlabeled");
+    let labeled = fixtures_root().join("datasets/pastis_tiny");
+    let unlabeled = tmp.0.join("area");
+    std::fs::create_dir_all(unlabeled.join("DATA_S2")).unwrap();
+    for name in ["metadata.geojson", "NORM_S2_patch.json"] {
+        std::fs::copy(labeled.join(name), unlabeled.join(name)).unwrap();
+    }
+    for e in std::fs::read_dir(labeled.join("DATA_S2")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), unlabeled.join("DATA_S2").join(e.file_name())).unwrap();
+    }
+    let conf = write_conf(&case, &tmp.0);
+    let predict = |data: &Path, out: &Path| {
+        sitsgpu_ok(&[
+            &"predict",
+            &"--dataset_folder",
+            &data,
+            &"--weights",
+            &case.join("weights.npz"),
+            &"--config",
+            &conf,
+            &"--batch_size",
+            &"2",
+            &"--out",
+            &out,
+            &"--cpu",
+        ])
+    };
+    let (with, without) = (tmp.0.join("with_labels"), tmp.0.join("without"));
+    predict(&labeled, &with);
+    let o = predict(&unlabeled, &without);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("4 patches"),
+        "{}",
+        text(&o)
+    );
+    for id in [12, 305, 4100, 77777] {
+        for file in [format!("logits_{id}.npy"), format!("pred_{id}.npy")] {
+            let a = std::fs::read(with.join(&file)).unwrap();
+            let b = std::fs::read(without.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(a == b, "{file} differs without the annotations");
+        }
+        for file in [format!("pred_{id}.png"), format!("grid_{id}.png")] {
+            assert!(without.join(&file).exists(), "{file}");
+        }
+    }
+    let e = sitsgpu_err(&[
+        &"train",
+        &"--dataset_folder",
+        &unlabeled,
+        &"--res_dir",
+        &tmp.0.join("res"),
+        &"--fold",
+        &"1",
+        &"--cpu",
+    ]);
+    assert!(e.contains("TARGET_") && e.contains("does not exist"), "{e}");
 }

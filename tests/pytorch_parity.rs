@@ -13,7 +13,7 @@
 //! Run: `cargo test --release --test pytorch_parity -- --nocapture`.
 
 mod common;
-use common::{fixtures_root, read_json};
+use common::{fixtures_root, max_abs, read_json};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,10 +46,6 @@ impl Rules {
             .and_then(Value::as_f64)
             .unwrap_or(0.0)
     }
-}
-
-fn max_abs(a: &[f32]) -> f64 {
-    a.iter().map(|&v| (v as f64).abs()).fold(0.0, f64::max)
 }
 
 fn max_err(a: &[f32], b: &[f32]) -> f64 {

@@ -14,15 +14,14 @@
 //! Run: `cargo test --test workflow`.
 
 mod common;
-use common::{fixtures_root, read_json, TmpDir};
+use common::{assert_bit_identical, read_json, semantic_utae_cases, sitsgpu, text, TmpDir};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 use sitsgpu::data::npy;
 use sitsgpu::data::pastis::{PastisDataset, PastisOptions};
-use sitsgpu::data::state_dict::{read_npz, StateDict, Values};
+use sitsgpu::data::state_dict::{read_npz, StateDict};
 use sitsgpu::data::synthetic::{write_pastis, SynthOptions};
 use sitsgpu::engine::testing::gpu_or_skip;
 use sitsgpu::layers::state::load_state_dict;
@@ -78,27 +77,6 @@ fn train_opts(data: &Path, res: &Path, epochs: usize, cpu: bool) -> TrainOptions
         progress: false,
         ref_date: sitsgpu::data::pastis::PastisOptions::default().ref_date,
         mono_date: None,
-    }
-}
-
-/// Asserts two state dicts have the same keys, shapes, dtypes and bit-identical values.
-fn assert_bit_identical(got: &StateDict, want: &StateDict, what: &str) {
-    let keys = |sd: &StateDict| sd.keys().map(str::to_string).collect::<Vec<_>>();
-    assert_eq!(keys(got), keys(want), "{what}: keys");
-    for ((k, g), (_, w)) in got.iter().zip(want.iter()) {
-        assert_eq!(g.shape, w.shape, "{what}: shape of {k}");
-        match (&g.values, &w.values) {
-            (Values::F32(a), Values::F32(b)) => {
-                let bad = a
-                    .iter()
-                    .zip(b)
-                    .filter(|(x, y)| x.to_bits() != y.to_bits())
-                    .count();
-                assert_eq!(bad, 0, "{what}: {bad} of {} values of {k} differ", a.len());
-            }
-            (Values::I64(a), Values::I64(b)) => assert_eq!(a, b, "{what}: values of {k}"),
-            _ => panic!("{what}: {k} changed dtype"),
-        }
     }
 }
 
@@ -206,37 +184,6 @@ fn check_layout(res: &Path, epochs: usize) -> Vec<f64> {
 }
 
 // ---------------------------------------------------------------- 1. metrics against the fixtures
-
-/// The semantic U-TAE cases of the manifest (kind and conf.json's model, not names), or `None` (loud skip).
-fn semantic_utae_cases(test: &str) -> Option<Vec<(String, PathBuf)>> {
-    let root = fixtures_root();
-    let manifest = root.join("manifest.json");
-    if !manifest.exists() {
-        eprintln!(
-            "!!!!! SKIPPED {test}: no fixtures at {} (set SITSGPU_FIXTURES) !!!!!",
-            root.display()
-        );
-        return None;
-    }
-    let m = read_json(&manifest);
-    let cases = m["cases"].as_object().expect("manifest: cases");
-    let mut out = Vec::new();
-    for (name, c) in cases {
-        let dir = root.join(name);
-        if c["kind"] != "semantic" {
-            continue;
-        }
-        let conf = read_json(&dir.join("conf.json"));
-        if conf.get("model").and_then(Value::as_str).unwrap_or("utae") == "utae" {
-            out.push((name.clone(), dir));
-        }
-    }
-    assert!(
-        !out.is_empty(),
-        "{test}: the manifest lists no semantic U-TAE case"
-    );
-    Some(out)
-}
 
 fn ids_of(v: &Value) -> Vec<Vec<u64>> {
     v.as_array()
@@ -565,22 +512,6 @@ fn gpu_training_smoke_run() {
 
 // ---------------------------------------------------------------- 5. the command line
 
-fn sitsgpu(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sitsgpu"))
-        .args(args)
-        .output()
-        .expect("run sitsgpu")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn cli_synth_train_evaluate() {
     let tmp = TmpDir::new("workflow", "cli");
@@ -688,4 +619,103 @@ fn cli_synth_train_evaluate() {
         "stderr lacks the path: {}",
         text(&o)
     );
+}
+
+/// `train --mono_date --ref_date` records both in conf.json; `evaluate` and `predict` read them back, so the
+/// mono-date model is evaluated on the date it was trained on (evaluate reproduces training's test numbers)
+/// and predicts from that one date (attention over T = 1).
+#[test]
+fn mono_date_runs_are_evaluated_on_their_date() {
+    let tmp = TmpDir::new("workflow", "mono");
+    let (d, r, e, p) = (
+        tmp.0.join("d"),
+        tmp.0.join("r"),
+        tmp.0.join("e"),
+        tmp.0.join("p"),
+    );
+    write_pastis(&d, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
+    let o = sitsgpu(&[
+        &"train",
+        &"--dataset_folder",
+        &d,
+        &"--res_dir",
+        &r,
+        &"--fold",
+        &"1",
+        &"--epochs",
+        &"1",
+        &"--max_steps",
+        &"1",
+        &"--batch_size",
+        &"2",
+        &"--encoder_widths",
+        &"8,8,8,16",
+        &"--decoder_widths",
+        &"[8,8,8,16]",
+        &"--out_conv",
+        &"[8, 20]",
+        &"--n_head",
+        &"4",
+        &"--d_model",
+        &"16",
+        &"--mono_date",
+        &"2",
+        &"--ref_date",
+        &"2018-08-01",
+        &"--device",
+        &"cpu",
+    ]);
+    assert!(o.status.success(), "train: {}", text(&o));
+    let conf = read_json(&r.join("conf.json"));
+    assert_eq!(
+        (&conf["mono_date"], &conf["ref_date"]),
+        (&Value::from("2"), &Value::from("2018-08-01"))
+    );
+    let o = sitsgpu(&[
+        &"evaluate",
+        &"--dataset_folder",
+        &d,
+        &"--weight_folder",
+        &r,
+        &"--res_dir",
+        &e,
+        &"--fold",
+        &"1",
+        &"--cpu",
+    ]);
+    assert!(o.status.success(), "evaluate: {}", text(&o));
+    assert_eq!(
+        test_numbers(&e.join("Fold_1")),
+        test_numbers(&r.join("Fold_1")),
+        "evaluate vs train's test"
+    );
+    let o = sitsgpu(&[
+        &"predict",
+        &"--dataset_folder",
+        &d,
+        &"--weights",
+        &r.join("Fold_1/model.npz"),
+        &"--folds",
+        &"5",
+        &"--out",
+        &p,
+        &"--save_attention",
+        &"--cpu",
+    ]);
+    assert!(o.status.success(), "predict: {}", text(&o));
+    let attn: Vec<_> = std::fs::read_dir(&p)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .filter(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("attn_")
+        })
+        .collect();
+    assert!(!attn.is_empty(), "no attention written");
+    for a in attn {
+        let shape = npy::read_f32(&a).unwrap().shape;
+        assert_eq!(shape[1], 1, "{}: T = 1 with mono_date", a.display());
+    }
 }

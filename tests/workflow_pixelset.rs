@@ -14,10 +14,9 @@
 //! Run: `cargo test --test workflow_pixelset`.
 
 mod common;
-use common::{fixtures_root, read_json, TmpDir};
+use common::{assert_success, fixtures_root, read_json, sitsgpu_command, TmpDir};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::{json, Map, Value};
 use sitsgpu::data::npy;
@@ -337,26 +336,11 @@ fn the_four_models_learn_the_synthetic_classes() {
     }
 }
 
-/// Panics with the command's stderr unless it succeeded.
-fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sitsgpu"));
-    c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    c
-}
-
 #[test]
 fn command_line() {
     let tmp = TmpDir::new("pixelset-wf", "cli");
     let data = tmp.0.join("data");
-    let out = bin()
+    let out = sitsgpu_command()
         .args(["synth", "--format", "pixelset", "--parcels", "40", "--out"])
         .arg(&data)
         .output()
@@ -364,7 +348,7 @@ fn command_line() {
     assert_success(&out);
     let res = tmp.0.join("res");
     let run = |extra: &[&str]| {
-        let mut c = bin();
+        let mut c = sitsgpu_command();
         c.args(["train", "--task", "pixelset", "--dataset_folder"])
             .arg(&data)
             .arg("--res_dir")
@@ -385,7 +369,7 @@ fn command_line() {
     assert_success(&out);
     assert_eq!(read_json(&res.join("conf.json"))["N_params"], 39_956);
     // evaluate recognises the pixel-set weight folder from its conf.json.
-    let out = bin()
+    let out = sitsgpu_command()
         .args(["evaluate", "--cpu", "--fold", "1", "--dataset_folder"])
         .arg(&data)
         .arg("--weight_folder")
@@ -398,7 +382,7 @@ fn command_line() {
     assert!(tmp.0.join("ev/Fold_1/test_metrics.json").exists());
     // convert-weights checks a pixel-set state dict against the conf.json beside it, both ways.
     let pth = tmp.0.join("export/Fold_1/model.pth.tar");
-    let out = bin()
+    let out = sitsgpu_command()
         .args(["convert-weights", "--to-torch", "--checkpoint"])
         .arg(res.join("Fold_1/model.npz"))
         .arg("--out")
@@ -412,7 +396,7 @@ fn command_line() {
         String::from_utf8_lossy(&out.stderr)
     );
     let back = tmp.0.join("back.npz");
-    let out = bin()
+    let out = sitsgpu_command()
         .args(["convert-weights", "--checkpoint"])
         .arg(&pth)
         .arg("--config")
@@ -431,14 +415,14 @@ fn command_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("positions"), "{err}");
     // A pixel-set flag without --task pixelset, two model flags, a missing folder.
-    let out = bin()
+    let out = sitsgpu_command()
         .args(["train", "--npixel", "32", "--dataset_folder", "x"])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--task pixelset"));
     let out = run(&["--tae", "--tcnn"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("choose one"));
-    let out = bin()
+    let out = sitsgpu_command()
         .args(["train", "--task", "pixelset", "--cpu", "--dataset_folder"])
         .arg(tmp.0.join("nowhere"))
         .output()

@@ -22,6 +22,7 @@ pub mod pool;
 pub mod profile;
 pub mod real;
 pub mod rng;
+pub mod self_test;
 pub mod shape;
 pub mod storage;
 pub mod tensor;

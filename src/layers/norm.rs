@@ -139,6 +139,16 @@ impl NormKind {
             _ => NormKind::None,
         }
     }
+
+    /// The original's spelling (conf.json, `--encoder_norm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NormKind::Group => "group",
+            NormKind::Batch => "batch",
+            NormKind::Instance => "instance",
+            NormKind::None => "none",
+        }
+    }
 }
 
 /// A norm layer of one of the kinds.

@@ -5,7 +5,11 @@
 //! - [`stclassifier`]: the pixel-set classifiers (parcel classification from pixel sets): the [`pse`]
 //!   Pixel-Set Encoder and decoder with one of [`ltae1d`] (L-TAE, the paper's model), [`tae`] (TAE),
 //!   [`recurrent`] (GRU) or [`tempcnn`] (TempCNN).
+//!
+//! [`registry`] maps a conf.json to its model and its [`registry::Task`]; [`convert`] checks a state dict
+//! against that model and converts checkpoints between our `.npz` and the official `model.pth.tar`.
 
+pub mod convert;
 pub mod ltae;
 pub mod ltae1d;
 pub mod pse;

@@ -1,20 +1,65 @@
-//! Building models from the original `conf.json` (the `--model` flag and its hyper-parameters), and reading
-//! weights from either our `.npz` state dicts or the official `model.pth.tar` checkpoints.
+//! Building models from the original `conf.json` (the `--model` flag and its hyper-parameters), telling which
+//! [`Task`] a conf.json describes, and reading weights from either our `.npz` state dicts or the official
+//! `model.pth.tar` checkpoints.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::data::checkpoint::read_torch_checkpoint;
+use crate::data::json::read_json;
 use crate::data::state_dict::{read_npz, StateDict};
 use crate::engine::{Device, Error, Result};
 use crate::layers::state::load_state_dict;
+use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use crate::models::utae::{UTae, UTaeConfig};
 
-/// Reads a JSON file, with errors naming it.
-pub fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))
+/// What a model does, and so which workflow and dataset layout go with it (the `--task` flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Semantic segmentation of PASTIS patches (U-TAE, utae-paps' `train_semantic.py`).
+    Semantic,
+    /// Parcel classification from Sentinel-Agri pixel sets (PSE + L-TAE and its competitors, the L-TAE
+    /// repository's `train.py`).
+    PixelSet,
+}
+
+impl Task {
+    /// The `--task` value: `semantic` or `pixelset`.
+    pub fn parse(s: &str) -> Result<Task> {
+        match s {
+            "semantic" => Ok(Task::Semantic),
+            "pixelset" => Ok(Task::PixelSet),
+            other => Err(Error::Invalid(format!(
+                "--task {other:?}: expected semantic or pixelset"
+            ))),
+        }
+    }
+
+    /// The task of a conf.json object: a pixel-set model's has `mlp1` or `npixel`, or names a pixel-set
+    /// model (`pse_ltae`, `ltae`, ...); anything else is a U-TAE's.
+    pub fn of_conf(conf: &Value) -> Task {
+        let pixelset = conf.get("mlp1").is_some()
+            || conf.get("npixel").is_some()
+            || conf
+                .get("model")
+                .and_then(Value::as_str)
+                .is_some_and(|m| TemporalKind::parse(m).is_some());
+        if pixelset {
+            Task::PixelSet
+        } else {
+            Task::Semantic
+        }
+    }
+
+    /// `--task` when given, else the task of the conf.json at `conf_path` (semantic when it cannot be read:
+    /// the semantic workflow then reports the missing or broken file).
+    pub fn resolve(flag: Option<&str>, conf_path: &Path) -> Result<Task> {
+        match flag {
+            Some(s) => Task::parse(s),
+            None => Ok(read_json(conf_path).map_or(Task::Semantic, |c| Task::of_conf(&c))),
+        }
+    }
 }
 
 /// The conf.json that goes with `weights`: `explicit` if given, else `conf.json` beside the weights file or in
@@ -66,12 +111,10 @@ pub fn load_semantic(conf_path: &Path, weights: &Path, device: Device) -> Result
 }
 
 /// The model a conf.json describes, for checking a state dict's keys and shapes against it (`convert-weights`):
-/// U-TAE, or a pixel-set classifier (recognised by its keys, see
-/// [`crate::train::pixelset::predict::is_pixelset_conf`]), whose bespoke positions are stood in for by
-/// `lms` placeholder dates (they only fix the positional table's shape).
+/// U-TAE, or a pixel-set classifier (recognised by its keys, see [`Task::of_conf`]), whose bespoke positions
+/// are stood in for by `lms` placeholder dates (they only fix the positional table's shape).
 pub fn model_for_checking(conf: &Value, path: &Path) -> Result<Box<dyn crate::layers::Module>> {
-    use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig};
-    if crate::train::pixelset::predict::is_pixelset_conf(conf) {
+    if Task::of_conf(conf) == Task::PixelSet {
         let lms = conf
             .get("len_max_seq")
             .or(conf.get("lms"))
@@ -82,4 +125,35 @@ pub fn model_for_checking(conf: &Value, path: &Path) -> Result<Box<dyn crate::la
         return Ok(Box::new(PixelSetClassifier::new(c, 0, Device::Cpu)));
     }
     Ok(Box::new(semantic_from_conf(conf, path, 0, Device::Cpu)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_task_comes_from_the_flag_or_the_conf() {
+        assert_eq!(Task::parse("pixelset").unwrap(), Task::PixelSet);
+        assert_eq!(Task::parse("semantic").unwrap(), Task::Semantic);
+        let e = Task::parse("panoptic").unwrap_err().to_string();
+        assert!(e.contains("--task \"panoptic\""), "{e}");
+        assert_eq!(
+            Task::of_conf(&json!({"mlp1": [10, 32, 64]})),
+            Task::PixelSet
+        );
+        assert_eq!(Task::of_conf(&json!({"npixel": 64})), Task::PixelSet);
+        assert_eq!(Task::of_conf(&json!({"model": "pse_tae"})), Task::PixelSet);
+        assert_eq!(
+            Task::of_conf(&json!({"model": "utae", "encoder_widths": [64]})),
+            Task::Semantic
+        );
+        assert_eq!(Task::of_conf(&json!({})), Task::Semantic);
+        let nowhere = Path::new("/nonexistent/conf.json");
+        assert_eq!(Task::resolve(None, nowhere).unwrap(), Task::Semantic);
+        assert_eq!(
+            Task::resolve(Some("pixelset"), nowhere).unwrap(),
+            Task::PixelSet
+        );
+    }
 }

@@ -33,6 +33,44 @@ pub enum AggMode {
     Mean,
 }
 
+impl AggMode {
+    /// From the original's spelling: `att_group`, `att_mean` or `mean`.
+    pub fn parse(s: &str) -> Option<AggMode> {
+        match s {
+            "att_group" => Some(AggMode::AttGroup),
+            "att_mean" => Some(AggMode::AttMean),
+            "mean" => Some(AggMode::Mean),
+            _ => None,
+        }
+    }
+
+    /// The original's spelling (conf.json, `--agg_mode`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AggMode::AttGroup => "att_group",
+            AggMode::AttMean => "att_mean",
+            AggMode::Mean => "mean",
+        }
+    }
+}
+
+/// `padding_mode` from the original's spelling: `reflect` or `zeros`.
+pub fn parse_padding_mode(s: &str) -> Option<PaddingMode> {
+    match s {
+        "reflect" => Some(PaddingMode::Reflect),
+        "zeros" => Some(PaddingMode::Zeros),
+        _ => None,
+    }
+}
+
+/// The original's spelling of `padding_mode` (conf.json, `--padding_mode`).
+pub fn padding_mode_name(p: PaddingMode) -> &'static str {
+    match p {
+        PaddingMode::Reflect => "reflect",
+        PaddingMode::Zeros => "zeros",
+    }
+}
+
 /// U-TAE's constructor parameters (spec §3.1), defaults as the original class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UTaeConfig {
@@ -151,22 +189,15 @@ impl UTaeConfig {
             }
         }
         if let Some(s) = string("agg_mode") {
-            c.agg_mode = match s.as_str() {
-                "att_group" => AggMode::AttGroup,
-                "att_mean" => AggMode::AttMean,
-                "mean" => AggMode::Mean,
-                _ => return Err(bad("agg_mode", "expected att_group, att_mean or mean")),
-            };
+            c.agg_mode = AggMode::parse(&s)
+                .ok_or_else(|| bad("agg_mode", "expected att_group, att_mean or mean"))?;
         }
         if let Some(s) = string("encoder_norm") {
             c.encoder_norm = NormKind::parse(&s);
         }
         if let Some(s) = string("padding_mode") {
-            c.padding_mode = match s.as_str() {
-                "reflect" => PaddingMode::Reflect,
-                "zeros" => PaddingMode::Zeros,
-                _ => return Err(bad("padding_mode", "expected reflect or zeros")),
-            };
+            c.padding_mode = parse_padding_mode(&s)
+                .ok_or_else(|| bad("padding_mode", "expected reflect or zeros"))?;
         }
         if let Some(p) = v.get("pad_value").and_then(|x| x.as_f64()) {
             c.pad_value = p as f32;

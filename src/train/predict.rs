@@ -3,11 +3,15 @@
 //! f32), `pred_<ID>.npy` (H × W, int64, argmax with ties to the lowest class as torch.argmax), `pred_<ID>.png`
 //! (the class map in the official colours), `grid_<ID>.png` (input RGB of the middle date | ground truth |
 //! prediction) and, on request, `attn_<ID>.npy` (n_head × T × h × w over the patch's own dates).
+//!
+//! The folder needs no annotations: without `ANNOTATIONS/` (a user's own area in the PASTIS layout) only the
+//! S2 series are read and the ground-truth panel of the grid is left grey. The dates are read as the model
+//! was trained: the run's `ref_date`, and its `mono_date` for a mono-date model.
 
 use std::path::{Path, PathBuf};
 
 use crate::data::npy;
-use crate::data::pastis::{PastisDataset, PastisOptions};
+use crate::data::pastis::{Date, MonoDate, PastisDataset, PastisOptions, Target};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::Ctx;
 use crate::models::utae::{PadInfo, UTae};
@@ -26,6 +30,10 @@ pub struct PredictOptions {
     pub out: PathBuf,
     /// Also write the attention masks.
     pub save_attention: bool,
+    /// Reference date of the day offsets (the run's `ref_date`).
+    pub ref_date: Date,
+    /// The run's mono-date ablation, if any (`mono_date`).
+    pub mono_date: Option<MonoDate>,
 }
 
 /// `argmax` over the class axis of logits (C, P) → (P), first maximum on ties.
@@ -46,10 +54,19 @@ pub fn argmax_classes(logits: &[f32], classes: usize) -> Vec<i64> {
 
 /// Runs `model` over the dataset and writes the files; returns the number of patches written.
 pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<usize> {
+    // Labels only where there are some: a user's own area has no ANNOTATIONS/ folder.
+    let labeled = opts.dataset_folder.join("ANNOTATIONS").is_dir();
     let ds = PastisDataset::open(
         &opts.dataset_folder,
         PastisOptions {
             folds: opts.folds.clone(),
+            ref_date: opts.ref_date,
+            mono_date: opts.mono_date,
+            target: if labeled {
+                Target::Semantic
+            } else {
+                Target::Unlabeled
+            },
             ..PastisOptions::default()
         },
     )?;
@@ -91,15 +108,14 @@ pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<us
                 .iter()
                 .flat_map(|&b| batch.x[(frame * c + b.min(c - 1)) * h * w..][..h * w].to_vec())
                 .collect();
-            let truth = &batch.targets[i * h * w..(i + 1) * h * w];
+            let truth = batch.targets.get(i * h * w..(i + 1) * h * w);
             write(&opts.out, &format!("grid_{id}.png"), |p| {
-                plot::grid_png(p, &rgb, Some(truth), &pred, h, w, 4)
+                plot::grid_png(p, &rgb, truth, &pred, h, w, 4)
             })?;
             if opts.save_attention {
                 let t_i = ds
                     .dates(ds.ids().iter().position(|x| x == id).unwrap_or(0))
-                    .map(|d| d.len())
-                    .unwrap_or(as_[2]);
+                    .map_or(as_[2], |d| d.len().min(as_[2])); // one date with mono_date
                 let (heads, b, t_max, hw) = (as_[0], as_[1], as_[2], as_[3] * as_[4]);
                 let mut a = Vec::with_capacity(heads * t_i * hw);
                 for h in 0..heads {

@@ -17,24 +17,24 @@
 //! with a seed derived from (`rdm_seed`, fold, epoch) and incomplete batches are dropped (`drop_last`), so a
 //! resumed run replays exactly the batches and dropout masks an uninterrupted run would have.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
+use crate::data::json::{read_json, write_json};
 use crate::data::pastis::{Batch, Date, MonoDate, PastisDataset, PastisOptions};
 use crate::data::state_dict::{read_npz, write_npz};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::state::{load_state_dict, state_dict};
 use crate::layers::{Ctx, Module};
-use crate::models::registry::{read_json, read_weights};
-use crate::models::utae::{PadInfo, UTae, UTaeConfig};
+use crate::models::registry::read_weights;
+use crate::models::utae::{padding_mode_name, PadInfo, UTae, UTaeConfig};
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
 use crate::train::state::{
-    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state,
-    write_json, Progress,
+    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state, Progress,
 };
 
 /// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
@@ -110,15 +110,15 @@ impl TrainOptions {
             "model": "utae",
             "encoder_widths": m.encoder_widths, "decoder_widths": m.decoder_widths, "out_conv": m.out_conv,
             "str_conv_k": m.str_conv_k, "str_conv_s": m.str_conv_s, "str_conv_p": m.str_conv_p,
-            "agg_mode": match m.agg_mode { crate::models::utae::AggMode::AttGroup => "att_group", crate::models::utae::AggMode::AttMean => "att_mean", crate::models::utae::AggMode::Mean => "mean" },
-            "encoder_norm": match m.encoder_norm { crate::layers::NormKind::Group => "group", crate::layers::NormKind::Batch => "batch", crate::layers::NormKind::Instance => "instance", crate::layers::NormKind::None => "none" },
+            "agg_mode": m.agg_mode.name(), "encoder_norm": m.encoder_norm.name(),
             "n_head": m.n_head, "d_model": m.d_model, "d_k": m.d_k,
             "dataset_folder": self.dataset_folder.display().to_string(), "res_dir": self.res_dir.display().to_string(),
             "num_workers": 1, "rdm_seed": self.rdm_seed, "device": if self.cpu { "cpu" } else { "gpu" },
             "display_step": 50, "cache": false, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-            "mono_date": null, "ref_date": "2018-09-01", "fold": self.fold, "num_classes": self.num_classes,
+            "mono_date": self.mono_date.map(|d| d.to_string()), "ref_date": self.ref_date.to_string(),
+            "fold": self.fold, "num_classes": self.num_classes,
             "ignore_index": self.ignore_index, "pad_value": self.pad_value,
-            "padding_mode": match m.padding_mode { crate::engine::ops::conv2d::PaddingMode::Reflect => "reflect", crate::engine::ops::conv2d::PaddingMode::Zeros => "zeros" },
+            "padding_mode": padding_mode_name(m.padding_mode),
             "val_every": self.val_every, "val_after": self.val_after, "N_params": n_params,
         })
     }
@@ -421,6 +421,39 @@ fn test_metrics_json(test: &EpochMetrics) -> Value {
     json!({"test_accuracy": test.accuracy, "test_loss": test.loss, "test_IoU": test.miou, "test_epoch_time": test.seconds})
 }
 
+/// The dates a run was trained with, from its conf.json: `ref_date` (default 2018-09-01) and `mono_date`
+/// (`null` or absent: the whole series; a `YYYY-MM-DD` date or a frame index, as a string or a number), so that
+/// a mono-date model is evaluated and run on the date it was trained on.
+pub fn dates_from_conf(conf: &Value, path: &Path) -> Result<(Date, Option<MonoDate>)> {
+    let bad = |k: &str, why: String| Error::format(path, format!("conf.json key {k:?}: {why}"));
+    let ref_date = match conf.get("ref_date") {
+        None | Some(Value::Null) => PastisOptions::default().ref_date,
+        Some(Value::String(s)) => Date::parse(s).map_err(|e| bad("ref_date", e.to_string()))?,
+        Some(v) => {
+            return Err(bad(
+                "ref_date",
+                format!("{v}: expected a YYYY-MM-DD string"),
+            ))
+        }
+    };
+    let mono_date = match conf.get("mono_date") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(MonoDate::parse(s).map_err(|e| bad("mono_date", e.to_string()))?)
+        }
+        Some(v) => match v.as_u64() {
+            Some(k) => Some(MonoDate::Index(k as usize)),
+            None => {
+                return Err(bad(
+                    "mono_date",
+                    format!("{v}: expected a date or an index"),
+                ))
+            }
+        },
+    };
+    Ok((ref_date, mono_date))
+}
+
 /// Options of `sitsgpu evaluate` (test_semantic.py).
 #[derive(Debug, Clone)]
 pub struct EvaluateOptions {
@@ -446,6 +479,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     let conf = read_json(&conf_path)?;
     let model_conf = UTaeConfig::from_json(&conf, &conf_path)?;
     let num_classes = *model_conf.out_conv.last().unwrap_or(&20);
+    let (ref_date, mono_date) = dates_from_conf(&conf, &conf_path)?;
     let opts = TrainOptions {
         model: model_conf,
         dataset_folder: e.dataset_folder.clone(),
@@ -474,8 +508,8 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         resume: false,
         cpu: e.cpu,
         progress: e.progress,
-        ref_date: PastisOptions::default().ref_date,
-        mono_date: None,
+        ref_date,
+        mono_date,
     };
     let device = if e.cpu {
         Device::Cpu
@@ -541,6 +575,67 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_conf_json_keeps_the_dates_and_evaluation_reads_them_back() {
+        let opts = TrainOptions {
+            model: UTaeConfig::default(),
+            dataset_folder: "D".into(),
+            res_dir: "R".into(),
+            rdm_seed: 1,
+            epochs: 1,
+            batch_size: 4,
+            lr: 1e-3,
+            fold: None,
+            num_classes: 20,
+            ignore_index: -1,
+            pad_value: 0.0,
+            val_every: 1,
+            val_after: 0,
+            init_weights: None,
+            max_steps: None,
+            resume: false,
+            cpu: true,
+            progress: false,
+            ref_date: Date::parse("2018-10-01").unwrap(),
+            mono_date: Some(MonoDate::parse("2019-05-01").unwrap()),
+        };
+        let conf = opts.to_conf_json(0);
+        assert_eq!(
+            (&conf["ref_date"], &conf["mono_date"]),
+            (&json!("2018-10-01"), &json!("2019-05-01"))
+        );
+        let path = Path::new("conf.json");
+        assert_eq!(
+            dates_from_conf(&conf, path).unwrap(),
+            (opts.ref_date, opts.mono_date)
+        );
+        let index = TrainOptions {
+            mono_date: Some(MonoDate::Index(3)),
+            ..opts
+        };
+        let conf = index.to_conf_json(0);
+        assert_eq!(conf["mono_date"], json!("3"));
+        assert_eq!(
+            dates_from_conf(&conf, path).unwrap().1,
+            Some(MonoDate::Index(3))
+        );
+        // The official weight folders' conf.json (mono_date null) and older ones without the keys.
+        let whole = (PastisOptions::default().ref_date, None);
+        assert_eq!(
+            dates_from_conf(&json!({"mono_date": null, "ref_date": "2018-09-01"}), path).unwrap(),
+            whole
+        );
+        assert_eq!(dates_from_conf(&json!({}), path).unwrap(), whole);
+        assert_eq!(
+            dates_from_conf(&json!({"mono_date": 2}), path).unwrap().1,
+            Some(MonoDate::Index(2))
+        );
+        let e = dates_from_conf(&json!({"ref_date": "2018-13-01"}), path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conf.json") && e.contains("ref_date"), "{e}");
+    }
 
     #[test]
     fn rotations_match_the_spec() {

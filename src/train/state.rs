@@ -1,28 +1,20 @@
 //! What every training workflow ([`crate::train::semantic`], [`crate::train::pixelset`]) shares: seeded batch
-//! orders, atomically written JSON, the per-fold training state (`last.npz`: weights, Adam moments, progress
-//! and the training log in one file, so a run killed at any moment resumes from a consistent end of epoch), and
-//! the test-result files (`test_metrics.json`, `conf_mat.pkl/.npy/.json`, `overall.json`, `per_class.json`).
+//! orders, the per-fold training state (`last.npz`: weights, Adam moments, progress and the training log in one
+//! file, so a run killed at any moment resumes from a consistent end of epoch), and the test-result files
+//! (`test_metrics.json`, `conf_mat.pkl/.npy/.json`, `overall.json`, `per_class.json`).
 
 use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::data::json::{read_json, write_json};
 use crate::data::state_dict::{read_npz, write_npz, Entry};
 use crate::engine::rng::Rng;
 use crate::engine::{Error, Result};
 use crate::layers::state::{load_state_dict, state_dict};
 use crate::layers::Module;
-use crate::models::registry::read_json;
 use crate::train::adam::Adam;
 use crate::train::metrics::{overall, ConfusionMatrix};
-
-/// Writes `v` pretty-printed to `path` through a temporary file and a rename (never a half-written file).
-pub fn write_json(path: &Path, v: &Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::io(path, e))?;
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
 
 /// A seeded Fisher–Yates shuffle of 0..n; with `drop_last`, the incomplete last batch is dropped.
 pub fn epoch_order(n: usize, batch_size: usize, seed: u64, drop_last: bool) -> Vec<usize> {

@@ -22,7 +22,7 @@ pub struct Batch {
     pub dates_shape: Vec<usize>,
     /// (B, T_max): true where the frame is entirely `pad_value` (computed from `x`).
     pub pad_mask: Vec<bool>,
-    /// Semantic targets, (B, H, W), int64 classes.
+    /// Semantic targets, (B, H, W), int64 classes (empty for an unlabeled dataset, `Target::Unlabeled`).
     pub targets: Vec<i64>,
     /// Instance targets (B, H, W, 7) float32, when the dataset was opened with `Target::Instance`.
     pub instance: Option<Vec<f32>>,

@@ -17,7 +17,7 @@
 //!    of the NORM vectors of the requested folds (all five when `folds` is `None`), averaged in f64 and cast
 //!    to f32;
 //! 4. target: TARGET channel 0 as int64; with [`Target::Instance`] also the (H, W, 7) instance target
-//!    (`arrays.rs`);
+//!    (`arrays.rs`); with [`Target::Unlabeled`] none (prediction on a folder without annotations);
 //! 5. `mono_date`: keep one frame (by index, or the closest to a date, first on ties) and a scalar date.
 //!
 //! [`collate`] is the original `pad_collate`; [`PastisDataset::batches`] reads and collates batches ahead on a
@@ -58,6 +58,9 @@ pub enum Target {
     Semantic,
     /// `"instance"`: also the (H, W, 7) float32 target of PaPs (spec §1.10).
     Instance,
+    /// No annotation at all (a folder without `ANNOTATIONS/`, a user's own area): only the S2 series and the
+    /// dates are read, and [`PastisSample::target`] is empty. For prediction; training needs labels.
+    Unlabeled,
 }
 
 /// The mono-date ablation (the original `mono_date` argument): keep a single frame per patch.
@@ -67,6 +70,16 @@ pub enum MonoDate {
     Index(usize),
     /// Keep the frame whose day offset is closest to this date (first on ties).
     Date(Date),
+}
+
+/// The command-line spelling [`MonoDate::parse`] reads back: the index, or the date as `YYYY-MM-DD`.
+impl std::fmt::Display for MonoDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MonoDate::Index(k) => write!(f, "{k}"),
+            MonoDate::Date(d) => write!(f, "{d}"),
+        }
+    }
 }
 
 impl MonoDate {
@@ -131,7 +144,7 @@ pub struct PastisSample {
     pub dates: Vec<i64>,
     /// True with `mono_date`: the original returns a 0-dim date, which collates to shape (B,).
     pub scalar_date: bool,
-    /// Semantic classes, (H, W): TARGET channel 0 as int64.
+    /// Semantic classes, (H, W): TARGET channel 0 as int64 (empty with [`Target::Unlabeled`]).
     pub target: Vec<i64>,
     /// With [`Target::Instance`]: the (H, W, 7) float32 instance target (spec §1.10).
     pub instance: Option<Vec<f32>>,
@@ -237,10 +250,10 @@ impl PastisDataset {
 
     /// The files a sample of patch `id` reads, S2 first.
     fn files(&self, id: u64) -> Vec<PathBuf> {
-        let mut v = vec![
-            self.s2_path(id),
-            self.annotation_path("ANNOTATIONS", "TARGET", id),
-        ];
+        let mut v = vec![self.s2_path(id)];
+        if self.inner.opts.target != Target::Unlabeled {
+            v.push(self.annotation_path("ANNOTATIONS", "TARGET", id));
+        }
         if self.inner.opts.target == Target::Instance {
             for kind in ["HEATMAP", "INSTANCES", "ZONES"] {
                 v.push(self.annotation_path("INSTANCE_ANNOTATIONS", kind, id));
@@ -350,6 +363,58 @@ impl PastisDataset {
             }
         }
 
+        let (target, instance) = if self.inner.opts.target == Target::Unlabeled {
+            (Vec::new(), None)
+        } else {
+            self.read_targets(id, h, w)?
+        };
+
+        let mut sample = PastisSample {
+            id,
+            data,
+            shape: [t, c, h, w],
+            dates: p.dates.clone(),
+            scalar_date: false,
+            target,
+            instance,
+        };
+        if let Some(mono) = self.inner.opts.mono_date {
+            let k = match mono {
+                MonoDate::Index(k) => {
+                    if k >= t {
+                        return Err(Error::format(
+                            &s2,
+                            format!(
+                                "mono_date index {k} is out of range: patch {id} has {t} dates"
+                            ),
+                        ));
+                    }
+                    k
+                }
+                MonoDate::Date(d) => {
+                    let target = d.days_since(self.inner.opts.ref_date);
+                    // argmin of |dates - target|, first on ties (t >= 1: metadata never has an empty series).
+                    let mut best = 0;
+                    for (j, &v) in sample.dates.iter().enumerate() {
+                        if (v - target).abs() < (sample.dates[best] - target).abs() {
+                            best = j;
+                        }
+                    }
+                    best
+                }
+            };
+            let frame = c * h * w;
+            sample.data = sample.data[k * frame..(k + 1) * frame].to_vec();
+            sample.shape[0] = 1;
+            sample.dates = vec![sample.dates[k]];
+            sample.scalar_date = true;
+        }
+        Ok(sample)
+    }
+
+    /// The semantic target of patch `id` (TARGET channel 0, (H, W) int64) and, with [`Target::Instance`], the
+    /// (H, W, 7) instance target.
+    fn read_targets(&self, id: u64, h: usize, w: usize) -> Result<(Vec<i64>, Option<Vec<f32>>)> {
         let target_path = self.annotation_path("ANNOTATIONS", "TARGET", id);
         let (tshape, tdata) = arrays::read_f64(&target_path)?;
         arrays::check_shape(
@@ -399,47 +464,6 @@ impl PastisDataset {
         } else {
             None
         };
-
-        let mut sample = PastisSample {
-            id,
-            data,
-            shape: [t, c, h, w],
-            dates: p.dates.clone(),
-            scalar_date: false,
-            target,
-            instance,
-        };
-        if let Some(mono) = self.inner.opts.mono_date {
-            let k = match mono {
-                MonoDate::Index(k) => {
-                    if k >= t {
-                        return Err(Error::format(
-                            &s2,
-                            format!(
-                                "mono_date index {k} is out of range: patch {id} has {t} dates"
-                            ),
-                        ));
-                    }
-                    k
-                }
-                MonoDate::Date(d) => {
-                    let target = d.days_since(self.inner.opts.ref_date);
-                    // argmin of |dates - target|, first on ties (t >= 1: metadata never has an empty series).
-                    let mut best = 0;
-                    for (j, &v) in sample.dates.iter().enumerate() {
-                        if (v - target).abs() < (sample.dates[best] - target).abs() {
-                            best = j;
-                        }
-                    }
-                    best
-                }
-            };
-            let frame = c * h * w;
-            sample.data = sample.data[k * frame..(k + 1) * frame].to_vec();
-            sample.shape[0] = 1;
-            sample.dates = vec![sample.dates[k]];
-            sample.scalar_date = true;
-        }
-        Ok(sample)
+        Ok((target, instance))
     }
 }

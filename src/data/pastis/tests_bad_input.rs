@@ -370,6 +370,29 @@ fn missing_patch_files() {
 }
 
 #[test]
+fn an_unlabeled_folder_reads_without_annotations() {
+    let d = tiny("unlabeled");
+    std::fs::remove_dir_all(d.0.join("ANNOTATIONS")).unwrap();
+    std::fs::remove_dir_all(d.0.join("INSTANCE_ANNOTATIONS")).unwrap();
+    // The semantic target (training, evaluation) names the first missing label file.
+    let e = PastisDataset::open(&d.0, PastisOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert_names(&e, "TARGET_7.npy", "does not exist");
+    // Unlabeled: the series and dates only, an empty target, and batches without targets.
+    let opts = PastisOptions {
+        target: Target::Unlabeled,
+        ..PastisOptions::default()
+    };
+    let ds = PastisDataset::open(&d.0, opts).unwrap();
+    let s = ds.get(0).unwrap();
+    assert_eq!((s.shape, s.target.len()), ([3, 10, H, W], 0));
+    assert!(s.instance.is_none());
+    let b = ds.load_batch(&[0, 1], 0.0).unwrap();
+    assert_eq!((b.ids, b.targets.len()), (vec![7, 20], 0));
+}
+
+#[test]
 fn bad_arrays() {
     let s2 = |id: u64| format!("DATA_S2/S2_{id}.npy");
     type Case = (&'static str, String, Box<dyn Fn(&Path)>, &'static str);

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::data::json::read_json;
 use crate::data::npy::{self, Array};
 use crate::data::numpy_random::NumpyRandomState;
 use crate::data::pastis::Date;
@@ -149,11 +150,6 @@ pub struct PixelSetDataset {
     extra_s: Vec<f64>,
     /// Raw (T, C, S) arrays of every sample, after [`PixelSetDataset::preload`].
     raw: Option<Vec<Array<f32>>>,
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))
 }
 
 fn f64_list(v: &Value) -> Option<Vec<f64>> {

@@ -128,7 +128,7 @@ fn from_arrays(path: &Path, mean: NdArray, std: NdArray) -> Result<NormStats> {
 }
 
 fn read_json_pair(path: &Path) -> Result<(NdArray, NdArray)> {
-    let j = super::read_json(path)?;
+    let j = crate::data::json::read_json(path)?;
     let get = |k: &str| -> Result<NdArray> {
         let v = j
             .get(k)

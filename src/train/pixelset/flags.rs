@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{Error, Result};
 use crate::models::stclassifier::TemporalKind;
+use crate::train::flags::Widths;
 use crate::train::pixelset::{model_conf_from_flags, PixelSetTrainOptions};
 
 /// The pixel-set-only flags (all optional: unset flags take train.py's defaults, see
@@ -30,19 +31,19 @@ pub struct PixelSetFlags {
     pub input_dim: Option<usize>,
     /// pixelset: PSE mlp1 widths (default 10,32,64).
     #[arg(long)]
-    pub mlp1: Option<String>,
+    pub mlp1: Option<Widths>,
     /// pixelset: PSE pooling: mean, std, max, min joined by _ (default mean_std).
     #[arg(long)]
     pub pooling: Option<String>,
     /// pixelset: PSE mlp2 widths (default 132,128).
     #[arg(long)]
-    pub mlp2: Option<String>,
+    pub mlp2: Option<Widths>,
     /// pixelset: 1: use the geometric features (default), 0: not.
     #[arg(long)]
     pub geomfeat: Option<u8>,
     /// pixelset: Temporal MLP widths (L-TAE/TAE mlp, TempCNN's flattening MLP; default 256,128).
     #[arg(long)]
-    pub mlp3: Option<String>,
+    pub mlp3: Option<Widths>,
     /// pixelset: Positional-encoding period (default 1000).
     #[arg(long = "T")]
     pub t_period: Option<f64>,
@@ -58,7 +59,7 @@ pub struct PixelSetFlags {
     pub dropout: Option<f32>,
     /// pixelset: Decoder widths (default: the temporal width, 64, 32, num_classes).
     #[arg(long)]
-    pub mlp4: Option<String>,
+    pub mlp4: Option<Widths>,
     /// pixelset: TAE (PSE-TAE) instead of L-TAE.
     #[arg(long)]
     pub tae: bool,
@@ -73,7 +74,7 @@ pub struct PixelSetFlags {
     pub tcnn: bool,
     /// pixelset: TempCNN convolution widths (default 32,32,128).
     #[arg(long)]
-    pub nker: Option<String>,
+    pub nker: Option<Widths>,
     /// pixelset: A config_fig2.json setting of the L-TAE paper's figure: L-TAE 9k 34k 112k 288k 740k 3840k,
     /// TAE 19k 39k 76k 195k 360k 641k 2592k, GRU 15k 37k 134k 296k 636k 3545k, TempCNN 14k 45k 136k 296k 702k
     /// 3362k.
@@ -126,23 +127,6 @@ pub struct SharedFlags {
     pub resume: bool,
     /// `--cpu` (or `--device cpu`).
     pub cpu: bool,
-}
-
-/// `"[10,32,64]"` → a JSON list of integers.
-fn int_list(flag: &str, s: &str) -> Result<Value> {
-    let v: std::result::Result<Vec<u64>, _> = s
-        .trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| p.trim().parse::<u64>())
-        .collect();
-    v.map(|v| json!(v)).map_err(|_| {
-        Error::Invalid(format!(
-            "--{flag} {s:?}: expected a list of integers like \"[10,32,64]\""
-        ))
-    })
 }
 
 impl PixelSetFlags {
@@ -199,7 +183,7 @@ impl PixelSetFlags {
             ("nker", &self.nker),
         ] {
             if let Some(v) = v {
-                put(k, int_list(k, v)?);
+                put(k, json!(v.0));
             }
         }
         if let Some(v) = &self.pooling {
@@ -273,15 +257,16 @@ impl PixelSetFlags {
                 s.rdm_seed
             ))
         })?;
+        // Unset flags keep train.py's defaults, those of PixelSetTrainOptions::new.
         let mut o = PixelSetTrainOptions::new(&s.dataset_folder, &s.res_dir);
         o.model = model;
         o.rdm_seed = rdm_seed;
-        o.kfold = self.kfold.unwrap_or(5);
+        o.kfold = self.kfold.unwrap_or(o.kfold);
         o.epochs = s.epochs;
-        o.batch_size = s.batch_size.unwrap_or(128);
+        o.batch_size = s.batch_size.unwrap_or(o.batch_size);
         o.lr = s.lr;
-        o.gamma = self.gamma.unwrap_or(1.0);
-        o.npixel = self.npixel.unwrap_or(64);
+        o.gamma = self.gamma.unwrap_or(o.gamma);
+        o.npixel = self.npixel.unwrap_or(o.npixel);
         o.num_classes = s.num_classes;
         o.jitter = jitter;
         o.deterministic_eval = self.deterministic_eval;
@@ -375,7 +360,7 @@ mod tests {
         let mut s = shared();
         s.d_model = Some("none".into());
         let f = PixelSetFlags {
-            mlp3: Some("[128]".into()),
+            mlp3: Some(Widths(vec![128])),
             ..PixelSetFlags::default()
         };
         let c = config(&f.options(&s).unwrap());
@@ -394,15 +379,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("choose one"));
-        let bad = PixelSetFlags {
-            mlp1: Some("[10,x]".into()),
-            ..PixelSetFlags::default()
-        };
-        assert!(bad
-            .options(&shared())
-            .unwrap_err()
-            .to_string()
-            .contains("--mlp1"));
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: PixelSetFlags,
+        }
+        let e = <Cli as clap::Parser>::try_parse_from(["train", "--mlp1", "[10,x]"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--mlp1") && e.contains("list of integers"),
+            "{e}"
+        );
+        let ok = <Cli as clap::Parser>::try_parse_from(["train", "--mlp4", "64, 32,20"]).unwrap();
+        assert_eq!(ok.flags.mlp4, Some(Widths(vec![64, 32, 20])));
         let bad = PixelSetFlags {
             jitter: Some("0.1".into()),
             ..PixelSetFlags::default()

@@ -31,6 +31,7 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
+use crate::data::json::{read_json, write_json};
 use crate::data::numpy_random::NumpyRandomState;
 use crate::data::pixelset::{kfold_splits, Draw, PixelSetBatch, PixelSetDataset, PixelSetOptions};
 use crate::data::state_dict::{read_npz, write_npz};
@@ -38,14 +39,13 @@ use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::state::{load_state_dict, state_dict};
 use crate::layers::{Ctx, Module};
 use crate::models::pse::focal_loss;
-use crate::models::registry::{read_json, read_weights};
+use crate::models::registry::read_weights;
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
 use crate::train::state::{
-    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state,
-    write_json, Progress,
+    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state, Progress,
 };
 
 pub mod flags;

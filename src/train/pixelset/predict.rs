@@ -9,10 +9,11 @@
 //! `attention_Fold_k.npy`, for an ensemble). Evaluation is deterministic: no jitter, a fixed pixel draw per
 //! parcel.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
+use crate::data::json::write_json;
 use crate::data::npy;
 use crate::data::pixelset::SUB_CLASSES;
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
@@ -149,7 +150,7 @@ pub fn predict(p: &PixelSetPredictOptions) -> Result<usize> {
     npy::write_i64(p.out.join("ids.npy"), &[n], &ids)?;
     npy::write_i64(p.out.join("pred.npy"), &[n], &pred)?;
     npy::write_f32(p.out.join("logits.npy"), &[n, k], &sum)?;
-    crate::train::state::write_json(&p.out.join("predictions.json"), &Value::Object(preds))?;
+    write_json(&p.out.join("predictions.json"), &Value::Object(preds))?;
     Ok(n)
 }
 
@@ -158,19 +159,4 @@ fn log_softmax(x: &mut [f32]) {
     let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let lse = m + x.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
     x.iter_mut().for_each(|v| *v = (*v as f64 - lse) as f32);
-}
-
-/// Whether a conf.json describes a pixel-set model (train.py of the L-TAE repo) rather than a U-TAE.
-pub fn is_pixelset_conf(conf: &Value) -> bool {
-    conf.get("mlp1").is_some()
-        || conf.get("npixel").is_some()
-        || conf
-            .get("model")
-            .and_then(Value::as_str)
-            .is_some_and(|m| crate::models::stclassifier::TemporalKind::parse(m).is_some())
-}
-
-/// Whether the conf.json at `path` (if readable) is a pixel-set one.
-pub fn conf_is_pixelset(path: &Path) -> bool {
-    crate::models::registry::read_json(path).is_ok_and(|c| is_pixelset_conf(&c))
 }

@@ -1,0 +1,435 @@
+//! The flags of `sitsgpu train`: utae-paps' `train_semantic.py` flags with their names (underscores), ours
+//! (`--init_weights`, `--max_steps`, `--resume`, `--cpu`), and with `--task pixelset` those of the L-TAE
+//! repository's `train.py` ([`PixelSetFlags`]; the flags both scripts have arrive there as [`SharedFlags`]).
+//!
+//! The U-TAE flags are typed by their value parsers (a [`Widths`] list, an [`AggMode`], a [`Date`], ...) and
+//! their defaults are the model's own ([`UTaeConfig::default`]) and the dataset's ([`PastisOptions::default`]),
+//! written nowhere else.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::data::pastis::{Date, MonoDate, PastisOptions};
+use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::{Error, Result};
+use crate::layers::NormKind;
+use crate::models::utae::{padding_mode_name, parse_padding_mode, AggMode, UTaeConfig};
+use crate::train::pixelset::flags::{PixelSetFlags, SharedFlags};
+use crate::train::semantic::TrainOptions;
+
+/// A list of layer widths as the original scripts take it on the command line: `"[64,64,64,128]"`,
+/// `"[32, 20]"` or `"64,64,64,128"` (`[]` is the empty list).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Widths(pub Vec<usize>);
+
+impl FromStr for Widths {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Widths, String> {
+        let inner = s.trim();
+        let inner = inner.strip_prefix('[').unwrap_or(inner);
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        if inner.trim().is_empty() {
+            return Ok(Widths(Vec::new()));
+        }
+        inner
+            .split(',')
+            .map(|p| p.trim().parse::<usize>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Widths)
+            .map_err(|_| format!("expected a list of integers like \"[64,64,64,128]\", got {s:?}"))
+    }
+}
+
+/// The original's spelling, `[64,64,64,128]`.
+impl std::fmt::Display for Widths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(usize::to_string).collect();
+        write!(f, "[{}]", parts.join(","))
+    }
+}
+
+fn agg_mode(s: &str) -> std::result::Result<AggMode, String> {
+    AggMode::parse(s).ok_or_else(|| "expected att_group, att_mean or mean".into())
+}
+
+fn encoder_norm(s: &str) -> std::result::Result<NormKind, String> {
+    Ok(NormKind::parse(s)) // as the original: anything but group / batch / instance is no norm
+}
+
+fn padding_mode(s: &str) -> std::result::Result<PaddingMode, String> {
+    parse_padding_mode(s).ok_or_else(|| "expected reflect or zeros".into())
+}
+
+fn date(s: &str) -> std::result::Result<Date, String> {
+    Date::parse(s).map_err(|e| e.to_string())
+}
+
+fn mono_date(s: &str) -> std::result::Result<MonoDate, String> {
+    MonoDate::parse(s).map_err(|e| e.to_string())
+}
+
+/// `train_semantic.py`'s flags (original names, underscores) and ours; with `--task pixelset`, those of the
+/// L-TAE repository's `train.py` (the `[pixelset]` flags, and the shared ones with that script's defaults).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// semantic (U-TAE on PASTIS, train_semantic.py) or pixelset (PSE + L-TAE and competitors on
+    /// Sentinel-Agri pixel sets, the L-TAE repository's train.py).
+    #[arg(long, default_value = "semantic")]
+    pub task: String,
+    /// PASTIS folder (semantic) or Sentinel-Agri pixel-set folder (pixelset).
+    #[arg(long = "dataset_folder")]
+    pub dataset_folder: PathBuf,
+    /// Output folder (conf.json, Fold_k/…).
+    #[arg(long = "res_dir", default_value = "./results")]
+    pub res_dir: PathBuf,
+    /// Model name: utae (semantic); pse_ltae (default), pse_tae, pse_gru, pse_tempcnn (pixelset).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Encoder widths, one per level (written 64,64,64,128 or as the original, in brackets).
+    #[arg(long = "encoder_widths", default_value_t = Widths(UTaeConfig::default().encoder_widths))]
+    pub encoder_widths: Widths,
+    /// Decoder widths.
+    #[arg(long = "decoder_widths", default_value_t = Widths(UTaeConfig::default().decoder_widths))]
+    pub decoder_widths: Widths,
+    /// Output head widths (last = num_classes).
+    #[arg(long = "out_conv", default_value_t = Widths(UTaeConfig::default().out_conv))]
+    pub out_conv: Widths,
+    /// Strided conv kernel.
+    #[arg(long = "str_conv_k", default_value_t = UTaeConfig::default().str_conv_k)]
+    pub str_conv_k: usize,
+    /// Strided conv stride.
+    #[arg(long = "str_conv_s", default_value_t = UTaeConfig::default().str_conv_s)]
+    pub str_conv_s: usize,
+    /// Strided conv padding.
+    #[arg(long = "str_conv_p", default_value_t = UTaeConfig::default().str_conv_p)]
+    pub str_conv_p: usize,
+    /// att_group, att_mean or mean.
+    #[arg(long = "agg_mode", value_parser = agg_mode,
+          default_value = UTaeConfig::default().agg_mode.name())]
+    pub agg_mode: AggMode,
+    /// group, batch or instance.
+    #[arg(long = "encoder_norm", value_parser = encoder_norm,
+          default_value = UTaeConfig::default().encoder_norm.name())]
+    pub encoder_norm: NormKind,
+    /// L-TAE heads (default 16).
+    #[arg(long = "n_head")]
+    pub n_head: Option<usize>,
+    /// L-TAE width (default 256; pixelset: also "none").
+    #[arg(long = "d_model")]
+    pub d_model: Option<String>,
+    /// L-TAE key width (default 4 semantic, 8 pixelset).
+    #[arg(long = "d_k")]
+    pub d_k: Option<usize>,
+    /// Seed.
+    #[arg(long = "rdm_seed", default_value_t = 1)]
+    pub rdm_seed: u64,
+    /// Epochs per fold.
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Batch size (default 4 semantic, 128 pixelset).
+    #[arg(long = "batch_size")]
+    pub batch_size: Option<usize>,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.001)]
+    pub lr: f64,
+    /// Run only rotation k (1..5).
+    #[arg(long)]
+    pub fold: Option<usize>,
+    /// Number of classes.
+    #[arg(long = "num_classes", default_value_t = 20)]
+    pub num_classes: usize,
+    /// Class weighted 0 in the loss (Python index: -1 = last).
+    #[arg(long = "ignore_index", default_value_t = -1, allow_hyphen_values = true)]
+    pub ignore_index: i64,
+    /// Temporal pad value.
+    #[arg(long = "pad_value", default_value_t = UTaeConfig::default().pad_value)]
+    pub pad_value: f32,
+    /// reflect or zeros.
+    #[arg(long = "padding_mode", value_parser = padding_mode,
+          default_value = padding_mode_name(UTaeConfig::default().padding_mode))]
+    pub padding_mode: PaddingMode,
+    /// Validate every N epochs.
+    #[arg(long = "val_every", default_value_t = 1)]
+    pub val_every: usize,
+    /// Validate only after epoch N.
+    #[arg(long = "val_after", default_value_t = 0)]
+    pub val_after: usize,
+    /// Start from these weights (.npz or official model.pth.tar).
+    #[arg(long = "init_weights")]
+    pub init_weights: Option<PathBuf>,
+    /// Stop each fold after N optimiser steps.
+    #[arg(long = "max_steps")]
+    pub max_steps: Option<usize>,
+    /// Continue an interrupted run in res_dir.
+    #[arg(long)]
+    pub resume: bool,
+    /// Run on the CPU reference path.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Reference date of the day offsets (recorded in conf.json; evaluate and predict read it back).
+    #[arg(long = "ref_date", value_parser = date, default_value_t = PastisOptions::default().ref_date)]
+    pub ref_date: Date,
+    /// Mono-date ablation: a date (YYYY-MM-DD) or an index into each series (recorded in conf.json; evaluate
+    /// and predict use the same date).
+    #[arg(long = "mono_date", value_parser = mono_date)]
+    pub mono_date: Option<MonoDate>,
+    /// Accepted for compatibility with train_semantic.py: "cpu" selects the CPU reference path, anything
+    /// else (cuda, ...) the GPU.
+    #[arg(long, default_value = "gpu")]
+    pub device: String,
+    /// Accepted for compatibility; loading already runs on a background reader.
+    #[arg(long = "num_workers", default_value_t = 8)]
+    pub num_workers: usize,
+    /// Accepted for compatibility; progress bars replace the periodic prints.
+    #[arg(long = "display_step", default_value_t = 50)]
+    pub display_step: usize,
+    /// Accepted for compatibility (patches are read from disk each epoch).
+    #[arg(long)]
+    pub cache: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub pixelset: PixelSetFlags,
+}
+
+impl TrainArgs {
+    /// `--cpu`, or `--device cpu` as the original scripts spell it.
+    pub fn cpu(&self) -> bool {
+        self.cpu || self.device == "cpu"
+    }
+
+    /// The U-TAE of the flags: [`UTaeConfig::default`] with the flags given (checked to fit together).
+    pub fn utae_config(&self) -> Result<UTaeConfig> {
+        let default = UTaeConfig::default();
+        let d_model = match &self.d_model {
+            None => default.d_model,
+            Some(v) => v
+                .parse()
+                .map_err(|_| Error::Invalid(format!("--d_model {v:?}: expected a width")))?,
+        };
+        let c = UTaeConfig {
+            encoder_widths: self.encoder_widths.0.clone(),
+            decoder_widths: self.decoder_widths.0.clone(),
+            out_conv: self.out_conv.0.clone(),
+            str_conv_k: self.str_conv_k,
+            str_conv_s: self.str_conv_s,
+            str_conv_p: self.str_conv_p,
+            agg_mode: self.agg_mode,
+            encoder_norm: self.encoder_norm,
+            n_head: self.n_head.unwrap_or(default.n_head),
+            d_model,
+            d_k: self.d_k.unwrap_or(default.d_k),
+            pad_value: self.pad_value,
+            padding_mode: self.padding_mode,
+            ..default
+        };
+        c.validate().map_err(Error::Invalid)?;
+        Ok(c)
+    }
+
+    /// The semantic task's options (`train_semantic.py`).
+    pub fn semantic_options(&self) -> Result<TrainOptions> {
+        if self.pixelset.any_given() {
+            return Err(Error::Invalid(
+                "a [pixelset] flag was given to the semantic task: add --task pixelset".into(),
+            ));
+        }
+        let model = self.model.as_deref().unwrap_or("utae");
+        if model != "utae" {
+            return Err(Error::Invalid(format!(
+                "--model {model}: only utae is implemented for the semantic task (pixel-set models: --task pixelset)"
+            )));
+        }
+        Ok(TrainOptions {
+            model: self.utae_config()?,
+            dataset_folder: self.dataset_folder.clone(),
+            res_dir: self.res_dir.clone(),
+            rdm_seed: self.rdm_seed,
+            epochs: self.epochs,
+            batch_size: self.batch_size.unwrap_or(4),
+            lr: self.lr,
+            fold: self.fold,
+            num_classes: self.num_classes,
+            ignore_index: self.ignore_index,
+            pad_value: self.pad_value,
+            val_every: self.val_every,
+            val_after: self.val_after,
+            init_weights: self.init_weights.clone(),
+            max_steps: self.max_steps,
+            resume: self.resume,
+            cpu: self.cpu(),
+            progress: true,
+            ref_date: self.ref_date,
+            mono_date: self.mono_date,
+        })
+    }
+
+    /// The flags the pixel-set task shares with the semantic one.
+    pub fn shared(&self) -> SharedFlags {
+        SharedFlags {
+            dataset_folder: self.dataset_folder.clone(),
+            res_dir: self.res_dir.clone(),
+            model: self.model.clone(),
+            n_head: self.n_head,
+            d_k: self.d_k,
+            d_model: self.d_model.clone(),
+            batch_size: self.batch_size,
+            rdm_seed: self.rdm_seed,
+            epochs: self.epochs,
+            lr: self.lr,
+            fold: self.fold,
+            num_classes: self.num_classes,
+            init_weights: self.init_weights.clone(),
+            max_steps: self.max_steps,
+            resume: self.resume,
+            cpu: self.cpu(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn parse(flags: &[&str]) -> std::result::Result<TrainArgs, clap::Error> {
+        let argv = ["train", "--dataset_folder", "D"].iter().chain(flags);
+        Cli::try_parse_from(argv).map(|c| c.args)
+    }
+
+    #[test]
+    fn widths_take_the_original_spellings() {
+        for s in [
+            "[64,64,64,128]",
+            "[64, 64, 64, 128]",
+            "64,64,64,128",
+            " [64,64,64,128] ",
+        ] {
+            assert_eq!(
+                s.parse::<Widths>(),
+                Ok(Widths(vec![64, 64, 64, 128])),
+                "{s}"
+            );
+        }
+        assert_eq!("[32, 20]".parse::<Widths>(), Ok(Widths(vec![32, 20])));
+        assert_eq!("[]".parse::<Widths>(), Ok(Widths(vec![])));
+        assert!("[10,x]"
+            .parse::<Widths>()
+            .unwrap_err()
+            .contains("list of integers"));
+        assert!("[-1]".parse::<Widths>().is_err());
+        assert_eq!(Widths(vec![8, 20]).to_string(), "[8,20]");
+    }
+
+    #[test]
+    fn the_defaults_are_the_models() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.utae_config().unwrap(), UTaeConfig::default());
+        let o = a.semantic_options().unwrap();
+        assert_eq!((o.batch_size, o.num_classes, o.ignore_index), (4, 20, -1));
+        assert_eq!(
+            (o.ref_date, o.mono_date),
+            (PastisOptions::default().ref_date, None)
+        );
+        assert!(!o.cpu);
+    }
+
+    #[test]
+    fn flags_build_the_typed_config() {
+        let a = parse(&[
+            "--encoder_widths",
+            "[8,8,8,16]",
+            "--decoder_widths",
+            "8,8,8,16",
+            "--out_conv",
+            "[8, 20]",
+            "--n_head",
+            "4",
+            "--d_model",
+            "16",
+            "--agg_mode",
+            "att_mean",
+            "--encoder_norm",
+            "batch",
+            "--padding_mode",
+            "zeros",
+            "--mono_date",
+            "2019-05-01",
+            "--ref_date",
+            "2018-10-01",
+            "--device",
+            "cpu",
+        ])
+        .unwrap();
+        let c = a.utae_config().unwrap();
+        assert_eq!(
+            (c.encoder_widths, c.decoder_widths, c.out_conv),
+            (vec![8, 8, 8, 16], vec![8, 8, 8, 16], vec![8, 20])
+        );
+        assert_eq!((c.n_head, c.d_model, c.d_k), (4, 16, 4));
+        assert_eq!(
+            (c.agg_mode, c.encoder_norm, c.padding_mode),
+            (AggMode::AttMean, NormKind::Batch, PaddingMode::Zeros)
+        );
+        let o = a.semantic_options().unwrap();
+        assert!(o.cpu && a.shared().cpu);
+        assert_eq!(
+            o.mono_date,
+            Some(MonoDate::Date(Date::parse("2019-05-01").unwrap()))
+        );
+        assert_eq!(o.ref_date.to_string(), "2018-10-01");
+        assert_eq!(
+            parse(&["--mono_date", "3"]).unwrap().mono_date,
+            Some(MonoDate::Index(3))
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_clear_errors() {
+        let e = parse(&["--encoder_widths", "[64,x]"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("--encoder_widths") && e.contains("list of integers"),
+            "{e}"
+        );
+        let e = parse(&["--agg_mode", "max"]).err().unwrap().to_string();
+        assert!(e.contains("att_group, att_mean or mean"), "{e}");
+        let e = parse(&["--ref_date", "2018-13-01"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--ref_date"), "{e}");
+        let e = parse(&["--d_model", "none"])
+            .unwrap()
+            .utae_config()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--d_model"), "{e}");
+        let e = parse(&["--encoder_widths", "[64,64]"])
+            .unwrap()
+            .utae_config()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("same length"), "{e}");
+        let e = parse(&["--model", "pse_ltae"])
+            .unwrap()
+            .semantic_options()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--task pixelset"), "{e}");
+        let e = parse(&["--npixel", "32"])
+            .unwrap()
+            .semantic_options()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--task pixelset"), "{e}");
+    }
+}
