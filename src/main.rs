@@ -11,6 +11,8 @@
 //! - `sitsgpu demo`: synthetic PASTIS-format data, a small U-TAE trained and evaluated, curves plotted.
 //! - `sitsgpu convert-weights`: an official `model.pth.tar` to `.npz` or back, checked against the model its
 //!   conf.json describes ([`sitsgpu::models::convert`]).
+//! - `sitsgpu profile`: a model's training step or forward pass on synthetic inputs, timed kernel by kernel
+//!   ([`sitsgpu::train::profile`]).
 //! - `sitsgpu synth`: a synthetic dataset in the PASTIS layout or, with `--format pixelset`, in the
 //!   Sentinel-Agri pixel-set layout, for demos, tests and benchmarks without the real data.
 
@@ -21,6 +23,7 @@ use clap::{Parser, Subcommand};
 use sitsgpu::models::convert::{convert_weights, OutFormat};
 use sitsgpu::train::commands::{self, EvaluateArgs, PredictArgs, SynthArgs};
 use sitsgpu::train::flags::TrainArgs;
+use sitsgpu::train::profile::ProfileArgs;
 
 #[derive(Parser)]
 #[command(
@@ -94,6 +97,10 @@ enum Command {
         #[arg(long, requires = "to_torch")]
         legacy: bool,
     },
+    /// Time a model's training step (--train) or evaluation forward kernel by kernel on synthetic inputs:
+    /// calls, GPU time (timestamp queries where the adapter has them, else synchronised wall time), share,
+    /// GFLOP/s or GB/s and dispatch size per kernel entry point, plus the step's wall and CPU recording time.
+    Profile(ProfileArgs),
     /// Write a synthetic dataset in the PASTIS layout, or with --format pixelset in the Sentinel-Agri pixel-set
     /// layout (refuses a non-empty folder it did not write).
     Synth(SynthArgs),
@@ -121,6 +128,7 @@ fn main() -> ExitCode {
             convert_weights(&checkpoint, &out, config.as_deref(), format).map(|c| println!("{c}"))
         }
         Command::Synth(args) => commands::synth(&args),
+        Command::Profile(args) => args.run(),
     };
     let Err(e) = result else {
         return ExitCode::SUCCESS;

@@ -15,5 +15,6 @@ pub mod profile;
 pub mod progress;
 pub mod semantic;
 pub mod state;
+pub mod widths;
 
 pub use adam::{Adam, AdamConfig};

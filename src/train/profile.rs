@@ -392,3 +392,83 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         report,
     })
 }
+
+/// `sitsgpu profile`'s flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProfileArgs {
+    /// utae, or a pixel-set classifier: pse_ltae, pse_tae, pse_gru, pse_tempcnn.
+    #[arg(long, default_value = "utae")]
+    pub model: String,
+    /// U-TAE: small (the fixtures' widths) or paper (the default configuration).
+    #[arg(long, default_value = "small")]
+    pub config: String,
+    /// Samples per batch (default: U-TAE small 2, paper 4; pixel sets 128).
+    #[arg(long = "batch_size", visible_alias = "batch-size")]
+    pub batch_size: Option<usize>,
+    /// Dates per sample (default: U-TAE small 8, paper 40; pixel sets 24).
+    #[arg(long)]
+    pub dates: Option<usize>,
+    /// U-TAE patch side (default: small 32, paper 128).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Pixel sets: pixels per parcel.
+    #[arg(long, default_value_t = 64)]
+    pub pixels: usize,
+    /// Profile training steps (forward, loss, backward, Adam) instead of evaluation forward passes.
+    #[arg(long)]
+    pub train: bool,
+    /// Steps before measuring.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Measured steps (timed plainly, then profiled).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Time each kernel by synchronised wall clock even when the adapter has GPU timestamps.
+    #[arg(long = "wall_clock", visible_alias = "wall-clock")]
+    pub wall_clock: bool,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ProfileArgs {
+    /// The workload these flags describe (the defaults depend on the model and config).
+    pub fn workload(&self) -> Result<Workload> {
+        if self.model == "utae" {
+            let paper = self.config == "paper";
+            Workload::utae(
+                &self.config,
+                self.batch_size.unwrap_or(if paper { 4 } else { 2 }),
+                self.dates.unwrap_or(if paper { 40 } else { 8 }),
+                self.size.unwrap_or(if paper { 128 } else { 32 }),
+            )
+        } else {
+            Workload::pixel_set(
+                &self.model,
+                self.batch_size.unwrap_or(128),
+                self.dates.unwrap_or(24),
+                self.pixels,
+            )
+        }
+    }
+
+    /// Runs the profile and prints the table (or the JSON).
+    pub fn run(&self) -> Result<()> {
+        let out = run(&ProfileOptions {
+            workload: self.workload()?,
+            train: self.train,
+            warmup: self.warmup,
+            steps: self.steps,
+            wall_clock: self.wall_clock,
+        })?;
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out.json()).expect("JSON")
+            );
+        } else {
+            print!("{}", out.text());
+        }
+        Ok(())
+    }
+}

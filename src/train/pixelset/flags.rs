@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{Error, Result};
 use crate::models::stclassifier::TemporalKind;
-use crate::train::flags::Widths;
 use crate::train::pixelset::{model_conf_from_flags, PixelSetTrainOptions};
+use crate::train::widths::Widths;
 
 /// The pixel-set-only flags (all optional: unset flags take train.py's defaults, see
 /// [`model_conf_from_flags`]).
