@@ -250,6 +250,99 @@ fn matmul_tiled_odd_sizes_and_batches() {
     }
 }
 
+/// Every kernel variant and split of the matmul engine, forced at small sizes, against the CPU reference,
+/// with each operand plain or stored transposed and broadcast or not (the backward's layouts).
+#[test]
+fn matmul_every_variant_split_and_layout() {
+    use sitsgpu::engine::ops::matmul::{cpu_forward, gpu_forward_with, plan, Operand, Plan};
+    use sitsgpu::engine::storage::Storage;
+    if gpu_or_skip("matmul variants").is_none() {
+        return;
+    }
+    // (batch, M, K, N): edges cut in every tile, K over several slabs and slices.
+    for (batch, m, k, n) in [(2, 131, 77, 129), (1, 5, 700, 3), (3, 17, 33, 70)] {
+        for (na, nb) in [(batch, batch), (1, batch), (batch, 1)] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let (oa, ob) = (
+                    Operand {
+                        batch: na,
+                        trans: ta,
+                    },
+                    Operand {
+                        batch: nb,
+                        trans: tb,
+                    },
+                );
+                let av = values(na * m * k, Gen::Uniform(-1.0, 1.0), 1);
+                let bv = values(nb * k * n, Gen::Uniform(-1.0, 1.0), 2);
+                let want = cpu_forward(&av, oa, &bv, ob, batch, m, k, n);
+                let a = Tensor::from_vec(av, &[na * m * k], Device::Gpu);
+                let b = Tensor::from_vec(bv, &[nb * k * n], Device::Gpu);
+                for big in [false, true] {
+                    for splits in [1, 2, 5] {
+                        let p = Plan { big, splits };
+                        let name =
+                            format!("matmul {p:?} b{batch} {m}x{k}x{n} ({na},{ta}) ({nb},{tb})");
+                        let go = || {
+                            let c = gpu_forward_with(
+                                p,
+                                a.gpu_storage("t"),
+                                oa,
+                                b.gpu_storage("t"),
+                                ob,
+                                batch,
+                                m,
+                                k,
+                                n,
+                            );
+                            Tensor::from_storage(&[batch * m * n], Storage::Gpu(c)).to_vec()
+                        };
+                        assert_close(&go(), &want, Tol::REDUCE, &name);
+                        if splits == 2 {
+                            let got = with_max_workgroups(3, go);
+                            assert_close(
+                                &got,
+                                &want,
+                                Tol::REDUCE,
+                                &format!("{name} [forced fold]"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // The planner: big tiles for big products, split K for few tiles over a long K, nothing for the rest.
+    assert_eq!(
+        plan(1, 2048, 2048, 2048),
+        Plan {
+            big: true,
+            splits: 1
+        }
+    );
+    assert_eq!(
+        plan(1, 10, 196_608, 32),
+        Plan {
+            big: false,
+            splits: 256
+        }
+    );
+    assert_eq!(
+        plan(1, 40_960, 256, 64),
+        Plan {
+            big: false,
+            splits: 1
+        }
+    );
+    assert_eq!(
+        plan(1, 64, 100, 64),
+        Plan {
+            big: false,
+            splits: 1
+        }
+    );
+}
+
 #[test]
 fn softmax_along_each_axis() {
     for axis in [0isize, 1, 2, -1] {

@@ -73,6 +73,7 @@ wgsl!(MASKED_FILL, "masked_fill");
 wgsl!(MASKED_POOL, "masked_pool");
 wgsl!(MASKED_POOL_BACKWARD, "masked_pool_backward");
 wgsl!(MATMUL, "matmul");
+wgsl!(MATMUL_128, "matmul_128");
 wgsl!(REDUCE_MAX, "reduce_max");
 wgsl!(REDUCE_MAX_BACKWARD, "reduce_max_backward");
 wgsl!(REDUCE_SUM, "reduce_sum");
@@ -117,6 +118,7 @@ pub const ALL: &[Wgsl] = &[
     MASKED_POOL,
     MASKED_POOL_BACKWARD,
     MATMUL,
+    MATMUL_128,
     REDUCE_MAX,
     REDUCE_MAX_BACKWARD,
     REDUCE_SUM,

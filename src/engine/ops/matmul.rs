@@ -6,11 +6,21 @@
 //! Shapes: A (..., M, K), B (..., K, N) where the leading (batch) axes are equal or one side has none / all
 //! ones; C (batch..., M, N).
 //!
-//! Variants: `matmul.wgsl` is the tiled kernel (64 × 64 tiles, 4 × 4 per invocation, K slabs of 16 in
-//! workgroup memory). The CPU reference below is the naive triple loop (llm.c's `matmul_forward_naive`).
+//! Variants (llm.c style, each benchmarked in `benches/ops.rs`):
+//! 1. `matmul.wgsl`: 64 × 64 tiles, 4 × 4 outputs per invocation in named vec4 registers, K slabs of 16 in
+//!    workgroup memory — for small and skinny products (more workgroups for the same work).
+//! 2. `matmul_128.wgsl`: 128 × 128 tiles, 8 × 8 per invocation, K slabs of 8 — for big products (twice the
+//!    reuse of every staged value, four times the arithmetic per workgroup load).
+//!
+//! Both split K when the output has too few tiles to fill a GPU (a weight gradient `Xᵀ · dY` summed over
+//! 196,608 rows is one tile): `splits` workgroups per tile each reduce a slice of K into a partial product,
+//! and `reduce_sum.wgsl` adds the partials in index order — two deterministic passes, no float atomics
+//! ([`plan`] decides from the shape alone, so the same shapes always give the same bits).
+//! The CPU reference below is the naive triple loop (llm.c's `matmul_forward_naive`).
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};
+use crate::engine::ops::reduce;
 use crate::engine::real::Real;
 use crate::engine::shape;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -29,10 +39,49 @@ pub struct Params {
     b_batch_stride: u32,
     trans_a: u32,
     trans_b: u32,
+    k_chunk: u32,
+    splits: u32,
+    _pad: [u32; 2],
 }
 
 /// Output tile edge of matmul.wgsl.
 pub const TILE: usize = 64;
+
+/// Which kernel computes a product, and in how many K slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// `matmul_128.wgsl` (else `matmul.wgsl`).
+    pub big: bool,
+    /// K slices (1: no split).
+    pub splits: usize,
+}
+
+/// Output tiles below which K is split (a big GPU runs thousands of workgroups at once).
+const SPLIT_BELOW_TILES: usize = 256;
+/// The shortest K slice worth a workgroup of its own.
+const MIN_K_SLICE: usize = 256;
+
+/// The kernel and split for (batch, M, K, N): the 128 × 128 kernel when both M and N are at least 128 and it
+/// still gives 64 tiles or more; K split into slices of at least [`MIN_K_SLICE`] when the tiles are fewer
+/// than [`SPLIT_BELOW_TILES`], to bring the workgroup count near that many.
+pub fn plan(batch: usize, m: usize, k: usize, n: usize) -> Plan {
+    let tiles128 = batch * m.div_ceil(128) * n.div_ceil(128);
+    let big = m >= 128 && n >= 128 && tiles128 >= 64;
+    let tiles = if big {
+        tiles128
+    } else {
+        batch * m.div_ceil(TILE) * n.div_ceil(TILE)
+    };
+    let splits = if tiles >= SPLIT_BELOW_TILES {
+        1
+    } else {
+        SPLIT_BELOW_TILES
+            .div_ceil(tiles.max(1))
+            .min(k / MIN_K_SLICE)
+            .max(1)
+    };
+    Plan { big, splits }
+}
 
 /// A matrix operand: its batch count (1 = shared by every batch) and whether it is stored transposed.
 #[derive(Debug, Clone, Copy)]
@@ -43,10 +92,12 @@ pub struct Operand {
     pub trans: bool,
 }
 
-/// `matmul.wgsl`: C = A · B (tiled).
+/// `matmul.wgsl`: C = A · B, 64 × 64 tiles (optionally split over K).
 pub const MATMUL: Kernel = Kernel::new::<Params>(&shaders::MATMUL, "matmul", 4);
+/// `matmul_128.wgsl`: the same with 128 × 128 tiles.
+pub const MATMUL_128: Kernel = Kernel::new::<Params>(&shaders::MATMUL_128, "matmul_128", 4);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[MATMUL];
+pub const KERNELS: &[Kernel] = &[MATMUL, MATMUL_128];
 
 // ---- CPU reference ----
 
@@ -127,7 +178,7 @@ pub fn cpu_backward<T: Real>(
 
 // ---- GPU ----
 
-/// Launches matmul.wgsl: C (batch, M, N).
+/// C (batch, M, N) = A · B on the GPU, with the kernel and split of [`plan`].
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_forward(
     a: &GpuStorage,
@@ -139,7 +190,31 @@ pub fn gpu_forward(
     k: usize,
     n: usize,
 ) -> GpuStorage {
-    let c = GpuStorage::alloc(a.gpu, batch * m * n, "matmul");
+    gpu_forward_with(plan(batch, m, k, n), a, oa, b, ob, batch, m, k, n)
+}
+
+/// [`gpu_forward`] with an explicit plan (benchmarks and tests compare the variants).
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_forward_with(
+    plan: Plan,
+    a: &GpuStorage,
+    oa: Operand,
+    b: &GpuStorage,
+    ob: Operand,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> GpuStorage {
+    let (kernel, tile, tk) = if plan.big {
+        (MATMUL_128, 128, 8)
+    } else {
+        (MATMUL, TILE, 16)
+    };
+    let splits = plan.splits.clamp(1, k.max(1));
+    let k_chunk = k.div_ceil(splits).next_multiple_of(tk).max(tk);
+    let splits = k.div_ceil(k_chunk).max(1);
+    let c = GpuStorage::alloc(a.gpu, splits * batch * m * n, kernel.entry);
     let p = Params {
         m: m as u32,
         n: n as u32,
@@ -149,15 +224,21 @@ pub fn gpu_forward(
         b_batch_stride: if ob.batch == 1 { 0 } else { (k * n) as u32 },
         trans_a: oa.trans as u32,
         trans_b: ob.trans as u32,
+        k_chunk: k_chunk as u32,
+        splits: splits as u32,
+        _pad: [0; 2],
     };
-    let wgs = batch * m.div_ceil(TILE) * n.div_ceil(TILE);
-    MATMUL.dispatch(
-        a.gpu,
-        &[a.buffer(), b.buffer(), c.buffer()],
-        &p,
-        Grid::groups(wgs),
-    );
-    c
+    let tiles = batch * m.div_ceil(tile) * n.div_ceil(tile);
+    let grid = Grid::groups(splits * tiles)
+        .flops(2 * batch * m * n * k)
+        .bytes(4 * (oa.batch * m * k + ob.batch * k * n + splits * batch * m * n))
+        .loop_len(k_chunk);
+    kernel.dispatch(a.gpu, &[a.buffer(), b.buffer(), c.buffer()], &p, grid);
+    if splits == 1 {
+        c
+    } else {
+        reduce::gpu_sum(&c, 1, splits, batch * m * n)
+    }
 }
 
 // ---- Autograd ----
