@@ -659,6 +659,9 @@ fn conv2d_padding_modes_strides_and_bias() {
         ([2, 6, 5, 3], [7, 6, 1, 1], 1, 0, Zeros, true), // 1×1 (UpConvBlock's skip_conv)
         ([1, 2, 2, 3], [2, 2, 3, 3], 1, 1, Reflect, false), // H = 2: both mirrors hit one row
         ([1, 20, 9, 9], [70, 20, 3, 3], 1, 1, Reflect, true), // K = 180 > several slabs, C_out > 64
+        ([2, 37, 11, 6], [40, 37, 5, 5], 1, 2, Reflect, true), // wide tiles both ways, two mirrors per side
+        ([1, 4, 6, 7], [5, 4, 3, 3], 1, 0, Zeros, true), // stride 1, no padding: nothing to fold
+        ([1, 3, 12, 10], [2, 3, 2, 2], 1, 1, Zeros, false), // even kernel, padding folded by a crop
     ];
     for (xs, ws, s, p, mode, bias) in cases {
         let mut ins = vec![input(&xs, -1.0, 1.0), input(&ws, -1.0, 1.0)];
@@ -671,6 +674,63 @@ fn conv2d_padding_modes_strides_and_bias() {
             Tol::REDUCE,
             |x| x[0].conv2d(&x[1], x.get(2), s, p, mode),
         );
+    }
+}
+
+/// Both tiles on the same convolutions (the planner picks one by C_out), forward and weight gradient, against
+/// the CPU reference.
+#[test]
+fn conv2d_both_tiles() {
+    use sitsgpu::engine::ops::conv2d::{
+        cpu_forward, gpu_forward_with, ForwardKernel, Geom, PaddingMode,
+    };
+    use sitsgpu::engine::storage::Storage;
+    if gpu_or_skip("conv2d tiles").is_none() {
+        return;
+    }
+    for (xs, ws, st, pad, mode) in [
+        (
+            [2usize, 5, 9, 11],
+            [7usize, 5, 3, 3],
+            1,
+            1,
+            PaddingMode::Reflect,
+        ),
+        ([1, 19, 8, 6], [66, 19, 4, 4], 2, 1, PaddingMode::Zeros),
+        ([3, 2, 40, 41], [5, 2, 3, 3], 1, 1, PaddingMode::Reflect), // many pixel slices
+    ] {
+        let g = Geom::new(&xs, &ws, st, pad, mode);
+        let xv = values(xs.iter().product(), Gen::Uniform(-1.0, 1.0), 3);
+        let wv = values(ws.iter().product(), Gen::Uniform(-1.0, 1.0), 4);
+        let bv = values(ws[0], Gen::Uniform(-1.0, 1.0), 5);
+        let want = cpu_forward(&xv, &wv, Some(&bv), &g);
+        let (x, w, b) = (
+            Tensor::from_vec(xv, &xs, Device::Gpu),
+            Tensor::from_vec(wv, &ws, Device::Gpu),
+            Tensor::from_vec(bv, &[ws[0]], Device::Gpu),
+        );
+        for k in [ForwardKernel::Wide, ForwardKernel::Narrow] {
+            let go = || {
+                let p = g.kernel_params(true);
+                let y = gpu_forward_with(
+                    k,
+                    x.gpu_storage("t"),
+                    w.gpu_storage("t"),
+                    Some(b.gpu_storage("t")),
+                    &g,
+                    p,
+                );
+                Tensor::from_storage(&[want.len()], Storage::Gpu(y)).to_vec()
+            };
+            let name = format!("conv2d {k:?} x {xs:?} w {ws:?}");
+            assert_close(&go(), &want, Tol::REDUCE, &name);
+            assert_close(
+                &with_max_workgroups(3, go),
+                &want,
+                Tol::REDUCE,
+                &format!("{name} [fold]"),
+            );
+        }
     }
 }
 

@@ -1,31 +1,36 @@
 // conv2d.wgsl: 2-D convolution (cross-correlation, as PyTorch) with stride, zero or reflect padding and an
-// optional bias, as an implicit GEMM through workgroup-memory tiles (the matmul.wgsl scheme).
+// optional bias, as an implicit GEMM with register tiles. Also the input gradient of a stride-1 convolution
+// (flip = 1: the flipped, transposed kernel over dy, see engine::ops::conv2d).
 //
 // Math:     y[n, o, oy, ox] = b[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · xpad[n, c, oy·s - p + ky, ox·s - p + kx]
-//           Seen as a matrix product: C (C_out, P) = W (C_out, K) · X (K, P), K = C_in·kH·kW (the weight as
-//           stored), P = N·H_out·W_out (every output pixel of every image); X is never materialised: its
-//           element (k, p) is read from x on the fly, padding by index arithmetic (src_index below: -1 for
-//           zero padding, the mirrored index x[-i] = x[i], x[n-1+i] = x[n-1-i] for reflect).
-// Threads:  one workgroup (16 × 16 = 256 invocations) per 64 (output channels) × 64 (pixels) tile of C;
-//           each invocation accumulates 4 × 4 outputs (channels ty + 16 i, pixels tx + 16 j) in registers.
-//           K is walked 16 at a time: the workgroup stages a 64 × 16 slab of W and a 16 × 64 slab of X in
-//           workgroup memory (4 + 4 loads per invocation; each invocation always loads the same pixel
-//           column, so its pixel decode is hoisted out of the K loop), then every value is reused 64 times.
-//           Workgroups: ceil(C_out / 64) · ceil(P / 64), folded. Workgroup memory 8 KiB.
+//           As a matrix product C (C_out, P) = W (C_out, K) · X (K, P), P = N·H_out·W_out output pixels, with K
+//           walked tap by tap: for each kernel tap r = (ky, kx), the input channels 16 at a time. X is never
+//           materialised; within one tap every pixel's source position (and its zero / reflect padding,
+//           src_index below) is computed once for all channels. flip = 1 reads the weight as
+//           w'[o, c, ky, kx] = w[c, o, kH-1-ky, kW-1-kx] (stored (C_in', C_out', kH, kW)).
+// Threads:  one workgroup (256 invocations) per 64 (output channels) × 128 (pixels) tile of C; invocation
+//           (ty, tx) = (lid / 16, lid % 16) accumulates channels 4 ty .. 4 ty + 3 × pixels {4 tx + j, 64 + 4 tx + j}
+//           in eight named vec4 registers. Per step (one tap, 16 channels) the workgroup stages a 16 × 64
+//           slab of W and a 16 × 128 slab of X in workgroup memory (4 + 8 loads per invocation; the X loads of
+//           consecutive invocations are consecutive pixels), then 16 steps of one vec4 of W (broadcast) times
+//           two vec4 of X: 32 multiply-adds per three workgroup loads.
+//           Workgroups: ceil(C_out / 64) · ceil(P / 128), folded. Workgroup memory 12 KiB.
 // Bindings: 0 x (read) (N, C_in, H, W) | 1 weight (read) (C_out, C_in, kH, kW) | 2 bias (read) (C_out)
 //           (a placeholder when has_bias = 0) | 3 y (read_write) (N, C_out, H_out, W_out) | 4 params
-// CPU reference: engine::ops::conv2d::cpu_forward.
-// Backward: conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl (bias: a sum of dy).
+// CPU reference: engine::ops::conv2d::cpu_forward.  Variant for few output channels: conv2d_narrow.wgsl.
+// Backward: conv2d_backward_input.wgsl (or this kernel with flip = 1 and conv2d_pad_fold.wgsl),
+//           conv2d_backward_weight.wgsl (bias: a sum of dy).
 
 const WG: u32 = 256u;
-const TILE: u32 = 64u;
-const TK: u32 = 16u;
+const BM: u32 = 64u;
+const BN: u32 = 128u;
+const BK: u32 = 16u;
 
 struct Params {
     n: u32, ci: u32, h: u32, w: u32,
     co: u32, kh: u32, kw: u32, stride: u32,
     ho: u32, wo: u32, pad: u32, reflect: u32,
-    has_bias: u32, chunk: u32, nchunks: u32, _pad0: u32,
+    has_bias: u32, chunk: u32, nchunks: u32, flip: u32,
 }
 
 @group(0) @binding(0) var<storage, read>       x: array<f32>;        // (N, C_in, H, W)
@@ -34,8 +39,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;        // (N, C_out, H_out, W_out)
 @group(0) @binding(4) var<uniform>             params: Params;
 
-var<workgroup> tile_w: array<f32, 1024>;   // [kk * TILE + mm] = W[o0 + mm, k0 + kk]
-var<workgroup> tile_x: array<f32, 1024>;   // [kk * TILE + pp] = X[k0 + kk, p0 + pp]
+var<workgroup> tile_w: array<vec4<f32>, 256>;   // [kk * 16 + m / 4][m % 4] = W[o0 + m, c0 + kk, tap]
+var<workgroup> tile_x: array<vec4<f32>, 512>;   // [kk * 32 + p / 4][p % 4] = X[(c0 + kk, tap), p0 + p]
+
+var<private> c0a: vec4<f32>; var<private> c0b: vec4<f32>; var<private> c1a: vec4<f32>; var<private> c1b: vec4<f32>;
+var<private> c2a: vec4<f32>; var<private> c2b: vec4<f32>; var<private> c3a: vec4<f32>; var<private> c3b: vec4<f32>;
 
 // The index of x read for padded position t along an axis of length n; -1 inside zero padding.
 fn src_index(t: i32, n: i32) -> i32 {
@@ -45,79 +53,95 @@ fn src_index(t: i32, n: i32) -> i32 {
     return 2 * (n - 1) - t;
 }
 
+// w[o, c, tap] as this convolution reads it (transposed and flipped when flip = 1).
+fn weight_at(o: u32, c: u32, tap: u32) -> f32 {
+    let khw = params.kh * params.kw;
+    if (params.flip == 1u) { return weight[(c * params.co + o) * khw + (khw - 1u - tap)]; }
+    return weight[(o * params.ci + c) * khw + tap];
+}
+
+fn fma_step(kk: u32, ty: u32, tx: u32) {
+    let a = tile_w[kk * 16u + ty];
+    let b0 = tile_x[kk * 32u + tx];
+    let b1 = tile_x[kk * 32u + 16u + tx];
+    c0a = c0a + a.x * b0; c0b = c0b + a.x * b1;
+    c1a = c1a + a.y * b0; c1b = c1b + a.y * b1;
+    c2a = c2a + a.z * b0; c2b = c2b + a.z * b1;
+    c3a = c3a + a.w * b0; c3b = c3b + a.w * b1;
+}
+
+// y[o, p .. p + 3] = v + bias (pixels past the end skipped; the four may straddle two images).
+fn store4(o: u32, p: u32, v: vec4<f32>) {
+    if (o >= params.co) { return; }
+    let hw = params.ho * params.wo;
+    var b = 0.0;
+    if (params.has_bias == 1u) { b = bias[o]; }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let q = p + j;
+        if (q < params.n * hw) { y[((q / hw) * params.co + o) * hw + q % hw] = v[j] + b; }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
     let hw = params.ho * params.wo;
     let npix = params.n * hw;
     let khw = params.kh * params.kw;
-    let k_total = params.ci * khw;
-    let tiles_p = (npix + TILE - 1u) / TILE;
-    let tiles_o = (params.co + TILE - 1u) / TILE;
+    let tiles_p = (npix + BN - 1u) / BN;
+    let tiles_o = (params.co + BM - 1u) / BM;
     let wg = wid.x + (wid.y + wid.z * nwg.y) * nwg.x;
-    // Uniform per workgroup, so returning here does not break the barriers below.
-    if (wg >= tiles_o * tiles_p) { return; }
-    let p0 = (wg % tiles_p) * TILE;
-    let o0 = (wg / tiles_p) * TILE;
-    let tx = lid % 16u;
+    if (wg >= tiles_o * tiles_p) { return; }   // uniform per workgroup: the barriers stay uniform
+    let p0 = (wg % tiles_p) * BN;
+    let o0 = (wg / tiles_p) * BM;
     let ty = lid / 16u;
-    // The pixel column this invocation loads into tile_x, decoded once.
-    let lp = p0 + lid % TILE;
-    let ln = lp / hw;
+    let tx = lid % 16u;
+    // The pixel column this invocation stages (rows kx0, kx0 + 2, ..., kx0 + 14 of each X slab).
+    let col = lid % BN;
+    let kx0 = lid / BN;
+    let lp = p0 + col;
+    let valid_p = lp < npix;
     let lpix = lp % hw;
+    let x_base = (lp / hw) * params.ci * params.h * params.w;
     let ly0 = i32((lpix / params.wo) * params.stride) - i32(params.pad);
     let lx0 = i32((lpix % params.wo) * params.stride) - i32(params.pad);
+    // The weight column this invocation stages (rows kw0, kw0 + 4, ..., kw0 + 12 of each W slab).
+    let m = lid % BM;
+    let kw0 = lid / BM;
 
-    var acc: array<f32, 16>;   // acc[i * 4 + j] = C[o0 + ty + 16 i, p0 + tx + 16 j]
-    for (var k0 = 0u; k0 < k_total; k0 = k0 + TK) {
-        for (var q = 0u; q < 4u; q = q + 1u) {
-            let e = lid + q * WG;
-            // W slab: consecutive invocations read consecutive k (contiguous in the weight).
-            let o = o0 + e / TK;
-            let kw_ = k0 + e % TK;
-            var wv = 0.0;
-            if (o < params.co && kw_ < k_total) { wv = weight[o * k_total + kw_]; }
-            tile_w[(e % TK) * TILE + e / TK] = wv;
-            // X slab: row e / TILE, column lid % TILE (consecutive invocations: consecutive pixels).
-            let k = k0 + e / TILE;
-            var xv = 0.0;
-            if (lp < npix && k < k_total) {
-                let c = k / khw;
-                let r = k % khw;
-                let iy = src_index(ly0 + i32(r / params.kw), i32(params.h));
-                let ix = src_index(lx0 + i32(r % params.kw), i32(params.w));
-                if (iy >= 0 && ix >= 0) {
-                    xv = x[((ln * params.ci + c) * params.h + u32(iy)) * params.w + u32(ix)];
-                }
+    for (var tap = 0u; tap < khw; tap = tap + 1u) {
+        let iy = src_index(ly0 + i32(tap / params.kw), i32(params.h));
+        let ix = src_index(lx0 + i32(tap % params.kw), i32(params.w));
+        let inside = valid_p && iy >= 0 && ix >= 0;
+        let sp = x_base + u32(max(iy, 0)) * params.w + u32(max(ix, 0));
+        for (var c0 = 0u; c0 < params.ci; c0 = c0 + BK) {
+            for (var j = 0u; j < 8u; j = j + 1u) {
+                let kk = kx0 + 2u * j;
+                let c = c0 + kk;
+                var v = 0.0;
+                if (inside && c < params.ci) { v = x[sp + c * params.h * params.w]; }
+                tile_x[kk * 32u + col / 4u][col % 4u] = v;
             }
-            tile_x[(e / TILE) * TILE + lid % TILE] = xv;
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk = kk + 1u) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                av[i] = tile_w[kk * TILE + ty + 16u * i];
-                bv[i] = tile_x[kk * TILE + tx + 16u * i];
+            for (var j = 0u; j < 4u; j = j + 1u) {
+                let kk = kw0 + 4u * j;
+                let c = c0 + kk;
+                var v = 0.0;
+                if (o0 + m < params.co && c < params.ci) { v = weight_at(o0 + m, c, tap); }
+                tile_w[kk * 16u + m / 4u][m % 4u] = v;
             }
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[i * 4u + j] = acc[i * 4u + j] + av[i] * bv[j];
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        let o = o0 + ty + 16u * i;
-        if (o >= params.co) { continue; }
-        var b = 0.0;
-        if (params.has_bias == 1u) { b = bias[o]; }
-        for (var j = 0u; j < 4u; j = j + 1u) {
-            let p = p0 + tx + 16u * j;
-            if (p < npix) {
-                y[((p / hw) * params.co + o) * hw + p % hw] = acc[i * 4u + j] + b;
-            }
+            workgroupBarrier();
+            fma_step(0u, ty, tx);  fma_step(1u, ty, tx);  fma_step(2u, ty, tx);  fma_step(3u, ty, tx);
+            fma_step(4u, ty, tx);  fma_step(5u, ty, tx);  fma_step(6u, ty, tx);  fma_step(7u, ty, tx);
+            fma_step(8u, ty, tx);  fma_step(9u, ty, tx);  fma_step(10u, ty, tx); fma_step(11u, ty, tx);
+            fma_step(12u, ty, tx); fma_step(13u, ty, tx); fma_step(14u, ty, tx); fma_step(15u, ty, tx);
+            workgroupBarrier();
         }
     }
+    let o = o0 + 4u * ty;
+    let pa = p0 + 4u * tx;
+    let pb = pa + 64u;
+    store4(o, pa, c0a);      store4(o, pb, c0b);
+    store4(o + 1u, pa, c1a); store4(o + 1u, pb, c1b);
+    store4(o + 2u, pa, c2a); store4(o + 2u, pb, c2b);
+    store4(o + 3u, pa, c3a); store4(o + 3u, pb, c3b);
 }

@@ -19,7 +19,7 @@ struct Params {
     n: u32, ci: u32, h: u32, w: u32,
     co: u32, kh: u32, kw: u32, stride: u32,
     ho: u32, wo: u32, pad: u32, reflect: u32,
-    has_bias: u32, chunk: u32, nchunks: u32, _pad0: u32,
+    has_bias: u32, chunk: u32, nchunks: u32, flip: u32,
 }
 
 @group(0) @binding(0) var<storage, read>       dy: array<f32>;       // (N, C_out, H_out, W_out)

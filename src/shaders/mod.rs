@@ -60,6 +60,12 @@ wgsl!(BINARY, "binary");
 wgsl!(CONV2D, "conv2d");
 wgsl!(CONV2D_BACKWARD_INPUT, "conv2d_backward_input");
 wgsl!(CONV2D_BACKWARD_WEIGHT, "conv2d_backward_weight");
+wgsl!(
+    CONV2D_BACKWARD_WEIGHT_NARROW,
+    "conv2d_backward_weight_narrow"
+);
+wgsl!(CONV2D_NARROW, "conv2d_narrow");
+wgsl!(CONV2D_PAD_FOLD, "conv2d_pad_fold");
 wgsl!(COPY_STRIDED, "copy_strided");
 wgsl!(CROSS_ENTROPY, "cross_entropy");
 wgsl!(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward");
@@ -105,6 +111,9 @@ pub const ALL: &[Wgsl] = &[
     CONV2D,
     CONV2D_BACKWARD_INPUT,
     CONV2D_BACKWARD_WEIGHT,
+    CONV2D_BACKWARD_WEIGHT_NARROW,
+    CONV2D_NARROW,
+    CONV2D_PAD_FOLD,
     COPY_STRIDED,
     CROSS_ENTROPY,
     CROSS_ENTROPY_BACKWARD,

@@ -26,7 +26,6 @@
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};
-use crate::engine::ops::matmul::TILE;
 use crate::engine::ops::reduce;
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -61,11 +60,8 @@ pub struct Params {
     has_bias: u32,
     chunk: u32,
     nchunks: u32,
-    _pad: u32,
+    flip: u32,
 }
-
-/// Output rows (n, oy) per partial sum of the weight gradient: about 1024 products per invocation.
-const ROWS_ELEMS: usize = 1024;
 
 /// The sizes of one convolution: x (n, ci, h, w), weight (co, ci, kh, kw), y (n, co, ho, wo).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +140,11 @@ impl Geom {
         }
     }
 
+    /// The forward kernels' `Params` for this geometry (benchmarks and tests launch the variants directly).
+    pub fn kernel_params(&self, has_bias: bool) -> Params {
+        self.params(has_bias, 0, 0)
+    }
+
     fn params(&self, has_bias: bool, chunk: usize, nchunks: usize) -> Params {
         let u = |v: usize| u32::try_from(v).expect("conv2d: size overflows u32");
         Params {
@@ -162,13 +163,25 @@ impl Geom {
             has_bias: has_bias as u32,
             chunk: u(chunk),
             nchunks: u(nchunks),
-            _pad: 0,
+            flip: 0,
         }
     }
 }
 
-/// `conv2d.wgsl`: implicit-GEMM forward.
+/// `conv2d.wgsl`: implicit-GEMM forward, 64 × 128 tiles.
 pub const CONV2D: Kernel = Kernel::new::<Params>(&shaders::CONV2D, "conv2d", 5);
+/// `conv2d_narrow.wgsl`: the same with 16 × 256 tiles (few output channels).
+pub const CONV2D_NARROW: Kernel =
+    Kernel::new::<Params>(&shaders::CONV2D_NARROW, "conv2d_narrow", 5);
+/// `conv2d_backward_weight_narrow.wgsl`: the same with 16 output channels × 64 K-columns per workgroup.
+pub const CONV2D_BACKWARD_WEIGHT_NARROW: Kernel = Kernel::new::<Params>(
+    &shaders::CONV2D_BACKWARD_WEIGHT_NARROW,
+    "conv2d_backward_weight_narrow",
+    4,
+);
+/// `conv2d_pad_fold.wgsl`: the padded input's gradient folded onto the input.
+pub const CONV2D_PAD_FOLD: Kernel =
+    Kernel::new::<Params>(&shaders::CONV2D_PAD_FOLD, "conv2d_pad_fold", 3);
 /// `conv2d_backward_input.wgsl`: dx (gather).
 pub const CONV2D_BACKWARD_INPUT: Kernel =
     Kernel::new::<Params>(&shaders::CONV2D_BACKWARD_INPUT, "conv2d_backward_input", 4);
@@ -179,7 +192,14 @@ pub const CONV2D_BACKWARD_WEIGHT: Kernel = Kernel::new::<Params>(
     4,
 );
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[CONV2D, CONV2D_BACKWARD_INPUT, CONV2D_BACKWARD_WEIGHT];
+pub const KERNELS: &[Kernel] = &[
+    CONV2D,
+    CONV2D_NARROW,
+    CONV2D_PAD_FOLD,
+    CONV2D_BACKWARD_INPUT,
+    CONV2D_BACKWARD_WEIGHT,
+    CONV2D_BACKWARD_WEIGHT_NARROW,
+];
 
 // ---- CPU reference ----
 
@@ -241,40 +261,145 @@ pub fn cpu_backward<T: Real>(x: &[T], w: &[T], dy: &[T], g: &Geom) -> (Vec<T>, V
 
 // ---- GPU ----
 
-/// Launches conv2d.wgsl: x, weight, optional bias → y (N, C_out, H_out, W_out).
+/// The tile shape of a convolution's kernels (both compute every case): the forward (`conv2d.wgsl` /
+/// `conv2d_narrow.wgsl`) and the weight gradient (`conv2d_backward_weight[_narrow].wgsl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardKernel {
+    /// `conv2d.wgsl`: 64 output channels × 128 pixels per workgroup.
+    Wide,
+    /// `conv2d_narrow.wgsl`: 16 output channels × 256 pixels per workgroup.
+    Narrow,
+}
+
+impl ForwardKernel {
+    /// The tile that wastes less of a workgroup on `co` output channels: narrow up to 32 channels.
+    pub fn for_channels(co: usize) -> ForwardKernel {
+        if co <= 32 {
+            ForwardKernel::Narrow
+        } else {
+            ForwardKernel::Wide
+        }
+    }
+}
+
+/// Launches conv2d.wgsl (or its narrow variant, [`ForwardKernel::for_channels`]): x, weight, optional bias →
+/// y (N, C_out, H_out, W_out).
 pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
-    let y = GpuStorage::alloc(x.gpu, g.n * g.co * g.ho * g.wo, "conv2d");
+    let p = g.params(b.is_some(), 0, 0);
+    gpu_forward_with(ForwardKernel::for_channels(g.co), x, w, b, g, p)
+}
+
+/// [`gpu_forward`] with an explicit kernel and `Params` (flip = 1: the input gradient's convolution).
+pub fn gpu_forward_with(
+    kernel: ForwardKernel,
+    x: &GpuStorage,
+    w: &GpuStorage,
+    b: Option<&GpuStorage>,
+    g: &Geom,
+    p: Params,
+) -> GpuStorage {
+    let npix = g.n * g.ho * g.wo;
+    let y = GpuStorage::alloc(x.gpu, npix * g.co, "conv2d");
     // Without a bias the weight is bound as a placeholder (never read: has_bias = 0).
     let bias = b.unwrap_or(w).buffer();
-    let tiles = g.co.div_ceil(TILE) * (g.n * g.ho * g.wo).div_ceil(TILE);
     let bufs = [x.buffer(), w.buffer(), bias, y.buffer()];
-    let p = g.params(b.is_some(), 0, 0);
-    CONV2D.dispatch(x.gpu, &bufs, &p, Grid::groups(tiles));
+    let (k, bm, bn) = match kernel {
+        ForwardKernel::Wide => (CONV2D, 64, 128),
+        ForwardKernel::Narrow => (CONV2D_NARROW, 16, 256),
+    };
+    let taps = g.ci * g.kh * g.kw;
+    let grid = Grid::groups(g.co.div_ceil(bm) * npix.div_ceil(bn))
+        .flops(2 * g.co * taps * npix)
+        .bytes(4 * (g.n * g.ci * g.h * g.w + g.co * taps + g.co * npix))
+        .loop_len(taps);
+    k.dispatch(x.gpu, &bufs, &p, grid);
     y
 }
 
-/// Launches conv2d_backward_input.wgsl: dy (N, C_out, H_out, W_out), weight → dx (N, C_in, H, W).
+/// dy (N, C_out, H_out, W_out), weight → dx (N, C_in, H, W). Stride 1 with a square kernel (every
+/// convolution of U-TAE's conv blocks): the gradient of the padded input is itself a convolution — of dy,
+/// zero-padded by k − 1, with the kernel flipped and its channel axes swapped — on the forward's
+/// register-tiled kernel (flip = 1), then `conv2d_pad_fold.wgsl` folds the padding back (a crop, plus the
+/// mirrored positions for reflect). Other strides: the gather `conv2d_backward_input.wgsl`.
 pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
+    if g.stride == 1 && g.kh == g.kw {
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+        let v = Geom {
+            n: g.n,
+            ci: g.co,
+            h: g.ho,
+            w: g.wo,
+            co: g.ci,
+            kh: g.kh,
+            kw: g.kw,
+            stride: 1,
+            pad: g.kh - 1,
+            ho: hp,
+            wo: wp,
+            mode: PaddingMode::Zeros,
+        };
+        let mut p = v.params(false, 0, 0);
+        p.flip = 1;
+        let dxpad = gpu_forward_with(ForwardKernel::for_channels(v.co), dy, w, None, &v, p);
+        if g.pad == 0 {
+            return dxpad;
+        }
+        let n = g.n * g.ci * g.h * g.w;
+        let dx = GpuStorage::alloc(dy.gpu, n, "conv2d_pad_fold");
+        let mut fp = g.params(false, 0, 0);
+        (fp.ho, fp.wo) = (hp as u32, wp as u32);
+        let grid = Grid::threads(n).bytes(4 * (n + g.n * g.ci * hp * wp));
+        CONV2D_PAD_FOLD.dispatch(dy.gpu, &[dxpad.buffer(), dx.buffer()], &fp, grid);
+        return dx;
+    }
     let n = g.n * g.ci * g.h * g.w;
     let dx = GpuStorage::alloc(dy.gpu, n, "conv2d_backward_input");
     let bufs = [dy.buffer(), w.buffer(), dx.buffer()];
     let p = g.params(false, 0, 0);
-    CONV2D_BACKWARD_INPUT.dispatch(dy.gpu, &bufs, &p, Grid::threads(n));
+    let grid = Grid::threads(n).flops(2 * g.n * g.co * g.ho * g.wo * g.ci * g.kh * g.kw);
+    CONV2D_BACKWARD_INPUT.dispatch(dy.gpu, &bufs, &p, grid);
     dx
 }
 
-/// Launches conv2d_backward_weight.wgsl (partials over chunks of output rows), then sums the partials:
-/// x, dy → dw (C_out, C_in, kH, kW).
+/// Workgroups the weight gradient aims for (slices × tiles): enough to fill a large GPU.
+const WEIGHT_GRAD_GROUPS: usize = 1024;
+/// The fewest output pixels a weight-gradient slice covers.
+const MIN_SLICE_PIXELS: usize = 256;
+
+/// Launches conv2d_backward_weight.wgsl (partial products over slices of the output pixels), then sums the
+/// partials in slice order: x, dy → dw (C_out, C_in, kH, kW). The slice count depends on the shape alone.
 pub fn gpu_backward_weight(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> GpuStorage {
-    let rows = g.n * g.ho;
-    let chunk = (ROWS_ELEMS / g.wo.max(1)).clamp(1, rows.max(1));
-    let nchunks = rows.div_ceil(chunk).max(1);
+    gpu_backward_weight_with(ForwardKernel::for_channels(g.co), x, dy, g)
+}
+
+/// [`gpu_backward_weight`] with an explicit tile (`Wide`: 64 output channels per workgroup, `Narrow`: 16).
+pub fn gpu_backward_weight_with(
+    tile: ForwardKernel,
+    x: &GpuStorage,
+    dy: &GpuStorage,
+    g: &Geom,
+) -> GpuStorage {
+    let npix = g.n * g.ho * g.wo;
     let nw = g.co * g.ci * g.kh * g.kw;
-    let n = nchunks * nw;
-    let partial = GpuStorage::alloc(x.gpu, n, "conv2d_backward_weight");
+    let (kernel, bm) = match tile {
+        ForwardKernel::Wide => (CONV2D_BACKWARD_WEIGHT, 64),
+        ForwardKernel::Narrow => (CONV2D_BACKWARD_WEIGHT_NARROW, 16),
+    };
+    let tiles = g.co.div_ceil(bm) * (g.ci * g.kh * g.kw).div_ceil(64);
+    let want = WEIGHT_GRAD_GROUPS
+        .div_ceil(tiles)
+        .min(npix.div_ceil(MIN_SLICE_PIXELS))
+        .max(1);
+    let chunk = npix.div_ceil(want).next_multiple_of(16).max(16);
+    let nchunks = npix.div_ceil(chunk).max(1);
+    let partial = GpuStorage::alloc(x.gpu, nchunks * nw, "conv2d_backward_weight");
     let bufs = [x.buffer(), dy.buffer(), partial.buffer()];
     let p = g.params(false, chunk, nchunks);
-    CONV2D_BACKWARD_WEIGHT.dispatch(x.gpu, &bufs, &p, Grid::threads(n));
+    let grid = Grid::groups(nchunks * tiles)
+        .flops(2 * nw * npix)
+        .bytes(4 * (g.n * g.ci * g.h * g.w + g.co * npix + nchunks * nw))
+        .loop_len(chunk);
+    kernel.dispatch(x.gpu, &bufs, &p, grid);
     if nchunks == 1 {
         partial
     } else {
