@@ -189,3 +189,23 @@ fn gpu_or_skip_respects_require_gpu() {
         assert!(Gpu::get().is_ok(), "SITSGPU_REQUIRE_GPU=1 but no adapter");
     }
 }
+
+#[test]
+fn every_dispatch_reads_its_own_params_across_many_submissions() {
+    // 1,300 chained launches, each with its own scalar: more than two submissions' worth (512 launches or
+    // one uniform arena each), so a dispatch reading another's Params, or a stale arena, shows up as a
+    // wrong sum. x_k = x_{k-1} · 1 + k/1024 (exact in f32): x = Σ k/1024 = 1300·1301/2048.
+    if gpu_or_skip("params arena").is_none() {
+        return;
+    }
+    let mut x = Tensor::zeros(&[300], Device::Gpu);
+    for k in 1..=1300 {
+        x = x.add_scalar(k as f32 / 1024.0).mul_scalar(1.0);
+    }
+    let want = 1300.0 * 1301.0 / 2048.0;
+    assert!(
+        x.to_vec().iter().all(|&v| v == want),
+        "{:?}",
+        &x.to_vec()[..4]
+    );
+}

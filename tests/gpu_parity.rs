@@ -709,7 +709,11 @@ fn conv2d_both_tiles() {
             Tensor::from_vec(wv, &ws, Device::Gpu),
             Tensor::from_vec(bv, &[ws[0]], Device::Gpu),
         );
-        for k in [ForwardKernel::Wide, ForwardKernel::Narrow] {
+        for k in [
+            ForwardKernel::Wide,
+            ForwardKernel::Narrow,
+            ForwardKernel::Direct,
+        ] {
             let go = || {
                 let p = g.kernel_params(true);
                 let y = gpu_forward_with(

@@ -26,6 +26,8 @@ use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
 
 /// Launches recorded before the pending encoder is submitted anyway (keeps command buffers bounded).
 const MAX_PENDING_LAUNCHES: usize = 512;
+/// Bytes of the uniform arena: room for every dispatch of one submission at 256-byte alignment.
+const UNIFORM_ARENA_BYTES: u64 = 256 * MAX_PENDING_LAUNCHES as u64;
 
 /// What `sitsgpu info` prints about an adapter.
 #[derive(Debug, Clone)]
@@ -75,12 +77,20 @@ pub struct Gpu {
     profiler: Mutex<Option<Recorder>>,
     /// Nanoseconds the host has spent blocked waiting for the GPU (synchronize, readbacks).
     waited_ns: std::sync::atomic::AtomicU64,
+    /// The uniform arena: every dispatch of one submission finds its `Params` at its own aligned offset
+    /// (one `queue.write_buffer` per submission instead of one buffer per dispatch).
+    uniforms: wgpu::Buffer,
+    /// `min_uniform_buffer_offset_alignment`.
+    uniform_align: u64,
 }
 
+/// What has been recorded since the last submit: the command encoder, and the `Params` bytes of its
+/// dispatches, staged for the uniform arena (written just before the encoder is submitted).
 #[derive(Default)]
 struct Pending {
     encoder: Option<wgpu::CommandEncoder>,
     launches: usize,
+    params: Vec<u8>,
 }
 
 static GPU: OnceLock<std::result::Result<Gpu, Error>> = OnceLock::new();
@@ -173,6 +183,13 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        let uniform_align = limits.min_uniform_buffer_offset_alignment as u64;
+        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("sitsgpu params arena"),
+            size: UNIFORM_ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         Ok(Gpu {
             device,
             queue,
@@ -186,6 +203,8 @@ impl Gpu {
             pending: Mutex::new(Pending::default()),
             profiler: Mutex::new(None),
             waited_ns: Default::default(),
+            uniforms,
+            uniform_align,
         })
     }
 
@@ -243,36 +262,11 @@ impl Gpu {
         (x, y, z): (u32, u32, u32),
         info: DispatchInfo,
     ) {
-        use wgpu::util::DeviceExt;
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(info.entry),
-                contents: params,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: buffers.len() as u32,
-            resource: uniform.as_entire_binding(),
-        });
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(info.entry),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
         let mut guard = self.profiler.lock().unwrap();
         match guard.as_mut() {
             None => {
                 drop(guard);
-                self.record_pass(pipeline, &bind_group, (x, y, z), info.entry, None);
+                self.record_pass(pipeline, buffers, params, (x, y, z), info.entry, None);
             }
             Some(rec) if rec.timing == Timing::Timestamps => {
                 let (set, index) = rec.next_queries(&self.device);
@@ -282,13 +276,20 @@ impl Gpu {
                     beginning_of_pass_write_index: Some(index),
                     end_of_pass_write_index: Some(index + 1),
                 };
-                self.record_pass(pipeline, &bind_group, (x, y, z), info.entry, Some(writes));
+                self.record_pass(
+                    pipeline,
+                    buffers,
+                    params,
+                    (x, y, z),
+                    info.entry,
+                    Some(writes),
+                );
             }
             Some(_) => {
                 drop(guard);
                 self.synchronize();
                 let start = std::time::Instant::now();
-                self.record_pass(pipeline, &bind_group, (x, y, z), info.entry, None);
+                self.record_pass(pipeline, buffers, params, (x, y, z), info.entry, None);
                 self.synchronize();
                 let ns = start.elapsed().as_nanos() as f64;
                 if let Some(rec) = self.profiler.lock().unwrap().as_mut() {
@@ -299,23 +300,79 @@ impl Gpu {
         }
     }
 
+    /// Records one pass into the pending encoder, its `params` staged in the uniform arena, all under one lock
+    /// of the pending state (another thread's submit cannot fall between the staging and the recording).
     fn record_pass(
         &self,
         pipeline: &wgpu::ComputePipeline,
-        bind_group: &wgpu::BindGroup,
+        buffers: &[&wgpu::Buffer],
+        params: &[u8],
         (x, y, z): (u32, u32, u32),
         label: &str,
         timestamp_writes: Option<wgpu::ComputePassTimestampWrites>,
     ) {
-        self.record(|enc| {
+        let mut p = self.pending.lock().unwrap();
+        let slot = (params.len() as u64).next_multiple_of(self.uniform_align);
+        if p.params.len() as u64 + slot > UNIFORM_ARENA_BYTES {
+            self.submit(&mut p);
+        }
+        let offset = p.params.len() as u64;
+        p.params.extend_from_slice(params);
+        p.params.resize((offset + slot) as usize, 0);
+        let mut entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: buffers.len() as u32,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.uniforms,
+                offset,
+                size: std::num::NonZeroU64::new(params.len() as u64),
+            }),
+        });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let enc = p.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("sitsgpu pending"),
+                })
+        });
+        {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(label),
                 timestamp_writes,
             });
             pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, bind_group, &[]);
+            pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(x, y, z);
-        });
+        }
+        p.launches += 1;
+        if p.launches >= MAX_PENDING_LAUNCHES {
+            self.submit(&mut p);
+        }
+    }
+
+    /// Submits what `p` holds: the staged `Params` go into the uniform arena first (`queue.write_buffer`
+    /// takes effect before the commands of the next submit, after everything submitted earlier), then the
+    /// encoder.
+    fn submit(&self, p: &mut Pending) {
+        if !p.params.is_empty() {
+            self.queue.write_buffer(&self.uniforms, 0, &p.params);
+            p.params.clear();
+        }
+        p.launches = 0;
+        if let Some(enc) = p.encoder.take() {
+            self.queue.submit(Some(enc.finish()));
+        }
     }
 
     /// Starts recording every dispatch for the per-kernel profiler ([`crate::engine::profile`]): GPU
@@ -390,6 +447,12 @@ impl Gpu {
         out
     }
 
+    /// Whether the adapter is a software one (a CPU, e.g. Mesa's lavapipe): kernels that stage tiles in
+    /// workgroup memory gain nothing there, so ops pick their direct variants.
+    pub fn is_software(&self) -> bool {
+        self.adapter.device_type == "Cpu"
+    }
+
     /// Number of compiled pipelines (each (shader, entry point) compiled once per process).
     pub fn pipeline_count(&self) -> usize {
         self.pipelines.lock().unwrap().len()
@@ -407,19 +470,14 @@ impl Gpu {
         f(enc);
         p.launches += 1;
         if p.launches >= MAX_PENDING_LAUNCHES {
-            let enc = p.encoder.take().expect("encoder");
-            p.launches = 0;
-            self.queue.submit(Some(enc.finish()));
+            self.submit(&mut p);
         }
     }
 
     /// Submits the pending encoder (if any). Does not wait.
     pub fn flush(&self) {
         let mut p = self.pending.lock().unwrap();
-        if let Some(enc) = p.encoder.take() {
-            p.launches = 0;
-            self.queue.submit(Some(enc.finish()));
-        }
+        self.submit(&mut p);
     }
 
     /// Submits the pending work and blocks until the GPU has finished all of it.

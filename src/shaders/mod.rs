@@ -61,9 +61,14 @@ wgsl!(CONV2D, "conv2d");
 wgsl!(CONV2D_BACKWARD_INPUT, "conv2d_backward_input");
 wgsl!(CONV2D_BACKWARD_WEIGHT, "conv2d_backward_weight");
 wgsl!(
+    CONV2D_BACKWARD_WEIGHT_DIRECT,
+    "conv2d_backward_weight_direct"
+);
+wgsl!(
     CONV2D_BACKWARD_WEIGHT_NARROW,
     "conv2d_backward_weight_narrow"
 );
+wgsl!(CONV2D_DIRECT, "conv2d_direct");
 wgsl!(CONV2D_NARROW, "conv2d_narrow");
 wgsl!(CONV2D_PAD_FOLD, "conv2d_pad_fold");
 wgsl!(COPY_STRIDED, "copy_strided");
@@ -111,7 +116,9 @@ pub const ALL: &[Wgsl] = &[
     CONV2D,
     CONV2D_BACKWARD_INPUT,
     CONV2D_BACKWARD_WEIGHT,
+    CONV2D_BACKWARD_WEIGHT_DIRECT,
     CONV2D_BACKWARD_WEIGHT_NARROW,
+    CONV2D_DIRECT,
     CONV2D_NARROW,
     CONV2D_PAD_FOLD,
     COPY_STRIDED,

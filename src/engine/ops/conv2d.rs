@@ -25,6 +25,7 @@
 //! (0.59 vs 0.55 GFLOP/s). Real GPUs: `cargo bench --bench ops -- conv2d`.
 
 use crate::engine::autograd::Backward;
+use crate::engine::gpu::Gpu;
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::reduce;
 use crate::engine::real::Real;
@@ -179,6 +180,15 @@ pub const CONV2D_BACKWARD_WEIGHT_NARROW: Kernel = Kernel::new::<Params>(
     "conv2d_backward_weight_narrow",
     4,
 );
+/// `conv2d_direct.wgsl`: the forward without workgroup memory (software adapters).
+pub const CONV2D_DIRECT: Kernel =
+    Kernel::new::<Params>(&shaders::CONV2D_DIRECT, "conv2d_direct", 5);
+/// `conv2d_backward_weight_direct.wgsl`: the weight gradient without workgroup memory (software adapters).
+pub const CONV2D_BACKWARD_WEIGHT_DIRECT: Kernel = Kernel::new::<Params>(
+    &shaders::CONV2D_BACKWARD_WEIGHT_DIRECT,
+    "conv2d_backward_weight_direct",
+    4,
+);
 /// `conv2d_pad_fold.wgsl`: the padded input's gradient folded onto the input.
 pub const CONV2D_PAD_FOLD: Kernel =
     Kernel::new::<Params>(&shaders::CONV2D_PAD_FOLD, "conv2d_pad_fold", 3);
@@ -195,10 +205,12 @@ pub const CONV2D_BACKWARD_WEIGHT: Kernel = Kernel::new::<Params>(
 pub const KERNELS: &[Kernel] = &[
     CONV2D,
     CONV2D_NARROW,
+    CONV2D_DIRECT,
     CONV2D_PAD_FOLD,
     CONV2D_BACKWARD_INPUT,
     CONV2D_BACKWARD_WEIGHT,
     CONV2D_BACKWARD_WEIGHT_NARROW,
+    CONV2D_BACKWARD_WEIGHT_DIRECT,
 ];
 
 // ---- CPU reference ----
@@ -269,12 +281,18 @@ pub enum ForwardKernel {
     Wide,
     /// `conv2d_narrow.wgsl`: 16 output channels × 256 pixels per workgroup.
     Narrow,
+    /// `conv2d_direct.wgsl`: no workgroup memory, 4 output channels × 1 pixel per invocation.
+    Direct,
 }
 
 impl ForwardKernel {
-    /// The tile that wastes less of a workgroup on `co` output channels: narrow up to 32 channels.
-    pub fn for_channels(co: usize) -> ForwardKernel {
-        if co <= 32 {
+    /// The kernels for `co` output channels on `gpu`: direct on a software adapter (a CPU: no workgroup
+    /// memory to gain from, barriers to pay for), else the tile that wastes less of a workgroup — narrow up
+    /// to 32 channels.
+    pub fn choose(gpu: &Gpu, co: usize) -> ForwardKernel {
+        if gpu.is_software() {
+            ForwardKernel::Direct
+        } else if co <= 32 {
             ForwardKernel::Narrow
         } else {
             ForwardKernel::Wide
@@ -286,7 +304,7 @@ impl ForwardKernel {
 /// y (N, C_out, H_out, W_out).
 pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
     let p = g.params(b.is_some(), 0, 0);
-    gpu_forward_with(ForwardKernel::for_channels(g.co), x, w, b, g, p)
+    gpu_forward_with(ForwardKernel::choose(x.gpu, g.co), x, w, b, g, p)
 }
 
 /// [`gpu_forward`] with an explicit kernel and `Params` (flip = 1: the input gradient's convolution).
@@ -303,15 +321,20 @@ pub fn gpu_forward_with(
     // Without a bias the weight is bound as a placeholder (never read: has_bias = 0).
     let bias = b.unwrap_or(w).buffer();
     let bufs = [x.buffer(), w.buffer(), bias, y.buffer()];
-    let (k, bm, bn) = match kernel {
-        ForwardKernel::Wide => (CONV2D, 64, 128),
-        ForwardKernel::Narrow => (CONV2D_NARROW, 16, 256),
-    };
     let taps = g.ci * g.kh * g.kw;
-    let grid = Grid::groups(g.co.div_ceil(bm) * npix.div_ceil(bn))
-        .flops(2 * g.co * taps * npix)
-        .bytes(4 * (g.n * g.ci * g.h * g.w + g.co * taps + g.co * npix))
-        .loop_len(taps);
+    let grid = match kernel {
+        ForwardKernel::Wide => Grid::groups(g.co.div_ceil(64) * npix.div_ceil(128)),
+        ForwardKernel::Narrow => Grid::groups(g.co.div_ceil(16) * npix.div_ceil(256)),
+        ForwardKernel::Direct => Grid::threads(g.co.div_ceil(4) * npix),
+    }
+    .flops(2 * g.co * taps * npix)
+    .bytes(4 * (g.n * g.ci * g.h * g.w + g.co * taps + g.co * npix))
+    .loop_len(taps);
+    let k = match kernel {
+        ForwardKernel::Wide => CONV2D,
+        ForwardKernel::Narrow => CONV2D_NARROW,
+        ForwardKernel::Direct => CONV2D_DIRECT,
+    };
     k.dispatch(x.gpu, &bufs, &p, grid);
     y
 }
@@ -340,7 +363,7 @@ pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStora
         };
         let mut p = v.params(false, 0, 0);
         p.flip = 1;
-        let dxpad = gpu_forward_with(ForwardKernel::for_channels(v.co), dy, w, None, &v, p);
+        let dxpad = gpu_forward_with(ForwardKernel::choose(dy.gpu, v.co), dy, w, None, &v, p);
         if g.pad == 0 {
             return dxpad;
         }
@@ -361,6 +384,30 @@ pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStora
     dx
 }
 
+/// Output rows (n, oy) per partial sum of the direct weight gradient: about 1024 products per invocation.
+const ROWS_ELEMS: usize = 1024;
+
+/// conv2d_backward_weight_direct.wgsl (one invocation per weight element and chunk of output rows), then
+/// the partials summed in chunk order.
+fn gpu_backward_weight_rows(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> GpuStorage {
+    let rows = g.n * g.ho;
+    let chunk = (ROWS_ELEMS / g.wo.max(1)).clamp(1, rows.max(1));
+    let nchunks = rows.div_ceil(chunk).max(1);
+    let nw = g.co * g.ci * g.kh * g.kw;
+    let partial = GpuStorage::alloc(x.gpu, nchunks * nw, "conv2d_backward_weight_direct");
+    let bufs = [x.buffer(), dy.buffer(), partial.buffer()];
+    let p = g.params(false, chunk, nchunks);
+    let grid = Grid::threads(nchunks * nw)
+        .flops(2 * nw * g.n * g.ho * g.wo)
+        .loop_len(chunk * g.wo);
+    CONV2D_BACKWARD_WEIGHT_DIRECT.dispatch(x.gpu, &bufs, &p, grid);
+    if nchunks == 1 {
+        partial
+    } else {
+        reduce::gpu_sum(&partial, 1, nchunks, nw)
+    }
+}
+
 /// Workgroups the weight gradient aims for (slices × tiles): enough to fill a large GPU.
 const WEIGHT_GRAD_GROUPS: usize = 1024;
 /// The fewest output pixels a weight-gradient slice covers.
@@ -369,7 +416,7 @@ const MIN_SLICE_PIXELS: usize = 256;
 /// Launches conv2d_backward_weight.wgsl (partial products over slices of the output pixels), then sums the
 /// partials in slice order: x, dy → dw (C_out, C_in, kH, kW). The slice count depends on the shape alone.
 pub fn gpu_backward_weight(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> GpuStorage {
-    gpu_backward_weight_with(ForwardKernel::for_channels(g.co), x, dy, g)
+    gpu_backward_weight_with(ForwardKernel::choose(x.gpu, g.co), x, dy, g)
 }
 
 /// [`gpu_backward_weight`] with an explicit tile (`Wide`: 64 output channels per workgroup, `Narrow`: 16).
@@ -384,6 +431,7 @@ pub fn gpu_backward_weight_with(
     let (kernel, bm) = match tile {
         ForwardKernel::Wide => (CONV2D_BACKWARD_WEIGHT, 64),
         ForwardKernel::Narrow => (CONV2D_BACKWARD_WEIGHT_NARROW, 16),
+        ForwardKernel::Direct => return gpu_backward_weight_rows(x, dy, g),
     };
     let tiles = g.co.div_ceil(bm) * (g.ci * g.kh * g.kw).div_ceil(64);
     let want = WEIGHT_GRAD_GROUPS
