@@ -4,7 +4,8 @@
 //! path; and the competitors of the L-TAE paper (TAE, GRU, TempCNN at their default sizes) on the GPU. The
 //! adapter name is printed first; without an adapter the GPU benches print a skip line.
 //!
-//! Run: `cargo bench --bench pse` (one model: `cargo bench --bench pse -- pse_ltae`).
+//! Run: `cargo bench --bench pse` (one model: `cargo bench --bench pse -- pse_ltae`). `SITSGPU_BENCH_QUICK=1`
+//! shortens the measurement.
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
@@ -82,9 +83,10 @@ fn bench_one(
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pse");
+    let quick = std::env::var("SITSGPU_BENCH_QUICK").is_ok_and(|v| v == "1");
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(200))
-        .measurement_time(Duration::from_secs(3));
+        .measurement_time(Duration::from_secs(if quick { 1 } else { 3 }));
     // The baseline of the same run: the CPU reference path.
     bench_one(&mut g, TemporalKind::Ltae, Device::Cpu, &|| {});
     match Gpu::get() {

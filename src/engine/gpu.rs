@@ -227,13 +227,15 @@ impl Gpu {
             modules
                 .entry(file)
                 .or_insert_with(|| {
-                    Arc::new(
+                    Arc::new(if crate::engine::trusted::requested() {
+                        crate::engine::trusted::create_module(&self.device, file, source)
+                    } else {
                         self.device
                             .create_shader_module(wgpu::ShaderModuleDescriptor {
                                 label: Some(file),
                                 source: wgpu::ShaderSource::Wgsl(source.into()),
-                            }),
-                    )
+                            })
+                    })
                 })
                 .clone()
         };

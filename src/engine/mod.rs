@@ -27,6 +27,7 @@ pub mod shape;
 pub mod storage;
 pub mod tensor;
 pub mod testing;
+pub mod trusted;
 
 pub use autograd::no_grad;
 pub use error::{Error, Result};

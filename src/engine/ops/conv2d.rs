@@ -375,6 +375,11 @@ pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStora
         CONV2D_PAD_FOLD.dispatch(dy.gpu, &[dxpad.buffer(), dx.buffer()], &fp, grid);
         return dx;
     }
+    gpu_backward_input_gather(dy, w, g)
+}
+
+/// Launches conv2d_backward_input.wgsl (one invocation per dx element, any stride): dy, weight → dx.
+pub fn gpu_backward_input_gather(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
     let n = g.n * g.ci * g.h * g.w;
     let dx = GpuStorage::alloc(dy.gpu, n, "conv2d_backward_input");
     let bufs = [dy.buffer(), w.buffer(), dx.buffer()];
