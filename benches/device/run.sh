@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One prepared run on a lent GPU (see benches/README.md): run from the checkout after ../shared/device/pack.sh,
+# through `bash .device/remote.sh 'bash benches/device/run.sh'`. Writes everything under $OUT (or ./device-out)
+# as it goes, so a run stopped at its time limit still returns what it measured; prints a summary last.
+# PART=profile|bench|torch|test|all (default all) runs one part.
+set -uo pipefail
+# $OUT takes back at most 8 files: everything is written to a work folder and packed into one archive after
+# each part.
+final=${OUT:-./device-out}; out=/tmp/sitsgpu-device-out; mkdir -p "$out" "$final"
+part=${PART:-all}
+step() { echo "== $*"; tar czf "$final/results.tgz" -C "$out" . 2>/dev/null; }
+
+if [ "$part" = all ] || [ "$part" = profile ]; then
+  sitsgpu info > "$out/info.txt" 2>&1
+  for spec in "utae:--config small --train" "utae:--config small" \
+              "utae:--config paper --train --steps 2 --warmup 1" "utae:--config paper --steps 2 --warmup 1" \
+              "pse_ltae:--train" "pse_ltae:" "pse_tae:--train" "pse_gru:--train" "pse_tempcnn:--train"; do
+    model=${spec%%:*}; flags=${spec#*:}
+    tag=$(echo "$model $flags" | tr -cs 'a-z0-9' '_' | sed 's/_$//')
+    step "profile $model $flags"
+    timeout 120 sitsgpu profile --model $model $flags > "$out/profile_$tag.txt" 2>&1
+    sed -n 1,3p "$out/profile_$tag.txt"
+  done
+  step "profile utae paper train, trusted shaders (no runtime checks)"
+  SITSGPU_TRUSTED_SHADERS=1 timeout 120 sitsgpu profile --model utae --config paper --train --steps 2 --warmup 1 \
+    > "$out/profile_trusted_utae_paper_train.txt" 2>&1
+  sed -n 3p "$out/profile_trusted_utae_paper_train.txt"
+fi
+if [ "$part" = all ] || [ "$part" = torch ]; then
+  step "pytorch reference"
+  timeout 120 python3 benches/device/torch_ref.py > "$out/torch_ref.jsonl" 2>&1; tail -3 "$out/torch_ref.jsonl"
+fi
+if [ "$part" = all ] || [ "$part" = bench ]; then
+  step "ops benches (quick)"
+  SITSGPU_BENCH_QUICK=1 timeout 240 ops --bench "${BENCH_FILTER:-}" > "$out/bench_ops.txt" 2>&1
+  grep -E "^(matmul|conv2d|attention|adam|memory)|thrpt" "$out/bench_ops.txt" | paste - - | \
+    sed -E 's/ +/ /g' | cut -c1-200 > "$out/bench_ops_summary.txt"
+fi
+if [ "$part" = all ] || [ "$part" = test ]; then
+  for t in gpu_parity engine profile pytorch_parity; do
+    step "test $t"
+    timeout 180 $t > "$out/test_$t.txt" 2>&1; echo "exit $?"; grep -E "test result|FAILED|panicked" "$out/test_$t.txt" | head -5
+  done
+fi
+step "summary"
+cp "$out/info.txt" "$final/" 2>/dev/null
+for f in "$out"/profile_*.txt; do echo "$(basename "$f"): $(sed -n 3p "$f" | cut -c1-150)"; done
+[ -f "$out/bench_ops_summary.txt" ] && cat "$out/bench_ops_summary.txt" | cut -c1-160
