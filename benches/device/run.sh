@@ -2,7 +2,8 @@
 # One prepared run on a lent GPU (see benches/README.md): run from the checkout after ../shared/device/pack.sh,
 # through `bash .device/remote.sh 'bash benches/device/run.sh'`. Writes everything under $OUT (or ./device-out)
 # as it goes, so a run stopped at its time limit still returns what it measured; prints a summary last.
-# PART=profile|bench|torch|test|all (default all) runs one part.
+# PART=profile|bench|torch|test|all (default all) runs one part; PROFILES (model:flags with @ for spaces),
+# BENCH_FILTER and TESTS narrow the parts.
 set -uo pipefail
 # $OUT takes back at most 8 files: everything is written to a work folder and packed into one archive after
 # each part.
@@ -12,9 +13,11 @@ step() { echo "== $*"; tar czf "$final/results.tgz" -C "$out" . 2>/dev/null; }
 
 if [ "$part" = all ] || [ "$part" = profile ]; then
   sitsgpu info > "$out/info.txt" 2>&1
-  for spec in "utae:--config small --train" "utae:--config small" \
-              "utae:--config paper --train --steps 2 --warmup 1" "utae:--config paper --steps 2 --warmup 1" \
-              "pse_ltae:--train" "pse_ltae:" "pse_tae:--train" "pse_gru:--train" "pse_tempcnn:--train"; do
+  default_profiles='utae:--config@small@--train utae:--config@small utae:--config@paper@--train@--steps@2@--warmup@1
+    utae:--config@paper@--steps@2@--warmup@1 pse_ltae:--train pse_ltae: pse_tae:--train pse_gru:--train
+    pse_tempcnn:--train'
+  for spec in ${PROFILES:-$default_profiles}; do
+    spec=${spec//@/ }
     model=${spec%%:*}; flags=${spec#*:}
     tag=$(echo "$model $flags" | tr -cs 'a-z0-9' '_' | sed 's/_$//')
     step "profile $model $flags"
@@ -37,7 +40,7 @@ if [ "$part" = all ] || [ "$part" = bench ]; then
     sed -E 's/ +/ /g' | cut -c1-200 > "$out/bench_ops_summary.txt"
 fi
 if [ "$part" = all ] || [ "$part" = test ]; then
-  for t in gpu_parity engine profile pytorch_parity; do
+  for t in ${TESTS:-gpu_parity engine profile pytorch_parity}; do
     step "test $t"
     timeout 180 $t > "$out/test_$t.txt" 2>&1; echo "exit $?"; grep -E "test result|FAILED|panicked" "$out/test_$t.txt" | head -5
   done
