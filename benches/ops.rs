@@ -3,7 +3,8 @@
 //!   weight gradients), with each kernel plan — `matmul.wgsl` (64 × 64), `matmul_128.wgsl` (128 × 128), and
 //!   the automatic plan with its split-K;
 //! - `conv2d`: U-TAE's encoder shapes, the forward with each tile (wide 64 × 128, narrow 16 × 256, direct),
-//!   the input gradient (the flipped-kernel GEMM + fold vs the gather), the weight gradient with each tile;
+//!   the input gradient (its stride phases on the forward's kernel + the pad fold, vs the gather), the weight
+//!   gradient with each tile, and the decoder's transposed convolution;
 //! - `attention` (L-TAE weights + apply), `group_norm` (forward, backward), `adam` (one step over the paper
 //!   U-TAE's 1.09 M parameters) and the memory-bound ops (softmax, add, relu).
 //!
@@ -247,6 +248,19 @@ fn conv2d(c: &mut Criterion) {
             );
         }
     }
+    // U-TAE's first up-sampling: (B = 16, 128, 16, 16) -> (16, 64, 32, 32), kernel 4, stride 2, padding 1 (the
+    // input gradient's phases). FLOPs: one multiply-add per (input element, C_out, ky, kx).
+    let x = Tensor::rand_uniform(&[16, 128, 16, 16], -1.0, 1.0, 9, Device::Gpu);
+    let w = Tensor::rand_uniform(&[128, 64, 4, 4], -1.0, 1.0, 10, Device::Gpu);
+    g.throughput(Throughput::Elements(
+        (2 * 16 * 128 * 16 * 16 * 64 * 16) as u64,
+    ));
+    bench(
+        &mut g,
+        gpu,
+        BenchmarkId::new("conv_transpose2d forward flops", "128->64 k4 s2 16x16"),
+        &|| x.conv_transpose2d(&w, None, 2, 1),
+    );
     g.finish();
 }
 

@@ -738,6 +738,60 @@ fn conv2d_both_tiles() {
     }
 }
 
+/// The input gradient through each forward tile (one stride phase at a time, flip = 1) and through the gather,
+/// against the CPU reference: strides 1..3, kernels smaller than the stride (phases with no tap), rectangular
+/// kernels, reflect mirrors, with the forced dispatch fold.
+#[test]
+fn conv2d_input_gradient_every_path() {
+    use sitsgpu::engine::ops::conv2d::{
+        cpu_backward, gpu_backward_input_gather, gpu_backward_input_with, ForwardKernel, Geom,
+        PaddingMode::{Reflect, Zeros},
+    };
+    use sitsgpu::engine::storage::Storage;
+    if gpu_or_skip("conv2d input gradient").is_none() {
+        return;
+    }
+    for (xs, ws, st, pad, mode) in [
+        ([2usize, 3, 9, 8], [5usize, 3, 4, 4], 2, 1, Reflect),
+        ([1, 4, 10, 7], [3, 4, 3, 2], 3, 1, Zeros),
+        ([2, 2, 7, 9], [3, 2, 1, 1], 2, 0, Zeros), // 1 × 1 kernel, stride 2: three phases without a tap
+        ([1, 33, 6, 5], [40, 33, 3, 3], 1, 1, Reflect),
+        ([1, 5, 8, 8], [70, 5, 5, 5], 2, 2, Reflect),
+    ] {
+        let g = Geom::new(&xs, &ws, st, pad, mode);
+        let xv = values(xs.iter().product(), Gen::Uniform(-1.0, 1.0), 11);
+        let wv = values(ws.iter().product(), Gen::Uniform(-1.0, 1.0), 12);
+        let dyv = values(xs[0] * ws[0] * g.ho * g.wo, Gen::Uniform(-1.0, 1.0), 13);
+        let want = cpu_backward(&xv, &wv, &dyv, &g).0;
+        let w = Tensor::from_vec(wv, &ws, Device::Gpu);
+        let dy = Tensor::from_vec(dyv, &[xs[0], ws[0], g.ho, g.wo], Device::Gpu);
+        let read = |d| Tensor::from_storage(&[want.len()], Storage::Gpu(d)).to_vec();
+        let (gdy, gw) = (dy.gpu_storage("t"), w.gpu_storage("t"));
+        for k in [
+            ForwardKernel::Wide,
+            ForwardKernel::Narrow,
+            ForwardKernel::Direct,
+        ] {
+            let name = format!("conv2d dx {k:?} x {xs:?} w {ws:?} s{st} p{pad} {mode:?}");
+            assert_close(
+                &read(gpu_backward_input_with(k, gdy, gw, &g)),
+                &want,
+                Tol::REDUCE,
+                &name,
+            );
+            let folded = with_max_workgroups(3, || read(gpu_backward_input_with(k, gdy, gw, &g)));
+            assert_close(&folded, &want, Tol::REDUCE, &format!("{name} [fold]"));
+        }
+        let name = format!("conv2d dx gather x {xs:?} w {ws:?} s{st} p{pad} {mode:?}");
+        assert_close(
+            &read(gpu_backward_input_gather(gdy, gw, &g)),
+            &want,
+            Tol::REDUCE,
+            &name,
+        );
+    }
+}
+
 #[test]
 fn conv2d_weight_gradient_two_pass() {
     // N·H_out·W_out = 3·40·40 = 4800 products per weight gradient: chunks of 25 rows, then reduce_sum.

@@ -1,13 +1,15 @@
 // conv2d.wgsl: 2-D convolution (cross-correlation, as PyTorch) with stride, zero or reflect padding and an
-// optional bias, as an implicit GEMM with register tiles. Also the input gradient of a stride-1 convolution
-// (flip = 1: the flipped, transposed kernel over dy, see engine::ops::conv2d).
+// optional bias, as an implicit GEMM with register tiles. Also the input gradient of any convolution, one
+// stride phase at a time (flip = 1: the flipped, transposed kernel over dy, see engine::ops::conv2d).
 //
 // Math:     y[n, o, oy, ox] = b[o] + Σ_{c, ky, kx} w[o, c, ky, kx] · xpad[n, c, oy·s - p + ky, ox·s - p + kx]
 //           As a matrix product C (C_out, P) = W (C_out, K) · X (K, P), P = N·H_out·W_out output pixels, with K
 //           walked tap by tap: for each kernel tap r = (ky, kx), the input channels 16 at a time. X is never
 //           materialised; within one tap every pixel's source position (and its zero / reflect padding,
 //           src_index below) is computed once for all channels. flip = 1 reads the weight as
-//           w'[o, c, ky, kx] = w[c, o, kH-1-ky, kW-1-kx] (stored (C_in', C_out', kH, kW)).
+//           w'[o, c, ty, tx] = w[c, o, φy + s'·(kH-1-ty), φx + s'·(kW-1-tx)] (stored (C_in', C_out', wkh, wkw),
+//           s' = wstride) and stores output pixel (a, b) at (s'·a + φy, s'·b + φx) of an (out_h, out_w) plane:
+//           phase (φy, φx) of the gradient of a stride-s' convolution's padded input.
 // Threads:  one workgroup (256 invocations) per 64 (output channels) × 128 (pixels) tile of C; invocation
 //           (ty, tx) = (lid / 16, lid % 16) accumulates channels 4 ty .. 4 ty + 3 × pixels {4 tx + j, 64 + 4 tx + j}
 //           in eight named vec4 registers. Per step (one tap, 16 channels) the workgroup stages a 16 × 64
@@ -31,6 +33,8 @@ struct Params {
     co: u32, kh: u32, kw: u32, stride: u32,
     ho: u32, wo: u32, pad: u32, reflect: u32,
     has_bias: u32, chunk: u32, nchunks: u32, flip: u32,
+    out_h: u32, out_w: u32, out_stride: u32, phase_y: u32,   // where output pixel (a, b) is stored (flip mode)
+    phase_x: u32, wkh: u32, wkw: u32, wstride: u32,          // the stored kernel's size and stride (flip mode)
 }
 
 @group(0) @binding(0) var<storage, read>       x: array<f32>;        // (N, C_in, H, W)
@@ -45,6 +49,10 @@ var<workgroup> tile_x: array<vec4<f32>, 512>;   // [kk * 32 + p / 4][p % 4] = X[
 var<private> c0a: vec4<f32>; var<private> c0b: vec4<f32>; var<private> c1a: vec4<f32>; var<private> c1b: vec4<f32>;
 var<private> c2a: vec4<f32>; var<private> c2b: vec4<f32>; var<private> c3a: vec4<f32>; var<private> c3b: vec4<f32>;
 
+// The padding before row 0 and column 0: `pad`, or in flip mode kH - 1 and kW - 1 (the full correlation).
+fn pad_y() -> i32 { return select(i32(params.pad), i32(params.kh) - 1, params.flip == 1u); }
+fn pad_x() -> i32 { return select(i32(params.pad), i32(params.kw) - 1, params.flip == 1u); }
+
 // The index of x read for padded position t along an axis of length n; -1 inside zero padding.
 fn src_index(t: i32, n: i32) -> i32 {
     if (t >= 0 && t < n) { return t; }
@@ -53,11 +61,15 @@ fn src_index(t: i32, n: i32) -> i32 {
     return 2 * (n - 1) - t;
 }
 
-// w[o, c, tap] as this convolution reads it (transposed and flipped when flip = 1).
+// w[o, c, tap] as this convolution reads it. flip = 1: the stored kernel (C_in', C_out', wkh, wkw) transposed and
+// flipped, one phase of its stride: tap (ty, tx) reads (phase_y + wstride·(kH-1-ty), phase_x + wstride·(kW-1-tx)).
 fn weight_at(o: u32, c: u32, tap: u32) -> f32 {
-    let khw = params.kh * params.kw;
-    if (params.flip == 1u) { return weight[(c * params.co + o) * khw + (khw - 1u - tap)]; }
-    return weight[(o * params.ci + c) * khw + tap];
+    if (params.flip == 1u) {
+        let ky = params.phase_y + params.wstride * (params.kh - 1u - tap / params.kw);
+        let kx = params.phase_x + params.wstride * (params.kw - 1u - tap % params.kw);
+        return weight[((c * params.co + o) * params.wkh + ky) * params.wkw + kx];
+    }
+    return weight[(o * params.ci + c) * params.kh * params.kw + tap];
 }
 
 fn fma_step(kk: u32, ty: u32, tx: u32) {
@@ -78,7 +90,18 @@ fn store4(o: u32, p: u32, v: vec4<f32>) {
     if (params.has_bias == 1u) { b = bias[o]; }
     for (var j = 0u; j < 4u; j = j + 1u) {
         let q = p + j;
-        if (q < params.n * hw) { y[((q / hw) * params.co + o) * hw + q % hw] = v[j] + b; }
+        if (q < params.n * hw) { store(q / hw, o, q % hw, v[j] + b); }
+    }
+}
+
+// y[n, o, pixel pix] = v: pixel (a, b) = (pix / W_out, pix % W_out) of this convolution lands on row
+// out_stride·a + phase_y, column out_stride·b + phase_x of an (out_h, out_w) plane (the identity unless flip = 1
+// computes one phase of a strided input gradient).
+fn store(n: u32, o: u32, pix: u32, v: f32) {
+    let row = params.out_stride * (pix / params.wo) + params.phase_y;
+    let col = params.out_stride * (pix % params.wo) + params.phase_x;
+    if (row < params.out_h && col < params.out_w) {
+        y[((n * params.co + o) * params.out_h + row) * params.out_w + col] = v;
     }
 }
 
@@ -103,8 +126,8 @@ fn conv2d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     let valid_p = lp < npix;
     let lpix = lp % hw;
     let x_base = (lp / hw) * params.ci * params.h * params.w;
-    let ly0 = i32((lpix / params.wo) * params.stride) - i32(params.pad);
-    let lx0 = i32((lpix % params.wo) * params.stride) - i32(params.pad);
+    let ly0 = i32((lpix / params.wo) * params.stride) - pad_y();
+    let lx0 = i32((lpix % params.wo) * params.stride) - pad_x();
     // The weight column this invocation stages (rows kw0, kw0 + 4, ..., kw0 + 12 of each W slab).
     let m = lid % BM;
     let kw0 = lid / BM;

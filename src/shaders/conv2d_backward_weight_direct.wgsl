@@ -20,6 +20,8 @@ struct Params {
     co: u32, kh: u32, kw: u32, stride: u32,
     ho: u32, wo: u32, pad: u32, reflect: u32,
     has_bias: u32, chunk: u32, nchunks: u32, flip: u32,
+    out_h: u32, out_w: u32, out_stride: u32, phase_y: u32,   // where output pixel (a, b) is stored (flip mode)
+    phase_x: u32, wkh: u32, wkw: u32, wstride: u32,          // the stored kernel's size and stride (flip mode)
 }
 
 @group(0) @binding(0) var<storage, read>       x: array<f32>;         // (N, C_in, H, W)

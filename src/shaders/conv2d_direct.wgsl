@@ -19,6 +19,8 @@ struct Params {
     co: u32, kh: u32, kw: u32, stride: u32,
     ho: u32, wo: u32, pad: u32, reflect: u32,
     has_bias: u32, chunk: u32, nchunks: u32, flip: u32,
+    out_h: u32, out_w: u32, out_stride: u32, phase_y: u32,   // where output pixel (a, b) is stored (flip mode)
+    phase_x: u32, wkh: u32, wkw: u32, wstride: u32,          // the stored kernel's size and stride (flip mode)
 }
 
 @group(0) @binding(0) var<storage, read>       x: array<f32>;        // (N, C_in, H, W)
@@ -26,6 +28,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read>       bias: array<f32>;     // (C_out)
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;        // (N, C_out, H_out, W_out)
 @group(0) @binding(4) var<uniform>             params: Params;
+
+// The padding before row 0 and column 0: `pad`, or in flip mode kH - 1 and kW - 1 (the full correlation).
+fn pad_y() -> i32 { return select(i32(params.pad), i32(params.kh) - 1, params.flip == 1u); }
+fn pad_x() -> i32 { return select(i32(params.pad), i32(params.kw) - 1, params.flip == 1u); }
 
 // The index of x read for padded position t along an axis of length n; -1 inside zero padding.
 fn src_index(t: i32, n: i32) -> i32 {
@@ -35,12 +41,25 @@ fn src_index(t: i32, n: i32) -> i32 {
     return 2 * (n - 1) - t;
 }
 
-// w[o, c, tap] as this convolution reads it (0 past the last channel; transposed and flipped when flip = 1).
+// w[o, c, tap] as this convolution reads it (0 past the last channel; flip = 1: the stored kernel transposed
+// and flipped, one phase of its stride, as in conv2d.wgsl).
 fn weight_at(o: u32, c: u32, tap: u32) -> f32 {
     if (o >= params.co) { return 0.0; }
-    let khw = params.kh * params.kw;
-    if (params.flip == 1u) { return weight[(c * params.co + o) * khw + (khw - 1u - tap)]; }
-    return weight[(o * params.ci + c) * khw + tap];
+    if (params.flip == 1u) {
+        let ky = params.phase_y + params.wstride * (params.kh - 1u - tap / params.kw);
+        let kx = params.phase_x + params.wstride * (params.kw - 1u - tap % params.kw);
+        return weight[((c * params.co + o) * params.wkh + ky) * params.wkw + kx];
+    }
+    return weight[(o * params.ci + c) * params.kh * params.kw + tap];
+}
+
+// y[n, o, pixel pix] = v, stored as in conv2d.wgsl (out_stride, phase: one phase of a strided input gradient).
+fn store(n: u32, o: u32, pix: u32, v: f32) {
+    let row = params.out_stride * (pix / params.wo) + params.phase_y;
+    let col = params.out_stride * (pix % params.wo) + params.phase_x;
+    if (row < params.out_h && col < params.out_w) {
+        y[((n * params.co + o) * params.out_h + row) * params.out_w + col] = v;
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -55,8 +74,8 @@ fn conv2d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let p = i % npix;
     let n = p / hw;
     let pix = p % hw;
-    let y0 = i32((pix / params.wo) * params.stride) - i32(params.pad);
-    let x0 = i32((pix % params.wo) * params.stride) - i32(params.pad);
+    let y0 = i32((pix / params.wo) * params.stride) - pad_y();
+    let x0 = i32((pix % params.wo) * params.stride) - pad_x();
     let plane = params.h * params.w;
     let x_base = n * params.ci * plane;
     var acc = vec4<f32>(0.0);
@@ -75,7 +94,7 @@ fn conv2d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         if (o + j < params.co) {
             var b = 0.0;
             if (params.has_bias == 1u) { b = bias[o + j]; }
-            y[(n * params.co + o + j) * hw + pix] = acc[j] + b;
+            store(n, o + j, pix, acc[j] + b);
         }
     }
 }

@@ -23,6 +23,8 @@ struct Params {
     co: u32, kh: u32, kw: u32, stride: u32,
     ho: u32, wo: u32, pad: u32, reflect: u32,
     has_bias: u32, chunk: u32, nchunks: u32, flip: u32,
+    out_h: u32, out_w: u32, out_stride: u32, phase_y: u32,   // where output pixel (a, b) is stored (flip mode)
+    phase_x: u32, wkh: u32, wkw: u32, wstride: u32,          // the stored kernel's size and stride (flip mode)
 }
 
 @group(0) @binding(0) var<storage, read>       x: array<f32>;        // (N, C_in, H, W)
@@ -39,6 +41,10 @@ var<private> c1: vec4<f32>;
 var<private> c2: vec4<f32>;
 var<private> c3: vec4<f32>;
 
+// The padding before row 0 and column 0: `pad`, or in flip mode kH - 1 and kW - 1 (the full correlation).
+fn pad_y() -> i32 { return select(i32(params.pad), i32(params.kh) - 1, params.flip == 1u); }
+fn pad_x() -> i32 { return select(i32(params.pad), i32(params.kw) - 1, params.flip == 1u); }
+
 // The index of x read for padded position t along an axis of length n; -1 inside zero padding.
 fn src_index(t: i32, n: i32) -> i32 {
     if (t >= 0 && t < n) { return t; }
@@ -47,11 +53,15 @@ fn src_index(t: i32, n: i32) -> i32 {
     return 2 * (n - 1) - t;
 }
 
-// w[o, c, tap] as this convolution reads it (transposed and flipped when flip = 1).
+// w[o, c, tap] as this convolution reads it. flip = 1: the stored kernel (C_in', C_out', wkh, wkw) transposed and
+// flipped, one phase of its stride: tap (ty, tx) reads (phase_y + wstride·(kH-1-ty), phase_x + wstride·(kW-1-tx)).
 fn weight_at(o: u32, c: u32, tap: u32) -> f32 {
-    let khw = params.kh * params.kw;
-    if (params.flip == 1u) { return weight[(c * params.co + o) * khw + (khw - 1u - tap)]; }
-    return weight[(o * params.ci + c) * khw + tap];
+    if (params.flip == 1u) {
+        let ky = params.phase_y + params.wstride * (params.kh - 1u - tap / params.kw);
+        let kx = params.phase_x + params.wstride * (params.kw - 1u - tap % params.kw);
+        return weight[((c * params.co + o) * params.wkh + ky) * params.wkw + kx];
+    }
+    return weight[(o * params.ci + c) * params.kh * params.kw + tap];
 }
 
 fn fma_step(kk: u32, ty: u32, tx: u32) {
@@ -71,7 +81,18 @@ fn store4(o: u32, p: u32, v: vec4<f32>) {
     if (params.has_bias == 1u) { b = bias[o]; }
     for (var j = 0u; j < 4u; j = j + 1u) {
         let q = p + j;
-        if (q < params.n * hw) { y[((q / hw) * params.co + o) * hw + q % hw] = v[j] + b; }
+        if (q < params.n * hw) { store(q / hw, o, q % hw, v[j] + b); }
+    }
+}
+
+// y[n, o, pixel pix] = v: pixel (a, b) = (pix / W_out, pix % W_out) of this convolution lands on row
+// out_stride·a + phase_y, column out_stride·b + phase_x of an (out_h, out_w) plane (the identity unless flip = 1
+// computes one phase of a strided input gradient).
+fn store(n: u32, o: u32, pix: u32, v: f32) {
+    let row = params.out_stride * (pix / params.wo) + params.phase_y;
+    let col = params.out_stride * (pix % params.wo) + params.phase_x;
+    if (row < params.out_h && col < params.out_w) {
+        y[((n * params.co + o) * params.out_h + row) * params.out_w + col] = v;
     }
 }
 
@@ -94,8 +115,8 @@ fn conv2d_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let valid_p = lp < npix;
     let lpix = lp % hw;
     let x_base = (lp / hw) * params.ci * params.h * params.w;
-    let ly0 = i32((lpix / params.wo) * params.stride) - i32(params.pad);
-    let lx0 = i32((lpix % params.wo) * params.stride) - i32(params.pad);
+    let ly0 = i32((lpix / params.wo) * params.stride) - pad_y();
+    let lx0 = i32((lpix % params.wo) * params.stride) - pad_x();
     // The weight element this invocation stages (invocations 0..127: row lid / 16, channel lid % 16).
     let m = lid % BM;
     let kw0 = lid / BM;

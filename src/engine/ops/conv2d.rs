@@ -62,6 +62,14 @@ pub struct Params {
     chunk: u32,
     nchunks: u32,
     flip: u32,
+    out_h: u32,
+    out_w: u32,
+    out_stride: u32,
+    phase_y: u32,
+    phase_x: u32,
+    wkh: u32,
+    wkw: u32,
+    wstride: u32,
 }
 
 /// The sizes of one convolution: x (n, ci, h, w), weight (co, ci, kh, kw), y (n, co, ho, wo).
@@ -165,6 +173,14 @@ impl Geom {
             chunk: u(chunk),
             nchunks: u(nchunks),
             flip: 0,
+            out_h: u(self.ho),
+            out_w: u(self.wo),
+            out_stride: 1,
+            phase_y: 0,
+            phase_x: 0,
+            wkh: u(self.kh),
+            wkw: u(self.kw),
+            wstride: 1,
         }
     }
 }
@@ -316,66 +332,119 @@ pub fn gpu_forward_with(
     g: &Geom,
     p: Params,
 ) -> GpuStorage {
-    let npix = g.n * g.ho * g.wo;
-    let y = GpuStorage::alloc(x.gpu, npix * g.co, "conv2d");
+    let y = GpuStorage::alloc(x.gpu, g.n * g.ho * g.wo * g.co, "conv2d");
     // Without a bias the weight is bound as a placeholder (never read: has_bias = 0).
     let bias = b.unwrap_or(w).buffer();
-    let bufs = [x.buffer(), w.buffer(), bias, y.buffer()];
-    let taps = g.ci * g.kh * g.kw;
-    let grid = match kernel {
-        ForwardKernel::Wide => Grid::groups(g.co.div_ceil(64) * npix.div_ceil(128)),
-        ForwardKernel::Narrow => Grid::groups(g.co.div_ceil(16) * npix.div_ceil(256)),
-        ForwardKernel::Direct => Grid::threads(g.co.div_ceil(4) * npix),
-    }
-    .flops(2 * g.co * taps * npix)
-    .bytes(4 * (g.n * g.ci * g.h * g.w + g.co * taps + g.co * npix))
-    .loop_len(taps);
-    let k = match kernel {
-        ForwardKernel::Wide => CONV2D,
-        ForwardKernel::Narrow => CONV2D_NARROW,
-        ForwardKernel::Direct => CONV2D_DIRECT,
-    };
-    k.dispatch(x.gpu, &bufs, &p, grid);
+    launch_forward(
+        kernel,
+        x.gpu,
+        &[x.buffer(), w.buffer(), bias, y.buffer()],
+        g,
+        p,
+    );
     y
 }
 
-/// dy (N, C_out, H_out, W_out), weight → dx (N, C_in, H, W). Stride 1 with a square kernel (every
-/// convolution of U-TAE's conv blocks): the gradient of the padded input is itself a convolution — of dy,
-/// zero-padded by k − 1, with the kernel flipped and its channel axes swapped — on the forward's
-/// register-tiled kernel (flip = 1), then `conv2d_pad_fold.wgsl` folds the padding back (a crop, plus the
-/// mirrored positions for reflect). Other strides: the gather `conv2d_backward_input.wgsl`.
+/// Records one forward kernel over `bufs` (x, weight, bias, y) for the geometry `g`.
+fn launch_forward(
+    kernel: ForwardKernel,
+    gpu: &Gpu,
+    bufs: &[&wgpu::Buffer; 4],
+    g: &Geom,
+    p: Params,
+) {
+    let npix = g.n * g.ho * g.wo;
+    let taps = g.ci * g.kh * g.kw;
+    let (k, grid) = match kernel {
+        ForwardKernel::Wide => (CONV2D, Grid::groups(g.co.div_ceil(64) * npix.div_ceil(128))),
+        ForwardKernel::Narrow => (
+            CONV2D_NARROW,
+            Grid::groups(g.co.div_ceil(16) * npix.div_ceil(256)),
+        ),
+        ForwardKernel::Direct => (CONV2D_DIRECT, Grid::threads(g.co.div_ceil(4) * npix)),
+    };
+    let grid = grid
+        .flops(2 * g.co * taps * npix)
+        .bytes(4 * (g.n * g.ci * g.h * g.w + g.co * taps + g.co * npix))
+        .loop_len(taps);
+    k.dispatch(gpu, bufs, &p, grid);
+}
+
+/// dy (N, C_out, H_out, W_out), weight → dx (N, C_in, H, W) on the forward's register-tiled kernels.
+///
+/// The gradient of the padded input xpad (N, C_in, H + 2p, W + 2p) is a transposed convolution of dy. Row
+/// `u = s·a + φ` of it gathers `dy[a - j] · w[φ + s·j]` over the taps `j < T_φ = ceil((kH - φ) / s)`: for
+/// each stride phase (φy, φx) that is an ordinary stride-1 convolution of dy, zero-padded by T − 1, with
+/// the phase's taps of the kernel flipped and its channel axes swapped (`conv2d.wgsl` with flip = 1, which
+/// also stores pixel (a, b) at (s·a + φy, s·b + φx)). Stride 1 is one phase. Then `conv2d_pad_fold.wgsl`
+/// folds the padding back onto the input (a crop, plus the mirrored positions for reflect). A phase with no
+/// tap (kernel smaller than the stride) leaves its rows zero. The one-invocation-per-element gather
+/// `conv2d_backward_input.wgsl` computes the same ([`gpu_backward_input_gather`]).
 pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
-    if g.stride == 1 && g.kh == g.kw {
-        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-        let v = Geom {
-            n: g.n,
-            ci: g.co,
-            h: g.ho,
-            w: g.wo,
-            co: g.ci,
-            kh: g.kh,
-            kw: g.kw,
-            stride: 1,
-            pad: g.kh - 1,
-            ho: hp,
-            wo: wp,
-            mode: PaddingMode::Zeros,
-        };
-        let mut p = v.params(false, 0, 0);
-        p.flip = 1;
-        let dxpad = gpu_forward_with(ForwardKernel::choose(dy.gpu, v.co), dy, w, None, &v, p);
-        if g.pad == 0 {
-            return dxpad;
-        }
-        let n = g.n * g.ci * g.h * g.w;
-        let dx = GpuStorage::alloc(dy.gpu, n, "conv2d_pad_fold");
-        let mut fp = g.params(false, 0, 0);
-        (fp.ho, fp.wo) = (hp as u32, wp as u32);
-        let grid = Grid::threads(n).bytes(4 * (n + g.n * g.ci * hp * wp));
-        CONV2D_PAD_FOLD.dispatch(dy.gpu, &[dxpad.buffer(), dx.buffer()], &fp, grid);
-        return dx;
+    gpu_backward_input_with(ForwardKernel::choose(dy.gpu, g.ci), dy, w, g)
+}
+
+/// [`gpu_backward_input`] on an explicit forward kernel (benchmarks and tests compare them).
+pub fn gpu_backward_input_with(
+    kernel: ForwardKernel,
+    dy: &GpuStorage,
+    w: &GpuStorage,
+    g: &Geom,
+) -> GpuStorage {
+    let s = g.stride;
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    let n_pad = g.n * g.ci * hp * wp;
+    let dxpad = GpuStorage::alloc(dy.gpu, n_pad, "conv2d_backward_input");
+    if s > g.kh || s > g.kw {
+        dy.gpu
+            .record(|enc| enc.clear_buffer(dxpad.buffer(), 0, Some(4 * n_pad as u64)));
     }
-    gpu_backward_input_gather(dy, w, g)
+    let bufs = [dy.buffer(), w.buffer(), w.buffer(), dxpad.buffer()];
+    for py in 0..s {
+        for px in 0..s {
+            let (th, tw) = (
+                g.kh.saturating_sub(py).div_ceil(s),
+                g.kw.saturating_sub(px).div_ceil(s),
+            );
+            let (ah, aw) = (
+                hp.saturating_sub(py).div_ceil(s),
+                wp.saturating_sub(px).div_ceil(s),
+            );
+            if th == 0 || tw == 0 || ah == 0 || aw == 0 {
+                continue;
+            }
+            // The phase's convolution: dy as input, C_in output channels, T taps, (ah, aw) output pixels.
+            let v = Geom {
+                n: g.n,
+                ci: g.co,
+                h: g.ho,
+                w: g.wo,
+                co: g.ci,
+                kh: th,
+                kw: tw,
+                stride: 1,
+                pad: th - 1,
+                ho: ah,
+                wo: aw,
+                mode: PaddingMode::Zeros,
+            };
+            let mut p = v.params(false, 0, 0);
+            (p.flip, p.out_h, p.out_w, p.out_stride) = (1, hp as u32, wp as u32, s as u32);
+            (p.phase_y, p.phase_x, p.wkh, p.wkw, p.wstride) =
+                (py as u32, px as u32, g.kh as u32, g.kw as u32, s as u32);
+            launch_forward(kernel, dy.gpu, &bufs, &v, p);
+        }
+    }
+    if g.pad == 0 {
+        return dxpad;
+    }
+    let n = g.n * g.ci * g.h * g.w;
+    let dx = GpuStorage::alloc(dy.gpu, n, "conv2d_pad_fold");
+    let mut fp = g.params(false, 0, 0);
+    (fp.ho, fp.wo) = (hp as u32, wp as u32);
+    let grid = Grid::threads(n).bytes(4 * (n + n_pad));
+    CONV2D_PAD_FOLD.dispatch(dy.gpu, &[dxpad.buffer(), dx.buffer()], &fp, grid);
+    dx
 }
 
 /// Launches conv2d_backward_input.wgsl (one invocation per dx element, any stride): dy, weight → dx.
