@@ -227,7 +227,7 @@ impl Gpu {
             modules
                 .entry(file)
                 .or_insert_with(|| {
-                    Arc::new(if crate::engine::trusted::requested() {
+                    Arc::new(if crate::engine::trusted::enabled() {
                         crate::engine::trusted::create_module(&self.device, file, source)
                     } else {
                         self.device
