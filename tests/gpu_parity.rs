@@ -5,6 +5,7 @@
 //! `SITSGPU_REQUIRE_GPU=1`).
 
 use sitsgpu::engine::kernel::with_max_workgroups;
+use sitsgpu::engine::ops::reduce::with_slice_rows;
 use sitsgpu::engine::rng::Rng;
 use sitsgpu::engine::testing::{assert_close, gpu_or_skip, Tol};
 use sitsgpu::{Device, Tensor};
@@ -616,6 +617,120 @@ fn batch_norm_running_statistics_match() {
         };
         assert_close(&m_gpu, &m_cpu, Tol::REDUCE, &format!("running_mean{mode}"));
         assert_close(&v_gpu, &v_cpu, Tol::REDUCE, &format!("running_var{mode}"));
+    }
+}
+
+/// `check` with the norm reductions' slices forced to `rows` values (so a tiny tensor spans 2–3 slices: pass 1
+/// and the combine both run), once as `check` does (plain and 2-D fold at 3) and once with the fold at 2.
+fn check_sliced(name: &str, rows: usize, inputs: &[In], f: impl Fn(&[Tensor]) -> Tensor) {
+    with_slice_rows(rows, || {
+        let name = format!("{name} [slices of {rows}]");
+        check(&name, inputs, Tol::REDUCE, &f);
+        with_max_workgroups(2, || {
+            check(&format!("{name} [fold 2]"), inputs, Tol::REDUCE, &f)
+        });
+    });
+}
+
+#[test]
+fn norm_reductions_in_several_slices() {
+    let bn = |s: &[usize], c: usize| {
+        [
+            input(s, -2.0, 3.0),
+            input(&[c], 0.5, 1.5),
+            input(&[c], -0.5, 0.5),
+            constant(&[c], Gen::Uniform(-0.5, 0.5)),
+            constant(&[c], Gen::Uniform(0.5, 2.0)),
+        ]
+    };
+    // (N, C) = channel-last BatchNorm1d: 8 channel lanes with 5 live (7 rows: slices of 3, 3, 1); 37 channels
+    // in two blocks of 32 lanes, the second with 5 live (40 rows: slices of 16, 16, 8). (N, C, S) with S = 6:
+    // 18 values per channel in slices of 7, 7, 4. Eval runs the sliced dγ, dβ only.
+    for (s, c, rows) in [
+        (vec![7, 5], 5, 3),
+        (vec![40, 37], 37, 16),
+        (vec![3, 5, 2, 3], 5, 7),
+    ] {
+        for training in [true, false] {
+            check_sliced(
+                &format!("batch_norm {s:?} training={training}"),
+                rows,
+                &bn(&s, c),
+                |x| x[0].batch_norm(Some(&x[1]), Some(&x[2]), &x[3], &x[4], training, 0.1, 1e-5),
+            );
+        }
+    }
+    // Group norm's weight gradient: 3·35 = 105 values per channel in slices of 40; (N, C) rows of 5 in 2 + 2 + 1.
+    check_sliced(
+        "group_norm (3, 6, 5, 7) G=3 affine",
+        40,
+        &[
+            input(&[3, 6, 5, 7], -2.0, 3.0),
+            input(&[6], 0.5, 1.5),
+            input(&[6], -0.5, 0.5),
+        ],
+        |x| x[0].group_norm(3, Some(&x[1]), Some(&x[2]), 1e-5),
+    );
+    check_sliced(
+        "group_norm (5, 8) G=4 weight only",
+        2,
+        &[input(&[5, 8], -1.0, 1.0), input(&[8], 0.5, 1.5)],
+        |x| x[0].group_norm(4, Some(&x[1]), None, 1e-5),
+    );
+}
+
+#[test]
+fn norm_reductions_are_bit_reproducible_and_match_at_pse_like_sizes() {
+    if gpu_or_skip("norm reductions: reproducibility").is_none() {
+        return;
+    }
+    // (6000, 32): 24 slices of 256 rows (two passes each way). Two GPU runs give the same bits; both match the
+    // CPU (forward, dx, dγ, dβ, running statistics).
+    let run = |device: Device| {
+        let x = Tensor::from_vec(
+            values(6000 * 32, Gen::Uniform(-2.0, 3.0), 1),
+            &[6000, 32],
+            device,
+        )
+        .requires_grad_();
+        let w =
+            Tensor::from_vec(values(32, Gen::Uniform(0.5, 1.5), 2), &[32], device).requires_grad_();
+        let b = Tensor::from_vec(values(32, Gen::Uniform(-0.5, 0.5), 3), &[32], device)
+            .requires_grad_();
+        let rm = Tensor::from_vec(values(32, Gen::Uniform(-0.5, 0.5), 4), &[32], device);
+        let rv = Tensor::from_vec(values(32, Gen::Uniform(0.5, 2.0), 5), &[32], device);
+        let y = x.batch_norm(Some(&w), Some(&b), &rm, &rv, true, 0.1, 1e-5);
+        y.backward_with(Tensor::from_vec(
+            values(6000 * 32, Gen::Uniform(-1.0, 1.0), 6),
+            &[6000, 32],
+            device,
+        ));
+        [
+            y.to_vec(),
+            x.grad().unwrap().to_vec(),
+            w.grad().unwrap().to_vec(),
+            b.grad().unwrap().to_vec(),
+            rm.to_vec(),
+            rv.to_vec(),
+        ]
+    };
+    let names = ["y", "dx", "dweight", "dbias", "running_mean", "running_var"];
+    let cpu = run(Device::Cpu);
+    let (a, b) = (run(Device::Gpu), run(Device::Gpu));
+    for k in 0..names.len() {
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&a[k]),
+            bits(&b[k]),
+            "batch_norm (6000, 32): {} differs between two GPU runs",
+            names[k]
+        );
+        assert_close(
+            &a[k],
+            &cpu[k],
+            Tol::REDUCE,
+            &format!("batch_norm (6000, 32): {}", names[k]),
+        );
     }
 }
 

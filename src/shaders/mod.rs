@@ -56,6 +56,7 @@ wgsl!(AVG_POOL2D, "avg_pool2d");
 wgsl!(AVG_POOL2D_BACKWARD, "avg_pool2d_backward");
 wgsl!(BATCH_NORM, "batch_norm");
 wgsl!(BATCH_NORM_BACKWARD, "batch_norm_backward");
+wgsl!(BATCH_NORM_STATS, "batch_norm_stats");
 wgsl!(BINARY, "binary");
 wgsl!(CONV2D, "conv2d");
 wgsl!(CONV2D_BACKWARD_INPUT, "conv2d_backward_input");
@@ -112,6 +113,7 @@ pub const ALL: &[Wgsl] = &[
     AVG_POOL2D_BACKWARD,
     BATCH_NORM,
     BATCH_NORM_BACKWARD,
+    BATCH_NORM_STATS,
     BINARY,
     CONV2D,
     CONV2D_BACKWARD_INPUT,

@@ -16,20 +16,27 @@
 //!
 //! Saved for backward: x, γ (ones when absent), the (μ, rstd) actually used as a (C, 2) tensor (a copy, so
 //! later in-place updates of the running statistics do not change the gradient), and the mode.
-//! Kernels: `batch_norm.wgsl` (one workgroup per channel; in training it also writes the running statistics
-//! of its channel in place on the GPU, so no readback and no sync is needed), `batch_norm_backward.wgsl`
-//! (one workgroup per channel: dx, dγ, dβ from the same two sums). On the CPU the running statistics are
-//! replaced through `Storage::write`.
+//! Kernels (GPU, no readback and no sync: the running statistics are updated in place on the GPU):
+//! - `batch_norm_stats.wgsl` (training): μ, then Σ (x − μ)², rstd and the running statistics, as
+//!   deterministic reductions over the N·S values of each channel, split into slices of many workgroups
+//!   ([`ChannelSlices`]): pass A over the slices, a combine, pass B over the slices, a combine (4 dispatches);
+//!   when one slice covers the axis, one dispatch does both passes.
+//! - `batch_norm.wgsl`: y, elementwise; in eval it also writes the saved (μ, rstd) from the running statistics.
+//! - backward: dγ, dβ by group norm's `group_norm_backward_weight.wgsl` (the same two sums, with the
+//!   statistics row = the channel), then `batch_norm_backward.wgsl`: dx, elementwise.
+//!
+//! On the CPU the running statistics are replaced through `Storage::write`.
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};
-use crate::engine::ops::group_norm::{affine_grads, affine_or_default};
+use crate::engine::ops::group_norm::{affine_grads, affine_or_default, gpu_affine_grads};
+use crate::engine::ops::reduce::ChannelSlices;
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
 
-/// Shader `Params` of batch_norm.wgsl and batch_norm_backward.wgsl.
+/// Shader `Params` of batch_norm.wgsl and batch_norm_backward.wgsl (elementwise).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
@@ -39,6 +46,23 @@ pub struct Params {
     training: u32,
     momentum: f32,
     eps: f32,
+    _pad: [u32; 2],
+}
+
+/// Shader `Params` of batch_norm_stats.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct StatsParams {
+    n: u32,
+    c: u32,
+    s: u32,
+    tc: u32,
+    momentum: f32,
+    eps: f32,
+    slice_rows: u32,
+    nslices: u32,
+    mode: u32,
+    phase: u32,
     _pad: [u32; 2],
 }
 
@@ -67,13 +91,16 @@ impl Dims {
     }
 }
 
-/// `batch_norm.wgsl`: x → y, batch statistics.
+/// `batch_norm_stats.wgsl`: x → (μ, rstd), running statistics updated (training).
+pub const BATCH_NORM_STATS: Kernel =
+    Kernel::new::<StatsParams>(&shaders::BATCH_NORM_STATS, "batch_norm_stats", 6);
+/// `batch_norm.wgsl`: x, (μ, rstd) → y.
 pub const BATCH_NORM: Kernel = Kernel::new::<Params>(&shaders::BATCH_NORM, "batch_norm", 8);
-/// `batch_norm_backward.wgsl`: dx, dγ, dβ.
+/// `batch_norm_backward.wgsl`: dx (given dγ, dβ).
 pub const BATCH_NORM_BACKWARD: Kernel =
     Kernel::new::<Params>(&shaders::BATCH_NORM_BACKWARD, "batch_norm_backward", 8);
-/// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[BATCH_NORM, BATCH_NORM_BACKWARD];
+/// This op's kernels (collected by `engine::kernels` for the naga tests; dγ, dβ are group norm's kernel).
+pub const KERNELS: &[Kernel] = &[BATCH_NORM_STATS, BATCH_NORM, BATCH_NORM_BACKWARD];
 
 // ---- CPU reference ----
 
@@ -175,8 +202,8 @@ pub fn cpu_backward<T: Real>(
 
 // ---- GPU ----
 
-/// Launches batch_norm.wgsl → (y (N, C, S), stats (C, 2)); in training also updates `running_mean`,
-/// `running_var` (C) in place.
+/// Launches batch_norm_stats.wgsl (training) and batch_norm.wgsl → (y (N, C, S), stats (C, 2)); in training
+/// also updates `running_mean`, `running_var` (C) in place.
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_forward(
     x: &GpuStorage,
@@ -189,23 +216,84 @@ pub fn gpu_forward(
     momentum: f32,
     eps: f32,
 ) -> (GpuStorage, GpuStorage) {
-    let y = GpuStorage::alloc(x.gpu, d.n * d.c * d.s, "batch_norm");
+    let numel = d.n * d.c * d.s;
+    let y = GpuStorage::alloc(x.gpu, numel, "batch_norm");
     let stats = GpuStorage::alloc(x.gpu, 2 * d.c, "batch_norm");
+    if training {
+        gpu_batch_stats(x, running_mean, running_var, &stats, d, momentum, eps);
+    }
     let bufs = [
         x.buffer(),
         gamma.buffer(),
         beta.buffer(),
         running_mean.buffer(),
         running_var.buffer(),
-        y.buffer(),
         stats.buffer(),
+        y.buffer(),
     ];
     let p = d.params(training, momentum, eps);
-    BATCH_NORM.dispatch(x.gpu, &bufs, &p, Grid::groups(d.c));
+    let grid = Grid::threads(numel).bytes(4 * (2 * numel + 5 * d.c));
+    BATCH_NORM.dispatch(x.gpu, &bufs, &p, grid);
     (y, stats)
 }
 
-/// Launches batch_norm_backward.wgsl → (dx (N, C, S), dγ (C), dβ (C)).
+/// Launches batch_norm_stats.wgsl: (μ, rstd) of x (N, C, S) into `stats` (C, 2), running statistics updated.
+/// One slice: a single dispatch (both passes); several: pass A, combine, pass B, combine.
+fn gpu_batch_stats(
+    x: &GpuStorage,
+    running_mean: &GpuStorage,
+    running_var: &GpuStorage,
+    stats: &GpuStorage,
+    d: Dims,
+    momentum: f32,
+    eps: f32,
+) {
+    let name = "batch_norm_stats";
+    let sl = ChannelSlices::new(d.n, d.c, d.s);
+    let partial = GpuStorage::alloc(x.gpu, d.c * sl.slices.max(1), name);
+    let bufs = [
+        x.buffer(),
+        running_mean.buffer(),
+        running_var.buffer(),
+        partial.buffer(),
+        stats.buffer(),
+    ];
+    let p = |mode: u32, phase: u32| StatsParams {
+        n: d.n as u32,
+        c: d.c as u32,
+        s: d.s as u32,
+        tc: sl.tc as u32,
+        momentum,
+        eps,
+        slice_rows: sl.rows as u32,
+        nslices: sl.slices as u32,
+        mode,
+        phase,
+        _pad: [0; 2],
+    };
+    let x_bytes = 4 * d.n * d.c * d.s;
+    if sl.slices <= 1 {
+        let grid = Grid::groups(sl.workgroups())
+            .bytes(2 * x_bytes + 4 * 6 * d.c)
+            .loop_len(sl.loop_len());
+        BATCH_NORM_STATS.dispatch(x.gpu, &bufs, &p(2, 0), grid);
+        return;
+    }
+    let partial_bytes = 4 * d.c * sl.slices;
+    for mode in [0, 1] {
+        let grid = Grid::groups(sl.workgroups())
+            .bytes(x_bytes + partial_bytes)
+            .loop_len(sl.loop_len());
+        BATCH_NORM_STATS.dispatch(x.gpu, &bufs, &p(mode, 0), grid);
+        let grid = Grid::groups(d.c)
+            .bytes(partial_bytes + 4 * 6 * d.c)
+            .loop_len(sl.slices.div_ceil(BATCH_NORM_STATS.wg as usize));
+        BATCH_NORM_STATS.dispatch(x.gpu, &bufs, &p(mode, 1), grid);
+    }
+}
+
+/// Launches group_norm_backward_weight.wgsl (dγ, dβ; statistics row = channel), then batch_norm_backward.wgsl
+/// → (dx (N, C, S), dγ (C), dβ (C)).
 pub fn gpu_backward(
     x: &GpuStorage,
     gamma: &GpuStorage,
@@ -214,21 +302,21 @@ pub fn gpu_backward(
     d: Dims,
     training: bool,
 ) -> (GpuStorage, GpuStorage, GpuStorage) {
-    let name = "batch_norm_backward";
-    let dx = GpuStorage::alloc(x.gpu, d.n * d.c * d.s, name);
-    let dgamma = GpuStorage::alloc(x.gpu, d.c, name);
-    let dbeta = GpuStorage::alloc(x.gpu, d.c, name);
+    let numel = d.n * d.c * d.s;
+    let (dgamma, dbeta) = gpu_affine_grads(x, stats, dy, (d.n, d.c, d.s), 0, 1);
+    let dx = GpuStorage::alloc(x.gpu, numel, "batch_norm_backward");
     let bufs = [
         x.buffer(),
         gamma.buffer(),
         stats.buffer(),
         dy.buffer(),
-        dx.buffer(),
         dgamma.buffer(),
         dbeta.buffer(),
+        dx.buffer(),
     ];
     let p = d.params(training, 0.0, 0.0);
-    BATCH_NORM_BACKWARD.dispatch(x.gpu, &bufs, &p, Grid::groups(d.c));
+    let grid = Grid::threads(numel).bytes(4 * (3 * numel + 5 * d.c));
+    BATCH_NORM_BACKWARD.dispatch(x.gpu, &bufs, &p, grid);
     (dx, dgamma, dbeta)
 }
 

@@ -12,11 +12,14 @@
 //!
 //! Saved for backward: x, γ (ones when absent), and the per-row statistics (μ, rstd) as a (N·G, 2) tensor.
 //! Kernels: `group_norm.wgsl` (one workgroup per row: statistics, y, stats), `group_norm_backward_input.wgsl`
-//! (one workgroup per row), `group_norm_backward_weight.wgsl` (one workgroup per channel, dγ and dβ).
+//! (one workgroup per row), `group_norm_backward_weight.wgsl` (dγ and dβ: per-channel sums over the N·S values
+//! of each channel, split into slices of many workgroups and combined in a fixed order, see
+//! [`ChannelSlices`]; batch norm's dγ, dβ use it too, with the statistics row = the channel).
 //! Missing γ / β are passed to the kernels as ones / zeros (multiplying by 1 and adding 0 is exact).
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};
+use crate::engine::ops::reduce::ChannelSlices;
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -31,6 +34,22 @@ pub struct Params {
     s: u32,
     groups: u32,
     eps: f32,
+    _pad: [u32; 3],
+}
+
+/// Shader `Params` of group_norm_backward_weight.wgsl: statistics row of (n, c) = n·row_stride + c / cpr.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct WeightParams {
+    n: u32,
+    c: u32,
+    s: u32,
+    row_stride: u32,
+    cpr: u32,
+    tc: u32,
+    slice_rows: u32,
+    nslices: u32,
+    phase: u32,
     _pad: [u32; 3],
 }
 
@@ -68,11 +87,11 @@ pub const GROUP_NORM_BACKWARD_INPUT: Kernel = Kernel::new::<Params>(
     "group_norm_backward_input",
     6,
 );
-/// `group_norm_backward_weight.wgsl`: dγ, dβ.
-pub const GROUP_NORM_BACKWARD_WEIGHT: Kernel = Kernel::new::<Params>(
+/// `group_norm_backward_weight.wgsl`: dγ, dβ (two passes when the N·S values of a channel span slices).
+pub const GROUP_NORM_BACKWARD_WEIGHT: Kernel = Kernel::new::<WeightParams>(
     &shaders::GROUP_NORM_BACKWARD_WEIGHT,
     "group_norm_backward_weight",
-    6,
+    7,
 );
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
 pub const KERNELS: &[Kernel] = &[
@@ -204,18 +223,57 @@ pub fn gpu_backward_weight(
     dy: &GpuStorage,
     d: Dims,
 ) -> (GpuStorage, GpuStorage) {
+    gpu_affine_grads(x, stats, dy, (d.n, d.c, d.s), d.groups, d.c / d.groups)
+}
+
+/// dγ[c] = Σ dy·x̂, dβ[c] = Σ dy over the N·S values of each channel of x, dy (N, C, S), with x̂ from the
+/// statistics row `n·row_stride + c / cpr` of `stats` (rows, 2) = (μ, rstd): group norm (G, C / G), batch norm
+/// (0, 1). Pass 1 over [`ChannelSlices`], then (several slices) one combine dispatch of C workgroups.
+pub(crate) fn gpu_affine_grads(
+    x: &GpuStorage,
+    stats: &GpuStorage,
+    dy: &GpuStorage,
+    (n, c, s): (usize, usize, usize),
+    row_stride: usize,
+    cpr: usize,
+) -> (GpuStorage, GpuStorage) {
     let name = "group_norm_backward_weight";
-    let dgamma = GpuStorage::alloc(x.gpu, d.c, name);
-    let dbeta = GpuStorage::alloc(x.gpu, d.c, name);
+    let sl = ChannelSlices::new(n, c, s);
+    let dgamma = GpuStorage::alloc(x.gpu, c, name);
+    let dbeta = GpuStorage::alloc(x.gpu, c, name);
+    let partial = GpuStorage::alloc(x.gpu, 2 * c * sl.slices.max(1), name);
     let bufs = [
         x.buffer(),
         stats.buffer(),
         dy.buffer(),
+        partial.buffer(),
         dgamma.buffer(),
         dbeta.buffer(),
     ];
-    let p = d.params(0.0);
-    GROUP_NORM_BACKWARD_WEIGHT.dispatch(x.gpu, &bufs, &p, Grid::groups(d.c));
+    let p = |phase: u32| WeightParams {
+        n: n as u32,
+        c: c as u32,
+        s: s as u32,
+        row_stride: row_stride as u32,
+        cpr: cpr as u32,
+        tc: sl.tc as u32,
+        slice_rows: sl.rows as u32,
+        nslices: sl.slices as u32,
+        phase,
+        _pad: [0; 3],
+    };
+    // Pass 1 reads x and dy (and a statistics pair per value, cached) and writes 2 sums per (slice, channel).
+    let out = 2 * c * if sl.slices > 1 { sl.slices } else { 1 };
+    let grid = Grid::groups(sl.workgroups())
+        .bytes(4 * (2 * n * c * s + out))
+        .loop_len(sl.loop_len());
+    GROUP_NORM_BACKWARD_WEIGHT.dispatch(x.gpu, &bufs, &p(0), grid);
+    if sl.slices > 1 {
+        let grid = Grid::groups(c)
+            .bytes(4 * (out + 2 * c))
+            .loop_len(sl.slices.div_ceil(GROUP_NORM_BACKWARD_WEIGHT.wg as usize));
+        GROUP_NORM_BACKWARD_WEIGHT.dispatch(x.gpu, &bufs, &p(1), grid);
+    }
     (dgamma, dbeta)
 }
 

@@ -20,10 +20,10 @@
 //! | temporal attention apply (heads concatenated) | attention_apply.wgsl | attention_apply_backward_{value,attn}.wgsl | attention_apply::cpu_forward/backward |
 //! | temporal aggregation of skips (att_group/att_mean) | temporal_agg.wgsl | temporal_agg_backward_{x,attn}.wgsl | temporal_agg |
 //! | masked_mean_std (the PSE's pooling, its quirks) | masked_pool.wgsl | masked_pool_backward.wgsl | masked_pool |
-//! | group_norm | group_norm.wgsl | group_norm_backward_input.wgsl, group_norm_backward_weight.wgsl (dγ, dβ) | group_norm |
+//! | group_norm | group_norm.wgsl | group_norm_backward_input.wgsl, group_norm_backward_weight.wgsl (dγ, dβ; two-pass over slices) | group_norm |
 //! | instance_norm | composition: group_norm(C groups, no affine) | (group_norm's) | group_norm |
 //! | layer_norm | composition: group_norm(1 group) on (R, 1, D), then mul/add | (compositions') | group_norm |
-//! | batch_norm (1d/2d; training updates running stats in place) | batch_norm.wgsl | batch_norm_backward.wgsl (dx, dγ, dβ) | batch_norm |
+//! | batch_norm (1d/2d; training updates running stats in place) | batch_norm_stats.wgsl (training; two-pass over slices), batch_norm.wgsl | group_norm_backward_weight.wgsl (dγ, dβ), batch_norm_backward.wgsl (dx) | batch_norm |
 //! | upsample_bilinear (align_corners = False) | upsample_bilinear.wgsl | upsample_bilinear_backward.wgsl | upsample |
 //! | avg_pool2d | avg_pool2d.wgsl | avg_pool2d_backward.wgsl | pool |
 //! | conv2d (stride, zero / reflect padding, bias) | conv2d.wgsl (tiled implicit GEMM) | conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl (+ reduce_sum), bias: sum | conv2d |

@@ -154,6 +154,94 @@ pub fn gpu_sum(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> GpuStora
     }
 }
 
+/// Rows of its slice that one invocation of a sliced per-channel reduction sums in order (see
+/// [`ChannelSlices`]): long enough to amortise the workgroup tree, short enough that the f32 rounding stays
+/// near a pairwise sum's (as [`SUM_CHUNK`]) and that a long axis is cut into many workgroups.
+pub const SLICE_ROWS_PER_INVOCATION: usize = 32;
+
+/// An axis of at most this many default slices is reduced as one slice (see [`ChannelSlices`]).
+pub const MAX_WHOLE_SLICES: usize = 4;
+
+/// How a deterministic per-channel reduction over the M = N·S values of each channel of x (N, C, S) — the
+/// statistics of batch norm, the weight gradients of group and batch norm — is spread over workgroups, as in
+/// the perf notes' "Deterministic long reductions" (no float atomics, the same bits on every run):
+/// - pass 1: `slices · blocks` workgroups; workgroup (q, b) sums the values j ∈ [q·rows, (q+1)·rows)
+///   (j = n·S + s) of the `tc` channels b·tc .. b·tc + tc − 1 into `partial[q][c]`. Its `WG` invocations are
+///   `tc` channel lanes × `WG / tc` row lanes (lane index = row lane · tc + channel lane); each sums every
+///   `WG / tc`-th row of the slice in order, then the workgroup halves over the row lanes.
+/// - pass 2 (only when `slices > 1`): one workgroup per channel sums its `slices` partials in a fixed order.
+///
+/// Coalescing: for S = 1 (the channel-last (N, C) layout of BatchNorm1d) `tc` is up to 32 channels, so
+/// consecutive invocations read consecutive addresses of one row; for S > 1 (BatchNorm2d, group norm),
+/// `tc = 1` and consecutive invocations read consecutive positions s. A short axis is one slice: pass 1 then
+/// finishes the reduction itself and no pass 2 is launched; so is an axis of at most [`MAX_WHOLE_SLICES`]
+/// default slices (a loop a few times longer costs less than the extra launches of pass 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelSlices {
+    /// Channel lanes per workgroup (a power of two dividing `WG`).
+    pub tc: usize,
+    /// Values j per slice.
+    pub rows: usize,
+    /// Slices of the M values (0 when M = 0).
+    pub slices: usize,
+    /// Channel blocks, ceil(C / tc).
+    pub blocks: usize,
+}
+
+impl ChannelSlices {
+    /// The split for x (n, c, s): slices of `(WG / tc) ·` [`SLICE_ROWS_PER_INVOCATION`] values (one slice when
+    /// the axis is at most [`MAX_WHOLE_SLICES`] of them), or the slice length forced by [`with_slice_rows`].
+    pub fn new(n: usize, c: usize, s: usize) -> ChannelSlices {
+        let wg = crate::engine::kernel::WG as usize;
+        let tc = if s == 1 {
+            c.max(1).next_power_of_two().min(32)
+        } else {
+            1
+        };
+        let (m, rows) = (n * s, wg / tc * SLICE_ROWS_PER_INVOCATION);
+        let rows = match FORCED_SLICE_ROWS.with(|r| r.get()) {
+            Some(forced) => forced,
+            None if m <= MAX_WHOLE_SLICES * rows => m.max(1),
+            None => rows,
+        };
+        ChannelSlices {
+            tc,
+            rows,
+            slices: m.div_ceil(rows),
+            blocks: c.div_ceil(tc),
+        }
+    }
+
+    /// Workgroups of pass 1.
+    pub fn workgroups(&self) -> usize {
+        self.slices * self.blocks
+    }
+
+    /// The longest loop of one invocation of pass 1 (rows of its slice it sums).
+    pub fn loop_len(&self) -> usize {
+        self.rows
+            .div_ceil(crate::engine::kernel::WG as usize / self.tc)
+    }
+}
+
+thread_local! {
+    static FORCED_SLICE_ROWS: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the slice length of [`ChannelSlices`] forced to `rows` on this thread (tests: two or three
+/// slices, hence both passes, on tiny tensors).
+pub fn with_slice_rows<R>(rows: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED_SLICE_ROWS.with(|r| r.set(self.0));
+        }
+    }
+    assert!(rows >= 1, "with_slice_rows: rows must be at least 1");
+    let _r = Restore(FORCED_SLICE_ROWS.with(|r| r.replace(Some(rows))));
+    f()
+}
+
 /// Max over r: values (outer, inner) and argmax indices (u32).
 pub fn gpu_max(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> (GpuStorage, PooledBuffer) {
     let n = outer * inner;
@@ -404,6 +492,29 @@ mod tests {
         let t = Tensor::from_vec(vec![1.0, 5.0, 5.0, 7.0, 3.0, 7.0], &[2, 3], Device::Cpu);
         assert_eq!(t.argmax(1), vec![1, 0]);
         assert_eq!(t.argmax(0), vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn channel_slices_fill_a_big_gpu_and_keep_short_axes_whole() {
+        // PSE's mlp1 BatchNorm1d on (196608, 32): 32 channel lanes × 8 row lanes, slices of 8·32 = 256 rows.
+        let s = ChannelSlices::new(196_608, 32, 1);
+        assert_eq!((s.tc, s.rows, s.slices, s.blocks), (32, 256, 768, 1));
+        assert_eq!(ChannelSlices::new(196_608, 64, 1).workgroups(), 1536);
+        assert_eq!(s.loop_len(), 32);
+        // PSE's mlp2 on (3072, 128): 12 slices; the decoder's (128, 64): one slice (no second pass), as is an
+        // axis of up to 4 default slices (1024 rows here).
+        assert_eq!(ChannelSlices::new(3072, 128, 1).workgroups(), 12 * 4);
+        assert_eq!(ChannelSlices::new(128, 64, 1).slices, 1);
+        let s = ChannelSlices::new(1024, 64, 1);
+        assert_eq!((s.rows, s.slices, s.loop_len()), (1024, 1, 128));
+        // BatchNorm2d / group norm (N, C, S): one channel per workgroup, 256 consecutive positions; U-TAE
+        // paper (B·T = 160, 64, 128²): 320 slices of 8192; U-TAE small (16, 64, 32²): one slice.
+        let s = ChannelSlices::new(160, 64, 16384);
+        assert_eq!((s.tc, s.rows, s.slices, s.blocks), (1, 8192, 320, 64));
+        assert_eq!(ChannelSlices::new(16, 64, 1024).slices, 1);
+        let s = with_slice_rows(3, || ChannelSlices::new(2, 5, 4));
+        assert_eq!((s.tc, s.rows, s.slices), (1, 3, 3));
+        assert_eq!(ChannelSlices::new(2, 5, 4).slices, 1);
     }
 
     #[test]
