@@ -77,6 +77,7 @@ fn train_opts(data: &Path, res: &Path, epochs: usize, cpu: bool) -> TrainOptions
         progress: false,
         ref_date: sitsgpu::data::pastis::PastisOptions::default().ref_date,
         mono_date: None,
+        keep_last_batch: false,
     }
 }
 
@@ -331,6 +332,7 @@ fn train_then_evaluate_on_cpu() {
         batch_size: None,
         cpu: true,
         progress: false,
+        keep_last_batch: false,
     };
     evaluate(&e).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -388,6 +390,7 @@ fn five_folds_write_the_overall_summary() {
         batch_size: None,
         cpu: true,
         progress: false,
+        keep_last_batch: false,
     };
     evaluate(&e).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read_json(&tmp.0.join("eval/overall.json")), ov);

@@ -41,13 +41,29 @@ pub fn load_state_dict(m: &dyn Module, sd: &StateDict, path: &Path) -> Result<()
         .into_iter()
         .chain(m.named_buffers(""))
         .collect();
-    for key in sd.keys() {
-        if !mine.iter().any(|(n, _)| n == key) {
-            return Err(Error::format(
-                path,
-                format!("unexpected key {key:?}: the model has no such parameter or buffer"),
-            ));
-        }
+    let unexpected: Vec<&str> = sd
+        .keys()
+        .filter(|key| !mine.iter().any(|(n, _)| n == key))
+        .collect();
+    if !unexpected.is_empty() && unexpected.len() * 2 >= sd.len() {
+        return Err(Error::format(
+            path,
+            format!(
+                "{} of its {} entries (first {:?}) are not in this model (whose first is {:?}): the weights \
+                 of another model? (a pixel-set classifier's given to U-TAE, or the reverse; check the \
+                 conf.json and --task)",
+                unexpected.len(),
+                sd.len(),
+                unexpected[0],
+                mine.first().map_or("", |(n, _)| n.as_str())
+            ),
+        ));
+    }
+    if let Some(key) = unexpected.first() {
+        return Err(Error::format(
+            path,
+            format!("unexpected key {key:?}: the model has no such parameter or buffer"),
+        ));
     }
     for (name, t) in &mine {
         let Some(e) = sd.get(name) else {
@@ -73,6 +89,16 @@ pub fn load_state_dict(m: &dyn Module, sd: &StateDict, path: &Path) -> Result<()
             Values::F32(v) => v.clone(),
             Values::I64(v) => v.iter().map(|&x| x as f32).collect(),
         };
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "key {name:?}: non-finite value {} at flat index {i}: the weights are unusable (a training \
+                     that diverged?)",
+                    data[i]
+                ),
+            ));
+        }
         t.storage().write(&data);
     }
     Ok(())

@@ -52,12 +52,48 @@ impl Task {
         }
     }
 
+    /// The task a conf.json object clearly describes: pixel-set keys ([`Task::of_conf`]), or U-TAE's
+    /// (`encoder_widths`, `out_conv`, `model: "utae"`); `None` when it says neither.
+    pub fn detect(conf: &Value) -> Option<Task> {
+        if Task::of_conf(conf) == Task::PixelSet {
+            Some(Task::PixelSet)
+        } else if conf.get("encoder_widths").is_some()
+            || conf.get("out_conv").is_some()
+            || conf.get("model").and_then(Value::as_str) == Some("utae")
+        {
+            Some(Task::Semantic)
+        } else {
+            None
+        }
+    }
+
     /// `--task` when given, else the task of the conf.json at `conf_path` (semantic when it cannot be read:
-    /// the semantic workflow then reports the missing or broken file).
+    /// the semantic workflow then reports the missing or broken file). A `--task` that contradicts what the
+    /// conf.json clearly describes ([`Task::detect`]) is an error naming the file.
     pub fn resolve(flag: Option<&str>, conf_path: &Path) -> Result<Task> {
-        match flag {
-            Some(s) => Task::parse(s),
-            None => Ok(read_json(conf_path).map_or(Task::Semantic, |c| Task::of_conf(&c))),
+        let conf = read_json(conf_path);
+        let Some(s) = flag else {
+            return Ok(conf.map_or(Task::Semantic, |c| Task::of_conf(&c)));
+        };
+        let task = Task::parse(s)?;
+        match conf.ok().as_ref().and_then(Task::detect) {
+            Some(described) if described != task => Err(Error::format(
+                conf_path,
+                format!(
+                    "describes a {} model, but --task {s} was given: these weights are for the {} task",
+                    described.name(),
+                    described.name()
+                ),
+            )),
+            _ => Ok(task),
+        }
+    }
+
+    /// The `--task` spelling: `semantic` or `pixelset`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Semantic => "semantic",
+            Task::PixelSet => "pixelset",
         }
     }
 }

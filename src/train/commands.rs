@@ -62,6 +62,11 @@ pub struct EvaluateArgs {
     /// Accepted for compatibility (no-op); progress bars replace the periodic prints.
     #[arg(long = "display_step", default_value_t = 50)]
     pub display_step: usize,
+    /// Semantic task: keep the last incomplete batch of each test fold. By default it is dropped, as
+    /// test_semantic.py's drop_last=True (up to batch_size - 1 patches per fold not evaluated, named in a
+    /// warning; a fold smaller than a batch is an error). Pixel sets never drop a batch.
+    #[arg(long = "keep_last_batch")]
+    pub keep_last_batch: bool,
 }
 
 impl EvaluateArgs {
@@ -95,6 +100,7 @@ pub fn evaluate(a: &EvaluateArgs) -> Result<()> {
             batch_size: a.batch_size,
             cpu,
             progress: true,
+            keep_last_batch: a.keep_last_batch,
         })
         .map(drop),
     }
@@ -148,6 +154,8 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
             ))
         }
     };
+    // The conf.json is needed either way: a missing or broken one is reported first, naming it.
+    read_json(&conf)?;
     if Task::resolve(a.task.as_deref(), &conf)? == Task::PixelSet {
         let n = pixelset::predict::predict(&PixelSetPredictOptions {
             dataset_folder: a.dataset_folder.clone(),

@@ -92,6 +92,7 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         progress: true,
         ref_date: crate::data::pastis::PastisOptions::default().ref_date,
         mono_date: None,
+        keep_last_batch: false,
     };
     train(&opts)?;
     let eval_dir = res.join("eval");
@@ -103,6 +104,7 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         batch_size: Some(4),
         cpu,
         progress: true,
+        keep_last_batch: false,
     };
     let results = evaluate(&e)?;
     let (_, m) = &results[0];

@@ -132,6 +132,11 @@ pub struct TrainArgs {
     /// Continue an interrupted run in res_dir.
     #[arg(long)]
     pub resume: bool,
+    /// Semantic task: keep the last incomplete batch of validation and test passes. By default it is dropped,
+    /// as train_semantic.py's drop_last=True (up to batch_size - 1 patches per split not evaluated, named in a
+    /// warning). Training batches are always whole. Pixel sets never drop a batch (train.py).
+    #[arg(long = "keep_last_batch")]
+    pub keep_last_batch: bool,
     /// Run on the CPU reference path.
     #[arg(long)]
     pub cpu: bool,
@@ -229,6 +234,7 @@ impl TrainArgs {
             progress: true,
             ref_date: self.ref_date,
             mono_date: self.mono_date,
+            keep_last_batch: self.keep_last_batch,
         })
     }
 

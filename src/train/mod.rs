@@ -1,11 +1,13 @@
 //! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
 //! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
+//! the semantic workflow's incomplete batches ([`drop_last`]),
 //! [`metrics`], [`predict`], the per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the
 //! command line's flags ([`flags`]) and what each subcommand runs ([`commands`]).
 
 pub mod adam;
 pub mod commands;
 pub mod demo;
+pub mod drop_last;
 pub mod flags;
 pub mod metrics;
 pub mod pixelset;

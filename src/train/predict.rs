@@ -70,6 +70,8 @@ pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<us
             ..PastisOptions::default()
         },
     )?;
+    // Every input file is checked before the output folder is touched.
+    ds.check(None)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let indices: Vec<usize> = (0..ds.len()).collect();
     let ctx = Ctx::eval();

@@ -5,6 +5,7 @@
 //! res_dir/conf.json                       the configuration (original keys + N_params)
 //! res_dir/Fold_k/trainlog.json            {epoch: {train_loss, train_accuracy, train_IoU, val_*}}
 //! res_dir/Fold_k/model.npz                best checkpoint (validation mIoU >=), state_dict names
+//! res_dir/Fold_k/best.npz                while the fold trains: the best weights so far (then model.npz)
 //! res_dir/Fold_k/last.npz                the end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json        test_accuracy, test_loss, test_IoU, test_epoch_time
 //! res_dir/Fold_k/conf_mat.pkl/.npy/.json the K × K test confusion matrix (.pkl: a pickled numpy array)
@@ -16,6 +17,12 @@
 //! 0 for the ignored class (`--ignore_index -1` indexes the last class, Python style). Batches are shuffled
 //! with a seed derived from (`rdm_seed`, fold, epoch) and incomplete batches are dropped (`drop_last`), so a
 //! resumed run replays exactly the batches and dropout masks an uninterrupted run would have.
+//!
+//! `drop_last` is kept for parity, but never silently empties a result: a split too small to give one batch is
+//! an error before anything runs (with `--keep_last_batch`, validation and test passes keep their last
+//! incomplete batch instead), and the patches a test pass leaves out are named in a warning. Every input is
+//! checked before anything is written; a fold's `model.npz` (kept as `best.npz` while it trains) and test files
+//! appear when it has been tested, and `evaluate` writes its files once every fold has run.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,17 +31,18 @@ use serde_json::{json, Map, Value};
 
 use crate::data::json::{read_json, write_json};
 use crate::data::pastis::{Batch, Date, MonoDate, PastisDataset, PastisOptions};
-use crate::data::state_dict::{read_npz, write_npz};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
-use crate::layers::state::{load_state_dict, state_dict};
+use crate::layers::state::load_state_dict;
 use crate::layers::{Ctx, Module};
 use crate::models::registry::read_weights;
 use crate::models::utae::{padding_mode_name, PadInfo, UTae, UTaeConfig};
 use crate::train::adam::{Adam, AdamConfig};
+use crate::train::drop_last::{check_split, eval_order};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
 use crate::train::state::{
-    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state, Progress,
+    check_resumable, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
+    save_fold_results, save_overall, save_test_results, save_training_state, FoldResult, Progress,
 };
 
 /// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
@@ -89,6 +97,9 @@ pub struct TrainOptions {
     pub ref_date: Date,
     /// Mono-date ablation (`--mono_date`: a date YYYY-MM-DD or an index).
     pub mono_date: Option<MonoDate>,
+    /// Keep the last incomplete batch of validation and test passes (`--keep_last_batch`); by default it is
+    /// dropped, as the original's `drop_last=True` does. Training batches are always whole.
+    pub keep_last_batch: bool,
 }
 
 impl TrainOptions {
@@ -182,7 +193,7 @@ fn run_epoch(
     let mut cm = ConfusionMatrix::new(opts.num_classes);
     let (mut loss_sum, mut batches, mut patches) = (0.0, 0usize, 0usize);
     let start = Instant::now();
-    let n_batches = indices.len() / opts.batch_size.max(1);
+    let n_batches = indices.len().div_ceil(opts.batch_size.max(1));
     let bar = crate::train::progress::bar(opts.progress, n_batches as u64, label);
     for (bi, batch) in ds
         .batches_with_pad(indices, opts.batch_size, opts.pad_value)
@@ -223,6 +234,10 @@ fn run_epoch(
         bar.inc(1);
     }
     bar.finish();
+    if batches == 0 && !training {
+        // The callers check the splits first; this guards against metrics of nothing (NaN).
+        return Err(Error::Invalid(format!("{label}: no patch was evaluated")));
+    }
     let (miou, accuracy) = cm.miou_acc(opts.ignored_class());
     let seconds = start.elapsed().as_secs_f64();
     let m = EpochMetrics {
@@ -263,7 +278,51 @@ fn class_weights(opts: &TrainOptions, device: Device) -> Tensor {
     Tensor::from_vec(w, &[opts.num_classes], device)
 }
 
+/// Opens the three splits of rotation `k` (train, validation, test folds) and checks that each gives at least
+/// one batch (see [`check_split`]).
+fn open_rotation(
+    opts: &TrainOptions,
+    k: usize,
+    validates: bool,
+) -> Result<(PastisDataset, PastisDataset, PastisDataset)> {
+    let (train_f, val_f, test_f) = ROTATIONS[k - 1];
+    let (dt_train, dt_val, dt_test) = (
+        open_split(opts, &train_f)?,
+        open_split(opts, &[val_f])?,
+        open_split(opts, &[test_f])?,
+    );
+    let b = opts.batch_size;
+    check_split(&dt_train, &format!("Fold {k}: training"), b, false, true)?;
+    if validates {
+        check_split(
+            &dt_val,
+            &format!("Fold {k}: validation"),
+            b,
+            opts.keep_last_batch,
+            false,
+        )?;
+    }
+    check_split(
+        &dt_test,
+        &format!("Fold {k}: test"),
+        b,
+        opts.keep_last_batch,
+        false,
+    )?;
+    Ok((dt_train, dt_val, dt_test))
+}
+
+/// Whether validation runs in some epoch of `1..=epochs`.
+fn validates(opts: &TrainOptions) -> bool {
+    (1..=opts.epochs).any(|e| e % opts.val_every.max(1) == 0 && e > opts.val_after)
+}
+
 /// The whole training run (every rotation, or `opts.fold`). Returns the test metrics per fold run.
+///
+/// Everything that can be checked before training is checked before anything is written (an existing
+/// `res_dir` is left untouched when the inputs are bad): the folds, every split's patches and files
+/// ([`PastisDataset::check`]: headers, frames against dates, NaN / infinite values, classes), that every split
+/// gives at least one batch, and `init_weights`.
 pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     if opts.model.out_conv.last() != Some(&opts.num_classes) {
         return Err(Error::Invalid(format!(
@@ -272,31 +331,51 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             opts.model.out_conv.last()
         )));
     }
-    let device = if opts.cpu {
-        Device::Cpu
-    } else {
-        crate::engine::Gpu::get().map(|_| Device::Gpu)?
-    };
-    std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
     let folds: Vec<usize> = match opts.fold {
         Some(k) if (1..=5).contains(&k) => vec![k],
         Some(k) => return Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
         None => (1..=5).collect(),
     };
+    let device = if opts.cpu {
+        Device::Cpu
+    } else {
+        crate::engine::Gpu::get().map(|_| Device::Gpu)?
+    };
+    // Check every input before writing anything.
+    let mut splits = Vec::new();
+    let mut used: Vec<usize> = Vec::new();
+    for &k in &folds {
+        splits.push(open_rotation(opts, k, validates(opts))?);
+        let (train_f, val_f, test_f) = ROTATIONS[k - 1];
+        for f in train_f.into_iter().chain([val_f, test_f]) {
+            if !used.contains(&f) {
+                used.push(f);
+            }
+        }
+    }
+    open_split(opts, &used)?.check(Some(opts.num_classes))?;
+    let scratch = UTae::new(opts.model.clone(), 0, Device::Cpu);
+    let init = match &opts.init_weights {
+        Some(w) => {
+            let sd = read_weights(w)?;
+            load_state_dict(&scratch, &sd, w)?;
+            Some((w, sd))
+        }
+        None => None,
+    };
+    if opts.resume {
+        let mut opt = Adam::new(scratch.parameters(), AdamConfig::default());
+        check_resumable(&opts.res_dir, &folds, &scratch, &mut opt)?;
+    }
+    std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
     let mut results = Vec::new();
     let mut total_cm = ConfusionMatrix::new(opts.num_classes);
-    for &k in &folds {
-        let (train_f, val_f, test_f) = ROTATIONS[k - 1];
+    for (&k, (dt_train, dt_val, dt_test)) in folds.iter().zip(splits) {
         let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
-        let (dt_train, dt_val, dt_test) = (
-            open_split(opts, &train_f)?,
-            open_split(opts, &[val_f])?,
-            open_split(opts, &[test_f])?,
-        );
         let model = UTae::new(opts.model.clone(), opts.rdm_seed, device);
-        if let Some(w) = &opts.init_weights {
-            load_state_dict(&model, &read_weights(w)?, w)?;
+        if let Some((w, sd)) = &init {
+            load_state_dict(&model, sd, w)?;
         }
         write_json(
             &opts.res_dir.join("conf.json"),
@@ -337,7 +416,13 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             )?;
             let mut entry = metrics_json("train", &tm);
             if epoch % opts.val_every.max(1) == 0 && epoch > opts.val_after {
-                let order = epoch_order(dt_val.len(), opts.batch_size, seed ^ 1, true);
+                let order = eval_order(
+                    &dt_val,
+                    opts.batch_size,
+                    seed ^ 1,
+                    opts.keep_last_batch,
+                    None,
+                );
                 let (vm, _) = run_epoch(
                     &model,
                     &dt_val,
@@ -353,7 +438,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
                 entry.extend(metrics_json("val", &vm));
                 if vm.miou >= best || best.is_nan() {
                     best = vm.miou;
-                    write_npz(fold_dir.join("model.npz"), &state_dict(&model))?;
+                    save_best(&fold_dir, &model)?;
                 }
                 println!("Fold {k} epoch {epoch}: train loss {:.4} mIoU {:.2} | val loss {:.4} OA {:.2} mIoU {:.2}", tm.loss, tm.miou, vm.loss, vm.accuracy, vm.miou);
             } else {
@@ -374,17 +459,13 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         }
         plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
         // Test with the best checkpoint (the last weights when no validation ran).
-        let best_path = fold_dir.join("model.npz");
-        if best_path.exists() {
-            load_state_dict(&model, &read_npz(&best_path)?, &best_path)?;
-        } else {
-            write_npz(&best_path, &state_dict(&model))?;
-        }
-        let order = epoch_order(
-            dt_test.len(),
+        load_best(&fold_dir, &model, r.resumed)?;
+        let order = eval_order(
+            &dt_test,
             opts.batch_size,
             mix(opts.rdm_seed, k, 0),
-            true,
+            opts.keep_last_batch,
+            Some(&format!("Fold {k} test")),
         );
         let (test, cm) = run_epoch(
             &model,
@@ -408,6 +489,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             &cm,
             opts.ignored_class(),
         )?;
+        publish_best(&fold_dir)?;
         total_cm.merge(&cm);
         results.push((k, test));
     }
@@ -471,6 +553,9 @@ pub struct EvaluateOptions {
     pub cpu: bool,
     /// Progress bars.
     pub progress: bool,
+    /// Keep the last incomplete batch (`--keep_last_batch`; default: dropped, as test_semantic.py's
+    /// `drop_last=True`).
+    pub keep_last_batch: bool,
 }
 
 /// test_semantic.py: evaluates each fold's checkpoint on its test fold and writes the metric files.
@@ -510,20 +595,21 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         progress: e.progress,
         ref_date,
         mono_date,
+        keep_last_batch: e.keep_last_batch,
+    };
+    let folds: Vec<usize> = match e.fold {
+        Some(k) if (1..=5).contains(&k) => vec![k],
+        Some(k) => return Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
+        None => (1..=5).collect(),
     };
     let device = if e.cpu {
         Device::Cpu
     } else {
         crate::engine::Gpu::get().map(|_| Device::Gpu)?
     };
-    let folds: Vec<usize> = match e.fold {
-        Some(k) => vec![k],
-        None => (1..=5).collect(),
-    };
     let model = UTae::new(opts.model.clone(), 0, device);
-    let weights = class_weights(&opts, device);
-    let mut total = ConfusionMatrix::new(num_classes);
-    let mut results = Vec::new();
+    // Every checkpoint and every test split is checked before anything runs or is written.
+    let mut runs = Vec::new();
     for &k in &folds {
         let fold_dir = e.weight_folder.join(format!("Fold_{k}"));
         let w = [fold_dir.join("model.npz"), fold_dir.join("model.pth.tar")]
@@ -535,13 +621,30 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
                     "no checkpoint (model.npz or model.pth.tar)",
                 )
             })?;
-        load_state_dict(&model, &read_weights(&w)?, &w)?;
+        let sd = read_weights(&w)?;
+        load_state_dict(&model, &sd, &w)?;
         let dt_test = open_split(&opts, &[ROTATIONS[k - 1].2])?;
-        let order = epoch_order(
-            dt_test.len(),
+        check_split(
+            &dt_test,
+            &format!("Fold {k}: test"),
+            opts.batch_size,
+            opts.keep_last_batch,
+            false,
+        )?;
+        dt_test.check(Some(num_classes))?;
+        runs.push((k, w, sd, dt_test));
+    }
+    let weights = class_weights(&opts, device);
+    let mut results = Vec::new();
+    let mut files = Vec::new();
+    for (k, w, sd, dt_test) in runs {
+        load_state_dict(&model, &sd, &w)?;
+        let order = eval_order(
+            &dt_test,
             opts.batch_size,
             mix(opts.rdm_seed, k, 0),
-            true,
+            opts.keep_last_batch,
+            Some(&format!("Fold {k} test")),
         );
         let mut step = 0;
         let (m, cm) = run_epoch(
@@ -560,15 +663,15 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             "Fold {k}: loss {:.4} OA {:.2} mIoU {:.2}",
             m.loss, m.accuracy, m.miou
         );
-        let out = e.res_dir.join(format!("Fold_{k}"));
-        std::fs::create_dir_all(&out).map_err(|err| Error::io(&out, err))?;
-        save_test_results(&out, &test_metrics_json(&m), &cm, opts.ignored_class())?;
-        total.merge(&cm);
+        files.push(FoldResult {
+            fold: k,
+            metrics: test_metrics_json(&m),
+            cm,
+        });
         results.push((k, m));
     }
-    if folds.len() == 5 {
-        save_overall(&e.res_dir, &total, opts.ignored_class())?;
-    }
+    // Written only now, once every fold has been evaluated.
+    save_fold_results(&e.res_dir, &files, opts.ignored_class(), folds.len() == 5)?;
     Ok(results)
 }
 
@@ -599,6 +702,7 @@ mod tests {
             progress: false,
             ref_date: Date::parse("2018-10-01").unwrap(),
             mono_date: Some(MonoDate::parse("2019-05-01").unwrap()),
+            keep_last_batch: false,
         };
         let conf = opts.to_conf_json(0);
         assert_eq!(

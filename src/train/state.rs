@@ -1,9 +1,14 @@
 //! What every training workflow ([`crate::train::semantic`], [`crate::train::pixelset`]) shares: seeded batch
 //! orders, the per-fold training state (`last.npz`: weights, Adam moments, progress and the training log in one
-//! file, so a run killed at any moment resumes from a consistent end of epoch), and the test-result files
+//! file, so a run killed at any moment resumes from a consistent end of epoch), the best weights so far
+//! (`best.npz` while the fold trains, published as `model.npz` once it is tested), and the test-result files
 //! (`test_metrics.json`, `conf_mat.pkl/.npy/.json`, `overall.json`, `per_class.json`).
+//!
+//! No result file is written for a fold that did not finish: `model.npz` and the test files appear together at
+//! the end of a fold, so a run that fails or is killed never leaves a `model.npz` that `evaluate` or `predict`
+//! would take for a finished fold. Every file is written atomically (a temporary file renamed into place).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -159,6 +164,8 @@ pub struct Resumed {
     pub first_epoch: usize,
     /// Optimiser steps taken.
     pub step: usize,
+    /// Whether `last.npz` was restored (false: a fresh start).
+    pub resumed: bool,
 }
 
 /// Restores `Fold_k/last.npz` into `model` and `opt` when `resume` is set and the file exists, and puts
@@ -173,11 +180,17 @@ pub fn resume_fold(
     let last_path = fold_dir.join("last.npz");
     let log_path = fold_dir.join("trainlog.json");
     if !(resume && last_path.exists()) {
+        // A fresh start: the best weights of an earlier run killed in this folder are not ours.
+        let stale = best_path(fold_dir);
+        if stale.exists() {
+            std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, e))?;
+        }
         return Ok(Resumed {
             trainlog: Map::new(),
             best: 0.0,
             first_epoch: 1,
             step: 0,
+            resumed: false,
         });
     }
     let (p, log) = load_training_state(&last_path, model, opt)?;
@@ -203,7 +216,97 @@ pub fn resume_fold(
         best: p.best,
         first_epoch: p.epoch + 1,
         step: p.step,
+        resumed: true,
     })
+}
+
+/// Checks, before a `--resume` run writes anything, that every `Fold_k/last.npz` it would restore (folds
+/// `folds` of `res_dir`) can be: a readable file holding this model's keys and shapes, the Adam moments and the
+/// progress. `model` and `opt` are scratch copies (they are overwritten).
+pub fn check_resumable(
+    res_dir: &Path,
+    folds: &[usize],
+    model: &dyn Module,
+    opt: &mut Adam,
+) -> Result<()> {
+    for k in folds {
+        let last = res_dir.join(format!("Fold_{k}")).join("last.npz");
+        if last.exists() {
+            load_training_state(&last, model, opt)?;
+        }
+    }
+    Ok(())
+}
+
+/// `Fold_k/best.npz`: the best weights so far while the fold trains (published as `model.npz` by
+/// [`publish_best`] once the fold is tested).
+pub fn best_path(fold_dir: &Path) -> PathBuf {
+    fold_dir.join("best.npz")
+}
+
+/// Saves `model` as the fold's best weights so far.
+pub fn save_best(fold_dir: &Path, model: &dyn Module) -> Result<()> {
+    write_npz(best_path(fold_dir), &state_dict(model))
+}
+
+/// Loads the fold's best weights into `model` before the test: `best.npz`; else, for a resumed fold whose best
+/// epoch came before the resumption and was already published, `model.npz`; else (no validation ran) the
+/// current weights are the best and are saved as `best.npz`.
+pub fn load_best(fold_dir: &Path, model: &dyn Module, resumed: bool) -> Result<()> {
+    let best = best_path(fold_dir);
+    let published = fold_dir.join("model.npz");
+    if best.exists() {
+        load_state_dict(model, &read_npz(&best)?, &best)
+    } else if resumed && published.exists() {
+        load_state_dict(model, &read_npz(&published)?, &published)
+    } else {
+        save_best(fold_dir, model)
+    }
+}
+
+/// Publishes the fold's best weights: `best.npz` renamed `model.npz` (after the test files are written).
+pub fn publish_best(fold_dir: &Path) -> Result<()> {
+    let best = best_path(fold_dir);
+    if best.exists() {
+        let to = fold_dir.join("model.npz");
+        std::fs::rename(&best, &to).map_err(|e| Error::io(&to, e))?;
+    }
+    Ok(())
+}
+
+/// The results of one evaluated fold, kept until every fold has run (then written by [`save_fold_results`]),
+/// so that a run that fails half-way leaves no result file behind.
+pub struct FoldResult {
+    /// The fold.
+    pub fold: usize,
+    /// `test_metrics.json`'s content.
+    pub metrics: Value,
+    /// The test confusion matrix.
+    pub cm: ConfusionMatrix,
+}
+
+/// Writes every fold's test files into `res_dir/Fold_k/` (created) and, when `overall` is set, the summary of
+/// the summed matrices (`overall.json`, `per_class.json`).
+pub fn save_fold_results(
+    res_dir: &Path,
+    results: &[FoldResult],
+    ignore: Option<usize>,
+    overall: bool,
+) -> Result<()> {
+    let Some(first) = results.first() else {
+        return Ok(());
+    };
+    let mut total = ConfusionMatrix::new(first.cm.k);
+    for r in results {
+        let out = res_dir.join(format!("Fold_{}", r.fold));
+        std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+        save_test_results(&out, &r.metrics, &r.cm, ignore)?;
+        total.merge(&r.cm);
+    }
+    if overall {
+        save_overall(res_dir, &total, ignore)?;
+    }
+    Ok(())
 }
 
 /// `Fold_k/test_metrics.json` (`metrics`, in the original's key order), the confusion matrix as
@@ -254,5 +357,35 @@ mod tests {
         let all = epoch_order(10, 4, 7, false);
         assert_eq!(all.len(), 10);
         assert_eq!(&all[..8], &a[..]);
+    }
+
+    #[test]
+    fn the_best_weights_are_published_only_when_the_fold_is_tested() {
+        use crate::engine::Device;
+        use crate::layers::linear::Linear;
+        let dir = std::env::temp_dir().join(format!("sitsgpu-state-best-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let weights = |seed| state_dict(&Linear::new(3, 2, true, seed, Device::Cpu));
+        let model = Linear::new(3, 2, true, 1, Device::Cpu);
+        let mut opt = Adam::new(model.parameters(), Default::default());
+        // A killed run left best.npz: a fresh start removes it, a resumed one keeps it.
+        save_best(&dir, &Linear::new(3, 2, true, 2, Device::Cpu)).unwrap();
+        let r = resume_fold(false, &dir, &model, &mut opt, 1).unwrap();
+        assert!(!r.resumed && !best_path(&dir).exists());
+        // No validation ran: the current weights are the best, published after the test.
+        load_best(&dir, &model, false).unwrap();
+        assert!(best_path(&dir).exists() && !dir.join("model.npz").exists());
+        publish_best(&dir).unwrap();
+        assert!(!best_path(&dir).exists());
+        assert_eq!(read_npz(dir.join("model.npz")).unwrap(), weights(1));
+        // best.npz wins over an earlier model.npz; without it a resumed fold takes model.npz.
+        save_best(&dir, &Linear::new(3, 2, true, 3, Device::Cpu)).unwrap();
+        load_best(&dir, &model, true).unwrap();
+        assert_eq!(state_dict(&model), weights(3));
+        std::fs::remove_file(best_path(&dir)).unwrap();
+        load_best(&dir, &model, true).unwrap();
+        assert_eq!(state_dict(&model), weights(1));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -58,9 +58,9 @@ pub fn read_torch_checkpoint(path: impl AsRef<Path>) -> Result<TorchCheckpoint> 
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let fmt = |m: String| Error::format(path, m);
     let (top, mut storages) = if bytes.starts_with(b"PK\x03\x04") {
-        zip_format(&bytes).map_err(fmt)?
+        zip_format(&bytes).map_err(|m| fmt(format!("unreadable PyTorch checkpoint: {m}")))?
     } else if bytes.first() == Some(&0x80) {
-        legacy_format(&bytes).map_err(fmt)?
+        legacy_format(&bytes).map_err(|m| fmt(format!("unreadable PyTorch checkpoint: {m}")))?
     } else if bytes.len() > 262 && &bytes[257..262] == b"ustar" {
         return Err(fmt(
             "a tar checkpoint (torch < 0.1.10) is not supported: re-save it with a recent torch"

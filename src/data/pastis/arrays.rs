@@ -1,118 +1,15 @@
 //! Reading the PASTIS arrays safely and assembling the instance target (spec §1.10).
 //!
-//! [`check_header`] looks at a `.npy` header before npyz reads it, so that a garbled shape (whose element count
-//! overflows) or a truncated file is reported as an [`Error`] naming the file instead of a panic or a long read.
-//! [`read_f64`] reads any numeric dtype exactly as f64 (annotation ids stay exact beyond 2^24).
+//! [`read_f64`] reads any numeric dtype exactly as f64 (annotation ids stay exact beyond 2^24), after
+//! [`check_header`] (in `data::npy`) has looked at the header, so that a garbled shape or a truncated file is an
+//! [`Error`] naming the file instead of a panic or a long read.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
 
+pub(crate) use crate::data::npy::{check_header, first_non_finite};
 use crate::engine::error::{Error, Result};
-
-/// Checks the header of the `.npy` at `path`: the element count fits in memory arithmetic and the file holds at
-/// least as many data bytes as the header announces. Headers it cannot interpret are left to npyz.
-pub(crate) fn check_header(path: &Path) -> Result<()> {
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut pre = [0u8; 12];
-    let n = read_up_to(&mut f, &mut pre).map_err(|e| Error::io(path, e))?;
-    if n < 10 || &pre[..6] != b"\x93NUMPY" {
-        return Err(Error::format(
-            path,
-            "not a valid .npy file: bad magic string or file too short",
-        ));
-    }
-    let (header_len, start) = match pre[6] {
-        1 => (u16::from_le_bytes([pre[8], pre[9]]) as u64, 10u64),
-        2 | 3 if n == 12 => (
-            u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]) as u64,
-            12u64,
-        ),
-        v => {
-            return Err(Error::format(
-                path,
-                format!("not a valid .npy file: unknown format version {v}"),
-            ))
-        }
-    };
-    let data_start = start + header_len;
-    if header_len > 1 << 20 || data_start > file_len {
-        return Err(Error::format(
-            path,
-            "truncated .npy file: the header runs past the end of the file",
-        ));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    let mut f = BufReader::new(f);
-    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start)).map_err(|e| Error::io(path, e))?;
-    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
-    let header = String::from_utf8_lossy(&header);
-    let Some(shape) = header_shape(&header) else {
-        return Ok(());
-    };
-    let count = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
-    let Some(count) = count.filter(|&c| c <= 1 << 40) else {
-        return Err(Error::format(
-            path,
-            format!("garbled .npy header: shape {shape:?} is absurdly large"),
-        ));
-    };
-    if let Some(item) = header_item_size(&header) {
-        let need = count * item;
-        let have = file_len - data_start;
-        if have < need {
-            return Err(Error::format(
-                path,
-                format!("truncated .npy file: shape {shape:?} needs {need} bytes of data, the file holds {have}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn read_up_to(f: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-/// The `'shape': (a, b, ...)` tuple of a header dict, if it can be read.
-fn header_shape(header: &str) -> Option<Vec<u64>> {
-    let at = header.find("'shape'")?;
-    let rest = &header[at..];
-    let open = rest.find('(')?;
-    let close = rest.find(')')?;
-    let inner = rest.get(open + 1..close)?;
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.trim_end_matches('L').parse::<u64>().ok())
-        .collect()
-}
-
-/// The item size of a plain `'descr': '<i2'`-style dtype, if it is one.
-fn header_item_size(header: &str) -> Option<u64> {
-    let at = header.find("'descr'")?;
-    let rest = header[at + 7..]
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start();
-    let rest = rest.strip_prefix('\'')?;
-    let descr = &rest[..rest.find('\'')?];
-    let descr = descr.trim_start_matches(['<', '>', '|', '=']);
-    let kind = descr.chars().next()?;
-    if !"fiub".contains(kind) {
-        return None;
-    }
-    descr[1..].parse().ok()
-}
 
 macro_rules! read_as {
     ($npy:expr, $path:expr, $ty:ty) => {{
@@ -199,21 +96,6 @@ pub(crate) fn check_shape(
             want.join(", ")
         ),
     ))
-}
-
-/// The position (row-major multi-index) of the first non-finite value, if any.
-pub(crate) fn first_non_finite<T: Copy + Into<f64>>(
-    data: &[T],
-    shape: &[usize],
-) -> Option<(Vec<usize>, f64)> {
-    let i = data.iter().position(|v| !(*v).into().is_finite())?;
-    let mut idx = vec![0; shape.len()];
-    let mut rem = i;
-    for (k, &d) in shape.iter().enumerate().rev() {
-        idx[k] = rem % d.max(1);
-        rem /= d.max(1);
-    }
-    Some((idx, data[i].into()))
 }
 
 /// Integer ids of an INSTANCES / ZONES map (the original compares them as numbers); errors on fractional or
@@ -327,24 +209,5 @@ mod tests {
         assert_eq!(px(1), &[1.0 / 16.0, 5.0, 5.0, 2.0, 2.0, 7.0, 8.0]);
         assert_eq!(px(3), &[3.0 / 16.0, 0.0, 9.0, 1.0, 1.0, 3.0, 0.0]);
         assert_eq!(px(8), &[0.5, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
-    }
-
-    #[test]
-    fn header_parsing() {
-        let h = "{'descr': '<i2', 'fortran_order': False, 'shape': (6, 10, 32, 32), }";
-        assert_eq!(header_shape(h), Some(vec![6, 10, 32, 32]));
-        assert_eq!(header_item_size(h), Some(2));
-        assert_eq!(
-            header_shape("{'descr': '<f8', 'shape': (), }"),
-            Some(vec![])
-        );
-        assert_eq!(
-            header_shape("{'descr': '<f8', 'shape': (3,), }"),
-            Some(vec![3])
-        );
-        assert_eq!(
-            header_item_size("{'descr': [('a', '<f4')], 'shape': (3,)}"),
-            None
-        );
     }
 }

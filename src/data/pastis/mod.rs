@@ -206,6 +206,13 @@ impl PastisDataset {
             ));
         }
         let meta = meta::read_metadata(&folder.join("metadata.geojson"), opts.ref_date)?;
+        let meta_len = meta.len();
+        let fold_counts = (1..=5)
+            .map(|f| (f, meta.iter().filter(|p| p.fold == f).count()))
+            .filter(|&(_, n)| n > 0)
+            .map(|(f, n)| format!("{f} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let patches: Vec<PatchMeta> = match &opts.folds {
             None => meta,
             Some(fs) => fs
@@ -222,6 +229,25 @@ impl PastisDataset {
         } else {
             None
         };
+        if patches.is_empty() {
+            let md = folder.join("metadata.geojson");
+            return Err(if meta_len == 0 {
+                Error::format(md, "no patch: the \"features\" list is empty")
+            } else {
+                Error::format(
+                    md,
+                    format!(
+                        "no patch in fold {}: the {meta_len} patches listed are in folds {}",
+                        folds
+                            .iter()
+                            .map(|f| f.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        fold_counts
+                    ),
+                )
+            });
+        }
         let ids = patches.iter().map(|p| p.id).collect();
         let ds = PastisDataset {
             inner: Arc::new(Inner {
@@ -238,7 +264,7 @@ impl PastisDataset {
                     return Err(Error::io(
                         &path,
                         format!(
-                            "missing: patch {} is listed in metadata.geojson (Fold {}) but this file does not exist",
+                            "missing: patch {} is listed in metadata.geojson (Fold {}) but this file does not exist (or is not a file)",
                             p.id, p.fold
                         ),
                     ));
@@ -312,6 +338,42 @@ impl PastisDataset {
             .map(|(m, s)| (m.as_slice(), s.as_slice()))
     }
 
+    /// Checks every file the samples read, before a workflow starts (so that bad inputs are reported before
+    /// anything is written): the S2 series' headers (dtype, truncation, shape (T, 10, H, W), one frame per
+    /// date of `dates-S2`) and, for floating-point series, their values (no NaN or infinity); the TARGET files'
+    /// headers (K, H, W) and classes (integers in 0..`num_classes` when given). Integer series, as in the real
+    /// PASTIS (int16), need only their header, so this reads little more than the annotations.
+    pub fn check(&self, num_classes: Option<usize>) -> Result<()> {
+        for p in &self.inner.patches {
+            let s2 = self.s2_path(p.id);
+            let header = npy::read_header(&s2)?;
+            let [_, _, h, w] = check_s2_shape(p, &s2, &header.shape)?;
+            if header.is_float() {
+                let a = npy::read_f32(&s2)?;
+                if let Some((idx, v)) = arrays::first_non_finite(&a.data, &a.shape) {
+                    return Err(non_finite(&s2, v, &idx));
+                }
+            }
+            if self.inner.opts.target == Target::Unlabeled {
+                continue;
+            }
+            let target_path = self.annotation_path("ANNOTATIONS", "TARGET", p.id);
+            npy::read_header(&target_path)?;
+            let (tshape, tdata) = arrays::read_f64(&target_path)?;
+            arrays::check_shape(
+                &target_path,
+                "TARGET (3, H, W) matching S2",
+                &tshape,
+                &[None, Some(h), Some(w)],
+            )?;
+            if tshape[0] == 0 {
+                return Err(Error::format(&target_path, "TARGET has no channel"));
+            }
+            check_classes(&target_path, &tdata[..h * w], w, num_classes)?;
+        }
+        Ok(())
+    }
+
     /// Reads sample `i` (the original `__getitem__(i)`).
     pub fn get(&self, i: usize) -> Result<PastisSample> {
         let p = self.inner.patches.get(i).ok_or_else(|| {
@@ -323,38 +385,10 @@ impl PastisDataset {
         })?;
         let id = p.id;
         let s2 = self.s2_path(id);
-        arrays::check_header(&s2)?;
         let npy::Array { shape, mut data } = npy::read_f32(&s2)?;
-        arrays::check_shape(
-            &s2,
-            "S2 series (T, 10, H, W)",
-            &shape,
-            &[None, Some(S2_BANDS), None, None],
-        )?;
-        let [t, c, h, w] = [shape[0], shape[1], shape[2], shape[3]];
-        if t != p.dates.len() {
-            let dup = if p.listed != p.dates.len() {
-                format!(" ({} listed, some on the same day)", p.listed)
-            } else {
-                String::new()
-            };
-            return Err(Error::format(
-                &s2,
-                format!(
-                    "{t} frames, but \"dates-S2\" of patch {id} in metadata.geojson has {} distinct \
-                     dates{dup}: one frame per date is expected",
-                    p.dates.len()
-                ),
-            ));
-        }
-        if h == 0 || w == 0 {
-            return Err(Error::format(&s2, format!("empty frames: shape {shape:?}")));
-        }
+        let [t, c, h, w] = check_s2_shape(p, &s2, &shape)?;
         if let Some((idx, v)) = arrays::first_non_finite(&data, &shape) {
-            return Err(Error::format(
-                &s2,
-                format!("non-finite value {v} at (t, c, y, x) = {idx:?}"),
-            ));
+            return Err(non_finite(&s2, v, &idx));
         }
         if let Some((mean, std)) = &self.inner.norm {
             for (j, plane) in data.chunks_exact_mut(h * w).enumerate() {
@@ -427,12 +461,7 @@ impl PastisDataset {
             return Err(Error::format(&target_path, "TARGET has no channel"));
         }
         let classes = &tdata[..h * w];
-        if let Some((idx, v)) = arrays::first_non_finite(classes, &[h, w]) {
-            return Err(Error::format(
-                &target_path,
-                format!("non-finite class {v} at (y, x) = {idx:?}"),
-            ));
-        }
+        check_classes(&target_path, classes, w, None)?;
         let target: Vec<i64> = classes.iter().map(|&v| v as i64).collect();
 
         let instance = if self.inner.opts.target == Target::Instance {
@@ -466,4 +495,82 @@ impl PastisDataset {
         };
         Ok((target, instance))
     }
+}
+
+/// Checks an S2 series' shape against its patch's metadata: (T, 10, H, W) with one frame per distinct date of
+/// `dates-S2`, H and W non-zero. Returns [T, C, H, W].
+fn check_s2_shape(p: &PatchMeta, s2: &Path, shape: &[usize]) -> Result<[usize; 4]> {
+    arrays::check_shape(
+        s2,
+        "S2 series (T, 10, H, W)",
+        shape,
+        &[None, Some(S2_BANDS), None, None],
+    )?;
+    let [t, c, h, w] = [shape[0], shape[1], shape[2], shape[3]];
+    if t != p.dates.len() {
+        let dup = if p.listed != p.dates.len() {
+            format!(" ({} listed, some on the same day)", p.listed)
+        } else {
+            String::new()
+        };
+        return Err(Error::format(
+            s2,
+            format!(
+                "{t} frames, but \"dates-S2\" of patch {} in metadata.geojson has {} distinct \
+                 dates{dup}: one frame per date is expected",
+                p.id,
+                p.dates.len()
+            ),
+        ));
+    }
+    if h == 0 || w == 0 {
+        return Err(Error::format(s2, format!("empty frames: shape {shape:?}")));
+    }
+    Ok([t, c, h, w])
+}
+
+/// The error for a NaN or an infinity in input data: the file and the first bad (t, c, y, x) index.
+fn non_finite(path: &Path, v: f64, idx: &[usize]) -> Error {
+    Error::format(
+        path,
+        format!(
+            "non-finite value {v} at (t, c, y, x) = ({}): input data must be finite (the original would train \
+             on it silently and produce NaN losses)",
+            idx.iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+}
+
+/// Checks TARGET channel 0 (H, W row-major, width `w`): integer classes, non-negative, below `num_classes`
+/// when given; the error names the first bad pixel.
+fn check_classes(path: &Path, classes: &[f64], w: usize, num_classes: Option<usize>) -> Result<()> {
+    let upper = num_classes.map_or(f64::INFINITY, |k| k as f64);
+    let Some(i) = classes
+        .iter()
+        .position(|&v| !(v.is_finite() && v.fract() == 0.0 && v >= 0.0 && v < upper))
+    else {
+        return Ok(());
+    };
+    let v = classes[i];
+    let why = if !v.is_finite() {
+        "non-finite class".to_string()
+    } else if v.fract() != 0.0 {
+        "not an integer: class".to_string()
+    } else {
+        match num_classes {
+            Some(k) if v >= 0.0 => format!("outside the {k} classes 0..{}: class", k - 1),
+            _ => "negative: class".to_string(),
+        }
+    };
+    Err(Error::format(
+        path,
+        format!(
+            "{why} {v} at (y, x) = ({}, {}) of channel 0",
+            i / w.max(1),
+            i % w.max(1)
+        ),
+    ))
 }

@@ -452,7 +452,7 @@ fn bad_arrays() {
                 v[H * W + 6] = f32::NAN;
                 npy::write_f32(p, &[2, 10, H, W], &v).unwrap();
             }),
-            "non-finite value NaN at (t, c, y, x) = [0, 1, 1, 1]",
+            "non-finite value NaN at (t, c, y, x) = (0, 1, 1, 1)",
         ),
         (
             "inf",

@@ -148,6 +148,8 @@ pub struct PixelSetDataset {
     extra: BTreeMap<String, Vec<f64>>,
     extra_m: Vec<f64>,
     extra_s: Vec<f64>,
+    /// Bands C of every parcel.
+    bands: usize,
     /// Raw (T, C, S) arrays of every sample, after [`PixelSetDataset::preload`].
     raw: Option<Vec<Array<f32>>>,
 }
@@ -247,6 +249,21 @@ impl PixelSetDataset {
                 }
             }
         }
+        if ids.is_empty() {
+            return Err(Error::format(
+                &lpath,
+                match &opts.sub_classes {
+                    Some(sub) => format!(
+                        "none of the {} parcels of DATA/ has a {:?} label among the {} classes kept {sub:?}: \
+                         there is nothing to train on or evaluate",
+                        pids.len(),
+                        opts.labels,
+                        sub.len()
+                    ),
+                    None => "no parcel".to_string(),
+                },
+            ));
+        }
         // Dates → positions (days since the first date).
         let dpath = folder.join("META").join("dates.json");
         let dj = read_json(&dpath)?;
@@ -312,7 +329,7 @@ impl PixelSetDataset {
         }
 
         let norm = norm::find_norm(&folder, opts.norm.as_deref())?;
-        Ok(PixelSetDataset {
+        let mut ds = PixelSetDataset {
             folder,
             opts,
             ids,
@@ -322,8 +339,75 @@ impl PixelSetDataset {
             extra,
             extra_m,
             extra_s,
+            bands: 0,
             raw: None,
-        })
+        };
+        ds.bands = ds.check_parcels()?;
+        Ok(ds)
+    }
+
+    /// Checks every kept parcel's file before anything runs: its header (dtype, truncation, a (T, C, S) shape
+    /// with one frame per date of `META/dates.json` and the same bands as the other parcels and as the
+    /// normalisation) and, for floating-point files, its values (no NaN or infinity). Integer files, as the real
+    /// Sentinel-Agri data, need only their header. Returns the number of bands C.
+    fn check_parcels(&self) -> Result<usize> {
+        let mut bands: Option<(usize, u64)> = None;
+        for &id in &self.ids {
+            let path = self.parcel_path(id);
+            let h = npy::read_header(&path)?;
+            let (t, c) = self.check_shape(&path, &h.shape)?;
+            match bands {
+                None => bands = Some((c, id)),
+                Some((c0, id0)) if c0 != c => {
+                    return Err(Error::format(
+                        &path,
+                        format!(
+                        "{c} bands, but parcel {id0} has {c0}: every parcel needs the same bands"
+                    ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if let Some((_, n)) = &self.norm {
+                n.check(&path, t, c)?;
+            }
+            if h.is_float() {
+                let a = npy::read_f32(&path)?;
+                check_finite(&path, &a)?;
+            }
+        }
+        Ok(bands.map_or(0, |(c, _)| c))
+    }
+
+    /// A parcel's (T, C, S) shape, with T the number of dates of `META/dates.json`; returns (T, C).
+    fn check_shape(&self, path: &Path, shape: &[usize]) -> Result<(usize, usize)> {
+        if shape.len() != 3 {
+            return Err(Error::format(
+                path,
+                format!("expected a T x C x S array, got shape {shape:?}"),
+            ));
+        }
+        let (t, c) = (shape[0], shape[1]);
+        if t != self.positions.len() {
+            return Err(Error::format(
+                path,
+                format!(
+                    "{t} dates in the array, but META/dates.json lists {}: one frame per date is expected",
+                    self.positions.len()
+                ),
+            ));
+        }
+        Ok((t, c))
+    }
+
+    /// The dataset folder.
+    pub fn folder(&self) -> &Path {
+        &self.folder
+    }
+
+    /// Number of bands C of the parcels.
+    pub fn bands(&self) -> usize {
+        self.bands
     }
 
     /// Number of samples (after the class filter).
@@ -388,15 +472,17 @@ impl PixelSetDataset {
     fn read_raw(&self, i: usize) -> Result<Array<f32>> {
         let path = self.parcel_path(self.ids[i]);
         let a = npy::read_f32(&path)?;
-        if a.shape.len() != 3 {
+        let (t, c) = self.check_shape(&path, &a.shape)?;
+        if c != self.bands {
             return Err(Error::format(
                 &path,
-                format!("expected a T x C x S array, got shape {:?}", a.shape),
+                format!("{c} bands, but the other parcels have {}", self.bands),
             ));
         }
         if let Some((_, n)) = &self.norm {
-            n.check(&path, a.shape[0], a.shape[1])?;
+            n.check(&path, t, c)?;
         }
+        check_finite(&path, &a)?;
         Ok(a)
     }
 
@@ -515,5 +601,23 @@ impl PixelSetDataset {
             b.ids.push(s.id);
         }
         Ok(b)
+    }
+}
+
+/// A NaN or an infinity in a parcel is an error naming the file and the first bad (t, c, s) index (the original
+/// would train on it silently).
+fn check_finite(path: &Path, a: &Array<f32>) -> Result<()> {
+    match npy::first_non_finite(&a.data, &a.shape) {
+        None => Ok(()),
+        Some((idx, v)) => Err(Error::format(
+            path,
+            format!(
+                "non-finite value {v} at (t, c, s) = ({}): input data must be finite",
+                idx.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
     }
 }

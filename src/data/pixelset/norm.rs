@@ -114,6 +114,18 @@ fn from_arrays(path: &Path, mean: NdArray, std: NdArray) -> Result<NormStats> {
     if mean.data.is_empty() {
         return bad("empty normalisation statistics".into());
     }
+    if let Some(i) = mean.data.iter().position(|m| !m.is_finite()) {
+        return bad(format!(
+            "mean value {i} (flat index) is {}: not a finite number",
+            mean.data[i]
+        ));
+    }
+    if let Some(i) = std.data.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+        return bad(format!(
+            "std value {i} (flat index) is {}: not a positive number (it divides the inputs)",
+            std.data[i]
+        ));
+    }
     Ok(match mean.shape.len() {
         0 => NormStats::Scalar(mean.data[0], std.data[0]),
         1 => NormStats::Channel(mean.data, std.data),

@@ -134,9 +134,11 @@ fn errors_name_the_file() {
         r#"{"3": [1, 2], "4": [2, 3]}"#,
     )
     .unwrap();
-    let ds = PixelSetDataset::open(&dir, PixelSetOptions::default()).unwrap();
-    let e = ds.get(0, Draw::Fixed).unwrap_err().to_string();
-    assert!(e.contains("3.npy"), "{e}");
+    // The parcel files are checked when the folder is opened.
+    let e = PixelSetDataset::open(&dir, PixelSetOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3.npy") && e.contains("not a valid .npy"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -228,7 +230,16 @@ fn jitter_is_clipped_gaussian_noise_from_the_stream() {
     // An S = 0 parcel (zero pixels) of T = 24, C = 10, npixel 64: the sample is the jitter itself,
     // f32(clip(0.01·randn(24, 10, 64), -0.05, 0.05)).
     let dir = small_folder("jitter");
+    npy::write_f32(dir.0.join("DATA/1.npy"), &[24, 10, 0], &[]).unwrap();
     npy::write_f32(dir.0.join("DATA/2.npy"), &[24, 10, 0], &[]).unwrap();
+    let dates: serde_json::Map<String, serde_json::Value> = (0..24)
+        .map(|i| (i.to_string(), serde_json::json!(20170103 + i)))
+        .collect();
+    std::fs::write(
+        dir.0.join("META/dates.json"),
+        serde_json::Value::Object(dates).to_string(),
+    )
+    .unwrap();
     let mut opts = small_opts(64, Some((0.01, 0.05)));
     opts.sub_classes = None;
     let ds = PixelSetDataset::open(&dir.0, opts).unwrap();
@@ -405,11 +416,17 @@ fn normalisation_files() {
     assert!(e.contains("norm.txt") && e.contains(".pkl"), "{e}");
     // (T, C) statistics that do not fit the parcels: the error names the parcel file.
     let tc = dir.0.join("tc.pkl");
-    let z = [0.0; 6];
-    crate::data::numpy_pickle::write_f64_tuple(&tc, &[(&[2, 3], &z), (&[2, 3], &z)]).unwrap();
-    let ds = with(Some(tc)).unwrap();
-    let e = ds.get(0, Draw::Fixed).unwrap_err().to_string();
+    let (z, one) = ([0.0; 6], [1.0; 6]);
+    crate::data::numpy_pickle::write_f64_tuple(&tc, &[(&[2, 3], &z), (&[2, 3], &one)]).unwrap();
+    let e = with(Some(tc.clone())).unwrap_err().to_string();
     assert!(e.contains("5.npy") && e.contains("(T, C) = (2, 3)"), "{e}");
+    // A zero (or negative, or non-finite) std would divide by zero.
+    crate::data::numpy_pickle::write_f64_tuple(&tc, &[(&[2, 3], &z), (&[2, 3], &z)]).unwrap();
+    let e = with(Some(tc)).unwrap_err().to_string();
+    assert!(
+        e.contains("tc.pkl") && e.contains("not a positive number"),
+        "{e}"
+    );
     // A scalar (mean, std) pickle in the small folder (found by default): x = (x - 10) / 4.
     crate::data::numpy_pickle::write_f64_tuple(
         dir.0.join(NORM_PICKLE),
@@ -495,10 +512,23 @@ fn malformed_meta_files_are_errors_naming_them() {
         let e = PixelSetDataset::open(&dir.0, opts).unwrap_err().to_string();
         assert!(e.contains(file) && e.contains(what), "case {i}: {e}");
     }
-    // A parcel array that is not T × C × S: the error names the parcel's file when it is read.
-    let dir = small_folder("bad-shape");
-    npy::write_f32(dir.0.join("DATA/2.npy"), &[2, 3], &[0.0; 6]).unwrap();
-    let ds = PixelSetDataset::open(&dir.0, small_opts(3, None)).unwrap();
-    let e = ds.get(1, Draw::Fixed).unwrap_err().to_string();
-    assert!(e.contains("2.npy") && e.contains("T x C x S"), "{e}");
+    // Parcel arrays are checked when the folder is opened: not T × C × S, another number of dates than
+    // dates.json, other bands than the other parcels, a NaN.
+    for (shape, data, what) in [
+        (vec![2, 3], vec![0.0; 6], "T x C x S"),
+        (vec![3, 1, 1], vec![0.0; 3], "META/dates.json lists 2"),
+        (vec![2, 2, 1], vec![0.0; 4], "2 bands, but parcel 1 has 1"),
+        (
+            vec![2, 1, 1],
+            vec![0.0, f32::NAN],
+            "NaN at (t, c, s) = (1, 0, 0)",
+        ),
+    ] {
+        let dir = small_folder("bad-shape");
+        npy::write_f32(dir.0.join("DATA/2.npy"), &shape, &data).unwrap();
+        let e = PixelSetDataset::open(&dir.0, small_opts(3, None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("2.npy") && e.contains(what), "{e}");
+    }
 }

@@ -6,6 +6,7 @@
 //! res_dir/conf.json                      the configuration (train.py's keys + N_params)
 //! res_dir/Fold_k/trainlog.json           {epoch: {train_loss, train_accuracy, train_IoU, val_accuracy, val_loss, val_IoU}}
 //! res_dir/Fold_k/model.npz               best checkpoint (validation mIoU >=), state_dict names
+//! res_dir/Fold_k/best.npz                while the fold trains: the best weights so far (then model.npz)
 //! res_dir/Fold_k/last.npz                end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json       test_accuracy, test_loss, test_IoU
 //! res_dir/Fold_k/conf_mat.pkl/.npy/.json the 20 × 20 test confusion matrix (.pkl: a pickled numpy array)
@@ -33,10 +34,11 @@ use serde_json::{json, Map, Value};
 
 use crate::data::json::{read_json, write_json};
 use crate::data::numpy_random::NumpyRandomState;
-use crate::data::pixelset::{kfold_splits, Draw, PixelSetBatch, PixelSetDataset, PixelSetOptions};
-use crate::data::state_dict::{read_npz, write_npz};
+use crate::data::pixelset::{
+    kfold_splits, Draw, PixelSetBatch, PixelSetDataset, PixelSetOptions, Split,
+};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
-use crate::layers::state::{load_state_dict, state_dict};
+use crate::layers::state::load_state_dict;
 use crate::layers::{Ctx, Module};
 use crate::models::pse::focal_loss;
 use crate::models::registry::read_weights;
@@ -45,7 +47,8 @@ use crate::train::adam::{Adam, AdamConfig};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
 use crate::train::state::{
-    epoch_order, mix, resume_fold, save_overall, save_test_results, save_training_state, Progress,
+    check_resumable, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
+    save_fold_results, save_overall, save_test_results, save_training_state, FoldResult, Progress,
 };
 
 pub mod flags;
@@ -207,10 +210,31 @@ pub fn open_dataset(
             ..PixelSetOptions::default()
         },
     )?;
+    if ds.norm_file().is_none() {
+        return Err(Error::format(
+            folder,
+            format!(
+                "no normalisation statistics: neither {} nor {} is in this folder (train.py normalises every \
+                 sample with the .pkl's (mean, std))",
+                crate::data::pixelset::norm::NORM_PICKLE,
+                crate::data::pixelset::norm::NORM_JSON
+            ),
+        ));
+    }
     if preload {
         ds.preload()?;
     }
     Ok(ds)
+}
+
+/// train.py's k-fold split of `ds` (errors name the dataset folder).
+fn splits_of(ds: &PixelSetDataset, folder: &Path, kfold: usize, seed: u32) -> Result<Vec<Split>> {
+    kfold_splits(ds.len(), kfold, seed).map_err(|e| {
+        Error::format(
+            folder,
+            format!("{e} (the parcels of the 20 classes kept, --kfold {kfold})"),
+        )
+    })
 }
 
 /// The classifier configuration of `conf` for the dataset `ds`, with the original's constraints checked
@@ -222,6 +246,29 @@ pub fn model_config(
     path: &Path,
 ) -> Result<PixelSetModelConfig> {
     let c = PixelSetModelConfig::from_json(conf, Some(ds.date_positions()), path)?;
+    if c.input_dim != ds.bands() {
+        return Err(Error::format(
+            path,
+            format!(
+                "the model takes {} bands (input_dim, mlp1 {:?}) but the parcels of {} have {}",
+                c.input_dim,
+                c.mlp1,
+                ds.folder().display(),
+                ds.bands()
+            ),
+        ));
+    }
+    if c.extra_size.unwrap_or(0) != ds.extra_size() {
+        return Err(Error::format(
+            path,
+            format!(
+                "the model takes {} extra features per date but META/geomfeat.json of {} has {}",
+                c.extra_size.unwrap_or(0),
+                ds.folder().display(),
+                ds.extra_size()
+            ),
+        ));
+    }
     if c.num_classes() != num_classes {
         return Err(Error::format(
             path,
@@ -408,14 +455,44 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
     )?;
     let conf = Value::Object(opts.model.clone());
     let config = model_config(&conf, &ds, opts.num_classes, Path::new("the model options"))?;
-    std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
-    let splits = kfold_splits(ds.len(), opts.kfold, opts.rdm_seed)?;
+    let splits = splits_of(&ds, &opts.dataset_folder, opts.kfold, opts.rdm_seed)?;
     let eval_draw = |k: usize, epoch: usize, subset: u64| {
         (!opts.deterministic_eval).then(|| draw_seed(opts.rdm_seed, k, epoch, subset))
     };
+    let folds = folds_to_run(opts.fold, opts.kfold)?;
+    // Checked before anything is written: the data (opening it), the splits, the initial weights.
+    for &k in &folds {
+        let split = &splits[k - 1];
+        if split.train.is_empty() {
+            return Err(Error::format(
+                &opts.dataset_folder,
+                format!(
+                    "fold {k}'s training split is empty: of {} parcels, {} are tested and the {} left are all \
+                     taken for validation (train.py's split: validation = the last n_test of the rest); there is \
+                     nothing to train on: use more parcels or more folds (--kfold)",
+                    ds.len(),
+                    split.test.len(),
+                    split.val.len()
+                ),
+            ));
+        }
+    }
+    let scratch = PixelSetClassifier::new(config.clone(), 0, Device::Cpu);
+    let init = match &opts.init_weights {
+        Some(w) => {
+            let sd = read_weights(w)?;
+            load_state_dict(&scratch, &sd, w)?;
+            Some((w, sd))
+        }
+        None => None,
+    };
+    if opts.resume {
+        let mut opt = Adam::new(scratch.parameters(), AdamConfig::default());
+        check_resumable(&opts.res_dir, &folds, &scratch, &mut opt)?;
+    }
+    std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
     let mut results = Vec::new();
     let mut total_cm = ConfusionMatrix::new(opts.num_classes);
-    let folds = folds_to_run(opts.fold, opts.kfold)?;
     for &k in &folds {
         let split = &splits[k - 1];
         println!(
@@ -427,8 +504,8 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
         let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
         let model = PixelSetClassifier::new(config.clone(), opts.rdm_seed as u64, device);
-        if let Some(w) = &opts.init_weights {
-            load_state_dict(&model, &read_weights(w)?, w)?;
+        if let Some((w, sd)) = &init {
+            load_state_dict(&model, sd, w)?;
         }
         write_json(
             &opts.res_dir.join("conf.json"),
@@ -489,7 +566,7 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
             write_json(&log_path, &Value::Object(trainlog.clone()))?;
             if vm.miou >= best {
                 best = vm.miou;
-                write_npz(fold_dir.join("model.npz"), &state_dict(&model))?;
+                save_best(&fold_dir, &model)?;
             }
             save_training_state(
                 &last_path,
@@ -500,12 +577,7 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
             )?;
         }
         plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
-        let best_path = fold_dir.join("model.npz");
-        if best_path.exists() {
-            load_state_dict(&model, &read_npz(&best_path)?, &best_path)?;
-        } else {
-            write_npz(&best_path, &state_dict(&model))?;
-        }
+        load_best(&fold_dir, &model, r.resumed)?;
         let (test, cm) = run_epoch(
             &model,
             &ds,
@@ -523,6 +595,7 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
             test.loss, test.accuracy, test.miou
         );
         save_test_results(&fold_dir, &test_json(&test), &cm, None)?;
+        publish_best(&fold_dir)?;
         total_cm.merge(&cm);
         results.push((k, test));
     }
@@ -606,13 +679,20 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
         opts.num_classes,
         &conf_path,
     )?;
-    let splits = kfold_splits(ds.len(), opts.kfold, opts.rdm_seed)?;
+    let splits = splits_of(&ds, &e.dataset_folder, opts.kfold, opts.rdm_seed)?;
     let model = PixelSetClassifier::new(config, 0, device);
     let folds = folds_to_run(e.fold, opts.kfold)?;
-    let (mut total, mut results) = (ConfusionMatrix::new(opts.num_classes), Vec::new());
+    // Every checkpoint is checked before anything runs or is written.
+    let mut checkpoints = Vec::new();
     for &k in &folds {
         let w = checkpoint_of(&e.weight_folder, k)?;
-        load_state_dict(&model, &read_weights(&w)?, &w)?;
+        let sd = read_weights(&w)?;
+        load_state_dict(&model, &sd, &w)?;
+        checkpoints.push((k, w, sd));
+    }
+    let (mut files, mut results) = (Vec::new(), Vec::new());
+    for (k, w, sd) in checkpoints {
+        load_state_dict(&model, &sd, &w)?;
         let draw = e
             .original_sampling
             .then(|| draw_seed(opts.rdm_seed, k, 0, 2));
@@ -633,15 +713,15 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
             "Fold {k}: loss {:.4} OA {:.2} mIoU {:.4}",
             m.loss, m.accuracy, m.miou
         );
-        let out = e.res_dir.join(format!("Fold_{k}"));
-        std::fs::create_dir_all(&out).map_err(|err| Error::io(&out, err))?;
-        save_test_results(&out, &test_json(&m), &cm, None)?;
-        total.merge(&cm);
+        files.push(FoldResult {
+            fold: k,
+            metrics: test_json(&m),
+            cm,
+        });
         results.push((k, m));
     }
-    if folds.len() == opts.kfold {
-        save_overall(&e.res_dir, &total, None)?;
-    }
+    // Written only now, once every fold has been evaluated.
+    save_fold_results(&e.res_dir, &files, None, folds.len() == opts.kfold)?;
     Ok(results)
 }
 

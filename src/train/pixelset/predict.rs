@@ -94,9 +94,16 @@ pub fn predict(p: &PixelSetPredictOptions) -> Result<usize> {
     let n = ds.len();
     let ensemble = p.weight_folder.is_some();
     let mut sum = vec![0.0f32; n * k];
+    // Every member's weights are checked before anything runs or is written.
+    let mut weights = Vec::new();
+    for (_, w) in &members {
+        let sd = read_weights(w)?;
+        load_state_dict(&model, &sd, w)?;
+        weights.push(sd);
+    }
     std::fs::create_dir_all(&p.out).map_err(|e| Error::io(&p.out, e))?;
-    for (suffix, w) in &members {
-        load_state_dict(&model, &read_weights(w)?, w)?;
+    for ((suffix, w), sd) in members.iter().zip(&weights) {
+        load_state_dict(&model, sd, w)?;
         let (mut out, mut attn, mut attn_shape) = (Vec::with_capacity(n * k), Vec::new(), (0, 0));
         for_each_batch(&ds, &all, p.batch_size, None, |_, batch| {
             let (x, extra) = to_device(&batch, device);
