@@ -24,8 +24,22 @@ use crate::engine::pool::BufferPool;
 pub use crate::engine::profile::DispatchInfo;
 use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
 
-/// Launches recorded before the pending encoder is submitted anyway (keeps command buffers bounded).
+/// Launches recorded before the pending encoder is submitted anyway (keeps command buffers bounded, and
+/// lets the GPU start on the first kernels of a step while the host records the rest). Never a wait: a
+/// submit returns at once. `SITSGPU_SUBMIT_EVERY=<n>` (1..512) overrides it, for measuring.
 const MAX_PENDING_LAUNCHES: usize = 512;
+
+/// The submission threshold in force: `SITSGPU_SUBMIT_EVERY` if valid, else [`MAX_PENDING_LAUNCHES`].
+fn submit_every() -> usize {
+    static EVERY: OnceLock<usize> = OnceLock::new();
+    *EVERY.get_or_init(|| {
+        std::env::var("SITSGPU_SUBMIT_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n| (1..=MAX_PENDING_LAUNCHES).contains(n))
+            .unwrap_or(MAX_PENDING_LAUNCHES)
+    })
+}
 /// Bytes of the uniform arena: room for every dispatch of one submission at 256-byte alignment.
 const UNIFORM_ARENA_BYTES: u64 = 256 * MAX_PENDING_LAUNCHES as u64;
 
@@ -358,7 +372,7 @@ impl Gpu {
             pass.dispatch_workgroups(x, y, z);
         }
         p.launches += 1;
-        if p.launches >= MAX_PENDING_LAUNCHES {
+        if p.launches >= submit_every() {
             self.submit(&mut p);
         }
     }
@@ -471,7 +485,7 @@ impl Gpu {
         });
         f(enc);
         p.launches += 1;
-        if p.launches >= MAX_PENDING_LAUNCHES {
+        if p.launches >= submit_every() {
             self.submit(&mut p);
         }
     }

@@ -233,18 +233,56 @@ pub fn focal_loss(logits: &Tensor, targets: &[usize], gamma: f32) -> Tensor {
     let t = Tensor::from_vec(targets.iter().map(|&v| v as f32).collect(), &[s[0]], dev);
     // −log p_t per sample (unit weights).
     let (nll, _) = logits.cross_entropy_per_position(&t, None, -100);
-    let factor: Vec<f32> = nll
-        .to_vec()
-        .iter()
-        .map(|&l| (1.0 - (-l).exp()).powf(gamma))
-        .collect();
-    let factor = Tensor::from_vec(factor, &[s[0]], dev);
+    // (1 − p_t)^γ from the detached p_t = exp(−nll), on the logits' device (no readback mid-step).
+    let one_minus_pt = nll.detach().neg().exp().neg().add_scalar(1.0);
+    let factor = if gamma == 1.0 {
+        one_minus_pt
+    } else if gamma == 0.0 {
+        Tensor::ones(&[s[0]], dev)
+    } else {
+        // x^γ = exp(γ ln x); x = 0 gives exp(−∞) = 0, as powf.
+        one_minus_pt.log().mul_scalar(gamma).exp()
+    };
     (&nll * &factor).mean_all()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn focal_loss_is_the_weighted_nll_with_a_detached_factor() {
+        // logits (2, 3), targets (2, 0): p_t = softmax(row)[t]; loss = mean −(1 − p_t)^γ ln p_t, and the
+        // gradient treats (1 − p_t)^γ as a constant.
+        let lv = [1.0f32, 2.0, 0.5, -1.0, 0.0, 3.0];
+        let p_t = |r: usize, t: usize| {
+            let row = &lv[3 * r..3 * r + 3];
+            let z: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
+            (row[t] as f64).exp() / z
+        };
+        for gamma in [0.0f32, 1.0, 2.0] {
+            let logits = Tensor::from_vec(lv.to_vec(), &[2, 3], Device::Cpu).requires_grad_();
+            let loss = focal_loss(&logits, &[2, 0], gamma);
+            let want: f64 = [(0, 2), (1, 0)]
+                .iter()
+                .map(|&(r, t)| -(1.0 - p_t(r, t)).powf(gamma as f64) * p_t(r, t).ln())
+                .sum::<f64>()
+                / 2.0;
+            assert!(
+                (loss.item() as f64 - want).abs() < 1e-5,
+                "γ {gamma}: {} vs {want}",
+                loss.item()
+            );
+            loss.backward();
+            // d/dz_t of −f ln p_t with f constant: −f (1 − p_t) / 2 (the batch mean).
+            let g = logits.grad().unwrap().to_vec();
+            let f = (1.0 - p_t(0, 2)).powf(gamma as f64);
+            assert!(
+                (g[2] as f64 + f * (1.0 - p_t(0, 2)) / 2.0).abs() < 1e-5,
+                "γ {gamma}: {g:?}"
+            );
+        }
+    }
 
     #[test]
     fn masked_std_quirks() {
