@@ -69,6 +69,15 @@ impl AdapterSummary {
     }
 }
 
+/// A compiled kernel: its pipeline and the bind group layout derived from the shader (fetched once: asking
+/// the pipeline for it on every dispatch costs host time).
+pub struct Pipeline {
+    /// The compute pipeline.
+    pub pipeline: wgpu::ComputePipeline,
+    /// Its bind group 0 layout.
+    pub layout: wgpu::BindGroupLayout,
+}
+
 /// The process-wide GPU context.
 pub struct Gpu {
     /// The logical device: creates buffers, pipelines, bind groups.
@@ -85,7 +94,7 @@ pub struct Gpu {
     pub features: wgpu::Features,
     /// Recycles storage buffers so memory stays flat over training steps.
     pub pool: BufferPool,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<Pipeline>>>,
     modules: Mutex<HashMap<&'static str, Arc<wgpu::ShaderModule>>>,
     pending: Mutex<Pending>,
     profiler: Mutex<Option<Recorder>>,
@@ -231,7 +240,7 @@ impl Gpu {
         file: &'static str,
         source: &'static str,
         entry: &'static str,
-    ) -> Arc<wgpu::ComputePipeline> {
+    ) -> Arc<Pipeline> {
         let key = (file, entry);
         if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return p.clone();
@@ -253,16 +262,18 @@ impl Gpu {
                 })
                 .clone()
         };
-        let pipeline = Arc::new(self.device.create_compute_pipeline(
-            &wgpu::ComputePipelineDescriptor {
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: None,
                 module: &module,
                 entry_point: Some(entry),
                 compilation_options: Default::default(),
                 cache: None,
-            },
-        ));
+            });
+        let layout = pipeline.get_bind_group_layout(0);
+        let pipeline = Arc::new(Pipeline { pipeline, layout });
         self.pipelines.lock().unwrap().insert(key, pipeline.clone());
         pipeline
     }
@@ -272,7 +283,7 @@ impl Gpu {
     /// the crate ends here, through `engine::kernel::Kernel::dispatch`; `info` describes it for the profiler.
     pub fn dispatch(
         &self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         buffers: &[&wgpu::Buffer],
         params: &[u8],
         (x, y, z): (u32, u32, u32),
@@ -320,7 +331,7 @@ impl Gpu {
     /// of the pending state (another thread's submit cannot fall between the staging and the recording).
     fn record_pass(
         &self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Pipeline,
         buffers: &[&wgpu::Buffer],
         params: &[u8],
         (x, y, z): (u32, u32, u32),
@@ -353,7 +364,7 @@ impl Gpu {
         });
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(label),
-            layout: &pipeline.get_bind_group_layout(0),
+            layout: &pipeline.layout,
             entries: &entries,
         });
         let enc = p.encoder.get_or_insert_with(|| {
@@ -367,7 +378,7 @@ impl Gpu {
                 label: Some(label),
                 timestamp_writes,
             });
-            pass.set_pipeline(pipeline);
+            pass.set_pipeline(&pipeline.pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(x, y, z);
         }
