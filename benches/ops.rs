@@ -1,7 +1,7 @@
 //! Kernel benchmarks (criterion), each variant beside the others on the same shapes (llm.c style):
 //! - `matmul`: square 256..2048 and the shapes the models use (L-TAE keys, PSE's skinny layers and their
-//!   weight gradients), with each kernel plan — `matmul.wgsl` (64 × 64), `matmul_128.wgsl` (128 × 128),
-//!   `matmul_direct.wgsl`, and the automatic plan with its split-K;
+//!   weight gradients), with each kernel plan — `matmul.wgsl` (64 × 64), `matmul_128.wgsl` (128 × 128), and
+//!   the automatic plan with its split-K;
 //! - `conv2d`: U-TAE's encoder shapes, the forward with each tile (wide 64 × 128, narrow 16 × 256, direct),
 //!   the input gradient (its stride phases on the forward's kernel + the pad fold, vs the gather), the weight
 //!   gradient with each tile, and the decoder's transposed convolution;
@@ -72,7 +72,7 @@ fn bench(g: &mut Group, gpu: &Gpu, id: BenchmarkId, f: &dyn Fn() -> Tensor) {
 }
 
 fn matmul(c: &mut Criterion) {
-    use sitsgpu::engine::ops::matmul::{gpu_forward_with, plan, MatmulKernel, Operand, Plan};
+    use sitsgpu::engine::ops::matmul::{gpu_forward_with, plan, Operand, Plan};
     let Some(gpu) = gpu() else { return };
     let mut g = group(c, "matmul");
     // (name, batch, M, K, N, A stored transposed)
@@ -101,12 +101,22 @@ fn matmul(c: &mut Criterion) {
             },
         );
         g.throughput(Throughput::Elements((2 * b * m * n * k) as u64)); // FLOPs
-        let auto = plan(gpu.is_software(), b, m, k, n);
-        let one = |kernel| Plan { kernel, splits: 1 };
+        let auto = plan(b, m, k, n);
         let plans = [
-            ("64", one(MatmulKernel::Tile64)),
-            ("128", one(MatmulKernel::Tile128)),
-            ("direct", one(MatmulKernel::Direct)),
+            (
+                "64",
+                Plan {
+                    big: false,
+                    splits: 1,
+                },
+            ),
+            (
+                "128",
+                Plan {
+                    big: true,
+                    splits: 1,
+                },
+            ),
             ("auto", auto),
         ];
         for (label, p) in plans {

@@ -255,9 +255,7 @@ fn matmul_tiled_odd_sizes_and_batches() {
 /// with each operand plain or stored transposed and broadcast or not (the backward's layouts).
 #[test]
 fn matmul_every_variant_split_and_layout() {
-    use sitsgpu::engine::ops::matmul::{
-        cpu_forward, gpu_forward_with, plan, MatmulKernel, Operand, Plan,
-    };
+    use sitsgpu::engine::ops::matmul::{cpu_forward, gpu_forward_with, plan, Operand, Plan};
     use sitsgpu::engine::storage::Storage;
     if gpu_or_skip("matmul variants").is_none() {
         return;
@@ -281,13 +279,9 @@ fn matmul_every_variant_split_and_layout() {
                 let want = cpu_forward(&av, oa, &bv, ob, batch, m, k, n);
                 let a = Tensor::from_vec(av, &[na * m * k], Device::Gpu);
                 let b = Tensor::from_vec(bv, &[nb * k * n], Device::Gpu);
-                for kernel in [
-                    MatmulKernel::Tile64,
-                    MatmulKernel::Tile128,
-                    MatmulKernel::Direct,
-                ] {
+                for big in [false, true] {
                     for splits in [1, 2, 5] {
-                        let p = Plan { kernel, splits };
+                        let p = Plan { big, splits };
                         let name =
                             format!("matmul {p:?} b{batch} {m}x{k}x{n} ({na},{ta}) ({nb},{tb})");
                         let go = || {
@@ -319,16 +313,35 @@ fn matmul_every_variant_split_and_layout() {
             }
         }
     }
-    // The planner: big tiles for big products, split K for few workgroups over a long K, the direct kernel on
-    // software adapters (split to give their cores work), nothing else for the rest.
-    let p = |kernel, splits| Plan { kernel, splits };
-    use MatmulKernel::{Direct, Tile128, Tile64};
-    assert_eq!(plan(false, 1, 2048, 2048, 2048), p(Tile128, 1));
-    assert_eq!(plan(false, 1, 10, 196_608, 32), p(Tile64, 256));
-    assert_eq!(plan(false, 1, 40_960, 256, 64), p(Tile64, 1));
-    assert_eq!(plan(false, 1, 64, 100, 64), p(Tile64, 1));
-    assert_eq!(plan(true, 1, 10, 196_608, 32), p(Direct, 256));
-    assert_eq!(plan(true, 1, 40_960, 256, 64), p(Direct, 1));
+    // The planner: big tiles for big products, split K for few tiles over a long K, nothing for the rest.
+    assert_eq!(
+        plan(1, 2048, 2048, 2048),
+        Plan {
+            big: true,
+            splits: 1
+        }
+    );
+    assert_eq!(
+        plan(1, 10, 196_608, 32),
+        Plan {
+            big: false,
+            splits: 256
+        }
+    );
+    assert_eq!(
+        plan(1, 40_960, 256, 64),
+        Plan {
+            big: false,
+            splits: 1
+        }
+    );
+    assert_eq!(
+        plan(1, 64, 100, 64),
+        Plan {
+            big: false,
+            splits: 1
+        }
+    );
 }
 
 #[test]

@@ -86,7 +86,6 @@ wgsl!(MASKED_POOL, "masked_pool");
 wgsl!(MASKED_POOL_BACKWARD, "masked_pool_backward");
 wgsl!(MATMUL, "matmul");
 wgsl!(MATMUL_128, "matmul_128");
-wgsl!(MATMUL_DIRECT, "matmul_direct");
 wgsl!(REDUCE_MAX, "reduce_max");
 wgsl!(REDUCE_MAX_BACKWARD, "reduce_max_backward");
 wgsl!(REDUCE_SUM, "reduce_sum");
@@ -138,7 +137,6 @@ pub const ALL: &[Wgsl] = &[
     MASKED_POOL_BACKWARD,
     MATMUL,
     MATMUL_128,
-    MATMUL_DIRECT,
     REDUCE_MAX,
     REDUCE_MAX_BACKWARD,
     REDUCE_SUM,

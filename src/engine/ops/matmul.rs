@@ -11,9 +11,8 @@
 //!    workgroup memory — for small and skinny products (more workgroups for the same work).
 //! 2. `matmul_128.wgsl`: 128 × 128 tiles, 8 × 8 per invocation, K slabs of 8 — for big products (twice the
 //!    reuse of every staged value, four times the arithmetic per workgroup load).
-//! 3. `matmul_direct.wgsl`: no workgroup memory, four outputs per invocation — for software adapters.
 //!
-//! All three split K when the output has too few tiles to fill a GPU (a weight gradient `Xᵀ · dY` summed over
+//! Both split K when the output has too few tiles to fill a GPU (a weight gradient `Xᵀ · dY` summed over
 //! 196,608 rows is one tile): `splits` workgroups per tile each reduce a slice of K into a partial product,
 //! and `reduce_sum.wgsl` adds the partials in index order — two deterministic passes, no float atomics
 //! ([`plan`] decides from the shape alone, so the same shapes always give the same bits).
@@ -48,58 +47,40 @@ pub struct Params {
 /// Output tile edge of matmul.wgsl.
 pub const TILE: usize = 64;
 
-/// The kernel of a product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatmulKernel {
-    /// `matmul.wgsl`: 64 × 64 tiles, 4 × 4 per invocation.
-    Tile64,
-    /// `matmul_128.wgsl`: 128 × 128 tiles, 8 × 8 per invocation.
-    Tile128,
-    /// `matmul_direct.wgsl`: no workgroup memory, 1 × 4 per invocation (software adapters).
-    Direct,
-}
-
 /// Which kernel computes a product, and in how many K slices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
-    /// The kernel.
-    pub kernel: MatmulKernel,
+    /// `matmul_128.wgsl` (else `matmul.wgsl`).
+    pub big: bool,
     /// K slices (1: no split).
     pub splits: usize,
 }
 
-/// Workgroups below which K is split (a big GPU runs thousands of workgroups at once).
-const SPLIT_BELOW_GROUPS: usize = 256;
+/// Output tiles below which K is split (a big GPU runs thousands of workgroups at once).
+const SPLIT_BELOW_TILES: usize = 256;
 /// The shortest K slice worth a workgroup of its own.
 const MIN_K_SLICE: usize = 256;
 
-/// The kernel and split for (batch, M, K, N), from the shape and the kind of adapter alone (so the same
-/// shapes always give the same bits on one adapter). GPUs: the 128 × 128 kernel when both M and N are at
-/// least 128 and it still gives 64 tiles or more, else 64 × 64; software adapters: the direct kernel.
-/// K is split into slices of at least [`MIN_K_SLICE`] when the workgroups are fewer than
-/// [`SPLIT_BELOW_GROUPS`], to bring them near that many.
-pub fn plan(software: bool, batch: usize, m: usize, k: usize, n: usize) -> Plan {
+/// The kernel and split for (batch, M, K, N): the 128 × 128 kernel when both M and N are at least 128 and it
+/// still gives 64 tiles or more; K split into slices of at least [`MIN_K_SLICE`] when the tiles are fewer
+/// than [`SPLIT_BELOW_TILES`], to bring the workgroup count near that many.
+pub fn plan(batch: usize, m: usize, k: usize, n: usize) -> Plan {
     let tiles128 = batch * m.div_ceil(128) * n.div_ceil(128);
-    let (kernel, groups) = if software {
-        let groups = (batch * m * n.div_ceil(4)).div_ceil(256);
-        (MatmulKernel::Direct, groups)
-    } else if m >= 128 && n >= 128 && tiles128 >= 64 {
-        (MatmulKernel::Tile128, tiles128)
+    let big = m >= 128 && n >= 128 && tiles128 >= 64;
+    let tiles = if big {
+        tiles128
     } else {
-        (
-            MatmulKernel::Tile64,
-            batch * m.div_ceil(TILE) * n.div_ceil(TILE),
-        )
+        batch * m.div_ceil(TILE) * n.div_ceil(TILE)
     };
-    let splits = if groups >= SPLIT_BELOW_GROUPS {
+    let splits = if tiles >= SPLIT_BELOW_TILES {
         1
     } else {
-        SPLIT_BELOW_GROUPS
-            .div_ceil(groups.max(1))
+        SPLIT_BELOW_TILES
+            .div_ceil(tiles.max(1))
             .min(k / MIN_K_SLICE)
             .max(1)
     };
-    Plan { kernel, splits }
+    Plan { big, splits }
 }
 
 /// A matrix operand: its batch count (1 = shared by every batch) and whether it is stored transposed.
@@ -115,11 +96,8 @@ pub struct Operand {
 pub const MATMUL: Kernel = Kernel::new::<Params>(&shaders::MATMUL, "matmul", 4);
 /// `matmul_128.wgsl`: the same with 128 × 128 tiles.
 pub const MATMUL_128: Kernel = Kernel::new::<Params>(&shaders::MATMUL_128, "matmul_128", 4);
-/// `matmul_direct.wgsl`: the same without workgroup memory (software adapters).
-pub const MATMUL_DIRECT: Kernel =
-    Kernel::new::<Params>(&shaders::MATMUL_DIRECT, "matmul_direct", 4);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[MATMUL, MATMUL_128, MATMUL_DIRECT];
+pub const KERNELS: &[Kernel] = &[MATMUL, MATMUL_128];
 
 // ---- CPU reference ----
 
@@ -212,8 +190,7 @@ pub fn gpu_forward(
     k: usize,
     n: usize,
 ) -> GpuStorage {
-    let p = plan(a.gpu.is_software(), batch, m, k, n);
-    gpu_forward_with(p, a, oa, b, ob, batch, m, k, n)
+    gpu_forward_with(plan(batch, m, k, n), a, oa, b, ob, batch, m, k, n)
 }
 
 /// [`gpu_forward`] with an explicit plan (benchmarks and tests compare the variants).
@@ -229,10 +206,10 @@ pub fn gpu_forward_with(
     k: usize,
     n: usize,
 ) -> GpuStorage {
-    let (kernel, tk) = match plan.kernel {
-        MatmulKernel::Tile64 => (MATMUL, 16),
-        MatmulKernel::Tile128 => (MATMUL_128, 8),
-        MatmulKernel::Direct => (MATMUL_DIRECT, 16),
+    let (kernel, tile, tk) = if plan.big {
+        (MATMUL_128, 128, 8)
+    } else {
+        (MATMUL, TILE, 16)
     };
     let splits = plan.splits.clamp(1, k.max(1));
     let k_chunk = k.div_ceil(splits).next_multiple_of(tk).max(tk);
@@ -251,12 +228,8 @@ pub fn gpu_forward_with(
         splits: splits as u32,
         _pad: [0; 2],
     };
-    let grid = match plan.kernel {
-        MatmulKernel::Tile64 => Grid::groups(splits * batch * m.div_ceil(64) * n.div_ceil(64)),
-        MatmulKernel::Tile128 => Grid::groups(splits * batch * m.div_ceil(128) * n.div_ceil(128)),
-        MatmulKernel::Direct => Grid::threads(splits * batch * m * n.div_ceil(4)),
-    };
-    let grid = grid
+    let tiles = batch * m.div_ceil(tile) * n.div_ceil(tile);
+    let grid = Grid::groups(splits * tiles)
         .flops(2 * batch * m * n * k)
         .bytes(4 * (oa.batch * m * k + ob.batch * k * n + splits * batch * m * n))
         .loop_len(k_chunk);
