@@ -24,10 +24,18 @@ if [ "$part" = all ] || [ "$part" = profile ]; then
     timeout 120 sitsgpu profile --model $model $flags > "$out/profile_$tag.txt" 2>&1
     sed -n 1,3p "$out/profile_$tag.txt"
   done
-  step "profile utae paper train, trusted shaders (no runtime checks)"
-  SITSGPU_TRUSTED_SHADERS=1 timeout 120 sitsgpu profile --model utae --config paper --train --steps 2 --warmup 1 \
-    > "$out/profile_trusted_utae_paper_train.txt" 2>&1
-  sed -n 3p "$out/profile_trusted_utae_paper_train.txt"
+  step "profile utae paper train, naga's runtime checks on (SITSGPU_TRUSTED_SHADERS=0)"
+  SITSGPU_TRUSTED_SHADERS=0 timeout 120 sitsgpu profile --model utae --config paper --train --steps 2 --warmup 1 \
+    > "$out/profile_checked_utae_paper_train.txt" 2>&1
+  sed -n 3p "$out/profile_checked_utae_paper_train.txt"
+  for every in ${SUBMIT_EVERY_LIST:-32 128}; do
+    step "submission every $every launches"
+    for cfg in small paper; do
+      SITSGPU_SUBMIT_EVERY=$every timeout 120 sitsgpu profile --model utae --config $cfg --train --steps 3 --warmup 1 \
+        > "$out/profile_submit${every}_utae_${cfg}_train.txt" 2>&1
+      sed -n 3p "$out/profile_submit${every}_utae_${cfg}_train.txt"
+    done
+  done
 fi
 if [ "$part" = all ] || [ "$part" = torch ]; then
   step "pytorch reference"
@@ -36,7 +44,8 @@ fi
 if [ "$part" = all ] || [ "$part" = bench ]; then
   step "ops benches (quick)"
   SITSGPU_BENCH_QUICK=1 timeout 240 ops --bench "${BENCH_FILTER:-}" > "$out/bench_ops.txt" 2>&1
-  grep -E "^(matmul|conv2d|attention|adam|memory)|thrpt" "$out/bench_ops.txt" | paste - - | \
+  SITSGPU_BENCH_QUICK=1 timeout 120 utae --bench > "$out/bench_utae.txt" 2>&1
+  cat "$out/bench_ops.txt" "$out/bench_utae.txt" | grep -E "^(matmul|conv2d|attention|adam|memory|utae)|thrpt" | paste - - | \
     sed -E 's/ +/ /g' | cut -c1-200 > "$out/bench_ops_summary.txt"
 fi
 if [ "$part" = all ] || [ "$part" = test ]; then
@@ -44,6 +53,9 @@ if [ "$part" = all ] || [ "$part" = test ]; then
     step "test $t"
     timeout 180 $t > "$out/test_$t.txt" 2>&1; echo "exit $?"; grep -E "test result|FAILED|panicked" "$out/test_$t.txt" | head -5
   done
+  step "test gpu_parity with naga's runtime checks on"
+  SITSGPU_TRUSTED_SHADERS=0 timeout 180 gpu_parity > "$out/test_gpu_parity_checked.txt" 2>&1; echo "exit $?"
+  grep -E "test result|FAILED|panicked" "$out/test_gpu_parity_checked.txt" | head -5
 fi
 step "summary"
 cp "$out/info.txt" "$final/" 2>/dev/null
