@@ -405,7 +405,14 @@ impl Gpu {
         }
         p.launches = 0;
         if let Some(enc) = p.encoder.take() {
+            // Counted with the waits: a real GPU's submit returns at once, a software adapter (lavapipe) runs
+            // the commands inside it, and that is GPU time, not recording.
+            let start = std::time::Instant::now();
             self.queue.submit(Some(enc.finish()));
+            self.waited_ns.fetch_add(
+                start.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 
@@ -532,8 +539,9 @@ impl Gpu {
         );
     }
 
-    /// The total time the host has spent blocked on the GPU (in `synchronize` and readbacks) since the
-    /// context was created; the profiler subtracts it from a step's wall time to get the CPU recording time.
+    /// The total time the host has spent blocked on the GPU (in `synchronize`, readbacks and submits) since
+    /// the context was created; the profiler subtracts it from a step's wall time to get the CPU recording
+    /// time.
     pub fn wait_time(&self) -> std::time::Duration {
         std::time::Duration::from_nanos(self.waited_ns.load(std::sync::atomic::Ordering::Relaxed))
     }
