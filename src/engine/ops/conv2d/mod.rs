@@ -33,7 +33,7 @@
 //! Measured (NVIDIA H200, Vulkan, `cargo bench --bench ops -- conv2d`, 16 frames, same run; PyTorch 2.11
 //! strict fp32 cuDNN from `benches/device/torch_ref.py` on the same GPU): 64 → 64 k3 at 128²: forward
 //! 20.0 TFLOP/s (cuDNN 32.7), input gradient 20.8 (24.7), weight gradient 14.5 (25.6); the down-sampling
-//! k4 s2: input gradient 8.5 TFLOP/s through the phases against 2.8 through the gather (cuDNN 8.9).
+//! k4 s2: input gradient 8.5 TFLOP/s through the phases (cuDNN 8.9), where the gather ran at 0.9.
 
 mod geom;
 mod gpu;
