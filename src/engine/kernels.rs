@@ -23,6 +23,7 @@ pub fn all() -> Vec<Kernel> {
         ops::binary::KERNELS,
         ops::movement::KERNELS,
         ops::reduce::KERNELS,
+        ops::reduce_max::KERNELS,
         ops::softmax::KERNELS,
         ops::matmul::KERNELS,
         ops::index_select::KERNELS,

@@ -5,7 +5,7 @@
 // Threads:  one invocation per output element (outer · inner), sequential loop over j. WG = 256; 2-D fold.
 // Bindings: 0 x (read) (outer, r, inner) | 1 y (read_write) (outer, inner) | 2 idx (read_write) u32
 //           (outer, inner) | 3 params (uniform)
-// CPU reference: engine::ops::reduce::cpu_max.  Backward: reduce_max_backward.wgsl.
+// CPU reference: engine::ops::reduce_max::cpu_max.  Backward: reduce_max_backward.wgsl.
 
 const WG: u32 = 256u;
 

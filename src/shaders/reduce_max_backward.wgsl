@@ -4,7 +4,7 @@
 // Threads:  one invocation per input element (a gather); WG = 256; 2-D fold.
 // Bindings: 0 dy (read) (outer, inner) | 1 idx (read) u32 (outer, inner) | 2 dx (read_write) (outer, r, inner)
 //           | 3 params (uniform)
-// CPU reference: engine::ops::reduce::cpu_max_backward.
+// CPU reference: engine::ops::reduce_max::cpu_max_backward.
 
 const WG: u32 = 256u;
 

@@ -26,6 +26,9 @@
 //!   statistics row = the channel), then `batch_norm_backward.wgsl`: dx, elementwise.
 //!
 //! On the CPU the running statistics are replaced through `Storage::write`.
+//!
+//! Size: over the 400-line budget because the op is one piece: training and evaluation modes, the running
+//! statistics updated in place, and the sliced two-pass statistics its forward and backward share.
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};

@@ -16,6 +16,9 @@
 //! of each channel, split into slices of many workgroups and combined in a fixed order, see
 //! [`ChannelSlices`]; batch norm's dγ, dβ use it too, with the statistics row = the channel).
 //! Missing γ / β are passed to the kernels as ones / zeros (multiplying by 1 and adding 0 is exact).
+//!
+//! Size: over the 400-line budget because the op is one piece: a forward and two gradients sharing the
+//! per-(sample, group) statistics; instance and layer norm are compositions of it (`layer_norm.rs`).
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};

@@ -17,6 +17,9 @@
 //! and `reduce_sum.wgsl` adds the partials in index order — two deterministic passes, no float atomics
 //! ([`plan`] decides from the shape alone, so the same shapes always give the same bits).
 //! The CPU reference below is the naive triple loop (llm.c's `matmul_forward_naive`).
+//!
+//! Size: over the 400-line budget because the three kernels are variants of one op behind one plan; the
+//! autograd's two transposed products reuse them.
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};

@@ -8,7 +8,7 @@
 //! | add_scalar, mul_scalar, neg | unary.wgsl | identity / mul_scalar (composition) | unary::Unary |
 //! | add, sub, mul, div (broadcasting) | binary.wgsl | composition: binary ops + sum_to | binary |
 //! | sum, mean, sum_to | reduce_sum.wgsl | expand (copy_strided) | reduce::cpu_sum |
-//! | max over an axis | reduce_max.wgsl | reduce_max_backward.wgsl | reduce::cpu_max |
+//! | max over an axis, argmax | reduce_max.wgsl | reduce_max_backward.wgsl | reduce_max::cpu_max |
 //! | matmul (batched, tiled) | matmul.wgsl | two matmuls with transposes | matmul |
 //! | softmax | softmax.wgsl | softmax_backward.wgsl | softmax |
 //! | reshape, permute, transpose, narrow, chunk, expand, cat | copy_strided.wgsl (reshape: none) | the inverse movement / sum_to | movement::cpu_copy_strided |
@@ -50,6 +50,7 @@ pub mod matmul;
 pub mod movement;
 pub mod pool;
 pub mod reduce;
+pub mod reduce_max;
 pub mod relu;
 pub mod softmax;
 pub mod temporal_agg;

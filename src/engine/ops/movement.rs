@@ -11,6 +11,9 @@
 //! - reshape: the same storage with another shape (tensors are always contiguous). Backward: reshape back.
 //!
 //! Saved for backward: only shapes and offsets. Kernels: `copy_strided.wgsl`; no backward kernels.
+//!
+//! Size: over the 400-line budget because it is one piece — seven movement ops share one kernel
+//! (`copy_strided.wgsl`), one CPU reference and one strided-view description; split, each would repeat it.
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{pack8, Grid, Kernel};
