@@ -32,6 +32,8 @@ use sitsgpu::models::utae::{PadInfo, UTae, UTaeConfig};
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
 
+mod panoptic;
+
 /// Tolerance rules of the fixtures README / compare.py.
 struct Rules {
     precision: Value,
@@ -141,6 +143,8 @@ struct DeviceBatch {
     pad: PadInfo,
     targets: Tensor,
     lengths: Vec<usize>,
+    /// The instance target (B, H, W, 7), when the dataset was opened for it.
+    instance: Option<Vec<f32>>,
 }
 
 fn load_batch(ds: &PastisDataset, ids: &[u64], device: Device) -> DeviceBatch {
@@ -172,6 +176,7 @@ fn load_batch(ds: &PastisDataset, ids: &[u64], device: Device) -> DeviceBatch {
             device,
         ),
         lengths,
+        instance: b.instance,
     }
 }
 
@@ -669,6 +674,7 @@ fn run_fixture_root(root: &Path) {
             let outcome = match kind.as_str() {
                 "semantic" => run_semantic(&dir, &conf, device),
                 "pse" => run_pse(&dir, &conf, device),
+                "panoptic" => panoptic::run_panoptic(&dir, &conf, device),
                 other => Outcome::Unsupported(format!("kind {other:?} not implemented yet")),
             };
             match outcome {

@@ -39,6 +39,11 @@ pub fn all() -> Vec<Kernel> {
         ops::batch_norm::KERNELS,
         ops::upsample::KERNELS,
         ops::pool::KERNELS,
+        ops::max_pool::KERNELS,
+        ops::segment_argmax::KERNELS,
+        ops::gather_pixels::KERNELS,
+        ops::crop::KERNELS,
+        ops::paps_loss::KERNELS,
         ops::adam::KERNELS,
     ]
     .concat()

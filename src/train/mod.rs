@@ -1,5 +1,6 @@
 //! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
 //! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
+//! the panoptic workflow of U-TAE + PaPs ([`panoptic`], with its `PanopticMeter`),
 //! the semantic workflow's incomplete batches ([`drop_last`]),
 //! [`metrics`], [`predict`], the per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the
 //! command line's flags ([`flags`]) and what each subcommand runs ([`commands`]).
@@ -10,6 +11,7 @@ pub mod demo;
 pub mod drop_last;
 pub mod flags;
 pub mod metrics;
+pub mod panoptic;
 pub mod pixelset;
 pub mod plot;
 pub mod predict;

@@ -27,6 +27,11 @@
 //! | upsample_bilinear (align_corners = False) | upsample_bilinear.wgsl | upsample_bilinear_backward.wgsl | upsample |
 //! | avg_pool2d | avg_pool2d.wgsl | avg_pool2d_backward.wgsl | pool |
 //! | conv2d (stride, zero / reflect padding, bias) | conv2d.wgsl (tiled implicit GEMM) | conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl (+ reduce_sum), bias: sum | conv2d |
+//! | max_pool2d_same (k × k, stride 1, −∞ padding; PaPs' local maxima) | max_pool2d.wgsl | max_pool2d_backward.wgsl | max_pool |
+//! | segment_argmax (scatter-max over zones, ties → smallest index; no gradient) | segment_argmax.wgsl | none (indices) | segment_argmax |
+//! | gather_pixels (PaPs' center features) | gather_pixels.wgsl | gather_pixels_backward.wgsl (inverse index) | gather_pixels |
+//! | crop_ragged, resize_crop (PaPs' per-instance crops, packed) | crop_ragged.wgsl, resize_crop.wgsl | crop_ragged_backward.wgsl, resize_crop_backward.wgsl | crop |
+//! | paps_loss_terms (center, size, shape; then sum) | paps_loss.wgsl `<term>_loss_terms` | paps_loss_backward.wgsl `<term>_loss_backward` | paps_loss::Term |
 //! | adam (the optimizer's update, in place) | adam.wgsl | none (not differentiated) | adam::cpu_step |
 //! | conv_transpose2d (stride, zero padding, bias) | conv2d_backward_input.wgsl (+ broadcast add) | conv2d.wgsl, conv2d_backward_weight.wgsl | conv_transpose2d |
 //!
@@ -39,19 +44,24 @@ pub mod batch_norm;
 pub mod binary;
 pub mod conv2d;
 pub mod conv_transpose2d;
+pub mod crop;
 pub mod cross_entropy;
 pub mod dropout;
+pub mod gather_pixels;
 pub mod group_norm;
 pub mod index_select;
 pub mod layer_norm;
 pub mod masked_fill;
 pub mod masked_pool;
 pub mod matmul;
+pub mod max_pool;
 pub mod movement;
+pub mod paps_loss;
 pub mod pool;
 pub mod reduce;
 pub mod reduce_max;
 pub mod relu;
+pub mod segment_argmax;
 pub mod softmax;
 pub mod temporal_agg;
 pub mod unary;
