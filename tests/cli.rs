@@ -13,8 +13,8 @@
 
 mod common;
 use common::{
-    assert_bit_identical, fixtures_root, max_abs, read_json, semantic_utae_cases, sitsgpu,
-    sitsgpu_err, sitsgpu_ok, text, TmpDir,
+    assert_bit_identical, fixtures_root, max_abs, read_json, semantic_cases, sitsgpu, sitsgpu_err,
+    sitsgpu_ok, text, TmpDir,
 };
 
 use std::path::{Path, PathBuf};
@@ -159,9 +159,10 @@ fn compare_predictions(case: &Path, out: &Path) -> (Vec<String>, f64, usize) {
     (failures, worst, n_checked)
 }
 
-/// Runs `predict` on every semantic U-TAE case (on the CPU path, or the GPU) and checks every output.
+/// Runs `predict` on every semantic case (on the CPU path, or the GPU) and checks every output (U-TAE's with
+/// its attention masks).
 fn predict_all_cases(device: &str) {
-    let Some(cases) = semantic_utae_cases("predict_reproduces_the_fixtures") else {
+    let Some(cases) = semantic_cases("predict_reproduces_the_fixtures") else {
         return;
     };
     let tmp = TmpDir::new("cli", &format!("predict_{device}"));
@@ -185,8 +186,15 @@ fn predict_all_cases(device: &str) {
             &"2",
             &"--out",
             &out,
-            &"--save_attention",
         ];
+        if read_json(&case.join("conf.json"))
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("utae")
+            == "utae"
+        {
+            args.push(&"--save_attention");
+        }
         if device == "cpu" {
             args.push(&"--cpu");
         }

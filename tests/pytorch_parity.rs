@@ -27,8 +27,8 @@ use sitsgpu::engine::testing::gpu_or_skip;
 use sitsgpu::layers::state::{load_state_dict, state_dict};
 use sitsgpu::layers::{Ctx, Module};
 use sitsgpu::models::pse::focal_loss;
-use sitsgpu::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use sitsgpu::models::semantic::SemanticConfig;
+use sitsgpu::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use sitsgpu::models::utae::PadInfo;
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
@@ -239,7 +239,8 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
             let file = format!("attn_{id}.npy");
             if let Ok(e) = npy::read_f32(case.join("expected").join(&file)) {
                 if out.attn.is_none() {
-                    rep.failures.push(format!("{file}: the model has no attention"));
+                    rep.failures
+                        .push(format!("{file}: the model has no attention"));
                     continue;
                 }
                 let t_i = batch.lengths[i];

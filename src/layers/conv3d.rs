@@ -29,9 +29,20 @@ pub struct Conv3d {
 
 impl Conv3d {
     /// `nn.Conv3d(c_in, c_out, k, stride=1, padding)`.
-    pub fn new(c_in: usize, c_out: usize, k: usize, padding: usize, rng: &mut Rng, device: Device) -> Self {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        padding: usize,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
         let (weight, bias) = params([c_out, c_in, k, k, k], c_out, rng, device);
-        Conv3d { weight, bias, padding }
+        Conv3d {
+            weight,
+            bias,
+            padding,
+        }
     }
 
     /// x (N, C_in, D, H, W) → (N, C_out, D', H', W').
@@ -52,9 +63,20 @@ pub struct ConvTranspose3d {
 
 impl ConvTranspose3d {
     /// `nn.ConvTranspose3d(c_in, c_out, k, stride, padding, output_padding)`.
-    pub fn new(c_in: usize, c_out: usize, k: usize, geometry: [usize; 3], rng: &mut Rng, device: Device) -> Self {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        geometry: [usize; 3],
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
         let (weight, bias) = params([c_in, c_out, k, k, k], c_out, rng, device);
-        ConvTranspose3d { weight, bias, geometry }
+        ConvTranspose3d {
+            weight,
+            bias,
+            geometry,
+        }
     }
 
     /// x (N, C_in, D, H, W) → (N, C_out, (D - 1)·s - 2p + k + output_padding, ...).

@@ -19,7 +19,16 @@ pub struct ConvLstm {
 impl ConvLstm {
     /// A ConvLSTM from `input_dim` to `hidden` channels (Xavier-normal weight, N(0, 1) bias, spec §3.9).
     pub fn new(input_dim: usize, hidden: usize, rng: &mut Rng, device: Device) -> Self {
-        let conv = Conv2d::new(input_dim + hidden, 4 * hidden, 3, 1, 1, PaddingMode::Zeros, rng, device);
+        let conv = Conv2d::new(
+            input_dim + hidden,
+            4 * hidden,
+            3,
+            1,
+            1,
+            PaddingMode::Zeros,
+            rng,
+            device,
+        );
         ConvLstm { conv }
     }
 
@@ -31,7 +40,8 @@ impl ConvLstm {
 
 impl Module for ConvLstm {
     fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        self.conv.named_parameters(&prefixed(prefix, "cell_list.0.conv"))
+        self.conv
+            .named_parameters(&prefixed(prefix, "cell_list.0.conv"))
     }
 }
 
@@ -64,8 +74,13 @@ impl BConvLstm {
 
 impl Module for BConvLstm {
     fn named_parameters(&self, p: &str) -> Vec<(String, Tensor)> {
-        let mut v = self.forward.named_parameters(&prefixed(p, "convlstm_forward"));
-        v.extend(self.backward.named_parameters(&prefixed(p, "convlstm_backward")));
+        let mut v = self
+            .forward
+            .named_parameters(&prefixed(p, "convlstm_forward"));
+        v.extend(
+            self.backward
+                .named_parameters(&prefixed(p, "convlstm_backward")),
+        );
         v
     }
 }
@@ -92,14 +107,24 @@ impl ConvGru {
     /// x (B, T, C, H, W) → h_T (B, Hd, H, W).
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let (i, o) = (&self.in_conv, &self.out_conv);
-        x.conv_gru(&i.weight, i.bias.as_ref().expect("bias"), &o.weight, o.bias.as_ref().expect("bias"))
+        x.conv_gru(
+            &i.weight,
+            i.bias.as_ref().expect("bias"),
+            &o.weight,
+            o.bias.as_ref().expect("bias"),
+        )
     }
 }
 
 impl Module for ConvGru {
     fn named_parameters(&self, p: &str) -> Vec<(String, Tensor)> {
-        let mut v = self.in_conv.named_parameters(&prefixed(p, "cell_list.0.in_conv"));
-        v.extend(self.out_conv.named_parameters(&prefixed(p, "cell_list.0.out_conv")));
+        let mut v = self
+            .in_conv
+            .named_parameters(&prefixed(p, "cell_list.0.in_conv"));
+        v.extend(
+            self.out_conv
+                .named_parameters(&prefixed(p, "cell_list.0.out_conv")),
+        );
         v
     }
 }
@@ -114,12 +139,22 @@ mod tests {
         // spec §5.3: ConvLSTM(10 → 160) 979,840; ConvGRU(10 → 180) 923,940.
         let l = ConvLstm::new(10, 160, &mut rng, Device::Cpu);
         assert_eq!(l.num_parameters(), 979_840);
-        let names: Vec<String> = l.named_parameters("enc.").into_iter().map(|(n, _)| n).collect();
-        assert_eq!(names, ["enc.cell_list.0.conv.weight", "enc.cell_list.0.conv.bias"]);
+        let names: Vec<String> = l
+            .named_parameters("enc.")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            ["enc.cell_list.0.conv.weight", "enc.cell_list.0.conv.bias"]
+        );
         let g = ConvGru::new(10, 180, &mut rng, Device::Cpu);
         assert_eq!(g.num_parameters(), 923_940);
         assert_eq!(g.named_parameters("")[2].0, "cell_list.0.out_conv.weight");
         let b = BConvLstm::new(4, 3, &mut rng, Device::Cpu);
-        assert_eq!(b.named_parameters("t.")[2].0, "t.convlstm_backward.cell_list.0.conv.weight");
+        assert_eq!(
+            b.named_parameters("t.")[2].0,
+            "t.convlstm_backward.cell_list.0.conv.weight"
+        );
     }
 }

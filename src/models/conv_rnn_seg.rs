@@ -30,12 +30,25 @@ pub struct RecurrentSegConfig {
 impl RecurrentSegConfig {
     /// get_model's: hidden 160 for convlstm, 180 for convgru.
     pub fn get_model(hidden_dim: usize, num_classes: usize) -> RecurrentSegConfig {
-        RecurrentSegConfig { num_classes, input_size: 128, input_dim: 10, hidden_dim, pad_value: 0.0 }
+        RecurrentSegConfig {
+            num_classes,
+            input_size: 128,
+            input_dim: 10,
+            hidden_dim,
+            pad_value: 0.0,
+        }
     }
 
     /// `self` with the constructor arguments of `kw` applied.
     pub fn with_kwargs(mut self, kw: &Kwargs) -> Result<RecurrentSegConfig> {
-        kw.check_known(&["num_classes", "input_size", "input_dim", "hidden_dim", "kernel_size", "pad_value"])?;
+        kw.check_known(&[
+            "num_classes",
+            "input_size",
+            "input_dim",
+            "hidden_dim",
+            "kernel_size",
+            "pad_value",
+        ])?;
         kw.usize("num_classes", &mut self.num_classes)?;
         kw.usize("input_size", &mut self.input_size)?;
         kw.usize("input_dim", &mut self.input_dim)?;
@@ -44,7 +57,10 @@ impl RecurrentSegConfig {
         let mut k = 3;
         kw.usize("kernel_size", &mut k)?;
         if k != 3 || self.hidden_dim == 0 || self.num_classes == 0 {
-            return Err(kw.bad("kernel_size", "expected kernel_size (3, 3), hidden_dim > 0 and num_classes > 0"));
+            return Err(kw.bad(
+                "kernel_size",
+                "expected kernel_size (3, 3), hidden_dim > 0 and num_classes > 0",
+            ));
         }
         Ok(self)
     }
@@ -82,8 +98,21 @@ impl RecurrentSeg {
         } else {
             Encoder::Lstm(ConvLstm::new(c.input_dim, hd, &mut rng, device))
         };
-        let classification_layer = Conv2d::new(hd, c.num_classes, 3, 1, 1, PaddingMode::Zeros, &mut rng, device);
-        RecurrentSeg { config, encoder, classification_layer }
+        let classification_layer = Conv2d::new(
+            hd,
+            c.num_classes,
+            3,
+            1,
+            1,
+            PaddingMode::Zeros,
+            &mut rng,
+            device,
+        );
+        RecurrentSeg {
+            config,
+            encoder,
+            classification_layer,
+        }
     }
 
     /// Number of classes.
@@ -107,7 +136,10 @@ impl Module for RecurrentSeg {
             Encoder::Lstm(l) => l.named_parameters(&prefixed(p, "convlstm_encoder")),
             Encoder::Gru(g) => g.named_parameters(&prefixed(p, "convgru_encoder")),
         };
-        v.extend(self.classification_layer.named_parameters(&prefixed(p, "classification_layer")));
+        v.extend(
+            self.classification_layer
+                .named_parameters(&prefixed(p, "classification_layer")),
+        );
         v
     }
 }
@@ -119,9 +151,17 @@ mod tests {
     #[test]
     fn get_model_parameter_counts() {
         // spec §5.3: 979,840 + 28,820 = 1,008,660; 923,940 + 32,420 = 956,360.
-        let l = RecurrentSeg::new(RecurrentSegConfig::get_model(160, 20), false, 0, Device::Cpu);
+        let l = RecurrentSeg::new(
+            RecurrentSegConfig::get_model(160, 20),
+            false,
+            0,
+            Device::Cpu,
+        );
         assert_eq!(l.num_parameters(), 1_008_660);
-        assert_eq!(l.named_parameters("")[0].0, "convlstm_encoder.cell_list.0.conv.weight");
+        assert_eq!(
+            l.named_parameters("")[0].0,
+            "convlstm_encoder.cell_list.0.conv.weight"
+        );
         let g = RecurrentSeg::new(RecurrentSegConfig::get_model(180, 20), true, 0, Device::Cpu);
         assert_eq!(g.num_parameters(), 956_360);
         assert_eq!(g.named_parameters("")[4].0, "classification_layer.weight");

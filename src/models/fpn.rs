@@ -69,8 +69,15 @@ impl FpnConfig {
     /// `self` with the constructor arguments of `kw` applied.
     pub fn with_kwargs(mut self, kw: &Kwargs) -> Result<FpnConfig> {
         kw.check_known(&[
-            "input_dim", "num_classes", "inconv", "n_levels", "n_channels", "hidden_size", "input_shape",
-            "mid_conv", "pad_value",
+            "input_dim",
+            "num_classes",
+            "inconv",
+            "n_levels",
+            "n_channels",
+            "hidden_size",
+            "input_shape",
+            "mid_conv",
+            "pad_value",
         ])?;
         kw.usize("input_dim", &mut self.input_dim)?;
         kw.usize("num_classes", &mut self.num_classes)?;
@@ -83,8 +90,15 @@ impl FpnConfig {
         if let Some(m) = kw.bool("mid_conv")? {
             self.mid_conv = m;
         }
-        if self.inconv.is_empty() || self.n_levels < 2 || self.n_channels == 0 || self.hidden_size == 0 {
-            return Err(kw.bad("n_levels", "expected a non-empty inconv, n_levels >= 2, n_channels > 0, hidden_size > 0"));
+        if self.inconv.is_empty()
+            || self.n_levels < 2
+            || self.n_channels == 0
+            || self.hidden_size == 0
+        {
+            return Err(kw.bad(
+                "n_levels",
+                "expected a non-empty inconv, n_levels >= 2, n_channels > 0, hidden_size > 0",
+            ));
         }
         Ok(self)
     }
@@ -108,10 +122,18 @@ pub fn dilate_kernel(w: &Tensor, d: usize) -> Tensor {
     }
     let s = w.shape();
     let (co, ci, dev) = (s[0], s[1], w.device());
-    let rows = Tensor::cat(&[&w.reshape(&[co, ci, 3, 1, 3, 1]), &Tensor::zeros(&[co, ci, 3, d - 1, 3, 1], dev)], 3);
+    let rows = Tensor::cat(
+        &[
+            &w.reshape(&[co, ci, 3, 1, 3, 1]),
+            &Tensor::zeros(&[co, ci, 3, d - 1, 3, 1], dev),
+        ],
+        3,
+    );
     let both = Tensor::cat(&[&rows, &Tensor::zeros(&[co, ci, 3, d, 3, d - 1], dev)], 5);
     let k = 2 * d + 1;
-    both.reshape(&[co, ci, 3 * d, 3 * d]).narrow(2, 0, k).narrow(3, 0, k)
+    both.reshape(&[co, ci, 3 * d, 3 * d])
+        .narrow(2, 0, k)
+        .narrow(3, 0, k)
 }
 
 /// `PyramidBlock`: a 3 × 3 conv, then the atrous convs of dilations 1, 2, 4, … and the global max.
@@ -126,14 +148,24 @@ impl Pyramid {
         let u = self.inconv.forward(x);
         let s = u.shape().to_vec();
         let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
-        let gmax = u.reshape(&[n, c, h * w]).max(2, true).reshape(&[n, c, 1, 1]).expand(&[n, c, h, w]);
+        let gmax = u
+            .reshape(&[n, c, h * w])
+            .max(2, true)
+            .reshape(&[n, c, 1, 1])
+            .expand(&[n, c, h, w]);
         let mut outs: Vec<Tensor> = self
             .convs
             .iter()
             .enumerate()
             .map(|(i, cv)| {
                 let d = 1 << i;
-                u.conv2d(&dilate_kernel(&cv.weight, d), cv.bias.as_ref(), 1, d, PaddingMode::Reflect)
+                u.conv2d(
+                    &dilate_kernel(&cv.weight, d),
+                    cv.bias.as_ref(),
+                    1,
+                    d,
+                    PaddingMode::Reflect,
+                )
             })
             .collect();
         outs.push(gmax);
@@ -157,13 +189,30 @@ impl Fpn {
     pub fn new(config: FpnConfig, seed: u64, device: Device) -> Self {
         let mut rng = Rng::new(seed);
         let (c, rng) = (&config, &mut rng);
-        let layer = |w: &[usize], rng: &mut Rng| ConvLayer::new(w, NormKind::Group, 3, 1, 1, true, PaddingMode::Reflect, rng, device);
-        let widths: Vec<usize> = [c.input_dim].into_iter().chain(c.inconv.iter().copied()).collect();
+        let layer = |w: &[usize], rng: &mut Rng| {
+            ConvLayer::new(
+                w,
+                NormKind::Group,
+                3,
+                1,
+                1,
+                true,
+                PaddingMode::Reflect,
+                rng,
+                device,
+            )
+        };
+        let widths: Vec<usize> = [c.input_dim]
+            .into_iter()
+            .chain(c.inconv.iter().copied())
+            .collect();
         let inconv = layer(&widths, rng);
         let (top, nc) = (*c.inconv.last().expect("inconv non-empty"), c.n_channels);
         let pyramid = Pyramid {
             inconv: Conv2d::new(top, nc, 3, 1, 1, PaddingMode::Zeros, rng, device),
-            convs: (0..c.n_levels - 1).map(|i| Conv2d::new(nc, nc, 3, 1, 1 << i, PaddingMode::Reflect, rng, device)).collect(),
+            convs: (0..c.n_levels - 1)
+                .map(|i| Conv2d::new(nc, nc, 3, 1, 1 << i, PaddingMode::Reflect, rng, device))
+                .collect(),
         };
         let (mid_conv, dim) = if c.mid_conv {
             let dim = nc * c.n_levels / 2;
@@ -172,8 +221,24 @@ impl Fpn {
             (None, nc * c.n_levels)
         };
         let convlstm = ConvLstm::new(dim, c.hidden_size, rng, device);
-        let outconv = Conv2d::new(c.hidden_size, c.num_classes, 1, 1, 0, PaddingMode::Zeros, rng, device);
-        Fpn { config, inconv, pyramid, mid_conv, convlstm, outconv }
+        let outconv = Conv2d::new(
+            c.hidden_size,
+            c.num_classes,
+            1,
+            1,
+            0,
+            PaddingMode::Zeros,
+            rng,
+            device,
+        );
+        Fpn {
+            config,
+            inconv,
+            pyramid,
+            mid_conv,
+            convlstm,
+            outconv,
+        }
     }
 
     /// Number of classes.
@@ -184,7 +249,10 @@ impl Fpn {
     /// x (B, T, C, H, W), the batch's pad mask → class scores (B, num_classes, H, W).
     pub fn forward(&self, x: &Tensor, pad: &PadInfo, ctx: &Ctx) -> Tensor {
         let s = x.shape();
-        assert!(s.len() == 5 && pad.mask.len() == s[0] * s[1], "FPNConvLSTM: expected x (B, T, C, H, W) and a (B, T) pad mask, got {s:?}");
+        assert!(
+            s.len() == 5 && pad.mask.len() == s[0] * s[1],
+            "FPNConvLSTM: expected x (B, T, C, H, W) and a (B, T) pad mask, got {s:?}"
+        );
         let real: Vec<usize> = (0..s[0] * s[1]).filter(|&f| !pad.mask[f]).collect();
         let mut out = temporally_shared(x, &real, false, |f| self.inconv.forward(f, ctx));
         out = temporally_shared(&out, &real, false, |f| self.pyramid.forward(f));
@@ -198,7 +266,11 @@ impl Fpn {
 impl Module for Fpn {
     fn named_parameters(&self, p: &str) -> Vec<(String, Tensor)> {
         let mut v = self.inconv.named_parameters(&prefixed(p, "inconv.conv"));
-        v.extend(self.pyramid.inconv.named_parameters(&prefixed(p, "pyramid.inconv")));
+        v.extend(
+            self.pyramid
+                .inconv
+                .named_parameters(&prefixed(p, "pyramid.inconv")),
+        );
         for (i, cv) in self.pyramid.convs.iter().enumerate() {
             v.extend(cv.named_parameters(&prefixed(p, &format!("pyramid.convs.{i}"))));
         }
@@ -222,7 +294,13 @@ mod tests {
         let m = Fpn::new(FpnConfig::get_model(20), 0, Device::Cpu);
         assert_eq!(m.num_parameters(), 1_151_028);
         let names: Vec<String> = m.named_parameters("").into_iter().map(|(n, _)| n).collect();
-        for k in ["inconv.conv.conv.4.bias", "pyramid.convs.2.weight", "mid_conv.conv.conv.1.weight", "convlstm.cell_list.0.conv.weight", "outconv.bias"] {
+        for k in [
+            "inconv.conv.conv.4.bias",
+            "pyramid.convs.2.weight",
+            "mid_conv.conv.conv.1.weight",
+            "convlstm.cell_list.0.conv.weight",
+            "outconv.bias",
+        ] {
             assert!(names.contains(&k.to_string()), "{k}");
         }
     }
@@ -232,17 +310,27 @@ mod tests {
         // x (1, 1, 5, 6), w 3×3 = 1..9, dilation 2, reflect padding 2: y[i, j] = Σ w[a, b] · xpad[i + 2a, j + 2b].
         let x: Vec<f64> = random_vec(30, -1.0, 1.0, 1);
         let w: Vec<f32> = (1..=9).map(|v| v as f32).collect();
-        let xt = Tensor::from_vec(x.iter().map(|&v| v as f32).collect(), &[1, 1, 5, 6], Device::Cpu);
+        let xt = Tensor::from_vec(
+            x.iter().map(|&v| v as f32).collect(),
+            &[1, 1, 5, 6],
+            Device::Cpu,
+        );
         let wt = Tensor::from_vec(w.clone(), &[1, 1, 3, 3], Device::Cpu);
-        let y = xt.conv2d(&dilate_kernel(&wt, 2), None, 1, 2, PaddingMode::Reflect).to_vec();
+        let y = xt
+            .conv2d(&dilate_kernel(&wt, 2), None, 1, 2, PaddingMode::Reflect)
+            .to_vec();
         let src = |t: isize, n: isize| if t < 0 { -t } else if t >= n { 2 * (n - 1) - t } else { t } as usize;
         for i in 0..5isize {
             for j in 0..6isize {
                 let mut want = 0.0;
                 for (a, b) in (0..9).map(|k| (k / 3, k % 3)) {
-                    want += w[(a * 3 + b) as usize] as f64 * x[src(i + 2 * a - 2, 5) * 6 + src(j + 2 * b - 2, 6)];
+                    want += w[(a * 3 + b) as usize] as f64
+                        * x[src(i + 2 * a - 2, 5) * 6 + src(j + 2 * b - 2, 6)];
                 }
-                assert!((y[(i * 6 + j) as usize] as f64 - want).abs() < 1e-4, "({i}, {j})");
+                assert!(
+                    (y[(i * 6 + j) as usize] as f64 - want).abs() < 1e-4,
+                    "({i}, {j})"
+                );
             }
         }
     }

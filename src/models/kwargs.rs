@@ -36,7 +36,12 @@ impl<'a> Kwargs<'a> {
             Value::Array(a) if !a.is_empty() && a.iter().all(|e| e == &a[0]) => a[0].as_u64(),
             _ => x.as_u64(),
         };
-        *slot = v.ok_or_else(|| self.bad(k, "expected a non-negative integer (or a pair of equal ones)"))? as usize;
+        *slot = v.ok_or_else(|| {
+            self.bad(
+                k,
+                "expected a non-negative integer (or a pair of equal ones)",
+            )
+        })? as usize;
         Ok(())
     }
 
@@ -61,24 +66,40 @@ impl<'a> Kwargs<'a> {
     /// A string, if present.
     pub fn string(&self, k: &str) -> Result<Option<String>> {
         self.get(k)
-            .map(|x| x.as_str().map(str::to_string).ok_or_else(|| self.bad(k, "expected a string")))
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| self.bad(k, "expected a string"))
+            })
             .transpose()
     }
 
     /// A boolean, if present.
     pub fn bool(&self, k: &str) -> Result<Option<bool>> {
         self.get(k)
-            .map(|x| x.as_bool().ok_or_else(|| self.bad(k, "expected true or false")))
+            .map(|x| {
+                x.as_bool()
+                    .ok_or_else(|| self.bad(k, "expected true or false"))
+            })
             .transpose()
     }
 
     /// Keys of the object that `known` does not list (a typo in `--model_kwargs` is an error, not ignored).
     pub fn check_known(&self, known: &[&str]) -> Result<()> {
         let Some(o) = self.v.as_object() else {
-            return Err(Error::format(self.path, "model arguments: expected a JSON object"));
+            return Err(Error::format(
+                self.path,
+                "model arguments: expected a JSON object",
+            ));
         };
         match o.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(self.bad(k, &format!("not an argument of this model (known: {})", known.join(", ")))),
+            Some(k) => Err(self.bad(
+                k,
+                &format!(
+                    "not an argument of this model (known: {})",
+                    known.join(", ")
+                ),
+            )),
             None => Ok(()),
         }
     }

@@ -85,8 +85,19 @@ impl RecUNetConfig {
     /// `self` with the constructor arguments of `kw` (RecUNet's keyword names) applied.
     pub fn with_kwargs(mut self, kw: &Kwargs) -> Result<RecUNetConfig> {
         kw.check_known(&[
-            "input_dim", "encoder_widths", "decoder_widths", "out_conv", "str_conv_k", "str_conv_s",
-            "str_conv_p", "temporal", "input_size", "encoder_norm", "hidden_dim", "encoder", "padding_mode",
+            "input_dim",
+            "encoder_widths",
+            "decoder_widths",
+            "out_conv",
+            "str_conv_k",
+            "str_conv_s",
+            "str_conv_p",
+            "temporal",
+            "input_size",
+            "encoder_norm",
+            "hidden_dim",
+            "encoder",
+            "padding_mode",
             "pad_value",
         ])?;
         kw.usize("input_dim", &mut self.input_dim)?;
@@ -114,10 +125,18 @@ impl RecUNetConfig {
                 .ok_or_else(|| kw.bad("padding_mode", "expected reflect or zeros"))?;
         }
         if kw.bool("encoder")? == Some(true) {
-            return Err(kw.bad("encoder", "encoder mode (PaPs) is not supported for RecUNet"));
+            return Err(kw.bad(
+                "encoder",
+                "encoder mode (PaPs) is not supported for RecUNet",
+            ));
         }
         let n = self.encoder_widths.len();
-        if n < 2 || self.decoder_widths.len() != n || self.decoder_widths[n - 1] != self.encoder_widths[n - 1] || self.out_conv.is_empty() || self.hidden_dim == 0 {
+        if n < 2
+            || self.decoder_widths.len() != n
+            || self.decoder_widths[n - 1] != self.encoder_widths[n - 1]
+            || self.out_conv.is_empty()
+            || self.hidden_dim == 0
+        {
             return Err(kw.bad("encoder_widths", "encoder and decoder widths of the same length >= 2 ending alike, a non-empty out_conv and hidden_dim > 0"));
         }
         Ok(self)
@@ -160,23 +179,56 @@ impl RecUNet {
         let (c, rng) = (&config, &mut rng);
         let (n, norm, mode) = (c.encoder_widths.len(), c.encoder_norm, c.padding_mode);
         let (ew, dw) = (&c.encoder_widths, &c.decoder_widths);
-        let in_conv = ConvLayer::new(&[c.input_dim, ew[0], ew[0]], norm, 3, 1, 1, true, PaddingMode::Reflect, rng, device);
+        let in_conv = ConvLayer::new(
+            &[c.input_dim, ew[0], ew[0]],
+            norm,
+            3,
+            1,
+            1,
+            true,
+            PaddingMode::Reflect,
+            rng,
+            device,
+        );
         let down_blocks = (0..n - 1)
             .map(|i| DownConvBlock::new(ew[i], ew[i + 1], c.str_conv, norm, mode, rng, device))
             .collect();
         let up_blocks = (1..n)
             .rev()
-            .map(|i| UpConvBlock::new([dw[i], dw[i - 1], ew[i - 1]], c.str_conv, norm, mode, rng, device))
+            .map(|i| {
+                UpConvBlock::new(
+                    [dw[i], dw[i - 1], ew[i - 1]],
+                    c.str_conv,
+                    norm,
+                    mode,
+                    rng,
+                    device,
+                )
+            })
             .collect();
         let (last, hd) = (ew[n - 1], c.hidden_dim);
         let (temporal_encoder, emb) = match c.temporal {
             Temporal::Lstm => (Encoder::Lstm(ConvLstm::new(last, hd, rng, device)), hd),
-            Temporal::Blstm => (Encoder::Blstm(BConvLstm::new(last, hd, rng, device)), 2 * hd),
+            Temporal::Blstm => (
+                Encoder::Blstm(BConvLstm::new(last, hd, rng, device)),
+                2 * hd,
+            ),
         };
         let out_convlstm = Conv2d::new(emb, last, 3, 1, 1, PaddingMode::Zeros, rng, device);
-        let head: Vec<usize> = [dw[0]].into_iter().chain(c.out_conv.iter().copied()).collect();
+        let head: Vec<usize> = [dw[0]]
+            .into_iter()
+            .chain(c.out_conv.iter().copied())
+            .collect();
         let out_conv = ConvLayer::new(&head, NormKind::Batch, 3, 1, 1, true, mode, rng, device);
-        RecUNet { config, in_conv, down_blocks, up_blocks, temporal_encoder, out_convlstm, out_conv }
+        RecUNet {
+            config,
+            in_conv,
+            down_blocks,
+            up_blocks,
+            temporal_encoder,
+            out_convlstm,
+            out_conv,
+        }
     }
 
     /// Number of classes (last out_conv width).
@@ -187,14 +239,28 @@ impl RecUNet {
     /// x (B, T, C, H, W), the batch's pad mask → class scores (B, num_classes, H, W).
     pub fn forward(&self, x: &Tensor, pad: &PadInfo, ctx: &Ctx) -> Tensor {
         let s = x.shape();
-        assert!(s.len() == 5 && pad.mask.len() == s[0] * s[1], "RecUNet: expected x (B, T, C, H, W) and a (B, T) pad mask, got {s:?} and {} flags", pad.mask.len());
+        assert!(
+            s.len() == 5 && pad.mask.len() == s[0] * s[1],
+            "RecUNet: expected x (B, T, C, H, W) and a (B, T) pad mask, got {s:?} and {} flags",
+            pad.mask.len()
+        );
         let (b, t) = (s[0], s[1]);
         let real: Vec<usize> = (0..b * t).filter(|&f| !pad.mask[f]).collect();
         let quirk = ctx.training && self.config.encoder_norm == NormKind::Batch;
-        let mut maps = vec![temporally_shared(x, &real, quirk && self.in_conv.has_batch_norm(), |f| self.in_conv.forward(f, ctx))];
+        let mut maps = vec![temporally_shared(
+            x,
+            &real,
+            quirk && self.in_conv.has_batch_norm(),
+            |f| self.in_conv.forward(f, ctx),
+        )];
         for block in &self.down_blocks {
             let prev = maps.last().expect("a map");
-            maps.push(temporally_shared(prev, &real, quirk && block.has_batch_norm(), |f| block.forward(f, ctx)));
+            maps.push(temporally_shared(
+                prev,
+                &real,
+                quirk && block.has_batch_norm(),
+                |f| block.forward(f, ctx),
+            ));
         }
         let last = maps.last().expect("a map");
         let emb = match &self.temporal_encoder {
@@ -203,7 +269,11 @@ impl RecUNet {
         };
         let mut out = self.out_convlstm.forward(&emb);
         let keep = (real.len() < b * t).then(|| {
-            Tensor::from_vec(pad.mask.iter().map(|&m| (!m) as u8 as f32).collect(), &[b, t], x.device())
+            Tensor::from_vec(
+                pad.mask.iter().map(|&m| (!m) as u8 as f32).collect(),
+                &[b, t],
+                x.device(),
+            )
         });
         for (i, up) in self.up_blocks.iter().enumerate() {
             let f = &maps[maps.len() - 2 - i];
@@ -228,7 +298,11 @@ impl Module for RecUNet {
 
 impl RecUNet {
     /// Every sub-module with its state_dict prefix, in the original's registration order.
-    fn visit(&self, p: &str, f: &mut dyn FnMut(&str, &dyn Module) -> Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    fn visit(
+        &self,
+        p: &str,
+        f: &mut dyn FnMut(&str, &dyn Module) -> Vec<(String, Tensor)>,
+    ) -> Vec<(String, Tensor)> {
         let mut v = f(&prefixed(p, "in_conv.conv"), &self.in_conv);
         for (i, d) in self.down_blocks.iter().enumerate() {
             v.extend(f(&prefixed(p, &format!("down_blocks.{i}")), d));
@@ -267,6 +341,9 @@ mod tests {
         let mut c = RecUNetConfig::get_model(30, 20);
         c.temporal = Temporal::Blstm;
         let bi = RecUNet::new(c, 0, Device::Cpu);
-        assert_eq!(bi.num_parameters(), 1_209_508 + (158 * 120 * 9 + 120) + 128 * 30 * 9);
+        assert_eq!(
+            bi.num_parameters(),
+            1_209_508 + (158 * 120 * 9 + 120) + 128 * 30 * 9
+        );
     }
 }

@@ -22,7 +22,15 @@ use crate::models::unet3d::{UNet3d, UNet3dConfig};
 use crate::models::utae::{PadInfo, UTae, UTaeConfig};
 
 /// Every `--model` of the semantic task, in the README's order.
-pub const MODELS: [&str; 7] = ["utae", "uconvlstm", "buconvlstm", "fpn", "convlstm", "convgru", "unet3d"];
+pub const MODELS: [&str; 7] = [
+    "utae",
+    "uconvlstm",
+    "buconvlstm",
+    "fpn",
+    "convlstm",
+    "convgru",
+    "unet3d",
+];
 
 /// A semantic model's configuration: which model, and its constructor arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,18 +70,50 @@ impl SemanticConfig {
 
     /// A baseline as get_model builds it (`num_classes`, `pad_value` from the flags), then `kwargs`
     /// (constructor arguments, from `path`) applied. `None` for `utae` and unknown names.
-    pub fn baseline(name: &str, num_classes: usize, pad_value: f32, kwargs: &Value, path: &Path) -> Result<Option<SemanticConfig>> {
+    pub fn baseline(
+        name: &str,
+        num_classes: usize,
+        pad_value: f32,
+        kwargs: &Value,
+        path: &Path,
+    ) -> Result<Option<SemanticConfig>> {
         let kw = Kwargs::new(kwargs, path);
         Ok(Some(match name {
             "uconvlstm" | "buconvlstm" => {
-                let mut c = RecUNetConfig::get_model(if name == "uconvlstm" { 64 } else { 30 }, num_classes);
+                let mut c = RecUNetConfig::get_model(
+                    if name == "uconvlstm" { 64 } else { 30 },
+                    num_classes,
+                );
                 c.pad_value = pad_value;
-                SemanticConfig::RecUNet(if name == "uconvlstm" { "uconvlstm" } else { "buconvlstm" }, c.with_kwargs(&kw)?)
+                SemanticConfig::RecUNet(
+                    if name == "uconvlstm" {
+                        "uconvlstm"
+                    } else {
+                        "buconvlstm"
+                    },
+                    c.with_kwargs(&kw)?,
+                )
             }
-            "fpn" => SemanticConfig::Fpn(FpnConfig { pad_value, ..FpnConfig::get_model(num_classes) }.with_kwargs(&kw)?),
-            "convlstm" => SemanticConfig::ConvLstm(RecurrentSegConfig::get_model(160, num_classes).with_kwargs(&kw)?),
-            "convgru" => SemanticConfig::ConvGru(RecurrentSegConfig::get_model(180, num_classes).with_kwargs(&kw)?),
-            "unet3d" => SemanticConfig::UNet3d(UNet3dConfig { pad_value, ..UNet3dConfig::get_model(num_classes) }.with_kwargs(&kw)?),
+            "fpn" => SemanticConfig::Fpn(
+                FpnConfig {
+                    pad_value,
+                    ..FpnConfig::get_model(num_classes)
+                }
+                .with_kwargs(&kw)?,
+            ),
+            "convlstm" => SemanticConfig::ConvLstm(
+                RecurrentSegConfig::get_model(160, num_classes).with_kwargs(&kw)?,
+            ),
+            "convgru" => SemanticConfig::ConvGru(
+                RecurrentSegConfig::get_model(180, num_classes).with_kwargs(&kw)?,
+            ),
+            "unet3d" => SemanticConfig::UNet3d(
+                UNet3dConfig {
+                    pad_value,
+                    ..UNet3dConfig::get_model(num_classes)
+                }
+                .with_kwargs(&kw)?,
+            ),
             _ => return Ok(None),
         }))
     }
@@ -88,13 +128,24 @@ impl SemanticConfig {
             .cloned()
             .unwrap_or(Value::Object(Map::new()));
         if name == "utae" {
-            let src = conf.pointer("/reference/constructor_kwargs").unwrap_or(conf);
+            let src = conf
+                .pointer("/reference/constructor_kwargs")
+                .unwrap_or(conf);
             return Ok(SemanticConfig::UTae(UTaeConfig::from_json(src, path)?));
         }
-        let classes = conf.get("num_classes").and_then(Value::as_u64).unwrap_or(20) as usize;
+        let classes = conf
+            .get("num_classes")
+            .and_then(Value::as_u64)
+            .unwrap_or(20) as usize;
         let pad = conf.get("pad_value").and_then(Value::as_f64).unwrap_or(0.0) as f32;
         SemanticConfig::baseline(name, classes, pad, &kwargs, path)?.ok_or_else(|| {
-            Error::format(path, format!("model {name:?} is not a semantic model (expected one of {})", MODELS.join(", ")))
+            Error::format(
+                path,
+                format!(
+                    "model {name:?} is not a semantic model (expected one of {})",
+                    MODELS.join(", ")
+                ),
+            )
         })
     }
 
@@ -127,7 +178,10 @@ impl SemanticConfig {
                 c.temporal = Temporal::Blstm;
                 Ok(SemanticConfig::RecUNet(n, c))
             }
-            other => Err(format!("--bidirectional: only uconvlstm and buconvlstm have it, not {}", other.name())),
+            other => Err(format!(
+                "--bidirectional: only uconvlstm and buconvlstm have it, not {}",
+                other.name()
+            )),
         }
     }
 
@@ -137,8 +191,12 @@ impl SemanticConfig {
             SemanticConfig::UTae(c) => SemanticModel::UTae(UTae::new(c, seed, device)),
             SemanticConfig::RecUNet(_, c) => SemanticModel::RecUNet(RecUNet::new(c, seed, device)),
             SemanticConfig::Fpn(c) => SemanticModel::Fpn(Fpn::new(c, seed, device)),
-            SemanticConfig::ConvLstm(c) => SemanticModel::Recurrent(RecurrentSeg::new(c, false, seed, device)),
-            SemanticConfig::ConvGru(c) => SemanticModel::Recurrent(RecurrentSeg::new(c, true, seed, device)),
+            SemanticConfig::ConvLstm(c) => {
+                SemanticModel::Recurrent(RecurrentSeg::new(c, false, seed, device))
+            }
+            SemanticConfig::ConvGru(c) => {
+                SemanticModel::Recurrent(RecurrentSeg::new(c, true, seed, device))
+            }
             SemanticConfig::UNet3d(c) => SemanticModel::UNet3d(UNet3d::new(c, seed, device)),
         }
     }
@@ -172,7 +230,10 @@ impl SemanticModel {
         let logits = match self {
             SemanticModel::UTae(m) => {
                 let o = m.forward(x, days, pad, ctx, false);
-                return SemanticOutput { logits: o.out, attn: Some(o.attn) };
+                return SemanticOutput {
+                    logits: o.out,
+                    attn: Some(o.attn),
+                };
             }
             SemanticModel::RecUNet(m) => m.forward(x, pad, ctx),
             SemanticModel::Fpn(m) => m.forward(x, pad, ctx),
@@ -221,13 +282,17 @@ mod tests {
     #[test]
     fn every_model_from_its_name_with_the_papers_parameter_counts() {
         // spec §5.7.
-        let want = [1_087_260, 1_520_540, 1_209_508, 1_151_028, 1_008_660, 956_360, 1_553_796];
+        let want = [
+            1_087_260, 1_520_540, 1_209_508, 1_151_028, 1_008_660, 956_360, 1_553_796,
+        ];
         for (name, n) in MODELS.iter().zip(want) {
-            let c = SemanticConfig::from_conf(&json!({ "model": name }), Path::new("conf.json")).unwrap();
+            let c = SemanticConfig::from_conf(&json!({ "model": name }), Path::new("conf.json"))
+                .unwrap();
             assert_eq!(c.name(), *name);
             assert_eq!(c.build(0, Device::Cpu).num_parameters(), n, "{name}");
         }
-        let e = SemanticConfig::from_conf(&json!({"model": "nope"}), Path::new("c.json")).unwrap_err();
+        let e =
+            SemanticConfig::from_conf(&json!({"model": "nope"}), Path::new("c.json")).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
     }
 
@@ -235,17 +300,31 @@ mod tests {
     fn model_kwargs_round_trip_through_conf_json() {
         let path = Path::new("conf.json");
         let kw = json!({"hidden_dim": 5, "encoder_widths": [4, 6, 8], "decoder_widths": [4, 6, 8], "out_conv": [4, 3]});
-        let c = SemanticConfig::from_conf(&json!({"model": "buconvlstm", "model_kwargs": kw}), path).unwrap();
+        let c =
+            SemanticConfig::from_conf(&json!({"model": "buconvlstm", "model_kwargs": kw}), path)
+                .unwrap();
         let c = c.bidirectional().unwrap();
-        let back = SemanticConfig::from_conf(&json!({"model": c.name(), "model_kwargs": c.kwargs()}), path).unwrap();
+        let back = SemanticConfig::from_conf(
+            &json!({"model": c.name(), "model_kwargs": c.kwargs()}),
+            path,
+        )
+        .unwrap();
         assert_eq!(back, c);
         for name in ["fpn", "convlstm", "convgru", "unet3d"] {
-            let c = SemanticConfig::from_conf(&json!({"model": name, "num_classes": 7}), path).unwrap();
+            let c =
+                SemanticConfig::from_conf(&json!({"model": name, "num_classes": 7}), path).unwrap();
             assert_eq!(c.num_classes(), 7);
-            let back = SemanticConfig::from_conf(&json!({"model": name, "model_kwargs": c.kwargs()}), path).unwrap();
+            let back = SemanticConfig::from_conf(
+                &json!({"model": name, "model_kwargs": c.kwargs()}),
+                path,
+            )
+            .unwrap();
             assert_eq!(back, c, "{name}");
         }
-        let typo = SemanticConfig::from_conf(&json!({"model": "fpn", "model_kwargs": {"hiden_size": 3}}), path);
+        let typo = SemanticConfig::from_conf(
+            &json!({"model": "fpn", "model_kwargs": {"hiden_size": 3}}),
+            path,
+        );
         assert!(typo.unwrap_err().to_string().contains("hiden_size"));
     }
 }

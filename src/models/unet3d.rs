@@ -40,7 +40,13 @@ pub struct UNet3dConfig {
 impl UNet3dConfig {
     /// get_model's `unet3d`.
     pub fn get_model(num_classes: usize) -> UNet3dConfig {
-        UNet3dConfig { in_channel: 10, n_classes: num_classes, feats: 8, pad_value: 0.0, zero_pad: true }
+        UNet3dConfig {
+            in_channel: 10,
+            n_classes: num_classes,
+            feats: 8,
+            pad_value: 0.0,
+            zero_pad: true,
+        }
     }
 
     /// `self` with the constructor arguments of `kw` applied.
@@ -128,22 +134,40 @@ impl UNet3d {
     pub fn new(config: UNet3dConfig, seed: u64, device: Device) -> Self {
         let mut rng = Rng::new(seed);
         let (f, r, d) = (config.feats, &mut rng, device);
-        let up = |a: usize, b: usize, r: &mut Rng| Layer::Up(ConvTranspose3d::new(a, b, 3, [2, 1, 1], r, d));
+        let up = |a: usize, b: usize, r: &mut Rng| {
+            Layer::Up(ConvTranspose3d::new(a, b, 3, [2, 1, 1], r, d))
+        };
         let mut blocks = vec![
-            ("en3", Block::conv_block(config.in_channel, 4 * f, 4 * f, r, d)),
+            (
+                "en3",
+                Block::conv_block(config.in_channel, 4 * f, 4 * f, r, d),
+            ),
             ("en4", Block::conv_block(4 * f, 8 * f, 8 * f, r, d)),
         ];
-        let center_in = vec![(0, Layer::Conv(Conv3d::new(8 * f, 16 * f, 3, 1, r, d))), (1, Layer::Norm(BatchNorm::new(16 * f, r, d)))];
+        let center_in = vec![
+            (0, Layer::Conv(Conv3d::new(8 * f, 16 * f, 3, 1, r, d))),
+            (1, Layer::Norm(BatchNorm::new(16 * f, r, d))),
+        ];
         blocks.push(("center_in", Block { layers: center_in }));
-        let mut center_out = vec![(0, Layer::Conv(Conv3d::new(16 * f, 16 * f, 3, 1, r, d))), (1, Layer::Norm(BatchNorm::new(16 * f, r, d)))];
+        let mut center_out = vec![
+            (0, Layer::Conv(Conv3d::new(16 * f, 16 * f, 3, 1, r, d))),
+            (1, Layer::Norm(BatchNorm::new(16 * f, r, d))),
+        ];
         center_out.push((3, up(16 * f, 8 * f, r)));
         blocks.push(("center_out", Block { layers: center_out }));
         blocks.push(("dc4", Block::conv_block(16 * f, 8 * f, 8 * f, r, d)));
-        let trans3 = vec![(0, up(8 * f, 4 * f, r)), (1, Layer::Norm(BatchNorm::new(4 * f, r, d)))];
+        let trans3 = vec![
+            (0, up(8 * f, 4 * f, r)),
+            (1, Layer::Norm(BatchNorm::new(4 * f, r, d))),
+        ];
         blocks.push(("trans3", Block { layers: trans3 }));
         blocks.push(("dc3", Block::conv_block(8 * f, 4 * f, 2 * f, r, d)));
         let final_conv = Conv3d::new(2 * f, config.n_classes, 3, 1, r, d);
-        UNet3d { config, blocks, final_conv }
+        UNet3d {
+            config,
+            blocks,
+            final_conv,
+        }
     }
 
     /// Number of classes.
@@ -163,7 +187,11 @@ impl UNet3d {
         let mut input = x.permute(&[0, 2, 1, 3, 4]);
         if self.config.zero_pad && self.config.pad_value != 0.0 {
             let pv = self.config.pad_value;
-            let v: Vec<f32> = input.to_vec().into_iter().map(|a| if a == pv { 0.0 } else { a }).collect();
+            let v: Vec<f32> = input
+                .to_vec()
+                .into_iter()
+                .map(|a| if a == pv { 0.0 } else { a })
+                .collect();
             input = Tensor::from_vec(v, input.shape(), x.device());
         }
         let block = |name: &str, v: &Tensor| {
@@ -180,7 +208,9 @@ impl UNet3d {
         let dc3 = block("dc3", &Tensor::cat(&[&trans3, &en3.narrow(2, 0, t4)], 1));
         let fin = self.final_conv.forward(&dc3); // (B, classes, T'', H, W)
         if pad.mask.iter().any(|&m| m) {
-            let keep: Vec<f32> = (0..b * t4).map(|i| (!pad.mask[(i / t4) * t + i % t4]) as u8 as f32).collect();
+            let keep: Vec<f32> = (0..b * t4)
+                .map(|i| (!pad.mask[(i / t4) * t + i % t4]) as u8 as f32)
+                .collect();
             fin.masked_mean(2, &Tensor::from_vec(keep, &[b, t4], x.device()))
         } else {
             fin.mean(&[2], false)
@@ -192,7 +222,9 @@ impl Module for UNet3d {
     fn named_parameters(&self, p: &str) -> Vec<(String, Tensor)> {
         let mut v = Vec::new();
         for (name, blk) in &self.blocks {
-            blk.visit(&prefixed(p, name), &mut |pre, m| v.extend(m.named_parameters(pre)));
+            blk.visit(&prefixed(p, name), &mut |pre, m| {
+                v.extend(m.named_parameters(pre))
+            });
         }
         v.extend(self.final_conv.named_parameters(&prefixed(p, "final")));
         v
@@ -200,7 +232,9 @@ impl Module for UNet3d {
     fn named_buffers(&self, p: &str) -> Vec<(String, Tensor)> {
         let mut v = Vec::new();
         for (name, blk) in &self.blocks {
-            blk.visit(&prefixed(p, name), &mut |pre, m| v.extend(m.named_buffers(pre)));
+            blk.visit(&prefixed(p, name), &mut |pre, m| {
+                v.extend(m.named_buffers(pre))
+            });
         }
         v
     }
@@ -217,7 +251,12 @@ mod tests {
         let names: Vec<String> = m.named_parameters("").into_iter().map(|(n, _)| n).collect();
         // Appendix A.4's order and names.
         assert_eq!(names[..3], ["en3.0.weight", "en3.0.bias", "en3.1.weight"]);
-        for k in ["center_out.3.weight", "trans3.1.bias", "dc3.4.weight", "final.bias"] {
+        for k in [
+            "center_out.3.weight",
+            "trans3.1.bias",
+            "dc3.4.weight",
+            "final.bias",
+        ] {
             assert!(names.contains(&k.to_string()), "{k}");
         }
         assert_eq!(m.named_buffers("")[0].0, "en3.1.running_mean");
@@ -225,10 +264,20 @@ mod tests {
 
     #[test]
     fn a_small_forward_has_the_right_shape() {
-        let cfg = UNet3dConfig { in_channel: 3, n_classes: 5, feats: 1, pad_value: 0.0, zero_pad: true };
+        let cfg = UNet3dConfig {
+            in_channel: 3,
+            n_classes: 5,
+            feats: 1,
+            pad_value: 0.0,
+            zero_pad: true,
+        };
         let m = UNet3d::new(cfg, 0, Device::Cpu);
         let x = Tensor::rand_uniform(&[2, 5, 3, 8, 8], -1.0, 1.0, 1, Device::Cpu);
-        let pad = PadInfo { mask: vec![false, false, false, false, false, false, false, false, true, true] };
+        let pad = PadInfo {
+            mask: vec![
+                false, false, false, false, false, false, false, false, true, true,
+            ],
+        };
         assert_eq!(m.forward(&x, &pad, &Ctx::eval()).shape(), [2, 5, 8, 8]);
     }
 }

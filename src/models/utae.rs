@@ -371,7 +371,9 @@ impl DownConvBlock {
         rng: &mut Rng,
         device: Device,
     ) -> Self {
-        let layer = |ws: &[usize], k, s, p, rng: &mut Rng| ConvLayer::new(ws, norm, k, s, p, true, mode, rng, device);
+        let layer = |ws: &[usize], k, s, p, rng: &mut Rng| {
+            ConvLayer::new(ws, norm, k, s, p, true, mode, rng, device)
+        };
         DownConvBlock {
             down: layer(&[din, din], k, s, p, rng),
             conv1: layer(&[din, dout], 3, 1, 1, rng),
@@ -433,7 +435,17 @@ impl UpConvBlock {
             skip_bn: BatchNorm::new(dskip, rng, device),
             up: ConvTranspose2d::new(din, dout, k, s, p, rng, device),
             up_bn: BatchNorm::new(dout, rng, device),
-            conv1: ConvLayer::new(&[dout + dskip, dout], norm, 3, 1, 1, true, mode, rng, device),
+            conv1: ConvLayer::new(
+                &[dout + dskip, dout],
+                norm,
+                3,
+                1,
+                1,
+                true,
+                mode,
+                rng,
+                device,
+            ),
             conv2: ConvLayer::new(&[dout, dout], norm, 3, 1, 1, true, mode, rng, device),
         }
     }
@@ -545,7 +557,11 @@ impl UTae {
         let up_blocks = (1..n)
             .rev()
             .map(|i| {
-                let widths = [c.decoder_widths[i], c.decoder_widths[i - 1], c.encoder_widths[i - 1]];
+                let widths = [
+                    c.decoder_widths[i],
+                    c.decoder_widths[i - 1],
+                    c.encoder_widths[i - 1],
+                ];
                 UpConvBlock::new(widths, [k, s, p], NormKind::Batch, mode, &mut rng, device)
             })
             .collect();
