@@ -25,7 +25,17 @@ pub fn read_json(path: &Path) -> Value {
 /// The semantic cases of the fixtures' manifest — U-TAE and the baselines get_model knows (by kind and
 /// conf.json's model, not by name): (name, folder); `None` after a loud skip line when there are no fixtures.
 pub fn semantic_cases(test: &str) -> Option<Vec<(String, PathBuf)>> {
-    let root = fixtures_root();
+    semantic_cases_in(&fixtures_root(), test)
+}
+
+/// The project's own PyTorch reference cases (`tests/data/make_*_cases.py`).
+pub fn project_fixtures_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures")
+}
+
+/// [`semantic_cases`] of the manifest under `root`.
+pub fn semantic_cases_in(root: &Path, test: &str) -> Option<Vec<(String, PathBuf)>> {
+    let root = root.to_path_buf();
     let manifest = root.join("manifest.json");
     if !manifest.exists() {
         eprintln!(
