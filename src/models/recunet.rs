@@ -155,6 +155,9 @@ impl RecUNetConfig {
     }
 }
 
+/// A function of (state_dict prefix, sub-module) listing named tensors.
+type Visitor<'a> = dyn FnMut(&str, &dyn Module) -> Vec<(String, Tensor)> + 'a;
+
 enum Encoder {
     Lstm(ConvLstm),
     Blstm(BConvLstm),
@@ -298,11 +301,7 @@ impl Module for RecUNet {
 
 impl RecUNet {
     /// Every sub-module with its state_dict prefix, in the original's registration order.
-    fn visit(
-        &self,
-        p: &str,
-        f: &mut dyn FnMut(&str, &dyn Module) -> Vec<(String, Tensor)>,
-    ) -> Vec<(String, Tensor)> {
+    fn visit(&self, p: &str, f: &mut Visitor) -> Vec<(String, Tensor)> {
         let mut v = f(&prefixed(p, "in_conv.conv"), &self.in_conv);
         for (i, d) in self.down_blocks.iter().enumerate() {
             v.extend(f(&prefixed(p, &format!("down_blocks.{i}")), d));

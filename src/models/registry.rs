@@ -189,6 +189,26 @@ mod tests {
             Task::Semantic
         );
         assert_eq!(Task::of_conf(&json!({})), Task::Semantic);
+        // The U-TAE paper's baselines are semantic models (an official conf.json names them in `model`).
+        for m in [
+            "uconvlstm",
+            "buconvlstm",
+            "fpn",
+            "convlstm",
+            "convgru",
+            "unet3d",
+        ] {
+            assert_eq!(
+                Task::detect(&json!({ "model": m })),
+                Some(Task::Semantic),
+                "{m}"
+            );
+        }
+        assert_eq!(
+            Task::detect(&json!({"model_kwargs": {}})),
+            Some(Task::Semantic)
+        );
+        assert_eq!(Task::detect(&json!({})), None);
         let nowhere = Path::new("/nonexistent/conf.json");
         assert_eq!(Task::resolve(None, nowhere).unwrap(), Task::Semantic);
         assert_eq!(

@@ -180,7 +180,7 @@ impl UNet3d {
     pub fn forward(&self, x: &Tensor, pad: &PadInfo, ctx: &Ctx) -> Tensor {
         let s = x.shape().to_vec();
         assert!(
-            s.len() == 5 && s[1] >= 4 && s[3] % 4 == 0 && s[4] % 4 == 0 && pad.mask.len() == s[0] * s[1],
+            s.len() == 5 && s[1] >= 4 && s[3].is_multiple_of(4) && s[4].is_multiple_of(4) && pad.mask.len() == s[0] * s[1],
             "UNet3D: expected x (B, T, C, H, W) with T >= 4 (two poolings of time) and H, W multiples of 4, got {s:?}"
         );
         let (b, t) = (s[0], s[1]);

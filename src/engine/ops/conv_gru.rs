@@ -217,12 +217,10 @@ pub fn cpu_forward<T: Real>(x: &[T], wt: &Weights<[T]>, d: &Dims) -> Trace<Vec<T
         let comb2 = d.comb(x, s, &cpu_gates_forward(&zr, &h, d.hd, d.p()));
         let a = conv2d::cpu_forward(&comb2, wt.w_out, Some(wt.b_out), &go);
         h = cpu_update_forward(&zr, &a, &h, d.hd, d.p());
-        (
-            combs.push(comb),
-            zrs.push(zr),
-            comb2s.push(comb2),
-            acts.push(a),
-        );
+        combs.push(comb);
+        zrs.push(zr);
+        comb2s.push(comb2);
+        acts.push(a);
     }
     Trace {
         combs,
@@ -260,12 +258,10 @@ pub fn cpu_backward<T: Real>(
         let (dcomb, dwi, dbi) =
             conv2d::cpu_backward(&tr.combs[s], wt.w_in, &cat_halves(&dz, &dr, hd, p), &gi);
         let dh_c = d.split_comb(&dcomb, s, &mut g[0]);
-        (
-            add(&mut g[1], dwi),
-            add(&mut g[2], dbi),
-            add(&mut g[3], dwo),
-            add(&mut g[4], dbo),
-        );
+        add(&mut g[1], dwi);
+        add(&mut g[2], dbi);
+        add(&mut g[3], dwo);
+        add(&mut g[4], dbo);
         dh = (0..dh.len()).map(|j| dh_a[j] + dh_b[j] + dh_c[j]).collect();
     }
     g

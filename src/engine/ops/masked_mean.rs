@@ -115,7 +115,7 @@ mod tests {
         let x = random_vec(n * outer * t * inner, -1.0, 1.0, 3);
         gradcheck(
             "masked_mean",
-            &[x.clone()],
+            std::slice::from_ref(&x),
             &[],
             |v| cpu_forward(&v[0], &keep, n, outer, t, inner),
             |_, g| vec![cpu_backward(&keep, g, n, outer, t, inner)],

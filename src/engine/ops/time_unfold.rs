@@ -202,7 +202,7 @@ impl Tensor {
     pub fn fold_time(&self, k: usize, s: usize, p: usize, d: usize) -> Tensor {
         let sh = self.shape();
         assert!(
-            sh.len() == 4 && k > 0 && sh[1] % k == 0,
+            sh.len() == 4 && k > 0 && sh[1].is_multiple_of(k),
             "time_fold: expected cols (N·Do, K·C, H, W) with K = {k}, got {sh:?}"
         );
         let mut dims = Dims {
@@ -217,7 +217,7 @@ impl Tensor {
         };
         let dout = dims.d_out();
         assert!(
-            sh[0] % dout == 0,
+            sh[0].is_multiple_of(dout),
             "time_fold: expected N·Do rows with Do = {dout} (D = {d}), got {sh:?}"
         );
         dims.n = sh[0] / dout;

@@ -62,12 +62,10 @@ pub fn gpu_forward(
         (up.t_next, up.cxn) = (u(s + 1), if s + 1 < d.t { u(d.cx) } else { 0 });
         let next = update(&zr, &a, &comb, &up);
         if keep {
-            (
-                combs.push(comb),
-                zrs.push(zr),
-                comb2s.push(comb2),
-                acts.push(a),
-            );
+            combs.push(comb);
+            zrs.push(zr);
+            comb2s.push(comb2);
+            acts.push(a);
         }
         comb = next;
     }
