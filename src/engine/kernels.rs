@@ -31,6 +31,8 @@ pub fn all() -> Vec<Kernel> {
         ops::dropout::KERNELS,
         ops::cross_entropy::KERNELS,
         ops::conv2d::KERNELS,
+        ops::conv_lstm::KERNELS,
+        ops::conv_gru::KERNELS,
         ops::attention::KERNELS,
         ops::attention_apply::KERNELS,
         ops::temporal_agg::KERNELS,
@@ -39,6 +41,8 @@ pub fn all() -> Vec<Kernel> {
         ops::batch_norm::KERNELS,
         ops::upsample::KERNELS,
         ops::pool::KERNELS,
+        ops::max_pool3d::KERNELS,
+        ops::time_unfold::KERNELS,
         ops::adam::KERNELS,
     ]
     .concat()
