@@ -1,12 +1,15 @@
-//! U-TAE benchmarks (criterion): the evaluation forward and one training step (forward, cross-entropy,
-//! backward, Adam, the loss read back) for the small fixture config (B = 2, T = 8, 32 × 32) and the paper
-//! config (B = 4, T = 40, 128 × 128, 10 bands) — the workloads of `sitsgpu profile`
+//! Semantic-model benchmarks (criterion): U-TAE and the U-TAE paper's baselines (uconvlstm, buconvlstm, fpn,
+//! convlstm, convgru, unet3d), each model's evaluation forward and one training step (forward, cross-entropy,
+//! backward, Adam, the loss read back) for the small config (widths about an eighth of the paper's:
+//! `train::profile::{utae_small_config, small_kwargs}`; B = 2, T = 8, 32 × 32) and the paper config
+//! (get_model's; B = 4, T = 40, 128 × 128, 10 bands) — the workloads of `sitsgpu profile --model M`
 //! (`train::profile::Workload`), which explains these figures kernel by kernel. Throughput is reported in
 //! patches/s (criterion's elements/s); the adapter name is printed first; without an adapter the benches
 //! print a skip line. The paper config takes seconds per step on a software adapter (lavapipe): it runs
 //! there only with `SITSGPU_BENCH_PAPER=1`. `SITSGPU_BENCH_QUICK=1` shortens the measurement.
 //!
-//! Run: `cargo bench --bench utae` (one config: `cargo bench --bench utae -- small`).
+//! Run: `cargo bench --bench utae` (one model: `cargo bench --bench utae -- convlstm`; one config:
+//! `-- small`).
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sitsgpu::engine::gpu::Gpu;
+use sitsgpu::models::semantic::MODELS;
 use sitsgpu::train::profile::Workload;
 use sitsgpu::Device;
 
@@ -34,10 +38,15 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(200))
         .measurement_time(Duration::from_secs(if quick { 2 } else { 3 }));
-    for (name, config, (b, t, hw)) in [
+    let runs = [
         ("small 2x8x32x32", "small", (2, 8, 32)),
         ("paper 4x40x128x128", "paper", (4, 40, 128)),
-    ] {
+    ];
+    for (model, (name, config, (b, t, hw))) in MODELS
+        .iter()
+        .flat_map(|m| runs.iter().map(move |r| (*m, *r)))
+    {
+        let name = format!("{model} {name}");
         if config == "paper"
             && gpu.is_software()
             && std::env::var("SITSGPU_BENCH_PAPER").map_or(true, |v| v != "1")
@@ -45,11 +54,11 @@ fn bench(c: &mut Criterion) {
             println!("skipped: {name} on a software adapter (SITSGPU_BENCH_PAPER=1 to run it)");
             continue;
         }
-        let mut w = Workload::utae(config, b, t, hw)
+        let mut w = Workload::semantic(model, config, b, t, hw)
             .expect("a known config")
             .prepare(Device::Gpu);
         g.throughput(Throughput::Elements(b as u64)); // patches
-        g.bench_function(BenchmarkId::new("forward patches", name), |bch| {
+        g.bench_function(BenchmarkId::new("forward patches", &name), |bch| {
             bch.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -58,7 +67,7 @@ fn bench(c: &mut Criterion) {
                 start.elapsed()
             })
         });
-        g.bench_function(BenchmarkId::new("train step patches", name), |bch| {
+        g.bench_function(BenchmarkId::new("train step patches", &name), |bch| {
             bch.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {

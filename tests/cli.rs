@@ -1,7 +1,8 @@
 //! End-to-end tests of the `sitsgpu` binary (run as a subprocess, as a user would):
 //! - `predict` reproduces the fixtures' expected logits, attention masks and class maps for every `semantic` case
-//!   of `$SITSGPU_FIXTURES/manifest.json` (default `../shared/fixtures`) whose conf.json model is `utae`, on the CPU
-//!   path and, when an adapter exists, on the GPU;
+//!   of `$SITSGPU_FIXTURES/manifest.json` (default `../shared/fixtures`) and of the project's own cases
+//!   (`tests/data/fixtures`: the baselines), whatever its conf.json model (U-TAE or a baseline), on the CPU path
+//!   and, when an adapter exists, on the GPU;
 //! - an official-format checkpoint (`WEIGHT_FOLDER/conf.json` + `Fold_1/model.pth.tar`, zip format of torch ≥ 1.6
 //!   and legacy format of torch ≤ 1.5, written at test time by [`sitsgpu::data::torch_writer`] from the fixture's
 //!   weights) goes through `convert-weights` bit for bit and `predict` gives the same logits as with the `.npz`;
@@ -13,8 +14,8 @@
 
 mod common;
 use common::{
-    assert_bit_identical, fixtures_root, max_abs, read_json, semantic_utae_cases, sitsgpu,
-    sitsgpu_err, sitsgpu_ok, text, TmpDir,
+    assert_bit_identical, fixtures_root, max_abs, project_fixtures_root, read_json, semantic_cases,
+    semantic_cases_in, sitsgpu, sitsgpu_err, sitsgpu_ok, text, TmpDir,
 };
 
 use std::path::{Path, PathBuf};
@@ -159,15 +160,25 @@ fn compare_predictions(case: &Path, out: &Path) -> (Vec<String>, f64, usize) {
     (failures, worst, n_checked)
 }
 
-/// Runs `predict` on every semantic U-TAE case (on the CPU path, or the GPU) and checks every output.
+/// Runs `predict` on every semantic case (on the CPU path, or the GPU) and checks every output (U-TAE's with
+/// its attention masks).
 fn predict_all_cases(device: &str) {
-    let Some(cases) = semantic_utae_cases("predict_reproduces_the_fixtures") else {
+    let Some(mut cases) = semantic_cases("predict_reproduces_the_fixtures") else {
         return;
     };
+    cases.extend(
+        semantic_cases_in(&project_fixtures_root(), "predict_reproduces_the_fixtures")
+            .unwrap_or_default(),
+    );
     let tmp = TmpDir::new("cli", &format!("predict_{device}"));
-    let dataset = fixtures_root().join("datasets/pastis_tiny");
     let mut failures = Vec::new();
     for (name, case) in &cases {
+        let folder = read_json(&case.join("conf.json"))["reference"]
+            ["dataset_folder_relative_to_case"]
+            .as_str()
+            .unwrap_or("../datasets/pastis_tiny")
+            .to_string();
+        let dataset = case.join(folder);
         let dir = tmp.0.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let conf = write_conf(case, &dir);
@@ -185,8 +196,15 @@ fn predict_all_cases(device: &str) {
             &"2",
             &"--out",
             &out,
-            &"--save_attention",
         ];
+        if read_json(&case.join("conf.json"))
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("utae")
+            == "utae"
+        {
+            args.push(&"--save_attention");
+        }
         if device == "cpu" {
             args.push(&"--cpu");
         }

@@ -27,8 +27,9 @@ use sitsgpu::engine::testing::gpu_or_skip;
 use sitsgpu::layers::state::{load_state_dict, state_dict};
 use sitsgpu::layers::{Ctx, Module};
 use sitsgpu::models::pse::focal_loss;
+use sitsgpu::models::semantic::SemanticConfig;
 use sitsgpu::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
-use sitsgpu::models::utae::{PadInfo, UTae, UTaeConfig};
+use sitsgpu::models::utae::PadInfo;
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
 
@@ -189,13 +190,11 @@ fn f32_of(sd: &StateDict, key: &str) -> Option<Vec<f32>> {
 
 fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
     let reference = &conf["reference"];
-    let model_name = conf.get("model").and_then(Value::as_str).unwrap_or("utae");
-    if model_name != "utae" {
-        return Outcome::Unsupported(format!("semantic model {model_name:?} not implemented yet"));
-    }
-    let kwargs = reference.get("constructor_kwargs").unwrap_or(conf);
-    let config =
-        UTaeConfig::from_json(kwargs, &case.join("conf.json")).unwrap_or_else(|e| panic!("{e}"));
+    // The model by the conf.json's `model` (get_model's names) and the reference's constructor arguments.
+    let config = match SemanticConfig::from_conf(conf, &case.join("conf.json")) {
+        Ok(c) => c,
+        Err(e) => return Outcome::Unsupported(format!("{e}")),
+    };
     let weights = read_npz(case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
     let rules = Rules {
         precision: std::fs::read_to_string(case.join("precision.json"))
@@ -213,7 +212,7 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
     let mut rep = Report::default();
 
     // ---- eval mode
-    let model = UTae::new(config.clone(), 0, device);
+    let model = config.build(0, device);
     load_state_dict(&model, &weights, &case.join("weights.npz")).unwrap_or_else(|e| panic!("{e}"));
     let stored = flag_list_to_ids(
         reference
@@ -224,11 +223,11 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
     let ctx = Ctx::eval();
     for ids in &stored {
         let batch = load_batch(&ds, ids, device);
-        let out =
-            sitsgpu::no_grad(|| model.forward(&batch.x, &batch.days, &batch.pad, &ctx, false));
-        let logits = out.out.to_vec();
-        let attn = out.attn.to_vec();
-        let (ls, as_) = (out.out.shape().to_vec(), out.attn.shape().to_vec());
+        let out = sitsgpu::no_grad(|| model.forward(&batch.x, &batch.days, &batch.pad, &ctx));
+        let logits = out.logits.to_vec();
+        let attn = out.attn.as_ref().map_or(Vec::new(), |a| a.to_vec());
+        let ls = out.logits.shape().to_vec();
+        let as_ = out.attn.as_ref().map_or(vec![0; 5], |a| a.shape().to_vec());
         let per_logits: usize = ls[1..].iter().product();
         let (heads, bsz, t_max, hw) = (as_[0], as_[1], as_[2], as_[3] * as_[4]);
         for (i, id) in ids.iter().enumerate() {
@@ -244,6 +243,11 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
             }
             let file = format!("attn_{id}.npy");
             if let Ok(e) = npy::read_f32(case.join("expected").join(&file)) {
+                if out.attn.is_none() {
+                    rep.failures
+                        .push(format!("{file}: the model has no attention"));
+                    continue;
+                }
                 let t_i = batch.lengths[i];
                 let mut mine = Vec::with_capacity(heads * t_i * hw);
                 for h in 0..heads {
@@ -259,7 +263,7 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
     let tdir = case.join("train_step");
     if tdir.join("losses.json").exists() {
         let info = read_json(&tdir.join("losses.json"));
-        let model = UTae::new(config.clone(), 0, device);
+        let model = config.build(0, device);
         load_state_dict(&model, &weights, &case.join("weights.npz"))
             .unwrap_or_else(|e| panic!("{e}"));
         let n_classes = model.num_classes();
@@ -286,8 +290,8 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
         check_train_steps(&mut rep, &rules, &tdir, &info, &batches, &model, |ids| {
             let batch = load_batch(&ds, ids, device);
             let ctx = Ctx::train_without_dropout();
-            let out = model.forward(&batch.x, &batch.days, &batch.pad, &ctx, false);
-            out.out.cross_entropy(&batch.targets, Some(&w), -100)
+            let out = model.forward(&batch.x, &batch.days, &batch.pad, &ctx);
+            out.logits.cross_entropy(&batch.targets, Some(&w), -100)
         });
     }
     if rep.failures.is_empty() {

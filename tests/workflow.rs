@@ -14,7 +14,7 @@
 //! Run: `cargo test --test workflow`.
 
 mod common;
-use common::{assert_bit_identical, read_json, semantic_utae_cases, sitsgpu, text, TmpDir};
+use common::{assert_bit_identical, read_json, semantic_cases, sitsgpu, text, TmpDir};
 
 use std::path::Path;
 
@@ -26,7 +26,8 @@ use sitsgpu::data::synthetic::{write_pastis, SynthOptions};
 use sitsgpu::engine::testing::gpu_or_skip;
 use sitsgpu::layers::state::load_state_dict;
 use sitsgpu::layers::Ctx;
-use sitsgpu::models::utae::{PadInfo, UTae, UTaeConfig};
+use sitsgpu::models::semantic::{SemanticConfig, SemanticModel};
+use sitsgpu::models::utae::{PadInfo, UTaeConfig};
 use sitsgpu::train::metrics::ConfusionMatrix;
 use sitsgpu::train::predict::argmax_classes;
 use sitsgpu::train::semantic::{evaluate, train, EvaluateOptions, TrainOptions};
@@ -57,7 +58,7 @@ fn tiny_model() -> UTaeConfig {
 
 fn train_opts(data: &Path, res: &Path, epochs: usize, cpu: bool) -> TrainOptions {
     TrainOptions {
-        model: tiny_model(),
+        model: tiny_model().into(),
         dataset_folder: data.to_path_buf(),
         res_dir: res.to_path_buf(),
         rdm_seed: 1,
@@ -205,7 +206,7 @@ fn ids_of(v: &Value) -> Vec<Vec<u64>> {
 fn case_logits(case: &Path, conf: &Value, ds: &PastisDataset) -> Vec<(u64, Vec<f32>, usize)> {
     let reference = &conf["reference"];
     let mut out = Vec::new();
-    let mut model: Option<UTae> = None;
+    let mut model: Option<SemanticModel> = None;
     for ids in ids_of(&reference["eval_batches"]) {
         let stored: Vec<Option<npy::Array<f32>>> = ids
             .iter()
@@ -219,10 +220,9 @@ fn case_logits(case: &Path, conf: &Value, ds: &PastisDataset) -> Vec<(u64, Vec<f
             continue;
         }
         let model = model.get_or_insert_with(|| {
-            let kwargs = reference.get("constructor_kwargs").unwrap_or(conf);
-            let config = UTaeConfig::from_json(kwargs, &case.join("conf.json"))
+            let config = SemanticConfig::from_conf(conf, &case.join("conf.json"))
                 .unwrap_or_else(|e| panic!("{e}"));
-            let m = UTae::new(config, 0, Device::Cpu);
+            let m = config.build(0, Device::Cpu);
             let w = case.join("weights.npz");
             load_state_dict(&m, &read_npz(&w).unwrap_or_else(|e| panic!("{e}")), &w)
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -242,8 +242,8 @@ fn case_logits(case: &Path, conf: &Value, ds: &PastisDataset) -> Vec<(u64, Vec<f
         let pad = PadInfo {
             mask: b.pad_mask.clone(),
         };
-        let logits = sitsgpu::no_grad(|| model.forward(&x, &b.dates, &pad, &Ctx::eval(), false))
-            .out
+        let logits = sitsgpu::no_grad(|| model.forward(&x, &b.dates, &pad, &Ctx::eval()))
+            .logits
             .to_vec();
         let per = logits.len() / ids.len();
         for (i, id) in ids.iter().enumerate() {
@@ -255,7 +255,7 @@ fn case_logits(case: &Path, conf: &Value, ds: &PastisDataset) -> Vec<(u64, Vec<f
 
 #[test]
 fn metrics_reproduce_the_fixtures() {
-    let Some(cases) = semantic_utae_cases("metrics_reproduce_the_fixtures") else {
+    let Some(cases) = semantic_cases("metrics_reproduce_the_fixtures") else {
         return;
     };
     for (name, case) in cases {

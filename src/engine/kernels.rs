@@ -31,6 +31,8 @@ pub fn all() -> Vec<Kernel> {
         ops::dropout::KERNELS,
         ops::cross_entropy::KERNELS,
         ops::conv2d::KERNELS,
+        ops::conv_lstm::KERNELS,
+        ops::conv_gru::KERNELS,
         ops::attention::KERNELS,
         ops::attention_apply::KERNELS,
         ops::temporal_agg::KERNELS,
@@ -44,6 +46,8 @@ pub fn all() -> Vec<Kernel> {
         ops::gather_pixels::KERNELS,
         ops::crop::KERNELS,
         ops::paps_loss::KERNELS,
+        ops::max_pool3d::KERNELS,
+        ops::time_unfold::KERNELS,
         ops::adam::KERNELS,
     ]
     .concat()
@@ -157,22 +161,58 @@ mod tests {
         Some(&source[start..end])
     }
 
-    #[test]
-    fn every_copy_of_pcg_hash_is_the_same() {
-        // WGSL has no includes: the dropout hash is copied into each shader that drops (dropout,
-        // attention, attention_backward). The CPU twin is engine::rng::hash_u32; the GPU parity tests check
-        // the masks agree. Here: the copies are byte-identical, so they cannot drift apart.
-        let copies: Vec<(&str, &str)> = shaders::ALL
+    /// The text of `struct Params { ... }` in `source`.
+    fn params_text(source: &str) -> Option<&str> {
+        let start = source.find("struct Params {")?;
+        let end = start + source[start..].find("\n}")? + 2;
+        Some(&source[start..end])
+    }
+
+    /// Every shader whose stem starts with `family`, holding `text` (a function or the Params struct).
+    fn copies<'a>(
+        family: &str,
+        text: impl Fn(&'a str) -> Option<&'a str>,
+    ) -> Vec<(&'a str, &'a str)> {
+        shaders::ALL
             .iter()
-            .filter_map(|s| Some((s.name, function_text(s.source, "pcg_hash")?)))
-            .collect();
-        assert!(copies.len() >= 3, "pcg_hash copies found: {copies:?}");
-        for (name, text) in &copies {
-            assert_eq!(
-                *text, copies[0].1,
-                "{name}.wgsl's pcg_hash differs from {}.wgsl's",
-                copies[0].0
+            .filter(|s| s.name.starts_with(family))
+            .filter_map(|s| Some((s.name, text(s.source)?)))
+            .collect()
+    }
+
+    #[test]
+    fn every_copy_of_a_shared_helper_is_the_same() {
+        // WGSL has no includes: helpers and the Params struct of a family of kernels are copied into each file
+        // that needs them. The copies must be byte-identical so they cannot drift apart: the dropout hash
+        // (dropout, attention, attention_backward; its CPU twin is engine::rng::hash_u32, checked by the GPU
+        // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
+        // family's Params.
+        let checks: [(&str, &str, usize); 7] = [
+            ("", "pcg_hash", 3),
+            ("conv2d", "src_index", 5),
+            ("conv2d", "weight_at", 3),
+            ("conv2d", "store", 3),
+            ("conv2d", "pad_y", 3),
+            ("conv2d", "Params", 8),
+            ("matmul", "Params", 2),
+        ];
+        for (family, name, at_least) in checks {
+            let found = if name == "Params" {
+                copies(family, params_text)
+            } else {
+                copies(family, |src| function_text(src, name))
+            };
+            assert!(
+                found.len() >= at_least,
+                "{name} copies in {family}*: {found:?}"
             );
+            for (file, text) in &found {
+                assert_eq!(
+                    text, &found[0].1,
+                    "{file}.wgsl's {name} differs from {}.wgsl's",
+                    found[0].0
+                );
+            }
         }
     }
 

@@ -7,6 +7,8 @@
 //! the source of dropout seeds.
 
 pub mod conv;
+pub mod conv3d;
+pub mod conv_rnn;
 pub mod linear;
 pub mod mlp;
 pub mod norm;
@@ -16,6 +18,8 @@ pub mod state;
 use std::cell::Cell;
 
 pub use conv::{Conv2d, ConvTranspose2d};
+pub use conv3d::{Conv3d, ConvTranspose3d};
+pub use conv_rnn::{BConvLstm, ConvGru, ConvLstm};
 pub use linear::Linear;
 pub use mlp::Mlp;
 pub use norm::{BatchNorm, GroupNorm, Norm, NormKind};

@@ -11,8 +11,8 @@ use crate::data::json::read_json;
 use crate::data::state_dict::{read_npz, StateDict};
 use crate::engine::{Device, Error, Result};
 use crate::layers::state::load_state_dict;
+use crate::models::semantic::{SemanticConfig, SemanticModel, MODELS};
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
-use crate::models::utae::{UTae, UTaeConfig};
 
 /// What a model does, and so which workflow and dataset layout go with it (the `--task` flag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,14 +52,19 @@ impl Task {
         }
     }
 
-    /// The task a conf.json object clearly describes: pixel-set keys ([`Task::of_conf`]), or U-TAE's
-    /// (`encoder_widths`, `out_conv`, `model: "utae"`); `None` when it says neither.
+    /// The task a conf.json object clearly describes: pixel-set keys ([`Task::of_conf`]), or a semantic
+    /// model's (`encoder_widths`, `out_conv`, `model_kwargs`, or a semantic `model`: utae and its baselines);
+    /// `None` when it says neither.
     pub fn detect(conf: &Value) -> Option<Task> {
         if Task::of_conf(conf) == Task::PixelSet {
             Some(Task::PixelSet)
         } else if conf.get("encoder_widths").is_some()
             || conf.get("out_conv").is_some()
-            || conf.get("model").and_then(Value::as_str) == Some("utae")
+            || conf.get("model_kwargs").is_some()
+            || conf
+                .get("model")
+                .and_then(Value::as_str)
+                .is_some_and(|m| MODELS.contains(&m))
         {
             Some(Task::Semantic)
         } else {
@@ -116,16 +121,15 @@ pub fn find_config(weights: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
     )))
 }
 
-/// A semantic-segmentation model built from a conf.json object (`model`, default "utae").
-pub fn semantic_from_conf(conf: &Value, path: &Path, seed: u64, device: Device) -> Result<UTae> {
-    let name = conf.get("model").and_then(Value::as_str).unwrap_or("utae");
-    match name {
-        "utae" => Ok(UTae::new(UTaeConfig::from_json(conf, path)?, seed, device)),
-        other => Err(Error::format(
-            path,
-            format!("model {other:?} is not implemented yet (supported: utae)"),
-        )),
-    }
+/// A semantic-segmentation model built from a conf.json object (`model`, default "utae"; a baseline's
+/// arguments from `model_kwargs`, see [`SemanticConfig::from_conf`]).
+pub fn semantic_from_conf(
+    conf: &Value,
+    path: &Path,
+    seed: u64,
+    device: Device,
+) -> Result<SemanticModel> {
+    Ok(SemanticConfig::from_conf(conf, path)?.build(seed, device))
 }
 
 /// Reads weights: `.npz` (our state dicts, keyed by the PyTorch names) or a PyTorch checkpoint
@@ -139,7 +143,7 @@ pub fn read_weights(path: &Path) -> Result<StateDict> {
 }
 
 /// A model from `conf` with the weights of `weights` loaded (strict key and shape checks).
-pub fn load_semantic(conf_path: &Path, weights: &Path, device: Device) -> Result<UTae> {
+pub fn load_semantic(conf_path: &Path, weights: &Path, device: Device) -> Result<SemanticModel> {
     let conf = read_json(conf_path)?;
     let model = semantic_from_conf(&conf, conf_path, 0, device)?;
     load_state_dict(&model, &read_weights(weights)?, weights)?;
@@ -147,7 +151,7 @@ pub fn load_semantic(conf_path: &Path, weights: &Path, device: Device) -> Result
 }
 
 /// The model a conf.json describes, for checking a state dict's keys and shapes against it (`convert-weights`):
-/// U-TAE, or a pixel-set classifier (recognised by its keys, see [`Task::of_conf`]), whose bespoke positions
+/// a semantic model (U-TAE or a baseline), or a pixel-set classifier (recognised by its keys, see [`Task::of_conf`]), whose bespoke positions
 /// are stood in for by `lms` placeholder dates (they only fix the positional table's shape).
 pub fn model_for_checking(conf: &Value, path: &Path) -> Result<Box<dyn crate::layers::Module>> {
     if Task::of_conf(conf) == Task::PixelSet {
@@ -185,6 +189,26 @@ mod tests {
             Task::Semantic
         );
         assert_eq!(Task::of_conf(&json!({})), Task::Semantic);
+        // The U-TAE paper's baselines are semantic models (an official conf.json names them in `model`).
+        for m in [
+            "uconvlstm",
+            "buconvlstm",
+            "fpn",
+            "convlstm",
+            "convgru",
+            "unet3d",
+        ] {
+            assert_eq!(
+                Task::detect(&json!({ "model": m })),
+                Some(Task::Semantic),
+                "{m}"
+            );
+        }
+        assert_eq!(
+            Task::detect(&json!({"model_kwargs": {}})),
+            Some(Task::Semantic)
+        );
+        assert_eq!(Task::detect(&json!({})), None);
         let nowhere = Path::new("/nonexistent/conf.json");
         assert_eq!(Task::resolve(None, nowhere).unwrap(), Task::Semantic);
         assert_eq!(

@@ -284,7 +284,8 @@ impl ConvLayer {
         out
     }
 
-    fn has_batch_norm(&self) -> bool {
+    /// Whether a BatchNorm follows one of its convolutions (the dummy-pass quirk applies).
+    pub fn has_batch_norm(&self) -> bool {
         self.norms.iter().flatten().any(Norm::is_batch)
     }
 
@@ -322,7 +323,7 @@ impl Module for ConvLayer {
 /// Runs `block` on the non-padded frames of x (B, T, C, H, W) only; padded frames come out as exact zeros
 /// (`smart_forward` of utae.py). `real` lists the indices b·T + t of the real frames. With BatchNorm in
 /// training mode the block first runs on an all-zero input of the full shape (the dummy-pass QUIRK).
-fn temporally_shared(
+pub fn temporally_shared(
     x: &Tensor,
     real: &[usize],
     quirk_dummy_pass: bool,
@@ -359,7 +360,34 @@ pub struct DownConvBlock {
 }
 
 impl DownConvBlock {
-    fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
+    /// `DownConvBlock(d_in, d_out, k, s, p, norm, padding_mode)`: the strided `down` conv keeps d_in channels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        din: usize,
+        dout: usize,
+        [k, s, p]: [usize; 3],
+        norm: NormKind,
+        mode: PaddingMode,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
+        let layer = |ws: &[usize], k, s, p, rng: &mut Rng| {
+            ConvLayer::new(ws, norm, k, s, p, true, mode, rng, device)
+        };
+        DownConvBlock {
+            down: layer(&[din, din], k, s, p, rng),
+            conv1: layer(&[din, dout], 3, 1, 1, rng),
+            conv2: layer(&[dout, dout], 3, 1, 1, rng),
+        }
+    }
+
+    /// Whether its `down` conv is followed by a BatchNorm (the dummy-pass quirk).
+    pub fn has_batch_norm(&self) -> bool {
+        self.down.has_batch_norm()
+    }
+
+    /// x (N, d_in, H, W) → (N, d_out, H/2, W/2).
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
         let a = self.conv1.forward(&self.down.forward(x, ctx), ctx);
         &a + &self.conv2.forward(&a, ctx)
     }
@@ -391,7 +419,39 @@ pub struct UpConvBlock {
 }
 
 impl UpConvBlock {
-    fn forward(&self, x: &Tensor, skip: &Tensor, ctx: &Ctx) -> Tensor {
+    /// `UpConvBlock(d_in, d_out, d_skip, k, s, p, norm, padding_mode)`: skip_conv and the transposed conv are
+    /// always followed by BatchNorm; conv1 and conv2 by `norm`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        [din, dout, dskip]: [usize; 3],
+        [k, s, p]: [usize; 3],
+        norm: NormKind,
+        mode: PaddingMode,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
+        UpConvBlock {
+            skip_conv: Conv2d::new(dskip, dskip, 1, 1, 0, PaddingMode::Zeros, rng, device),
+            skip_bn: BatchNorm::new(dskip, rng, device),
+            up: ConvTranspose2d::new(din, dout, k, s, p, rng, device),
+            up_bn: BatchNorm::new(dout, rng, device),
+            conv1: ConvLayer::new(
+                &[dout + dskip, dout],
+                norm,
+                3,
+                1,
+                1,
+                true,
+                mode,
+                rng,
+                device,
+            ),
+            conv2: ConvLayer::new(&[dout, dout], norm, 3, 1, 1, true, mode, rng, device),
+        }
+    }
+
+    /// x (N, d_in, h, w) and the aggregated skip (N, d_skip, 2h, 2w) → (N, d_out, 2h, 2w).
+    pub fn forward(&self, x: &Tensor, skip: &Tensor, ctx: &Ctx) -> Tensor {
         let up = self.up_bn.forward(&self.up.forward(x), ctx).relu();
         let sk = self
             .skip_bn
@@ -491,88 +551,18 @@ impl UTae {
         let down_blocks = (0..n - 1)
             .map(|i| {
                 let (din, dout) = (c.encoder_widths[i], c.encoder_widths[i + 1]);
-                DownConvBlock {
-                    down: ConvLayer::new(
-                        &[din, din],
-                        c.encoder_norm,
-                        k,
-                        s,
-                        p,
-                        true,
-                        mode,
-                        &mut rng,
-                        device,
-                    ),
-                    conv1: ConvLayer::new(
-                        &[din, dout],
-                        c.encoder_norm,
-                        3,
-                        1,
-                        1,
-                        true,
-                        mode,
-                        &mut rng,
-                        device,
-                    ),
-                    conv2: ConvLayer::new(
-                        &[dout, dout],
-                        c.encoder_norm,
-                        3,
-                        1,
-                        1,
-                        true,
-                        mode,
-                        &mut rng,
-                        device,
-                    ),
-                }
+                DownConvBlock::new(din, dout, [k, s, p], c.encoder_norm, mode, &mut rng, device)
             })
             .collect();
         let up_blocks = (1..n)
             .rev()
             .map(|i| {
-                let (din, dout, dskip) = (
+                let widths = [
                     c.decoder_widths[i],
                     c.decoder_widths[i - 1],
                     c.encoder_widths[i - 1],
-                );
-                UpConvBlock {
-                    skip_conv: Conv2d::new(
-                        dskip,
-                        dskip,
-                        1,
-                        1,
-                        0,
-                        PaddingMode::Zeros,
-                        &mut rng,
-                        device,
-                    ),
-                    skip_bn: BatchNorm::new(dskip, &mut rng, device),
-                    up: ConvTranspose2d::new(din, dout, k, s, p, &mut rng, device),
-                    up_bn: BatchNorm::new(dout, &mut rng, device),
-                    conv1: ConvLayer::new(
-                        &[dout + dskip, dout],
-                        NormKind::Batch,
-                        3,
-                        1,
-                        1,
-                        true,
-                        mode,
-                        &mut rng,
-                        device,
-                    ),
-                    conv2: ConvLayer::new(
-                        &[dout, dout],
-                        NormKind::Batch,
-                        3,
-                        1,
-                        1,
-                        true,
-                        mode,
-                        &mut rng,
-                        device,
-                    ),
-                }
+                ];
+                UpConvBlock::new(widths, [k, s, p], NormKind::Batch, mode, &mut rng, device)
             })
             .collect();
         let last = c.encoder_widths[n - 1];
@@ -645,7 +635,7 @@ impl UTae {
         )];
         for block in &self.down_blocks {
             let prev = feature_maps.last().expect("at least one map");
-            let q = quirk && block.down.has_batch_norm();
+            let q = quirk && block.has_batch_norm();
             feature_maps.push(temporally_shared(prev, &real, q, |f| block.forward(f, ctx)));
         }
         // Temporal encoding at the lowest resolution.

@@ -64,6 +64,7 @@ fn src_index(t: i32, n: i32) -> i32 {
 // w[o, c, tap] as this convolution reads it. flip = 1: the stored kernel (C_in', C_out', wkh, wkw) transposed and
 // flipped, one phase of its stride: tap (ty, tx) reads (phase_y + wstride·(kH-1-ty), phase_x + wstride·(kW-1-tx)).
 fn weight_at(o: u32, c: u32, tap: u32) -> f32 {
+    if (o >= params.co) { return 0.0; }
     if (params.flip == 1u) {
         let ky = params.phase_y + params.wstride * (params.kh - 1u - tap / params.kw);
         let kx = params.phase_x + params.wstride * (params.kw - 1u - tap % params.kw);

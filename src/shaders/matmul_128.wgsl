@@ -18,8 +18,13 @@ const TK: u32 = 8u;
 
 struct Params {
     m: u32, n: u32, k: u32, batch: u32,
-    a_batch_stride: u32, b_batch_stride: u32, trans_a: u32, trans_b: u32,
-    k_chunk: u32, splits: u32, _pad0: u32, _pad1: u32,
+    a_batch_stride: u32,   // elements between batches of A (0: one A shared by every batch)
+    b_batch_stride: u32,
+    trans_a: u32,
+    trans_b: u32,
+    k_chunk: u32,          // K per split (a multiple of TK), K itself when splits = 1
+    splits: u32,
+    _pad0: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read>       a: array<f32>;

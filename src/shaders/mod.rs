@@ -72,6 +72,12 @@ wgsl!(
 wgsl!(CONV2D_DIRECT, "conv2d_direct");
 wgsl!(CONV2D_NARROW, "conv2d_narrow");
 wgsl!(CONV2D_PAD_FOLD, "conv2d_pad_fold");
+wgsl!(CONV_GRU_GATES, "conv_gru_gates");
+wgsl!(CONV_GRU_GATES_BACKWARD, "conv_gru_gates_backward");
+wgsl!(CONV_GRU_UPDATE, "conv_gru_update");
+wgsl!(CONV_GRU_UPDATE_BACKWARD, "conv_gru_update_backward");
+wgsl!(CONV_LSTM_CELL, "conv_lstm_cell");
+wgsl!(CONV_LSTM_CELL_BACKWARD, "conv_lstm_cell_backward");
 wgsl!(COPY_STRIDED, "copy_strided");
 wgsl!(CROSS_ENTROPY, "cross_entropy");
 wgsl!(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward");
@@ -86,6 +92,8 @@ wgsl!(MASKED_POOL, "masked_pool");
 wgsl!(MASKED_POOL_BACKWARD, "masked_pool_backward");
 wgsl!(MATMUL, "matmul");
 wgsl!(MATMUL_128, "matmul_128");
+wgsl!(MAX_POOL3D, "max_pool3d");
+wgsl!(MAX_POOL3D_BACKWARD, "max_pool3d_backward");
 wgsl!(REDUCE_MAX, "reduce_max");
 wgsl!(REDUCE_MAX_BACKWARD, "reduce_max_backward");
 wgsl!(REDUCE_SUM, "reduce_sum");
@@ -96,6 +104,8 @@ wgsl!(SOFTMAX_BACKWARD, "softmax_backward");
 wgsl!(TEMPORAL_AGG, "temporal_agg");
 wgsl!(TEMPORAL_AGG_BACKWARD_ATTN, "temporal_agg_backward_attn");
 wgsl!(TEMPORAL_AGG_BACKWARD_X, "temporal_agg_backward_x");
+wgsl!(TIME_FOLD, "time_fold");
+wgsl!(TIME_UNFOLD, "time_unfold");
 wgsl!(UNARY, "unary");
 wgsl!(UNARY_BACKWARD, "unary_backward");
 wgsl!(UPSAMPLE_BILINEAR, "upsample_bilinear");
@@ -146,6 +156,12 @@ pub const ALL: &[Wgsl] = &[
     CONV2D_DIRECT,
     CONV2D_NARROW,
     CONV2D_PAD_FOLD,
+    CONV_GRU_GATES,
+    CONV_GRU_GATES_BACKWARD,
+    CONV_GRU_UPDATE,
+    CONV_GRU_UPDATE_BACKWARD,
+    CONV_LSTM_CELL,
+    CONV_LSTM_CELL_BACKWARD,
     COPY_STRIDED,
     CROSS_ENTROPY,
     CROSS_ENTROPY_BACKWARD,
@@ -160,6 +176,8 @@ pub const ALL: &[Wgsl] = &[
     MASKED_POOL_BACKWARD,
     MATMUL,
     MATMUL_128,
+    MAX_POOL3D,
+    MAX_POOL3D_BACKWARD,
     REDUCE_MAX,
     REDUCE_MAX_BACKWARD,
     REDUCE_SUM,
@@ -170,6 +188,8 @@ pub const ALL: &[Wgsl] = &[
     TEMPORAL_AGG,
     TEMPORAL_AGG_BACKWARD_ATTN,
     TEMPORAL_AGG_BACKWARD_X,
+    TIME_FOLD,
+    TIME_UNFOLD,
     UNARY,
     UNARY_BACKWARD,
     UPSAMPLE_BILINEAR,

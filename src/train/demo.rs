@@ -72,7 +72,7 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
     }
     let res = dir.join("results");
     let opts = TrainOptions {
-        model: demo_config(),
+        model: demo_config().into(),
         dataset_folder: data.clone(),
         res_dir: res.clone(),
         rdm_seed: 1,

@@ -12,6 +12,7 @@ use crate::data::pastis::{Date, MonoDate, PastisOptions};
 use crate::engine::ops::conv2d::PaddingMode;
 use crate::engine::{Error, Result};
 use crate::layers::NormKind;
+use crate::models::semantic::{SemanticConfig, MODELS};
 use crate::models::utae::{padding_mode_name, parse_padding_mode, AggMode, UTaeConfig};
 use crate::train::pixelset::flags::{PixelSetFlags, SharedFlags};
 use crate::train::semantic::TrainOptions;
@@ -51,9 +52,17 @@ pub struct TrainArgs {
     /// Output folder (conf.json, Fold_k/…).
     #[arg(long = "res_dir", default_value = "./results")]
     pub res_dir: PathBuf,
-    /// Model name: utae (semantic); pse_ltae (default), pse_tae, pse_gru, pse_tempcnn (pixelset).
+    /// Model name: utae (default), uconvlstm, buconvlstm, fpn, convlstm, convgru, unet3d (semantic);
+    /// pse_ltae (default), pse_tae, pse_gru, pse_tempcnn (pixelset).
     #[arg(long)]
     pub model: Option<String>,
+    /// Semantic baselines: constructor arguments over get_model's, as JSON (e.g. '{"hidden_dim": 16}');
+    /// recorded in conf.json's model_kwargs.
+    #[arg(long = "model_kwargs")]
+    pub model_kwargs: Option<String>,
+    /// uconvlstm / buconvlstm: the class's bidirectional ConvLSTM (temporal = "blstm").
+    #[arg(long)]
+    pub bidirectional: bool,
     /// Encoder widths, one per level (written 64,64,64,128 or as the original, in brackets).
     #[arg(long = "encoder_widths", default_value_t = Widths(UTaeConfig::default().encoder_widths))]
     pub encoder_widths: Widths,
@@ -200,6 +209,38 @@ impl TrainArgs {
         Ok(c)
     }
 
+    /// The semantic model of `--model` (U-TAE from its flags; a baseline as get_model builds it, with
+    /// `--model_kwargs` and `--bidirectional` applied).
+    pub fn semantic_model(&self) -> Result<SemanticConfig> {
+        let name = self.model.as_deref().unwrap_or("utae");
+        if name == "utae" {
+            if self.model_kwargs.is_some() || self.bidirectional {
+                return Err(Error::Invalid(
+                    "--model_kwargs and --bidirectional are for the baselines: U-TAE takes its own flags".into(),
+                ));
+            }
+            return Ok(self.utae_config()?.into());
+        }
+        let kwargs: serde_json::Value = match &self.model_kwargs {
+            None => serde_json::json!({}),
+            Some(s) => serde_json::from_str(s)
+                .map_err(|e| Error::Invalid(format!("--model_kwargs {s:?}: not JSON ({e})")))?,
+        };
+        let where_ = std::path::Path::new("--model_kwargs");
+        let c = SemanticConfig::baseline(name, self.num_classes, self.pad_value, &kwargs, where_)?
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--model {name}: expected one of {} (pixel-set models: --task pixelset)",
+                    MODELS.join(", ")
+                ))
+            })?;
+        if self.bidirectional {
+            c.bidirectional().map_err(Error::Invalid)
+        } else {
+            Ok(c)
+        }
+    }
+
     /// The semantic task's options (`train_semantic.py`).
     pub fn semantic_options(&self) -> Result<TrainOptions> {
         if self.pixelset.any_given() {
@@ -207,14 +248,8 @@ impl TrainArgs {
                 "a [pixelset] flag was given to the semantic task: add --task pixelset".into(),
             ));
         }
-        let model = self.model.as_deref().unwrap_or("utae");
-        if model != "utae" {
-            return Err(Error::Invalid(format!(
-                "--model {model}: only utae is implemented for the semantic task (pixel-set models: --task pixelset)"
-            )));
-        }
         Ok(TrainOptions {
-            model: self.utae_config()?,
+            model: self.semantic_model()?,
             dataset_folder: self.dataset_folder.clone(),
             res_dir: self.res_dir.clone(),
             rdm_seed: self.rdm_seed,

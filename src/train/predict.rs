@@ -14,7 +14,8 @@ use crate::data::npy;
 use crate::data::pastis::{Date, MonoDate, PastisDataset, PastisOptions, Target};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::Ctx;
-use crate::models::utae::{PadInfo, UTae};
+use crate::models::semantic::SemanticModel;
+use crate::models::utae::PadInfo;
 use crate::train::plot;
 
 /// What to predict and where to write it.
@@ -53,7 +54,12 @@ pub fn argmax_classes(logits: &[f32], classes: usize) -> Vec<i64> {
 }
 
 /// Runs `model` over the dataset and writes the files; returns the number of patches written.
-pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<usize> {
+pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> Result<usize> {
+    if opts.save_attention && !matches!(model, SemanticModel::UTae(_)) {
+        return Err(Error::Invalid(
+            "--save_attention: only U-TAE has attention masks (the baselines have none)".into(),
+        ));
+    }
     // Labels only where there are some: a user's own area has no ANNOTATIONS/ folder.
     let labeled = opts.dataset_folder.join("ANNOTATIONS").is_dir();
     let ds = PastisDataset::open(
@@ -82,9 +88,12 @@ pub fn predict(model: &UTae, device: Device, opts: &PredictOptions) -> Result<us
         let pad = PadInfo {
             mask: batch.pad_mask.clone(),
         };
-        let out = no_grad(|| model.forward(&x, &batch.dates, &pad, &ctx, false));
-        let (logits, ls) = (out.out.to_vec(), out.out.shape().to_vec());
-        let (attn, as_) = (out.attn.to_vec(), out.attn.shape().to_vec());
+        let out = no_grad(|| model.forward(&x, &batch.dates, &pad, &ctx));
+        let (logits, ls) = (out.logits.to_vec(), out.logits.shape().to_vec());
+        let (attn, as_) = match (&out.attn, opts.save_attention) {
+            (Some(a), true) => (a.to_vec(), a.shape().to_vec()),
+            _ => (Vec::new(), vec![0; 5]),
+        };
         let per: usize = ls[1..].iter().product();
         for (i, id) in batch.ids.iter().enumerate() {
             let l = &logits[i * per..(i + 1) * per];

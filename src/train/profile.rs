@@ -17,15 +17,17 @@ use crate::engine::profile::Report;
 use crate::engine::{no_grad, Device, Error, Gpu, Result, Tensor};
 use crate::layers::{Ctx, Module};
 use crate::models::pse::focal_loss;
+use crate::models::semantic::{SemanticConfig, SemanticModel, MODELS};
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
-use crate::models::utae::{PadInfo, UTae, UTaeConfig};
+use crate::models::utae::{PadInfo, UTaeConfig};
 use crate::train::{Adam, AdamConfig};
 
 /// Which model a workload runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelSpec {
-    /// U-TAE with this configuration, on (batch, dates, 10, size, size) patches.
-    UTae(UTaeConfig),
+    /// A semantic model (U-TAE or a baseline) with this configuration, on (batch, dates, 10, size, size)
+    /// patches.
+    Semantic(SemanticConfig),
     /// A pixel-set classifier (PSE + L-TAE / TAE / GRU / TempCNN at its class defaults) on
     /// (batch, dates, 10, pixels) parcels with 4 extra features.
     PixelSet(TemporalKind),
@@ -58,20 +60,69 @@ pub fn utae_small_config() -> UTaeConfig {
     }
 }
 
+/// The `small` constructor arguments of a baseline (widths about an eighth of get_model's, as the fixtures'
+/// U-TAE): RecUNet with U-TAE small's widths, FPN with 8 channels a level, ConvLSTM / ConvGRU with 20 / 22
+/// hidden channels, U-Net 3D with feats 1.
+pub fn small_kwargs(model: &str) -> Value {
+    match model {
+        "uconvlstm" | "buconvlstm" => json!({
+            "encoder_widths": [8, 12, 16, 20], "decoder_widths": [4, 8, 12, 20], "out_conv": [8, 20],
+            "hidden_dim": if model == "uconvlstm" { 8 } else { 4 },
+        }),
+        "fpn" => json!({"inconv": [4, 8], "n_channels": 8, "hidden_size": 11}),
+        "convlstm" => json!({"hidden_dim": 20}),
+        "convgru" => json!({"hidden_dim": 22}),
+        "unet3d" => json!({"feats": 1}),
+        _ => json!({}),
+    }
+}
+
 impl Workload {
     /// U-TAE `small` (the fixtures' widths) or `paper` (the default configuration).
     pub fn utae(config: &str, batch: usize, dates: usize, size: usize) -> Result<Workload> {
-        let cfg = match config {
-            "small" => utae_small_config(),
-            "paper" => UTaeConfig::default(),
+        Workload::semantic("utae", config, batch, dates, size)
+    }
+
+    /// A semantic model by its `--model` name, `small` ([`utae_small_config`], [`small_kwargs`]) or `paper`
+    /// (get_model's configuration).
+    pub fn semantic(
+        model: &str,
+        config: &str,
+        batch: usize,
+        dates: usize,
+        size: usize,
+    ) -> Result<Workload> {
+        let paper = match config {
+            "small" => false,
+            "paper" => true,
             other => {
                 return Err(Error::Invalid(format!(
                     "--config {other:?}: expected small or paper"
                 )))
             }
         };
+        let cfg = if model == "utae" {
+            SemanticConfig::UTae(if paper {
+                UTaeConfig::default()
+            } else {
+                utae_small_config()
+            })
+        } else {
+            let kw = if paper {
+                json!({})
+            } else {
+                small_kwargs(model)
+            };
+            SemanticConfig::baseline(model, 20, 0.0, &kw, std::path::Path::new("profile"))?
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "--model {model:?}: expected one of {}",
+                        MODELS.join(", ")
+                    ))
+                })?
+        };
         Ok(Workload {
-            model: ModelSpec::UTae(cfg),
+            model: ModelSpec::Semantic(cfg),
             batch,
             dates,
             size,
@@ -83,7 +134,8 @@ impl Workload {
     pub fn pixel_set(model: &str, batch: usize, dates: usize, pixels: usize) -> Result<Workload> {
         let kind = TemporalKind::parse(model).ok_or_else(|| {
             Error::Invalid(format!(
-                "--model {model:?}: expected utae, pse_ltae, pse_tae, pse_gru or pse_tempcnn"
+                "--model {model:?}: expected a semantic model ({}) or pse_ltae, pse_tae, pse_gru, pse_tempcnn",
+                MODELS.join(", ")
             ))
         })?;
         Ok(Workload {
@@ -98,9 +150,18 @@ impl Workload {
     /// A one-line description ("utae B2 T8 32x32", "pse_ltae B128 T24 S64").
     pub fn describe(&self) -> String {
         match &self.model {
-            ModelSpec::UTae(c) => format!(
+            ModelSpec::Semantic(SemanticConfig::UTae(c)) => format!(
                 "utae (encoder {:?}) B{} T{} {}x{}",
                 c.encoder_widths, self.batch, self.dates, self.size, self.size
+            ),
+            ModelSpec::Semantic(c) => format!(
+                "{} ({}) B{} T{} {}x{}",
+                c.name(),
+                c.kwargs().unwrap_or_default(),
+                self.batch,
+                self.dates,
+                self.size,
+                self.size
             ),
             ModelSpec::PixelSet(k) => format!(
                 "{} B{} T{} S{}",
@@ -116,14 +177,14 @@ impl Workload {
     pub fn prepare(&self, device: Device) -> Prepared {
         let (b, t) = (self.batch, self.dates);
         match &self.model {
-            ModelSpec::UTae(cfg) => {
-                let model = UTae::new(cfg.clone(), 0, device);
+            ModelSpec::Semantic(cfg) => {
+                let model = cfg.build(0, device);
                 let hw = self.size;
-                let x = Tensor::rand_uniform(&[b, t, cfg.input_dim, hw, hw], -1.0, 1.0, 1, device);
+                let x = Tensor::rand_uniform(&[b, t, 10, hw, hw], -1.0, 1.0, 1, device);
                 let classes = model.num_classes();
                 let target: Vec<f32> = (0..b * hw * hw).map(|i| (i % classes) as f32).collect();
                 let opt = Adam::new(model.parameters(), AdamConfig::default());
-                Prepared::UTae {
+                Prepared::Semantic {
                     days: (0..b * t).map(|i| (i % t) as f32 * 7.0).collect(),
                     pad: PadInfo {
                         mask: vec![false; b * t],
@@ -169,10 +230,10 @@ impl Workload {
 
 /// A built workload, ready to step.
 pub enum Prepared {
-    /// U-TAE and its batch.
-    UTae {
+    /// A semantic model and its batch.
+    Semantic {
         /// The model.
-        model: Box<UTae>,
+        model: Box<SemanticModel>,
         /// Input (B, T, C, H, W).
         x: Tensor,
         /// Day offsets (B, T).
@@ -207,14 +268,14 @@ impl Prepared {
     pub fn forward(&self) {
         let ctx = Ctx::eval();
         no_grad(|| match self {
-            Prepared::UTae {
+            Prepared::Semantic {
                 model,
                 x,
                 days,
                 pad,
                 ..
             } => {
-                let out = model.forward(x, days, pad, &ctx, false).out;
+                let out = model.forward(x, days, pad, &ctx).logits;
                 let _ = out.argmax(1);
             }
             Prepared::PixelSet {
@@ -234,7 +295,7 @@ impl Prepared {
     pub fn train_step(&mut self) -> f32 {
         let ctx = Ctx::train(0);
         match self {
-            Prepared::UTae {
+            Prepared::Semantic {
                 model,
                 x,
                 days,
@@ -243,7 +304,7 @@ impl Prepared {
                 opt,
             } => {
                 opt.zero_grad();
-                let out = model.forward(x, days, pad, &ctx, false).out;
+                let out = model.forward(x, days, pad, &ctx).logits;
                 let loss = out.cross_entropy(target, None, -100);
                 loss.backward();
                 opt.step();
@@ -396,10 +457,11 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
 /// `sitsgpu profile`'s flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProfileArgs {
-    /// utae, or a pixel-set classifier: pse_ltae, pse_tae, pse_gru, pse_tempcnn.
+    /// A semantic model (utae, uconvlstm, buconvlstm, fpn, convlstm, convgru, unet3d) or a pixel-set
+    /// classifier: pse_ltae, pse_tae, pse_gru, pse_tempcnn.
     #[arg(long, default_value = "utae")]
     pub model: String,
-    /// U-TAE: small (the fixtures' widths) or paper (the default configuration).
+    /// Semantic models: small (the fixtures' widths, about an eighth of the paper's) or paper (get_model's).
     #[arg(long, default_value = "small")]
     pub config: String,
     /// Samples per batch (default: U-TAE small 2, paper 4; pixel sets 128).
@@ -434,9 +496,10 @@ pub struct ProfileArgs {
 impl ProfileArgs {
     /// The workload these flags describe (the defaults depend on the model and config).
     pub fn workload(&self) -> Result<Workload> {
-        if self.model == "utae" {
+        if MODELS.contains(&self.model.as_str()) {
             let paper = self.config == "paper";
-            Workload::utae(
+            Workload::semantic(
+                &self.model,
                 &self.config,
                 self.batch_size.unwrap_or(if paper { 4 } else { 2 }),
                 self.dates.unwrap_or(if paper { 40 } else { 8 }),

@@ -35,7 +35,8 @@ use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::state::load_state_dict;
 use crate::layers::{Ctx, Module};
 use crate::models::registry::read_weights;
-use crate::models::utae::{padding_mode_name, PadInfo, UTae, UTaeConfig};
+use crate::models::semantic::{SemanticConfig, SemanticModel};
+use crate::models::utae::{padding_mode_name, PadInfo};
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::drop_last::{check_split, eval_order};
 use crate::train::metrics::ConfusionMatrix;
@@ -57,8 +58,9 @@ pub const ROTATIONS: [([usize; 3], usize, usize); 5] = [
 /// `train_semantic.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// The model hyper-parameters (`--encoder_widths`, …, `--padding_mode`).
-    pub model: UTaeConfig,
+    /// The model (`--model`) and its hyper-parameters (U-TAE: `--encoder_widths`, …, `--padding_mode`; a
+    /// baseline: get_model's arguments and `--model_kwargs`).
+    pub model: SemanticConfig,
     /// PASTIS folder.
     pub dataset_folder: PathBuf,
     /// Output folder.
@@ -114,24 +116,39 @@ impl TrainOptions {
         (0..k).contains(&i).then_some(i as usize)
     }
 
-    /// conf.json: the original keys (`vars(config)`) + N_params.
+    /// conf.json: the original keys (`vars(config)`) + N_params; a baseline's constructor arguments in
+    /// `model_kwargs`.
     pub fn to_conf_json(&self, n_params: usize) -> Value {
-        let m = &self.model;
-        json!({
-            "model": "utae",
-            "encoder_widths": m.encoder_widths, "decoder_widths": m.decoder_widths, "out_conv": m.out_conv,
-            "str_conv_k": m.str_conv_k, "str_conv_s": m.str_conv_s, "str_conv_p": m.str_conv_p,
-            "agg_mode": m.agg_mode.name(), "encoder_norm": m.encoder_norm.name(),
-            "n_head": m.n_head, "d_model": m.d_model, "d_k": m.d_k,
+        let mut conf = json!({
+            "model": self.model.name(),
             "dataset_folder": self.dataset_folder.display().to_string(), "res_dir": self.res_dir.display().to_string(),
             "num_workers": 1, "rdm_seed": self.rdm_seed, "device": if self.cpu { "cpu" } else { "gpu" },
             "display_step": 50, "cache": false, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
             "mono_date": self.mono_date.map(|d| d.to_string()), "ref_date": self.ref_date.to_string(),
             "fold": self.fold, "num_classes": self.num_classes,
             "ignore_index": self.ignore_index, "pad_value": self.pad_value,
-            "padding_mode": padding_mode_name(m.padding_mode),
             "val_every": self.val_every, "val_after": self.val_after, "N_params": n_params,
-        })
+        });
+        let o = conf.as_object_mut().expect("an object");
+        match &self.model {
+            SemanticConfig::UTae(m) => {
+                let keys = json!({
+                    "encoder_widths": m.encoder_widths, "decoder_widths": m.decoder_widths, "out_conv": m.out_conv,
+                    "str_conv_k": m.str_conv_k, "str_conv_s": m.str_conv_s, "str_conv_p": m.str_conv_p,
+                    "agg_mode": m.agg_mode.name(), "encoder_norm": m.encoder_norm.name(),
+                    "n_head": m.n_head, "d_model": m.d_model, "d_k": m.d_k,
+                    "padding_mode": padding_mode_name(m.padding_mode),
+                });
+                o.extend(keys.as_object().expect("an object").clone());
+            }
+            baseline => {
+                o.insert(
+                    "model_kwargs".into(),
+                    baseline.kwargs().unwrap_or(Value::Null),
+                );
+            }
+        }
+        conf
     }
 }
 
@@ -178,7 +195,7 @@ fn accumulate(cm: &mut ConfusionMatrix, logits: &Tensor, targets: &[i64]) {
 /// `max_steps`), evaluation otherwise.
 #[allow(clippy::too_many_arguments)]
 fn run_epoch(
-    model: &UTae,
+    model: &SemanticModel,
     ds: &PastisDataset,
     indices: Vec<usize>,
     opts: &TrainOptions,
@@ -207,18 +224,18 @@ fn run_epoch(
         let loss = if let Some(opt) = opt.as_deref_mut() {
             opt.zero_grad();
             let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
-            let out = model.forward(&x, &batch.dates, &pad, &ctx, false);
-            let loss = out.out.cross_entropy(&t, Some(weights), -100);
+            let out = model.forward(&x, &batch.dates, &pad, &ctx).logits;
+            let loss = out.cross_entropy(&t, Some(weights), -100);
             loss.backward();
             opt.step();
             *step += 1;
-            accumulate(&mut cm, &out.out.detach(), &batch.targets);
+            accumulate(&mut cm, &out.detach(), &batch.targets);
             loss.item() as f64
         } else {
             no_grad(|| {
-                let out = model.forward(&x, &batch.dates, &pad, &Ctx::eval(), false);
-                accumulate(&mut cm, &out.out, &batch.targets);
-                out.out.cross_entropy(&t, Some(weights), -100).item() as f64
+                let out = model.forward(&x, &batch.dates, &pad, &Ctx::eval()).logits;
+                accumulate(&mut cm, &out, &batch.targets);
+                out.cross_entropy(&t, Some(weights), -100).item() as f64
             })
         };
         loss_sum += loss;
@@ -324,11 +341,12 @@ fn validates(opts: &TrainOptions) -> bool {
 /// ([`PastisDataset::check`]: headers, frames against dates, NaN / infinite values, classes), that every split
 /// gives at least one batch, and `init_weights`.
 pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
-    if opts.model.out_conv.last() != Some(&opts.num_classes) {
+    if opts.model.num_classes() != opts.num_classes {
         return Err(Error::Invalid(format!(
-            "--num_classes {} differs from the last --out_conv width {:?}",
+            "--num_classes {} differs from the {} model's {} classes (U-TAE: the last --out_conv width)",
             opts.num_classes,
-            opts.model.out_conv.last()
+            opts.model.name(),
+            opts.model.num_classes()
         )));
     }
     let folds: Vec<usize> = match opts.fold {
@@ -354,7 +372,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         }
     }
     open_split(opts, &used)?.check(Some(opts.num_classes))?;
-    let scratch = UTae::new(opts.model.clone(), 0, Device::Cpu);
+    let scratch = opts.model.build(0, Device::Cpu);
     let init = match &opts.init_weights {
         Some(w) => {
             let sd = read_weights(w)?;
@@ -373,7 +391,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     for (&k, (dt_train, dt_val, dt_test)) in folds.iter().zip(splits) {
         let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
-        let model = UTae::new(opts.model.clone(), opts.rdm_seed, device);
+        let model = opts.model.build(opts.rdm_seed, device);
         if let Some((w, sd)) = &init {
             load_state_dict(&model, sd, w)?;
         }
@@ -562,8 +580,8 @@ pub struct EvaluateOptions {
 pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     let conf_path = e.weight_folder.join("conf.json");
     let conf = read_json(&conf_path)?;
-    let model_conf = UTaeConfig::from_json(&conf, &conf_path)?;
-    let num_classes = *model_conf.out_conv.last().unwrap_or(&20);
+    let model_conf = SemanticConfig::from_conf(&conf, &conf_path)?;
+    let num_classes = model_conf.num_classes();
     let (ref_date, mono_date) = dates_from_conf(&conf, &conf_path)?;
     let opts = TrainOptions {
         model: model_conf,
@@ -607,7 +625,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     } else {
         crate::engine::Gpu::get().map(|_| Device::Gpu)?
     };
-    let model = UTae::new(opts.model.clone(), 0, device);
+    let model = opts.model.build(0, device);
     // Every checkpoint and every test split is checked before anything runs or is written.
     let mut runs = Vec::new();
     for &k in &folds {
@@ -682,7 +700,7 @@ mod tests {
     #[test]
     fn the_conf_json_keeps_the_dates_and_evaluation_reads_them_back() {
         let opts = TrainOptions {
-            model: UTaeConfig::default(),
+            model: crate::models::utae::UTaeConfig::default().into(),
             dataset_folder: "D".into(),
             res_dir: "R".into(),
             rdm_seed: 1,

@@ -22,10 +22,20 @@ pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The semantic U-TAE cases of the fixtures' manifest (by kind and conf.json's model, not by name):
-/// (name, folder); `None` after a loud skip line when there are no fixtures.
-pub fn semantic_utae_cases(test: &str) -> Option<Vec<(String, PathBuf)>> {
-    let root = fixtures_root();
+/// The semantic cases of the fixtures' manifest — U-TAE and the baselines get_model knows (by kind and
+/// conf.json's model, not by name): (name, folder); `None` after a loud skip line when there are no fixtures.
+pub fn semantic_cases(test: &str) -> Option<Vec<(String, PathBuf)>> {
+    semantic_cases_in(&fixtures_root(), test)
+}
+
+/// The project's own PyTorch reference cases (`tests/data/make_*_cases.py`).
+pub fn project_fixtures_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fixtures")
+}
+
+/// [`semantic_cases`] of the manifest under `root`.
+pub fn semantic_cases_in(root: &Path, test: &str) -> Option<Vec<(String, PathBuf)>> {
+    let root = root.to_path_buf();
     let manifest = root.join("manifest.json");
     if !manifest.exists() {
         eprintln!(
@@ -43,11 +53,12 @@ pub fn semantic_utae_cases(test: &str) -> Option<Vec<(String, PathBuf)>> {
             .get("model")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if c["kind"] == "semantic" && model.as_deref().unwrap_or("utae") == "utae" {
+        let known = sitsgpu::models::semantic::MODELS.contains(&model.as_deref().unwrap_or("utae"));
+        if c["kind"] == "semantic" && known {
             out.push((name.clone(), case));
         } else {
             println!(
-                "{test}: case {name} (kind {}, model {}) is not a semantic U-TAE: left to pytorch_parity",
+                "{test}: case {name} (kind {}, model {}) is not a semantic model: left to pytorch_parity",
                 c["kind"],
                 model.as_deref().unwrap_or("-")
             );
@@ -55,7 +66,7 @@ pub fn semantic_utae_cases(test: &str) -> Option<Vec<(String, PathBuf)>> {
     }
     assert!(
         !out.is_empty(),
-        "{test}: the manifest lists no semantic U-TAE case"
+        "{test}: the manifest lists no semantic case"
     );
     Some(out)
 }

@@ -435,9 +435,11 @@ def main():
     data = os.path.join(OUT, "datasets", "pixelset_tiny")
     write_dataset(data)
     samples, positions = load_dataset(data)
-    manifest = {"cases": {}, "generated_by": "tests/data/make_pixelset_cases.py (sitsgpu; PyTorch "
-                f"{torch.__version__}, numpy {np.__version__}): a from-the-spec PyTorch implementation, not the "
-                "original code"}
+    # The manifest is shared with make_baseline_cases.py: keep its cases.
+    path = os.path.join(OUT, "manifest.json")
+    manifest = json.load(open(path)) if os.path.exists(path) else {"cases": {}}
+    manifest["generated_by"] = (f"tests/data/make_pixelset_cases.py (sitsgpu; PyTorch {torch.__version__}, numpy "
+                                f"{np.__version__}): a from-the-spec PyTorch implementation, not the original code")
     for name, case in CASES.items():
         base = case["seed"]
         while True:

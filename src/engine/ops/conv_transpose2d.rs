@@ -1,10 +1,12 @@
-//! 2-D transposed convolution (PyTorch `nn.ConvTranspose2d`, groups = 1, dilation = 1, output_padding = 0),
-//! zero padding; U-TAE's up-sampling (kernel 4, stride 2, padding 1 doubles H and W).
+//! 2-D transposed convolution (PyTorch `nn.ConvTranspose2d`, groups = 1, dilation = 1), zero padding,
+//! optional `output_padding`; U-TAE's up-sampling (kernel 4, stride 2, padding 1 doubles H and W), and the
+//! frames of U-Net 3D's transposed 3-D convolutions (kernel 3, stride 2, padding 1, output_padding 1).
 //!
 //! Math: every input element scatters into the output: `y[n, o, s·iy - p + ky, s·ix - p + kx] +=
 //! x[n, c, iy, ix] · w[c, o, ky, kx]` (positions outside the output dropped), plus `b[o]`.
 //! Shapes: x (N, C_in, H, W), weight **(C_in, C_out, kH, kW)**, bias (C_out) → y (N, C_out, H_out, W_out),
-//! `H_out = (H - 1)·s - 2p + kH`.
+//! `H_out = (H - 1)·s - 2p + kH + output_padding` (the extra rows and columns at the end are real outputs:
+//! they receive the taps that land there).
 //!
 //! Derivatives: `dx[n, c, iy, ix] = Σ_{o, ky, kx} dy[n, o, s·iy - p + ky, s·ix - p + kx] · w[c, o, ky, kx]`
 //! (zero outside dy) and `dw[c, o, ky, kx] = Σ_{n, iy, ix} x[n, c, iy, ix] · dy[n, o, s·iy - p + ky, ..]`.
@@ -32,6 +34,21 @@ use crate::engine::tensor::Tensor;
 /// The conv2d whose kernels compute the transposed convolution of x `xs` (N, C_in, H, W) by weight `ws`
 /// (C_in, C_out, kH, kW) (see the module doc); panics with `conv_transpose2d: expected …, got …`.
 pub fn conv_geom(xs: &[usize], ws: &[usize], stride: usize, pad: usize) -> Geom {
+    conv_geom_padded(xs, ws, stride, pad, 0)
+}
+
+/// [`conv_geom`] with `output_padding` extra output rows and columns (`output_padding < stride`, as PyTorch).
+pub fn conv_geom_padded(
+    xs: &[usize],
+    ws: &[usize],
+    stride: usize,
+    pad: usize,
+    out_pad: usize,
+) -> Geom {
+    assert!(
+        out_pad < stride.max(1),
+        "conv_transpose2d: expected output_padding < stride, got {out_pad} and {stride}"
+    );
     assert!(
         xs.len() == 4 && ws.len() == 4 && xs[1] == ws[0],
         "conv_transpose2d: expected x (N, C_in, H, W) and weight (C_in, C_out, kH, kW), got {xs:?} and {ws:?}"
@@ -46,8 +63,8 @@ pub fn conv_geom(xs: &[usize], ws: &[usize], stride: usize, pad: usize) -> Geom 
     Geom {
         n: xs[0],
         ci: ws[1],
-        h: out(xs[2], ws[2]) - 2 * pad,
-        w: out(xs[3], ws[3]) - 2 * pad,
+        h: out(xs[2], ws[2]) - 2 * pad + out_pad,
+        w: out(xs[3], ws[3]) - 2 * pad + out_pad,
         co: xs[1],
         kh: ws[2],
         kw: ws[3],
@@ -123,7 +140,25 @@ impl Tensor {
         stride: usize,
         padding: usize,
     ) -> Tensor {
-        let g = conv_geom(self.shape(), weight.shape(), stride, padding);
+        self.conv_transpose2d_padded(weight, bias, stride, padding, 0)
+    }
+
+    /// [`Tensor::conv_transpose2d`] with `output_padding` (< stride) more output rows and columns at the end.
+    pub fn conv_transpose2d_padded(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+    ) -> Tensor {
+        let g = conv_geom_padded(
+            self.shape(),
+            weight.shape(),
+            stride,
+            padding,
+            output_padding,
+        );
         let storage = match Tensor::same_device("conv_transpose2d", &[self, weight]) {
             Device::Cpu => Tensor::cpu_storage(cpu_forward(
                 &self.cpu_data("conv_transpose2d"),
@@ -271,7 +306,9 @@ mod tests {
             ([1, 1, 3, 3], [1, 2, 5, 3], 3, 2), // stride 3, padding 2
         ];
         for (k, (xs, ws, s, p)) in cases.into_iter().enumerate() {
-            let g = conv_geom(&xs, &ws, s, p);
+            // U-Net 3D's frames: k3 s2 p1 with output_padding 1 (H_out = 2H) beside each case without.
+            let op = if s == 2 { 1 } else { 0 };
+            let g = conv_geom_padded(&xs, &ws, s, p, op);
             let ins = [
                 random_vec(xs.iter().product(), -1.0, 1.0, 71 + k as u64),
                 random_vec(ws.iter().product(), -1.0, 1.0, 81 + k as u64),

@@ -33,7 +33,15 @@
 //! | crop_ragged, resize_crop (PaPs' per-instance crops, packed) | crop_ragged.wgsl, resize_crop.wgsl | crop_ragged_backward.wgsl, resize_crop_backward.wgsl | crop |
 //! | paps_loss_terms (center, size, shape; then sum) | paps_loss.wgsl `<term>_loss_terms` | paps_loss_backward.wgsl `<term>_loss_backward` | paps_loss::Term |
 //! | adam (the optimizer's update, in place) | adam.wgsl | none (not differentiated) | adam::cpu_step |
-//! | conv_transpose2d (stride, zero padding, bias) | conv2d_backward_input.wgsl (+ broadcast add) | conv2d.wgsl, conv2d_backward_weight.wgsl | conv_transpose2d |
+//! | conv_transpose2d (stride, zero padding, output_padding, bias) | conv2d_backward_input.wgsl (+ broadcast add) | conv2d.wgsl, conv2d_backward_weight.wgsl | conv_transpose2d |
+//! | conv_lstm (ConvLSTM sequence → c_T, BPTT; `conv_lstm/gpu.rs`) | per step: conv2d + conv_lstm_cell.wgsl (fused gates, c/h update, next input) | per step: conv_lstm_cell_backward.wgsl + conv2d input/weight gradients | conv_lstm::cpu_cell_forward/backward, cpu_forward/backward |
+//! | conv_gru (ConvGRU sequence → h_T, BPTT; `conv_gru/gpu.rs`) | per step: conv2d, conv_gru_gates.wgsl, conv2d, conv_gru_update.wgsl | per step: conv_gru_update_backward.wgsl, conv2d gradients, conv_gru_gates_backward.wgsl, conv2d gradients | conv_gru |
+//! | unfold_time / fold_time (im2col / col2im along D) | time_unfold.wgsl / time_fold.wgsl | each other | time_unfold |
+//! | conv3d (k³, stride 1, zero padding) | composition: unfold_time + conv2d (implicit GEMM) + permute | (compositions') | conv3d::cpu_conv3d |
+//! | conv_transpose3d (stride, padding, output_padding) | composition: permute + conv_transpose2d + fold_time | (compositions') | conv3d::cpu_conv_transpose3d |
+//! | max_pool3d (window = stride = k) | max_pool3d.wgsl | max_pool3d_backward.wgsl (gather, first maximum) | max_pool3d |
+//! | masked_mean (mean over the real dates) | composition: mul + sum + div | (compositions') | masked_mean |
+//! | batch_norm 3d | batch_norm on (N, C, D, H, W) (statistics over N·D·H·W per channel) | (batch_norm's) | batch_norm |
 //!
 //! Every op has an f64 gradient check in its file and a row in `tests/gpu_parity.rs`.
 
@@ -43,6 +51,9 @@ pub mod attention_apply;
 pub mod batch_norm;
 pub mod binary;
 pub mod conv2d;
+pub mod conv3d;
+pub mod conv_gru;
+pub mod conv_lstm;
 pub mod conv_transpose2d;
 pub mod crop;
 pub mod cross_entropy;
@@ -52,9 +63,11 @@ pub mod group_norm;
 pub mod index_select;
 pub mod layer_norm;
 pub mod masked_fill;
+pub mod masked_mean;
 pub mod masked_pool;
 pub mod matmul;
 pub mod max_pool;
+pub mod max_pool3d;
 pub mod movement;
 pub mod paps_loss;
 pub mod pool;
@@ -64,6 +77,7 @@ pub mod relu;
 pub mod segment_argmax;
 pub mod softmax;
 pub mod temporal_agg;
+pub mod time_unfold;
 pub mod unary;
 pub mod upsample;
 
