@@ -33,6 +33,7 @@ use sitsgpu::models::utae::PadInfo;
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
 
+#[path = "pytorch_parity/panoptic.rs"]
 mod panoptic;
 
 /// Tolerance rules of the fixtures README / compare.py.

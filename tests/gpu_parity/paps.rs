@@ -60,7 +60,14 @@ fn segment_argmax() {
 
 #[test]
 fn gather_pixels() {
-    let pixels = [(1, 6, 8), (0, 0, 0), (1, 6, 8), (0, 4, 3), (1, 0, 7), (0, 0, 0)];
+    let pixels = [
+        (1, 6, 8),
+        (0, 0, 0),
+        (1, 6, 8),
+        (0, 4, 3),
+        (1, 0, 7),
+        (0, 0, 0),
+    ];
     check(
         "gather_pixels",
         &[input(&[2, 5, 7, 9], -1.0, 1.0)],

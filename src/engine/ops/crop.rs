@@ -134,7 +134,13 @@ pub fn cpu_crop<T: Real>(x: &[T], crops: &[Crop], h: usize, w: usize) -> Vec<T> 
 }
 
 /// dy (Σ h·w) → dx (P, H, W), crops added in increasing m.
-pub fn cpu_crop_backward<T: Real>(dy: &[T], crops: &[Crop], planes: usize, h: usize, w: usize) -> Vec<T> {
+pub fn cpu_crop_backward<T: Real>(
+    dy: &[T],
+    crops: &[Crop],
+    planes: usize,
+    h: usize,
+    w: usize,
+) -> Vec<T> {
     let mut dx = vec![T::zero(); planes * h * w];
     let (off, _) = Crop::layout(crops);
     for (c, o) in crops.iter().zip(off) {
@@ -232,9 +238,9 @@ impl Backward for CropBackward {
             (Device::Cpu, &CropKind::Planes { planes, h, w }) => Tensor::cpu_storage(
                 cpu_crop_backward(&dy.cpu_data(op), &self.crops, planes, h, w),
             ),
-            (Device::Cpu, &CropKind::Resized { s }) => Tensor::cpu_storage(
-                cpu_resize_crop_backward(&dy.cpu_data(op), &self.crops, s),
-            ),
+            (Device::Cpu, &CropKind::Resized { s }) => {
+                Tensor::cpu_storage(cpu_resize_crop_backward(&dy.cpu_data(op), &self.crops, s))
+            }
             (Device::Gpu, &CropKind::Planes { planes, h, w }) => {
                 let p = params(&self.crops, planes, h, w, 0);
                 let g = dy.gpu_storage(op);
@@ -269,7 +275,14 @@ impl Tensor {
             Device::Cpu => Tensor::cpu_storage(cpu_crop(&self.cpu_data(op), crops, h, w)),
             Device::Gpu => {
                 let p = params(crops, planes, h, w, 0);
-                Storage::Gpu(launch(CROP_RAGGED, self.gpu_storage(op), crops, p, total, 0))
+                Storage::Gpu(launch(
+                    CROP_RAGGED,
+                    self.gpu_storage(op),
+                    crops,
+                    p,
+                    total,
+                    0,
+                ))
             }
         };
         let back = CropBackward {
@@ -306,7 +319,14 @@ impl Tensor {
             Device::Cpu => Tensor::cpu_storage(cpu_resize_crop(&self.cpu_data(op), crops, s)),
             Device::Gpu => {
                 let p = params(crops, 0, 0, 0, s);
-                Storage::Gpu(launch(RESIZE_CROP, self.gpu_storage(op), crops, p, total, s))
+                Storage::Gpu(launch(
+                    RESIZE_CROP,
+                    self.gpu_storage(op),
+                    crops,
+                    p,
+                    total,
+                    s,
+                ))
             }
         };
         let back = CropBackward {

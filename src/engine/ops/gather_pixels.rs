@@ -30,8 +30,11 @@ pub struct Params {
 pub const GATHER_PIXELS: Kernel =
     Kernel::new::<Params>(&shaders::GATHER_PIXELS, "gather_pixels", 4);
 /// `gather_pixels_backward.wgsl`: dy, offsets, list → dx.
-pub const GATHER_PIXELS_BACKWARD: Kernel =
-    Kernel::new::<Params>(&shaders::GATHER_PIXELS_BACKWARD, "gather_pixels_backward", 5);
+pub const GATHER_PIXELS_BACKWARD: Kernel = Kernel::new::<Params>(
+    &shaders::GATHER_PIXELS_BACKWARD,
+    "gather_pixels_backward",
+    5,
+);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
 pub const KERNELS: &[Kernel] = &[GATHER_PIXELS, GATHER_PIXELS_BACKWARD];
 
@@ -140,9 +143,7 @@ impl Backward for GatherPixelsBackward {
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
         let op = "gather_pixels_backward";
         let storage = match dy.device() {
-            Device::Cpu => {
-                Tensor::cpu_storage(cpu_backward(&dy.cpu_data(op), &self.pix, self.d))
-            }
+            Device::Cpu => Tensor::cpu_storage(cpu_backward(&dy.cpu_data(op), &self.pix, self.d)),
             Device::Gpu => Storage::Gpu(gpu_backward(dy.gpu_storage(op), &self.pix, self.d)),
         };
         vec![Some(Tensor::from_storage(&self.in_shape, storage))]
@@ -196,10 +197,7 @@ mod tests {
         let x: Vec<f64> = (1..=8).map(f64::from).collect();
         let d = Dims { b: 2, c: 2, hw: 2 };
         let pix = [3, 0, 0];
-        assert_eq!(
-            cpu_forward(&x, &pix, d),
-            vec![6.0, 8.0, 1.0, 3.0, 1.0, 3.0]
-        );
+        assert_eq!(cpu_forward(&x, &pix, d), vec![6.0, 8.0, 1.0, 3.0, 1.0, 3.0]);
         assert_eq!(
             cpu_backward(&[1.0f64; 6], &pix, d),
             vec![2.0, 0.0, 2.0, 0.0, 0.0, 1.0, 0.0, 1.0]

@@ -133,7 +133,12 @@ pub fn gpu_backward(x: &GpuStorage, dy: &GpuStorage, d: Dims) -> GpuStorage {
     let dx = GpuStorage::alloc(x.gpu, n, "max_pool2d_backward");
     let k2 = (2 * d.r + 1) * (2 * d.r + 1);
     let bufs = [x.buffer(), dy.buffer(), dx.buffer()];
-    MAX_POOL2D_BACKWARD.dispatch(x.gpu, &bufs, &d.params(), Grid::threads(n).loop_len(k2 * k2));
+    MAX_POOL2D_BACKWARD.dispatch(
+        x.gpu,
+        &bufs,
+        &d.params(),
+        Grid::threads(n).loop_len(k2 * k2),
+    );
     dx
 }
 
@@ -151,11 +156,9 @@ impl Backward for MaxPoolBackward {
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
         let op = "max_pool2d_backward";
         let storage = match Tensor::same_device(op, &[&self.x, dy]) {
-            Device::Cpu => Tensor::cpu_storage(cpu_backward(
-                &self.x.cpu_data(op),
-                &dy.cpu_data(op),
-                self.d,
-            )),
+            Device::Cpu => {
+                Tensor::cpu_storage(cpu_backward(&self.x.cpu_data(op), &dy.cpu_data(op), self.d))
+            }
             Device::Gpu => Storage::Gpu(gpu_backward(
                 self.x.gpu_storage(op),
                 dy.gpu_storage(op),

@@ -34,7 +34,8 @@ pub struct Params {
 pub const CENTER_LOSS_TERMS: Kernel =
     Kernel::new::<Params>(&shaders::PAPS_LOSS, "center_loss_terms", 4);
 /// `size_loss_terms` of paps_loss.wgsl.
-pub const SIZE_LOSS_TERMS: Kernel = Kernel::new::<Params>(&shaders::PAPS_LOSS, "size_loss_terms", 4);
+pub const SIZE_LOSS_TERMS: Kernel =
+    Kernel::new::<Params>(&shaders::PAPS_LOSS, "size_loss_terms", 4);
 /// `shape_loss_terms` of paps_loss.wgsl.
 pub const SHAPE_LOSS_TERMS: Kernel =
     Kernel::new::<Params>(&shaders::PAPS_LOSS, "shape_loss_terms", 4);
@@ -134,7 +135,9 @@ impl Term {
         let t = GpuStorage::alloc(x.gpu, n, self.name());
         let p = params(n, eps);
         let bufs = [x.buffer(), a.buffer(), t.buffer()];
-        self.kernels().0.dispatch(x.gpu, &bufs, &p, Grid::threads(n));
+        self.kernels()
+            .0
+            .dispatch(x.gpu, &bufs, &p, Grid::threads(n));
         t
     }
 
@@ -149,7 +152,9 @@ impl Term {
         let dx = GpuStorage::alloc(x.gpu, n, self.kernels().1.entry);
         let p = params(n, eps);
         let bufs = [x.buffer(), a.buffer(), dt.buffer(), dx.buffer()];
-        self.kernels().1.dispatch(x.gpu, &bufs, &p, Grid::threads(n));
+        self.kernels()
+            .1
+            .dispatch(x.gpu, &bufs, &p, Grid::threads(n));
         dx
     }
 }
@@ -209,11 +214,9 @@ impl Tensor {
             a.shape()
         );
         let storage = match Tensor::same_device(op, &[self, a]) {
-            Device::Cpu => Tensor::cpu_storage(term.cpu_forward(
-                &self.cpu_data(op),
-                &a.cpu_data(op),
-                eps,
-            )),
+            Device::Cpu => {
+                Tensor::cpu_storage(term.cpu_forward(&self.cpu_data(op), &a.cpu_data(op), eps))
+            }
             Device::Gpu => Storage::Gpu(term.gpu_forward(
                 self.gpu_storage(op),
                 a.gpu_storage(op),
@@ -245,7 +248,10 @@ mod tests {
         let t = Term::Center.cpu_forward(&[0.5, 0.5], &[-1.0, 0.0625], eps);
         assert!((t[0] - 0.5f64.ln()).abs() < 1e-15 && (t[1] - 0.5f64.ln() / 16.0).abs() < 1e-15);
         // Size: |4 − 3| / 4 = 1/4; equal sizes give 0 with gradient 0.
-        assert_eq!(Term::Size.cpu_forward(&[3.0, 2.0], &[4.0, 2.0], eps), vec![0.25, 0.0]);
+        assert_eq!(
+            Term::Size.cpu_forward(&[3.0, 2.0], &[4.0, 2.0], eps),
+            vec![0.25, 0.0]
+        );
         assert_eq!(
             Term::Size.cpu_backward(&[3.0, 2.0], &[4.0, 2.0], &[1.0, 1.0], eps),
             vec![-0.25, 0.0]

@@ -44,7 +44,12 @@ pub fn extract(heatmap: &Tensor, zones: Option<&[i64]>) -> (Vec<bool>, Vec<Cente
     let mut mask = vec![false; n];
     match zones {
         Some(z) => {
-            assert_eq!(z.len(), n, "centers: expected {n} zone ids, got {}", z.len());
+            assert_eq!(
+                z.len(),
+                n,
+                "centers: expected {n} zone ids, got {}",
+                z.len()
+            );
             let keys: Vec<(usize, i64)> = (0..n).map(|i| (i / (h * w), z[i])).collect();
             let (seg, _) = Segments::group_by(&keys);
             for q in heatmap.segment_argmax(&seg) {

@@ -106,7 +106,11 @@ pub fn paps_loss(out: &PapsOutput, target: &[f32], cfg: &PapsLossConfig) -> Paps
 
     if let Some(heads) = &out.heads {
         let m = out.centers.len();
-        let pix: Vec<usize> = out.centers.iter().map(|c| (c.b * h + c.y) * w + c.x).collect();
+        let pix: Vec<usize> = out
+            .centers
+            .iter()
+            .map(|c| (c.b * h + c.y) * w + c.x)
+            .collect();
         // Size.
         if cfg.l_size != 0.0 {
             let t: Vec<f32> = pix.iter().flat_map(|&p| [ch(p, 3), ch(p, 4)]).collect();
@@ -130,7 +134,9 @@ pub fn paps_loss(out: &PapsOutput, target: &[f32], cfg: &PapsLossConfig) -> Paps
                 ids.dedup();
                 for id in ids {
                     for p in 0..hw {
-                        let Some(&m) = center_at.get(&(s * hw + p)) else { continue };
+                        let Some(&m) = center_at.get(&(s * hw + p)) else {
+                            continue;
+                        };
                         if ch(s * hw + p, 2) != id {
                             continue;
                         }
@@ -138,7 +144,10 @@ pub fn paps_loss(out: &PapsOutput, target: &[f32], cfg: &PapsLossConfig) -> Paps
                         let [x0, y0, x1, y1] = bx.xyxy;
                         let range = heads.layout.range(m);
                         let (mut inter, mut union, mut inside_true) = (0usize, 0usize, 0usize);
-                        for (k, (yy, xx)) in (y0..y1).flat_map(|y| (x0..x1).map(move |x| (y, x))).enumerate() {
+                        for (k, (yy, xx)) in (y0..y1)
+                            .flat_map(|y| (x0..x1).map(move |x| (y, x)))
+                            .enumerate()
+                        {
                             let t = inst(yy * w + xx) == id;
                             let pm = masks[range.start + k] > cfg.binary_threshold;
                             sign[range.start + k] = if t { 1.0 } else { -1.0 };

@@ -77,7 +77,10 @@ impl PapsConfig {
         let num = |k: &str| -> Result<Option<f64>> {
             match v.get(k) {
                 None | Some(Value::Null) => Ok(None),
-                Some(x) => x.as_f64().map(Some).ok_or_else(|| bad(k, "expected a number")),
+                Some(x) => x
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| bad(k, "expected a number")),
             }
         };
         if let Some(x) = num("num_classes")? {
@@ -176,7 +179,17 @@ impl Paps {
         let mut rng = Rng::new(seed ^ 0x9A95);
         let mode = PaddingMode::Reflect;
         let conv = |rng: &mut Rng| {
-            ConvLayer::new(&[enc, 32, 1], NormKind::Batch, 3, 1, 1, false, mode, rng, device)
+            ConvLayer::new(
+                &[enc, 32, 1],
+                NormKind::Batch,
+                3,
+                1,
+                1,
+                false,
+                mode,
+                rng,
+                device,
+            )
         };
         let heatmap_conv = conv(&mut rng);
         let saliency_conv = conv(&mut rng);
@@ -218,7 +231,12 @@ impl Paps {
 
     /// A model from a conf.json object (`backbone` utae; U-TAE keys and PaPs keys side by side, or under
     /// `"UTAE"` / `"PaPs"` as a fixture's constructor kwargs).
-    pub fn from_conf(conf: &Value, path: &std::path::Path, seed: u64, device: Device) -> Result<Paps> {
+    pub fn from_conf(
+        conf: &Value,
+        path: &std::path::Path,
+        seed: u64,
+        device: Device,
+    ) -> Result<Paps> {
         let utae = UTaeConfig::from_json(conf.get("UTAE").unwrap_or(conf), path)?;
         let paps = PapsConfig::from_json(conf.get("PaPs").unwrap_or(conf), path)?;
         Ok(Paps::new(utae, paps, seed, device))
@@ -300,8 +318,10 @@ impl Paps {
             .enumerate()
             .map(|(i, m)| {
                 let sh = levels - 1 - i; // resolution halves at each level (as the original assumes)
-                let pix: Vec<(usize, usize, usize)> =
-                    centers.iter().map(|c| (c.b, c.y >> sh, c.x >> sh)).collect();
+                let pix: Vec<(usize, usize, usize)> = centers
+                    .iter()
+                    .map(|c| (c.b, c.y >> sh, c.x >> sh))
+                    .collect();
                 m.gather_pixels(&pix)
             })
             .collect();
@@ -347,7 +367,9 @@ impl Paps {
             .groups()
             .iter()
             .map(|g| {
-                let zg = z.narrow(0, g.offset, g.count * g.h * g.w).reshape(&[g.count, 1, g.h, g.w]);
+                let zg = z
+                    .narrow(0, g.offset, g.count * g.h * g.w)
+                    .reshape(&[g.count, 1, g.h, g.w]);
                 let a = norm.forward(&conv0.forward(&zg)).relu();
                 let a = conv1.forward(&a).relu();
                 conv2.forward(&a).reshape(&[g.count * g.h * g.w])
@@ -365,7 +387,7 @@ impl Paps {
 fn mlp_params(m: &Mlp, p: &str, after: &[(usize, &Linear)]) -> Vec<(String, Tensor)> {
     let mut v = m.named_parameters(p);
     for (i, l) in after {
-        v.extend(l.named_parameters(&prefixed(p.trim_end_matches('.'), &i.to_string())));
+        v.extend(l.named_parameters(&format!("{p}{i}.")));
     }
     v
 }
@@ -373,11 +395,25 @@ fn mlp_params(m: &Mlp, p: &str, after: &[(usize, &Linear)]) -> Vec<(String, Tens
 impl Module for Paps {
     fn named_parameters(&self, p: &str) -> Vec<(String, Tensor)> {
         let mut v = self.encoder.named_parameters(&prefixed(p, "encoder"));
-        v.extend(self.heatmap_conv.named_parameters(&prefixed(p, "heatmap_conv.0")));
-        v.extend(self.saliency_conv.named_parameters(&prefixed(p, "saliency_conv")));
+        v.extend(
+            self.heatmap_conv
+                .named_parameters(&prefixed(p, "heatmap_conv.0")),
+        );
+        v.extend(
+            self.saliency_conv
+                .named_parameters(&prefixed(p, "saliency_conv")),
+        );
         let sub = |name: &str| prefixed(p, name);
-        v.extend(mlp_params(&self.shape_mlp.0, &sub("shape_mlp"), &[(3, &self.shape_mlp.1)]));
-        v.extend(mlp_params(&self.size_mlp.0, &sub("size_mlp"), &[(6, &self.size_mlp.1)]));
+        v.extend(mlp_params(
+            &self.shape_mlp.0,
+            &sub("shape_mlp"),
+            &[(3, &self.shape_mlp.1)],
+        ));
+        v.extend(mlp_params(
+            &self.size_mlp.0,
+            &sub("size_mlp"),
+            &[(6, &self.size_mlp.1)],
+        ));
         let (c0, c1, c2) = &self.class_mlp;
         v.extend(mlp_params(c0, &sub("class_mlp"), &[(3, c1), (4, c2)]));
         if let Some((a, n, b, c)) = &self.mask_cnn {
@@ -391,8 +427,14 @@ impl Module for Paps {
     fn named_buffers(&self, p: &str) -> Vec<(String, Tensor)> {
         let mut v = self.encoder.named_buffers(&prefixed(p, "encoder"));
         v.push((format!("{p}min_confidence"), self.min_confidence.clone()));
-        v.extend(self.heatmap_conv.named_buffers(&prefixed(p, "heatmap_conv.0")));
-        v.extend(self.saliency_conv.named_buffers(&prefixed(p, "saliency_conv")));
+        v.extend(
+            self.heatmap_conv
+                .named_buffers(&prefixed(p, "heatmap_conv.0")),
+        );
+        v.extend(
+            self.saliency_conv
+                .named_buffers(&prefixed(p, "saliency_conv")),
+        );
         v.extend(self.shape_mlp.0.named_buffers(&prefixed(p, "shape_mlp")));
         v.extend(self.size_mlp.0.named_buffers(&prefixed(p, "size_mlp")));
         v.extend(self.class_mlp.0.named_buffers(&prefixed(p, "class_mlp")));

@@ -32,7 +32,8 @@ impl Panoptic {
             for p in 0..hw {
                 let mut best = 0;
                 for c in 1..k {
-                    if self.semantic[(s * k + c) * hw + p] > self.semantic[(s * k + best) * hw + p] {
+                    if self.semantic[(s * k + c) * hw + p] > self.semantic[(s * k + best) * hw + p]
+                    {
                         best = c;
                     }
                 }
