@@ -1,8 +1,8 @@
 //! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
 //! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
-//! the semantic workflow's incomplete batches ([`drop_last`]),
-//! [`metrics`], [`predict`], the per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the
-//! command line's flags ([`flags`]) and what each subcommand runs ([`commands`]).
+//! the semantic workflow's incomplete batches ([`drop_last`]), [`metrics`], [`predict`], the panoptic metric
+//! and pictures ([`panoptic`]), the per-kernel [`profile`]r's workloads, progress bars and training-curve
+//! plots; the command line's flags ([`flags`]) and what each subcommand runs ([`commands`]).
 
 pub mod adam;
 pub mod commands;
@@ -10,6 +10,7 @@ pub mod demo;
 pub mod drop_last;
 pub mod flags;
 pub mod metrics;
+pub mod panoptic;
 pub mod pixelset;
 pub mod plot;
 pub mod predict;
