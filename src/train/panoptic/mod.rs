@@ -3,3 +3,4 @@
 //! pictures in the paper's Fig. 5 style ([`picture`]: RGB | ground-truth parcels | predicted parcels).
 
 pub mod meter;
+pub mod picture;
