@@ -1,9 +1,9 @@
 //! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
 //! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
-//! the panoptic workflow of U-TAE + PaPs ([`panoptic`], with its `PanopticMeter`),
-//! the semantic workflow's incomplete batches ([`drop_last`]),
-//! [`metrics`], [`predict`], the per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the
-//! command line's flags ([`flags`]) and what each subcommand runs ([`commands`]).
+//! the panoptic workflow of U-TAE + PaPs ([`panoptic`]: train / evaluate / predict, its `PanopticMeter` and
+//! pictures), the semantic workflow's incomplete batches ([`drop_last`]), [`metrics`], [`predict`], the
+//! per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the command line's flags
+//! ([`flags`]) and what each subcommand runs ([`commands`]).
 
 pub mod adam;
 pub mod commands;
