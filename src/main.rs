@@ -8,7 +8,8 @@
 //!   [`sitsgpu::train::flags`], dispatch in [`sitsgpu::train::commands`].
 //! - `sitsgpu predict`: a semantic model over a PASTIS-layout folder (annotations optional), or a pixel-set
 //!   classifier (one checkpoint or a weight folder's k-fold ensemble) over a Sentinel-Agri folder.
-//! - `sitsgpu demo`: synthetic PASTIS-format data, a small U-TAE trained and evaluated, curves plotted.
+//! - `sitsgpu demo`: synthetic PASTIS-format data, a small U-TAE (`--task panoptic`: U-TAE + PaPs) trained and
+//!   evaluated, curves plotted.
 //! - `sitsgpu convert-weights`: an official `model.pth.tar` to `.npz` or back, checked against the model its
 //!   conf.json describes ([`sitsgpu::models::convert`]).
 //! - `sitsgpu profile`: a model's training step or forward pass on synthetic inputs, timed kernel by kernel
@@ -48,18 +49,22 @@ enum Command {
     ///
     /// test_semantic.py's --device (cpu selects the CPU path), --num_workers and --display_step are accepted.
     Evaluate(EvaluateArgs),
-    /// The whole workflow on synthetic PASTIS-format data: make it (if absent), train a small U-TAE on one
-    /// rotation, evaluate it, plot the curves. A few minutes on a CPU-only machine with lavapipe.
+    /// The whole workflow on synthetic PASTIS-format data: make it (if absent), train a small U-TAE (with
+    /// --task panoptic a U-TAE + PaPs) on one rotation, evaluate it, plot the curves. A few minutes on a
+    /// CPU-only machine with lavapipe.
     Demo {
         /// Working folder (data/ and results/ inside).
         #[arg(long, default_value = "sitsgpu-demo")]
         dir: PathBuf,
-        /// Epochs.
-        #[arg(long, default_value_t = 12)]
-        epochs: usize,
+        /// Epochs (default 12; panoptic 20).
+        #[arg(long)]
+        epochs: Option<usize>,
         /// Run on the CPU reference path.
         #[arg(long)]
         cpu: bool,
+        /// semantic (U-TAE) or panoptic (U-TAE + PaPs: SQ / RQ / PQ and Fig. 5-style pictures).
+        #[arg(long, default_value = "semantic")]
+        task: String,
     },
     /// List GPU adapters, show the chosen one with its limits, and run a self-test kernel.
     Info,
@@ -111,7 +116,18 @@ fn main() -> ExitCode {
         Command::Info => sitsgpu::engine::self_test::adapter_report(&mut std::io::stdout()),
         Command::Train(args) => commands::train(&args),
         Command::Evaluate(args) => commands::evaluate(&args),
-        Command::Demo { dir, epochs, cpu } => sitsgpu::train::demo::run(&dir, epochs, cpu),
+        Command::Demo {
+            dir,
+            epochs,
+            cpu,
+            task,
+        } => match task.as_str() {
+            "semantic" => sitsgpu::train::demo::run(&dir, epochs.unwrap_or(12), cpu),
+            "panoptic" => sitsgpu::train::demo::run_panoptic(&dir, epochs.unwrap_or(20), cpu),
+            other => Err(sitsgpu::engine::Error::Invalid(format!(
+                "demo --task {other:?}: expected semantic or panoptic"
+            ))),
+        },
         Command::Predict(args) => commands::predict(&args),
         Command::ConvertWeights {
             checkpoint,

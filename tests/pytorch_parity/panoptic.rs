@@ -1,7 +1,7 @@
 //! `panoptic` cases (U-TAE + PaPs): eval outputs of every stored patch (heatmap, saliency, center mask,
 //! centers, sizes, classes, confidences, shapes, boxes, instance masks, panoptic maps, attention), the
-//! original PanopticMeter over every eval batch (`metrics.json`) and its checks on the ground truth
-//! (`metric_checks.json`), then the train steps (PaPsLoss with ground-truth zones: the three losses, the
+//! original PanopticMeter over every eval batch (`metrics.json`: the table, SQ, RQ, PQ; `metric_checks.json`
+//! is checked by the meter's own tests, `train::panoptic::meter`), then the train steps (PaPsLoss with ground-truth zones: the three losses, the
 //! per-term losses and train-time centers of `losses.json`, every step-1 gradient, the weights after 3 Adam
 //! steps). Integer outputs must be identical.
 
@@ -9,6 +9,7 @@ use super::*;
 use sitsgpu::data::pastis::Target;
 use sitsgpu::models::paps::loss::{paps_loss, PapsLossConfig};
 use sitsgpu::models::paps::Paps;
+use sitsgpu::train::panoptic::meter::{PanopticMeter, IOU_THRESHOLD};
 
 fn check_ints(rep: &mut Report, file: &str, got: &[f32], expected: &[f32]) {
     let bad = got.len() != expected.len() || got.iter().zip(expected).any(|(a, b)| a != b);
@@ -69,6 +70,12 @@ pub(super) fn run_panoptic(case: &Path, conf: &Value, device: Device) -> Outcome
     let k = model.config.num_classes;
     let stored = flag_list_to_ids(reference.get("expected_stored_for").unwrap_or(&Value::Null));
     let eval = flag_list_to_ids(reference.get("eval_batches").unwrap_or(&Value::Null));
+    let void = conf.get("void_label").and_then(Value::as_i64).unwrap_or(19);
+    let background = conf
+        .get("background_label")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let mut meter = PanopticMeter::new(k, background, Some(void), IOU_THRESHOLD);
     let ctx = Ctx::eval();
     let exp = case.join("expected");
     let read = |file: &str| npy::read_f32(exp.join(file)).ok().map(|a| a.data);
@@ -81,6 +88,8 @@ pub(super) fn run_panoptic(case: &Path, conf: &Value, device: Device) -> Outcome
         let [_, h, w] = pano.dims;
         let hw = h * w;
         let classes = pano.classes();
+        let target = batch.instance.as_ref().expect("instance target");
+        meter.add_outputs(pano.dims, &pano.instance, &pano.semantic, target);
         if !stored.contains(ids) {
             continue;
         }
@@ -185,6 +194,43 @@ pub(super) fn run_panoptic(case: &Path, conf: &Value, device: Device) -> Outcome
                     check_ints(&mut rep, &file, &got, &e);
                 }
             }
+        }
+    }
+    // The original PanopticMeter over every eval batch (metrics.json): the table exactly, SQ/RQ/PQ.
+    let metrics = exp.join("metrics.json");
+    if metrics.exists() {
+        let want = read_json(&metrics);
+        let table: Vec<f32> = want["per_class_TP_FP_FN_sumIoU"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .flat_map(|r| {
+                        r.as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.as_f64().unwrap() as f32)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let got: Vec<f32> = meter.table().concat();
+        let err = if got.len() == table.len() {
+            max_err(&got, &table)
+        } else {
+            f64::INFINITY
+        };
+        rep.check("metrics", "metrics.json table", err <= 1e-6, err, 1e-6);
+        let v = meter.value();
+        for (key, g) in [("SQ", v.sq), ("RQ", v.rq), ("PQ", v.pq)] {
+            let e = want[key].as_f64().unwrap_or(f64::NAN);
+            let err = (g - e).abs();
+            rep.check(
+                "metrics",
+                &format!("metrics.json {key}"),
+                err <= 1e-6,
+                err,
+                1e-6,
+            );
         }
     }
     if !rep.failures.is_empty() {

@@ -237,9 +237,15 @@ impl Paps {
         seed: u64,
         device: Device,
     ) -> Result<Paps> {
+        let (utae, paps) = Paps::configs(conf, path)?;
+        Ok(Paps::new(utae, paps, seed, device))
+    }
+
+    /// The backbone's and the heads' configurations of a conf.json object (see [`Paps::from_conf`]).
+    pub fn configs(conf: &Value, path: &std::path::Path) -> Result<(UTaeConfig, PapsConfig)> {
         let utae = UTaeConfig::from_json(conf.get("UTAE").unwrap_or(conf), path)?;
         let paps = PapsConfig::from_json(conf.get("PaPs").unwrap_or(conf), path)?;
-        Ok(Paps::new(utae, paps, seed, device))
+        Ok((utae, paps))
     }
 
     /// The cut-off in force (the buffer's value).
