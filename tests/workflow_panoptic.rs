@@ -7,7 +7,8 @@
 //!   test numbers of training's test; `predict` writes instance maps and pictures;
 //! - `--resume` after 1 epoch gives a bit-identical `last.npz` and the same trainlog as an uninterrupted run;
 //! - the binary on the fixtures' dataset with the `utae_paps_small` weights as a weight folder (the
-//!   fixture's own conf.json): `predict` reproduces the fixture's panoptic maps exactly, and `evaluate` runs
+//!   fixture's own conf.json; the weights also as official `model.pth.tar`, zip and legacy, through
+//!   `convert-weights` and directly): `predict` reproduces the fixture's panoptic maps exactly, and `evaluate` runs
 //!   test_panoptic.py's loop on it; the CLI (`train --task panoptic`, `demo --task panoptic`) and its errors.
 //!
 //! Run: `cargo test --test workflow_panoptic`.
@@ -21,6 +22,7 @@ use sitsgpu::data::npy;
 use sitsgpu::data::pastis::PastisOptions;
 use sitsgpu::data::state_dict::read_npz;
 use sitsgpu::data::synthetic::{write_pastis, SynthOptions};
+use sitsgpu::data::torch_writer::{write_torch_checkpoint, write_torch_checkpoint_legacy};
 use sitsgpu::models::paps::loss::PapsLossConfig;
 use sitsgpu::models::paps::PapsConfig;
 use sitsgpu::models::registry::Task;
@@ -222,37 +224,9 @@ fn train_evaluate_predict_and_resume_on_cpu() {
     assert_eq!(n("instance_"), n("panoptic_"));
 }
 
-/// The fixture's dataset and `utae_paps_small` weights as an official weight folder (its conf.json, the
-/// weights as Fold_1/model.npz): `predict` with the fixture's batching reproduces its panoptic maps exactly.
-#[test]
-fn predict_reproduces_the_fixture_maps() {
-    let case = fixtures_root().join("utae_paps_small");
-    if !case.join("weights.npz").exists() {
-        panic!(
-            "fixture utae_paps_small missing under {}",
-            fixtures_root().display()
-        );
-    }
-    let tmp = TmpDir::new("workflow_panoptic", "fixture");
-    let wf = tmp.0.join("weights");
-    std::fs::create_dir_all(wf.join("Fold_1")).unwrap();
-    std::fs::copy(case.join("conf.json"), wf.join("conf.json")).unwrap();
-    std::fs::copy(case.join("weights.npz"), wf.join("Fold_1/model.npz")).unwrap();
-    let data = case.join("../datasets/pastis_tiny");
-    let out = tmp.0.join("pred");
-    let o = sitsgpu(&[
-        &"predict",
-        &"--dataset_folder",
-        &data,
-        &"--weights",
-        &wf.join("Fold_1/model.npz"),
-        &"--batch_size",
-        &"2",
-        &"--out",
-        &out,
-        &"--cpu",
-    ]);
-    assert!(o.status.success(), "predict: {}", text(&o));
+/// The instance and class maps `predict` wrote in `out` equal the fixture's `pano_instance_<ID>` and
+/// `pano_semantic_<ID>` (integers: exactly).
+fn check_fixture_maps(case: &Path, out: &Path) {
     let mut checked = 0;
     for f in std::fs::read_dir(case.join("expected")).unwrap() {
         let name = f.unwrap().file_name().to_string_lossy().into_owned();
@@ -279,6 +253,70 @@ fn predict_reproduces_the_fixture_maps() {
         checked += 1;
     }
     assert!(checked > 0, "no pano_instance_<ID>.npy in the fixture");
+}
+
+/// The fixture's dataset and `utae_paps_small` weights as an official weight folder (its conf.json, the
+/// weights as Fold_1/model.npz): `predict` with the fixture's batching reproduces its panoptic maps exactly.
+#[test]
+fn predict_reproduces_the_fixture_maps() {
+    let case = fixtures_root().join("utae_paps_small");
+    if !case.join("weights.npz").exists() {
+        panic!(
+            "fixture utae_paps_small missing under {}",
+            fixtures_root().display()
+        );
+    }
+    let tmp = TmpDir::new("workflow_panoptic", "fixture");
+    let wf = tmp.0.join("weights");
+    std::fs::create_dir_all(wf.join("Fold_1")).unwrap();
+    std::fs::copy(case.join("conf.json"), wf.join("conf.json")).unwrap();
+    std::fs::copy(case.join("weights.npz"), wf.join("Fold_1/model.npz")).unwrap();
+    let data = case.join("../datasets/pastis_tiny");
+    // The official checkpoint formats (torch.save zip and legacy): convert-weights reads them back, checked
+    // against the conf.json's model, and predict reads them directly.
+    let sd = read_npz(case.join("weights.npz")).unwrap();
+    let (zip, legacy) = (
+        wf.join("Fold_1/model.pth.tar"),
+        wf.join("legacy/model.pth.tar"),
+    );
+    std::fs::create_dir_all(wf.join("legacy")).unwrap();
+    write_torch_checkpoint(&zip, &sd, Some(7)).unwrap();
+    write_torch_checkpoint_legacy(&legacy, &sd, Some(7)).unwrap();
+    let back = tmp.0.join("back.npz");
+    let o = sitsgpu(&[
+        &"convert-weights",
+        &"--checkpoint",
+        &legacy,
+        &"--out",
+        &back,
+        &"--config",
+        &wf.join("conf.json"),
+    ]);
+    assert!(o.status.success(), "convert-weights: {}", text(&o));
+    assert_bit_identical(&read_npz(&back).unwrap(), &sd, "legacy pth.tar -> npz");
+    for (tag, weights) in [
+        ("npz", wf.join("Fold_1/model.npz")),
+        ("zip", zip),
+        ("legacy", legacy),
+    ] {
+        let out = tmp.0.join(format!("pred-{tag}"));
+        let o = sitsgpu(&[
+            &"predict",
+            &"--dataset_folder",
+            &data,
+            &"--weights",
+            &weights,
+            &"--config",
+            &wf.join("conf.json"),
+            &"--batch_size",
+            &"2",
+            &"--out",
+            &out,
+            &"--cpu",
+        ]);
+        assert!(o.status.success(), "predict ({tag}): {}", text(&o));
+        check_fixture_maps(&case, &out);
+    }
     // test_panoptic.py's loop on the weight folder: rotation 4 tests fold 3 (one patch, batches of 1).
     let e = tmp.0.join("eval");
     let o = sitsgpu(&[
