@@ -10,7 +10,7 @@
 //! The centerness loss is CornerNet's with α = 0 (the original's, not exposed on its command line), so the
 //! factors (1 − p)^α and p^α are 1 and carry no gradient (PyTorch's pow backward returns zeros for a zero
 //! exponent). The shape term is the closed form of the original's focal loss (γ = 0) on the logits
-//! [1 − p, p]: −log_softmax([1 − p, p])[y] = log(1 + exp((1 − 2p)(2y − 1))), bounded in [0.3133, 1.3133].
+//! \[1 − p, p\]: −log_softmax(\[1 − p, p\])\[y\] = log(1 + exp((1 − 2p)(2y − 1))), bounded in [0.3133, 1.3133].
 //! Saved for backward: x and a. Kernels: the family files `paps_loss.wgsl` (`<term>_loss_terms`) and
 //! `paps_loss_backward.wgsl` (`<term>_loss_backward`).
 
