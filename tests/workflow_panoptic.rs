@@ -5,7 +5,10 @@
 //!   keys, trainlog.json, model.npz with its `min_confidence` buffer, test_metrics.json with
 //!   test_panoptic.py's keys, test_tables.npy 18 × 4, curves.png); `evaluate` on the result folder gives the
 //!   test numbers of training's test; `predict` writes instance maps and pictures;
-//! - `--resume` after 1 epoch gives a bit-identical `last.npz` and the same trainlog as an uninterrupted run;
+//! - `--resume` after 1 epoch gives a bit-identical `last.npz` and the same trainlog as an uninterrupted run, on
+//!   the CPU path and on the GPU (skipped loudly without an adapter);
+//! - `train --task panoptic` on the fixtures' PASTIS folder with the `utae_paps_small` flags (the fixture's
+//!   parameter count in conf.json);
 //! - the binary on the fixtures' dataset with the `utae_paps_small` weights as a weight folder (the
 //!   fixture's own conf.json; the weights also as official `model.pth.tar`, zip and legacy, through
 //!   `convert-weights` and directly): `predict` reproduces the fixture's panoptic maps exactly, and `evaluate` runs
@@ -15,6 +18,7 @@
 
 mod common;
 use common::{assert_bit_identical, fixtures_root, read_json, sitsgpu, sitsgpu_err, text, TmpDir};
+use sitsgpu::engine::testing::gpu_or_skip;
 
 use std::path::Path;
 
@@ -497,4 +501,93 @@ fn cli_demo_panoptic() {
     assert!(pictures > 0, "no panoptic_<ID>.png");
     let e = common::sitsgpu_err(&[&"demo", &"--task", &"pixelset", &"--dir", &dir]);
     assert!(e.contains("semantic or panoptic"), "{e}");
+}
+
+/// On the GPU (skipped loudly without an adapter): 2 epochs, and 1 epoch then `--resume` to 2, bit-identical.
+#[test]
+fn gpu_smoke_run_and_resume() {
+    if gpu_or_skip("gpu_smoke_run_and_resume").is_none() {
+        return;
+    }
+    let tmp = TmpDir::new("workflow_panoptic", "gpu");
+    let data = tmp.0.join("data");
+    write_pastis(&data, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
+    let gpu = |res: &Path, epochs: usize, resume: bool| {
+        let mut o = opts(&data, res, epochs);
+        o.cpu = false;
+        o.resume = resume;
+        panoptic::train(&o).unwrap_or_else(|e| panic!("{e}"));
+    };
+    let (a, b) = (tmp.0.join("a"), tmp.0.join("b"));
+    gpu(&a, 2, false);
+    assert_eq!(read_json(&a.join("conf.json"))["device"], "gpu");
+    let numbers = test_numbers(&a.join("Fold_1"));
+    assert!(numbers[..5].iter().all(|v| v.is_finite()), "{numbers:?}");
+    gpu(&b, 1, false);
+    gpu(&b, 2, true);
+    let last = |r: &Path| read_npz(r.join("Fold_1/last.npz")).unwrap();
+    assert_bit_identical(&last(&b), &last(&a), "GPU 1 + resume: last.npz");
+    assert_eq!(
+        read_json(&b.join("Fold_1/trainlog.json")),
+        read_json(&a.join("Fold_1/trainlog.json"))
+    );
+}
+
+/// `train --task panoptic` on the fixtures' PASTIS folder with the utae_paps_small fixture's flags (rotation 4:
+/// the folder has folds 1..4), one optimiser step per epoch.
+#[test]
+fn cli_train_on_the_fixture_dataset() {
+    let data = fixtures_root().join("datasets/pastis_tiny");
+    assert!(
+        data.join("metadata.geojson").exists(),
+        "fixtures missing under {}",
+        fixtures_root().display()
+    );
+    let tmp = TmpDir::new("workflow_panoptic", "fixture-train");
+    let res = tmp.0.join("res");
+    let o = sitsgpu(&[
+        &"train",
+        &"--task",
+        &"panoptic",
+        &"--dataset_folder",
+        &data,
+        &"--res_dir",
+        &res,
+        &"--fold",
+        &"4",
+        &"--batch_size",
+        &"1",
+        &"--epochs",
+        &"2",
+        &"--max_steps",
+        &"2",
+        &"--warmup",
+        &"1",
+        &"--val_every",
+        &"1",
+        &"--val_after",
+        &"0",
+        &"--encoder_widths",
+        &"[8,12,16,20]",
+        &"--decoder_widths",
+        &"[4,8,12,20]",
+        &"--out_conv",
+        &"[8,20]",
+        &"--n_head",
+        &"4",
+        &"--d_model",
+        &"24",
+        &"--d_k",
+        &"4",
+        &"--shape_size",
+        &"8",
+        &"--device",
+        &"cpu",
+    ]);
+    assert!(o.status.success(), "train: {}", text(&o));
+    // The fixture's parameter count (conf.json N_params of utae_paps_small: 49,877).
+    let want = read_json(&fixtures_root().join("utae_paps_small/conf.json"))["N_params"].clone();
+    assert_eq!(read_json(&res.join("conf.json"))["N_params"], want);
+    assert!(res.join("Fold_4/test_metrics.json").is_file());
+    assert!(res.join("Fold_4/test_tables.npy").is_file());
 }
