@@ -157,6 +157,32 @@ fn weight_cases(c: &mut Corpus) {
         ("conf.json", "semantic"),
         Out::Fresh(res),
     );
+    // The reverse: U-TAE + PaPs weights in a semantic U-TAE folder, through the semantic commands.
+    let d = c.dir("PaPs weights in a semantic folder");
+    let sem = d.join("weights");
+    crate::weight_folder(&c.fixtures.join("utae_small"), &sem);
+    std::fs::copy(
+        c.fixtures.join("utae_paps_small/weights.npz"),
+        sem.join(MODEL),
+    )
+    .unwrap();
+    let res = d.join("eval");
+    c.push(
+        "PaPs weights, semantic folder",
+        "evaluate",
+        argv(EVAL, &[&data, &sem, &res]),
+        (MODEL, "another model"),
+        Out::Fresh(res),
+    );
+    let out = d.join("pred");
+    let args = argv(PREDICT, &[&data, &sem.join(MODEL), &out]);
+    c.push(
+        "PaPs weights, semantic folder",
+        "predict",
+        args,
+        (MODEL, "another model"),
+        previous_results(&out, "predict"),
+    );
     // A panoptic weight folder whose shape_size does not match its checkpoint.
     c.paps_weights(
         "conf.json other shape_size",
