@@ -316,7 +316,7 @@ impl ForwardKernel {
     }
 }
 
-/// Launches conv2d.wgsl (or its narrow variant, [`ForwardKernel::for_channels`]): x, weight, optional bias →
+/// Launches conv2d.wgsl (or its narrow variant, [`ForwardKernel::choose`]): x, weight, optional bias →
 /// y (N, C_out, H_out, W_out).
 pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
     let p = g.params(b.is_some(), 0, 0);

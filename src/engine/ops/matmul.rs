@@ -62,8 +62,8 @@ const SPLIT_BELOW_TILES: usize = 256;
 const MIN_K_SLICE: usize = 256;
 
 /// The kernel and split for (batch, M, K, N): the 128 × 128 kernel when both M and N are at least 128 and it
-/// still gives 64 tiles or more; K split into slices of at least [`MIN_K_SLICE`] when the tiles are fewer
-/// than [`SPLIT_BELOW_TILES`], to bring the workgroup count near that many.
+/// still gives 64 tiles or more; K split into slices of at least `MIN_K_SLICE` when the tiles are fewer
+/// than `SPLIT_BELOW_TILES`, to bring the workgroup count near that many.
 pub fn plan(batch: usize, m: usize, k: usize, n: usize) -> Plan {
     let tiles128 = batch * m.div_ceil(128) * n.div_ceil(128);
     let big = m >= 128 && n >= 128 && tiles128 >= 64;
