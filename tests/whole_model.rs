@@ -155,9 +155,16 @@ fn describe(w: &Workload) -> String {
 struct Step {
     out: Vec<f32>,
     loss: f32,
-    /// (name, weights before, gradient, weights after)
-    params: Vec<(String, Vec<f32>, Vec<f32>, Vec<f32>)>,
+    params: Vec<Param>,
     sites: Vec<Site>,
+}
+
+/// One parameter tensor through the step.
+struct Param {
+    name: String,
+    before: Vec<f32>,
+    grad: Vec<f32>,
+    after: Vec<f32>,
 }
 
 /// The step; `nudge`: first move every weight by one ulp up or down (seeded), a float32-sized perturbation
@@ -207,7 +214,12 @@ fn step(w: &Workload, device: Device, flips: BTreeMap<usize, Vec<usize>>, nudge:
         .iter()
         .zip(before)
         .zip(grads)
-        .map(|(((n, t), b), g)| (n.clone(), b, g, t.to_vec()))
+        .map(|(((n, t), before), grad)| Param {
+            name: n.clone(),
+            before,
+            grad,
+            after: t.to_vec(),
+        })
         .collect();
     Step {
         out,
@@ -364,40 +376,44 @@ fn compare(
             rel(gpu.loss)
         ));
     }
-    let big = cpu.params.iter().map(|p| max_abs(&p.2)).fold(0.0, f64::max);
+    let big = cpu
+        .params
+        .iter()
+        .map(|p| max_abs(&p.grad))
+        .fold(0.0, f64::max);
     let (mut worst_g, mut worst_name, mut worst_w, mut opposite) =
         (0.0f64, String::new(), 0.0f64, 0);
-    for (k, ((name, wb, gg, wg), (_, wb_c, gc, wc))) in
-        gpu.params.iter().zip(&cpu.params).enumerate()
-    {
-        if wb != wb_c {
+    for (k, (g, c)) in gpu.params.iter().zip(&cpu.params).enumerate() {
+        let name = &g.name;
+        if g.before != c.before {
             fails.push(format!(
                 "{name}: initial weights differ between the devices"
             ));
             continue;
         }
-        let tol = (1e-3 * max_abs(gc) + 1e-5 * big).max(measured(&|n| max_err(&n.params[k].2, gc)));
-        let err = max_err(gg, gc);
+        let tol = (1e-3 * max_abs(&c.grad) + 1e-5 * big)
+            .max(measured(&|n| max_err(&n.params[k].grad, &c.grad)));
+        let err = max_err(&g.grad, &c.grad);
         if err / tol > worst_g {
             (worst_g, worst_name) = (err / tol, name.clone());
         }
         if err > tol {
             fails.push(format!("grad {name}: max err {err:.3e} > {tol:.3e}"));
         }
-        for i in 0..wg.len() {
-            let (g1, g2) = (gg[i] as f64, gc[i] as f64);
+        for i in 0..g.after.len() {
+            let (g1, g2) = (g.grad[i] as f64, c.grad[i] as f64);
             let bound = lr * (2.0f64).min(2.0 * (g1 - g2).abs() / (g1.abs().max(g2.abs()) + eps));
-            let tol = 1.01 * bound + 1e-6 * (1.0 + (wc[i] as f64).abs());
-            let d = (wg[i] as f64 - wc[i] as f64).abs();
-            if !(d <= tol) {
+            let tol = 1.01 * bound + 1e-6 * (1.0 + (c.after[i] as f64).abs());
+            let d = (g.after[i] as f64 - c.after[i] as f64).abs();
+            if d > tol || d.is_nan() {
                 fails.push(format!(
                     "updated {name}[{i}]: GPU {} CPU {} (from {}; gradients {g1:e} / {g2:e}), {d:.3e} > {tol:.3e}",
-                    wg[i], wc[i], wb[i]
+                    g.after[i], c.after[i], g.before[i]
                 ));
                 break;
             }
             worst_w = worst_w.max(d / tol);
-            if (wg[i] - wb[i]) * (wc[i] - wb[i]) < 0.0 {
+            if (g.after[i] - g.before[i]) * (c.after[i] - c.before[i]) < 0.0 {
                 opposite += 1;
             }
         }

@@ -349,6 +349,14 @@ fn predicted(
     Some(err.abs() - (err + delta).abs())
 }
 
+/// A decision that could be tried.
+struct Candidate {
+    site: usize,
+    element: usize,
+    predicted: Option<f64>,
+    dy: f64,
+}
+
 /// Runs the diagnosis (module doc). `run(options)` must build the model afresh, run the step-1 forward and
 /// backward inside [`crate::engine::decisions::record`] with those options, and return the sites and the
 /// named gradients. `baseline`: the unflipped run when the caller already has it (recorded with the same
@@ -378,27 +386,33 @@ pub fn diagnose(
         // The best untried candidate against the current gradients: a predicted drop first (largest), then
         // the largest upstream gradient. Elements that move nothing (dy = 0) or are predicted to make the
         // bias gradient worse are not tried.
-        let mut best: Option<(usize, usize, Option<f64>, (bool, f64))> = None;
-        for s in sites.iter().filter(|s| s.kind != Kind::Argmax) {
-            for n in &s.near {
-                if tried.contains(&(s.id, n.index)) || n.grad == Some(0.0) {
-                    continue;
-                }
-                let p = predicted(s, n, &grads, reference);
-                if p.is_some_and(|p| p <= 0.0) {
-                    continue;
-                }
-                // Rank: predicted drops above every unpredicted candidate.
-                let rank = (
-                    p.is_some(),
-                    p.unwrap_or(n.grad.map_or(0.0, |g| g.abs() as f64)),
-                );
-                if best.is_none_or(|b| rank.0 > b.3 .0 || (rank.0 == b.3 .0 && rank.1 > b.3 .1)) {
-                    best = Some((s.id, n.index, p, rank));
-                }
-            }
-        }
-        let Some((site, element, p, _)) = best else {
+        let best = sites
+            .iter()
+            .filter(|s| s.kind != Kind::Argmax)
+            .flat_map(|s| s.near.iter().map(move |n| (s, n)))
+            .filter(|(s, n)| !tried.contains(&(s.id, n.index)) && n.grad != Some(0.0))
+            .map(|(s, n)| Candidate {
+                site: s.id,
+                element: n.index,
+                predicted: predicted(s, n, &grads, reference),
+                dy: n.grad.map_or(0.0, |g| g.abs() as f64),
+            })
+            .filter(|c| c.predicted.is_none_or(|p| p > 0.0))
+            .max_by(|a, b| {
+                // Predicted drops above every unpredicted candidate.
+                (a.predicted.is_some().cmp(&b.predicted.is_some())).then(
+                    a.predicted
+                        .unwrap_or(a.dy)
+                        .total_cmp(&b.predicted.unwrap_or(b.dy)),
+                )
+            });
+        let Some(Candidate {
+            site,
+            element,
+            predicted: p,
+            ..
+        }) = best
+        else {
             break;
         };
         tried.insert((site, element));
@@ -458,7 +472,7 @@ fn adam_signs(grads: &[(String, Vec<f32>)], reference: &Reference) -> Vec<AdamSi
             });
         }
     }
-    out.sort_by(|a, b| b.opposite.cmp(&a.opposite));
+    out.sort_by_key(|a| std::cmp::Reverse(a.opposite));
     out
 }
 
