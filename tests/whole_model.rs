@@ -7,12 +7,12 @@
 //! **Situations** (drawn from the seed): U-TAE batch 1–3, pixel sets 3–4 (their decoder's train-mode
 //! BatchNorm1d normalises over the samples: one is undefined — PyTorch refuses it — and two always map to
 //! ±1 whatever the inputs, so the gradient through it is pure rounding noise; measured: 0.5 % GPU-vs-CPU
-//! differences in the pixel-set encoder's gradients at B = 2, far below at B = 3); U-TAE: 1–9 dates per sample, padded to the longest as
-//! the collate function pads, height and width multiples of 8 from 16 to 40 drawn separately (rectangular
-//! patches; 16 is the least: the reflect padding of the lowest resolution's 3×3 convolutions needs 2 pixels);
-//! pixel sets: 1–9 dates, 4–20 pixels, each parcel with all its pixels, some (the rest copies of pixel 0,
-//! masked), exactly one (the masked pool's divisor quirk) or none (the loader's empty parcel: zeros, mask
-//! `[1, 0, …]`).
+//! differences in the pixel-set encoder's gradients at B = 2, far below at B = 3). U-TAE: 1–9 dates per
+//! sample, padded to the longest as the collate function pads, height and width multiples of 8 from 16 to
+//! 40 drawn separately (rectangular patches; 16 is the least: the reflect padding of the lowest
+//! resolution's 3×3 convolutions needs 2 pixels). Pixel sets: 1–9 dates, 4–20 pixels, each parcel with all
+//! its pixels, some (the rest copies of pixel 0, masked), exactly one (the masked pool's divisor quirk) or
+//! none (the loader's empty parcel: zeros, mask `[1, 0, …]`).
 //!
 //! **Decisions within float32 noise.** Both runs record every ReLU / max decision and its input
 //! (`engine::decisions`). The GPU may decide an element differently from the CPU only where that layer's
@@ -35,20 +35,22 @@
 //!   within that (from the measured gradients) plus `1e-6 · (1 + |w|)`. The elements whose first step took
 //!   opposite signs (gradients within noise of zero) are counted in the line.
 //!
-//! Some situations are ill-conditioned (a train-mode BatchNorm over a channel that is nearly constant
-//! amplifies every rounding error by |mean| / σ; measured: decoder activations 1e-3 apart on a B 1, 16 × 40
-//! U-TAE). When a comparison fails, a second opinion measures this situation's own float32 sensitivity:
-//! the CPU step again with every weight moved by one ulp (decisions aligned as above); each failed quantity
-//! passes if the GPU is within 4× of how far that nudge moved it (the fixtures' rule of 4× measured noise),
-//! and the line says so. A bug moves results far beyond a 1-ulp nudge.
+//! Some situations are ill-conditioned: a train-mode norm over values of small spread amplifies every
+//! absolute rounding error by up to 1/sqrt(eps) (L-TAE's out_norm, a GroupNorm over 5 channels of sparse
+//! post-ReLU, post-dropout values, took the decoder activations of a B 1 U-TAE 1e-3 apart; without dropout
+//! the same situation agrees to 1e-4). When the fixed rules fail, a second opinion measures this
+//! situation's own float32 sensitivity: the CPU step again with every weight moved by one ulp (its decisions
+//! aligned to the CPU's); the GPU's decisions may then differ where its drift is within 16× the nudge's at
+//! that layer, and each quantity passes within 16× of how far the nudge moved it. The GPU's rounding is not a
+//! weight nudge — it lands elsewhere, and measured GPU / nudge drift ratios are 0.6–1.8 through the encoder
+//! and up to 5 after such a norm — hence 16; a bug moves results by their own size, far beyond. The line
+//! then says `ill-conditioned` and what the fixed rules said.
 //!
 //! **Replay.** Each situation is `<model>:<seed>`; a failure prints `SITSGPU_WHOLE_MODEL_CASE=<model>:<seed>`
 //! (that variable runs just that one). `SITSGPU_WHOLE_MODEL_SITUATIONS=N` draws N situations per model
 //! (default 2), `SITSGPU_WHOLE_MODEL_SEED=S` shifts the seeds. With `SITSGPU_POISON_POOL=1` every pooled GPU
 //! buffer starts as NaN (`engine::pool`), so a kernel reading memory it did not write fails here; `.ci/run`
 //! runs this test once that way.
-
-mod common;
 
 use std::collections::BTreeMap;
 
@@ -229,16 +231,23 @@ fn step(w: &Workload, device: Device, flips: BTreeMap<usize, Vec<usize>>, nudge:
     }
 }
 
-/// `step`, then again with the decisions that differ from `reference`'s (all within noise, else `Err`)
-/// flipped to `reference`'s; returns the step and how many decisions were aligned.
+/// `first` (a step), or the same step again with the decisions that differ from `reference`'s flipped to
+/// `reference`'s — each allowed only where the layer's drift is within `limit(site)`, else `Err`; returns
+/// the step, how many decisions were aligned and their sites.
 fn aligned_step(
+    first: Step,
     w: &Workload,
     device: Device,
     nudge: bool,
     reference: &Step,
+    limit: &dyn Fn(usize) -> f64,
 ) -> Result<(Step, usize, Vec<String>), String> {
-    let first = step(w, device, BTreeMap::new(), nudge);
-    let flips = noise_mismatches(&first.sites, &reference.sites)?;
+    let flips = noise_mismatches(&first.sites, &reference.sites, limit).map_err(|e| {
+        format!(
+            "{e}\n     {}",
+            forward_drift(&first.sites, &reference.sites)
+        )
+    })?;
     let n: usize = flips.values().map(Vec::len).sum();
     if n == 0 {
         return Ok((first, 0, Vec::new()));
@@ -251,7 +260,7 @@ fn aligned_step(
         })
         .collect();
     let again = step(w, device, flips, nudge);
-    let left = noise_mismatches(&again.sites, &reference.sites)?;
+    let left = noise_mismatches(&again.sites, &reference.sites, limit)?;
     let wrong: usize = left
         .iter()
         .map(|(id, v)| {
@@ -299,9 +308,16 @@ fn drift(g: &Site, c: &Site) -> f64 {
 /// Float32 noise of a layer's input, GPU vs CPU, relative to its RMS (module doc).
 const NOISE: f64 = 1e-3;
 
+/// How far beyond a 1-ulp nudge's effect the GPU may land in an ill-conditioned situation (module doc).
+const NUDGE_FACTOR: f64 = 16.0;
+
 /// The GPU's decisions that differ from the CPU's: `Ok(flips)` when every one is within noise (to be
 /// reversed in the GPU's backward), `Err(description)` for one that is not (a bug) or different structure.
-fn noise_mismatches(gpu: &[Site], cpu: &[Site]) -> Result<BTreeMap<usize, Vec<usize>>, String> {
+fn noise_mismatches(
+    gpu: &[Site],
+    cpu: &[Site],
+    limit: &dyn Fn(usize) -> f64,
+) -> Result<BTreeMap<usize, Vec<usize>>, String> {
     if gpu.len() != cpu.len() {
         return Err(format!(
             "{} decision sites on the GPU, {} on the CPU",
@@ -326,13 +342,13 @@ fn noise_mismatches(gpu: &[Site], cpu: &[Site]) -> Result<BTreeMap<usize, Vec<us
             continue;
         }
         // The layer's measured GPU-vs-CPU noise: a differing decision has both margins within it.
-        let drift = drift(g, c);
-        if drift > NOISE * c.scale {
+        let (drift, limit) = (drift(g, c), limit(g.id));
+        if drift > limit {
             let (i, mg, mc) = mismatches[0];
             return Err(format!(
                 "{} #{} {}: {} element(s) decided differently (first {:?}: GPU margin {mg:+.3e}, CPU \
-                 {mc:+.3e}) where the inputs differ by up to {drift:.2e}, beyond float32 noise ({NOISE:.0e} of \
-                 the RMS {:.3})",
+                 {mc:+.3e}) where the inputs differ by up to {drift:.2e}, beyond float32 noise ({limit:.1e}; \
+                 RMS {:.3})",
                 g.kind.name(),
                 g.id,
                 g.label,
@@ -349,7 +365,8 @@ fn noise_mismatches(gpu: &[Site], cpu: &[Site]) -> Result<BTreeMap<usize, Vec<us
 }
 
 /// Compares the two steps (module doc): `Ok(summary)` or `Err(what failed)`. `noise`: a nudged CPU step
-/// (see [`step`]); when given, each tolerance is raised to 4× how far the nudge moved that quantity.
+/// (see [`step`]); when given, each tolerance is raised to [`NUDGE_FACTOR`]× how far the nudge moved that
+/// quantity.
 fn compare(
     gpu: &Step,
     cpu: &Step,
@@ -358,7 +375,7 @@ fn compare(
     eps: f64,
 ) -> Result<String, String> {
     let mut fails = Vec::new();
-    let measured = |f: &dyn Fn(&Step) -> f64| noise.map_or(0.0, |n| 4.0 * f(n));
+    let measured = |f: &dyn Fn(&Step) -> f64| noise.map_or(0.0, |n| NUDGE_FACTOR * f(n));
     let out_tol = (1e-4 * max_abs(&cpu.out) + 1e-6).max(measured(&|n| max_err(&n.out, &cpu.out)));
     let out_err = max_err(&gpu.out, &cpu.out);
     if out_err > out_tol || gpu.out.len() != cpu.out.len() {
@@ -450,32 +467,46 @@ fn forward_drift(gpu: &[Site], cpu: &[Site]) -> String {
 fn check(name: &str, spec: &ModelSpec, seed: u64) -> Result<String, String> {
     let w = situation(spec, seed);
     let what = format!("{name}:{seed} {}", describe(&w));
-    let cpu = step(&w, Device::Cpu, BTreeMap::new(), false);
-    let (gpu, aligned, labels) =
-        aligned_step(&w, Device::Gpu, false, &cpu).map_err(|e| format!("{what}: {e}"))?;
-    let mut note = String::new();
-    if aligned > 0 {
-        note = format!(
-            "; {aligned} decision(s) within float32 noise aligned to the CPU's: {}",
-            labels.join(", ")
-        );
-    }
     let cfg = sitsgpu::train::AdamConfig::default();
-    let first = match compare(&gpu, &cpu, None, cfg.lr, cfg.eps) {
-        Ok(s) => return Ok(format!("{what}: {s}{note}")),
+    let cpu = step(&w, Device::Cpu, BTreeMap::new(), false);
+    let gpu0 = step(&w, Device::Gpu, BTreeMap::new(), false);
+    let note = |n: usize, labels: &[String]| {
+        if n == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {n} decision(s) within float32 noise aligned to the CPU's: {}",
+                labels.join(", ")
+            )
+        }
+    };
+    let fixed = |id: usize| NOISE * cpu.sites[id].scale;
+    let first = match aligned_step(gpu0, &w, Device::Gpu, false, &cpu, &fixed) {
+        Ok((gpu, n, labels)) => match compare(&gpu, &cpu, None, cfg.lr, cfg.eps) {
+            Ok(s) => return Ok(format!("{what}: {s}{}", note(n, &labels))),
+            Err(e) => format!("{e}{}", note(n, &labels)),
+        },
         Err(e) => e,
     };
-    // A second opinion: how far does rounding alone move this situation? (A nudged CPU run, its decisions
-    // aligned to the CPU's as the GPU's were.)
-    let (nudged, _, _) = aligned_step(&w, Device::Cpu, true, &cpu)
-        .map_err(|e| format!("{what}: {first}{note}; nudged CPU run: {e}"))?;
+    // A second opinion: how far does rounding alone move this situation? The CPU step again with every
+    // weight nudged by one ulp (its decisions aligned to the CPU's whatever its drift: same code), then the
+    // GPU's decisions and results allowed NUDGE_FACTOR× the nudge's drift and effect.
+    let nudged0 = step(&w, Device::Cpu, BTreeMap::new(), true);
+    let (nudged, _, _) = aligned_step(nudged0, &w, Device::Cpu, true, &cpu, &|_| f64::INFINITY)
+        .map_err(|e| format!("{what}: {first}; nudged CPU run: {e}"))?;
+    let limit = |id: usize| fixed(id).max(NUDGE_FACTOR * drift(&nudged.sites[id], &cpu.sites[id]));
+    let gpu0 = step(&w, Device::Gpu, BTreeMap::new(), false);
+    let (gpu, n, labels) = aligned_step(gpu0, &w, Device::Gpu, false, &cpu, &limit)
+        .map_err(|e| format!("{what}: {e} (even at {NUDGE_FACTOR}× a 1-ulp nudge's drift)"))?;
     match compare(&gpu, &cpu, Some(&nudged), cfg.lr, cfg.eps) {
         Ok(s) => Ok(format!(
-            "{what}: {s} — ill-conditioned: within 4× of what a 1-ulp nudge of the weights moves \
-             (at the fixed tolerances: {first}){note}"
+            "{what}: {s}{} — ill-conditioned: within {NUDGE_FACTOR}× of what a 1-ulp nudge of the weights \
+             moves (at the fixed tolerances: {first})",
+            note(n, &labels)
         )),
         Err(e) => Err(format!(
-            "{what}: {e} (even at 4× a 1-ulp nudge's effect){note}\n     {}",
+            "{what}: {e} (even at {NUDGE_FACTOR}× a 1-ulp nudge's effect){}\n     {}",
+            note(n, &labels),
             forward_drift(&gpu.sites, &cpu.sites)
         )),
     }
