@@ -2,11 +2,13 @@
 //! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
 //! the semantic workflow's incomplete batches ([`drop_last`]),
 //! [`metrics`], [`predict`], the per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the
-//! command line's flags ([`flags`]) and what each subcommand runs ([`commands`]).
+//! command line's flags ([`flags`]) and what each subcommand runs ([`commands`]); [`diagnose`]: why two
+//! training steps disagree (decisions within float32 noise, or a bug), for the parity tests.
 
 pub mod adam;
 pub mod commands;
 pub mod demo;
+pub mod diagnose;
 pub mod drop_last;
 pub mod flags;
 pub mod metrics;
