@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::error::{Error, Result};
-use crate::engine::pool::BufferPool;
+use crate::engine::pool::{BufferPool, PooledBuffer};
 pub use crate::engine::profile::DispatchInfo;
 use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
 
@@ -576,6 +576,16 @@ impl Gpu {
             .to_vec();
         staging.unmap();
         out
+    }
+
+    /// A storage buffer of at least `bytes` bytes from this GPU's pool, filled with NaN first in poison mode
+    /// ([`crate::engine::pool::poison_enabled`]). Every GPU tensor and index buffer is allocated here.
+    pub fn pooled(&'static self, bytes: u64) -> PooledBuffer {
+        let buf = PooledBuffer::new(&self.pool, &self.device, bytes);
+        if crate::engine::pool::poison_enabled() {
+            self.poison(buf.buffer(), buf.size());
+        }
+        buf
     }
 
     /// Fills the first `bytes` bytes of `buffer` with NaN, ordered after every launch already recorded (a copy

@@ -12,7 +12,7 @@
 //! a kernel that reads an element no kernel wrote would compute with stale data on some runs and zeros on
 //! others. Every op writes each element of the storage it allocates (or clears it first); the debug mode
 //! `SITSGPU_POISON_POOL=1` ([`poison_enabled`]) checks that empirically: every buffer the pool hands out, new
-//! or reused, is first filled with NaN (`Gpu::poison`), so a stale read shows up as NaN in the GPU parity
+//! or reused, is first filled with NaN (`Gpu::pooled` allocates and poisons; the pool knows no GPU), so a stale read shows up as NaN in the GPU parity
 //! and whole-model checks (`.ci/run` runs the whole-model checks once in that mode).
 
 use std::collections::HashMap;
@@ -115,18 +115,10 @@ pub fn poison_enabled() -> bool {
 }
 
 impl PooledBuffer {
-    /// Takes a buffer of at least `bytes` bytes from `pool` (creating it on `device` when none is idle);
-    /// filled with NaN in poison mode ([`poison_enabled`]).
+    /// Takes a buffer of at least `bytes` bytes from `pool` (creating it on `device` when none is idle).
+    /// Kernels allocate through `Gpu::pooled`, which also poisons it in poison mode ([`poison_enabled`]).
     pub fn new(pool: &'static BufferPool, device: &wgpu::Device, bytes: u64) -> Self {
         let (buf, size) = pool.take(device, bytes);
-        if poison_enabled() {
-            // The pool is the process GPU's (the only pool there is); its queue orders the fill.
-            if let Ok(gpu) = crate::engine::gpu::Gpu::get() {
-                if std::ptr::eq(&gpu.pool, pool) {
-                    gpu.poison(&buf, size);
-                }
-            }
-        }
         PooledBuffer {
             buf: Some(buf),
             size,

@@ -81,7 +81,7 @@ pub fn cpu_max_backward<T: Real>(
 pub fn gpu_max(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> (GpuStorage, PooledBuffer) {
     let n = outer * inner;
     let y = GpuStorage::alloc(x.gpu, n, "reduce_max");
-    let idx = PooledBuffer::new(&x.gpu.pool, &x.gpu.device, 4 * n as u64);
+    let idx = x.gpu.pooled(4 * n as u64);
     let p = MaxParams {
         outer: outer as u32,
         r: r as u32,
