@@ -1,9 +1,9 @@
 //! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
 //! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
-//! the semantic workflow's incomplete batches ([`drop_last`]),
-//! [`metrics`], [`predict`], the per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the
-//! command line's flags ([`flags`]) and what each subcommand runs ([`commands`]); [`diagnose`]: why two
-//! training steps disagree (decisions within float32 noise, or a bug), for the parity tests.
+//! the semantic workflow's incomplete batches ([`drop_last`]), [`metrics`], [`predict`], the panoptic metric
+//! and pictures ([`panoptic`]), the per-kernel [`profile`]r's workloads, progress bars and training-curve
+//! plots; the command line's flags ([`flags`]) and what each subcommand runs ([`commands`]); [`diagnose`]:
+//! why two training steps disagree (decisions within float32 noise, or a bug), for the parity tests.
 
 pub mod adam;
 pub mod commands;
@@ -12,6 +12,7 @@ pub mod diagnose;
 pub mod drop_last;
 pub mod flags;
 pub mod metrics;
+pub mod panoptic;
 pub mod pixelset;
 pub mod plot;
 pub mod predict;

@@ -153,7 +153,8 @@ pub fn class_colour(c: i64) -> [u8; 3] {
     }
 }
 
-fn write_rgb(path: &Path, w: usize, h: usize, px: &[u8]) -> Result<()> {
+/// Writes `px` (H × W × 3 bytes, row-major RGB) as an 8-bit RGB PNG of width `w` and height `h`.
+pub fn write_rgb(path: &Path, w: usize, h: usize, px: &[u8]) -> Result<()> {
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
     enc.set_color(png::ColorType::Rgb);
@@ -175,20 +176,9 @@ pub fn class_map_png(path: &Path, classes: &[i64], h: usize, w: usize, scale: us
     write_rgb(path, ww, hh, &px)
 }
 
-/// Input RGB | ground truth | prediction, side by side. `rgb` (3, H, W) any range: each channel is stretched
-/// between its 2nd and 98th percentiles. `truth` may be absent (the panel is then grey).
-pub fn grid_png(
-    path: &Path,
-    rgb: &[f32],
-    truth: Option<&[i64]>,
-    pred: &[i64],
-    h: usize,
-    w: usize,
-    scale: usize,
-) -> Result<()> {
-    let (pw, ph) = (w * scale, h * scale);
-    let ww = 3 * pw + 2 * 4;
-    let mut px = vec![255u8; ww * ph * 3];
+/// The colours of an RGB composite `rgb` (3, H, W), any range: each channel is stretched linearly between its
+/// 2nd and 98th percentiles (non-finite values ignored) and clamped; one colour per pixel, row-major (H, W).
+pub fn rgb_colours(rgb: &[f32], h: usize, w: usize) -> Vec<[u8; 3]> {
     let stretch: Vec<(f32, f32)> = (0..3)
         .map(|c| {
             let mut v: Vec<f32> = rgb[c * h * w..(c + 1) * h * w]
@@ -206,17 +196,39 @@ pub fn grid_png(
             )
         })
         .collect();
-    for y in 0..ph {
-        for x in 0..pw {
-            let i = (y / scale) * w + x / scale;
+    (0..h * w)
+        .map(|i| {
             let mut colour = [0u8; 3];
             for c in 0..3 {
                 let (lo, hi) = stretch[c];
                 colour[c] = (((rgb[c * h * w + i] - lo) / (hi - lo).max(1e-6)).clamp(0.0, 1.0)
                     * 255.0) as u8;
             }
+            colour
+        })
+        .collect()
+}
+
+/// Input RGB | ground truth | prediction, side by side. `rgb` (3, H, W) any range, drawn by [`rgb_colours`].
+/// `truth` may be absent (the panel is then grey).
+pub fn grid_png(
+    path: &Path,
+    rgb: &[f32],
+    truth: Option<&[i64]>,
+    pred: &[i64],
+    h: usize,
+    w: usize,
+    scale: usize,
+) -> Result<()> {
+    let (pw, ph) = (w * scale, h * scale);
+    let ww = 3 * pw + 2 * 4;
+    let mut px = vec![255u8; ww * ph * 3];
+    let rgb = rgb_colours(rgb, h, w);
+    for y in 0..ph {
+        for x in 0..pw {
+            let i = (y / scale) * w + x / scale;
             let panels = [
-                colour,
+                rgb[i],
                 truth.map(|t| class_colour(t[i])).unwrap_or([128, 128, 128]),
                 class_colour(pred[i]),
             ];

@@ -53,6 +53,22 @@ pub fn argmax_classes(logits: &[f32], classes: usize) -> Vec<i64> {
         .collect()
 }
 
+/// The RGB composite (3, H, W) of sample `i` of a collated batch `x` (B, T, C, H, W) with its pad mask (B, T):
+/// S2 bands B4, B3, B2 (channels 2, 1, 0; the last channel when C < 3) of the middle real (unpadded) date, as
+/// the input values (normalised). For [`plot::rgb_colours`], which stretches each channel.
+pub fn middle_date_rgb(x: &[f32], pad_mask: &[bool], shape: [usize; 5], i: usize) -> Vec<f32> {
+    let [_, t_max, c, h, w] = shape;
+    let t_real = (0..t_max)
+        .filter(|&t| !pad_mask[i * t_max + t])
+        .count()
+        .max(1);
+    let frame = i * t_max + t_real / 2;
+    [2usize, 1, 0]
+        .iter()
+        .flat_map(|&b| x[(frame * c + b.min(c - 1)) * h * w..][..h * w].to_vec())
+        .collect()
+}
+
 /// Runs `model` over the dataset and writes the files; returns the number of patches written.
 pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> Result<usize> {
     if opts.save_attention && !matches!(model, SemanticModel::UTae(_)) {
@@ -108,17 +124,8 @@ pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> 
             write(&opts.out, &format!("pred_{id}.png"), |p| {
                 plot::class_map_png(p, &pred, h, w, 4)
             })?;
-            // Input RGB (S2 bands B4, B3, B2 = channels 2, 1, 0) of the middle real date, truth, prediction.
-            let [_, t_max, c, _, _] = batch.shape;
-            let t_real = (0..t_max)
-                .filter(|&t| !batch.pad_mask[i * t_max + t])
-                .count()
-                .max(1);
-            let frame = i * t_max + t_real / 2;
-            let rgb: Vec<f32> = [2usize, 1, 0]
-                .iter()
-                .flat_map(|&b| batch.x[(frame * c + b.min(c - 1)) * h * w..][..h * w].to_vec())
-                .collect();
+            // Input RGB of the middle real date, truth, prediction.
+            let rgb = middle_date_rgb(&batch.x, &batch.pad_mask, batch.shape, i);
             let truth = batch.targets.get(i * h * w..(i + 1) * h * w);
             write(&opts.out, &format!("grid_{id}.png"), |p| {
                 plot::grid_png(p, &rgb, truth, &pred, h, w, 4)
