@@ -10,6 +10,13 @@
 //! `parity: N cases, P passed, F failed, U unsupported [names]`. A case whose model is not implemented yet is
 //! counted as unsupported, never skipped silently; every supported case must pass.
 //!
+//! When a train step fails, the decision diagnosis (`train::diagnose`) runs and its report goes under the
+//! case's line: which ReLU / max decisions sit within float32 noise of their boundary (layer, element,
+//! margin, upstream gradient), which of them, flipped, reproduce the reference's step-1 gradients, the whole
+//! train step checked again with those flips, and the Adam elements whose first step is decided by a
+//! noise-level gradient sign. A failure fully explained that way does not fail the test (see
+//! `run_fixture_root`).
+//!
 //! Run: `cargo test --release --test pytorch_parity -- --nocapture`.
 
 mod common;
@@ -23,13 +30,16 @@ use sitsgpu::data::npy;
 use sitsgpu::data::pastis::{PastisDataset, PastisOptions};
 use sitsgpu::data::pixelset::{Draw, PixelSetDataset, PixelSetOptions};
 use sitsgpu::data::state_dict::{read_npz, StateDict, Values};
+use sitsgpu::engine::decisions::{self, Options as DecisionOptions};
 use sitsgpu::engine::testing::gpu_or_skip;
 use sitsgpu::layers::state::{load_state_dict, state_dict};
 use sitsgpu::layers::{Ctx, Module};
 use sitsgpu::models::pse::focal_loss;
 use sitsgpu::models::semantic::SemanticConfig;
+use sitsgpu::models::semantic::SemanticModel;
 use sitsgpu::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use sitsgpu::models::utae::PadInfo;
+use sitsgpu::train::diagnose::{diagnose, DiagnoseOptions, RefGrad, Reference, RunOutput};
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
 
@@ -68,6 +78,11 @@ struct Report {
     failures: Vec<String>,
     eval_failed: bool,
     worst: BTreeMap<&'static str, f64>,
+    /// Extra lines printed under the case's line (the decision diagnosis of a failed train step).
+    notes: Vec<String>,
+    /// The train-step failures are explained by decisions within float32 noise: the diagnosis reproduced
+    /// every step-1 gradient by flipping only such decisions, and the whole train step passed with them.
+    explained: bool,
 }
 
 impl Report {
@@ -117,8 +132,9 @@ fn check_forward(rep: &mut Report, rules: &Rules, file: &str, got: &[f32], expec
 
 enum Outcome {
     Pass(String),
-    /// Failure description, and whether an eval-mode output failed (not only the train step).
-    Fail(String, bool),
+    /// Failure description, whether an eval-mode output failed (not only the train step), and whether the
+    /// train-step failures are explained by decisions within float32 noise ([`Report::explained`]).
+    Fail(String, bool, bool),
     Unsupported(String),
 }
 
@@ -259,15 +275,21 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
             }
         }
     }
+    if !rep.failures.is_empty() {
+        rep.eval_failed = true;
+    }
 
     // ---- train steps (dropout 0)
     let tdir = case.join("train_step");
     if tdir.join("losses.json").exists() {
         let info = read_json(&tdir.join("losses.json"));
-        let model = config.build(0, device);
-        load_state_dict(&model, &weights, &case.join("weights.npz"))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let n_classes = model.num_classes();
+        let build = || {
+            let model = config.build(0, device);
+            load_state_dict(&model, &weights, &case.join("weights.npz"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            model
+        };
+        let n_classes = build().num_classes();
         // nn.CrossEntropyLoss(weight=w), w = 1 except w[ignore_index] = 0 (Python negative indexing).
         let ignore = conf
             .get("ignore_index")
@@ -288,17 +310,24 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
                 .get("train_batch_order")
                 .unwrap_or(&info["batches"]),
         );
-        check_train_steps(&mut rep, &rules, &tdir, &info, &batches, &model, |ids| {
+        let loss_of = |model: &SemanticModel, ids: &[u64]| {
             let batch = load_batch(&ds, ids, device);
             let ctx = Ctx::train_without_dropout();
             let out = model.forward(&batch.x, &batch.days, &batch.pad, &ctx);
             out.logits.cross_entropy(&batch.targets, Some(&w), -100)
-        });
+        };
+        let steps = TrainSteps {
+            rules: &rules,
+            tdir: &tdir,
+            info: &info,
+            batches: &batches,
+        };
+        steps.check_and_diagnose(&mut rep, &build, &loss_of);
     }
     if rep.failures.is_empty() {
         Outcome::Pass(rep.summary())
     } else {
-        Outcome::Fail(rep_fail_text(&rep), rep.eval_failed)
+        Outcome::Fail(rep_fail_text(&rep), rep.eval_failed, rep.explained)
     }
 }
 
@@ -412,42 +441,159 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
     let tdir = case.join("train_step");
     if tdir.join("losses.json").exists() {
         let info = read_json(&tdir.join("losses.json"));
-        let model = PixelSetClassifier::new(config, 0, device);
-        load_state_dict(&model, &weights, &case.join("weights.npz"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let build = || {
+            let model = PixelSetClassifier::new(config.clone(), 0, device);
+            load_state_dict(&model, &weights, &case.join("weights.npz"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            model
+        };
         let gamma = conf.get("gamma").and_then(Value::as_f64).unwrap_or(1.0) as f32;
         let batches = flag_list_to_ids(
             reference
                 .get("train_batch_order")
                 .unwrap_or(&info["batches"]),
         );
-        check_train_steps(&mut rep, &rules, &tdir, &info, &batches, &model, |ids| {
+        let loss_of = |model: &PixelSetClassifier, ids: &[u64]| {
             let (x, mask, extra, targets) = load_pse_batch(&ds, ids, device);
             let ctx = Ctx::train_without_dropout();
             let (logits, _) = model.forward(&x, &mask, extra.as_ref(), &ctx);
             focal_loss(&logits, &targets, gamma)
-        });
+        };
+        let steps = TrainSteps {
+            rules: &rules,
+            tdir: &tdir,
+            info: &info,
+            batches: &batches,
+        };
+        steps.check_and_diagnose(&mut rep, &build, &loss_of);
     }
     if rep.failures.is_empty() {
         Outcome::Pass(rep.summary())
     } else {
-        Outcome::Fail(rep_fail_text(&rep), rep.eval_failed)
+        Outcome::Fail(rep_fail_text(&rep), rep.eval_failed, rep.explained)
     }
 }
 
-/// The train-step checks shared by every kind: Adam from `losses.json`, then for each batch of `batches`
-/// zero_grad, `loss_of(ids)`, backward, the loss (and step-1 gradients) against the fixture, Adam step; at
-/// the end the weights after the steps.
-fn check_train_steps(
-    rep: &mut Report,
-    rules: &Rules,
-    tdir: &Path,
-    info: &Value,
-    batches: &[Vec<u64>],
-    model: &dyn Module,
-    mut loss_of: impl FnMut(&[u64]) -> Tensor,
-) {
-    {
+/// A fixture's train steps: `losses.json` (Adam, the losses), `grads_step1.npz`, `weights_after.npz`, the
+/// batches in training order, and the tolerance rules.
+struct TrainSteps<'a> {
+    rules: &'a Rules,
+    tdir: &'a Path,
+    info: &'a Value,
+    batches: &'a [Vec<u64>],
+}
+
+impl TrainSteps<'_> {
+    /// The train-step checks, then — when they fail — the decision diagnosis (`train::diagnose`): are the
+    /// step-1 gradients reproduced by flipping activation decisions within float32 noise? Its report goes
+    /// under the case's line; when flips explain the gradients, the whole train step is checked again with
+    /// them applied at step 1 ([`Report::explained`] when it passes).
+    fn check_and_diagnose<M: Module>(
+        &self,
+        rep: &mut Report,
+        build: &dyn Fn() -> M,
+        loss_of: &dyn Fn(&M, &[u64]) -> Tensor,
+    ) {
+        let before = rep.failures.len();
+        let baseline = self.check(rep, &build(), loss_of, None);
+        if rep.failures.len() == before {
+            return;
+        }
+        let Some(reference) = self.reference_grads() else {
+            rep.notes
+                .push("diagnosis: no grads_step1.npz, nothing to compare decisions with".into());
+            return;
+        };
+        let start = std::time::Instant::now();
+        let d = diagnose(&reference, &DiagnoseOptions::default(), baseline, |opts| {
+            let model = build();
+            let named = model.named_parameters("");
+            let (_, sites) = decisions::record(opts, &named, || {
+                loss_of(&model, &self.batches[0]).backward()
+            });
+            (sites, reference_grads_of(&named, &reference))
+        });
+        rep.notes.push(format!(
+            "diagnosis ({:.0} s):\n{}",
+            start.elapsed().as_secs_f64(),
+            d.text()
+        ));
+        if d.explained() && !d.accepted.is_empty() {
+            let mut again = Report::default();
+            self.check(&mut again, &build(), loss_of, Some(&d.accepted));
+            rep.explained = again.failures.is_empty();
+            rep.notes.push(format!(
+                "the whole train step again with those flips at step 1: {}",
+                if rep.explained {
+                    format!("PASS ({})", again.summary())
+                } else {
+                    format!("FAIL ({})", rep_fail_text(&again))
+                }
+            ));
+        }
+    }
+
+    /// The step-1 reference gradients with their tolerances: `3e-4 · max|grad of tensor| + 1e-6 · max|grad
+    /// overall|`, or 4× the measured noise; gradients that are zero in exact arithmetic (a bias before a
+    /// train-mode BatchNorm) are rounding noise on both sides, an independent draw whose size depends on the
+    /// summation order; they are checked to be at noise level (1e-5 of the largest gradient; a wrong gradient
+    /// has the scale of the tensor's neighbours, orders of magnitude above).
+    fn reference_grads(&self) -> Option<Reference> {
+        let path = self.tdir.join("grads_step1.npz");
+        if !path.exists() {
+            return None;
+        }
+        let g = read_npz(path).unwrap_or_else(|e| panic!("{e}"));
+        let big_g = g
+            .keys()
+            .filter_map(|k| f32_of(&g, k))
+            .map(|v| max_abs(&v))
+            .fold(0.0, f64::max);
+        let zero = self.zero_gradient_params();
+        let grads = g
+            .keys()
+            .map(|key| {
+                let values = f32_of(&g, key).unwrap();
+                let zero = zero.iter().any(|z| z == key);
+                let mut tol = (1e-6 * big_g + 3e-4 * max_abs(&values))
+                    .max(4.0 * self.rules.measured("grads_step1", key, 0));
+                if zero {
+                    tol = tol.max(1e-5 * big_g);
+                }
+                RefGrad {
+                    name: key.to_string(),
+                    values,
+                    tol,
+                    zero,
+                }
+            })
+            .collect();
+        Some(Reference { grads })
+    }
+
+    fn zero_gradient_params(&self) -> Vec<String> {
+        self.info["zero_gradient_params"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The train-step checks shared by every kind: Adam from `losses.json`, then for each batch zero_grad,
+    /// `loss_of(model, ids)`, backward, the loss (and step-1 gradients) against the fixture, Adam step; at the
+    /// end the weights after the steps. Step 1 runs under the decision recorder, with `flips` reversed (the
+    /// diagnosis); returns its sites and the gradients of the reference's tensors (the diagnosis's baseline).
+    fn check<M: Module>(
+        &self,
+        rep: &mut Report,
+        model: &M,
+        loss_of: &dyn Fn(&M, &[u64]) -> Tensor,
+        flips: Option<&BTreeMap<usize, Vec<usize>>>,
+    ) -> Option<RunOutput> {
+        let (rules, info) = (self.rules, self.info);
         let params = model.parameters();
         let opt_conf = &info["optimizer"];
         let cfg = AdamConfig {
@@ -479,18 +625,30 @@ fn check_train_steps(
             }
         };
         let named: Vec<(String, Tensor)> = model.named_parameters("");
-        let zero: Vec<String> = info["zero_gradient_params"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (step, ids) in batches.iter().enumerate() {
+        let zero = self.zero_gradient_params();
+        let reference = self.reference_grads();
+        let mut baseline = None;
+        for (step, ids) in self.batches.iter().enumerate() {
             opt.zero_grad();
-            let loss = loss_of(ids);
-            loss.backward();
+            let loss = if step == 0 {
+                let opts = DecisionOptions {
+                    flips: flips.cloned().unwrap_or_default(),
+                    ..DecisionOptions::default()
+                };
+                let (loss, sites) = decisions::record(&opts, &named, || {
+                    let loss = loss_of(model, ids);
+                    loss.backward();
+                    loss
+                });
+                baseline = reference
+                    .as_ref()
+                    .map(|r| (sites, reference_grads_of(&named, r)));
+                loss
+            } else {
+                let loss = loss_of(model, ids);
+                loss.backward();
+                loss
+            };
             let l = loss.item() as f64;
             let e = expected_losses[step];
             let tol = 1e-5f64.max(4.0 * prec_losses(step));
@@ -501,41 +659,30 @@ fn check_train_steps(
                 (l - e).abs() / e.abs(),
                 tol,
             );
-            if step == 0 && tdir.join("grads_step1.npz").exists() {
-                let g = read_npz(tdir.join("grads_step1.npz")).unwrap_or_else(|e| panic!("{e}"));
-                let big_g = g
-                    .keys()
-                    .filter_map(|k| f32_of(&g, k))
-                    .map(|v| max_abs(&v))
-                    .fold(0.0, f64::max);
-                for key in g.keys() {
-                    let expected = f32_of(&g, key).unwrap();
-                    let Some((_, p)) = named.iter().find(|(n, _)| n == key) else {
+            if let Some(reference) = reference.as_ref().filter(|_| step == 0) {
+                let got = &baseline.as_ref().expect("recorded at step 1").1;
+                for rg in &reference.grads {
+                    let key = &rg.name;
+                    let Some((_, g)) = got.iter().find(|(n, _)| n == key) else {
                         rep.failures.push(format!("grad {key}: no such parameter"));
                         continue;
                     };
-                    let got = p
-                        .grad()
-                        .map(|t| t.to_vec())
-                        .unwrap_or_else(|| vec![0.0; expected.len()]);
-                    let mut tol = (1e-6 * big_g + 3e-4 * max_abs(&expected))
-                        .max(4.0 * rules.measured("grads_step1", key, 0));
-                    // A gradient that is zero in exact arithmetic (a bias before a train-mode BatchNorm) is
-                    // rounding noise on both sides, an independent draw whose size depends on the summation
-                    // order; it is checked to be at noise level (1e-5 of the largest gradient; a wrong gradient
-                    // has the scale of the tensor's neighbours, orders of magnitude above).
-                    if zero.iter().any(|z| z == key) {
-                        tol = tol.max(1e-5 * big_g);
-                    }
-                    let err = max_err(&got, &expected);
-                    rep.check("grad", &format!("grad {key}"), err <= tol, err, tol);
+                    let zeros;
+                    let g = if g.is_empty() {
+                        zeros = vec![0.0; rg.values.len()];
+                        &zeros
+                    } else {
+                        g
+                    };
+                    let err = max_err(g, &rg.values);
+                    rep.check("grad", &format!("grad {key}"), err <= rg.tol, err, rg.tol);
                 }
             }
             opt.step();
         }
-        if tdir.join("weights_after.npz").exists() {
+        if self.tdir.join("weights_after.npz").exists() {
             let expected =
-                read_npz(tdir.join("weights_after.npz")).unwrap_or_else(|e| panic!("{e}"));
+                read_npz(self.tdir.join("weights_after.npz")).unwrap_or_else(|e| panic!("{e}"));
             let mine = state_dict(model);
             let steps = expected_losses.len() as f64;
             for key in expected.keys() {
@@ -581,11 +728,24 @@ fn check_train_steps(
                 );
             }
         }
+        baseline
     }
 }
 
+/// The gradients of the reference's tensors among `named` (empty for a parameter without a gradient).
+fn reference_grads_of(
+    named: &[(String, Tensor)],
+    reference: &Reference,
+) -> Vec<(String, Vec<f32>)> {
+    named
+        .iter()
+        .filter(|(n, _)| reference.grads.iter().any(|r| r.name == *n))
+        .map(|(n, p)| (n.clone(), p.grad().map(|g| g.to_vec()).unwrap_or_default()))
+        .collect()
+}
+
 fn rep_fail_text(rep: &Report) -> String {
-    format!(
+    let mut text = format!(
         "{}; {} failures: {}",
         rep.summary(),
         rep.failures.len(),
@@ -595,7 +755,11 @@ fn rep_fail_text(rep: &Report) -> String {
             .cloned()
             .collect::<Vec<_>>()
             .join("; ")
-    )
+    );
+    for note in &rep.notes {
+        text.push_str(&format!("\n    {}", note.replace('\n', "\n    ")));
+    }
+    text
 }
 
 /// The project's own PyTorch reference cases (`tests/data/make_pixelset_cases.py`: TAE, GRU, TempCNN and the
@@ -638,23 +802,17 @@ fn run_fixture_root(root: &Path) {
     }
     let (mut passed, mut failed, mut unsupported) = (Vec::new(), Vec::new(), Vec::new());
     let only = std::env::var("SITSGPU_PARITY_CASES").ok();
-    // Cases whose reference run failed its own generator's reproducibility check (manifest
-    // `quality.ok = false`: PyTorch re-computations in float64 / other thread counts disagree with the stored
-    // float32 run beyond the README tolerances). Their train-step comparisons are reported but cannot fail
-    // the test; their eval outputs must still match.
-    //
-    // utae_default is such a case, and its step-1 gradient is not well defined in float32. One ReLU input
-    // (down_blocks.0.conv2 GroupNorm output; patch 305, date 1, channel 21, pixel (7, 14)) is +9.0e-9 when
-    // in_conv + down_blocks.0 of that frame are recomputed in f64, and becomes -7e-9 if only the five
-    // intermediate maps are rounded to f32. Float32 noise at that layer is about 1.8e-7 (median). PyTorch
-    // rounds it to a positive value, so the ReLU passes a gradient of -1.41e-3 there. Ours rounds it to
-    // -1.9e-7 on the CPU and -3.2e-7 on the GPU, so the ReLU blocks it. That one ReLU causes every
-    // in_conv / down_blocks.0 gradient mismatch and the step-2 loss mismatch. On the CPU, a second such
-    // ReLU (up_blocks.0.conv1, channel 41, -1.9e-6) causes the small down_blocks.1/2, up_blocks.0 and L-TAE
-    // norm misses. When those ReLU inputs are nudged by a few 1e-7 so that they agree with PyTorch, every
-    // step-1 gradient passes on both devices and the step 2 / 3 losses agree to 2e-6 / 4e-5. The model is
-    // correct, and no float32 implementation can be required to reproduce this fixture's train step.
-    // Removing this exemption needs a fixture with no ReLU input inside float32 noise.
+    // A case whose train step fails only because of decisions within float32 noise does not fail the test:
+    // the decision diagnosis (train::diagnose) must reproduce every step-1 gradient by flipping only ReLU /
+    // max decisions whose inputs are within 64·ε·RMS of the boundary, and the whole train step (losses,
+    // gradients, weights after the steps) must then pass with those flips at step 1; the eval outputs must
+    // match anyway. No float32 implementation can be required to reproduce such decisions. utae_default is
+    // the live example: a ReLU input of the down_blocks.0.conv2 GroupNorm (patch 305, date 1, channel 21,
+    // pixel (7, 14)) is +9.0e-9 in f64 and PyTorch rounds it positive, ours rounds it to -1.9e-7 (CPU) or
+    // -3.2e-7 (GPU); on the CPU a second one (up_blocks.0.conv1, channel 41, -1.9e-6) adds small misses. The
+    // report under its line finds both on its own. (This replaces the exemption of the manifest's
+    // `quality.ok = false` cases: a flag on the fixture cannot tell a conditioning flip from a bug, the
+    // diagnosis does; the flag is still mentioned in the note.)
     let unstable: Vec<String> = manifest["cases"]
         .as_object()
         .unwrap()
@@ -675,6 +833,7 @@ fn run_fixture_root(root: &Path) {
         let mut case_ok = true;
         let mut case_unsupported = None;
         let mut case_eval_failed = false;
+        let mut case_explained = true;
         for &device in &devices {
             let outcome = match kind.as_str() {
                 "semantic" => run_semantic(&dir, &conf, device),
@@ -684,10 +843,11 @@ fn run_fixture_root(root: &Path) {
             };
             match outcome {
                 Outcome::Pass(s) => println!("PASS {name} [{device:?}]: {s}"),
-                Outcome::Fail(s, eval_failed) => {
+                Outcome::Fail(s, eval_failed, explained) => {
                     println!("FAIL {name} [{device:?}]: {s}");
                     case_ok = false;
                     case_eval_failed |= eval_failed;
+                    case_explained &= explained;
                 }
                 Outcome::Unsupported(why) => {
                     case_unsupported = Some(why);
@@ -702,7 +862,7 @@ fn run_fixture_root(root: &Path) {
             }
             None if case_ok => passed.push(name.clone()),
             None => {
-                if !case_eval_failed && unstable.contains(name) {
+                if !case_eval_failed && case_explained {
                     tolerated.push(name.clone());
                 }
                 failed.push(name.clone())
@@ -719,8 +879,14 @@ fn run_fixture_root(root: &Path) {
     );
     for t in &tolerated {
         println!(
-            "NOTE {t}: its reference is flagged unstable by the fixture generator (manifest quality.ok = false); \
-             its train-step mismatch is reported above but does not fail this test (eval outputs matched)"
+            "NOTE {t}: its train-step mismatch is explained by decisions within float32 noise (diagnosis above: the \
+             flips reproduce the reference's gradients and the whole train step passes with them) and does not fail \
+             this test; eval outputs matched{}",
+            if unstable.contains(t) {
+                "; the fixture generator also flags this reference as unstable (manifest quality.ok = false)"
+            } else {
+                ""
+            }
         );
     }
     let strict: Vec<&String> = failed.iter().filter(|f| !tolerated.contains(f)).collect();

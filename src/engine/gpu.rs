@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::error::{Error, Result};
-use crate::engine::pool::BufferPool;
+use crate::engine::pool::{BufferPool, PooledBuffer};
 pub use crate::engine::profile::DispatchInfo;
 use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
 
@@ -112,6 +112,8 @@ pub struct Gpu {
     uniforms: wgpu::Buffer,
     /// `min_uniform_buffer_offset_alignment`.
     uniform_align: u64,
+    /// Poison mode's source of NaN bytes (grown on demand), see [`Gpu::poison`].
+    nan_source: Mutex<Option<wgpu::Buffer>>,
 }
 
 /// What has been recorded since the last submit: the command encoder, and the `Params` bytes of its
@@ -235,6 +237,7 @@ impl Gpu {
             waited_ns: Default::default(),
             uniforms,
             uniform_align,
+            nan_source: Mutex::new(None),
         })
     }
 
@@ -573,6 +576,42 @@ impl Gpu {
             .to_vec();
         staging.unmap();
         out
+    }
+
+    /// A storage buffer of at least `bytes` bytes from this GPU's pool, filled with NaN first in poison mode
+    /// ([`crate::engine::pool::poison_enabled`]). Every GPU tensor and index buffer is allocated here.
+    pub fn pooled(&'static self, bytes: u64) -> PooledBuffer {
+        let buf = PooledBuffer::new(&self.pool, &self.device, bytes);
+        if crate::engine::pool::poison_enabled() {
+            self.poison(buf.buffer(), buf.size());
+        }
+        buf
+    }
+
+    /// Fills the first `bytes` bytes of `buffer` with NaN, ordered after every launch already recorded (a copy
+    /// from a NaN buffer through the pending encoder). The pool calls it on every buffer it hands out when
+    /// [`crate::engine::pool::poison_enabled`] (`SITSGPU_POISON_POOL=1`), so a kernel that reads pooled
+    /// memory nobody wrote gets NaN, which every parity check catches.
+    pub fn poison(&self, buffer: &wgpu::Buffer, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut src = self.nan_source.lock().unwrap();
+        if src.as_ref().is_none_or(|b| b.size() < bytes) {
+            use wgpu::util::DeviceExt;
+            let size = bytes.next_power_of_two().max(1 << 16);
+            let nan = vec![f32::NAN; (size / 4) as usize];
+            *src = Some(
+                self.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("sitsgpu poison source"),
+                        contents: bytemuck::cast_slice(&nan),
+                        usage: wgpu::BufferUsages::COPY_SRC,
+                    }),
+            );
+        }
+        let src = src.as_ref().expect("created above");
+        self.record(|enc| enc.copy_buffer_to_buffer(src, 0, buffer, 0, bytes));
     }
 
     /// Writes `data` into `buffer` at offset 0, ordered after every launch already recorded (the copy goes

@@ -228,7 +228,7 @@ pub fn fold(n: u32, max: u32) -> (u32, u32, u32) {
 
 /// Uploads u32 values (indices, class ids) into a pooled storage buffer.
 pub fn upload_u32(gpu: &'static Gpu, data: &[u32]) -> PooledBuffer {
-    let buf = PooledBuffer::new(&gpu.pool, &gpu.device, 4 * data.len() as u64);
+    let buf = gpu.pooled(4 * data.len() as u64);
     gpu.write_buffer(buf.buffer(), bytemuck::cast_slice(data));
     buf
 }

@@ -8,12 +8,15 @@
 //!   without naga's runtime checks (the crate's one `unsafe`); [`self_test`]: `sitsgpu info`.
 //! - [`storage`] and [`tensor`]: a tensor is a shape plus storage on one [`Device`].
 //! - [`ops`]: one file per op (forward + backward, CPU + GPU); [`autograd`]: the tape and `backward()`.
-//! - [`testing`]: tolerances, gradcheck, GPU skip (test support, public for `tests/` and benches).
+//! - [`testing`]: tolerances, gradcheck, GPU skip (test support, public for `tests/` and benches);
+//!   [`decisions`]: the recorder of ReLU / max decisions within float32 noise, and their flips (diagnostics
+//!   of parity failures, off unless a test turns it on).
 //!
 //! Gradient accumulation convention: backward passes *return* gradients (`=`); only leaves accumulate into
 //! their `.grad()` (`+=`), as llm.c's `+=` into `grads` and PyTorch's `.grad`.
 
 pub mod autograd;
+pub mod decisions;
 pub mod error;
 pub mod gpu;
 pub mod kernel;

@@ -7,9 +7,16 @@
 //! through the pending encoder (see `Gpu::write_buffer`), so wgpu orders them.
 //!
 //! Counters ([`PoolStats`]) expose what is live (held by tensors) and what is idle (in the pool).
+//!
+//! **Stale reads.** A recycled buffer holds whatever its last tensor left there, a new one is zeroed by wgpu:
+//! a kernel that reads an element no kernel wrote would compute with stale data on some runs and zeros on
+//! others. Every op writes each element of the storage it allocates (or clears it first); the debug mode
+//! `SITSGPU_POISON_POOL=1` ([`poison_enabled`]) checks that empirically: every buffer the pool hands out, new
+//! or reused, is first filled with NaN (`Gpu::pooled` allocates and poisons; the pool knows no GPU), so a stale read shows up as NaN in the GPU parity
+//! and whole-model checks (`.ci/run` runs the whole-model checks once in that mode).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 /// Every storage buffer gets these usages: bound by kernels, filled by copies, read back by copies.
 pub const STORAGE_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
@@ -101,8 +108,15 @@ pub struct PooledBuffer {
     pool: &'static BufferPool,
 }
 
+/// Whether every pooled buffer is filled with NaN before use: `SITSGPU_POISON_POOL=1` (read once).
+pub fn poison_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SITSGPU_POISON_POOL").is_ok_and(|v| v == "1"))
+}
+
 impl PooledBuffer {
     /// Takes a buffer of at least `bytes` bytes from `pool` (creating it on `device` when none is idle).
+    /// Kernels allocate through `Gpu::pooled`, which also poisons it in poison mode ([`poison_enabled`]).
     pub fn new(pool: &'static BufferPool, device: &wgpu::Device, bytes: u64) -> Self {
         let (buf, size) = pool.take(device, bytes);
         PooledBuffer {

@@ -46,7 +46,7 @@ impl GpuStorage {
              ({max} bytes); use a smaller batch or tile size"
         );
         GpuStorage {
-            buf: PooledBuffer::new(&gpu.pool, &gpu.device, bytes),
+            buf: gpu.pooled(bytes),
             gpu,
         }
     }

@@ -19,6 +19,55 @@
 //!
 //! Both paths are tested: `cargo test` runs the default (unchecked) modules and `.ci/run` runs the GPU parity
 //! and engine suites again with `SITSGPU_TRUSTED_SHADERS=0`.
+//!
+//! ## Review: the shaders with workgroup memory
+//!
+//! Every `var<workgroup>` of `src/shaders/`, checked for the two things unchecked modules and the WGSL barrier
+//! rules rely on: each `workgroupBarrier()` is reached by all 256 invocations of the workgroup or by none
+//! (uniform control flow: every early return before a barrier tests a workgroup-uniform value — the folded
+//! workgroup index, a `Params` field — and every loop around a barrier has workgroup-uniform bounds), and
+//! every index into the array is within its declared size (`lid` < 256 throughout). Reviewed for issue 13;
+//! a new shader with workgroup memory adds its line here.
+//!
+//! - `matmul.wgsl` — `tile_a`, `tile_b`: 256 vec4. Barriers: the early return tests `wg ≥ splits · per_split`
+//!   (uniform); the K loop runs `k_begin..k_end` of the workgroup's split. Indices: staging element
+//!   `e = lid + 256 q < 1024` goes to `kk · 16 + mm / 4` with `mm < 64, kk < 16` (or `mm = e % 64,
+//!   kk = e / 64` transposed) ≤ 255; reads `kk · 16 + ty`, `ty < 16`.
+//! - `matmul_128.wgsl` — `tile_a`, `tile_b`: 256 vec4. Barriers as matmul.wgsl. Indices: `kk · 32 + mm / 4`
+//!   with `mm < 128, kk < 8` ≤ 255; reads `kk · 32 + 16 + ty` ≤ 255.
+//! - `conv2d.wgsl` — `tile_w`: 256, `tile_x`: 512 vec4. Barriers: early return on `wg ≥ tiles_o · tiles_p`;
+//!   loops over the `kH · kW` taps and over `C_in` in steps of 16 (`Params`). Indices: `tile_x[kk · 32 +
+//!   col / 4]` with `kk = lid / 128 + 2 j < 16, col < 128` ≤ 511; `tile_w[kk · 16 + m / 4]` with
+//!   `kk = lid / 64 + 4 j < 16, m < 64` ≤ 255; reads `kk · 16 + ty` and `kk · 32 + 16 + tx`.
+//! - `conv2d_narrow.wgsl` — `tile_w`: 32, `tile_x`: 512 vec4. Barriers as conv2d.wgsl (the `kw0 < 8` test
+//!   guards a store, not a barrier). Indices: `tile_x[kk · 64 + lid / 4]`, `kk < 8` ≤ 511;
+//!   `tile_w[kw0 · 4 + m / 4]`, `kw0 < 8, m < 16` ≤ 31; reads `kk · 4 + ty` (`ty < 4`), `kk · 64 + tx`
+//!   (`tx < 64`).
+//! - `conv2d_backward_weight.wgsl` — `tile_dy`, `tile_x`: 256 vec4. Barriers: early return on
+//!   `wg ≥ nchunks · tiles`; the pixel loop `p_begin..p_end` of the workgroup's slice. Indices:
+//!   `pp · 16 + row / 4` with `pp < 16, row = lid / 16 + 16 j < 64` ≤ 255; reads `pp · 16 + r0`,
+//!   `pp · 16 + tx`, both < 256.
+//! - `conv2d_backward_weight_narrow.wgsl` — `tile_dy`: 64 vec4, `tile_x`: 1024 f32. Barriers as
+//!   conv2d_backward_weight.wgsl. Indices: `tile_dy[pp · 4 + r0 / 4]`, `r0 = lid / 16 < 16` ≤ 63;
+//!   `tile_x[pp · 64 + row]`, `row < 64` ≤ 1023; reads `pp · 4 + ty` (`ty < 4`), `pp · 64 + tx` (`tx < 64`).
+//! - `group_norm.wgsl`, `group_norm_backward_input.wgsl` — `red`: 256 f32. Barriers: `wg_sum` is called by
+//!   every invocation after the uniform early return on `row ≥ N · G`, outside the strided loops (whose trip
+//!   counts differ per invocation but hold no barrier). Indices: `red[lid + h]` only for `lid < h ≤ 128`.
+//! - `group_norm_backward_weight.wgsl`, `batch_norm_stats.wgsl` — `red`: 256 vec2 / f32. Barriers:
+//!   `lane_sum` sits outside every loop and every `live` test (lanes past C add 0 but still reach the
+//!   barrier); the early returns test `phase`, `mode`, `nslices` (`Params`) and the workgroup index.
+//!   Indices: `red[lid + h · tc]` only for `lid < h · tc ≤ 128`; `red[lid % tc]`; `tc` a power of two ≤ 32
+//!   (`ChannelSlices`). Outputs: with no values (`N · S = 0`) no workgroup runs, so the host clears the
+//!   weight gradients (`group_norm::gpu_affine_grads`).
+//! - `segment_argmax.wgsl` — `best_v`, `best_i`: 64 f32 / u32 (workgroups of 64, not 256). Barriers: the
+//!   early return tests the folded workgroup index against `n_segments` (uniform); the member loop before the
+//!   first barrier holds none; the halving loop's bounds are constants. Indices: `best_*[lid]` and
+//!   `best_*[lid + stride]` only for `lid < stride ≤ 32`, all < 64. Outputs: one `out[s]` per segment, written
+//!   by invocation 0 (a segment without candidate gets the sentinel), so nothing is left unwritten.
+//!
+//! The accumulators of the tiled kernels are `var<private>` vec4s (zero-initialised per invocation by WGSL)
+//! indexed by constants or by loop counters below 4. The other shaders hold no workgroup or private arrays;
+//! their storage accesses are guarded where they are made.
 
 #![allow(unsafe_code)]
 

@@ -128,10 +128,9 @@ impl SemanticConfig {
             .cloned()
             .unwrap_or(Value::Object(Map::new()));
         if name == "utae" {
-            let src = conf
-                .pointer("/reference/constructor_kwargs")
-                .unwrap_or(conf);
-            return Ok(SemanticConfig::UTae(UTaeConfig::from_json(src, path)?));
+            // U-TAE's arguments are conf.json's own keys (train_semantic.py's flags), what a user edits; a
+            // fixture's `reference.constructor_kwargs` repeats them.
+            return Ok(SemanticConfig::UTae(UTaeConfig::from_json(conf, path)?));
         }
         let classes = conf
             .get("num_classes")

@@ -3,11 +3,13 @@
 //! the panoptic workflow of U-TAE + PaPs ([`panoptic`]: train / evaluate / predict, its `PanopticMeter` and
 //! pictures), the semantic workflow's incomplete batches ([`drop_last`]), [`metrics`], [`predict`], the
 //! per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the command line's flags
-//! ([`flags`]) and what each subcommand runs ([`commands`]).
+//! ([`flags`]) and what each subcommand runs ([`commands`]); [`diagnose`]: why two training steps disagree
+//! (decisions within float32 noise, or a bug), for the parity tests.
 
 pub mod adam;
 pub mod commands;
 pub mod demo;
+pub mod diagnose;
 pub mod drop_last;
 pub mod flags;
 pub mod metrics;

@@ -46,6 +46,16 @@ pub struct Workload {
     pub size: usize,
     /// Pixel sets: pixels per parcel.
     pub pixels: usize,
+    /// U-TAE: the patch width when it differs from `size` (the height).
+    pub width: Option<usize>,
+    /// U-TAE: the real dates of each sample (at most `dates`; the others are padding, zero frames at the end
+    /// as the collate function pads). Empty: every date real.
+    pub lengths: Vec<usize>,
+    /// Pixel sets: the real pixels of each parcel (at most `pixels`; fewer are followed by copies of pixel 0
+    /// masked out, and 0 is an empty parcel — zero pixels, mask `[1, 0, …]` — as the loader pads). Empty: all.
+    pub real_pixels: Vec<usize>,
+    /// Seed of the weights (`seed`) and of the inputs (`seed + 1`, `seed + 2`).
+    pub seed: u64,
 }
 
 /// The small U-TAE of the fixtures (widths an eighth of the paper's).
@@ -127,6 +137,10 @@ impl Workload {
             dates,
             size,
             pixels: 0,
+            width: None,
+            lengths: Vec::new(),
+            real_pixels: Vec::new(),
+            seed: 0,
         })
     }
 
@@ -144,6 +158,10 @@ impl Workload {
             dates,
             size: 0,
             pixels,
+            width: None,
+            lengths: Vec::new(),
+            real_pixels: Vec::new(),
+            seed: 0,
         })
     }
 
@@ -175,23 +193,45 @@ impl Workload {
 
     /// The model (seeded random weights), its inputs and an Adam optimizer on `device`.
     pub fn prepare(&self, device: Device) -> Prepared {
-        let (b, t) = (self.batch, self.dates);
+        let (b, t, seed) = (self.batch, self.dates, self.seed);
         match &self.model {
             ModelSpec::Semantic(cfg) => {
-                let model = cfg.build(0, device);
-                let hw = self.size;
-                let x = Tensor::rand_uniform(&[b, t, 10, hw, hw], -1.0, 1.0, 1, device);
+                let model = cfg.build(seed, device);
+                let c_in = 10;
+                let (h, w) = (self.size, self.width.unwrap_or(self.size));
+                let frame = c_in * h * w;
+                let mut x =
+                    Tensor::rand_uniform(&[b, t, c_in, h, w], -1.0, 1.0, seed + 1, Device::Cpu)
+                        .to_vec();
+                let len = |i: usize| self.lengths.get(i).copied().unwrap_or(t).min(t);
+                let mut days = vec![0.0; b * t];
+                let mut rng = crate::engine::rng::Rng::new(seed + 2);
+                for i in 0..b {
+                    // Padded dates: zero frames and day 0; real ones: increasing offsets (one before the
+                    // reference date when there are several).
+                    x[(i * t + len(i)) * frame..(i + 1) * t * frame].fill(0.0);
+                    let mut day = if self.lengths.is_empty() { 0.0 } else { -3.0 };
+                    for j in 0..len(i) {
+                        days[i * t + j] = day;
+                        day += if self.lengths.is_empty() {
+                            7.0
+                        } else {
+                            1.0 + (rng.next_f32() * 20.0).floor()
+                        };
+                    }
+                }
+                let pad = PadInfo {
+                    mask: (0..b * t).map(|f| f % t >= len(f / t)).collect(),
+                };
                 let classes = model.num_classes();
-                let target: Vec<f32> = (0..b * hw * hw).map(|i| (i % classes) as f32).collect();
+                let target: Vec<f32> = (0..b * h * w).map(|i| (i % classes) as f32).collect();
                 let opt = Adam::new(model.parameters(), AdamConfig::default());
                 Prepared::Semantic {
-                    days: (0..b * t).map(|i| (i % t) as f32 * 7.0).collect(),
-                    pad: PadInfo {
-                        mask: vec![false; b * t],
-                    },
-                    target: Tensor::from_vec(target, &[b, hw, hw], device),
+                    days,
+                    pad,
+                    target: Tensor::from_vec(target, &[b, h, w], device),
                     model: Box::new(model),
-                    x,
+                    x: Tensor::from_vec(x, &[b, t, c_in, h, w], device),
                     opt,
                 }
             }
@@ -203,7 +243,9 @@ impl Workload {
                     TemporalKind::Ltae | TemporalKind::Tae => {
                         json!({"positions": positions, "len_max_seq": t})
                     }
-                    TemporalKind::Gru | TemporalKind::TempCnn => json!({ "len_max_seq": t }),
+                    TemporalKind::Gru => json!({}),
+                    // TempCNN flattens (T, nker) into its MLP: seq_len must be the batch's T.
+                    TemporalKind::TempCnn => json!({ "seq_len": t }),
                 };
                 let c = PixelSetModelConfig::from_json_as(
                     *kind,
@@ -212,14 +254,32 @@ impl Workload {
                     std::path::Path::new("profile"),
                 )
                 .expect("the class defaults are a valid configuration");
-                let model = PixelSetClassifier::new(c, 0, device);
+                let model = PixelSetClassifier::new(c, seed, device);
                 let s = self.pixels;
+                let mut x =
+                    Tensor::rand_uniform(&[b, t, 10, s], -1.0, 1.0, seed + 1, Device::Cpu).to_vec();
+                let mut mask = vec![1.0; b * t * s];
+                for i in 0..b {
+                    let n = self.real_pixels.get(i).copied().unwrap_or(s).min(s);
+                    for f in i * t * 10..(i + 1) * t * 10 {
+                        // Row f = (date, band): copies of pixel 0 past the real pixels; all zero for an
+                        // empty parcel.
+                        let row = &mut x[f * s..(f + 1) * s];
+                        let first = if n == 0 { 0.0 } else { row[0] };
+                        row[n..].fill(first);
+                    }
+                    for r in i * t..(i + 1) * t {
+                        let m = &mut mask[r * s..(r + 1) * s];
+                        m.fill(0.0);
+                        m[..n.max(1)].fill(1.0);
+                    }
+                }
                 let opt = Adam::new(model.parameters(), AdamConfig::default());
                 Prepared::PixelSet {
-                    x: Tensor::rand_uniform(&[b, t, 10, s], -1.0, 1.0, 1, device),
-                    mask: vec![1.0; b * t * s],
-                    extra: Tensor::rand_uniform(&[b, t, 4], -1.0, 1.0, 2, device),
-                    targets: (0..b).map(|i| i % 20).collect(),
+                    x: Tensor::from_vec(x, &[b, t, 10, s], device),
+                    mask,
+                    extra: Tensor::rand_uniform(&[b, t, 4], -1.0, 1.0, seed + 2, device),
+                    targets: (0..b).map(|i| (i + seed as usize) % 20).collect(),
                     model: Box::new(model),
                     opt,
                 }
@@ -291,9 +351,24 @@ impl Prepared {
         })
     }
 
-    /// One training step: zero_grad, forward, loss, backward, Adam; returns the loss (read back).
-    pub fn train_step(&mut self) -> f32 {
-        let ctx = Ctx::train(0);
+    /// The model.
+    pub fn module(&self) -> &dyn Module {
+        match self {
+            Prepared::Semantic { model, .. } => model.as_ref(),
+            Prepared::PixelSet { model, .. } => model.as_ref(),
+        }
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&mut self) -> &mut Adam {
+        match self {
+            Prepared::Semantic { opt, .. } | Prepared::PixelSet { opt, .. } => opt,
+        }
+    }
+
+    /// The forward pass in `ctx`'s mode and its training loss: (class scores, loss). U-TAE: logits
+    /// (B, K, H, W) and the cross-entropy; pixel sets: logits (B, K) and the focal loss (γ = 1).
+    pub fn forward_loss(&self, ctx: &Ctx) -> (Tensor, Tensor) {
         match self {
             Prepared::Semantic {
                 model,
@@ -301,14 +376,11 @@ impl Prepared {
                 days,
                 pad,
                 target,
-                opt,
+                ..
             } => {
-                opt.zero_grad();
-                let out = model.forward(x, days, pad, &ctx).logits;
+                let out = model.forward(x, days, pad, ctx).logits;
                 let loss = out.cross_entropy(target, None, -100);
-                loss.backward();
-                opt.step();
-                loss.item()
+                (out, loss)
             }
             Prepared::PixelSet {
                 model,
@@ -316,16 +388,22 @@ impl Prepared {
                 mask,
                 extra,
                 targets,
-                opt,
+                ..
             } => {
-                opt.zero_grad();
-                let (logits, _) = model.forward(x, mask, Some(extra), &ctx);
+                let (logits, _) = model.forward(x, mask, Some(extra), ctx);
                 let loss = focal_loss(&logits, targets, 1.0);
-                loss.backward();
-                opt.step();
-                loss.item()
+                (logits, loss)
             }
         }
+    }
+
+    /// One training step: zero_grad, forward, loss, backward, Adam; returns the loss (read back).
+    pub fn train_step(&mut self) -> f32 {
+        self.optimizer().zero_grad();
+        let (_, loss) = self.forward_loss(&Ctx::train(0));
+        loss.backward();
+        self.optimizer().step();
+        loss.item()
     }
 }
 

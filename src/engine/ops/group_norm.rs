@@ -270,6 +270,15 @@ pub(crate) fn gpu_affine_grads(
     let grid = Grid::groups(sl.workgroups())
         .bytes(4 * (2 * n * c * s + out))
         .loop_len(sl.loop_len());
+    if sl.slices == 0 {
+        // No values (N·S = 0): no workgroup runs, and the sums over nothing are zero — cleared, not left as
+        // whatever the pool's buffers held.
+        for b in [&dgamma, &dbeta].into_iter().filter(|_| c > 0) {
+            x.gpu
+                .record(|enc| enc.clear_buffer(b.buffer(), 0, Some(4 * c as u64)));
+        }
+        return (dgamma, dbeta);
+    }
     GROUP_NORM_BACKWARD_WEIGHT.dispatch(x.gpu, &bufs, &p(0), grid);
     if sl.slices > 1 {
         let grid = Grid::groups(c)

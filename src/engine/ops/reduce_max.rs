@@ -7,7 +7,9 @@
 //! (one per dx element). `argmax` reads only the indices back.
 
 use crate::engine::autograd::Backward;
-use crate::engine::kernel::{Grid, Kernel};
+use crate::engine::decisions;
+use crate::engine::gpu::Gpu;
+use crate::engine::kernel::{upload_u32, Grid, Kernel};
 use crate::engine::pool::PooledBuffer;
 use crate::engine::real::Real;
 use crate::engine::shape;
@@ -79,7 +81,7 @@ pub fn cpu_max_backward<T: Real>(
 pub fn gpu_max(x: &GpuStorage, outer: usize, r: usize, inner: usize) -> (GpuStorage, PooledBuffer) {
     let n = outer * inner;
     let y = GpuStorage::alloc(x.gpu, n, "reduce_max");
-    let idx = PooledBuffer::new(&x.gpu.pool, &x.gpu.device, 4 * n as u64);
+    let idx = x.gpu.pooled(4 * n as u64);
     let p = MaxParams {
         outer: outer as u32,
         r: r as u32,
@@ -123,16 +125,40 @@ enum SavedIdx {
     Gpu(PooledBuffer),
 }
 
+impl SavedIdx {
+    /// The same indices with `(output, position)` overrides (the decision diagnosis's flips; `n` outputs).
+    fn with_choices(self, choices: &[(usize, u32)], n: usize) -> SavedIdx {
+        let (mut v, gpu) = match self {
+            SavedIdx::Cpu(v) => (v, None),
+            SavedIdx::Gpu(b) => {
+                let gpu = Gpu::get().expect("a GPU index buffer implies a GPU");
+                let bytes = gpu.read_buffer(b.buffer(), 4 * n as u64);
+                (bytemuck::pod_collect_to_vec::<u8, u32>(&bytes), Some(gpu))
+            }
+        };
+        for &(i, j) in choices {
+            v[i] = j;
+        }
+        match gpu {
+            None => SavedIdx::Cpu(v),
+            Some(gpu) => SavedIdx::Gpu(upload_u32(gpu, &v)),
+        }
+    }
+}
+
 struct MaxBackward {
     idx: SavedIdx,
     in_shape: Vec<usize>,
     axis: usize,
+    /// The decision recorder's site (diagnostics only, `engine::decisions`).
+    site: Option<usize>,
 }
 impl Backward for MaxBackward {
     fn name(&self) -> &'static str {
         "max"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        decisions::on_backward(self.site, dy);
         let (o, r, i) = shape::outer_axis_inner(&self.in_shape, self.axis);
         let storage = match &self.idx {
             SavedIdx::Cpu(idx) => {
@@ -157,6 +183,7 @@ impl Tensor {
         let ax = shape::norm_axis(axis, self.rank(), "argmax");
         let (o, r, i) = shape::outer_axis_inner(self.shape(), ax);
         assert!(r > 0, "argmax: axis {ax} of {:?} is empty", self.shape());
+        decisions::on_max(self, ax, decisions::Kind::Argmax); // diagnostics only (engine::decisions)
         let idx = match self.device() {
             Device::Cpu => cpu_max(&self.cpu_data("argmax"), o, r, i).1,
             Device::Gpu => {
@@ -173,13 +200,15 @@ impl Tensor {
         let ax = shape::norm_axis(axis, self.rank(), "max");
         let (o, r, i) = shape::outer_axis_inner(self.shape(), ax);
         assert!(r > 0, "max: axis {ax} of {:?} is empty", self.shape());
+        // Diagnostics only (engine::decisions): recorded, and maybe flipped, while a recorder runs.
+        let hook = decisions::on_max(self, ax, decisions::Kind::Max);
         let mut out = self.shape().to_vec();
         if keepdim {
             out[ax] = 1;
         } else {
             out.remove(ax);
         }
-        let (storage, idx) = match self.device() {
+        let (storage, mut idx) = match self.device() {
             Device::Cpu => {
                 let (y, idx) = cpu_max(&self.cpu_data("max"), o, r, i);
                 (Tensor::cpu_storage(y), SavedIdx::Cpu(idx))
@@ -189,10 +218,15 @@ impl Tensor {
                 (Storage::Gpu(y), SavedIdx::Gpu(idx))
             }
         };
+        if !hook.choices.is_empty() {
+            // Diagnostics: flipped decisions send their gradient to the runner-up (forward unchanged).
+            idx = idx.with_choices(&hook.choices, o * i);
+        }
         let back = MaxBackward {
             idx,
             in_shape: self.shape().to_vec(),
             axis: ax,
+            site: hook.site,
         };
         Tensor::from_op(&out, storage, &[self], back)
     }

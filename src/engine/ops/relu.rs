@@ -14,6 +14,7 @@
 //! 4. **Tests**: an exact-value case, an f64 gradcheck (below), and a row in `tests/gpu_parity.rs`.
 
 use crate::engine::autograd::Backward;
+use crate::engine::decisions;
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::ParamsN;
 use crate::engine::real::Real;
@@ -69,21 +70,25 @@ pub fn gpu_backward(x: &GpuStorage, dy: &GpuStorage, n: usize) -> GpuStorage {
 impl Tensor {
     /// `max(self, 0)` elementwise.
     pub fn relu(&self) -> Tensor {
+        // Diagnostics only (engine::decisions): while a recorder runs, the site is recorded and the backward
+        // may be handed an input with chosen decisions flipped; otherwise this is one thread-local read.
+        let hook = decisions::on_relu(self);
         let storage = match self.device() {
             Device::Cpu => Tensor::cpu_storage(cpu_forward(&self.cpu_data("relu"))),
             Device::Gpu => Storage::Gpu(gpu_forward(self.gpu_storage("relu"), self.numel())),
         };
-        Tensor::from_op(
-            self.shape(),
-            storage,
-            &[self],
-            ReluBackward { x: self.clone() },
-        )
+        let back = ReluBackward {
+            x: hook.backward_input.unwrap_or_else(|| self.clone()),
+            site: hook.site,
+        };
+        Tensor::from_op(self.shape(), storage, &[self], back)
     }
 }
 
 struct ReluBackward {
     x: Tensor,
+    /// The decision recorder's site (diagnostics only, `engine::decisions`).
+    site: Option<usize>,
 }
 
 impl Backward for ReluBackward {
@@ -91,6 +96,7 @@ impl Backward for ReluBackward {
         "relu"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        decisions::on_backward(self.site, dy);
         let x = &self.x;
         let storage = match Tensor::same_device("relu_backward", &[x, dy]) {
             Device::Cpu => {
