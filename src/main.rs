@@ -4,11 +4,13 @@
 //!   self-test kernel compared with the CPU reference ([`sitsgpu::engine::self_test`]). Run this first on a
 //!   new machine.
 //! - `sitsgpu train` / `evaluate`: utae-paps' train_semantic.py / test_semantic.py (same flags and outputs);
-//!   with `--task pixelset`, the L-TAE repository's train.py (PSE + L-TAE, TAE, GRU, TempCNN). Flags in
+//!   with `--task pixelset`, the L-TAE repository's train.py (PSE + L-TAE, TAE, GRU, TempCNN); with `--task
+//!   panoptic`, utae-paps' train_panoptic.py / test_panoptic.py (U-TAE + PaPs). Flags in
 //!   [`sitsgpu::train::flags`], dispatch in [`sitsgpu::train::commands`].
 //! - `sitsgpu predict`: a semantic model over a PASTIS-layout folder (annotations optional), or a pixel-set
 //!   classifier (one checkpoint or a weight folder's k-fold ensemble) over a Sentinel-Agri folder.
-//! - `sitsgpu demo`: synthetic PASTIS-format data, a small U-TAE trained and evaluated, curves plotted.
+//! - `sitsgpu demo`: synthetic PASTIS-format data, a small U-TAE (`--task panoptic`: U-TAE + PaPs) trained and
+//!   evaluated, curves plotted.
 //! - `sitsgpu convert-weights`: an official `model.pth.tar` to `.npz` or back, checked against the model its
 //!   conf.json describes ([`sitsgpu::models::convert`]).
 //! - `sitsgpu profile`: a model's training step or forward pass on synthetic inputs, timed kernel by kernel
@@ -40,33 +42,42 @@ struct Cli {
 enum Command {
     /// Train U-TAE on PASTIS (train_semantic.py): 5-fold rotation, Adam, weighted cross-entropy, validation,
     /// best checkpoint, test metrics, training curves. With --task pixelset: PSE + L-TAE (or TAE, GRU,
-    /// TempCNN) on Sentinel-Agri pixel sets (the L-TAE repository's train.py).
+    /// TempCNN) on Sentinel-Agri pixel sets (the L-TAE repository's train.py). With --task panoptic: U-TAE +
+    /// PaPs on PASTIS's instance annotations (train_panoptic.py: warm-up, MultiStepLR, threshold tuning, PQ).
     Train(Box<TrainArgs>),
     /// Evaluate trained weights on each fold's test split (test_semantic.py): ours (Fold_k/model.npz) or the
     /// official folder (conf.json + Fold_k/model.pth.tar). Pixel-set weight folders (the L-TAE repository's
-    /// train.py layout) are recognised from their conf.json: each fold's test parcels of the k-fold split.
+    /// train.py layout) are recognised from their conf.json: each fold's test parcels of the k-fold split; so
+    /// are U-TAE + PaPs folders (train_panoptic.py's conf.json): test_panoptic.py's test_metrics.json (SQ, RQ,
+    /// PQ, the loss terms) and test_tables.npy per fold.
     ///
     /// test_semantic.py's --device (cpu selects the CPU path), --num_workers and --display_step are accepted.
     Evaluate(EvaluateArgs),
-    /// The whole workflow on synthetic PASTIS-format data: make it (if absent), train a small U-TAE on one
-    /// rotation, evaluate it, plot the curves. A few minutes on a CPU-only machine with lavapipe.
+    /// The whole workflow on synthetic PASTIS-format data: make it (if absent), train a small U-TAE (with
+    /// --task panoptic a U-TAE + PaPs) on one rotation, evaluate it, plot the curves. A few minutes on a
+    /// CPU-only machine with lavapipe.
     Demo {
         /// Working folder (data/ and results/ inside).
         #[arg(long, default_value = "sitsgpu-demo")]
         dir: PathBuf,
-        /// Epochs.
-        #[arg(long, default_value_t = 12)]
-        epochs: usize,
+        /// Epochs (default 12; panoptic 20).
+        #[arg(long)]
+        epochs: Option<usize>,
         /// Run on the CPU reference path.
         #[arg(long)]
         cpu: bool,
+        /// semantic (U-TAE) or panoptic (U-TAE + PaPs: SQ / RQ / PQ and Fig. 5-style pictures).
+        #[arg(long, default_value = "semantic")]
+        task: String,
     },
     /// List GPU adapters, show the chosen one with its limits, and run a self-test kernel.
     Info,
     /// Run a semantic model over PASTIS patches and write logits_<ID>.npy, pred_<ID>.npy (and attn_<ID>.npy);
     /// or a pixel-set classifier over a Sentinel-Agri folder (recognised from the conf.json), writing
     /// predictions.json, ids.npy, pred.npy, logits.npy (and attention.npy), from one checkpoint (--weights) or
-    /// the k-fold ensemble of a weight folder (--weight_folder, as the original's PseLTae_pretrained).
+    /// the k-fold ensemble of a weight folder (--weight_folder, as the original's PseLTae_pretrained); or a
+    /// U-TAE + PaPs over PASTIS patches, writing instance_<ID>.npy, semantic_<ID>.npy and panoptic_<ID>.png
+    /// (RGB | true parcels | predicted parcels).
     ///
     /// The PASTIS folder needs no annotations (a user's own area: metadata.geojson, NORM_S2_patch.json and
     /// DATA_S2/ only). A mono-date model is run on the date it was trained on (its conf.json's mono_date).
@@ -111,7 +122,18 @@ fn main() -> ExitCode {
         Command::Info => sitsgpu::engine::self_test::adapter_report(&mut std::io::stdout()),
         Command::Train(args) => commands::train(&args),
         Command::Evaluate(args) => commands::evaluate(&args),
-        Command::Demo { dir, epochs, cpu } => sitsgpu::train::demo::run(&dir, epochs, cpu),
+        Command::Demo {
+            dir,
+            epochs,
+            cpu,
+            task,
+        } => match task.as_str() {
+            "semantic" => sitsgpu::train::demo::run(&dir, epochs.unwrap_or(12), cpu),
+            "panoptic" => sitsgpu::train::demo::run_panoptic(&dir, epochs.unwrap_or(20), cpu),
+            other => Err(sitsgpu::engine::Error::Invalid(format!(
+                "demo --task {other:?}: expected semantic or panoptic"
+            ))),
+        },
         Command::Predict(args) => commands::predict(&args),
         Command::ConvertWeights {
             checkpoint,

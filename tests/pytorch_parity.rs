@@ -43,6 +43,9 @@ use sitsgpu::train::diagnose::{diagnose, DiagnoseOptions, RefGrad, Reference, Ru
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
 
+#[path = "pytorch_parity/panoptic.rs"]
+mod panoptic;
+
 /// Tolerance rules of the fixtures README / compare.py.
 struct Rules {
     precision: Value,
@@ -158,6 +161,8 @@ struct DeviceBatch {
     pad: PadInfo,
     targets: Tensor,
     lengths: Vec<usize>,
+    /// The instance target (B, H, W, 7), when the dataset was opened for it.
+    instance: Option<Vec<f32>>,
 }
 
 fn load_batch(ds: &PastisDataset, ids: &[u64], device: Device) -> DeviceBatch {
@@ -189,6 +194,7 @@ fn load_batch(ds: &PastisDataset, ids: &[u64], device: Device) -> DeviceBatch {
             device,
         ),
         lengths,
+        instance: b.instance,
     }
 }
 
@@ -832,6 +838,7 @@ fn run_fixture_root(root: &Path) {
             let outcome = match kind.as_str() {
                 "semantic" => run_semantic(&dir, &conf, device),
                 "pse" => run_pse(&dir, &conf, device),
+                "panoptic" => panoptic::run_panoptic(&dir, &conf, device),
                 other => Outcome::Unsupported(format!("kind {other:?} not implemented yet")),
             };
             match outcome {

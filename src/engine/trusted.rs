@@ -59,6 +59,11 @@
 //!   Indices: `red[lid + h · tc]` only for `lid < h · tc ≤ 128`; `red[lid % tc]`; `tc` a power of two ≤ 32
 //!   (`ChannelSlices`). Outputs: with no values (`N · S = 0`) no workgroup runs, so the host clears the
 //!   weight gradients (`group_norm::gpu_affine_grads`).
+//! - `segment_argmax.wgsl` — `best_v`, `best_i`: 64 f32 / u32 (workgroups of 64, not 256). Barriers: the
+//!   early return tests the folded workgroup index against `n_segments` (uniform); the member loop before the
+//!   first barrier holds none; the halving loop's bounds are constants. Indices: `best_*[lid]` and
+//!   `best_*[lid + stride]` only for `lid < stride ≤ 32`, all < 64. Outputs: one `out[s]` per segment, written
+//!   by invocation 0 (a segment without candidate gets the sentinel), so nothing is left unwritten.
 //!
 //! The accumulators of the tiled kernels are `var<private>` vec4s (zero-initialised per invocation by WGSL)
 //! indexed by constants or by loop counters below 4. The other shaders hold no workgroup or private arrays;

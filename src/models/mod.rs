@@ -2,6 +2,7 @@
 //! the original PyTorch module it reproduces, with the same parameter names (`state_dict` keys).
 //!
 //! - [`utae`]: U-TAE (semantic segmentation of parcels), with [`ltae`]: its L-TAE 2D temporal encoder.
+//! - [`paps`]: U-TAE + PaPs (panoptic segmentation: parcels as points, instance masks, pseudo-NMS, its loss).
 //! - [`stclassifier`]: the pixel-set classifiers (parcel classification from pixel sets): the [`pse`]
 //!   Pixel-Set Encoder and decoder with one of [`ltae1d`] (L-TAE, the paper's model), [`tae`] (TAE),
 //!   [`recurrent`] (GRU) or [`tempcnn`] (TempCNN).
@@ -19,6 +20,7 @@ pub mod fpn;
 pub mod kwargs;
 pub mod ltae;
 pub mod ltae1d;
+pub mod paps;
 pub mod pse;
 pub mod recunet;
 pub mod recurrent;

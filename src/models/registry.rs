@@ -11,6 +11,7 @@ use crate::data::json::read_json;
 use crate::data::state_dict::{read_npz, StateDict};
 use crate::engine::{Device, Error, Result};
 use crate::layers::state::load_state_dict;
+use crate::models::paps::Paps;
 use crate::models::semantic::{SemanticConfig, SemanticModel, MODELS};
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 
@@ -22,42 +23,56 @@ pub enum Task {
     /// Parcel classification from Sentinel-Agri pixel sets (PSE + L-TAE and its competitors, the L-TAE
     /// repository's `train.py`).
     PixelSet,
+    /// Panoptic segmentation of PASTIS parcels (U-TAE + PaPs, utae-paps' `train_panoptic.py`).
+    Panoptic,
 }
 
+/// conf.json keys only a PaPs run has (train_panoptic.py's `vars(config)`, or a fixture's `PaPs` kwargs).
+const PANOPTIC_KEYS: [&str; 5] = ["shape_size", "mask_conv", "supmax", "backbone", "PaPs"];
+
 impl Task {
-    /// The `--task` value: `semantic` or `pixelset`.
+    /// The `--task` value: `semantic`, `pixelset` or `panoptic`.
     pub fn parse(s: &str) -> Result<Task> {
         match s {
             "semantic" => Ok(Task::Semantic),
             "pixelset" => Ok(Task::PixelSet),
+            "panoptic" => Ok(Task::Panoptic),
             other => Err(Error::Invalid(format!(
-                "--task {other:?}: expected semantic or pixelset"
+                "--task {other:?}: expected semantic, pixelset or panoptic"
             ))),
         }
     }
 
     /// The task of a conf.json object: a pixel-set model's has `mlp1` or `npixel`, or names a pixel-set
-    /// model (`pse_ltae`, `ltae`, ...); anything else is a U-TAE's.
+    /// model (`pse_ltae`, `ltae`, ...); a U-TAE + PaPs run's has PaPs keys (`shape_size`, `mask_conv`,
+    /// `supmax`, `backbone`); anything else is a semantic U-TAE's.
     pub fn of_conf(conf: &Value) -> Task {
+        if Task::of_conf_pixelset(conf) {
+            Task::PixelSet
+        } else if PANOPTIC_KEYS.iter().any(|k| conf.get(k).is_some()) {
+            Task::Panoptic
+        } else {
+            Task::Semantic
+        }
+    }
+
+    fn of_conf_pixelset(conf: &Value) -> bool {
         let pixelset = conf.get("mlp1").is_some()
             || conf.get("npixel").is_some()
             || conf
                 .get("model")
                 .and_then(Value::as_str)
                 .is_some_and(|m| TemporalKind::parse(m).is_some());
-        if pixelset {
-            Task::PixelSet
-        } else {
-            Task::Semantic
-        }
+        pixelset
     }
 
     /// The task a conf.json object clearly describes: pixel-set keys ([`Task::of_conf`]), or a semantic
     /// model's (`encoder_widths`, `out_conv`, `model_kwargs`, or a semantic `model`: utae and its baselines);
     /// `None` when it says neither.
     pub fn detect(conf: &Value) -> Option<Task> {
-        if Task::of_conf(conf) == Task::PixelSet {
-            Some(Task::PixelSet)
+        let task = Task::of_conf(conf);
+        if task != Task::Semantic {
+            Some(task)
         } else if conf.get("encoder_widths").is_some()
             || conf.get("out_conv").is_some()
             || conf.get("model_kwargs").is_some()
@@ -94,11 +109,12 @@ impl Task {
         }
     }
 
-    /// The `--task` spelling: `semantic` or `pixelset`.
+    /// The `--task` spelling: `semantic`, `pixelset` or `panoptic`.
     pub fn name(self) -> &'static str {
         match self {
             Task::Semantic => "semantic",
             Task::PixelSet => "pixelset",
+            Task::Panoptic => "panoptic",
         }
     }
 }
@@ -150,10 +166,22 @@ pub fn load_semantic(conf_path: &Path, weights: &Path, device: Device) -> Result
     Ok(model)
 }
 
+/// A U-TAE + PaPs from `conf` (train_panoptic.py's conf.json) with the weights of `weights` loaded (strict
+/// key and shape checks; the `min_confidence` buffer of the checkpoint is the one in force).
+pub fn load_panoptic(conf_path: &Path, weights: &Path, device: Device) -> Result<Paps> {
+    let conf = read_json(conf_path)?;
+    let model = Paps::from_conf(&conf, conf_path, 0, device)?;
+    load_state_dict(&model, &read_weights(weights)?, weights)?;
+    Ok(model)
+}
+
 /// The model a conf.json describes, for checking a state dict's keys and shapes against it (`convert-weights`):
 /// a semantic model (U-TAE or a baseline), or a pixel-set classifier (recognised by its keys, see [`Task::of_conf`]), whose bespoke positions
 /// are stood in for by `lms` placeholder dates (they only fix the positional table's shape).
 pub fn model_for_checking(conf: &Value, path: &Path) -> Result<Box<dyn crate::layers::Module>> {
+    if Task::of_conf(conf) == Task::Panoptic {
+        return Ok(Box::new(Paps::from_conf(conf, path, 0, Device::Cpu)?));
+    }
     if Task::of_conf(conf) == Task::PixelSet {
         let lms = conf
             .get("len_max_seq")
@@ -176,8 +204,14 @@ mod tests {
     fn the_task_comes_from_the_flag_or_the_conf() {
         assert_eq!(Task::parse("pixelset").unwrap(), Task::PixelSet);
         assert_eq!(Task::parse("semantic").unwrap(), Task::Semantic);
-        let e = Task::parse("panoptic").unwrap_err().to_string();
-        assert!(e.contains("--task \"panoptic\""), "{e}");
+        assert_eq!(Task::parse("panoptic").unwrap(), Task::Panoptic);
+        let e = Task::parse("instance").unwrap_err().to_string();
+        assert!(e.contains("--task \"instance\""), "{e}");
+        // A train_panoptic.py conf.json (U-TAE keys and PaPs keys) is a panoptic run's.
+        assert_eq!(
+            Task::detect(&json!({"encoder_widths": [64], "shape_size": 16, "mask_conv": true})),
+            Some(Task::Panoptic)
+        );
         assert_eq!(
             Task::of_conf(&json!({"mlp1": [10, 32, 64]})),
             Task::PixelSet

@@ -111,8 +111,31 @@ wgsl!(UNARY_BACKWARD, "unary_backward");
 wgsl!(UPSAMPLE_BILINEAR, "upsample_bilinear");
 wgsl!(UPSAMPLE_BILINEAR_BACKWARD, "upsample_bilinear_backward");
 
+wgsl!(CROP_RAGGED, "crop_ragged");
+wgsl!(CROP_RAGGED_BACKWARD, "crop_ragged_backward");
+wgsl!(GATHER_PIXELS, "gather_pixels");
+wgsl!(GATHER_PIXELS_BACKWARD, "gather_pixels_backward");
+wgsl!(MAX_POOL2D, "max_pool2d");
+wgsl!(MAX_POOL2D_BACKWARD, "max_pool2d_backward");
+wgsl!(PAPS_LOSS, "paps_loss");
+wgsl!(PAPS_LOSS_BACKWARD, "paps_loss_backward");
+wgsl!(RESIZE_CROP, "resize_crop");
+wgsl!(RESIZE_CROP_BACKWARD, "resize_crop_backward");
+wgsl!(SEGMENT_ARGMAX, "segment_argmax");
+
 /// Every file of this folder (the naga tests check that none is missing).
 pub const ALL: &[Wgsl] = &[
+    CROP_RAGGED,
+    CROP_RAGGED_BACKWARD,
+    GATHER_PIXELS,
+    GATHER_PIXELS_BACKWARD,
+    MAX_POOL2D,
+    MAX_POOL2D_BACKWARD,
+    PAPS_LOSS,
+    PAPS_LOSS_BACKWARD,
+    RESIZE_CROP,
+    RESIZE_CROP_BACKWARD,
+    SEGMENT_ARGMAX,
     ADAM,
     ATTENTION,
     ATTENTION_APPLY,

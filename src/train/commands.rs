@@ -1,5 +1,6 @@
 //! What each `sitsgpu` subcommand does once its flags are parsed: the choice between the semantic workflow
-//! ([`crate::train::semantic`], [`crate::train::predict`]) and the pixel-set one ([`crate::train::pixelset`]),
+//! ([`crate::train::semantic`], [`crate::train::predict`]), the pixel-set one ([`crate::train::pixelset`]) and
+//! the panoptic one ([`crate::train::panoptic`]),
 //! made from `--task` or from the [`Task`] the weight folder's conf.json describes, and the flags of
 //! `evaluate`, `predict` and `synth` (those of `train` are in [`crate::train::flags`]).
 
@@ -11,15 +12,24 @@ use crate::data::synthetic::{write_pastis, SynthOptions};
 use crate::engine::{Device, Error, Gpu, Result};
 use crate::models::registry::{self, Task};
 use crate::train::flags::TrainArgs;
+use crate::train::panoptic;
 use crate::train::pixelset::{self, predict::PixelSetPredictOptions, PixelSetEvaluateOptions};
 use crate::train::predict::PredictOptions;
 use crate::train::semantic::{self, dates_from_conf, EvaluateOptions};
 
 /// `sitsgpu train`: `train_semantic.py`, or with `--task pixelset` the L-TAE repository's `train.py`.
 pub fn train(a: &TrainArgs) -> Result<()> {
-    match Task::parse(&a.task)? {
+    let task = Task::parse(&a.task)?;
+    if task != Task::Panoptic && a.panoptic.any_given() {
+        return Err(Error::Invalid(format!(
+            "a [panoptic] flag was given to the {} task: add --task panoptic",
+            task.name()
+        )));
+    }
+    match task {
         Task::Semantic => semantic::train(&a.semantic_options()?).map(drop),
         Task::PixelSet => pixelset::train(&a.pixelset.options(&a.shared())?).map(drop),
+        Task::Panoptic => panoptic::train(&a.panoptic_options()?).map(drop),
     }
 }
 
@@ -45,7 +55,7 @@ pub struct EvaluateArgs {
     /// Run on the CPU reference path.
     #[arg(long)]
     pub cpu: bool,
-    /// semantic or pixelset (default: from the weight folder's conf.json).
+    /// semantic, pixelset or panoptic (default: from the weight folder's conf.json).
     #[arg(long)]
     pub task: Option<String>,
     /// Pixel sets: draw pixels and jitter as the original's test loop does (seeded by the conf's rdm_seed)
@@ -92,17 +102,23 @@ pub fn evaluate(a: &EvaluateArgs) -> Result<()> {
             progress: true,
         })
         .map(drop),
-        Task::Semantic => semantic::evaluate(&EvaluateOptions {
-            dataset_folder: a.dataset_folder.clone(),
-            weight_folder: a.weight_folder.clone(),
-            res_dir: a.res_dir.clone(),
-            fold: a.fold,
-            batch_size: a.batch_size,
-            cpu,
-            progress: true,
-            keep_last_batch: a.keep_last_batch,
-        })
-        .map(drop),
+        Task::Semantic | Task::Panoptic => {
+            let e = EvaluateOptions {
+                dataset_folder: a.dataset_folder.clone(),
+                weight_folder: a.weight_folder.clone(),
+                res_dir: a.res_dir.clone(),
+                fold: a.fold,
+                batch_size: a.batch_size,
+                cpu,
+                progress: true,
+                keep_last_batch: a.keep_last_batch,
+            };
+            if task == Task::Panoptic {
+                panoptic::evaluate::evaluate(&e).map(drop)
+            } else {
+                semantic::evaluate(&e).map(drop)
+            }
+        }
     }
 }
 
@@ -119,7 +135,7 @@ pub struct PredictArgs {
     /// Pixel sets: a weight folder (conf.json + Fold_k/model.*) whose folds are averaged.
     #[arg(long, visible_alias = "weight_folder")]
     pub weight_folder: Option<PathBuf>,
-    /// semantic or pixelset (default: from the conf.json).
+    /// semantic, pixelset or panoptic (default: from the conf.json).
     #[arg(long)]
     pub task: Option<String>,
     /// conf.json of the model (default: beside the weights or in their parent folder).
@@ -156,7 +172,8 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
     };
     // The conf.json is needed either way: a missing or broken one is reported first, naming it.
     read_json(&conf)?;
-    if Task::resolve(a.task.as_deref(), &conf)? == Task::PixelSet {
+    let task = Task::resolve(a.task.as_deref(), &conf)?;
+    if task == Task::PixelSet {
         let n = pixelset::predict::predict(&PixelSetPredictOptions {
             dataset_folder: a.dataset_folder.clone(),
             weights: a.weights.clone(),
@@ -178,7 +195,6 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
     } else {
         Gpu::get().map(|_| Device::Gpu)?
     };
-    let model = registry::load_semantic(&conf, weights, device)?;
     let (ref_date, mono_date) = dates_from_conf(&read_json(&conf)?, &conf)?;
     let opts = PredictOptions {
         dataset_folder: a.dataset_folder.clone(),
@@ -189,6 +205,13 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
         ref_date,
         mono_date,
     };
+    if task == Task::Panoptic {
+        let model = registry::load_panoptic(&conf, weights, device)?;
+        let n = panoptic::evaluate::predict(&model, device, &opts)?;
+        println!("{}", panoptic::evaluate::describe(&a.out, n));
+        return Ok(());
+    }
+    let model = registry::load_semantic(&conf, weights, device)?;
     let n = crate::train::predict::predict(&model, device, &opts)?;
     println!("wrote predictions for {n} patches to {}", a.out.display());
     Ok(())

@@ -1,6 +1,9 @@
 //! The flags of `sitsgpu train`: utae-paps' `train_semantic.py` flags with their names (underscores), ours
-//! (`--init_weights`, `--max_steps`, `--resume`, `--cpu`), and with `--task pixelset` those of the L-TAE
-//! repository's `train.py` ([`PixelSetFlags`]; the flags both scripts have arrive there as [`SharedFlags`]).
+//! (`--init_weights`, `--max_steps`, `--resume`, `--cpu`), with `--task pixelset` those of the L-TAE
+//! repository's `train.py` ([`PixelSetFlags`]; the flags both scripts have arrive there as [`SharedFlags`]), and
+//! with `--task panoptic` those `train_panoptic.py` adds ([`PanopticFlags`], made into the panoptic workflow's
+//! options by [`TrainArgs::panoptic_options`]; `--lr`, `--val_every` and `--val_after` default to that
+//! script's values there).
 //!
 //! The U-TAE flags are typed by their value parsers (a [`Widths`] list, an [`AggMode`], a [`Date`], ...) and
 //! their defaults are the model's own ([`UTaeConfig::default`]) and the dataset's ([`PastisOptions::default`]),
@@ -12,8 +15,12 @@ use crate::data::pastis::{Date, MonoDate, PastisOptions};
 use crate::engine::ops::conv2d::PaddingMode;
 use crate::engine::{Error, Result};
 use crate::layers::NormKind;
+use crate::models::paps::loss::PapsLossConfig;
+use crate::models::paps::PapsConfig;
 use crate::models::semantic::{SemanticConfig, MODELS};
 use crate::models::utae::{padding_mode_name, parse_padding_mode, AggMode, UTaeConfig};
+use crate::train::panoptic::flags::PanopticFlags;
+use crate::train::panoptic::PanopticOptions;
 use crate::train::pixelset::flags::{PixelSetFlags, SharedFlags};
 use crate::train::semantic::TrainOptions;
 pub use crate::train::widths::Widths;
@@ -107,9 +114,9 @@ pub struct TrainArgs {
     /// Batch size (default 4 semantic, 128 pixelset).
     #[arg(long = "batch_size")]
     pub batch_size: Option<usize>,
-    /// Learning rate.
-    #[arg(long, default_value_t = 0.001)]
-    pub lr: f64,
+    /// Learning rate (default 0.001; panoptic 0.01).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Run only rotation k (1..5).
     #[arg(long)]
     pub fold: Option<usize>,
@@ -126,12 +133,12 @@ pub struct TrainArgs {
     #[arg(long = "padding_mode", value_parser = padding_mode,
           default_value = padding_mode_name(UTaeConfig::default().padding_mode))]
     pub padding_mode: PaddingMode,
-    /// Validate every N epochs.
-    #[arg(long = "val_every", default_value_t = 1)]
-    pub val_every: usize,
-    /// Validate only after epoch N.
-    #[arg(long = "val_after", default_value_t = 0)]
-    pub val_after: usize,
+    /// Validate every N epochs (default 1; panoptic 5).
+    #[arg(long = "val_every")]
+    pub val_every: Option<usize>,
+    /// Validate only after epoch N (default 0; panoptic 65).
+    #[arg(long = "val_after")]
+    pub val_after: Option<usize>,
     /// Start from these weights (.npz or official model.pth.tar).
     #[arg(long = "init_weights")]
     pub init_weights: Option<PathBuf>,
@@ -172,6 +179,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub pixelset: PixelSetFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub panoptic: PanopticFlags,
 }
 
 impl TrainArgs {
@@ -248,6 +258,11 @@ impl TrainArgs {
                 "a [pixelset] flag was given to the semantic task: add --task pixelset".into(),
             ));
         }
+        if self.panoptic.any_given() {
+            return Err(Error::Invalid(
+                "a [panoptic] flag was given to the semantic task: add --task panoptic".into(),
+            ));
+        }
         Ok(TrainOptions {
             model: self.semantic_model()?,
             dataset_folder: self.dataset_folder.clone(),
@@ -255,13 +270,13 @@ impl TrainArgs {
             rdm_seed: self.rdm_seed,
             epochs: self.epochs,
             batch_size: self.batch_size.unwrap_or(4),
-            lr: self.lr,
+            lr: self.lr.unwrap_or(0.001),
             fold: self.fold,
             num_classes: self.num_classes,
             ignore_index: self.ignore_index,
             pad_value: self.pad_value,
-            val_every: self.val_every,
-            val_after: self.val_after,
+            val_every: self.val_every.unwrap_or(1),
+            val_after: self.val_after.unwrap_or(0),
             init_weights: self.init_weights.clone(),
             max_steps: self.max_steps,
             resume: self.resume,
@@ -285,7 +300,7 @@ impl TrainArgs {
             batch_size: self.batch_size,
             rdm_seed: self.rdm_seed,
             epochs: self.epochs,
-            lr: self.lr,
+            lr: self.lr.unwrap_or(0.001),
             fold: self.fold,
             num_classes: self.num_classes,
             init_weights: self.init_weights.clone(),
@@ -293,6 +308,86 @@ impl TrainArgs {
             resume: self.resume,
             cpu: self.cpu(),
         }
+    }
+}
+
+impl TrainArgs {
+    /// The panoptic task's options (`train_panoptic.py`'s flags and defaults).
+    pub fn panoptic_options(&self) -> Result<PanopticOptions> {
+        if self.pixelset.any_given() {
+            return Err(Error::Invalid(
+                "a [pixelset] flag was given to the panoptic task: add --task pixelset".into(),
+            ));
+        }
+        if self.model.as_deref().is_some_and(|m| m != "utae") {
+            return Err(Error::Invalid(format!(
+                "--model {:?}: the panoptic task takes a U-TAE backbone (--backbone utae)",
+                self.model.as_deref().unwrap_or("")
+            )));
+        }
+        let p = &self.panoptic;
+        if let Some(b) = p.backbone.as_deref().filter(|&b| b != "utae") {
+            return Err(Error::Invalid(format!(
+                "--backbone {b:?}: only utae is implemented (uconvlstm is not ported)"
+            )));
+        }
+        let d = PapsConfig::default();
+        let paps = PapsConfig {
+            num_classes: self.num_classes,
+            shape_size: p.shape_size.unwrap_or(d.shape_size),
+            mask_conv: !p.no_mask_conv,
+            min_confidence: p.min_confidence.unwrap_or(d.min_confidence),
+            min_remain: p.min_remain.unwrap_or(d.min_remain),
+            mask_threshold: p.mask_threshold.unwrap_or(d.mask_threshold),
+        };
+        if paps.shape_size == 0 {
+            return Err(Error::Invalid("--shape_size 0: expected at least 1".into()));
+        }
+        let utae = self.utae_config()?;
+        if utae.out_conv.last() != Some(&self.num_classes) {
+            return Err(Error::Invalid(format!(
+                "--num_classes {} differs from the last --out_conv width {:?} (train_panoptic.py asserts it)",
+                self.num_classes, utae.out_conv
+            )));
+        }
+        let l = PapsLossConfig::default();
+        let loss = PapsLossConfig {
+            l_center: p.l_center.unwrap_or(l.l_center),
+            l_size: p.l_size.unwrap_or(l.l_size),
+            l_shape: p.l_shape.unwrap_or(l.l_shape),
+            l_class: p.l_class.unwrap_or(l.l_class),
+            beta: p.beta.unwrap_or(l.beta),
+            void_label: p.void_label.unwrap_or(l.void_label),
+            ..l
+        };
+        Ok(PanopticOptions {
+            utae,
+            paps,
+            loss,
+            background_label: p.background_label.unwrap_or(0),
+            dataset_folder: self.dataset_folder.clone(),
+            res_dir: self.res_dir.clone(),
+            rdm_seed: self.rdm_seed,
+            epochs: self.epochs,
+            batch_size: self.batch_size.unwrap_or(4),
+            lr: self.lr.unwrap_or(0.01),
+            fold: self.fold,
+            pad_value: self.pad_value,
+            val_every: self.val_every.unwrap_or(5),
+            val_after: self.val_after.unwrap_or(65),
+            warmup: p.warmup.unwrap_or(5),
+            autotune: !p.no_autotune,
+            supmax: !p.no_supmax,
+            val_metrics_only: p.val_metrics_only,
+            init_weights: self.init_weights.clone(),
+            max_steps: self.max_steps,
+            resume: self.resume,
+            cpu: self.cpu(),
+            progress: true,
+            ref_date: self.ref_date,
+            mono_date: self.mono_date,
+            keep_last_batch: self.keep_last_batch,
+        })
     }
 }
 
@@ -440,5 +535,95 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--task pixelset"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod panoptic_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TrainArgs,
+    }
+
+    fn parse(flags: &[&str]) -> TrainArgs {
+        let argv = ["train", "--dataset_folder", "D", "--task", "panoptic"]
+            .iter()
+            .chain(flags);
+        Cli::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn the_defaults_are_train_panoptic_py_s() {
+        let o = parse(&[]).panoptic_options().unwrap();
+        assert_eq!(o.paps, PapsConfig::default());
+        assert_eq!(o.loss, PapsLossConfig::default());
+        assert_eq!((o.lr, o.val_every, o.val_after, o.warmup), (0.01, 5, 65, 5));
+        assert!(o.autotune && o.supmax && !o.val_metrics_only);
+        assert_eq!((o.batch_size, o.background_label, o.epochs), (4, 0, 100));
+        // The semantic task keeps its own defaults for the shared flags.
+        let s = parse(&[]).semantic_options().unwrap();
+        assert_eq!((s.lr, s.val_every, s.val_after), (0.001, 1, 0));
+    }
+
+    #[test]
+    fn flags_reach_the_options_and_stray_flags_are_errors() {
+        let o = parse(&[
+            "--shape_size",
+            "24",
+            "--no_mask_conv",
+            "--no_supmax",
+            "--no_autotune",
+            "--warmup",
+            "2",
+            "--min_confidence",
+            "0.3",
+            "--min_remain",
+            "0.6",
+            "--mask_threshold",
+            "0.5",
+            "--lr",
+            "0.1",
+            "--val_every",
+            "1",
+            "--val_after",
+            "0",
+            "--l_shape",
+            "0",
+            "--beta",
+            "2",
+        ])
+        .panoptic_options()
+        .unwrap();
+        assert_eq!((o.paps.shape_size, o.paps.mask_conv), (24, false));
+        assert_eq!(
+            (
+                o.paps.min_confidence,
+                o.paps.min_remain,
+                o.paps.mask_threshold
+            ),
+            (0.3, 0.6, 0.5)
+        );
+        assert!(!o.supmax && !o.autotune);
+        assert_eq!((o.warmup, o.lr, o.val_every, o.val_after), (2, 0.1, 1, 0));
+        assert_eq!((o.loss.l_shape, o.loss.beta), (0.0, 2.0));
+        let e = parse(&["--backbone", "uconvlstm"])
+            .panoptic_options()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--backbone"), "{e}");
+        let e = parse(&["--npixel", "32"])
+            .panoptic_options()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--task pixelset"), "{e}");
+        let e = parse(&["--shape_size", "8"])
+            .semantic_options()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--task panoptic"), "{e}");
     }
 }

@@ -1,9 +1,10 @@
 //! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
 //! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
-//! the semantic workflow's incomplete batches ([`drop_last`]), [`metrics`], [`predict`], the panoptic metric
-//! and pictures ([`panoptic`]), the per-kernel [`profile`]r's workloads, progress bars and training-curve
-//! plots; the command line's flags ([`flags`]) and what each subcommand runs ([`commands`]); [`diagnose`]:
-//! why two training steps disagree (decisions within float32 noise, or a bug), for the parity tests.
+//! the panoptic workflow of U-TAE + PaPs ([`panoptic`]: train / evaluate / predict, its `PanopticMeter` and
+//! pictures), the semantic workflow's incomplete batches ([`drop_last`]), [`metrics`], [`predict`], the
+//! per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the command line's flags
+//! ([`flags`]) and what each subcommand runs ([`commands`]); [`diagnose`]: why two training steps disagree
+//! (decisions within float32 noise, or a bug), for the parity tests.
 
 pub mod adam;
 pub mod commands;

@@ -1,7 +1,8 @@
 //! The bad-input corpus: corrupted copies of the fixtures' tiny datasets (`datasets/pastis_tiny`,
 //! `datasets/s2agri_tiny`) and weights (`utae_small`, `pse_ltae_small`), each broken in one way, run through every
 //! command that reads them (`train` on the CPU path for one step, `evaluate`, `predict`, `convert-weights`, and
-//! `synth` into a foreign folder), semantic (`semantic.rs`) and pixel-set (`pixelset.rs`).
+//! `synth` into a foreign folder), semantic (`semantic.rs`), pixel-set (`pixelset.rs`) and panoptic
+//! (`panoptic.rs`: instance annotations, U-TAE + PaPs weight folders).
 //!
 //! Every case must give:
 //! - a non-zero exit status;
@@ -18,6 +19,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod panoptic;
 mod pixelset;
 mod semantic;
 

@@ -16,6 +16,8 @@ use sitsgpu::engine::rng::Rng;
 use sitsgpu::engine::testing::{assert_close, gpu_or_skip, Tol};
 use sitsgpu::{Device, Tensor};
 
+mod paps;
+
 /// One input: its shape, how its values are drawn, and whether it gets a gradient.
 struct In {
     shape: Vec<usize>,

@@ -341,7 +341,8 @@ impl PastisDataset {
     /// Checks every file the samples read, before a workflow starts (so that bad inputs are reported before
     /// anything is written): the S2 series' headers (dtype, truncation, shape (T, 10, H, W), one frame per
     /// date of `dates-S2`) and, for floating-point series, their values (no NaN or infinity); the TARGET files'
-    /// headers (K, H, W) and classes (integers in 0..`num_classes` when given). Integer series, as in the real
+    /// headers (K, H, W) and classes (integers in 0..`num_classes` when given); with [`Target::Instance`] the
+    /// HEATMAP / INSTANCES / ZONES maps (shape (H, W), values). Integer series, as in the real
     /// PASTIS (int16), need only their header, so this reads little more than the annotations.
     pub fn check(&self, num_classes: Option<usize>) -> Result<()> {
         for p in &self.inner.patches {
@@ -370,6 +371,10 @@ impl PastisDataset {
                 return Err(Error::format(&target_path, "TARGET has no channel"));
             }
             check_classes(&target_path, &tdata[..h * w], w, num_classes)?;
+            if self.inner.opts.target == Target::Instance {
+                // HEATMAP, INSTANCES and ZONES: present, (H, W), finite, integer ids.
+                self.read_targets(p.id, h, w)?;
+            }
         }
         Ok(())
     }

@@ -27,6 +27,11 @@
 //! | upsample_bilinear (align_corners = False) | upsample_bilinear.wgsl | upsample_bilinear_backward.wgsl | upsample |
 //! | avg_pool2d | avg_pool2d.wgsl | avg_pool2d_backward.wgsl | pool |
 //! | conv2d (stride, zero / reflect padding, bias) | conv2d.wgsl (tiled implicit GEMM) | conv2d_backward_input.wgsl, conv2d_backward_weight.wgsl (+ reduce_sum), bias: sum | conv2d |
+//! | max_pool2d_same (k × k, stride 1, −∞ padding; PaPs' local maxima) | max_pool2d.wgsl | max_pool2d_backward.wgsl | max_pool |
+//! | segment_argmax (scatter-max over zones, ties → smallest index; no gradient) | segment_argmax.wgsl | none (indices) | segment_argmax |
+//! | gather_pixels (PaPs' center features) | gather_pixels.wgsl | gather_pixels_backward.wgsl (inverse index) | gather_pixels |
+//! | crop_ragged, resize_crop (PaPs' per-instance crops, packed) | crop_ragged.wgsl, resize_crop.wgsl | crop_ragged_backward.wgsl, resize_crop_backward.wgsl | crop |
+//! | paps_loss_terms (center, size, shape; then sum) | paps_loss.wgsl `<term>_loss_terms` | paps_loss_backward.wgsl `<term>_loss_backward` | paps_loss::Term |
 //! | adam (the optimizer's update, in place) | adam.wgsl | none (not differentiated) | adam::cpu_step |
 //! | conv_transpose2d (stride, zero padding, output_padding, bias) | conv2d_backward_input.wgsl (+ broadcast add) | conv2d.wgsl, conv2d_backward_weight.wgsl | conv_transpose2d |
 //! | conv_lstm (ConvLSTM sequence → c_T, BPTT; `conv_lstm/gpu.rs`) | per step: conv2d + conv_lstm_cell.wgsl (fused gates, c/h update, next input) | per step: conv_lstm_cell_backward.wgsl + conv2d input/weight gradients | conv_lstm::cpu_cell_forward/backward, cpu_forward/backward |
@@ -50,8 +55,10 @@ pub mod conv3d;
 pub mod conv_gru;
 pub mod conv_lstm;
 pub mod conv_transpose2d;
+pub mod crop;
 pub mod cross_entropy;
 pub mod dropout;
+pub mod gather_pixels;
 pub mod group_norm;
 pub mod index_select;
 pub mod layer_norm;
@@ -59,12 +66,15 @@ pub mod masked_fill;
 pub mod masked_mean;
 pub mod masked_pool;
 pub mod matmul;
+pub mod max_pool;
 pub mod max_pool3d;
 pub mod movement;
+pub mod paps_loss;
 pub mod pool;
 pub mod reduce;
 pub mod reduce_max;
 pub mod relu;
+pub mod segment_argmax;
 pub mod softmax;
 pub mod temporal_agg;
 pub mod time_unfold;

@@ -1,6 +1,579 @@
-//! Panoptic segmentation of parcels with U-TAE + PaPs (spec §6): the metric of the original
-//! ([`meter`]: `PanopticMeter` with the 2022 void fix, SQ / RQ / PQ, `test_tables.npy`) and the per-patch
-//! pictures in the paper's Fig. 5 style ([`picture`]: RGB | ground-truth parcels | predicted parcels).
+//! Panoptic segmentation of parcels with U-TAE + PaPs: the workflow of utae-paps' `train_panoptic.py` and
+//! `test_panoptic.py` (spec §6, §8.2, §8.4), with the same flags, outputs and file layout as the semantic one
+//! ([`crate::train::semantic`], whose checkpoint / resume machinery, [`crate::train::state`], it shares):
+//!
+//! ```text
+//! res_dir/conf.json                 train_panoptic.py's configuration (original keys + N_params)
+//! res_dir/Fold_k/trainlog.json      {epoch: {train_loss, train_center_loss, …, train_SQ/RQ/PQ, val_*}}
+//! res_dir/Fold_k/model.npz          best checkpoint (validation PQ, strictly greater; min_confidence inside)
+//! res_dir/Fold_k/best.npz, last.npz as the semantic workflow (resume bit-identical)
+//! res_dir/Fold_k/test_metrics.json  test_loss, test_{center,size,shape,class}_loss, test_epoch_time,
+//!                                   test_SQ, test_RQ, test_PQ (fractions)
+//! res_dir/Fold_k/test_tables.npy    18 × 4 float32: TP, FP, FN, sum of IoUs per class 1..18
+//! res_dir/Fold_k/curves.png         loss (left) and PQ (right), blue train, orange validation
+//! ```
+//! The recipe (spec §8.2): Adam (lr 0.01) with MultiStepLR (× 0.3 after epochs 60 and 80, [`schedule`]);
+//! the first `warmup` epochs train the heatmap only (center loss, no panoptic metrics); afterwards the loss is
+//! PaPsLoss with one center per ground-truth zone ("supmax"; `--no_supmax`: every local maximum) and the
+//! panoptic metrics are computed on the training batches too (unless `--val_metrics_only`). Validation runs
+//! when epoch > warmup, epoch % val_every == 0 and epoch > val_after (epochs 70, 75, …, 100 by default), in
+//! eval mode without zones; after it the pseudo-NMS threshold (`min_confidence`, a state-dict buffer) is tuned
+//! on the last validation batch ([`schedule::tune_threshold`], unless `--no_autotune`), then the weights are
+//! saved when the validation PQ beats the best so far (strictly; the best starts at −1). The test uses the best
+//! checkpoint with its tuned threshold. Batches are shuffled and incomplete ones dropped as the semantic
+//! workflow does (`--keep_last_batch` keeps the last incomplete validation / test batch).
+//!
+//! Files: [`flags`] (train_panoptic.py's flags), [`schedule`] (learning rate, threshold tuning),
+//! [`evaluate`] (test_panoptic.py, and `predict`), [`meter`] (`PanopticMeter`), [`picture`] (Fig. 5 PNGs).
 
+pub mod evaluate;
+pub mod flags;
 pub mod meter;
 pub mod picture;
+pub mod schedule;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use crate::data::json::write_json;
+use crate::data::pastis::{Date, MonoDate, PastisDataset, PastisOptions, Target};
+use crate::engine::{no_grad, Device, Error, Result, Tensor};
+use crate::layers::state::load_state_dict;
+use crate::layers::{Ctx, Module};
+use crate::models::paps::loss::{paps_loss, PapsLossConfig, TARGET_CHANNELS};
+use crate::models::paps::{Paps, PapsConfig};
+use crate::models::registry::read_weights;
+use crate::models::utae::{padding_mode_name, PadInfo, UTaeConfig};
+use crate::train::adam::{Adam, AdamConfig};
+use crate::train::drop_last::{check_split, eval_order};
+use crate::train::plot;
+use crate::train::semantic::ROTATIONS;
+use crate::train::state::{
+    check_resumable, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
+    save_training_state, Progress,
+};
+
+use meter::{PanopticMeter, PanopticValue};
+
+/// `train_panoptic.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`.
+#[derive(Debug, Clone)]
+pub struct PanopticOptions {
+    /// The U-TAE backbone (encoder mode; `out_conv` is built and counted, unused).
+    pub utae: UTaeConfig,
+    /// The PaPs heads.
+    pub paps: PapsConfig,
+    /// PaPsLoss' weights, β and the void label.
+    pub loss: PapsLossConfig,
+    /// Background class, left out of the metrics with the void class.
+    pub background_label: i64,
+    /// PASTIS folder (with INSTANCE_ANNOTATIONS/).
+    pub dataset_folder: PathBuf,
+    /// Output folder.
+    pub res_dir: PathBuf,
+    /// Seed of initialisation, shuffling and dropout.
+    pub rdm_seed: u64,
+    /// Epochs per fold.
+    pub epochs: usize,
+    /// Patches per batch.
+    pub batch_size: usize,
+    /// Initial Adam learning rate (then MultiStepLR).
+    pub lr: f64,
+    /// Run only rotation k (1..5).
+    pub fold: Option<usize>,
+    /// Temporal pad value.
+    pub pad_value: f32,
+    /// Validate every this many epochs.
+    pub val_every: usize,
+    /// Validate only after this epoch.
+    pub val_after: usize,
+    /// Warm-up epochs (heatmap only).
+    pub warmup: usize,
+    /// Tune the confidence threshold after each validation.
+    pub autotune: bool,
+    /// One center per zone in training (else every local maximum).
+    pub supmax: bool,
+    /// Panoptic metrics on validation only.
+    pub val_metrics_only: bool,
+    /// Start from these weights (.npz or official model.pth.tar).
+    pub init_weights: Option<PathBuf>,
+    /// Stop each fold after this many optimiser steps.
+    pub max_steps: Option<usize>,
+    /// Continue an interrupted run from `Fold_k/last.npz`.
+    pub resume: bool,
+    /// CPU reference path.
+    pub cpu: bool,
+    /// Progress bars.
+    pub progress: bool,
+    /// Reference date of the day offsets.
+    pub ref_date: Date,
+    /// Mono-date ablation.
+    pub mono_date: Option<MonoDate>,
+    /// Keep the last incomplete batch of validation and test passes.
+    pub keep_last_batch: bool,
+}
+
+impl PanopticOptions {
+    /// conf.json: train_panoptic.py's keys (`vars(config)`, spec §9.4) + N_params.
+    pub fn to_conf_json(&self, n_params: usize) -> Value {
+        let (u, p, l) = (&self.utae, &self.paps, &self.loss);
+        let mut conf = json!({
+            "shape_size": p.shape_size, "mask_conv": p.mask_conv, "backbone": "utae",
+            "l_center": l.l_center, "l_size": l.l_size, "l_shape": l.l_shape, "l_class": l.l_class,
+            "beta": l.beta, "autotune": self.autotune, "supmax": self.supmax, "warmup": self.warmup,
+            "val_metrics_only": self.val_metrics_only, "val_every": self.val_every, "val_after": self.val_after,
+            "min_remain": p.min_remain, "mask_threshold": p.mask_threshold, "min_confidence": p.min_confidence,
+            "encoder_widths": u.encoder_widths, "decoder_widths": u.decoder_widths, "out_conv": u.out_conv,
+            "str_conv_k": u.str_conv_k, "str_conv_s": u.str_conv_s, "str_conv_p": u.str_conv_p,
+            "agg_mode": u.agg_mode.name(), "encoder_norm": u.encoder_norm.name(),
+            "n_head": u.n_head, "d_model": u.d_model, "d_k": u.d_k,
+        });
+        let rest = json!({
+            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+            "mono_date": self.mono_date.map(|d| d.to_string()), "ref_date": self.ref_date.to_string(),
+            "fold": self.fold, "void_label": l.void_label, "background_label": self.background_label,
+            "num_classes": p.num_classes, "pad_value": self.pad_value,
+            "padding_mode": padding_mode_name(u.padding_mode),
+            "dataset_folder": self.dataset_folder.display().to_string(),
+            "res_dir": self.res_dir.display().to_string(), "num_workers": 1, "rdm_seed": self.rdm_seed,
+            "device": if self.cpu { "cpu" } else { "gpu" }, "display_step": 50, "cache": false,
+            "N_params": n_params,
+        });
+        if let (Some(a), Some(b)) = (conf.as_object_mut(), rest.as_object()) {
+            a.extend(b.clone());
+        }
+        conf
+    }
+
+    /// The panoptic meter of the run (its classes minus background and void).
+    pub fn meter(&self) -> PanopticMeter {
+        PanopticMeter::new(
+            self.paps.num_classes,
+            self.background_label,
+            Some(self.loss.void_label),
+            meter::IOU_THRESHOLD,
+        )
+    }
+}
+
+/// Losses and metrics of one pass over a split.
+#[derive(Debug, Clone)]
+pub struct PassMetrics {
+    /// Mean of the per-batch losses.
+    pub loss: f64,
+    /// Means of the per-batch center, size, shape and class losses.
+    pub parts: [f64; 4],
+    /// The panoptic counts, when the metrics were computed.
+    pub meter: Option<PanopticMeter>,
+    /// Seconds.
+    pub seconds: f64,
+    /// Patches per second.
+    pub patches_per_s: f64,
+    /// (confidence, IoU) of the shape loss's centers in the last batch (threshold tuning).
+    pub tuning: (Vec<f32>, Vec<f32>),
+}
+
+impl PassMetrics {
+    /// SQ, RQ, PQ (NaN without metrics).
+    pub fn value(&self) -> PanopticValue {
+        self.meter.as_ref().map_or(
+            PanopticValue {
+                sq: f64::NAN,
+                rq: f64::NAN,
+                pq: f64::NAN,
+            },
+            PanopticMeter::value,
+        )
+    }
+
+    /// `{prefix}_loss`, `{prefix}_{center,size,shape,class}_loss` and, with metrics, `{prefix}_SQ/RQ/PQ`.
+    pub fn to_json(&self, prefix: &str) -> Map<String, Value> {
+        let mut o = Map::new();
+        o.insert(format!("{prefix}_loss"), json!(self.loss));
+        for (k, v) in ["center", "size", "shape", "class"].iter().zip(self.parts) {
+            o.insert(format!("{prefix}_{k}_loss"), json!(v));
+        }
+        if self.meter.is_some() {
+            let v = self.value();
+            o.insert(format!("{prefix}_SQ"), json!(v.sq));
+            o.insert(format!("{prefix}_RQ"), json!(v.rq));
+            o.insert(format!("{prefix}_PQ"), json!(v.pq));
+        }
+        o
+    }
+}
+
+/// How a pass runs.
+pub enum Mode<'a> {
+    /// Training steps; the heads are skipped with `heatmap_only`; panoptic maps and metrics with `metrics`.
+    Train {
+        /// The optimizer.
+        opt: &'a mut Adam,
+        /// Warm-up: center loss only.
+        heatmap_only: bool,
+        /// Compute the panoptic metrics on the training batches.
+        metrics: bool,
+    },
+    /// Evaluation (no zones: centers are local maxima), metrics always.
+    Eval,
+}
+
+/// One pass over `indices` of `ds` (opened with the instance target).
+#[allow(clippy::too_many_arguments)]
+pub fn run_pass(
+    model: &Paps,
+    ds: &PastisDataset,
+    indices: Vec<usize>,
+    o: &PanopticOptions,
+    device: Device,
+    mut mode: Mode,
+    seed: u64,
+    step: &mut usize,
+    label: &str,
+) -> Result<PassMetrics> {
+    let training = matches!(mode, Mode::Train { .. });
+    let with_metrics = match &mode {
+        Mode::Train {
+            heatmap_only,
+            metrics,
+            ..
+        } => *metrics && !*heatmap_only,
+        Mode::Eval => true,
+    };
+    let mut meter = with_metrics.then(|| o.meter());
+    let (mut loss_sum, mut parts_sum, mut batches, mut patches) = (0.0, [0.0f64; 4], 0usize, 0);
+    let mut tuning = (Vec::new(), Vec::new());
+    let start = Instant::now();
+    let n_batches = indices.len().div_ceil(o.batch_size.max(1));
+    let bar = crate::train::progress::bar(o.progress, n_batches as u64, label);
+    for (bi, batch) in ds
+        .batches_with_pad(indices, o.batch_size, o.pad_value)
+        .enumerate()
+    {
+        if training && o.max_steps.is_some_and(|m| *step >= m) {
+            break;
+        }
+        let batch = batch?;
+        let target = batch.instance.as_deref().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{label}: the dataset was not opened with the instance target"
+            ))
+        })?;
+        let x = Tensor::from_vec(batch.x.clone(), &batch.shape, device);
+        let pad = PadInfo {
+            mask: batch.pad_mask.clone(),
+        };
+        let (loss, out) = match &mut mode {
+            Mode::Train {
+                opt, heatmap_only, ..
+            } => {
+                opt.zero_grad();
+                let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
+                let zones: Option<Vec<i64>> = o.supmax.then(|| {
+                    target
+                        .chunks(TARGET_CHANNELS)
+                        .map(|p| p[2] as i64)
+                        .collect()
+                });
+                let out = model.forward(
+                    &x,
+                    &batch.dates,
+                    &pad,
+                    &ctx,
+                    zones.as_deref(),
+                    with_metrics,
+                    *heatmap_only,
+                );
+                let loss = paps_loss(&out, target, &o.loss);
+                loss.total.backward();
+                opt.step();
+                *step += 1;
+                (loss, out)
+            }
+            Mode::Eval => no_grad(|| {
+                let out = model.forward(&x, &batch.dates, &pad, &Ctx::eval(), None, true, false);
+                (paps_loss(&out, target, &o.loss), out)
+            }),
+        };
+        let l = loss.total.item() as f64;
+        loss_sum += l;
+        for (s, p) in parts_sum.iter_mut().zip(loss.parts) {
+            *s += p as f64;
+        }
+        tuning = (loss.confidences, loss.ious);
+        if let (Some(m), Some(p)) = (meter.as_mut(), out.panoptic.as_ref()) {
+            m.add_outputs(p.dims, &p.instance, &p.semantic, target);
+        }
+        batches += 1;
+        patches += batch.ids.len();
+        let pq = meter.as_ref().map_or(f64::NAN, |m| m.value().pq);
+        bar.set_message(format!(
+            "loss {:.4} PQ {:.1} {:.2} patches/s",
+            loss_sum / batches as f64,
+            100.0 * pq,
+            patches as f64 / start.elapsed().as_secs_f64()
+        ));
+        bar.inc(1);
+    }
+    bar.finish();
+    if batches == 0 && !training {
+        return Err(Error::Invalid(format!("{label}: no patch was evaluated")));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let n = batches.max(1) as f64;
+    Ok(PassMetrics {
+        loss: loss_sum / n,
+        parts: parts_sum.map(|s| s / n),
+        meter,
+        seconds,
+        patches_per_s: patches as f64 / seconds.max(1e-9),
+        tuning,
+    })
+}
+
+/// A split (folds) of the dataset with the instance target.
+pub fn open_split(
+    folder: &std::path::Path,
+    folds: &[usize],
+    ref_date: Date,
+    mono_date: Option<MonoDate>,
+) -> Result<PastisDataset> {
+    PastisDataset::open(
+        folder,
+        PastisOptions {
+            folds: Some(folds.to_vec()),
+            ref_date,
+            mono_date,
+            target: Target::Instance,
+            ..PastisOptions::default()
+        },
+    )
+}
+
+/// `test_metrics.json` of test_panoptic.py.
+pub fn test_metrics_json(m: &PassMetrics) -> Value {
+    let v = m.value();
+    json!({
+        "test_loss": m.loss, "test_center_loss": m.parts[0], "test_size_loss": m.parts[1],
+        "test_shape_loss": m.parts[2], "test_class_loss": m.parts[3], "test_epoch_time": m.seconds,
+        "test_SQ": v.sq, "test_RQ": v.rq, "test_PQ": v.pq,
+    })
+}
+
+/// The training curves: loss and PQ (in percent, drawn in the panel where the semantic task draws mIoU).
+fn curves(path: &std::path::Path, trainlog: &Map<String, Value>) -> Result<()> {
+    let mut log = trainlog.clone();
+    for entry in log.values_mut() {
+        if let Some(e) = entry.as_object_mut() {
+            for split in ["train", "val"] {
+                if let Some(pq) = e.get(&format!("{split}_PQ")).and_then(Value::as_f64) {
+                    e.insert(format!("{split}_IoU"), json!(100.0 * pq));
+                }
+            }
+        }
+    }
+    plot::training_curves(path, &log)
+}
+
+/// Whether validation runs after `epoch`.
+fn validates_at(o: &PanopticOptions, epoch: usize) -> bool {
+    epoch > o.warmup && epoch.is_multiple_of(o.val_every.max(1)) && epoch > o.val_after
+}
+
+/// The whole training run (every rotation, or `o.fold`). Returns the test metrics per fold run. Every input
+/// is checked before anything is written (folds, splits, every patch's files including HEATMAP / INSTANCES /
+/// ZONES, `init_weights`, the `last.npz` files of `--resume`).
+pub fn train(o: &PanopticOptions) -> Result<Vec<(usize, PassMetrics)>> {
+    let folds: Vec<usize> = match o.fold {
+        Some(k) if (1..=5).contains(&k) => vec![k],
+        Some(k) => return Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
+        None => (1..=5).collect(),
+    };
+    let device = if o.cpu {
+        Device::Cpu
+    } else {
+        crate::engine::Gpu::get().map(|_| Device::Gpu)?
+    };
+    let validates = (1..=o.epochs).any(|e| validates_at(o, e));
+    let open = |f: &[usize]| open_split(&o.dataset_folder, f, o.ref_date, o.mono_date);
+    let mut splits = Vec::new();
+    let mut used: Vec<usize> = Vec::new();
+    for &k in &folds {
+        let (train_f, val_f, test_f) = ROTATIONS[k - 1];
+        let (tr, va, te) = (open(&train_f)?, open(&[val_f])?, open(&[test_f])?);
+        let b = o.batch_size;
+        check_split(&tr, &format!("Fold {k}: training"), b, false, true)?;
+        if validates {
+            check_split(
+                &va,
+                &format!("Fold {k}: validation"),
+                b,
+                o.keep_last_batch,
+                false,
+            )?;
+        }
+        check_split(&te, &format!("Fold {k}: test"), b, o.keep_last_batch, false)?;
+        splits.push((tr, va, te));
+        for f in train_f.into_iter().chain([val_f, test_f]) {
+            if !used.contains(&f) {
+                used.push(f);
+            }
+        }
+    }
+    open(&used)?.check(Some(o.paps.num_classes))?;
+    let build = |seed, device| Paps::new(o.utae.clone(), o.paps.clone(), seed, device);
+    let scratch = build(0, Device::Cpu);
+    let init = match &o.init_weights {
+        Some(w) => {
+            let sd = read_weights(w)?;
+            load_state_dict(&scratch, &sd, w)?;
+            Some((w, sd))
+        }
+        None => None,
+    };
+    if o.resume {
+        let mut opt = Adam::new(scratch.parameters(), AdamConfig::default());
+        check_resumable(&o.res_dir, &folds, &scratch, &mut opt)?;
+    }
+    std::fs::create_dir_all(&o.res_dir).map_err(|e| Error::io(&o.res_dir, e))?;
+    let mut results = Vec::new();
+    for (&k, (dt_train, dt_val, dt_test)) in folds.iter().zip(splits) {
+        let fold_dir = o.res_dir.join(format!("Fold_{k}"));
+        std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
+        let model = build(o.rdm_seed, device);
+        if let Some((w, sd)) = &init {
+            load_state_dict(&model, sd, w)?;
+        }
+        write_json(
+            &o.res_dir.join("conf.json"),
+            &o.to_conf_json(model.num_parameters()),
+        )?;
+        let mut opt = Adam::new(
+            model.parameters(),
+            AdamConfig {
+                lr: o.lr,
+                ..AdamConfig::default()
+            },
+        );
+        let r = resume_fold(o.resume, &fold_dir, &model, &mut opt, k)?;
+        let (mut trainlog, first_epoch, mut step) = (r.trainlog, r.first_epoch, r.step);
+        // The best validation PQ so far: strictly beaten to save (the original starts at −1).
+        let mut best = if r.resumed { r.best } else { -1.0 };
+        for epoch in first_epoch..=o.epochs {
+            if o.max_steps.is_some_and(|m| step >= m) {
+                break;
+            }
+            opt.cfg.lr = schedule::lr_at(o.lr, epoch);
+            let seed = mix(o.rdm_seed, k, epoch);
+            let order = epoch_order(dt_train.len(), o.batch_size, seed, true);
+            let heatmap_only = epoch <= o.warmup;
+            let mode = Mode::Train {
+                opt: &mut opt,
+                heatmap_only,
+                metrics: !o.val_metrics_only,
+            };
+            let label = format!("Fold {k} epoch {epoch}/{} train", o.epochs);
+            let tm = run_pass(
+                &model, &dt_train, order, o, device, mode, seed, &mut step, &label,
+            )?;
+            let mut entry = tm.to_json("train");
+            let warm = if heatmap_only { " (warm-up)" } else { "" };
+            let mut line = format!("Fold {k} epoch {epoch}{warm}: train loss {:.4}", tm.loss);
+            if tm.meter.is_some() {
+                let v = tm.value();
+                line += &format!(
+                    " SQ {:.1} RQ {:.1} PQ {:.1}",
+                    100.0 * v.sq,
+                    100.0 * v.rq,
+                    100.0 * v.pq
+                );
+            }
+            if validates_at(o, epoch) {
+                let order = eval_order(&dt_val, o.batch_size, seed ^ 1, o.keep_last_batch, None);
+                let label = format!("Fold {k} epoch {epoch} val");
+                let vm = run_pass(
+                    &model,
+                    &dt_val,
+                    order,
+                    o,
+                    device,
+                    Mode::Eval,
+                    seed,
+                    &mut step,
+                    &label,
+                )?;
+                entry.extend(vm.to_json("val"));
+                let v = vm.value();
+                line += &format!(
+                    " | val loss {:.4} SQ {:.1} RQ {:.1} PQ {:.1}",
+                    vm.loss,
+                    100.0 * v.sq,
+                    100.0 * v.rq,
+                    100.0 * v.pq
+                );
+                if o.autotune {
+                    let ct = schedule::tune_threshold(&vm.tuning.0, &vm.tuning.1);
+                    model.set_min_confidence(ct);
+                    line += &format!(" (min_confidence → {ct:.2})");
+                }
+                if v.pq > best {
+                    best = v.pq;
+                    save_best(&fold_dir, &model)?;
+                }
+            }
+            println!("{line}");
+            trainlog.insert(epoch.to_string(), Value::Object(entry));
+            write_json(
+                &fold_dir.join("trainlog.json"),
+                &Value::Object(trainlog.clone()),
+            )?;
+            save_training_state(
+                &fold_dir.join("last.npz"),
+                &model,
+                &opt,
+                Progress { epoch, step, best },
+                &trainlog,
+            )?;
+        }
+        curves(&fold_dir.join("curves.png"), &trainlog)?;
+        load_best(&fold_dir, &model, r.resumed)?;
+        let order = eval_order(
+            &dt_test,
+            o.batch_size,
+            mix(o.rdm_seed, k, 0),
+            o.keep_last_batch,
+            Some(&format!("Fold {k} test")),
+        );
+        let label = format!("Fold {k} test");
+        let test = run_pass(
+            &model,
+            &dt_test,
+            order,
+            o,
+            device,
+            Mode::Eval,
+            0,
+            &mut step,
+            &label,
+        )?;
+        let v = test.value();
+        println!(
+            "Fold {k} test: loss {:.4} SQ {:.1} RQ {:.1} PQ {:.1}",
+            test.loss,
+            100.0 * v.sq,
+            100.0 * v.rq,
+            100.0 * v.pq
+        );
+        write_json(
+            &fold_dir.join("test_metrics.json"),
+            &test_metrics_json(&test),
+        )?;
+        if let Some(m) = &test.meter {
+            m.write_table(fold_dir.join("test_tables.npy"))?;
+        }
+        publish_best(&fold_dir)?;
+        results.push((k, test));
+    }
+    Ok(results)
+}
