@@ -42,8 +42,9 @@ use crate::train::drop_last::{check_split, eval_order};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
 use crate::train::state::{
-    check_resumable, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
-    save_fold_results, save_overall, save_test_results, save_training_state, FoldResult, Progress,
+    check_resumable, checkpoint_of, epoch_order, load_best, mix, publish_best, resume_fold,
+    save_best, save_fold_results, save_overall, save_test_results, save_training_state, FoldResult,
+    Progress,
 };
 
 /// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
@@ -629,16 +630,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     // Every checkpoint and every test split is checked before anything runs or is written.
     let mut runs = Vec::new();
     for &k in &folds {
-        let fold_dir = e.weight_folder.join(format!("Fold_{k}"));
-        let w = [fold_dir.join("model.npz"), fold_dir.join("model.pth.tar")]
-            .into_iter()
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                Error::io(
-                    fold_dir.join("model.pth.tar"),
-                    "no checkpoint (model.npz or model.pth.tar)",
-                )
-            })?;
+        let w = checkpoint_of(&e.weight_folder, k)?;
         let sd = read_weights(&w)?;
         load_state_dict(&model, &sd, &w)?;
         let dt_test = open_split(&opts, &[ROTATIONS[k - 1].2])?;

@@ -238,6 +238,20 @@ pub fn check_resumable(
     Ok(())
 }
 
+/// `Fold_k/model.npz` (ours) or `Fold_k/model.pth.tar` (the original's) in a weight folder.
+pub fn checkpoint_of(weight_folder: &Path, k: usize) -> Result<PathBuf> {
+    let dir = weight_folder.join(format!("Fold_{k}"));
+    [dir.join("model.npz"), dir.join("model.pth.tar")]
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            Error::io(
+                dir.join("model.pth.tar"),
+                "no checkpoint (model.npz or model.pth.tar)",
+            )
+        })
+}
+
 /// `Fold_k/best.npz`: the best weights so far while the fold trains (published as `model.npz` by
 /// [`publish_best`] once the fold is tested).
 pub fn best_path(fold_dir: &Path) -> PathBuf {

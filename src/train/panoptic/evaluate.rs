@@ -28,7 +28,7 @@ use crate::train::panoptic::picture::{panoptic_png, Parcels};
 use crate::train::panoptic::{open_split, run_pass, test_metrics_json, Mode, PanopticOptions};
 use crate::train::predict::{middle_date_rgb, PredictOptions};
 use crate::train::semantic::{dates_from_conf, EvaluateOptions, ROTATIONS};
-use crate::train::state::mix;
+use crate::train::state::{checkpoint_of, mix};
 
 /// The options of a run from its conf.json (for evaluation: no training keys needed).
 pub fn options_from_conf(
@@ -111,16 +111,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, [f64; 3])>> {
     let model = Paps::new(o.utae.clone(), o.paps.clone(), 0, device);
     let mut runs = Vec::new();
     for &k in &folds {
-        let fold_dir = e.weight_folder.join(format!("Fold_{k}"));
-        let w = [fold_dir.join("model.npz"), fold_dir.join("model.pth.tar")]
-            .into_iter()
-            .find(|p| p.exists())
-            .ok_or_else(|| {
-                Error::io(
-                    fold_dir.join("model.pth.tar"),
-                    "no checkpoint (model.npz or model.pth.tar)",
-                )
-            })?;
+        let w = checkpoint_of(&e.weight_folder, k)?;
         let sd = read_weights(&w)?;
         load_state_dict(&model, &sd, &w)?;
         let dt = open_split(

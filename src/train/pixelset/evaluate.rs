@@ -15,7 +15,7 @@ use crate::engine::{Error, Result};
 use crate::layers::state::load_state_dict;
 use crate::models::registry::read_weights;
 use crate::models::stclassifier::PixelSetClassifier;
-use crate::train::state::{save_fold_results, FoldResult};
+use crate::train::state::{checkpoint_of, save_fold_results, FoldResult};
 
 /// Options of `sitsgpu evaluate` for pixel sets.
 #[derive(Debug, Clone)]
@@ -135,18 +135,4 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
     // Written only now, once every fold has been evaluated.
     save_fold_results(&e.res_dir, &files, None, folds.len() == opts.kfold)?;
     Ok(results)
-}
-
-/// `Fold_k/model.npz` (ours) or `Fold_k/model.pth.tar` (the original's) in a weight folder.
-pub fn checkpoint_of(weight_folder: &Path, k: usize) -> Result<PathBuf> {
-    let dir = weight_folder.join(format!("Fold_{k}"));
-    [dir.join("model.npz"), dir.join("model.pth.tar")]
-        .into_iter()
-        .find(|p| p.exists())
-        .ok_or_else(|| {
-            Error::io(
-                dir.join("model.pth.tar"),
-                "no checkpoint (model.npz or model.pth.tar)",
-            )
-        })
 }

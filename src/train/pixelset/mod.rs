@@ -55,7 +55,7 @@ mod evaluate;
 pub mod flags;
 pub mod predict;
 
-pub use evaluate::{checkpoint_of, evaluate, options_from_conf, PixelSetEvaluateOptions};
+pub use evaluate::{evaluate, options_from_conf, PixelSetEvaluateOptions};
 #[cfg(test)]
 mod tests;
 

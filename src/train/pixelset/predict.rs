@@ -22,8 +22,9 @@ use crate::layers::Ctx;
 use crate::models::registry::{find_config, read_weights};
 use crate::models::stclassifier::PixelSetClassifier;
 use crate::train::pixelset::{
-    checkpoint_of, for_each_batch, model_config, open_dataset, options_from_conf, to_device,
+    for_each_batch, model_config, open_dataset, options_from_conf, to_device,
 };
+use crate::train::state::checkpoint_of;
 
 /// Options of pixel-set prediction.
 #[derive(Debug, Clone)]
