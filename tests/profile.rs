@@ -1,6 +1,6 @@
-//! The per-kernel profiler on whatever adapter exists (lavapipe in CI): a tiny U-TAE training step and a
-//! pixel-set forward, timed by GPU timestamps where the adapter has them and by synchronised wall time
-//! otherwise, summed per kernel entry point.
+//! The per-kernel profiler on whatever adapter exists (lavapipe in CI): a tiny U-TAE training step, a U-TAE +
+//! PaPs forward and a pixel-set forward, timed by GPU timestamps where the adapter has them and by synchronised
+//! wall time otherwise, summed per kernel entry point.
 
 use sitsgpu::engine::profile::Timing;
 use sitsgpu::engine::testing::gpu_or_skip;
@@ -90,4 +90,30 @@ fn the_wall_clock_fallback_times_a_pixel_set_forward() {
     assert!(out.report.rows.iter().all(|r| r.ns > 0.0));
     assert!(Workload::pixel_set("nope", 1, 1, 1).is_err());
     assert!(Workload::utae("huge", 1, 1, 8).is_err());
+}
+
+#[test]
+fn a_utae_paps_forward_shows_its_own_kernels() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if gpu_or_skip("profile utae_paps").is_none() {
+        return;
+    }
+    // Evaluation: local maxima (max_pool2d), heads at the centers (gather_pixels), the masks (resize_crop).
+    let opts = ProfileOptions {
+        workload: Workload::panoptic("small", 1, 2, 16).unwrap(),
+        train: false,
+        warmup: 0,
+        steps: 1,
+        wall_clock: false,
+    };
+    let out = run(&opts).unwrap();
+    assert!(out.workload.starts_with("utae_paps"), "{}", out.workload);
+    for entry in ["max_pool2d", "gather_pixels"] {
+        assert!(
+            out.report.rows.iter().any(|r| r.entry == entry),
+            "{entry} missing from {:?}",
+            out.report.rows.iter().map(|r| &r.entry).collect::<Vec<_>>()
+        );
+    }
+    assert!(Workload::panoptic("huge", 1, 1, 8).is_err());
 }

@@ -1,6 +1,6 @@
 //! Whole models on the GPU against the CPU reference: every model of [`models`] — the small U-TAE with every
 //! `agg_mode` × encoder norm, the U-TAE paper's baselines (UConvLSTM, BUConvLSTM, FPN-ConvLSTM, ConvLSTM, ConvGRU,
-//! U-Net 3D at their `small` widths), PSE + L-TAE / TAE / GRU / TempCNN (new models join by adding a line there) —
+//! U-Net 3D at their `small` widths), U-TAE + PaPs (small, one center per zone of synthetic parcels), PSE + L-TAE / TAE / GRU / TempCNN (new models join by adding a line there) —
 //! built with seeded random weights in randomly drawn situations; one training step each way (forward in
 //! training mode with dropout, loss, backward, one Adam step), compared: class scores, loss, every parameter
 //! gradient and every updated weight.
@@ -96,6 +96,10 @@ fn models() -> Vec<(String, ModelSpec)> {
         let w = Workload::semantic(name, "small", 1, 1, 16).expect("a known model");
         v.push((name.to_string(), w.model));
     }
+    // U-TAE + PaPs at the fixture's size (shapes 8 × 8), trained with one center per zone of synthetic
+    // parcels (train::profile::synthetic_parcels).
+    let w = Workload::panoptic("small", 1, 1, 16).expect("small");
+    v.push(("utae_paps".to_string(), w.model));
     for kind in [
         TemporalKind::Ltae,
         TemporalKind::Tae,
@@ -112,10 +116,13 @@ fn situation(spec: &ModelSpec, seed: u64) -> Workload {
     let mut rng = Rng::new(seed);
     let mut pick = |lo: u64, hi: u64| (lo + rng.below(hi - lo + 1)) as usize;
     match spec {
-        ModelSpec::Semantic(cfg) => {
+        ModelSpec::Semantic(_) | ModelSpec::Panoptic(..) => {
             let batch = pick(1, 3);
             // U-Net 3D pools time twice: its batch needs 4 dates or more (padding included).
-            let least = if cfg.name() == "unet3d" { 4 } else { 1 };
+            let least = match spec {
+                ModelSpec::Semantic(cfg) if cfg.name() == "unet3d" => 4,
+                _ => 1,
+            };
             let mut lengths: Vec<usize> = (0..batch).map(|_| pick(1, 9)).collect();
             lengths[0] = lengths[0].max(least);
             let (h, w) = (8 * pick(2, 5), 8 * pick(2, 5));
@@ -159,7 +166,7 @@ fn situation(spec: &ModelSpec, seed: u64) -> Workload {
 
 fn describe(w: &Workload) -> String {
     match w.model {
-        ModelSpec::Semantic(_) => format!(
+        ModelSpec::Semantic(_) | ModelSpec::Panoptic(..) => format!(
             "B{} dates {:?} {}x{}",
             w.batch,
             w.lengths,

@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use crate::engine::profile::Report;
 use crate::engine::{no_grad, Device, Error, Gpu, Result, Tensor};
 use crate::layers::{Ctx, Module};
+use crate::models::paps::loss::{paps_loss, PapsLossConfig, TARGET_CHANNELS};
+use crate::models::paps::{Paps, PapsConfig};
 use crate::models::pse::focal_loss;
 use crate::models::semantic::{SemanticConfig, SemanticModel, MODELS};
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
@@ -31,6 +33,9 @@ pub enum ModelSpec {
     /// A pixel-set classifier (PSE + L-TAE / TAE / GRU / TempCNN at its class defaults) on
     /// (batch, dates, 10, pixels) parcels with 4 extra features.
     PixelSet(TemporalKind),
+    /// U-TAE + PaPs (the backbone's and the heads' configurations) on patches as `Semantic`, with
+    /// synthetic parcels ([`synthetic_parcels`]) as the instance target.
+    Panoptic(UTaeConfig, PapsConfig),
 }
 
 /// A model and the shape of its synthetic batch.
@@ -93,6 +98,25 @@ impl Workload {
         Workload::semantic("utae", config, batch, dates, size)
     }
 
+    /// U-TAE + PaPs: `small` (U-TAE small and shapes of 8 × 8, as the fixture `utae_paps_small`) or `paper`
+    /// (train_panoptic.py's defaults).
+    pub fn panoptic(config: &str, batch: usize, dates: usize, size: usize) -> Result<Workload> {
+        let mut w = Workload::semantic("utae", config, batch, dates, size)?;
+        let ModelSpec::Semantic(SemanticConfig::UTae(utae)) = w.model else {
+            unreachable!("Workload::semantic(\"utae\") is U-TAE")
+        };
+        let paps = if config == "small" {
+            PapsConfig {
+                shape_size: 8,
+                ..PapsConfig::default()
+            }
+        } else {
+            PapsConfig::default()
+        };
+        w.model = ModelSpec::Panoptic(utae, paps);
+        Ok(w)
+    }
+
     /// A semantic model by its `--model` name, `small` ([`utae_small_config`], [`small_kwargs`]) or `paper`
     /// (get_model's configuration).
     pub fn semantic(
@@ -148,7 +172,7 @@ impl Workload {
     pub fn pixel_set(model: &str, batch: usize, dates: usize, pixels: usize) -> Result<Workload> {
         let kind = TemporalKind::parse(model).ok_or_else(|| {
             Error::Invalid(format!(
-                "--model {model:?}: expected a semantic model ({}) or pse_ltae, pse_tae, pse_gru, pse_tempcnn",
+                "--model {model:?}: expected a semantic model ({}), utae_paps or pse_ltae, pse_tae, pse_gru, pse_tempcnn",
                 MODELS.join(", ")
             ))
         })?;
@@ -181,6 +205,15 @@ impl Workload {
                 self.size,
                 self.size
             ),
+            ModelSpec::Panoptic(u, p) => format!(
+                "utae_paps (encoder {:?}, shapes {}²) B{} T{} {}x{}",
+                u.encoder_widths,
+                p.shape_size,
+                self.batch,
+                self.dates,
+                self.size,
+                self.width.unwrap_or(self.size)
+            ),
             ModelSpec::PixelSet(k) => format!(
                 "{} B{} T{} S{}",
                 k.name(),
@@ -197,32 +230,8 @@ impl Workload {
         match &self.model {
             ModelSpec::Semantic(cfg) => {
                 let model = cfg.build(seed, device);
-                let c_in = 10;
+                let (x, days, pad) = self.patch_inputs(device);
                 let (h, w) = (self.size, self.width.unwrap_or(self.size));
-                let frame = c_in * h * w;
-                let mut x =
-                    Tensor::rand_uniform(&[b, t, c_in, h, w], -1.0, 1.0, seed + 1, Device::Cpu)
-                        .to_vec();
-                let len = |i: usize| self.lengths.get(i).copied().unwrap_or(t).min(t);
-                let mut days = vec![0.0; b * t];
-                let mut rng = crate::engine::rng::Rng::new(seed + 2);
-                for i in 0..b {
-                    // Padded dates: zero frames and day 0; real ones: increasing offsets (one before the
-                    // reference date when there are several).
-                    x[(i * t + len(i)) * frame..(i + 1) * t * frame].fill(0.0);
-                    let mut day = if self.lengths.is_empty() { 0.0 } else { -3.0 };
-                    for j in 0..len(i) {
-                        days[i * t + j] = day;
-                        day += if self.lengths.is_empty() {
-                            7.0
-                        } else {
-                            1.0 + (rng.next_f32() * 20.0).floor()
-                        };
-                    }
-                }
-                let pad = PadInfo {
-                    mask: (0..b * t).map(|f| f % t >= len(f / t)).collect(),
-                };
                 let classes = model.num_classes();
                 let target: Vec<f32> = (0..b * h * w).map(|i| (i % classes) as f32).collect();
                 let opt = Adam::new(model.parameters(), AdamConfig::default());
@@ -231,7 +240,23 @@ impl Workload {
                     pad,
                     target: Tensor::from_vec(target, &[b, h, w], device),
                     model: Box::new(model),
-                    x: Tensor::from_vec(x, &[b, t, c_in, h, w], device),
+                    x,
+                    opt,
+                }
+            }
+            ModelSpec::Panoptic(utae, paps) => {
+                let model = Paps::new(utae.clone(), paps.clone(), seed, device);
+                let (x, days, pad) = self.patch_inputs(device);
+                let (h, w) = (self.size, self.width.unwrap_or(self.size));
+                let (target, zones) = synthetic_parcels(b, h, w, seed + 3);
+                let opt = Adam::new(model.parameters(), AdamConfig::default());
+                Prepared::Panoptic {
+                    model: Box::new(model),
+                    x,
+                    days,
+                    pad,
+                    target,
+                    zones,
                     opt,
                 }
             }
@@ -288,6 +313,81 @@ impl Workload {
     }
 }
 
+impl Workload {
+    /// Random patches (B, T, 10, H, W) in [-1, 1) with the padding of [`Workload::lengths`] (zero frames at
+    /// the end, day 0), their day offsets (every 7 days, or random gaps of 1–20 days from day −3 when the
+    /// lengths are given) and the pad mask.
+    fn patch_inputs(&self, device: Device) -> (Tensor, Vec<f32>, PadInfo) {
+        let (b, t, seed) = (self.batch, self.dates, self.seed);
+        let c_in = 10;
+        let (h, w) = (self.size, self.width.unwrap_or(self.size));
+        let frame = c_in * h * w;
+        let mut x =
+            Tensor::rand_uniform(&[b, t, c_in, h, w], -1.0, 1.0, seed + 1, Device::Cpu).to_vec();
+        let len = |i: usize| self.lengths.get(i).copied().unwrap_or(t).min(t);
+        let mut days = vec![0.0; b * t];
+        let mut rng = crate::engine::rng::Rng::new(seed + 2);
+        for i in 0..b {
+            // Padded dates: zero frames and day 0; real ones: increasing offsets (one before the
+            // reference date when there are several).
+            x[(i * t + len(i)) * frame..(i + 1) * t * frame].fill(0.0);
+            let mut day = if self.lengths.is_empty() { 0.0 } else { -3.0 };
+            for j in 0..len(i) {
+                days[i * t + j] = day;
+                day += if self.lengths.is_empty() {
+                    7.0
+                } else {
+                    1.0 + (rng.next_f32() * 20.0).floor()
+                };
+            }
+        }
+        let pad = PadInfo {
+            mask: (0..b * t).map(|f| f % t >= len(f / t)).collect(),
+        };
+        (Tensor::from_vec(x, &[b, t, c_in, h, w], device), days, pad)
+    }
+}
+
+/// A synthetic instance target (B·H·W·7, the loader's layout, `data::pastis` `instance_target`) and zone
+/// ids (B·H·W): the patch cut into 8 × 8 blocks, three in four of them a parcel (its own instance and zone,
+/// a Gaussian centerness peak of σ 2 at its middle, a class in 1..=18 drawn from `seed`), the rest
+/// background (instance, zone and class 0).
+pub fn synthetic_parcels(b: usize, h: usize, w: usize, seed: u64) -> (Vec<f32>, Vec<i64>) {
+    let mut rng = crate::engine::rng::Rng::new(seed);
+    let (mut target, mut zones) = (Vec::with_capacity(b * h * w * TARGET_CHANNELS), Vec::new());
+    for _ in 0..b {
+        let (bh, bw) = (h.div_ceil(8), w.div_ceil(8));
+        let mut parcel = vec![0i64; bh * bw];
+        let mut class = vec![0.0f64; bh * bw];
+        for k in 0..bh * bw {
+            if k % 4 != 3 {
+                parcel[k] = k as i64 + 1;
+                class[k] = 1.0 + rng.below(18) as f64;
+            }
+        }
+        let block = |y: usize, x: usize| (y / 8) * bw + x / 8;
+        let (mut heat, mut inst, mut sem) = (vec![0.0; h * w], vec![0i64; h * w], vec![0.0; h * w]);
+        for y in 0..h {
+            for x in 0..w {
+                let k = block(y, x);
+                let p = y * w + x;
+                inst[p] = parcel[k];
+                sem[p] = class[k];
+                if parcel[k] != 0 {
+                    let (cy, cx) = ((y / 8 * 8 + 4).min(h - 1), (x / 8 * 8 + 4).min(w - 1));
+                    let d2 = (y as f64 - cy as f64).powi(2) + (x as f64 - cx as f64).powi(2);
+                    heat[p] = (-d2 / 8.0).exp();
+                }
+            }
+        }
+        target.extend(crate::data::pastis::instance_target(
+            &heat, &inst, &inst, &sem, h, w,
+        ));
+        zones.extend(inst);
+    }
+    (target, zones)
+}
+
 /// A built workload, ready to step.
 pub enum Prepared {
     /// A semantic model and its batch.
@@ -302,6 +402,23 @@ pub enum Prepared {
         pad: PadInfo,
         /// Class targets (B, H, W).
         target: Tensor,
+        /// The optimizer.
+        opt: Adam,
+    },
+    /// U-TAE + PaPs and its batch.
+    Panoptic {
+        /// The model.
+        model: Box<Paps>,
+        /// Input (B, T, C, H, W).
+        x: Tensor,
+        /// Day offsets (B, T).
+        days: Vec<f32>,
+        /// Padded dates.
+        pad: PadInfo,
+        /// Instance target (B, H, W, 7).
+        target: Vec<f32>,
+        /// Zone ids (B, H, W): one center per zone in training.
+        zones: Vec<i64>,
         /// The optimizer.
         opt: Adam,
     },
@@ -338,6 +455,16 @@ impl Prepared {
                 let out = model.forward(x, days, pad, &ctx).logits;
                 let _ = out.argmax(1);
             }
+            Prepared::Panoptic {
+                model,
+                x,
+                days,
+                pad,
+                ..
+            } => {
+                // Centers, heads, masks and the pseudo-NMS's panoptic maps (read back by the NMS).
+                let _ = model.forward(x, days, pad, &ctx, None, true, false);
+            }
             Prepared::PixelSet {
                 model,
                 x,
@@ -355,6 +482,7 @@ impl Prepared {
     pub fn module(&self) -> &dyn Module {
         match self {
             Prepared::Semantic { model, .. } => model.as_ref(),
+            Prepared::Panoptic { model, .. } => model.as_ref(),
             Prepared::PixelSet { model, .. } => model.as_ref(),
         }
     }
@@ -362,12 +490,16 @@ impl Prepared {
     /// The optimizer.
     pub fn optimizer(&mut self) -> &mut Adam {
         match self {
-            Prepared::Semantic { opt, .. } | Prepared::PixelSet { opt, .. } => opt,
+            Prepared::Semantic { opt, .. }
+            | Prepared::Panoptic { opt, .. }
+            | Prepared::PixelSet { opt, .. } => opt,
         }
     }
 
     /// The forward pass in `ctx`'s mode and its training loss: (class scores, loss). U-TAE: logits
-    /// (B, K, H, W) and the cross-entropy; pixel sets: logits (B, K) and the focal loss (γ = 1).
+    /// (B, K, H, W) and the cross-entropy; U-TAE + PaPs: the heatmap (B, 1, H, W) and PaPsLoss with one
+    /// center per zone (train_panoptic.py's training step); pixel sets: logits (B, K) and the focal loss
+    /// (γ = 1).
     pub fn forward_loss(&self, ctx: &Ctx) -> (Tensor, Tensor) {
         match self {
             Prepared::Semantic {
@@ -381,6 +513,19 @@ impl Prepared {
                 let out = model.forward(x, days, pad, ctx).logits;
                 let loss = out.cross_entropy(target, None, -100);
                 (out, loss)
+            }
+            Prepared::Panoptic {
+                model,
+                x,
+                days,
+                pad,
+                target,
+                zones,
+                ..
+            } => {
+                let out = model.forward(x, days, pad, ctx, Some(zones), false, false);
+                let loss = paps_loss(&out, target, &PapsLossConfig::default()).total;
+                (out.heatmap, loss)
             }
             Prepared::PixelSet {
                 model,
@@ -535,11 +680,12 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
 /// `sitsgpu profile`'s flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProfileArgs {
-    /// A semantic model (utae, uconvlstm, buconvlstm, fpn, convlstm, convgru, unet3d) or a pixel-set
-    /// classifier: pse_ltae, pse_tae, pse_gru, pse_tempcnn.
+    /// A semantic model (utae, uconvlstm, buconvlstm, fpn, convlstm, convgru, unet3d), U-TAE + PaPs
+    /// (utae_paps) or a pixel-set classifier: pse_ltae, pse_tae, pse_gru, pse_tempcnn.
     #[arg(long, default_value = "utae")]
     pub model: String,
-    /// Semantic models: small (the fixtures' widths, about an eighth of the paper's) or paper (get_model's).
+    /// Semantic and panoptic models: small (the fixtures' widths, about an eighth of the paper's) or paper
+    /// (get_model's, train_panoptic.py's).
     #[arg(long, default_value = "small")]
     pub config: String,
     /// Samples per batch (default: U-TAE small 2, paper 4; pixel sets 128).
@@ -574,7 +720,15 @@ pub struct ProfileArgs {
 impl ProfileArgs {
     /// The workload these flags describe (the defaults depend on the model and config).
     pub fn workload(&self) -> Result<Workload> {
-        if MODELS.contains(&self.model.as_str()) {
+        if self.model == "utae_paps" {
+            let paper = self.config == "paper";
+            Workload::panoptic(
+                &self.config,
+                self.batch_size.unwrap_or(if paper { 4 } else { 2 }),
+                self.dates.unwrap_or(if paper { 40 } else { 8 }),
+                self.size.unwrap_or(if paper { 128 } else { 32 }),
+            )
+        } else if MODELS.contains(&self.model.as_str()) {
             let paper = self.config == "paper";
             Workload::semantic(
                 &self.model,

@@ -24,6 +24,7 @@
 //! background thread. Every error names the file and what is wrong with it.
 
 mod arrays;
+pub(crate) use arrays::instance_target;
 mod collate;
 mod meta;
 mod reader;
