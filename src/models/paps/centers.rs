@@ -138,9 +138,8 @@ fn box_side(v: f32) -> i64 {
 }
 
 impl InstanceLayout {
-    /// Boxes from the centers and their predicted sizes (M·2 values, (height, width)), in an H × W image, for
-    /// shapes of side `s`.
-    pub fn new(centers: &[Center], size: &[f32], h: usize, w: usize, _s: usize) -> InstanceLayout {
+    /// Boxes from the centers and their predicted sizes (M·2 values, (height, width)), in an H × W image.
+    pub fn new(centers: &[Center], size: &[f32], h: usize, w: usize) -> InstanceLayout {
         let boxes: Vec<InstanceBox> = centers
             .iter()
             .enumerate()

@@ -347,7 +347,7 @@ impl Paps {
             .forward(&self.shape_mlp.0.forward(&stack, ctx))
             .reshape(&[m, s, s]);
         let sh = saliency.shape();
-        let layout = InstanceLayout::new(centers, &size.to_vec(), sh[2], sh[3], s);
+        let layout = InstanceLayout::new(centers, &size.to_vec(), sh[2], sh[3]);
         let masks = self.masks(&shape, saliency, &layout);
         Heads {
             size,

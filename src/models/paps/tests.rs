@@ -59,7 +59,7 @@ fn boxes_follow_the_original_arithmetic() {
         x: 30,
         confidence: 0.5,
     };
-    let l = InstanceLayout::new(&[c], &[2.5, 5.5], 32, 32, 8);
+    let l = InstanceLayout::new(&[c], &[2.5, 5.5], 32, 32);
     let b = l.boxes[0];
     assert_eq!(b.xyxy, [27, 0, 32, 2]);
     assert_eq!(b.size, [2, 6]);
@@ -67,7 +67,7 @@ fn boxes_follow_the_original_arithmetic() {
     assert_eq!((b.h(), b.w()), (2, 5));
     // A size below 1 gives a 1-pixel box; a box past the top-left starts its mask inside.
     let c = Center { y: 0, x: 0, ..c };
-    let l = InstanceLayout::new(&[c, c], &[0.2, 0.49, 7.0, 4.0], 32, 32, 8);
+    let l = InstanceLayout::new(&[c, c], &[0.2, 0.49, 7.0, 4.0], 32, 32);
     assert_eq!(l.boxes[0].xyxy, [0, 0, 1, 1]);
     assert_eq!(l.boxes[1].xyxy, [0, 0, 2, 4]);
     assert_eq!(l.boxes[1].valid, [3, 2]);
