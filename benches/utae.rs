@@ -1,5 +1,6 @@
-//! Semantic-model benchmarks (criterion): U-TAE and the U-TAE paper's baselines (uconvlstm, buconvlstm, fpn,
-//! convlstm, convgru, unet3d), each model's evaluation forward and one training step (forward, cross-entropy,
+//! Patch-model benchmarks (criterion): U-TAE, the U-TAE paper's baselines (uconvlstm, buconvlstm, fpn,
+//! convlstm, convgru, unet3d) and U-TAE + PaPs (utae_paps: the forward with the pseudo-NMS, the training step
+//! with PaPsLoss on synthetic parcels), each model's evaluation forward and one training step (forward, loss,
 //! backward, Adam, the loss read back) for the small config (widths about an eighth of the paper's:
 //! `train::profile::{utae_small_config, small_kwargs}`; B = 2, T = 8, 32 × 32) and the paper config
 //! (get_model's; B = 4, T = 40, 128 × 128, 10 bands) — the workloads of `sitsgpu profile --model M`
@@ -44,6 +45,7 @@ fn bench(c: &mut Criterion) {
     ];
     for (model, (name, config, (b, t, hw))) in MODELS
         .iter()
+        .chain(&["utae_paps"])
         .flat_map(|m| runs.iter().map(move |r| (*m, *r)))
     {
         let name = format!("{model} {name}");
@@ -54,9 +56,12 @@ fn bench(c: &mut Criterion) {
             println!("skipped: {name} on a software adapter (SITSGPU_BENCH_PAPER=1 to run it)");
             continue;
         }
-        let mut w = Workload::semantic(model, config, b, t, hw)
-            .expect("a known config")
-            .prepare(Device::Gpu);
+        let workload = if model == "utae_paps" {
+            Workload::panoptic(config, b, t, hw)
+        } else {
+            Workload::semantic(model, config, b, t, hw)
+        };
+        let mut w = workload.expect("a known config").prepare(Device::Gpu);
         g.throughput(Throughput::Elements(b as u64)); // patches
         g.bench_function(BenchmarkId::new("forward patches", &name), |bch| {
             bch.iter_custom(|iters| {
