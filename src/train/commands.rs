@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use crate::data::json::read_json;
 use crate::data::synthetic::pixelset::{write_pixelset, PixelSetSynthOptions};
 use crate::data::synthetic::{write_pastis, SynthOptions};
-use crate::engine::{Device, Error, Gpu, Result};
+use crate::engine::{Error, Result};
 use crate::models::registry::{self, Task};
 use crate::train::flags::TrainArgs;
 use crate::train::panoptic;
 use crate::train::pixelset::{self, predict::PixelSetPredictOptions, PixelSetEvaluateOptions};
 use crate::train::predict::PredictOptions;
 use crate::train::semantic::{self, dates_from_conf, EvaluateOptions};
+use crate::train::state::device_of;
 
 /// `sitsgpu train`: `train_semantic.py`, or with `--task pixelset` the L-TAE repository's `train.py`.
 pub fn train(a: &TrainArgs) -> Result<()> {
@@ -190,11 +191,7 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
     let weights = a.weights.as_ref().ok_or_else(|| {
         Error::Invalid("predict: semantic models take --weights, not --weight_folder".into())
     })?;
-    let device = if a.cpu {
-        Device::Cpu
-    } else {
-        Gpu::get().map(|_| Device::Gpu)?
-    };
+    let device = device_of(a.cpu)?;
     let (ref_date, mono_date) = dates_from_conf(&read_json(&conf)?, &conf)?;
     let opts = PredictOptions {
         dataset_folder: a.dataset_folder.clone(),

@@ -42,9 +42,9 @@ use crate::train::drop_last::{check_split, eval_order};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
 use crate::train::state::{
-    check_resumable, checkpoint_of, epoch_order, load_best, mix, publish_best, resume_fold,
-    save_best, save_fold_results, save_overall, save_test_results, save_training_state, FoldResult,
-    Progress,
+    check_resumable, checkpoint_of, device_of, epoch_order, load_best, mix, pastis_folds,
+    publish_best, resume_fold, save_best, save_fold_results, save_overall, save_test_results,
+    save_training_state, FoldResult, Progress,
 };
 
 /// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
@@ -350,16 +350,8 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             opts.model.num_classes()
         )));
     }
-    let folds: Vec<usize> = match opts.fold {
-        Some(k) if (1..=5).contains(&k) => vec![k],
-        Some(k) => return Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
-        None => (1..=5).collect(),
-    };
-    let device = if opts.cpu {
-        Device::Cpu
-    } else {
-        crate::engine::Gpu::get().map(|_| Device::Gpu)?
-    };
+    let folds = pastis_folds(opts.fold)?;
+    let device = device_of(opts.cpu)?;
     // Check every input before writing anything.
     let mut splits = Vec::new();
     let mut used: Vec<usize> = Vec::new();
@@ -616,16 +608,8 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         mono_date,
         keep_last_batch: e.keep_last_batch,
     };
-    let folds: Vec<usize> = match e.fold {
-        Some(k) if (1..=5).contains(&k) => vec![k],
-        Some(k) => return Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
-        None => (1..=5).collect(),
-    };
-    let device = if e.cpu {
-        Device::Cpu
-    } else {
-        crate::engine::Gpu::get().map(|_| Device::Gpu)?
-    };
+    let folds = pastis_folds(e.fold)?;
+    let device = device_of(e.cpu)?;
     let model = opts.model.build(0, device);
     // Every checkpoint and every test split is checked before anything runs or is written.
     let mut runs = Vec::new();

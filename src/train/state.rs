@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use crate::data::json::{read_json, write_json};
 use crate::data::state_dict::{read_npz, write_npz, Entry};
 use crate::engine::rng::Rng;
-use crate::engine::{Error, Result};
+use crate::engine::{Device, Error, Result};
 use crate::layers::state::{load_state_dict, state_dict};
 use crate::layers::Module;
 use crate::train::adam::Adam;
@@ -236,6 +236,24 @@ pub fn check_resumable(
         }
     }
     Ok(())
+}
+
+/// The device a run asked for: the CPU reference path (`--cpu`) or the GPU (an error when there is none).
+pub fn device_of(cpu: bool) -> Result<Device> {
+    if cpu {
+        Ok(Device::Cpu)
+    } else {
+        crate::engine::Gpu::get().map(|_| Device::Gpu)
+    }
+}
+
+/// The PASTIS rotations a run covers: `--fold k` (1..5) alone, or all five.
+pub fn pastis_folds(fold: Option<usize>) -> Result<Vec<usize>> {
+    match fold {
+        Some(k) if (1..=5).contains(&k) => Ok(vec![k]),
+        Some(k) => Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
+        None => Ok((1..=5).collect()),
+    }
 }
 
 /// `Fold_k/model.npz` (ours) or `Fold_k/model.pth.tar` (the original's) in a weight folder.

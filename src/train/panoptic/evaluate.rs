@@ -28,7 +28,7 @@ use crate::train::panoptic::picture::{panoptic_png, Parcels};
 use crate::train::panoptic::{open_split, run_pass, test_metrics_json, Mode, PanopticOptions};
 use crate::train::predict::{middle_date_rgb, PredictOptions};
 use crate::train::semantic::{dates_from_conf, EvaluateOptions, ROTATIONS};
-use crate::train::state::{checkpoint_of, mix};
+use crate::train::state::{checkpoint_of, device_of, mix, pastis_folds};
 
 /// The options of a run from its conf.json (for evaluation: no training keys needed).
 pub fn options_from_conf(
@@ -98,16 +98,8 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, [f64; 3])>> {
     let conf_path = e.weight_folder.join("conf.json");
     let conf = read_json(&conf_path)?;
     let o = options_from_conf(&conf, &conf_path, e)?;
-    let folds: Vec<usize> = match e.fold {
-        Some(k) if (1..=5).contains(&k) => vec![k],
-        Some(k) => return Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
-        None => (1..=5).collect(),
-    };
-    let device = if e.cpu {
-        Device::Cpu
-    } else {
-        crate::engine::Gpu::get().map(|_| Device::Gpu)?
-    };
+    let folds = pastis_folds(e.fold)?;
+    let device = device_of(e.cpu)?;
     let model = Paps::new(o.utae.clone(), o.paps.clone(), 0, device);
     let mut runs = Vec::new();
     for &k in &folds {

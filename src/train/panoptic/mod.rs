@@ -51,8 +51,8 @@ use crate::train::drop_last::{check_split, eval_order};
 use crate::train::plot;
 use crate::train::semantic::ROTATIONS;
 use crate::train::state::{
-    check_resumable, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
-    save_training_state, Progress,
+    check_resumable, device_of, epoch_order, load_best, mix, pastis_folds, publish_best,
+    resume_fold, save_best, save_training_state, Progress,
 };
 
 use meter::{PanopticMeter, PanopticValue};
@@ -385,16 +385,8 @@ fn validates_at(o: &PanopticOptions, epoch: usize) -> bool {
 /// is checked before anything is written (folds, splits, every patch's files including HEATMAP / INSTANCES /
 /// ZONES, `init_weights`, the `last.npz` files of `--resume`).
 pub fn train(o: &PanopticOptions) -> Result<Vec<(usize, PassMetrics)>> {
-    let folds: Vec<usize> = match o.fold {
-        Some(k) if (1..=5).contains(&k) => vec![k],
-        Some(k) => return Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
-        None => (1..=5).collect(),
-    };
-    let device = if o.cpu {
-        Device::Cpu
-    } else {
-        crate::engine::Gpu::get().map(|_| Device::Gpu)?
-    };
+    let folds = pastis_folds(o.fold)?;
+    let device = device_of(o.cpu)?;
     let validates = (1..=o.epochs).any(|e| validates_at(o, e));
     let open = |f: &[usize]| open_split(&o.dataset_folder, f, o.ref_date, o.mono_date);
     let mut splits = Vec::new();

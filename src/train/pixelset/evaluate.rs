@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{
-    device_of, draw_seed, folds_to_run, model_config, open_dataset, run_epoch, splits_of,
-    test_json, PixelSetMetrics, PixelSetTrainOptions,
+    draw_seed, folds_to_run, model_config, open_dataset, run_epoch, splits_of, test_json,
+    PixelSetMetrics, PixelSetTrainOptions,
 };
 use crate::data::json::read_json;
 use crate::engine::{Error, Result};
 use crate::layers::state::load_state_dict;
 use crate::models::registry::read_weights;
 use crate::models::stclassifier::PixelSetClassifier;
-use crate::train::state::{checkpoint_of, save_fold_results, FoldResult};
+use crate::train::state::{checkpoint_of, device_of, save_fold_results, FoldResult};
 
 /// Options of `sitsgpu evaluate` for pixel sets.
 #[derive(Debug, Clone)]

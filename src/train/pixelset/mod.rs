@@ -47,7 +47,7 @@ use crate::train::adam::{Adam, AdamConfig};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
 use crate::train::state::{
-    check_resumable, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
+    check_resumable, device_of, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
     save_overall, save_test_results, save_training_state, Progress,
 };
 
@@ -418,14 +418,6 @@ fn run_epoch(
         },
         cm,
     ))
-}
-
-fn device_of(cpu: bool) -> Result<Device> {
-    if cpu {
-        Ok(Device::Cpu)
-    } else {
-        crate::engine::Gpu::get().map(|_| Device::Gpu)
-    }
 }
 
 /// The folds to run: `fold` (1..=kfold) or all.

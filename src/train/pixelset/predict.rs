@@ -24,7 +24,7 @@ use crate::models::stclassifier::PixelSetClassifier;
 use crate::train::pixelset::{
     for_each_batch, model_config, open_dataset, options_from_conf, to_device,
 };
-use crate::train::state::checkpoint_of;
+use crate::train::state::{checkpoint_of, device_of};
 
 /// Options of pixel-set prediction.
 #[derive(Debug, Clone)]
@@ -77,11 +77,7 @@ pub fn predict(p: &PixelSetPredictOptions) -> Result<usize> {
             )),
         };
     let opts = options_from_conf(&conf_path, &p.dataset_folder, &p.out)?;
-    let device = if p.cpu {
-        Device::Cpu
-    } else {
-        crate::engine::Gpu::get().map(|_| Device::Gpu)?
-    };
+    let device = device_of(p.cpu)?;
     let ds = open_dataset(&p.dataset_folder, opts.npixel, opts.geomfeat(), None, false)?;
     let config = model_config(
         &Value::Object(opts.model.clone()),
