@@ -9,6 +9,11 @@
 //!   whose object class is not void; shape = mean over the collected pixels of softplus((1 − 2p)(2y − 1)),
 //!   collected per sample for every instance id present (0 included, sorted) and every center in the zone of
 //!   that id, the true mask (instance == id) cropped to the center's box;
+//!   QUIRK (aliasing, spec §6.4): the original appends its target as `true_mask[y0:y1, x0:x1].reshape(-1, 1)`
+//!   and then zeroes that box of `true_mask` in place to count the true pixels outside it; `reshape` returns a
+//!   view whenever the crop is contiguous — a box one row high, one column wide, or spanning the full width —
+//!   so such boxes are supervised as all-background (y = 0 on every pixel), whatever the instance holds.
+//!   With the official initialisation nearly every box starts 1 × 1, so this decides the first steps;
 //! - side products for the threshold tuning (§6.6): per collected center its confidence and the IoU of its
 //!   mask > 0.4 with the true instance, where the union also counts the true pixels outside the box.
 //!
@@ -143,6 +148,9 @@ pub fn paps_loss(out: &PapsOutput, target: &[f32], cfg: &PapsLossConfig) -> Paps
                         let bx = &heads.layout.boxes[m];
                         let [x0, y0, x1, y1] = bx.xyxy;
                         let range = heads.layout.range(m);
+                        // The original's aliasing quirk (module doc): these boxes are supervised as
+                        // all-background.
+                        let aliased = bx.h() == 1 || bx.w() == 1 || bx.w() == w;
                         let (mut inter, mut union, mut inside_true) = (0usize, 0usize, 0usize);
                         for (k, (yy, xx)) in (y0..y1)
                             .flat_map(|y| (x0..x1).map(move |x| (y, x)))
@@ -150,7 +158,7 @@ pub fn paps_loss(out: &PapsOutput, target: &[f32], cfg: &PapsLossConfig) -> Paps
                         {
                             let t = inst(yy * w + xx) == id;
                             let pm = masks[range.start + k] > cfg.binary_threshold;
-                            sign[range.start + k] = if t { 1.0 } else { -1.0 };
+                            sign[range.start + k] = if t && !aliased { 1.0 } else { -1.0 };
                             inter += (pm && t) as usize;
                             union += (pm || t) as usize;
                             inside_true += t as usize;
