@@ -20,6 +20,10 @@
 //! Files: this one (the harness, the semantic and pixel-set cases), `pytorch_parity/train_steps.rs` (the
 //! train-step checks and the diagnosis, shared by every kind), `pytorch_parity/panoptic.rs` (U-TAE + PaPs).
 //!
+//! Roots: `$SITSGPU_FIXTURES` (the shared cases), `../shared/fixtures-paps-init` (`$SITSGPU_FIXTURES_PAPS_INIT`)
+//! and the project's own cases in tests/data/fixtures (`make_*_cases.py` there: the baselines, the pixel-set
+//! variants, and the PaPs geometries and sweep of `make_paps_cases.py`).
+//!
 //! Run: `cargo test --release --test pytorch_parity -- --nocapture`.
 
 mod common;
@@ -512,6 +516,18 @@ fn pytorch_parity() {
 #[test]
 fn pytorch_parity_project_cases() {
     run_fixture_root(&project_fixtures_root());
+}
+
+/// The second shared fixture root: `$SITSGPU_FIXTURES_PAPS_INIT`, default `../shared/fixtures-paps-init` (U-TAE +
+/// PaPs at the official initialisation of the size head: boxes of one pixel, the aliasing quirk of spec §6.4).
+#[test]
+fn pytorch_parity_paps_init() {
+    let root = std::env::var("SITSGPU_FIXTURES_PAPS_INIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures-paps-init")
+        });
+    run_fixture_root(&root);
 }
 
 /// Every case of the manifest under `root`, by kind and conf.json, on the GPU (when present) and the CPU.
