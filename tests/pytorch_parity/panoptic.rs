@@ -8,7 +8,7 @@
 use super::*;
 use sitsgpu::data::pastis::Target;
 use sitsgpu::models::paps::loss::{paps_loss, PapsLossConfig};
-use sitsgpu::models::paps::Paps;
+use sitsgpu::models::paps::{Paps, BACKBONES};
 use sitsgpu::train::panoptic::meter::{PanopticMeter, IOU_THRESHOLD};
 
 /// One call of the loss: its center, size, shape and class terms, and the train-time centers (b, y, x).
@@ -46,7 +46,7 @@ pub(super) fn run_panoptic(case: &Path, conf: &Value, device: Device) -> Outcome
     if let Some(b) = conf
         .get("backbone")
         .and_then(Value::as_str)
-        .filter(|&b| b != "utae")
+        .filter(|&b| !BACKBONES.contains(&b))
     {
         return Outcome::Unsupported(format!("backbone {b:?} not implemented yet"));
     }
