@@ -11,6 +11,9 @@
 //!   and on the GPU (skipped loudly without an adapter): its conf.json (`backbone` uconvlstm, the RecUNet's
 //!   `model_kwargs`) rebuilds it; `train --task panoptic --backbone uconvlstm` (get_model's hard-coded RecUNet,
 //!   1,692,953 parameters) on the CLI;
+//! - the project's `uconvlstm_paps_small` case (tests/data/fixtures) as a weight folder: the weights as an
+//!   official `model.pth.tar` through `convert-weights` (the original's state_dict names), `predict` reproduces
+//!   its panoptic maps exactly;
 //! - `train --task panoptic` on the fixtures' PASTIS folder with the `utae_paps_small` flags (the fixture's
 //!   parameter count in conf.json);
 //! - the binary on the fixtures' dataset with the `utae_paps_small` weights as a weight folder (the
@@ -21,7 +24,10 @@
 //! Run: `cargo test --test workflow_panoptic`.
 
 mod common;
-use common::{assert_bit_identical, fixtures_root, read_json, sitsgpu, sitsgpu_err, text, TmpDir};
+use common::{
+    assert_bit_identical, fixtures_root, project_fixtures_root, read_json, sitsgpu, sitsgpu_err,
+    text, TmpDir,
+};
 use sitsgpu::engine::testing::gpu_or_skip;
 
 use std::path::Path;
@@ -752,4 +758,52 @@ fn cli_train_uconvlstm_backbone() {
         &"--cpu",
     ]);
     assert!(e.contains("--backbone") && e.contains("uconvlstm"), "{e}");
+}
+
+/// The project's `uconvlstm_paps_small` case (U-ConvLSTM + PaPs from the original code) as an official weight
+/// folder: its conf.json (`backbone` uconvlstm, the RecUNet's kwargs under `reference.constructor_kwargs`),
+/// the weights as `model.pth.tar` checked by `convert-weights` and read by `predict`, which reproduces the
+/// case's panoptic maps exactly.
+#[test]
+fn uconvlstm_paps_checkpoint_converts_and_predicts_the_case_maps() {
+    let case = project_fixtures_root().join("uconvlstm_paps_small");
+    assert!(
+        case.join("weights.npz").exists(),
+        "case uconvlstm_paps_small missing under {}",
+        project_fixtures_root().display()
+    );
+    let tmp = TmpDir::new("workflow_panoptic", "uconvlstm-case");
+    let wf = tmp.0.join("weights");
+    std::fs::create_dir_all(wf.join("Fold_1")).unwrap();
+    std::fs::copy(case.join("conf.json"), wf.join("conf.json")).unwrap();
+    let sd = read_npz(case.join("weights.npz")).unwrap();
+    let pth = wf.join("Fold_1/model.pth.tar");
+    write_torch_checkpoint(&pth, &sd, Some(3)).unwrap();
+    let back = tmp.0.join("back.npz");
+    let o = sitsgpu(&[
+        &"convert-weights",
+        &"--checkpoint",
+        &pth,
+        &"--out",
+        &back,
+        &"--config",
+        &wf.join("conf.json"),
+    ]);
+    assert!(o.status.success(), "convert-weights: {}", text(&o));
+    assert_bit_identical(&read_npz(&back).unwrap(), &sd, "pth.tar -> npz");
+    let out = tmp.0.join("pred");
+    let o = sitsgpu(&[
+        &"predict",
+        &"--dataset_folder",
+        &case.join("../datasets/pastis_paps"),
+        &"--weights",
+        &pth,
+        &"--batch_size",
+        &"2",
+        &"--out",
+        &out,
+        &"--cpu",
+    ]);
+    assert!(o.status.success(), "predict: {}", text(&o));
+    check_fixture_maps(&case, &out);
 }
