@@ -1,10 +1,10 @@
 //! The per-kernel profiler on whatever adapter exists (lavapipe in CI): a tiny U-TAE training step, a U-TAE +
-//! PaPs forward and a pixel-set forward, timed by GPU timestamps where the adapter has them and by synchronised
+//! PaPs and a U-ConvLSTM + PaPs forward and a pixel-set forward, timed by GPU timestamps where the adapter has them and by synchronised
 //! wall time otherwise, summed per kernel entry point.
 
 use sitsgpu::engine::profile::Timing;
 use sitsgpu::engine::testing::gpu_or_skip;
-use sitsgpu::train::profile::{run, ProfileOptions, Workload};
+use sitsgpu::train::profile::{run, ProfileArgs, ProfileOptions, Workload};
 
 /// The profiler records every dispatch of the process: the tests of this file take turns.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -116,4 +116,33 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
         );
     }
     assert!(Workload::panoptic("huge", 1, 1, 8).is_err());
+    // U-ConvLSTM + PaPs (`--model uconvlstm_paps`): the ConvLSTM's kernels beside the heads'.
+    let args = ProfileArgs {
+        model: "uconvlstm_paps".into(),
+        config: "small".into(),
+        batch_size: Some(1),
+        dates: Some(2),
+        size: Some(16),
+        pixels: 64,
+        train: false,
+        warmup: 0,
+        steps: 1,
+        wall_clock: false,
+        json: false,
+    };
+    let opts = ProfileOptions {
+        workload: args.workload().unwrap(),
+        train: false,
+        warmup: 0,
+        steps: 1,
+        wall_clock: false,
+    };
+    let out = run(&opts).unwrap();
+    assert!(
+        out.workload.starts_with("uconvlstm_paps"),
+        "{}",
+        out.workload
+    );
+    assert!(out.report.rows.iter().any(|r| r.entry == "gather_pixels"));
+    assert!(Workload::paps("fpn", "small", 1, 1, 8).is_err());
 }

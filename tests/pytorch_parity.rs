@@ -18,7 +18,7 @@
 //! `run_fixture_root`).
 //!
 //! Files: this one (the harness, the semantic and pixel-set cases), `pytorch_parity/train_steps.rs` (the
-//! train-step checks and the diagnosis, shared by every kind), `pytorch_parity/panoptic.rs` (U-TAE + PaPs).
+//! train-step checks and the diagnosis, shared by every kind), `pytorch_parity/panoptic.rs` (U-TAE + PaPs, U-ConvLSTM + PaPs).
 //!
 //! Roots: `$SITSGPU_FIXTURES` (the shared cases), `../shared/fixtures-paps-init` (`$SITSGPU_FIXTURES_PAPS_INIT`)
 //! and the project's own cases in tests/data/fixtures (`make_*_cases.py` there: the baselines, the pixel-set

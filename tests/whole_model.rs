@@ -1,6 +1,7 @@
 //! Whole models on the GPU against the CPU reference: every model of [`models`] — the small U-TAE with every
 //! `agg_mode` × encoder norm, the U-TAE paper's baselines (UConvLSTM, BUConvLSTM, FPN-ConvLSTM, ConvLSTM, ConvGRU,
-//! U-Net 3D at their `small` widths), U-TAE + PaPs (small, one center per zone of synthetic parcels), PSE + L-TAE / TAE / GRU / TempCNN (new models join by adding a line there) —
+//! U-Net 3D at their `small` widths), U-TAE + PaPs and U-ConvLSTM + PaPs (small, one center per zone of
+//! synthetic parcels), PSE + L-TAE / TAE / GRU / TempCNN (new models join by adding a line there) —
 //! built with seeded random weights in randomly drawn situations; one training step each way (forward in
 //! training mode with dropout, loss, backward, one Adam step), compared: class scores, loss, every parameter
 //! gradient and every updated weight.
@@ -100,6 +101,9 @@ fn models() -> Vec<(String, ModelSpec)> {
     // parcels (train::profile::synthetic_parcels).
     let w = Workload::panoptic("small", 1, 1, 16).expect("small");
     v.push(("utae_paps".to_string(), w.model));
+    // U-ConvLSTM + PaPs: the small RecUNet of the baselines (encoder mode), the same heads.
+    let w = Workload::paps("uconvlstm", "small", 1, 1, 16).expect("small");
+    v.push(("uconvlstm_paps".to_string(), w.model));
     for kind in [
         TemporalKind::Ltae,
         TemporalKind::Tae,

@@ -16,6 +16,11 @@
 //! the encoder blocks first run on an all-zero input (the dummy-pass quirk of spec §3.2).
 //! `buconvlstm` is, as in get_model, unidirectional with hidden_dim 30; `temporal = "blstm"` (the class's
 //! option, `--bidirectional`) runs a second ConvLSTM on the reversed sequence and concatenates the two c_T.
+//!
+//! Encoder mode (`encoder = True`, the U-ConvLSTM backbone of PaPs, [`RecUNet::forward_maps`]): the last
+//! up-block output (before out_conv, which is still built and counted) and the maps [O, D1, D2, D3] (the
+//! bottleneck after out_convlstm, then every up block's output); `enc_dim = decoder_widths[0]`,
+//! `stack_dim = sum(decoder_widths)`. train_panoptic.py hard-codes its arguments ([`RecUNetConfig::paps`]).
 
 use serde_json::{json, Value};
 
@@ -62,6 +67,8 @@ pub struct RecUNetConfig {
     pub padding_mode: PaddingMode,
     /// Temporal pad value.
     pub pad_value: f32,
+    /// Encoder mode (PaPs' backbone): the forward pass stops before out_conv and returns the decoder maps.
+    pub encoder: bool,
 }
 
 impl RecUNetConfig {
@@ -79,7 +86,27 @@ impl RecUNetConfig {
             hidden_dim,
             padding_mode: PaddingMode::Zeros,
             pad_value: 0.0,
+            encoder: false,
         }
+    }
+
+    /// get_model's panoptic `uconvlstm` backbone (train_panoptic.py hard-codes it; the width flags do not
+    /// apply): get_model's `uconvlstm` in encoder mode, 20 classes in its unused out_conv.
+    pub fn paps() -> RecUNetConfig {
+        RecUNetConfig {
+            encoder: true,
+            ..RecUNetConfig::get_model(64, 20)
+        }
+    }
+
+    /// The width of the full-resolution feature map (the original's `enc_dim`, `decoder_widths[0]`).
+    pub fn enc_dim(&self) -> usize {
+        self.decoder_widths[0]
+    }
+
+    /// The width of the stacked decoder maps (the original's `stack_dim`, `sum(decoder_widths)`).
+    pub fn stack_dim(&self) -> usize {
+        self.decoder_widths.iter().sum()
     }
 
     /// `self` with the constructor arguments of `kw` (RecUNet's keyword names) applied.
@@ -124,11 +151,8 @@ impl RecUNetConfig {
             self.padding_mode = crate::models::utae::parse_padding_mode(&s)
                 .ok_or_else(|| kw.bad("padding_mode", "expected reflect or zeros"))?;
         }
-        if kw.bool("encoder")? == Some(true) {
-            return Err(kw.bad(
-                "encoder",
-                "encoder mode (PaPs) is not supported for RecUNet",
-            ));
+        if let Some(e) = kw.bool("encoder")? {
+            self.encoder = e;
         }
         let n = self.encoder_widths.len();
         if n < 2
@@ -150,7 +174,7 @@ impl RecUNetConfig {
             "str_conv_k": self.str_conv[0], "str_conv_s": self.str_conv[1], "str_conv_p": self.str_conv[2],
             "temporal": match self.temporal { Temporal::Lstm => "lstm", Temporal::Blstm => "blstm" },
             "input_size": self.input_size, "encoder_norm": self.encoder_norm.name(), "hidden_dim": self.hidden_dim,
-            "encoder": false, "padding_mode": padding_mode_name(self.padding_mode), "pad_value": self.pad_value,
+            "encoder": self.encoder, "padding_mode": padding_mode_name(self.padding_mode), "pad_value": self.pad_value,
         })
     }
 }
@@ -239,8 +263,28 @@ impl RecUNet {
         *self.config.out_conv.last().expect("out_conv non-empty")
     }
 
-    /// x (B, T, C, H, W), the batch's pad mask → class scores (B, num_classes, H, W).
+    /// x (B, T, C, H, W), the batch's pad mask → class scores (B, num_classes, H, W) (out_conv applied
+    /// whatever `encoder` says; PaPs calls [`RecUNet::forward_maps`]).
     pub fn forward(&self, x: &Tensor, pad: &PadInfo, ctx: &Ctx) -> Tensor {
+        let (out, _) = self.decode(x, pad, ctx, false);
+        self.out_conv.forward(&out, ctx)
+    }
+
+    /// Encoder mode (`RecUNet.forward` with `encoder = True`): the last up-block output (B, decoder_widths[0],
+    /// H, W), before out_conv, and the maps [bottleneck after out_convlstm (B, 128, H/8, W/8), up block 0's
+    /// output, up block 1's, …] (the last one is the first output again).
+    pub fn forward_maps(&self, x: &Tensor, pad: &PadInfo, ctx: &Ctx) -> (Tensor, Vec<Tensor>) {
+        self.decode(x, pad, ctx, true)
+    }
+
+    /// Encoder, ConvLSTM and up blocks; the maps when `return_maps`.
+    fn decode(
+        &self,
+        x: &Tensor,
+        pad: &PadInfo,
+        ctx: &Ctx,
+        return_maps: bool,
+    ) -> (Tensor, Vec<Tensor>) {
         let s = x.shape();
         assert!(
             s.len() == 5 && pad.mask.len() == s[0] * s[1],
@@ -271,6 +315,10 @@ impl RecUNet {
             Encoder::Blstm(l) => l.forward(last),
         };
         let mut out = self.out_convlstm.forward(&emb);
+        let mut decoded = Vec::new();
+        if return_maps {
+            decoded.push(out.clone());
+        }
         let keep = (real.len() < b * t).then(|| {
             Tensor::from_vec(
                 pad.mask.iter().map(|&m| (!m) as u8 as f32).collect(),
@@ -285,8 +333,11 @@ impl RecUNet {
                 None => f.mean(&[1], false),
             };
             out = up.forward(&out, &skip, ctx);
+            if return_maps {
+                decoded.push(out.clone());
+            }
         }
-        self.out_conv.forward(&out, ctx)
+        (out, decoded)
     }
 }
 

@@ -166,7 +166,7 @@ pub fn load_semantic(conf_path: &Path, weights: &Path, device: Device) -> Result
     Ok(model)
 }
 
-/// A U-TAE + PaPs from `conf` (train_panoptic.py's conf.json) with the weights of `weights` loaded (strict
+/// A PaPs model (U-TAE or U-ConvLSTM backbone, [`Paps::configs`]) from `conf` (train_panoptic.py's conf.json) with the weights of `weights` loaded (strict
 /// key and shape checks; the `min_confidence` buffer of the checkpoint is the one in force).
 pub fn load_panoptic(conf_path: &Path, weights: &Path, device: Device) -> Result<Paps> {
     let conf = read_json(conf_path)?;

@@ -85,13 +85,20 @@ impl SemanticConfig {
                     num_classes,
                 );
                 c.pad_value = pad_value;
+                let c = c.with_kwargs(&kw)?;
+                if c.encoder {
+                    return Err(kw.bad(
+                        "encoder",
+                        "encoder mode is PaPs' backbone (--task panoptic --backbone uconvlstm), not a semantic model",
+                    ));
+                }
                 SemanticConfig::RecUNet(
                     if name == "uconvlstm" {
                         "uconvlstm"
                     } else {
                         "buconvlstm"
                     },
-                    c.with_kwargs(&kw)?,
+                    c,
                 )
             }
             "fpn" => SemanticConfig::Fpn(

@@ -146,7 +146,7 @@ pub fn run_panoptic(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
     let data = synthetic_data(dir)?;
     let res = dir.join("results");
     let opts = PanopticOptions {
-        utae: demo_config(),
+        backbone: demo_config().into(),
         paps: PapsConfig::default(),
         loss: PapsLossConfig::default(),
         background_label: 0,

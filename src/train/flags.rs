@@ -16,7 +16,8 @@ use crate::engine::ops::conv2d::PaddingMode;
 use crate::engine::{Error, Result};
 use crate::layers::NormKind;
 use crate::models::paps::loss::PapsLossConfig;
-use crate::models::paps::PapsConfig;
+use crate::models::paps::{BackboneConfig, PapsConfig, BACKBONES};
+use crate::models::recunet::RecUNetConfig;
 use crate::models::semantic::{SemanticConfig, MODELS};
 use crate::models::utae::{padding_mode_name, parse_padding_mode, AggMode, UTaeConfig};
 use crate::train::panoptic::flags::PanopticFlags;
@@ -321,16 +322,12 @@ impl TrainArgs {
         }
         if self.model.as_deref().is_some_and(|m| m != "utae") {
             return Err(Error::Invalid(format!(
-                "--model {:?}: the panoptic task takes a U-TAE backbone (--backbone utae)",
-                self.model.as_deref().unwrap_or("")
+                "--model {:?}: the panoptic task takes its backbone from --backbone ({})",
+                self.model.as_deref().unwrap_or(""),
+                BACKBONES.join(" or ")
             )));
         }
         let p = &self.panoptic;
-        if let Some(b) = p.backbone.as_deref().filter(|&b| b != "utae") {
-            return Err(Error::Invalid(format!(
-                "--backbone {b:?}: only utae is implemented (uconvlstm is not ported)"
-            )));
-        }
         let d = PapsConfig::default();
         let paps = PapsConfig {
             num_classes: self.num_classes,
@@ -343,13 +340,26 @@ impl TrainArgs {
         if paps.shape_size == 0 {
             return Err(Error::Invalid("--shape_size 0: expected at least 1".into()));
         }
-        let utae = self.utae_config()?;
-        if utae.out_conv.last() != Some(&self.num_classes) {
-            return Err(Error::Invalid(format!(
-                "--num_classes {} differs from the last --out_conv width {:?} (train_panoptic.py asserts it)",
-                self.num_classes, utae.out_conv
-            )));
-        }
+        let backbone = match p.backbone.as_deref().unwrap_or("utae") {
+            "utae" => {
+                let utae = self.utae_config()?;
+                if utae.out_conv.last() != Some(&self.num_classes) {
+                    return Err(Error::Invalid(format!(
+                        "--num_classes {} differs from the last --out_conv width {:?} (train_panoptic.py asserts it)",
+                        self.num_classes, utae.out_conv
+                    )));
+                }
+                BackboneConfig::UTae(utae)
+            }
+            // get_model hard-codes the RecUNet: the width flags do not apply (as in the original).
+            "uconvlstm" => BackboneConfig::RecUNet(RecUNetConfig::paps()),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "--backbone {other:?}: expected {}",
+                    BACKBONES.join(" or ")
+                )))
+            }
+        };
         let l = PapsLossConfig::default();
         let loss = PapsLossConfig {
             l_center: p.l_center.unwrap_or(l.l_center),
@@ -361,7 +371,7 @@ impl TrainArgs {
             ..l
         };
         Ok(PanopticOptions {
-            utae,
+            backbone,
             paps,
             loss,
             background_label: p.background_label.unwrap_or(0),
@@ -610,11 +620,16 @@ mod panoptic_tests {
         assert!(!o.supmax && !o.autotune);
         assert_eq!((o.warmup, o.lr, o.val_every, o.val_after), (2, 0.1, 1, 0));
         assert_eq!((o.loss.l_shape, o.loss.beta), (0.0, 2.0));
-        let e = parse(&["--backbone", "uconvlstm"])
+        // --backbone uconvlstm: get_model's hard-coded RecUNet, whatever the width flags say.
+        let o = parse(&["--backbone", "uconvlstm", "--encoder_widths", "[8,8]"])
+            .panoptic_options()
+            .unwrap();
+        assert_eq!(o.backbone, BackboneConfig::RecUNet(RecUNetConfig::paps()));
+        let e = parse(&["--backbone", "unet3d"])
             .panoptic_options()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("--backbone"), "{e}");
+        assert!(e.contains("--backbone") && e.contains("uconvlstm"), "{e}");
         let e = parse(&["--npixel", "32"])
             .panoptic_options()
             .unwrap_err()

@@ -17,8 +17,9 @@ use crate::engine::profile::Report;
 use crate::engine::{no_grad, Device, Error, Gpu, Result, Tensor};
 use crate::layers::{Ctx, Module};
 use crate::models::paps::loss::{paps_loss, PapsLossConfig, TARGET_CHANNELS};
-use crate::models::paps::{Paps, PapsConfig};
+use crate::models::paps::{BackboneConfig, Paps, PapsConfig};
 use crate::models::pse::focal_loss;
+use crate::models::recunet::RecUNetConfig;
 use crate::models::semantic::{SemanticConfig, SemanticModel, MODELS};
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use crate::models::utae::{PadInfo, UTaeConfig};
@@ -33,9 +34,9 @@ pub enum ModelSpec {
     /// A pixel-set classifier (PSE + L-TAE / TAE / GRU / TempCNN at its class defaults) on
     /// (batch, dates, 10, pixels) parcels with 4 extra features.
     PixelSet(TemporalKind),
-    /// U-TAE + PaPs (the backbone's and the heads' configurations) on patches as `Semantic`, with
-    /// synthetic parcels ([`synthetic_parcels`]) as the instance target.
-    Panoptic(UTaeConfig, PapsConfig),
+    /// U-TAE + PaPs or U-ConvLSTM + PaPs (the backbone's and the heads' configurations) on patches as
+    /// `Semantic`, with synthetic parcels ([`synthetic_parcels`]) as the instance target.
+    Panoptic(BackboneConfig, PapsConfig),
 }
 
 /// A model and the shape of its synthetic batch.
@@ -101,9 +102,36 @@ impl Workload {
     /// U-TAE + PaPs: `small` (U-TAE small and shapes of 8 × 8, as the fixture `utae_paps_small`) or `paper`
     /// (train_panoptic.py's defaults).
     pub fn panoptic(config: &str, batch: usize, dates: usize, size: usize) -> Result<Workload> {
+        Workload::paps("utae", config, batch, dates, size)
+    }
+
+    /// PaPs on the backbone `backbone` (`utae` or `uconvlstm`): `small` (U-TAE small, or RecUNet with
+    /// [`small_kwargs`] in encoder mode; shapes of 8 × 8) or `paper` (train_panoptic.py's defaults; for
+    /// uconvlstm get_model's hard-coded RecUNet).
+    pub fn paps(
+        backbone: &str,
+        config: &str,
+        batch: usize,
+        dates: usize,
+        size: usize,
+    ) -> Result<Workload> {
         let mut w = Workload::semantic("utae", config, batch, dates, size)?;
         let ModelSpec::Semantic(SemanticConfig::UTae(utae)) = w.model else {
             unreachable!("Workload::semantic(\"utae\") is U-TAE")
+        };
+        let backbone = match backbone {
+            "utae" => BackboneConfig::UTae(utae),
+            "uconvlstm" if config == "small" => {
+                let mut kw = small_kwargs("uconvlstm");
+                kw["encoder"] = json!(true);
+                BackboneConfig::recunet(&kw, std::path::Path::new("profile"))?
+            }
+            "uconvlstm" => BackboneConfig::RecUNet(RecUNetConfig::paps()),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "PaPs backbone {other:?}: expected utae or uconvlstm"
+                )))
+            }
         };
         let paps = if config == "small" {
             PapsConfig {
@@ -113,7 +141,7 @@ impl Workload {
         } else {
             PapsConfig::default()
         };
-        w.model = ModelSpec::Panoptic(utae, paps);
+        w.model = ModelSpec::Panoptic(backbone, paps);
         Ok(w)
     }
 
@@ -172,7 +200,7 @@ impl Workload {
     pub fn pixel_set(model: &str, batch: usize, dates: usize, pixels: usize) -> Result<Workload> {
         let kind = TemporalKind::parse(model).ok_or_else(|| {
             Error::Invalid(format!(
-                "--model {model:?}: expected a semantic model ({}), utae_paps or pse_ltae, pse_tae, pse_gru, pse_tempcnn",
+                "--model {model:?}: expected a semantic model ({}), utae_paps, uconvlstm_paps or pse_ltae, pse_tae, pse_gru, pse_tempcnn",
                 MODELS.join(", ")
             ))
         })?;
@@ -206,8 +234,12 @@ impl Workload {
                 self.size
             ),
             ModelSpec::Panoptic(u, p) => format!(
-                "utae_paps (encoder {:?}, shapes {}²) B{} T{} {}x{}",
-                u.encoder_widths,
+                "{}_paps (encoder {:?}, shapes {}²) B{} T{} {}x{}",
+                u.name(),
+                match u {
+                    BackboneConfig::UTae(c) => &c.encoder_widths,
+                    BackboneConfig::RecUNet(c) => &c.encoder_widths,
+                },
                 p.shape_size,
                 self.batch,
                 self.dates,
@@ -244,8 +276,8 @@ impl Workload {
                     opt,
                 }
             }
-            ModelSpec::Panoptic(utae, paps) => {
-                let model = Paps::new(utae.clone(), paps.clone(), seed, device);
+            ModelSpec::Panoptic(backbone, paps) => {
+                let model = Paps::new(backbone.clone(), paps.clone(), seed, device);
                 let (x, days, pad) = self.patch_inputs(device);
                 let (h, w) = (self.size, self.width.unwrap_or(self.size));
                 let (target, zones) = synthetic_parcels(b, h, w, seed + 3);
@@ -681,7 +713,8 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProfileArgs {
     /// A semantic model (utae, uconvlstm, buconvlstm, fpn, convlstm, convgru, unet3d), U-TAE + PaPs
-    /// (utae_paps) or a pixel-set classifier: pse_ltae, pse_tae, pse_gru, pse_tempcnn.
+    /// (utae_paps), U-ConvLSTM + PaPs (uconvlstm_paps) or a pixel-set classifier: pse_ltae, pse_tae,
+    /// pse_gru, pse_tempcnn.
     #[arg(long, default_value = "utae")]
     pub model: String,
     /// Semantic and panoptic models: small (the fixtures' widths, about an eighth of the paper's) or paper
@@ -720,9 +753,14 @@ pub struct ProfileArgs {
 impl ProfileArgs {
     /// The workload these flags describe (the defaults depend on the model and config).
     pub fn workload(&self) -> Result<Workload> {
-        if self.model == "utae_paps" {
+        if let Some(backbone) = self
+            .model
+            .strip_suffix("_paps")
+            .filter(|b| ["utae", "uconvlstm"].contains(b))
+        {
             let paper = self.config == "paper";
-            Workload::panoptic(
+            Workload::paps(
+                backbone,
                 &self.config,
                 self.batch_size.unwrap_or(if paper { 4 } else { 2 }),
                 self.dates.unwrap_or(if paper { 40 } else { 8 }),

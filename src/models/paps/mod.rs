@@ -1,13 +1,14 @@
-//! U-TAE + PaPs (Parcels-as-Points, Garnot & Landrieu 2021; `PaPs` of utae-paps, spec §6): panoptic
-//! segmentation of agricultural parcels. A U-TAE in encoder mode gives a full-resolution feature map F and
-//! the decoder maps [O, D1, D2, D3]; PaPs predicts a centerness heatmap and a saliency map from F, finds
+//! U-TAE + PaPs and U-ConvLSTM + PaPs (Parcels-as-Points, Garnot & Landrieu 2021; `PaPs` of utae-paps,
+//! spec §6): panoptic segmentation of agricultural parcels. A backbone in encoder mode ([`Backbone`]: U-TAE,
+//! or RecUNet as train_panoptic.py's `--backbone uconvlstm` builds it) gives a full-resolution feature map F
+//! and the decoder maps [O, D1, D2, D3]; PaPs predicts a centerness heatmap and a saliency map from F, finds
 //! parcel centers (one per ground-truth zone in training, the local maxima of the heatmap otherwise), reads a
 //! multi-level feature vector at every center and predicts the parcel's size, class and S × S shape, then
 //! assembles each parcel's mask from its resized shape and the saliency under its box, and resolves overlaps
 //! by a pseudo non-maximum suppression into an instance map and a semantic map.
 //!
 //! ```text
-//! x ─ U-TAE(encoder) ─ F (B, 32, H, W) ─┬─ heatmap_conv → σ → heatmap (B, 1, H, W) ─ centers (M)
+//! x ─ backbone(encoder) ─ F (B, 32, H, W) ─┬─ heatmap_conv → σ → heatmap (B, 1, H, W) ─ centers (M)
 //!                                      └─ saliency_conv → saliency (B, 1, H, W)
 //!   maps [O, D1, D2, D3] ─ gather at centers → stack (M, 256) ─┬ size_mlp → (M, 2)   ─ boxes
 //!                                                              ├ class_mlp → (M, K)
@@ -33,6 +34,8 @@ use crate::engine::ops::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::{prefixed, Conv2d, Ctx, GroupNorm, Linear, Mlp, Module, NormKind};
+use crate::models::kwargs::Kwargs;
+use crate::models::recunet::{RecUNet, RecUNetConfig};
 use crate::models::utae::{ConvLayer, PadInfo, UTae, UTaeConfig, UTaeOutput};
 
 pub use centers::{Center, InstanceLayout};
@@ -106,29 +109,133 @@ impl PapsConfig {
                 *slot = x as f32;
             }
         }
-        if let Some(b) = v.get("backbone").and_then(Value::as_str) {
-            if b != "utae" {
-                return Err(bad(
-                    "backbone",
-                    &format!("{b:?} is not implemented yet (supported: utae)"),
-                ));
-            }
-        }
         Ok(c)
     }
 }
 
-/// The center heads' input width (`stack_dim`) and the feature map width (`enc_dim`) of a U-TAE encoder.
-fn dims(u: &UTaeConfig) -> (usize, usize) {
-    (u.decoder_widths[0], u.decoder_widths.iter().sum())
+/// The backbones train_panoptic.py's `--backbone` names.
+pub const BACKBONES: [&str; 2] = ["utae", "uconvlstm"];
+
+/// PaPs' backbone, in encoder mode (train_panoptic.py's `--backbone`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackboneConfig {
+    /// `utae`: U-TAE from the width flags.
+    UTae(UTaeConfig),
+    /// `uconvlstm`: RecUNet (hard-coded by get_model, [`RecUNetConfig::paps`]; smaller ones from kwargs).
+    RecUNet(RecUNetConfig),
 }
 
-/// The U-TAE + PaPs model.
+impl From<UTaeConfig> for BackboneConfig {
+    fn from(c: UTaeConfig) -> Self {
+        BackboneConfig::UTae(c)
+    }
+}
+
+impl From<RecUNetConfig> for BackboneConfig {
+    fn from(c: RecUNetConfig) -> Self {
+        BackboneConfig::RecUNet(c)
+    }
+}
+
+impl BackboneConfig {
+    /// conf.json's `backbone`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackboneConfig::UTae(_) => "utae",
+            BackboneConfig::RecUNet(_) => "uconvlstm",
+        }
+    }
+
+    /// The feature map width (`enc_dim`, decoder_widths[0]) and the center heads' input width (`stack_dim`,
+    /// the sum of the decoder widths).
+    pub fn dims(&self) -> (usize, usize) {
+        let w = match self {
+            BackboneConfig::UTae(u) => &u.decoder_widths,
+            BackboneConfig::RecUNet(r) => &r.decoder_widths,
+        };
+        (w[0], w.iter().sum())
+    }
+
+    /// The `uconvlstm` backbone: train_panoptic.py's hard-coded RecUNet with `kwargs` (RecUNet's keyword
+    /// names, from `path`; a fixture's smaller model) applied. Encoder mode is required.
+    pub fn recunet(kwargs: &Value, path: &std::path::Path) -> Result<BackboneConfig> {
+        let kw = Kwargs::new(kwargs, path);
+        let c = RecUNetConfig::paps().with_kwargs(&kw)?;
+        if !c.encoder {
+            return Err(kw.bad("encoder", "PaPs takes its backbone in encoder mode (true)"));
+        }
+        Ok(BackboneConfig::RecUNet(c))
+    }
+}
+
+/// A PaPs backbone (state_dict prefix `encoder.`).
+pub enum Backbone {
+    /// U-TAE in encoder mode.
+    UTae(UTae),
+    /// RecUNet (U-ConvLSTM) in encoder mode.
+    RecUNet(RecUNet),
+}
+
+impl Backbone {
+    /// A freshly initialised backbone (weights from `seed`).
+    pub fn new(config: BackboneConfig, seed: u64, device: Device) -> Self {
+        match config {
+            BackboneConfig::UTae(c) => Backbone::UTae(UTae::new(c, seed, device)),
+            BackboneConfig::RecUNet(c) => Backbone::RecUNet(RecUNet::new(c, seed, device)),
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> BackboneConfig {
+        match self {
+            Backbone::UTae(m) => BackboneConfig::UTae(m.config.clone()),
+            Backbone::RecUNet(m) => BackboneConfig::RecUNet(m.config.clone()),
+        }
+    }
+
+    /// Encoder mode: the last decoder map F (B, enc_dim, H, W), the maps [O, D1, …] and, for U-TAE, the
+    /// L-TAE attention masks (RecUNet has none).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        days: &[f32],
+        pad: &PadInfo,
+        ctx: &Ctx,
+    ) -> (Tensor, Vec<Tensor>, Option<Tensor>) {
+        match self {
+            Backbone::UTae(m) => {
+                let UTaeOutput { out, maps, attn } = m.forward(x, days, pad, ctx, true);
+                (out, maps, Some(attn))
+            }
+            Backbone::RecUNet(m) => {
+                let (out, maps) = m.forward_maps(x, pad, ctx);
+                (out, maps, None)
+            }
+        }
+    }
+}
+
+impl Module for Backbone {
+    fn named_parameters(&self, p: &str) -> Vec<(String, Tensor)> {
+        match self {
+            Backbone::UTae(m) => m.named_parameters(p),
+            Backbone::RecUNet(m) => m.named_parameters(p),
+        }
+    }
+    fn named_buffers(&self, p: &str) -> Vec<(String, Tensor)> {
+        match self {
+            Backbone::UTae(m) => m.named_buffers(p),
+            Backbone::RecUNet(m) => m.named_buffers(p),
+        }
+    }
+}
+
+/// The PaPs model (U-TAE + PaPs or U-ConvLSTM + PaPs).
 pub struct Paps {
     /// Its configuration.
     pub config: PapsConfig,
     /// The backbone (encoder mode).
-    pub encoder: UTae,
+    pub encoder: Backbone,
     /// The pseudo-NMS confidence cut-off (1,), a state_dict buffer (tuned on validation).
     pub min_confidence: Tensor,
     heatmap_conv: ConvLayer,
@@ -153,8 +260,8 @@ pub struct PapsOutput {
     pub heads: Option<Heads>,
     /// The panoptic maps, when the pseudo-NMS ran.
     pub panoptic: Option<Panoptic>,
-    /// The L-TAE attention masks of the encoder (n_head, B, T, H/8, W/8).
-    pub attn: Tensor,
+    /// The L-TAE attention masks of a U-TAE encoder (n_head, B, T, H/8, W/8); `None` for RecUNet.
+    pub attn: Option<Tensor>,
 }
 
 /// The per-center predictions.
@@ -173,9 +280,9 @@ pub struct Heads {
 
 impl Paps {
     /// A freshly initialised model (weights from `seed`, the original's `weight_init` distributions).
-    pub fn new(utae: UTaeConfig, config: PapsConfig, seed: u64, device: Device) -> Self {
-        let (enc, stack) = dims(&utae);
-        let encoder = UTae::new(utae, seed, device);
+    pub fn new(backbone: BackboneConfig, config: PapsConfig, seed: u64, device: Device) -> Self {
+        let (enc, stack) = backbone.dims();
+        let encoder = Backbone::new(backbone, seed, device);
         let mut rng = Rng::new(seed ^ 0x9A95);
         let mode = PaddingMode::Reflect;
         let conv = |rng: &mut Rng| {
@@ -229,8 +336,7 @@ impl Paps {
         }
     }
 
-    /// A model from a conf.json object (`backbone` utae; U-TAE keys and PaPs keys side by side, or under
-    /// `"UTAE"` / `"PaPs"` as a fixture's constructor kwargs).
+    /// A model from a conf.json object (see [`Paps::configs`]).
     pub fn from_conf(
         conf: &Value,
         path: &std::path::Path,
@@ -241,11 +347,44 @@ impl Paps {
         Ok(Paps::new(utae, paps, seed, device))
     }
 
-    /// The backbone's and the heads' configurations of a conf.json object (see [`Paps::from_conf`]).
-    pub fn configs(conf: &Value, path: &std::path::Path) -> Result<(UTaeConfig, PapsConfig)> {
-        let utae = UTaeConfig::from_json(conf.get("UTAE").unwrap_or(conf), path)?;
+    /// The backbone's and the heads' configurations of a conf.json object: a fixture's constructor kwargs
+    /// (`{"UTAE": {…}, "PaPs": {…}}` or `{"RecUNet": {…}, "PaPs": {…}}`), or train_panoptic.py's keys side
+    /// by side: `backbone` utae (the default) takes U-TAE from the width keys; `uconvlstm` is get_model's
+    /// hard-coded RecUNet ([`RecUNetConfig::paps`]; the width keys do not apply), with the RecUNet arguments
+    /// of `model_kwargs` or `reference.constructor_kwargs.RecUNet` (a smaller model) applied when present.
+    pub fn configs(conf: &Value, path: &std::path::Path) -> Result<(BackboneConfig, PapsConfig)> {
         let paps = PapsConfig::from_json(conf.get("PaPs").unwrap_or(conf), path)?;
-        Ok((utae, paps))
+        let backbone = if let Some(k) = conf.get("RecUNet") {
+            BackboneConfig::recunet(k, path)?
+        } else if let Some(u) = conf.get("UTAE") {
+            BackboneConfig::UTae(UTaeConfig::from_json(u, path)?)
+        } else {
+            match conf.get("backbone") {
+                None | Some(Value::Null) => BackboneConfig::UTae(UTaeConfig::from_json(conf, path)?),
+                Some(Value::String(b)) if b == "utae" => {
+                    BackboneConfig::UTae(UTaeConfig::from_json(conf, path)?)
+                }
+                Some(Value::String(b)) if b == "uconvlstm" => {
+                    let empty = Value::Object(serde_json::Map::new());
+                    let kw = conf
+                        .get("model_kwargs")
+                        .filter(|v| !v.is_null())
+                        .or_else(|| conf.pointer("/reference/constructor_kwargs/RecUNet"))
+                        .unwrap_or(&empty);
+                    BackboneConfig::recunet(kw, path)?
+                }
+                Some(b) => {
+                    return Err(Error::format(
+                        path,
+                        format!(
+                            "conf.json key \"backbone\": {b} is not a PaPs backbone (expected one of {})",
+                            BACKBONES.join(", ")
+                        ),
+                    ))
+                }
+            }
+        };
+        Ok((backbone, paps))
     }
 
     /// The cut-off in force (the buffer's value).
@@ -272,7 +411,7 @@ impl Paps {
         pseudo_nms: bool,
         heatmap_only: bool,
     ) -> PapsOutput {
-        let UTaeOutput { out, maps, attn } = self.encoder.forward(x, days, pad, ctx, true);
+        let (out, maps, attn) = self.encoder.forward(x, days, pad, ctx);
         let heatmap = self.heatmap_conv.forward(&out, ctx).sigmoid();
         let (center_mask, centers) = no_grad(|| centers::extract(&heatmap, zones));
         if heatmap_only {

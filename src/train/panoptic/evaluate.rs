@@ -36,7 +36,7 @@ pub fn options_from_conf(
     conf_path: &Path,
     e: &EvaluateOptions,
 ) -> Result<PanopticOptions> {
-    let (utae, paps) = Paps::configs(conf, conf_path)?;
+    let (backbone, paps) = Paps::configs(conf, conf_path)?;
     let f = |k: &str, d: f32| conf.get(k).and_then(Value::as_f64).map_or(d, |v| v as f32);
     let l = PapsLossConfig::default();
     let loss = PapsLossConfig {
@@ -60,7 +60,7 @@ pub fn options_from_conf(
             .map(|v| v as usize))
         .unwrap_or(4);
     Ok(PanopticOptions {
-        utae,
+        backbone,
         paps,
         loss,
         background_label: conf
@@ -100,7 +100,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, [f64; 3])>> {
     let o = options_from_conf(&conf, &conf_path, e)?;
     let folds = pastis_folds(e.fold)?;
     let device = device_of(e.cpu)?;
-    let model = Paps::new(o.utae.clone(), o.paps.clone(), 0, device);
+    let model = Paps::new(o.backbone.clone(), o.paps.clone(), 0, device);
     let mut runs = Vec::new();
     for &k in &folds {
         let w = checkpoint_of(&e.weight_folder, k)?;

@@ -13,7 +13,8 @@ pub struct PanopticFlags {
     /// panoptic: No residual mask CNN (masks = σ(shape) · σ(saliency)).
     #[arg(long = "no_mask_conv")]
     pub no_mask_conv: bool,
-    /// panoptic: Backbone: utae (the only one here; uconvlstm is not ported).
+    /// panoptic: Backbone: utae (from the width flags, the default) or uconvlstm (get_model's hard-coded
+    /// RecUNet; the width flags do not apply).
     #[arg(long)]
     pub backbone: Option<String>,
     /// panoptic: Weight of the centerness loss (default 1).

@@ -43,7 +43,7 @@ use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::state::load_state_dict;
 use crate::layers::{Ctx, Module};
 use crate::models::paps::loss::{paps_loss, PapsLossConfig, TARGET_CHANNELS};
-use crate::models::paps::{Paps, PapsConfig};
+use crate::models::paps::{BackboneConfig, Paps, PapsConfig};
 use crate::models::registry::read_weights;
 use crate::models::utae::{padding_mode_name, PadInfo, UTaeConfig};
 use crate::train::adam::{Adam, AdamConfig};
@@ -60,8 +60,9 @@ use meter::{PanopticMeter, PanopticValue};
 /// `train_panoptic.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`.
 #[derive(Debug, Clone)]
 pub struct PanopticOptions {
-    /// The U-TAE backbone (encoder mode; `out_conv` is built and counted, unused).
-    pub utae: UTaeConfig,
+    /// The backbone (`--backbone`: U-TAE from the width flags, or RecUNet; encoder mode, its `out_conv`
+    /// built and counted, unused).
+    pub backbone: BackboneConfig,
     /// The PaPs heads.
     pub paps: PapsConfig,
     /// PaPsLoss' weights, β and the void label.
@@ -115,11 +116,32 @@ pub struct PanopticOptions {
 }
 
 impl PanopticOptions {
-    /// conf.json: train_panoptic.py's keys (`vars(config)`, spec §9.4) + N_params.
+    /// conf.json: train_panoptic.py's keys (`vars(config)`, spec §9.4) + N_params. With the uconvlstm
+    /// backbone the U-TAE keys hold the RecUNet's widths, norm and padding (the L-TAE ones U-TAE's defaults;
+    /// none of them is read back) and `model_kwargs` its constructor arguments, so that a smaller RecUNet is
+    /// rebuilt from the file.
     pub fn to_conf_json(&self, n_params: usize) -> Value {
-        let (u, p, l) = (&self.utae, &self.paps, &self.loss);
+        let (p, l) = (&self.paps, &self.loss);
+        let recunet_widths;
+        let (u, model_kwargs) = match &self.backbone {
+            BackboneConfig::UTae(u) => (u, None),
+            BackboneConfig::RecUNet(r) => {
+                recunet_widths = UTaeConfig {
+                    encoder_widths: r.encoder_widths.clone(),
+                    decoder_widths: r.decoder_widths.clone(),
+                    out_conv: r.out_conv.clone(),
+                    str_conv_k: r.str_conv[0],
+                    str_conv_s: r.str_conv[1],
+                    str_conv_p: r.str_conv[2],
+                    encoder_norm: r.encoder_norm,
+                    padding_mode: r.padding_mode,
+                    ..UTaeConfig::default()
+                };
+                (&recunet_widths, Some(r.kwargs()))
+            }
+        };
         let mut conf = json!({
-            "shape_size": p.shape_size, "mask_conv": p.mask_conv, "backbone": "utae",
+            "shape_size": p.shape_size, "mask_conv": p.mask_conv, "backbone": self.backbone.name(),
             "l_center": l.l_center, "l_size": l.l_size, "l_shape": l.l_shape, "l_class": l.l_class,
             "beta": l.beta, "autotune": self.autotune, "supmax": self.supmax, "warmup": self.warmup,
             "val_metrics_only": self.val_metrics_only, "val_every": self.val_every, "val_after": self.val_after,
@@ -142,6 +164,9 @@ impl PanopticOptions {
         });
         if let (Some(a), Some(b)) = (conf.as_object_mut(), rest.as_object()) {
             a.extend(b.clone());
+            if let Some(kwargs) = model_kwargs {
+                a.insert("model_kwargs".into(), kwargs);
+            }
         }
         conf
     }
@@ -414,7 +439,7 @@ pub fn train(o: &PanopticOptions) -> Result<Vec<(usize, PassMetrics)>> {
         }
     }
     open(&used)?.check(Some(o.paps.num_classes))?;
-    let build = |seed, device| Paps::new(o.utae.clone(), o.paps.clone(), seed, device);
+    let build = |seed, device| Paps::new(o.backbone.clone(), o.paps.clone(), seed, device);
     let scratch = build(0, Device::Cpu);
     let init = match &o.init_weights {
         Some(w) => {
