@@ -28,8 +28,9 @@ use sitsgpu::layers::state::load_state_dict;
 use sitsgpu::layers::Ctx;
 use sitsgpu::models::semantic::{SemanticConfig, SemanticModel};
 use sitsgpu::models::utae::{PadInfo, UTaeConfig};
+use sitsgpu::train::fold_loop::RunOptions;
 use sitsgpu::train::metrics::ConfusionMatrix;
-use sitsgpu::train::predict::argmax_classes;
+use sitsgpu::train::semantic::predict::argmax_classes;
 use sitsgpu::train::semantic::{evaluate, train, EvaluateOptions, TrainOptions};
 use sitsgpu::{Device, Tensor};
 
@@ -58,24 +59,21 @@ fn tiny_model() -> UTaeConfig {
 
 fn train_opts(data: &Path, res: &Path, epochs: usize, cpu: bool) -> TrainOptions {
     TrainOptions {
+        run: RunOptions {
+            epochs,
+            batch_size: 2,
+            lr: 0.01,
+            fold: Some(1),
+            cpu,
+            progress: false,
+            ..RunOptions::new(data, res)
+        },
         model: tiny_model().into(),
-        dataset_folder: data.to_path_buf(),
-        res_dir: res.to_path_buf(),
-        rdm_seed: 1,
-        epochs,
-        batch_size: 2,
-        lr: 0.01,
-        fold: Some(1),
         num_classes: 20,
         ignore_index: -1,
         pad_value: 0.0,
         val_every: 1,
         val_after: 0,
-        init_weights: None,
-        max_steps: None,
-        resume: false,
-        cpu,
-        progress: false,
         ref_date: sitsgpu::data::pastis::PastisOptions::default().ref_date,
         mono_date: None,
         keep_last_batch: false,
@@ -355,8 +353,8 @@ fn five_folds_write_the_overall_summary() {
     write_pastis(&data, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
     let res = tmp.0.join("res");
     let mut o = train_opts(&data, &res, 1, true);
-    o.fold = None;
-    o.max_steps = Some(1);
+    o.run.fold = None;
+    o.run.max_steps = Some(1);
     let results = train(&o).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         results.iter().map(|r| r.0).collect::<Vec<_>>(),
@@ -401,7 +399,7 @@ fn five_folds_write_the_overall_summary() {
 /// Runs `epochs` epochs into `res` (resuming when asked).
 fn run(data: &Path, res: &Path, epochs: usize, resume: bool, cpu: bool) {
     let mut o = train_opts(data, res, epochs, cpu);
-    o.resume = resume;
+    o.run.resume = resume;
     train(&o).unwrap_or_else(|e| panic!("{e}"));
 }
 

@@ -41,6 +41,7 @@ use sitsgpu::models::paps::loss::PapsLossConfig;
 use sitsgpu::models::paps::{BackboneConfig, PapsConfig};
 use sitsgpu::models::registry::Task;
 use sitsgpu::models::utae::UTaeConfig;
+use sitsgpu::train::fold_loop::RunOptions;
 use sitsgpu::train::panoptic::{self, PanopticOptions};
 use sitsgpu::train::semantic::EvaluateOptions;
 
@@ -71,13 +72,15 @@ fn opts(data: &Path, res: &Path, epochs: usize) -> PanopticOptions {
         },
         loss: PapsLossConfig::default(),
         background_label: 0,
-        dataset_folder: data.to_path_buf(),
-        res_dir: res.to_path_buf(),
-        rdm_seed: 1,
-        epochs,
-        batch_size: 2,
-        lr: 0.01,
-        fold: Some(1),
+        run: RunOptions {
+            epochs,
+            batch_size: 2,
+            lr: 0.01,
+            fold: Some(1),
+            cpu: true,
+            progress: false,
+            ..RunOptions::new(data, res)
+        },
         pad_value: 0.0,
         val_every: 1,
         val_after: 0,
@@ -85,11 +88,6 @@ fn opts(data: &Path, res: &Path, epochs: usize) -> PanopticOptions {
         autotune: true,
         supmax: true,
         val_metrics_only: false,
-        init_weights: None,
-        max_steps: None,
-        resume: false,
-        cpu: true,
-        progress: false,
         ref_date: PastisOptions::default().ref_date,
         mono_date: None,
         keep_last_batch: false,
@@ -204,7 +202,7 @@ fn train_evaluate_predict_and_resume_on_cpu() {
     let b = tmp.0.join("b");
     panoptic::train(&opts(&data, &b, 1)).unwrap_or_else(|e| panic!("{e}"));
     let mut o = opts(&data, &b, 3);
-    o.resume = true;
+    o.run.resume = true;
     panoptic::train(&o).unwrap_or_else(|e| panic!("{e}"));
     let last = |r: &Path| read_npz(r.join("Fold_1/last.npz")).unwrap();
     assert_bit_identical(&last(&b), &last(&a), "1 + resume: last.npz");
@@ -525,8 +523,8 @@ fn gpu_smoke_run_and_resume() {
     write_pastis(&data, &tiny_synth()).unwrap_or_else(|e| panic!("{e}"));
     let gpu = |res: &Path, epochs: usize, resume: bool| {
         let mut o = opts(&data, res, epochs);
-        o.cpu = false;
-        o.resume = resume;
+        o.run.cpu = false;
+        o.run.resume = resume;
         panoptic::train(&o).unwrap_or_else(|e| panic!("{e}"));
     };
     let (a, b) = (tmp.0.join("a"), tmp.0.join("b"));
@@ -609,11 +607,12 @@ fn uconvlstm_opts(data: &Path, res: &Path, epochs: usize, cpu: bool) -> Panoptic
         "out_conv": [8, 20], "hidden_dim": 4, "input_size": 16});
     let backbone = BackboneConfig::recunet(&kwargs, Path::new("test kwargs"))
         .unwrap_or_else(|e| panic!("{e}"));
-    PanopticOptions {
+    let mut o = PanopticOptions {
         backbone,
-        cpu,
         ..opts(data, res, epochs)
-    }
+    };
+    o.run.cpu = cpu;
+    o
 }
 
 /// 2 epochs (warm-up, then validation with tuning), the test, `evaluate` = training's test, `predict`.

@@ -68,11 +68,11 @@ fn opts(data: &Path, res: &Path, epochs: usize, cpu: bool) -> PixelSetTrainOptio
     let mut o = PixelSetTrainOptions::new(data, res);
     o.model = tiny_model(TemporalKind::Ltae);
     o.kfold = 3;
-    o.epochs = epochs;
-    o.batch_size = 16;
-    o.lr = 0.01;
-    o.cpu = cpu;
-    o.progress = false;
+    o.run.epochs = epochs;
+    o.run.batch_size = 16;
+    o.run.lr = 0.01;
+    o.run.cpu = cpu;
+    o.run.progress = false;
     o
 }
 
@@ -207,14 +207,14 @@ fn resume_is_bit_identical_with_random_draws() {
     let data = synth(&tmp.0, 45);
     let (a, b) = (tmp.0.join("a"), tmp.0.join("b"));
     let mut full = opts(&data, &a, 2, true);
-    full.fold = Some(2);
+    full.run.fold = Some(2);
     train(&full).unwrap_or_else(|e| panic!("{e}"));
     let mut first = opts(&data, &b, 1, true);
-    first.fold = Some(2);
+    first.run.fold = Some(2);
     train(&first).unwrap_or_else(|e| panic!("{e}"));
     let mut rest = opts(&data, &b, 2, true);
-    rest.fold = Some(2);
-    rest.resume = true;
+    rest.run.fold = Some(2);
+    rest.run.resume = true;
     train(&rest).unwrap_or_else(|e| panic!("{e}"));
     for f in ["last.npz", "model.npz", "conf_mat.npy"] {
         assert_eq!(
@@ -317,7 +317,7 @@ fn the_four_models_learn_the_synthetic_classes() {
         let mut o = opts(&data, &res, 6, cpu);
         o.model = tiny_model(kind);
         o.kfold = 5;
-        o.fold = Some(1);
+        o.run.fold = Some(1);
         o.deterministic_eval = true;
         let r = train(&o).unwrap_or_else(|e| panic!("{e}"));
         let log = read_json(&res.join("Fold_1/trainlog.json"));

@@ -270,7 +270,7 @@ impl RecUNet {
         self.out_conv.forward(&out, ctx)
     }
 
-    /// Encoder mode (`RecUNet.forward` with `encoder = True`): the last up-block output (B, decoder_widths[0],
+    /// Encoder mode (`RecUNet.forward` with `encoder = True`): the last up-block output (B, `decoder_widths[0]`,
     /// H, W), before out_conv, and the maps [bottleneck after out_convlstm (B, 128, H/8, W/8), up block 0's
     /// output, up block 1's, …] (the last one is the first output again).
     pub fn forward_maps(&self, x: &Tensor, pad: &PadInfo, ctx: &Ctx) -> (Tensor, Vec<Tensor>) {

@@ -1,5 +1,5 @@
 //! What each `sitsgpu` subcommand does once its flags are parsed: the choice between the semantic workflow
-//! ([`crate::train::semantic`], [`crate::train::predict`]), the pixel-set one ([`crate::train::pixelset`]) and
+//! ([`crate::train::semantic`], [`crate::train::semantic::predict`]), the pixel-set one ([`crate::train::pixelset`]) and
 //! the panoptic one ([`crate::train::panoptic`]),
 //! made from `--task` or from the [`Task`] the weight folder's conf.json describes, and the flags of
 //! `evaluate`, `predict` and `synth` (those of `train` are in [`crate::train::flags`]).
@@ -14,7 +14,7 @@ use crate::models::registry::{self, Task};
 use crate::train::flags::TrainArgs;
 use crate::train::panoptic;
 use crate::train::pixelset::{self, predict::PixelSetPredictOptions, PixelSetEvaluateOptions};
-use crate::train::predict::PredictOptions;
+use crate::train::semantic::predict::PredictOptions;
 use crate::train::semantic::{self, dates_from_conf, EvaluateOptions};
 use crate::train::state::device_of;
 
@@ -209,7 +209,7 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
         return Ok(());
     }
     let model = registry::load_semantic(&conf, weights, device)?;
-    let n = crate::train::predict::predict(&model, device, &opts)?;
+    let n = crate::train::semantic::predict::predict(&model, device, &opts)?;
     println!("wrote predictions for {n} patches to {}", a.out.display());
     Ok(())
 }

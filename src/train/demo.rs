@@ -18,8 +18,9 @@ use crate::models::paps::loss::PapsLossConfig;
 use crate::models::paps::PapsConfig;
 use crate::models::registry::load_panoptic;
 use crate::models::utae::{AggMode, UTaeConfig};
+use crate::train::fold_loop::RunOptions;
 use crate::train::panoptic::{self, PanopticOptions};
-use crate::train::predict::PredictOptions;
+use crate::train::semantic::predict::PredictOptions;
 use crate::train::semantic::{evaluate, train, EvaluateOptions, TrainOptions};
 
 /// The demo's model: U-TAE with the default architecture at an eighth of the width.
@@ -38,6 +39,17 @@ pub fn demo_config() -> UTaeConfig {
 }
 
 /// The adapter to use, said out loud: the GPU, or (none found, or `cpu`) the CPU reference path.
+/// The demo runs' shared options: rotation 1, seed 1, batch 4, lr 0.01, progress bars.
+fn demo_run(data: &Path, res: &Path, epochs: usize, cpu: bool) -> RunOptions {
+    RunOptions {
+        epochs,
+        lr: 0.01,
+        fold: Some(1),
+        cpu,
+        ..RunOptions::new(data, res)
+    }
+}
+
 fn pick_cpu(cpu: bool) -> bool {
     // A fresh machine may have no GPU driver at all: the demo still runs, on the CPU reference path.
     cpu || match crate::engine::Gpu::get() {
@@ -88,24 +100,13 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
     let data = synthetic_data(dir)?;
     let res = dir.join("results");
     let opts = TrainOptions {
+        run: demo_run(&data, &res, epochs, cpu),
         model: demo_config().into(),
-        dataset_folder: data.clone(),
-        res_dir: res.clone(),
-        rdm_seed: 1,
-        epochs,
-        batch_size: 4,
-        lr: 0.01,
-        fold: Some(1),
         num_classes: 20,
         ignore_index: -1,
         pad_value: 0.0,
         val_every: 1,
         val_after: 0,
-        init_weights: None,
-        max_steps: None,
-        resume: false,
-        cpu,
-        progress: true,
         ref_date: crate::data::pastis::PastisOptions::default().ref_date,
         mono_date: None,
         keep_last_batch: false,
@@ -150,13 +151,7 @@ pub fn run_panoptic(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         paps: PapsConfig::default(),
         loss: PapsLossConfig::default(),
         background_label: 0,
-        dataset_folder: data.clone(),
-        res_dir: res.clone(),
-        rdm_seed: 1,
-        epochs,
-        batch_size: 4,
-        lr: 0.01,
-        fold: Some(1),
+        run: demo_run(&data, &res, epochs, cpu),
         pad_value: 0.0,
         val_every: 1,
         val_after: 0,
@@ -164,11 +159,6 @@ pub fn run_panoptic(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         autotune: true,
         supmax: true,
         val_metrics_only: false,
-        init_weights: None,
-        max_steps: None,
-        resume: false,
-        cpu,
-        progress: true,
         ref_date: crate::data::pastis::PastisOptions::default().ref_date,
         mono_date: None,
         keep_last_batch: false,

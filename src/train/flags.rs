@@ -20,6 +20,7 @@ use crate::models::paps::{BackboneConfig, PapsConfig, BACKBONES};
 use crate::models::recunet::RecUNetConfig;
 use crate::models::semantic::{SemanticConfig, MODELS};
 use crate::models::utae::{padding_mode_name, parse_padding_mode, AggMode, UTaeConfig};
+use crate::train::fold_loop::RunOptions;
 use crate::train::panoptic::flags::PanopticFlags;
 use crate::train::panoptic::PanopticOptions;
 use crate::train::pixelset::flags::{PixelSetFlags, SharedFlags};
@@ -265,28 +266,36 @@ impl TrainArgs {
             ));
         }
         Ok(TrainOptions {
+            run: self.run_options(0.001),
             model: self.semantic_model()?,
-            dataset_folder: self.dataset_folder.clone(),
-            res_dir: self.res_dir.clone(),
-            rdm_seed: self.rdm_seed,
-            epochs: self.epochs,
-            batch_size: self.batch_size.unwrap_or(4),
-            lr: self.lr.unwrap_or(0.001),
-            fold: self.fold,
             num_classes: self.num_classes,
             ignore_index: self.ignore_index,
             pad_value: self.pad_value,
             val_every: self.val_every.unwrap_or(1),
             val_after: self.val_after.unwrap_or(0),
+            ref_date: self.ref_date,
+            mono_date: self.mono_date,
+            keep_last_batch: self.keep_last_batch,
+        })
+    }
+
+    /// The options every task shares, with the task's default learning rate (train_semantic.py 0.001,
+    /// train_panoptic.py 0.01).
+    fn run_options(&self, default_lr: f64) -> RunOptions {
+        RunOptions {
+            dataset_folder: self.dataset_folder.clone(),
+            res_dir: self.res_dir.clone(),
+            rdm_seed: self.rdm_seed,
+            epochs: self.epochs,
+            batch_size: self.batch_size.unwrap_or(4),
+            lr: self.lr.unwrap_or(default_lr),
+            fold: self.fold,
             init_weights: self.init_weights.clone(),
             max_steps: self.max_steps,
             resume: self.resume,
             cpu: self.cpu(),
             progress: true,
-            ref_date: self.ref_date,
-            mono_date: self.mono_date,
-            keep_last_batch: self.keep_last_batch,
-        })
+        }
     }
 
     /// The flags the pixel-set task shares with the semantic one.
@@ -375,13 +384,7 @@ impl TrainArgs {
             paps,
             loss,
             background_label: p.background_label.unwrap_or(0),
-            dataset_folder: self.dataset_folder.clone(),
-            res_dir: self.res_dir.clone(),
-            rdm_seed: self.rdm_seed,
-            epochs: self.epochs,
-            batch_size: self.batch_size.unwrap_or(4),
-            lr: self.lr.unwrap_or(0.01),
-            fold: self.fold,
+            run: self.run_options(0.01),
             pad_value: self.pad_value,
             val_every: self.val_every.unwrap_or(5),
             val_after: self.val_after.unwrap_or(65),
@@ -389,11 +392,6 @@ impl TrainArgs {
             autotune: !p.no_autotune,
             supmax: !p.no_supmax,
             val_metrics_only: p.val_metrics_only,
-            init_weights: self.init_weights.clone(),
-            max_steps: self.max_steps,
-            resume: self.resume,
-            cpu: self.cpu(),
-            progress: true,
             ref_date: self.ref_date,
             mono_date: self.mono_date,
             keep_last_batch: self.keep_last_batch,
@@ -446,12 +444,15 @@ mod tests {
         let a = parse(&[]).unwrap();
         assert_eq!(a.utae_config().unwrap(), UTaeConfig::default());
         let o = a.semantic_options().unwrap();
-        assert_eq!((o.batch_size, o.num_classes, o.ignore_index), (4, 20, -1));
+        assert_eq!(
+            (o.run.batch_size, o.num_classes, o.ignore_index),
+            (4, 20, -1)
+        );
         assert_eq!(
             (o.ref_date, o.mono_date),
             (PastisOptions::default().ref_date, None)
         );
-        assert!(!o.cpu);
+        assert!(!o.run.cpu);
     }
 
     #[test]
@@ -492,7 +493,7 @@ mod tests {
             (AggMode::AttMean, NormKind::Batch, PaddingMode::Zeros)
         );
         let o = a.semantic_options().unwrap();
-        assert!(o.cpu && a.shared().cpu);
+        assert!(o.run.cpu && a.shared().cpu);
         assert_eq!(
             o.mono_date,
             Some(MonoDate::Date(Date::parse("2019-05-01").unwrap()))
@@ -571,12 +572,18 @@ mod panoptic_tests {
         let o = parse(&[]).panoptic_options().unwrap();
         assert_eq!(o.paps, PapsConfig::default());
         assert_eq!(o.loss, PapsLossConfig::default());
-        assert_eq!((o.lr, o.val_every, o.val_after, o.warmup), (0.01, 5, 65, 5));
+        assert_eq!(
+            (o.run.lr, o.val_every, o.val_after, o.warmup),
+            (0.01, 5, 65, 5)
+        );
         assert!(o.autotune && o.supmax && !o.val_metrics_only);
-        assert_eq!((o.batch_size, o.background_label, o.epochs), (4, 0, 100));
+        assert_eq!(
+            (o.run.batch_size, o.background_label, o.run.epochs),
+            (4, 0, 100)
+        );
         // The semantic task keeps its own defaults for the shared flags.
         let s = parse(&[]).semantic_options().unwrap();
-        assert_eq!((s.lr, s.val_every, s.val_after), (0.001, 1, 0));
+        assert_eq!((s.run.lr, s.val_every, s.val_after), (0.001, 1, 0));
     }
 
     #[test]
@@ -618,7 +625,10 @@ mod panoptic_tests {
             (0.3, 0.6, 0.5)
         );
         assert!(!o.supmax && !o.autotune);
-        assert_eq!((o.warmup, o.lr, o.val_every, o.val_after), (2, 0.1, 1, 0));
+        assert_eq!(
+            (o.warmup, o.run.lr, o.val_every, o.val_after),
+            (2, 0.1, 1, 0)
+        );
         assert_eq!((o.loss.l_shape, o.loss.beta), (0.0, 2.0));
         // --backbone uconvlstm: get_model's hard-coded RecUNet, whatever the width flags say.
         let o = parse(&["--backbone", "uconvlstm", "--encoder_widths", "[8,8]"])

@@ -1,10 +1,14 @@
-//! Training: the optimizer ([`adam`]), the semantic-segmentation workflow ([`semantic`]: train / evaluate), the
-//! pixel-set classification workflow ([`pixelset`]: train / evaluate / predict), what they share ([`state`]),
-//! the panoptic workflow of U-TAE + PaPs ([`panoptic`]: train / evaluate / predict, its `PanopticMeter` and
-//! pictures), the semantic workflow's incomplete batches ([`drop_last`]), [`metrics`], [`predict`], the
-//! per-kernel [`profile`]r's workloads, progress bars and training-curve plots; the command line's flags
-//! ([`flags`]) and what each subcommand runs ([`commands`]); [`diagnose`]: why two training steps disagree
-//! (decisions within float32 noise, or a bug), for the parity tests.
+//! Training, evaluation and prediction, one folder per task and what they share:
+//! - the tasks: [`semantic`] (U-TAE and the baselines on PASTIS: train / evaluate / predict), [`pixelset`]
+//!   (PSE + L-TAE and the pixel-set classifiers: train / evaluate / predict), [`panoptic`] (U-TAE + PaPs and
+//!   U-ConvLSTM + PaPs: train / evaluate / predict, its `PanopticMeter` and pictures);
+//! - what they share: the one fold loop every task's `train` runs ([`fold_loop`]: shared options, initial
+//!   weights, resume, results folder, epochs, logs, checkpoints, the end-of-fold test), checkpoints and resume
+//!   files ([`state`]), the PASTIS rotations ([`rotations`]) and incomplete batches ([`drop_last`]), the
+//!   optimizer ([`adam`]), [`metrics`], progress bars ([`progress`]) and training-curve plots ([`plot`]);
+//! - the command line's flags ([`flags`]) and what each subcommand runs ([`commands`], [`demo`]); the
+//!   per-kernel [`profile`]r's workloads; [`diagnose`]: why two training steps disagree (decisions within
+//!   float32 noise, or a bug), for the parity tests; [`widths`] of the demo models.
 
 pub mod adam;
 pub mod commands;
@@ -12,13 +16,14 @@ pub mod demo;
 pub mod diagnose;
 pub mod drop_last;
 pub mod flags;
+pub mod fold_loop;
 pub mod metrics;
 pub mod panoptic;
 pub mod pixelset;
 pub mod plot;
-pub mod predict;
 pub mod profile;
 pub mod progress;
+pub mod rotations;
 pub mod semantic;
 pub mod state;
 pub mod widths;

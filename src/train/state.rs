@@ -247,15 +247,6 @@ pub fn device_of(cpu: bool) -> Result<Device> {
     }
 }
 
-/// The PASTIS rotations a run covers: `--fold k` (1..5) alone, or all five.
-pub fn pastis_folds(fold: Option<usize>) -> Result<Vec<usize>> {
-    match fold {
-        Some(k) if (1..=5).contains(&k) => Ok(vec![k]),
-        Some(k) => Err(Error::Invalid(format!("--fold {k}: expected 1..5"))),
-        None => Ok((1..=5).collect()),
-    }
-}
-
 /// `Fold_k/model.npz` (ours) or `Fold_k/model.pth.tar` (the original's) in a weight folder.
 pub fn checkpoint_of(weight_folder: &Path, k: usize) -> Result<PathBuf> {
     let dir = weight_folder.join(format!("Fold_{k}"));

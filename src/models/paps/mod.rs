@@ -146,7 +146,7 @@ impl BackboneConfig {
         }
     }
 
-    /// The feature map width (`enc_dim`, decoder_widths[0]) and the center heads' input width (`stack_dim`,
+    /// The feature map width (`enc_dim`, `decoder_widths[0]`) and the center heads' input width (`stack_dim`,
     /// the sum of the decoder widths).
     pub fn dims(&self) -> (usize, usize) {
         let w = match self {

@@ -24,11 +24,13 @@ use crate::models::paps::Paps;
 use crate::models::registry::read_weights;
 use crate::models::utae::PadInfo;
 use crate::train::drop_last::{check_split, eval_order};
+use crate::train::fold_loop::RunOptions;
 use crate::train::panoptic::picture::{panoptic_png, Parcels};
 use crate::train::panoptic::{open_split, run_pass, test_metrics_json, Mode, PanopticOptions};
-use crate::train::predict::{middle_date_rgb, PredictOptions};
-use crate::train::semantic::{dates_from_conf, EvaluateOptions, ROTATIONS};
-use crate::train::state::{checkpoint_of, device_of, mix, pastis_folds};
+use crate::train::rotations::{pastis_folds, ROTATIONS};
+use crate::train::semantic::predict::{middle_date_rgb, PredictOptions};
+use crate::train::semantic::{dates_from_conf, EvaluateOptions};
+use crate::train::state::{checkpoint_of, device_of, mix};
 
 /// The options of a run from its conf.json (for evaluation: no training keys needed).
 pub fn options_from_conf(
@@ -67,13 +69,16 @@ pub fn options_from_conf(
             .get("background_label")
             .and_then(Value::as_i64)
             .unwrap_or(0),
-        dataset_folder: e.dataset_folder.clone(),
-        res_dir: e.res_dir.clone(),
-        rdm_seed: conf.get("rdm_seed").and_then(Value::as_u64).unwrap_or(1),
-        epochs: 0,
-        batch_size,
-        lr: 0.0,
-        fold: e.fold,
+        run: RunOptions {
+            rdm_seed: conf.get("rdm_seed").and_then(Value::as_u64).unwrap_or(1),
+            epochs: 0,
+            batch_size,
+            lr: 0.0,
+            fold: e.fold,
+            cpu: e.cpu,
+            progress: e.progress,
+            ..RunOptions::new(&e.dataset_folder, &e.res_dir)
+        },
         pad_value: conf.get("pad_value").and_then(Value::as_f64).unwrap_or(0.0) as f32,
         val_every: 1,
         val_after: 0,
@@ -81,11 +86,6 @@ pub fn options_from_conf(
         autotune: false,
         supmax: true,
         val_metrics_only: false,
-        init_weights: None,
-        max_steps: None,
-        resume: false,
-        cpu: e.cpu,
-        progress: e.progress,
         ref_date,
         mono_date,
         keep_last_batch: e.keep_last_batch,
@@ -107,7 +107,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, [f64; 3])>> {
         let sd = read_weights(&w)?;
         load_state_dict(&model, &sd, &w)?;
         let dt = open_split(
-            &o.dataset_folder,
+            &o.run.dataset_folder,
             &[ROTATIONS[k - 1].2],
             o.ref_date,
             o.mono_date,
@@ -115,7 +115,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, [f64; 3])>> {
         check_split(
             &dt,
             &format!("Fold {k}: test"),
-            o.batch_size,
+            o.run.batch_size,
             o.keep_last_batch,
             false,
         )?;
@@ -129,8 +129,8 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, [f64; 3])>> {
         load_state_dict(&model, &sd, &w)?;
         let order = eval_order(
             &dt,
-            o.batch_size,
-            mix(o.rdm_seed, k, 0),
+            o.run.batch_size,
+            mix(o.run.rdm_seed, k, 0),
             o.keep_last_batch,
             Some(&format!("Fold {k} test")),
         );

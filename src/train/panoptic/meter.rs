@@ -35,7 +35,7 @@ use std::path::Path;
 
 use crate::data::npy;
 use crate::engine::{Error, Result};
-use crate::train::predict::argmax_classes;
+use crate::train::semantic::predict::argmax_classes;
 
 /// The IoU above which a prediction matches a true instance (and a void object deletes a prediction).
 pub const IOU_THRESHOLD: f32 = 0.5;

@@ -32,7 +32,7 @@ pub mod meter;
 pub mod picture;
 pub mod schedule;
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -40,24 +40,21 @@ use serde_json::{json, Map, Value};
 use crate::data::json::write_json;
 use crate::data::pastis::{Date, MonoDate, PastisDataset, PastisOptions, Target};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
-use crate::layers::state::load_state_dict;
-use crate::layers::{Ctx, Module};
+use crate::layers::Ctx;
 use crate::models::paps::loss::{paps_loss, PapsLossConfig, TARGET_CHANNELS};
 use crate::models::paps::{BackboneConfig, Paps, PapsConfig};
-use crate::models::registry::read_weights;
 use crate::models::utae::{padding_mode_name, PadInfo, UTaeConfig};
-use crate::train::adam::{Adam, AdamConfig};
-use crate::train::drop_last::{check_split, eval_order};
+use crate::train::adam::Adam;
+use crate::train::drop_last::eval_order;
+use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
 use crate::train::plot;
-use crate::train::semantic::ROTATIONS;
-use crate::train::state::{
-    check_resumable, device_of, epoch_order, load_best, mix, pastis_folds, publish_best,
-    resume_fold, save_best, save_training_state, Progress,
-};
+use crate::train::rotations::{open_rotations, pastis_folds, Batching, Rotation};
+use crate::train::state::{epoch_order, mix};
 
 use meter::{PanopticMeter, PanopticValue};
 
-/// `train_panoptic.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`.
+/// `train_panoptic.py`'s options (same names and defaults): the shared ones ([`RunOptions`]) and the panoptic
+/// task's own.
 #[derive(Debug, Clone)]
 pub struct PanopticOptions {
     /// The backbone (`--backbone`: U-TAE from the width flags, or RecUNet; encoder mode, its `out_conv`
@@ -69,20 +66,8 @@ pub struct PanopticOptions {
     pub loss: PapsLossConfig,
     /// Background class, left out of the metrics with the void class.
     pub background_label: i64,
-    /// PASTIS folder (with INSTANCE_ANNOTATIONS/).
-    pub dataset_folder: PathBuf,
-    /// Output folder.
-    pub res_dir: PathBuf,
-    /// Seed of initialisation, shuffling and dropout.
-    pub rdm_seed: u64,
-    /// Epochs per fold.
-    pub epochs: usize,
-    /// Patches per batch.
-    pub batch_size: usize,
-    /// Initial Adam learning rate (then MultiStepLR).
-    pub lr: f64,
-    /// Run only rotation k (1..5).
-    pub fold: Option<usize>,
+    /// The options every task shares (`lr`: the initial learning rate, then MultiStepLR).
+    pub run: RunOptions,
     /// Temporal pad value.
     pub pad_value: f32,
     /// Validate every this many epochs.
@@ -97,16 +82,6 @@ pub struct PanopticOptions {
     pub supmax: bool,
     /// Panoptic metrics on validation only.
     pub val_metrics_only: bool,
-    /// Start from these weights (.npz or official model.pth.tar).
-    pub init_weights: Option<PathBuf>,
-    /// Stop each fold after this many optimiser steps.
-    pub max_steps: Option<usize>,
-    /// Continue an interrupted run from `Fold_k/last.npz`.
-    pub resume: bool,
-    /// CPU reference path.
-    pub cpu: bool,
-    /// Progress bars.
-    pub progress: bool,
     /// Reference date of the day offsets.
     pub ref_date: Date,
     /// Mono-date ablation.
@@ -152,14 +127,14 @@ impl PanopticOptions {
             "n_head": u.n_head, "d_model": u.d_model, "d_k": u.d_k,
         });
         let rest = json!({
-            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+            "epochs": self.run.epochs, "batch_size": self.run.batch_size, "lr": self.run.lr,
             "mono_date": self.mono_date.map(|d| d.to_string()), "ref_date": self.ref_date.to_string(),
-            "fold": self.fold, "void_label": l.void_label, "background_label": self.background_label,
+            "fold": self.run.fold, "void_label": l.void_label, "background_label": self.background_label,
             "num_classes": p.num_classes, "pad_value": self.pad_value,
             "padding_mode": padding_mode_name(u.padding_mode),
-            "dataset_folder": self.dataset_folder.display().to_string(),
-            "res_dir": self.res_dir.display().to_string(), "num_workers": 1, "rdm_seed": self.rdm_seed,
-            "device": if self.cpu { "cpu" } else { "gpu" }, "display_step": 50, "cache": false,
+            "dataset_folder": self.run.dataset_folder.display().to_string(),
+            "res_dir": self.run.res_dir.display().to_string(), "num_workers": 1, "rdm_seed": self.run.rdm_seed,
+            "device": if self.run.cpu { "cpu" } else { "gpu" }, "display_step": 50, "cache": false,
             "N_params": n_params,
         });
         if let (Some(a), Some(b)) = (conf.as_object_mut(), rest.as_object()) {
@@ -270,13 +245,13 @@ pub fn run_pass(
     let (mut loss_sum, mut parts_sum, mut batches, mut patches) = (0.0, [0.0f64; 4], 0usize, 0);
     let mut tuning = (Vec::new(), Vec::new());
     let start = Instant::now();
-    let n_batches = indices.len().div_ceil(o.batch_size.max(1));
-    let bar = crate::train::progress::bar(o.progress, n_batches as u64, label);
+    let n_batches = indices.len().div_ceil(o.run.batch_size.max(1));
+    let bar = crate::train::progress::bar(o.run.progress, n_batches as u64, label);
     for (bi, batch) in ds
-        .batches_with_pad(indices, o.batch_size, o.pad_value)
+        .batches_with_pad(indices, o.run.batch_size, o.pad_value)
         .enumerate()
     {
-        if training && o.max_steps.is_some_and(|m| *step >= m) {
+        if training && o.run.max_steps.is_some_and(|m| *step >= m) {
             break;
         }
         let batch = batch?;
@@ -387,7 +362,7 @@ pub fn test_metrics_json(m: &PassMetrics) -> Value {
 }
 
 /// The training curves: loss and PQ (in percent, drawn in the panel where the semantic task draws mIoU).
-fn curves(path: &std::path::Path, trainlog: &Map<String, Value>) -> Result<()> {
+fn curves(path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
     let mut log = trainlog.clone();
     for entry in log.values_mut() {
         if let Some(e) = entry.as_object_mut() {
@@ -406,172 +381,178 @@ fn validates_at(o: &PanopticOptions, epoch: usize) -> bool {
     epoch > o.warmup && epoch.is_multiple_of(o.val_every.max(1)) && epoch > o.val_after
 }
 
-/// The whole training run (every rotation, or `o.fold`). Returns the test metrics per fold run. Every input
-/// is checked before anything is written (folds, splits, every patch's files including HEATMAP / INSTANCES /
+/// The whole training run (every rotation, or `o.run.fold`): the shared fold loop
+/// ([`crate::train::fold_loop`]) over `PanopticTask`. Returns the test metrics per fold run. Every input is
+/// checked before anything is written (folds, splits, every patch's files including HEATMAP / INSTANCES /
 /// ZONES, `init_weights`, the `last.npz` files of `--resume`).
 pub fn train(o: &PanopticOptions) -> Result<Vec<(usize, PassMetrics)>> {
-    let folds = pastis_folds(o.fold)?;
-    let device = device_of(o.cpu)?;
-    let validates = (1..=o.epochs).any(|e| validates_at(o, e));
-    let open = |f: &[usize]| open_split(&o.dataset_folder, f, o.ref_date, o.mono_date);
-    let mut splits = Vec::new();
-    let mut used: Vec<usize> = Vec::new();
-    for &k in &folds {
-        let (train_f, val_f, test_f) = ROTATIONS[k - 1];
-        let (tr, va, te) = (open(&train_f)?, open(&[val_f])?, open(&[test_f])?);
-        let b = o.batch_size;
-        check_split(&tr, &format!("Fold {k}: training"), b, false, true)?;
-        if validates {
-            check_split(
-                &va,
-                &format!("Fold {k}: validation"),
-                b,
-                o.keep_last_batch,
-                false,
-            )?;
-        }
-        check_split(&te, &format!("Fold {k}: test"), b, o.keep_last_batch, false)?;
-        splits.push((tr, va, te));
-        for f in train_f.into_iter().chain([val_f, test_f]) {
-            if !used.contains(&f) {
-                used.push(f);
-            }
-        }
+    run_folds(&PanopticTask(o))
+}
+
+/// The panoptic task in the shared fold loop: PASTIS rotations with the instance target, MultiStepLR and the
+/// heatmap-only warm-up, validation PQ (strictly better replaces the best, from −1 as the original), the
+/// confidence threshold tuned after each validation (before the best weights are saved, so they carry it).
+struct PanopticTask<'a>(&'a PanopticOptions);
+
+impl FoldTask for PanopticTask<'_> {
+    type Model = Paps;
+    type Data = Rotation;
+    type Test = PassMetrics;
+
+    fn run_options(&self) -> &RunOptions {
+        &self.0.run
     }
-    open(&used)?.check(Some(o.paps.num_classes))?;
-    let build = |seed, device| Paps::new(o.backbone.clone(), o.paps.clone(), seed, device);
-    let scratch = build(0, Device::Cpu);
-    let init = match &o.init_weights {
-        Some(w) => {
-            let sd = read_weights(w)?;
-            load_state_dict(&scratch, &sd, w)?;
-            Some((w, sd))
-        }
-        None => None,
-    };
-    if o.resume {
-        let mut opt = Adam::new(scratch.parameters(), AdamConfig::default());
-        check_resumable(&o.res_dir, &folds, &scratch, &mut opt)?;
+
+    fn folds(&self) -> Result<Vec<usize>> {
+        pastis_folds(self.0.run.fold)
     }
-    std::fs::create_dir_all(&o.res_dir).map_err(|e| Error::io(&o.res_dir, e))?;
-    let mut results = Vec::new();
-    for (&k, (dt_train, dt_val, dt_test)) in folds.iter().zip(splits) {
-        let fold_dir = o.res_dir.join(format!("Fold_{k}"));
-        std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
-        let model = build(o.rdm_seed, device);
-        if let Some((w, sd)) = &init {
-            load_state_dict(&model, sd, w)?;
-        }
-        write_json(
-            &o.res_dir.join("conf.json"),
-            &o.to_conf_json(model.num_parameters()),
+
+    fn prepare(&self, folds: &[usize]) -> Result<Vec<Rotation>> {
+        let o = self.0;
+        let batching = Batching {
+            batch_size: o.run.batch_size,
+            keep_last_batch: o.keep_last_batch,
+            validates: (1..=o.run.epochs).any(|e| validates_at(o, e)),
+        };
+        let open = |f: &[usize]| open_split(&o.run.dataset_folder, f, o.ref_date, o.mono_date);
+        open_rotations(folds, batching, o.paps.num_classes, &open)
+    }
+
+    fn build(&self, seed: u64, device: Device) -> Paps {
+        Paps::new(self.0.backbone.clone(), self.0.paps.clone(), seed, device)
+    }
+
+    fn conf_json(&self, n_params: usize) -> Value {
+        self.0.to_conf_json(n_params)
+    }
+
+    fn fresh_best(&self) -> f64 {
+        -1.0
+    }
+
+    fn better(&self, score: f64, best: f64) -> bool {
+        score > best
+    }
+
+    fn epoch(
+        &self,
+        fold: Fold<'_>,
+        model: &Paps,
+        opt: &mut Adam,
+        data: &Rotation,
+        epoch: usize,
+        step: &mut usize,
+    ) -> Result<EpochReport> {
+        let (o, k, device) = (self.0, fold.k, fold.device);
+        opt.cfg.lr = schedule::lr_at(o.run.lr, epoch);
+        let seed = mix(o.run.rdm_seed, k, epoch);
+        let order = epoch_order(data.train.len(), o.run.batch_size, seed, true);
+        let heatmap_only = epoch <= o.warmup;
+        let mode = Mode::Train {
+            opt,
+            heatmap_only,
+            metrics: !o.val_metrics_only,
+        };
+        let label = format!("Fold {k} epoch {epoch}/{} train", o.run.epochs);
+        let tm = run_pass(
+            model,
+            &data.train,
+            order,
+            o,
+            device,
+            mode,
+            seed,
+            step,
+            &label,
         )?;
-        let mut opt = Adam::new(
-            model.parameters(),
-            AdamConfig {
-                lr: o.lr,
-                ..AdamConfig::default()
-            },
-        );
-        let r = resume_fold(o.resume, &fold_dir, &model, &mut opt, k)?;
-        let (mut trainlog, first_epoch, mut step) = (r.trainlog, r.first_epoch, r.step);
-        // The best validation PQ so far: strictly beaten to save (the original starts at −1).
-        let mut best = if r.resumed { r.best } else { -1.0 };
-        for epoch in first_epoch..=o.epochs {
-            if o.max_steps.is_some_and(|m| step >= m) {
-                break;
-            }
-            opt.cfg.lr = schedule::lr_at(o.lr, epoch);
-            let seed = mix(o.rdm_seed, k, epoch);
-            let order = epoch_order(dt_train.len(), o.batch_size, seed, true);
-            let heatmap_only = epoch <= o.warmup;
-            let mode = Mode::Train {
-                opt: &mut opt,
-                heatmap_only,
-                metrics: !o.val_metrics_only,
-            };
-            let label = format!("Fold {k} epoch {epoch}/{} train", o.epochs);
-            let tm = run_pass(
-                &model, &dt_train, order, o, device, mode, seed, &mut step, &label,
-            )?;
-            let mut entry = tm.to_json("train");
-            let warm = if heatmap_only { " (warm-up)" } else { "" };
-            let mut line = format!("Fold {k} epoch {epoch}{warm}: train loss {:.4}", tm.loss);
-            if tm.meter.is_some() {
-                let v = tm.value();
-                line += &format!(
-                    " SQ {:.1} RQ {:.1} PQ {:.1}",
-                    100.0 * v.sq,
-                    100.0 * v.rq,
-                    100.0 * v.pq
-                );
-            }
-            if validates_at(o, epoch) {
-                let order = eval_order(&dt_val, o.batch_size, seed ^ 1, o.keep_last_batch, None);
-                let label = format!("Fold {k} epoch {epoch} val");
-                let vm = run_pass(
-                    &model,
-                    &dt_val,
-                    order,
-                    o,
-                    device,
-                    Mode::Eval,
-                    seed,
-                    &mut step,
-                    &label,
-                )?;
-                entry.extend(vm.to_json("val"));
-                let v = vm.value();
-                line += &format!(
-                    " | val loss {:.4} SQ {:.1} RQ {:.1} PQ {:.1}",
-                    vm.loss,
-                    100.0 * v.sq,
-                    100.0 * v.rq,
-                    100.0 * v.pq
-                );
-                if o.autotune {
-                    let ct = schedule::tune_threshold(&vm.tuning.0, &vm.tuning.1);
-                    model.set_min_confidence(ct);
-                    line += &format!(" (min_confidence → {ct:.2})");
-                }
-                if v.pq > best {
-                    best = v.pq;
-                    save_best(&fold_dir, &model)?;
-                }
-            }
-            println!("{line}");
-            trainlog.insert(epoch.to_string(), Value::Object(entry));
-            write_json(
-                &fold_dir.join("trainlog.json"),
-                &Value::Object(trainlog.clone()),
-            )?;
-            save_training_state(
-                &fold_dir.join("last.npz"),
-                &model,
-                &opt,
-                Progress { epoch, step, best },
-                &trainlog,
-            )?;
+        let mut entry = tm.to_json("train");
+        let warm = if heatmap_only { " (warm-up)" } else { "" };
+        let mut line = format!("Fold {k} epoch {epoch}{warm}: train loss {:.4}", tm.loss);
+        if tm.meter.is_some() {
+            let v = tm.value();
+            line += &format!(
+                " SQ {:.1} RQ {:.1} PQ {:.1}",
+                100.0 * v.sq,
+                100.0 * v.rq,
+                100.0 * v.pq
+            );
         }
-        curves(&fold_dir.join("curves.png"), &trainlog)?;
-        load_best(&fold_dir, &model, r.resumed)?;
+        if !validates_at(o, epoch) {
+            return Ok(EpochReport {
+                entry,
+                line,
+                score: None,
+            });
+        }
         let order = eval_order(
-            &dt_test,
-            o.batch_size,
-            mix(o.rdm_seed, k, 0),
+            &data.val,
+            o.run.batch_size,
+            seed ^ 1,
             o.keep_last_batch,
-            Some(&format!("Fold {k} test")),
+            None,
         );
-        let label = format!("Fold {k} test");
-        let test = run_pass(
-            &model,
-            &dt_test,
+        let label = format!("Fold {k} epoch {epoch} val");
+        let vm = run_pass(
+            model,
+            &data.val,
             order,
             o,
             device,
             Mode::Eval,
+            seed,
+            step,
+            &label,
+        )?;
+        entry.extend(vm.to_json("val"));
+        let v = vm.value();
+        line += &format!(
+            " | val loss {:.4} SQ {:.1} RQ {:.1} PQ {:.1}",
+            vm.loss,
+            100.0 * v.sq,
+            100.0 * v.rq,
+            100.0 * v.pq
+        );
+        if o.autotune {
+            let ct = schedule::tune_threshold(&vm.tuning.0, &vm.tuning.1);
+            model.set_min_confidence(ct);
+            line += &format!(" (min_confidence → {ct:.2})");
+        }
+        Ok(EpochReport {
+            entry,
+            line,
+            score: Some(v.pq),
+        })
+    }
+
+    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
+        curves(path, trainlog)
+    }
+
+    fn test(
+        &self,
+        fold: Fold<'_>,
+        model: &Paps,
+        data: &Rotation,
+        step: &mut usize,
+    ) -> Result<PassMetrics> {
+        let (o, k) = (self.0, fold.k);
+        let label = format!("Fold {k} test");
+        let order = eval_order(
+            &data.test,
+            o.run.batch_size,
+            mix(o.run.rdm_seed, k, 0),
+            o.keep_last_batch,
+            Some(&label),
+        );
+        let test = run_pass(
+            model,
+            &data.test,
+            order,
+            o,
+            fold.device,
+            Mode::Eval,
             0,
-            &mut step,
+            step,
             &label,
         )?;
         let v = test.value();
@@ -583,14 +564,12 @@ pub fn train(o: &PanopticOptions) -> Result<Vec<(usize, PassMetrics)>> {
             100.0 * v.pq
         );
         write_json(
-            &fold_dir.join("test_metrics.json"),
+            &fold.dir.join("test_metrics.json"),
             &test_metrics_json(&test),
         )?;
         if let Some(m) = &test.meter {
-            m.write_table(fold_dir.join("test_tables.npy"))?;
+            m.write_table(fold.dir.join("test_tables.npy"))?;
         }
-        publish_best(&fold_dir)?;
-        results.push((k, test));
+        Ok(test)
     }
-    Ok(results)
 }

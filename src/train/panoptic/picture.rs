@@ -15,7 +15,7 @@
 //!   interior keeps the class colour;
 //! - without ground truth (a folder without annotations) the middle panel is plain grey.
 //!
-//! [`middle_date_rgb`]: crate::train::predict::middle_date_rgb
+//! [`middle_date_rgb`]: crate::train::semantic::predict::middle_date_rgb
 
 use std::path::Path;
 

@@ -51,9 +51,9 @@ pub fn options_from_conf(
         .ok_or_else(|| Error::format(conf_path, "expected a JSON object"))?;
     let mut o = PixelSetTrainOptions::new(dataset_folder, res_dir);
     let int = |k: &str, d: usize| obj.get(k).and_then(Value::as_u64).map_or(d, |v| v as usize);
-    o.rdm_seed = int("rdm_seed", 1) as u32;
+    o.run.rdm_seed = int("rdm_seed", 1) as u64;
     o.kfold = int("kfold", 5);
-    o.batch_size = int("batch_size", 128);
+    o.run.batch_size = int("batch_size", 128);
     o.npixel = int("npixel", 64);
     o.num_classes = int("num_classes", 20);
     o.gamma = obj.get("gamma").and_then(Value::as_f64).unwrap_or(1.0) as f32;
@@ -74,9 +74,9 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
     let conf_path = e.weight_folder.join("conf.json");
     let mut opts = options_from_conf(&conf_path, &e.dataset_folder, &e.res_dir)?;
     if let Some(b) = e.batch_size {
-        opts.batch_size = b;
+        opts.run.batch_size = b;
     }
-    opts.progress = e.progress;
+    opts.run.progress = e.progress;
     let device = device_of(e.cpu)?;
     let ds = open_dataset(
         &e.dataset_folder,
@@ -91,7 +91,8 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
         opts.num_classes,
         &conf_path,
     )?;
-    let splits = splits_of(&ds, &e.dataset_folder, opts.kfold, opts.rdm_seed)?;
+    let seed = opts.numpy_seed()?;
+    let splits = splits_of(&ds, &e.dataset_folder, opts.kfold, seed)?;
     let model = PixelSetClassifier::new(config, 0, device);
     let folds = folds_to_run(e.fold, opts.kfold)?;
     // Every checkpoint is checked before anything runs or is written.
@@ -105,9 +106,7 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
     let (mut files, mut results) = (Vec::new(), Vec::new());
     for (k, w, sd) in checkpoints {
         load_state_dict(&model, &sd, &w)?;
-        let draw = e
-            .original_sampling
-            .then(|| draw_seed(opts.rdm_seed, k, 0, 2));
+        let draw = e.original_sampling.then(|| draw_seed(seed, k, 0, 2));
         let mut step = 0;
         let (m, cm) = run_epoch(
             &model,

@@ -251,31 +251,26 @@ impl PixelSetFlags {
                 }
             }
         };
-        let rdm_seed = u32::try_from(s.rdm_seed).map_err(|_| {
-            Error::Invalid(format!(
-                "--rdm_seed {}: numpy seeds are 0..2^32-1",
-                s.rdm_seed
-            ))
-        })?;
         // Unset flags keep train.py's defaults, those of PixelSetTrainOptions::new.
         let mut o = PixelSetTrainOptions::new(&s.dataset_folder, &s.res_dir);
         o.model = model;
-        o.rdm_seed = rdm_seed;
+        o.run.rdm_seed = s.rdm_seed;
+        o.numpy_seed()?;
         o.kfold = self.kfold.unwrap_or(o.kfold);
-        o.epochs = s.epochs;
-        o.batch_size = s.batch_size.unwrap_or(o.batch_size);
-        o.lr = s.lr;
+        o.run.epochs = s.epochs;
+        o.run.batch_size = s.batch_size.unwrap_or(o.run.batch_size);
+        o.run.lr = s.lr;
         o.gamma = self.gamma.unwrap_or(o.gamma);
         o.npixel = self.npixel.unwrap_or(o.npixel);
         o.num_classes = s.num_classes;
         o.jitter = jitter;
         o.deterministic_eval = self.deterministic_eval;
         o.preload = self.preload;
-        o.fold = s.fold;
-        o.init_weights = s.init_weights.clone();
-        o.max_steps = s.max_steps;
-        o.resume = s.resume;
-        o.cpu = s.cpu;
+        o.run.fold = s.fold;
+        o.run.init_weights = s.init_weights.clone();
+        o.run.max_steps = s.max_steps;
+        o.run.resume = s.resume;
+        o.run.cpu = s.cpu;
         Ok(o)
     }
 }
@@ -320,7 +315,7 @@ mod tests {
     fn defaults_are_train_py_s_pse_ltae() {
         let o = PixelSetFlags::default().options(&shared()).unwrap();
         assert_eq!(
-            (o.kfold, o.batch_size, o.npixel, o.gamma),
+            (o.kfold, o.run.batch_size, o.npixel, o.gamma),
             (5, 128, 64, 1.0)
         );
         assert_eq!(o.jitter, Some((0.01, 0.05)));

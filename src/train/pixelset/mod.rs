@@ -32,24 +32,19 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::data::json::write_json;
 use crate::data::numpy_random::NumpyRandomState;
 use crate::data::pixelset::{
     kfold_splits, Draw, PixelSetBatch, PixelSetDataset, PixelSetOptions, Split,
 };
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
-use crate::layers::state::load_state_dict;
-use crate::layers::{Ctx, Module};
+use crate::layers::Ctx;
 use crate::models::pse::focal_loss;
-use crate::models::registry::read_weights;
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
-use crate::train::adam::{Adam, AdamConfig};
+use crate::train::adam::Adam;
+use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
-use crate::train::state::{
-    check_resumable, device_of, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
-    save_overall, save_test_results, save_training_state, Progress,
-};
+use crate::train::state::{epoch_order, mix, save_overall, save_test_results};
 
 mod evaluate;
 pub mod flags;
@@ -59,28 +54,19 @@ pub use evaluate::{evaluate, options_from_conf, PixelSetEvaluateOptions};
 #[cfg(test)]
 mod tests;
 
-/// `train.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`, and the switches
-/// of the random parts.
+/// `train.py`'s options (same names and defaults): the shared ones ([`RunOptions`]), the pixel-set task's own
+/// and the switches of the random parts.
 #[derive(Debug, Clone)]
 pub struct PixelSetTrainOptions {
     /// The model's hyper-parameters with train.py's key names (`input_dim`, `mlp1`, `pooling`, `mlp2`,
     /// `geomfeat`, `n_head`, `d_k`, `mlp3`, `T`, `positions`, `lms`, `dropout`, `d_model`, `mlp4`, `tae`,
     /// `gru`, `hidden_dim`, `tcnn`, `nker`, or `model`), read by [`PixelSetModelConfig::from_json`].
     pub model: Map<String, Value>,
-    /// Sentinel-Agri pixel-set folder.
-    pub dataset_folder: PathBuf,
-    /// Output folder.
-    pub res_dir: PathBuf,
-    /// Seed of the split (numpy's shuffle), initialisation, batch orders, dropout, pixel draws and jitter.
-    pub rdm_seed: u32,
+    /// The options every task shares (`dataset_folder`: a Sentinel-Agri pixel-set folder; `rdm_seed` also
+    /// seeds numpy's shuffle of the split, pixel draws and jitter, so it must fit numpy's 32 bits).
+    pub run: RunOptions,
     /// Number of folds.
     pub kfold: usize,
-    /// Epochs per fold.
-    pub epochs: usize,
-    /// Parcels per batch.
-    pub batch_size: usize,
-    /// Adam learning rate.
-    pub lr: f64,
     /// Focal-loss γ.
     pub gamma: f32,
     /// Pixels sampled per parcel.
@@ -93,45 +79,35 @@ pub struct PixelSetTrainOptions {
     pub deterministic_eval: bool,
     /// Keep the raw parcel arrays in memory (`--preload`).
     pub preload: bool,
-    /// Run only fold k (1..=kfold).
-    pub fold: Option<usize>,
-    /// Start from these weights (.npz or official model.pth.tar).
-    pub init_weights: Option<PathBuf>,
-    /// Stop each fold after this many optimiser steps.
-    pub max_steps: Option<usize>,
-    /// Continue an interrupted run from `Fold_k/last.npz`.
-    pub resume: bool,
-    /// CPU reference path.
-    pub cpu: bool,
-    /// Progress bars.
-    pub progress: bool,
 }
 
 impl PixelSetTrainOptions {
     /// train.py's defaults (PSE + L-TAE, 5 folds, 100 epochs, batch 128, npixel 64, ...) for `dataset_folder`.
     pub fn new(dataset_folder: impl Into<PathBuf>, res_dir: impl Into<PathBuf>) -> Self {
         PixelSetTrainOptions {
+            run: RunOptions {
+                batch_size: 128,
+                ..RunOptions::new(dataset_folder, res_dir)
+            },
             model: Map::new(),
-            dataset_folder: dataset_folder.into(),
-            res_dir: res_dir.into(),
-            rdm_seed: 1,
             kfold: 5,
-            epochs: 100,
-            batch_size: 128,
-            lr: 1e-3,
             gamma: 1.0,
             npixel: 64,
             num_classes: 20,
             jitter: Some((0.01, 0.05)),
             deterministic_eval: false,
             preload: false,
-            fold: None,
-            init_weights: None,
-            max_steps: None,
-            resume: false,
-            cpu: false,
-            progress: true,
         }
+    }
+
+    /// The seed of numpy's streams (the split, pixel draws, jitter): `rdm_seed`, which must fit 32 bits.
+    pub fn numpy_seed(&self) -> Result<u32> {
+        u32::try_from(self.run.rdm_seed).map_err(|_| {
+            Error::Invalid(format!(
+                "--rdm_seed {}: numpy seeds are 0..2^32-1",
+                self.run.rdm_seed
+            ))
+        })
     }
 
     /// Whether the geometric features are used (`geomfeat` / `with_extra`, default yes).
@@ -146,11 +122,11 @@ impl PixelSetTrainOptions {
     /// conf.json: the workflow options and the model keys (train.py's `vars(config)`) + N_params.
     fn to_conf_json(&self, n_params: usize) -> Value {
         let mut c = json!({
-            "dataset_folder": self.dataset_folder.display().to_string(),
-            "res_dir": self.res_dir.display().to_string(),
-            "num_workers": 1, "rdm_seed": self.rdm_seed, "device": if self.cpu { "cpu" } else { "gpu" },
-            "display_step": 50, "preload": self.preload, "kfold": self.kfold, "epochs": self.epochs,
-            "batch_size": self.batch_size, "lr": self.lr, "gamma": self.gamma, "npixel": self.npixel,
+            "dataset_folder": self.run.dataset_folder.display().to_string(),
+            "res_dir": self.run.res_dir.display().to_string(),
+            "num_workers": 1, "rdm_seed": self.run.rdm_seed, "device": if self.run.cpu { "cpu" } else { "gpu" },
+            "display_step": 50, "preload": self.preload, "kfold": self.kfold, "epochs": self.run.epochs,
+            "batch_size": self.run.batch_size, "lr": self.run.lr, "gamma": self.gamma, "npixel": self.npixel,
             "num_classes": self.num_classes,
         });
         let o = c.as_object_mut().expect("an object");
@@ -365,12 +341,12 @@ fn run_epoch(
     let (mut loss_sum, mut batches, mut parcels) = (0.0, 0usize, 0usize);
     let start = Instant::now();
     let bar = crate::train::progress::bar(
-        opts.progress,
-        indices.len().div_ceil(opts.batch_size.max(1)) as u64,
+        opts.run.progress,
+        indices.len().div_ceil(opts.run.batch_size.max(1)) as u64,
         label,
     );
-    for_each_batch(ds, indices, opts.batch_size, draw, |bi, batch| {
-        if opt.is_some() && opts.max_steps.is_some_and(|m| *step >= m) {
+    for_each_batch(ds, indices, opts.run.batch_size, draw, |bi, batch| {
+        if opt.is_some() && opts.run.max_steps.is_some_and(|m| *step >= m) {
             return Ok(false);
         }
         let (x, extra) = to_device(&batch, device);
@@ -438,11 +414,12 @@ fn test_json(m: &PixelSetMetrics) -> Value {
     json!({"test_accuracy": m.accuracy, "test_loss": m.loss, "test_IoU": m.miou})
 }
 
-/// The whole training run (every fold, or `opts.fold`). Returns the test metrics per fold run.
+/// The whole training run (every fold, or `opts.run.fold`): the shared fold loop
+/// ([`crate::train::fold_loop`]) over `PixelSetTask`. Returns the test metrics per fold run.
 pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)>> {
-    let device = device_of(opts.cpu)?;
+    let seed = opts.numpy_seed()?;
     let ds = open_dataset(
-        &opts.dataset_folder,
+        &opts.run.dataset_folder,
         opts.npixel,
         opts.geomfeat(),
         opts.jitter,
@@ -450,154 +427,189 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
     )?;
     let conf = Value::Object(opts.model.clone());
     let config = model_config(&conf, &ds, opts.num_classes, Path::new("the model options"))?;
-    let splits = splits_of(&ds, &opts.dataset_folder, opts.kfold, opts.rdm_seed)?;
-    let eval_draw = |k: usize, epoch: usize, subset: u64| {
-        (!opts.deterministic_eval).then(|| draw_seed(opts.rdm_seed, k, epoch, subset))
+    let splits = splits_of(&ds, &opts.run.dataset_folder, opts.kfold, seed)?;
+    let task = PixelSetTask {
+        opts,
+        seed,
+        ds,
+        config,
+        splits,
     };
-    let folds = folds_to_run(opts.fold, opts.kfold)?;
-    // Checked before anything is written: the data (opening it), the splits, the initial weights.
-    for &k in &folds {
-        let split = &splits[k - 1];
-        if split.train.is_empty() {
-            return Err(Error::format(
-                &opts.dataset_folder,
-                format!(
-                    "fold {k}'s training split is empty: of {} parcels, {} are tested and the {} left are all \
-                     taken for validation (train.py's split: validation = the last n_test of the rest); there is \
-                     nothing to train on: use more parcels or more folds (--kfold)",
-                    ds.len(),
-                    split.test.len(),
-                    split.val.len()
-                ),
-            ));
-        }
+    let results = run_folds(&task)?;
+    Ok(results.into_iter().map(|(k, (m, _))| (k, m)).collect())
+}
+
+/// The pixel-set task in the shared fold loop: train.py's k-fold split, focal loss, validation after every
+/// epoch (mIoU, ties replace the best), the confusion matrices summed in `overall.json`.
+struct PixelSetTask<'a> {
+    opts: &'a PixelSetTrainOptions,
+    /// numpy's seed (`rdm_seed`, 32 bits).
+    seed: u32,
+    ds: PixelSetDataset,
+    config: PixelSetModelConfig,
+    splits: Vec<Split>,
+}
+
+impl PixelSetTask<'_> {
+    /// The pixel draw of a validation (1) or test (2) pass; `None` with `--deterministic_eval`.
+    fn eval_draw(&self, k: usize, epoch: usize, subset: u64) -> Option<u32> {
+        (!self.opts.deterministic_eval).then(|| draw_seed(self.seed, k, epoch, subset))
     }
-    let scratch = PixelSetClassifier::new(config.clone(), 0, Device::Cpu);
-    let init = match &opts.init_weights {
-        Some(w) => {
-            let sd = read_weights(w)?;
-            load_state_dict(&scratch, &sd, w)?;
-            Some((w, sd))
-        }
-        None => None,
-    };
-    if opts.resume {
-        let mut opt = Adam::new(scratch.parameters(), AdamConfig::default());
-        check_resumable(&opts.res_dir, &folds, &scratch, &mut opt)?;
+}
+
+impl FoldTask for PixelSetTask<'_> {
+    type Model = PixelSetClassifier;
+    type Data = Split;
+    type Test = (PixelSetMetrics, ConfusionMatrix);
+
+    fn run_options(&self) -> &RunOptions {
+        &self.opts.run
     }
-    std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
-    let mut results = Vec::new();
-    let mut total_cm = ConfusionMatrix::new(opts.num_classes);
-    for &k in &folds {
-        let split = &splits[k - 1];
+
+    fn folds(&self) -> Result<Vec<usize>> {
+        folds_to_run(self.opts.run.fold, self.opts.kfold)
+    }
+
+    fn prepare(&self, folds: &[usize]) -> Result<Vec<Split>> {
+        let mut out = Vec::new();
+        for &k in folds {
+            let split = &self.splits[k - 1];
+            if split.train.is_empty() {
+                return Err(Error::format(
+                    &self.opts.run.dataset_folder,
+                    format!(
+                        "fold {k}'s training split is empty: of {} parcels, {} are tested and the {} left are all \
+                         taken for validation (train.py's split: validation = the last n_test of the rest); there is \
+                         nothing to train on: use more parcels or more folds (--kfold)",
+                        self.ds.len(),
+                        split.test.len(),
+                        split.val.len()
+                    ),
+                ));
+            }
+            out.push(split.clone());
+        }
+        Ok(out)
+    }
+
+    fn build(&self, seed: u64, device: Device) -> PixelSetClassifier {
+        PixelSetClassifier::new(self.config.clone(), seed, device)
+    }
+
+    fn conf_json(&self, n_params: usize) -> Value {
+        self.opts.to_conf_json(n_params)
+    }
+
+    fn start_fold(&self, k: usize, split: &Split) {
         println!(
             "Starting Fold {k}: train {}, val {}, test {} parcels",
             split.train.len(),
             split.val.len(),
             split.test.len()
         );
-        let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
-        std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
-        let model = PixelSetClassifier::new(config.clone(), opts.rdm_seed as u64, device);
-        if let Some((w, sd)) = &init {
-            load_state_dict(&model, sd, w)?;
-        }
-        write_json(
-            &opts.res_dir.join("conf.json"),
-            &opts.to_conf_json(model.num_parameters()),
+    }
+
+    fn better(&self, score: f64, best: f64) -> bool {
+        score >= best
+    }
+
+    fn epoch(
+        &self,
+        fold: Fold<'_>,
+        model: &PixelSetClassifier,
+        opt: &mut Adam,
+        split: &Split,
+        epoch: usize,
+        step: &mut usize,
+    ) -> Result<EpochReport> {
+        let (o, k, device) = (self.opts, fold.k, fold.device);
+        let seed = mix(o.run.rdm_seed, k, epoch);
+        let order: Vec<usize> = epoch_order(split.train.len(), o.run.batch_size, seed, false)
+            .into_iter()
+            .map(|i| split.train[i])
+            .collect();
+        let label = format!("Fold {k} epoch {epoch}/{} train", o.run.epochs);
+        let draw = Some(draw_seed(self.seed, k, epoch, 0));
+        let (tm, _) = run_epoch(
+            model,
+            &self.ds,
+            &order,
+            o,
+            device,
+            Some(opt),
+            draw,
+            seed,
+            step,
+            &label,
         )?;
-        let mut opt = Adam::new(
-            model.parameters(),
-            AdamConfig {
-                lr: opts.lr,
-                ..AdamConfig::default()
-            },
-        );
-        let r = resume_fold(opts.resume, &fold_dir, &model, &mut opt, k)?;
-        let (mut trainlog, mut best, mut step) = (r.trainlog, r.best, r.step);
-        let (last_path, log_path) = (fold_dir.join("last.npz"), fold_dir.join("trainlog.json"));
-        for epoch in r.first_epoch..=opts.epochs {
-            if opts.max_steps.is_some_and(|m| step >= m) {
-                break;
-            }
-            let seed = mix(opts.rdm_seed as u64, k, epoch);
-            let order: Vec<usize> = epoch_order(split.train.len(), opts.batch_size, seed, false)
-                .into_iter()
-                .map(|i| split.train[i])
-                .collect();
-            let label = format!("Fold {k} epoch {epoch}/{} train", opts.epochs);
-            let draw = Some(draw_seed(opts.rdm_seed, k, epoch, 0));
-            let (tm, _) = run_epoch(
-                &model,
-                &ds,
-                &order,
-                opts,
-                device,
-                Some(&mut opt),
-                draw,
-                seed,
-                &mut step,
-                &label,
-            )?;
-            let (vm, _) = run_epoch(
-                &model,
-                &ds,
-                &split.val,
-                opts,
-                device,
-                None,
-                eval_draw(k, epoch, 1),
-                0,
-                &mut step,
-                &format!("Fold {k} epoch {epoch} val"),
-            )?;
-            println!(
-                "Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.4} | val loss {:.4} OA {:.2} mIoU {:.4}",
-                tm.loss, tm.accuracy, tm.miou, vm.loss, vm.accuracy, vm.miou
-            );
-            let mut entry = tm.to_json("train");
-            entry.extend(vm.to_json("val"));
-            trainlog.insert(epoch.to_string(), Value::Object(entry));
-            write_json(&log_path, &Value::Object(trainlog.clone()))?;
-            if vm.miou >= best {
-                best = vm.miou;
-                save_best(&fold_dir, &model)?;
-            }
-            save_training_state(
-                &last_path,
-                &model,
-                &opt,
-                Progress { epoch, step, best },
-                &trainlog,
-            )?;
-        }
-        plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
-        load_best(&fold_dir, &model, r.resumed)?;
-        let (test, cm) = run_epoch(
-            &model,
-            &ds,
-            &split.test,
-            opts,
+        let label = format!("Fold {k} epoch {epoch} val");
+        let (vm, _) = run_epoch(
+            model,
+            &self.ds,
+            &split.val,
+            o,
             device,
             None,
-            eval_draw(k, 0, 2),
+            self.eval_draw(k, epoch, 1),
             0,
-            &mut step,
+            step,
+            &label,
+        )?;
+        let line = format!(
+            "Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.4} | val loss {:.4} OA {:.2} mIoU {:.4}",
+            tm.loss, tm.accuracy, tm.miou, vm.loss, vm.accuracy, vm.miou
+        );
+        let mut entry = tm.to_json("train");
+        entry.extend(vm.to_json("val"));
+        Ok(EpochReport {
+            entry,
+            line,
+            score: Some(vm.miou),
+        })
+    }
+
+    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
+        plot::training_curves(path, trainlog)
+    }
+
+    fn test(
+        &self,
+        fold: Fold<'_>,
+        model: &PixelSetClassifier,
+        split: &Split,
+        step: &mut usize,
+    ) -> Result<(PixelSetMetrics, ConfusionMatrix)> {
+        let k = fold.k;
+        let (test, cm) = run_epoch(
+            model,
+            &self.ds,
+            &split.test,
+            self.opts,
+            fold.device,
+            None,
+            self.eval_draw(k, 0, 2),
+            0,
+            step,
             &format!("Fold {k} test"),
         )?;
         println!(
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.4}",
             test.loss, test.accuracy, test.miou
         );
-        save_test_results(&fold_dir, &test_json(&test), &cm, None)?;
-        publish_best(&fold_dir)?;
-        total_cm.merge(&cm);
-        results.push((k, test));
+        save_test_results(fold.dir, &test_json(&test), &cm, None)?;
+        Ok((test, cm))
     }
-    if folds.len() == opts.kfold {
-        save_overall(&opts.res_dir, &total_cm, None)?;
+
+    fn finish(&self, folds: &[usize], results: &[(usize, Self::Test)]) -> Result<()> {
+        if folds.len() == self.opts.kfold {
+            let mut total = ConfusionMatrix::new(self.opts.num_classes);
+            for (_, (_, cm)) in results {
+                total.merge(cm);
+            }
+            save_overall(&self.opts.run.res_dir, &total, None)?;
+        }
+        Ok(())
     }
-    Ok(results)
 }
 
 /// The model keys of a `train --task pixelset` run, from the flags given on the command line (`explicit`,

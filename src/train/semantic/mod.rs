@@ -24,58 +24,39 @@
 //! checked before anything is written; a fold's `model.npz` (kept as `best.npz` while it trains) and test files
 //! appear when it has been tested, and `evaluate` writes its files once every fold has run.
 
-use std::path::{Path, PathBuf};
+pub mod evaluate;
+pub mod predict;
+
+use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::data::json::{read_json, write_json};
 use crate::data::pastis::{Batch, Date, MonoDate, PastisDataset, PastisOptions};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
-use crate::layers::state::load_state_dict;
-use crate::layers::{Ctx, Module};
-use crate::models::registry::read_weights;
+use crate::layers::Ctx;
 use crate::models::semantic::{SemanticConfig, SemanticModel};
 use crate::models::utae::{padding_mode_name, PadInfo};
-use crate::train::adam::{Adam, AdamConfig};
-use crate::train::drop_last::{check_split, eval_order};
+use crate::train::adam::Adam;
+use crate::train::drop_last::eval_order;
+use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
-use crate::train::state::{
-    check_resumable, checkpoint_of, device_of, epoch_order, load_best, mix, pastis_folds,
-    publish_best, resume_fold, save_best, save_fold_results, save_overall, save_test_results,
-    save_training_state, FoldResult, Progress,
-};
+use crate::train::rotations::{open_rotations, pastis_folds, Batching, Rotation};
+use crate::train::state::{epoch_order, mix, save_overall, save_test_results};
 
-/// The five rotations (train folds, validation fold, test fold), run k = 1..5 (spec §1.9).
-pub const ROTATIONS: [([usize; 3], usize, usize); 5] = [
-    ([1, 2, 3], 4, 5),
-    ([2, 3, 4], 5, 1),
-    ([3, 4, 5], 1, 2),
-    ([4, 5, 1], 2, 3),
-    ([5, 1, 2], 3, 4),
-];
+pub use evaluate::{evaluate, EvaluateOptions};
 
-/// `train_semantic.py`'s options (same names and defaults) plus `init_weights`, `max_steps`, `resume`.
+/// `train_semantic.py`'s options (same names and defaults): the shared ones ([`RunOptions`]: dataset and
+/// results folders, seed, epochs, batch size, lr, fold, `init_weights`, `max_steps`, `resume`, device,
+/// progress) and the semantic task's own.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
+    /// The options every task shares.
+    pub run: RunOptions,
     /// The model (`--model`) and its hyper-parameters (U-TAE: `--encoder_widths`, …, `--padding_mode`; a
     /// baseline: get_model's arguments and `--model_kwargs`).
     pub model: SemanticConfig,
-    /// PASTIS folder.
-    pub dataset_folder: PathBuf,
-    /// Output folder.
-    pub res_dir: PathBuf,
-    /// Seed of initialisation, shuffling and dropout.
-    pub rdm_seed: u64,
-    /// Epochs per fold.
-    pub epochs: usize,
-    /// Patches per batch.
-    pub batch_size: usize,
-    /// Adam learning rate.
-    pub lr: f64,
-    /// Run only rotation k (1..5).
-    pub fold: Option<usize>,
     /// Number of classes (must equal out_conv's last width).
     pub num_classes: usize,
     /// Class weighted 0 in the loss and left out of the metrics (Python index: -1 = last class).
@@ -86,16 +67,6 @@ pub struct TrainOptions {
     pub val_every: usize,
     /// Validate only after this epoch.
     pub val_after: usize,
-    /// Start from these weights (.npz or official model.pth.tar) instead of a fresh initialisation.
-    pub init_weights: Option<PathBuf>,
-    /// Stop each fold after this many optimiser steps (smoke tests, benchmarks).
-    pub max_steps: Option<usize>,
-    /// Continue an interrupted run from `Fold_k/last.npz`.
-    pub resume: bool,
-    /// Run on the CPU reference path.
-    pub cpu: bool,
-    /// Show progress bars.
-    pub progress: bool,
     /// Reference date of the day offsets (`--ref_date`, default 2018-09-01).
     pub ref_date: Date,
     /// Mono-date ablation (`--mono_date`: a date YYYY-MM-DD or an index).
@@ -122,11 +93,11 @@ impl TrainOptions {
     pub fn to_conf_json(&self, n_params: usize) -> Value {
         let mut conf = json!({
             "model": self.model.name(),
-            "dataset_folder": self.dataset_folder.display().to_string(), "res_dir": self.res_dir.display().to_string(),
-            "num_workers": 1, "rdm_seed": self.rdm_seed, "device": if self.cpu { "cpu" } else { "gpu" },
-            "display_step": 50, "cache": false, "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+            "dataset_folder": self.run.dataset_folder.display().to_string(), "res_dir": self.run.res_dir.display().to_string(),
+            "num_workers": 1, "rdm_seed": self.run.rdm_seed, "device": if self.run.cpu { "cpu" } else { "gpu" },
+            "display_step": 50, "cache": false, "epochs": self.run.epochs, "batch_size": self.run.batch_size, "lr": self.run.lr,
             "mono_date": self.mono_date.map(|d| d.to_string()), "ref_date": self.ref_date.to_string(),
-            "fold": self.fold, "num_classes": self.num_classes,
+            "fold": self.run.fold, "num_classes": self.num_classes,
             "ignore_index": self.ignore_index, "pad_value": self.pad_value,
             "val_every": self.val_every, "val_after": self.val_after, "N_params": n_params,
         });
@@ -195,7 +166,7 @@ fn accumulate(cm: &mut ConfusionMatrix, logits: &Tensor, targets: &[i64]) {
 /// One pass over `indices` of `ds`: training when `opt` is given (with `step` counting optimiser steps up to
 /// `max_steps`), evaluation otherwise.
 #[allow(clippy::too_many_arguments)]
-fn run_epoch(
+pub(crate) fn run_epoch(
     model: &SemanticModel,
     ds: &PastisDataset,
     indices: Vec<usize>,
@@ -211,13 +182,13 @@ fn run_epoch(
     let mut cm = ConfusionMatrix::new(opts.num_classes);
     let (mut loss_sum, mut batches, mut patches) = (0.0, 0usize, 0usize);
     let start = Instant::now();
-    let n_batches = indices.len().div_ceil(opts.batch_size.max(1));
-    let bar = crate::train::progress::bar(opts.progress, n_batches as u64, label);
+    let n_batches = indices.len().div_ceil(opts.run.batch_size.max(1));
+    let bar = crate::train::progress::bar(opts.run.progress, n_batches as u64, label);
     for (bi, batch) in ds
-        .batches_with_pad(indices, opts.batch_size, opts.pad_value)
+        .batches_with_pad(indices, opts.run.batch_size, opts.pad_value)
         .enumerate()
     {
-        if training && opts.max_steps.is_some_and(|m| *step >= m) {
+        if training && opts.run.max_steps.is_some_and(|m| *step >= m) {
             break;
         }
         let batch = batch?;
@@ -276,9 +247,9 @@ fn metrics_json(prefix: &str, m: &EpochMetrics) -> Map<String, Value> {
     o
 }
 
-fn open_split(opts: &TrainOptions, folds: &[usize]) -> Result<PastisDataset> {
+pub(crate) fn open_split(opts: &TrainOptions, folds: &[usize]) -> Result<PastisDataset> {
     PastisDataset::open(
-        &opts.dataset_folder,
+        &opts.run.dataset_folder,
         PastisOptions {
             folds: Some(folds.to_vec()),
             ref_date: opts.ref_date,
@@ -288,7 +259,7 @@ fn open_split(opts: &TrainOptions, folds: &[usize]) -> Result<PastisDataset> {
     )
 }
 
-fn class_weights(opts: &TrainOptions, device: Device) -> Tensor {
+pub(crate) fn class_weights(opts: &TrainOptions, device: Device) -> Tensor {
     let mut w = vec![1.0f32; opts.num_classes];
     if let Some(i) = opts.ignored_class() {
         w[i] = 0.0;
@@ -296,46 +267,13 @@ fn class_weights(opts: &TrainOptions, device: Device) -> Tensor {
     Tensor::from_vec(w, &[opts.num_classes], device)
 }
 
-/// Opens the three splits of rotation `k` (train, validation, test folds) and checks that each gives at least
-/// one batch (see [`check_split`]).
-fn open_rotation(
-    opts: &TrainOptions,
-    k: usize,
-    validates: bool,
-) -> Result<(PastisDataset, PastisDataset, PastisDataset)> {
-    let (train_f, val_f, test_f) = ROTATIONS[k - 1];
-    let (dt_train, dt_val, dt_test) = (
-        open_split(opts, &train_f)?,
-        open_split(opts, &[val_f])?,
-        open_split(opts, &[test_f])?,
-    );
-    let b = opts.batch_size;
-    check_split(&dt_train, &format!("Fold {k}: training"), b, false, true)?;
-    if validates {
-        check_split(
-            &dt_val,
-            &format!("Fold {k}: validation"),
-            b,
-            opts.keep_last_batch,
-            false,
-        )?;
-    }
-    check_split(
-        &dt_test,
-        &format!("Fold {k}: test"),
-        b,
-        opts.keep_last_batch,
-        false,
-    )?;
-    Ok((dt_train, dt_val, dt_test))
+/// Whether validation runs after `epoch`.
+fn validates_at(opts: &TrainOptions, epoch: usize) -> bool {
+    epoch.is_multiple_of(opts.val_every.max(1)) && epoch > opts.val_after
 }
 
-/// Whether validation runs in some epoch of `1..=epochs`.
-fn validates(opts: &TrainOptions) -> bool {
-    (1..=opts.epochs).any(|e| e % opts.val_every.max(1) == 0 && e > opts.val_after)
-}
-
-/// The whole training run (every rotation, or `opts.fold`). Returns the test metrics per fold run.
+/// The whole training run (every rotation, or `opts.run.fold`): the shared fold loop
+/// ([`crate::train::fold_loop`]) over `SemanticTask`. Returns the test metrics per fold run.
 ///
 /// Everything that can be checked before training is checked before anything is written (an existing
 /// `res_dir` is left untouched when the inputs are bad): the folds, every split's patches and files
@@ -350,167 +288,179 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             opts.model.num_classes()
         )));
     }
-    let folds = pastis_folds(opts.fold)?;
-    let device = device_of(opts.cpu)?;
-    // Check every input before writing anything.
-    let mut splits = Vec::new();
-    let mut used: Vec<usize> = Vec::new();
-    for &k in &folds {
-        splits.push(open_rotation(opts, k, validates(opts))?);
-        let (train_f, val_f, test_f) = ROTATIONS[k - 1];
-        for f in train_f.into_iter().chain([val_f, test_f]) {
-            if !used.contains(&f) {
-                used.push(f);
-            }
-        }
-    }
-    open_split(opts, &used)?.check(Some(opts.num_classes))?;
-    let scratch = opts.model.build(0, Device::Cpu);
-    let init = match &opts.init_weights {
-        Some(w) => {
-            let sd = read_weights(w)?;
-            load_state_dict(&scratch, &sd, w)?;
-            Some((w, sd))
-        }
-        None => None,
+    let task = SemanticTask {
+        opts,
+        weights: std::cell::OnceCell::new(),
     };
-    if opts.resume {
-        let mut opt = Adam::new(scratch.parameters(), AdamConfig::default());
-        check_resumable(&opts.res_dir, &folds, &scratch, &mut opt)?;
+    let results = run_folds(&task)?;
+    Ok(results.into_iter().map(|(k, (m, _))| (k, m)).collect())
+}
+
+/// The semantic task in the shared fold loop: PASTIS rotations, cross-entropy without the ignored class,
+/// validation mIoU (ties replace the best), the confusion matrices summed in `overall.json`.
+struct SemanticTask<'a> {
+    opts: &'a TrainOptions,
+    /// The class weights on the run's device (made on first use).
+    weights: std::cell::OnceCell<Tensor>,
+}
+
+impl SemanticTask<'_> {
+    fn weights(&self, device: Device) -> &Tensor {
+        self.weights
+            .get_or_init(|| class_weights(self.opts, device))
     }
-    std::fs::create_dir_all(&opts.res_dir).map_err(|e| Error::io(&opts.res_dir, e))?;
-    let mut results = Vec::new();
-    let mut total_cm = ConfusionMatrix::new(opts.num_classes);
-    for (&k, (dt_train, dt_val, dt_test)) in folds.iter().zip(splits) {
-        let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
-        std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
-        let model = opts.model.build(opts.rdm_seed, device);
-        if let Some((w, sd)) = &init {
-            load_state_dict(&model, sd, w)?;
-        }
-        write_json(
-            &opts.res_dir.join("conf.json"),
-            &opts.to_conf_json(model.num_parameters()),
-        )?;
-        let mut opt = Adam::new(
-            model.parameters(),
-            AdamConfig {
-                lr: opts.lr,
-                ..AdamConfig::default()
-            },
-        );
-        let weights = class_weights(opts, device);
-        // Resume: the last finished epoch's weights, optimizer state, log and best score.
-        let r = resume_fold(opts.resume, &fold_dir, &model, &mut opt, k)?;
-        let (mut trainlog, mut best, first_epoch, mut step) =
-            (r.trainlog, r.best, r.first_epoch, r.step);
-        let last_path = fold_dir.join("last.npz");
-        let log_path = fold_dir.join("trainlog.json");
-        for epoch in first_epoch..=opts.epochs {
-            if opts.max_steps.is_some_and(|m| step >= m) {
-                break;
-            }
-            let seed = mix(opts.rdm_seed, k, epoch);
-            let order = epoch_order(dt_train.len(), opts.batch_size, seed, true);
-            let label = format!("Fold {k} epoch {epoch}/{} train", opts.epochs);
-            let (tm, _) = run_epoch(
-                &model,
-                &dt_train,
-                order,
-                opts,
-                device,
-                &weights,
-                Some(&mut opt),
-                seed,
-                &mut step,
-                &label,
-            )?;
-            let mut entry = metrics_json("train", &tm);
-            if epoch % opts.val_every.max(1) == 0 && epoch > opts.val_after {
-                let order = eval_order(
-                    &dt_val,
-                    opts.batch_size,
-                    seed ^ 1,
-                    opts.keep_last_batch,
-                    None,
-                );
-                let (vm, _) = run_epoch(
-                    &model,
-                    &dt_val,
-                    order,
-                    opts,
-                    device,
-                    &weights,
-                    None,
-                    seed,
-                    &mut step,
-                    &format!("Fold {k} epoch {epoch} val"),
-                )?;
-                entry.extend(metrics_json("val", &vm));
-                if vm.miou >= best || best.is_nan() {
-                    best = vm.miou;
-                    save_best(&fold_dir, &model)?;
-                }
-                println!("Fold {k} epoch {epoch}: train loss {:.4} mIoU {:.2} | val loss {:.4} OA {:.2} mIoU {:.2}", tm.loss, tm.miou, vm.loss, vm.accuracy, vm.miou);
-            } else {
-                println!(
-                    "Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.2}",
-                    tm.loss, tm.accuracy, tm.miou
-                );
-            }
-            trainlog.insert(epoch.to_string(), Value::Object(entry));
-            write_json(&log_path, &Value::Object(trainlog.clone()))?;
-            save_training_state(
-                &last_path,
-                &model,
-                &opt,
-                Progress { epoch, step, best },
-                &trainlog,
-            )?;
-        }
-        plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
-        // Test with the best checkpoint (the last weights when no validation ran).
-        load_best(&fold_dir, &model, r.resumed)?;
-        let order = eval_order(
-            &dt_test,
-            opts.batch_size,
-            mix(opts.rdm_seed, k, 0),
-            opts.keep_last_batch,
-            Some(&format!("Fold {k} test")),
-        );
-        let (test, cm) = run_epoch(
-            &model,
-            &dt_test,
+}
+
+impl FoldTask for SemanticTask<'_> {
+    type Model = SemanticModel;
+    type Data = Rotation;
+    type Test = (EpochMetrics, ConfusionMatrix);
+
+    fn run_options(&self) -> &RunOptions {
+        &self.opts.run
+    }
+
+    fn folds(&self) -> Result<Vec<usize>> {
+        pastis_folds(self.opts.run.fold)
+    }
+
+    fn prepare(&self, folds: &[usize]) -> Result<Vec<Rotation>> {
+        let o = self.opts;
+        let batching = Batching {
+            batch_size: o.run.batch_size,
+            keep_last_batch: o.keep_last_batch,
+            validates: (1..=o.run.epochs).any(|e| validates_at(o, e)),
+        };
+        open_rotations(folds, batching, o.num_classes, &|f| open_split(o, f))
+    }
+
+    fn build(&self, seed: u64, device: Device) -> SemanticModel {
+        self.opts.model.build(seed, device)
+    }
+
+    fn conf_json(&self, n_params: usize) -> Value {
+        self.opts.to_conf_json(n_params)
+    }
+
+    fn better(&self, score: f64, best: f64) -> bool {
+        score >= best || best.is_nan()
+    }
+
+    fn epoch(
+        &self,
+        fold: Fold<'_>,
+        model: &SemanticModel,
+        opt: &mut Adam,
+        data: &Rotation,
+        epoch: usize,
+        step: &mut usize,
+    ) -> Result<EpochReport> {
+        let (o, k, device) = (self.opts, fold.k, fold.device);
+        let weights = self.weights(device);
+        let seed = mix(o.run.rdm_seed, k, epoch);
+        let order = epoch_order(data.train.len(), o.run.batch_size, seed, true);
+        let label = format!("Fold {k} epoch {epoch}/{} train", o.run.epochs);
+        let (tm, _) = run_epoch(
+            model,
+            &data.train,
             order,
-            opts,
+            o,
             device,
-            &weights,
+            weights,
+            Some(opt),
+            seed,
+            step,
+            &label,
+        )?;
+        let mut entry = metrics_json("train", &tm);
+        if !validates_at(o, epoch) {
+            let line = format!(
+                "Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.2}",
+                tm.loss, tm.accuracy, tm.miou
+            );
+            return Ok(EpochReport {
+                entry,
+                line,
+                score: None,
+            });
+        }
+        let order = eval_order(
+            &data.val,
+            o.run.batch_size,
+            seed ^ 1,
+            o.keep_last_batch,
+            None,
+        );
+        let label = format!("Fold {k} epoch {epoch} val");
+        let (vm, _) = run_epoch(
+            model, &data.val, order, o, device, weights, None, seed, step, &label,
+        )?;
+        entry.extend(metrics_json("val", &vm));
+        let line = format!(
+            "Fold {k} epoch {epoch}: train loss {:.4} mIoU {:.2} | val loss {:.4} OA {:.2} mIoU {:.2}",
+            tm.loss, tm.miou, vm.loss, vm.accuracy, vm.miou
+        );
+        Ok(EpochReport {
+            entry,
+            line,
+            score: Some(vm.miou),
+        })
+    }
+
+    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
+        plot::training_curves(path, trainlog)
+    }
+
+    fn test(
+        &self,
+        fold: Fold<'_>,
+        model: &SemanticModel,
+        data: &Rotation,
+        step: &mut usize,
+    ) -> Result<(EpochMetrics, ConfusionMatrix)> {
+        let (o, k) = (self.opts, fold.k);
+        let label = format!("Fold {k} test");
+        let order = eval_order(
+            &data.test,
+            o.run.batch_size,
+            mix(o.run.rdm_seed, k, 0),
+            o.keep_last_batch,
+            Some(&label),
+        );
+        let weights = self.weights(fold.device);
+        let (test, cm) = run_epoch(
+            model,
+            &data.test,
+            order,
+            o,
+            fold.device,
+            weights,
             None,
             0,
-            &mut step,
-            &format!("Fold {k} test"),
+            step,
+            &label,
         )?;
         println!(
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}",
             test.loss, test.accuracy, test.miou
         );
-        save_test_results(
-            &fold_dir,
-            &test_metrics_json(&test),
-            &cm,
-            opts.ignored_class(),
-        )?;
-        publish_best(&fold_dir)?;
-        total_cm.merge(&cm);
-        results.push((k, test));
+        save_test_results(fold.dir, &test_metrics_json(&test), &cm, o.ignored_class())?;
+        Ok((test, cm))
     }
-    if folds.len() == 5 {
-        save_overall(&opts.res_dir, &total_cm, opts.ignored_class())?;
+
+    fn finish(&self, folds: &[usize], results: &[(usize, Self::Test)]) -> Result<()> {
+        if folds.len() == 5 {
+            let mut total = ConfusionMatrix::new(self.opts.num_classes);
+            for (_, (_, cm)) in results {
+                total.merge(cm);
+            }
+            save_overall(&self.opts.run.res_dir, &total, self.opts.ignored_class())?;
+        }
+        Ok(())
     }
-    Ok(results)
 }
 
-fn test_metrics_json(test: &EpochMetrics) -> Value {
+pub(crate) fn test_metrics_json(test: &EpochMetrics) -> Value {
     json!({"test_accuracy": test.accuracy, "test_loss": test.loss, "test_IoU": test.miou, "test_epoch_time": test.seconds})
 }
 
@@ -547,128 +497,6 @@ pub fn dates_from_conf(conf: &Value, path: &Path) -> Result<(Date, Option<MonoDa
     Ok((ref_date, mono_date))
 }
 
-/// Options of `sitsgpu evaluate` (test_semantic.py).
-#[derive(Debug, Clone)]
-pub struct EvaluateOptions {
-    /// PASTIS folder.
-    pub dataset_folder: PathBuf,
-    /// Weight folder: conf.json + Fold_k/model.npz or Fold_k/model.pth.tar.
-    pub weight_folder: PathBuf,
-    /// Output folder.
-    pub res_dir: PathBuf,
-    /// Only rotation k.
-    pub fold: Option<usize>,
-    /// Patches per batch (default: conf.json's batch_size).
-    pub batch_size: Option<usize>,
-    /// CPU reference path.
-    pub cpu: bool,
-    /// Progress bars.
-    pub progress: bool,
-    /// Keep the last incomplete batch (`--keep_last_batch`; default: dropped, as test_semantic.py's
-    /// `drop_last=True`).
-    pub keep_last_batch: bool,
-}
-
-/// test_semantic.py: evaluates each fold's checkpoint on its test fold and writes the metric files.
-pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
-    let conf_path = e.weight_folder.join("conf.json");
-    let conf = read_json(&conf_path)?;
-    let model_conf = SemanticConfig::from_conf(&conf, &conf_path)?;
-    let num_classes = model_conf.num_classes();
-    let (ref_date, mono_date) = dates_from_conf(&conf, &conf_path)?;
-    let opts = TrainOptions {
-        model: model_conf,
-        dataset_folder: e.dataset_folder.clone(),
-        res_dir: e.res_dir.clone(),
-        rdm_seed: conf.get("rdm_seed").and_then(Value::as_u64).unwrap_or(1),
-        epochs: 0,
-        batch_size: e
-            .batch_size
-            .or(conf
-                .get("batch_size")
-                .and_then(Value::as_u64)
-                .map(|v| v as usize))
-            .unwrap_or(4),
-        lr: 0.0,
-        fold: e.fold,
-        num_classes,
-        ignore_index: conf
-            .get("ignore_index")
-            .and_then(Value::as_i64)
-            .unwrap_or(-1),
-        pad_value: conf.get("pad_value").and_then(Value::as_f64).unwrap_or(0.0) as f32,
-        val_every: 1,
-        val_after: 0,
-        init_weights: None,
-        max_steps: None,
-        resume: false,
-        cpu: e.cpu,
-        progress: e.progress,
-        ref_date,
-        mono_date,
-        keep_last_batch: e.keep_last_batch,
-    };
-    let folds = pastis_folds(e.fold)?;
-    let device = device_of(e.cpu)?;
-    let model = opts.model.build(0, device);
-    // Every checkpoint and every test split is checked before anything runs or is written.
-    let mut runs = Vec::new();
-    for &k in &folds {
-        let w = checkpoint_of(&e.weight_folder, k)?;
-        let sd = read_weights(&w)?;
-        load_state_dict(&model, &sd, &w)?;
-        let dt_test = open_split(&opts, &[ROTATIONS[k - 1].2])?;
-        check_split(
-            &dt_test,
-            &format!("Fold {k}: test"),
-            opts.batch_size,
-            opts.keep_last_batch,
-            false,
-        )?;
-        dt_test.check(Some(num_classes))?;
-        runs.push((k, w, sd, dt_test));
-    }
-    let weights = class_weights(&opts, device);
-    let mut results = Vec::new();
-    let mut files = Vec::new();
-    for (k, w, sd, dt_test) in runs {
-        load_state_dict(&model, &sd, &w)?;
-        let order = eval_order(
-            &dt_test,
-            opts.batch_size,
-            mix(opts.rdm_seed, k, 0),
-            opts.keep_last_batch,
-            Some(&format!("Fold {k} test")),
-        );
-        let mut step = 0;
-        let (m, cm) = run_epoch(
-            &model,
-            &dt_test,
-            order,
-            &opts,
-            device,
-            &weights,
-            None,
-            0,
-            &mut step,
-            &format!("Fold {k} test"),
-        )?;
-        println!(
-            "Fold {k}: loss {:.4} OA {:.2} mIoU {:.2}",
-            m.loss, m.accuracy, m.miou
-        );
-        files.push(FoldResult {
-            fold: k,
-            metrics: test_metrics_json(&m),
-            cm,
-        });
-        results.push((k, m));
-    }
-    // Written only now, once every fold has been evaluated.
-    save_fold_results(&e.res_dir, &files, opts.ignored_class(), folds.len() == 5)?;
-    Ok(results)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,24 +504,18 @@ mod tests {
     #[test]
     fn the_conf_json_keeps_the_dates_and_evaluation_reads_them_back() {
         let opts = TrainOptions {
+            run: RunOptions {
+                epochs: 1,
+                cpu: true,
+                progress: false,
+                ..RunOptions::new("D", "R")
+            },
             model: crate::models::utae::UTaeConfig::default().into(),
-            dataset_folder: "D".into(),
-            res_dir: "R".into(),
-            rdm_seed: 1,
-            epochs: 1,
-            batch_size: 4,
-            lr: 1e-3,
-            fold: None,
             num_classes: 20,
             ignore_index: -1,
             pad_value: 0.0,
             val_every: 1,
             val_after: 0,
-            init_weights: None,
-            max_steps: None,
-            resume: false,
-            cpu: true,
-            progress: false,
             ref_date: Date::parse("2018-10-01").unwrap(),
             mono_date: Some(MonoDate::parse("2019-05-01").unwrap()),
             keep_last_batch: false,
@@ -733,11 +555,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("conf.json") && e.contains("ref_date"), "{e}");
-    }
-
-    #[test]
-    fn rotations_match_the_spec() {
-        assert_eq!(ROTATIONS[0], ([1, 2, 3], 4, 5));
-        assert_eq!(ROTATIONS[4], ([5, 1, 2], 3, 4));
     }
 }

@@ -1,0 +1,244 @@
+//! The one fold loop of every training workflow (semantic, pixel-set, panoptic): what `train_semantic.py`,
+//! `train_panoptic.py` and the L-TAE repository's `train.py` share, written once. A task ([`FoldTask`])
+//! supplies what differs — its data, its model, one epoch (a training pass, and a validation pass when the
+//! task validates then), its score, its curves and its test — and [`run_folds`] does the rest:
+//!
+//! ```text
+//! check everything (folds, data, --init_weights, the last.npz files of --resume)   nothing written yet
+//! for each fold k:
+//!     Fold_k/; the model from rdm_seed (or --init_weights); conf.json; Adam(lr)
+//!     resume from Fold_k/last.npz (--resume)
+//!     for epoch in first..=epochs (until --max_steps):
+//!         task.epoch → log entry, line, validation score
+//!         a better score → best.npz; trainlog.json; last.npz (weights, Adam, progress, log)
+//!     curves.png; the best weights back; task.test (its files); best.npz → model.npz
+//! task.finish (overall files)
+//! ```
+//! [`RunOptions`] are the flags all three scripts have (same names and defaults); each task's options embed
+//! them as `run`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::data::json::write_json;
+use crate::engine::{Device, Error, Result};
+use crate::layers::state::load_state_dict;
+use crate::layers::Module;
+use crate::models::registry::read_weights;
+use crate::train::adam::{Adam, AdamConfig};
+use crate::train::state::{
+    check_resumable, device_of, load_best, publish_best, resume_fold, save_best,
+    save_training_state, Progress,
+};
+
+/// The options every training workflow shares (the original scripts' common flags, same names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    /// Dataset folder (`--dataset_folder`).
+    pub dataset_folder: PathBuf,
+    /// Output folder (`--res_dir`).
+    pub res_dir: PathBuf,
+    /// Seed of initialisation, shuffling, dropout and draws (`--rdm_seed`).
+    pub rdm_seed: u64,
+    /// Epochs per fold.
+    pub epochs: usize,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Run only fold k (1-based).
+    pub fold: Option<usize>,
+    /// Start from these weights (.npz or an official checkpoint) instead of a fresh initialisation.
+    pub init_weights: Option<PathBuf>,
+    /// Stop each fold after this many optimiser steps (smoke tests, benchmarks).
+    pub max_steps: Option<usize>,
+    /// Continue an interrupted run from `Fold_k/last.npz`.
+    pub resume: bool,
+    /// Run on the CPU reference path.
+    pub cpu: bool,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl RunOptions {
+    /// The options with the scripts' defaults, reading `dataset_folder` and writing `res_dir`: seed 1,
+    /// 100 epochs, batch 4, lr 0.001, every fold, progress bars.
+    pub fn new(dataset_folder: impl Into<PathBuf>, res_dir: impl Into<PathBuf>) -> RunOptions {
+        RunOptions {
+            dataset_folder: dataset_folder.into(),
+            res_dir: res_dir.into(),
+            rdm_seed: 1,
+            epochs: 100,
+            batch_size: 4,
+            lr: 0.001,
+            fold: None,
+            init_weights: None,
+            max_steps: None,
+            resume: false,
+            cpu: false,
+            progress: true,
+        }
+    }
+
+    /// Whether `--max_steps` is reached after `step` optimiser steps.
+    pub fn steps_done(&self, step: usize) -> bool {
+        self.max_steps.is_some_and(|m| step >= m)
+    }
+}
+
+/// Where a fold runs: its number, its folder and the device.
+#[derive(Debug, Clone, Copy)]
+pub struct Fold<'a> {
+    /// 1-based fold (rotation) number.
+    pub k: usize,
+    /// `res_dir/Fold_k`.
+    pub dir: &'a Path,
+    /// The device of the run.
+    pub device: Device,
+}
+
+/// What one epoch reports to the loop.
+pub struct EpochReport {
+    /// The epoch's trainlog.json entry (`train_*`, and `val_*` when it validated).
+    pub entry: Map<String, Value>,
+    /// The line printed for it.
+    pub line: String,
+    /// The validation score, when it validated (higher is better; [`FoldTask::better`] decides ties).
+    pub score: Option<f64>,
+}
+
+/// What a training workflow supplies to [`run_folds`].
+pub trait FoldTask {
+    /// The model trained.
+    type Model: Module;
+    /// One fold's data (its splits), opened and checked before anything is written.
+    type Data;
+    /// One fold's test result.
+    type Test;
+
+    /// The shared options.
+    fn run_options(&self) -> &RunOptions;
+    /// The folds this run covers.
+    fn folds(&self) -> Result<Vec<usize>>;
+    /// Every fold's data, checked (files, splits large enough for a batch): nothing is written before.
+    fn prepare(&self, folds: &[usize]) -> Result<Vec<Self::Data>>;
+    /// A freshly initialised model.
+    fn build(&self, seed: u64, device: Device) -> Self::Model;
+    /// res_dir/conf.json.
+    fn conf_json(&self, n_params: usize) -> Value;
+    /// Said when a fold starts (nothing by default).
+    fn start_fold(&self, _k: usize, _data: &Self::Data) {}
+    /// The best score a fold starts from: the resumed one, or `fresh` (the score to beat) on a fresh start.
+    fn fresh_best(&self) -> f64 {
+        0.0
+    }
+    /// Whether validation `score` replaces `best` (saving best.npz).
+    fn better(&self, score: f64, best: f64) -> bool;
+    /// One epoch: training with `opt` (advancing `step`), then validation when the task validates after it.
+    fn epoch(
+        &self,
+        fold: Fold<'_>,
+        model: &Self::Model,
+        opt: &mut Adam,
+        data: &Self::Data,
+        epoch: usize,
+        step: &mut usize,
+    ) -> Result<EpochReport>;
+    /// Draws Fold_k/curves.png from the training log.
+    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()>;
+    /// Tests the best weights and writes the fold's test files.
+    fn test(
+        &self,
+        fold: Fold<'_>,
+        model: &Self::Model,
+        data: &Self::Data,
+        step: &mut usize,
+    ) -> Result<Self::Test>;
+    /// After every fold: the run's overall files (nothing by default).
+    fn finish(&self, _folds: &[usize], _results: &[(usize, Self::Test)]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `task` over its folds (module doc). Returns each fold's test result.
+pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
+    let o = task.run_options();
+    let folds = task.folds()?;
+    let device = device_of(o.cpu)?;
+    // Checked before anything is written: the data, the initial weights, what --resume would restore.
+    let data = task.prepare(&folds)?;
+    let scratch = task.build(0, Device::Cpu);
+    let init = match &o.init_weights {
+        Some(w) => {
+            let sd = read_weights(w)?;
+            load_state_dict(&scratch, &sd, w)?;
+            Some((w, sd))
+        }
+        None => None,
+    };
+    if o.resume {
+        let mut opt = Adam::new(scratch.parameters(), AdamConfig::default());
+        check_resumable(&o.res_dir, &folds, &scratch, &mut opt)?;
+    }
+    std::fs::create_dir_all(&o.res_dir).map_err(|e| Error::io(&o.res_dir, e))?;
+    let mut results = Vec::new();
+    for (&k, data) in folds.iter().zip(&data) {
+        task.start_fold(k, data);
+        let dir = o.res_dir.join(format!("Fold_{k}"));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let fold = Fold {
+            k,
+            dir: &dir,
+            device,
+        };
+        let model = task.build(o.rdm_seed, device);
+        if let Some((w, sd)) = &init {
+            load_state_dict(&model, sd, w)?;
+        }
+        write_json(
+            &o.res_dir.join("conf.json"),
+            &task.conf_json(model.num_parameters()),
+        )?;
+        let mut opt = Adam::new(
+            model.parameters(),
+            AdamConfig {
+                lr: o.lr,
+                ..AdamConfig::default()
+            },
+        );
+        let r = resume_fold(o.resume, &dir, &model, &mut opt, k)?;
+        let (mut trainlog, mut step) = (r.trainlog, r.step);
+        let mut best = if r.resumed { r.best } else { task.fresh_best() };
+        for epoch in r.first_epoch..=o.epochs {
+            if o.steps_done(step) {
+                break;
+            }
+            let rep = task.epoch(fold, &model, &mut opt, data, epoch, &mut step)?;
+            if let Some(score) = rep.score {
+                if task.better(score, best) {
+                    best = score;
+                    save_best(&dir, &model)?;
+                }
+            }
+            println!("{}", rep.line);
+            trainlog.insert(epoch.to_string(), Value::Object(rep.entry));
+            write_json(&dir.join("trainlog.json"), &Value::Object(trainlog.clone()))?;
+            save_training_state(
+                &dir.join("last.npz"),
+                &model,
+                &opt,
+                Progress { epoch, step, best },
+                &trainlog,
+            )?;
+        }
+        task.curves(&dir.join("curves.png"), &trainlog)?;
+        // Test with the best checkpoint (the last weights when no validation ran).
+        load_best(&dir, &model, r.resumed)?;
+        let test = task.test(fold, &model, data, &mut step)?;
+        publish_best(&dir)?;
+        results.push((k, test));
+    }
+    task.finish(&folds, &results)?;
+    Ok(results)
+}
