@@ -27,6 +27,7 @@ use crate::layers::state::load_state_dict;
 use crate::layers::Module;
 use crate::models::registry::read_weights;
 use crate::train::adam::{Adam, AdamConfig};
+use crate::train::plot;
 use crate::train::state::{
     check_resumable, device_of, load_best, publish_best, resume_fold, save_best,
     save_training_state, Progress,
@@ -145,8 +146,10 @@ pub trait FoldTask {
         epoch: usize,
         step: &mut usize,
     ) -> Result<EpochReport>;
-    /// Draws Fold_k/curves.png from the training log.
-    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()>;
+    /// Draws Fold_k/curves.png from the training log (by default loss and mIoU, [`plot::training_curves`]).
+    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
+        plot::training_curves(path, trainlog)
+    }
     /// Tests the best weights and writes the fold's test files.
     fn test(
         &self,

@@ -316,18 +316,13 @@ pub fn save_fold_results(
     ignore: Option<usize>,
     overall: bool,
 ) -> Result<()> {
-    let Some(first) = results.first() else {
-        return Ok(());
-    };
-    let mut total = ConfusionMatrix::new(first.cm.k);
     for r in results {
         let out = res_dir.join(format!("Fold_{}", r.fold));
         std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
         save_test_results(&out, &r.metrics, &r.cm, ignore)?;
-        total.merge(&r.cm);
     }
     if overall {
-        save_overall(res_dir, &total, ignore)?;
+        save_overall(res_dir, results.iter().map(|r| &r.cm), ignore)?;
     }
     Ok(())
 }
@@ -355,8 +350,20 @@ pub fn save_test_results(
 
 /// `overall.json` and `per_class.json` from the summed test confusion matrices (`ignore`: a class deleted
 /// first, the semantic task's void class).
-pub fn save_overall(res_dir: &Path, cm: &ConfusionMatrix, ignore: Option<usize>) -> Result<()> {
-    let (per_class, ov) = overall(cm, ignore);
+pub fn save_overall<'a>(
+    res_dir: &Path,
+    matrices: impl IntoIterator<Item = &'a ConfusionMatrix>,
+    ignore: Option<usize>,
+) -> Result<()> {
+    let mut matrices = matrices.into_iter().peekable();
+    let Some(first) = matrices.peek() else {
+        return Ok(());
+    };
+    let mut total = ConfusionMatrix::new(first.k);
+    for cm in matrices {
+        total.merge(cm);
+    }
+    let (per_class, ov) = overall(&total, ignore);
     println!("Overall performance: {ov}");
     write_json(&res_dir.join("overall.json"), &ov)?;
     write_json(&res_dir.join("per_class.json"), &per_class)

@@ -43,7 +43,6 @@ use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, Tempo
 use crate::train::adam::Adam;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
 use crate::train::metrics::ConfusionMatrix;
-use crate::train::plot;
 use crate::train::state::{epoch_order, mix, save_overall, save_test_results};
 
 mod evaluate;
@@ -568,10 +567,6 @@ impl FoldTask for PixelSetTask<'_> {
         })
     }
 
-    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
-        plot::training_curves(path, trainlog)
-    }
-
     fn test(
         &self,
         fold: Fold<'_>,
@@ -602,11 +597,8 @@ impl FoldTask for PixelSetTask<'_> {
 
     fn finish(&self, folds: &[usize], results: &[(usize, Self::Test)]) -> Result<()> {
         if folds.len() == self.opts.kfold {
-            let mut total = ConfusionMatrix::new(self.opts.num_classes);
-            for (_, (_, cm)) in results {
-                total.merge(cm);
-            }
-            save_overall(&self.opts.run.res_dir, &total, None)?;
+            let matrices = results.iter().map(|(_, (_, cm))| cm);
+            save_overall(&self.opts.run.res_dir, matrices, None)?;
         }
         Ok(())
     }

@@ -41,7 +41,6 @@ use crate::train::adam::Adam;
 use crate::train::drop_last::eval_order;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
 use crate::train::metrics::ConfusionMatrix;
-use crate::train::plot;
 use crate::train::rotations::{open_rotations, pastis_folds, Batching, Rotation};
 use crate::train::state::{epoch_order, mix, save_overall, save_test_results};
 
@@ -407,10 +406,6 @@ impl FoldTask for SemanticTask<'_> {
         })
     }
 
-    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
-        plot::training_curves(path, trainlog)
-    }
-
     fn test(
         &self,
         fold: Fold<'_>,
@@ -450,11 +445,8 @@ impl FoldTask for SemanticTask<'_> {
 
     fn finish(&self, folds: &[usize], results: &[(usize, Self::Test)]) -> Result<()> {
         if folds.len() == 5 {
-            let mut total = ConfusionMatrix::new(self.opts.num_classes);
-            for (_, (_, cm)) in results {
-                total.merge(cm);
-            }
-            save_overall(&self.opts.run.res_dir, &total, self.opts.ignored_class())?;
+            let matrices = results.iter().map(|(_, (_, cm))| cm);
+            save_overall(&self.opts.run.res_dir, matrices, self.opts.ignored_class())?;
         }
         Ok(())
     }
