@@ -72,7 +72,7 @@ fn bench(g: &mut Group, gpu: &Gpu, id: BenchmarkId, f: &dyn Fn() -> Tensor) {
 }
 
 fn matmul(c: &mut Criterion) {
-    use sitsgpu::engine::ops::matmul::{gpu_forward_with, plan, Operand, Plan};
+    use sitsgpu::engine::ops::linalg::matmul::{gpu_forward_with, plan, Operand, Plan};
     let Some(gpu) = gpu() else { return };
     let mut g = group(c, "matmul");
     // (name, batch, M, K, N, A stored transposed)
@@ -144,7 +144,9 @@ fn matmul(c: &mut Criterion) {
 }
 
 fn conv2d(c: &mut Criterion) {
-    use sitsgpu::engine::ops::conv2d::{self as conv, ForwardKernel, Geom, PaddingMode::Reflect};
+    use sitsgpu::engine::ops::conv::conv2d::{
+        self as conv, ForwardKernel, Geom, PaddingMode::Reflect,
+    };
     let Some(gpu) = gpu() else { return };
     let mut g = group(c, "conv2d");
     // U-TAE's encoder on B·T frames: (name, x shape, weight shape, stride, padding). The paper config has
@@ -265,7 +267,7 @@ fn conv2d(c: &mut Criterion) {
 }
 
 fn attention_norm_adam(c: &mut Criterion) {
-    use sitsgpu::engine::ops::attention::AttnDropout;
+    use sitsgpu::engine::ops::attention::attention_weights::AttnDropout;
     let Some(gpu) = gpu() else { return };
     let mut g = group(c, "attention_norm_adam");
     // L-TAE at U-TAE's bottleneck: B = 4, T = 40, 16 × 16 pixels, 16 heads of d_k = 4, values 16 × 16.

@@ -6,7 +6,7 @@
 //! Layering (read in this order):
 //! 1. [`engine`]: tensors on the GPU or CPU, the op quartet (WGSL forward, WGSL backward, CPU reference,
 //!    tests), reverse-mode autograd. Start with `engine/tensor.rs`, `engine/autograd.rs`, then the tutorial
-//!    op `engine/ops/relu.rs` with `shaders/relu.wgsl`, then `engine/gpu.rs` and `engine/ops/matmul.rs`.
+//!    op `engine/ops/elementwise/relu.rs` with `shaders/elementwise/relu.wgsl`, then `engine/gpu.rs` and `engine/ops/linalg/matmul.rs`.
 //! 2. [`shaders`]: the WGSL files and their registry, validated by naga without a GPU.
 //! 3. [`layers`]: PyTorch-like modules whose parameter names match PyTorch `state_dict` keys.
 //! 4. [`models`]: the models of the papers. 5. [`train`]: the optimizer and training loops.

@@ -38,7 +38,13 @@ fn a_utae_training_step_is_timed_kernel_by_kernel() {
         }
     );
     // Every kernel of a training step shows up: the convolution and its two gradients, the optimizer.
-    for k in ["conv2d", "adam", "group_norm", "attention", "cross_entropy"] {
+    for k in [
+        "conv2d",
+        "adam",
+        "group_norm",
+        "attention_weights",
+        "cross_entropy",
+    ] {
         assert!(
             r.rows.iter().any(|row| row.entry.starts_with(k)),
             "{k} missing:\n{}",

@@ -2,7 +2,7 @@
 //! [`Kernel::dispatch`].
 //!
 //! A [`Kernel`] is one entry point of one `.wgsl` file, declared beside its op's `Params` in
-//! `engine/ops/<op>.rs`:
+//! `engine/ops/<family>/<op>.rs`:
 //!
 //! ```ignore
 //! pub const RELU: Kernel = Kernel::new::<ParamsN>(&shaders::RELU, "relu", 3);

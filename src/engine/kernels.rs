@@ -1,6 +1,6 @@
 //! Every kernel of the crate in one list, and the naga tests that check each of them without a GPU.
 //!
-//! Each op declares its kernels beside its `Params` (`engine/ops/<op>.rs`: `pub const KERNELS`); [`all`]
+//! Each op declares its kernels beside its `Params` (`engine/ops/<family>/<op>.rs`: `pub const KERNELS`); [`all`]
 //! collects them. The tests below (naga's `example_wgsl.rs` pattern, made stricter) check, for every file of
 //! `src/shaders/` and every kernel:
 //! - the file parses and validates with **no optional capability** (a shader that silently needs f64, f16 or
@@ -18,37 +18,37 @@ use crate::engine::ops;
 /// Every kernel of every op (and of the optimizer's update), in catalogue order.
 pub fn all() -> Vec<Kernel> {
     [
-        ops::relu::KERNELS,
-        ops::unary::KERNELS,
-        ops::binary::KERNELS,
-        ops::movement::KERNELS,
-        ops::reduce::KERNELS,
-        ops::reduce_max::KERNELS,
-        ops::softmax::KERNELS,
-        ops::matmul::KERNELS,
-        ops::index_select::KERNELS,
-        ops::masked_fill::KERNELS,
-        ops::dropout::KERNELS,
-        ops::cross_entropy::KERNELS,
-        ops::conv2d::KERNELS,
-        ops::conv_lstm::KERNELS,
-        ops::conv_gru::KERNELS,
-        ops::attention::KERNELS,
-        ops::attention_apply::KERNELS,
-        ops::temporal_agg::KERNELS,
-        ops::masked_pool::KERNELS,
-        ops::group_norm::KERNELS,
-        ops::batch_norm::KERNELS,
-        ops::upsample::KERNELS,
-        ops::pool::KERNELS,
-        ops::max_pool::KERNELS,
-        ops::segment_argmax::KERNELS,
-        ops::gather_pixels::KERNELS,
-        ops::crop::KERNELS,
-        ops::paps_loss::KERNELS,
-        ops::max_pool3d::KERNELS,
-        ops::time_unfold::KERNELS,
-        ops::adam::KERNELS,
+        ops::elementwise::relu::KERNELS,
+        ops::elementwise::unary::KERNELS,
+        ops::elementwise::binary::KERNELS,
+        ops::movement::copy_strided::KERNELS,
+        ops::reduce::reduce_sum::KERNELS,
+        ops::reduce::reduce_max::KERNELS,
+        ops::reduce::softmax::KERNELS,
+        ops::linalg::matmul::KERNELS,
+        ops::movement::index_select::KERNELS,
+        ops::elementwise::masked_fill::KERNELS,
+        ops::elementwise::dropout::KERNELS,
+        ops::reduce::cross_entropy::KERNELS,
+        ops::conv::conv2d::KERNELS,
+        ops::recurrent::conv_lstm::KERNELS,
+        ops::recurrent::conv_gru::KERNELS,
+        ops::attention::attention_weights::KERNELS,
+        ops::attention::attention_apply::KERNELS,
+        ops::attention::temporal_agg::KERNELS,
+        ops::reduce::masked_pool::KERNELS,
+        ops::norm::group_norm::KERNELS,
+        ops::norm::batch_norm::KERNELS,
+        ops::pool::upsample_bilinear::KERNELS,
+        ops::pool::avg_pool2d::KERNELS,
+        ops::pool::max_pool2d::KERNELS,
+        ops::paps::segment_argmax::KERNELS,
+        ops::paps::gather_pixels::KERNELS,
+        ops::paps::crop::KERNELS,
+        ops::paps::paps_loss::KERNELS,
+        ops::pool::max_pool3d::KERNELS,
+        ops::movement::time_unfold::KERNELS,
+        ops::optim::adam::KERNELS,
     ]
     .concat()
 }
@@ -107,19 +107,44 @@ mod tests {
 
     #[test]
     fn every_wgsl_file_is_registered_once_and_used_by_a_kernel() {
+        // Every file lives in a family folder, `src/shaders/<family>/<name>.wgsl`, and no .wgsl elsewhere.
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/shaders");
-        let files: BTreeSet<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| {
+        let mut files: BTreeSet<String> = BTreeSet::new();
+        let mut stems: BTreeSet<String> = BTreeSet::new();
+        for family in std::fs::read_dir(&dir).unwrap() {
+            let family = family.unwrap().path();
+            if family.extension().is_some_and(|e| e == "wgsl") {
+                panic!("{}: outside a family folder", family.display());
+            }
+            if !family.is_dir() {
+                continue;
+            }
+            let fam = family.file_name().unwrap().to_string_lossy().into_owned();
+            let ops = dir.parent().unwrap().join("engine/ops").join(&fam);
+            assert!(
+                ops.is_dir(),
+                "shaders/{fam}/ has no engine/ops/{fam}/ family"
+            );
+            for e in std::fs::read_dir(&family).unwrap() {
                 let p = e.unwrap().path();
-                (p.extension()? == "wgsl")
-                    .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
-            })
+                if p.extension().is_some_and(|e| e == "wgsl") {
+                    let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+                    files.insert(format!("{fam}/{stem}"));
+                    stems.insert(stem);
+                }
+            }
+        }
+        let registered: Vec<String> = shaders::ALL
+            .iter()
+            .map(|s| format!("{}/{}", s.family, s.name))
             .collect();
-        let registered: Vec<&str> = shaders::ALL.iter().map(|s| s.name).collect();
-        let unique: BTreeSet<String> = registered.iter().map(|s| s.to_string()).collect();
+        let unique: BTreeSet<String> = registered.iter().cloned().collect();
         assert_eq!(unique.len(), registered.len(), "a file is registered twice");
-        assert_eq!(files, unique, "src/shaders/*.wgsl and shaders::ALL differ");
+        assert_eq!(
+            files, unique,
+            "src/shaders/*/*.wgsl and shaders::ALL differ"
+        );
+        let files = stems;
         let used: BTreeSet<String> = all().iter().map(|k| k.shader.name.to_string()).collect();
         assert_eq!(
             files, used,

@@ -5,7 +5,7 @@
 //! fan_out)), fan = channels × kernel area; for the transposed conv PyTorch takes fan_in from weight dim 1
 //! and fan_out from dim 0) and N(0, 1) biases. Parity runs load the original weights instead.
 
-use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
 use crate::layers::Module;

@@ -5,7 +5,7 @@
 //! original (spec §5.1-5.2), and returns the embedding the models use: c_T (ConvLSTM), h_T (ConvGRU).
 //! The original's `input_size` only sized its zero initial states; here they take x's H, W.
 
-use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
 use crate::layers::{prefixed, Conv2d, Module};

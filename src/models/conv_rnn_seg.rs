@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Result, Tensor};
 use crate::layers::{prefixed, Conv2d, ConvGru, ConvLstm, Module};

@@ -20,7 +20,7 @@
 
 use serde_json::{json, Value};
 
-use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Result, Tensor};
 use crate::layers::{prefixed, Conv2d, ConvLstm, Ctx, Module, NormKind};

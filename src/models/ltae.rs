@@ -6,7 +6,7 @@
 //! in_norm   GroupNorm(n_head groups) over (C, T) per sequence — padded dates included (QUIRK, §10.2.7)
 //! inconv    Conv1d k=1: C → d_model per date
 //! + positional encoding of the day offsets (CPU table, f32), same 16-vector for every head
-//! attention master-query multi-head attention (engine/ops/attention.rs): weights a (H, B, T, P) and
+//! attention master-query multi-head attention (engine/ops/attention/attention_weights.rs): weights a (H, B, T, P) and
 //!           o (N, d_model) = heads concatenated; padded dates scored -1000; attention dropout 0.1
 //! mlp       Linear d_model → C_out, BatchNorm1d, ReLU;  dropout 0.2;  out_norm GroupNorm(n_head groups)
 //! → out (B, C_out, h, w), attention (H, B, T, h, w)
@@ -14,7 +14,7 @@
 //! Parameter names follow the original state_dict: `inconv`, `attention_heads.Q`, `attention_heads.fc1_k`,
 //! `in_norm`, `out_norm`, `mlp.0` (Linear), `mlp.1` (BatchNorm1d).
 
-use crate::engine::ops::attention::AttnDropout;
+use crate::engine::ops::attention::attention_weights::AttnDropout;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
 use crate::layers::conv::normal;

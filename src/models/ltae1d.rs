@@ -7,7 +7,7 @@
 //! inconv       Conv1d k=1 C → d_model per date, then LayerNorm((d_model, len_max_seq)) over the whole
 //!              channel-first block of a sample (so T must equal len_max_seq)   [only when d_model is set]
 //! + PE         rows of the frozen table `position_enc.weight`: row t (bespoke positions) or t + 1 ("order")
-//! attention    master-query attention (engine/ops/attention.rs with P = 1): weights (H, B, T),
+//! attention    master-query attention (engine/ops/attention/attention_weights.rs with P = 1): weights (H, B, T),
 //!              o (B, d_model) heads concatenated; attention dropout 0.1
 //! mlp          per pair Linear → BatchNorm1d → ReLU;  dropout;  outlayernorm LayerNorm(n_neurons[-1])
 //! → out (B, n_neurons[-1]), attention (H, B, T)
@@ -15,7 +15,7 @@
 //! The PE table (float64 sinusoids cast to float32, inner dimension d_model / n_head repeated n_head times)
 //! is a buffer: loaded from the state dict when present, never trained. No padding mask exists in 1D.
 
-use crate::engine::ops::attention::AttnDropout;
+use crate::engine::ops::attention::attention_weights::AttnDropout;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
 use crate::layers::conv::normal;

@@ -120,7 +120,7 @@ impl PixelSetEncoder {
         }
         let k = f.shape()[1];
         let f = f.reshape(&[n, s, k]);
-        // Masked mean and std in one fused kernel (engine/ops/masked_pool.rs), when asked for.
+        // Masked mean and std in one fused kernel (engine/ops/reduce/masked_pool.rs), when asked for.
         let stats = self
             .pooling
             .iter()

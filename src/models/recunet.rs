@@ -24,7 +24,7 @@
 
 use serde_json::{json, Value};
 
-use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Result, Tensor};
 use crate::layers::{prefixed, BConvLstm, Conv2d, ConvLstm, Ctx, Module, NormKind};

@@ -13,7 +13,7 @@
 //! BatchNorm + ReLU outputs; L-TAE's in_norm sees the padded dates. Parameter names are the original
 //! state_dict keys (Appendix A.1).
 
-use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::{prefixed, BatchNorm, Conv2d, ConvTranspose2d, Ctx, Module, Norm, NormKind};

@@ -1,6 +1,6 @@
 //! The WGSL kernels as text: one `pub const` per `.wgsl` file of this folder. This folder is a leaf of the
 //! house: it imports nothing from the crate. Each op declares its kernels (entry point, workgroup size,
-//! `Params` type, binding count) beside its own `Params` in `engine/ops/<op>.rs`, from these texts; the list of
+//! `Params` type, binding count) beside its own `Params` in `engine/ops/<family>/<op>.rs`, from these texts; the list of
 //! every kernel and the naga tests over it (validation with no optional capability, SPIR-V / MSL / HLSL
 //! translation, workgroup size, `Params` size and bindings against the Rust side, every file here registered)
 //! live in `engine/kernels.rs`.
@@ -24,104 +24,147 @@
 /// One WGSL file: its stem (also the shader module's label) and its text.
 #[derive(Debug, Clone, Copy)]
 pub struct Wgsl {
-    /// File stem: `relu` for `relu.wgsl`.
+    /// The op family, the sub-folder of `src/shaders/` (as `engine/ops/<family>/`).
+    pub family: &'static str,
+    /// File stem: `relu` for `elementwise/relu.wgsl`.
     pub name: &'static str,
     /// The WGSL text.
     pub source: &'static str,
 }
 
 macro_rules! wgsl {
-    ($konst:ident, $name:literal) => {
-        #[doc = concat!("`", $name, ".wgsl`")]
+    ($konst:ident, $family:literal, $name:literal) => {
+        #[doc = concat!("`", $family, "/", $name, ".wgsl`")]
         pub const $konst: Wgsl = Wgsl {
+            family: $family,
             name: $name,
-            source: include_str!(concat!($name, ".wgsl")),
+            source: include_str!(concat!($family, "/", $name, ".wgsl")),
         };
     };
 }
 
-wgsl!(ADAM, "adam");
-wgsl!(ATTENTION, "attention");
-wgsl!(ATTENTION_APPLY, "attention_apply");
+wgsl!(ADAM, "optim", "adam");
+wgsl!(ATTENTION_WEIGHTS, "attention", "attention_weights");
+wgsl!(ATTENTION_APPLY, "attention", "attention_apply");
 wgsl!(
     ATTENTION_APPLY_BACKWARD_ATTN,
+    "attention",
     "attention_apply_backward_attn"
 );
 wgsl!(
     ATTENTION_APPLY_BACKWARD_VALUE,
+    "attention",
     "attention_apply_backward_value"
 );
-wgsl!(ATTENTION_BACKWARD, "attention_backward");
-wgsl!(AVG_POOL2D, "avg_pool2d");
-wgsl!(AVG_POOL2D_BACKWARD, "avg_pool2d_backward");
-wgsl!(BATCH_NORM, "batch_norm");
-wgsl!(BATCH_NORM_BACKWARD, "batch_norm_backward");
-wgsl!(BATCH_NORM_STATS, "batch_norm_stats");
-wgsl!(BINARY, "binary");
-wgsl!(CONV2D, "conv2d");
-wgsl!(CONV2D_BACKWARD_INPUT, "conv2d_backward_input");
-wgsl!(CONV2D_BACKWARD_WEIGHT, "conv2d_backward_weight");
+wgsl!(
+    ATTENTION_WEIGHTS_BACKWARD,
+    "attention",
+    "attention_weights_backward"
+);
+wgsl!(AVG_POOL2D, "pool", "avg_pool2d");
+wgsl!(AVG_POOL2D_BACKWARD, "pool", "avg_pool2d_backward");
+wgsl!(BATCH_NORM, "norm", "batch_norm");
+wgsl!(BATCH_NORM_BACKWARD, "norm", "batch_norm_backward");
+wgsl!(BATCH_NORM_STATS, "norm", "batch_norm_stats");
+wgsl!(BINARY, "elementwise", "binary");
+wgsl!(CONV2D, "conv", "conv2d");
+wgsl!(CONV2D_BACKWARD_INPUT, "conv", "conv2d_backward_input");
+wgsl!(CONV2D_BACKWARD_WEIGHT, "conv", "conv2d_backward_weight");
 wgsl!(
     CONV2D_BACKWARD_WEIGHT_DIRECT,
+    "conv",
     "conv2d_backward_weight_direct"
 );
 wgsl!(
     CONV2D_BACKWARD_WEIGHT_NARROW,
+    "conv",
     "conv2d_backward_weight_narrow"
 );
-wgsl!(CONV2D_DIRECT, "conv2d_direct");
-wgsl!(CONV2D_NARROW, "conv2d_narrow");
-wgsl!(CONV2D_PAD_FOLD, "conv2d_pad_fold");
-wgsl!(CONV_GRU_GATES, "conv_gru_gates");
-wgsl!(CONV_GRU_GATES_BACKWARD, "conv_gru_gates_backward");
-wgsl!(CONV_GRU_UPDATE, "conv_gru_update");
-wgsl!(CONV_GRU_UPDATE_BACKWARD, "conv_gru_update_backward");
-wgsl!(CONV_LSTM_CELL, "conv_lstm_cell");
-wgsl!(CONV_LSTM_CELL_BACKWARD, "conv_lstm_cell_backward");
-wgsl!(COPY_STRIDED, "copy_strided");
-wgsl!(CROSS_ENTROPY, "cross_entropy");
-wgsl!(CROSS_ENTROPY_BACKWARD, "cross_entropy_backward");
-wgsl!(DROPOUT, "dropout");
-wgsl!(GROUP_NORM, "group_norm");
-wgsl!(GROUP_NORM_BACKWARD_INPUT, "group_norm_backward_input");
-wgsl!(GROUP_NORM_BACKWARD_WEIGHT, "group_norm_backward_weight");
-wgsl!(INDEX_SELECT, "index_select");
-wgsl!(INDEX_SELECT_BACKWARD, "index_select_backward");
-wgsl!(MASKED_FILL, "masked_fill");
-wgsl!(MASKED_POOL, "masked_pool");
-wgsl!(MASKED_POOL_BACKWARD, "masked_pool_backward");
-wgsl!(MATMUL, "matmul");
-wgsl!(MATMUL_128, "matmul_128");
-wgsl!(MAX_POOL3D, "max_pool3d");
-wgsl!(MAX_POOL3D_BACKWARD, "max_pool3d_backward");
-wgsl!(REDUCE_MAX, "reduce_max");
-wgsl!(REDUCE_MAX_BACKWARD, "reduce_max_backward");
-wgsl!(REDUCE_SUM, "reduce_sum");
-wgsl!(RELU, "relu");
-wgsl!(RELU_BACKWARD, "relu_backward");
-wgsl!(SOFTMAX, "softmax");
-wgsl!(SOFTMAX_BACKWARD, "softmax_backward");
-wgsl!(TEMPORAL_AGG, "temporal_agg");
-wgsl!(TEMPORAL_AGG_BACKWARD_ATTN, "temporal_agg_backward_attn");
-wgsl!(TEMPORAL_AGG_BACKWARD_X, "temporal_agg_backward_x");
-wgsl!(TIME_FOLD, "time_fold");
-wgsl!(TIME_UNFOLD, "time_unfold");
-wgsl!(UNARY, "unary");
-wgsl!(UNARY_BACKWARD, "unary_backward");
-wgsl!(UPSAMPLE_BILINEAR, "upsample_bilinear");
-wgsl!(UPSAMPLE_BILINEAR_BACKWARD, "upsample_bilinear_backward");
+wgsl!(CONV2D_DIRECT, "conv", "conv2d_direct");
+wgsl!(CONV2D_NARROW, "conv", "conv2d_narrow");
+wgsl!(CONV2D_PAD_FOLD, "conv", "conv2d_pad_fold");
+wgsl!(CONV_GRU_GATES, "recurrent", "conv_gru_gates");
+wgsl!(
+    CONV_GRU_GATES_BACKWARD,
+    "recurrent",
+    "conv_gru_gates_backward"
+);
+wgsl!(CONV_GRU_UPDATE, "recurrent", "conv_gru_update");
+wgsl!(
+    CONV_GRU_UPDATE_BACKWARD,
+    "recurrent",
+    "conv_gru_update_backward"
+);
+wgsl!(CONV_LSTM_CELL, "recurrent", "conv_lstm_cell");
+wgsl!(
+    CONV_LSTM_CELL_BACKWARD,
+    "recurrent",
+    "conv_lstm_cell_backward"
+);
+wgsl!(COPY_STRIDED, "movement", "copy_strided");
+wgsl!(CROSS_ENTROPY, "reduce", "cross_entropy");
+wgsl!(CROSS_ENTROPY_BACKWARD, "reduce", "cross_entropy_backward");
+wgsl!(DROPOUT, "elementwise", "dropout");
+wgsl!(GROUP_NORM, "norm", "group_norm");
+wgsl!(
+    GROUP_NORM_BACKWARD_INPUT,
+    "norm",
+    "group_norm_backward_input"
+);
+wgsl!(
+    GROUP_NORM_BACKWARD_WEIGHT,
+    "norm",
+    "group_norm_backward_weight"
+);
+wgsl!(INDEX_SELECT, "movement", "index_select");
+wgsl!(INDEX_SELECT_BACKWARD, "movement", "index_select_backward");
+wgsl!(MASKED_FILL, "elementwise", "masked_fill");
+wgsl!(MASKED_POOL, "reduce", "masked_pool");
+wgsl!(MASKED_POOL_BACKWARD, "reduce", "masked_pool_backward");
+wgsl!(MATMUL, "linalg", "matmul");
+wgsl!(MATMUL_128, "linalg", "matmul_128");
+wgsl!(MAX_POOL3D, "pool", "max_pool3d");
+wgsl!(MAX_POOL3D_BACKWARD, "pool", "max_pool3d_backward");
+wgsl!(REDUCE_MAX, "reduce", "reduce_max");
+wgsl!(REDUCE_MAX_BACKWARD, "reduce", "reduce_max_backward");
+wgsl!(REDUCE_SUM, "reduce", "reduce_sum");
+wgsl!(RELU, "elementwise", "relu");
+wgsl!(RELU_BACKWARD, "elementwise", "relu_backward");
+wgsl!(SOFTMAX, "reduce", "softmax");
+wgsl!(SOFTMAX_BACKWARD, "reduce", "softmax_backward");
+wgsl!(TEMPORAL_AGG, "attention", "temporal_agg");
+wgsl!(
+    TEMPORAL_AGG_BACKWARD_ATTN,
+    "attention",
+    "temporal_agg_backward_attn"
+);
+wgsl!(
+    TEMPORAL_AGG_BACKWARD_X,
+    "attention",
+    "temporal_agg_backward_x"
+);
+wgsl!(TIME_FOLD, "movement", "time_fold");
+wgsl!(TIME_UNFOLD, "movement", "time_unfold");
+wgsl!(UNARY, "elementwise", "unary");
+wgsl!(UNARY_BACKWARD, "elementwise", "unary_backward");
+wgsl!(UPSAMPLE_BILINEAR, "pool", "upsample_bilinear");
+wgsl!(
+    UPSAMPLE_BILINEAR_BACKWARD,
+    "pool",
+    "upsample_bilinear_backward"
+);
 
-wgsl!(CROP_RAGGED, "crop_ragged");
-wgsl!(CROP_RAGGED_BACKWARD, "crop_ragged_backward");
-wgsl!(GATHER_PIXELS, "gather_pixels");
-wgsl!(GATHER_PIXELS_BACKWARD, "gather_pixels_backward");
-wgsl!(MAX_POOL2D, "max_pool2d");
-wgsl!(MAX_POOL2D_BACKWARD, "max_pool2d_backward");
-wgsl!(PAPS_LOSS, "paps_loss");
-wgsl!(PAPS_LOSS_BACKWARD, "paps_loss_backward");
-wgsl!(RESIZE_CROP, "resize_crop");
-wgsl!(RESIZE_CROP_BACKWARD, "resize_crop_backward");
-wgsl!(SEGMENT_ARGMAX, "segment_argmax");
+wgsl!(CROP_RAGGED, "paps", "crop_ragged");
+wgsl!(CROP_RAGGED_BACKWARD, "paps", "crop_ragged_backward");
+wgsl!(GATHER_PIXELS, "paps", "gather_pixels");
+wgsl!(GATHER_PIXELS_BACKWARD, "paps", "gather_pixels_backward");
+wgsl!(MAX_POOL2D, "pool", "max_pool2d");
+wgsl!(MAX_POOL2D_BACKWARD, "pool", "max_pool2d_backward");
+wgsl!(PAPS_LOSS, "paps", "paps_loss");
+wgsl!(PAPS_LOSS_BACKWARD, "paps", "paps_loss_backward");
+wgsl!(CROP_RESIZE, "paps", "crop_resize");
+wgsl!(CROP_RESIZE_BACKWARD, "paps", "crop_resize_backward");
+wgsl!(SEGMENT_ARGMAX, "paps", "segment_argmax");
 
 /// Every file of this folder (the naga tests check that none is missing).
 pub const ALL: &[Wgsl] = &[
@@ -133,15 +176,15 @@ pub const ALL: &[Wgsl] = &[
     MAX_POOL2D_BACKWARD,
     PAPS_LOSS,
     PAPS_LOSS_BACKWARD,
-    RESIZE_CROP,
-    RESIZE_CROP_BACKWARD,
+    CROP_RESIZE,
+    CROP_RESIZE_BACKWARD,
     SEGMENT_ARGMAX,
     ADAM,
-    ATTENTION,
+    ATTENTION_WEIGHTS,
     ATTENTION_APPLY,
     ATTENTION_APPLY_BACKWARD_ATTN,
     ATTENTION_APPLY_BACKWARD_VALUE,
-    ATTENTION_BACKWARD,
+    ATTENTION_WEIGHTS_BACKWARD,
     AVG_POOL2D,
     AVG_POOL2D_BACKWARD,
     BATCH_NORM,

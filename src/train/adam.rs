@@ -1,12 +1,12 @@
 //! The Adam optimizer (`torch.optim.Adam`): the moments of every parameter and the step count. The update
-//! arithmetic — its CPU reference and `adam.wgsl` — is the op `engine::ops::adam`; one GPU step records one
+//! arithmetic — its CPU reference and `adam.wgsl` — is the op `engine::ops::optim::adam`; one GPU step records one
 //! `adam.wgsl` launch per parameter tensor into the pending command encoder.
 
-use crate::engine::ops::adam::{cpu_step, gpu_step};
+use crate::engine::ops::optim::adam::{cpu_step, gpu_step};
 use crate::engine::storage::Device;
 use crate::engine::tensor::Tensor;
 
-pub use crate::engine::ops::adam::AdamConfig;
+pub use crate::engine::ops::optim::adam::AdamConfig;
 
 // ---- The optimizer ----
 

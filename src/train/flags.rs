@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 
 use crate::data::pastis::{Date, MonoDate, PastisOptions};
-use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::{Error, Result};
 use crate::layers::NormKind;
 use crate::models::paps::loss::PapsLossConfig;

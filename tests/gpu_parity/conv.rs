@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn conv2d_padding_modes_strides_and_bias() {
-    use sitsgpu::engine::ops::conv2d::PaddingMode::{Reflect, Zeros};
+    use sitsgpu::engine::ops::conv::conv2d::PaddingMode::{Reflect, Zeros};
     // (x, weight, stride, padding, mode, bias)
     let cases = [
         ([2, 3, 9, 7], [4, 3, 3, 3], 1, 1, Reflect, true), // ConvBlock, odd sizes
@@ -38,7 +38,7 @@ fn conv2d_padding_modes_strides_and_bias() {
 /// the CPU reference.
 #[test]
 fn conv2d_both_tiles() {
-    use sitsgpu::engine::ops::conv2d::{
+    use sitsgpu::engine::ops::conv::conv2d::{
         cpu_forward, gpu_forward_with, ForwardKernel, Geom, PaddingMode,
     };
     use sitsgpu::engine::storage::Storage;
@@ -100,7 +100,7 @@ fn conv2d_both_tiles() {
 /// kernels, reflect mirrors, with the forced dispatch fold.
 #[test]
 fn conv2d_input_gradient_every_path() {
-    use sitsgpu::engine::ops::conv2d::{
+    use sitsgpu::engine::ops::conv::conv2d::{
         cpu_backward, gpu_backward_input_gather, gpu_backward_input_with, ForwardKernel, Geom,
         PaddingMode::{Reflect, Zeros},
     };
@@ -165,7 +165,7 @@ fn conv2d_weight_gradient_two_pass() {
                 None,
                 1,
                 1,
-                sitsgpu::engine::ops::conv2d::PaddingMode::Reflect,
+                sitsgpu::engine::ops::conv::conv2d::PaddingMode::Reflect,
             )
         },
     );

@@ -11,7 +11,7 @@ mod baselines;
 mod conv;
 
 use sitsgpu::engine::kernel::with_max_workgroups;
-use sitsgpu::engine::ops::reduce::with_slice_rows;
+use sitsgpu::engine::ops::reduce::reduce_sum::with_slice_rows;
 use sitsgpu::engine::rng::Rng;
 use sitsgpu::engine::testing::{assert_close, gpu_or_skip, Tol};
 use sitsgpu::{Device, Tensor};
@@ -263,7 +263,9 @@ fn matmul_tiled_odd_sizes_and_batches() {
 /// with each operand plain or stored transposed and broadcast or not (the backward's layouts).
 #[test]
 fn matmul_every_variant_split_and_layout() {
-    use sitsgpu::engine::ops::matmul::{cpu_forward, gpu_forward_with, plan, Operand, Plan};
+    use sitsgpu::engine::ops::linalg::matmul::{
+        cpu_forward, gpu_forward_with, plan, Operand, Plan,
+    };
     use sitsgpu::engine::storage::Storage;
     if gpu_or_skip("matmul variants").is_none() {
         return;
@@ -441,7 +443,7 @@ fn cross_entropy_weights_and_ignore_index() {
 
 #[test]
 fn temporal_attention_and_aggregation() {
-    use sitsgpu::engine::ops::attention::AttnDropout;
+    use sitsgpu::engine::ops::attention::attention_weights::AttnDropout;
     // B = 2 samples, P = 6 pixels, T = 5 dates, H = 3 heads, d_k = 4, d_v = 2; padded dates in the mask.
     let (b, p, t, h, dk, dv) = (2, 6, 5, 3, 4, 2);
     let ins = [

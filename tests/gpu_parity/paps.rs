@@ -3,9 +3,9 @@
 
 use super::{check, constant, input, Gen, In};
 use sitsgpu::engine::kernel::with_max_workgroups;
-use sitsgpu::engine::ops::crop::Crop;
-use sitsgpu::engine::ops::paps_loss::Term;
-use sitsgpu::engine::ops::segment_argmax::Segments;
+use sitsgpu::engine::ops::paps::crop::Crop;
+use sitsgpu::engine::ops::paps::paps_loss::Term;
+use sitsgpu::engine::ops::paps::segment_argmax::Segments;
 use sitsgpu::engine::rng::Rng;
 use sitsgpu::engine::testing::{gpu_or_skip, Tol};
 use sitsgpu::{Device, Tensor};

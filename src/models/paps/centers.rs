@@ -17,8 +17,8 @@
 //! **Layout.** The masks of all centers are packed one after the other, grouped by crop size (h, w) so that
 //! the mask CNN runs once per size; [`InstanceLayout`] maps center ↔ packed position.
 
-use crate::engine::ops::crop::Crop;
-use crate::engine::ops::segment_argmax::{Segments, NONE};
+use crate::engine::ops::paps::crop::Crop;
+use crate::engine::ops::paps::segment_argmax::{Segments, NONE};
 use crate::engine::Tensor;
 
 /// One center: sample, row, column and confidence (the heatmap value there).

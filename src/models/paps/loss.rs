@@ -20,7 +20,7 @@
 //! Where the original would produce NaN or crash the term is 0 instead: every center void (the class mean of
 //! an empty set), no collected center (an empty concatenation). The terms are the `paps_loss_terms` op.
 
-use crate::engine::ops::paps_loss::Term;
+use crate::engine::ops::paps::paps_loss::Term;
 use crate::engine::{no_grad, Tensor};
 use crate::models::paps::PapsOutput;
 

@@ -30,7 +30,7 @@ mod tests;
 
 use serde_json::Value;
 
-use crate::engine::ops::conv2d::PaddingMode;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::{prefixed, Conv2d, Ctx, GroupNorm, Linear, Mlp, Module, NormKind};
