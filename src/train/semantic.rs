@@ -8,8 +8,10 @@
 //! res_dir/Fold_k/best.npz                while the fold trains: the best weights so far (then model.npz)
 //! res_dir/Fold_k/last.npz                the end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json        test_accuracy, test_loss, test_IoU, test_epoch_time
-//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the K × K test confusion matrix (.pkl: a pickled numpy array)
-//! res_dir/Fold_k/curves.png               training curves
+//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the K × K test confusion matrix (.pkl: a pickled numpy array), void
+//!                                         row and column zeroed as the original's; conf_mat_with_void.npy/.json
+//!                                         every count; conf_mat.png its picture (rows normalised)
+//! res_dir/Fold_k/curves.png               loss (left) and mIoU (right), training dashed, validation solid
 //! res_dir/overall.json                    5-fold summary (when every fold ran)
 //! ```
 //! Rotation k trains on three folds, validates on one and tests on the last (§1.9); each split is normalised
@@ -41,6 +43,7 @@ use crate::train::adam::{Adam, AdamConfig};
 use crate::train::drop_last::{check_split, eval_order};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
+use crate::train::plot::matrix::TestPictures;
 use crate::train::state::{
     check_resumable, checkpoint_of, device_of, epoch_order, load_best, mix, pastis_folds,
     publish_best, resume_fold, save_best, save_fold_results, save_overall, save_test_results,
@@ -468,7 +471,11 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
                 &trainlog,
             )?;
         }
-        plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
+        plot::training_curves(
+            &fold_dir.join("curves.png"),
+            &trainlog,
+            plot::CurveKind::Semantic,
+        )?;
         // Test with the best checkpoint (the last weights when no validation ran).
         load_best(&fold_dir, &model, r.resumed)?;
         let order = eval_order(
@@ -499,6 +506,7 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             &test_metrics_json(&test),
             &cm,
             opts.ignored_class(),
+            TestPictures::Semantic,
         )?;
         publish_best(&fold_dir)?;
         total_cm.merge(&cm);
@@ -665,7 +673,13 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         results.push((k, m));
     }
     // Written only now, once every fold has been evaluated.
-    save_fold_results(&e.res_dir, &files, opts.ignored_class(), folds.len() == 5)?;
+    save_fold_results(
+        &e.res_dir,
+        &files,
+        opts.ignored_class(),
+        folds.len() == 5,
+        TestPictures::Semantic,
+    )?;
     Ok(results)
 }
 

@@ -9,9 +9,10 @@
 //! res_dir/Fold_k/best.npz                while the fold trains: the best weights so far (then model.npz)
 //! res_dir/Fold_k/last.npz                end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json       test_accuracy, test_loss, test_IoU
-//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the 20 × 20 test confusion matrix (.pkl: a pickled numpy array)
+//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the 20 × 20 test confusion matrix (.pkl: a pickled numpy array);
+//!                                        conf_mat.png its picture, per_class_f1.png the test F1 per class
 //! res_dir/Fold_k/per_class.json          the fold's per-class test IoU, precision, recall, F1
-//! res_dir/Fold_k/curves.png              training curves
+//! res_dir/Fold_k/curves.png              loss (left), OA and mIoU (right), training dashed, validation solid
 //! res_dir/overall.json, per_class.json   summed test matrices of every fold (no class deleted)
 //! ```
 //!
@@ -46,6 +47,7 @@ use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, Tempo
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot;
+use crate::train::plot::matrix::TestPictures;
 use crate::train::state::{
     check_resumable, device_of, epoch_order, load_best, mix, publish_best, resume_fold, save_best,
     save_overall, save_test_results, save_training_state, Progress,
@@ -571,7 +573,11 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
                 &trainlog,
             )?;
         }
-        plot::training_curves(&fold_dir.join("curves.png"), &trainlog)?;
+        plot::training_curves(
+            &fold_dir.join("curves.png"),
+            &trainlog,
+            plot::CurveKind::PixelSet,
+        )?;
         load_best(&fold_dir, &model, r.resumed)?;
         let (test, cm) = run_epoch(
             &model,
@@ -589,7 +595,13 @@ pub fn train(opts: &PixelSetTrainOptions) -> Result<Vec<(usize, PixelSetMetrics)
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.4}",
             test.loss, test.accuracy, test.miou
         );
-        save_test_results(&fold_dir, &test_json(&test), &cm, None)?;
+        save_test_results(
+            &fold_dir,
+            &test_json(&test),
+            &cm,
+            None,
+            TestPictures::PixelSet,
+        )?;
         publish_best(&fold_dir)?;
         total_cm.merge(&cm);
         results.push((k, test));
