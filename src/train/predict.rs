@@ -92,7 +92,9 @@ pub fn middle_date(batch: &Batch, i: usize, ref_date: Date) -> Option<Date> {
 
 /// The title of the input panel: "input RGB, 2019-05-12" (the date when known).
 pub fn rgb_title(date: Option<Date>) -> String {
-    date.map_or("input RGB (middle date)".into(), |d| format!("input RGB, {d}"))
+    date.map_or("input RGB (middle date)".into(), |d| {
+        format!("input RGB, {d}")
+    })
 }
 
 /// The two pictures of a semantic prediction: `pred_<ID>.png` (the prediction alone) and `grid_<ID>.png`
@@ -206,7 +208,9 @@ pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> 
             write(&opts.out, &format!("pred_{id}.png"), |p| {
                 figure_png(p, &single)
             })?;
-            write(&opts.out, &format!("grid_{id}.png"), |p| figure_png(p, &grid))?;
+            write(&opts.out, &format!("grid_{id}.png"), |p| {
+                figure_png(p, &grid)
+            })?;
             if opts.save_attention {
                 let t_i = ds
                     .dates(ds.ids().iter().position(|x| x == id).unwrap_or(0))
@@ -256,9 +260,8 @@ mod tests {
             let c = plot::maps::render_figure(&path, fig).unwrap();
             let size = plot::maps::figure_size(fig);
             plot::assert_readable(name, &c, size, 12..46);
-            let decoder = png::Decoder::new(std::io::BufReader::new(
-                std::fs::File::open(&path).unwrap(),
-            ));
+            let decoder =
+                png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
             let info = decoder.read_info().unwrap().info().clone();
             assert_eq!((info.width as usize, info.height as usize), size);
         }

@@ -25,7 +25,7 @@ use crate::data::pastis::Date;
 use crate::engine::Result;
 use crate::train::panoptic::meter::PanopticMeter;
 use crate::train::plot;
-use crate::train::plot::maps::{classes_present, class_pixel, scale_for, upscale, Figure, Panel};
+use crate::train::plot::maps::{class_pixel, classes_present, scale_for, upscale, Figure, Panel};
 use crate::train::plot::ClassNames;
 use crate::train::predict::rgb_title;
 

@@ -37,15 +37,17 @@ pub enum CurveKind {
 
 impl CurveKind {
     /// (title of the metric panel, [(log key suffix, label, factor to percent, colour)]).
-    fn metrics(self) -> (&'static str, Vec<(&'static str, &'static str, f64, [u8; 3])>) {
+    fn metrics(
+        self,
+    ) -> (
+        &'static str,
+        Vec<(&'static str, &'static str, f64, [u8; 3])>,
+    ) {
         match self {
             CurveKind::Semantic => ("mIoU (%)", vec![("IoU", "mIoU", 1.0, BLUE)]),
             CurveKind::PixelSet => (
                 "OA and mIoU (%)",
-                vec![
-                    ("accuracy", "OA", 1.0, GREEN),
-                    ("IoU", "mIoU", 100.0, BLUE),
-                ],
+                vec![("accuracy", "OA", 1.0, GREEN), ("IoU", "mIoU", 100.0, BLUE)],
             ),
             CurveKind::Panoptic => (
                 "SQ, RQ and PQ (%)",
@@ -141,7 +143,11 @@ pub fn render(
     }
     let best = best_epoch(trainlog, kind);
     let best_label = best.map(|(e, v)| {
-        let m = if kind == CurveKind::Panoptic { "PQ" } else { "mIoU" };
+        let m = if kind == CurveKind::Panoptic {
+            "PQ"
+        } else {
+            "mIoU"
+        };
         format!("kept: epoch {e} (val {m} {v:.1})")
     });
     let mut canvas = Canvas::new(w, h);
@@ -176,7 +182,11 @@ fn panel(
     let (e0, e1) = all
         .clone()
         .fold((i64::MAX, i64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (e0, e1) = if e0 > e1 { (0, 1) } else { (e0, e1.max(e0 + 1)) };
+    let (e0, e1) = if e0 > e1 {
+        (0, 1)
+    } else {
+        (e0, e1.max(e0 + 1))
+    };
     let top = all.map(|p| p.1).fold(0.0f64, f64::max);
     let y1 = if percent {
         ((top * 1.1 / 10.0).ceil() * 10.0).clamp(10.0, 100.0)
@@ -202,8 +212,15 @@ fn panel(
         .draw()?;
     for l in lines.iter().filter(|l| !l.points.is_empty()) {
         let style = rgb(l.colour).stroke_width(2);
+        // The legend's sample: one stroke for validation, two short ones (a dash) for training.
+        let dashed = l.dashed;
         let legend = move |(x, y): (i32, i32)| {
-            PathElement::new(vec![(x, y), (x + 24, y)], style)
+            let stroke = |a: i32, b: i32| PathElement::new(vec![(x + a, y), (x + b, y)], style);
+            if dashed {
+                EmptyElement::at((x, y)) + stroke(0, 9) + stroke(15, 24)
+            } else {
+                EmptyElement::at((x, y)) + stroke(0, 24) + stroke(0, 24)
+            }
         };
         if l.dashed {
             chart
@@ -220,12 +237,8 @@ fn panel(
     }
     if let Some((e, v)) = best {
         let style = rgb(GREY).stroke_width(1);
-        let line = chart.draw_series(DashedLineSeries::new(
-            vec![(e, 0.0), (e, y1)],
-            3,
-            4,
-            style,
-        ))?;
+        let line =
+            chart.draw_series(DashedLineSeries::new(vec![(e, 0.0), (e, y1)], 3, 4, style))?;
         if let Some(label) = best_label {
             line.label(label).legend(move |(x, y)| {
                 PathElement::new(vec![(x + 12, y - 7), (x + 12, y + 7)], style)
@@ -285,12 +298,22 @@ mod tests {
 
     #[test]
     fn every_kind_renders_with_text() {
-        for kind in [CurveKind::Semantic, CurveKind::PixelSet, CurveKind::Panoptic] {
+        for kind in [
+            CurveKind::Semantic,
+            CurveKind::PixelSet,
+            CurveKind::Panoptic,
+        ] {
             let c = render(Path::new("curves.png"), &log(kind), kind, (600, 300)).unwrap();
             // The panel titles sit in the top 40 rows.
             super::super::assert_readable(&format!("{kind:?} curves"), &c, (600, 300), 0..40);
         }
         // An empty log (a run with no finished epoch) still gives a picture.
-        render(Path::new("curves.png"), &Map::new(), CurveKind::Semantic, (600, 300)).unwrap();
+        render(
+            Path::new("curves.png"),
+            &Map::new(),
+            CurveKind::Semantic,
+            (600, 300),
+        )
+        .unwrap();
     }
 }

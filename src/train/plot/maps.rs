@@ -161,7 +161,10 @@ pub fn figure_size(fig: &Figure) -> (usize, usize) {
     let legend_w = if fig.legend.is_empty() { 0 } else { LEGEND_W };
     let w = MARGIN + n * (pw + GUTTER) + legend_w + MARGIN;
     let body = ph.max(LEGEND_ROW * fig.legend.len());
-    (w.max(2 * MARGIN + 300), MARGIN + TITLE_H + SUBTITLE_H + body + MARGIN)
+    (
+        w.max(2 * MARGIN + 300),
+        MARGIN + TITLE_H + SUBTITLE_H + body + MARGIN,
+    )
 }
 
 /// Draws the figure (`path` names it in errors).
@@ -218,7 +221,10 @@ pub fn render_figure(path: &Path, fig: &Figure) -> Result<Canvas> {
         for (r, &class) in fig.legend.iter().enumerate() {
             let y = top + r * LEGEND_ROW + 3;
             root.draw(&Rectangle::new(
-                [(legend_x as i32, y as i32), (legend_x as i32 + 13, y as i32 + 13)],
+                [
+                    (legend_x as i32, y as i32),
+                    (legend_x as i32 + 13, y as i32 + 13),
+                ],
                 rgb([120, 120, 120]).stroke_width(1),
             ))?;
             root.draw_text(

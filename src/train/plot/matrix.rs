@@ -126,7 +126,11 @@ pub fn render_confusion(
             for (q, &s) in shares.iter().enumerate() {
                 if s > 0.0 {
                     let v = 100.0 * s;
-                    let text = if v < 10.0 { format!("{v:.1}") } else { format!("{v:.0}") };
+                    let text = if v < 10.0 {
+                        format!("{v:.1}")
+                    } else {
+                        format!("{v:.0}")
+                    };
                     root.draw_text(
                         &text,
                         &font(value_size, text_on(shade(s)), HPos::Center, VPos::Center),
@@ -215,7 +219,10 @@ pub fn render_f1_bars(
                 (MARGIN as i32, yc),
             )?;
             let (text, end) = if v.is_finite() {
-                (format!("{v:.2}"), x0 + (v.clamp(0.0, 1.0) * bar_w as f64) as usize)
+                (
+                    format!("{v:.2}"),
+                    x0 + (v.clamp(0.0, 1.0) * bar_w as f64) as usize,
+                )
             } else {
                 ("n/a".to_string(), x0)
             };
@@ -270,8 +277,14 @@ mod tests {
     #[test]
     fn f1_bars_have_class_colours_and_text() {
         let f1 = [(0, 0.5), (1, 1.0), (2, f64::NAN)];
-        let c = render_f1_bars(Path::new("f1.png"), "Fold_1: test F1", &f1, ClassNames::Numbered, 20)
-            .unwrap();
+        let c = render_f1_bars(
+            Path::new("f1.png"),
+            "Fold_1: test F1",
+            &f1,
+            ClassNames::Numbered,
+            20,
+        )
+        .unwrap();
         let (x0, y0) = (MARGIN + LABEL_W, MARGIN + TITLE_H + 8);
         let size = (x0 + 420 + 70 + MARGIN, y0 + 3 * 20 + 40 + MARGIN);
         super::super::assert_readable("F1 bars", &c, size, MARGIN..MARGIN + TITLE_H);

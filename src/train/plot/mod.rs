@@ -40,9 +40,8 @@ pub type Drawn = std::result::Result<(), Box<dyn std::error::Error>>;
 /// Registers the embedded font with plotters, once per process.
 fn register_font() -> Result<()> {
     static OK: OnceLock<bool> = OnceLock::new();
-    let ok = *OK.get_or_init(|| {
-        plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok()
-    });
+    let ok =
+        *OK.get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
     if ok {
         Ok(())
     } else {
@@ -152,10 +151,17 @@ pub(crate) fn assert_readable(
     assert_eq!(c.px.len(), c.w * c.h * 3, "{what}: buffer");
     let distinct: std::collections::HashSet<[u8; 3]> =
         c.px.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
-    assert!(distinct.len() > 4, "{what}: blank ({} colours)", distinct.len());
+    assert!(
+        distinct.len() > 4,
+        "{what}: blank ({} colours)",
+        distinct.len()
+    );
     let dark = text_rows
         .flat_map(|y| (0..c.w).map(move |x| (x, y)))
         .filter(|&(x, y)| c.get(x, y).iter().all(|&v| v < 100))
         .count();
-    assert!(dark > 20, "{what}: no text in the title rows ({dark} dark pixels)");
+    assert!(
+        dark > 20,
+        "{what}: no text in the title rows ({dark} dark pixels)"
+    );
 }
