@@ -23,6 +23,9 @@ const ORANGE: [u8; 3] = [0xE6, 0x9F, 0x00];
 const GREEN: [u8; 3] = [0x00, 0x9E, 0x73];
 const GREY: [u8; 3] = [90, 90, 90];
 
+/// A metric of the right panel: log key suffix, label, factor to percent, colour.
+type Metric = (&'static str, &'static str, f64, [u8; 3]);
+
 /// Which task wrote the log (its keys and the rule that picked the best epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CurveKind {
@@ -37,12 +40,7 @@ pub enum CurveKind {
 
 impl CurveKind {
     /// (title of the metric panel, [(log key suffix, label, factor to percent, colour)]).
-    fn metrics(
-        self,
-    ) -> (
-        &'static str,
-        Vec<(&'static str, &'static str, f64, [u8; 3])>,
-    ) {
+    fn metrics(self) -> (&'static str, Vec<Metric>) {
         match self {
             CurveKind::Semantic => ("mIoU (%)", vec![("IoU", "mIoU", 1.0, BLUE)]),
             CurveKind::PixelSet => (
@@ -212,10 +210,11 @@ fn panel(
         .draw()?;
     for l in lines.iter().filter(|l| !l.points.is_empty()) {
         let style = rgb(l.colour).stroke_width(2);
-        // The legend's sample: one stroke for validation, two short ones (a dash) for training.
+        // The legend's sample (coordinates relative to the legend's anchor): one stroke for validation, two short
+        // ones (a dash) for training.
         let dashed = l.dashed;
         let legend = move |(x, y): (i32, i32)| {
-            let stroke = |a: i32, b: i32| PathElement::new(vec![(x + a, y), (x + b, y)], style);
+            let stroke = |a: i32, b: i32| PathElement::new(vec![(a, 0), (b, 0)], style);
             if dashed {
                 EmptyElement::at((x, y)) + stroke(0, 9) + stroke(15, 24)
             } else {
