@@ -27,7 +27,7 @@ use crate::layers::state::load_state_dict;
 use crate::layers::Module;
 use crate::models::registry::read_weights;
 use crate::train::adam::{Adam, AdamConfig};
-use crate::train::plot;
+use crate::train::plot::{self, CurveKind};
 use crate::train::state::{
     check_resumable, device_of, load_best, publish_best, resume_fold, save_best,
     save_training_state, Progress,
@@ -146,10 +146,8 @@ pub trait FoldTask {
         epoch: usize,
         step: &mut usize,
     ) -> Result<EpochReport>;
-    /// Draws Fold_k/curves.png from the training log (by default loss and mIoU, [`plot::training_curves`]).
-    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
-        plot::training_curves(path, trainlog)
-    }
+    /// The curves of Fold_k/curves.png: loss and the task's metrics ([`plot::training_curves`]).
+    fn curve_kind(&self) -> CurveKind;
     /// Tests the best weights and writes the fold's test files.
     fn test(
         &self,
@@ -235,7 +233,7 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
                 &trainlog,
             )?;
         }
-        task.curves(&dir.join("curves.png"), &trainlog)?;
+        plot::training_curves(&dir.join("curves.png"), &trainlog, task.curve_kind())?;
         // Test with the best checkpoint (the last weights when no validation ran).
         load_best(&dir, &model, r.resumed)?;
         let test = task.test(fold, &model, data, &mut step)?;

@@ -2,7 +2,9 @@
 //! orders, the per-fold training state (`last.npz`: weights, Adam moments, progress and the training log in one
 //! file, so a run killed at any moment resumes from a consistent end of epoch), the best weights so far
 //! (`best.npz` while the fold trains, published as `model.npz` once it is tested), and the test-result files
-//! (`test_metrics.json`, `conf_mat.pkl/.npy/.json`, `overall.json`, `per_class.json`).
+//! (`test_metrics.json`, `conf_mat.pkl/.npy/.json` with the ignored class's row and column zeroed as the
+//! original's meter leaves them, `conf_mat_with_void.npy/.json` with every count, the pictures `conf_mat.png`
+//! and, for pixel sets, `per_class_f1.png`; `overall.json`, `per_class.json`).
 //!
 //! No result file is written for a fold that did not finish: `model.npz` and the test files appear together at
 //! the end of a fold, so a run that fails or is killed never leaves a `model.npz` that `evaluate` or `predict`
@@ -20,6 +22,7 @@ use crate::layers::state::{load_state_dict, state_dict};
 use crate::layers::Module;
 use crate::train::adam::Adam;
 use crate::train::metrics::{overall, ConfusionMatrix};
+use crate::train::plot::matrix::{confusion_png, f1_bars_png, TestPictures};
 
 /// A seeded Fisher–Yates shuffle of 0..n; with `drop_last`, the incomplete last batch is dropped.
 pub fn epoch_order(n: usize, batch_size: usize, seed: u64, drop_last: bool) -> Vec<usize> {
@@ -315,11 +318,12 @@ pub fn save_fold_results(
     results: &[FoldResult],
     ignore: Option<usize>,
     overall: bool,
+    pictures: TestPictures,
 ) -> Result<()> {
     for r in results {
         let out = res_dir.join(format!("Fold_{}", r.fold));
         std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-        save_test_results(&out, &r.metrics, &r.cm, ignore)?;
+        save_test_results(&out, &r.metrics, &r.cm, ignore, pictures)?;
     }
     if overall {
         save_overall(res_dir, results.iter().map(|r| &r.cm), ignore)?;
@@ -327,25 +331,82 @@ pub fn save_fold_results(
     Ok(())
 }
 
-/// `Fold_k/test_metrics.json` (`metrics`, in the original's key order), the confusion matrix as
-/// `conf_mat.pkl` (a pickled numpy int64 array, as the original writes it), `.npy` and `.json`, and the fold's
-/// per-class IoU, precision, recall and F1 (`per_class.json`, the `ignore` class deleted first).
+/// `Fold_k/test_metrics.json` (`metrics`, in the original's key order); the confusion matrix as
+/// `conf_mat.pkl` (a pickled numpy int64 array, as the original writes it), `.npy` and `.json`, with the row
+/// and column of the `ignore` class zeroed as the original's IoU meter zeroes them in place when it computes
+/// the metrics (`miou.py`, `get_miou_acc`), and with every count as `conf_mat_with_void.npy` / `.json` (only
+/// when a class is ignored); the pictures `conf_mat.png` and, for pixel sets, `per_class_f1.png`; and the
+/// fold's per-class IoU, precision, recall and F1 (`per_class.json`, the `ignore` class deleted first).
 pub fn save_test_results(
     fold_dir: &Path,
     metrics: &Value,
     cm: &ConfusionMatrix,
     ignore: Option<usize>,
+    pictures: TestPictures,
 ) -> Result<()> {
     write_json(&fold_dir.join("test_metrics.json"), metrics)?;
-    write_json(&fold_dir.join("per_class.json"), &overall(cm, ignore).0)?;
-    write_json(&fold_dir.join("conf_mat.json"), &cm.to_json())?;
-    let counts: Vec<i64> = cm.counts.iter().map(|&c| c as i64).collect();
+    let (per_class, _) = overall(cm, ignore);
+    write_json(&fold_dir.join("per_class.json"), &per_class)?;
+    let write = |stem: &str, m: &ConfusionMatrix| -> Result<()> {
+        write_json(&fold_dir.join(format!("{stem}.json")), &m.to_json())?;
+        let counts: Vec<i64> = m.counts.iter().map(|&c| c as i64).collect();
+        crate::data::npy::write_i64(fold_dir.join(format!("{stem}.npy")), &[m.k, m.k], &counts)
+    };
+    let zeroed = zero_class(cm, ignore);
+    write("conf_mat", &zeroed)?;
+    let counts: Vec<i64> = zeroed.counts.iter().map(|&c| c as i64).collect();
     crate::data::torch_writer::write_numpy_pickle_i64(
         fold_dir.join("conf_mat.pkl"),
         &[cm.k, cm.k],
         &counts,
     )?;
-    crate::data::npy::write_i64(fold_dir.join("conf_mat.npy"), &[cm.k, cm.k], &counts)
+    if ignore.is_some_and(|i| i < cm.k) {
+        write("conf_mat_with_void", cm)?;
+    }
+    let fold = fold_dir
+        .file_name()
+        .map_or(String::new(), |n| format!("{}: ", n.to_string_lossy()));
+    confusion_png(
+        &fold_dir.join("conf_mat.png"),
+        &format!("{fold}test confusion matrix, rows normalised (% of each true class)"),
+        &cm.counts,
+        cm.k,
+        ignore,
+        pictures.names(),
+    )?;
+    if pictures == TestPictures::PixelSet {
+        let f1: Vec<(i64, f64)> = (0..cm.k)
+            .filter(|&c| Some(c) != ignore)
+            .map(|c| {
+                let v = per_class
+                    .get(c.to_string())
+                    .and_then(|r| r.get("F1-score"))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(f64::NAN);
+                (c as i64, v)
+            })
+            .collect();
+        f1_bars_png(
+            &fold_dir.join("per_class_f1.png"),
+            &format!("{fold}test F1 score per class"),
+            &f1,
+            pictures.names(),
+        )?;
+    }
+    Ok(())
+}
+
+/// The matrix with the row and column of class `ignore` set to 0 (`conf_matrix[:, i] = 0;
+/// conf_matrix[i, :] = 0` in the original's `IoU.get_miou_acc`); unchanged without one.
+pub fn zero_class(cm: &ConfusionMatrix, ignore: Option<usize>) -> ConfusionMatrix {
+    let mut out = cm.clone();
+    if let Some(i) = ignore.filter(|&i| i < cm.k) {
+        for j in 0..cm.k {
+            out.counts[i * cm.k + j] = 0;
+            out.counts[j * cm.k + i] = 0;
+        }
+    }
+    out
 }
 
 /// `overall.json` and `per_class.json` from the summed test confusion matrices (`ignore`: a class deleted

@@ -106,6 +106,22 @@ impl Date {
     pub fn days_since(self, other: Date) -> i64 {
         self.days_since_epoch() - other.days_since_epoch()
     }
+
+    /// The date `days` calendar days after `self` (before when negative): `self + timedelta(days)` in Python,
+    /// the inverse of [`Date::days_since`]. `None` outside years 1..=9999.
+    pub fn plus_days(self, days: i64) -> Option<Date> {
+        // Howard Hinnant's civil_from_days.
+        let z = self.days_since_epoch() + days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Date::new(i32::try_from(year).ok()?, month, day)
+    }
 }
 
 impl std::fmt::Display for Date {
@@ -396,6 +412,13 @@ mod tests {
         assert_eq!(Date::new(1970, 1, 1).unwrap().days_since_epoch(), 0);
         assert_eq!(Date::new(2000, 3, 1).unwrap().days_since_epoch(), 11_017);
         assert_eq!(Date::new(1, 1, 1).unwrap().days_since_epoch(), -719_162);
+        // plus_days inverts days_since, across month, leap-day and year ends.
+        for days in [-12, 0, 30, 122, 395, 547, -719_162] {
+            assert_eq!(r.plus_days(days).unwrap().days_since(r), days);
+        }
+        assert_eq!(r.plus_days(547), Date::new(2020, 3, 1));
+        assert_eq!(r.plus_days(546), Date::new(2020, 2, 29));
+        assert_eq!(Date::new(9999, 12, 31).unwrap().plus_days(1), None);
         assert_eq!(
             Date::parse("2019-8-1").unwrap(),
             Date::new(2019, 8, 1).unwrap()

@@ -28,7 +28,7 @@ use crate::train::fold_loop::RunOptions;
 use crate::train::panoptic::picture::{panoptic_png, Parcels};
 use crate::train::panoptic::{open_split, run_pass, test_metrics_json, Mode, PanopticOptions};
 use crate::train::rotations::{pastis_folds, ROTATIONS};
-use crate::train::semantic::predict::{middle_date_rgb, PredictOptions};
+use crate::train::semantic::predict::{middle_date, middle_date_rgb, PredictOptions};
 use crate::train::semantic::{dates_from_conf, EvaluateOptions};
 use crate::train::state::{checkpoint_of, device_of, mix};
 
@@ -189,7 +189,8 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, [f64; 3])>> {
 /// Runs `model` over the patches of `opts.dataset_folder` in ID order and writes per patch
 /// `instance_<ID>.npy` ((H, W) int64 instance ids, rank + 1 of the pseudo-NMS, 0 = none),
 /// `semantic_<ID>.npy` ((H, W) int64 classes, argmax of `pano_semantic`) and `panoptic_<ID>.png` (RGB of the
-/// middle date | ground-truth parcels when INSTANCE_ANNOTATIONS/ is there | predicted parcels). Returns the
+/// middle date | ground-truth parcels when INSTANCE_ANNOTATIONS/ is there | predicted parcels, with the
+/// patch's PQ in the title and a legend of the classes present). Returns the
 /// number of patches written.
 pub fn predict(model: &Paps, device: Device, opts: &PredictOptions) -> Result<usize> {
     if opts.save_attention {
@@ -249,7 +250,9 @@ pub fn predict(model: &Paps, device: Device, opts: &PredictOptions) -> Result<us
             let rgb = middle_date_rgb(&batch.x, &batch.pad_mask, batch.shape, i);
             panoptic_png(
                 &opts.out.join(format!("panoptic_{id}.png")),
+                *id,
                 &rgb,
+                middle_date(&batch, i, opts.ref_date),
                 truth.as_ref().map(|(inst, sem)| Parcels {
                     instance: inst,
                     semantic: sem,
@@ -258,9 +261,7 @@ pub fn predict(model: &Paps, device: Device, opts: &PredictOptions) -> Result<us
                     instance: &inst,
                     semantic: cls,
                 },
-                h,
-                w,
-                4,
+                (h, w),
             )?;
             written += 1;
         }

@@ -10,7 +10,7 @@
 //! res_dir/Fold_k/test_metrics.json  test_loss, test_{center,size,shape,class}_loss, test_epoch_time,
 //!                                   test_SQ, test_RQ, test_PQ (fractions)
 //! res_dir/Fold_k/test_tables.npy    18 × 4 float32: TP, FP, FN, sum of IoUs per class 1..18
-//! res_dir/Fold_k/curves.png         loss (left) and PQ (right), blue train, orange validation
+//! res_dir/Fold_k/curves.png         loss (left) and SQ / RQ / PQ (right), training dashed, validation solid
 //! ```
 //! The recipe (spec §8.2): Adam (lr 0.01) with MultiStepLR (× 0.3 after epochs 60 and 80, [`schedule`]);
 //! the first `warmup` epochs train the heatmap only (center loss, no panoptic metrics); afterwards the loss is
@@ -32,7 +32,6 @@ pub mod meter;
 pub mod picture;
 pub mod schedule;
 
-use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
@@ -47,7 +46,7 @@ use crate::models::utae::{padding_mode_name, PadInfo, UTaeConfig};
 use crate::train::adam::Adam;
 use crate::train::drop_last::eval_order;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
-use crate::train::plot;
+use crate::train::plot::CurveKind;
 use crate::train::rotations::{open_rotations, pastis_folds, Batching, Rotation};
 use crate::train::state::{epoch_order, mix};
 
@@ -361,21 +360,6 @@ pub fn test_metrics_json(m: &PassMetrics) -> Value {
     })
 }
 
-/// The training curves: loss and PQ (in percent, drawn in the panel where the semantic task draws mIoU).
-fn curves(path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
-    let mut log = trainlog.clone();
-    for entry in log.values_mut() {
-        if let Some(e) = entry.as_object_mut() {
-            for split in ["train", "val"] {
-                if let Some(pq) = e.get(&format!("{split}_PQ")).and_then(Value::as_f64) {
-                    e.insert(format!("{split}_IoU"), json!(100.0 * pq));
-                }
-            }
-        }
-    }
-    plot::training_curves(path, &log)
-}
-
 /// Whether validation runs after `epoch`.
 fn validates_at(o: &PanopticOptions, epoch: usize) -> bool {
     epoch > o.warmup && epoch.is_multiple_of(o.val_every.max(1)) && epoch > o.val_after
@@ -524,8 +508,8 @@ impl FoldTask for PanopticTask<'_> {
         })
     }
 
-    fn curves(&self, path: &Path, trainlog: &Map<String, Value>) -> Result<()> {
-        curves(path, trainlog)
+    fn curve_kind(&self) -> CurveKind {
+        CurveKind::Panoptic
     }
 
     fn test(

@@ -15,6 +15,7 @@ use crate::engine::{Error, Result};
 use crate::layers::state::load_state_dict;
 use crate::models::registry::read_weights;
 use crate::models::stclassifier::PixelSetClassifier;
+use crate::train::plot::matrix::TestPictures;
 use crate::train::state::{checkpoint_of, device_of, save_fold_results, FoldResult};
 
 /// Options of `sitsgpu evaluate` for pixel sets.
@@ -132,6 +133,12 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
         results.push((k, m));
     }
     // Written only now, once every fold has been evaluated.
-    save_fold_results(&e.res_dir, &files, None, folds.len() == opts.kfold)?;
+    save_fold_results(
+        &e.res_dir,
+        &files,
+        None,
+        folds.len() == opts.kfold,
+        TestPictures::PixelSet,
+    )?;
     Ok(results)
 }

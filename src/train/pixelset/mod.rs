@@ -9,9 +9,10 @@
 //! res_dir/Fold_k/best.npz                while the fold trains: the best weights so far (then model.npz)
 //! res_dir/Fold_k/last.npz                end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json       test_accuracy, test_loss, test_IoU
-//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the 20 × 20 test confusion matrix (.pkl: a pickled numpy array)
+//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the 20 × 20 test confusion matrix (.pkl: a pickled numpy array);
+//!                                        conf_mat.png its picture, per_class_f1.png the test F1 per class
 //! res_dir/Fold_k/per_class.json          the fold's per-class test IoU, precision, recall, F1
-//! res_dir/Fold_k/curves.png              training curves
+//! res_dir/Fold_k/curves.png              loss (left), OA and mIoU (right), training dashed, validation solid
 //! res_dir/overall.json, per_class.json   summed test matrices of every fold (no class deleted)
 //! ```
 //!
@@ -43,6 +44,8 @@ use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, Tempo
 use crate::train::adam::Adam;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
 use crate::train::metrics::ConfusionMatrix;
+use crate::train::plot::matrix::TestPictures;
+use crate::train::plot::CurveKind;
 use crate::train::state::{epoch_order, mix, save_overall, save_test_results};
 
 mod evaluate;
@@ -512,6 +515,10 @@ impl FoldTask for PixelSetTask<'_> {
         score >= best
     }
 
+    fn curve_kind(&self) -> CurveKind {
+        CurveKind::PixelSet
+    }
+
     fn epoch(
         &self,
         fold: Fold<'_>,
@@ -591,7 +598,13 @@ impl FoldTask for PixelSetTask<'_> {
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.4}",
             test.loss, test.accuracy, test.miou
         );
-        save_test_results(fold.dir, &test_json(&test), &cm, None)?;
+        save_test_results(
+            fold.dir,
+            &test_json(&test),
+            &cm,
+            None,
+            TestPictures::PixelSet,
+        )?;
         Ok((test, cm))
     }
 

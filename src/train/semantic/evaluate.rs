@@ -12,6 +12,7 @@ use crate::models::registry::read_weights;
 use crate::models::semantic::SemanticConfig;
 use crate::train::drop_last::{check_split, eval_order};
 use crate::train::fold_loop::RunOptions;
+use crate::train::plot::matrix::TestPictures;
 use crate::train::rotations::{pastis_folds, ROTATIONS};
 use crate::train::semantic::{
     class_weights, dates_from_conf, open_split, run_epoch, test_metrics_json, EpochMetrics,
@@ -135,6 +136,12 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         results.push((k, m));
     }
     // Written only now, once every fold has been evaluated.
-    save_fold_results(&e.res_dir, &files, opts.ignored_class(), folds.len() == 5)?;
+    save_fold_results(
+        &e.res_dir,
+        &files,
+        opts.ignored_class(),
+        folds.len() == 5,
+        TestPictures::Semantic,
+    )?;
     Ok(results)
 }

@@ -8,8 +8,10 @@
 //! res_dir/Fold_k/best.npz                while the fold trains: the best weights so far (then model.npz)
 //! res_dir/Fold_k/last.npz                the end of the last finished epoch: weights, Adam state, progress, log
 //! res_dir/Fold_k/test_metrics.json        test_accuracy, test_loss, test_IoU, test_epoch_time
-//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the K × K test confusion matrix (.pkl: a pickled numpy array)
-//! res_dir/Fold_k/curves.png               training curves
+//! res_dir/Fold_k/conf_mat.pkl/.npy/.json the K × K test confusion matrix (.pkl: a pickled numpy array), void
+//!                                         row and column zeroed as the original's; conf_mat_with_void.npy/.json
+//!                                         every count; conf_mat.png its picture (rows normalised)
+//! res_dir/Fold_k/curves.png               loss (left) and mIoU (right), training dashed, validation solid
 //! res_dir/overall.json                    5-fold summary (when every fold ran)
 //! ```
 //! Rotation k trains on three folds, validates on one and tests on the last (§1.9); each split is normalised
@@ -41,6 +43,8 @@ use crate::train::adam::Adam;
 use crate::train::drop_last::eval_order;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
 use crate::train::metrics::ConfusionMatrix;
+use crate::train::plot::matrix::TestPictures;
+use crate::train::plot::CurveKind;
 use crate::train::rotations::{open_rotations, pastis_folds, Batching, Rotation};
 use crate::train::state::{epoch_order, mix, save_overall, save_test_results};
 
@@ -345,6 +349,10 @@ impl FoldTask for SemanticTask<'_> {
         score >= best || best.is_nan()
     }
 
+    fn curve_kind(&self) -> CurveKind {
+        CurveKind::Semantic
+    }
+
     fn epoch(
         &self,
         fold: Fold<'_>,
@@ -439,7 +447,13 @@ impl FoldTask for SemanticTask<'_> {
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}",
             test.loss, test.accuracy, test.miou
         );
-        save_test_results(fold.dir, &test_metrics_json(&test), &cm, o.ignored_class())?;
+        save_test_results(
+            fold.dir,
+            &test_metrics_json(&test),
+            &cm,
+            o.ignored_class(),
+            TestPictures::Semantic,
+        )?;
         Ok((test, cm))
     }
 

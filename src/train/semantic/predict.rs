@@ -1,8 +1,9 @@
 //! `sitsgpu predict`: runs a semantic model in eval mode over PASTIS patches in ID order, in batches with
 //! batch-max padding (the original collate), and writes per patch `logits_<ID>.npy` (num_classes × H × W,
 //! f32), `pred_<ID>.npy` (H × W, int64, argmax with ties to the lowest class as torch.argmax), `pred_<ID>.png`
-//! (the class map in the official colours), `grid_<ID>.png` (input RGB of the middle date | ground truth |
-//! prediction) and, on request, `attn_<ID>.npy` (n_head × T × h × w over the patch's own dates).
+//! (the titled class map with a legend of the classes present), `grid_<ID>.png` (input RGB of the middle date,
+//! with that date | ground truth | prediction, the patch's pixel accuracy in the title; see
+//! [`plot::maps`]) and, on request, `attn_<ID>.npy` (n_head × T × h × w over the patch's own dates).
 //!
 //! The folder needs no annotations: without `ANNOTATIONS/` (a user's own area in the PASTIS layout) only the
 //! S2 series are read and the ground-truth panel of the grid is left grey. The dates are read as the model
@@ -11,12 +12,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::data::npy;
-use crate::data::pastis::{Date, MonoDate, PastisDataset, PastisOptions, Target};
+use crate::data::pastis::{Batch, Date, MonoDate, PastisDataset, PastisOptions, Target};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::Ctx;
 use crate::models::semantic::SemanticModel;
 use crate::models::utae::PadInfo;
 use crate::train::plot;
+use crate::train::plot::maps::{
+    class_pixels, classes_present, figure_png, pixel_accuracy, scale_for, upscale, Figure, Panel,
+};
+use crate::train::plot::ClassNames;
 
 /// What to predict and where to write it.
 #[derive(Debug, Clone)]
@@ -67,6 +72,80 @@ pub fn middle_date_rgb(x: &[f32], pad_mask: &[bool], shape: [usize; 5], i: usize
         .iter()
         .flat_map(|&b| x[(frame * c + b.min(c - 1)) * h * w..][..h * w].to_vec())
         .collect()
+}
+
+/// The calendar date of the frame [`middle_date_rgb`] draws for sample `i` (the middle real date; the one
+/// date of a mono-date batch): the reference date plus its day offset. None when out of the calendar.
+pub fn middle_date(batch: &Batch, i: usize, ref_date: Date) -> Option<Date> {
+    let offset = if batch.dates_shape.len() == 2 {
+        let t_max = batch.dates_shape[1];
+        let t_real = (0..t_max)
+            .filter(|&t| !batch.pad_mask[i * t_max + t])
+            .count()
+            .max(1);
+        batch.dates.get(i * t_max + t_real / 2)?
+    } else {
+        batch.dates.get(i)?
+    };
+    ref_date.plus_days(*offset as i64)
+}
+
+/// The title of the input panel: "input RGB, 2019-05-12" (the date when known).
+pub fn rgb_title(date: Option<Date>) -> String {
+    date.map_or("input RGB (middle date)".into(), |d| {
+        format!("input RGB, {d}")
+    })
+}
+
+/// The two pictures of a semantic prediction: `pred_<ID>.png` (the prediction alone) and `grid_<ID>.png`
+/// (input RGB | ground truth when there is one | prediction, the patch's pixel accuracy in the title).
+/// `rgb` (3, H, W), `truth` and `pred` (H, W).
+pub fn semantic_figures(
+    id: u64,
+    rgb: &[f32],
+    date: Option<Date>,
+    truth: Option<&[i64]>,
+    pred: &[i64],
+    (h, w): (usize, usize),
+) -> (Figure, Figure) {
+    let scale = scale_for(h, w);
+    let prediction = Panel {
+        title: "prediction".into(),
+        pixels: class_pixels(pred, h, w, scale),
+    };
+    let single = Figure {
+        title: format!("patch {id}: predicted classes"),
+        panels: vec![prediction.clone()],
+        panel_size: (w * scale, h * scale),
+        legend: classes_present([pred]),
+        names: ClassNames::Pastis,
+    };
+    let mut panels = vec![Panel {
+        title: rgb_title(date),
+        pixels: upscale(&plot::rgb_colours(rgb, h, w), h, w, scale),
+    }];
+    let title = match truth {
+        Some(t) => {
+            panels.push(Panel {
+                title: "ground truth".into(),
+                pixels: class_pixels(t, h, w, scale),
+            });
+            match pixel_accuracy(t, pred) {
+                Some(a) => format!("patch {id}: pixel accuracy {a:.1} % (void excluded)"),
+                None => format!("patch {id}: every pixel is void"),
+            }
+        }
+        None => format!("patch {id}: prediction (no ground truth in this folder)"),
+    };
+    panels.push(prediction);
+    let grid = Figure {
+        title,
+        panels,
+        panel_size: (w * scale, h * scale),
+        legend: classes_present(truth.into_iter().chain([pred])),
+        names: ClassNames::Pastis,
+    };
+    (single, grid)
 }
 
 /// Runs `model` over the dataset and writes the files; returns the number of patches written.
@@ -121,14 +200,16 @@ pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> 
                 npy::write_i64(p, &ls[2..], &pred)
             })?;
             let (h, w) = (ls[2], ls[3]);
-            write(&opts.out, &format!("pred_{id}.png"), |p| {
-                plot::class_map_png(p, &pred, h, w, 4)
-            })?;
             // Input RGB of the middle real date, truth, prediction.
             let rgb = middle_date_rgb(&batch.x, &batch.pad_mask, batch.shape, i);
             let truth = batch.targets.get(i * h * w..(i + 1) * h * w);
+            let date = middle_date(&batch, i, opts.ref_date);
+            let (single, grid) = semantic_figures(*id, &rgb, date, truth, &pred, (h, w));
+            write(&opts.out, &format!("pred_{id}.png"), |p| {
+                figure_png(p, &single)
+            })?;
             write(&opts.out, &format!("grid_{id}.png"), |p| {
-                plot::grid_png(p, &rgb, truth, &pred, h, w, 4)
+                figure_png(p, &grid)
             })?;
             if opts.save_attention {
                 let t_i = ds
@@ -157,6 +238,39 @@ fn write(dir: &Path, name: &str, f: impl FnOnce(&Path) -> Result<()>) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn semantic_pictures_have_titles_panels_and_legends() {
+        // A 16 × 16 patch (scale 24: panels of 384 pixels), classes 1 and 3, half the truth void.
+        let (h, w) = (16, 16);
+        let rgb: Vec<f32> = (0..3 * h * w).map(|i| (i % 7) as f32).collect();
+        let truth: Vec<i64> = (0..h * w).map(|i| if i < 128 { 1 } else { 19 }).collect();
+        let pred: Vec<i64> = (0..h * w).map(|i| if i < 64 { 1 } else { 3 }).collect();
+        let date = Date::new(2019, 5, 12);
+        let (single, grid) = semantic_figures(7, &rgb, date, Some(&truth), &pred, (h, w));
+        assert_eq!(grid.title, "patch 7: pixel accuracy 50.0 % (void excluded)");
+        assert_eq!(grid.panels[0].title, "input RGB, 2019-05-12");
+        assert_eq!(grid.legend, vec![1, 3, 19]);
+        assert_eq!(single.legend, vec![1, 3]);
+        let dir = std::env::temp_dir().join(format!("sitsgpu_sem_pics_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, fig) in [("pred_7.png", &single), ("grid_7.png", &grid)] {
+            let path = dir.join(name);
+            figure_png(&path, fig).unwrap();
+            let c = plot::maps::render_figure(&path, fig).unwrap();
+            let size = plot::maps::figure_size(fig);
+            plot::assert_readable(name, &c, size, 12..46);
+            let decoder =
+                png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+            let info = decoder.read_info().unwrap().info().clone();
+            assert_eq!((info.width as usize, info.height as usize), size);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Without ground truth: two panels and no accuracy.
+        let (_, grid) = semantic_figures(7, &rgb, None, None, &pred, (h, w));
+        assert_eq!(grid.panels.len(), 2);
+        assert_eq!(grid.panels[0].title, "input RGB (middle date)");
+    }
 
     #[test]
     fn argmax_ties_go_to_the_lowest_class() {
