@@ -247,10 +247,28 @@ fn tiff_err(path: &Path, e: tiff::TiffError) -> Error {
     Error::format(path, format!("not a readable TIFF: {e}"))
 }
 
+/// A numeric tag value as f64 (None for text, rationals, offsets).
+fn num(v: Value) -> Option<f64> {
+    Some(match v {
+        Value::Byte(x) => x.into(),
+        Value::Short(x) => x.into(),
+        Value::SignedByte(x) => x.into(),
+        Value::SignedShort(x) => x.into(),
+        Value::Signed(x) => x.into(),
+        Value::Unsigned(x) => x.into(),
+        Value::SignedBig(x) => x as f64,
+        Value::UnsignedBig(x) => x as f64,
+        Value::Float(x) => x.into(),
+        Value::Double(x) => x,
+        _ => return None,
+    })
+}
+
+/// A numeric tag (one value or a list) as f64s.
 fn f64_vec(v: Value) -> Option<Vec<f64>> {
     match v {
-        Value::List(l) => l.into_iter().map(|x| x.into_f64().ok()).collect(),
-        x => x.into_f64().ok().map(|x| vec![x]),
+        Value::List(l) => l.into_iter().map(num).collect(),
+        x => num(x).map(|x| vec![x]),
     }
 }
 
