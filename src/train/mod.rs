@@ -12,6 +12,7 @@ pub mod demo;
 pub mod diagnose;
 pub mod drop_last;
 pub mod flags;
+pub mod map;
 pub mod metrics;
 pub mod panoptic;
 pub mod pixelset;

@@ -10,6 +10,7 @@
 //! res_dir/Fold_k/test_metrics.json        test_accuracy, test_loss, test_IoU, test_epoch_time
 //! res_dir/Fold_k/conf_mat.pkl/.npy/.json the K × K test confusion matrix (.pkl: a pickled numpy array)
 //! res_dir/Fold_k/curves.png               training curves
+//! res_dir/Fold_k/normalisation.json       the training split's per-band mean / std (read by `sitsgpu map`)
 //! res_dir/overall.json                    5-fold summary (when every fold ran)
 //! ```
 //! Rotation k trains on three folds, validates on one and tests on the last (§1.9); each split is normalised
@@ -384,6 +385,11 @@ pub fn train(opts: &TrainOptions) -> Result<Vec<(usize, EpochMetrics)>> {
     for (&k, (dt_train, dt_val, dt_test)) in folds.iter().zip(splits) {
         let fold_dir = opts.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&fold_dir).map_err(|e| Error::io(&fold_dir, e))?;
+        // The training split's normalisation travels with the weights (`sitsgpu map` reads it).
+        if let (Some((mean, std)), Some(train_folds)) = (dt_train.norm(), &dt_train.options().folds)
+        {
+            crate::train::map::scene::write_norm_record(&fold_dir, mean, std, train_folds)?;
+        }
         let model = opts.model.build(opts.rdm_seed, device);
         if let Some((w, sd)) = &init {
             load_state_dict(&model, sd, w)?;
