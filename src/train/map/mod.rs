@@ -418,7 +418,7 @@ pub fn map(model: &SemanticModel, device: Device, opts: &MapOptions) -> Result<M
 #[derive(clap::Args, Debug, Clone)]
 pub struct MapArgs {
     /// Weight folder: conf.json + Fold_k/model.npz (ours) or Fold_k/model.pth.tar (official).
-    #[arg(long, visible_alias = "weight-folder")]
+    #[arg(long = "weight_folder", visible_alias = "weight-folder")]
     pub weight_folder: PathBuf,
     /// Which fold's model (default: the only one in the folder).
     #[arg(long)]
@@ -437,7 +437,7 @@ pub struct MapArgs {
     #[arg(long)]
     pub bands: Option<String>,
     /// Window side in pixels (a multiple of 8; PASTIS patches are 128).
-    #[arg(long, visible_alias = "patch-size", default_value_t = 128)]
+    #[arg(long = "patch_size", visible_alias = "patch-size", default_value_t = 128)]
     pub patch_size: usize,
     /// Overlap of neighbouring windows in pixels (default: a quarter of the window).
     #[arg(long)]
@@ -452,7 +452,7 @@ pub struct MapArgs {
     #[arg(long)]
     pub part: Option<String>,
     /// Windows per batch.
-    #[arg(long, visible_alias = "batch-size", default_value_t = 4)]
+    #[arg(long = "batch_size", visible_alias = "batch-size", default_value_t = 4)]
     pub batch_size: usize,
     /// Normalisation of an official weight folder: its NORM_S2_patch.json (the fold's training folds are
     /// averaged). Our folders carry Fold_k/normalisation.json.
