@@ -427,16 +427,14 @@ fn corrupt_and_unsupported_files_are_errors_naming_the_file() {
     std::fs::write(&cut, &b).unwrap();
     let e = GeoTiffReader::open(&cut)
         .and_then(|mut r| r.read_all())
-        .err()
-        .expect("corrupt tile")
+        .expect_err("corrupt tile")
         .to_string();
     assert!(e.contains("cut.tif"), "{e}");
     let trunc = dir.0.join("trunc.tif");
     std::fs::write(&trunc, &bytes[..bytes.len() / 2]).unwrap();
     let e = GeoTiffReader::open(&trunc)
         .and_then(|mut r| r.read_all())
-        .err()
-        .expect("truncated")
+        .expect_err("truncated")
         .to_string();
     assert!(e.contains("trunc.tif"), "{e}");
 }

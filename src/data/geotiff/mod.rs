@@ -107,7 +107,7 @@ pub struct GeoRef {
 }
 
 impl GeoRef {
-    /// A north-up grid with `gt` (GDAL order; gt[2] = gt[4] = 0) and the CRS keys of `crs_from`.
+    /// A north-up grid with `gt` (GDAL order; `gt[2] = gt[4] = 0`) and the CRS keys of `crs_from`.
     pub fn with_geotransform(crs_from: &GeoRef, gt: [f64; 6]) -> GeoRef {
         GeoRef {
             pixel_scale: Some(vec![gt[1], -gt[5], 0.0]),

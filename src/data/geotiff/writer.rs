@@ -99,7 +99,9 @@ pub struct TiledWriter {
 
 impl TiledWriter {
     /// Starts `path` (written as `path.tmp` until [`Self::finish`]): `width` × `height` pixels, `bands`
-    /// bands of `sample` (uint8 or float32), on the grid and CRS of `georef`, with `nodata`.
+    /// bands of `sample` (uint8 or float32), on the grid and CRS of `georef`, with `nodata`; BigTIFF when
+    /// `force_big` or when the image could pass 4 GiB.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         path: &Path,
         width: usize,

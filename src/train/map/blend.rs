@@ -271,7 +271,7 @@ impl Preview {
     /// Adds the next `n` rows of classes (255 = nodata).
     pub fn add_rows(&mut self, cls: &[f32], n: usize) {
         for v in 0..n {
-            if (self.row + v) % self.step == 0 {
+            if (self.row + v).is_multiple_of(self.step) {
                 self.px
                     .extend((0..self.pw).map(|i| cls[v * self.width + i * self.step] as u8));
             }

@@ -131,6 +131,9 @@ struct Prepared {
     valid: Vec<Vec<bool>>,
 }
 
+/// A window as a PASTIS sample, the scene dates it kept, and its valid-pixel mask.
+type WindowSample = (PastisSample, Vec<usize>, Vec<bool>);
+
 /// Reads window (r, c) of every date: the PASTIS sample, the dates kept and the valid mask.
 fn read_window(
     readers: &mut [GeoTiffReader],
@@ -138,7 +141,7 @@ fn read_window(
     bands: &[usize],
     (mean, std): (&[f32], &[f32]),
     (r, c, p): (usize, usize, usize),
-) -> Result<Option<(PastisSample, Vec<usize>, Vec<bool>)>> {
+) -> Result<Option<WindowSample>> {
     let nc = bands.len();
     let mut data = Vec::new();
     let mut kept = Vec::new();
@@ -187,7 +190,7 @@ pub fn map(model: &SemanticModel, device: Device, opts: &MapOptions) -> Result<M
         ));
     }
     let p = opts.patch_size;
-    if p == 0 || p % 8 != 0 {
+    if p == 0 || !p.is_multiple_of(8) {
         return Err(Error::Invalid(format!(
             "--patch_size {p}: expected a positive multiple of 8"
         )));
@@ -437,15 +440,19 @@ pub struct MapArgs {
     #[arg(long)]
     pub bands: Option<String>,
     /// Window side in pixels (a multiple of 8; PASTIS patches are 128).
-    #[arg(long = "patch_size", visible_alias = "patch-size", default_value_t = 128)]
+    #[arg(
+        long = "patch_size",
+        visible_alias = "patch-size",
+        default_value_t = 128
+    )]
     pub patch_size: usize,
     /// Overlap of neighbouring windows in pixels (default: a quarter of the window).
     #[arg(long)]
     pub overlap: Option<usize>,
-    /// Also write <out>_probabilities.tif (float32, one band per class).
+    /// Also write `<out>_probabilities.tif` (float32, one band per class).
     #[arg(long)]
     pub probabilities: bool,
-    /// Also write <out>_attention.tif (U-TAE: float32, one band per head and date).
+    /// Also write `<out>_attention.tif` (U-TAE: float32, one band per head and date).
     #[arg(long)]
     pub attention: bool,
     /// Map the I-th of N horizontal bands of windows only (I/N, 1-based), to its own file.

@@ -320,7 +320,7 @@ pub fn read_norm_for(
         Ok(out)
     };
     let (mean, std) = (get("mean")?, get("std")?);
-    if std.iter().any(|&s| s == 0.0) {
+    if std.contains(&0.0) {
         return Err(Error::format(&rec, "a std of 0"));
     }
     Ok((mean, std))
