@@ -115,6 +115,10 @@ enum Command {
     /// Write a synthetic dataset in the PASTIS layout, or with --format pixelset in the Sentinel-Agri pixel-set
     /// layout (refuses a non-empty folder it did not write).
     Synth(SynthArgs),
+    /// Run a trained semantic model over your own area: a folder of GeoTIFFs (one per date) to a
+    /// georeferenced class map (GeoTIFF on the input's grid and CRS, 255 = nodata) and a PNG preview; sliding
+    /// windows with blended overlaps, batched on the GPU; --part I/N for one band of a large scene.
+    Map(Box<sitsgpu::train::map::MapArgs>),
 }
 
 fn main() -> ExitCode {
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
         }
         Command::Synth(args) => commands::synth(&args),
         Command::Profile(args) => args.run(),
+        Command::Map(args) => args.run(),
     };
     let Err(e) = result else {
         return ExitCode::SUCCESS;

@@ -128,8 +128,10 @@ pub trait FoldTask {
     fn build(&self, seed: u64, device: Device) -> Self::Model;
     /// res_dir/conf.json.
     fn conf_json(&self, n_params: usize) -> Value;
-    /// Said when a fold starts (nothing by default).
-    fn start_fold(&self, _k: usize, _data: &Self::Data) {}
+    /// When a fold starts, its folder made (nothing by default): what the task records or says first.
+    fn start_fold(&self, _fold: Fold<'_>, _data: &Self::Data) -> Result<()> {
+        Ok(())
+    }
     /// The best score a fold starts from: the resumed one, or `fresh` (the score to beat) on a fresh start.
     fn fresh_best(&self) -> f64 {
         0.0
@@ -185,7 +187,6 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
     std::fs::create_dir_all(&o.res_dir).map_err(|e| Error::io(&o.res_dir, e))?;
     let mut results = Vec::new();
     for (&k, data) in folds.iter().zip(&data) {
-        task.start_fold(k, data);
         let dir = o.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let fold = Fold {
@@ -193,6 +194,7 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
             dir: &dir,
             device,
         };
+        task.start_fold(fold, data)?;
         let model = task.build(o.rdm_seed, device);
         if let Some((w, sd)) = &init {
             load_state_dict(&model, sd, w)?;

@@ -17,6 +17,7 @@ pub mod diagnose;
 pub mod drop_last;
 pub mod flags;
 pub mod fold_loop;
+pub mod map;
 pub mod metrics;
 pub mod panoptic;
 pub mod pixelset;

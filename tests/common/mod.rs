@@ -2,6 +2,8 @@
 //! temporary folders, running the `sitsgpu` binary, comparing state dicts.
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod gdal;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -27,6 +27,7 @@ mod arrays;
 pub(crate) use arrays::instance_target;
 mod collate;
 mod meta;
+pub(crate) use meta::read_norm;
 mod reader;
 
 #[cfg(test)]

@@ -502,13 +502,15 @@ impl FoldTask for PixelSetTask<'_> {
         self.opts.to_conf_json(n_params)
     }
 
-    fn start_fold(&self, k: usize, split: &Split) {
+    fn start_fold(&self, fold: Fold<'_>, split: &Split) -> Result<()> {
         println!(
-            "Starting Fold {k}: train {}, val {}, test {} parcels",
+            "Starting Fold {}: train {}, val {}, test {} parcels",
+            fold.k,
             split.train.len(),
             split.val.len(),
             split.test.len()
         );
+        Ok(())
     }
 
     fn better(&self, score: f64, best: f64) -> bool {

@@ -12,6 +12,7 @@
 //!                                         row and column zeroed as the original's; conf_mat_with_void.npy/.json
 //!                                         every count; conf_mat.png its picture (rows normalised)
 //! res_dir/Fold_k/curves.png               loss (left) and mIoU (right), training dashed, validation solid
+//! res_dir/Fold_k/normalisation.json       the training split's per-band mean / std (read by `sitsgpu map`)
 //! res_dir/overall.json                    5-fold summary (when every fold ran)
 //! ```
 //! Rotation k trains on three folds, validates on one and tests on the last (§1.9); each split is normalised
@@ -343,6 +344,16 @@ impl FoldTask for SemanticTask<'_> {
 
     fn conf_json(&self, n_params: usize) -> Value {
         self.opts.to_conf_json(n_params)
+    }
+
+    /// The training split's normalisation travels with the weights (`sitsgpu map` reads it).
+    fn start_fold(&self, fold: Fold<'_>, data: &Rotation) -> Result<()> {
+        if let (Some((mean, std)), Some(train_folds)) =
+            (data.train.norm(), &data.train.options().folds)
+        {
+            crate::train::map::scene::write_norm_record(fold.dir, mean, std, train_folds)?;
+        }
+        Ok(())
     }
 
     fn better(&self, score: f64, best: f64) -> bool {
