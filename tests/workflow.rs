@@ -708,15 +708,20 @@ fn mono_date_runs_are_evaluated_on_their_date() {
         .unwrap()
         .map(|f| f.unwrap().path())
         .filter(|f| {
-            f.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("attn_")
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("attn_") && name.ends_with(".npy")
         })
         .collect();
     assert!(!attn.is_empty(), "no attention written");
     for a in attn {
         let shape = npy::read_f32(&a).unwrap().shape;
         assert_eq!(shape[1], 1, "{}: T = 1 with mono_date", a.display());
+        // Its picture beside it: heads × dates.
+        let png = a.with_extension("png");
+        assert!(
+            std::fs::metadata(&png).is_ok_and(|m| m.len() > 1000),
+            "{} missing",
+            png.display()
+        );
     }
 }

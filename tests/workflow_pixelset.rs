@@ -181,6 +181,10 @@ fn train_evaluate_predict_on_every_fold() {
     assert_eq!(preds.as_object().unwrap().len(), n);
     let attn = npy::read_f32(out1.join("attention.npy")).unwrap();
     assert_eq!(attn.shape, vec![n, 2, 24]);
+    assert!(
+        std::fs::metadata(out1.join("attention.png")).is_ok_and(|m| m.len() > 1000),
+        "attention.png: the heads × dates picture"
+    );
     let out3 = tmp.0.join("pred3");
     predict(&PixelSetPredictOptions {
         dataset_folder: data,

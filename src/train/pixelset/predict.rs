@@ -5,10 +5,12 @@
 //! Writes to `out/`: `predictions.json` (`{pid: {"class": training label 0..K-1, "label": its code in
 //! label_44class, "confidence": softmax probability}}`), `ids.npy` (N,) int64, `pred.npy` (N,) int64,
 //! `logits.npy` (N, K) float32 (one model: the logits; an ensemble: the averaged log-probabilities), and with
-//! `save_attention` the attention masks `attention.npy` (N, H, T) of an attention model (one file per fold,
+//! `save_attention` the attention masks `attention.npy` (N, H, T) of an attention model and their picture
+//! `attention.png` (heads × dates, the mean over the parcels) (one file per fold,
 //! `attention_Fold_k.npy`, for an ensemble). Evaluation is deterministic: no jitter, a fixed pixel draw per
 //! parcel.
 
+use crate::train::plot::attention::{attention_png, AttentionGrid};
 use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
@@ -132,6 +134,32 @@ pub fn predict(p: &PixelSetPredictOptions) -> Result<usize> {
                     &[n, attn_shape.0, attn_shape.1],
                     &attn,
                 )?;
+                // The picture: each head's weight of each date, averaged over the parcels.
+                let (heads, t) = attn_shape;
+                let mut mean = vec![0.0f32; heads * t];
+                for parcel in attn.chunks(heads * t) {
+                    for (m, v) in mean.iter_mut().zip(parcel) {
+                        *m += v / n.max(1) as f32;
+                    }
+                }
+                let positions = ds.date_positions();
+                let grid = AttentionGrid {
+                    title: format!(
+                        "L-TAE attention: {heads} heads × {t} dates, mean over {n} parcels"
+                    ),
+                    values: &mean,
+                    heads,
+                    dates: (0..t)
+                        .map(|d| {
+                            positions
+                                .get(d)
+                                .map_or(format!("date {d}"), |p| format!("day {p}"))
+                        })
+                        .collect(),
+                    rows: 1,
+                    cols: 1,
+                };
+                attention_png(&p.out.join(format!("attention{suffix}.png")), &grid)?;
             }
         }
     }

@@ -9,9 +9,11 @@
 //! | `Fold_k/per_class_f1.png` | pixel-set tests | [`matrix::f1_bars_png`] |
 //! | `grid_<ID>.png`, `pred_<ID>.png` | semantic `predict` | [`maps::figure_png`] |
 //! | `panoptic_<ID>.png` | panoptic `predict` | [`crate::train::panoptic::picture`] on [`maps`] |
+//! | `attn_<ID>.png`, `attention.png` | `predict --save_attention` (U-TAE, pixel-set L-TAE / TAE) | [`attention::attention_png`]: heads × dates |
 //!
 //! Classes have one colour and one name everywhere ([`palette`]).
 
+pub mod attention;
 pub mod curves;
 pub mod maps;
 pub mod matrix;

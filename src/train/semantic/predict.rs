@@ -3,7 +3,8 @@
 //! f32), `pred_<ID>.npy` (H × W, int64, argmax with ties to the lowest class as torch.argmax), `pred_<ID>.png`
 //! (the titled class map with a legend of the classes present), `grid_<ID>.png` (input RGB of the middle date,
 //! with that date | ground truth | prediction, the patch's pixel accuracy in the title; see
-//! [`plot::maps`]) and, on request, `attn_<ID>.npy` (n_head × T × h × w over the patch's own dates).
+//! [`plot::maps`]) and, on request, `attn_<ID>.npy` (n_head × T × h × w over the patch's own dates) with its
+//! picture `attn_<ID>.png` (heads × dates, [`plot::attention`]).
 //!
 //! The folder needs no annotations: without `ANNOTATIONS/` (a user's own area in the PASTIS layout) only the
 //! S2 series are read and the ground-truth panel of the grid is left grey. The dates are read as the model
@@ -18,6 +19,7 @@ use crate::layers::Ctx;
 use crate::models::semantic::SemanticModel;
 use crate::models::utae::PadInfo;
 use crate::train::plot;
+use crate::train::plot::attention::{attention_png, AttentionGrid};
 use crate::train::plot::maps::{
     class_pixels, classes_present, figure_png, pixel_accuracy, scale_for, upscale, Figure, Panel,
 };
@@ -223,6 +225,32 @@ pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> 
                 }
                 write(&opts.out, &format!("attn_{id}.npy"), |p| {
                     npy::write_f32(p, &[heads, t_i, as_[3], as_[4]], &a)
+                })?;
+                // The same masks as a picture: heads × the patch's dates, at the attention's resolution.
+                let offsets = batch.dates_shape.get(1).map_or(&[][..], |&t_max| {
+                    &batch.dates[i * t_max..i * t_max + t_i.min(t_max)]
+                });
+                let dates = (0..t_i)
+                    .map(|t| {
+                        offsets
+                            .get(t)
+                            .and_then(|&o| opts.ref_date.plus_days(o as i64))
+                            .map_or(format!("date {t}"), |d| d.to_string())
+                    })
+                    .collect();
+                let grid = AttentionGrid {
+                    title: format!(
+                        "patch {id}: U-TAE attention, {heads} heads × {t_i} dates ({} × {} at 1/8 resolution)",
+                        as_[3], as_[4]
+                    ),
+                    values: &a,
+                    heads,
+                    dates,
+                    rows: as_[3],
+                    cols: as_[4],
+                };
+                write(&opts.out, &format!("attn_{id}.png"), |p| {
+                    attention_png(p, &grid)
                 })?;
             }
             written += 1;
