@@ -307,7 +307,7 @@ fn an_original_checkpoint_reproduces_the_fixture_logits() {
 fn the_four_models_learn_the_synthetic_classes() {
     // 4 classes among 20 outputs: chance is about 25 % OA. Trained 6 epochs on about 70 parcels (fold 1 of 5),
     // on the CPU reference path (faster than lavapipe at these widths; the GPU kernels of all four models are
-    // checked against PyTorch in tests/pytorch_parity.rs).
+    // checked against PyTorch in tests/pytorch_parity/).
     let tmp = TmpDir::new("pixelset-wf", "learn");
     let data = synth(&tmp.0, 120);
     let cpu = true;

@@ -93,6 +93,15 @@ pub fn small_kwargs(model: &str) -> Value {
     }
 }
 
+/// U-TAE `paper` (the default configuration) or small (the fixtures' widths).
+fn utae_config(paper: bool) -> UTaeConfig {
+    if paper {
+        UTaeConfig::default()
+    } else {
+        utae_small_config()
+    }
+}
+
 impl Workload {
     /// U-TAE `small` (the fixtures' widths) or `paper` (the default configuration).
     pub fn utae(config: &str, batch: usize, dates: usize, size: usize) -> Result<Workload> {
@@ -116,11 +125,8 @@ impl Workload {
         size: usize,
     ) -> Result<Workload> {
         let mut w = Workload::semantic("utae", config, batch, dates, size)?;
-        let ModelSpec::Semantic(SemanticConfig::UTae(utae)) = w.model else {
-            unreachable!("Workload::semantic(\"utae\") is U-TAE")
-        };
         let backbone = match backbone {
-            "utae" => BackboneConfig::UTae(utae),
+            "utae" => BackboneConfig::UTae(utae_config(config == "paper")),
             "uconvlstm" if config == "small" => {
                 let mut kw = small_kwargs("uconvlstm");
                 kw["encoder"] = json!(true);
@@ -164,11 +170,7 @@ impl Workload {
             }
         };
         let cfg = if model == "utae" {
-            SemanticConfig::UTae(if paper {
-                UTaeConfig::default()
-            } else {
-                utae_small_config()
-            })
+            SemanticConfig::UTae(utae_config(paper))
         } else {
             let kw = if paper {
                 json!({})

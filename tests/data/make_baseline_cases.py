@@ -2,7 +2,7 @@
 """PyTorch reference cases for the U-TAE paper's baselines that ../shared/fixtures does not cover (FPN-ConvLSTM,
 the ConvLSTM and ConvGRU segmenters, U-Net 3D, and RecUNet's bidirectional option), written to
 tests/data/fixtures/ in the layout of the shared fixtures (manifest.json, datasets/, <case>/conf.json,
-weights.npz, expected/, train_step/, precision.json), so that tests/pytorch_parity.rs runs them like the shared
+weights.npz, expected/, train_step/, precision.json), so that tests/pytorch_parity/ runs them like the shared
 cases: by kind ("semantic") and conf.json (`model` and `reference.constructor_kwargs`).
 
 The models here are a from-the-spec PyTorch implementation (spec §5.1-5.6), built from torch's own modules

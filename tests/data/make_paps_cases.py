@@ -13,7 +13,7 @@ Needs numpy, torch, geopandas and pandas (the original loader reads metadata.geo
 
 Cases are written to tests/data/fixtures/ (or `--out`) in the layout of ../shared/fixtures (manifest.json,
 datasets/, <case>/conf.json with a "reference" section, weights.npz, expected/, train_step/, precision.json),
-so tests/pytorch_parity.rs runs them by kind ("panoptic") and conf.json, never by name:
+so tests/pytorch_parity/ runs them by kind ("panoptic") and conf.json, never by name:
 - expected/: eval-mode outputs of the first batch (heatmap, saliency, center mask, centers, sizes, classes,
   confidences, shapes, boxes, instance masks, panoptic maps) and metrics.json (the original PanopticMeter over
   every eval batch);

@@ -2,7 +2,7 @@
 """PyTorch reference cases for the pixel-set competitors that ../shared/fixtures does not cover (TAE, GRU,
 TempCNN, and the max/min poolings of the PSE), written to tests/data/fixtures/ in the layout of the shared
 fixtures (manifest.json, datasets/, <case>/conf.json, weights.npz, expected/, train_step/, precision.json), so
-that tests/pytorch_parity.rs runs them like the shared cases: by kind ("pse") and conf.json.
+that tests/pytorch_parity/ runs them like the shared cases: by kind ("pse") and conf.json.
 
 The models here are a from-the-spec PyTorch implementation (spec §4.1-4.5), built from torch's own modules
 (nn.Linear, nn.BatchNorm1d, nn.LayerNorm, nn.Conv1d, nn.GRU, nn.Embedding) with the original state_dict names, and

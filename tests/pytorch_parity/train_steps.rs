@@ -1,6 +1,6 @@
 //! The train-step checks of a parity case (the losses of 3 Adam steps, the step-1 gradients, the weights
 //! after), and the decision diagnosis (`train::diagnose`) that runs when they fail: shared by the semantic,
-//! pixel-set and panoptic cases of `tests/pytorch_parity.rs`.
+//! pixel-set and panoptic cases of `tests/pytorch_parity/`.
 
 use super::*;
 

@@ -71,10 +71,7 @@ pub fn read_torch_checkpoint(path: impl AsRef<Path>) -> Result<TorchCheckpoint> 
             "not a PyTorch checkpoint: neither a zip archive (torch >= 1.6) nor a legacy pickle stream".into(),
         ));
     };
-    let (epoch, sd_value) = find_state_dict(&top).map_err(fmt)?;
-    let Value::Dict(items) = sd_value else {
-        unreachable!("find_state_dict returns a dict")
-    };
+    let (epoch, items) = find_state_dict(&top).map_err(fmt)?;
     let mut state_dict = StateDict::new();
     for (k, v) in items {
         let Value::Str(name) = k else {
@@ -90,7 +87,10 @@ pub fn read_torch_checkpoint(path: impl AsRef<Path>) -> Result<TorchCheckpoint> 
 }
 
 /// The epoch and the state dict inside the checkpoint's top-level object.
-fn find_state_dict(top: &Value) -> std::result::Result<(Option<i64>, &Value), String> {
+/// The entries of a pickled dict: (key, value) pairs.
+type DictItems = [(Value, Value)];
+
+fn find_state_dict(top: &Value) -> std::result::Result<(Option<i64>, &DictItems), String> {
     let Value::Dict(items) = top else {
         return Err(format!(
             "the checkpoint holds a {}{}, not a dict (a whole pickled nn.Module cannot be read: save \
@@ -101,23 +101,23 @@ fn find_state_dict(top: &Value) -> std::result::Result<(Option<i64>, &Value), St
     };
     for key in ["state_dict", "model_state_dict", "model"] {
         if let Some(sd) = top.get(key) {
-            if !matches!(sd, Value::Dict(_)) {
+            let Value::Dict(sd_items) = sd else {
                 return Err(format!(
                     "the checkpoint's {key:?} entry is a {}{}, not a state dict (a pickled nn.Module cannot \
                      be read: save model.state_dict() instead)",
                     sd.kind(),
                     describe_global(sd)
                 ));
-            }
+            };
             let epoch = top.get("epoch").and_then(|e| match e {
                 Value::Int(i) => Some(*i),
                 _ => None,
             });
-            return Ok((epoch, sd));
+            return Ok((epoch, sd_items));
         }
     }
     if items.iter().all(|(_, v)| matches!(v, Value::Object(_))) {
-        return Ok((None, top));
+        return Ok((None, items));
     }
     let keys: Vec<String> = items
         .iter()

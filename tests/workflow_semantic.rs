@@ -11,7 +11,7 @@
 //! - one GPU smoke run (skipped loudly without an adapter) and the built binary (`synth`, `train`,
 //!   `evaluate`, bad input).
 //!
-//! Run: `cargo test --test workflow`.
+//! Run: `cargo test --test workflow_semantic`.
 
 mod common;
 use common::{assert_bit_identical, read_json, semantic_cases, sitsgpu, text, TmpDir};

@@ -17,8 +17,8 @@
 //! noise-level gradient sign. A failure fully explained that way does not fail the test (see
 //! `run_fixture_root`).
 //!
-//! Files: this one (the harness, the semantic and pixel-set cases), `pytorch_parity/train_steps.rs` (the
-//! train-step checks and the diagnosis, shared by every kind), `pytorch_parity/panoptic.rs` (U-TAE + PaPs, U-ConvLSTM + PaPs).
+//! Files: this one (`main.rs`: the harness, the semantic and pixel-set cases), `train_steps.rs` (the
+//! train-step checks and the diagnosis, shared by every kind), `panoptic.rs` (U-TAE + PaPs, U-ConvLSTM + PaPs).
 //!
 //! Roots: `$SITSGPU_FIXTURES` (the shared cases), `../shared/fixtures-paps-init` (`$SITSGPU_FIXTURES_PAPS_INIT`)
 //! and the project's own cases in tests/data/fixtures (`make_*_cases.py` there: the baselines, the pixel-set
@@ -26,6 +26,7 @@
 //!
 //! Run: `cargo test --release --test pytorch_parity -- --nocapture`.
 
+#[path = "../common/mod.rs"]
 mod common;
 use common::{fixtures_root, max_abs, read_json};
 
@@ -50,9 +51,7 @@ use sitsgpu::train::diagnose::{diagnose, DiagnoseOptions, RefGrad, Reference, Ru
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{Device, Tensor};
 
-#[path = "pytorch_parity/panoptic.rs"]
 mod panoptic;
-#[path = "pytorch_parity/train_steps.rs"]
 mod train_steps;
 use train_steps::TrainSteps;
 
