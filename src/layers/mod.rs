@@ -6,6 +6,7 @@
 //! `state_dict` key (prefix + local name). Forward passes take a [`Ctx`]: training or evaluation mode and
 //! the source of dropout seeds.
 
+pub mod attention;
 pub mod conv;
 pub mod conv3d;
 pub mod conv_rnn;

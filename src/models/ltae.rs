@@ -14,14 +14,13 @@
 //! Parameter names follow the original state_dict: `inconv`, `attention_heads.Q`, `attention_heads.fc1_k`,
 //! `in_norm`, `out_norm`, `mlp.0` (Linear), `mlp.1` (BatchNorm1d).
 
-use crate::engine::ops::attention::attention_weights::AttnDropout;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
+use crate::layers::attention::MasterQueryAttention;
 use crate::layers::conv::normal;
 use crate::layers::{positional_encoding, prefixed, BatchNorm, Ctx, GroupNorm, Linear, Module};
 
-/// Attention dropout of L-TAE 2D.
-pub const ATTN_DROPOUT: f32 = 0.1;
+pub use crate::layers::attention::ATTN_DROPOUT;
 /// Dropout after the MLP.
 pub const MLP_DROPOUT: f32 = 0.2;
 /// Positional-encoding period.
@@ -39,10 +38,8 @@ pub struct Ltae2d {
     pub inconv_weight: Tensor,
     /// Conv1d bias (d_model).
     pub inconv_bias: Tensor,
-    /// Master queries (n_head, d_k).
-    pub q: Tensor,
-    /// Key projection d_model → n_head·d_k.
-    pub fc1_k: Linear,
+    /// The master-query attention (`attention_heads`).
+    pub attention: MasterQueryAttention,
     /// Input GroupNorm.
     pub in_norm: GroupNorm,
     /// Output GroupNorm.
@@ -87,11 +84,7 @@ impl Ltae2d {
                 &[d_model, in_channels, 1],
             ),
             inconv_bias: t(normal(rng, d_model, 1.0), &[d_model]),
-            q: t(
-                normal(rng, n_head * d_k, (2.0 / d_k as f64).sqrt()),
-                &[n_head, d_k],
-            ),
-            fc1_k: Linear::xavier(d_model, n_head * d_k, rng, device),
+            attention: MasterQueryAttention::new(d_model, n_head, d_k, rng, device),
             in_norm: GroupNorm::new(n_head, in_channels, device),
             out_norm: GroupNorm::new(n_head, out_channels, device),
             mlp_linear: Linear::xavier(d_model, out_channels, rng, device),
@@ -131,18 +124,7 @@ impl Ltae2d {
         let pe = Tensor::from_vec(pe, &[b, 1, t, dm], x.device());
         let e = (&e.reshape(&[b, p, t, dm]) + &pe).reshape(&[n, t, dm]);
         // Master-query attention.
-        let keys = self.fc1_k.forward(&e);
-        let p_attn = ctx.dropout_p(ATTN_DROPOUT);
-        let drop = if p_attn > 0.0 {
-            AttnDropout {
-                p: p_attn,
-                seed: ctx.next_seed(),
-            }
-        } else {
-            AttnDropout::NONE
-        };
-        let attn = keys.temporal_attention_weights(&self.q, pad_mask, p, drop);
-        let o = attn.temporal_attention_apply(&e);
+        let (o, attn) = self.attention.forward(&e, pad_mask, p, ctx);
         // mlp → dropout → out_norm.
         let o = self
             .mlp_bn
@@ -168,12 +150,8 @@ impl Module for Ltae2d {
         let mut v = vec![
             (format!("{prefix}inconv.weight"), self.inconv_weight.clone()),
             (format!("{prefix}inconv.bias"), self.inconv_bias.clone()),
-            (format!("{prefix}attention_heads.Q"), self.q.clone()),
         ];
-        v.extend(
-            self.fc1_k
-                .named_parameters(&prefixed(prefix, "attention_heads.fc1_k")),
-        );
+        v.extend(self.attention.named_parameters(prefix));
         v.extend(self.in_norm.named_parameters(&prefixed(prefix, "in_norm")));
         v.extend(
             self.out_norm

@@ -15,16 +15,15 @@
 //! The PE table (float64 sinusoids cast to float32, inner dimension d_model / n_head repeated n_head times)
 //! is a buffer: loaded from the state dict when present, never trained. No padding mask exists in 1D.
 
-use crate::engine::ops::attention::attention_weights::AttnDropout;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
-use crate::layers::conv::normal;
+use crate::layers::attention::{InConv, MasterQueryAttention};
 use crate::layers::mlp::Mlp;
 use crate::layers::norm::EPS;
-use crate::layers::{prefixed, Ctx, Linear, Module};
+use crate::layers::positional_encoding::{pe_rows, sinusoid_table};
+use crate::layers::{prefixed, Ctx, Module};
 
-/// Attention dropout of L-TAE (ScaledDotProductAttention).
-pub const ATTN_DROPOUT: f32 = 0.1;
+pub use crate::layers::attention::ATTN_DROPOUT;
 
 /// Constructor arguments of `LTAE` (spec §4.2 defaults through [`Ltae1dConfig::default`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -65,96 +64,6 @@ impl Default for Ltae1dConfig {
     }
 }
 
-/// `get_sinusoid_encoding_table(positions, d, T)` repeated `repeat` times along the features: rows
-/// (positions.len(), d · repeat), computed in float64 and cast to float32.
-pub fn sinusoid_table(positions: &[f64], d: usize, t_period: f64, repeat: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(positions.len() * d * repeat);
-    for &p in positions {
-        let row: Vec<f32> = (0..d)
-            .map(|i| {
-                let a = p / t_period.powf((2 * (i / 2)) as f64 / d as f64);
-                (if i % 2 == 0 { a.sin() } else { a.cos() }) as f32
-            })
-            .collect();
-        for _ in 0..repeat {
-            out.extend_from_slice(&row);
-        }
-    }
-    out
-}
-
-/// The input projection: Conv1d k=1 and LayerNorm((d_model, len_max_seq)) (`inconv.0`, `inconv.1`), shared
-/// by L-TAE and TAE.
-pub struct InConv {
-    /// Conv1d weight (d_model, C, 1).
-    pub weight: Tensor,
-    /// Conv1d bias (d_model).
-    pub bias: Tensor,
-    /// LayerNorm γ (d_model, len_max_seq).
-    pub ln_weight: Tensor,
-    /// LayerNorm β (d_model, len_max_seq).
-    pub ln_bias: Tensor,
-}
-
-impl InConv {
-    /// Conv1d weight and bias N(0, 1) (`weight_init`, spec §3.9), LayerNorm γ = 1, β = 0.
-    pub fn new(
-        c_in: usize,
-        d_model: usize,
-        len_max_seq: usize,
-        rng: &mut Rng,
-        device: Device,
-    ) -> Self {
-        let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s, device).requires_grad_();
-        InConv {
-            weight: t(normal(rng, d_model * c_in, 1.0), &[d_model, c_in, 1]),
-            bias: t(normal(rng, d_model, 1.0), &[d_model]),
-            ln_weight: Tensor::ones(&[d_model, len_max_seq], device).requires_grad_(),
-            ln_bias: Tensor::zeros(&[d_model, len_max_seq], device).requires_grad_(),
-        }
-    }
-
-    /// e (B, T, C) → (B, T, d_model): the per-date projection, then one LayerNorm over each sample's whole
-    /// channel-first (d_model, T) block, so T must equal len_max_seq (`what` names the caller in the panic).
-    pub fn forward(&self, e: &Tensor, what: &str) -> Tensor {
-        let (dm, c) = (self.weight.shape()[0], self.weight.shape()[1]);
-        let lms = self.ln_weight.shape()[1];
-        let (b, t) = (e.shape()[0], e.shape()[1]);
-        assert_eq!(
-            t, lms,
-            "{what}: with d_model the sequence length must be len_max_seq = {lms}, got {t}"
-        );
-        let w = self.weight.reshape(&[dm, c]).transpose(0, 1);
-        let y = &e.reshape(&[b * t, c]).matmul(&w) + &self.bias;
-        let y = y.reshape(&[b, t, dm]).transpose(1, 2);
-        y.layer_norm(&[dm, t], Some(&self.ln_weight), Some(&self.ln_bias), EPS)
-            .transpose(1, 2)
-    }
-
-    /// `(state_dict key, parameter)` pairs under `<prefix>inconv.`.
-    pub fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        vec![
-            (format!("{prefix}inconv.0.weight"), self.weight.clone()),
-            (format!("{prefix}inconv.0.bias"), self.bias.clone()),
-            (format!("{prefix}inconv.1.weight"), self.ln_weight.clone()),
-            (format!("{prefix}inconv.1.bias"), self.ln_bias.clone()),
-        ]
-    }
-}
-
-/// The rows of a positional table for T dates: rows 0..T for bespoke positions, 1..T+1 for the 1-based
-/// order ("order"); (1, T, D) to broadcast over the batch. `what` names the caller in the panic.
-pub fn pe_rows(table: &Tensor, bespoke: bool, t: usize, what: &str) -> Tensor {
-    let start = usize::from(!bespoke);
-    let (rows, d) = (table.shape()[0], table.shape()[1]);
-    assert!(
-        start + t <= rows,
-        "{what}: {t} dates need rows {start}..{} of the positional table, which has {rows} rows",
-        start + t
-    );
-    table.narrow(0, start, t).reshape(&[1, t, d])
-}
-
 /// The L-TAE 1D temporal encoder.
 pub struct Ltae1d {
     /// Configuration.
@@ -169,10 +78,8 @@ pub struct Ltae1d {
     pub inconv: Option<InConv>,
     /// Frozen positional table (rows, d_model), a buffer.
     pub position_enc: Tensor,
-    /// Master queries (n_head, d_k).
-    pub q: Tensor,
-    /// Key projection d_model → n_head·d_k.
-    pub fc1_k: Linear,
+    /// The master-query attention (`attention_heads`).
+    pub attention: MasterQueryAttention,
     /// MLP pairs (Linear → BatchNorm1d → ReLU), `mlp.<3i>`, `mlp.<3i+1>`.
     pub mlp: Mlp,
     /// Output LayerNorm γ.
@@ -198,7 +105,6 @@ impl Ltae1d {
             "Ltae1d: expected n_neurons[0] = d_model = {d_model}, got {:?}",
             c.n_neurons
         );
-        let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s, device).requires_grad_();
         let inconv = c
             .d_model
             .map(|dm| InConv::new(c.in_channels, dm, c.len_max_seq, rng, device));
@@ -215,11 +121,7 @@ impl Ltae1d {
             in_ln_bias: Tensor::zeros(&[c.in_channels], device).requires_grad_(),
             inconv,
             position_enc: Tensor::from_vec(pe, &[rows, d_model], device),
-            q: t(
-                normal(rng, c.n_head * c.d_k, (2.0 / c.d_k as f64).sqrt()),
-                &[c.n_head, c.d_k],
-            ),
-            fc1_k: Linear::xavier(d_model, c.n_head * c.d_k, rng, device),
+            attention: MasterQueryAttention::new(d_model, c.n_head, c.d_k, rng, device),
             mlp: Mlp::new(&c.n_neurons, true, rng, device),
             out_ln_weight: Tensor::ones(&[last], device).requires_grad_(),
             out_ln_bias: Tensor::zeros(&[last], device).requires_grad_(),
@@ -248,18 +150,7 @@ impl Ltae1d {
         }
         let e = &e + &pe_rows(&self.position_enc, c.positions.is_some(), t, "Ltae1d");
         // Master-query attention, one "pixel" per sample.
-        let keys = self.fc1_k.forward(&e);
-        let p_attn = ctx.dropout_p(ATTN_DROPOUT);
-        let drop = if p_attn > 0.0 {
-            AttnDropout {
-                p: p_attn,
-                seed: ctx.next_seed(),
-            }
-        } else {
-            AttnDropout::NONE
-        };
-        let attn = keys.temporal_attention_weights(&self.q, None, 1, drop);
-        let o = attn.temporal_attention_apply(&e);
+        let (o, attn) = self.attention.forward(&e, None, 1, ctx);
         let o = mlp_dropout_norm(
             &o,
             &self.mlp,
@@ -307,11 +198,7 @@ impl Module for Ltae1d {
             format!("{prefix}outlayernorm.bias"),
             self.out_ln_bias.clone(),
         ));
-        v.push((format!("{prefix}attention_heads.Q"), self.q.clone()));
-        v.extend(
-            self.fc1_k
-                .named_parameters(&prefixed(prefix, "attention_heads.fc1_k")),
-        );
+        v.extend(self.attention.named_parameters(prefix));
         v.extend(self.mlp.named_parameters(&prefixed(prefix, "mlp")));
         v
     }
@@ -346,14 +233,5 @@ mod tests {
         assert_eq!(small.num_parameters(), 8_832);
         let def = Ltae1d::new(Ltae1dConfig::default(), &mut rng, Device::Cpu);
         assert_eq!(def.num_parameters(), 112_000);
-    }
-
-    #[test]
-    fn sinusoid_rows() {
-        // Position 0: sin 0 = 0, cos 0 = 1; channel 2 of d = 16 has denominator 1000^(2/16).
-        let t = sinusoid_table(&[0.0, 10.0], 16, 1000.0, 2);
-        assert_eq!(&t[..2], &[0.0, 1.0]);
-        assert_eq!(t[32 + 2], (10.0f64 / 1000f64.powf(0.125)).sin() as f32);
-        assert_eq!(t[32 + 16 + 2], t[32 + 2]);
     }
 }

@@ -25,8 +25,8 @@
 
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
+use crate::layers::positional_encoding::{pe_rows, sinusoid_table};
 use crate::layers::{Ctx, Module};
-use crate::models::ltae1d::{pe_rows, sinusoid_table};
 
 /// Constructor arguments of the GRU competitor (defaults of `PseGru`).
 #[derive(Debug, Clone, PartialEq)]

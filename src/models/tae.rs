@@ -25,9 +25,11 @@
 
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
+use crate::layers::attention::{InConv, ATTN_DROPOUT};
 use crate::layers::norm::EPS;
+use crate::layers::positional_encoding::{pe_rows, sinusoid_table};
 use crate::layers::{prefixed, BatchNorm, Ctx, Linear, Mlp, Module};
-use crate::models::ltae1d::{mlp_dropout_norm, pe_rows, sinusoid_table, InConv, ATTN_DROPOUT};
+use crate::models::ltae1d::mlp_dropout_norm;
 
 /// Constructor arguments of `TemporalAttentionEncoder` (defaults of `PseTae`, spec §4.4).
 #[derive(Debug, Clone, PartialEq)]

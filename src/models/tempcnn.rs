@@ -19,8 +19,8 @@
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
 use crate::layers::conv::normal;
+use crate::layers::positional_encoding::{pe_rows, sinusoid_table};
 use crate::layers::{prefixed, BatchNorm, Ctx, Mlp, Module};
-use crate::models::ltae1d::{pe_rows, sinusoid_table};
 use crate::models::recurrent::COMPETITOR_PE_PERIOD;
 
 /// Constructor arguments of `TempConv` (defaults of `PseTempCNN`).
