@@ -6,6 +6,9 @@
 //! with the crate's PASTIS loader for semantic and instance targets; the instance maps follow §1.12; `train`
 //! runs a step on it; bad inputs give errors naming the file. Skips loudly without GDAL.
 
+// Pixel loops index several arrays by the same pixel.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use std::path::Path;

@@ -181,6 +181,9 @@ pub fn patch_stats(s2: &[i16], t: usize, npix: usize) -> (Vec<f64>, Vec<f64>) {
     (mean, std)
 }
 
+/// Per-patch, per-band statistics of one fold's patches.
+type BandStats = Vec<Vec<f64>>;
+
 /// One tile's series: the stored int16 values (T, 10, P, P), the dates kept and the pixels with data.
 type TileSeries = (Vec<i16>, Vec<usize>, Vec<bool>);
 
@@ -297,8 +300,7 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
         .unwrap_or_default();
     let dsub = |sub: &str, name: String| opts.out.join(sub).join(name);
     let mut features = Vec::new();
-    let mut fold_stats: Vec<(Vec<Vec<f64>>, Vec<Vec<f64>>)> =
-        vec![(Vec::new(), Vec::new()); opts.folds];
+    let mut fold_stats: Vec<(BandStats, BandStats)> = vec![(Vec::new(), Vec::new()); opts.folds];
     let mut report = PrepareReport {
         ids: Vec::new(),
         skipped: 0,
@@ -353,7 +355,7 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
                         if !ok || v.is_nan() || v == 0.0 {
                             continue;
                         }
-                        if v.fract() != 0.0 || v < 0.0 || v >= MAX_PARCEL_ID {
+                        if v.fract() != 0.0 || !(0.0..MAX_PARCEL_ID).contains(&v) {
                             return Err(Error::format(
                                 prd.path(),
                                 format!(
