@@ -17,6 +17,9 @@
 //!   ([`sitsgpu::train::profile`]).
 //! - `sitsgpu synth`: a synthetic dataset in the PASTIS layout or, with `--format pixelset`, in the
 //!   Sentinel-Agri pixel-set layout, for demos, tests and benchmarks without the real data.
+//! - `sitsgpu map` / `sitsgpu prepare`: your own area: a folder of GeoTIFFs to a georeferenced class map
+//!   ([`sitsgpu::train::map`]), or with a label raster to a training set in the PASTIS layout
+//!   ([`sitsgpu::train::prepare`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -119,6 +122,11 @@ enum Command {
     /// georeferenced class map (GeoTIFF on the input's grid and CRS, 255 = nodata) and a PNG preview; sliding
     /// windows with blended overlaps, batched on the GPU; --part I/N for one band of a large scene.
     Map(Box<sitsgpu::train::map::MapArgs>),
+    /// Cut your own imagery into a training set in the PASTIS layout: a folder of GeoTIFFs (one per date) and
+    /// a label raster (and optionally a parcel-id raster, for the instance annotations) to P x P patches
+    /// (DATA_S2, ANNOTATIONS, INSTANCE_ANNOTATIONS), metadata.geojson with dates and spatially spread folds,
+    /// and NORM_S2_patch.json, so that train and evaluate run on it unchanged.
+    Prepare(Box<sitsgpu::train::prepare::PrepareArgs>),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => commands::synth(&args),
         Command::Profile(args) => args.run(),
         Command::Map(args) => args.run(),
+        Command::Prepare(args) => args.run(),
     };
     let Err(e) = result else {
         return ExitCode::SUCCESS;

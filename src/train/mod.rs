@@ -8,7 +8,9 @@
 //!   optimizer ([`adam`]), [`metrics`], progress bars ([`progress`]) and training-curve plots ([`plot`]);
 //! - the command line's flags ([`flags`]) and what each subcommand runs ([`commands`], [`demo`]); the
 //!   per-kernel [`profile`]r's workloads; [`diagnose`]: why two training steps disagree (decisions within
-//!   float32 noise, or a bug), for the parity tests; [`widths`] of the demo models.
+//!   float32 noise, or a bug), for the parity tests; [`widths`] of the demo models;
+//! - your own area: [`map`] (GeoTIFFs to a georeferenced class map) and [`prepare`] (GeoTIFFs and labels to
+//!   a PASTIS-layout training set).
 
 pub mod adam;
 pub mod commands;
@@ -22,6 +24,7 @@ pub mod metrics;
 pub mod panoptic;
 pub mod pixelset;
 pub mod plot;
+pub mod prepare;
 pub mod profile;
 pub mod progress;
 pub mod rotations;

@@ -63,6 +63,7 @@ mod spectra;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use patch::centerness;
 use patch::{generate_patch, patch_stats};
 use spectra::*;
 

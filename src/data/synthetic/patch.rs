@@ -50,7 +50,7 @@ fn draw_days(opts: &SynthOptions, rng: &mut Rng) -> Vec<usize> {
 }
 
 /// The centerness ground truth of §1.12 from the instance map (ids 1..=n, 0 = none): (HEATMAP, ZONES).
-fn centerness(instances: &[i32], n: usize, h: usize, w: usize) -> (Vec<f32>, Vec<i32>) {
+pub(crate) fn centerness(instances: &[i32], n: usize, h: usize, w: usize) -> (Vec<f32>, Vec<i32>) {
     const ALPHA: f64 = 0.7;
     const R: f64 = 3.0;
     // Bounding boxes (rmin, rmax, cmin, cmax).
