@@ -57,7 +57,7 @@
 //!
 //! ## 3. U-TAE: the same weights, reused on the skip connections
 //! U-TAE runs L-TAE at the lowest resolution (rows · cols = H/8 · W/8) and then reuses its attention maps to
-//! collapse time at every higher-resolution skip connection (`models/utae.rs`, `aggregate`):
+//! collapse time at every higher-resolution skip connection (`models/utae/mod.rs`, `aggregate`):
 //! ```text
 //!   a (H, B, T, H/8, W/8) ─ [att_group: the heads as G = H channel groups] ─ bilinear resize to the level
 //!       (B·G, T, H_l, W_l) ─ × (1 − pad mask) ─ temporal_agg(skip_l (B, T, C_l, H_l, W_l)) → (B, C_l, H_l, W_l)
@@ -96,8 +96,8 @@
 //! | scores → weights, the padding mask, dropout; dk and ds in the backward | [`attention_weights`] + `shaders/attention/attention_weights{,_backward}.wgsl` |
 //! | Σ_t a·v, heads concatenated; dv and da | [`attention_apply`] + `attention_apply{,_backward_value,_backward_attn}.wgsl` |
 //! | U-TAE's skip aggregation Σ_t a·x; dx and da | [`temporal_agg`] + `temporal_agg{,_backward_x,_backward_attn}.wgsl` |
-//! | the modules: master queries and their state-dict names, input conv, norms, positional encoding | `models/ltae.rs` (2-D, U-TAE), `models/ltae1d.rs` (pixel sets), `layers/positional_encoding.rs` |
-//! | U-TAE's use of the maps on the skips | `models/utae.rs` (`aggregate`) |
+//! | the modules: master queries and their state-dict names (`layers/attention.rs`, shared), input conv, norms, positional encoding | `models/ltae.rs` (2-D, U-TAE), `models/ltae1d.rs` (pixel sets), `layers/positional_encoding.rs` |
+//! | U-TAE's use of the maps on the skips | `models/utae/mod.rs` (`aggregate`) |
 //! | the attention built from ordinary ops, compared with the fused kernels element by element | `attention_weights.rs`, `tests::the_fused_kernel_equals_the_composition_of_ordinary_ops` |
 //! | a runnable walkthrough | `examples/attention.rs` |
 //! | the attention as pictures | `predict --save_attention` (`attn_<ID>.npy` and `.png`) |

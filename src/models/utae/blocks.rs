@@ -1,0 +1,256 @@
+//! U-TAE's building blocks (spec §3.2): `ConvLayer` (conv → norm → ReLU pairs), the temporally shared
+//! application of a block to every real date, and the down and up blocks, with the original's state-dict
+//! names.
+
+use crate::engine::ops::conv::conv2d::PaddingMode;
+use crate::engine::rng::Rng;
+use crate::engine::{no_grad, Device, Tensor};
+use crate::layers::{prefixed, BatchNorm, Conv2d, ConvTranspose2d, Ctx, Module, Norm, NormKind};
+use crate::models::utae::config::N_GROUPS;
+
+/// `ConvLayer` of utae.py: conv → norm → ReLU for each pair of widths, in a Sequential named `conv`.
+pub struct ConvLayer {
+    convs: Vec<Conv2d>,
+    norms: Vec<Option<Norm>>,
+    last_relu: bool,
+}
+
+impl ConvLayer {
+    /// Widths `nkernels`, kernel k, stride s, padding p.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        nkernels: &[usize],
+        norm: NormKind,
+        k: usize,
+        s: usize,
+        p: usize,
+        last_relu: bool,
+        mode: PaddingMode,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
+        let mut convs = Vec::new();
+        let mut norms = Vec::new();
+        for w in nkernels.windows(2) {
+            convs.push(Conv2d::new(w[0], w[1], k, s, p, mode, rng, device));
+            norms.push(Norm::new(norm, w[1], N_GROUPS, rng, device));
+        }
+        ConvLayer {
+            convs,
+            norms,
+            last_relu,
+        }
+    }
+
+    /// x (N, C, H, W) → (N, C', H', W').
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
+        let mut out = x.clone();
+        let n = self.convs.len();
+        for i in 0..n {
+            out = self.convs[i].forward(&out);
+            if let Some(norm) = &self.norms[i] {
+                out = norm.forward(&out, ctx);
+            }
+            if self.last_relu || i + 1 < n {
+                out = out.relu();
+            }
+        }
+        out
+    }
+
+    /// Whether a BatchNorm follows one of its convolutions (the dummy-pass quirk applies).
+    pub fn has_batch_norm(&self) -> bool {
+        self.norms.iter().flatten().any(Norm::is_batch)
+    }
+
+    /// Sequential indices: conv, [norm], [relu] per pair.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Module)) {
+        let mut idx = 0;
+        let n = self.convs.len();
+        for i in 0..n {
+            f(&format!("{prefix}conv.{idx}."), &self.convs[i]);
+            idx += 1;
+            if let Some(norm) = &self.norms[i] {
+                f(&format!("{prefix}conv.{idx}."), norm);
+                idx += 1;
+            }
+            if self.last_relu || i + 1 < n {
+                idx += 1;
+            }
+        }
+    }
+}
+
+impl Module for ConvLayer {
+    fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        self.visit(prefix, &mut |p, m| v.extend(m.named_parameters(p)));
+        v
+    }
+    fn named_buffers(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        self.visit(prefix, &mut |p, m| v.extend(m.named_buffers(p)));
+        v
+    }
+}
+
+/// Runs `block` on the non-padded frames of x (B, T, C, H, W) only; padded frames come out as exact zeros
+/// (`smart_forward` of utae.py). `real` lists the indices b·T + t of the real frames. With BatchNorm in
+/// training mode the block first runs on an all-zero input of the full shape (the dummy-pass QUIRK).
+pub fn temporally_shared(
+    x: &Tensor,
+    real: &[usize],
+    quirk_dummy_pass: bool,
+    block: impl Fn(&Tensor) -> Tensor,
+) -> Tensor {
+    let s = x.shape().to_vec();
+    let (b, t) = (s[0], s[1]);
+    let flat = x.reshape(&[b * t, s[2], s[3], s[4]]);
+    if quirk_dummy_pass {
+        no_grad(|| block(&Tensor::zeros(flat.shape(), x.device())));
+    }
+    let out = if real.len() == b * t {
+        block(&flat)
+    } else {
+        let o = block(&flat.index_select(0, real));
+        let mut zero_shape = o.shape().to_vec();
+        zero_shape[0] = 1;
+        let with_zero = Tensor::cat(&[&o, &Tensor::zeros(&zero_shape, x.device())], 0);
+        let mut map = vec![real.len(); b * t];
+        for (k, &f) in real.iter().enumerate() {
+            map[f] = k;
+        }
+        with_zero.index_select(0, &map)
+    };
+    let os = out.shape().to_vec();
+    out.reshape(&[b, t, os[1], os[2], os[3]])
+}
+
+/// `DownConvBlock`: strided conv (halves H, W), then conv1 and a residual conv2.
+pub struct DownConvBlock {
+    down: ConvLayer,
+    conv1: ConvLayer,
+    conv2: ConvLayer,
+}
+
+impl DownConvBlock {
+    /// `DownConvBlock(d_in, d_out, k, s, p, norm, padding_mode)`: the strided `down` conv keeps d_in channels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        din: usize,
+        dout: usize,
+        [k, s, p]: [usize; 3],
+        norm: NormKind,
+        mode: PaddingMode,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
+        let layer = |ws: &[usize], k, s, p, rng: &mut Rng| {
+            ConvLayer::new(ws, norm, k, s, p, true, mode, rng, device)
+        };
+        DownConvBlock {
+            down: layer(&[din, din], k, s, p, rng),
+            conv1: layer(&[din, dout], 3, 1, 1, rng),
+            conv2: layer(&[dout, dout], 3, 1, 1, rng),
+        }
+    }
+
+    /// Whether its `down` conv is followed by a BatchNorm (the dummy-pass quirk).
+    pub fn has_batch_norm(&self) -> bool {
+        self.down.has_batch_norm()
+    }
+
+    /// x (N, d_in, H, W) → (N, d_out, H/2, W/2).
+    pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
+        let a = self.conv1.forward(&self.down.forward(x, ctx), ctx);
+        &a + &self.conv2.forward(&a, ctx)
+    }
+}
+
+impl Module for DownConvBlock {
+    fn named_parameters(&self, p: &str) -> Vec<(String, Tensor)> {
+        let mut v = self.down.named_parameters(&prefixed(p, "down"));
+        v.extend(self.conv1.named_parameters(&prefixed(p, "conv1")));
+        v.extend(self.conv2.named_parameters(&prefixed(p, "conv2")));
+        v
+    }
+    fn named_buffers(&self, p: &str) -> Vec<(String, Tensor)> {
+        let mut v = self.down.named_buffers(&prefixed(p, "down"));
+        v.extend(self.conv1.named_buffers(&prefixed(p, "conv1")));
+        v.extend(self.conv2.named_buffers(&prefixed(p, "conv2")));
+        v
+    }
+}
+
+/// `UpConvBlock`: transposed conv up, 1×1 conv on the skip, concatenation [up, skip], conv1 and residual conv2.
+pub struct UpConvBlock {
+    skip_conv: Conv2d,
+    skip_bn: BatchNorm,
+    up: ConvTranspose2d,
+    up_bn: BatchNorm,
+    conv1: ConvLayer,
+    conv2: ConvLayer,
+}
+
+impl UpConvBlock {
+    /// `UpConvBlock(d_in, d_out, d_skip, k, s, p, norm, padding_mode)`: skip_conv and the transposed conv are
+    /// always followed by BatchNorm; conv1 and conv2 by `norm`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        [din, dout, dskip]: [usize; 3],
+        [k, s, p]: [usize; 3],
+        norm: NormKind,
+        mode: PaddingMode,
+        rng: &mut Rng,
+        device: Device,
+    ) -> Self {
+        UpConvBlock {
+            skip_conv: Conv2d::new(dskip, dskip, 1, 1, 0, PaddingMode::Zeros, rng, device),
+            skip_bn: BatchNorm::new(dskip, rng, device),
+            up: ConvTranspose2d::new(din, dout, k, s, p, rng, device),
+            up_bn: BatchNorm::new(dout, rng, device),
+            conv1: ConvLayer::new(
+                &[dout + dskip, dout],
+                norm,
+                3,
+                1,
+                1,
+                true,
+                mode,
+                rng,
+                device,
+            ),
+            conv2: ConvLayer::new(&[dout, dout], norm, 3, 1, 1, true, mode, rng, device),
+        }
+    }
+
+    /// x (N, d_in, h, w) and the aggregated skip (N, d_skip, 2h, 2w) → (N, d_out, 2h, 2w).
+    pub fn forward(&self, x: &Tensor, skip: &Tensor, ctx: &Ctx) -> Tensor {
+        let up = self.up_bn.forward(&self.up.forward(x), ctx).relu();
+        let sk = self
+            .skip_bn
+            .forward(&self.skip_conv.forward(skip), ctx)
+            .relu();
+        let a = self.conv1.forward(&Tensor::cat(&[&up, &sk], 1), ctx);
+        &a + &self.conv2.forward(&a, ctx)
+    }
+}
+
+impl Module for UpConvBlock {
+    fn named_parameters(&self, p: &str) -> Vec<(String, Tensor)> {
+        let mut v = self.skip_conv.named_parameters(&prefixed(p, "skip_conv.0"));
+        v.extend(self.skip_bn.named_parameters(&prefixed(p, "skip_conv.1")));
+        v.extend(self.up.named_parameters(&prefixed(p, "up.0")));
+        v.extend(self.up_bn.named_parameters(&prefixed(p, "up.1")));
+        v.extend(self.conv1.named_parameters(&prefixed(p, "conv1")));
+        v.extend(self.conv2.named_parameters(&prefixed(p, "conv2")));
+        v
+    }
+    fn named_buffers(&self, p: &str) -> Vec<(String, Tensor)> {
+        let mut v = self.skip_bn.named_buffers(&prefixed(p, "skip_conv.1"));
+        v.extend(self.up_bn.named_buffers(&prefixed(p, "up.1")));
+        v.extend(self.conv1.named_buffers(&prefixed(p, "conv1")));
+        v.extend(self.conv2.named_buffers(&prefixed(p, "conv2")));
+        v
+    }
+}
