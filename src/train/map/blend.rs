@@ -241,20 +241,6 @@ pub struct Preview {
     row: usize,
 }
 
-/// 3 × 5 pixel digits, one row of 3 bits per line, top to bottom.
-const DIGITS: [[u8; 5]; 10] = [
-    [7, 5, 5, 5, 7],
-    [2, 6, 2, 2, 7],
-    [7, 1, 7, 4, 7],
-    [7, 1, 7, 1, 7],
-    [5, 5, 7, 1, 1],
-    [7, 4, 7, 1, 7],
-    [7, 4, 7, 5, 7],
-    [7, 1, 1, 1, 1],
-    [7, 5, 7, 5, 7],
-    [7, 5, 7, 1, 7],
-];
-
 impl Preview {
     /// A preview of a `width` × `height` map.
     pub fn new(width: usize, height: usize) -> Preview {
@@ -279,70 +265,47 @@ impl Preview {
         self.row += n;
     }
 
-    /// Writes the PNG: the map in PASTIS colours (nodata grey), and a legend of the classes present
-    /// (a swatch and the class id).
+    /// Writes the PNG: the map in the classes' colours (the palette of every picture, [`plot::palette`];
+    /// nodata grey), titled, with a legend of the classes present and their PASTIS names
+    /// ([`plot::maps::figure_png`]).
     pub fn write(&self, path: &Path) -> Result<()> {
         let ph = self.px.len() / self.pw.max(1);
-        let mut present: Vec<u8> = self.px.iter().copied().filter(|&c| c != 255).collect();
+        let mut present: Vec<i64> = self
+            .px
+            .iter()
+            .filter(|&&c| c != 255)
+            .map(|&c| c as i64)
+            .collect();
         present.sort_unstable();
         present.dedup();
-        let (lw, line) = (48, 16);
-        let (w, h) = (self.pw + lw, ph.max(present.len() * line + 4));
-        let mut img = vec![255u8; w * h * 3];
-        let mut put = |x: usize, y: usize, c: [u8; 3]| {
-            if x < w && y < h {
-                img[(y * w + x) * 3..][..3].copy_from_slice(&c);
-            }
+        let pixels = self
+            .px
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                if c == 255 {
+                    [128, 128, 128]
+                } else {
+                    plot::maps::class_pixel(c as i64, i % self.pw.max(1), i / self.pw.max(1))
+                }
+            })
+            .collect();
+        let title = if self.step > 1 {
+            format!(
+                "class map (1 preview pixel = {0} × {0} map pixels)",
+                self.step
+            )
+        } else {
+            "class map".to_string()
         };
-        for y in 0..ph {
-            for x in 0..self.pw {
-                let c = self.px[y * self.pw + x];
-                put(
-                    x,
-                    y,
-                    if c == 255 {
-                        [128, 128, 128]
-                    } else {
-                        plot::class_colour(c as i64)
-                    },
-                );
-            }
-        }
-        for (i, &c) in present.iter().enumerate() {
-            let (x0, y0) = (self.pw + 4, 2 + i * line);
-            for dy in 0..12 {
-                for dx in 0..12 {
-                    let edge = dx == 0 || dy == 0 || dx == 11 || dy == 11;
-                    put(
-                        x0 + dx,
-                        y0 + dy,
-                        if edge {
-                            [0, 0, 0]
-                        } else {
-                            plot::class_colour(c as i64)
-                        },
-                    );
-                }
-            }
-            let text = c.to_string();
-            for (j, ch) in text.bytes().enumerate() {
-                let g = DIGITS[(ch - b'0') as usize];
-                for (gy, bits) in g.iter().enumerate() {
-                    for gx in 0..3 {
-                        if bits >> (2 - gx) & 1 == 1 {
-                            for s in 0..4 {
-                                put(
-                                    x0 + 16 + j * 8 + gx * 2 + s % 2,
-                                    y0 + 1 + gy * 2 + s / 2,
-                                    [0, 0, 0],
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        plot::write_rgb(path, w, h, &img)
+        let fig = plot::maps::Figure {
+            title: "sitsgpu map".into(),
+            panels: vec![plot::maps::Panel { title, pixels }],
+            panel_size: (self.pw, ph),
+            legend: present,
+            names: plot::ClassNames::Pastis,
+        };
+        plot::maps::figure_png(path, &fig)
     }
 }
 
