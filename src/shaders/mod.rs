@@ -1,5 +1,5 @@
-//! The WGSL kernels as text: one `pub const` per `.wgsl` file of this folder. This folder is a leaf of the
-//! house: it imports nothing from the crate. Each op declares its kernels (entry point, workgroup size,
+//! The WGSL kernels as text: one `pub const` per `.wgsl` file, each in the folder of its op family
+//! (`<family>/<name>.wgsl`, the families of `engine/ops/`). This folder is a leaf of the house: it imports nothing from the crate. Each op declares its kernels (entry point, workgroup size,
 //! `Params` type, binding count) beside its own `Params` in `engine/ops/<family>/<op>.rs`, from these texts; the list of
 //! every kernel and the naga tests over it (validation with no optional capability, SPIR-V / MSL / HLSL
 //! translation, workgroup size, `Params` size and bindings against the Rust side, every file here registered)

@@ -132,7 +132,7 @@ pub trait FoldTask {
     fn start_fold(&self, _fold: Fold<'_>, _data: &Self::Data) -> Result<()> {
         Ok(())
     }
-    /// The best score a fold starts from: the resumed one, or `fresh` (the score to beat) on a fresh start.
+    /// The score a fresh fold must beat to save its first best weights (a resumed fold keeps its own).
     fn fresh_best(&self) -> f64 {
         0.0
     }
