@@ -6,6 +6,11 @@
 //! topological order from a scalar, asks each node for the gradients of its inputs, sums the gradients that
 //! reach the same tensor, and finally adds each leaf's gradient into its `.grad()` slot.
 //!
+//! Memory: a node keeps edges to its inputs, not their data ([`crate::engine::tensor::Edge`]); what stays
+//! alive until the backward pass is what each op's backward saved. The walk drops each op's backward as soon
+//! as it has run, and each gradient as soon as it has been passed on, so activations and gradients are freed
+//! progressively; walking the same graph twice is an error (PyTorch's `retain_graph=False`).
+//!
 //! Conventions:
 //! - Leaf gradients **accumulate** (`grad += new`, as PyTorch), until [`Tensor::zero_grad`].
 //! - Backward passes run with recording off: backward kernels are not differentiable themselves (no double
@@ -19,7 +24,7 @@ use std::sync::Arc;
 
 use crate::engine::storage::Storage;
 use crate::engine::tensor::Tensor;
-pub use crate::engine::tensor::{Backward, Node};
+pub use crate::engine::tensor::{Backward, Edge, Node};
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
@@ -28,6 +33,19 @@ thread_local! {
 /// Whether ops record autograd nodes on this thread.
 pub fn is_grad_enabled() -> bool {
     GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Runs `f` with recording on (a recomputation inside a backward pass, `engine::recompute`). Restores the
+/// previous state afterwards, also on panic.
+pub fn with_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GRAD_ENABLED.with(|g| g.set(self.0));
+        }
+    }
+    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(true)));
+    f()
 }
 
 /// Runs `f` without recording (evaluation, optimizer steps). Restores the previous state afterwards, also on
@@ -56,10 +74,7 @@ impl Tensor {
     ) -> Tensor {
         let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         if record {
-            let node = Node {
-                backward: Box::new(backward),
-                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            };
+            let node = Node::new(Box::new(backward), inputs);
             Tensor::wrap(
                 shape.to_vec(),
                 Arc::new(storage),
@@ -79,10 +94,7 @@ impl Tensor {
         if !record {
             return self.clone();
         }
-        let node = Node {
-            backward: Box::new(backward),
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-        };
+        let node = Node::new(Box::new(backward), inputs);
         Tensor::wrap(
             self.shape().to_vec(),
             self.shared_storage(),
@@ -98,13 +110,14 @@ impl Tensor {
         backward: impl Backward + 'static,
     ) -> Tensor {
         let record = is_grad_enabled() && self.requires_grad();
-        let node = record.then(|| {
-            Arc::new(Node {
-                backward: Box::new(backward),
-                inputs: vec![self.clone()],
-            })
-        });
-        Tensor::wrap(shape.to_vec(), self.shared_storage(), node, record)
+        let node = record.then(|| Arc::new(Node::new(Box::new(backward), &[self])));
+        let view = Tensor::wrap(shape.to_vec(), self.shared_storage(), node, record);
+        if let Some(recipe) = self.recipe() {
+            // A view of a recomputable tensor is recomputable: the same recipe, reshaped.
+            let (recipe, shape) = (recipe.clone(), shape.to_vec());
+            view.set_recipe(Arc::new(move || no_grad(|| recipe().reshape(&shape))));
+        }
+        view
     }
 }
 
@@ -135,41 +148,51 @@ impl Tensor {
             panic!("backward: this tensor does not require a gradient (no parameter or input reached it)");
         }
         no_grad(|| {
-            let order = topo_order(self);
+            let mut order = topo_order(&Edge::to(self));
             let mut grads: HashMap<u64, Tensor> = HashMap::new();
             grads.insert(self.id(), grad);
             let mut leaves: Vec<Tensor> = Vec::new();
-            for t in order.iter().rev() {
-                let Some(g) = grads.remove(&t.id()) else {
+            while let Some(edge) = order.pop() {
+                let Some(g) = grads.remove(&edge.id) else {
                     continue;
                 };
-                match t.node() {
+                match &edge.node {
                     None => {
-                        leaves.push(t.clone());
-                        grads.insert(t.id(), g);
+                        if let Some(leaf) = edge.leaf {
+                            leaves.push(leaf);
+                            grads.insert(edge.id, g);
+                        }
                     }
                     Some(node) => {
-                        let gs = node.backward.backward(&g);
+                        let Some(backward) = node.take_backward() else {
+                            panic!(
+                                "backward: the graph through `{}` was already walked by an earlier backward \
+                                 (its saved tensors are freed after one pass); run the forward pass again",
+                                node.name()
+                            )
+                        };
+                        let gs = backward.backward(&g);
+                        drop((backward, g));
                         assert_eq!(
                             gs.len(),
                             node.inputs.len(),
                             "{}: backward returned a wrong count",
-                            node.backward.name()
+                            node.name()
                         );
                         for (input, gi) in node.inputs.iter().zip(gs) {
                             let Some(gi) = gi else { continue };
-                            if !input.requires_grad() {
+                            if !input.requires_grad {
                                 continue;
                             }
                             assert_eq!(
                                 gi.shape(),
-                                input.shape(),
+                                &input.shape[..],
                                 "{}: backward produced a gradient of shape {:?} for an input of shape {:?}",
-                                node.backward.name(),
+                                node.name(),
                                 gi.shape(),
-                                input.shape()
+                                input.shape
                             );
-                            accumulate(&mut grads, input.id(), gi);
+                            accumulate(&mut grads, input.id, gi);
                         }
                     }
                 }
@@ -193,28 +216,33 @@ fn accumulate(grads: &mut HashMap<u64, Tensor>, id: u64, g: Tensor) {
     };
 }
 
-/// Tensors reachable from `root` through autograd nodes, each after all of its inputs.
-fn topo_order(root: &Tensor) -> Vec<Tensor> {
+/// Edges reachable from `root` through autograd nodes, each after all of its inputs.
+fn topo_order(root: &Edge) -> Vec<Edge> {
     let mut order = Vec::new();
     let mut seen = HashSet::new();
     // Iterative post-order DFS (deep U-Nets would overflow a recursive one).
-    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
-    while let Some((t, expanded)) = stack.pop() {
+    let mut stack: Vec<(Edge, bool)> = vec![(root.clone(), false)];
+    while let Some((e, expanded)) = stack.pop() {
         if expanded {
-            order.push(t);
+            order.push(e);
             continue;
         }
-        if !seen.insert(t.id()) {
+        if !seen.insert(e.id) {
             continue;
         }
-        stack.push((t.clone(), true));
-        if let Some(node) = t.node() {
-            for input in &node.inputs {
-                if input.requires_grad() && !seen.contains(&input.id()) {
-                    stack.push((input.clone(), false));
-                }
-            }
-        }
+        let inputs: Vec<Edge> = e
+            .node
+            .as_ref()
+            .map(|n| {
+                n.inputs
+                    .iter()
+                    .filter(|i| i.requires_grad && !seen.contains(&i.id))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        stack.push((e, true));
+        stack.extend(inputs.into_iter().map(|i| (i, false)));
     }
     order
 }

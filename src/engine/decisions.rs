@@ -29,7 +29,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::engine::shape;
-use crate::engine::tensor::Tensor;
+use crate::engine::tensor::{Edge, Tensor};
 
 /// The kind of decision a site makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +222,8 @@ pub fn record<R>(
     (out, sites.unwrap_or_default())
 }
 
-fn active() -> bool {
+/// Whether a recorder runs on this thread (recomputation is off then: every decision site runs once).
+pub fn active() -> bool {
     ACTIVE.with(Cell::get)
 }
 
@@ -248,17 +249,17 @@ fn push(site: Site) {
 /// The module of the nearest named parameter up the autograd graph of `x` (breadth first, a few ops deep),
 /// and the op that made `x`.
 fn module_of(x: &Tensor) -> (Option<String>, &'static str) {
-    let op = x.node().map_or("input", |n| n.backward.name());
+    let op = x.node().map_or("input", |n| n.name());
     let found = STATE.with(|s| {
         let s = s.borrow();
         let names = &s.as_ref()?.names;
-        let mut queue: VecDeque<(Tensor, usize)> = VecDeque::from([(x.clone(), 0)]);
-        while let Some((t, depth)) = queue.pop_front() {
-            if let Some(n) = names.get(&t.id()) {
+        let mut queue: VecDeque<(Edge, usize)> = VecDeque::from([(Edge::to(x), 0)]);
+        while let Some((e, depth)) = queue.pop_front() {
+            if let Some(n) = names.get(&e.id) {
                 return Some(n.rsplit_once('.').map_or(n.as_str(), |p| p.0).to_string());
             }
             if depth < 8 {
-                if let Some(node) = t.node() {
+                if let Some(node) = &e.node {
                     queue.extend(node.inputs.iter().map(|i| (i.clone(), depth + 1)));
                 }
             }

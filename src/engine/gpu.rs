@@ -581,7 +581,11 @@ impl Gpu {
     /// A storage buffer of at least `bytes` bytes from this GPU's pool, filled with NaN first in poison mode
     /// ([`crate::engine::pool::poison_enabled`]). Every GPU tensor and index buffer is allocated here.
     pub fn pooled(&'static self, bytes: u64) -> PooledBuffer {
-        let buf = PooledBuffer::new(&self.pool, &self.device, bytes);
+        let max = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
+        let buf = PooledBuffer::new(&self.pool, &self.device, bytes, max);
         if crate::engine::pool::poison_enabled() {
             self.poison(buf.buffer(), buf.size());
         }

@@ -25,6 +25,7 @@ pub mod ops;
 pub mod pool;
 pub mod profile;
 pub mod real;
+pub mod recompute;
 pub mod rng;
 pub mod self_test;
 pub mod shape;

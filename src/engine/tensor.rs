@@ -6,7 +6,7 @@
 //! ops are `impl Tensor` blocks in `engine/ops/*.rs`, one file per op.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard};
 
 use crate::engine::gpu::Gpu;
 use crate::engine::shape;
@@ -23,12 +23,70 @@ pub trait Backward: Send + Sync {
     fn backward(&self, grad: &Tensor) -> Vec<Option<Tensor>>;
 }
 
-/// What an op leaves on its output while gradients are recorded: its backward and its inputs.
+/// What an op leaves on its output while gradients are recorded: its backward (with what it saved) and the
+/// edges to its inputs.
+///
+/// The node holds no input's data: an input's storage lives only as long as some backward saved it (or the
+/// caller holds it), as in PyTorch, so intermediates no backward needs are freed during the forward pass.
+/// The backward walk takes the op's backward out of the node when it has run (`take_backward`), which frees
+/// its saved tensors at once: a graph is walked once (PyTorch's default `retain_graph=False`).
 pub struct Node {
-    /// The op's backward.
-    pub backward: Box<dyn Backward>,
+    name: &'static str,
+    backward: Mutex<Option<Box<dyn Backward>>>,
     /// The op's inputs, in the order its backward returns their gradients.
-    pub inputs: Vec<Tensor>,
+    pub inputs: Vec<Edge>,
+}
+
+impl Node {
+    /// A node for `backward` over `inputs`.
+    pub(crate) fn new(backward: Box<dyn Backward>, inputs: &[&Tensor]) -> Node {
+        Node {
+            name: backward.name(),
+            backward: Mutex::new(Some(backward)),
+            inputs: inputs.iter().map(|t| Edge::to(t)).collect(),
+        }
+    }
+
+    /// The op's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The op's backward, once (the walk drops it, and with it the saved tensors, after running it).
+    pub(crate) fn take_backward(&self) -> Option<Box<dyn Backward>> {
+        self.backward.lock().unwrap().take()
+    }
+}
+
+/// An edge of the autograd graph: what the backward walk needs of an op's input, without its data. A leaf
+/// that requires a gradient keeps its handle (its `.grad()` slot is filled at the end of the walk; leaves are
+/// parameters or inputs the caller holds anyway).
+#[derive(Clone)]
+pub struct Edge {
+    /// The input's id.
+    pub id: u64,
+    /// The input's shape.
+    pub shape: Vec<usize>,
+    /// Whether it requires a gradient.
+    pub requires_grad: bool,
+    /// The node that made it (`None`: a leaf).
+    pub node: Option<Arc<Node>>,
+    /// The leaf itself, when it is one that requires a gradient.
+    pub leaf: Option<Tensor>,
+}
+
+impl Edge {
+    /// The edge to `t`.
+    pub fn to(t: &Tensor) -> Edge {
+        let node = t.node().cloned();
+        Edge {
+            id: t.id(),
+            shape: t.shape().to_vec(),
+            requires_grad: t.requires_grad(),
+            leaf: (node.is_none() && t.requires_grad()).then(|| t.clone()),
+            node,
+        }
+    }
 }
 
 /// A tensor handle. Cloning shares the data and the autograd history.
@@ -42,7 +100,12 @@ struct Inner {
     node: Option<Arc<Node>>,
     requires_grad: bool,
     grad: Mutex<Option<Tensor>>,
+    /// How to make this tensor's values again (`engine::recompute`), when it is cheap to.
+    recipe: OnceLock<Recipe>,
 }
+
+/// A way to compute a tensor's values again from tensors that are kept anyway (`engine::recompute`).
+pub type Recipe = Arc<dyn Fn() -> Tensor + Send + Sync>;
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,7 +139,18 @@ impl Tensor {
             node,
             requires_grad,
             grad: Mutex::new(None),
+            recipe: OnceLock::new(),
         }))
+    }
+
+    /// The recipe that makes this tensor's values again, if it has one.
+    pub(crate) fn recipe(&self) -> Option<&Recipe> {
+        self.0.recipe.get()
+    }
+
+    /// Gives this tensor a recipe (`engine::recompute`); a second one is ignored.
+    pub(crate) fn set_recipe(&self, recipe: Recipe) {
+        let _ = self.0.recipe.set(recipe);
     }
 
     /// A tensor holding `data` (row-major, `shape`), on `device`. Panics when the length does not match.

@@ -7,6 +7,10 @@
 //! running statistics. Initialisation follows U-TAE's `weight_init` (§3.9): BatchNorm weight N(0, 1) (sic),
 //! bias 0; GroupNorm weight 1, bias 0.
 
+use std::sync::Arc;
+
+use crate::engine::decisions;
+use crate::engine::recompute::RecomputeFn;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
 use crate::layers::conv::normal;
@@ -184,6 +188,32 @@ impl Norm {
             Norm::Group(g) => g.forward(x),
             Norm::Batch(b) => b.forward(x, ctx),
             Norm::Instance => x.instance_norm(EPS),
+        }
+    }
+
+    /// `relu(norm(x))`. While gradients are recorded, a group or instance norm and its ReLU are recomputed in
+    /// the backward pass instead of keeping their outputs (`engine::recompute`: the same numbers, a third of
+    /// the memory of a conv → norm → ReLU layer). A batch norm in training mode updates its running
+    /// statistics, so it runs plainly; so does everything while the decision recorder runs (each ReLU site
+    /// must run once).
+    pub fn forward_relu(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
+        if decisions::active() {
+            return self.forward(x, ctx).relu();
+        }
+        match self {
+            Norm::Group(g) => {
+                let groups = g.groups;
+                let f: RecomputeFn = Arc::new(move |t: &[Tensor]| {
+                    t[0].group_norm(groups, Some(&t[1]), Some(&t[2]), EPS)
+                        .relu()
+                });
+                Tensor::recomputed(&[x, &g.weight, &g.bias], f)
+            }
+            Norm::Instance => {
+                let f: RecomputeFn = Arc::new(|t: &[Tensor]| t[0].instance_norm(EPS).relu());
+                Tensor::recomputed(&[x], f)
+            }
+            Norm::Batch(b) => b.forward(x, ctx).relu(),
         }
     }
 

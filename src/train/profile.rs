@@ -620,6 +620,58 @@ pub struct ProfileOutcome {
     pub encode_ms: f64,
     /// The per-kernel report of the profiled steps.
     pub report: Report,
+    /// GPU memory of the plain steps.
+    pub memory: MemoryPeak,
+}
+
+/// The GPU memory a step needs, from the buffer pool's high-water marks (`engine::pool`) and, where the
+/// backend reports one, wgpu's allocator.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MemoryPeak {
+    /// Most bytes held by live tensors at once (PyTorch's `max_memory_allocated`).
+    pub live_bytes: u64,
+    /// Most bytes held by the pool at once, live + idle (PyTorch's `max_memory_reserved`).
+    pub held_bytes: u64,
+    /// wgpu's allocator after the steps: bytes in device memory blocks (`None` where the backend gives no
+    /// report).
+    pub allocator_bytes: Option<u64>,
+}
+
+impl MemoryPeak {
+    /// The pool's marks since its last `reset_peak`, and the allocator's report now.
+    pub fn measure(gpu: &Gpu) -> MemoryPeak {
+        let s = gpu.pool.stats();
+        MemoryPeak {
+            live_bytes: s.peak_live_bytes,
+            held_bytes: s.peak_bytes,
+            allocator_bytes: gpu
+                .device
+                .generate_allocator_report()
+                .map(|r| r.total_reserved_bytes),
+        }
+    }
+
+    /// "412.3 MiB live, 455.0 MiB held (allocator 480.0 MiB)".
+    pub fn text(&self) -> String {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        let alloc = self.allocator_bytes.map_or(String::new(), |b| {
+            format!(", wgpu allocator {:.1} MiB", mib(b))
+        });
+        format!(
+            "{:.1} MiB live, {:.1} MiB held (live + idle pool){alloc}",
+            mib(self.live_bytes),
+            mib(self.held_bytes)
+        )
+    }
+
+    /// The same as JSON (bytes).
+    pub fn json(&self) -> Value {
+        json!({
+            "peak_live_bytes": self.live_bytes,
+            "peak_held_bytes": self.held_bytes,
+            "allocator_bytes": self.allocator_bytes,
+        })
+    }
 }
 
 impl ProfileOutcome {
@@ -632,7 +684,7 @@ impl ProfileOutcome {
     pub fn text(&self) -> String {
         format!(
             "adapter: {}\nworkload: {} ({})\nstep: {:.3} ms wall ({:.1} samples/s), {:.3} ms CPU recording, \
-             {:.3} ms summed kernel time (per step, mean of {} steps)\n{}",
+             {:.3} ms summed kernel time (per step, mean of {} steps)\nGPU memory: peak of a step {}\n{}",
             self.adapter,
             self.workload,
             if self.train {
@@ -645,6 +697,7 @@ impl ProfileOutcome {
             self.encode_ms,
             self.report.total_ns / 1e6 / self.steps as f64,
             self.steps,
+            self.memory.text(),
             self.report.table(self.steps)
         )
     }
@@ -661,6 +714,7 @@ impl ProfileOutcome {
             "samples_per_s": self.samples_per_s(),
             "encode_ms": self.encode_ms,
             "profile": self.report.to_json(self.steps),
+            "memory": self.memory.json(),
         })
     }
 }
@@ -681,6 +735,8 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         step(&mut prepared);
     }
     gpu.synchronize();
+    // The peak of a steady step (the pool warm): the marks restart from what the model and optimizer hold.
+    gpu.pool.reset_peak();
     let (mut wall, mut encode) = (0.0, 0.0);
     for _ in 0..steps {
         // CPU recording time = the step's wall time minus the time the host spent blocked on the GPU.
@@ -691,6 +747,7 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         wall += total.as_secs_f64() * 1e3;
         encode += total.saturating_sub(gpu.wait_time() - waited).as_secs_f64() * 1e3;
     }
+    let memory = MemoryPeak::measure(gpu);
     gpu.profile_start(opts.wall_clock);
     for _ in 0..steps {
         step(&mut prepared);
@@ -708,6 +765,7 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         step_ms: wall / steps as f64,
         encode_ms: encode / steps as f64,
         report,
+        memory,
     })
 }
 

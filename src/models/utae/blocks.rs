@@ -48,12 +48,14 @@ impl ConvLayer {
         let n = self.convs.len();
         for i in 0..n {
             out = self.convs[i].forward(&out);
-            if let Some(norm) = &self.norms[i] {
-                out = norm.forward(&out, ctx);
-            }
-            if self.last_relu || i + 1 < n {
-                out = out.relu();
-            }
+            let relu = self.last_relu || i + 1 < n;
+            out = match (&self.norms[i], relu) {
+                // Norm + ReLU recomputed in the backward pass (engine::recompute): same numbers, less memory.
+                (Some(norm), true) => norm.forward_relu(&out, ctx),
+                (Some(norm), false) => norm.forward(&out, ctx),
+                (None, true) => out.relu(),
+                (None, false) => out,
+            };
         }
         out
     }

@@ -10,6 +10,7 @@
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
+use crate::engine::recompute::Saved;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
@@ -164,7 +165,8 @@ pub fn gpu_backward(
 // ---- Autograd ----
 
 struct TemporalAggBackward {
-    x: Tensor,
+    /// The values (only their recipe when they are recomputable, `engine::recompute`).
+    x: Saved,
     a: Tensor,
     d: Dims,
 }
@@ -174,7 +176,8 @@ impl Backward for TemporalAggBackward {
         "temporal_agg"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        let (x, a, op) = (&self.x, &self.a, "temporal_agg_backward");
+        let x = &self.x.get();
+        let (a, op) = (&self.a, "temporal_agg_backward");
         let (dx, da) = match dy.device() {
             Device::Cpu => {
                 let (dx, da) =
@@ -232,7 +235,7 @@ impl Tensor {
             Device::Gpu => Storage::Gpu(gpu_forward(self.gpu_storage(op), a.gpu_storage(op), d)),
         };
         let back = TemporalAggBackward {
-            x: self.clone(),
+            x: Saved::new(self),
             a: a.clone(),
             d,
         };

@@ -1,7 +1,8 @@
 //! ReLU, the tutorial op: read this file first to see how every op is built.
 //!
 //! Math: `y = max(x, 0)`. Derivative: `dy/dx = 1` where `x > 0`, `0` where `x < 0`; at the kink `x = 0` we
-//! use 0, as PyTorch does. Saved for backward: the input `x`. Shapes: any; `y`, `dy`, `dx` have `x`'s shape.
+//! use 0, as PyTorch does. Saved for backward: the output `y` (`y > 0` exactly where `x > 0`, and the
+//! next op usually saves `y` anyway, so the input can be freed). Shapes: any; `y`, `dy`, `dx` have `x`'s shape.
 //!
 //! The four pieces of every op, in order:
 //! 1. **CPU reference**: plain loops, generic over f32/f64 ([`Real`]) so the gradient check runs in f64.
@@ -10,10 +11,10 @@
 //!    entry point, bindings, `Params` type) and launched through [`Kernel::dispatch`], the one dispatch path,
 //!    with a `#[repr(C)]` `Params` that mirrors the shader's `struct Params`.
 //! 3. **Autograd**: `Tensor::relu` runs the forward on the tensor's device and records a [`Backward`] that
-//!    saved `x`; its `backward` runs the backward on the same device.
+//!    saved `y` (the output, through [`Tensor::attach_op`]); its `backward` runs the backward on the same device.
 //! 4. **Tests**: an exact-value case, an f64 gradcheck (below), and a row in `tests/gpu_parity.rs`.
 
-use crate::engine::autograd::Backward;
+use crate::engine::autograd::{is_grad_enabled, Backward};
 use crate::engine::decisions;
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::ParamsN;
@@ -77,15 +78,23 @@ impl Tensor {
             Device::Cpu => Tensor::cpu_storage(cpu_forward(&self.cpu_data("relu"))),
             Device::Gpu => Storage::Gpu(gpu_forward(self.gpu_storage("relu"), self.numel())),
         };
+        let y = Tensor::from_storage(self.shape(), storage);
+        if !(is_grad_enabled() && self.requires_grad()) {
+            return y;
+        }
+        // The backward needs only the sign: `y > 0` exactly where `x > 0`, so it saves the output (which the
+        // next op usually saves too) and the input can be freed (PyTorch's ReLU also saves its result).
         let back = ReluBackward {
-            x: hook.backward_input.unwrap_or_else(|| self.clone()),
+            x: hook.backward_input.unwrap_or_else(|| y.clone()),
             site: hook.site,
         };
-        Tensor::from_op(self.shape(), storage, &[self], back)
+        y.attach_op(&[self], back)
     }
 }
 
 struct ReluBackward {
+    /// The output (or, under the decision recorder, an input with chosen decisions flipped): only its sign
+    /// is used.
     x: Tensor,
     /// The decision recorder's site (diagnostics only, `engine::decisions`).
     site: Option<usize>,

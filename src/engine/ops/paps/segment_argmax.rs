@@ -137,7 +137,7 @@ pub fn gpu_forward(x: &GpuStorage, n: usize, seg: &Segments) -> Vec<u32> {
             &seg.members
         },
     );
-    let out = crate::engine::pool::PooledBuffer::new(&gpu.pool, &gpu.device, 4 * seg.len() as u64);
+    let out = gpu.pooled(4 * seg.len() as u64);
     let p = Params {
         n: n as u32,
         n_segments: seg.len() as u32,

@@ -43,6 +43,7 @@ pub use gpu::*;
 
 use crate::engine::autograd::Backward;
 use crate::engine::real::Real;
+use crate::engine::recompute::Saved;
 use crate::engine::storage::{Device, Storage};
 use crate::engine::tensor::Tensor;
 
@@ -149,7 +150,8 @@ impl Tensor {
             )),
         };
         let back = Conv2dBackward {
-            x: self.clone(),
+            x: Saved::new(self),
+            x_grad: self.requires_grad(),
             w: weight.clone(),
             has_bias: bias.is_some(),
             g,
@@ -159,7 +161,9 @@ impl Tensor {
 }
 
 struct Conv2dBackward {
-    x: Tensor,
+    /// The input (only its recipe when it is recomputable, `engine::recompute`).
+    x: Saved,
+    x_grad: bool,
     w: Tensor,
     has_bias: bool,
     g: Geom,
@@ -170,7 +174,8 @@ impl Backward for Conv2dBackward {
         "conv2d"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        let (x, w, g) = (&self.x, &self.w, &self.g);
+        let x = &self.x.get();
+        let (w, g) = (&self.w, &self.g);
         let mut grads = match Tensor::same_device("conv2d_backward", &[x, w, dy]) {
             Device::Cpu => {
                 let (dx, dw, db) = cpu_backward(
@@ -192,7 +197,7 @@ impl Backward for Conv2dBackward {
                     w.gpu_storage("conv2d"),
                     dy.gpu_storage("conv2d"),
                 );
-                let dx = x.requires_grad().then(|| {
+                let dx = self.x_grad.then(|| {
                     Tensor::from_storage(x.shape(), Storage::Gpu(gpu_backward_input(gdy, gw, g)))
                 });
                 let dw = w.requires_grad().then(|| {

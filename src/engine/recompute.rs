@@ -1,0 +1,174 @@
+//! Recomputation: trading a little arithmetic for a lot of memory.
+//!
+//! A training step keeps, until the backward pass, every tensor some op's backward saved. In a U-Net most of
+//! them are the outputs of cheap elementwise layers after each convolution (norm, ReLU): the next
+//! convolution saves its input to compute its weight gradient, the norm saves its input, and the ReLU its
+//! output — three full activations per layer. Recomputing the cheap part keeps one:
+//!
+//! - [`Tensor::recomputed`] runs a cheap function `f` of some inputs (say `relu(group_norm(x))`) *without*
+//!   recording, and records one node whose backward runs `f` again with recording on and back-propagates
+//!   through that small graph. Only `f`'s inputs are kept (`x`, which the next layer's backward does not
+//!   need, and the norm's parameters); `f`'s intermediates live only inside the backward.
+//! - Its output carries a *recipe* (`f` and its inputs). An op whose backward needs one of its inputs saves
+//!   it as a [`Saved`]: the tensor itself, or, when it has a recipe, only the recipe — the convolution after
+//!   a recomputed norm + ReLU then keeps nothing of its input, and its backward makes the input again. The
+//!   recipe survives reshapes (`Tensor::reshape` of a recomputable tensor is recomputable).
+//!
+//! The numbers do not change at all: the recomputation runs the same kernels on the same inputs, so it
+//! gives the same bits, and the gradients go through the same backward kernels in the same order as without
+//! recomputation. What it costs is one more evaluation of `f` in the backward pass for the node and one for
+//! each op that saved the recipe (elementwise passes, a few percent of a step whose time is in the
+//! convolutions). PyTorch offers the coarse version as `torch.utils.checkpoint`; this is its fine-grained
+//! form, applied where it pays: `layers::norm::Norm::forward_relu` (every conv → norm → ReLU of U-TAE and
+//! PaPs).
+//!
+//! Rules for `f`: deterministic (no dropout, no random draws), no in-place state (a batch norm in training
+//! mode updates its running statistics: it is not recomputed), and it must not read anything but its
+//! inputs.
+
+use std::sync::Arc;
+
+use crate::engine::autograd::{is_grad_enabled, no_grad, with_grad, Backward};
+use crate::engine::tensor::{Recipe, Tensor};
+
+/// A function that can be evaluated again: inputs in, one tensor out.
+pub type RecomputeFn = Arc<dyn Fn(&[Tensor]) -> Tensor + Send + Sync>;
+
+impl Tensor {
+    /// `f(inputs)`, computed now without recording and again in the backward pass (see the module doc).
+    /// When no gradient is recorded this is just `f(inputs)`.
+    pub fn recomputed(inputs: &[&Tensor], f: RecomputeFn) -> Tensor {
+        let kept: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
+        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        if !record {
+            return f(&kept);
+        }
+        let y = no_grad(|| f(&kept));
+        let recipe: Recipe = {
+            let (f, plain): (RecomputeFn, Vec<Tensor>) =
+                (f.clone(), kept.iter().map(Tensor::detach).collect());
+            Arc::new(move || no_grad(|| f(&plain)))
+        };
+        let out = y.attach_op(inputs, RecomputeBackward { inputs: kept, f });
+        out.set_recipe(recipe);
+        out
+    }
+}
+
+struct RecomputeBackward {
+    inputs: Vec<Tensor>,
+    f: RecomputeFn,
+}
+
+impl Backward for RecomputeBackward {
+    fn name(&self) -> &'static str {
+        "recomputed"
+    }
+    fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        // Fresh leaves over the same storage: the small graph of `f` ends at them, so its gradients can be
+        // read off their `.grad()` without touching the real leaves.
+        let leaves: Vec<Tensor> = self
+            .inputs
+            .iter()
+            .map(|t| {
+                if t.requires_grad() {
+                    t.detach().requires_grad_()
+                } else {
+                    t.detach()
+                }
+            })
+            .collect();
+        let y = with_grad(|| (self.f)(&leaves));
+        if y.requires_grad() {
+            y.backward_with(dy.clone());
+        }
+        leaves
+            .iter()
+            .zip(&self.inputs)
+            .map(|(l, t)| if t.requires_grad() { l.grad() } else { None })
+            .collect()
+    }
+}
+
+/// A tensor an op's backward needs: kept, or, when it has a recipe, made again on use (see the module doc).
+pub enum Saved {
+    /// The tensor itself.
+    Kept(Tensor),
+    /// Its recipe.
+    Recipe(Recipe),
+}
+
+impl Saved {
+    /// What to keep of `t`: its recipe when it has one, else `t`.
+    pub fn new(t: &Tensor) -> Saved {
+        match t.recipe() {
+            Some(r) => Saved::Recipe(r.clone()),
+            None => Saved::Kept(t.clone()),
+        }
+    }
+
+    /// The tensor (recomputed when only its recipe was kept).
+    pub fn get(&self) -> Tensor {
+        match self {
+            Saved::Kept(t) => t.clone(),
+            Saved::Recipe(r) => r(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Device;
+
+    fn norm_relu() -> RecomputeFn {
+        Arc::new(|t: &[Tensor]| t[0].group_norm(2, Some(&t[1]), Some(&t[2]), 1e-5).relu())
+    }
+
+    /// The recomputed composition gives exactly the plain one's output and gradients, and the convolution
+    /// after it (which saved only the recipe) exactly its gradients.
+    #[test]
+    fn recomputation_changes_no_bit() {
+        let d = Device::Cpu;
+        let x = Tensor::rand_uniform(&[2, 4, 5, 5], -1.0, 1.0, 1, d).requires_grad_();
+        let g = Tensor::rand_uniform(&[4], 0.5, 1.5, 2, d).requires_grad_();
+        let b = Tensor::rand_uniform(&[4], -0.5, 0.5, 3, d).requires_grad_();
+        let w = Tensor::rand_uniform(&[3, 4, 3, 3], -0.3, 0.3, 4, d).requires_grad_();
+        let run = |recompute: bool| {
+            for t in [&x, &g, &b, &w] {
+                t.zero_grad();
+            }
+            let y = if recompute {
+                Tensor::recomputed(&[&x, &g, &b], norm_relu())
+            } else {
+                norm_relu()(&[x.clone(), g.clone(), b.clone()])
+            };
+            let z = y.reshape(&[2, 4, 5, 5]).conv2d(
+                &w,
+                None,
+                1,
+                1,
+                crate::engine::ops::conv::conv2d::PaddingMode::Zeros,
+            );
+            let loss = (&z * &z).sum_all();
+            loss.backward();
+            let grads: Vec<Vec<f32>> = [&x, &g, &b, &w]
+                .iter()
+                .map(|t| t.grad().expect("grad").to_vec())
+                .collect();
+            (y.to_vec(), loss.item(), grads)
+        };
+        assert_eq!(run(false), run(true));
+    }
+
+    /// Without recording, `recomputed` is the plain function and leaves no recipe.
+    #[test]
+    fn without_recording_it_is_the_function() {
+        let x = Tensor::rand_uniform(&[1, 2, 3, 3], -1.0, 1.0, 5, Device::Cpu);
+        let one = Tensor::ones(&[2], Device::Cpu);
+        let zero = Tensor::zeros(&[2], Device::Cpu);
+        let y = Tensor::recomputed(&[&x, &one, &zero], norm_relu());
+        assert!(y.recipe().is_none() && !y.requires_grad());
+        assert_eq!(y.to_vec(), norm_relu()(&[x, one, zero]).to_vec());
+    }
+}
