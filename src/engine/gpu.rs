@@ -146,6 +146,50 @@ fn new_instance() -> wgpu::Instance {
     wgpu::Instance::new(desc)
 }
 
+/// Out of memory and a lost device are the user's situation, not a bug: wgpu would panic; we say what
+/// happened with the memory figures and what to try, and end the process with exit status 3 (a training
+/// run resumes from its last epoch with `--resume`). Any other uncaptured wgpu error is an engine bug and
+/// still panics with wgpu's message.
+fn install_error_handlers(device: &wgpu::Device) {
+    device.on_uncaptured_error(std::sync::Arc::new(|e: wgpu::Error| match e {
+        wgpu::Error::OutOfMemory { .. } => {
+            fatal_gpu_error(&format!("the GPU ran out of memory ({e})"))
+        }
+        other => panic!("wgpu error (a bug in sitsgpu, please report it): {other}"),
+    }));
+    device.set_device_lost_callback(|reason, message| {
+        if reason != wgpu::DeviceLostReason::Destroyed {
+            fatal_gpu_error(&format!("the GPU device was lost ({reason:?}: {message})"));
+        }
+    });
+}
+
+/// The clear end of a run whose GPU gave out (see [`install_error_handlers`]): the message, the buffer
+/// pool's figures, what to try; exit status 3.
+pub fn fatal_gpu_error(what: &str) -> ! {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let figures = match GPU.get() {
+        Some(Ok(gpu)) => {
+            let s = gpu.pool.stats();
+            format!(
+                "\n  sitsgpu held {:.1} MiB in tensors and {:.1} MiB in idle pool buffers (peak {:.1} MiB) on {}",
+                mib(s.live_bytes),
+                mib(s.idle_bytes),
+                mib(s.peak_bytes),
+                gpu.adapter.name
+            )
+        }
+        _ => String::new(),
+    };
+    eprintln!(
+        "error: {what}{figures}\n  HINT: train with --max_memory set below what the card has free (batches then run \
+         as micro-batches with the same gradients), a smaller --batch_size or fewer dates; evaluate, predict \
+         and map with a smaller --batch_size; close other programs using the GPU. A training run continues \
+         from its last finished epoch with --resume."
+    );
+    std::process::exit(3)
+}
+
 impl Gpu {
     /// The process-wide GPU, created on first use. Errors (no adapter, device refused) are remembered: every
     /// later call returns the same error.
@@ -215,6 +259,7 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::RequestDevice(e.to_string()))?;
+        install_error_handlers(&device);
         let uniform_align = limits.min_uniform_buffer_offset_alignment as u64;
         let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sitsgpu params arena"),
@@ -533,9 +578,11 @@ impl Gpu {
     /// Blocks until the GPU has finished everything submitted, counting the time in [`Gpu::wait_time`].
     fn wait(&self) {
         let start = std::time::Instant::now();
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .expect("device poll failed (device lost?)");
+        if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+            fatal_gpu_error(&format!(
+                "the GPU stopped responding while we waited for it ({e})"
+            ));
+        }
         self.waited_ns.fetch_add(
             start.elapsed().as_nanos() as u64,
             std::sync::atomic::Ordering::Relaxed,

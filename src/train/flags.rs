@@ -158,6 +158,11 @@ pub struct TrainArgs {
     /// Run on the CPU reference path.
     #[arg(long)]
     pub cpu: bool,
+    /// GPU memory budget (2GB, 1.5GiB, 800MB, bytes). A batch whose step would need more runs as
+    /// micro-batches with gradient accumulation, said once. Default: the adapter's memory where it is known
+    /// (VRAM through nvidia-smi, a Mac's unified memory, host memory for lavapipe), else no bound.
+    #[arg(long = "max_memory", visible_alias = "max-memory", value_parser = max_memory)]
+    pub max_memory: Option<u64>,
     /// Reference date of the day offsets (recorded in conf.json; evaluate and predict read it back).
     #[arg(long = "ref_date", value_parser = date, default_value_t = PastisOptions::default().ref_date)]
     pub ref_date: Date,
@@ -295,6 +300,7 @@ impl TrainArgs {
             resume: self.resume,
             cpu: self.cpu(),
             progress: true,
+            max_memory: self.max_memory,
         }
     }
 
@@ -651,4 +657,9 @@ mod panoptic_tests {
             .to_string();
         assert!(e.contains("--task panoptic"), "{e}");
     }
+}
+
+/// `--max_memory`: a size with a unit ([`crate::train::memory::parse_bytes`]).
+fn max_memory(text: &str) -> std::result::Result<u64, String> {
+    crate::train::memory::parse_bytes(text)
 }

@@ -7,10 +7,12 @@
 //! check everything (folds, data, --init_weights, the last.npz files of --resume)   nothing written yet
 //! for each fold k:
 //!     Fold_k/; the model from rdm_seed (or --init_weights); conf.json; Adam(lr)
+//!     with a memory budget: probe 1 and 2 samples → micro-batch size (train::memory), said once
 //!     resume from Fold_k/last.npz (--resume)
 //!     for epoch in first..=epochs (until --max_steps):
 //!         task.epoch → log entry, line, validation score
 //!         a better score → best.npz; trainlog.json; last.npz (weights, Adam, progress, log)
+//!         (once per run: the peak GPU memory of the first epoch)
 //!     curves.png; the best weights back; task.test (its files); best.npz → model.npz
 //! task.finish (overall files)
 //! ```
@@ -22,11 +24,12 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::data::json::write_json;
-use crate::engine::{Device, Error, Result};
+use crate::engine::{Device, Error, Gpu, Result, Tensor};
 use crate::layers::state::load_state_dict;
 use crate::layers::Module;
 use crate::models::registry::read_weights;
 use crate::train::adam::{Adam, AdamConfig};
+use crate::train::memory::{self, human, Budget};
 use crate::train::plot::{self, CurveKind};
 use crate::train::state::{
     check_resumable, device_of, load_best, publish_best, resume_fold, save_best,
@@ -60,6 +63,9 @@ pub struct RunOptions {
     pub cpu: bool,
     /// Show progress bars.
     pub progress: bool,
+    /// GPU memory budget in bytes (`--max_memory`; `None`: the adapter's where it is known,
+    /// `train::memory`): a batch that does not fit runs as micro-batches.
+    pub max_memory: Option<u64>,
 }
 
 impl RunOptions {
@@ -79,6 +85,7 @@ impl RunOptions {
             resume: false,
             cpu: false,
             progress: true,
+            max_memory: None,
         }
     }
 
@@ -97,6 +104,8 @@ pub struct Fold<'a> {
     pub dir: &'a Path,
     /// The device of the run.
     pub device: Device,
+    /// Samples per micro-batch (`train::memory`; the batch size when a batch fits whole).
+    pub micro: usize,
 }
 
 /// What one epoch reports to the loop.
@@ -136,6 +145,10 @@ pub trait FoldTask {
     fn fresh_best(&self) -> f64 {
         0.0
     }
+    /// A forward and backward pass of the first `n` training samples (no optimiser step): the memory probe
+    /// of `train::memory` (the fold loop zeroes the gradients and restores the buffers afterwards).
+    fn probe(&self, fold: Fold<'_>, model: &Self::Model, data: &Self::Data, n: usize)
+        -> Result<()>;
     /// Whether validation `score` replaces `best` (saving best.npz).
     fn better(&self, score: f64, best: f64) -> bool;
     /// One epoch: training with `opt` (advancing `step`), then validation when the task validates after it.
@@ -164,6 +177,65 @@ pub trait FoldTask {
     }
 }
 
+/// The micro-batch size of the run (`train::memory`): the batch size unless a budget is known and a batch
+/// does not fit it. Planned on the first fold (two small probe steps), said once, kept for the others.
+fn micro_batch<T: FoldTask>(
+    task: &T,
+    fold: Fold<'_>,
+    model: &T::Model,
+    data: &T::Data,
+    planned: &mut Option<usize>,
+) -> Result<usize> {
+    if let Some(micro) = *planned {
+        return Ok(micro);
+    }
+    let micro = plan_micro_batch(task, fold, model, data)?;
+    *planned = Some(micro);
+    Ok(micro)
+}
+
+fn plan_micro_batch<T: FoldTask>(
+    task: &T,
+    fold: Fold<'_>,
+    model: &T::Model,
+    data: &T::Data,
+) -> Result<usize> {
+    let o = task.run_options();
+    if fold.device != Device::Gpu {
+        return Ok(o.batch_size);
+    }
+    let Some(budget) = Budget::detect(o.max_memory, fold.device) else {
+        return Ok(o.batch_size);
+    };
+    let gpu = Gpu::get()?;
+    let buffers: Vec<(Tensor, Vec<f32>)> = model
+        .named_buffers("")
+        .into_iter()
+        .map(|(_, t)| {
+            let v = t.to_vec();
+            (t, v)
+        })
+        .collect();
+    let plan = memory::plan(o.batch_size, budget.clone(), |n| {
+        gpu.synchronize();
+        gpu.pool.reset_peak();
+        task.probe(fold, model, data, n)?;
+        gpu.synchronize();
+        for p in model.parameters() {
+            p.zero_grad();
+        }
+        Ok(gpu.pool.stats().peak_live_bytes)
+    });
+    for (t, v) in &buffers {
+        t.storage().write(v);
+    }
+    let plan = plan?;
+    gpu.pool.set_budget(Some(budget.bytes));
+    gpu.pool.reset_peak();
+    println!("{}", plan.line(o.batch_size));
+    Ok(plan.micro)
+}
+
 /// Runs `task` over its folds (module doc). Returns each fold's test result.
 pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
     let o = task.run_options();
@@ -186,19 +258,22 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
     }
     std::fs::create_dir_all(&o.res_dir).map_err(|e| Error::io(&o.res_dir, e))?;
     let mut results = Vec::new();
+    let (mut planned, mut memory_said) = (None, false);
     for (&k, data) in folds.iter().zip(&data) {
         let dir = o.res_dir.join(format!("Fold_{k}"));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let fold = Fold {
+        let mut fold = Fold {
             k,
             dir: &dir,
             device,
+            micro: o.batch_size,
         };
         task.start_fold(fold, data)?;
         let model = task.build(o.rdm_seed, device);
         if let Some((w, sd)) = &init {
             load_state_dict(&model, sd, w)?;
         }
+        fold.micro = micro_batch(task, fold, &model, data, &mut planned)?;
         write_json(
             &o.res_dir.join("conf.json"),
             &task.conf_json(model.num_parameters()),
@@ -225,6 +300,16 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
                 }
             }
             println!("{}", rep.line);
+            if !std::mem::replace(&mut memory_said, true) && device == Device::Gpu {
+                // (With a budget the plan was said before the first epoch; this is what it really took.)
+                // Once per run: what the first epoch took.
+                let s = Gpu::get()?.pool.stats();
+                println!(
+                    "GPU memory: peak {} held by tensors, {} with the pool's idle buffers (epoch {epoch})",
+                    human(s.peak_live_bytes),
+                    human(s.peak_bytes)
+                );
+            }
             trainlog.insert(epoch.to_string(), Value::Object(rep.entry));
             write_json(&dir.join("trainlog.json"), &Value::Object(trainlog.clone()))?;
             save_training_state(

@@ -20,6 +20,7 @@ pub mod drop_last;
 pub mod flags;
 pub mod fold_loop;
 pub mod map;
+pub mod memory;
 pub mod metrics;
 pub mod panoptic;
 pub mod pixelset;

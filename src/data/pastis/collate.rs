@@ -30,6 +30,32 @@ pub struct Batch {
     pub ids: Vec<u64>,
 }
 
+impl Batch {
+    /// Samples `start..end` of the batch (a micro-batch), padded as the batch is (same `T_max`).
+    pub fn slice(&self, start: usize, end: usize) -> Batch {
+        let [b, t, c, h, w] = self.shape;
+        assert!(
+            start < end && end <= b,
+            "Batch::slice: expected a range within 0..{b}, got {start}..{end}"
+        );
+        let per = |n: usize| n / b.max(1);
+        let cut = |v: &[f32]| v[start * per(v.len())..end * per(v.len())].to_vec();
+        Batch {
+            x: cut(&self.x),
+            shape: [end - start, t, c, h, w],
+            dates: cut(&self.dates),
+            dates_shape: std::iter::once(end - start)
+                .chain(self.dates_shape.iter().skip(1).copied())
+                .collect(),
+            pad_mask: self.pad_mask[start * t..end * t].to_vec(),
+            targets: self.targets[start * per(self.targets.len())..end * per(self.targets.len())]
+                .to_vec(),
+            instance: self.instance.as_deref().map(cut),
+            ids: self.ids[start..end].to_vec(),
+        }
+    }
+}
+
 /// The original `pad_collate(batch, pad_value)` on PASTIS samples: pad the time axis at the end to the batch
 /// maximum with `pad_value`, stack, and derive the pad mask from the data.
 ///

@@ -136,6 +136,30 @@ pub struct PixelSetBatch {
     pub ids: Vec<u64>,
 }
 
+impl PixelSetBatch {
+    /// Parcels `start..end` of the batch (a micro-batch).
+    pub fn slice(&self, start: usize, end: usize) -> PixelSetBatch {
+        let [b, t, c, s] = self.shape;
+        assert!(
+            start < end && end <= b,
+            "PixelSetBatch::slice: expected a range within 0..{b}, got {start}..{end}"
+        );
+        let cut = |v: &[f32]| {
+            let per = v.len() / b.max(1);
+            v[start * per..end * per].to_vec()
+        };
+        PixelSetBatch {
+            shape: [end - start, t, c, s],
+            pixels: cut(&self.pixels),
+            mask: cut(&self.mask),
+            extra: cut(&self.extra),
+            extra_size: self.extra_size,
+            targets: self.targets[start..end].to_vec(),
+            ids: self.ids[start..end].to_vec(),
+        }
+    }
+}
+
 /// A Sentinel-Agri pixel-set folder.
 #[derive(Debug, Clone)]
 pub struct PixelSetDataset {

@@ -145,6 +145,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, [f64; 3])>> {
             0,
             &mut 0,
             &label,
+            o.run.batch_size,
         )?;
         let v = m.value();
         println!(

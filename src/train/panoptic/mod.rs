@@ -230,6 +230,7 @@ pub fn run_pass(
     seed: u64,
     step: &mut usize,
     label: &str,
+    micro: usize,
 ) -> Result<PassMetrics> {
     let training = matches!(mode, Mode::Train { .. });
     let with_metrics = match &mode {
@@ -254,55 +255,83 @@ pub fn run_pass(
             break;
         }
         let batch = batch?;
-        let target = batch.instance.as_deref().ok_or_else(|| {
-            Error::Invalid(format!(
+        if batch.instance.is_none() {
+            return Err(Error::Invalid(format!(
                 "{label}: the dataset was not opened with the instance target"
-            ))
-        })?;
-        let x = Tensor::from_vec(batch.x.clone(), &batch.shape, device);
-        let pad = PadInfo {
-            mask: batch.pad_mask.clone(),
-        };
-        let (loss, out) = match &mut mode {
-            Mode::Train {
-                opt, heatmap_only, ..
-            } => {
-                opt.zero_grad();
-                let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
-                let zones: Option<Vec<i64>> = o.supmax.then(|| {
-                    target
-                        .chunks(TARGET_CHANNELS)
-                        .map(|p| p[2] as i64)
-                        .collect()
-                });
-                let out = model.forward(
-                    &x,
-                    &batch.dates,
-                    &pad,
-                    &ctx,
-                    zones.as_deref(),
-                    with_metrics,
-                    *heatmap_only,
-                );
-                let loss = paps_loss(&out, target, &o.loss);
-                loss.total.backward();
-                opt.step();
-                *step += 1;
-                (loss, out)
-            }
-            Mode::Eval => no_grad(|| {
-                let out = model.forward(&x, &batch.dates, &pad, &Ctx::eval(), None, true, false);
-                (paps_loss(&out, target, &o.loss), out)
-            }),
-        };
-        let l = loss.total.item() as f64;
-        loss_sum += l;
-        for (s, p) in parts_sum.iter_mut().zip(loss.parts) {
-            *s += p as f64;
+            )));
         }
-        tuning = (loss.confidences, loss.ious);
-        if let (Some(m), Some(p)) = (meter.as_mut(), out.panoptic.as_ref()) {
-            m.add_outputs(p.dims, &p.instance, &p.semantic, target);
+        // One part, or micro-batches whose gradients accumulate before one Adam step (train::memory). The
+        // PaPs terms are normalised over the batch (its centers, its pixels), so a micro-batch's loss is
+        // weighted by its share of the batch's samples: the accumulated gradient approximates the batch's
+        // (exactly when every sample has as many centers and labelled pixels).
+        let micro = match &mode {
+            Mode::Train { .. } => micro,
+            Mode::Eval => batch.ids.len(),
+        };
+        let parts = crate::train::memory::parts(batch.ids.len(), micro);
+        let whole = parts.len() == 1;
+        if let Mode::Train { opt, .. } = &mut mode {
+            opt.zero_grad();
+        }
+        let (mut l, mut loss_parts) = (0.0, [0.0f64; 4]);
+        tuning = (Vec::new(), Vec::new());
+        for (s, e) in parts {
+            let part = if whole { None } else { Some(batch.slice(s, e)) };
+            let part = part.as_ref().unwrap_or(&batch);
+            let target = part.instance.as_deref().expect("checked above");
+            let share = (e - s) as f64 / batch.ids.len() as f64;
+            let x = Tensor::from_vec(part.x.clone(), &part.shape, device);
+            let pad = PadInfo {
+                mask: part.pad_mask.clone(),
+            };
+            let (loss, out) = match &mut mode {
+                Mode::Train { heatmap_only, .. } => {
+                    let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
+                    let zones: Option<Vec<i64>> = o.supmax.then(|| {
+                        target
+                            .chunks(TARGET_CHANNELS)
+                            .map(|p| p[2] as i64)
+                            .collect()
+                    });
+                    let out = model.forward(
+                        &x,
+                        &part.dates,
+                        &pad,
+                        &ctx,
+                        zones.as_deref(),
+                        with_metrics,
+                        *heatmap_only,
+                    );
+                    let loss = paps_loss(&out, target, &o.loss);
+                    if whole {
+                        loss.total.backward();
+                    } else {
+                        (&loss.total * share as f32).backward();
+                    }
+                    (loss, out)
+                }
+                Mode::Eval => no_grad(|| {
+                    let out = model.forward(&x, &part.dates, &pad, &Ctx::eval(), None, true, false);
+                    (paps_loss(&out, target, &o.loss), out)
+                }),
+            };
+            l += loss.total.item() as f64 * share;
+            for (acc, p) in loss_parts.iter_mut().zip(loss.parts) {
+                *acc += p as f64 * share;
+            }
+            tuning.0.extend(loss.confidences);
+            tuning.1.extend(loss.ious);
+            if let (Some(m), Some(p)) = (meter.as_mut(), out.panoptic.as_ref()) {
+                m.add_outputs(p.dims, &p.instance, &p.semantic, target);
+            }
+        }
+        if let Mode::Train { opt, .. } = &mut mode {
+            opt.step();
+            *step += 1;
+        }
+        loss_sum += l;
+        for (acc, p) in parts_sum.iter_mut().zip(loss_parts) {
+            *acc += p;
         }
         batches += 1;
         patches += batch.ids.len();
@@ -406,6 +435,42 @@ impl FoldTask for PanopticTask<'_> {
         Paps::new(self.0.backbone.clone(), self.0.paps.clone(), seed, device)
     }
 
+    fn probe(&self, fold: Fold<'_>, model: &Paps, data: &Rotation, n: usize) -> Result<()> {
+        let o = self.0;
+        let n = n.min(data.train.len()).max(1);
+        let batch = data
+            .train
+            .batches_with_pad((0..n).collect(), n, o.pad_value)
+            .next()
+            .ok_or_else(|| Error::Invalid("memory probe: the training split is empty".into()))??;
+        let target = batch.instance.as_deref().ok_or_else(|| {
+            Error::Invalid(
+                "memory probe: the dataset was not opened with the instance target".into(),
+            )
+        })?;
+        let x = Tensor::from_vec(batch.x.clone(), &batch.shape, fold.device);
+        let pad = PadInfo {
+            mask: batch.pad_mask.clone(),
+        };
+        let zones: Option<Vec<i64>> = o.supmax.then(|| {
+            target
+                .chunks(TARGET_CHANNELS)
+                .map(|p| p[2] as i64)
+                .collect()
+        });
+        let out = model.forward(
+            &x,
+            &batch.dates,
+            &pad,
+            &Ctx::train(0),
+            zones.as_deref(),
+            true,
+            false,
+        );
+        paps_loss(&out, target, &o.loss).total.backward();
+        Ok(())
+    }
+
     fn conf_json(&self, n_params: usize) -> Value {
         self.0.to_conf_json(n_params)
     }
@@ -448,6 +513,7 @@ impl FoldTask for PanopticTask<'_> {
             seed,
             step,
             &label,
+            fold.micro,
         )?;
         let mut entry = tm.to_json("train");
         let warm = if heatmap_only { " (warm-up)" } else { "" };
@@ -486,6 +552,7 @@ impl FoldTask for PanopticTask<'_> {
             seed,
             step,
             &label,
+            o.run.batch_size,
         )?;
         entry.extend(vm.to_json("val"));
         let v = vm.value();
@@ -538,6 +605,7 @@ impl FoldTask for PanopticTask<'_> {
             0,
             step,
             &label,
+            o.run.batch_size,
         )?;
         let v = test.value();
         println!(

@@ -120,6 +120,7 @@ pub fn evaluate(e: &PixelSetEvaluateOptions) -> Result<Vec<(usize, PixelSetMetri
             0,
             &mut step,
             &format!("Fold {k} test"),
+            opts.run.batch_size,
         )?;
         println!(
             "Fold {k}: loss {:.4} OA {:.2} mIoU {:.4}",

@@ -43,6 +43,7 @@ use crate::models::pse::focal_loss;
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use crate::train::adam::Adam;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
+use crate::train::memory;
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot::matrix::TestPictures;
 use crate::train::plot::CurveKind;
@@ -338,6 +339,7 @@ fn run_epoch(
     dropout_seed: u64,
     step: &mut usize,
     label: &str,
+    micro: usize,
 ) -> Result<(PixelSetMetrics, ConfusionMatrix)> {
     let mut cm = ConfusionMatrix::new(opts.num_classes);
     let (mut loss_sum, mut batches, mut parcels) = (0.0, 0usize, 0usize);
@@ -351,19 +353,35 @@ fn run_epoch(
         if opt.is_some() && opts.run.max_steps.is_some_and(|m| *step >= m) {
             return Ok(false);
         }
-        let (x, extra) = to_device(&batch, device);
         let truth: Vec<i64> = batch.targets.iter().map(|&t| t as i64).collect();
         let loss = if let Some(opt) = opt.as_deref_mut() {
             opt.zero_grad();
             let ctx = Ctx::train(dropout_seed.wrapping_add(bi as u64 * 1000));
-            let (logits, _) = model.forward(&x, &batch.mask, extra.as_ref(), &ctx);
-            let loss = focal_loss(&logits, &batch.targets, opts.gamma);
-            loss.backward();
+            // One part, or micro-batches (train::memory): the focal loss is a mean over parcels, so each
+            // part's loss is weighted by its share of the batch's parcels.
+            let parts = memory::parts(batch.ids.len(), micro);
+            let whole = parts.len() == 1;
+            let mut loss_value = 0.0;
+            for (s, e) in parts {
+                let part = if whole { None } else { Some(batch.slice(s, e)) };
+                let part = part.as_ref().unwrap_or(&batch);
+                let (x, extra) = to_device(part, device);
+                let (logits, _) = model.forward(&x, &part.mask, extra.as_ref(), &ctx);
+                let loss = focal_loss(&logits, &part.targets, opts.gamma);
+                let share = (e - s) as f64 / batch.ids.len() as f64;
+                if whole {
+                    loss.backward();
+                } else {
+                    (&loss * share as f32).backward();
+                }
+                cm.add(&logits.detach().argmax(1), &truth[s..e]);
+                loss_value += loss.item() as f64 * share;
+            }
             opt.step();
             *step += 1;
-            cm.add(&logits.detach().argmax(1), &truth);
-            loss.item() as f64
+            loss_value
         } else {
+            let (x, extra) = to_device(&batch, device);
             no_grad(|| {
                 let (logits, _) = model.forward(&x, &batch.mask, extra.as_ref(), &Ctx::eval());
                 cm.add(&logits.argmax(1), &truth);
@@ -513,6 +531,21 @@ impl FoldTask for PixelSetTask<'_> {
         Ok(())
     }
 
+    fn probe(
+        &self,
+        fold: Fold<'_>,
+        model: &PixelSetClassifier,
+        split: &Split,
+        n: usize,
+    ) -> Result<()> {
+        let n = n.min(split.train.len()).max(1);
+        let batch = self.ds.load_batch(&split.train[..n], Draw::Fixed)?;
+        let (x, extra) = to_device(&batch, fold.device);
+        let (logits, _) = model.forward(&x, &batch.mask, extra.as_ref(), &Ctx::train(0));
+        focal_loss(&logits, &batch.targets, self.opts.gamma).backward();
+        Ok(())
+    }
+
     fn better(&self, score: f64, best: f64) -> bool {
         score >= best
     }
@@ -549,6 +582,7 @@ impl FoldTask for PixelSetTask<'_> {
             seed,
             step,
             &label,
+            fold.micro,
         )?;
         let label = format!("Fold {k} epoch {epoch} val");
         let (vm, _) = run_epoch(
@@ -562,6 +596,7 @@ impl FoldTask for PixelSetTask<'_> {
             0,
             step,
             &label,
+            o.run.batch_size,
         )?;
         let line = format!(
             "Fold {k} epoch {epoch}: train loss {:.4} OA {:.2} mIoU {:.4} | val loss {:.4} OA {:.2} mIoU {:.4}",
@@ -595,6 +630,7 @@ impl FoldTask for PixelSetTask<'_> {
             0,
             step,
             &format!("Fold {k} test"),
+            self.opts.run.batch_size,
         )?;
         println!(
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.4}",

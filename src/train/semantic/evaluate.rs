@@ -123,6 +123,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             0,
             &mut step,
             &format!("Fold {k} test"),
+            opts.run.batch_size,
         )?;
         println!(
             "Fold {k}: loss {:.4} OA {:.2} mIoU {:.2}",

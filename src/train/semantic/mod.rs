@@ -43,6 +43,7 @@ use crate::models::utae::{padding_mode_name, PadInfo};
 use crate::train::adam::Adam;
 use crate::train::drop_last::eval_order;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
+use crate::train::memory;
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot::matrix::TestPictures;
 use crate::train::plot::CurveKind;
@@ -168,7 +169,8 @@ fn accumulate(cm: &mut ConfusionMatrix, logits: &Tensor, targets: &[i64]) {
 }
 
 /// One pass over `indices` of `ds`: training when `opt` is given (with `step` counting optimiser steps up to
-/// `max_steps`), evaluation otherwise.
+/// `max_steps`, each batch as micro-batches of `micro` samples when it is smaller than the batch), evaluation
+/// otherwise.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_epoch(
     model: &SemanticModel,
@@ -181,9 +183,19 @@ pub(crate) fn run_epoch(
     seed: u64,
     step: &mut usize,
     label: &str,
+    micro: usize,
 ) -> Result<(EpochMetrics, ConfusionMatrix)> {
     let training = opt.is_some();
     let mut cm = ConfusionMatrix::new(opts.num_classes);
+    let class_weights = weights.to_vec();
+    // Σ of the class weights of the labelled pixels (ignore_index -100 left out).
+    let weight_sum = |targets: &[i64]| -> f64 {
+        targets
+            .iter()
+            .filter(|&&t| t >= 0 && (t as usize) < class_weights.len())
+            .map(|&t| class_weights[t as usize] as f64)
+            .sum()
+    };
     let (mut loss_sum, mut batches, mut patches) = (0.0, 0usize, 0usize);
     let start = Instant::now();
     let n_batches = indices.len().div_ceil(opts.run.batch_size.max(1));
@@ -196,18 +208,45 @@ pub(crate) fn run_epoch(
             break;
         }
         let batch = batch?;
-        let (x, t, pad) = to_device(&batch, device);
         let loss = if let Some(opt) = opt.as_deref_mut() {
             opt.zero_grad();
             let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
-            let out = model.forward(&x, &batch.dates, &pad, &ctx).logits;
-            let loss = out.cross_entropy(&t, Some(weights), -100);
-            loss.backward();
+            // One part, or micro-batches whose gradients add up to the batch's (train::memory): each loss
+            // weighted by its share of the batch's class weights (the cross-entropy's denominator).
+            let parts = memory::parts(batch.ids.len(), micro);
+            let whole = parts.len() == 1;
+            let all = if whole {
+                1.0
+            } else {
+                weight_sum(&batch.targets)
+            };
+            let mut loss_value = 0.0;
+            for (s, e) in parts {
+                let part = if whole { None } else { Some(batch.slice(s, e)) };
+                let part = part.as_ref().unwrap_or(&batch);
+                let (x, t, pad) = to_device(part, device);
+                let out = model.forward(&x, &part.dates, &pad, &ctx).logits;
+                let loss = out.cross_entropy(&t, Some(weights), -100);
+                let share = if whole {
+                    1.0
+                } else {
+                    weight_sum(&part.targets) / all
+                };
+                if whole {
+                    loss.backward();
+                } else if share > 0.0 {
+                    (&loss * share as f32).backward();
+                }
+                accumulate(&mut cm, &out.detach(), &part.targets);
+                if share > 0.0 {
+                    loss_value += loss.item() as f64 * share;
+                }
+            }
             opt.step();
             *step += 1;
-            accumulate(&mut cm, &out.detach(), &batch.targets);
-            loss.item() as f64
+            loss_value
         } else {
+            let (x, t, pad) = to_device(&batch, device);
             no_grad(|| {
                 let out = model.forward(&x, &batch.dates, &pad, &Ctx::eval()).logits;
                 accumulate(&mut cm, &out, &batch.targets);
@@ -356,6 +395,27 @@ impl FoldTask for SemanticTask<'_> {
         Ok(())
     }
 
+    fn probe(
+        &self,
+        fold: Fold<'_>,
+        model: &SemanticModel,
+        data: &Rotation,
+        n: usize,
+    ) -> Result<()> {
+        let o = self.opts;
+        let n = n.min(data.train.len()).max(1);
+        let batch = data
+            .train
+            .batches_with_pad((0..n).collect(), n, o.pad_value)
+            .next()
+            .ok_or_else(|| Error::Invalid("memory probe: the training split is empty".into()))??;
+        let (x, t, pad) = to_device(&batch, fold.device);
+        let out = model.forward(&x, &batch.dates, &pad, &Ctx::train(0)).logits;
+        out.cross_entropy(&t, Some(self.weights(fold.device)), -100)
+            .backward();
+        Ok(())
+    }
+
     fn better(&self, score: f64, best: f64) -> bool {
         score >= best || best.is_nan()
     }
@@ -389,6 +449,7 @@ impl FoldTask for SemanticTask<'_> {
             seed,
             step,
             &label,
+            fold.micro,
         )?;
         let mut entry = metrics_json("train", &tm);
         if !validates_at(o, epoch) {
@@ -411,7 +472,17 @@ impl FoldTask for SemanticTask<'_> {
         );
         let label = format!("Fold {k} epoch {epoch} val");
         let (vm, _) = run_epoch(
-            model, &data.val, order, o, device, weights, None, seed, step, &label,
+            model,
+            &data.val,
+            order,
+            o,
+            device,
+            weights,
+            None,
+            seed,
+            step,
+            &label,
+            o.run.batch_size,
         )?;
         entry.extend(metrics_json("val", &vm));
         let line = format!(
@@ -453,6 +524,7 @@ impl FoldTask for SemanticTask<'_> {
             0,
             step,
             &label,
+            o.run.batch_size,
         )?;
         println!(
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}",
@@ -517,6 +589,86 @@ pub fn dates_from_conf(conf: &Value, path: &Path) -> Result<(Date, Option<MonoDa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch run as micro-batches (train::memory) leaves the batch's gradient in the parameters: a model
+    /// with no batch-coupled layer (the ConvLSTM baseline: no batch norm, no dropout), a batch of 3 whose
+    /// samples have different numbers of labelled pixels (the cross-entropy's share), on the CPU reference.
+    #[test]
+    fn micro_batches_accumulate_the_batch_gradient() {
+        use crate::layers::Module;
+        let dir = std::env::temp_dir().join(format!("sitsgpu-micro-{}", std::process::id()));
+        let synth = crate::data::synthetic::SynthOptions {
+            patches: 8,
+            size: 8,
+            min_dates: 3,
+            max_dates: 5,
+            ..Default::default()
+        };
+        crate::data::synthetic::write_pastis(&dir, &synth).unwrap();
+        let model = SemanticConfig::baseline(
+            "convlstm",
+            20,
+            0.0,
+            &json!({"hidden_dim": 4}),
+            Path::new("kwargs"),
+        )
+        .unwrap()
+        .expect("a baseline");
+        let opts = TrainOptions {
+            run: RunOptions {
+                batch_size: 3,
+                max_steps: Some(1),
+                cpu: true,
+                progress: false,
+                ..RunOptions::new(&dir, dir.join("res"))
+            },
+            model,
+            num_classes: 20,
+            ignore_index: 19,
+            pad_value: 0.0,
+            val_every: 1,
+            val_after: 0,
+            ref_date: PastisOptions::default().ref_date,
+            mono_date: None,
+            keep_last_batch: false,
+        };
+        let ds = open_split(&opts, &[1, 2, 3, 4, 5]).unwrap();
+        let weights = class_weights(&opts, Device::Cpu);
+        let grads = |micro: usize| {
+            let m = opts.model.build(7, Device::Cpu);
+            let mut adam = Adam::new(m.parameters(), Default::default());
+            let mut step = 0;
+            let indices = vec![0, 1, 2];
+            run_epoch(
+                &m,
+                &ds,
+                indices,
+                &opts,
+                Device::Cpu,
+                &weights,
+                Some(&mut adam),
+                3,
+                &mut step,
+                "t",
+                micro,
+            )
+            .unwrap();
+            m.parameters()
+                .iter()
+                .flat_map(|p| p.grad().expect("a gradient").to_vec())
+                .collect::<Vec<f32>>()
+        };
+        let (whole, micro) = (grads(3), grads(1));
+        let scale = whole.iter().fold(0f32, |a, &g| a.max(g.abs()));
+        assert!(scale > 0.0);
+        for (i, (a, b)) in whole.iter().zip(&micro).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * scale,
+                "gradient {i}: batch {a}, micro-batches {b} (scale {scale})"
+            );
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn the_conf_json_keeps_the_dates_and_evaluation_reads_them_back() {

@@ -1,0 +1,289 @@
+//! GPU memory of training: the budget, the peak of a step, micro-batches when a batch does not fit.
+//!
+//! 1. **Budget** ([`Budget::detect`]): `--max_memory` when given; else what the adapter is known to have —
+//!    lavapipe and other CPU adapters keep their buffers in host memory (`MemAvailable` of
+//!    `/proc/meminfo`), an NVIDIA card reports its VRAM through `nvidia-smi`, a Mac's GPU shares the unified
+//!    memory (three quarters of `hw.memsize`, about Metal's recommended working set). wgpu exposes no
+//!    memory size, so on other adapters the budget is unknown and the batch is run whole (say
+//!    `--max_memory` to bound it).
+//! 2. **Peak** ([`plan`]): with a budget, the training loop measures the buffer pool's high-water mark
+//!    (`engine::pool`, live bytes) of one forward + backward on 1 and on 2 samples before the first epoch,
+//!    and fits `peak(n) = fixed + n · per_sample` (the model, the optimizer state and per-sample
+//!    activations; the measurement leaves no trace: gradients are zeroed and batch-norm running statistics
+//!    restored).
+//! 3. **Micro-batches**: the largest micro-batch whose estimated peak, plus a margin for the pool's size
+//!    classes, fits the budget. A batch is then run as micro-batches whose gradients accumulate before one
+//!    Adam step, each micro-batch's loss weighted by its share of the batch's loss (for the cross-entropy,
+//!    its share of the class weights of the batch's labelled pixels), so the accumulated gradient is the
+//!    full batch's. For models whose layers see each sample alone (group norm) that is exact up to the order
+//!    of float additions; a batch norm in training mode normalises each micro-batch with its own statistics
+//!    and updates its running statistics once per micro-batch — the same as gradient accumulation in
+//!    PyTorch, and the reason to prefer the largest micro-batch that fits. The pool is then bounded by the
+//!    budget too (idle buffers are released rather than hoarded, `BufferPool::set_budget`).
+//!
+//! When even one sample does not fit, training stops before the first step with the numbers and what to
+//! try.
+
+use std::path::Path;
+
+use crate::engine::{Device, Error, Gpu, Result};
+
+/// A memory budget and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    /// Bytes.
+    pub bytes: u64,
+    /// "--max_memory", "the adapter's VRAM (nvidia-smi)", …
+    pub source: String,
+}
+
+/// `"2GB"`, `"1.5 GiB"`, `"800MB"`, `"512MiB"`, `"64k"`, or plain bytes (`"123456789"`). Decimal units are
+/// powers of 1000, binary ones (`KiB`, `MiB`, `GiB`, `TiB`) of 1024; a bare `k`, `M`, `G`, `T` is decimal.
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (examples: 2GB, 1.5GiB, 800MB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        u => {
+            return Err(format!(
+                "{text:?}: unknown unit {u:?} (use B, kB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    let bytes = value * mult;
+    if !(bytes >= 1.0 && bytes.is_finite()) {
+        return Err(format!("{text:?}: a memory size must be at least one byte"));
+    }
+    Ok(bytes as u64)
+}
+
+/// `1536 MiB` / `2.50 GiB`.
+pub fn human(bytes: u64) -> String {
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+impl Budget {
+    /// `--max_memory` when given, else the adapter's memory where it can be known (module doc); `None` on
+    /// the CPU device or an adapter whose memory is unknown.
+    pub fn detect(max_memory: Option<u64>, device: Device) -> Option<Budget> {
+        if let Some(bytes) = max_memory {
+            return Some(Budget {
+                bytes,
+                source: "--max_memory".into(),
+            });
+        }
+        if device != Device::Gpu {
+            return None;
+        }
+        let gpu = Gpu::get().ok()?;
+        let a = &gpu.adapter;
+        if a.device_type == "Cpu" {
+            return meminfo_available(Path::new("/proc/meminfo")).map(|bytes| Budget {
+                bytes,
+                source: format!("available host memory ({} keeps its buffers there)", a.name),
+            });
+        }
+        if a.name.to_ascii_lowercase().contains("nvidia") {
+            return nvidia_smi_total().map(|bytes| Budget {
+                bytes,
+                source: "the card's memory (nvidia-smi)".into(),
+            });
+        }
+        if a.backend == "Metal" {
+            return mac_memsize().map(|total| Budget {
+                bytes: total / 4 * 3,
+                source: "three quarters of the Mac's unified memory".into(),
+            });
+        }
+        None
+    }
+}
+
+fn meminfo_available(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn nvidia_smi_total() -> Option<u64> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.total", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mib: u64 = text.lines().next()?.trim().parse().ok()?;
+    Some(mib << 20)
+}
+
+fn mac_memsize() -> Option<u64> {
+    let out = std::process::Command::new("sysctl")
+        .args(["-n", "hw.memsize"])
+        .output()
+        .ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+/// How a batch is run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Samples per micro-batch (the batch size when it fits whole).
+    pub micro: usize,
+    /// Estimated peak of a step at `micro` samples, bytes.
+    pub peak: u64,
+    /// Estimated peak of a whole batch, bytes.
+    pub batch_peak: u64,
+    /// The budget.
+    pub budget: Budget,
+}
+
+/// Extra room above the fitted peak, in percent: the pool's size classes round up by at most an eighth.
+const MARGIN_PERCENT: u64 = 15;
+
+/// The micro-batch size for `batch` samples under `budget`, from `probe(n)` = the measured peak of a
+/// forward + backward of `n` samples (module doc). An error when one sample does not fit.
+pub fn plan(
+    batch: usize,
+    budget: Budget,
+    mut probe: impl FnMut(usize) -> Result<u64>,
+) -> Result<Plan> {
+    let p1 = probe(1)?;
+    let per = if batch >= 2 {
+        probe(2)?.saturating_sub(p1)
+    } else {
+        0
+    };
+    let fixed = p1.saturating_sub(per);
+    let estimate = |n: usize| {
+        let x = fixed + per * n as u64;
+        x + x * MARGIN_PERCENT / 100
+    };
+    if estimate(1) > budget.bytes {
+        return Err(Error::Invalid(format!(
+            "one training sample needs about {} of GPU memory, more than the budget of {} ({}); \
+             raise --max_memory if the GPU has more free memory, otherwise train on fewer dates or smaller \
+             patches, or on the CPU (--cpu)",
+            human(estimate(1)),
+            human(budget.bytes),
+            budget.source
+        )));
+    }
+    let micro = (1..=batch.max(1))
+        .rev()
+        .find(|&n| estimate(n) <= budget.bytes)
+        .unwrap_or(1);
+    Ok(Plan {
+        micro,
+        peak: estimate(micro),
+        batch_peak: estimate(batch),
+        budget,
+    })
+}
+
+impl Plan {
+    /// The line the training log prints once.
+    pub fn line(&self, batch: usize) -> String {
+        if self.micro >= batch {
+            format!(
+                "GPU memory: a batch of {batch} needs about {} of the {} budget ({}): no micro-batches",
+                human(self.batch_peak),
+                human(self.budget.bytes),
+                self.budget.source
+            )
+        } else {
+            format!(
+                "GPU memory: a batch of {batch} would need about {}, more than the {} budget ({}): running \
+                 it as micro-batches of {} samples (about {} each) whose gradients add up to the batch's \
+                 before each Adam step",
+                human(self.batch_peak),
+                human(self.budget.bytes),
+                self.budget.source,
+                self.micro,
+                human(self.peak)
+            )
+        }
+    }
+}
+
+/// Split points of a batch of `len` samples into micro-batches of at most `micro`: `(start, end)` pairs.
+pub fn parts(len: usize, micro: usize) -> Vec<(usize, usize)> {
+    let m = micro.max(1);
+    (0..len).step_by(m).map(|s| (s, (s + m).min(len))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("1.5 GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_bytes("800MB"), Ok(800_000_000));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert!(parse_bytes("2 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_bytes("0GB")
+            .unwrap_err()
+            .contains("at least one byte"));
+    }
+
+    fn budget(bytes: u64) -> Budget {
+        Budget {
+            bytes,
+            source: "test".into(),
+        }
+    }
+
+    /// peak(n) = 100 + 50 n: a budget of 500 fits 6 samples with the 15 % margin (460 ≤ 500 < 517), a budget of 100 not even one.
+    #[test]
+    fn plans_the_largest_micro_batch_that_fits() {
+        let probe = |n: usize| Ok(100 + 50 * n as u64);
+        let p = plan(8, budget(500), probe).unwrap();
+        assert_eq!((p.micro, p.peak, p.batch_peak), (6, 460, 575));
+        assert!(p.line(8).contains("micro-batches of 6 samples"));
+        let whole = plan(4, budget(500), probe).unwrap();
+        assert_eq!(whole.micro, 4);
+        assert!(whole.line(4).contains("no micro-batches"));
+        let err = plan(4, budget(100), probe).unwrap_err().to_string();
+        assert!(err.contains("one training sample needs about"), "{err}");
+    }
+
+    #[test]
+    fn parts_cover_the_batch() {
+        assert_eq!(parts(5, 2), vec![(0, 2), (2, 4), (4, 5)]);
+        assert_eq!(parts(4, 8), vec![(0, 4)]);
+    }
+
+    #[test]
+    fn meminfo_is_read() {
+        let dir = std::env::temp_dir().join(format!("sitsgpu-meminfo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("meminfo");
+        std::fs::write(&f, "MemTotal: 100 kB\nMemAvailable:   2048 kB\n").unwrap();
+        assert_eq!(meminfo_available(&f), Some(2048 * 1024));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
