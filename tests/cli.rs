@@ -7,7 +7,8 @@
 //!   and legacy format of torch ≤ 1.5, written at test time by [`sitsgpu::data::torch_writer`] from the fixture's
 //!   weights) goes through `convert-weights` bit for bit and `predict` gives the same logits as with the `.npz`;
 //! - `convert-weights --to-torch [--legacy]` writes checkpoints the reader reads back exactly;
-//! - bad inputs fail with a non-zero status and a message naming the file, the key and the shapes.
+//! - bad inputs fail with a non-zero status and a message naming the file, the key and the shapes;
+//! - `info` says which limits are in force (`SITSGPU_LIMITS=webgpu`: WebGPU's defaults) and rejects a bad value.
 //!
 //! Without the fixtures each test prints one loud `SKIPPED` line. Run:
 //! `cargo test --test cli -- --nocapture` (prints per-case timings).
@@ -15,7 +16,7 @@
 mod common;
 use common::{
     assert_bit_identical, fixtures_root, max_abs, project_fixtures_root, read_json, semantic_cases,
-    semantic_cases_in, sitsgpu, sitsgpu_err, sitsgpu_ok, text, TmpDir,
+    semantic_cases_in, sitsgpu, sitsgpu_command, sitsgpu_err, sitsgpu_ok, text, TmpDir,
 };
 
 use std::path::{Path, PathBuf};
@@ -548,4 +549,42 @@ fn predict_runs_without_annotations() {
         &"--cpu",
     ]);
     assert!(e.contains("TARGET_") && e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn info_says_which_limits_are_in_force() {
+    if gpu_or_skip("info_says_which_limits_are_in_force").is_none() {
+        return;
+    }
+    let info = |limits: &str| {
+        sitsgpu_command()
+            .arg("info")
+            .env("SITSGPU_LIMITS", limits)
+            .output()
+            .expect("cannot run the sitsgpu binary")
+    };
+    let o = info("webgpu");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success()
+            && out.contains("limits in force: WebGPU's defaults")
+            && out.contains("max_storage_buffers_per_shader_stage  8\n")
+            && out.contains("max_compute_workgroup_storage_size    16384 bytes"),
+        "{}",
+        text(&o)
+    );
+    let o = info("");
+    assert!(
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout).contains("limits in force: the adapter's own"),
+        "{}",
+        text(&o)
+    );
+    let o = info("webgpu-ish");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("SITSGPU_LIMITS=\"webgpu-ish\""),
+        "{}",
+        text(&o)
+    );
 }

@@ -1,10 +1,12 @@
 //! Engine behaviour beyond single ops: autograd bookkeeping (accumulation, no_grad, detach), determinism,
 //! the buffer pool staying flat over 200 training steps, the pipeline cache, the storage-binding limit
-//! error, and Adam on the GPU against its CPU reference.
+//! error, the limits in force (`SITSGPU_LIMITS=webgpu`: exactly WebGPU's defaults), and Adam on the GPU
+//! against its CPU reference.
 
-use sitsgpu::engine::gpu::Gpu;
+use sitsgpu::engine::gpu::{Gpu, LimitsMode};
+use sitsgpu::engine::kernel::max_workgroups_per_dim;
 use sitsgpu::engine::storage::GpuStorage;
-use sitsgpu::engine::testing::{assert_close, gpu_or_skip, Tol};
+use sitsgpu::engine::testing::{assert_close, assert_limits_in_force, gpu_or_skip, Tol};
 use sitsgpu::layers::{Linear, Module};
 use sitsgpu::train::{Adam, AdamConfig};
 use sitsgpu::{no_grad, Device, Tensor};
@@ -155,6 +157,83 @@ fn a_tensor_over_the_binding_limit_fails_naming_the_op_and_sizes() {
             && msg.contains("maximum storage binding"),
         "{msg}"
     );
+}
+
+#[test]
+fn the_device_has_the_limits_sitsgpu_limits_asks_for() {
+    let Some(gpu) = gpu_or_skip("limits_in_force") else {
+        return;
+    };
+    let mode = assert_limits_in_force(gpu);
+    // Whatever the mode, everything that depends on a limit reads the device's: the dispatch fold
+    // and the storage-binding check (the test above).
+    assert_eq!(
+        max_workgroups_per_dim(gpu),
+        gpu.limits.max_compute_workgroups_per_dimension
+    );
+    if mode == LimitsMode::WebGpuDefaults {
+        assert_eq!(gpu.limits.max_storage_buffer_binding_size, 128 << 20);
+        assert_eq!(gpu.limits.max_storage_buffers_per_shader_stage, 8);
+        assert_eq!(gpu.limits.max_compute_workgroup_storage_size, 16 << 10);
+        assert_eq!(gpu.limits.max_compute_invocations_per_workgroup, 256);
+    }
+}
+
+/// Whether the device accepts a compute pipeline binding `storage` storage buffers with `wg` invocations per
+/// workgroup (a validation error scope catches the refusal).
+fn device_accepts(gpu: &Gpu, storage: u32, wg: u32) -> bool {
+    let mut src = String::new();
+    for i in 0..storage {
+        src += &format!("@group(0) @binding({i}) var<storage, read_write> b{i}: array<f32>;\n");
+    }
+    src += &format!(
+        "@compute @workgroup_size({wg})\nfn main(@builtin(global_invocation_id) id: vec3<u32>) {{\n"
+    );
+    for i in 0..storage {
+        src += &format!("    b{i}[id.x] = 1.0;\n");
+    }
+    src += "}\n";
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = gpu
+        .device
+        .create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("limits probe"),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        });
+    let _pipeline = gpu
+        .device
+        .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("limits probe"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+    pollster::block_on(scope.pop()).is_none()
+}
+
+#[test]
+fn the_device_refuses_a_kernel_over_its_limits() {
+    // What makes the SITSGPU_LIMITS=webgpu pass worth running: there, on lavapipe (32 storage buffers, 1024
+    // invocations), a kernel with a 9th storage buffer or 512 invocations is refused as on the weakest adapter.
+    // (Workgroup memory is not checked by wgpu at all: the naga test `every_kernel_fits_webgpu_default_limits`
+    // covers it.)
+    let Some(gpu) = gpu_or_skip("device_refuses_over_limits") else {
+        return;
+    };
+    let l = &gpu.limits;
+    let storage = l.max_storage_buffers_per_shader_stage;
+    let wg = l
+        .max_compute_invocations_per_workgroup
+        .min(l.max_compute_workgroup_size_x);
+    assert!(device_accepts(gpu, storage, wg), "{storage} buffers, {wg}");
+    assert!(
+        !device_accepts(gpu, storage + 1, 64),
+        "{} buffers",
+        storage + 1
+    );
+    assert!(!device_accepts(gpu, 1, 2 * wg), "{} invocations", 2 * wg);
 }
 
 #[test]

@@ -52,14 +52,16 @@
 //! (that variable runs just that one). `SITSGPU_WHOLE_MODEL_SITUATIONS=N` draws N situations per model
 //! (default 2), `SITSGPU_WHOLE_MODEL_SEED=S` shifts the seeds. With `SITSGPU_POISON_POOL=1` every pooled GPU
 //! buffer starts as NaN (`engine::pool`), so a kernel reading memory it did not write fails here; `.ci/run`
-//! runs this test once that way.
+//! runs this test once that way, and once with `SITSGPU_LIMITS=webgpu` (WebGPU's default limits instead of the
+//! adapter's own; the test checks first that the device really has them).
 
 use std::collections::BTreeMap;
 
 use sitsgpu::engine::decisions::{self, Kind, Options, Site};
+use sitsgpu::engine::gpu::LimitsMode;
 use sitsgpu::engine::rng::Rng;
 use sitsgpu::engine::storage::{GpuStorage, Storage};
-use sitsgpu::engine::testing::gpu_or_skip;
+use sitsgpu::engine::testing::{assert_limits_in_force, gpu_or_skip};
 use sitsgpu::layers::{Ctx, NormKind};
 use sitsgpu::models::semantic::SemanticConfig;
 use sitsgpu::models::stclassifier::TemporalKind;
@@ -556,6 +558,8 @@ fn whole_models_gpu_vs_cpu() {
             "SITSGPU_POISON_POOL=1 but a fresh buffer is not NaN"
         );
     }
+    // SITSGPU_LIMITS=webgpu (a `.ci/run` pass): the device really has WebGPU's default limits.
+    let limits = assert_limits_in_force(gpu);
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let models = models();
     let cases: Vec<(String, ModelSpec, u64)> = match env("SITSGPU_WHOLE_MODEL_CASE") {
@@ -601,12 +605,17 @@ fn whole_models_gpu_vs_cpu() {
         }
     }
     println!(
-        "whole_model: {} situations, {} failed, {:.0} s{}",
+        "whole_model: {} situations, {} failed, {:.0} s{}{}",
         cases.len(),
         failed.len(),
         start.elapsed().as_secs_f64(),
         if sitsgpu::engine::pool::poison_enabled() {
             " (pool poisoned with NaN)"
+        } else {
+            ""
+        },
+        if limits == LimitsMode::WebGpuDefaults {
+            " (WebGPU's default limits)"
         } else {
             ""
         }

@@ -8,7 +8,11 @@
 //! 2. We pick one (see [`Gpu::choose`]): `SITSGPU_ADAPTER=<substring>` wins, then a discrete GPU, then an
 //!    integrated one, then anything else. `WGPU_BACKEND=vulkan|metal|dx12|gl` restricts the backends searched.
 //! 3. We request a [`wgpu::Device`] with the **adapter's own limits** (not the WebGPU defaults), so that big
-//!    storage bindings and large workgroup counts are available where the hardware has them.
+//!    storage bindings and large workgroup counts are available where the hardware has them;
+//!    `SITSGPU_LIMITS=webgpu` requests WebGPU's default limits instead (128 MiB per storage binding, 8
+//!    storage buffers per stage, 16 KiB of workgroup memory, 256 invocations per workgroup), the weakest
+//!    adapter a user may have ([`crate::engine::limits`]). The engine reads the device's limits
+//!    ([`Gpu::limits`]), never the adapter's.
 //! 4. Each shader is compiled once per process into a [`wgpu::ComputePipeline`] (cached by entry point).
 //! 5. Launches are recorded into one pending [`wgpu::CommandEncoder`]; it is submitted every 32 launches and
 //!    when a result is read back, never waited for until then: a training step is a stream of short command
@@ -21,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::error::{Error, Result};
+pub use crate::engine::limits::LimitsMode;
 use crate::engine::pool::{BufferPool, PooledBuffer};
 pub use crate::engine::profile::DispatchInfo;
 use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
@@ -95,8 +100,11 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     /// Why this adapter was chosen (printed by `sitsgpu info`).
     pub reason: String,
-    /// The limits the device was created with (the adapter's own).
+    /// The limits the device was created with (the adapter's own, or WebGPU's defaults: [`Gpu::limits_mode`]);
+    /// everything that depends on a limit reads these.
     pub limits: wgpu::Limits,
+    /// Which limits were requested (`SITSGPU_LIMITS`).
+    pub limits_mode: LimitsMode,
     /// The features the adapter offers (we request only `TIMESTAMP_QUERY`, for the profiler, when offered).
     pub features: wgpu::Features,
     /// Recycles storage buffers so memory stays flat over training steps.
@@ -245,21 +253,23 @@ impl Gpu {
             .filter(|s| !s.is_empty());
         let (index, reason) = Gpu::choose(&summaries, wanted.as_deref())?;
         let adapter = &adapters[index];
-        // The adapter's own limits: on real GPUs these are far above the WebGPU defaults
-        // (e.g. 2 GiB storage bindings instead of 128 MiB).
-        let limits = adapter.limits();
+        // The adapter's own limits (on real GPUs far above the WebGPU defaults, e.g. 2 GiB storage bindings
+        // instead of 128 MiB), or WebGPU's defaults with SITSGPU_LIMITS=webgpu.
+        let limits_mode = LimitsMode::from_env()?;
+        let required_limits = limits_mode.required(&adapter.limits());
         let features = adapter.features();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sitsgpu"),
             // Timestamps for the per-kernel profiler; nothing else is optional.
             required_features: features & wgpu::Features::TIMESTAMP_QUERY,
-            required_limits: limits.clone(),
+            required_limits,
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| Error::RequestDevice(e.to_string()))?;
         install_error_handlers(&device);
+        let limits = device.limits();
         let uniform_align = limits.min_uniform_buffer_offset_alignment as u64;
         let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("sitsgpu params arena"),
@@ -273,6 +283,7 @@ impl Gpu {
             adapter: summaries[index].clone(),
             reason,
             limits,
+            limits_mode,
             features,
             pool: BufferPool::default(),
             pipelines: Mutex::new(HashMap::new()),

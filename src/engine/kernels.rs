@@ -10,7 +10,13 @@
 //!   file is some kernel's;
 //! - each kernel's workgroup size equals the entry point's `@workgroup_size`, its `Params` size equals the
 //!   WGSL `struct Params` span (padded to 16 bytes), its binding count equals the file's bindings (storage
-//!   buffers 0..n-1, the uniform `params` last, all in group 0), and every entry point uses every binding.
+//!   buffers 0..n-1, the uniform `params` last, all in group 0), and every entry point uses every binding;
+//! - every kernel fits **WebGPU's default limits** ([`crate::engine::limits`]): at most 8 storage buffers and
+//!   12 uniform buffers, 16 KiB of workgroup memory and 256 invocations per workgroup (x, y ≤ 256, z ≤ 64).
+//!   wgpu checks the buffer counts and the workgroup size when it creates a pipeline, but not the workgroup
+//!   memory, so this test is what keeps a tile from outgrowing the weakest adapter. A faster variant that
+//!   needs more than the defaults must be chosen from the device's limits (`Gpu::limits`) beside a variant
+//!   that fits, and be listed in that test.
 
 use crate::engine::kernel::Kernel;
 use crate::engine::ops;
@@ -332,5 +338,79 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The bytes of workgroup memory entry point `ep_index` of `module` uses: WebGPU's count, the sum over its
+    /// `var<workgroup>` of each size rounded up to 16 bytes.
+    fn workgroup_bytes(
+        module: &naga::Module,
+        info: &naga::valid::ModuleInfo,
+        ep_index: usize,
+    ) -> u32 {
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).expect("type layouts");
+        let ep_info = info.get_entry_point(ep_index);
+        module
+            .global_variables
+            .iter()
+            .filter(|(h, g)| g.space == naga::AddressSpace::WorkGroup && !ep_info[*h].is_empty())
+            .map(|(_, g)| layouter[g.ty].size.next_multiple_of(16))
+            .sum()
+    }
+
+    #[test]
+    fn every_kernel_fits_webgpu_default_limits() {
+        let limits = wgpu::Limits::defaults();
+        let mut largest = (0, "");
+        for k in all() {
+            let s = k.shader;
+            let (module, info) = parse(s);
+            let (ep_index, ep) = module
+                .entry_points
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.name == k.entry)
+                .unwrap_or_else(|| panic!("{}.wgsl has no entry point {}", s.name, k.entry));
+            let name = format!("{}::{}", s.name, k.entry);
+            let [x, y, z] = ep.workgroup_size;
+            assert!(
+                x * y * z <= limits.max_compute_invocations_per_workgroup
+                    && x <= limits.max_compute_workgroup_size_x
+                    && y <= limits.max_compute_workgroup_size_y
+                    && z <= limits.max_compute_workgroup_size_z,
+                "{name}: workgroup ({x}, {y}, {z}) exceeds WebGPU's default {} invocations",
+                limits.max_compute_invocations_per_workgroup
+            );
+            let ep_info = info.get_entry_point(ep_index);
+            let used = |space: fn(naga::AddressSpace) -> bool| {
+                module
+                    .global_variables
+                    .iter()
+                    .filter(|(h, g)| space(g.space) && !ep_info[*h].is_empty())
+                    .count() as u32
+            };
+            let storage = used(|sp| matches!(sp, naga::AddressSpace::Storage { .. }));
+            let uniform = used(|sp| matches!(sp, naga::AddressSpace::Uniform));
+            assert!(
+                storage <= limits.max_storage_buffers_per_shader_stage,
+                "{name}: {storage} storage buffers, WebGPU's default is {}: pack buffers or split the \
+                 kernel",
+                limits.max_storage_buffers_per_shader_stage
+            );
+            assert!(
+                uniform <= limits.max_uniform_buffers_per_shader_stage,
+                "{name}: {uniform} uniform buffers"
+            );
+            let bytes = workgroup_bytes(&module, &info, ep_index);
+            assert!(
+                bytes <= limits.max_compute_workgroup_storage_size,
+                "{name}: {bytes} bytes of workgroup memory, WebGPU's default is {}: use a smaller tile \
+                 (or choose this one from Gpu::limits beside one that fits, and list it here)",
+                limits.max_compute_workgroup_storage_size
+            );
+            largest = largest.max((bytes, k.entry));
+        }
+        // The test measures: the largest tile today is conv2d.wgsl's (4 KiB of weights + 8 KiB of input).
+        assert_eq!(largest, (12 << 10, "conv2d"), "largest workgroup memory");
     }
 }

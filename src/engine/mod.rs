@@ -4,7 +4,7 @@
 //! - [`gpu`]: the wgpu context (adapter, device, queue), the pipeline cache and the pending command encoder;
 //!   [`pool`]: the buffer pool; [`kernel`]: a kernel (one WGSL entry point) and the one dispatch path
 //!   (`Kernel::dispatch`: bindings, `Params`, the 2-D fold); [`kernels`]: the list of every kernel and its
-//!   naga tests; [`profile`]: the per-kernel profiler the dispatch path feeds; [`trusted`]: shader modules
+//!   naga tests; [`limits`]: the adapter's limits or WebGPU's defaults (`SITSGPU_LIMITS`); [`profile`]: the per-kernel profiler the dispatch path feeds; [`trusted`]: shader modules
 //!   without naga's runtime checks (the crate's one `unsafe`); [`self_test`]: `sitsgpu info`.
 //! - [`storage`] and [`tensor`]: a tensor is a shape plus storage on one [`Device`].
 //! - [`ops`]: one file per op (forward + backward, CPU + GPU); [`autograd`]: the tape and `backward()`.
@@ -21,6 +21,7 @@ pub mod error;
 pub mod gpu;
 pub mod kernel;
 pub mod kernels;
+pub mod limits;
 pub mod ops;
 pub mod pool;
 pub mod profile;

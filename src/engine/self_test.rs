@@ -1,6 +1,6 @@
-//! `sitsgpu info`: every adapter wgpu finds, the one chosen and why, its limits and features, and a tiny
-//! self-test (relu and a small matmul on the GPU against the CPU reference). The first thing to run on a new
-//! machine.
+//! `sitsgpu info`: every adapter wgpu finds, the one chosen and why, the limits in force (the adapter's own or
+//! WebGPU's defaults, `SITSGPU_LIMITS`) and the features, and a tiny self-test (relu and a small matmul on the
+//! GPU against the CPU reference). The first thing to run on a new machine.
 
 use std::io::Write;
 
@@ -25,7 +25,7 @@ pub fn adapter_report(out: &mut dyn Write) -> Result<()> {
         gpu.adapter.name, gpu.adapter.backend, gpu.adapter.device_type, gpu.reason
     ))?;
     let l = &gpu.limits;
-    line("limits:".into())?;
+    line(format!("limits in force: {}", gpu.limits_mode.describe()))?;
     let bytes = |v: u64| format!("{v} bytes");
     for (name, value) in [
         (
@@ -48,6 +48,10 @@ pub fn adapter_report(out: &mut dyn Write) -> Result<()> {
         (
             "max_storage_buffers_per_shader_stage",
             l.max_storage_buffers_per_shader_stage.to_string(),
+        ),
+        (
+            "min_uniform_buffer_offset_alignment",
+            bytes(l.min_uniform_buffer_offset_alignment.into()),
         ),
     ] {
         line(format!("  {name:<38}{value}"))?;

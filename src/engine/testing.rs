@@ -1,9 +1,10 @@
 //! Test support (used by unit tests, `tests/` and benches; public on purpose, like candle's `test_utils`):
 //! tolerance presets, [`assert_close`] with a readable failure message, the f64 central-difference
-//! [`gradcheck`], and [`gpu_or_skip`], which makes GPU tests skip loudly without an adapter (or fail when
-//! `SITSGPU_REQUIRE_GPU=1`).
+//! [`gradcheck`], [`gpu_or_skip`], which makes GPU tests skip loudly without an adapter (or fail when
+//! `SITSGPU_REQUIRE_GPU=1`), and [`assert_limits_in_force`], which proves a test binary runs under the limits
+//! `SITSGPU_LIMITS` asks for.
 
-use crate::engine::gpu::Gpu;
+use crate::engine::gpu::{Gpu, LimitsMode};
 use crate::engine::rng::Rng;
 
 /// A tolerance: `|a - e| <= abs + rel * |e|` for every element.
@@ -180,4 +181,21 @@ pub fn gpu_or_skip(test: &str) -> Option<&'static Gpu> {
             None
         }
     }
+}
+
+/// Panics unless `gpu` runs with the limits `SITSGPU_LIMITS` asks for: with `webgpu`, exactly WebGPU's
+/// defaults ([`wgpu::Limits::defaults`]); else the adapter's own. Each GPU test binary that `.ci/run` repeats
+/// under `SITSGPU_LIMITS=webgpu` calls it in one test, so that pass cannot run on generous limits unnoticed.
+/// Returns the mode in force.
+pub fn assert_limits_in_force(gpu: &Gpu) -> LimitsMode {
+    let asked = LimitsMode::from_env().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(gpu.limits_mode, asked, "limits mode of the device");
+    if asked == LimitsMode::WebGpuDefaults {
+        assert_eq!(
+            gpu.limits,
+            wgpu::Limits::defaults(),
+            "SITSGPU_LIMITS=webgpu: the device's limits"
+        );
+    }
+    asked
 }

@@ -2,7 +2,8 @@
 //! workgroup size or the matmul tile) and again with the per-dimension workgroup limit forced to 3, so the
 //! folded dispatch path runs at small sizes. Tolerances: `Tol::KERNEL` for elementwise ops, `Tol::REDUCE`
 //! for reductions. Without a GPU adapter every test prints a loud skip line (fails with
-//! `SITSGPU_REQUIRE_GPU=1`).
+//! `SITSGPU_REQUIRE_GPU=1`). `.ci/run` runs it again with `SITSGPU_LIMITS=webgpu` (WebGPU's default limits
+//! instead of the adapter's; the first test below checks that the device has them).
 //!
 //! This file holds the harness and the elementwise, reduction, attention and norm rows; `conv.rs` the 2-D
 //! convolutions; `baselines.rs` the U-TAE paper's baselines' ops (ConvLSTM, ConvGRU, the 3-D ops).
@@ -13,7 +14,7 @@ mod conv;
 use sitsgpu::engine::kernel::with_max_workgroups;
 use sitsgpu::engine::ops::reduce::reduce_sum::with_slice_rows;
 use sitsgpu::engine::rng::Rng;
-use sitsgpu::engine::testing::{assert_close, gpu_or_skip, Tol};
+use sitsgpu::engine::testing::{assert_close, assert_limits_in_force, gpu_or_skip, Tol};
 use sitsgpu::{Device, Tensor};
 
 mod paps;
@@ -117,6 +118,15 @@ fn check(name: &str, inputs: &[In], tol: Tol, f: impl Fn(&[Tensor]) -> Tensor) {
                 _ => panic!("{name}{mode}: input {k} has a gradient on one device only"),
             }
         }
+    }
+}
+
+#[test]
+fn the_device_has_the_limits_sitsgpu_limits_asks_for() {
+    // `.ci/run` repeats this binary with SITSGPU_LIMITS=webgpu: there the device must have exactly WebGPU's
+    // default limits, or the pass would prove nothing about weak adapters.
+    if let Some(gpu) = gpu_or_skip("limits_in_force") {
+        assert_limits_in_force(gpu);
     }
 }
 
