@@ -172,7 +172,7 @@ fn install_error_handlers(device: &wgpu::Device) {
     });
 }
 
-/// The clear end of a run whose GPU gave out (see [`install_error_handlers`]): the message, the buffer
+/// The clear end of a run whose GPU gave out (out of memory, device lost): the message, the buffer
 /// pool's figures, what to try; exit status 3.
 pub fn fatal_gpu_error(what: &str) -> ! {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
