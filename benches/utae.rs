@@ -6,7 +6,8 @@
 //! (get_model's; B = 4, T = 40, 128 × 128, 10 bands) — the workloads of `sitsgpu profile --model M`
 //! (`train::profile::Workload`), which explains these figures kernel by kernel. Throughput is reported in
 //! patches/s (criterion's elements/s); the adapter name is printed first; without an adapter the benches
-//! print a skip line. The paper config takes seconds per step on a software adapter (lavapipe): it runs
+//! print a skip line. Before each model's timings a `memory` line gives the buffer pool's peaks (live and held)
+//! of one evaluation forward and one training step. The paper config takes seconds per step on a software adapter (lavapipe): it runs
 //! there only with `SITSGPU_BENCH_PAPER=1`. `SITSGPU_BENCH_QUICK=1` shortens the measurement.
 //!
 //! Run: `cargo bench --bench utae` (one model: `cargo bench --bench utae -- convlstm`; one config:
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sitsgpu::engine::gpu::Gpu;
 use sitsgpu::models::semantic::MODELS;
-use sitsgpu::train::profile::Workload;
+use sitsgpu::train::profile::{MemoryPeak, Workload};
 use sitsgpu::Device;
 
 fn bench(c: &mut Criterion) {
@@ -63,6 +64,21 @@ fn bench(c: &mut Criterion) {
         };
         let mut w = workload.expect("a known config").prepare(Device::Gpu);
         g.throughput(Throughput::Elements(b as u64)); // patches
+                                                      // Memory beside the times: the pool's peaks of one warm evaluation forward and one training step.
+        let _ = w.train_step();
+        gpu.synchronize();
+        gpu.pool.reset_peak();
+        w.forward();
+        gpu.synchronize();
+        let fwd = MemoryPeak::measure(gpu);
+        gpu.pool.reset_peak();
+        let _ = w.train_step();
+        gpu.synchronize();
+        println!(
+            "memory {name}: evaluation forward {}; training step {}",
+            fwd.text(),
+            MemoryPeak::measure(gpu).text()
+        );
         g.bench_function(BenchmarkId::new("forward patches", &name), |bch| {
             bch.iter_custom(|iters| {
                 let start = Instant::now();

@@ -75,6 +75,11 @@ fn a_utae_training_step_is_timed_kernel_by_kernel() {
         j["profile"]["kernels"].as_array().unwrap().len(),
         r.rows.len()
     );
+    // The step's memory: tensors held at the peak, never more than the pool held, the same in the JSON.
+    let m = out.memory;
+    assert!(m.live_bytes > 0 && m.live_bytes <= m.held_bytes, "{m:?}");
+    assert!(text.contains("GPU memory: peak of a step"), "{text}");
+    assert_eq!(j["memory"]["peak_live_bytes"].as_u64(), Some(m.live_bytes));
 }
 
 #[test]
