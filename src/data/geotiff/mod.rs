@@ -22,8 +22,10 @@
 //!
 //! A [`GeoTiffReader`] reads windows (rows × columns × bands) without reading the scene: only the strips or
 //! tiles a window touches are decoded, and a bounded cache keeps the last ones so that overlapping sliding
-//! windows do not decode them twice. [`writer::TiledWriter`] writes tiled, deflate-compressed uint8 / float32
-//! GeoTIFFs tile row by tile row (memory: one row of tiles), with the same georeferencing and nodata.
+//! windows do not decode them twice (sized to one window by [`GeoTiffReader::set_cache_window`], so its
+//! memory does not grow with the raster unless the file's strips span the whole width).
+//! [`writer::TiledWriter`] writes tiled, deflate-compressed uint8 / uint32 / float32 GeoTIFFs tile by tile,
+//! in any order (memory: the tiles handed over), with the same georeferencing and nodata.
 
 pub mod writer;
 
@@ -241,6 +243,9 @@ pub struct GeoTiffReader {
     cache: HashMap<u32, Chunk>,
     order: VecDeque<u32>,
     cache_chunks: usize,
+    /// Samples held by the cache now, and at most so far.
+    cache_samples: usize,
+    peak_samples: usize,
 }
 
 fn tiff_err(path: &Path, e: tiff::TiffError) -> Error {
@@ -384,6 +389,8 @@ impl GeoTiffReader {
             cache: HashMap::new(),
             order: VecDeque::new(),
             cache_chunks: 2 * across,
+            cache_samples: 0,
+            peak_samples: 0,
         })
     }
 
@@ -407,6 +414,20 @@ impl GeoTiffReader {
     pub fn set_cache_rows(&mut self, rows: usize) {
         let planes = if self.planar { self.info.bands } else { 1 };
         self.cache_chunks = rows.max(1) * self.across * planes;
+    }
+
+    /// Keeps the strips/tiles of one window of `rows` × `cols` pixels (of every band) decoded: windows
+    /// sliding down a column of windows `cols` wide decode each chunk once, and the cache holds no more
+    /// than such a window's chunks, whatever the raster's size (unless its strips span the whole width).
+    pub fn set_cache_window(&mut self, rows: usize, cols: usize) {
+        let planes = if self.planar { self.info.bands } else { 1 };
+        let across = (cols.div_ceil(self.chunk_w) + 1).min(self.across);
+        self.cache_chunks = self.chunk_rows_for(rows).min(self.down) * across * planes;
+    }
+
+    /// The most bytes the decoded-chunk cache held so far (4 per sample: chunks are kept as `f32`).
+    pub fn peak_cache_bytes(&self) -> usize {
+        4 * self.peak_samples
     }
 
     /// Rows of chunks a window of `rows` rows can touch.
@@ -434,13 +455,18 @@ impl GeoTiffReader {
             _ => return Err(Error::format(path, "unsupported sample type")),
         };
         let c = Arc::new(v);
-        self.cache.insert(index, c.clone());
-        self.order.push_back(index);
-        while self.order.len() > self.cache_chunks {
-            if let Some(old) = self.order.pop_front() {
-                self.cache.remove(&old);
+        while self.order.len() >= self.cache_chunks.max(1) {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.cache.remove(&old) {
+                self.cache_samples -= gone.len();
             }
         }
+        self.cache_samples += c.len();
+        self.peak_samples = self.peak_samples.max(self.cache_samples);
+        self.cache.insert(index, c.clone());
+        self.order.push_back(index);
         Ok(c)
     }
 
