@@ -4,7 +4,7 @@
 //! Each window's panoptic prediction is `predict`'s (the pseudo-NMS of [`crate::models::paps::nms`]): an
 //! instance map of ids `rank + 1` and, on the instance's pixels, its class (the argmax of its class scores;
 //! class 0 elsewhere). An instance of window (ky, kx) is **kept** when the window's core
-//! ([`super::plan::core`]) holds its center, so an instance cut by a window's edge is taken from the window
+//! ([`super::plan::axis_core`]) holds its center, so an instance cut by a window's edge is taken from the window
 //! that sees it around its center; its id over the scene is `(ky · nx + kx) · p² + rank + 1`
 //! ([`super::plan::Plan::id_base`]: unique over the scene and the same in every `--part`; `id mod p²` is
 //! `predict`'s id of that window, `id div p²` the window). Each pixel of a kept instance is **claimed** for

@@ -430,6 +430,8 @@ pub fn map(model: MapModel<'_>, device: Device, opts: &MapOptions) -> Result<Map
     let mut done = 0usize;
     let (tx, rx) = sync_channel::<Result<Prepared>>(2);
     let cache_bytes = std::thread::scope(|s| -> Result<usize> {
+        // Dropped when this closure returns (an error included), so that the reader stops sending.
+        let rx = rx;
         let win = &windows;
         let reader = s.spawn(move || {
             for chunk in win.chunks(batch_size) {
@@ -621,9 +623,9 @@ impl MapArgs {
         if task == Task::PixelSet {
             return Err(Error::Invalid(format!(
                 "{}: a pixel-set model (PSE + L-TAE, TAE, GRU, TempCNN) classifies parcels given as pixel \
-                 sets; map runs the models that segment images (U-TAE and the U-TAE paper's baselines, \
-                 U-TAE + PaPs). Cutting parcels from a vector file into pixel sets is not part of sitsgpu: \
-                 write them in the Sentinel-Agri layout and run predict",
+                 sets, and map segments images (U-TAE, the U-TAE paper's baselines, U-TAE + PaPs): parcels \
+                 from a vector file are out of scope here (write them as pixel sets in the Sentinel-Agri \
+                 layout and run predict)",
                 conf.display()
             )));
         }

@@ -1,5 +1,5 @@
 //! Where `sitsgpu map`'s windows go and in which order they run: the window grid ([`positions`]), each
-//! window's core ([`core`]), the rows a `--part` owns, and the column blocks that keep memory independent of
+//! window's core ([`axis_core`]), the rows a `--part` owns, and the column blocks that keep memory independent of
 //! the scene's size ([`Plan`]).
 //!
 //! **Blocks.** The map is computed one block of columns at a time, top to bottom inside a block: block j
@@ -41,7 +41,7 @@ pub fn positions(n: usize, p: usize, stride: usize) -> Vec<usize> {
 /// The core of window `k` along an axis with window starts `pos` (windows of side `p`): the pixels whose
 /// center is nearer window k's center than any other's (ties to the lower index), the last window's
 /// reaching to its own far edge.
-pub fn core(pos: &[usize], k: usize, p: usize) -> Range<usize> {
+pub fn axis_core(pos: &[usize], k: usize, p: usize) -> Range<usize> {
     // Pixel a (center a + ½) is nearer window k + 1's center (pos + p/2) than window k's when
     // 2a + 1 > pos[k] + pos[k + 1] + p.
     let boundary = |k: usize| (pos[k] + pos[k + 1] + p - 1) / 2 + 1;
@@ -232,7 +232,10 @@ impl Plan {
 
     /// The core of window (ky, kx): (rows, columns).
     pub fn core(&self, ky: usize, kx: usize) -> (Range<usize>, Range<usize>) {
-        (core(&self.ys, ky, self.p), core(&self.xs, kx, self.p))
+        (
+            axis_core(&self.ys, ky, self.p),
+            axis_core(&self.xs, kx, self.p),
+        )
     }
 }
 
@@ -260,7 +263,7 @@ mod tests {
             let pos = positions(n, p, stride);
             let mut next = 0;
             for k in 0..pos.len() {
-                let c = core(&pos, k, p);
+                let c = axis_core(&pos, k, p);
                 assert_eq!(c.start, next, "n {n} k {k}");
                 assert!(
                     c.start >= pos[k] && c.end <= pos[k] + p,
@@ -276,8 +279,8 @@ mod tests {
             assert!(next >= n);
         }
         // Windows at 0 and 96 of 128: centers 64 and 160, split at 112.
-        assert_eq!(core(&[0, 96], 0, 128), 0..112);
-        assert_eq!(core(&[0, 96], 1, 128), 112..224);
+        assert_eq!(axis_core(&[0, 96], 0, 128), 0..112);
+        assert_eq!(axis_core(&[0, 96], 1, 128), 112..224);
     }
 
     #[test]
