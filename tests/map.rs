@@ -9,7 +9,8 @@
 //! - U-TAE + PaPs (the shared fixture `utae_paps_small`): the instance raster read by GDAL (uint32, nodata 0,
 //!   the input's grid), its ids unique over the scene and equal to `predict`'s instance of the window
 //!   (`id mod p²`, window `id div p²`) on the pixels only that window covers, the class map `predict`'s
-//!   panoptic semantic output there, parts mosaicking to the single run (instances included).
+//!   panoptic semantic output there, parts mosaicking to the single run (instances included, at a batch
+//!   of 3).
 //! - the 512 × 384 × 10-band × 12-date scene on the GPU at batch 4, timed;
 //! - memory flat in the scene's size: a scene and one 4× larger (same data, more nodata around it) report
 //!   the same accumulator and tile-cache peaks, and (Linux) peak resident memory within 3 MiB.
@@ -102,6 +103,8 @@ struct Scene<'a> {
     w: usize,
     tile: usize,
     nodata: &'a dyn Fn(usize, usize, usize) -> bool,
+    /// The values (default [`value`]).
+    value: fn(usize, usize, usize, usize) -> f32,
 }
 
 impl Scene<'_> {
@@ -109,7 +112,7 @@ impl Scene<'_> {
         if (self.nodata)(t, y, x) {
             NODATA
         } else {
-            value(t, b, y, x)
+            (self.value)(t, b, y, x)
         }
     }
 
@@ -174,6 +177,7 @@ fn scene4(h: usize, w: usize, blank: usize) -> Scene<'static> {
         w,
         tile: 16,
         nodata,
+        value,
     }
 }
 
@@ -559,11 +563,19 @@ fn paps_map_writes_instances_equal_to_predict_window_for_window() {
          {not_kept} of predict's instances left to another window"
     );
 
-    // Two parts mosaic to the single run, instance ids included.
+    // Two parts mosaic to the single run, instance ids included, at a batch of 3 (batches are cut at the
+    // end of a block's row of windows, so each window has the same batch mates in every run).
+    let mut flags3 = flags.to_vec();
+    flags3[5] = "3";
+    assert_eq!(flags3[4], "--batch_size");
+    let single = tmp.0.join("out/single3.tif");
+    map(&res, &images, &single, &flags3);
+    let classes = gdal_pixels(&single, &tmp.0);
+    let ids_map = gdal_pixels(&tmp.0.join("out/single3_instances.tif"), &tmp.0);
     let part_paths: Vec<PathBuf> = (1..=2)
         .map(|i| {
             let part = tmp.0.join(format!("out/part{i}.tif"));
-            let mut args = flags.to_vec();
+            let mut args = flags3.clone();
             let which = format!("{i}/2");
             args.extend(["--part", &which]);
             map(&res, &images, &part, &args);
@@ -627,6 +639,7 @@ fn a_512_by_384_scene_of_12_dates_maps_on_the_gpu() {
         w: 512,
         tile: 256,
         nodata: &cloud,
+        value,
     };
     scene.write(&images);
     let out = tmp.0.join("MAP.tif");
@@ -668,6 +681,7 @@ fn memory_is_flat_in_the_scene_size() {
             w,
             tile: 16,
             nodata: &corner,
+            value,
         }
         .write(&images);
         let out = tmp.0.join(format!("map{w}.tif"));

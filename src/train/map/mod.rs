@@ -36,7 +36,9 @@
 //! wins, then the more confident instance). The class map is the panoptic semantic output, as `predict`
 //! gives it: the instance's class on its pixels, 0 (background) elsewhere. As in the original, the
 //! centers are the local maxima above the heatmap's mean **over the batch**: `--batch_size 1` makes every
-//! window independent of its neighbours in the batch (`predict` batches patches the same way).
+//! window exactly `predict`'s on its pixels (`predict` batches patches the same way). Batches are cut at
+//! the end of each row of windows of a block, so a window's batch mates are the same in the single run and
+//! in every `--part`, and the parts mosaic to the single run at any batch size.
 //!
 //! Outputs: `MAP.tif`, band 1 the class map (uint8, 255 where no date has data, and outside the scene),
 //! tiled and deflate-compressed on the input's grid and CRS; for PaPs, `MAP_instances.tif` (uint32 instance
@@ -112,12 +114,11 @@ struct Forward {
 }
 
 impl MapModel<'_> {
-    fn forward(&self, b: &Batch, device: Device, attention: bool) -> Forward {
+    /// Runs the batch (its inputs moved to the tensor, not copied).
+    fn forward(&self, b: Batch, device: Device, attention: bool) -> Forward {
         let ctx = Ctx::eval();
-        let x = Tensor::from_vec(b.x.clone(), &b.shape, device);
-        let pad = PadInfo {
-            mask: b.pad_mask.clone(),
-        };
+        let x = Tensor::from_vec(b.x, &b.shape, device);
+        let pad = PadInfo { mask: b.pad_mask };
         let attn = |a: Option<&Tensor>| match (a, attention) {
             (Some(a), true) => Some((a.to_vec(), a.shape().to_vec())),
             _ => None,
@@ -267,7 +268,7 @@ fn read_window(
     (r, c, p): (usize, usize, usize),
 ) -> Result<Option<WindowSample>> {
     let nc = bands.len();
-    let mut data = Vec::new();
+    let mut data = Vec::with_capacity(readers.len() * nc * p * p);
     let mut kept = Vec::new();
     let mut valid = vec![false; p * p];
     let mut has = vec![true; p * p];
@@ -356,7 +357,8 @@ pub fn map(model: MapModel<'_>, device: Device, opts: &MapOptions) -> Result<Map
         .collect();
     let n_dates = days.len();
     let chunk_w = readers.iter().map(|r| r.chunk_size().0).max().unwrap_or(w);
-    let plan = Plan::new((h, w), p, overlap, opts.part, chunk_w)?;
+    let batch_size = opts.batch_size.max(1);
+    let plan = Plan::new((h, w), p, overlap, opts.part, (chunk_w, batch_size))?;
     if panoptic {
         plan.check_ids()?;
     }
@@ -421,7 +423,16 @@ pub fn map(model: MapModel<'_>, device: Device, opts: &MapOptions) -> Result<Map
     let bar = crate::train::progress::bar(opts.progress, windows.len() as u64, "map");
     bar.set_message("windows");
     let (norm_mean, norm_std) = (opts.norm.0.clone(), opts.norm.1.clone());
-    let batch_size = opts.batch_size.max(1);
+    // U-TAE + PaPs: batches never straddle a row of windows of a block, so that a window's batch mates
+    // (whose heatmap mean sets its centers) are the same in the single run and in every part.
+    let batches: Vec<&[Window]> = if panoptic {
+        windows
+            .chunk_by(|a, b| (a.block, a.ky) == (b.block, b.ky))
+            .flat_map(|row| row.chunks(batch_size))
+            .collect()
+    } else {
+        windows.chunks(batch_size).collect()
+    };
     let mut r = MapReport {
         windows: windows.len(),
         blocks: plan.blocks.len(),
@@ -432,13 +443,13 @@ pub fn map(model: MapModel<'_>, device: Device, opts: &MapOptions) -> Result<Map
     let cache_bytes = std::thread::scope(|s| -> Result<usize> {
         // Dropped when this closure returns (an error included), so that the reader stops sending.
         let rx = rx;
-        let win = &windows;
+        let batches = &batches;
         let reader = s.spawn(move || {
-            for chunk in win.chunks(batch_size) {
+            for chunk in batches {
                 let t0 = Instant::now();
                 let mut samples = Vec::new();
                 let mut out = Vec::new();
-                for wnd in chunk {
+                for wnd in chunk.iter() {
                     match read_window(
                         &mut readers,
                         &days,
@@ -478,10 +489,7 @@ pub fn map(model: MapModel<'_>, device: Device, opts: &MapOptions) -> Result<Map
             let prep = msg?;
             r.reading += prep.seconds;
             let t0 = Instant::now();
-            let fw = prep
-                .batch
-                .as_ref()
-                .map(|b| model.forward(b, device, extra > 0));
+            let fw = prep.batch.map(|b| model.forward(b, device, extra > 0));
             r.model += t0.elapsed().as_secs_f64();
             let t0 = Instant::now();
             let mut last_y = None;

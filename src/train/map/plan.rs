@@ -8,8 +8,8 @@
 //! first column lies in them. A block's windows reach past `c1` by less than a window; what they add there
 //! is handed to the next block row by row through a file (a first-in first-out spill, see
 //! [`super::blend`]), so every window runs once and the accumulator holds one block's width, never the
-//! scene's. Blocks are [`block_width`] wide: a multiple of the output tile, at least four windows and two
-//! input tiles; an input stored in strips that span the whole width is one block (every window needs
+//! scene's. Blocks are [`block_width`] wide: a multiple of the output tile, at least four windows, a batch of
+//! windows side by side and two//! input tiles; an input stored in strips that span the whole width is one block (every window needs
 //! whole-width strips decoded anyway; `gdal_translate -co TILED=YES` makes such a file tiled).
 //!
 //! **Cores.** Along an axis, window k's core is the pixels nearer its center than any other window's center
@@ -54,14 +54,14 @@ pub fn axis_core(pos: &[usize], k: usize, p: usize) -> Range<usize> {
     lo..hi
 }
 
-/// Block width for a scene `w` wide read from chunks `chunk_w` wide, windows of side `p` (see the module
-/// doc): the whole width for strips spanning it, else a multiple of the output tile of at least `4p` and
-/// `2 · chunk_w`.
-pub fn block_width(w: usize, p: usize, chunk_w: usize) -> usize {
+/// Block width for a scene `w` wide read from chunks `chunk_w` wide, windows of side `p`, `batch` windows
+/// a `stride` apart side by side (see the module doc): the whole width for strips spanning it, else a
+/// multiple of the output tile of at least `4p`, `batch · stride` and `2 · chunk_w`.
+pub fn block_width(w: usize, p: usize, chunk_w: usize, (batch, stride): (usize, usize)) -> usize {
     if chunk_w >= w {
         return w;
     }
-    (4 * p).max(2 * chunk_w).div_ceil(TILE) * TILE
+    (4 * p).max(2 * chunk_w).max(batch * stride).div_ceil(TILE) * TILE
 }
 
 /// One block of columns.
@@ -117,13 +117,13 @@ pub struct Window {
 
 impl Plan {
     /// The plan for an `h` × `w` scene, windows of side `p` overlapping by `overlap`, part `(i, n)` of the
-    /// window rows (1-based), read from chunks `chunk_w` wide ([`block_width`]).
+    /// window rows (1-based), read from chunks `chunk_w` wide, `batch` windows a batch ([`block_width`]).
     pub fn new(
         (h, w): (usize, usize),
         p: usize,
         overlap: usize,
         (pi, pn): (usize, usize),
-        chunk_w: usize,
+        (chunk_w, batch): (usize, usize),
     ) -> Result<Plan> {
         let ys = positions(h, p, p - overlap);
         let xs = positions(w, p, p - overlap);
@@ -143,7 +143,9 @@ impl Plan {
             .filter(|&k| ys[k] < row1 && ys[k] + p > row0)
             .collect();
         let ky = touching[0]..touching[touching.len() - 1] + 1;
-        let block_w = block_width(w, p, chunk_w).min(w).max(1);
+        let block_w = block_width(w, p, chunk_w, (batch, p - overlap))
+            .min(w)
+            .max(1);
         let mut blocks: Vec<Block> = Vec::new();
         let mut c0 = 0;
         while c0 < w {
@@ -291,7 +293,7 @@ mod tests {
             (300, 32, 16),
             (1030, 128, 256),
         ] {
-            let plan = Plan::new((64, w), p, p / 4, (1, 1), chunk).unwrap();
+            let plan = Plan::new((64, w), p, p / 4, (1, 1), (chunk, 4)).unwrap();
             let mut c = 0;
             let mut kx = 0;
             for b in &plan.blocks {
@@ -307,9 +309,11 @@ mod tests {
             assert_eq!((c, kx), (w, plan.xs.len()));
         }
         // Strips spanning the width: one block.
-        let plan = Plan::new((64, 2000), 128, 32, (1, 1), 2000).unwrap();
+        let plan = Plan::new((64, 2000), 128, 32, (1, 1), (2000, 4)).unwrap();
         assert_eq!(plan.blocks.len(), 1);
-        assert_eq!(block_width(2000, 128, 256), 512);
-        assert_eq!(block_width(520, 32, 16), 256);
+        assert_eq!(block_width(2000, 128, 256, (4, 96)), 512);
+        assert_eq!(block_width(520, 32, 16, (4, 24)), 256);
+        // A batch of windows fits in a block's row of windows.
+        assert_eq!(block_width(4000, 128, 256, (16, 96)), 1536);
     }
 }
