@@ -20,9 +20,10 @@
 //! **Order and memory.** The windows run block of columns by block of columns, top to bottom inside a
 //! block ([`plan`]); each output tile is written as soon as every window covering it has run, and what a
 //! block's windows reach past its right edge goes to the next block through a first-in first-out file
-//! ([`blend`]). Memory is bounded by the batch, a block (four windows wide) and the readers' caches (one
-//! window of decoded tiles per date), never by the scene: a 4× larger scene has the same peak
-//! (`tests/map.rs`). An input stored in whole-width strips is read one block wide (see [`plan`]).
+//! ([`blend`]). Memory is bounded by the batch, a block (at least four windows and a batch of windows
+//! wide) and the readers' caches (one window of decoded tiles per date), never by the scene: a 4× larger
+//! scene has the same peak (`tests/map.rs`). An input stored in whole-width strips is read one block wide
+//! (see [`plan`]).
 //!
 //! **Semantic models** ([`blend`]): each window's logits are weighted by `w(y)·w(x)`, where `w` is 1 in the
 //! window's core and ramps linearly down towards a side where a neighbouring window overlaps (never to 0,
