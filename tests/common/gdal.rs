@@ -112,6 +112,11 @@ pub fn gdal_pixels(tif: &Path, dir: &Path) -> Vec<f32> {
             .chunks(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
+        // Exact up to 2^24.
+        "UInt32" => raw
+            .chunks(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+            .collect(),
         other => panic!("gdal_pixels: {other}"),
     }
 }

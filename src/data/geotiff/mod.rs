@@ -22,8 +22,10 @@
 //!
 //! A [`GeoTiffReader`] reads windows (rows × columns × bands) without reading the scene: only the strips or
 //! tiles a window touches are decoded, and a bounded cache keeps the last ones so that overlapping sliding
-//! windows do not decode them twice. [`writer::TiledWriter`] writes tiled, deflate-compressed uint8 / float32
-//! GeoTIFFs tile row by tile row (memory: one row of tiles), with the same georeferencing and nodata.
+//! windows do not decode them twice (sized to one window by [`GeoTiffReader::set_cache_window`], so its
+//! memory does not grow with the raster unless the file's strips span the whole width).
+//! [`writer::TiledWriter`] writes tiled, deflate-compressed uint8 / uint32 / float32 GeoTIFFs tile by tile,
+//! in any order (memory: the tiles handed over), with the same georeferencing and nodata.
 
 pub mod writer;
 
@@ -225,8 +227,30 @@ impl GeoTiffInfo {
     }
 }
 
-/// Decoded chunk: its samples as `f32`, (rows, cols, samples_in_chunk) row-major.
-type Chunk = Arc<Vec<f32>>;
+/// A decoded chunk's samples, (rows, cols, samples_in_chunk) row-major, kept in the file's own type where
+/// that is narrower than `f32` (an int16 scene's cache takes half the memory), converted when copied out.
+enum Samples {
+    U8(Vec<u8>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    /// Every other type, as `f32`.
+    F32(Vec<f32>),
+}
+
+impl Samples {
+    /// Bytes held.
+    fn bytes(&self) -> usize {
+        match self {
+            Samples::U8(v) => v.len(),
+            Samples::I16(v) => 2 * v.len(),
+            Samples::U16(v) => 2 * v.len(),
+            Samples::F32(v) => 4 * v.len(),
+        }
+    }
+}
+
+/// A decoded chunk, shared with the cache.
+type Chunk = Arc<Samples>;
 
 /// A GeoTIFF opened for window reads.
 pub struct GeoTiffReader {
@@ -241,6 +265,9 @@ pub struct GeoTiffReader {
     cache: HashMap<u32, Chunk>,
     order: VecDeque<u32>,
     cache_chunks: usize,
+    /// Bytes held by the cache now, and at most so far.
+    cache_bytes: usize,
+    peak_bytes: usize,
 }
 
 fn tiff_err(path: &Path, e: tiff::TiffError) -> Error {
@@ -384,6 +411,8 @@ impl GeoTiffReader {
             cache: HashMap::new(),
             order: VecDeque::new(),
             cache_chunks: 2 * across,
+            cache_bytes: 0,
+            peak_bytes: 0,
         })
     }
 
@@ -409,6 +438,21 @@ impl GeoTiffReader {
         self.cache_chunks = rows.max(1) * self.across * planes;
     }
 
+    /// Keeps the strips/tiles of one window of `rows` × `cols` pixels (of every band) decoded: windows
+    /// sliding down a column of windows `cols` wide decode each chunk once, and the cache holds no more
+    /// than such a window's chunks, whatever the raster's size (unless its strips span the whole width).
+    pub fn set_cache_window(&mut self, rows: usize, cols: usize) {
+        let planes = if self.planar { self.info.bands } else { 1 };
+        let across = (cols.div_ceil(self.chunk_w) + 1).min(self.across);
+        self.cache_chunks = self.chunk_rows_for(rows).min(self.down) * across * planes;
+    }
+
+    /// The most bytes the decoded-chunk cache held so far (chunks are kept as uint8, int16 or uint16 when the
+    /// file's samples are, else as `f32`).
+    pub fn peak_cache_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+
     /// Rows of chunks a window of `rows` rows can touch.
     pub fn chunk_rows_for(&self, rows: usize) -> usize {
         rows.div_ceil(self.chunk_h) + 1
@@ -423,24 +467,29 @@ impl GeoTiffReader {
             .decoder
             .read_chunk(index)
             .map_err(|e| Error::format(path, format!("cannot decode strip/tile {index}: {e}")))?;
-        let v: Vec<f32> = match data {
-            DecodingResult::U8(v) => v.into_iter().map(f32::from).collect(),
-            DecodingResult::I16(v) => v.into_iter().map(f32::from).collect(),
-            DecodingResult::U16(v) => v.into_iter().map(f32::from).collect(),
-            DecodingResult::I32(v) => v.into_iter().map(|x| x as f32).collect(),
-            DecodingResult::U32(v) => v.into_iter().map(|x| x as f32).collect(),
-            DecodingResult::F32(v) => v,
-            DecodingResult::F64(v) => v.into_iter().map(|x| x as f32).collect(),
+        let v = match data {
+            DecodingResult::U8(v) => Samples::U8(v),
+            DecodingResult::I16(v) => Samples::I16(v),
+            DecodingResult::U16(v) => Samples::U16(v),
+            DecodingResult::I32(v) => Samples::F32(v.into_iter().map(|x| x as f32).collect()),
+            DecodingResult::U32(v) => Samples::F32(v.into_iter().map(|x| x as f32).collect()),
+            DecodingResult::F32(v) => Samples::F32(v),
+            DecodingResult::F64(v) => Samples::F32(v.into_iter().map(|x| x as f32).collect()),
             _ => return Err(Error::format(path, "unsupported sample type")),
         };
         let c = Arc::new(v);
-        self.cache.insert(index, c.clone());
-        self.order.push_back(index);
-        while self.order.len() > self.cache_chunks {
-            if let Some(old) = self.order.pop_front() {
-                self.cache.remove(&old);
+        while self.order.len() >= self.cache_chunks.max(1) {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.cache.remove(&old) {
+                self.cache_bytes -= gone.bytes();
             }
         }
+        self.cache_bytes += c.bytes();
+        self.peak_bytes = self.peak_bytes.max(self.cache_bytes);
+        self.cache.insert(index, c.clone());
+        self.order.push_back(index);
         Ok(c)
     }
 
@@ -530,11 +579,28 @@ impl GeoTiffReader {
 /// top-left pixel is (win.0, win.1).
 #[allow(clippy::too_many_arguments)]
 fn copy_rows(
-    chunk: &[f32],
+    chunk: &Samples,
     data_w: usize,
     spc: usize,
     s: usize,
     origin: (i64, i64),
+    rect: (i64, i64, i64, i64),
+    out: &mut [f32],
+    win: (i64, i64, usize),
+) {
+    let layout = (data_w, spc, s, origin);
+    match chunk {
+        Samples::U8(v) => copy_rows_of(v, layout, rect, out, win),
+        Samples::I16(v) => copy_rows_of(v, layout, rect, out, win),
+        Samples::U16(v) => copy_rows_of(v, layout, rect, out, win),
+        Samples::F32(v) => copy_rows_of(v, layout, rect, out, win),
+    }
+}
+
+/// [`copy_rows`] for one sample type.
+fn copy_rows_of<T: Copy + Into<f32>>(
+    chunk: &[T],
+    (data_w, spc, s, origin): (usize, usize, usize, (i64, i64)),
     (y0, y1, x0, x1): (i64, i64, i64, i64),
     out: &mut [f32],
     (wr, wc, cols): (i64, i64, usize),
@@ -544,7 +610,7 @@ fn copy_rows(
         let dst_row = (y - wr) as usize * cols;
         for x in x0..x1 {
             let src = (src_row + (x - origin.1) as usize) * spc + s;
-            out[dst_row + (x - wc) as usize] = chunk.get(src).copied().unwrap_or(f32::NAN);
+            out[dst_row + (x - wc) as usize] = chunk.get(src).map_or(f32::NAN, |&v| v.into());
         }
     }
 }

@@ -1,10 +1,13 @@
-//! Streaming writer of tiled, deflate-compressed GeoTIFFs (uint8 or float32, one or more bands).
+//! Streaming writer of tiled, deflate-compressed GeoTIFFs (uint8, uint32 or float32, one or more bands).
 //!
 //! The `tiff` crate's encoder writes strips; GIS tools want tiles (QGIS pans a 10,980² map without reading
 //! it all), and a scene-sized map must not sit in memory. So this file writes the TIFF structure itself,
-//! which is short: the 8-byte header (16 for BigTIFF) with a placeholder, the compressed tiles as each row
-//! of tiles is handed over ([`TiledWriter::write_tile_row`]), then the tag values and the one image
-//! directory, whose offset is patched into the header. Tags written: the baseline ones for a tiled,
+//! which is short: the 8-byte header (16 for BigTIFF) with a placeholder, the compressed tiles as they are
+//! handed over, in any order ([`TiledWriter::write_tiles`]: a run of tiles of one row of tiles; the file
+//! keeps one offset per tile, so a map computed block by block writes each block's tiles as soon as they
+//! are final), or row of tiles by row of tiles ([`TiledWriter::write_tile_row`]), then the tag values and
+//! the one image directory, whose offset is patched into the header. Values come as `f32` or `u32`
+//! ([`Sample`]): instance ids past 2^24 do not survive a trip through `f32`. Tags written: the baseline ones for a tiled,
 //! pixel-interleaved, zlib-deflated (Compression 8) image, SampleFormat, ExtraSamples for bands past the
 //! first, and the GeoTIFF tags of [`super::GeoRef`] plus GDAL_NODATA, verbatim. BigTIFF is chosen when the
 //! uncompressed image could pass 4 GiB (or when asked). The file is written under a temporary name and
@@ -78,7 +81,47 @@ pub fn nodata_text(v: f64) -> String {
     }
 }
 
-/// A tiled GeoTIFF being written, one row of tiles at a time.
+/// A value handed to the writer, stored as the file's sample type.
+pub trait Sample: Copy {
+    /// The value of a GDAL nodata (or 0) as this type, for the padding of edge tiles.
+    fn from_f64(v: f64) -> Self;
+    /// Appends the little-endian bytes of this value as a sample of type `ty` (uint8: rounded and clamped
+    /// to 0..=255; uint32: rounded and clamped to 0..=2^32 - 1; float32: as it is).
+    fn store(self, ty: SampleType, out: &mut Vec<u8>);
+}
+
+impl Sample for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn store(self, ty: SampleType, out: &mut Vec<u8>) {
+        match ty {
+            SampleType::U8 => out.push(self.round().clamp(0.0, 255.0) as u8),
+            SampleType::U32 => out.extend_from_slice(
+                &(self.round().clamp(0.0, u32::MAX as f32) as u32).to_le_bytes(),
+            ),
+            _ => out.extend_from_slice(&self.to_le_bytes()),
+        }
+    }
+}
+
+impl Sample for u32 {
+    fn from_f64(v: f64) -> Self {
+        v.round().clamp(0.0, u32::MAX as f64) as u32
+    }
+    fn store(self, ty: SampleType, out: &mut Vec<u8>) {
+        match ty {
+            SampleType::U8 => out.push(self.min(255) as u8),
+            SampleType::U32 => out.extend_from_slice(&self.to_le_bytes()),
+            _ => out.extend_from_slice(&(self as f32).to_le_bytes()),
+        }
+    }
+}
+
+/// Marks a tile not written yet.
+const UNWRITTEN: u64 = u64::MAX;
+
+/// A tiled GeoTIFF being written, tile by tile in any order.
 pub struct TiledWriter {
     path: PathBuf,
     tmp: PathBuf,
@@ -91,7 +134,11 @@ pub struct TiledWriter {
     georef: GeoRef,
     nodata: Option<f64>,
     across: usize,
+    /// Rows handed to [`Self::write_tile_row`] so far.
     rows_done: usize,
+    /// Tiles written so far.
+    written: usize,
+    /// File offset of each tile, row-major ([`UNWRITTEN`] until written).
     offsets: Vec<u64>,
     counts: Vec<u64>,
     pos: u64,
@@ -99,7 +146,7 @@ pub struct TiledWriter {
 
 impl TiledWriter {
     /// Starts `path` (written as `path.tmp` until [`Self::finish`]): `width` × `height` pixels, `bands`
-    /// bands of `sample` (uint8 or float32), on the grid and CRS of `georef`, with `nodata`; BigTIFF when
+    /// bands of `sample` (uint8, uint32 or float32), on the grid and CRS of `georef`, with `nodata`; BigTIFF when
     /// `force_big` or when the image could pass 4 GiB.
     #[allow(clippy::too_many_arguments)]
     pub fn create(
@@ -112,9 +159,9 @@ impl TiledWriter {
         nodata: Option<f64>,
         force_big: bool,
     ) -> Result<TiledWriter> {
-        if !matches!(sample, SampleType::U8 | SampleType::F32) {
+        if !matches!(sample, SampleType::U8 | SampleType::U32 | SampleType::F32) {
             return Err(Error::Invalid(format!(
-                "{}: only uint8 and float32 GeoTIFFs are written, not {}",
+                "{}: only uint8, uint32 and float32 GeoTIFFs are written, not {}",
                 path.display(),
                 sample.gdal_name()
             )));
@@ -126,6 +173,7 @@ impl TiledWriter {
             )));
         }
         let bytes = if sample == SampleType::U8 { 1 } else { 4 };
+        let tiles = width.div_ceil(TILE) * height.div_ceil(TILE);
         let big = force_big || (width * height * bands * bytes) as u64 > 3 << 30;
         let mut name = path.as_os_str().to_owned();
         name.push(".tmp");
@@ -144,8 +192,9 @@ impl TiledWriter {
             nodata,
             across: width.div_ceil(TILE),
             rows_done: 0,
-            offsets: Vec::new(),
-            counts: Vec::new(),
+            written: 0,
+            offsets: vec![UNWRITTEN; tiles],
+            counts: vec![0; tiles],
             pos: 0,
         };
         let header: Vec<u8> = if big {
@@ -177,63 +226,104 @@ impl TiledWriter {
         TILE.min(self.height - self.rows_done.min(self.height))
     }
 
-    /// Writes the next row of tiles from `data`, (bands, [`Self::next_rows`], width) row-major. float32
-    /// values are stored as they are; uint8 values are rounded and clamped to 0..=255.
-    pub fn write_tile_row(&mut self, data: &[f32]) -> Result<()> {
-        let rows = self.next_rows();
-        if rows == 0 || data.len() != self.bands * rows * self.width {
+    /// Writes the next row of tiles from `data`, (bands, [`Self::next_rows`], width) row-major, values
+    /// stored as [`Sample::store`] says.
+    pub fn write_tile_row<T: Sample>(&mut self, data: &[T]) -> Result<()> {
+        if self.next_rows() == 0 {
             return Err(Error::Invalid(format!(
-                "{}: tile row of {} values given, {} expected",
-                self.path.display(),
-                data.len(),
-                self.bands * rows * self.width
+                "{}: every row of tiles is written already",
+                self.path.display()
             )));
         }
-        let fill = self.nodata.unwrap_or(0.0) as f32;
-        let plane = rows * self.width;
-        for tx in 0..self.across {
+        self.write_tiles(self.rows_done / TILE, 0, self.width, data)?;
+        self.rows_done += self.next_rows();
+        Ok(())
+    }
+
+    /// Rows of tile row `ty` (a tile's height, less at the bottom).
+    pub fn tile_rows(&self, ty: usize) -> usize {
+        TILE.min(self.height.saturating_sub(ty * TILE))
+    }
+
+    /// Writes the tiles of tile row `ty` that cover columns `tx0·TILE .. tx0·TILE + cols` from `data`,
+    /// (bands, [`Self::tile_rows`], cols) row-major; `cols` covers whole tiles (ends at a multiple of the
+    /// tile or at the image's right edge). Tiles may come in any order, each once.
+    pub fn write_tiles<T: Sample>(
+        &mut self,
+        ty: usize,
+        tx0: usize,
+        cols: usize,
+        data: &[T],
+    ) -> Result<()> {
+        let rows = self.tile_rows(ty);
+        let c0 = tx0 * TILE;
+        let name = self.path.display().to_string();
+        let bad = |what: String| Error::Invalid(format!("{name}: {what}"));
+        if rows == 0 || cols == 0 || c0 + cols > self.width {
+            return Err(bad(format!(
+                "tiles ({ty}, {tx0}..) of {cols} columns are outside the {} x {} image",
+                self.width, self.height
+            )));
+        }
+        if !cols.is_multiple_of(TILE) && c0 + cols != self.width {
+            return Err(bad(format!(
+                "{cols} columns from tile column {tx0}: not whole tiles"
+            )));
+        }
+        if data.len() != self.bands * rows * cols {
+            return Err(bad(format!(
+                "{} values given for tiles of {} bands x {rows} rows x {cols} columns",
+                data.len(),
+                self.bands
+            )));
+        }
+        let fill = T::from_f64(self.nodata.unwrap_or(0.0));
+        let plane = rows * cols;
+        for tx in tx0..tx0 + cols.div_ceil(TILE) {
+            let index = ty * self.across + tx;
+            if self.offsets[index] != UNWRITTEN {
+                return Err(bad(format!("tile ({ty}, {tx}) written twice")));
+            }
             // One tile, pixel-interleaved, padded to TILE × TILE with the nodata value.
             let mut raw: Vec<u8> = Vec::with_capacity(TILE * TILE * self.bands * 4);
             for y in 0..TILE {
                 for x in 0..TILE {
-                    let col = tx * TILE + x;
+                    let col = (tx - tx0) * TILE + x;
                     for b in 0..self.bands {
-                        let v = if y < rows && col < self.width {
-                            data[b * plane + y * self.width + col]
+                        let v = if y < rows && col < cols {
+                            data[b * plane + y * cols + col]
                         } else {
                             fill
                         };
-                        match self.sample {
-                            SampleType::U8 => raw.push(v.round().clamp(0.0, 255.0) as u8),
-                            _ => raw.extend_from_slice(&v.to_le_bytes()),
-                        }
+                        v.store(self.sample, &mut raw);
                     }
                 }
             }
             let mut z = ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
             z.write_all(&raw).map_err(|e| Error::io(&self.tmp, e))?;
             let packed = z.finish().map_err(|e| Error::io(&self.tmp, e))?;
-            self.offsets.push(self.pos);
-            self.counts.push(packed.len() as u64);
+            self.offsets[index] = self.pos;
+            self.counts[index] = packed.len() as u64;
             self.put(&packed)?;
+            self.written += 1;
         }
-        self.rows_done += rows;
         Ok(())
     }
 
     /// Writes the tags and the directory, and renames the file into place. Every row must have been written.
     pub fn finish(mut self) -> Result<()> {
-        if self.rows_done != self.height {
+        if self.written != self.offsets.len() {
             return Err(Error::Invalid(format!(
-                "{}: {} of {} rows written",
+                "{}: {} of {} tiles written",
                 self.path.display(),
-                self.rows_done,
-                self.height
+                self.written,
+                self.offsets.len()
             )));
         }
         let nb = self.bands;
         let (bits, format) = match self.sample {
             SampleType::U8 => (8u16, 1u16),
+            SampleType::U32 => (32, 1),
             _ => (32, 3),
         };
         let mut tags: Vec<(u16, Val)> = vec![
@@ -351,9 +441,9 @@ impl TiledWriter {
 
 /// Writes a whole (bands, height, width) raster at once (small outputs, tests).
 #[allow(clippy::too_many_arguments)]
-pub fn write_all(
+pub fn write_all<T: Sample>(
     path: &Path,
-    data: &[f32],
+    data: &[T],
     width: usize,
     height: usize,
     bands: usize,
@@ -371,4 +461,78 @@ pub fn write_all(
         w.write_tile_row(&part)?;
     }
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiff::decoder::{Decoder, DecodingResult};
+
+    /// The pixels of a one-band file as the `tiff` crate decodes them.
+    fn decode(path: &Path) -> DecodingResult {
+        let f = File::open(path).unwrap();
+        Decoder::new(std::io::BufReader::new(f))
+            .unwrap()
+            .read_image()
+            .unwrap()
+    }
+
+    #[test]
+    fn tiles_in_any_order_and_uint32_ids_past_two_to_the_24() {
+        let dir = std::env::temp_dir().join(format!("sitsgpu-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (w, h) = (300, 270);
+        // Values no f32 holds exactly.
+        let want: Vec<u32> = (0..w * h).map(|i| (1 << 25) + 3 * i as u32 + 1).collect();
+        let path = dir.join("ids.tif");
+        let mut wr = TiledWriter::create(
+            &path,
+            w,
+            h,
+            1,
+            SampleType::U32,
+            &GeoRef::default(),
+            Some(0.0),
+            false,
+        )
+        .unwrap();
+        // Bottom-right first, then the rest of each tile row, bottom row first.
+        for (ty, tx0, cols) in [(1, 1, w - TILE), (1, 0, TILE), (0, 0, w)] {
+            let rows = wr.tile_rows(ty);
+            let mut part = Vec::new();
+            for y in 0..rows {
+                let r = ty * TILE + y;
+                part.extend_from_slice(&want[r * w + tx0 * TILE..][..cols]);
+            }
+            wr.write_tiles(ty, tx0, cols, &part).unwrap();
+        }
+        // A tile twice, and a run that is not whole tiles, are errors.
+        let e = wr.write_tiles(0, 1, w - TILE, &vec![0u32; TILE * (w - TILE)]);
+        assert!(e.unwrap_err().to_string().contains("twice"));
+        let e = wr.write_tiles(0, 0, 10, &[0u32; 10 * TILE]);
+        assert!(e.unwrap_err().to_string().contains("whole tiles"));
+        wr.finish().unwrap();
+        match decode(&path) {
+            DecodingResult::U32(v) => assert_eq!(v, want),
+            _ => panic!("not a uint32 file"),
+        }
+        // A file with a missing tile is never finished.
+        let path = dir.join("missing.tif");
+        let mut wr = TiledWriter::create(
+            &path,
+            w,
+            h,
+            1,
+            SampleType::U8,
+            &GeoRef::default(),
+            None,
+            false,
+        )
+        .unwrap();
+        wr.write_tiles(0, 0, w, &vec![1.0f32; TILE * w]).unwrap();
+        let e = wr.finish().unwrap_err().to_string();
+        assert!(e.contains("2 of 4 tiles"), "{e}");
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

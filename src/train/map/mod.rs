@@ -1,37 +1,60 @@
-//! `sitsgpu map`: a trained semantic model over a user's own GeoTIFF time series, to a georeferenced map.
+//! `sitsgpu map`: a trained model over a user's own GeoTIFF time series, to a georeferenced map.
 //!
 //! Inputs ([`scene`]): a folder with one multi-band GeoTIFF per date (int16 / uint16 / float32, any layout
 //! the reader takes), all on one grid and CRS; dates from the names or `--dates`, as day offsets from the
 //! model's `ref_date`; `--bands` maps the files' bands to the model's (PASTIS order); the normalisation of
 //! the model's training split travels with it (`Fold_k/normalisation.json`, or `--norm NORM_S2_patch.json`).
+//! Models: U-TAE and the U-TAE paper's baselines (a class map), U-TAE + PaPs and U-ConvLSTM + PaPs (a class
+//! map and an instance map). The pixel-set models (PSE + L-TAE and its competitors) classify parcels given
+//! as pixel sets; turning a vector file of parcels into pixel sets is out of scope here, and `map` says so.
 //!
 //! The scene is cut into windows of the patch size (`--patch_size`, default 128) overlapping by `--overlap`
-//! pixels (default a quarter), laid out row by row; the last window of a row or column is moved back to end
-//! at the scene's edge, and a scene smaller than a window is one window padded past its edge. Each window is
-//! a PASTIS sample: its dates are the scene's dates whose window is not entirely nodata (an all-nodata date
-//! is a padded date, dropped as PASTIS pads), normalised as training did, nodata pixels and pixels past the
-//! scene set to 0 after normalisation (the band mean). Windows are batched (`--batch_size`) with the
-//! original collate (batch-max temporal padding and its pad mask) and run on the GPU while a reader thread
-//! prepares the next batches (a channel of two batches: memory bounded by the batch, not the scene).
+//! pixels (default a quarter), the last window of a row or column moved back to end at the scene's edge, a
+//! scene smaller than a window one window padded past its edge ([`plan`]). Each window is a PASTIS sample:
+//! its dates are the scene's dates whose window is not entirely nodata (an all-nodata date is a padded date,
+//! dropped as PASTIS pads), normalised as training did, nodata pixels and pixels past the scene set to 0
+//! after normalisation (the band mean). Windows are batched (`--batch_size`) with the original collate
+//! (batch-max temporal padding and its pad mask) and run on the GPU while a reader thread prepares the next
+//! batches (a channel of two batches).
 //!
-//! Blending ([`blend`]): each window's logits are weighted by `w(y)·w(x)`, where `w` is 1 in the window's
-//! core and ramps linearly down towards a side where a neighbouring window overlaps (never to 0, and not at
-//! the scene's edges), summed and divided by the summed weights. Where one window alone covers a pixel the
-//! weight is exactly 1, so the map there equals `predict` on that window's pixels as a PASTIS patch, bit for
-//! bit (`tests/map.rs` checks it). Rows are written as soon as no later window can touch them, one row of
-//! 256-pixel tiles at a time: the accumulator holds about `patch + 256` rows of the scene's width.
+//! **Order and memory.** The windows run block of columns by block of columns, top to bottom inside a
+//! block ([`plan`]); each output tile is written as soon as every window covering it has run, and what a
+//! block's windows reach past its right edge goes to the next block through a first-in first-out file
+//! ([`blend`]). Memory is bounded by the batch, a block (at least four windows and a batch of windows
+//! wide) and the readers' caches (one window of decoded tiles per date), never by the scene: a 4× larger
+//! scene has the same peak (`tests/map.rs`). An input stored in whole-width strips is read one block wide
+//! (see [`plan`]).
+//!
+//! **Semantic models** ([`blend`]): each window's logits are weighted by `w(y)·w(x)`, where `w` is 1 in the
+//! window's core and ramps linearly down towards a side where a neighbouring window overlaps (never to 0,
+//! and not at the scene's edges), summed and divided by the summed weights. Where one window alone covers a
+//! pixel the weight is exactly 1, so the map there equals `predict` on that window's pixels as a PASTIS
+//! patch, bit for bit (`tests/map.rs` checks it).
+//!
+//! **U-TAE + PaPs** ([`instances`]): each window's panoptic prediction is `predict`'s; an instance is kept by
+//! the window whose core holds its center, with the scene-wide id `window index · p² + predict's id`, and its
+//! pixels are written from that window (where two windows' kept instances meet, the pixel's own core window
+//! wins, then the more confident instance). The class map is the panoptic semantic output, as `predict`
+//! gives it: the instance's class on its pixels, 0 (background) elsewhere. As in the original, the
+//! centers are the local maxima above the heatmap's mean **over the batch**: `--batch_size 1` makes every
+//! window exactly `predict`'s on its pixels (`predict` batches patches the same way). Batches are cut at
+//! the end of each row of windows of a block, so a window's batch mates are the same in the single run and
+//! in every `--part`, and the parts mosaic to the single run at any batch size.
 //!
 //! Outputs: `MAP.tif`, band 1 the class map (uint8, 255 where no date has data, and outside the scene),
-//! tiled and deflate-compressed on the input's grid and CRS; with `--probabilities`, `MAP_probabilities.tif`
-//! (float32, the softmax of the blended logits, one band per class); with `--attention`,
-//! `MAP_attention.tif` (float32, U-TAE's L-TAE attention masks, head-major: band `h·T + t` is head h on the
-//! scene's date t, 0 where the date was padded, blended as the logits); and `MAP.png`, a preview (at most
-//! 1024 pixels a side) in the PASTIS colours with a legend of the classes present. `--part i/N` maps the i-th
-//! of N horizontal bands of window rows to its own file covering only that band's rows (with the windows
-//! of the neighbouring band that overlap it, so its pixels equal the single run's): `gdalbuildvrt` of the N
-//! parts is the whole map.
+//! tiled and deflate-compressed on the input's grid and CRS; for PaPs, `MAP_instances.tif` (uint32 instance
+//! ids, 0 = no instance or nodata, GDAL nodata 0); with `--probabilities` (semantic models),
+//! `MAP_probabilities.tif` (float32, the softmax of the blended logits, one band per class); with
+//! `--attention` (a U-TAE encoder), `MAP_attention.tif` (float32, the L-TAE attention masks, head-major:
+//! band `h·T + t` is head h on the scene's date t, 0 where the date was padded, blended as the logits); and
+//! `MAP.png`, a preview (at most 1024 pixels a side) in the PASTIS colours with a legend of the classes
+//! present. `--part i/N` maps the i-th of N horizontal bands of window rows to its own files covering only
+//! that band's rows (with the windows of the neighbouring band that overlap it, so its pixels and instance
+//! ids equal the single run's): `gdalbuildvrt` of the N parts is the whole map.
 
 pub mod blend;
+pub mod instances;
+pub mod plan;
 pub mod scene;
 
 use std::path::{Path, PathBuf};
@@ -43,10 +66,88 @@ use crate::data::geotiff::{GeoTiffReader, SampleType};
 use crate::data::pastis::{collate, Batch, Date, PastisSample};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::Ctx;
+use crate::models::paps::{Backbone, Center, Panoptic, Paps};
 use crate::models::semantic::SemanticModel;
 use crate::models::utae::PadInfo;
 
-use blend::{positions, Accumulator, Preview};
+use blend::{BlockAccumulator, Channels, Outputs, Preview};
+use plan::{Plan, Window};
+
+/// The model a map runs.
+#[derive(Clone, Copy)]
+pub enum MapModel<'a> {
+    /// U-TAE or a U-TAE-paper baseline: a class map from blended logits.
+    Semantic(&'a SemanticModel),
+    /// U-TAE + PaPs or U-ConvLSTM + PaPs: a class map and an instance map.
+    Panoptic(&'a Paps),
+}
+
+impl MapModel<'_> {
+    /// Heads of the L-TAE attention masks (0 when the model has none).
+    fn attention_heads(&self) -> usize {
+        match self {
+            MapModel::Semantic(SemanticModel::UTae(m)) => m.config.n_head,
+            MapModel::Panoptic(m) => match &m.encoder {
+                Backbone::UTae(u) => u.config.n_head,
+                Backbone::RecUNet(_) => 0,
+            },
+            MapModel::Semantic(_) => 0,
+        }
+    }
+
+    /// Classes of the class map.
+    fn num_classes(&self) -> usize {
+        match self {
+            MapModel::Semantic(m) => m.num_classes(),
+            MapModel::Panoptic(m) => m.config.num_classes,
+        }
+    }
+}
+
+/// What a batch gave, on the host.
+struct Forward {
+    /// (B, K, p, p) logits (semantic models).
+    logits: Option<Vec<f32>>,
+    /// (heads, B, T, h, w) attention and its shape.
+    attn: Option<(Vec<f32>, Vec<usize>)>,
+    /// The panoptic maps, [`Panoptic::classes`] and the centers (PaPs).
+    pano: Option<(Panoptic, Vec<usize>, Vec<Center>)>,
+}
+
+impl MapModel<'_> {
+    /// Runs the batch (its inputs moved to the tensor, not copied).
+    fn forward(&self, b: Batch, device: Device, attention: bool) -> Forward {
+        let ctx = Ctx::eval();
+        let x = Tensor::from_vec(b.x, &b.shape, device);
+        let pad = PadInfo { mask: b.pad_mask };
+        let attn = |a: Option<&Tensor>| match (a, attention) {
+            (Some(a), true) => Some((a.to_vec(), a.shape().to_vec())),
+            _ => None,
+        };
+        match self {
+            MapModel::Semantic(m) => {
+                let out = no_grad(|| m.forward(&x, &b.dates, &pad, &ctx));
+                Forward {
+                    logits: Some(out.logits.to_vec()),
+                    attn: attn(out.attn.as_ref()),
+                    pano: None,
+                }
+            }
+            MapModel::Panoptic(m) => {
+                let out = no_grad(|| m.forward(&x, &b.dates, &pad, &ctx, None, true, false));
+                let pano = out.panoptic.map(|p| {
+                    let classes = p.classes();
+                    (p, classes, out.centers)
+                });
+                Forward {
+                    logits: None,
+                    attn: attn(out.attn.as_ref()),
+                    pano,
+                }
+            }
+        }
+    }
+}
 
 /// What `map` needs besides the model.
 #[derive(Debug, Clone)]
@@ -81,15 +182,29 @@ pub struct MapOptions {
     pub progress: bool,
 }
 
-/// What a run did.
-#[derive(Debug, Clone)]
+/// What a run did, and where its time and memory went.
+#[derive(Debug, Clone, Default)]
 pub struct MapReport {
     /// Windows run through the model.
     pub windows: usize,
+    /// Column blocks.
+    pub blocks: usize,
     /// Seconds in all.
     pub seconds: f64,
     /// Seconds the model thread waited for the reader (the GPU starved).
     pub waited: f64,
+    /// Seconds the reader thread spent reading, normalising and collating windows.
+    pub reading: f64,
+    /// Seconds in the model's forward passes (the outputs read back included).
+    pub model: f64,
+    /// Seconds adding window outputs to the accumulator (and finding PaPs instances' windows).
+    pub blending: f64,
+    /// Seconds finishing pixels and writing tiles (compression included).
+    pub writing: f64,
+    /// Peak bytes of the block accumulators.
+    pub accumulator_bytes: usize,
+    /// Peak bytes of the readers' decoded-tile caches, all dates together.
+    pub cache_bytes: usize,
     /// Files written.
     pub files: Vec<PathBuf>,
 }
@@ -117,18 +232,29 @@ pub fn sibling(out: &Path, suffix: &str, ext: &str) -> PathBuf {
     out.with_file_name(format!("{stem}{suffix}.{ext}"))
 }
 
+/// The peak resident memory of this process (VmHWM, bytes), where the system reports it (Linux).
+pub fn peak_resident_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A window read for the model: its place in the batch, the scene dates it kept, its valid-pixel mask.
+struct ReadWindow {
+    at: usize,
+    kept: Vec<usize>,
+    valid: Vec<bool>,
+}
+
 /// One prepared batch: the collated windows and where they go.
 struct Prepared {
     /// None when no window of the chunk has data.
     batch: Option<Batch>,
-    /// Windows of the chunk (with or without data), for the progress bar.
-    n: usize,
-    /// (row, col) of each window's top-left pixel.
-    at: Vec<(usize, usize)>,
-    /// Each window's scene dates kept (indices into the series).
-    kept: Vec<Vec<usize>>,
-    /// Each window's valid-pixel mask (P × P): some date has data there.
-    valid: Vec<Vec<bool>>,
+    /// Every window of the chunk, in run order, with what was read (None: no data on any date).
+    windows: Vec<(Window, Option<ReadWindow>)>,
+    /// Seconds it took to read.
+    seconds: f64,
 }
 
 /// A window as a PASTIS sample, the scene dates it kept, and its valid-pixel mask.
@@ -143,23 +269,27 @@ fn read_window(
     (r, c, p): (usize, usize, usize),
 ) -> Result<Option<WindowSample>> {
     let nc = bands.len();
-    let mut data = Vec::new();
+    let mut data = Vec::with_capacity(readers.len() * nc * p * p);
     let mut kept = Vec::new();
     let mut valid = vec![false; p * p];
+    let mut has = vec![true; p * p];
     for (t, rd) in readers.iter_mut().enumerate() {
         let nodata = rd.info().nodata_f32();
         let mut v = rd.read_window(r as i64, c as i64, p, p, bands, f32::NAN)?;
-        let missing = |x: f32| x.is_nan() || nodata.is_some_and(|n| x == n);
         // A pixel has data on this date when none of its bands is missing.
-        let has: Vec<bool> = (0..p * p)
-            .map(|i| (0..nc).all(|b| !missing(v[b * p * p + i])))
-            .collect();
+        has.fill(true);
+        for plane in v.chunks_exact(p * p) {
+            for (h, &x) in has.iter_mut().zip(plane) {
+                *h &= !(x.is_nan() || nodata == Some(x));
+            }
+        }
         if !has.iter().any(|&h| h) {
             continue; // a padded date for this window
         }
         for (b, plane) in v.chunks_exact_mut(p * p).enumerate() {
+            let (m, s) = (mean[b], std[b]);
             for (x, &h) in plane.iter_mut().zip(&has) {
-                *x = if h { (*x - mean[b]) / std[b] } else { 0.0 };
+                *x = if h { (*x - m) / s } else { 0.0 };
             }
         }
         valid.iter_mut().zip(&has).for_each(|(a, &h)| *a |= h);
@@ -182,11 +312,20 @@ fn read_window(
 }
 
 /// Runs `model` over the scene and writes the map (and the optional files); see the module doc.
-pub fn map(model: &SemanticModel, device: Device, opts: &MapOptions) -> Result<MapReport> {
+pub fn map(model: MapModel<'_>, device: Device, opts: &MapOptions) -> Result<MapReport> {
     let start = Instant::now();
-    if opts.attention && !matches!(model, SemanticModel::UTae(_)) {
+    let heads = model.attention_heads();
+    if opts.attention && heads == 0 {
         return Err(Error::Invalid(
-            "--attention: only U-TAE has attention masks".into(),
+            "--attention: only a U-TAE encoder has attention masks".into(),
+        ));
+    }
+    let panoptic = matches!(model, MapModel::Panoptic(_));
+    if opts.probabilities && panoptic {
+        return Err(Error::Invalid(
+            "--probabilities: U-TAE + PaPs gives one class per instance (MAP.tif, MAP_instances.tif), not \
+             per-pixel class probabilities"
+                .into(),
         ));
     }
     let p = opts.patch_size;
@@ -218,203 +357,214 @@ pub fn map(model: &SemanticModel, device: Device, opts: &MapOptions) -> Result<M
         .map(|d| d.date.days_since(opts.ref_date))
         .collect();
     let n_dates = days.len();
-    let ys = positions(h, p, p - overlap);
-    let xs = positions(w, p, p - overlap);
-    // The part: window rows [k0, k1) and the output rows they own.
-    let (pi, pn) = opts.part;
-    if pn > ys.len() {
-        return Err(Error::Invalid(format!(
-            "--part {pi}/{pn}: the scene has {} row(s) of windows; use at most {} parts",
-            ys.len(),
-            ys.len()
-        )));
+    let chunk_w = readers.iter().map(|r| r.chunk_size().0).max().unwrap_or(w);
+    let batch_size = opts.batch_size.max(1);
+    let plan = Plan::new((h, w), p, overlap, opts.part, (chunk_w, batch_size))?;
+    if panoptic {
+        plan.check_ids()?;
     }
-    let k0 = (pi - 1) * ys.len() / pn;
-    let k1 = pi * ys.len() / pn;
-    let out_r0 = if k0 == 0 { 0 } else { ys[k0] };
-    let out_r1 = if k1 == ys.len() { h } else { ys[k1] };
-    // Every window that touches the part's rows, row-major.
-    let windows: Vec<(usize, usize, usize, usize)> = ys
+    let windows = plan.windows();
+    // Each reader keeps one window of decoded chunks: a block's read columns.
+    let read_cols = plan
+        .blocks
         .iter()
-        .enumerate()
-        .filter(|&(_, &y)| y < out_r1 && y + p > out_r0)
-        .flat_map(|(ky, &y)| xs.iter().enumerate().map(move |(kx, &x)| (ky, kx, y, x)))
-        .collect();
+        .map(|b| b.end - plan.xs[b.kx.start.min(plan.xs.len() - 1)])
+        .max()
+        .unwrap_or(p);
     for rd in &mut readers {
-        let rows = rd.chunk_rows_for(p);
-        rd.set_cache_rows(rows);
+        rd.set_cache_window(p, read_cols.max(p));
     }
     let classes = model.num_classes();
-    let heads = match model {
-        SemanticModel::UTae(m) if opts.attention => m.config.n_head,
-        _ => 0,
+    let extra = if opts.attention { heads * n_dates } else { 0 };
+    let ch = Channels {
+        classes: if panoptic { 0 } else { classes },
+        extra,
+        claims: panoptic,
     };
-    let extra = heads * n_dates;
     if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let georef = info.georef.offset(out_r0, 0);
-    let out_h = out_r1 - out_r0;
-    let mut class_w = TiledWriter::create(
-        &opts.out,
-        w,
-        out_h,
-        1,
-        SampleType::U8,
-        &georef,
-        Some(255.0),
-        false,
-    )?;
-    let mut prob_w = match opts.probabilities {
-        true => Some(TiledWriter::create(
-            &sibling(&opts.out, "_probabilities", "tif"),
-            w,
-            out_h,
+    let georef = info.georef.offset(plan.row0, 0);
+    let out_h = plan.row1 - plan.row0;
+    let create = |path: &Path, bands: usize, ty: SampleType, nodata: Option<f64>| {
+        TiledWriter::create(path, w, out_h, bands, ty, &georef, nodata, false)
+    };
+    let mut files = vec![opts.out.clone()];
+    let mut optional = |on: bool, suffix: &str, bands: usize, ty, nodata| -> Result<_> {
+        if !on {
+            return Ok(None);
+        }
+        let path = sibling(&opts.out, suffix, "tif");
+        let wr = create(&path, bands, ty, nodata)?;
+        files.push(path);
+        Ok(Some(wr))
+    };
+    let mut outputs = Outputs {
+        classes: create(&opts.out, 1, SampleType::U8, Some(255.0))?,
+        instances: optional(panoptic, "_instances", 1, SampleType::U32, Some(0.0))?,
+        probs: optional(
+            opts.probabilities,
+            "_probabilities",
             classes,
             SampleType::F32,
-            &georef,
             None,
-            false,
-        )?),
-        false => None,
+        )?,
+        extra: optional(extra > 0, "_attention", extra.max(1), SampleType::F32, None)?,
+        preview: Preview::new(w, out_h),
     };
-    let mut attn_w = match heads > 0 {
-        true => Some(TiledWriter::create(
-            &sibling(&opts.out, "_attention", "tif"),
-            w,
-            out_h,
-            extra,
-            SampleType::F32,
-            &georef,
-            None,
-            false,
-        )?),
-        false => None,
+    // Spill files beside the output, removed as they are consumed (and on errors).
+    let spill_path = |j: usize| {
+        let name = opts
+            .out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        opts.out.with_file_name(format!(".{name}.block{j}.spill"))
     };
-    let mut acc = Accumulator::new(w, out_r0, out_r1, classes, extra, (&ys, &xs), p);
-    let mut preview = Preview::new(w, out_h);
     let bar = crate::train::progress::bar(opts.progress, windows.len() as u64, "map");
     bar.set_message("windows");
     let (norm_mean, norm_std) = (opts.norm.0.clone(), opts.norm.1.clone());
-    let batch_size = opts.batch_size.max(1);
+    // U-TAE + PaPs: batches never straddle a row of windows of a block, so that a window's batch mates
+    // (whose heatmap mean sets its centers) are the same in the single run and in every part.
+    let batches: Vec<&[Window]> = if panoptic {
+        windows
+            .chunk_by(|a, b| (a.block, a.ky) == (b.block, b.ky))
+            .flat_map(|row| row.chunks(batch_size))
+            .collect()
+    } else {
+        windows.chunks(batch_size).collect()
+    };
+    let mut r = MapReport {
+        windows: windows.len(),
+        blocks: plan.blocks.len(),
+        ..MapReport::default()
+    };
     let mut done = 0usize;
-    let mut waited = 0.0f64;
     let (tx, rx) = sync_channel::<Result<Prepared>>(2);
-    let result: Result<()> = std::thread::scope(|s| {
-        let win = &windows;
-        s.spawn(move || {
-            for chunk in win.chunks(batch_size) {
+    let cache_bytes = std::thread::scope(|s| -> Result<usize> {
+        // Dropped when this closure returns (an error included), so that the reader stops sending.
+        let rx = rx;
+        let batches = &batches;
+        let reader = s.spawn(move || {
+            for chunk in batches {
+                let t0 = Instant::now();
                 let mut samples = Vec::new();
-                let (mut at, mut kept, mut valid) = (Vec::new(), Vec::new(), Vec::new());
-                for &(_, _, y, x) in chunk {
+                let mut out = Vec::new();
+                for wnd in chunk.iter() {
                     match read_window(
                         &mut readers,
                         &days,
                         &bands,
                         (&norm_mean, &norm_std),
-                        (y, x, p),
+                        (wnd.y, wnd.x, p),
                     ) {
-                        Ok(Some((smp, k, v))) => {
+                        Ok(Some((smp, kept, valid))) => {
+                            let at = samples.len();
                             samples.push(smp);
-                            at.push((y, x));
-                            kept.push(k);
-                            valid.push(v);
+                            out.push((*wnd, Some(ReadWindow { at, kept, valid })));
                         }
-                        Ok(None) => {}
+                        Ok(None) => out.push((*wnd, None)),
                         Err(e) => {
                             let _ = tx.send(Err(e));
-                            return;
+                            return 0;
                         }
                     }
                 }
                 let batch = (!samples.is_empty()).then(|| collate(&samples, 0.0));
                 let prepared = Prepared {
                     batch,
-                    n: chunk.len(),
-                    at,
-                    kept,
-                    valid,
+                    windows: out,
+                    seconds: t0.elapsed().as_secs_f64(),
                 };
                 if tx.send(Ok(prepared)).is_err() {
-                    return;
+                    break;
                 }
             }
+            readers.iter().map(GeoTiffReader::peak_cache_bytes).sum()
         });
-        let ctx = Ctx::eval();
-        let mut last_row = out_r0;
+        let mut acc = BlockAccumulator::new(&plan, 0, ch, None, spill_path(0))?;
         loop {
             let t0 = Instant::now();
             let Ok(msg) = rx.recv() else { break };
-            waited += t0.elapsed().as_secs_f64();
+            r.waited += t0.elapsed().as_secs_f64();
             let prep = msg?;
-            done += prep.n;
-            bar.inc(prep.n as u64);
-            let Some(b) = &prep.batch else { continue };
-            let x = Tensor::from_vec(b.x.clone(), &b.shape, device);
-            let pad = PadInfo {
-                mask: b.pad_mask.clone(),
-            };
-            let out = no_grad(|| model.forward(&x, &b.dates, &pad, &ctx));
-            let logits = out.logits.to_vec();
-            let attn = match (&out.attn, heads > 0) {
-                (Some(a), true) => Some((a.to_vec(), a.shape().to_vec())),
-                _ => None,
-            };
-            let per = classes * p * p;
-            for (i, &(y, xw)) in prep.at.iter().enumerate() {
-                let extra_vals = attn
+            r.reading += prep.seconds;
+            let t0 = Instant::now();
+            let fw = prep.batch.map(|b| model.forward(b, device, extra > 0));
+            r.model += t0.elapsed().as_secs_f64();
+            let t0 = Instant::now();
+            let mut last_y = None;
+            for (wnd, read) in &prep.windows {
+                while wnd.block > acc.block {
+                    let next = acc.block + 1;
+                    let t1 = Instant::now();
+                    let (spill, peak) = acc.finish(&mut outputs)?;
+                    r.writing += t1.elapsed().as_secs_f64();
+                    r.accumulator_bytes = r.accumulator_bytes.max(peak);
+                    acc = BlockAccumulator::new(&plan, next, ch, spill, spill_path(next))?;
+                }
+                last_y = Some(wnd.y);
+                let (Some(rw), Some(fw)) = (read, fw.as_ref()) else {
+                    continue;
+                };
+                let i = rw.at;
+                let per = classes * p * p;
+                let logits = fw.logits.as_ref().map(|l| &l[i * per..(i + 1) * per]);
+                let extras = fw
+                    .attn
                     .as_ref()
-                    .map(|(a, s)| blend::attention_full(a, s, i, &prep.kept[i], n_dates, p));
-                acc.add(
-                    y,
-                    xw,
-                    &logits[i * per..(i + 1) * per],
-                    extra_vals.as_deref(),
-                    &prep.valid[i],
-                );
-                last_row = y;
+                    .map(|(a, s)| blend::attention_full(a, s, i, &rw.kept, n_dates, p));
+                let claims = fw.pano.as_ref().map(|(pano, cls, centers)| {
+                    instances::window_claims(pano, cls, centers, i, &plan, (wnd.ky, wnd.kx))
+                });
+                acc.add(wnd, logits, extras.as_deref(), &rw.valid, claims.as_deref())?;
             }
-            // Rows above the last window's top are final.
-            acc.flush(
-                last_row,
-                &mut class_w,
-                prob_w.as_mut(),
-                attn_w.as_mut(),
-                &mut preview,
-            )?;
+            r.blending += t0.elapsed().as_secs_f64();
+            // Rows above the last window's top are final in its block.
+            let t0 = Instant::now();
+            if let Some(y) = last_y {
+                acc.flush(y, &mut outputs)?;
+            }
+            r.writing += t0.elapsed().as_secs_f64();
+            done += prep.windows.len();
+            bar.inc(prep.windows.len() as u64);
             let secs = start.elapsed().as_secs_f64();
             bar.set_message(format!("{:.1} windows/s", done as f64 / secs.max(1e-9)));
         }
-        Ok(())
-    });
-    result?;
-    acc.flush(
-        out_r1,
-        &mut class_w,
-        prob_w.as_mut(),
-        attn_w.as_mut(),
-        &mut preview,
-    )?;
+        let t0 = Instant::now();
+        loop {
+            let next = acc.block + 1;
+            let (spill, peak) = acc.finish(&mut outputs)?;
+            r.accumulator_bytes = r.accumulator_bytes.max(peak);
+            if next >= plan.blocks.len() {
+                break;
+            }
+            acc = BlockAccumulator::new(&plan, next, ch, spill, spill_path(next))?;
+        }
+        r.writing += t0.elapsed().as_secs_f64();
+        reader
+            .join()
+            .map_err(|_| Error::Invalid("map: the reader thread panicked".into()))
+    })?;
+    r.cache_bytes = cache_bytes;
     bar.finish_and_clear();
-    let mut files = vec![opts.out.clone()];
+    let Outputs {
+        classes: class_w,
+        probs,
+        extra,
+        instances,
+        preview,
+    } = outputs;
     class_w.finish()?;
-    if let Some(pw) = prob_w {
-        pw.finish()?;
-        files.push(sibling(&opts.out, "_probabilities", "tif"));
-    }
-    if let Some(aw) = attn_w {
-        aw.finish()?;
-        files.push(sibling(&opts.out, "_attention", "tif"));
+    for wr in [instances, probs, extra].into_iter().flatten() {
+        wr.finish()?;
     }
     let png = opts.out.with_extension("png");
     preview.write(&png)?;
     files.push(png);
-    Ok(MapReport {
-        windows: windows.len(),
-        seconds: start.elapsed().as_secs_f64(),
-        waited,
-        files,
-    })
+    r.files = files;
+    r.seconds = start.elapsed().as_secs_f64();
+    Ok(r)
 }
 
 /// `sitsgpu map`'s flags.
@@ -429,7 +579,8 @@ pub struct MapArgs {
     /// Folder of GeoTIFFs, one multi-band file per date (date in the name: YYYYMMDD or YYYY-MM-DD).
     #[arg(long)]
     pub images: PathBuf,
-    /// The class map to write (GeoTIFF, band 1 uint8, 255 = nodata); a .png preview goes beside it.
+    /// The class map to write (GeoTIFF, band 1 uint8, 255 = nodata); a .png preview goes beside it, and
+    /// for U-TAE + PaPs `<out>_instances.tif` (uint32 instance ids unique over the scene, 0 = none).
     #[arg(long)]
     pub out: PathBuf,
     /// A file of dates, one a line (YYYY-MM-DD or YYYYMMDD), for the GeoTIFFs in name order.
@@ -449,16 +600,17 @@ pub struct MapArgs {
     /// Overlap of neighbouring windows in pixels (default: a quarter of the window).
     #[arg(long)]
     pub overlap: Option<usize>,
-    /// Also write `<out>_probabilities.tif` (float32, one band per class).
+    /// Also write `<out>_probabilities.tif` (float32, one band per class; semantic models).
     #[arg(long)]
     pub probabilities: bool,
-    /// Also write `<out>_attention.tif` (U-TAE: float32, one band per head and date).
+    /// Also write `<out>_attention.tif` (a U-TAE encoder: float32, one band per head and date).
     #[arg(long)]
     pub attention: bool,
     /// Map the I-th of N horizontal bands of windows only (I/N, 1-based), to its own file.
     #[arg(long)]
     pub part: Option<String>,
-    /// Windows per batch.
+    /// Windows per batch (U-TAE + PaPs: the center threshold is the heatmap mean over the batch, as the
+    /// original's; 1 makes windows independent).
     #[arg(long = "batch_size", visible_alias = "batch-size", default_value_t = 4)]
     pub batch_size: usize,
     /// Normalisation of an official weight folder: its NORM_S2_patch.json (the fold's training folds are
@@ -476,9 +628,13 @@ impl MapArgs {
         use crate::models::registry::{self, Task};
         let conf = self.weight_folder.join("conf.json");
         let conf_v = crate::data::json::read_json(&conf)?;
-        if Task::resolve(None, &conf)? != Task::Semantic {
+        let task = Task::resolve(None, &conf)?;
+        if task == Task::PixelSet {
             return Err(Error::Invalid(format!(
-                "{}: map runs semantic models (U-TAE and the baselines); this folder holds another task",
+                "{}: a pixel-set model (PSE + L-TAE, TAE, GRU, TempCNN) classifies parcels given as pixel \
+                 sets, and map segments images (U-TAE, the U-TAE paper's baselines, U-TAE + PaPs): parcels \
+                 from a vector file are out of scope here (write them as pixel sets in the Sentinel-Agri \
+                 layout and run predict)",
                 conf.display()
             )));
         }
@@ -526,9 +682,23 @@ impl MapArgs {
         // Inputs are checked before the device is touched.
         scene::list_dates(&self.images, self.dates.as_deref())?;
         let device = crate::train::state::device_of(self.cpu)?;
-        let model = registry::load_semantic(&conf, &weights, device)?;
+        let (semantic, panoptic) = match task {
+            Task::Panoptic => (
+                None,
+                Some(registry::load_panoptic(&conf, &weights, device)?),
+            ),
+            _ => (
+                Some(registry::load_semantic(&conf, &weights, device)?),
+                None,
+            ),
+        };
+        let model = match (&semantic, &panoptic) {
+            (Some(m), _) => MapModel::Semantic(m),
+            (_, Some(m)) => MapModel::Panoptic(m),
+            _ => return Err(Error::Invalid("map: no model loaded".into())),
+        };
         let r = map(
-            &model,
+            model,
             device,
             &MapOptions {
                 images: self.images.clone(),
@@ -553,6 +723,22 @@ impl MapArgs {
             r.seconds,
             r.windows as f64 / r.seconds.max(1e-9),
             r.waited
+        );
+        let mib = |b: f64| b / (1024.0 * 1024.0);
+        println!(
+            "time: model {:.1} s, reading {:.1} s (its own thread), blending {:.1} s, writing {:.1} s",
+            r.model, r.reading, r.blending, r.writing
+        );
+        let resident = peak_resident_bytes()
+            .map(|b| format!("; peak resident {:.1} MiB", mib(b as f64)))
+            .unwrap_or_default();
+        println!(
+            "memory: {} block(s), accumulator peak {} bytes ({:.1} MiB), tile caches peak {} bytes ({:.1} MiB){resident}",
+            r.blocks,
+            r.accumulator_bytes,
+            mib(r.accumulator_bytes as f64),
+            r.cache_bytes,
+            mib(r.cache_bytes as f64)
         );
         for f in &r.files {
             println!("wrote {}", f.display());

@@ -475,6 +475,16 @@ impl FoldTask for PanopticTask<'_> {
         self.0.to_conf_json(n_params)
     }
 
+    /// The training split's normalisation travels with the weights (`sitsgpu map` reads it).
+    fn start_fold(&self, fold: Fold<'_>, data: &Rotation) -> Result<()> {
+        if let (Some((mean, std)), Some(train_folds)) =
+            (data.train.norm(), &data.train.options().folds)
+        {
+            crate::train::map::scene::write_norm_record(fold.dir, mean, std, train_folds)?;
+        }
+        Ok(())
+    }
+
     fn fresh_best(&self) -> f64 {
         -1.0
     }
