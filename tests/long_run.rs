@@ -4,7 +4,7 @@
 //!
 //! The buffer pool's counters (`gpu.pool.stats()`, `src/engine/pool.rs`) after step 50 (once every shape of a
 //! step has been allocated: forward, backward and Adam's moments) must equal those after step 2,000: live and
-//! idle buffers and bytes, and no buffer created in between.
+//! free ranges and bytes, and no buffer created in between.
 //!
 //! Ignored by default (a few minutes on lavapipe); `.ci/run` runs it after the main suite:
 //!

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::error::{Error, Result};
 pub use crate::engine::limits::LimitsMode;
-use crate::engine::pool::{BufferPool, PooledBuffer};
+use crate::engine::pool::{BufSlice, BufferPool, PooledBuffer};
 pub use crate::engine::profile::DispatchInfo;
 use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
 
@@ -180,7 +180,7 @@ pub fn fatal_gpu_error(what: &str) -> ! {
         Some(Ok(gpu)) => {
             let s = gpu.pool.stats();
             format!(
-                "\n  sitsgpu held {:.1} MiB in tensors and {:.1} MiB in idle pool buffers (peak {:.1} MiB) on {}",
+                "\n  sitsgpu held {:.1} MiB in tensors and {:.1} MiB free in the pool's buffers (peak held {:.1} MiB) on {}",
                 mib(s.live_bytes),
                 mib(s.idle_bytes),
                 mib(s.peak_bytes),
@@ -298,9 +298,9 @@ impl Gpu {
     }
 
     /// The compute pipeline for entry point `entry` of the WGSL file `file` (text `source`), compiled on first
-    /// use and cached for the process. The pipeline layout is derived from the shader ("auto" layout): every
-    /// entry point of a file uses every binding of that file (checked by the naga tests in
-    /// `engine::kernels`).
+    /// use and cached for the process, with its read-only storage bindings made read-write
+    /// ([`bind_read_write`]). The pipeline layout is derived from the shader ("auto" layout): every entry
+    /// point of a file uses every binding of that file (checked by the naga tests in `engine::kernels`).
     pub fn pipeline(
         &self,
         file: &'static str,
@@ -316,8 +316,9 @@ impl Gpu {
             modules
                 .entry(file)
                 .or_insert_with(|| {
+                    let source = bind_read_write(source);
                     Arc::new(if crate::engine::trusted::enabled() {
-                        crate::engine::trusted::create_module(&self.device, file, source)
+                        crate::engine::trusted::create_module(&self.device, file, &source)
                     } else {
                         self.device
                             .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -350,7 +351,7 @@ impl Gpu {
     pub fn dispatch(
         &self,
         pipeline: &Pipeline,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[BufSlice],
         params: &[u8],
         (x, y, z): (u32, u32, u32),
         info: DispatchInfo,
@@ -398,7 +399,7 @@ impl Gpu {
     fn record_pass(
         &self,
         pipeline: &Pipeline,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[BufSlice],
         params: &[u8],
         (x, y, z): (u32, u32, u32),
         label: &str,
@@ -417,7 +418,7 @@ impl Gpu {
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource: b.binding(),
             })
             .collect();
         entries.push(wgpu::BindGroupEntry {
@@ -538,7 +539,7 @@ impl Gpu {
                 mapped_at_creation: false,
             });
             self.record(|enc| enc.resolve_query_set(set, 0..n, &resolved, 0));
-            let raw = self.read_buffer(&resolved, bytes);
+            let raw = self.read_buffer(BufSlice::whole(&resolved), bytes);
             out.extend(
                 raw.chunks_exact(8)
                     .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))),
@@ -607,8 +608,8 @@ impl Gpu {
         std::time::Duration::from_nanos(self.waited_ns.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Copies `bytes` bytes of `buffer` back to the host. Submits pending work first and waits for it.
-    pub fn read_buffer(&self, buffer: &wgpu::Buffer, bytes: u64) -> Vec<u8> {
+    /// Copies the first `bytes` bytes of `src` back to the host. Submits pending work first and waits for it.
+    pub fn read_buffer(&self, src: BufSlice, bytes: u64) -> Vec<u8> {
         if bytes == 0 {
             return Vec::new();
         }
@@ -618,7 +619,7 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.record(|enc| enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes));
+        self.record(|enc| enc.copy_buffer_to_buffer(src.buffer, src.offset, &staging, 0, bytes));
         self.flush();
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
@@ -650,11 +651,11 @@ impl Gpu {
         buf
     }
 
-    /// Fills the first `bytes` bytes of `buffer` with NaN, ordered after every launch already recorded (a copy
+    /// Fills the first `bytes` bytes of `dst` with NaN, ordered after every launch already recorded (a copy
     /// from a NaN buffer through the pending encoder). The pool calls it on every buffer it hands out when
     /// [`crate::engine::pool::poison_enabled`] (`SITSGPU_POISON_POOL=1`), so a kernel that reads pooled
     /// memory nobody wrote gets NaN, which every parity check catches.
-    pub fn poison(&self, buffer: &wgpu::Buffer, bytes: u64) {
+    pub fn poison(&self, dst: BufSlice, bytes: u64) {
         if bytes == 0 {
             return;
         }
@@ -673,12 +674,19 @@ impl Gpu {
             );
         }
         let src = src.as_ref().expect("created above");
-        self.record(|enc| enc.copy_buffer_to_buffer(src, 0, buffer, 0, bytes));
+        self.record(|enc| enc.copy_buffer_to_buffer(src, 0, dst.buffer, dst.offset, bytes));
     }
 
-    /// Writes `data` into `buffer` at offset 0, ordered after every launch already recorded (the copy goes
-    /// through the pending encoder, so a recycled buffer is never overwritten before earlier kernels read it).
-    pub fn write_buffer(&self, buffer: &wgpu::Buffer, data: &[u8]) {
+    /// Zeroes the first `bytes` bytes of `dst`, ordered after every launch already recorded.
+    pub fn clear(&self, dst: BufSlice, bytes: u64) {
+        if bytes > 0 {
+            self.record(|enc| enc.clear_buffer(dst.buffer, dst.offset, Some(bytes)));
+        }
+    }
+
+    /// Writes `data` at the start of `dst`, ordered after every launch already recorded (the copy goes
+    /// through the pending encoder, so a recycled range is never overwritten before earlier kernels read it).
+    pub fn write_buffer(&self, dst: BufSlice, data: &[u8]) {
         if data.is_empty() {
             return;
         }
@@ -691,6 +699,14 @@ impl Gpu {
                 usage: wgpu::BufferUsages::COPY_SRC,
             });
         let n = data.len() as u64;
-        self.record(|enc| enc.copy_buffer_to_buffer(&staging, 0, buffer, 0, n));
+        self.record(|enc| enc.copy_buffer_to_buffer(&staging, 0, dst.buffer, dst.offset, n));
     }
+}
+
+/// `source` with every `var<storage, read>` declared `read_write`, as the engine compiles it. Tensors share
+/// the pool's segments (`engine::pool`), and WebGPU forbids binding one buffer read-only and read-write in
+/// the same dispatch: an input beside an output in one segment would be refused. The WGSL files keep
+/// `read` to say which bindings a kernel only reads (and naga validates both forms, `engine::kernels`).
+pub fn bind_read_write(source: &str) -> String {
+    source.replace("var<storage, read>", "var<storage, read_write>")
 }

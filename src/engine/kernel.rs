@@ -33,7 +33,7 @@ use std::mem::size_of;
 use bytemuck::Pod;
 
 use crate::engine::gpu::{DispatchInfo, Gpu};
-use crate::engine::pool::PooledBuffer;
+use crate::engine::pool::{BufSlice, PooledBuffer};
 use crate::shaders::Wgsl;
 
 /// Workgroup size of the one-dimensional kernels (`const WG: u32 = 256u;` in their files).
@@ -75,7 +75,7 @@ impl Kernel {
     /// Records one dispatch: `buffers` at bindings 0..n, `params` as the uniform at binding n, over the
     /// workgroups `grid` asks for (folded to the adapter's limit). Nothing is recorded for an empty grid
     /// (empty tensors).
-    pub fn dispatch<P: Pod>(&self, gpu: &Gpu, buffers: &[&wgpu::Buffer], params: &P, grid: Grid) {
+    pub fn dispatch<P: Pod>(&self, gpu: &Gpu, buffers: &[BufSlice], params: &P, grid: Grid) {
         assert_eq!(
             size_of::<P>(),
             self.params_bytes,
@@ -103,7 +103,7 @@ impl Kernel {
             u32::try_from(workgroups).expect("dispatch: workgroup count overflows u32");
         let bytes = grid
             .bytes
-            .unwrap_or_else(|| buffers.iter().map(|b| b.size()).sum());
+            .unwrap_or_else(|| buffers.iter().map(|b| b.size).sum());
         let info = DispatchInfo {
             entry: self.entry,
             workgroups,

@@ -111,6 +111,34 @@ mod tests {
         }
     }
 
+    /// The engine compiles each file with its read-only storage bindings made read-write (tensors share
+    /// the pool's buffers, `engine::pool`): that text validates and translates too, and it leaves no
+    /// read-only storage binding behind.
+    #[test]
+    fn the_compiled_form_binds_every_storage_buffer_read_write() {
+        for s in shaders::ALL {
+            let text = crate::engine::gpu::bind_read_write(s.source);
+            let compiled = Wgsl {
+                family: s.family,
+                name: s.name,
+                source: Box::leak(text.into_boxed_str()),
+            };
+            let (module, info) = parse(&compiled);
+            for (_, var) in module.global_variables.iter() {
+                if let naga::AddressSpace::Storage { access } = var.space {
+                    assert!(
+                        access.contains(naga::StorageAccess::STORE),
+                        "{}.wgsl: {:?} stays read-only once compiled",
+                        s.name,
+                        var.name
+                    );
+                }
+            }
+            naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
+                .unwrap_or_else(|e| panic!("{}.wgsl (compiled form) → SPIR-V: {e}", s.name));
+        }
+    }
+
     #[test]
     fn every_wgsl_file_is_registered_once_and_used_by_a_kernel() {
         // Every file lives in a family folder, `src/shaders/<family>/<name>.wgsl`, and no .wgsl elsewhere.

@@ -7,7 +7,7 @@
 use std::sync::RwLock;
 
 use crate::engine::gpu::Gpu;
-use crate::engine::pool::PooledBuffer;
+use crate::engine::pool::{BufSlice, PooledBuffer};
 
 /// Which backend a tensor is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub enum Device {
 pub enum Storage {
     /// Host memory.
     Cpu(RwLock<Vec<f32>>),
-    /// A pooled GPU buffer (at least `4 * numel` bytes).
+    /// A range of a pooled GPU buffer (at least `4 * numel` bytes).
     Gpu(GpuStorage),
 }
 
@@ -51,8 +51,8 @@ impl GpuStorage {
         }
     }
 
-    /// The wgpu buffer.
-    pub fn buffer(&self) -> &wgpu::Buffer {
+    /// Its range in the pool's segment.
+    pub fn buffer(&self) -> BufSlice<'_> {
         self.buf.buffer()
     }
 }

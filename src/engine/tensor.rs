@@ -191,7 +191,7 @@ impl Tensor {
                 let g = GpuStorage::alloc(gpu, n, "Tensor::zeros");
                 let bytes = (4 * n as u64).div_ceil(4) * 4;
                 if bytes > 0 {
-                    gpu.record(|enc| enc.clear_buffer(g.buffer(), 0, Some(bytes)));
+                    gpu.clear(g.buffer(), bytes);
                 }
                 Tensor::from_storage(shape, Storage::Gpu(g))
             }

@@ -305,7 +305,7 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
                 // Once per run: what the first epoch took.
                 let s = Gpu::get()?.pool.stats();
                 println!(
-                    "GPU memory: peak {} held by tensors, {} with the pool's idle buffers (epoch {epoch})",
+                    "GPU memory: peak {} held by tensors, {} held by the pool's buffers (epoch {epoch})",
                     human(s.peak_live_bytes),
                     human(s.peak_bytes)
                 );

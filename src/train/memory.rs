@@ -19,7 +19,7 @@
 //!    of float additions; a batch norm in training mode normalises each micro-batch with its own statistics
 //!    and updates its running statistics once per micro-batch — the same as gradient accumulation in
 //!    PyTorch, and the reason to prefer the largest micro-batch that fits. The pool is then bounded by the
-//!    budget too (idle buffers are released rather than hoarded, `BufferPool::set_budget`).
+//!    budget too (entirely free buffers are released rather than hoarded, `BufferPool::set_budget`).
 //!
 //! When even one sample does not fit, training stops before the first step with the numbers and what to
 //! try.

@@ -658,7 +658,7 @@ impl MemoryPeak {
             format!(", wgpu allocator {:.1} MiB", mib(b))
         });
         format!(
-            "{:.1} MiB live, {:.1} MiB held (live + idle pool){alloc}",
+            "{:.1} MiB live, {:.1} MiB held (the pool's buffers){alloc}",
             mib(self.live_bytes),
             mib(self.held_bytes)
         )

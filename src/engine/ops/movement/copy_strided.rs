@@ -108,8 +108,7 @@ impl Dst {
             Device::Gpu => {
                 let g = GpuStorage::alloc(like.gpu_storage(op).gpu, n, op);
                 if zero && n > 0 {
-                    g.gpu
-                        .record(|enc| enc.clear_buffer(g.buffer(), 0, Some(4 * n as u64)));
+                    g.gpu.clear(g.buffer(), 4 * n as u64);
                 }
                 Dst::Gpu(g)
             }

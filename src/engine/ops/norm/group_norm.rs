@@ -274,8 +274,7 @@ pub(crate) fn gpu_affine_grads(
         // No values (N·S = 0): no workgroup runs, and the sums over nothing are zero — cleared, not left as
         // whatever the pool's buffers held.
         for b in [&dgamma, &dbeta].into_iter().filter(|_| c > 0) {
-            x.gpu
-                .record(|enc| enc.clear_buffer(b.buffer(), 0, Some(4 * c as u64)));
+            x.gpu.clear(b.buffer(), 4 * c as u64);
         }
         return (dgamma, dbeta);
     }

@@ -8,6 +8,7 @@ use super::geom::{Geom, PaddingMode, Params};
 use crate::engine::gpu::Gpu;
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::reduce::reduce_sum;
+use crate::engine::pool::BufSlice;
 use crate::engine::storage::GpuStorage;
 use crate::shaders;
 
@@ -112,13 +113,7 @@ pub fn gpu_forward_with(
 }
 
 /// Records one forward kernel over `bufs` (x, weight, bias, y) for the geometry `g`.
-fn launch_forward(
-    kernel: ForwardKernel,
-    gpu: &Gpu,
-    bufs: &[&wgpu::Buffer; 4],
-    g: &Geom,
-    p: Params,
-) {
+fn launch_forward(kernel: ForwardKernel, gpu: &Gpu, bufs: &[BufSlice; 4], g: &Geom, p: Params) {
     let npix = g.n * g.ho * g.wo;
     let taps = g.ci * g.kh * g.kw;
     let (k, grid) = match kernel {
@@ -162,8 +157,7 @@ pub fn gpu_backward_input_with(
     let n_pad = g.n * g.ci * hp * wp;
     let dxpad = GpuStorage::alloc(dy.gpu, n_pad, "conv2d_backward_input");
     if s > g.kh || s > g.kw {
-        dy.gpu
-            .record(|enc| enc.clear_buffer(dxpad.buffer(), 0, Some(4 * n_pad as u64)));
+        dy.gpu.clear(dxpad.buffer(), 4 * n_pad as u64);
     }
     let bufs = [dy.buffer(), w.buffer(), w.buffer(), dxpad.buffer()];
     for py in 0..s {
