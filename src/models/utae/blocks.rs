@@ -4,6 +4,8 @@
 
 use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::rng::Rng;
+use crate::engine::autograd::is_grad_enabled;
+use crate::engine::ops::movement::copy_strided::RowAssembler;
 use crate::engine::{no_grad, Device, Tensor};
 use crate::layers::{prefixed, BatchNorm, Conv2d, ConvTranspose2d, Ctx, Module, Norm, NormKind};
 use crate::models::utae::config::N_GROUPS;
@@ -99,6 +101,11 @@ impl Module for ConvLayer {
 /// Runs `block` on the non-padded frames of x (B, T, C, H, W) only; padded frames come out as exact zeros
 /// (`smart_forward` of utae.py). `real` lists the indices b·T + t of the real frames. With BatchNorm in
 /// training mode the block first runs on an all-zero input of the full shape (the dummy-pass QUIRK).
+///
+/// With autograd off (evaluation, prediction, mapping) the frames go through `block` in chunks
+/// ([`in_frame_chunks`]): the block's temporaries then exist for one chunk at a time instead of for all
+/// B·T frames. Each frame's result is the same (the blocks see each frame alone: convolutions, group norm,
+/// batch norm in eval mode; the only no-grad call in training mode is the dummy pass above).
 pub fn temporally_shared(
     x: &Tensor,
     real: &[usize],
@@ -111,7 +118,9 @@ pub fn temporally_shared(
     if quirk_dummy_pass {
         no_grad(|| block(&Tensor::zeros(flat.shape(), x.device())));
     }
-    let out = if real.len() == b * t {
+    let out = if !is_grad_enabled() && !real.is_empty() {
+        in_frame_chunks(&flat, real, CHUNK_BYTES, &block)
+    } else if real.len() == b * t {
         block(&flat)
     } else {
         let o = block(&flat.index_select(0, real));
@@ -126,6 +135,46 @@ pub fn temporally_shared(
     };
     let os = out.shape().to_vec();
     out.reshape(&[b, t, os[1], os[2], os[3]])
+}
+
+/// Bytes of a frame chunk's input or output (the larger) when a temporally shared block runs in chunks.
+pub const CHUNK_BYTES: usize = 64 << 20;
+
+/// Inference: `block` on the real frames of `flat` (N, C, H, W) in runs of consecutive real frames, each
+/// result written into its rows of the output as soon as it exists (`RowAssembler`); padded rows are zero.
+/// The first run holds `chunk_bytes / 8` of input (a block may widen its input up to eight times), the
+/// others `chunk_bytes` of the larger of a frame's input and output. When every frame is real and fits one
+/// chunk, the block simply runs on `flat`.
+pub fn in_frame_chunks(
+    flat: &Tensor,
+    real: &[usize],
+    chunk_bytes: usize,
+    block: &impl Fn(&Tensor) -> Tensor,
+) -> Tensor {
+    let n = flat.shape()[0];
+    let frame_in = 4 * flat.shape()[1..].iter().product::<usize>().max(1);
+    let mut per = (chunk_bytes / 8 / frame_in).max(1);
+    if real.len() == n && per >= n {
+        return block(flat);
+    }
+    let mut out: Option<RowAssembler> = None;
+    let mut i = 0;
+    while i < real.len() {
+        let start = real[i];
+        let mut len = 1;
+        while len < per && i + len < real.len() && real[i + len] == start + len {
+            len += 1;
+        }
+        let y = block(&flat.narrow(0, start, len));
+        if out.is_none() {
+            let frame_out = 4 * y.shape()[1..].iter().product::<usize>().max(1);
+            per = (chunk_bytes / frame_in.max(frame_out)).max(1);
+        }
+        out.get_or_insert_with(|| RowAssembler::new(&y, n, real.len() < n))
+            .put(start, &y);
+        i += len;
+    }
+    out.expect("at least one real frame").finish()
 }
 
 /// `DownConvBlock`: strided conv (halves H, W), then conv1 and a residual conv2.
@@ -254,5 +303,69 @@ impl Module for UpConvBlock {
         v.extend(self.conv1.named_buffers(&prefixed(p, "conv1")));
         v.extend(self.conv2.named_buffers(&prefixed(p, "conv2")));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::gpu_or_skip;
+
+    /// A conv → group norm → ReLU layer over B 2 · T 3 frames, frames 2 and 5 padded.
+    fn case(device: Device) -> (ConvLayer, Tensor) {
+        let mut rng = Rng::new(7);
+        let layer = ConvLayer::new(
+            &[3, 8, 8],
+            NormKind::Group,
+            3,
+            1,
+            1,
+            true,
+            PaddingMode::Reflect,
+            &mut rng,
+            device,
+        );
+        let x: Vec<f32> = (0..2 * 3 * 3 * 6 * 6).map(|_| rng.normal() as f32).collect();
+        (layer, Tensor::from_vec(x, &[2, 3, 3, 6, 6], device))
+    }
+
+    const REAL: [usize; 4] = [0, 1, 3, 4];
+
+    #[test]
+    fn inference_chunks_give_each_frame_the_same_result() {
+        let (layer, x) = case(Device::Cpu);
+        let block = |f: &Tensor| layer.forward(f, &Ctx::eval());
+        // With autograd on: all real frames at once (the training path).
+        let whole = temporally_shared(&x, &REAL, false, block).to_vec();
+        let flat = x.reshape(&[6, 3, 6, 6]);
+        for chunk_bytes in [1, 4 * 3 * 36 * 8 * 2, CHUNK_BYTES] {
+            let chunked = no_grad(|| in_frame_chunks(&flat, &REAL, chunk_bytes, &block));
+            assert_eq!(chunked.shape(), &[6, 8, 6, 6]);
+            assert_eq!(chunked.to_vec(), whole, "chunks of {chunk_bytes} bytes");
+        }
+        // Padded frames are exact zeros.
+        let frame = 8 * 36;
+        assert!(whole[2 * frame..3 * frame].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn inference_chunks_on_the_gpu_match_the_cpu() {
+        let Some(_) = gpu_or_skip("inference chunks of a temporally shared block") else {
+            return;
+        };
+        let (cpu_layer, x) = case(Device::Cpu);
+        let (gpu_layer, xg) = case(Device::Gpu);
+        let want =
+            temporally_shared(&x, &REAL, false, |f| cpu_layer.forward(f, &Ctx::eval())).to_vec();
+        let flat = xg.reshape(&[6, 3, 6, 6]);
+        let got = no_grad(|| {
+            in_frame_chunks(&flat, &REAL, 1, &|f: &Tensor| {
+                gpu_layer.forward(f, &Ctx::eval())
+            })
+        })
+        .to_vec();
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "element {i}: {a} vs {b}");
+        }
     }
 }

@@ -194,13 +194,13 @@ impl UTae {
         );
         let mut out = lt.out;
         let mut maps = vec![out.clone()];
-        // Decoder with temporally aggregated skips.
-        for (i, up) in self.up_blocks.iter().enumerate() {
-            let skip = self.aggregate(
-                &feature_maps[feature_maps.len() - 2 - i],
-                &lt.attn,
-                mask.as_ref(),
-            );
+        // Decoder with temporally aggregated skips, from the lowest resolution up; each level's maps are
+        // dropped once aggregated (without autograd that frees them: evaluation's peak is one level lower).
+        feature_maps.pop();
+        for up in &self.up_blocks {
+            let level = feature_maps.pop().expect("one feature map per up block");
+            let skip = self.aggregate(&level, &lt.attn, mask.as_ref());
+            drop(level);
             out = up.forward(&out, &skip, ctx);
             maps.push(out.clone());
         }

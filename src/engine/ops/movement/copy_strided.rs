@@ -388,6 +388,55 @@ impl Tensor {
     }
 }
 
+/// A tensor assembled along axis 0 from parts written at given rows, for inference (autograd off): each part
+/// can be dropped as soon as it is written, so what is alive is the result plus one part, not every part and
+/// then their concatenation (`Tensor::cat`). Rows no part writes are zero. One strided copy per part.
+pub struct RowAssembler {
+    dst: Dst,
+    shape: Vec<usize>,
+}
+
+impl RowAssembler {
+    /// `rows` rows shaped like the rows of `like` (its axis 0 aside), on its device; zero-filled first when
+    /// `zero` (some rows will not be written). Panics when autograd is on (the result has no backward).
+    pub fn new(like: &Tensor, rows: usize, zero: bool) -> RowAssembler {
+        assert!(
+            !crate::engine::autograd::is_grad_enabled(),
+            "RowAssembler: for inference only (inside no_grad)"
+        );
+        let mut shape = like.shape().to_vec();
+        shape[0] = rows;
+        RowAssembler {
+            dst: Dst::new(like, shape::numel(&shape), zero, "RowAssembler"),
+            shape,
+        }
+    }
+
+    /// Writes `part` (its rows shaped as the result's) at rows `start..start + part.shape()[0]`.
+    pub fn put(&mut self, start: usize, part: &Tensor) {
+        let ps = part.shape();
+        assert!(
+            ps[1..] == self.shape[1..] && start + ps[0] <= self.shape[0],
+            "RowAssembler: a part {ps:?} at row {start} does not fit {:?}",
+            self.shape
+        );
+        let st = shape::strides(&self.shape);
+        let c = StridedCopy {
+            shape: ps.to_vec(),
+            src_offset: 0,
+            src_strides: shape::strides(ps),
+            dst_offset: start * st[0],
+            dst_strides: st,
+        };
+        self.dst.copy_from(part, &c, "RowAssembler");
+    }
+
+    /// The assembled tensor.
+    pub fn finish(self) -> Tensor {
+        Tensor::from_storage(&self.shape, self.dst.into_storage())
+    }
+}
+
 // ---- Tests ----
 
 #[cfg(test)]
@@ -413,6 +462,18 @@ mod tests {
         let c = Tensor::cat(&[&x, &t(vec![9.0, 9.0], &[2, 1])], 1);
         assert_eq!(c.to_vec(), vec![0.0, 1.0, 2.0, 9.0, 3.0, 4.0, 5.0, 9.0]);
         assert_eq!(x.reshape(&[3, usize::MAX]).shape(), &[3, 2]);
+    }
+
+    #[test]
+    fn row_assembler_writes_parts_at_their_rows_and_zeros_the_rest() {
+        let out = crate::engine::no_grad(|| {
+            let mut a = RowAssembler::new(&t(vec![0.0; 2], &[1, 2]), 4, true);
+            a.put(2, &t(vec![5.0, 6.0, 7.0, 8.0], &[2, 2]));
+            a.put(0, &t(vec![1.0, 2.0], &[1, 2]));
+            a.finish()
+        });
+        assert_eq!(out.shape(), &[4, 2]);
+        assert_eq!(out.to_vec(), vec![1.0, 2.0, 0.0, 0.0, 5.0, 6.0, 7.0, 8.0]);
     }
 
     #[test]
