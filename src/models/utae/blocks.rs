@@ -2,10 +2,10 @@
 //! application of a block to every real date, and the down and up blocks, with the original's state-dict
 //! names.
 
-use crate::engine::ops::conv::conv2d::PaddingMode;
-use crate::engine::rng::Rng;
 use crate::engine::autograd::is_grad_enabled;
+use crate::engine::ops::conv::conv2d::PaddingMode;
 use crate::engine::ops::movement::copy_strided::RowAssembler;
+use crate::engine::rng::Rng;
 use crate::engine::{no_grad, Device, Tensor};
 use crate::layers::{prefixed, BatchNorm, Conv2d, ConvTranspose2d, Ctx, Module, Norm, NormKind};
 use crate::models::utae::config::N_GROUPS;
@@ -120,21 +120,28 @@ pub fn temporally_shared(
     }
     let out = if !is_grad_enabled() && !real.is_empty() {
         in_frame_chunks(&flat, real, CHUNK_BYTES, &block)
-    } else if real.len() == b * t {
-        block(&flat)
     } else {
-        let o = block(&flat.index_select(0, real));
-        let mut zero_shape = o.shape().to_vec();
-        zero_shape[0] = 1;
-        let with_zero = Tensor::cat(&[&o, &Tensor::zeros(&zero_shape, x.device())], 0);
-        let mut map = vec![real.len(); b * t];
-        for (k, &f) in real.iter().enumerate() {
-            map[f] = k;
-        }
-        with_zero.index_select(0, &map)
+        real_frames_only(&flat, real, &block)
     };
     let os = out.shape().to_vec();
     out.reshape(&[b, t, os[1], os[2], os[3]])
+}
+
+/// `block` on the real frames of `flat` (N, C, H, W) at once; padded rows come out zero.
+fn real_frames_only(flat: &Tensor, real: &[usize], block: &impl Fn(&Tensor) -> Tensor) -> Tensor {
+    let n = flat.shape()[0];
+    if real.len() == n {
+        return block(flat);
+    }
+    let o = block(&flat.index_select(0, real));
+    let mut zero_shape = o.shape().to_vec();
+    zero_shape[0] = 1;
+    let with_zero = Tensor::cat(&[&o, &Tensor::zeros(&zero_shape, flat.device())], 0);
+    let mut map = vec![real.len(); n];
+    for (k, &f) in real.iter().enumerate() {
+        map[f] = k;
+    }
+    with_zero.index_select(0, &map)
 }
 
 /// Bytes of a frame chunk's input or output (the larger) when a temporally shared block runs in chunks.
@@ -143,8 +150,8 @@ pub const CHUNK_BYTES: usize = 64 << 20;
 /// Inference: `block` on the real frames of `flat` (N, C, H, W) in runs of consecutive real frames, each
 /// result written into its rows of the output as soon as it exists (`RowAssembler`); padded rows are zero.
 /// The first run holds `chunk_bytes / 8` of input (a block may widen its input up to eight times), the
-/// others `chunk_bytes` of the larger of a frame's input and output. When every frame is real and fits one
-/// chunk, the block simply runs on `flat`.
+/// others `chunk_bytes` of the larger of a frame's input and output. When the real frames fit one chunk, the
+/// block runs on them at once ([`real_frames_only`], one launch per kernel as in training).
 pub fn in_frame_chunks(
     flat: &Tensor,
     real: &[usize],
@@ -154,8 +161,8 @@ pub fn in_frame_chunks(
     let n = flat.shape()[0];
     let frame_in = 4 * flat.shape()[1..].iter().product::<usize>().max(1);
     let mut per = (chunk_bytes / 8 / frame_in).max(1);
-    if real.len() == n && per >= n {
-        return block(flat);
+    if real.len() <= per {
+        return real_frames_only(flat, real, block);
     }
     let mut out: Option<RowAssembler> = None;
     let mut i = 0;
@@ -325,7 +332,9 @@ mod tests {
             &mut rng,
             device,
         );
-        let x: Vec<f32> = (0..2 * 3 * 3 * 6 * 6).map(|_| rng.normal() as f32).collect();
+        let x: Vec<f32> = (0..2 * 3 * 3 * 6 * 6)
+            .map(|_| rng.normal() as f32)
+            .collect();
         (layer, Tensor::from_vec(x, &[2, 3, 3, 6, 6], device))
     }
 
@@ -365,7 +374,10 @@ mod tests {
         })
         .to_vec();
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!((a - b).abs() <= 1e-5 + 1e-5 * b.abs(), "element {i}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 + 1e-5 * b.abs(),
+                "element {i}: {a} vs {b}"
+            );
         }
     }
 }
