@@ -1,11 +1,12 @@
 //! `train --max_memory` as a user meets it (`src/train/memory.rs`): a budget too small for one sample is a
 //! clear error before any step, naming the flag and the figures; a budget between one and two samples runs
 //! the batch as micro-batches, says so once, and trains. (That micro-batches leave the batch's gradient is
-//! the unit test `train::semantic::tests::micro_batches_accumulate_the_batch_gradient`.) GPU only: the
-//! budget is GPU memory.
+//! the unit test `train::semantic::tests::micro_batches_accumulate_the_batch_gradient`.) `evaluate` and
+//! `predict --max_memory` run batches in parts under a budget between one and two samples' forward pass, say
+//! so once, and give the metrics and predictions of whole batches. GPU only: the budget is GPU memory.
 
 mod common;
-use common::{sitsgpu_err, sitsgpu_ok, text, TmpDir};
+use common::{read_json, sitsgpu_err, sitsgpu_ok, text, TmpDir};
 
 use std::ffi::OsStr;
 
@@ -92,4 +93,147 @@ fn a_budget_plans_micro_batches_or_refuses_clearly() {
         err.contains("--max_memory") && err.contains("not a size"),
         "{err}"
     );
+}
+
+/// The "needs about N MiB" figure of an error.
+fn need_mib(err: &str) -> f64 {
+    err.split("needs about ")
+        .nth(1)
+        .and_then(|r| r.split(" MiB").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no figure in: {err}"))
+}
+
+#[test]
+fn evaluate_and_predict_run_batches_in_parts_under_a_budget() {
+    if gpu_or_skip("memory (evaluate/predict --max_memory)").is_none() {
+        return;
+    }
+    let tmp = TmpDir::new("memory", "inference");
+    let (data, weights) = (tmp.0.join("data"), tmp.0.join("weights"));
+    let p = |x: &std::path::Path| x.display().to_string();
+    sitsgpu_ok(&[
+        &"synth",
+        &"--out",
+        &p(&data),
+        &"--patches",
+        &"10",
+        &"--size",
+        &"16",
+        &"--seed",
+        &"5",
+        &"--min-dates",
+        &"3",
+        &"--max-dates",
+        &"5",
+    ]);
+    sitsgpu_ok(&[
+        &"train",
+        &"--dataset_folder",
+        &p(&data),
+        &"--res_dir",
+        &p(&weights),
+        &"--epochs",
+        &"1",
+        &"--max_steps",
+        &"1",
+        &"--batch_size",
+        &"2",
+        &"--fold",
+        &"1",
+        &"--keep_last_batch",
+    ]);
+    let evaluate = |res: &str, budget: Option<&str>| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "evaluate",
+            "--dataset_folder",
+            &p(&data),
+            "--weight_folder",
+            &p(&weights),
+            "--res_dir",
+            &p(&tmp.0.join(res)),
+            "--fold",
+            "1",
+            "--keep_last_batch",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(b) = budget {
+            a.extend(["--max_memory".to_string(), b.to_string()]);
+        }
+        a
+    };
+    let err = sitsgpu_err(&refs(&evaluate("tiny", Some("1kB"))));
+    assert!(
+        err.contains("one sample's forward pass needs about") && !err.contains("panicked"),
+        "{err}"
+    );
+    let budget = format!("{}KiB", ((need_mib(&err) + 0.1) * 1024.0) as u64);
+    let out = text(&sitsgpu_ok(&refs(&evaluate("parts", Some(&budget)))));
+    assert_eq!(
+        out.matches("evaluating it in parts of 1 samples").count(),
+        1,
+        "budget {budget}: {out}"
+    );
+    sitsgpu_ok(&refs(&evaluate("whole", None)));
+    let metrics = |res: &str| read_json(&tmp.0.join(res).join("Fold_1/test_metrics.json"));
+    let (parts, whole) = (metrics("parts"), metrics("whole"));
+    for key in ["test_loss", "test_accuracy", "test_IoU"] {
+        let (a, b) = (parts[key].as_f64().unwrap(), whole[key].as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+            "{key}: {a} in parts, {b} whole"
+        );
+    }
+    // predict: the same class maps, batch in parts or whole.
+    let model = p(&weights.join("Fold_1/model.npz"));
+    let predict_args = |out: &str, budget: Option<&str>| {
+        let mut a: Vec<String> = [
+            "predict",
+            "--dataset_folder",
+            &p(&data),
+            "--weights",
+            &model,
+            "--batch_size",
+            "2",
+            "--folds",
+            "1",
+            "--out",
+            &p(&tmp.0.join(out)),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(b) = budget {
+            a.extend(["--max_memory".to_string(), b.to_string()]);
+        }
+        a
+    };
+    // Its own patches: its own figure.
+    let err = sitsgpu_err(&refs(&predict_args("pred_tiny", Some("1kB"))));
+    let budget = format!("{}KiB", ((need_mib(&err) + 0.1) * 1024.0) as u64);
+    let said = text(&sitsgpu_ok(&refs(&predict_args(
+        "pred_parts",
+        Some(&budget),
+    ))));
+    assert!(
+        said.contains("evaluating it in parts of 1 samples"),
+        "{said}"
+    );
+    sitsgpu_ok(&refs(&predict_args("pred_whole", None)));
+    let mut compared = 0;
+    for entry in std::fs::read_dir(tmp.0.join("pred_whole")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().to_string();
+        if name.starts_with("pred_") && name.ends_with(".npy") {
+            let a = std::fs::read(tmp.0.join("pred_whole").join(&name)).unwrap();
+            let b = std::fs::read(tmp.0.join("pred_parts").join(&name)).unwrap();
+            assert_eq!(
+                a, b,
+                "{name}: classes differ between whole batches and parts"
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 2, "fold 1 has two patches");
 }

@@ -182,6 +182,7 @@ fn train_evaluate_predict_and_resume_on_cpu() {
         cpu: true,
         progress: false,
         keep_last_batch: false,
+        max_memory: None,
     };
     panoptic::evaluate::evaluate(&ev).unwrap_or_else(|e| panic!("{e}"));
     let same = |x: &[f64], y: &[f64]| {
@@ -648,6 +649,7 @@ fn uconvlstm_train_evaluate_predict(cpu: bool, tag: &str) {
         cpu,
         progress: false,
         keep_last_batch: false,
+        max_memory: None,
     };
     panoptic::evaluate::evaluate(&ev).unwrap_or_else(|e| panic!("{e}"));
     let same = test_numbers(&e.join("Fold_1"))

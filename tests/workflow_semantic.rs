@@ -331,6 +331,7 @@ fn train_then_evaluate_on_cpu() {
         cpu: true,
         progress: false,
         keep_last_batch: false,
+        max_memory: None,
     };
     evaluate(&e).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -389,6 +390,7 @@ fn five_folds_write_the_overall_summary() {
         cpu: true,
         progress: false,
         keep_last_batch: false,
+        max_memory: None,
     };
     evaluate(&e).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read_json(&tmp.0.join("eval/overall.json")), ov);

@@ -78,6 +78,11 @@ pub struct EvaluateArgs {
     /// warning; a fold smaller than a batch is an error). Pixel sets never drop a batch.
     #[arg(long = "keep_last_batch")]
     pub keep_last_batch: bool,
+    /// GPU memory budget (2GB, 1.5GiB, 800MB, bytes) for semantic models: a batch whose forward pass would
+    /// need more runs in parts of fewer patches (the same outputs), said once. Default: the adapter's memory
+    /// where it is known (VRAM through nvidia-smi, a Mac's unified memory, host memory for lavapipe).
+    #[arg(long = "max_memory", visible_alias = "max-memory", value_parser = crate::train::flags::max_memory)]
+    pub max_memory: Option<u64>,
 }
 
 impl EvaluateArgs {
@@ -91,6 +96,7 @@ impl EvaluateArgs {
 pub fn evaluate(a: &EvaluateArgs) -> Result<()> {
     let cpu = a.cpu();
     let task = Task::resolve(a.task.as_deref(), &a.weight_folder.join("conf.json"))?;
+    whole_batches_only(task, a.max_memory)?;
     match task {
         Task::PixelSet => pixelset::evaluate(&PixelSetEvaluateOptions {
             dataset_folder: a.dataset_folder.clone(),
@@ -113,6 +119,7 @@ pub fn evaluate(a: &EvaluateArgs) -> Result<()> {
                 cpu,
                 progress: true,
                 keep_last_batch: a.keep_last_batch,
+                max_memory: a.max_memory,
             };
             if task == Task::Panoptic {
                 panoptic::evaluate::evaluate(&e).map(drop)
@@ -121,6 +128,19 @@ pub fn evaluate(a: &EvaluateArgs) -> Result<()> {
             }
         }
     }
+}
+
+/// `--max_memory` splits semantic batches only: PaPs' centers depend on the whole batch (the heatmap's batch
+/// mean, as the original), and a pixel-set batch is a few MB.
+fn whole_batches_only(task: Task, max_memory: Option<u64>) -> Result<()> {
+    if max_memory.is_some() && task != Task::Semantic {
+        return Err(Error::Invalid(format!(
+            "--max_memory applies to semantic models; {} evaluation and prediction run whole batches \
+             (lower --batch_size if they do not fit)",
+            task.name()
+        )));
+    }
+    Ok(())
 }
 
 /// `sitsgpu predict`'s flags; they also take the original scripts' spelling (`--dataset_folder`, ...).
@@ -157,6 +177,11 @@ pub struct PredictArgs {
     /// Run on the CPU reference path instead of the GPU.
     #[arg(long)]
     pub cpu: bool,
+    /// GPU memory budget (2GB, 1.5GiB, 800MB, bytes) for semantic models: a batch whose forward pass would
+    /// need more runs in parts of fewer patches (the same outputs), said once. Default: the adapter's memory
+    /// where it is known (VRAM through nvidia-smi, a Mac's unified memory, host memory for lavapipe).
+    #[arg(long = "max_memory", visible_alias = "max-memory", value_parser = crate::train::flags::max_memory)]
+    pub max_memory: Option<u64>,
 }
 
 /// `sitsgpu predict`: a semantic model over PASTIS patches (one checkpoint, `--weights`), or a pixel-set
@@ -174,6 +199,7 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
     // The conf.json is needed either way: a missing or broken one is reported first, naming it.
     read_json(&conf)?;
     let task = Task::resolve(a.task.as_deref(), &conf)?;
+    whole_batches_only(task, a.max_memory)?;
     if task == Task::PixelSet {
         let n = pixelset::predict::predict(&PixelSetPredictOptions {
             dataset_folder: a.dataset_folder.clone(),
@@ -201,6 +227,7 @@ pub fn predict(a: &PredictArgs) -> Result<()> {
         save_attention: a.save_attention,
         ref_date,
         mono_date,
+        max_memory: a.max_memory,
     };
     if task == Task::Panoptic {
         let model = registry::load_panoptic(&conf, weights, device)?;
@@ -283,6 +310,22 @@ pub fn synth(a: &SynthArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_memory_is_refused_where_batches_run_whole() {
+        assert!(whole_batches_only(Task::Semantic, Some(1 << 30)).is_ok());
+        assert!(whole_batches_only(Task::Panoptic, None).is_ok());
+        for task in [Task::Panoptic, Task::PixelSet] {
+            let err = whole_batches_only(task, Some(1 << 30))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("--max_memory applies to semantic models")
+                    && err.contains(task.name()),
+                "{err}"
+            );
+        }
+    }
     use clap::Parser;
 
     #[derive(Parser)]

@@ -122,6 +122,7 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         cpu,
         progress: true,
         keep_last_batch: false,
+        max_memory: None,
     };
     let results = evaluate(&e)?;
     let (_, m) = &results[0];
@@ -174,6 +175,7 @@ pub fn run_panoptic(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         cpu,
         progress: true,
         keep_last_batch: false,
+        max_memory: None,
     };
     let results = panoptic::evaluate::evaluate(&e)?;
     let [sq, rq, pq] = results[0].1;
@@ -193,6 +195,7 @@ pub fn run_panoptic(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
             save_attention: false,
             ref_date: opts.ref_date,
             mono_date: None,
+            max_memory: None,
         },
     )?;
     println!(

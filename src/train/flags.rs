@@ -660,6 +660,6 @@ mod panoptic_tests {
 }
 
 /// `--max_memory`: a size with a unit ([`crate::train::memory::parse_bytes`]).
-fn max_memory(text: &str) -> std::result::Result<u64, String> {
+pub(crate) fn max_memory(text: &str) -> std::result::Result<u64, String> {
     crate::train::memory::parse_bytes(text)
 }

@@ -145,7 +145,7 @@ fn real_frames_only(flat: &Tensor, real: &[usize], block: &impl Fn(&Tensor) -> T
 }
 
 /// Bytes of a frame chunk's input or output (the larger) when a temporally shared block runs in chunks.
-pub const CHUNK_BYTES: usize = 64 << 20;
+pub const CHUNK_BYTES: usize = 16 << 20;
 
 /// Inference: `block` on the real frames of `flat` (N, C, H, W) in runs of consecutive real frames, each
 /// result written into its rows of the output as soon as it exists (`RowAssembler`); padded rows are zero.

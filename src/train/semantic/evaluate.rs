@@ -6,17 +6,19 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::data::json::read_json;
-use crate::engine::Result;
+use crate::engine::{Error, Result};
 use crate::layers::state::load_state_dict;
+use crate::layers::Ctx;
 use crate::models::registry::read_weights;
 use crate::models::semantic::SemanticConfig;
 use crate::train::drop_last::{check_split, eval_order};
 use crate::train::fold_loop::RunOptions;
+use crate::train::memory;
 use crate::train::plot::matrix::TestPictures;
 use crate::train::rotations::{pastis_folds, ROTATIONS};
 use crate::train::semantic::{
-    class_weights, dates_from_conf, open_split, run_epoch, test_metrics_json, EpochMetrics,
-    TrainOptions,
+    class_weights, dates_from_conf, open_split, run_epoch, test_metrics_json, to_device,
+    EpochMetrics, TrainOptions,
 };
 use crate::train::state::{checkpoint_of, device_of, mix, save_fold_results, FoldResult};
 
@@ -40,6 +42,9 @@ pub struct EvaluateOptions {
     /// Keep the last incomplete batch (`--keep_last_batch`; default: dropped, as test_semantic.py's
     /// `drop_last=True`).
     pub keep_last_batch: bool,
+    /// GPU memory budget (`--max_memory`; `None`: the adapter's where it is known): batches whose forward
+    /// pass would not fit run in parts (`train::memory::inference_parts`). Semantic models only.
+    pub max_memory: Option<u64>,
 }
 
 /// test_semantic.py: evaluates each fold's checkpoint on its test fold and writes the metric files.
@@ -100,6 +105,23 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
         runs.push((k, w, sd, dt_test));
     }
     let weights = class_weights(&opts, device);
+    // Parts of at most `micro` patches when a whole batch's forward pass would not fit the GPU's memory
+    // (train::memory; the same metrics, the loss shared by class weights as in training).
+    let micro = match runs.first() {
+        Some((_, _, _, ds)) => {
+            memory::inference_parts(opts.run.batch_size, e.max_memory, device, |n| {
+                let n = n.min(ds.len()).max(1);
+                let b = ds
+                    .batches_with_pad((0..n).collect(), n, opts.pad_value)
+                    .next()
+                    .ok_or_else(|| Error::Invalid("memory probe: an empty test split".into()))??;
+                let (x, _, pad) = to_device(&b, device);
+                model.forward(&x, &b.dates, &pad, &Ctx::eval());
+                Ok(())
+            })?
+        }
+        None => opts.run.batch_size,
+    };
     let mut results = Vec::new();
     let mut files = Vec::new();
     for (k, w, sd, dt_test) in runs {
@@ -123,7 +145,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
             0,
             &mut step,
             &format!("Fold {k} test"),
-            opts.run.batch_size,
+            micro,
         )?;
         println!(
             "Fold {k}: loss {:.4} OA {:.2} mIoU {:.2}",

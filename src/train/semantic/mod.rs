@@ -145,7 +145,7 @@ pub struct EpochMetrics {
 }
 
 /// Device tensors of a batch: (x, targets as f32 class ids).
-fn to_device(b: &Batch, device: Device) -> (Tensor, Tensor, PadInfo) {
+pub(crate) fn to_device(b: &Batch, device: Device) -> (Tensor, Tensor, PadInfo) {
     let [bs, _, _, h, w] = b.shape;
     let x = Tensor::from_vec(b.x.clone(), &b.shape, device);
     let t = Tensor::from_vec(
@@ -169,8 +169,8 @@ fn accumulate(cm: &mut ConfusionMatrix, logits: &Tensor, targets: &[i64]) {
 }
 
 /// One pass over `indices` of `ds`: training when `opt` is given (with `step` counting optimiser steps up to
-/// `max_steps`, each batch as micro-batches of `micro` samples when it is smaller than the batch), evaluation
-/// otherwise.
+/// `max_steps`), evaluation otherwise; each batch in parts of `micro` samples when it is smaller than the
+/// batch (the training plan's micro-batches, or evaluation's: `memory::inference_parts`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_epoch(
     model: &SemanticModel,
@@ -208,51 +208,55 @@ pub(crate) fn run_epoch(
             break;
         }
         let batch = batch?;
-        let loss = if let Some(opt) = opt.as_deref_mut() {
-            opt.zero_grad();
-            let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
-            // One part, or micro-batches whose gradients add up to the batch's (train::memory): each loss
-            // weighted by its share of the batch's class weights (the cross-entropy's denominator).
-            let parts = memory::parts(batch.ids.len(), micro);
-            let whole = parts.len() == 1;
-            let all = if whole {
+        // One part, or parts of at most `micro` samples (train::memory): each part's loss weighted by its
+        // share of the batch's class weights (the cross-entropy's denominator), so that the parts' losses —
+        // and in training their gradients — add up to the batch's.
+        let parts = memory::parts(batch.ids.len(), micro);
+        let whole = parts.len() == 1;
+        let all = if whole {
+            1.0
+        } else {
+            weight_sum(&batch.targets)
+        };
+        let mut loss = 0.0;
+        let mut run_part = |part: &Batch, ctx: &Ctx, train: bool| {
+            let share = if whole {
                 1.0
             } else {
-                weight_sum(&batch.targets)
+                weight_sum(&part.targets) / all
             };
-            let mut loss_value = 0.0;
-            for (s, e) in parts {
-                let part = if whole { None } else { Some(batch.slice(s, e)) };
-                let part = part.as_ref().unwrap_or(&batch);
-                let (x, t, pad) = to_device(part, device);
-                let out = model.forward(&x, &part.dates, &pad, &ctx).logits;
-                let loss = out.cross_entropy(&t, Some(weights), -100);
-                let share = if whole {
-                    1.0
-                } else {
-                    weight_sum(&part.targets) / all
-                };
+            let (x, t, pad) = to_device(part, device);
+            let out = model.forward(&x, &part.dates, &pad, ctx).logits;
+            let l = out.cross_entropy(&t, Some(weights), -100);
+            if train {
                 if whole {
-                    loss.backward();
+                    l.backward();
                 } else if share > 0.0 {
-                    (&loss * share as f32).backward();
-                }
-                accumulate(&mut cm, &out.detach(), &part.targets);
-                if share > 0.0 {
-                    loss_value += loss.item() as f64 * share;
+                    (&l * share as f32).backward();
                 }
             }
+            accumulate(&mut cm, &out.detach(), &part.targets);
+            if whole || share > 0.0 {
+                loss += l.item() as f64 * share;
+            }
+        };
+        let each_part = |f: &mut dyn FnMut(&Batch)| {
+            for &(s, e) in &parts {
+                match whole {
+                    true => f(&batch),
+                    false => f(&batch.slice(s, e)),
+                }
+            }
+        };
+        if let Some(opt) = opt.as_deref_mut() {
+            opt.zero_grad();
+            let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
+            each_part(&mut |part| run_part(part, &ctx, true));
             opt.step();
             *step += 1;
-            loss_value
         } else {
-            let (x, t, pad) = to_device(&batch, device);
-            no_grad(|| {
-                let out = model.forward(&x, &batch.dates, &pad, &Ctx::eval()).logits;
-                accumulate(&mut cm, &out, &batch.targets);
-                out.cross_entropy(&t, Some(weights), -100).item() as f64
-            })
-        };
+            no_grad(|| each_part(&mut |part| run_part(part, &Ctx::eval(), false)));
+        }
         loss_sum += loss;
         batches += 1;
         patches += batch.ids.len();
@@ -472,17 +476,7 @@ impl FoldTask for SemanticTask<'_> {
         );
         let label = format!("Fold {k} epoch {epoch} val");
         let (vm, _) = run_epoch(
-            model,
-            &data.val,
-            order,
-            o,
-            device,
-            weights,
-            None,
-            seed,
-            step,
-            &label,
-            o.run.batch_size,
+            model, &data.val, order, o, device, weights, None, seed, step, &label, fold.micro,
         )?;
         entry.extend(metrics_json("val", &vm));
         let line = format!(
@@ -524,7 +518,7 @@ impl FoldTask for SemanticTask<'_> {
             0,
             step,
             &label,
-            o.run.batch_size,
+            fold.micro,
         )?;
         println!(
             "Fold {k} test: loss {:.4} OA {:.2} mIoU {:.2}",

@@ -18,6 +18,7 @@ use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::Ctx;
 use crate::models::semantic::SemanticModel;
 use crate::models::utae::PadInfo;
+use crate::train::memory;
 use crate::train::plot;
 use crate::train::plot::attention::{attention_png, AttentionGrid};
 use crate::train::plot::maps::{
@@ -42,6 +43,9 @@ pub struct PredictOptions {
     pub ref_date: Date,
     /// The run's mono-date ablation, if any (`mono_date`).
     pub mono_date: Option<MonoDate>,
+    /// GPU memory budget (`--max_memory`; `None`: the adapter's where it is known): batches whose forward
+    /// pass would not fit run in parts (`train::memory::inference_parts`).
+    pub max_memory: Option<u64>,
 }
 
 /// `argmax` over the class axis of logits (C, P) → (P), first maximum on ties.
@@ -179,81 +183,105 @@ pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> 
     let indices: Vec<usize> = (0..ds.len()).collect();
     let ctx = Ctx::eval();
     let mut written = 0;
+    // Parts of at most `micro` samples when a whole batch's forward pass would not fit the GPU's memory
+    // (train::memory; each patch's outputs are the same either way).
+    let micro = memory::inference_parts(opts.batch_size.max(1), opts.max_memory, device, |n| {
+        let n = n.min(ds.len()).max(1);
+        let b = ds
+            .batches((0..n).collect(), n)
+            .next()
+            .ok_or_else(|| Error::Invalid("memory probe: no patch to predict".into()))??;
+        let x = Tensor::from_vec(b.x.clone(), &b.shape, device);
+        let pad = PadInfo {
+            mask: b.pad_mask.clone(),
+        };
+        model.forward(&x, &b.dates, &pad, &ctx);
+        Ok(())
+    })?;
     for batch in ds.batches(indices.clone(), opts.batch_size.max(1)) {
         let batch = batch?;
-        let x = Tensor::from_vec(batch.x.clone(), &batch.shape, device);
-        let pad = PadInfo {
-            mask: batch.pad_mask.clone(),
-        };
-        let out = no_grad(|| model.forward(&x, &batch.dates, &pad, &ctx));
-        let (logits, ls) = (out.logits.to_vec(), out.logits.shape().to_vec());
-        let (attn, as_) = match (&out.attn, opts.save_attention) {
-            (Some(a), true) => (a.to_vec(), a.shape().to_vec()),
-            _ => (Vec::new(), vec![0; 5]),
-        };
-        let per: usize = ls[1..].iter().product();
-        for (i, id) in batch.ids.iter().enumerate() {
-            let l = &logits[i * per..(i + 1) * per];
-            write(&opts.out, &format!("logits_{id}.npy"), |p| {
-                npy::write_f32(p, &ls[1..], l)
-            })?;
-            let pred = argmax_classes(l, ls[1]);
-            write(&opts.out, &format!("pred_{id}.npy"), |p| {
-                npy::write_i64(p, &ls[2..], &pred)
-            })?;
-            let (h, w) = (ls[2], ls[3]);
-            // Input RGB of the middle real date, truth, prediction.
-            let rgb = middle_date_rgb(&batch.x, &batch.pad_mask, batch.shape, i);
-            let truth = batch.targets.get(i * h * w..(i + 1) * h * w);
-            let date = middle_date(&batch, i, opts.ref_date);
-            let (single, grid) = semantic_figures(*id, &rgb, date, truth, &pred, (h, w));
-            write(&opts.out, &format!("pred_{id}.png"), |p| {
-                figure_png(p, &single)
-            })?;
-            write(&opts.out, &format!("grid_{id}.png"), |p| {
-                figure_png(p, &grid)
-            })?;
-            if opts.save_attention {
-                let t_i = ds
-                    .dates(ds.ids().iter().position(|x| x == id).unwrap_or(0))
-                    .map_or(as_[2], |d| d.len().min(as_[2])); // one date with mono_date
-                let (heads, b, t_max, hw) = (as_[0], as_[1], as_[2], as_[3] * as_[4]);
-                let mut a = Vec::with_capacity(heads * t_i * hw);
-                for h in 0..heads {
-                    let base = (h * b + i) * t_max * hw;
-                    a.extend_from_slice(&attn[base..base + t_i * hw]);
+        for (s, e) in memory::parts(batch.ids.len(), micro) {
+            let sliced;
+            let part = if e - s == batch.ids.len() {
+                &batch
+            } else {
+                sliced = batch.slice(s, e);
+                &sliced
+            };
+            let x = Tensor::from_vec(part.x.clone(), &part.shape, device);
+            let pad = PadInfo {
+                mask: part.pad_mask.clone(),
+            };
+            let out = no_grad(|| model.forward(&x, &part.dates, &pad, &ctx));
+            let (logits, ls) = (out.logits.to_vec(), out.logits.shape().to_vec());
+            let (attn, as_) = match (&out.attn, opts.save_attention) {
+                (Some(a), true) => (a.to_vec(), a.shape().to_vec()),
+                _ => (Vec::new(), vec![0; 5]),
+            };
+            let per: usize = ls[1..].iter().product();
+            for (i, id) in part.ids.iter().enumerate() {
+                let l = &logits[i * per..(i + 1) * per];
+                write(&opts.out, &format!("logits_{id}.npy"), |p| {
+                    npy::write_f32(p, &ls[1..], l)
+                })?;
+                let pred = argmax_classes(l, ls[1]);
+                write(&opts.out, &format!("pred_{id}.npy"), |p| {
+                    npy::write_i64(p, &ls[2..], &pred)
+                })?;
+                let (h, w) = (ls[2], ls[3]);
+                // Input RGB of the middle real date, truth, prediction.
+                let rgb = middle_date_rgb(&part.x, &part.pad_mask, part.shape, i);
+                let truth = part.targets.get(i * h * w..(i + 1) * h * w);
+                let date = middle_date(part, i, opts.ref_date);
+                let (single, grid) = semantic_figures(*id, &rgb, date, truth, &pred, (h, w));
+                write(&opts.out, &format!("pred_{id}.png"), |p| {
+                    figure_png(p, &single)
+                })?;
+                write(&opts.out, &format!("grid_{id}.png"), |p| {
+                    figure_png(p, &grid)
+                })?;
+                if opts.save_attention {
+                    let t_i = ds
+                        .dates(ds.ids().iter().position(|x| x == id).unwrap_or(0))
+                        .map_or(as_[2], |d| d.len().min(as_[2])); // one date with mono_date
+                    let (heads, b, t_max, hw) = (as_[0], as_[1], as_[2], as_[3] * as_[4]);
+                    let mut a = Vec::with_capacity(heads * t_i * hw);
+                    for h in 0..heads {
+                        let base = (h * b + i) * t_max * hw;
+                        a.extend_from_slice(&attn[base..base + t_i * hw]);
+                    }
+                    write(&opts.out, &format!("attn_{id}.npy"), |p| {
+                        npy::write_f32(p, &[heads, t_i, as_[3], as_[4]], &a)
+                    })?;
+                    // The same masks as a picture: heads × the patch's dates, at the attention's resolution.
+                    let offsets = part.dates_shape.get(1).map_or(&[][..], |&t_max| {
+                        &part.dates[i * t_max..i * t_max + t_i.min(t_max)]
+                    });
+                    let dates = (0..t_i)
+                        .map(|t| {
+                            offsets
+                                .get(t)
+                                .and_then(|&o| opts.ref_date.plus_days(o as i64))
+                                .map_or(format!("date {t}"), |d| d.to_string())
+                        })
+                        .collect();
+                    let grid = AttentionGrid {
+                        title: format!(
+                            "patch {id}: U-TAE attention, {heads} heads × {t_i} dates ({} × {} at 1/8 resolution)",
+                            as_[3], as_[4]
+                        ),
+                        values: &a,
+                        heads,
+                        dates,
+                        rows: as_[3],
+                        cols: as_[4],
+                    };
+                    write(&opts.out, &format!("attn_{id}.png"), |p| {
+                        attention_png(p, &grid)
+                    })?;
                 }
-                write(&opts.out, &format!("attn_{id}.npy"), |p| {
-                    npy::write_f32(p, &[heads, t_i, as_[3], as_[4]], &a)
-                })?;
-                // The same masks as a picture: heads × the patch's dates, at the attention's resolution.
-                let offsets = batch.dates_shape.get(1).map_or(&[][..], |&t_max| {
-                    &batch.dates[i * t_max..i * t_max + t_i.min(t_max)]
-                });
-                let dates = (0..t_i)
-                    .map(|t| {
-                        offsets
-                            .get(t)
-                            .and_then(|&o| opts.ref_date.plus_days(o as i64))
-                            .map_or(format!("date {t}"), |d| d.to_string())
-                    })
-                    .collect();
-                let grid = AttentionGrid {
-                    title: format!(
-                        "patch {id}: U-TAE attention, {heads} heads × {t_i} dates ({} × {} at 1/8 resolution)",
-                        as_[3], as_[4]
-                    ),
-                    values: &a,
-                    heads,
-                    dates,
-                    rows: as_[3],
-                    cols: as_[4],
-                };
-                write(&opts.out, &format!("attn_{id}.png"), |p| {
-                    attention_png(p, &grid)
-                })?;
+                written += 1;
             }
-            written += 1;
         }
     }
     Ok(written)
