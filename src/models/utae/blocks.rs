@@ -151,7 +151,7 @@ pub const CHUNK_BYTES: usize = 16 << 20;
 /// result written into its rows of the output as soon as it exists (`RowAssembler`); padded rows are zero.
 /// The first run holds `chunk_bytes / 8` of input (a block may widen its input up to eight times), the
 /// others `chunk_bytes` of the larger of a frame's input and output. When the real frames fit one chunk, the
-/// block runs on them at once ([`real_frames_only`], one launch per kernel as in training).
+/// block runs on them at once (`real_frames_only`, one launch per kernel as in training).
 pub fn in_frame_chunks(
     flat: &Tensor,
     real: &[usize],
