@@ -12,6 +12,30 @@ use std::ffi::OsStr;
 
 use sitsgpu::engine::testing::gpu_or_skip;
 
+/// Ten 16 × 16 synthetic PASTIS patches of 3 to `max_dates` dates in `data`.
+fn synth(data: &std::path::Path, seed: u64, max_dates: usize) {
+    let (out, seed, max_dates) = (
+        data.display().to_string(),
+        seed.to_string(),
+        max_dates.to_string(),
+    );
+    sitsgpu_ok(&[
+        &"synth",
+        &"--out",
+        &out,
+        &"--patches",
+        &"10",
+        &"--size",
+        &"16",
+        &"--seed",
+        &seed,
+        &"--min-dates",
+        &"3",
+        &"--max-dates",
+        &max_dates,
+    ]);
+}
+
 fn refs(v: &[String]) -> Vec<&dyn AsRef<OsStr>> {
     v.iter().map(|s| s as &dyn AsRef<OsStr>).collect()
 }
@@ -24,21 +48,7 @@ fn a_budget_plans_micro_batches_or_refuses_clearly() {
     let tmp = TmpDir::new("memory", "budget");
     let data = tmp.0.join("data");
     let p = |x: &std::path::Path| x.display().to_string();
-    sitsgpu_ok(&[
-        &"synth",
-        &"--out",
-        &p(&data),
-        &"--patches",
-        &"10",
-        &"--size",
-        &"16",
-        &"--seed",
-        &"3",
-        &"--min-dates",
-        &"3",
-        &"--max-dates",
-        &"4",
-    ]);
+    synth(&data, 3, 4);
     let train = |res: &str, budget: &str| -> Vec<String> {
         [
             "train",
@@ -112,21 +122,7 @@ fn evaluate_and_predict_run_batches_in_parts_under_a_budget() {
     let tmp = TmpDir::new("memory", "inference");
     let (data, weights) = (tmp.0.join("data"), tmp.0.join("weights"));
     let p = |x: &std::path::Path| x.display().to_string();
-    sitsgpu_ok(&[
-        &"synth",
-        &"--out",
-        &p(&data),
-        &"--patches",
-        &"10",
-        &"--size",
-        &"16",
-        &"--seed",
-        &"5",
-        &"--min-dates",
-        &"3",
-        &"--max-dates",
-        &"5",
-    ]);
+    synth(&data, 5, 5);
     sitsgpu_ok(&[
         &"train",
         &"--dataset_folder",

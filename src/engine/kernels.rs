@@ -39,6 +39,7 @@ pub fn all() -> Vec<Kernel> {
         ops::conv::conv2d::KERNELS,
         ops::recurrent::conv_lstm::KERNELS,
         ops::recurrent::conv_gru::KERNELS,
+        ops::recurrent::gru_cell::KERNELS,
         ops::attention::attention_weights::KERNELS,
         ops::attention::attention_apply::KERNELS,
         ops::attention::temporal_agg::KERNELS,

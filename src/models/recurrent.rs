@@ -14,9 +14,9 @@
 //! ```
 //!
 //! Parameters `gru_cell.weight_ih_l0` (3H, C), `weight_hh_l0` (3H, H), `bias_ih_l0`, `bias_hh_l0` (3H);
-//! `weight_init` (spec §3.9) makes the matrices orthogonal and the biases N(0, 1). The recurrence is a
-//! documented composition of existing ops (matmul, narrow, sigmoid, tanh, elementwise), so its gradient is
-//! back-propagation through time by the engine's autograd.
+//! `weight_init` (spec §3.9) makes the matrices orthogonal and the biases N(0, 1). A step is two matmuls and
+//! the fused cell (`Tensor::gru_cell`: the gates and the update in one launch, its own backward), so the
+//! gradient is back-propagation through time by the engine's autograd.
 //!
 //! **QUIRK** (spec §4.5): with positions, the original adds rows 1..T of a table with one row per position, so
 //! with the default bespoke positions (T rows) it indexes row T and crashes; only `--positions order` (no
@@ -150,11 +150,9 @@ impl Gru {
         for step in 0..t {
             let gi_t = gi.narrow(1, step, 1).reshape(&[b, 3 * h]);
             let gh = &hid.matmul(&w_hh) + &self.bias_hh;
-            let gate = |g: &Tensor, k: usize| g.narrow(1, k * h, h);
-            let r = (&gate(&gh, 0) + &gate(&gi_t, 0)).sigmoid();
-            let z = (&gate(&gh, 1) + &gate(&gi_t, 1)).sigmoid();
-            let n = (&gate(&gi_t, 2) + &(&gate(&gh, 2) * &r)).tanh();
-            hid = &(&(&hid - &n) * &z) + &n;
+            // r, z, n and h' in one launch (engine::ops::recurrent::gru_cell), the same numbers as the
+            // composed ops.
+            hid = gi_t.gru_cell(&gh, &hid);
         }
         hid
     }

@@ -116,6 +116,8 @@ wgsl!(
     "norm",
     "group_norm_backward_weight"
 );
+wgsl!(GRU_CELL, "recurrent", "gru_cell");
+wgsl!(GRU_CELL_BACKWARD, "recurrent", "gru_cell_backward");
 wgsl!(INDEX_SELECT, "movement", "index_select");
 wgsl!(INDEX_SELECT_BACKWARD, "movement", "index_select_backward");
 wgsl!(MASKED_FILL, "elementwise", "masked_fill");
@@ -212,6 +214,8 @@ pub const ALL: &[Wgsl] = &[
     GROUP_NORM,
     GROUP_NORM_BACKWARD_INPUT,
     GROUP_NORM_BACKWARD_WEIGHT,
+    GRU_CELL,
+    GRU_CELL_BACKWARD,
     INDEX_SELECT,
     INDEX_SELECT_BACKWARD,
     MASKED_FILL,

@@ -1,5 +1,5 @@
-//! GPU parity of the U-TAE paper's baselines' ops: the ConvLSTM and ConvGRU sequences (the fused cells and
-//! backpropagation through time), the time unfold / fold behind the 3-D convolutions, conv3d and
+//! GPU parity of the baselines' ops: the ConvLSTM and ConvGRU sequences (the fused cells and
+//! backpropagation through time), the GRU cell of PSE + GRU, the time unfold / fold behind the 3-D convolutions, conv3d and
 //! conv_transpose3d, max_pool3d and the masked temporal mean — forward and every gradient, on odd sizes, and
 //! (by `check`) again with the workgroup limit forced to 3.
 
@@ -46,6 +46,23 @@ fn conv_gru_sequences() {
             ],
             Tol::REDUCE,
             |x| x[0].conv_gru(&x[1], &x[2], &x[3], &x[4]),
+        );
+    }
+}
+
+#[test]
+fn gru_cells() {
+    // (B, Hd): odd sizes and more threads than a workgroup.
+    for (b, hd) in [(2, 3), (1, 1), (5, 67)] {
+        check(
+            &format!("gru_cell B {b} Hd {hd}"),
+            &[
+                input(&[b, 3 * hd], -2.0, 2.0),
+                input(&[b, 3 * hd], -2.0, 2.0),
+                input(&[b, hd], -1.0, 1.0),
+            ],
+            Tol::KERNEL,
+            |x| x[0].gru_cell(&x[1], &x[2]),
         );
     }
 }
