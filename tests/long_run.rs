@@ -78,7 +78,7 @@ fn pool_stays_flat_over_2000_utae_training_steps() {
     assert_eq!(
         (warm.idle_buffers, warm.idle_bytes),
         (end.idle_buffers, end.idle_bytes),
-        "idle buffers grew between step {WARM_UP} and step {steps}"
+        "free ranges grew between step {WARM_UP} and step {steps}"
     );
     assert_eq!(
         warm.created_buffers, end.created_buffers,

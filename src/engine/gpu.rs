@@ -637,8 +637,8 @@ impl Gpu {
         out
     }
 
-    /// A storage buffer of at least `bytes` bytes from this GPU's pool, filled with NaN first in poison mode
-    /// ([`crate::engine::pool::poison_enabled`]). Every GPU tensor and index buffer is allocated here.
+    /// A range of at least `bytes` bytes in this GPU's pool (`engine::pool`), filled with NaN first in poison
+    /// mode ([`crate::engine::pool::poison_enabled`]). Every GPU tensor and index buffer is allocated here.
     pub fn pooled(&'static self, bytes: u64) -> PooledBuffer {
         let max = self
             .limits
