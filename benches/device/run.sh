@@ -2,7 +2,7 @@
 # One prepared run on a lent GPU (see benches/README.md): run from the checkout after ../shared/device/pack.sh,
 # through `bash .device/remote.sh 'bash benches/device/run.sh'`. Writes everything under $OUT (or ./device-out)
 # as it goes, so a run stopped at its time limit still returns what it measured; prints a summary last.
-# PART=profile|bench|torch|test|all (default all) runs one part; PROFILES (model:flags with @ for spaces),
+# PART=profile|memory|bench|torch|test|all (default all) runs one part; PROFILES (model:flags with @ for spaces),
 # BENCH_FILTER and TESTS narrow the parts.
 set -uo pipefail
 # $OUT takes back at most 8 files: everything is written to a work folder and packed into one archive after
@@ -36,6 +36,29 @@ if [ "$part" = all ] || [ "$part" = profile ]; then
       sed -n 3p "$out/profile_submit${every}_utae_${cfg}_train.txt"
     done
   done
+fi
+if [ "$part" = all ] || [ "$part" = memory ]; then
+  # Issue "fit a consumer GPU": the paper shapes' peaks (pool live / held, JSON "memory"), training step and
+  # evaluation forward, and PyTorch beside them when a checkout of VSainteuf/utae-paps was carried along
+  # (UTAE_PAPS, default .device/utae-paps: copy it there, an ignored path, and name it in the run's `carry`).
+  for mode in "--train" ""; do
+    tag=$([ -n "$mode" ] && echo train || echo eval)
+    step "memory: utae paper B 4 T 61 128² $tag"
+    timeout 180 sitsgpu profile --model utae --config paper $mode --batch_size 4 --dates 61 --size 128 \
+      --steps 1 --warmup 1 --json > "$out/memory_utae_b4t61_$tag.json" 2>&1
+    grep -A4 '"memory"' "$out/memory_utae_b4t61_$tag.json" | tr -d ' \n'; echo
+  done
+  paps=${UTAE_PAPS:-.device/utae-paps}
+  if [ -d "$paps/src" ]; then
+    step "memory: PyTorch, same shapes, with and without the dummy forward"
+    for nd in "" --no-dummy; do
+      timeout 180 python3 benches/device/torch_memory.py --utae-paps "$paps" --model utae --batch 4 --dates 61 \
+        --size 128 $nd 2>&1 | tail -1
+    done | tee "$out/memory_torch_b4t61.jsonl"
+    step "memory: the table, every semantic model, B 4 T 6 128²"
+    timeout 600 python3 benches/device/memory_table.py --sitsgpu sitsgpu --utae-paps "$paps" --batch 4 --dates 6 \
+      --size 128 > "$out/memory_table.md" 2>&1; cat "$out/memory_table.md"
+  fi
 fi
 if [ "$part" = all ] || [ "$part" = torch ]; then
   step "pytorch reference"
