@@ -246,8 +246,8 @@ mod tests {
         // that needs them. The copies must be byte-identical so they cannot drift apart: the dropout hash
         // (dropout, attention, attention_backward; its CPU twin is engine::rng::hash_u32, checked by the GPU
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
-        // family's Params.
-        let checks: [(&str, &str, usize); 7] = [
+        // family's Params, the GRU cell's gates (its backward recomputes the forward's) and Params.
+        let checks: [(&str, &str, usize); 9] = [
             ("", "pcg_hash", 3),
             ("conv2d", "src_index", 5),
             ("conv2d", "weight_at", 3),
@@ -255,6 +255,8 @@ mod tests {
             ("conv2d", "pad_y", 3),
             ("conv2d", "Params", 8),
             ("matmul", "Params", 2),
+            ("gru_cell", "gates", 2),
+            ("gru_cell", "Params", 2),
         ];
         for (family, name, at_least) in checks {
             let found = if name == "Params" {
@@ -276,17 +278,22 @@ mod tests {
         }
     }
 
+    /// The kernel's entry point in its parsed file, and its index.
+    fn entry_point<'m>(module: &'m naga::Module, k: &Kernel) -> (usize, &'m naga::EntryPoint) {
+        module
+            .entry_points
+            .iter()
+            .enumerate()
+            .find(|(_, e)| e.name == k.entry)
+            .unwrap_or_else(|| panic!("{}.wgsl has no entry point {}", k.shader.name, k.entry))
+    }
+
     #[test]
     fn workgroup_size_params_and_bindings_match_the_rust_side() {
         for k in all() {
             let s = k.shader;
             let (module, info) = parse(s);
-            let (ep_index, ep) = module
-                .entry_points
-                .iter()
-                .enumerate()
-                .find(|(_, e)| e.name == k.entry)
-                .unwrap_or_else(|| panic!("{}.wgsl has no entry point {}", s.name, k.entry));
+            let (ep_index, ep) = entry_point(&module, &k);
             assert_eq!(
                 ep.workgroup_size,
                 [k.wg, 1, 1],
@@ -394,12 +401,7 @@ mod tests {
         for k in all() {
             let s = k.shader;
             let (module, info) = parse(s);
-            let (ep_index, ep) = module
-                .entry_points
-                .iter()
-                .enumerate()
-                .find(|(_, e)| e.name == k.entry)
-                .unwrap_or_else(|| panic!("{}.wgsl has no entry point {}", s.name, k.entry));
+            let (ep_index, ep) = entry_point(&module, &k);
             let name = format!("{}::{}", s.name, k.entry);
             let [x, y, z] = ep.workgroup_size;
             assert!(

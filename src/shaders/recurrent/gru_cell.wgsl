@@ -33,6 +33,15 @@ struct Params {
 
 fn sigmoid(v: f32) -> f32 { return 1.0 / (1.0 + exp(-v)); }
 
+// The gates (r, z, n) of the element whose r gate is at g in gi / gh. The same text in gru_cell.wgsl and
+// gru_cell_backward.wgsl (checked by engine::kernels), so the backward recomputes the forward's values.
+fn gates(g: u32, hd: u32) -> vec3<f32> {
+    let r = sigmoid(gh[g] + gi[g]);
+    let z = sigmoid(gh[g + hd] + gi[g + hd]);
+    let n = tanh(clamp(gi[g + 2u * hd] + gh[g + 2u * hd] * r, -15.0, 15.0));
+    return vec3<f32>(r, z, n);
+}
+
 @compute @workgroup_size(WG)
 fn gru_cell(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
@@ -40,8 +49,6 @@ fn gru_cell(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     if (i >= params.n) { return; }
     let hd = params.hd;
     let g = (i / hd) * 3u * hd + i % hd;
-    let r = sigmoid(gh[g] + gi[g]);
-    let z = sigmoid(gh[g + hd] + gi[g + hd]);
-    let n = tanh(clamp(gi[g + 2u * hd] + gh[g + 2u * hd] * r, -15.0, 15.0));
-    out[i] = (h[i] - n) * z + n;
+    let a = gates(g, hd);
+    out[i] = (h[i] - a.z) * a.y + a.z;
 }

@@ -287,12 +287,7 @@ pub fn run_pass(
             let (loss, out) = match &mut mode {
                 Mode::Train { heatmap_only, .. } => {
                     let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
-                    let zones: Option<Vec<i64>> = o.supmax.then(|| {
-                        target
-                            .chunks(TARGET_CHANNELS)
-                            .map(|p| p[2] as i64)
-                            .collect()
-                    });
+                    let zones = supmax_zones(o, target);
                     let out = model.forward(
                         &x,
                         &part.dates,
@@ -390,6 +385,17 @@ pub fn test_metrics_json(m: &PassMetrics) -> Value {
 }
 
 /// Whether validation runs after `epoch`.
+/// With `--supmax` (the default), each pixel's zone for the heatmap's supervised max: the instance target's
+/// channel 2, per pixel.
+fn supmax_zones(o: &PanopticOptions, target: &[f32]) -> Option<Vec<i64>> {
+    o.supmax.then(|| {
+        target
+            .chunks(TARGET_CHANNELS)
+            .map(|p| p[2] as i64)
+            .collect()
+    })
+}
+
 fn validates_at(o: &PanopticOptions, epoch: usize) -> bool {
     epoch > o.warmup && epoch.is_multiple_of(o.val_every.max(1)) && epoch > o.val_after
 }
@@ -452,12 +458,7 @@ impl FoldTask for PanopticTask<'_> {
         let pad = PadInfo {
             mask: batch.pad_mask.clone(),
         };
-        let zones: Option<Vec<i64>> = o.supmax.then(|| {
-            target
-                .chunks(TARGET_CHANNELS)
-                .map(|p| p[2] as i64)
-                .collect()
-        });
+        let zones = supmax_zones(o, target);
         let out = model.forward(
             &x,
             &batch.dates,

@@ -242,9 +242,10 @@ pub(crate) fn run_epoch(
         };
         let each_part = |f: &mut dyn FnMut(&Batch)| {
             for &(s, e) in &parts {
-                match whole {
-                    true => f(&batch),
-                    false => f(&batch.slice(s, e)),
+                if whole {
+                    f(&batch)
+                } else {
+                    f(&batch.slice(s, e))
                 }
             }
         };
