@@ -130,7 +130,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let command = Cli::parse().command;
+    // A tensor over the adapter's largest binding, raised deep in an op, ends here as an error.
+    let result = sitsgpu::engine::error::catch_too_large(|| match command {
         Command::Info => sitsgpu::engine::self_test::adapter_report(&mut std::io::stdout()),
         Command::Train(args) => commands::train(&args),
         Command::Evaluate(args) => commands::evaluate(&args),
@@ -165,7 +167,7 @@ fn main() -> ExitCode {
         Command::Profile(args) => args.run(),
         Command::Map(args) => args.run(),
         Command::Prepare(args) => args.run(),
-    };
+    });
     let Err(e) = result else {
         return ExitCode::SUCCESS;
     };

@@ -3,6 +3,7 @@
 //! error, the limits in force (`SITSGPU_LIMITS=webgpu`: exactly WebGPU's defaults), and Adam on the GPU
 //! against its CPU reference.
 
+use sitsgpu::engine::error::{catch_too_large, Error};
 use sitsgpu::engine::gpu::{Gpu, LimitsMode};
 use sitsgpu::engine::kernel::max_workgroups_per_dim;
 use sitsgpu::engine::storage::GpuStorage;
@@ -140,22 +141,35 @@ fn memory_stays_flat_over_200_steps_and_pipelines_compile_once() {
 }
 
 #[test]
-fn a_tensor_over_the_binding_limit_fails_naming_the_op_and_sizes() {
+fn a_tensor_over_the_binding_limit_is_an_error_naming_the_op_and_sizes() {
     let Some(gpu) = gpu_or_skip("a_tensor_over_the_binding_limit") else {
         return;
     };
     let too_many = gpu.limits.max_storage_buffer_binding_size as usize / 4 + 1;
-    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        GpuStorage::alloc(gpu, too_many, "conv2d")
-    }))
-    .err()
-    .expect("must panic");
-    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    // Raised inside an op, it unwinds to the nearest catch_too_large as an error value.
+    let err = catch_too_large(|| {
+        let _held = GpuStorage::alloc(gpu, 16, "small");
+        let _big = GpuStorage::alloc(gpu, too_many, "conv2d");
+        Ok(())
+    })
+    .unwrap_err();
+    let msg = err.to_string();
     assert!(
-        msg.contains("conv2d")
+        matches!(err, Error::TensorTooLarge(_))
+            && msg.contains("conv2d")
             && msg.contains(&format!("{too_many} f32"))
-            && msg.contains("maximum storage binding"),
+            && msg.contains("maximum storage binding")
+            && msg.contains("HINT"),
         "{msg}"
+    );
+    // The GPU still works after the unwinding.
+    let t = Tensor::from_vec(vec![1.0, 2.0], &[2], Device::Gpu);
+    assert_eq!(t.to_vec(), vec![1.0, 2.0]);
+    // Any other panic passes through unchanged.
+    let other = std::panic::catch_unwind(|| catch_too_large::<()>(|| panic!("not mine")));
+    assert_eq!(
+        other.unwrap_err().downcast_ref::<&str>().copied(),
+        Some("not mine")
     );
 }
 

@@ -233,3 +233,109 @@ fn evaluate_and_predict_run_batches_in_parts_under_a_budget() {
     }
     assert_eq!(compared, 2, "fold 1 has two patches");
 }
+
+/// A batch whose largest tensor would exceed the adapter's storage binding runs as micro-batches that fit it
+/// (under WebGPU's default limits, 128 MiB: two samples' input of 110 dates at 128² is 138 MiB, one is 69),
+/// and a sample that alone exceeds it is a clear error, not a panic. About a minute on lavapipe.
+#[test]
+fn tensors_over_the_storage_binding_become_micro_batches_or_a_clear_error() {
+    if gpu_or_skip("memory (storage binding)").is_none() {
+        return;
+    }
+    let tmp = TmpDir::new("memory", "binding");
+    let (data, res) = (tmp.0.join("data"), tmp.0.join("res"));
+    let p = |x: &std::path::Path| x.display().to_string();
+    sitsgpu_ok(&refs(
+        &[
+            "synth",
+            "--out",
+            &p(&data),
+            "--patches",
+            "5",
+            "--size",
+            "128",
+            "--seed",
+            "1",
+            "--min-dates",
+            "110",
+            "--max-dates",
+            "110",
+        ]
+        .map(String::from),
+    ));
+    let webgpu = |args: &[String]| {
+        common::sitsgpu_command()
+            .env("SITSGPU_LIMITS", "webgpu")
+            .args(args)
+            .output()
+            .expect("cannot run the sitsgpu binary")
+    };
+    let train = [
+        "train",
+        "--dataset_folder",
+        &p(&data),
+        "--res_dir",
+        &p(&res),
+        "--epochs",
+        "1",
+        "--max_steps",
+        "1",
+        "--batch_size",
+        "2",
+        "--fold",
+        "1",
+        "--keep_last_batch",
+        "--encoder_widths",
+        "[4,4,4,8]",
+        "--decoder_widths",
+        "[4,4,4,8]",
+        "--out_conv",
+        "[4,20]",
+        "--n_head",
+        "2",
+        "--d_model",
+        "16",
+        "--max_memory",
+        "50GB",
+    ]
+    .map(String::from);
+    let o = webgpu(&train);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("over this adapter's largest storage binding (128.0 MiB)")
+            && out.contains("as micro-batches of 1 samples"),
+        "{out}"
+    );
+    assert!(res.join("Fold_1/model.npz").exists());
+    // One sample over the binding: the first convolution's output of 40 dates at 128² (160 MiB).
+    let profile = [
+        "profile",
+        "--train",
+        "--config",
+        "paper",
+        "--model",
+        "utae",
+        "--batch_size",
+        "1",
+        "--dates",
+        "40",
+        "--size",
+        "128",
+        "--warmup",
+        "0",
+        "--steps",
+        "1",
+    ]
+    .map(String::from);
+    let o = webgpu(&profile);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        err.contains("error: conv2d: a tensor of")
+            && err.contains("exceeds this adapter's maximum storage binding")
+            && err.contains("HINT")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+}

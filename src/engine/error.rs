@@ -1,4 +1,5 @@
-//! Errors for real runtime failures: no adapter, device refused, I/O, bad file formats.
+//! Errors for real runtime failures: no adapter, device refused, I/O, bad file formats, a tensor larger than
+//! the adapter can bind.
 //!
 //! Shape and device mismatches inside model code are programming errors and panic with
 //! `<op>: expected …, got …` (see `engine::check`); what can go wrong on a user's machine or with a user's
@@ -45,6 +46,88 @@ pub enum Error {
     /// Invalid user-given value (flag, config).
     #[error("{0}")]
     Invalid(String),
+    /// One tensor is larger than the adapter can bind ([`TensorTooLarge`], caught by [`catch_too_large`]).
+    #[error(
+        "{0}. HINT: fewer samples at once (a smaller --batch_size; with --max_memory, training, evaluation and \
+         prediction plan their batches in parts that fit), or fewer dates per sample or smaller patches"
+    )]
+    TensorTooLarge(TensorTooLarge),
+}
+
+/// A tensor over the adapter's largest storage binding: what `engine::storage::GpuStorage::alloc` raises.
+/// Ops return tensors, not results, so it travels as a panic payload (`std::panic::panic_any`) up to the
+/// nearest [`catch_too_large`] — the command boundary in `main`, and the memory planner's probes
+/// (`train::memory`), which turn it into a smaller micro-batch or a clear [`Error::TensorTooLarge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorTooLarge {
+    /// The op that asked.
+    pub op: String,
+    /// f32 elements asked for.
+    pub numel: usize,
+    /// The adapter's largest storage binding (and buffer), bytes.
+    pub max_bytes: u64,
+}
+
+impl std::fmt::Display for TensorTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: a tensor of {} f32 ({} bytes, {:.1} MiB) exceeds this adapter's maximum storage binding ({} bytes, \
+             {:.1} MiB)",
+            self.op,
+            self.numel,
+            4 * self.numel as u64,
+            (4 * self.numel as u64) as f64 / (1u64 << 20) as f64,
+            self.max_bytes,
+            self.max_bytes as f64 / (1u64 << 20) as f64
+        )
+    }
+}
+
+thread_local! {
+    /// How many [`catch_too_large`] frames this thread is inside (the panic hook stays quiet there).
+    static CATCHING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Raises [`TensorTooLarge`] (module doc of [`TensorTooLarge`]): caught by the nearest [`catch_too_large`];
+/// outside one, an ordinary panic whose message is the error's.
+pub fn raise_too_large(t: TensorTooLarge) -> ! {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let Some(t) = info.payload().downcast_ref::<TensorTooLarge>() else {
+                return previous(info);
+            };
+            if CATCHING.with(|c| c.get()) == 0 {
+                let thread = std::thread::current();
+                let at = info
+                    .location()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "thread '{}' panicked{at}:\n{t}",
+                    thread.name().unwrap_or("<unnamed>")
+                );
+            }
+        }));
+    });
+    std::panic::panic_any(t)
+}
+
+/// Runs `f`; a [`TensorTooLarge`] raised inside it becomes `Err(Error::TensorTooLarge)` (quietly: the panic
+/// hook prints nothing for it here). Any other panic goes on unwinding.
+pub fn catch_too_large<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get() - 1));
+    match r {
+        Ok(r) => r,
+        Err(payload) => match payload.downcast::<TensorTooLarge>() {
+            Ok(t) => Err(Error::TensorTooLarge(*t)),
+            Err(other) => std::panic::resume_unwind(other),
+        },
+    }
 }
 
 impl Error {

@@ -81,6 +81,9 @@ pub struct PoolStats {
     pub peak_bytes: u64,
     /// Entirely free segments released ([`BufferPool::trim`], [`BufferPool::set_budget`]).
     pub trimmed_buffers: usize,
+    /// The largest single request since the last [`BufferPool::reset_peak`], bytes (the memory planner
+    /// keeps a micro-batch's largest tensor within the adapter's storage binding).
+    pub peak_request_bytes: u64,
 }
 
 /// Small or large: which segments a request comes from.
@@ -144,6 +147,7 @@ impl Arena {
         budget: Option<u64>,
         released: &mut Vec<u32>,
     ) -> Allocation {
+        self.stats.peak_request_bytes = self.stats.peak_request_bytes.max(bytes);
         let size = bytes.max(1).next_multiple_of(ALIGN);
         let kind = if size <= SMALL {
             Kind::Small
@@ -374,6 +378,7 @@ impl BufferPool {
         let s = &mut inner.arena.stats;
         s.peak_live_bytes = s.live_bytes;
         s.peak_bytes = s.live_bytes + s.idle_bytes;
+        s.peak_request_bytes = 0;
     }
 
     /// Bounds held bytes: entirely free segments are released before a new segment would cross `budget`

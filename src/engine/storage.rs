@@ -6,6 +6,7 @@
 
 use std::sync::RwLock;
 
+use crate::engine::error::{raise_too_large, TensorTooLarge};
 use crate::engine::gpu::Gpu;
 use crate::engine::pool::{BufSlice, PooledBuffer};
 
@@ -35,16 +36,22 @@ pub struct GpuStorage {
 }
 
 impl GpuStorage {
-    /// Uninitialised (recycled) storage for `numel` f32 values. Panics with a clear message when the buffer
-    /// would exceed the device's maximum storage binding (`op` names who asked).
+    /// Uninitialised (recycled) storage for `numel` f32 values. Over the device's maximum storage binding it
+    /// raises [`TensorTooLarge`] (`op` names who asked), which the nearest
+    /// [`catch_too_large`](crate::engine::error::catch_too_large) turns into an error.
     pub fn alloc(gpu: &'static Gpu, numel: usize, op: &str) -> Self {
         let bytes = 4 * numel as u64;
-        let max = gpu.limits.max_storage_buffer_binding_size;
-        assert!(
-            bytes <= max.min(gpu.limits.max_buffer_size),
-            "{op}: a tensor of {numel} f32 ({bytes} bytes) exceeds this adapter's maximum storage binding \
-             ({max} bytes); use a smaller batch or tile size"
-        );
+        let max = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size);
+        if bytes > max {
+            raise_too_large(TensorTooLarge {
+                op: op.to_string(),
+                numel,
+                max_bytes: max,
+            });
+        }
         GpuStorage {
             buf: gpu.pooled(bytes),
             gpu,

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::data::json::write_json;
+use crate::engine::error::catch_too_large;
 use crate::engine::{Device, Error, Gpu, Result, Tensor};
 use crate::layers::state::load_state_dict;
 use crate::layers::Module;
@@ -216,16 +217,21 @@ fn plan_micro_batch<T: FoldTask>(
             (t, v)
         })
         .collect();
-    let plan = memory::plan(o.batch_size, budget.clone(), |n| {
-        gpu.synchronize();
-        gpu.pool.reset_peak();
-        task.probe(fold, model, data, n)?;
-        gpu.synchronize();
-        for p in model.parameters() {
-            p.zero_grad();
-        }
-        Ok(gpu.pool.stats().peak_live_bytes)
-    });
+    let plan = memory::plan(
+        o.batch_size,
+        budget.clone(),
+        memory::max_binding(gpu),
+        |n| {
+            gpu.synchronize();
+            gpu.pool.reset_peak();
+            let probed = catch_too_large(|| task.probe(fold, model, data, n));
+            gpu.synchronize();
+            for p in model.parameters() {
+                p.zero_grad();
+            }
+            probed.map(|()| memory::Measured::of(gpu))
+        },
+    );
     for (t, v) in &buffers {
         t.storage().write(v);
     }

@@ -21,11 +21,16 @@
 //!    PyTorch, and the reason to prefer the largest micro-batch that fits. The pool is then bounded by the
 //!    budget too (entirely free buffers are released rather than hoarded, `BufferPool::set_budget`).
 //!
+//! A micro-batch is also bounded by the adapter's largest storage binding (128 MiB on WebGPU's default
+//! limits and on lavapipe): no tensor may exceed it, and the largest one (a full-resolution feature map of
+//! every date) grows with the samples, so the probes record it and the plan keeps a micro-batch's below it.
+//!
 //! When even one sample does not fit, training stops before the first step with the numbers and what to
 //! try.
 
 use std::path::Path;
 
+use crate::engine::error::catch_too_large;
 use crate::engine::{Device, Error, Gpu, Result};
 
 /// A memory budget and where it came from.
@@ -154,32 +159,81 @@ pub struct Plan {
     pub batch_peak: u64,
     /// The budget.
     pub budget: Budget,
+    /// `Some((largest, max))` when the adapter's storage binding, not the budget, bounds the micro-batch: one
+    /// sample's largest tensor and the largest binding, bytes.
+    pub binding: Option<(u64, u64)>,
+}
+
+/// What a probe measured: the pool's peak of live bytes and the largest single tensor, bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    /// Peak live bytes (`PoolStats::peak_live_bytes`).
+    pub peak: u64,
+    /// Largest tensor asked for (`PoolStats::peak_request_bytes`).
+    pub largest: u64,
+}
+
+impl Measured {
+    /// The pool's figures since its last `reset_peak`.
+    pub fn of(gpu: &Gpu) -> Measured {
+        let s = gpu.pool.stats();
+        Measured {
+            peak: s.peak_live_bytes,
+            largest: s.peak_request_bytes,
+        }
+    }
 }
 
 /// Extra room above the fitted peak of live bytes, in percent: the pool also holds the free ranges between
 /// tensors in its buffers (measured 35–45 % above live at a step's peak, benches/README.md).
 const MARGIN_PERCENT: u64 = 40;
 
-/// The micro-batch size for `batch` samples under `budget`, from `probe(n)` = the measured peak of a
-/// forward + backward of `n` samples (module doc). An error when one sample does not fit.
-pub fn plan(batch: usize, budget: Budget, probe: impl FnMut(usize) -> Result<u64>) -> Result<Plan> {
-    plan_for(batch, budget, "training sample", probe)
+/// The micro-batch size for `batch` samples under `budget`, from `probe(n)` = what a forward + backward of
+/// `n` samples measured (module doc). `max_binding` is the adapter's largest storage binding: a micro-batch
+/// whose largest tensor would not fit one is split further. The probe reports a tensor over it as
+/// [`Error::TensorTooLarge`] (`engine::error::catch_too_large`). An error when one sample does not fit.
+pub fn plan(
+    batch: usize,
+    budget: Budget,
+    max_binding: u64,
+    probe: impl FnMut(usize) -> Result<Measured>,
+) -> Result<Plan> {
+    plan_for(batch, budget, max_binding, "training sample", probe)
 }
 
 /// [`plan`] for any measured peak: `what` names one sample's work in the error.
 fn plan_for(
     batch: usize,
     budget: Budget,
+    max_binding: u64,
     what: &str,
-    mut probe: impl FnMut(usize) -> Result<u64>,
+    mut probe: impl FnMut(usize) -> Result<Measured>,
 ) -> Result<Plan> {
-    let p1 = probe(1)?;
-    let per = if batch >= 2 {
-        probe(2)?.saturating_sub(p1)
-    } else {
-        0
+    let m1 = probe(1).map_err(|e| match e {
+        Error::TensorTooLarge(t) => Error::Invalid(format!(
+            "one {what} does not fit this adapter: {t}. HINT: use fewer dates per sample or smaller patches, \
+             or the CPU (--cpu)"
+        )),
+        e => e,
+    })?;
+    // Activations grow with the samples: n samples' largest tensor is about n times one sample's.
+    let cap = match m1.largest {
+        0 => batch.max(1),
+        l => ((max_binding / l) as usize).clamp(1, batch.max(1)),
     };
-    let fixed = p1.saturating_sub(per);
+    let m2 = if batch >= 2 && cap >= 2 {
+        match probe(2) {
+            Ok(m) => Some(m),
+            Err(Error::TensorTooLarge(_)) => None,
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    let cap = if batch >= 2 && m2.is_none() { 1 } else { cap };
+    // Without a second point (one sample per micro-batch), every byte counts as per-sample: an upper bound.
+    let per = m2.map_or(m1.peak, |m| m.peak.saturating_sub(m1.peak));
+    let fixed = m1.peak.saturating_sub(per);
     let estimate = |n: usize| {
         let x = fixed + per * n as u64;
         x + x * MARGIN_PERCENT / 100
@@ -194,15 +248,17 @@ fn plan_for(
             budget.source
         )));
     }
-    let micro = (1..=batch.max(1))
+    let fits = (1..=batch.max(1))
         .rev()
         .find(|&n| estimate(n) <= budget.bytes)
         .unwrap_or(1);
+    let micro = fits.min(cap);
     Ok(Plan {
         micro,
         peak: estimate(micro),
         batch_peak: estimate(batch),
         budget,
+        binding: (cap < fits).then_some((m1.largest, max_binding)),
     })
 }
 
@@ -215,6 +271,16 @@ impl Plan {
                 human(self.batch_peak),
                 human(self.budget.bytes),
                 self.budget.source
+            )
+        } else if let Some((largest, max)) = self.binding {
+            format!(
+                "GPU memory: a batch of {batch} would make tensors of about {}, over this adapter's largest \
+                 storage binding ({}): running it as micro-batches of {} samples (about {} each) whose \
+                 gradients add up to the batch's before each Adam step",
+                human(largest * batch as u64),
+                human(max),
+                self.micro,
+                human(self.peak)
             )
         } else {
             format!(
@@ -229,6 +295,13 @@ impl Plan {
             )
         }
     }
+}
+
+/// The adapter's largest storage binding (and buffer), bytes: no tensor may be larger.
+pub fn max_binding(gpu: &Gpu) -> u64 {
+    gpu.limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size)
 }
 
 /// How many samples of a batch of `batch` evaluation or prediction runs at once: `batch` unless a budget is
@@ -250,15 +323,24 @@ pub fn inference_parts(
         return Ok(batch);
     };
     let gpu = Gpu::get()?;
-    let p = plan_for(batch, budget, "sample's forward pass", |n| {
+    let what = "sample's forward pass";
+    let p = plan_for(batch, budget, max_binding(gpu), what, |n| {
         gpu.synchronize();
         gpu.pool.reset_peak();
-        crate::engine::no_grad(|| forward(n))?;
+        catch_too_large(|| crate::engine::no_grad(|| forward(n)))?;
         gpu.synchronize();
-        Ok(gpu.pool.stats().peak_live_bytes)
+        Ok(Measured::of(gpu))
     })?;
     gpu.pool.set_budget(Some(p.budget.bytes));
-    if p.micro < batch {
+    if let (Some((largest, max)), true) = (p.binding, p.micro < batch) {
+        println!(
+            "GPU memory: a batch of {batch} would make tensors of about {} in its forward pass, over this \
+             adapter's largest storage binding ({}): evaluating it in parts of {} samples",
+            human(largest * batch as u64),
+            human(max),
+            p.micro
+        );
+    } else if p.micro < batch {
         println!(
             "GPU memory: a batch of {batch} would need about {} for its forward pass, more than the {} budget \
              ({}): evaluating it in parts of {} samples (about {} each)",
@@ -309,15 +391,83 @@ mod tests {
     /// of 100 not even one.
     #[test]
     fn plans_the_largest_micro_batch_that_fits() {
-        let probe = |n: usize| Ok(100 + 50 * n as u64);
-        let p = plan(8, budget(500), probe).unwrap();
+        let probe = |n: usize| {
+            Ok(Measured {
+                peak: 100 + 50 * n as u64,
+                largest: 10 * n as u64,
+            })
+        };
+        let p = plan(8, budget(500), 1000, probe).unwrap();
         assert_eq!((p.micro, p.peak, p.batch_peak), (5, 490, 700));
+        assert_eq!(p.binding, None);
         assert!(p.line(8).contains("micro-batches of 5 samples"));
-        let whole = plan(4, budget(500), probe).unwrap();
+        let whole = plan(4, budget(500), 1000, probe).unwrap();
         assert_eq!(whole.micro, 4);
         assert!(whole.line(4).contains("no micro-batches"));
-        let err = plan(4, budget(100), probe).unwrap_err().to_string();
+        let err = plan(4, budget(100), 1000, probe).unwrap_err().to_string();
         assert!(err.contains("one training sample needs about"), "{err}");
+    }
+
+    fn too_large() -> Error {
+        Error::TensorTooLarge(crate::engine::error::TensorTooLarge {
+            op: "conv2d".into(),
+            numel: 100,
+            max_bytes: 64,
+        })
+    }
+
+    /// One sample's largest tensor is 30 bytes: a binding of 100 takes 3 samples' (90) but not 4, so a batch
+    /// of 8 that the budget would take whole runs in micro-batches of 3, and the line says why.
+    #[test]
+    fn the_largest_tensor_stays_within_the_binding() {
+        let probe = |n: usize| {
+            Ok(Measured {
+                peak: 100 + 50 * n as u64,
+                largest: 30 * n as u64,
+            })
+        };
+        let p = plan(8, budget(1 << 20), 100, probe).unwrap();
+        assert_eq!((p.micro, p.binding), (3, Some((30, 100))));
+        let line = p.line(8);
+        assert!(
+            line.contains("over this adapter's largest storage binding")
+                && line.contains("micro-batches of 3 samples"),
+            "{line}"
+        );
+        // The budget binds first: no binding note.
+        let p = plan(8, budget(300), 100, probe).unwrap();
+        assert_eq!((p.micro, p.binding), (2, None));
+    }
+
+    /// Two samples raise TensorTooLarge although one sample's largest tensor suggested they fit: one sample
+    /// per micro-batch, every byte counted per sample. One sample raising it is an error saying so.
+    #[test]
+    fn a_probe_over_the_binding_means_one_sample_or_an_error() {
+        let probe = |n: usize| {
+            if n == 1 {
+                Ok(Measured {
+                    peak: 100,
+                    largest: 40,
+                })
+            } else {
+                Err(too_large())
+            }
+        };
+        let p = plan(4, budget(1 << 20), 100, probe).unwrap();
+        assert_eq!((p.micro, p.peak, p.batch_peak), (1, 140, 560));
+        assert!(p.binding.is_some());
+        let err = plan(4, budget(1 << 20), 100, |_| Err(too_large()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("one training sample does not fit this adapter")
+                && err.contains("conv2d")
+                && err.contains("fewer dates"),
+            "{err}"
+        );
+        // Any other probe error is passed on unchanged.
+        let other = plan(4, budget(1 << 20), 100, |_| Err(Error::Invalid("x".into())));
+        assert_eq!(other.unwrap_err().to_string(), "x");
     }
 
     #[test]
