@@ -51,7 +51,8 @@ fn a_utae_training_step_is_timed_kernel_by_kernel() {
             out.text()
         );
     }
-    // Adam runs once per parameter tensor per step: calls are per profiled step × 2 steps.
+    // Adam is a multi-tensor launch per group of parameters sharing buffers: a handful per step (calls are
+    // per profiled step × 2 steps), far fewer than the parameter tensors.
     let adam = r.rows.iter().find(|row| row.entry == "adam").unwrap();
     let params = sitsgpu::models::utae::UTae::new(
         sitsgpu::train::profile::utae_small_config(),
@@ -59,7 +60,12 @@ fn a_utae_training_step_is_timed_kernel_by_kernel() {
         sitsgpu::Device::Cpu,
     );
     use sitsgpu::layers::Module;
-    assert_eq!(adam.calls, 2 * params.parameters().len());
+    let tensors = params.parameters().len();
+    assert!(
+        adam.calls >= 2 && adam.calls <= 2 * 4 && tensors > 50,
+        "{} Adam launches in 2 steps for {tensors} parameter tensors",
+        adam.calls
+    );
     assert!(r.total_ns > 0.0 && out.step_ms > 0.0 && out.encode_ms > 0.0);
     assert_eq!(
         r.dispatches,

@@ -1,14 +1,34 @@
 //! The Adam optimizer (`torch.optim.Adam`): the moments of every parameter and the step count. The update
-//! arithmetic — its CPU reference and `adam.wgsl` — is the op `engine::ops::optim::adam`; one GPU step records one
-//! `adam.wgsl` launch per parameter tensor into the pending command encoder.
+//! arithmetic — its CPU reference and `adam.wgsl` — is the op `engine::ops::optim::adam`.
+//!
+//! On the GPU the moments of all parameters live in one pair of flat buffers (a bank each for m and v, more
+//! than one only when they would exceed the device's largest binding), so that a step is a multi-tensor
+//! launch per group of parameters sharing buffers (`ops::optim::adam::gpu_step`): a handful of launches
+//! instead of one per parameter tensor.
 
-use crate::engine::ops::optim::adam::{cpu_step, gpu_step};
-use crate::engine::storage::Device;
+use crate::engine::ops::optim::adam::{cpu_step, gpu_step, Item};
+use crate::engine::pool::BufSlice;
+use crate::engine::storage::{Device, GpuStorage};
 use crate::engine::tensor::Tensor;
+use crate::engine::Gpu;
 
 pub use crate::engine::ops::optim::adam::AdamConfig;
 
 // ---- The optimizer ----
+
+/// Where one parameter's moments are.
+enum Home {
+    /// Host tensors (a CPU parameter).
+    Cpu(Tensor, Tensor),
+    /// `n` elements at `offset` of bank `bank`.
+    Gpu { bank: usize, offset: usize },
+}
+
+/// A moment bank: m and v for consecutive parameters.
+struct Bank {
+    m: GpuStorage,
+    v: GpuStorage,
+}
 
 /// Adam over a list of parameters (leaf tensors that require grad), with its moment buffers.
 pub struct Adam {
@@ -17,33 +37,100 @@ pub struct Adam {
     /// Steps taken so far.
     pub t: u64,
     params: Vec<Tensor>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    homes: Vec<Home>,
+    banks: Vec<Bank>,
+    /// Launches of the last GPU step.
+    launches: usize,
 }
 
 impl Adam {
     /// An optimizer for `params` (moments start at zero on each parameter's device).
     pub fn new(params: Vec<Tensor>, cfg: AdamConfig) -> Self {
-        let m = params
+        // GPU parameters: consecutive ranges of banks of at most the device's largest binding.
+        let gpu = params
             .iter()
-            .map(|p| Tensor::zeros(p.shape(), p.device()))
-            .collect();
-        let v = params
+            .any(|p| p.device() == Device::Gpu)
+            .then(|| Gpu::get().expect("Adam: GPU parameters without a GPU"));
+        let cap = gpu.map_or(0, |g| {
+            (g.limits
+                .max_storage_buffer_binding_size
+                .min(g.limits.max_buffer_size)
+                / 4) as usize
+        });
+        let mut sizes: Vec<usize> = Vec::new();
+        let homes = params
             .iter()
-            .map(|p| Tensor::zeros(p.shape(), p.device()))
+            .map(|p| match p.device() {
+                Device::Cpu => Home::Cpu(
+                    Tensor::zeros(p.shape(), Device::Cpu),
+                    Tensor::zeros(p.shape(), Device::Cpu),
+                ),
+                Device::Gpu => {
+                    let n = p.numel();
+                    if sizes.last().is_none_or(|&s| s + n > cap) {
+                        sizes.push(0);
+                    }
+                    let bank = sizes.len() - 1;
+                    let offset = sizes[bank];
+                    sizes[bank] += n;
+                    Home::Gpu { bank, offset }
+                }
+            })
             .collect();
+        let banks = match gpu {
+            Some(gpu) => sizes
+                .iter()
+                .map(|&n| {
+                    let zeroed = || {
+                        let s = GpuStorage::alloc(gpu, n.max(1), "adam (moments)");
+                        gpu.clear(s.buffer(), 4 * n.max(1) as u64);
+                        s
+                    };
+                    Bank {
+                        m: zeroed(),
+                        v: zeroed(),
+                    }
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         Adam {
             cfg,
             t: 0,
             params,
-            m,
-            v,
+            homes,
+            banks,
+            launches: 0,
         }
     }
 
-    /// The moment estimates (m, v) of parameter `i` (for checkpoints).
-    pub fn moments(&self, i: usize) -> (&Tensor, &Tensor) {
-        (&self.m[i], &self.v[i])
+    /// The range of parameter `i`'s moments in its bank, and the bank.
+    fn range(&self, i: usize) -> Option<(&Bank, u64, u64)> {
+        match self.homes[i] {
+            Home::Gpu { bank, offset } => Some((
+                &self.banks[bank],
+                4 * offset as u64,
+                4 * self.params[i].numel() as u64,
+            )),
+            Home::Cpu(..) => None,
+        }
+    }
+
+    /// The moment estimates (m, v) of parameter `i`, in its shape (for checkpoints).
+    pub fn moments(&self, i: usize) -> (Vec<f32>, Vec<f32>) {
+        match self.range(i) {
+            None => match &self.homes[i] {
+                Home::Cpu(m, v) => (m.to_vec(), v.to_vec()),
+                Home::Gpu { .. } => unreachable!(),
+            },
+            Some((bank, at, bytes)) => {
+                let read = |s: &GpuStorage| -> Vec<f32> {
+                    let b = s.gpu.read_buffer(sub(s.buffer(), at, bytes), bytes);
+                    bytemuck::cast_slice(&b).to_vec()
+                };
+                (read(&bank.m), read(&bank.v))
+            }
+        }
     }
 
     /// Replaces the state (resuming from a checkpoint): step count and moments.
@@ -55,35 +142,66 @@ impl Adam {
         );
         self.t = t;
         for i in 0..self.params.len() {
-            self.m[i].storage().write(&m[i]);
-            self.v[i].storage().write(&v[i]);
+            let n = self.params[i].numel();
+            assert!(
+                m[i].len() == n && v[i].len() == n,
+                "Adam::set_state: moment {i} has the wrong length"
+            );
+            match self.range(i) {
+                None => match &self.homes[i] {
+                    Home::Cpu(mt, vt) => {
+                        mt.storage().write(&m[i]);
+                        vt.storage().write(&v[i]);
+                    }
+                    Home::Gpu { .. } => unreachable!(),
+                },
+                Some((bank, at, bytes)) => {
+                    for (s, data) in [(&bank.m, &m[i]), (&bank.v, &v[i])] {
+                        s.gpu
+                            .write_buffer(sub(s.buffer(), at, bytes), bytemuck::cast_slice(data));
+                    }
+                }
+            }
         }
     }
 
     /// One step: every parameter with a gradient is updated in place (parameters without one are skipped,
-    /// as PyTorch skips `p.grad is None`).
+    /// as PyTorch skips `p.grad is None`). On the GPU, one launch per bank and group of parameters sharing
+    /// buffers.
     pub fn step(&mut self) {
         self.t += 1;
-        for i in 0..self.params.len() {
+        let grads: Vec<Option<Tensor>> = self.params.iter().map(|p| p.grad()).collect();
+        let mut per_bank: Vec<Vec<Item>> = (0..self.banks.len()).map(|_| Vec::new()).collect();
+        for (i, g) in grads.iter().enumerate() {
+            let Some(g) = g else { continue };
             let p = &self.params[i];
-            let Some(g) = p.grad() else { continue };
-            match p.device() {
-                Device::Cpu => {
+            match &self.homes[i] {
+                Home::Cpu(m, v) => {
                     let mut pv = p.to_vec();
-                    let (mut mv, mut vv) = (self.m[i].to_vec(), self.v[i].to_vec());
+                    let (mut mv, mut vv) = (m.to_vec(), v.to_vec());
                     cpu_step(&self.cfg, self.t, &mut pv, &g.to_vec(), &mut mv, &mut vv);
                     p.storage().write(&pv);
-                    self.m[i].storage().write(&mv);
-                    self.v[i].storage().write(&vv);
+                    m.storage().write(&mv);
+                    v.storage().write(&vv);
                 }
-                Device::Gpu => {
-                    let op = "adam";
-                    let (m, v) = (self.m[i].gpu_storage(op), self.v[i].gpu_storage(op));
-                    let (pg, gg) = (p.gpu_storage(op), g.gpu_storage(op));
-                    gpu_step(&self.cfg, self.t, [pg, gg, m, v], p.numel());
-                }
+                &Home::Gpu { bank, offset } => per_bank[bank].push(Item {
+                    p: p.gpu_storage("adam"),
+                    g: g.gpu_storage("adam"),
+                    moments_at: offset,
+                    n: p.numel(),
+                }),
             }
         }
+        self.launches = per_bank
+            .iter()
+            .zip(&self.banks)
+            .map(|(items, b)| gpu_step(&self.cfg, self.t, &b.m, &b.v, items))
+            .sum();
+    }
+
+    /// GPU launches of the last step (0 on the CPU).
+    pub fn last_launches(&self) -> usize {
+        self.launches
     }
 
     /// Forgets every parameter's gradient.
@@ -91,5 +209,14 @@ impl Adam {
         for p in &self.params {
             p.zero_grad();
         }
+    }
+}
+
+/// `bytes` bytes at `at` of a range.
+fn sub(s: BufSlice<'_>, at: u64, bytes: u64) -> BufSlice<'_> {
+    BufSlice {
+        buffer: s.buffer,
+        offset: s.offset + at,
+        size: bytes,
     }
 }

@@ -78,15 +78,15 @@ pub fn save_training_state(
         "progress.best_IoU_bits",
         Entry::i64(vec![], vec![p.best.to_bits() as i64]),
     );
-    for (i, (name, _)) in model.named_parameters("").iter().enumerate() {
+    for (i, (name, p)) in model.named_parameters("").iter().enumerate() {
         let (m, v) = opt.moments(i);
         sd.insert(
             format!("optimizer.exp_avg.{name}"),
-            Entry::f32(m.shape().to_vec(), m.to_vec()),
+            Entry::f32(p.shape().to_vec(), m),
         );
         sd.insert(
             format!("optimizer.exp_avg_sq.{name}"),
-            Entry::f32(v.shape().to_vec(), v.to_vec()),
+            Entry::f32(p.shape().to_vec(), v),
         );
     }
     sd.insert("optimizer.step", Entry::i64(vec![], vec![opt.t as i64]));

@@ -1,22 +1,30 @@
-// adam.wgsl: one Adam step over one parameter tensor, with torch.optim.Adam's exact operation order
-// (single-tensor implementation, amsgrad off, L2 weight decay added to the gradient).
+// adam.wgsl: one Adam step over a group of parameter tensors in one launch (multi-tensor), with
+// torch.optim.Adam's exact operation order per element (single-tensor arithmetic, amsgrad off, L2 weight decay
+// added to the gradient).
 //
 // Math:     g' = g + weight_decay · p
 //           m  = m + (1 - β1) · (g' - m)               (torch's lerp_(g', 1 - β1), weight < 0.5 branch)
 //           v  = β2 · v + ((1 - β2) · g') · g'          (mul_(β2).addcmul_(g', g', value = 1 - β2))
 //           p  = p + ((-step_size) · m) / (sqrt(v) / bc2_sqrt + eps)    (addcdiv_)
 //           with step_size = lr / (1 - β1^t) and bc2_sqrt = sqrt(1 - β2^t) computed on the host in f64.
-// Threads:  one invocation per parameter element; WG = 256; 2-D fold. The host launches it once per
-//           parameter tensor, all in one command encoder.
-// Bindings: 0 p (read_write) (n) | 1 g (read) (n) | 2 m (read_write) (n) | 3 v (read_write) (n)
-//           | 4 params (uniform)
-// CPU reference: train::adam::cpu_step.
+// Layout:   the group's tensors are ranges of the buffers bound below, listed in `table` from entry `first`:
+//           entry j = (p_off, g_off, mv_off, start) in f32 elements, tensor j's elements being invocations
+//           start_j ≤ i < start_{j+1}; entry first + count is a sentinel whose start is n. A single tensor is
+//           a group of one (offsets 0 when its own ranges are bound).
+// Threads:  one invocation per element of the group's tensors, concatenated; WG = 256; 2-D fold. Invocation i
+//           finds its tensor by binary search over the starts (no float atomics: each element is written by
+//           exactly one invocation).
+// Bindings: 0 p (read_write) (the buffer holding the group's parameters) | 1 g (read) (their gradients')
+//           | 2 m (read_write) | 3 v (read_write) (the optimizer's moment bank) | 4 table (read)
+//           (entries, vec4<u32>) | 5 params (uniform)
+// CPU reference: engine::ops::optim::adam::cpu_step (per tensor; the grouping is layout only).
 
 const WG: u32 = 256u;
 
 struct Params {
     n: u32,
-    beta1: f32,
+    first: u32,
+    count: u32,
     beta2: f32,
     eps: f32,
     weight_decay: f32,
@@ -26,25 +34,37 @@ struct Params {
     one_minus_beta2: f32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> p: array<f32>;
 @group(0) @binding(1) var<storage, read>       g: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<uniform>             params: Params;
+@group(0) @binding(4) var<storage, read>       table: array<vec4<u32>>;
+@group(0) @binding(5) var<uniform>             params: Params;
 
 @compute @workgroup_size(WG)
 fn adam(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     if (i >= params.n) { return; }
-    let grad = g[i] + params.weight_decay * p[i];
-    let mi = m[i] + params.one_minus_beta1 * (grad - m[i]);
-    let vi = v[i] * params.beta2 + (params.one_minus_beta2 * grad) * grad;
-    m[i] = mi;
-    v[i] = vi;
-    let denom = sqrt(vi) / params.bc2_sqrt + params.eps;
-    p[i] = p[i] + (-params.step_size * mi) / denom;
+    // table[lo].w <= i < table[hi].w
+    var lo = params.first;
+    var hi = params.first + params.count;
+    loop {
+        if (hi - lo <= 1u) { break; }
+        let mid = (lo + hi) / 2u;
+        if (table[mid].w <= i) { lo = mid; } else { hi = mid; }
+    }
+    let entry = table[lo];
+    let e = i - entry.w;
+    let pi = entry.x + e;
+    let mi = entry.z + e;
+    let grad = g[entry.y + e] + params.weight_decay * p[pi];
+    let m1 = m[mi] + params.one_minus_beta1 * (grad - m[mi]);
+    let v1 = v[mi] * params.beta2 + (params.one_minus_beta2 * grad) * grad;
+    m[mi] = m1;
+    v[mi] = v1;
+    let denom = sqrt(v1) / params.bc2_sqrt + params.eps;
+    p[pi] = p[pi] + (-params.step_size * m1) / denom;
 }

@@ -2,8 +2,12 @@
 //! gradient, bias correction, amsgrad off) on one parameter tensor and its two moments, in place. The
 //! optimizer that owns the moments and steps every parameter is `train::adam::Adam`.
 //!
-//! The GPU step is `adam.wgsl` (one invocation per element); the CPU reference [`cpu_step`] follows llm.c's
-//! `gpt2_update` loop and PyTorch's single-tensor implementation operation by operation:
+//! The GPU step is `adam.wgsl`, a multi-tensor launch: one invocation per element of a group of tensors whose
+//! parameters lie in one pooled buffer and whose gradients lie in one pooled buffer (each bound whole, the
+//! tensors found by their offsets in a small table), with their moments in the optimizer's moment bank. A
+//! model's parameters are allocated together, so a step is a handful of launches instead of one per tensor
+//! ([`gpu_step`]). The CPU reference [`cpu_step`] follows llm.c's `gpt2_update` loop and PyTorch's
+//! single-tensor implementation operation by operation:
 //!
 //! ```text
 //! g  = g + weight_decay · p
@@ -14,6 +18,7 @@
 //! Bias corrections are computed on the host in f64 (as Python does) and passed as f32.
 
 use crate::engine::kernel::{Grid, Kernel};
+use crate::engine::pool::BufSlice;
 use crate::engine::real::Real;
 use crate::engine::storage::GpuStorage;
 use crate::shaders;
@@ -23,7 +28,8 @@ use crate::shaders;
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
     n: u32,
-    beta1: f32,
+    first: u32,
+    count: u32,
     beta2: f32,
     eps: f32,
     weight_decay: f32,
@@ -31,11 +37,12 @@ pub struct Params {
     bc2_sqrt: f32,
     one_minus_beta1: f32,
     one_minus_beta2: f32,
-    _pad: [u32; 3],
+    _pad: [u32; 2],
 }
 
-/// `adam.wgsl`: p, g, m, v (n) → p, m, v updated in place.
-pub const ADAM: Kernel = Kernel::new::<Params>(&shaders::ADAM, "adam", 5);
+/// `adam.wgsl`: p, g (buffers holding a group's tensors), m, v (the moment bank), table → p, m, v updated in
+/// place.
+pub const ADAM: Kernel = Kernel::new::<Params>(&shaders::ADAM, "adam", 6);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
 pub const KERNELS: &[Kernel] = &[ADAM];
 
@@ -67,13 +74,14 @@ impl Default for AdamConfig {
 }
 
 impl AdamConfig {
-    /// The kernel parameters for step `t` (1-based) over `n` elements.
-    fn params(&self, t: u64, n: usize) -> Params {
+    /// The kernel parameters for step `t` (1-based) over `n` elements: table entries `first..first + count`.
+    fn params(&self, t: u64, n: usize, first: usize, count: usize) -> Params {
         let bc1 = 1.0 - self.beta1.powi(t as i32);
         let bc2 = 1.0 - self.beta2.powi(t as i32);
         Params {
             n: n as u32,
-            beta1: self.beta1 as f32,
+            first: first as u32,
+            count: count as u32,
             beta2: self.beta2 as f32,
             eps: self.eps as f32,
             weight_decay: self.weight_decay as f32,
@@ -81,7 +89,7 @@ impl AdamConfig {
             bc2_sqrt: bc2.sqrt() as f32,
             one_minus_beta1: (1.0 - self.beta1) as f32,
             one_minus_beta2: (1.0 - self.beta2) as f32,
-            _pad: [0; 3],
+            _pad: [0; 2],
         }
     }
 }
@@ -91,7 +99,7 @@ impl AdamConfig {
 /// One Adam step at step `t` (1-based) on host slices, in place. The scalars are rounded to f32 exactly as
 /// the GPU receives them, so the two paths run the same arithmetic.
 pub fn cpu_step<T: Real>(cfg: &AdamConfig, t: u64, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T]) {
-    let k = cfg.params(t, p.len());
+    let k = cfg.params(t, p.len(), 0, 1);
     let f = |x: f32| T::from_f64(x as f64);
     let (b2, eps, wd) = (f(k.beta2), f(k.eps), f(k.weight_decay));
     let (step, bc2s, omb1, omb2) = (
@@ -111,15 +119,88 @@ pub fn cpu_step<T: Real>(cfg: &AdamConfig, t: u64, p: &mut [T], g: &[T], m: &mut
 
 // ---- GPU ----
 
-/// Launches adam.wgsl at step `t` (1-based): p, m, v (n) updated in place from g (n).
-pub fn gpu_step(cfg: &AdamConfig, t: u64, [p, g, m, v]: [&GpuStorage; 4], n: usize) {
-    let bufs = [p.buffer(), g.buffer(), m.buffer(), v.buffer()];
-    ADAM.dispatch(
-        p.gpu,
-        &bufs,
-        &cfg.params(t, n),
-        Grid::threads(n).flops(12 * n).bytes(28 * n),
-    );
+/// One parameter tensor of a GPU step: its storage, its gradient's, and where its moments start in the moment
+/// bank (elements).
+pub struct Item<'a> {
+    /// The parameter (updated in place).
+    pub p: &'a GpuStorage,
+    /// Its gradient.
+    pub g: &'a GpuStorage,
+    /// Offset of its moments in the bank, f32 elements.
+    pub moments_at: usize,
+    /// Elements.
+    pub n: usize,
+}
+
+/// What binds one launch: a buffer bound whole (when the device can bind it) or one tensor's own range.
+fn binding<'a>(s: BufSlice<'a>, max: u64) -> BufSlice<'a> {
+    let whole = BufSlice::whole(s.buffer);
+    if whole.size <= max {
+        whole
+    } else {
+        s
+    }
+}
+
+fn same(a: &BufSlice, b: &BufSlice) -> bool {
+    a.buffer == b.buffer && a.offset == b.offset
+}
+
+/// Records Adam step `t` (1-based) of `items`, whose moments are in the bank `m`, `v`: one `adam.wgsl` launch
+/// per group of tensors sharing a parameter buffer and a gradient buffer (in order of first appearance, so the
+/// same layout gives the same launches). Returns the number of launches.
+pub fn gpu_step(cfg: &AdamConfig, t: u64, m: &GpuStorage, v: &GpuStorage, items: &[Item]) -> usize {
+    let gpu = m.gpu;
+    let max = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size);
+    // (p binding, g binding, entries (p_off, g_off, mv_off, start), elements)
+    let mut groups: Vec<(BufSlice, BufSlice, Vec<[u32; 4]>, usize)> = Vec::new();
+    for it in items.iter().filter(|it| it.n > 0) {
+        let (ps, gs) = (it.p.buffer(), it.g.buffer());
+        let (pb, gb) = (binding(ps, max), binding(gs, max));
+        let k = match groups
+            .iter()
+            .position(|(p, g, ..)| same(p, &pb) && same(g, &gb))
+        {
+            Some(k) => k,
+            None => {
+                groups.push((pb, gb, Vec::new(), 0));
+                groups.len() - 1
+            }
+        };
+        let (_, _, entries, n) = &mut groups[k];
+        entries.push([
+            ((ps.offset - pb.offset) / 4) as u32,
+            ((gs.offset - gb.offset) / 4) as u32,
+            it.moments_at as u32,
+            *n as u32,
+        ]);
+        *n += it.n;
+    }
+    if groups.is_empty() {
+        return 0;
+    }
+    // One table for every group: its entries, then a sentinel holding its element count.
+    let mut table: Vec<u32> = Vec::new();
+    let mut firsts = Vec::new();
+    for (_, _, entries, n) in &groups {
+        firsts.push(table.len() / 4);
+        table.extend(entries.iter().flatten());
+        table.extend([0, 0, 0, *n as u32]);
+    }
+    let tab = GpuStorage::alloc(gpu, table.len(), "adam (table)");
+    gpu.write_buffer(tab.buffer(), bytemuck::cast_slice(&table));
+    for ((pb, gb, entries, n), first) in groups.iter().zip(firsts) {
+        ADAM.dispatch(
+            gpu,
+            &[*pb, *gb, m.buffer(), v.buffer(), tab.buffer()],
+            &cfg.params(t, *n, first, entries.len()),
+            Grid::threads(*n).flops(12 * n).bytes(28 * n),
+        );
+    }
+    groups.len()
 }
 
 // ---- Tests ----
