@@ -339,3 +339,42 @@ fn tensors_over_the_storage_binding_become_micro_batches_or_a_clear_error() {
         "{err}"
     );
 }
+
+/// Evaluation one sample at a time (`Ctx::split_input_bytes`; `sitsgpu profile --split_mib`) holds one
+/// sample's feature maps instead of the batch's: the forward pass's peak is lower than the whole batch's.
+/// (That the scores are the same is `models::semantic::tests::evaluation_one_sample_at_a_time_…`.)
+#[test]
+fn evaluation_one_sample_at_a_time_lowers_the_peak() {
+    if gpu_or_skip("memory (evaluation split)").is_none() {
+        return;
+    }
+    let peak = |split_mib: &str| -> f64 {
+        let o = sitsgpu_ok(&[
+            &"profile",
+            &"--json",
+            &"--model",
+            &"utae",
+            &"--batch_size",
+            &"4",
+            &"--dates",
+            &"6",
+            &"--size",
+            &"32",
+            &"--warmup",
+            &"0",
+            &"--steps",
+            &"1",
+            &"--split_mib",
+            &split_mib,
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("profile --json");
+        v["memory"]["peak_live_bytes"]
+            .as_f64()
+            .expect("peak_live_bytes")
+    };
+    let (whole, split) = (peak("100000"), peak("0"));
+    assert!(
+        split < 0.8 * whole,
+        "one sample at a time: {split} bytes at the peak, the whole batch {whole}"
+    );
+}

@@ -146,6 +146,7 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
         steps: 1,
         wall_clock: false,
         json: false,
+        split_mib: None,
     };
     let opts = ProfileOptions {
         workload: args.workload().unwrap(),

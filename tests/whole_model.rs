@@ -142,6 +142,7 @@ fn situation(spec: &ModelSpec, seed: u64) -> Workload {
                 lengths,
                 real_pixels: Vec::new(),
                 seed,
+                split_input_bytes: sitsgpu::layers::EVAL_SPLIT_BYTES,
             }
         }
         ModelSpec::PixelSet(_) => {
@@ -165,6 +166,7 @@ fn situation(spec: &ModelSpec, seed: u64) -> Workload {
                 lengths: Vec::new(),
                 real_pixels,
                 seed,
+                split_input_bytes: sitsgpu::layers::EVAL_SPLIT_BYTES,
             }
         }
     }

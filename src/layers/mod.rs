@@ -59,8 +59,16 @@ pub struct Ctx {
     /// Whether dropout is active (training mode only). Off reproduces PyTorch runs with every `nn.Dropout`
     /// at p = 0 (the fixtures' train steps).
     pub dropout: bool,
+    /// Evaluation without autograd runs a batch one sample at a time when its input is larger than this
+    /// (bytes; [`EVAL_SPLIT_BYTES`] by default, `usize::MAX` never): the semantic models' peak memory is then
+    /// one sample's feature maps (`models::semantic::SemanticModel::forward`).
+    pub split_input_bytes: usize,
     seed: Cell<u64>,
 }
+
+/// The default [`Ctx::split_input_bytes`]: 64 MiB of input (U-TAE paper config: a batch of 4 × 41 dates at
+/// 128 × 128 and above).
+pub const EVAL_SPLIT_BYTES: usize = 64 << 20;
 
 impl Ctx {
     /// Evaluation mode (running statistics, no dropout).
@@ -68,8 +76,15 @@ impl Ctx {
         Ctx {
             training: false,
             dropout: false,
+            split_input_bytes: EVAL_SPLIT_BYTES,
             seed: Cell::new(0),
         }
+    }
+
+    /// The same mode with another [`Ctx::split_input_bytes`].
+    pub fn split_above(mut self, bytes: usize) -> Self {
+        self.split_input_bytes = bytes;
+        self
     }
 
     /// Training mode; dropout masks are drawn from `seed` onwards (one seed per dropout call).
@@ -77,6 +92,7 @@ impl Ctx {
         Ctx {
             training: true,
             dropout: true,
+            split_input_bytes: EVAL_SPLIT_BYTES,
             seed: Cell::new(seed),
         }
     }
@@ -86,6 +102,7 @@ impl Ctx {
         Ctx {
             training: true,
             dropout: false,
+            split_input_bytes: EVAL_SPLIT_BYTES,
             seed: Cell::new(0),
         }
     }

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use crate::engine::autograd::is_grad_enabled;
 use crate::engine::{Device, Error, Result, Tensor};
 use crate::layers::{Ctx, Module};
 use crate::models::conv_rnn_seg::{RecurrentSeg, RecurrentSegConfig};
@@ -232,7 +233,43 @@ pub struct SemanticOutput {
 
 impl SemanticModel {
     /// x (B, T, C, H, W) on the model's device, `days` (B, T) day offsets (U-TAE only), the batch's pad mask.
+    ///
+    /// In evaluation without autograd (`!ctx.training`, inside `no_grad`), a batch whose input exceeds
+    /// `ctx.split_input_bytes` (64 MiB by default) runs one sample at a time and the outputs are concatenated: every layer sees each
+    /// sample alone at inference (convolutions, group norm, batch norm with its running statistics, attention
+    /// over a sample's own dates), so the scores are the whole batch's, and the peak memory is one sample's
+    /// feature maps instead of the batch's (U-TAE paper config, 61 dates at 128 × 128: about 340 MiB per
+    /// sample). Small batches, and anything recording gradients, run whole.
     pub fn forward(&self, x: &Tensor, days: &[f32], pad: &PadInfo, ctx: &Ctx) -> SemanticOutput {
+        let s = x.shape();
+        let big = 4 * x.numel() > ctx.split_input_bytes;
+        if !ctx.training && !is_grad_enabled() && s[0] > 1 && big {
+            let (b, t) = (s[0], s[1]);
+            let outs: Vec<SemanticOutput> = (0..b)
+                .map(|i| {
+                    let one = PadInfo {
+                        mask: pad.mask[i * t..(i + 1) * t].to_vec(),
+                    };
+                    let dates = if days.len() == b * t {
+                        &days[i * t..(i + 1) * t]
+                    } else {
+                        days
+                    };
+                    self.forward(&x.narrow(0, i, 1), dates, &one, ctx)
+                })
+                .collect();
+            let logits: Vec<&Tensor> = outs.iter().map(|o| &o.logits).collect();
+            let attn: Option<Vec<&Tensor>> = outs.iter().map(|o| o.attn.as_ref()).collect();
+            return SemanticOutput {
+                logits: Tensor::cat(&logits, 0),
+                attn: attn.map(|a| Tensor::cat(&a, 1)),
+            };
+        }
+        self.forward_whole(x, days, pad, ctx)
+    }
+
+    /// [`SemanticModel::forward`] on the whole batch at once.
+    fn forward_whole(&self, x: &Tensor, days: &[f32], pad: &PadInfo, ctx: &Ctx) -> SemanticOutput {
         let logits = match self {
             SemanticModel::UTae(m) => {
                 let o = m.forward(x, days, pad, ctx, false);
@@ -300,6 +337,65 @@ mod tests {
         let e =
             SemanticConfig::from_conf(&json!({"model": "nope"}), Path::new("c.json")).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
+    }
+
+    /// An evaluation batch split one sample at a time gives the whole batch's scores and attention: bit for bit
+    /// on the CPU reference, within the kernels' tolerance on the GPU (kernel plans may depend on the batch).
+    /// One sample has padded dates, the others none (the whole batch masks; a lone sample without pads
+    /// does not).
+    #[test]
+    fn evaluation_one_sample_at_a_time_gives_the_whole_batchs_outputs() {
+        use crate::engine::testing::{assert_close, gpu_or_skip, Tol};
+        let config = UTaeConfig {
+            encoder_widths: vec![8, 12, 16, 20],
+            decoder_widths: vec![4, 8, 12, 20],
+            out_conv: vec![8, 5],
+            n_head: 4,
+            d_model: 24,
+            ..UTaeConfig::default()
+        };
+        let (b, t, c, hw) = (3, 4, 10, 16);
+        let mut data = Tensor::rand_uniform(&[b, t, c, hw, hw], -1.0, 1.0, 7, Device::Cpu).to_vec();
+        let frame = c * hw * hw;
+        data[(t + 3) * frame..(t + 4) * frame].fill(0.0); // sample 1, last date: padding
+        let pad = PadInfo::from_data(&data, &[b, t, c, hw, hw], 0.0);
+        assert_eq!(pad.mask.iter().filter(|&&m| m).count(), 1);
+        let days: Vec<f32> = (0..b * t).map(|i| (i * 7 % 40) as f32).collect();
+        let mut devices = vec![Device::Cpu];
+        if gpu_or_skip("semantic split evaluation").is_some() {
+            devices.push(Device::Gpu);
+        }
+        for device in devices {
+            let model = SemanticModel::UTae(UTae::new(config.clone(), 3, device));
+            let x = Tensor::from_vec(data.clone(), &[b, t, c, hw, hw], device);
+            let whole_ctx = Ctx::eval().split_above(usize::MAX);
+            let split_ctx = Ctx::eval().split_above(0);
+            let (whole, split) = crate::engine::no_grad(|| {
+                (
+                    model.forward(&x, &days, &pad, &whole_ctx),
+                    model.forward(&x, &days, &pad, &split_ctx),
+                )
+            });
+            let pairs = [
+                (whole.logits.to_vec(), split.logits.to_vec(), "logits"),
+                (
+                    whole.attn.unwrap().to_vec(),
+                    split.attn.unwrap().to_vec(),
+                    "attention",
+                ),
+            ];
+            for (w, s, what) in pairs {
+                assert_eq!(w.len(), s.len());
+                if device == Device::Cpu {
+                    assert!(
+                        w.iter().zip(&s).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{what}"
+                    );
+                } else {
+                    assert_close(&s, &w, Tol::KERNEL, what);
+                }
+            }
+        }
     }
 
     #[test]

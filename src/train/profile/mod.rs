@@ -243,6 +243,10 @@ pub struct ProfileArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Semantic evaluation: run a batch one sample at a time when its input exceeds this many MiB (0: always;
+    /// the default is the models' own, 64 MiB), to weigh memory against speed.
+    #[arg(long = "split_mib", visible_alias = "split-mib")]
+    pub split_mib: Option<usize>,
 }
 
 impl ProfileArgs {
@@ -282,8 +286,12 @@ impl ProfileArgs {
 
     /// Runs the profile and prints the table (or the JSON).
     pub fn run(&self) -> Result<()> {
+        let mut workload = self.workload()?;
+        if let Some(mib) = self.split_mib {
+            workload.split_input_bytes = mib.saturating_mul(1 << 20);
+        }
         let out = run(&ProfileOptions {
-            workload: self.workload()?,
+            workload,
             train: self.train,
             warmup: self.warmup,
             steps: self.steps,

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
-use crate::layers::{Ctx, Module};
+use crate::layers::{Ctx, Module, EVAL_SPLIT_BYTES};
 use crate::models::paps::loss::{paps_loss, PapsLossConfig, TARGET_CHANNELS};
 use crate::models::paps::{BackboneConfig, Paps, PapsConfig};
 use crate::models::pse::focal_loss;
@@ -52,6 +52,9 @@ pub struct Workload {
     pub real_pixels: Vec<usize>,
     /// Seed of the weights (`seed`) and of the inputs (`seed + 1`, `seed + 2`).
     pub seed: u64,
+    /// Semantic evaluation: a batch whose input is larger runs one sample at a time (bytes;
+    /// `Ctx::split_input_bytes`, 64 MiB by default).
+    pub split_input_bytes: usize,
 }
 
 /// The small U-TAE of the fixtures (widths an eighth of the paper's).
@@ -183,6 +186,7 @@ impl Workload {
             pixels: 0,
             width: None,
             lengths: Vec::new(),
+            split_input_bytes: EVAL_SPLIT_BYTES,
             real_pixels: Vec::new(),
             seed: 0,
         })
@@ -204,6 +208,7 @@ impl Workload {
             pixels,
             width: None,
             lengths: Vec::new(),
+            split_input_bytes: EVAL_SPLIT_BYTES,
             real_pixels: Vec::new(),
             seed: 0,
         })
@@ -262,6 +267,7 @@ impl Workload {
                 Prepared::Semantic {
                     days,
                     pad,
+                    split_input_bytes: self.split_input_bytes,
                     target: Tensor::from_vec(target, &[b, h, w], device),
                     model: Box::new(model),
                     x,
@@ -424,6 +430,8 @@ pub enum Prepared {
         days: Vec<f32>,
         /// No padded dates.
         pad: PadInfo,
+        /// The evaluation forward's `Ctx::split_input_bytes`.
+        split_input_bytes: usize,
         /// Class targets (B, H, W).
         target: Tensor,
         /// The optimizer.
@@ -474,8 +482,10 @@ impl Prepared {
                 x,
                 days,
                 pad,
+                split_input_bytes,
                 ..
             } => {
+                let ctx = Ctx::eval().split_above(*split_input_bytes);
                 let out = model.forward(x, days, pad, &ctx).logits;
                 let _ = out.argmax(1);
             }
