@@ -20,7 +20,7 @@ pub use crate::engine::ops::optim::adam::AdamConfig;
 enum Home {
     /// Host tensors (a CPU parameter).
     Cpu(Tensor, Tensor),
-    /// `n` elements at `offset` of bank `bank`.
+    /// The parameter's element count at `offset` (elements) of bank `bank`.
     Gpu { bank: usize, offset: usize },
 }
 
@@ -104,31 +104,17 @@ impl Adam {
         }
     }
 
-    /// The range of parameter `i`'s moments in its bank, and the bank.
-    fn range(&self, i: usize) -> Option<(&Bank, u64, u64)> {
-        match self.homes[i] {
-            Home::Gpu { bank, offset } => Some((
-                &self.banks[bank],
-                4 * offset as u64,
-                4 * self.params[i].numel() as u64,
-            )),
-            Home::Cpu(..) => None,
-        }
-    }
-
     /// The moment estimates (m, v) of parameter `i`, in its shape (for checkpoints).
     pub fn moments(&self, i: usize) -> (Vec<f32>, Vec<f32>) {
-        match self.range(i) {
-            None => match &self.homes[i] {
-                Home::Cpu(m, v) => (m.to_vec(), v.to_vec()),
-                Home::Gpu { .. } => unreachable!(),
-            },
-            Some((bank, at, bytes)) => {
+        let bytes = 4 * self.params[i].numel() as u64;
+        match self.homes[i] {
+            Home::Cpu(ref m, ref v) => (m.to_vec(), v.to_vec()),
+            Home::Gpu { bank, offset } => {
                 let read = |s: &GpuStorage| -> Vec<f32> {
-                    let b = s.gpu.read_buffer(sub(s.buffer(), at, bytes), bytes);
-                    bytemuck::cast_slice(&b).to_vec()
+                    let at = sub(s.buffer(), 4 * offset as u64, bytes);
+                    bytemuck::cast_slice(&s.gpu.read_buffer(at, bytes)).to_vec()
                 };
-                (read(&bank.m), read(&bank.v))
+                (read(&self.banks[bank].m), read(&self.banks[bank].v))
             }
         }
     }
@@ -147,18 +133,16 @@ impl Adam {
                 m[i].len() == n && v[i].len() == n,
                 "Adam::set_state: moment {i} has the wrong length"
             );
-            match self.range(i) {
-                None => match &self.homes[i] {
-                    Home::Cpu(mt, vt) => {
-                        mt.storage().write(&m[i]);
-                        vt.storage().write(&v[i]);
-                    }
-                    Home::Gpu { .. } => unreachable!(),
-                },
-                Some((bank, at, bytes)) => {
-                    for (s, data) in [(&bank.m, &m[i]), (&bank.v, &v[i])] {
-                        s.gpu
-                            .write_buffer(sub(s.buffer(), at, bytes), bytemuck::cast_slice(data));
+            match self.homes[i] {
+                Home::Cpu(ref mt, ref vt) => {
+                    mt.storage().write(&m[i]);
+                    vt.storage().write(&v[i]);
+                }
+                Home::Gpu { bank, offset } => {
+                    let b = &self.banks[bank];
+                    for (s, data) in [(&b.m, &m[i]), (&b.v, &v[i])] {
+                        let at = sub(s.buffer(), 4 * offset as u64, 4 * n as u64);
+                        s.gpu.write_buffer(at, bytemuck::cast_slice(data));
                     }
                 }
             }
