@@ -389,14 +389,19 @@ mod tests {
 
     /// peak(n) = 100 + 50 n: a budget of 500 fits 5 samples with the 40 % margin (490 ≤ 500 < 560), a budget
     /// of 100 not even one.
-    #[test]
-    fn plans_the_largest_micro_batch_that_fits() {
-        let probe = |n: usize| {
+    /// A probe measuring peak(n) = 100 + 50 n bytes and a largest tensor of `largest` · n.
+    fn linear(largest: u64) -> impl Fn(usize) -> Result<Measured> + Copy {
+        move |n| {
             Ok(Measured {
                 peak: 100 + 50 * n as u64,
-                largest: 10 * n as u64,
+                largest: largest * n as u64,
             })
-        };
+        }
+    }
+
+    #[test]
+    fn plans_the_largest_micro_batch_that_fits() {
+        let probe = linear(10);
         let p = plan(8, budget(500), 1000, probe).unwrap();
         assert_eq!((p.micro, p.peak, p.batch_peak), (5, 490, 700));
         assert_eq!(p.binding, None);
@@ -420,12 +425,7 @@ mod tests {
     /// of 8 that the budget would take whole runs in micro-batches of 3, and the line says why.
     #[test]
     fn the_largest_tensor_stays_within_the_binding() {
-        let probe = |n: usize| {
-            Ok(Measured {
-                peak: 100 + 50 * n as u64,
-                largest: 30 * n as u64,
-            })
-        };
+        let probe = linear(30);
         let p = plan(8, budget(1 << 20), 100, probe).unwrap();
         assert_eq!((p.micro, p.binding), (3, Some((30, 100))));
         let line = p.line(8);
