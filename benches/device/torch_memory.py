@@ -20,7 +20,7 @@ their code is in this repository).
   patch cut into 8 × 8 blocks, three in four a parcel with a Gaussian centerness peak (σ 2) at its middle, the
   fourth background (instance, zone and class 0). The pseudo-NMS is off (`pseudo_nms=False`), as in sitsgpu's
   training step; train_panoptic.py runs it on training batches too, for the train metrics, unless
-  --val_metrics_only (`--pseudo-nms` turns it on here; it works on detached values). The original squeezes the
+  --val_metrics_only (`--pseudo-nms` turns it on here). The original squeezes the
   batch axis of the center mask, so a batch of 1 fails: use --batch 2 or more.
   PaPs imports `torch_scatter.scatter_max` (only its argmax indices are used). When torch_scatter is not
   installed, this script installs a minimal pure-torch stand-in (`scatter_max` below: max per index, the lowest
