@@ -55,9 +55,16 @@ if [ "$part" = all ] || [ "$part" = memory ]; then
       timeout 180 python3 benches/device/torch_memory.py --utae-paps "$paps" --model utae --batch 4 --dates 61 \
         --size 128 $nd 2>&1 | tail -1
     done | tee "$out/memory_torch_b4t61.jsonl"
-    step "memory: the table, every semantic model, B 4 T 6 128²"
-    timeout 600 python3 benches/device/memory_table.py --sitsgpu sitsgpu --utae-paps "$paps" --batch 4 --dates 6 \
-      --size 128 > "$out/memory_table.md" 2>&1; cat "$out/memory_table.md"
+    # U-TAE + PaPs at the same shapes; PSE + L-TAE (train.py's B 128, T 24, 64 pixels) when a checkout of
+    # VSainteuf/lightweight-temporal-attention-pytorch was carried too (LTAE, default .device/ltae).
+    ltae=${LTAE:-.device/ltae}
+    models=utae,uconvlstm,buconvlstm,convlstm,convgru,fpn,unet3d,utae_paps
+    ltae_args=()
+    if [ -d "$ltae/models" ]; then models=$models,pse_ltae@128x24x64; ltae_args=(--ltae "$ltae"); fi
+    step "memory: the table, every model, B 4 T 6 128² (PSE + L-TAE: B 128 T 24 S 64)"
+    timeout 600 python3 benches/device/memory_table.py --sitsgpu sitsgpu --utae-paps "$paps" \
+      ${ltae_args[@]+"${ltae_args[@]}"} --models "$models" --batch 4 --dates 6 --size 128 \
+      > "$out/memory_table.md" 2>&1; cat "$out/memory_table.md"
   fi
 fi
 if [ "$part" = all ] || [ "$part" = torch ]; then
