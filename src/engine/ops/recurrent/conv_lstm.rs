@@ -21,9 +21,9 @@
 //! **Memory per step** (saved for backward, floats per pixel and sample): comb_s (C_x + Hd), the gate
 //! pre-activations (4·Hd) and c_s (Hd): `C_x + 6·Hd`, so `4·B·H·W·(C_x + 6·Hd)` bytes a step — T = 60 steps of
 //! the paper's RecUNet bottleneck (C_x 128, Hd 64, 16 × 16, B 4): 126 MB; of `--model convlstm` (C_x 10,
-//! Hd 160, 128 × 128, B 4): 254 MB a step, 64 MB at B 1. (PyTorch's autograd keeps about twice that: the concatenation, the
-//! gates before and after their activations, tanh(c) and h.) In evaluation (no gradient recorded) only the
-//! current step is kept.
+//! Hd 160, 128 × 128, B 4): 254 MB a step, 64 MB at B 1. (PyTorch's autograd keeps about twice that: the
+//! concatenation, the gates before and after their activations, tanh(c) and h.) In evaluation (no gradient
+//! recorded) only the current step is kept.
 //!
 //! CPU reference: [`cpu_cell_forward`] / [`cpu_cell_backward`] (the fused cell) and [`cpu_forward`] /
 //! [`cpu_backward`] (the sequence, with conv2d's reference).
