@@ -340,9 +340,10 @@ fn tensors_over_the_storage_binding_become_micro_batches_or_a_clear_error() {
     );
 }
 
-/// Evaluation one sample at a time (`Ctx::split_input_bytes`; `sitsgpu profile --split_mib`) holds one
+/// Evaluation one sample at a time (`Ctx::split_input_bytes`; `sitsgpu profile --split_mib 0`) holds one
 /// sample's feature maps instead of the batch's: the forward pass's peak is lower than the whole batch's.
-/// (That the scores are the same is `models::semantic::tests::evaluation_one_sample_at_a_time_…`.)
+/// (That the scores are the same is the unit test
+/// `models::semantic::tests::evaluation_in_parts_gives_the_whole_batchs_outputs`.)
 #[test]
 fn evaluation_one_sample_at_a_time_lowers_the_peak() {
     if gpu_or_skip("memory (evaluation split)").is_none() {

@@ -59,15 +59,15 @@ pub struct Ctx {
     /// Whether dropout is active (training mode only). Off reproduces PyTorch runs with every `nn.Dropout`
     /// at p = 0 (the fixtures' train steps).
     pub dropout: bool,
-    /// Evaluation without autograd runs a batch one sample at a time when its input is larger than this
-    /// (bytes; [`EVAL_SPLIT_BYTES`] by default, `usize::MAX` never): the semantic models' peak memory is then
-    /// one sample's feature maps (`models::semantic::SemanticModel::forward`).
+    /// Evaluation without autograd runs a batch whose input is larger than this (bytes; [`EVAL_SPLIT_BYTES`]
+    /// by default, `usize::MAX` never, 0 one sample at a time) in parts whose input is within it: the
+    /// semantic models' peak memory is then a part's feature maps (`models::semantic::SemanticModel::forward`).
     pub split_input_bytes: usize,
     seed: Cell<u64>,
 }
 
-/// The default [`Ctx::split_input_bytes`]: 64 MiB of input (U-TAE paper config: a batch of 4 × 41 dates at
-/// 128 × 128 and above).
+/// The default [`Ctx::split_input_bytes`]: 64 MiB of input (a batch of 4 patches of 26 dates or more at
+/// 128 × 128).
 pub const EVAL_SPLIT_BYTES: usize = 64 << 20;
 
 impl Ctx {

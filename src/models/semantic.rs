@@ -235,37 +235,42 @@ impl SemanticModel {
     /// x (B, T, C, H, W) on the model's device, `days` (B, T) day offsets (U-TAE only), the batch's pad mask.
     ///
     /// In evaluation without autograd (`!ctx.training`, inside `no_grad`), a batch whose input exceeds
-    /// `ctx.split_input_bytes` (64 MiB by default) runs one sample at a time and the outputs are concatenated: every layer sees each
-    /// sample alone at inference (convolutions, group norm, batch norm with its running statistics, attention
-    /// over a sample's own dates), so the scores are the whole batch's, and the peak memory is one sample's
-    /// feature maps instead of the batch's (U-TAE paper config, 61 dates at 128 × 128: about 340 MiB per
-    /// sample). Small batches, and anything recording gradients, run whole.
+    /// `ctx.split_input_bytes` (64 MiB by default) runs in parts of as many samples as keep a part's input
+    /// within it (at least one), and the outputs are concatenated: every layer sees each sample alone at
+    /// inference (convolutions, group norm, batch norm with its running statistics, attention over a sample's
+    /// own dates), so the scores are the whole batch's, and the peak memory is a part's feature maps instead
+    /// of the batch's (U-TAE paper config, 61 dates at 128 × 128: one sample a part, about 340 MiB). Small
+    /// batches, and anything recording gradients, run whole.
     pub fn forward(&self, x: &Tensor, days: &[f32], pad: &PadInfo, ctx: &Ctx) -> SemanticOutput {
         let s = x.shape();
-        let big = 4 * x.numel() > ctx.split_input_bytes;
-        if !ctx.training && !is_grad_enabled() && s[0] > 1 && big {
-            let (b, t) = (s[0], s[1]);
-            let outs: Vec<SemanticOutput> = (0..b)
-                .map(|i| {
-                    let one = PadInfo {
-                        mask: pad.mask[i * t..(i + 1) * t].to_vec(),
-                    };
-                    let dates = if days.len() == b * t {
-                        &days[i * t..(i + 1) * t]
-                    } else {
-                        days
-                    };
-                    self.forward(&x.narrow(0, i, 1), dates, &one, ctx)
-                })
-                .collect();
-            let logits: Vec<&Tensor> = outs.iter().map(|o| &o.logits).collect();
-            let attn: Option<Vec<&Tensor>> = outs.iter().map(|o| o.attn.as_ref()).collect();
-            return SemanticOutput {
-                logits: Tensor::cat(&logits, 0),
-                attn: attn.map(|a| Tensor::cat(&a, 1)),
-            };
+        let (b, t) = (s[0], s[1]);
+        let per_sample = 4 * x.numel() / b.max(1);
+        let part = (ctx.split_input_bytes / per_sample.max(1)).max(1);
+        if ctx.training || is_grad_enabled() || part >= b {
+            return self.forward_whole(x, days, pad, ctx);
         }
-        self.forward_whole(x, days, pad, ctx)
+        let outs: Vec<SemanticOutput> = (0..b)
+            .step_by(part)
+            .map(|start| {
+                let end = (start + part).min(b);
+                let (from, to) = (start * t, end * t);
+                let mask = PadInfo {
+                    mask: pad.mask[from..to].to_vec(),
+                };
+                let dates = if days.len() == b * t {
+                    &days[from..to]
+                } else {
+                    days
+                };
+                self.forward_whole(&x.narrow(0, start, end - start), dates, &mask, ctx)
+            })
+            .collect();
+        let logits: Vec<&Tensor> = outs.iter().map(|o| &o.logits).collect();
+        let attn: Option<Vec<&Tensor>> = outs.iter().map(|o| o.attn.as_ref()).collect();
+        SemanticOutput {
+            logits: Tensor::cat(&logits, 0),
+            attn: attn.map(|a| Tensor::cat(&a, 1)),
+        }
     }
 
     /// [`SemanticModel::forward`] on the whole batch at once.
@@ -339,12 +344,12 @@ mod tests {
         assert!(e.to_string().contains("nope"), "{e}");
     }
 
-    /// An evaluation batch split one sample at a time gives the whole batch's scores and attention: bit for bit
+    /// An evaluation batch run in parts gives the whole batch's scores and attention: bit for bit
     /// on the CPU reference, within the kernels' tolerance on the GPU (kernel plans may depend on the batch).
     /// One sample has padded dates, the others none (the whole batch masks; a lone sample without pads
     /// does not).
     #[test]
-    fn evaluation_one_sample_at_a_time_gives_the_whole_batchs_outputs() {
+    fn evaluation_in_parts_gives_the_whole_batchs_outputs() {
         use crate::engine::testing::{assert_close, gpu_or_skip, Tol};
         let config = UTaeConfig {
             encoder_widths: vec![8, 12, 16, 20],
@@ -369,22 +374,28 @@ mod tests {
             let model = SemanticModel::UTae(UTae::new(config.clone(), 3, device));
             let x = Tensor::from_vec(data.clone(), &[b, t, c, hw, hw], device);
             let whole_ctx = Ctx::eval().split_above(usize::MAX);
-            let split_ctx = Ctx::eval().split_above(0);
-            let (whole, split) = crate::engine::no_grad(|| {
+            // Parts of one sample; of two samples, then one (a sample's input is 40 KiB).
+            let ones = Ctx::eval().split_above(0);
+            let twos = Ctx::eval().split_above(2 * 4 * t * frame);
+            let (whole, ones, twos) = crate::engine::no_grad(|| {
                 (
                     model.forward(&x, &days, &pad, &whole_ctx),
-                    model.forward(&x, &days, &pad, &split_ctx),
+                    model.forward(&x, &days, &pad, &ones),
+                    model.forward(&x, &days, &pad, &twos),
                 )
             });
-            let pairs = [
-                (whole.logits.to_vec(), split.logits.to_vec(), "logits"),
-                (
-                    whole.attn.unwrap().to_vec(),
-                    split.attn.unwrap().to_vec(),
-                    "attention",
-                ),
-            ];
+            let (wl, wa) = (whole.logits.to_vec(), whole.attn.unwrap().to_vec());
+            let mut pairs = Vec::new();
+            for (o, parts) in [(ones, "one-sample parts"), (twos, "two-sample parts")] {
+                pairs.push((wl.clone(), o.logits.to_vec(), format!("logits, {parts}")));
+                pairs.push((
+                    wa.clone(),
+                    o.attn.unwrap().to_vec(),
+                    format!("attention, {parts}"),
+                ));
+            }
             for (w, s, what) in pairs {
+                let what = what.as_str();
                 assert_eq!(w.len(), s.len());
                 if device == Device::Cpu {
                     assert!(

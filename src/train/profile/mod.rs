@@ -243,7 +243,7 @@ pub struct ProfileArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Semantic evaluation: run a batch one sample at a time when its input exceeds this many MiB (0: always;
+    /// Semantic evaluation: run a batch whose input exceeds this many MiB in parts within it (0: one sample at a time;
     /// the default is the models' own, 64 MiB), to weigh memory against speed.
     #[arg(long = "split_mib", visible_alias = "split-mib")]
     pub split_mib: Option<usize>,

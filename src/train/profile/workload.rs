@@ -52,7 +52,7 @@ pub struct Workload {
     pub real_pixels: Vec<usize>,
     /// Seed of the weights (`seed`) and of the inputs (`seed + 1`, `seed + 2`).
     pub seed: u64,
-    /// Semantic evaluation: a batch whose input is larger runs one sample at a time (bytes;
+    /// Semantic evaluation: a batch whose input is larger runs in parts within it (bytes;
     /// `Ctx::split_input_bytes`, 64 MiB by default).
     pub split_input_bytes: usize,
 }
