@@ -352,12 +352,8 @@ mod tests {
     fn evaluation_in_parts_gives_the_whole_batchs_outputs() {
         use crate::engine::testing::{assert_close, gpu_or_skip, Tol};
         let config = UTaeConfig {
-            encoder_widths: vec![8, 12, 16, 20],
-            decoder_widths: vec![4, 8, 12, 20],
             out_conv: vec![8, 5],
-            n_head: 4,
-            d_model: 24,
-            ..UTaeConfig::default()
+            ..UTaeConfig::small()
         };
         let (b, t, c, hw) = (3, 4, 10, 16);
         let mut data = Tensor::rand_uniform(&[b, t, c, hw, hw], -1.0, 1.0, 7, Device::Cpu).to_vec();

@@ -112,6 +112,19 @@ impl Default for UTaeConfig {
 }
 
 impl UTaeConfig {
+    /// The small U-TAE of the fixtures, `sitsgpu profile --config small` and the tests: widths about an eighth
+    /// of the paper's, 4 heads, d_model 24.
+    pub fn small() -> Self {
+        UTaeConfig {
+            encoder_widths: vec![8, 12, 16, 20],
+            decoder_widths: vec![4, 8, 12, 20],
+            out_conv: vec![8, 20],
+            n_head: 4,
+            d_model: 24,
+            ..UTaeConfig::default()
+        }
+    }
+
     /// From an original conf.json object (train_semantic.py's `vars(config)`, or a fixture's
     /// `reference.constructor_kwargs`); absent keys keep the defaults. `path` names the file in errors.
     pub fn from_json(v: &serde_json::Value, path: &std::path::Path) -> Result<UTaeConfig> {

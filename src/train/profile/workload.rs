@@ -57,16 +57,9 @@ pub struct Workload {
     pub split_input_bytes: usize,
 }
 
-/// The small U-TAE of the fixtures (widths an eighth of the paper's).
+/// The small U-TAE of the fixtures (widths an eighth of the paper's): [`UTaeConfig::small`].
 pub fn utae_small_config() -> UTaeConfig {
-    UTaeConfig {
-        encoder_widths: vec![8, 12, 16, 20],
-        decoder_widths: vec![4, 8, 12, 20],
-        out_conv: vec![8, 20],
-        n_head: 4,
-        d_model: 24,
-        ..UTaeConfig::default()
-    }
+    UTaeConfig::small()
 }
 
 /// The `small` constructor arguments of a baseline (widths about an eighth of get_model's, as the fixtures'
