@@ -9,10 +9,10 @@ max_memory_allocated / max_memory_reserved.
         [--size 128] [--pixels 64] [--repeat 3]
 
 Models: the semantic ones of get_model (utae, uconvlstm, buconvlstm, fpn, convlstm, convgru, unet3d; all but utae
-and unet3d need --size 128), utae_paps (U-TAE + PaPs, train_panoptic.py's step; batch 2 or more) and pse_ltae
-(PSE + L-TAE, the L-TAE repository's train.py step; needs --ltae, a checkout of
-VSainteuf/lightweight-temporal-attention-pytorch). `model@BxTxS` gives one model its own batch, dates and size
-(pixels per parcel for pse_ltae). `--repeat N` runs each PyTorch configuration N times (the CPU figure is noisy)
+and unet3d need --size 128), utae_paps (U-TAE + PaPs, train_panoptic.py's step; batch 2 or more) and the
+pixel-set classifiers pse_ltae, pse_tae, pse_gru, pse_tempcnn (the L-TAE repository's train.py step; need --ltae,
+a checkout of VSainteuf/lightweight-temporal-attention-pytorch). `model@BxTxS` gives one model its own batch, dates and size
+(pixels per parcel for the pixel-set models). `--repeat N` runs each PyTorch configuration N times (the CPU figure is noisy)
 and prints the range. Prints a markdown table (MiB). Not part of the Rust build."""
 import argparse
 import json
@@ -24,10 +24,10 @@ HERE = Path(__file__).parent
 MIB = 1 << 20
 NAMES = {"utae": "U-TAE", "uconvlstm": "U-ConvLSTM", "buconvlstm": "BU-ConvLSTM", "fpn": "FPN-ConvLSTM",
          "convlstm": "ConvLSTM", "convgru": "ConvGRU", "unet3d": "UNet3D", "utae_paps": "U-TAE + PaPs",
-         "pse_ltae": "PSE + L-TAE"}
-PIXEL_SETS = {"pse_ltae"}
+         "pse_ltae": "PSE + L-TAE", "pse_tae": "PSE + TAE", "pse_gru": "PSE + GRU", "pse_tempcnn": "PSE + TempCNN"}
+PIXEL_SETS = {"pse_ltae", "pse_tae", "pse_gru", "pse_tempcnn"}
 # No smart_forward dummy in the original: the "without" column would run the same code.
-NO_DUMMY = {"pse_ltae", "unet3d", "convlstm", "convgru"}
+NO_DUMMY = PIXEL_SETS | {"unet3d", "convlstm", "convgru"}
 
 
 def ours(binary, model, b, t, s):
@@ -71,8 +71,8 @@ def ratio(ours_mib, r):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sitsgpu", required=True)
-    ap.add_argument("--utae-paps", help="checkout of VSainteuf/utae-paps (every model but pse_ltae)")
-    ap.add_argument("--ltae", help="checkout of VSainteuf/lightweight-temporal-attention-pytorch (pse_ltae)")
+    ap.add_argument("--utae-paps", help="checkout of VSainteuf/utae-paps (every model but the pse_* ones)")
+    ap.add_argument("--ltae", help="checkout of VSainteuf/lightweight-temporal-attention-pytorch (pse_*)")
     ap.add_argument("--models", default="utae,uconvlstm,buconvlstm,convlstm,convgru,fpn,unet3d")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dates", type=int, default=6)

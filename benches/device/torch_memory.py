@@ -6,6 +6,7 @@ One configuration per process (the CPU figure is the process's peak resident mem
     python3 benches/device/torch_memory.py --utae-paps DIR --model utae --batch 1 --dates 12 --size 64 [--no-dummy]
     python3 benches/device/torch_memory.py --utae-paps DIR --model utae_paps --batch 2 --dates 4 --size 64
     python3 benches/device/torch_memory.py --ltae DIR2 --model pse_ltae --batch 128 --dates 24 --pixels 64
+    (also --model pse_tae, pse_gru, pse_tempcnn)
 
 DIR is a checkout of VSainteuf/utae-paps, DIR2 one of VSainteuf/lightweight-temporal-attention-pytorch (none of
 their code is in this repository).
@@ -31,6 +32,9 @@ their code is in this repository).
   len_max_seq = --dates, bespoke positions every 14 days as sitsgpu's profile uses, mlp4 [128, 64, 32, 20]),
   `weight_init`, focal loss γ 1, Adam with PyTorch defaults; inputs (B, T, 10, S) pixels, an all-ones mask
   (B, T, S) and extra features (B, T, 4). No dummy forward exists there (`--no-dummy` changes nothing).
+* `pse_tae`, `pse_gru`, `pse_tempcnn`: the same step with the repository's other classifiers at their class
+  defaults, as sitsgpu's profile builds them: PseTae(len_max_seq = --dates, positions every 14 days), PseGru(),
+  PseTempCNN(seq_len = --dates).
 
 `--no-dummy` removes the official `smart_forward`'s extra forward of an all-zero batch in every temporally
 shared block (U-TAE's and U-ConvLSTM's encoders, FPN-ConvLSTM's input convolutions and pyramid; ConvLSTM,
@@ -215,17 +219,30 @@ def panoptic_step(a, dev):
     return step, {"scatter_max": "script stand-in" if shim else "torch_scatter", "pseudo_nms": a.pseudo_nms}
 
 
+PIXEL_SETS = {"pse_ltae", "pse_tae", "pse_gru", "pse_tempcnn"}
+
+
 def pixel_set_step(a, dev):
     sys.path.insert(0, a.ltae)
     from learning.focal_loss import FocalLoss
     from learning.weight_init import weight_init
-    from models.stclassifier import PseLTae
+    from models import stclassifier
 
     torch.manual_seed(0)
     b, t, s = a.batch, a.dates, a.pixels
-    model = PseLTae(input_dim=10, mlp1=[10, 32, 64], pooling="mean_std", mlp2=[132, 128], with_extra=True,
-                    extra_size=4, n_head=16, d_k=8, d_model=256, mlp3=[256, 128], dropout=0.2, T=1000,
-                    len_max_seq=t, positions=[14 * i for i in range(t)], mlp4=[128, 64, 32, 20]).to(dev)
+    positions = [14 * i for i in range(t)]
+    if a.model == "pse_ltae":
+        model = stclassifier.PseLTae(input_dim=10, mlp1=[10, 32, 64], pooling="mean_std", mlp2=[132, 128],
+                                     with_extra=True, extra_size=4, n_head=16, d_k=8, d_model=256, mlp3=[256, 128],
+                                     dropout=0.2, T=1000, len_max_seq=t, positions=positions,
+                                     mlp4=[128, 64, 32, 20])
+    elif a.model == "pse_tae":
+        model = stclassifier.PseTae(len_max_seq=t, positions=positions)
+    elif a.model == "pse_gru":
+        model = stclassifier.PseGru()
+    else:
+        model = stclassifier.PseTempCNN(seq_len=t)
+    model = model.to(dev)
     model.apply(weight_init)
     model.train()
     opt = torch.optim.Adam(model.parameters())
@@ -249,7 +266,7 @@ def pixel_set_step(a, dev):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--utae-paps", help="checkout of VSainteuf/utae-paps (semantic models, utae_paps)")
-    ap.add_argument("--ltae", help="checkout of VSainteuf/lightweight-temporal-attention-pytorch (pse_ltae)")
+    ap.add_argument("--ltae", help="checkout of VSainteuf/lightweight-temporal-attention-pytorch (pse_*)")
     ap.add_argument("--model", default="utae")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--dates", type=int, default=61)
@@ -264,9 +281,9 @@ def main():
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device)
     extra = {}
-    if a.model == "pse_ltae":
+    if a.model in PIXEL_SETS:
         if not a.ltae:
-            ap.error("pse_ltae needs --ltae")
+            ap.error(f"{a.model} needs --ltae")
         step = pixel_set_step(a, dev)
     elif not a.utae_paps:
         ap.error(f"{a.model} needs --utae-paps")
@@ -282,9 +299,9 @@ def main():
         torch.cuda.reset_peak_memory_stats()
     loss = step()
     out = {"model": a.model, "batch": a.batch, "dates": a.dates,
-           "dummy_forward": not a.no_dummy and a.model != "pse_ltae", "device": a.device,
+           "dummy_forward": not a.no_dummy and a.model not in PIXEL_SETS, "device": a.device,
            "torch": torch.__version__, "loss": loss, **extra}
-    if a.model == "pse_ltae":
+    if a.model in PIXEL_SETS:
         out["pixels"] = a.pixels
     else:
         out["size"] = a.size

@@ -139,6 +139,21 @@ impl Tensor {
 
     /// Back-propagates an explicit output gradient `grad` (same shape as `self`).
     pub fn backward_with(&self, grad: Tensor) {
+        self.check_backward(&grad);
+        walk(Edge::to(self), grad);
+    }
+
+    /// [`Tensor::backward_with`] that lets go of this tensor's handle before walking: when no one else
+    /// holds it, its data is freed as soon as the op that saved it has run its backward (a recomputed
+    /// node's inner walk, `engine::recompute`).
+    pub(crate) fn backward_owned(self, grad: Tensor) {
+        self.check_backward(&grad);
+        let edge = Edge::to(&self);
+        drop(self);
+        walk(edge, grad);
+    }
+
+    fn check_backward(&self, grad: &Tensor) {
         assert_eq!(
             grad.shape(),
             self.shape(),
@@ -147,44 +162,52 @@ impl Tensor {
         if !self.requires_grad() {
             panic!("backward: this tensor does not require a gradient (no parameter or input reached it)");
         }
-        no_grad(|| {
-            let mut order = topo_order(&Edge::to(self));
-            let mut grads: HashMap<u64, Tensor> = HashMap::new();
-            grads.insert(self.id(), grad);
-            let mut leaves: Vec<Tensor> = Vec::new();
-            while let Some(edge) = order.pop() {
-                let Some(g) = grads.remove(&edge.id) else {
-                    continue;
-                };
-                match &edge.node {
-                    None => {
-                        if let Some(leaf) = edge.leaf {
-                            leaves.push(leaf);
-                            grads.insert(edge.id, g);
-                        }
+    }
+}
+
+/// The backward walk from `root` with its gradient `grad`: each node's backward runs once, after every
+/// node that feeds it a gradient, and the leaves' `.grad()` are filled at the end.
+fn walk(root: Edge, grad: Tensor) {
+    no_grad(|| {
+        let root_id = root.id;
+        let mut order = topo_order(&root);
+        drop(root);
+        let mut grads: HashMap<u64, Tensor> = HashMap::new();
+        grads.insert(root_id, grad);
+        let mut leaves: Vec<Tensor> = Vec::new();
+        while let Some(edge) = order.pop() {
+            let Some(g) = grads.remove(&edge.id) else {
+                continue;
+            };
+            match &edge.node {
+                None => {
+                    if let Some(leaf) = edge.leaf {
+                        leaves.push(leaf);
+                        grads.insert(edge.id, g);
                     }
-                    Some(node) => {
-                        let Some(backward) = node.take_backward() else {
-                            panic!(
+                }
+                Some(node) => {
+                    let Some(backward) = node.take_backward() else {
+                        panic!(
                                 "backward: the graph through `{}` was already walked by an earlier backward \
                                  (its saved tensors are freed after one pass); run the forward pass again",
                                 node.name()
                             )
-                        };
-                        let gs = backward.backward(&g);
-                        drop((backward, g));
+                    };
+                    let gs = backward.backward_owned(g);
+                    drop(backward);
+                    assert_eq!(
+                        gs.len(),
+                        node.inputs.len(),
+                        "{}: backward returned a wrong count",
+                        node.name()
+                    );
+                    for (input, gi) in node.inputs.iter().zip(gs) {
+                        let Some(gi) = gi else { continue };
+                        if !input.requires_grad {
+                            continue;
+                        }
                         assert_eq!(
-                            gs.len(),
-                            node.inputs.len(),
-                            "{}: backward returned a wrong count",
-                            node.name()
-                        );
-                        for (input, gi) in node.inputs.iter().zip(gs) {
-                            let Some(gi) = gi else { continue };
-                            if !input.requires_grad {
-                                continue;
-                            }
-                            assert_eq!(
                                 gi.shape(),
                                 &input.shape[..],
                                 "{}: backward produced a gradient of shape {:?} for an input of shape {:?}",
@@ -192,21 +215,20 @@ impl Tensor {
                                 gi.shape(),
                                 input.shape
                             );
-                            accumulate(&mut grads, input.id, gi);
-                        }
+                        accumulate(&mut grads, input.id, gi);
                     }
                 }
             }
-            for leaf in leaves {
-                let g = grads.remove(&leaf.id()).expect("leaf gradient");
-                let total = match leaf.grad() {
-                    Some(old) => &old + &g,
-                    None => g,
-                };
-                leaf.set_grad(Some(total));
-            }
-        })
-    }
+        }
+        for leaf in leaves {
+            let g = grads.remove(&leaf.id()).expect("leaf gradient");
+            let total = match leaf.grad() {
+                Some(old) => &old + &g,
+                None => g,
+            };
+            leaf.set_grad(Some(total));
+        }
+    })
 }
 
 fn accumulate(grads: &mut HashMap<u64, Tensor>, id: u64, g: Tensor) {

@@ -20,11 +20,17 @@
 //! each op that saved the recipe (elementwise passes, a few percent of a step whose time is in the
 //! convolutions). PyTorch offers the coarse version as `torch.utils.checkpoint`; this is its fine-grained
 //! form, applied where it pays: `layers::norm::Norm::forward_relu` (every conv → norm → ReLU of U-TAE and
-//! PaPs).
+//! PaPs) and `layers::norm::BatchNorm::forward_relu` (every Linear → BatchNorm1d → ReLU of the pixel-set
+//! models, U-TAE's up-convolutions).
 //!
-//! Rules for `f`: deterministic (no dropout, no random draws), no in-place state (a batch norm in training
-//! mode updates its running statistics: it is not recomputed), and it must not read anything but its
-//! inputs.
+//! Inside `f` the ReLU writes over the norm's output (`Tensor::relu_owned`: nothing else holds that
+//! temporary), and the backward hands its incoming gradient and `f`'s output to the inner walk
+//! (`Backward::backward_owned`), so each is freed as soon as the op that reads it has run: at the
+//! recomputation's peak a layer holds its input, one activation and two gradients.
+//!
+//! Rules for `f`: deterministic (no dropout, no random draws), no side effects beyond the first evaluation (a
+//! batch norm in training mode updates its running statistics: `BatchNorm::forward_relu` lets only the
+//! first evaluation update them), and it must not read anything but its inputs.
 
 use std::sync::Arc;
 
@@ -65,6 +71,9 @@ impl Backward for RecomputeBackward {
         "recomputed"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        self.backward_owned(dy.clone())
+    }
+    fn backward_owned(&self, dy: Tensor) -> Vec<Option<Tensor>> {
         // Fresh leaves over the same storage: the small graph of `f` ends at them, so its gradients can be
         // read off their `.grad()` without touching the real leaves.
         let leaves: Vec<Tensor> = self
@@ -79,8 +88,10 @@ impl Backward for RecomputeBackward {
             })
             .collect();
         let y = with_grad(|| (self.f)(&leaves));
+        // The output and its gradient are handed to the inner walk: each is freed as soon as the op that
+        // reads it has run its backward (the ReLU's saved output, the incoming gradient).
         if y.requires_grad() {
-            y.backward_with(dy.clone());
+            y.backward_owned(dy);
         }
         leaves
             .iter()

@@ -21,6 +21,12 @@ pub trait Backward: Send + Sync {
     fn name(&self) -> &'static str;
     /// One entry per input (`None`: no gradient for that input). `grad` has the output's shape.
     fn backward(&self, grad: &Tensor) -> Vec<Option<Tensor>>;
+    /// [`Backward::backward`] given the gradient itself, which the backward walk no longer needs: an op
+    /// that can let it go before it finishes (a recomputed node's inner walk, `engine::recompute`)
+    /// overrides this.
+    fn backward_owned(&self, grad: Tensor) -> Vec<Option<Tensor>> {
+        self.backward(&grad)
+    }
 }
 
 /// What an op leaves on its output while gradients are recorded: its backward (with what it saved) and the
@@ -319,6 +325,12 @@ impl Tensor {
     /// Replaces the accumulated gradient (used by autograd).
     pub(crate) fn set_grad(&self, g: Option<Tensor>) {
         *self.0.grad.lock().unwrap() = g;
+    }
+
+    /// Whether this is the only handle to the tensor and to its storage (no clone, no view, no op's saved
+    /// copy): an op given it by value may then write over it (`Tensor::relu_owned`).
+    pub(crate) fn is_sole_handle(&self) -> bool {
+        Arc::strong_count(&self.0) == 1 && Arc::strong_count(&self.0.storage) == 1
     }
 
     /// The shared storage (for views that share it, see `engine::autograd`).

@@ -40,10 +40,12 @@ impl Mlp {
         let mut o = x.clone();
         let last = self.pairs.len();
         for (i, (lin, bn)) in self.pairs.iter().enumerate() {
-            o = bn.forward(&lin.forward(&o), ctx);
-            if i + 1 < last || self.relu_last {
-                o = o.relu();
-            }
+            let z = lin.forward(&o);
+            o = if i + 1 < last || self.relu_last {
+                bn.forward_relu(&z, ctx)
+            } else {
+                bn.forward(&z, ctx)
+            };
         }
         o
     }

@@ -7,6 +7,7 @@
 //! running statistics. Initialisation follows U-TAE's `weight_init` (§3.9): BatchNorm weight N(0, 1) (sic),
 //! bias 0; GroupNorm weight 1, bias 0.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::engine::decisions;
@@ -85,10 +86,7 @@ impl BatchNorm {
 
     /// x (N, C, *) → same shape; training mode updates the running statistics.
     pub fn forward(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
-        if ctx.training {
-            let n = self.num_batches_tracked.item();
-            self.num_batches_tracked.storage().write(&[n + 1.0]);
-        }
+        self.count(ctx);
         x.batch_norm(
             Some(&self.weight),
             Some(&self.bias),
@@ -98,6 +96,55 @@ impl BatchNorm {
             MOMENTUM,
             EPS,
         )
+    }
+
+    /// `relu(self.forward(x))`, recomputed in the backward pass instead of keeping the norm's input copy and
+    /// the ReLU's output (`engine::recompute`): the same numbers, a third of the memory of a
+    /// Linear / conv → BatchNorm → ReLU layer. In training mode the norm normalises with the batch statistics,
+    /// which the recomputation finds again bit for bit from the same input; the running statistics are
+    /// updated by the first evaluation only (later ones update a scratch pair that is dropped), and
+    /// `num_batches_tracked` counts the batch once.
+    pub fn forward_relu(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
+        if decisions::active() {
+            return self.forward(x, ctx).relu();
+        }
+        self.count(ctx);
+        let (rm, rv, training) = (
+            self.running_mean.clone(),
+            self.running_var.clone(),
+            ctx.training,
+        );
+        let first = AtomicBool::new(true);
+        let f: RecomputeFn = Arc::new(move |t: &[Tensor]| {
+            let (mean, var) = if !training || first.swap(false, Ordering::SeqCst) {
+                (rm.clone(), rv.clone())
+            } else {
+                let c = rm.shape().to_vec();
+                (
+                    Tensor::zeros(&c, rm.device()),
+                    Tensor::ones(&c, rm.device()),
+                )
+            };
+            t[0].batch_norm(
+                Some(&t[1]),
+                Some(&t[2]),
+                &mean,
+                &var,
+                training,
+                MOMENTUM,
+                EPS,
+            )
+            .relu_owned()
+        });
+        Tensor::recomputed(&[x, &self.weight, &self.bias], f)
+    }
+
+    /// Counts a training-mode batch in `num_batches_tracked`.
+    fn count(&self, ctx: &Ctx) {
+        if ctx.training {
+            let n = self.num_batches_tracked.item();
+            self.num_batches_tracked.storage().write(&[n + 1.0]);
+        }
     }
 }
 
@@ -191,10 +238,10 @@ impl Norm {
         }
     }
 
-    /// `relu(norm(x))`. While gradients are recorded, a group or instance norm and its ReLU are recomputed in
-    /// the backward pass instead of keeping their outputs (`engine::recompute`: the same numbers, a third of
-    /// the memory of a conv → norm → ReLU layer). A batch norm in training mode updates its running
-    /// statistics, so it runs plainly; so does everything while the decision recorder runs (each ReLU site
+    /// `relu(norm(x))`. While gradients are recorded, the norm and its ReLU are recomputed in the backward
+    /// pass instead of keeping their outputs (`engine::recompute`: the same numbers, a third of the memory of a
+    /// conv → norm → ReLU layer; a batch norm's running statistics are updated once,
+    /// [`BatchNorm::forward_relu`]). Everything runs plainly while the decision recorder runs (each ReLU site
     /// must run once).
     pub fn forward_relu(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
         if decisions::active() {
@@ -205,15 +252,15 @@ impl Norm {
                 let groups = g.groups;
                 let f: RecomputeFn = Arc::new(move |t: &[Tensor]| {
                     t[0].group_norm(groups, Some(&t[1]), Some(&t[2]), EPS)
-                        .relu()
+                        .relu_owned()
                 });
                 Tensor::recomputed(&[x, &g.weight, &g.bias], f)
             }
             Norm::Instance => {
-                let f: RecomputeFn = Arc::new(|t: &[Tensor]| t[0].instance_norm(EPS).relu());
+                let f: RecomputeFn = Arc::new(|t: &[Tensor]| t[0].instance_norm(EPS).relu_owned());
                 Tensor::recomputed(&[x], f)
             }
-            Norm::Batch(b) => b.forward(x, ctx).relu(),
+            Norm::Batch(b) => b.forward_relu(x, ctx),
         }
     }
 
@@ -235,6 +282,61 @@ impl Module for Norm {
         match self {
             Norm::Batch(b) => b.named_buffers(prefix),
             _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::gpu_or_skip;
+    use crate::layers::Linear;
+
+    /// Linear → BatchNorm1d → ReLU → Linear, trained one step, plainly and with the norm and ReLU recomputed
+    /// (`forward_relu`): the same output, loss and gradients, the running statistics updated once with the
+    /// batch's statistics and `num_batches_tracked` counted once — bit for bit on the CPU and on the GPU
+    /// (where the recomputed ReLU writes over the norm's output and its backward over its incoming gradient).
+    #[test]
+    fn batch_norm_recomputation_changes_no_bit_and_counts_once() {
+        let mut devices = vec![Device::Cpu];
+        if gpu_or_skip("batch norm recomputation (GPU half)").is_some() {
+            devices.push(Device::Gpu);
+        }
+        for device in devices {
+            let run = |recompute: bool| {
+                let mut rng = Rng::new(7);
+                let (l1, bn, l2) = (
+                    Linear::xavier(5, 6, &mut rng, device),
+                    BatchNorm::new(6, &mut rng, device),
+                    Linear::xavier(6, 3, &mut rng, device),
+                );
+                let x = Tensor::rand_uniform(&[37, 5], -1.0, 1.0, 3, device).requires_grad_();
+                let ctx = Ctx::train(0);
+                let z = l1.forward(&x);
+                let h = if recompute {
+                    bn.forward_relu(&z, &ctx)
+                } else {
+                    bn.forward(&z, &ctx).relu()
+                };
+                drop(z);
+                let o = l2.forward(&h);
+                let loss = (&o * &o).sum_all();
+                loss.backward();
+                let mut seen = vec![h.to_vec(), vec![loss.item()]];
+                let params = [&x, &l1.weight, &bn.weight, &bn.bias, &l2.weight];
+                seen.extend(params.iter().map(|t| t.grad().expect("grad").to_vec()));
+                for b in [&bn.running_mean, &bn.running_var, &bn.num_batches_tracked] {
+                    seen.push(b.to_vec());
+                }
+                seen
+            };
+            let (plain, recomputed) = (run(false), run(true));
+            assert_eq!(plain, recomputed, "{device:?}");
+            assert_eq!(
+                plain.last().unwrap(),
+                &vec![1.0],
+                "{device:?}: one batch counted"
+            );
         }
     }
 }

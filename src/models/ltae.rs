@@ -126,10 +126,7 @@ impl Ltae2d {
         // Master-query attention.
         let (o, attn) = self.attention.forward(&e, pad_mask, p, ctx);
         // mlp → dropout → out_norm.
-        let o = self
-            .mlp_bn
-            .forward(&self.mlp_linear.forward(&o), ctx)
-            .relu();
+        let o = self.mlp_bn.forward_relu(&self.mlp_linear.forward(&o), ctx);
         let p_mlp = ctx.dropout_p(MLP_DROPOUT);
         let o = if p_mlp > 0.0 {
             o.dropout(p_mlp, ctx.next_seed(), true)

@@ -116,7 +116,9 @@ impl PixelSetEncoder {
         // mlp1 on channel-last pixels (N·S, C): BatchNorm1d over (N, ·, S) = over the N·S rows.
         let mut f = pixels.permute(&[0, 1, 3, 2]).reshape(&[n * s, c]);
         for (lin, bn) in &self.mlp1 {
-            f = bn.forward(&lin.forward(&f), ctx).relu();
+            // The linear's input is let go as soon as it has run (its backward keeps what it needs).
+            f = lin.forward(&f);
+            f = bn.forward_relu(&f, ctx);
         }
         let k = f.shape()[1];
         let f = f.reshape(&[n, s, k]);

@@ -72,7 +72,7 @@ impl ConvLayer {
         // w (C_out, C_in, 3) → (3, C_in, C_out) → (3·C_in, C_out): row k·C + c holds w[·, c, k].
         let w = self.weight.permute(&[2, 1, 0]).reshape(&[3 * c, co]);
         let y = &cols.matmul(&w) + &self.bias;
-        self.bn.forward(&y, ctx).relu().reshape(&[b, t, co])
+        self.bn.forward_relu(&y, ctx).reshape(&[b, t, co])
     }
 }
 

@@ -132,6 +132,12 @@ wgsl!(REDUCE_MAX_BACKWARD, "reduce", "reduce_max_backward");
 wgsl!(REDUCE_SUM, "reduce", "reduce_sum");
 wgsl!(RELU, "elementwise", "relu");
 wgsl!(RELU_BACKWARD, "elementwise", "relu_backward");
+wgsl!(
+    RELU_BACKWARD_INPLACE,
+    "elementwise",
+    "relu_backward_inplace"
+);
+wgsl!(RELU_INPLACE, "elementwise", "relu_inplace");
 wgsl!(SOFTMAX, "reduce", "softmax");
 wgsl!(SOFTMAX_BACKWARD, "reduce", "softmax_backward");
 wgsl!(TEMPORAL_AGG, "attention", "temporal_agg");
@@ -230,6 +236,8 @@ pub const ALL: &[Wgsl] = &[
     REDUCE_SUM,
     RELU,
     RELU_BACKWARD,
+    RELU_BACKWARD_INPLACE,
+    RELU_INPLACE,
     SOFTMAX,
     SOFTMAX_BACKWARD,
     TEMPORAL_AGG,

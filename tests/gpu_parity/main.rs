@@ -136,6 +136,11 @@ fn relu_and_unary_family() {
     check("relu", &[input(&s, -2.0, 2.0)], Tol::KERNEL, |x| {
         x[0].relu()
     });
+    // Over a temporary nothing else holds: on the GPU relu_inplace and relu_backward_inplace (the gradient
+    // from `* 2` is fresh); on the CPU the plain op.
+    check("relu_owned", &[input(&s, -2.0, 2.0)], Tol::KERNEL, |x| {
+        &(&x[0] * 1.0).relu_owned() * 2.0
+    });
     check("leaky_relu", &[input(&s, -2.0, 2.0)], Tol::KERNEL, |x| {
         x[0].leaky_relu(0.2)
     });

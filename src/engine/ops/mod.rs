@@ -21,7 +21,7 @@
 //!
 //! | op | forward kernel | backward | CPU reference |
 //! | --- | --- | --- | --- |
-//! | relu | relu.wgsl | relu_backward.wgsl | elementwise/relu |
+//! | relu (and `relu_owned`, in place) | relu.wgsl, relu_inplace.wgsl | relu_backward.wgsl, relu_backward_inplace.wgsl | elementwise/relu |
 //! | leaky_relu, sigmoid, tanh, exp, log, sqrt, softplus | unary.wgsl `<op>_forward` | unary_backward.wgsl `<op>_backward` | elementwise/unary |
 //! | add_scalar, mul_scalar, neg | unary.wgsl | identity / mul_scalar (composition) | elementwise/unary |
 //! | add, sub, mul, div (broadcasting) | binary.wgsl | composition: binary ops + sum_to | elementwise/binary |

@@ -284,11 +284,10 @@ impl UpConvBlock {
 
     /// x (N, d_in, h, w) and the aggregated skip (N, d_skip, 2h, 2w) → (N, d_out, 2h, 2w).
     pub fn forward(&self, x: &Tensor, skip: &Tensor, ctx: &Ctx) -> Tensor {
-        let up = self.up_bn.forward(&self.up.forward(x), ctx).relu();
+        let up = self.up_bn.forward_relu(&self.up.forward(x), ctx);
         let sk = self
             .skip_bn
-            .forward(&self.skip_conv.forward(skip), ctx)
-            .relu();
+            .forward_relu(&self.skip_conv.forward(skip), ctx);
         let a = self.conv1.forward(&Tensor::cat(&[&up, &sk], 1), ctx);
         &a + &self.conv2.forward(&a, ctx)
     }

@@ -4,7 +4,8 @@
 //! Math: `y[c] = a[c'] ∘ b[c'']` where `c'`, `c''` are the output coordinate read through each operand's
 //! broadcast (size-1 axes repeat). Derivatives: `d(a+b) = (1, 1)`, `d(a-b) = (1, -1)`, `d(ab) = (b, a)`,
 //! `d(a/b) = (1/b, -a/b²)`. Because an operand may have been broadcast, its gradient is the elementwise
-//! gradient **summed over the broadcast axes** (`sum_to`). Saved for backward: both operands (a and b).
+//! gradient **summed over the broadcast axes** (`sum_to`). Saved for backward: both operands for mul and
+//! div; only the shapes for add and sub (their derivatives read no value).
 //!
 //! Kernels: `binary.wgsl` (entry points add, sub, mul, div; strides in `Params`). The backward is a
 //! composition of these ops and `reduce_sum` (`Tensor::sum_to`), no kernel of its own.
@@ -215,16 +216,22 @@ pub fn apply(op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
     };
     let back = BinaryBackward {
         op,
-        a: a.clone(),
-        b: b.clone(),
+        operands: matches!(op, BinaryOp::Mul | BinaryOp::Div).then(|| (a.clone(), b.clone())),
+        shapes: [a.shape().to_vec(), b.shape().to_vec()],
+        wants: [a.requires_grad(), b.requires_grad()],
     };
     Tensor::from_op(&out, storage, &[a, b], back)
 }
 
 struct BinaryBackward {
     op: BinaryOp,
-    a: Tensor,
-    b: Tensor,
+    /// The operands, for mul and div; add's and sub's derivatives read no value, so nothing of theirs is
+    /// kept (a residual sum or a bias add does not hold its inputs until the backward pass).
+    operands: Option<(Tensor, Tensor)>,
+    /// The operands' shapes.
+    shapes: [Vec<usize>; 2],
+    /// Whether each operand wants a gradient.
+    wants: [bool; 2],
 }
 
 impl Backward for BinaryBackward {
@@ -232,37 +239,43 @@ impl Backward for BinaryBackward {
         self.op.name()
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        let (a, b) = (&self.a, &self.b);
+        let [a_shape, b_shape] = &self.shapes;
         if dy.device() == Device::Cpu {
             let name = self.op.name();
-            let (da, db) = cpu_backward(
-                self.op,
-                &a.cpu_data(name),
-                a.shape(),
-                &b.cpu_data(name),
-                b.shape(),
-                &dy.cpu_data(name),
-            );
+            // Add and sub kept no operand: their derivatives do not read the values, zeros stand in.
+            let (zeros, kept);
+            let (a, b): (&[f32], &[f32]) = match &self.operands {
+                Some((a, b)) => {
+                    kept = (a.cpu_data(name), b.cpu_data(name));
+                    (&kept.0, &kept.1)
+                }
+                None => {
+                    zeros = (
+                        vec![0.0; shape::numel(a_shape)],
+                        vec![0.0; shape::numel(b_shape)],
+                    );
+                    (&zeros.0, &zeros.1)
+                }
+            };
+            let (da, db) = cpu_backward(self.op, a, a_shape, b, b_shape, &dy.cpu_data(name));
             return vec![
-                Some(a.new_like(da, a.shape())),
-                Some(b.new_like(db, b.shape())),
+                Some(dy.new_like(da, a_shape)),
+                Some(dy.new_like(db, b_shape)),
             ];
         }
         // GPU: compositions of forward ops (recording is off during backward).
-        let (need_a, need_b) = (a.requires_grad(), b.requires_grad());
-        let (da, db) = match self.op {
-            BinaryOp::Add => (need_a.then(|| dy.clone()), need_b.then(|| dy.clone())),
-            BinaryOp::Sub => (need_a.then(|| dy.clone()), need_b.then(|| dy.neg())),
-            BinaryOp::Mul => (need_a.then(|| dy * b), need_b.then(|| dy * a)),
-            BinaryOp::Div => (
+        let [need_a, need_b] = self.wants;
+        let (da, db) = match (self.op, &self.operands) {
+            (BinaryOp::Add, _) => (need_a.then(|| dy.clone()), need_b.then(|| dy.clone())),
+            (BinaryOp::Sub, _) => (need_a.then(|| dy.clone()), need_b.then(|| dy.neg())),
+            (BinaryOp::Mul, Some((a, b))) => (need_a.then(|| dy * b), need_b.then(|| dy * a)),
+            (BinaryOp::Div, Some((a, b))) => (
                 need_a.then(|| dy / b),
                 need_b.then(|| (&(dy * a) / &(b * b)).neg()),
             ),
+            (op, None) => unreachable!("{}: the operands are kept for mul and div", op.name()),
         };
-        vec![
-            da.map(|g| g.sum_to(a.shape())),
-            db.map(|g| g.sum_to(b.shape())),
-        ]
+        vec![da.map(|g| g.sum_to(a_shape)), db.map(|g| g.sum_to(b_shape))]
     }
 }
 
@@ -327,6 +340,49 @@ impl std::ops::Mul<f32> for &Tensor {
 mod tests {
     use super::*;
     use crate::engine::testing::{gradcheck, random_vec};
+
+    /// A recorded sum or difference keeps no handle to its operands (their memory goes when the caller
+    /// lets go); a product keeps both. The gradients are the same either way.
+    #[test]
+    fn add_and_sub_keep_no_operand_mul_keeps_both() {
+        let d = Device::Cpu;
+        let x = Tensor::rand_uniform(&[3, 4], -1.0, 1.0, 1, d).requires_grad_();
+        let bias = Tensor::rand_uniform(&[4], -1.0, 1.0, 2, d).requires_grad_();
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul] {
+            x.zero_grad();
+            bias.zero_grad();
+            let t = &x * 2.0;
+            let y = apply(op, &t, &bias);
+            assert_eq!(t.is_sole_handle(), op != BinaryOp::Mul, "{}", op.name());
+            drop(t);
+            (&y * &y).sum_all().backward();
+            let (gx, gb) = (x.grad().unwrap().to_vec(), bias.grad().unwrap().to_vec());
+            // d/dx (2x ∘ b)² = 2 (2x ∘ b) · 2 · ∂(∘)/∂a; d/db: summed over the 3 rows.
+            let (xv, bv) = (x.to_vec(), bias.to_vec());
+            for i in 0..12 {
+                let (a, b) = (2.0 * xv[i], bv[i % 4]);
+                let (v, da) = match op {
+                    BinaryOp::Add => (a + b, 1.0),
+                    BinaryOp::Sub => (a - b, 1.0),
+                    _ => (a * b, b),
+                };
+                assert!((gx[i] - 4.0 * v * da).abs() < 1e-5, "{}", op.name());
+            }
+            for j in 0..4 {
+                let want: f32 = (0..3)
+                    .map(|r| {
+                        let (a, b) = (2.0 * xv[4 * r + j], bv[j]);
+                        match op {
+                            BinaryOp::Add => 2.0 * (a + b),
+                            BinaryOp::Sub => -2.0 * (a - b),
+                            _ => 2.0 * a * b * a,
+                        }
+                    })
+                    .sum();
+                assert!((gb[j] - want).abs() < 1e-4, "{}", op.name());
+            }
+        }
+    }
 
     #[test]
     fn exact_broadcast_values() {

@@ -12,7 +12,11 @@
 //!    with a `#[repr(C)]` `Params` that mirrors the shader's `struct Params`.
 //! 3. **Autograd**: `Tensor::relu` runs the forward on the tensor's device and records a [`Backward`] that
 //!    saved `y` (the output, through [`Tensor::attach_op`]); its `backward` runs the backward on the same device.
-//! 4. **Tests**: an exact-value case, an f64 gradcheck (below), and a row in `tests/gpu_parity.rs`.
+//! 4. **Tests**: an exact-value case, an f64 gradcheck (below), and a row in `tests/gpu_parity/main.rs`.
+//!
+//! One extra, for memory: [`Tensor::relu_owned`] takes its input by value and, when no one else holds it,
+//! writes the result over it (`relu_inplace.wgsl`); its backward likewise writes dx over a gradient no one
+//! else holds (`relu_backward_inplace.wgsl`, through [`Backward::backward_owned`]).
 
 use crate::engine::autograd::{is_grad_enabled, Backward};
 use crate::engine::decisions;
@@ -28,8 +32,13 @@ pub const RELU: Kernel = Kernel::new::<ParamsN>(&shaders::RELU, "relu", 3);
 /// relu_backward.wgsl: x (n), dy (n) → dx (n).
 pub const RELU_BACKWARD: Kernel =
     Kernel::new::<ParamsN>(&shaders::RELU_BACKWARD, "relu_backward", 4);
+/// relu_inplace.wgsl: y (n) → max(y, 0) written over it. Two bindings: y, params.
+pub const RELU_INPLACE: Kernel = Kernel::new::<ParamsN>(&shaders::RELU_INPLACE, "relu_inplace", 2);
+/// relu_backward_inplace.wgsl: y (n), g (n) = dy → dx written over g.
+pub const RELU_BACKWARD_INPLACE: Kernel =
+    Kernel::new::<ParamsN>(&shaders::RELU_BACKWARD_INPLACE, "relu_backward_inplace", 3);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[RELU, RELU_BACKWARD];
+pub const KERNELS: &[Kernel] = &[RELU, RELU_BACKWARD, RELU_INPLACE, RELU_BACKWARD_INPLACE];
 
 // ---- CPU reference ----
 
@@ -66,6 +75,17 @@ pub fn gpu_backward(x: &GpuStorage, dy: &GpuStorage, n: usize) -> GpuStorage {
     dx
 }
 
+/// Launches relu_inplace.wgsl: y (n) ← max(y, 0).
+pub fn gpu_forward_inplace(y: &GpuStorage, n: usize) {
+    RELU_INPLACE.dispatch(y.gpu, &[y.buffer()], &ParamsN::new(n), Grid::threads(n));
+}
+
+/// Launches relu_backward_inplace.wgsl: g (n) ← dx from y (n) and g = dy.
+pub fn gpu_backward_inplace(y: &GpuStorage, g: &GpuStorage, n: usize) {
+    let bufs = [y.buffer(), g.buffer()];
+    RELU_BACKWARD_INPLACE.dispatch(y.gpu, &bufs, &ParamsN::new(n), Grid::threads(n));
+}
+
 // ---- Autograd ----
 
 impl Tensor {
@@ -89,6 +109,27 @@ impl Tensor {
             site: hook.site,
         };
         y.attach_op(&[self], back)
+    }
+
+    /// [`Tensor::relu`] that may write its result over its input: on the GPU, when this handle is the only
+    /// one to the tensor and its storage (no backward saved it, no view or caller shares it), `relu_inplace`
+    /// overwrites it and the output takes over its storage — one activation less at the peak. Otherwise, and
+    /// on the CPU, it is `relu()`. The same numbers either way; the backward may likewise write dx over the
+    /// incoming gradient when nothing else holds that (`relu_backward_inplace`).
+    pub fn relu_owned(self) -> Tensor {
+        if self.device() != Device::Gpu || decisions::active() || !self.is_sole_handle() {
+            return self.relu();
+        }
+        gpu_forward_inplace(self.gpu_storage("relu"), self.numel());
+        let y = Tensor::wrap(self.shape().to_vec(), self.shared_storage(), None, false);
+        if !(is_grad_enabled() && self.requires_grad()) {
+            return y;
+        }
+        let back = ReluBackward {
+            x: y.clone(),
+            site: None,
+        };
+        y.attach_op(&[&self], back)
     }
 }
 
@@ -118,6 +159,14 @@ impl Backward for ReluBackward {
             )),
         };
         vec![Some(Tensor::from_storage(x.shape(), storage))]
+    }
+    fn backward_owned(&self, dy: Tensor) -> Vec<Option<Tensor>> {
+        let x = &self.x;
+        if dy.device() != Device::Gpu || self.site.is_some() || !dy.is_sole_handle() {
+            return self.backward(&dy);
+        }
+        gpu_backward_inplace(x.gpu_storage("relu"), dy.gpu_storage("relu"), x.numel());
+        vec![Some(dy)]
     }
 }
 
@@ -152,6 +201,30 @@ mod tests {
             |i| cpu_forward(&i[0]),
             |i, g| vec![cpu_backward(&i[0], g)],
         );
+    }
+
+    #[test]
+    fn relu_owned_writes_over_a_sole_input_on_the_gpu() {
+        let Some(_) = crate::engine::testing::gpu_or_skip("relu_owned in place") else {
+            return;
+        };
+        let x = Tensor::from_vec(vec![-1.0, 2.0, -3.0, 4.0], &[4], Device::Gpu).requires_grad_();
+        let t = &x * 1.0;
+        let at = std::sync::Arc::as_ptr(&t.shared_storage());
+        let y = t.relu_owned();
+        assert_eq!(
+            at,
+            std::sync::Arc::as_ptr(&y.shared_storage()),
+            "not in place"
+        );
+        assert_eq!(y.to_vec(), vec![0.0, 2.0, 0.0, 4.0]);
+        (&y * 3.0).sum_all().backward();
+        assert_eq!(x.grad().unwrap().to_vec(), vec![0.0, 3.0, 0.0, 3.0]);
+        // A tensor someone else holds is left alone.
+        let kept = &x * 1.0;
+        let y = kept.clone().relu_owned();
+        assert_eq!(kept.to_vec(), vec![-1.0, 2.0, -3.0, 4.0]);
+        assert_eq!(y.to_vec(), vec![0.0, 2.0, 0.0, 4.0]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Batched matrix product `C = A · B` with broadcasting of a batch of one (a weight shared by every batch).
 //!
 //! Math: `C[b, m, n] = Σ_k A[b, m, k] B[b, k, n]`. Derivatives: `dA = dC · Bᵀ`, `dB = Aᵀ · dC` (summed over
-//! the batch when that operand was broadcast). Saved for backward: A and B. The backward needs no kernel of
-//! its own: it is two more launches of `matmul.wgsl` with its transpose flags (no transposed copies).
+//! the batch when that operand was broadcast). Saved for backward: A and B (only the recipe of one that is
+//! recomputable, `engine::recompute`; each is made again only when the other wants a gradient). The backward
+//! needs no kernel of its own: it is two more launches of `matmul.wgsl` with its transpose flags (no transposed copies).
 //! Shapes: A (..., M, K), B (..., K, N) where the leading (batch) axes are equal or one side has none / all
 //! ones; C (batch..., M, N).
 //!
@@ -25,6 +26,7 @@ use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::reduce::reduce_sum;
 use crate::engine::real::Real;
+use crate::engine::recompute::Saved;
 use crate::engine::shape;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
@@ -271,8 +273,14 @@ fn dims(a: &[usize], b: &[usize]) -> (usize, usize, usize, usize, usize, usize, 
 }
 
 struct MatmulBackward {
-    a: Tensor,
-    b: Tensor,
+    /// A (only its recipe when it is recomputable, `engine::recompute`).
+    a: Saved,
+    /// B (the same).
+    b: Saved,
+    /// A's and B's shapes.
+    shapes: [Vec<usize>; 2],
+    /// Whether A and B want gradients.
+    wants: [bool; 2],
 }
 
 impl Backward for MatmulBackward {
@@ -280,9 +288,15 @@ impl Backward for MatmulBackward {
         "matmul"
     }
     fn backward(&self, dc: &Tensor) -> Vec<Option<Tensor>> {
-        let (a, b) = (&self.a, &self.b);
-        let (na, nb, batch, m, k, n, _) = dims(a.shape(), b.shape());
+        let [a_shape, b_shape] = &self.shapes;
+        let (na, nb, batch, m, k, n, _) = dims(a_shape, b_shape);
+        // dA needs B and dB needs A: only what a wanted gradient reads is made again.
+        let (a, b) = (
+            (self.wants[1] || dc.device() == Device::Cpu).then(|| self.a.get()),
+            (self.wants[0] || dc.device() == Device::Cpu).then(|| self.b.get()),
+        );
         if dc.device() == Device::Cpu {
+            let (a, b) = (a.expect("made above"), b.expect("made above"));
             let (da, db) = cpu_backward(
                 &a.cpu_data("matmul"),
                 na,
@@ -295,25 +309,21 @@ impl Backward for MatmulBackward {
                 n,
             );
             return vec![
-                Some(a.new_like(da, a.shape())),
-                Some(b.new_like(db, b.shape())),
+                self.wants[0].then(|| a.new_like(da, a_shape)),
+                self.wants[1].then(|| b.new_like(db, b_shape)),
             ];
         }
-        let (ga, gb, gc) = (
-            a.gpu_storage("matmul"),
-            b.gpu_storage("matmul"),
-            dc.gpu_storage("matmul"),
-        );
+        let gc = dc.gpu_storage("matmul");
         let plain = |batch| Operand {
             batch,
             trans: false,
         };
         // dA (batch, M, K) = dC (M, N) · Bᵀ (N, K): B is read transposed.
-        let da = a.requires_grad().then(|| {
+        let da = b.as_ref().filter(|_| self.wants[0]).map(|b| {
             let d = gpu_forward(
                 gc,
                 plain(batch),
-                gb,
+                b.gpu_storage("matmul"),
                 Operand {
                     batch: nb,
                     trans: true,
@@ -324,12 +334,12 @@ impl Backward for MatmulBackward {
                 k,
             );
             let t = Tensor::from_storage(&[batch, m, k], Storage::Gpu(d));
-            if na == 1 { t.sum(&[0], false) } else { t }.reshape(a.shape())
+            if na == 1 { t.sum(&[0], false) } else { t }.reshape(a_shape)
         });
         // dB (batch, K, N) = Aᵀ (K, M) · dC (M, N): A is read transposed.
-        let db = b.requires_grad().then(|| {
+        let db = a.as_ref().filter(|_| self.wants[1]).map(|a| {
             let d = gpu_forward(
-                ga,
+                a.gpu_storage("matmul"),
                 Operand {
                     batch: na,
                     trans: true,
@@ -342,7 +352,7 @@ impl Backward for MatmulBackward {
                 n,
             );
             let t = Tensor::from_storage(&[batch, k, n], Storage::Gpu(d));
-            if nb == 1 { t.sum(&[0], false) } else { t }.reshape(b.shape())
+            if nb == 1 { t.sum(&[0], false) } else { t }.reshape(b_shape)
         });
         vec![da, db]
     }
@@ -394,8 +404,10 @@ impl Tensor {
             storage,
             &[self, other],
             MatmulBackward {
-                a: self.clone(),
-                b: other.clone(),
+                a: Saved::new(self),
+                b: Saved::new(other),
+                shapes: [self.shape().to_vec(), other.shape().to_vec()],
+                wants: [self.requires_grad(), other.requires_grad()],
             },
         )
     }

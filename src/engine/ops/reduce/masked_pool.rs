@@ -15,7 +15,8 @@
 //! `∂μ/∂f_j = m_j / M`; with `Q = Σ_s c_s m_s` (0 for a 0/1 mask, kept for general weights),
 //! `∂σ/∂f_j = (c_j m_j − (m_j / M) Q) / ((d − 1) σ)`, so
 //! `df_j = gμ m_j / M + gσ (c_j m_j − m_j Q / M) / ((d − 1) σ)`. The mask gets no gradient.
-//! Saved: f and m (μ, σ and Q are recomputed in the backward kernel, two passes over the S pixels).
+//! Saved: f (only its recipe when it is recomputable, `engine::recompute`) and m (μ, σ and Q are recomputed
+//! in the backward kernel, two passes over the S pixels).
 //!
 //! ## Kernels
 //! `masked_pool.wgsl` (one invocation per (n, k), two loops over S) and `masked_pool_backward.wgsl` (one
@@ -25,6 +26,7 @@
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::real::Real;
+use crate::engine::recompute::Saved;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
@@ -158,7 +160,8 @@ pub fn gpu_backward(f: &GpuStorage, m: &GpuStorage, dout: &GpuStorage, d: Dims) 
 // ---- Autograd ----
 
 struct MaskedPoolBackward {
-    f: Tensor,
+    /// f (only its recipe when it is recomputable, `engine::recompute`).
+    f: Saved,
     m: Tensor,
     d: Dims,
 }
@@ -168,7 +171,7 @@ impl Backward for MaskedPoolBackward {
         "masked_pool"
     }
     fn backward(&self, dout: &Tensor) -> Vec<Option<Tensor>> {
-        let (f, m, op) = (&self.f, &self.m, "masked_pool_backward");
+        let (f, m, op) = (&self.f.get(), &self.m, "masked_pool_backward");
         let df = match dout.device() {
             Device::Cpu => Tensor::cpu_storage(cpu_backward(
                 &f.cpu_data(op),
@@ -212,7 +215,7 @@ impl Tensor {
         };
         let mask = mask.detach();
         let back = MaskedPoolBackward {
-            f: self.clone(),
+            f: Saved::new(self),
             m: mask.clone(),
             d,
         };

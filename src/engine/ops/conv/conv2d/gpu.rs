@@ -220,14 +220,21 @@ pub fn gpu_backward_input_gather(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> G
 
 /// Output rows (n, oy) per partial sum of the direct weight gradient: about 1024 products per invocation.
 const ROWS_ELEMS: usize = 1024;
+/// Invocations the direct weight gradient aims for: chunks of rows only until weight elements × chunks
+/// reach it (a software adapter has a few cores; a large weight needs no chunks, and its partial sums would
+/// cost a copy of the weight per chunk: 60 MiB at ConvLSTM's 640 × 170 × 3 × 3 over 16 chunks).
+const DIRECT_INVOCATIONS: usize = 1 << 16;
 
 /// conv2d_backward_weight_direct.wgsl (one invocation per weight element and chunk of output rows), then
 /// the partials summed in chunk order.
 fn gpu_backward_weight_rows(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> GpuStorage {
     let rows = g.n * g.ho;
-    let chunk = (ROWS_ELEMS / g.wo.max(1)).clamp(1, rows.max(1));
-    let nchunks = rows.div_ceil(chunk).max(1);
     let nw = g.co * g.ci * g.kh * g.kw;
+    let want = DIRECT_INVOCATIONS.div_ceil(nw.max(1));
+    let chunk = (ROWS_ELEMS / g.wo.max(1))
+        .max(rows.div_ceil(want))
+        .clamp(1, rows.max(1));
+    let nchunks = rows.div_ceil(chunk).max(1);
     let partial = GpuStorage::alloc(x.gpu, nchunks * nw, "conv2d_backward_weight_direct");
     let bufs = [x.buffer(), dy.buffer(), partial.buffer()];
     let p = g.params(false, chunk, nchunks);
