@@ -112,11 +112,9 @@ impl Tensor {
         let record = is_grad_enabled() && self.requires_grad();
         let node = record.then(|| Arc::new(Node::new(Box::new(backward), &[self])));
         let view = Tensor::wrap(shape.to_vec(), self.shared_storage(), node, record);
-        if let Some(recipe) = self.recipe() {
-            // A view of a recomputable tensor is recomputable: the same recipe, reshaped.
-            let (recipe, shape) = (recipe.clone(), shape.to_vec());
-            view.set_recipe(Arc::new(move || no_grad(|| recipe().reshape(&shape))));
-        }
+        // A view of a recomputable tensor is recomputable: the same recipe, reshaped.
+        let shape = shape.to_vec();
+        self.pass_recipe(&view, move |t| t.reshape(&shape));
         view
     }
 }

@@ -12,7 +12,8 @@
 //! - Its output carries a *recipe* (`f` and its inputs). An op whose backward needs one of its inputs saves
 //!   it as a [`Saved`]: the tensor itself, or, when it has a recipe, only the recipe — the convolution after
 //!   a recomputed norm + ReLU then keeps nothing of its input, and its backward makes the input again. The
-//!   recipe survives reshapes (`Tensor::reshape` of a recomputable tensor is recomputable).
+//!   recipe survives reshapes, permutations and the time unfold of a 3-D convolution
+//!   ([`Tensor::pass_recipe`]).
 //!
 //! The numbers do not change at all: the recomputation runs the same kernels on the same inputs, so it
 //! gives the same bits, and the gradients go through the same backward kernels in the same order as without
@@ -101,6 +102,22 @@ impl Backward for RecomputeBackward {
     }
 }
 
+impl Tensor {
+    /// Gives `out`, made from this tensor by `f` (a reshape, a permutation, an unfold: cheap and
+    /// deterministic), a recipe when this tensor has one: `f` of its values made again. An op whose backward
+    /// saves `out` then keeps only that recipe.
+    pub(crate) fn pass_recipe(
+        &self,
+        out: &Tensor,
+        f: impl Fn(&Tensor) -> Tensor + Send + Sync + 'static,
+    ) {
+        if let Some(recipe) = self.recipe() {
+            let recipe = recipe.clone();
+            out.set_recipe(Arc::new(move || no_grad(|| f(&recipe()))));
+        }
+    }
+}
+
 /// A tensor an op's backward needs: kept, or, when it has a recipe, made again on use (see the module doc).
 pub enum Saved {
     /// The tensor itself.
@@ -168,6 +185,49 @@ mod tests {
                 .map(|t| t.grad().expect("grad").to_vec())
                 .collect();
             (y.to_vec(), loss.item(), grads)
+        };
+        assert_eq!(run(false), run(true));
+    }
+
+    /// A recipe passes through a permutation (and the reshape after it) into a transposed convolution, and
+    /// through a 3-D convolution's time unfold into its 2-D convolution: each saves only the recipe, and the
+    /// output and every gradient are bit for bit those of the plain composition.
+    #[test]
+    fn recipes_pass_through_permutes_and_time_unfolds() {
+        let d = Device::Cpu;
+        let x = Tensor::rand_uniform(&[1, 4, 3, 5, 5], -1.0, 1.0, 11, d).requires_grad_();
+        let g = Tensor::rand_uniform(&[4], 0.5, 1.5, 12, d).requires_grad_();
+        let b = Tensor::rand_uniform(&[4], -0.5, 0.5, 13, d).requires_grad_();
+        let w = Tensor::rand_uniform(&[2, 12, 3, 3], -0.3, 0.3, 14, d).requires_grad_();
+        let wt = Tensor::rand_uniform(&[4, 2, 2, 2], -0.3, 0.3, 15, d).requires_grad_();
+        let run = |recompute: bool| {
+            for t in [&x, &g, &b, &w, &wt] {
+                t.zero_grad();
+            }
+            let y = if recompute {
+                Tensor::recomputed(&[&x, &g, &b], norm_relu())
+            } else {
+                norm_relu()(&[x.clone(), g.clone(), b.clone()])
+            };
+            let cols = y.unfold_time(3, 1, 1);
+            let frames = y.permute(&[0, 2, 1, 3, 4]).reshape(&[3, 4, 5, 5]);
+            assert_eq!(cols.recipe().is_some(), recompute);
+            assert_eq!(frames.recipe().is_some(), recompute);
+            let z = cols.conv2d(
+                &w,
+                None,
+                1,
+                1,
+                crate::engine::ops::conv::conv2d::PaddingMode::Zeros,
+            );
+            let u = frames.conv_transpose2d(&wt, None, 2, 0);
+            let loss = &(&z * &z).sum_all() + &(&u * &u).sum_all();
+            loss.backward();
+            let grads: Vec<Vec<f32>> = [&x, &g, &b, &w, &wt]
+                .iter()
+                .map(|t| t.grad().expect("grad").to_vec())
+                .collect();
+            (loss.item(), grads)
         };
         assert_eq!(run(false), run(true));
     }

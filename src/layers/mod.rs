@@ -23,7 +23,7 @@ pub use conv3d::{Conv3d, ConvTranspose3d};
 pub use conv_rnn::{BConvLstm, ConvGru, ConvLstm};
 pub use linear::Linear;
 pub use mlp::Mlp;
-pub use norm::{BatchNorm, GroupNorm, Norm, NormKind};
+pub use norm::{Act, BatchNorm, GroupNorm, Norm, NormKind};
 
 use crate::engine::Tensor;
 

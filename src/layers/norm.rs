@@ -57,6 +57,25 @@ impl Module for GroupNorm {
     }
 }
 
+/// The activation a norm is followed by, recomputed with it ([`BatchNorm::forward_act`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Act {
+    /// `nn.ReLU` (over the norm's output, in place where nothing else holds it: `Tensor::relu_owned`).
+    Relu,
+    /// `nn.LeakyReLU(slope)`.
+    LeakyRelu(f32),
+}
+
+impl Act {
+    /// The activation of `x`, which the caller gives up.
+    pub fn apply(self, x: Tensor) -> Tensor {
+        match self {
+            Act::Relu => x.relu_owned(),
+            Act::LeakyRelu(a) => x.leaky_relu(a),
+        }
+    }
+}
+
 /// BatchNorm1d / BatchNorm2d (the same computation over (N, C, *)).
 pub struct BatchNorm {
     /// γ (C).
@@ -98,15 +117,20 @@ impl BatchNorm {
         )
     }
 
-    /// `relu(self.forward(x))`, recomputed in the backward pass instead of keeping the norm's input copy and
-    /// the ReLU's output (`engine::recompute`): the same numbers, a third of the memory of a
-    /// Linear / conv → BatchNorm → ReLU layer. In training mode the norm normalises with the batch statistics,
-    /// which the recomputation finds again bit for bit from the same input; the running statistics are
-    /// updated by the first evaluation only (later ones update a scratch pair that is dropped), and
-    /// `num_batches_tracked` counts the batch once.
+    /// `relu(self.forward(x))`, recomputed in the backward pass ([`BatchNorm::forward_act`]).
     pub fn forward_relu(&self, x: &Tensor, ctx: &Ctx) -> Tensor {
+        self.forward_act(x, ctx, Act::Relu)
+    }
+
+    /// `act(self.forward(x))`, recomputed in the backward pass instead of keeping the norm's output and the
+    /// activation's (`engine::recompute`): the same numbers, a third of the memory of a Linear / conv →
+    /// BatchNorm → activation layer. In training mode the norm normalises with the batch statistics, which
+    /// the recomputation finds again bit for bit from the same input; the running statistics are updated by
+    /// the first evaluation only (later ones update a scratch pair that is dropped), and
+    /// `num_batches_tracked` counts the batch once.
+    pub fn forward_act(&self, x: &Tensor, ctx: &Ctx, act: Act) -> Tensor {
         if decisions::active() {
-            return self.forward(x, ctx).relu();
+            return act.apply(self.forward(x, ctx));
         }
         self.count(ctx);
         let (rm, rv, training) = (
@@ -125,7 +149,7 @@ impl BatchNorm {
                     Tensor::ones(&c, rm.device()),
                 )
             };
-            t[0].batch_norm(
+            let y = t[0].batch_norm(
                 Some(&t[1]),
                 Some(&t[2]),
                 &mean,
@@ -133,8 +157,8 @@ impl BatchNorm {
                 training,
                 MOMENTUM,
                 EPS,
-            )
-            .relu_owned()
+            );
+            act.apply(y)
         });
         Tensor::recomputed(&[x, &self.weight, &self.bias], f)
     }
@@ -292,8 +316,8 @@ mod tests {
     use crate::engine::testing::gpu_or_skip;
     use crate::layers::Linear;
 
-    /// Linear → BatchNorm1d → ReLU → Linear, trained one step, plainly and with the norm and ReLU recomputed
-    /// (`forward_relu`): the same output, loss and gradients, the running statistics updated once with the
+    /// Linear → BatchNorm1d → ReLU (or LeakyReLU) → Linear, trained one step, plainly and with the norm and
+    /// activation recomputed (`forward_act`): the same output, loss and gradients, the running statistics updated once with the
     /// batch's statistics and `num_batches_tracked` counted once — bit for bit on the CPU and on the GPU
     /// (where the recomputed ReLU writes over the norm's output and its backward over its incoming gradient).
     #[test]
@@ -302,7 +326,10 @@ mod tests {
         if gpu_or_skip("batch norm recomputation (GPU half)").is_some() {
             devices.push(Device::Gpu);
         }
-        for device in devices {
+        let cases = devices
+            .into_iter()
+            .flat_map(|d| [(d, Act::Relu), (d, Act::LeakyRelu(0.01))]);
+        for (device, act) in cases {
             let run = |recompute: bool| {
                 let mut rng = Rng::new(7);
                 let (l1, bn, l2) = (
@@ -313,10 +340,10 @@ mod tests {
                 let x = Tensor::rand_uniform(&[37, 5], -1.0, 1.0, 3, device).requires_grad_();
                 let ctx = Ctx::train(0);
                 let z = l1.forward(&x);
-                let h = if recompute {
-                    bn.forward_relu(&z, &ctx)
-                } else {
-                    bn.forward(&z, &ctx).relu()
+                let h = match (recompute, act) {
+                    (true, _) => bn.forward_act(&z, &ctx, act),
+                    (false, Act::Relu) => bn.forward(&z, &ctx).relu(),
+                    (false, Act::LeakyRelu(a)) => bn.forward(&z, &ctx).leaky_relu(a),
                 };
                 drop(z);
                 let o = l2.forward(&h);
@@ -331,11 +358,11 @@ mod tests {
                 seen
             };
             let (plain, recomputed) = (run(false), run(true));
-            assert_eq!(plain, recomputed, "{device:?}");
+            assert_eq!(plain, recomputed, "{device:?} {act:?}");
             assert_eq!(
                 plain.last().unwrap(),
                 &vec![1.0],
-                "{device:?}: one batch counted"
+                "{device:?} {act:?}: one batch counted"
             );
         }
     }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Result, Tensor};
-use crate::layers::{prefixed, BatchNorm, Conv3d, ConvTranspose3d, Ctx, Module};
+use crate::layers::{prefixed, Act, BatchNorm, Conv3d, ConvTranspose3d, Ctx, Module};
 use crate::models::kwargs::Kwargs;
 use crate::models::utae::PadInfo;
 
@@ -103,7 +103,9 @@ impl Block {
             out = match l {
                 Layer::Conv(c) => c.forward(&out),
                 Layer::Up(u) => u.forward(&out),
-                Layer::Norm(n) => n.forward(&out, ctx).leaky_relu(0.01),
+                // BatchNorm3d + LeakyReLU recomputed in the backward pass; the next convolution's time
+                // unfold keeps only their recipe (engine::recompute).
+                Layer::Norm(n) => n.forward_act(&out, ctx, Act::LeakyRelu(0.01)),
             };
         }
         out

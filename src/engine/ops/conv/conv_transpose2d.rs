@@ -10,7 +10,7 @@
 //!
 //! Derivatives: `dx[n, c, iy, ix] = Σ_{o, ky, kx} dy[n, o, s·iy - p + ky, s·ix - p + kx] · w[c, o, ky, kx]`
 //! (zero outside dy) and `dw[c, o, ky, kx] = Σ_{n, iy, ix} x[n, c, iy, ix] · dy[n, o, s·iy - p + ky, ..]`.
-//! Saved for backward: x and the weight.
+//! Saved for backward: x (only its recipe when it is recomputable, `engine::recompute`) and the weight.
 //!
 //! **No kernels of its own: the three conv2d kernels are this op, index for index.** Take the conv2d with
 //! `C_out' = C_in`, `C_in' = C_out`, input size H_out and output size H (`(H_out + 2p - kH)/s + 1 = H`
@@ -28,6 +28,7 @@
 use crate::engine::autograd::Backward;
 use crate::engine::ops::conv::conv2d::{self, Geom, PaddingMode};
 use crate::engine::real::Real;
+use crate::engine::recompute::Saved;
 use crate::engine::storage::{Device, Storage};
 use crate::engine::tensor::Tensor;
 
@@ -172,7 +173,9 @@ impl Tensor {
             )),
         };
         let back = ConvTranspose2dBackward {
-            x: self.clone(),
+            x: Saved::new(self),
+            x_shape: self.shape().to_vec(),
+            x_wants: self.requires_grad(),
             w: weight.clone(),
             g,
         };
@@ -194,7 +197,10 @@ impl Tensor {
 }
 
 struct ConvTranspose2dBackward {
-    x: Tensor,
+    /// x (only its recipe when it is recomputable, `engine::recompute`): the weight gradient reads it.
+    x: Saved,
+    x_shape: Vec<usize>,
+    x_wants: bool,
     w: Tensor,
     g: Geom,
 }
@@ -204,26 +210,28 @@ impl Backward for ConvTranspose2dBackward {
         "conv_transpose2d"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        let (x, w, g) = (&self.x, &self.w, &self.g);
+        let (w, g, x_shape) = (&self.w, &self.g, &self.x_shape);
         let op = "conv_transpose2d_backward";
-        match Tensor::same_device(op, &[x, w, dy]) {
+        match Tensor::same_device(op, &[w, dy]) {
             Device::Cpu => {
+                let x = self.x.get();
                 let (dx, dw) = cpu_backward(&x.cpu_data(op), &w.cpu_data(op), &dy.cpu_data(op), g);
                 vec![
-                    Some(x.new_like(dx, x.shape())),
+                    Some(x.new_like(dx, x_shape)),
                     Some(w.new_like(dw, w.shape())),
                 ]
             }
             Device::Gpu => {
-                let (gx, gw, gdy) = (x.gpu_storage(op), w.gpu_storage(op), dy.gpu_storage(op));
-                let dx = x.requires_grad().then(|| {
+                let (gw, gdy) = (w.gpu_storage(op), dy.gpu_storage(op));
+                let dx = self.x_wants.then(|| {
                     Tensor::from_storage(
-                        x.shape(),
+                        x_shape,
                         Storage::Gpu(conv2d::gpu_forward(gdy, gw, None, g)),
                     )
                 });
                 let dw = w.requires_grad().then(|| {
-                    let d = conv2d::gpu_backward_weight(gdy, gx, g);
+                    let x = self.x.get();
+                    let d = conv2d::gpu_backward_weight(gdy, x.gpu_storage(op), g);
                     Tensor::from_storage(w.shape(), Storage::Gpu(d))
                 });
                 vec![dx, dw]

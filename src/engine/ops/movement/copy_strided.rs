@@ -255,12 +255,15 @@ impl Tensor {
         };
         let mut dst = Dst::new(self, self.numel(), false, "permute");
         dst.copy_from(self, &c, "permute");
-        Tensor::from_op(
+        let y = Tensor::from_op(
             &out,
             dst.into_storage(),
             &[self],
             PermuteBackward(perm.to_vec()),
-        )
+        );
+        let perm = perm.to_vec();
+        self.pass_recipe(&y, move |t| t.permute(&perm));
+        y
     }
 
     /// Swaps two axes (negative axes count from the end).

@@ -194,7 +194,10 @@ impl Tensor {
             p,
         };
         let storage = unfold_storage(self, &d);
-        Tensor::from_op(&d.cols_shape(), storage, &[self], UnfoldBackward { d })
+        let cols = Tensor::from_op(&d.cols_shape(), storage, &[self], UnfoldBackward { d });
+        // A 3-D convolution saves these columns (K times its input): only their recipe when it can.
+        self.pass_recipe(&cols, move |t| t.unfold_time(k, s, p));
+        cols
     }
 
     /// The adjoint of [`Tensor::unfold_time`]: cols (N·Do, K·C, H, W) → (N, C, D, H, W), each frame t the sum
