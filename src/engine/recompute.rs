@@ -30,8 +30,9 @@
 //! recomputation's peak a layer holds its input, one activation and two gradients.
 //!
 //! Rules for `f`: deterministic (no dropout, no random draws), no side effects beyond the first evaluation (a
-//! batch norm in training mode updates its running statistics: `BatchNorm::forward_relu` lets only the
-//! first evaluation update them), and it must not read anything but its inputs.
+//! batch norm in training mode updates its running statistics: in `BatchNorm::forward_act` only the first
+//! evaluation computes the batch statistics and updates them, the later ones normalise with the same
+//! statistics), and it must not read anything but its inputs.
 
 use std::sync::Arc;
 

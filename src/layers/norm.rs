@@ -7,8 +7,7 @@
 //! running statistics. Initialisation follows U-TAE's `weight_init` (§3.9): BatchNorm weight N(0, 1) (sic),
 //! bias 0; GroupNorm weight 1, bias 0.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::engine::decisions;
 use crate::engine::recompute::RecomputeFn;
@@ -124,9 +123,9 @@ impl BatchNorm {
 
     /// `act(self.forward(x))`, recomputed in the backward pass instead of keeping the norm's output and the
     /// activation's (`engine::recompute`): the same numbers, a third of the memory of a Linear / conv →
-    /// BatchNorm → activation layer. In training mode the norm normalises with the batch statistics, which
-    /// the recomputation finds again bit for bit from the same input; the running statistics are updated by
-    /// the first evaluation only (later ones update a scratch pair that is dropped), and
+    /// BatchNorm → activation layer. In training mode the first evaluation computes the batch statistics and
+    /// updates the running ones; the recomputations normalise with those same statistics
+    /// ([`Tensor::batch_norm_with_stats`]: one pass, the same bits, the running statistics untouched), and
     /// `num_batches_tracked` counts the batch once.
     pub fn forward_act(&self, x: &Tensor, ctx: &Ctx, act: Act) -> Tensor {
         if decisions::active() {
@@ -138,26 +137,20 @@ impl BatchNorm {
             self.running_var.clone(),
             ctx.training,
         );
-        let first = AtomicBool::new(true);
+        // The first evaluation computes the batch statistics (and updates the running ones); the later ones
+        // normalise with those same (μ, rstd): one pass instead of the statistics' passes, same bits.
+        let batch_stats = OnceLock::new();
         let f: RecomputeFn = Arc::new(move |t: &[Tensor]| {
-            let (mean, var) = if !training || first.swap(false, Ordering::SeqCst) {
-                (rm.clone(), rv.clone())
+            let (w, b) = (Some(&t[1]), Some(&t[2]));
+            let y = if !training {
+                t[0].batch_norm(w, b, &rm, &rv, false, MOMENTUM, EPS)
+            } else if let Some(stats) = batch_stats.get() {
+                t[0].batch_norm_with_stats(w, b, stats)
             } else {
-                let c = rm.shape().to_vec();
-                (
-                    Tensor::zeros(&c, rm.device()),
-                    Tensor::ones(&c, rm.device()),
-                )
+                let (y, stats) = t[0].batch_norm_train(w, b, &rm, &rv, MOMENTUM, EPS);
+                let _ = batch_stats.set(stats);
+                y
             };
-            let y = t[0].batch_norm(
-                Some(&t[1]),
-                Some(&t[2]),
-                &mean,
-                &var,
-                training,
-                MOMENTUM,
-                EPS,
-            );
             act.apply(y)
         });
         Tensor::recomputed(&[x, &self.weight, &self.bias], f)

@@ -27,6 +27,10 @@
 //!
 //! On the CPU the running statistics are replaced through `Storage::write`.
 //!
+//! For recomputation (`engine::recompute`): [`Tensor::batch_norm_train`] also returns the batch's (μ, rstd),
+//! and [`Tensor::batch_norm_with_stats`] normalises the same x again with them — `batch_norm.wgsl` alone, no
+//! statistics passes, the running statistics untouched — with the training-mode backward: the same bits.
+//!
 //! Size: over the 400-line budget because the op is one piece: training and evaluation modes, the running
 //! statistics updated in place, and the sliced two-pass statistics its forward and backward share.
 
@@ -219,12 +223,42 @@ pub fn gpu_forward(
     momentum: f32,
     eps: f32,
 ) -> (GpuStorage, GpuStorage) {
-    let numel = d.n * d.c * d.s;
-    let y = GpuStorage::alloc(x.gpu, numel, "batch_norm");
     let stats = GpuStorage::alloc(x.gpu, 2 * d.c, "batch_norm");
     if training {
         gpu_batch_stats(x, running_mean, running_var, &stats, d, momentum, eps);
     }
+    let y = gpu_normalise(
+        x,
+        gamma,
+        beta,
+        running_mean,
+        running_var,
+        &stats,
+        d,
+        training,
+        momentum,
+        eps,
+    );
+    (y, stats)
+}
+
+/// Launches batch_norm.wgsl → y (N, C, S): in training mode with the (μ, rstd) in `stats` (C, 2), as
+/// batch_norm_stats.wgsl left them; in eval mode from the running statistics, also written to `stats`.
+#[allow(clippy::too_many_arguments)]
+fn gpu_normalise(
+    x: &GpuStorage,
+    gamma: &GpuStorage,
+    beta: &GpuStorage,
+    running_mean: &GpuStorage,
+    running_var: &GpuStorage,
+    stats: &GpuStorage,
+    d: Dims,
+    training: bool,
+    momentum: f32,
+    eps: f32,
+) -> GpuStorage {
+    let numel = d.n * d.c * d.s;
+    let y = GpuStorage::alloc(x.gpu, numel, "batch_norm");
     let bufs = [
         x.buffer(),
         gamma.buffer(),
@@ -237,7 +271,7 @@ pub fn gpu_forward(
     let p = d.params(training, momentum, eps);
     let grid = Grid::threads(numel).bytes(4 * (2 * numel + 5 * d.c));
     BATCH_NORM.dispatch(x.gpu, &bufs, &p, grid);
-    (y, stats)
+    y
 }
 
 /// Launches batch_norm_stats.wgsl: (μ, rstd) of x (N, C, S) into `stats` (C, 2), running statistics updated.
@@ -380,6 +414,20 @@ impl Backward for BatchNormBackward {
     }
 }
 
+/// Where a batch norm's (μ, rstd) come from.
+#[derive(Clone, Copy)]
+enum Stats<'a> {
+    /// The batch (training: running statistics updated in place) or the running statistics (eval).
+    Running {
+        mean: &'a Tensor,
+        var: &'a Tensor,
+        training: bool,
+        momentum: f32,
+    },
+    /// Training-mode (μ, rstd) (C, 2) computed earlier on the same x: no statistics pass, no update.
+    Given(&'a Tensor),
+}
+
 impl Tensor {
     /// `F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)` on x (N, C) or
     /// (N, C, *): `training` normalises with the batch statistics and updates `running_mean` and
@@ -396,6 +444,58 @@ impl Tensor {
         momentum: f32,
         eps: f32,
     ) -> Tensor {
+        let stats = Stats::Running {
+            mean: running_mean,
+            var: running_var,
+            training,
+            momentum,
+        };
+        self.batch_norm_from(weight, bias, stats, eps).0
+    }
+
+    /// Training-mode [`Tensor::batch_norm`] that also returns the batch's (μ, rstd) (C, 2) it normalised
+    /// with (no gradient), for [`Tensor::batch_norm_with_stats`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_train(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        momentum: f32,
+        eps: f32,
+    ) -> (Tensor, Tensor) {
+        let stats = Stats::Running {
+            mean: running_mean,
+            var: running_var,
+            training: true,
+            momentum,
+        };
+        self.batch_norm_from(weight, bias, stats, eps)
+    }
+
+    /// The training-mode batch norm of `self` again, with the (μ, rstd) (C, 2) that
+    /// [`Tensor::batch_norm_train`] returned for these same values: the same output and gradients bit for bit
+    /// (the backward treats μ and σ as functions of x, as in training), without the statistics passes and
+    /// without touching the running statistics. What a recomputation in the backward pass uses
+    /// (`layers::norm::BatchNorm::forward_act`).
+    pub fn batch_norm_with_stats(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        stats: &Tensor,
+    ) -> Tensor {
+        self.batch_norm_from(weight, bias, Stats::Given(stats), 0.0)
+            .0
+    }
+
+    fn batch_norm_from(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        source: Stats<'_>,
+        eps: f32,
+    ) -> (Tensor, Tensor) {
         let op = "batch_norm";
         let sh = self.shape();
         assert!(
@@ -407,26 +507,45 @@ impl Tensor {
             c: sh[1],
             s: sh[2..].iter().product(),
         };
-        for (what, t) in [("running_mean", running_mean), ("running_var", running_var)] {
+        let checked: Vec<(&str, &Tensor, Vec<usize>)> = match source {
+            Stats::Running { mean, var, .. } => {
+                vec![
+                    ("running_mean", mean, vec![d.c]),
+                    ("running_var", var, vec![d.c]),
+                ]
+            }
+            Stats::Given(st) => vec![("stats", st, vec![d.c, 2])],
+        };
+        for (what, t, want) in &checked {
             assert_eq!(
                 t.shape(),
-                &[d.c],
-                "{op}: expected {what} ({}), got {:?}",
-                d.c,
+                &want[..],
+                "{op}: expected {what} {want:?}, got {:?}",
                 t.shape()
             );
         }
+        let training = match source {
+            Stats::Running { training, .. } => training,
+            Stats::Given(_) => true,
+        };
         assert!(
             !training || d.n * d.s > 1,
             "{op}: expected more than 1 value per channel when training, got input {sh:?}"
         );
         let gamma = affine_or_default(op, self, weight, d.c, 1.0);
         let beta = affine_or_default(op, self, bias, d.c, 0.0);
-        let (y, stats) =
-            match Tensor::same_device(op, &[self, &gamma, &beta, running_mean, running_var]) {
-                Device::Cpu => {
-                    let x = self.cpu_data(op);
-                    let (mean, rstd) = if training {
+        let mut on: Vec<&Tensor> = vec![self, &gamma, &beta];
+        on.extend(checked.iter().map(|c| c.1));
+        let (y, stats): (Storage, Tensor) = match Tensor::same_device(op, &on) {
+            Device::Cpu => {
+                let x = self.cpu_data(op);
+                let (mean, rstd) = match source {
+                    Stats::Running {
+                        mean: running_mean,
+                        var: running_var,
+                        training: true,
+                        momentum,
+                    } => {
                         let (mean, var, unbiased) = cpu_batch_stats(&x, d);
                         let mut rm = running_mean.to_vec();
                         let mut rv = running_var.to_vec();
@@ -434,46 +553,78 @@ impl Tensor {
                         running_mean.storage().write(&rm);
                         running_var.storage().write(&rv);
                         (mean, cpu_rstd(&var, eps as f64))
-                    } else {
+                    }
+                    Stats::Running { mean, var, .. } => {
+                        (mean.to_vec(), cpu_rstd(&var.to_vec(), eps as f64))
+                    }
+                    Stats::Given(st) => {
+                        let st = st.cpu_data(op);
                         (
-                            running_mean.to_vec(),
-                            cpu_rstd(&running_var.to_vec(), eps as f64),
+                            st.iter().step_by(2).copied().collect(),
+                            st.iter().skip(1).step_by(2).copied().collect(),
                         )
-                    };
-                    let y =
-                        cpu_forward(&x, &gamma.cpu_data(op), &beta.cpu_data(op), &mean, &rstd, d);
-                    let stats: Vec<f32> =
-                        mean.iter().zip(&rstd).flat_map(|(&m, &r)| [m, r]).collect();
-                    (Tensor::cpu_storage(y), Tensor::cpu_storage(stats))
-                }
-                Device::Gpu => {
-                    let (y, st) = gpu_forward(
-                        self.gpu_storage(op),
-                        gamma.gpu_storage(op),
-                        beta.gpu_storage(op),
-                        running_mean.gpu_storage(op),
-                        running_var.gpu_storage(op),
-                        d,
+                    }
+                };
+                let y = cpu_forward(&x, &gamma.cpu_data(op), &beta.cpu_data(op), &mean, &rstd, d);
+                let stats = match source {
+                    Stats::Given(st) => st.clone(),
+                    Stats::Running { .. } => Tensor::from_storage(
+                        &[d.c, 2],
+                        Tensor::cpu_storage(
+                            mean.iter().zip(&rstd).flat_map(|(&m, &r)| [m, r]).collect(),
+                        ),
+                    ),
+                };
+                (Tensor::cpu_storage(y), stats)
+            }
+            Device::Gpu => {
+                let (g, b) = (gamma.gpu_storage(op), beta.gpu_storage(op));
+                match source {
+                    Stats::Running {
+                        mean,
+                        var,
                         training,
                         momentum,
-                        eps,
-                    );
-                    (Storage::Gpu(y), Storage::Gpu(st))
+                    } => {
+                        let (y, st) = gpu_forward(
+                            self.gpu_storage(op),
+                            g,
+                            b,
+                            mean.gpu_storage(op),
+                            var.gpu_storage(op),
+                            d,
+                            training,
+                            momentum,
+                            eps,
+                        );
+                        (
+                            Storage::Gpu(y),
+                            Tensor::from_storage(&[d.c, 2], Storage::Gpu(st)),
+                        )
+                    }
+                    Stats::Given(st) => {
+                        // Training mode reads only `stats`; γ and β stand in for the running bindings.
+                        let s = st.gpu_storage(op);
+                        let y =
+                            gpu_normalise(self.gpu_storage(op), g, b, g, b, s, d, true, 0.0, 0.0);
+                        (Storage::Gpu(y), st.clone())
+                    }
                 }
-            };
+            }
+        };
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
         let back = BatchNormBackward {
             x: self.detach(),
             gamma,
-            stats: Tensor::from_storage(&[d.c, 2], stats),
+            stats: stats.clone(),
             d,
             training,
             has_weight: weight.is_some(),
             has_bias: bias.is_some(),
         };
-        Tensor::from_op(sh, y, &inputs, back)
+        (Tensor::from_op(sh, y, &inputs, back), stats)
     }
 }
 
