@@ -13,7 +13,7 @@
 //!   it as a [`Saved`]: the tensor itself, or, when it has a recipe, only the recipe — the convolution after
 //!   a recomputed norm + ReLU then keeps nothing of its input, and its backward makes the input again. The
 //!   recipe survives reshapes, permutations and the time unfold of a 3-D convolution
-//!   ([`Tensor::pass_recipe`]).
+//!   (`Tensor::pass_recipe`).
 //!
 //! The numbers do not change at all: the recomputation runs the same kernels on the same inputs, so it
 //! gives the same bits, and the gradients go through the same backward kernels in the same order as without
