@@ -290,13 +290,8 @@ impl Backward for MatmulBackward {
     fn backward(&self, dc: &Tensor) -> Vec<Option<Tensor>> {
         let [a_shape, b_shape] = &self.shapes;
         let (na, nb, batch, m, k, n, _) = dims(a_shape, b_shape);
-        // dA needs B and dB needs A: only what a wanted gradient reads is made again.
-        let (a, b) = (
-            (self.wants[1] || dc.device() == Device::Cpu).then(|| self.a.get()),
-            (self.wants[0] || dc.device() == Device::Cpu).then(|| self.b.get()),
-        );
         if dc.device() == Device::Cpu {
-            let (a, b) = (a.expect("made above"), b.expect("made above"));
+            let (a, b) = (self.a.get(), self.b.get());
             let (da, db) = cpu_backward(
                 &a.cpu_data("matmul"),
                 na,
@@ -318,8 +313,10 @@ impl Backward for MatmulBackward {
             batch,
             trans: false,
         };
-        // dA (batch, M, K) = dC (M, N) · Bᵀ (N, K): B is read transposed.
-        let da = b.as_ref().filter(|_| self.wants[0]).map(|b| {
+        // dA (batch, M, K) = dC (M, N) · Bᵀ (N, K): B is read transposed. dA needs B and dB needs A: only
+        // what a wanted gradient reads is made again.
+        let da = self.wants[0].then(|| {
+            let b = self.b.get();
             let d = gpu_forward(
                 gc,
                 plain(batch),
@@ -337,7 +334,8 @@ impl Backward for MatmulBackward {
             if na == 1 { t.sum(&[0], false) } else { t }.reshape(a_shape)
         });
         // dB (batch, K, N) = Aᵀ (K, M) · dC (M, N): A is read transposed.
-        let db = a.as_ref().filter(|_| self.wants[1]).map(|a| {
+        let db = self.wants[1].then(|| {
+            let a = self.a.get();
             let d = gpu_forward(
                 a.gpu_storage("matmul"),
                 Operand {
