@@ -4,6 +4,7 @@
 
 use sitsgpu::engine::profile::Timing;
 use sitsgpu::engine::testing::gpu_or_skip;
+use sitsgpu::engine::Precision;
 use sitsgpu::train::profile::{run, ProfileArgs, ProfileOptions, Workload};
 
 /// The profiler records every dispatch of the process: the tests of this file take turns.
@@ -21,6 +22,7 @@ fn a_utae_training_step_is_timed_kernel_by_kernel() {
         warmup: 1,
         steps: 2,
         wall_clock: false,
+        precision: Precision::Fp32,
     };
     let out = run(&opts).unwrap();
     println!("{}", out.text()); // the table, for `--nocapture` readers and CI logs
@@ -100,6 +102,7 @@ fn the_wall_clock_fallback_times_a_pixel_set_forward() {
         warmup: 0,
         steps: 1,
         wall_clock: true,
+        precision: Precision::Fp32,
     };
     let out = run(&opts).unwrap();
     assert_eq!(out.report.timing, Timing::SyncWall);
@@ -122,6 +125,7 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
         warmup: 0,
         steps: 1,
         wall_clock: false,
+        precision: Precision::Fp32,
     };
     let out = run(&opts).unwrap();
     assert!(out.workload.starts_with("utae_paps"), "{}", out.workload);
@@ -145,6 +149,7 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
         warmup: 0,
         steps: 1,
         wall_clock: false,
+        precision: Precision::Fp32,
         json: false,
         split_mib: None,
     };
@@ -154,6 +159,7 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
         warmup: 0,
         steps: 1,
         wall_clock: false,
+        precision: Precision::Fp32,
     };
     let out = run(&opts).unwrap();
     assert!(

@@ -22,6 +22,7 @@ use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::engine::precision::{with_precision, Precision};
 use crate::engine::storage::Storage;
 use crate::engine::tensor::Tensor;
 pub use crate::engine::tensor::{Backward, Edge, Node};
@@ -166,46 +167,49 @@ impl Tensor {
 /// The backward walk from `root` with its gradient `grad`: each node's backward runs once, after every
 /// node that feeds it a gradient, and the leaves' `.grad()` are filled at the end.
 fn walk(root: Edge, grad: Tensor) {
-    no_grad(|| {
-        let root_id = root.id;
-        let mut order = topo_order(&root);
-        drop(root);
-        let mut grads: HashMap<u64, Tensor> = HashMap::new();
-        grads.insert(root_id, grad);
-        let mut leaves: Vec<Tensor> = Vec::new();
-        while let Some(edge) = order.pop() {
-            let Some(g) = grads.remove(&edge.id) else {
-                continue;
-            };
-            match &edge.node {
-                None => {
-                    if let Some(leaf) = edge.leaf {
-                        leaves.push(leaf);
-                        grads.insert(edge.id, g);
+    // What a backward pass computes is used at once: a recomputation inside it saves float32, whatever the
+    // step's precision (engine::precision).
+    with_precision(Precision::Fp32, || {
+        no_grad(|| {
+            let root_id = root.id;
+            let mut order = topo_order(&root);
+            drop(root);
+            let mut grads: HashMap<u64, Tensor> = HashMap::new();
+            grads.insert(root_id, grad);
+            let mut leaves: Vec<Tensor> = Vec::new();
+            while let Some(edge) = order.pop() {
+                let Some(g) = grads.remove(&edge.id) else {
+                    continue;
+                };
+                match &edge.node {
+                    None => {
+                        if let Some(leaf) = edge.leaf {
+                            leaves.push(leaf);
+                            grads.insert(edge.id, g);
+                        }
                     }
-                }
-                Some(node) => {
-                    let Some(backward) = node.take_backward() else {
-                        panic!(
+                    Some(node) => {
+                        let Some(backward) = node.take_backward() else {
+                            panic!(
                                 "backward: the graph through `{}` was already walked by an earlier backward \
                                  (its saved tensors are freed after one pass); run the forward pass again",
                                 node.name()
                             )
-                    };
-                    let gs = backward.backward_owned(g);
-                    drop(backward);
-                    assert_eq!(
-                        gs.len(),
-                        node.inputs.len(),
-                        "{}: backward returned a wrong count",
-                        node.name()
-                    );
-                    for (input, gi) in node.inputs.iter().zip(gs) {
-                        let Some(gi) = gi else { continue };
-                        if !input.requires_grad {
-                            continue;
-                        }
+                        };
+                        let gs = backward.backward_owned(g);
+                        drop(backward);
                         assert_eq!(
+                            gs.len(),
+                            node.inputs.len(),
+                            "{}: backward returned a wrong count",
+                            node.name()
+                        );
+                        for (input, gi) in node.inputs.iter().zip(gs) {
+                            let Some(gi) = gi else { continue };
+                            if !input.requires_grad {
+                                continue;
+                            }
+                            assert_eq!(
                                 gi.shape(),
                                 &input.shape[..],
                                 "{}: backward produced a gradient of shape {:?} for an input of shape {:?}",
@@ -213,19 +217,20 @@ fn walk(root: Edge, grad: Tensor) {
                                 gi.shape(),
                                 input.shape
                             );
-                        accumulate(&mut grads, input.id, gi);
+                            accumulate(&mut grads, input.id, gi);
+                        }
                     }
                 }
             }
-        }
-        for leaf in leaves {
-            let g = grads.remove(&leaf.id()).expect("leaf gradient");
-            let total = match leaf.grad() {
-                Some(old) => &old + &g,
-                None => g,
-            };
-            leaf.set_grad(Some(total));
-        }
+            for leaf in leaves {
+                let g = grads.remove(&leaf.id()).expect("leaf gradient");
+                let total = match leaf.grad() {
+                    Some(old) => &old + &g,
+                    None => g,
+                };
+                leaf.set_grad(Some(total));
+            }
+        })
     })
 }
 

@@ -25,6 +25,7 @@ use crate::engine::ops;
 pub fn all() -> Vec<Kernel> {
     [
         ops::elementwise::relu::KERNELS,
+        ops::elementwise::half::KERNELS,
         ops::elementwise::unary::KERNELS,
         ops::elementwise::binary::KERNELS,
         ops::movement::copy_strided::KERNELS,

@@ -8,6 +8,8 @@
 //!   without naga's runtime checks (the crate's one `unsafe`); [`self_test`]: `sitsgpu info`.
 //! - [`storage`] and [`tensor`]: a tensor is a shape plus storage on one [`Device`].
 //! - [`ops`]: one file per op (forward + backward, CPU + GPU); [`autograd`]: the tape and `backward()`.
+//! - [`precision`]: `--precision fp32|mixed` (saved activations in half precision under mixed);
+//!   [`recompute`]: recomputing cheap layers in the backward pass instead of saving them.
 //! - [`testing`]: tolerances, gradcheck, GPU skip (test support, public for `tests/` and benches);
 //!   [`decisions`]: the recorder of ReLU / max decisions within float32 noise, and their flips (diagnostics
 //!   of parity failures, off unless a test turns it on).
@@ -24,6 +26,7 @@ pub mod kernels;
 pub mod limits;
 pub mod ops;
 pub mod pool;
+pub mod precision;
 pub mod profile;
 pub mod real;
 pub mod recompute;
@@ -38,5 +41,6 @@ pub mod trusted;
 pub use autograd::no_grad;
 pub use error::{Error, Result};
 pub use gpu::Gpu;
+pub use precision::{with_precision, Precision};
 pub use storage::Device;
 pub use tensor::Tensor;

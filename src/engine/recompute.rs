@@ -37,6 +37,8 @@
 use std::sync::Arc;
 
 use crate::engine::autograd::{is_grad_enabled, no_grad, with_grad, Backward};
+use crate::engine::ops::elementwise::half::Half;
+use crate::engine::precision::{count_half, precision, Precision, HALF_MIN_NUMEL};
 use crate::engine::tensor::{Recipe, Tensor};
 
 /// A function that can be evaluated again: inputs in, one tensor out.
@@ -51,20 +53,41 @@ impl Tensor {
         if !record {
             return f(&kept);
         }
-        let y = no_grad(|| f(&kept));
+        // What the backward and the recipe keep of each input (detached: the graph behind the inputs is
+        // reached through the node's edges): the input itself, or, under --precision mixed, a large
+        // activation rounded to half precision — and then `f` reads the rounded values in this first
+        // evaluation too, so that every evaluation sees the same numbers (engine::precision).
+        let saved: Arc<Vec<Saved>> = Arc::new(
+            kept.iter()
+                .map(|t| match Saved::value(t) {
+                    Saved::Kept(t) => Saved::Kept(t.detach()),
+                    other => other,
+                })
+                .collect(),
+        );
+        let wants: Vec<bool> = kept.iter().map(Tensor::requires_grad).collect();
+        drop(kept);
+        let y = no_grad(|| f(&values(&saved)));
         let recipe: Recipe = {
-            let (f, plain): (RecomputeFn, Vec<Tensor>) =
-                (f.clone(), kept.iter().map(Tensor::detach).collect());
-            Arc::new(move || no_grad(|| f(&plain)))
+            let (f, saved) = (f.clone(), saved.clone());
+            Arc::new(move || no_grad(|| f(&values(&saved))))
         };
-        let out = y.attach_op(inputs, RecomputeBackward { inputs: kept, f });
+        let out = y.attach_op(inputs, RecomputeBackward { saved, wants, f });
         out.set_recipe(recipe);
         out
     }
 }
 
+/// The values of saved inputs, detached.
+fn values(saved: &[Saved]) -> Vec<Tensor> {
+    saved.iter().map(|s| s.get().detach()).collect()
+}
+
 struct RecomputeBackward {
-    inputs: Vec<Tensor>,
+    /// The inputs' values (shared with the output's recipe).
+    saved: Arc<Vec<Saved>>,
+    /// Which inputs want a gradient.
+    wants: Vec<bool>,
     f: RecomputeFn,
 }
 
@@ -76,18 +99,12 @@ impl Backward for RecomputeBackward {
         self.backward_owned(dy.clone())
     }
     fn backward_owned(&self, dy: Tensor) -> Vec<Option<Tensor>> {
-        // Fresh leaves over the same storage: the small graph of `f` ends at them, so its gradients can be
+        // Fresh leaves over the inputs' values: the small graph of `f` ends at them, so its gradients can be
         // read off their `.grad()` without touching the real leaves.
-        let leaves: Vec<Tensor> = self
-            .inputs
-            .iter()
-            .map(|t| {
-                if t.requires_grad() {
-                    t.detach().requires_grad_()
-                } else {
-                    t.detach()
-                }
-            })
+        let leaves: Vec<Tensor> = values(&self.saved)
+            .into_iter()
+            .zip(&self.wants)
+            .map(|(t, &wants)| if wants { t.requires_grad_() } else { t })
             .collect();
         let y = with_grad(|| (self.f)(&leaves));
         // The output and its gradient are handed to the inner walk: each is freed as soon as the op that
@@ -97,8 +114,8 @@ impl Backward for RecomputeBackward {
         }
         leaves
             .iter()
-            .zip(&self.inputs)
-            .map(|(l, t)| if t.requires_grad() { l.grad() } else { None })
+            .zip(&self.wants)
+            .map(|(l, &wants)| if wants { l.grad() } else { None })
             .collect()
     }
 }
@@ -119,28 +136,44 @@ impl Tensor {
     }
 }
 
-/// A tensor an op's backward needs: kept, or, when it has a recipe, made again on use (see the module doc).
+/// A tensor an op's backward needs: kept, or, when it has a recipe, made again on use (see the module doc),
+/// or, under `--precision mixed`, kept in half precision (`engine::precision`).
 pub enum Saved {
     /// The tensor itself.
     Kept(Tensor),
     /// Its recipe.
     Recipe(Recipe),
+    /// Its values in half precision (made float32 on use).
+    Half(Half),
 }
 
 impl Saved {
-    /// What to keep of `t`: its recipe when it has one, else `t`.
+    /// What to keep of `t`: its recipe when it has one, else [`Saved::value`].
     pub fn new(t: &Tensor) -> Saved {
         match t.recipe() {
             Some(r) => Saved::Recipe(r.clone()),
-            None => Saved::Kept(t.clone()),
+            None => Saved::value(t),
         }
     }
 
-    /// The tensor (recomputed when only its recipe was kept).
+    /// `t`'s values: `t` itself, or, under `--precision mixed`, its values in half precision when it is a
+    /// large activation (made by a recorded op, at least `HALF_MIN_NUMEL` values; parameters and inputs,
+    /// held anyway, stay as they are).
+    pub fn value(t: &Tensor) -> Saved {
+        if precision() == Precision::Mixed && t.node().is_some() && t.numel() >= HALF_MIN_NUMEL {
+            count_half();
+            Saved::Half(t.to_half())
+        } else {
+            Saved::Kept(t.clone())
+        }
+    }
+
+    /// The tensor (recomputed when only its recipe was kept, made float32 when kept in half precision).
     pub fn get(&self) -> Tensor {
         match self {
             Saved::Kept(t) => t.clone(),
             Saved::Recipe(r) => r(),
+            Saved::Half(h) => h.to_f32(),
         }
     }
 }
@@ -231,6 +264,64 @@ mod tests {
             (loss.item(), grads)
         };
         assert_eq!(run(false), run(true));
+    }
+
+    /// Under --precision mixed a recomputed layer and the convolution after it are exactly the plain
+    /// composition on the input rounded to half precision (straight through: the input's gradient is the
+    /// rounded input's): both evaluations of `f` see the same numbers, and the convolution's weight gradient
+    /// reads its input's recipe. In fp32 nothing is rounded.
+    #[test]
+    fn mixed_rounds_the_input_once_for_both_passes() {
+        use crate::engine::precision::{with_precision, Precision};
+        for d in [Device::Cpu, Device::Gpu] {
+            if d == Device::Gpu && crate::engine::testing::gpu_or_skip("mixed recompute").is_none()
+            {
+                continue;
+            }
+            let w = Tensor::rand_uniform(&[3, 4, 3, 3], -0.3, 0.3, 4, d).requires_grad_();
+            let g = Tensor::rand_uniform(&[4], 0.5, 1.5, 2, d).requires_grad_();
+            let b = Tensor::rand_uniform(&[4], -0.5, 0.5, 3, d).requires_grad_();
+            // An activation (made by a recorded op) of 2 · 4 · 24 · 24 = 4608 values, past HALF_MIN_NUMEL.
+            let x0 = Tensor::rand_uniform(&[2, 4, 24, 24], -1.0, 1.0, 1, d).requires_grad_();
+            let conv = |y: &Tensor| {
+                let z = y.conv2d(
+                    &w,
+                    None,
+                    1,
+                    1,
+                    crate::engine::ops::conv::conv2d::PaddingMode::Zeros,
+                );
+                (&z * &z).sum_all()
+            };
+            let grads = |ts: &[&Tensor]| -> Vec<Vec<f32>> {
+                ts.iter()
+                    .map(|t| t.grad().expect("grad").to_vec())
+                    .collect()
+            };
+            let zero = || {
+                for t in [&w, &g, &b, &x0] {
+                    t.zero_grad();
+                }
+            };
+            // Mixed: recorded inside the mode.
+            zero();
+            let loss = with_precision(Precision::Mixed, || {
+                let x = &x0 * 1.0;
+                conv(&Tensor::recomputed(&[&x, &g, &b], norm_relu()))
+            });
+            loss.backward();
+            let mixed = (loss.item(), grads(&[&w, &g, &b, &x0]));
+            // Plain, on the rounded input.
+            zero();
+            let x = &x0 * 1.0;
+            let rounded = x.to_half().to_f32();
+            let r = rounded.detach().requires_grad_();
+            let loss = conv(&norm_relu()(&[r.clone(), g.clone(), b.clone()]));
+            loss.backward();
+            let plain = (loss.item(), grads(&[&w, &g, &b, &r]));
+            assert_eq!(mixed, plain, "{d:?}");
+            assert_ne!(rounded.to_vec(), x.to_vec(), "{d:?}: nothing was rounded");
+        }
     }
 
     /// Without recording, `recomputed` is the plain function and leaves no recipe.

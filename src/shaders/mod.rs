@@ -130,6 +130,8 @@ wgsl!(MAX_POOL3D_BACKWARD, "pool", "max_pool3d_backward");
 wgsl!(REDUCE_MAX, "reduce", "reduce_max");
 wgsl!(REDUCE_MAX_BACKWARD, "reduce", "reduce_max_backward");
 wgsl!(REDUCE_SUM, "reduce", "reduce_sum");
+wgsl!(HALF_PACK, "elementwise", "half_pack");
+wgsl!(HALF_UNPACK, "elementwise", "half_unpack");
 wgsl!(RELU, "elementwise", "relu");
 wgsl!(RELU_BACKWARD, "elementwise", "relu_backward");
 wgsl!(
@@ -238,6 +240,8 @@ pub const ALL: &[Wgsl] = &[
     RELU_BACKWARD,
     RELU_BACKWARD_INPLACE,
     RELU_INPLACE,
+    HALF_PACK,
+    HALF_UNPACK,
     SOFTMAX,
     SOFTMAX_BACKWARD,
     TEMPORAL_AGG,

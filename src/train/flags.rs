@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use crate::data::pastis::{Date, MonoDate, PastisOptions};
 use crate::engine::ops::conv::conv2d::PaddingMode;
-use crate::engine::{Error, Result};
+use crate::engine::{Error, Precision, Result};
 use crate::layers::NormKind;
 use crate::models::paps::loss::PapsLossConfig;
 use crate::models::paps::{BackboneConfig, PapsConfig, BACKBONES};
@@ -163,6 +163,11 @@ pub struct TrainArgs {
     /// (VRAM through nvidia-smi, a Mac's unified memory, host memory for lavapipe), else no bound.
     #[arg(long = "max_memory", visible_alias = "max-memory", value_parser = max_memory)]
     pub max_memory: Option<u64>,
+    /// fp32 (default: everything float32, the original's numbers) or mixed (float32 arithmetic, the
+    /// activations saved for the backward pass kept in half precision: about half a step's memory, the
+    /// same forward pass; README § Mixed precision).
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// Reference date of the day offsets (recorded in conf.json; evaluate and predict read it back).
     #[arg(long = "ref_date", value_parser = date, default_value_t = PastisOptions::default().ref_date)]
     pub ref_date: Date,
@@ -301,6 +306,7 @@ impl TrainArgs {
             cpu: self.cpu(),
             progress: true,
             max_memory: self.max_memory,
+            precision: self.precision,
         }
     }
 
@@ -323,6 +329,8 @@ impl TrainArgs {
             max_steps: self.max_steps,
             resume: self.resume,
             cpu: self.cpu(),
+            max_memory: self.max_memory,
+            precision: self.precision,
         }
     }
 }

@@ -8,9 +8,10 @@
 //! for each fold k:
 //!     Fold_k/; the model from rdm_seed (or --init_weights); conf.json; Adam(lr)
 //!     with a memory budget: probe 1 and 2 samples → micro-batch size (train::memory), said once
+//!     (probes and epochs run under --precision: engine::precision)
 //!     resume from Fold_k/last.npz (--resume)
 //!     for epoch in first..=epochs (until --max_steps):
-//!         task.epoch → log entry, line, validation score
+//!         task.epoch → log entry, line, validation score   (each step: train::step)
 //!         a better score → best.npz; trainlog.json; last.npz (weights, Adam, progress, log)
 //!         (once per run: the peak GPU memory of the first epoch)
 //!     curves.png; the best weights back; task.test (its files); best.npz → model.npz
@@ -25,7 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::data::json::write_json;
 use crate::engine::error::catch_too_large;
-use crate::engine::{Device, Error, Gpu, Result, Tensor};
+use crate::engine::{with_precision, Device, Error, Gpu, Precision, Result, Tensor};
 use crate::layers::state::load_state_dict;
 use crate::layers::Module;
 use crate::models::registry::read_weights;
@@ -67,6 +68,8 @@ pub struct RunOptions {
     /// GPU memory budget in bytes (`--max_memory`; `None`: the adapter's where it is known,
     /// `train::memory`): a batch that does not fit runs as micro-batches.
     pub max_memory: Option<u64>,
+    /// What a training step keeps for its backward pass (`--precision`, `engine::precision`).
+    pub precision: Precision,
 }
 
 impl RunOptions {
@@ -87,6 +90,7 @@ impl RunOptions {
             cpu: false,
             progress: true,
             max_memory: None,
+            precision: Precision::Fp32,
         }
     }
 
@@ -224,7 +228,9 @@ fn plan_micro_batch<T: FoldTask>(
         |n| {
             gpu.synchronize();
             gpu.pool.reset_peak();
-            let probed = catch_too_large(|| task.probe(fold, model, data, n));
+            let probed = catch_too_large(|| {
+                with_precision(o.precision, || task.probe(fold, model, data, n))
+            });
             gpu.synchronize();
             for p in model.parameters() {
                 p.zero_grad();
@@ -263,6 +269,11 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
         check_resumable(&o.res_dir, &folds, &scratch, &mut opt)?;
     }
     std::fs::create_dir_all(&o.res_dir).map_err(|e| Error::io(&o.res_dir, e))?;
+    if o.precision == Precision::Mixed {
+        println!(
+            "precision: mixed (float32 arithmetic; activations saved for the backward pass in half precision)"
+        );
+    }
     let mut results = Vec::new();
     let (mut planned, mut memory_said) = (None, false);
     for (&k, data) in folds.iter().zip(&data) {
@@ -298,7 +309,9 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
             if o.steps_done(step) {
                 break;
             }
-            let rep = task.epoch(fold, &model, &mut opt, data, epoch, &mut step)?;
+            let rep = with_precision(o.precision, || {
+                task.epoch(fold, &model, &mut opt, data, epoch, &mut step)
+            })?;
             if let Some(score) = rep.score {
                 if task.better(score, best) {
                     best = score;

@@ -354,12 +354,6 @@ pub fn inference_parts(
     Ok(p.micro)
 }
 
-/// Split points of a batch of `len` samples into micro-batches of at most `micro`: `(start, end)` pairs.
-pub fn parts(len: usize, micro: usize) -> Vec<(usize, usize)> {
-    let m = micro.max(1);
-    (0..len).step_by(m).map(|s| (s, (s + m).min(len))).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,12 +462,6 @@ mod tests {
         // Any other probe error is passed on unchanged.
         let other = plan(4, budget(1 << 20), 100, |_| Err(Error::Invalid("x".into())));
         assert_eq!(other.unwrap_err().to_string(), "x");
-    }
-
-    #[test]
-    fn parts_cover_the_batch() {
-        assert_eq!(parts(5, 2), vec![(0, 2), (2, 4), (4, 5)]);
-        assert_eq!(parts(4, 8), vec![(0, 4)]);
     }
 
     #[test]

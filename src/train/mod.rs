@@ -31,6 +31,7 @@ pub mod progress;
 pub mod rotations;
 pub mod semantic;
 pub mod state;
+pub mod step;
 pub mod widths;
 
 pub use adam::{Adam, AdamConfig};

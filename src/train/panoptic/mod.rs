@@ -37,11 +37,11 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 
 use crate::data::json::write_json;
-use crate::data::pastis::{Date, MonoDate, PastisDataset, PastisOptions, Target};
+use crate::data::pastis::{Batch, Date, MonoDate, PastisDataset, PastisOptions, Target};
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::Ctx;
-use crate::models::paps::loss::{paps_loss, PapsLossConfig, TARGET_CHANNELS};
-use crate::models::paps::{BackboneConfig, Paps, PapsConfig};
+use crate::models::paps::loss::{paps_loss, PapsLossConfig, PapsLossValue, TARGET_CHANNELS};
+use crate::models::paps::{BackboneConfig, Paps, PapsConfig, PapsOutput};
 use crate::models::utae::{padding_mode_name, PadInfo, UTaeConfig};
 use crate::train::adam::Adam;
 use crate::train::drop_last::eval_order;
@@ -49,6 +49,7 @@ use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions
 use crate::train::plot::CurveKind;
 use crate::train::rotations::{open_rotations, pastis_folds, Batching, Rotation};
 use crate::train::state::{epoch_order, mix};
+use crate::train::step::{self, Part};
 
 use meter::{PanopticMeter, PanopticValue};
 
@@ -218,6 +219,52 @@ pub enum Mode<'a> {
     Eval,
 }
 
+/// What a training forward pass computes besides the heatmap.
+#[derive(Debug, Clone, Copy)]
+struct Heads {
+    /// The panoptic maps (for metrics).
+    metrics: bool,
+    /// Warm-up: the heatmap head only.
+    heatmap_only: bool,
+}
+
+/// The forward pass and PaPs loss of one batch (or part of one; its instance target loaded): training with
+/// the supmax zones when `train` says which heads run, evaluation (every head, centers as local maxima)
+/// when it is `None`.
+fn part_loss(
+    model: &Paps,
+    o: &PanopticOptions,
+    part: &Batch,
+    device: Device,
+    ctx: &Ctx,
+    train: Option<Heads>,
+) -> (PapsLossValue, PapsOutput) {
+    let target = part
+        .instance
+        .as_deref()
+        .expect("batches carry the instance target");
+    let x = Tensor::from_vec(part.x.clone(), &part.shape, device);
+    let pad = PadInfo {
+        mask: part.pad_mask.clone(),
+    };
+    let out = match train {
+        Some(h) => {
+            let zones = supmax_zones(o, target);
+            model.forward(
+                &x,
+                &part.dates,
+                &pad,
+                ctx,
+                zones.as_deref(),
+                h.metrics,
+                h.heatmap_only,
+            )
+        }
+        None => model.forward(&x, &part.dates, &pad, ctx, None, true, false),
+    };
+    (paps_loss(&out, target, &o.loss), out)
+}
+
 /// One pass over `indices` of `ds` (opened with the instance target).
 #[allow(clippy::too_many_arguments)]
 pub fn run_pass(
@@ -260,70 +307,46 @@ pub fn run_pass(
                 "{label}: the dataset was not opened with the instance target"
             )));
         }
-        // One part, or micro-batches whose gradients accumulate before one Adam step (train::memory). The
+        // One part, or micro-batches whose gradients accumulate before one Adam step (train::step). The
         // PaPs terms are normalised over the batch (its centers, its pixels), so a micro-batch's loss is
         // weighted by its share of the batch's samples: the accumulated gradient approximates the batch's
         // (exactly when every sample has as many centers and labelled pixels).
-        let micro = match &mode {
-            Mode::Train { .. } => micro,
-            Mode::Eval => batch.ids.len(),
-        };
-        let parts = crate::train::memory::parts(batch.ids.len(), micro);
-        let whole = parts.len() == 1;
-        if let Mode::Train { opt, .. } = &mut mode {
-            opt.zero_grad();
-        }
-        let (mut l, mut loss_parts) = (0.0, [0.0f64; 4]);
+        let len = batch.ids.len();
+        let mut loss_parts = [0.0f64; 4];
         tuning = (Vec::new(), Vec::new());
-        for (s, e) in parts {
-            let part = if whole { None } else { Some(batch.slice(s, e)) };
-            let part = part.as_ref().unwrap_or(&batch);
-            let target = part.instance.as_deref().expect("checked above");
-            let share = (e - s) as f64 / batch.ids.len() as f64;
-            let x = Tensor::from_vec(part.x.clone(), &part.shape, device);
-            let pad = PadInfo {
-                mask: part.pad_mask.clone(),
-            };
-            let (loss, out) = match &mut mode {
-                Mode::Train { heatmap_only, .. } => {
-                    let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
-                    let zones = supmax_zones(o, target);
-                    let out = model.forward(
-                        &x,
-                        &part.dates,
-                        &pad,
-                        &ctx,
-                        zones.as_deref(),
-                        with_metrics,
-                        *heatmap_only,
-                    );
-                    let loss = paps_loss(&out, target, &o.loss);
-                    if whole {
-                        loss.total.backward();
-                    } else {
-                        (&loss.total * share as f32).backward();
-                    }
-                    (loss, out)
+        let mut run_part = |p: Part, ctx: &Ctx, train: Option<Heads>| -> Result<(Tensor, f64)> {
+            p.of(&batch, Batch::slice, |part| {
+                let target = part.instance.as_deref().expect("checked above");
+                let share = (p.end - p.start) as f64 / len as f64;
+                let (loss, out) = part_loss(model, o, part, device, ctx, train);
+                for (acc, x) in loss_parts.iter_mut().zip(loss.parts) {
+                    *acc += x as f64 * share;
                 }
-                Mode::Eval => no_grad(|| {
-                    let out = model.forward(&x, &part.dates, &pad, &Ctx::eval(), None, true, false);
-                    (paps_loss(&out, target, &o.loss), out)
-                }),
-            };
-            l += loss.total.item() as f64 * share;
-            for (acc, p) in loss_parts.iter_mut().zip(loss.parts) {
-                *acc += p as f64 * share;
+                tuning.0.extend(loss.confidences);
+                tuning.1.extend(loss.ious);
+                if let (Some(m), Some(p)) = (meter.as_mut(), out.panoptic.as_ref()) {
+                    m.add_outputs(p.dims, &p.instance, &p.semantic, target);
+                }
+                Ok((loss.total, share))
+            })
+        };
+        let l = match &mut mode {
+            Mode::Train {
+                opt, heatmap_only, ..
+            } => {
+                let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
+                let heads = Heads {
+                    metrics: with_metrics,
+                    heatmap_only: *heatmap_only,
+                };
+                let l = step::train_batch(opt, len, micro, |p| run_part(p, &ctx, Some(heads)))?;
+                *step += 1;
+                l
             }
-            tuning.0.extend(loss.confidences);
-            tuning.1.extend(loss.ious);
-            if let (Some(m), Some(p)) = (meter.as_mut(), out.panoptic.as_ref()) {
-                m.add_outputs(p.dims, &p.instance, &p.semantic, target);
+            Mode::Eval => {
+                no_grad(|| step::forward_parts(len, len, |p| run_part(p, &Ctx::eval(), None)))?
             }
-        }
-        if let Mode::Train { opt, .. } = &mut mode {
-            opt.step();
-            *step += 1;
-        }
+        };
         loss_sum += l;
         for (acc, p) in parts_sum.iter_mut().zip(loss_parts) {
             *acc += p;
@@ -449,26 +472,19 @@ impl FoldTask for PanopticTask<'_> {
             .batches_with_pad((0..n).collect(), n, o.pad_value)
             .next()
             .ok_or_else(|| Error::Invalid("memory probe: the training split is empty".into()))??;
-        let target = batch.instance.as_deref().ok_or_else(|| {
-            Error::Invalid(
+        if batch.instance.is_none() {
+            return Err(Error::Invalid(
                 "memory probe: the dataset was not opened with the instance target".into(),
-            )
-        })?;
-        let x = Tensor::from_vec(batch.x.clone(), &batch.shape, fold.device);
-        let pad = PadInfo {
-            mask: batch.pad_mask.clone(),
+            ));
+        }
+        let heads = Heads {
+            metrics: true,
+            heatmap_only: false,
         };
-        let zones = supmax_zones(o, target);
-        let out = model.forward(
-            &x,
-            &batch.dates,
-            &pad,
-            &Ctx::train(0),
-            zones.as_deref(),
-            true,
-            false,
-        );
-        paps_loss(&out, target, &o.loss).total.backward();
+        step::accumulate(n, n, |_| {
+            let (loss, _) = part_loss(model, o, &batch, fold.device, &Ctx::train(0), Some(heads));
+            Ok((loss.total, 1.0))
+        })?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::{Error, Result};
+use crate::engine::{Error, Precision, Result};
 use crate::models::stclassifier::TemporalKind;
 use crate::train::pixelset::{model_conf_from_flags, PixelSetTrainOptions};
 use crate::train::widths::Widths;
@@ -127,6 +127,10 @@ pub struct SharedFlags {
     pub resume: bool,
     /// `--cpu` (or `--device cpu`).
     pub cpu: bool,
+    /// `--max_memory`.
+    pub max_memory: Option<u64>,
+    /// `--precision`.
+    pub precision: Precision,
 }
 
 impl PixelSetFlags {
@@ -271,6 +275,8 @@ impl PixelSetFlags {
         o.run.max_steps = s.max_steps;
         o.run.resume = s.resume;
         o.run.cpu = s.cpu;
+        o.run.max_memory = s.max_memory;
+        o.run.precision = s.precision;
         Ok(o)
     }
 }
@@ -299,6 +305,8 @@ mod tests {
             max_steps: None,
             resume: false,
             cpu: false,
+            max_memory: None,
+            precision: Precision::Fp32,
         }
     }
 

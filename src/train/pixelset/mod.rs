@@ -43,11 +43,11 @@ use crate::models::pse::focal_loss;
 use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
 use crate::train::adam::Adam;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
-use crate::train::memory;
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot::matrix::TestPictures;
 use crate::train::plot::CurveKind;
 use crate::train::state::{epoch_order, mix, save_overall, save_test_results};
+use crate::train::step;
 
 mod evaluate;
 pub mod flags;
@@ -327,6 +327,19 @@ pub(crate) fn for_each_batch(
 
 /// One pass: training when `opt` is given (optimiser steps counted in `step`, stopping at `max_steps`),
 /// evaluation otherwise.
+/// The forward pass and focal loss of one batch (or part of one): (loss, logits).
+fn part_loss(
+    model: &PixelSetClassifier,
+    part: &PixelSetBatch,
+    device: Device,
+    gamma: f32,
+    ctx: &Ctx,
+) -> (Tensor, Tensor) {
+    let (x, extra) = to_device(part, device);
+    let (logits, _) = model.forward(&x, &part.mask, extra.as_ref(), ctx);
+    (focal_loss(&logits, &part.targets, gamma), logits)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_epoch(
     model: &PixelSetClassifier,
@@ -355,37 +368,24 @@ fn run_epoch(
         }
         let truth: Vec<i64> = batch.targets.iter().map(|&t| t as i64).collect();
         let loss = if let Some(opt) = opt.as_deref_mut() {
-            opt.zero_grad();
             let ctx = Ctx::train(dropout_seed.wrapping_add(bi as u64 * 1000));
-            // One part, or micro-batches (train::memory): the focal loss is a mean over parcels, so each
+            // One part, or micro-batches (train::step): the focal loss is a mean over parcels, so each
             // part's loss is weighted by its share of the batch's parcels.
-            let parts = memory::parts(batch.ids.len(), micro);
-            let whole = parts.len() == 1;
-            let mut loss_value = 0.0;
-            for (s, e) in parts {
-                let part = if whole { None } else { Some(batch.slice(s, e)) };
-                let part = part.as_ref().unwrap_or(&batch);
-                let (x, extra) = to_device(part, device);
-                let (logits, _) = model.forward(&x, &part.mask, extra.as_ref(), &ctx);
-                let loss = focal_loss(&logits, &part.targets, opts.gamma);
-                let share = (e - s) as f64 / batch.ids.len() as f64;
-                if whole {
-                    loss.backward();
-                } else {
-                    (&loss * share as f32).backward();
-                }
-                cm.add(&logits.detach().argmax(1), &truth[s..e]);
-                loss_value += loss.item() as f64 * share;
-            }
-            opt.step();
+            let len = batch.ids.len();
+            let loss = step::train_batch(opt, len, micro, |p| {
+                p.of(&batch, PixelSetBatch::slice, |part| {
+                    let (loss, logits) = part_loss(model, part, device, opts.gamma, &ctx);
+                    cm.add(&logits.detach().argmax(1), &truth[p.start..p.end]);
+                    Ok((loss, (p.end - p.start) as f64 / len as f64))
+                })
+            })?;
             *step += 1;
-            loss_value
+            loss
         } else {
-            let (x, extra) = to_device(&batch, device);
             no_grad(|| {
-                let (logits, _) = model.forward(&x, &batch.mask, extra.as_ref(), &Ctx::eval());
+                let (loss, logits) = part_loss(model, &batch, device, opts.gamma, &Ctx::eval());
                 cm.add(&logits.argmax(1), &truth);
-                focal_loss(&logits, &batch.targets, opts.gamma).item() as f64
+                loss.item() as f64
             })
         };
         loss_sum += loss;
@@ -540,9 +540,12 @@ impl FoldTask for PixelSetTask<'_> {
     ) -> Result<()> {
         let n = n.min(split.train.len()).max(1);
         let batch = self.ds.load_batch(&split.train[..n], Draw::Fixed)?;
-        let (x, extra) = to_device(&batch, fold.device);
-        let (logits, _) = model.forward(&x, &batch.mask, extra.as_ref(), &Ctx::train(0));
-        focal_loss(&logits, &batch.targets, self.opts.gamma).backward();
+        step::accumulate(n, n, |_| {
+            Ok((
+                part_loss(model, &batch, fold.device, self.opts.gamma, &Ctx::train(0)).0,
+                1.0,
+            ))
+        })?;
         Ok(())
     }
 

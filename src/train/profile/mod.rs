@@ -18,7 +18,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::engine::profile::Report;
-use crate::engine::{Device, Gpu, Result};
+use crate::engine::{with_precision, Device, Gpu, Precision, Result};
 use crate::models::semantic::MODELS;
 
 /// What `sitsgpu profile` runs.
@@ -34,6 +34,8 @@ pub struct ProfileOptions {
     pub steps: usize,
     /// Time each dispatch by host wall clock even when GPU timestamps exist.
     pub wall_clock: bool,
+    /// What a training step keeps for its backward pass (`engine::precision`; evaluation is the same in both).
+    pub precision: Precision,
 }
 
 /// What a profile measured.
@@ -45,6 +47,8 @@ pub struct ProfileOutcome {
     pub workload: String,
     /// Training steps (else forward passes).
     pub train: bool,
+    /// The training steps' precision.
+    pub precision: Precision,
     /// Samples per step.
     pub batch: usize,
     /// Profiled steps.
@@ -123,9 +127,9 @@ impl ProfileOutcome {
             self.adapter,
             self.workload,
             if self.train {
-                "training step"
+                format!("training step, precision {}", self.precision)
             } else {
-                "evaluation forward"
+                "evaluation forward".to_string()
             },
             self.step_ms,
             self.samples_per_s(),
@@ -143,6 +147,7 @@ impl ProfileOutcome {
             "adapter": self.adapter,
             "workload": self.workload,
             "train": self.train,
+            "precision": self.precision.to_string(),
             "batch": self.batch,
             "steps": self.steps,
             "step_ms": self.step_ms,
@@ -161,7 +166,7 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
     let mut prepared = opts.workload.prepare(Device::Gpu);
     let step = |p: &mut Prepared| {
         if opts.train {
-            let _ = p.train_step();
+            let _ = with_precision(opts.precision, || p.train_step());
         } else {
             p.forward();
         }
@@ -195,6 +200,7 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         ),
         workload: opts.workload.describe(),
         train: opts.train,
+        precision: opts.precision,
         batch: opts.workload.batch,
         steps,
         step_ms: wall / steps as f64,
@@ -243,6 +249,10 @@ pub struct ProfileArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Training steps: fp32, or mixed (activations saved for the backward pass in half precision;
+    /// `sitsgpu train --precision`).
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// Semantic evaluation: run a batch whose input exceeds this many MiB in parts within it (0: one sample at a time;
     /// the default is the models' own, 64 MiB), to weigh memory against speed.
     #[arg(long = "split_mib", visible_alias = "split-mib")]
@@ -296,6 +306,7 @@ impl ProfileArgs {
             warmup: self.warmup,
             steps: self.steps,
             wall_clock: self.wall_clock,
+            precision: self.precision,
         })?;
         if self.json {
             println!(

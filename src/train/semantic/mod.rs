@@ -43,12 +43,12 @@ use crate::models::utae::{padding_mode_name, PadInfo};
 use crate::train::adam::Adam;
 use crate::train::drop_last::eval_order;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
-use crate::train::memory;
 use crate::train::metrics::ConfusionMatrix;
 use crate::train::plot::matrix::TestPictures;
 use crate::train::plot::CurveKind;
 use crate::train::rotations::{open_rotations, pastis_folds, Batching, Rotation};
 use crate::train::state::{epoch_order, mix, save_overall, save_test_results};
+use crate::train::step::{self, Part};
 
 pub use evaluate::{evaluate, EvaluateOptions};
 
@@ -168,6 +168,19 @@ fn accumulate(cm: &mut ConfusionMatrix, logits: &Tensor, targets: &[i64]) {
     cm.add(&logits.argmax(1), targets);
 }
 
+/// The forward pass and weighted cross-entropy of one batch (or part of one): (loss, logits).
+fn part_loss(
+    model: &SemanticModel,
+    part: &Batch,
+    device: Device,
+    weights: &Tensor,
+    ctx: &Ctx,
+) -> (Tensor, Tensor) {
+    let (x, t, pad) = to_device(part, device);
+    let logits = model.forward(&x, &part.dates, &pad, ctx).logits;
+    (logits.cross_entropy(&t, Some(weights), -100), logits)
+}
+
 /// One pass over `indices` of `ds`: training when `opt` is given (with `step` counting optimiser steps up to
 /// `max_steps`), evaluation otherwise; each batch in parts of `micro` samples when it is smaller than the
 /// batch (the training plan's micro-batches, or evaluation's: `memory::inference_parts`).
@@ -208,56 +221,25 @@ pub(crate) fn run_epoch(
             break;
         }
         let batch = batch?;
-        // One part, or parts of at most `micro` samples (train::memory): each part's loss weighted by its
+        // One part, or parts of at most `micro` samples (train::step): each part's loss weighted by its
         // share of the batch's class weights (the cross-entropy's denominator), so that the parts' losses —
         // and in training their gradients — add up to the batch's.
-        let parts = memory::parts(batch.ids.len(), micro);
-        let whole = parts.len() == 1;
-        let all = if whole {
-            1.0
-        } else {
-            weight_sum(&batch.targets)
+        let all = weight_sum(&batch.targets);
+        let mut run_part = |p: Part, ctx: &Ctx| -> Result<(Tensor, f64)> {
+            p.of(&batch, Batch::slice, |part| {
+                let (l, logits) = part_loss(model, part, device, weights, ctx);
+                accumulate(&mut cm, &logits.detach(), &part.targets);
+                Ok((l, weight_sum(&part.targets) / all))
+            })
         };
-        let mut loss = 0.0;
-        let mut run_part = |part: &Batch, ctx: &Ctx, train: bool| {
-            let share = if whole {
-                1.0
-            } else {
-                weight_sum(&part.targets) / all
-            };
-            let (x, t, pad) = to_device(part, device);
-            let out = model.forward(&x, &part.dates, &pad, ctx).logits;
-            let l = out.cross_entropy(&t, Some(weights), -100);
-            if train {
-                if whole {
-                    l.backward();
-                } else if share > 0.0 {
-                    (&l * share as f32).backward();
-                }
-            }
-            accumulate(&mut cm, &out.detach(), &part.targets);
-            if whole || share > 0.0 {
-                loss += l.item() as f64 * share;
-            }
-        };
-        let each_part = |f: &mut dyn FnMut(&Batch)| {
-            for &(s, e) in &parts {
-                if whole {
-                    f(&batch)
-                } else {
-                    f(&batch.slice(s, e))
-                }
-            }
-        };
-        if let Some(opt) = opt.as_deref_mut() {
-            opt.zero_grad();
+        let loss = if let Some(opt) = opt.as_deref_mut() {
             let ctx = Ctx::train(seed.wrapping_add(bi as u64 * 1000));
-            each_part(&mut |part| run_part(part, &ctx, true));
-            opt.step();
+            let loss = step::train_batch(opt, batch.ids.len(), micro, |p| run_part(p, &ctx))?;
             *step += 1;
+            loss
         } else {
-            no_grad(|| each_part(&mut |part| run_part(part, &Ctx::eval(), false)));
-        }
+            no_grad(|| step::forward_parts(batch.ids.len(), micro, |p| run_part(p, &Ctx::eval())))?
+        };
         loss_sum += loss;
         batches += 1;
         patches += batch.ids.len();
@@ -414,10 +396,13 @@ impl FoldTask for SemanticTask<'_> {
             .batches_with_pad((0..n).collect(), n, o.pad_value)
             .next()
             .ok_or_else(|| Error::Invalid("memory probe: the training split is empty".into()))??;
-        let (x, t, pad) = to_device(&batch, fold.device);
-        let out = model.forward(&x, &batch.dates, &pad, &Ctx::train(0)).logits;
-        out.cross_entropy(&t, Some(self.weights(fold.device)), -100)
-            .backward();
+        let weights = self.weights(fold.device);
+        step::accumulate(n, n, |_| {
+            Ok((
+                part_loss(model, &batch, fold.device, weights, &Ctx::train(0)).0,
+                1.0,
+            ))
+        })?;
         Ok(())
     }
 

@@ -25,6 +25,7 @@ use crate::train::plot::maps::{
     class_pixels, classes_present, figure_png, pixel_accuracy, scale_for, upscale, Figure, Panel,
 };
 use crate::train::plot::ClassNames;
+use crate::train::step;
 
 /// What to predict and where to write it.
 #[derive(Debug, Clone)]
@@ -200,12 +201,12 @@ pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> 
     })?;
     for batch in ds.batches(indices.clone(), opts.batch_size.max(1)) {
         let batch = batch?;
-        for (s, e) in memory::parts(batch.ids.len(), micro) {
+        for p in step::parts(batch.ids.len(), micro) {
             let sliced;
-            let part = if e - s == batch.ids.len() {
+            let part = if p.whole {
                 &batch
             } else {
-                sliced = batch.slice(s, e);
+                sliced = batch.slice(p.start, p.end);
                 &sliced
             };
             let x = Tensor::from_vec(part.x.clone(), &part.shape, device);
