@@ -72,6 +72,10 @@ enum Command {
         /// semantic (U-TAE) or panoptic (U-TAE + PaPs: SQ / RQ / PQ and Fig. 5-style pictures).
         #[arg(long, default_value = "semantic")]
         task: String,
+        /// fp32, or mixed (activations saved for the backward pass in half precision: README § Mixed
+        /// precision).
+        #[arg(long, default_value_t = sitsgpu::engine::Precision::Fp32)]
+        precision: sitsgpu::engine::Precision,
     },
     /// List GPU adapters, show the chosen one with its limits, and run a self-test kernel.
     Info,
@@ -141,9 +145,12 @@ fn main() -> ExitCode {
             epochs,
             cpu,
             task,
+            precision,
         } => match task.as_str() {
-            "semantic" => sitsgpu::train::demo::run(&dir, epochs.unwrap_or(12), cpu),
-            "panoptic" => sitsgpu::train::demo::run_panoptic(&dir, epochs.unwrap_or(20), cpu),
+            "semantic" => sitsgpu::train::demo::run(&dir, epochs.unwrap_or(12), cpu, precision),
+            "panoptic" => {
+                sitsgpu::train::demo::run_panoptic(&dir, epochs.unwrap_or(20), cpu, precision)
+            }
             other => Err(sitsgpu::engine::Error::Invalid(format!(
                 "demo --task {other:?}: expected semantic or panoptic"
             ))),

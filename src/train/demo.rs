@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::data::synthetic::{write_pastis, SynthOptions};
-use crate::engine::{Device, Result};
+use crate::engine::{Device, Precision, Result};
 use crate::layers::NormKind;
 use crate::models::paps::loss::PapsLossConfig;
 use crate::models::paps::PapsConfig;
@@ -40,12 +40,13 @@ pub fn demo_config() -> UTaeConfig {
 
 /// The adapter to use, said out loud: the GPU, or (none found, or `cpu`) the CPU reference path.
 /// The demo runs' shared options: rotation 1, seed 1, batch 4, lr 0.01, progress bars.
-fn demo_run(data: &Path, res: &Path, epochs: usize, cpu: bool) -> RunOptions {
+fn demo_run(data: &Path, res: &Path, epochs: usize, cpu: bool, precision: Precision) -> RunOptions {
     RunOptions {
         epochs,
         lr: 0.01,
         fold: Some(1),
         cpu,
+        precision,
         ..RunOptions::new(data, res)
     }
 }
@@ -94,13 +95,13 @@ fn synthetic_data(dir: &Path) -> Result<std::path::PathBuf> {
 }
 
 /// Runs the demo in `dir` for `epochs` epochs.
-pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
+pub fn run(dir: &Path, epochs: usize, cpu: bool, precision: Precision) -> Result<()> {
     let start = Instant::now();
     let cpu = pick_cpu(cpu);
     let data = synthetic_data(dir)?;
     let res = dir.join("results");
     let opts = TrainOptions {
-        run: demo_run(&data, &res, epochs, cpu),
+        run: demo_run(&data, &res, epochs, cpu, precision),
         model: demo_config().into(),
         num_classes: 20,
         ignore_index: -1,
@@ -142,7 +143,7 @@ pub fn run(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
 /// validation and threshold tuning after every later epoch), its best checkpoint evaluated on the test fold
 /// as `evaluate` does (SQ / RQ / PQ, test_tables.npy), and the test patches drawn as `predict` does
 /// (`DIR/results/predict/panoptic_<ID>.png`: RGB | true parcels | predicted parcels).
-pub fn run_panoptic(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
+pub fn run_panoptic(dir: &Path, epochs: usize, cpu: bool, precision: Precision) -> Result<()> {
     let start = Instant::now();
     let cpu = pick_cpu(cpu);
     let data = synthetic_data(dir)?;
@@ -152,7 +153,7 @@ pub fn run_panoptic(dir: &Path, epochs: usize, cpu: bool) -> Result<()> {
         paps: PapsConfig::default(),
         loss: PapsLossConfig::default(),
         background_label: 0,
-        run: demo_run(&data, &res, epochs, cpu),
+        run: demo_run(&data, &res, epochs, cpu, precision),
         pad_value: 0.0,
         val_every: 1,
         val_after: 0,

@@ -3,7 +3,8 @@
 //!   (PSE + L-TAE and the pixel-set classifiers: train / evaluate / predict), [`panoptic`] (U-TAE + PaPs and
 //!   U-ConvLSTM + PaPs: train / evaluate / predict, its `PanopticMeter` and pictures);
 //! - what they share: the one fold loop every task's `train` runs ([`fold_loop`]: shared options, initial
-//!   weights, resume, results folder, epochs, logs, checkpoints, the end-of-fold test), checkpoints and resume
+//!   weights, resume, results folder, epochs, logs, checkpoints, the end-of-fold test), the one optimiser step of
+//!   a batch ([`step`]: whole or in micro-batches, and the memory probe), checkpoints and resume
 //!   files ([`state`]), the PASTIS rotations ([`rotations`]) and incomplete batches ([`drop_last`]), the
 //!   optimizer ([`adam`]), [`metrics`], progress bars ([`progress`]) and training-curve plots ([`plot`]);
 //! - the command line's flags ([`flags`]) and what each subcommand runs ([`commands`], [`demo`]); the
