@@ -519,6 +519,28 @@ mod tests {
         );
     }
 
+    /// `--precision` and `--max_memory` reach every task's run options (the pixel-set task's through the
+    /// shared flags); an unknown precision is a clear error.
+    #[test]
+    fn precision_and_memory_reach_every_task() {
+        let a = parse(&["--precision", "mixed", "--max_memory", "2GB"]).unwrap();
+        let semantic = a.semantic_options().unwrap().run;
+        let panoptic = a.panoptic_options().unwrap().run;
+        let pixelset = crate::train::pixelset::flags::PixelSetFlags::default()
+            .options(&a.shared())
+            .unwrap()
+            .run;
+        for run in [semantic, panoptic, pixelset] {
+            assert_eq!(
+                (run.precision, run.max_memory),
+                (Precision::Mixed, Some(2_000_000_000))
+            );
+        }
+        assert_eq!(parse(&[]).unwrap().precision, Precision::Fp32);
+        let e = parse(&["--precision", "bf16"]).err().unwrap().to_string();
+        assert!(e.contains("--precision") && e.contains("fp32 or mixed"), "{e}");
+    }
+
     #[test]
     fn bad_flags_are_clear_errors() {
         let e = parse(&["--encoder_widths", "[64,x]"])

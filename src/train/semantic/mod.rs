@@ -650,6 +650,51 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// `--precision mixed` reaches the training steps through the fold loop (and only them: fp32 saves no
+    /// half, and the run's evaluation passes save nothing).
+    #[test]
+    fn the_fold_loop_trains_in_the_precision_asked() {
+        use crate::engine::precision::{halves_saved, Precision};
+        let dir = std::env::temp_dir().join(format!("sitsgpu-precision-{}", std::process::id()));
+        let synth = crate::data::synthetic::SynthOptions {
+            patches: 10,
+            size: 16,
+            min_dates: 3,
+            max_dates: 4,
+            ..Default::default()
+        };
+        crate::data::synthetic::write_pastis(&dir.join("data"), &synth).unwrap();
+        let halves = |precision: Precision| {
+            let opts = TrainOptions {
+                run: RunOptions {
+                    epochs: 1,
+                    batch_size: 2,
+                    max_steps: Some(1),
+                    fold: Some(1),
+                    cpu: true,
+                    progress: false,
+                    precision,
+                    ..RunOptions::new(dir.join("data"), dir.join(precision.to_string()))
+                },
+                model: crate::train::demo::demo_config().into(),
+                num_classes: 20,
+                ignore_index: -1,
+                pad_value: 0.0,
+                val_every: 1,
+                val_after: 0,
+                ref_date: PastisOptions::default().ref_date,
+                mono_date: None,
+                keep_last_batch: true,
+            };
+            let before = halves_saved();
+            train(&opts).unwrap();
+            halves_saved() - before
+        };
+        assert_eq!(halves(Precision::Fp32), 0);
+        assert!(halves(Precision::Mixed) > 0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn the_conf_json_keeps_the_dates_and_evaluation_reads_them_back() {
         let opts = TrainOptions {
