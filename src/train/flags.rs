@@ -538,7 +538,10 @@ mod tests {
         }
         assert_eq!(parse(&[]).unwrap().precision, Precision::Fp32);
         let e = parse(&["--precision", "bf16"]).err().unwrap().to_string();
-        assert!(e.contains("--precision") && e.contains("fp32 or mixed"), "{e}");
+        assert!(
+            e.contains("--precision") && e.contains("fp32 or mixed"),
+            "{e}"
+        );
     }
 
     #[test]
