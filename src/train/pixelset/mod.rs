@@ -325,8 +325,6 @@ pub(crate) fn for_each_batch(
     })
 }
 
-/// One pass: training when `opt` is given (optimiser steps counted in `step`, stopping at `max_steps`),
-/// evaluation otherwise.
 /// The forward pass and focal loss of one batch (or part of one): (loss, logits).
 fn part_loss(
     model: &PixelSetClassifier,
@@ -340,6 +338,8 @@ fn part_loss(
     (focal_loss(&logits, &part.targets, gamma), logits)
 }
 
+/// One pass: training when `opt` is given (optimiser steps counted in `step`, stopping at `max_steps`; each
+/// batch whole or in micro-batches, `train::step`), evaluation otherwise.
 #[allow(clippy::too_many_arguments)]
 fn run_epoch(
     model: &PixelSetClassifier,
