@@ -1,6 +1,7 @@
 //! `sitsgpu info`: every adapter wgpu finds, the one chosen and why, the limits in force (the adapter's own or
-//! WebGPU's defaults, `SITSGPU_LIMITS`) and the features, and a tiny self-test (relu and a small matmul on the
-//! GPU against the CPU reference). The first thing to run on a new machine.
+//! WebGPU's defaults, `SITSGPU_LIMITS`) and the features, the precision paths, and a tiny self-test (relu, a
+//! small matmul and the half-precision storage of `--precision mixed` on the GPU against the CPU reference).
+//! The first thing to run on a new machine.
 
 use std::io::Write;
 
@@ -57,15 +58,25 @@ pub fn adapter_report(out: &mut dyn Write) -> Result<()> {
         line(format!("  {name:<38}{value}"))?;
     }
     line(format!("features: {:?}", gpu.features))?;
-    let (relu_ok, worst) = self_test();
+    line(format!(
+        "precision: fp32 arithmetic everywhere; --precision mixed keeps saved activations as halves by integer \
+         conversion (no feature needed). Not used yet: SHADER_F16 ({}), cooperative matrices",
+        if gpu.features.contains(wgpu::Features::SHADER_F16) {
+            "offered"
+        } else {
+            "not offered"
+        }
+    ))?;
+    let (relu_ok, worst, half_ok) = self_test();
     let mm_ok = worst < 1e-4;
     let ok = |b: bool| if b { "ok" } else { "FAILED" };
     line(format!(
-        "self-test: relu {} | matmul {} (worst relative error {worst:.2e})",
+        "self-test: relu {} | matmul {} (worst relative error {worst:.2e}) | half precision storage {}",
         ok(relu_ok),
-        ok(mm_ok)
+        ok(mm_ok),
+        ok(half_ok)
     ))?;
-    if relu_ok && mm_ok {
+    if relu_ok && mm_ok && half_ok {
         Ok(())
     } else {
         Err(Error::Invalid(
@@ -77,7 +88,7 @@ pub fn adapter_report(out: &mut dyn Write) -> Result<()> {
 
 /// relu and a (10 × 100) · (100 × 10) matmul on the GPU and on the CPU: whether relu agrees exactly, and the
 /// worst relative error of the matmul.
-fn self_test() -> (bool, f32) {
+fn self_test() -> (bool, f32, bool) {
     let x: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 7.0).collect();
     let cpu = Tensor::from_vec(x.clone(), &[10, 100], Device::Cpu);
     let gpu = Tensor::from_vec(x, &[10, 100], Device::Gpu);
@@ -89,5 +100,15 @@ fn self_test() -> (bool, f32) {
         .zip(&b)
         .map(|(p, q)| ((p - q) / p.abs().max(1.0)).abs())
         .fold(0.0f32, f32::max);
-    (relu_ok, worst)
+    // The half-precision storage of --precision mixed: the same values as the CPU's, bit for bit.
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.to_half()
+            .to_f32()
+            .to_vec()
+            .into_iter()
+            .map(f32::to_bits)
+            .collect()
+    };
+    let half_ok = bits(&cpu) == bits(&gpu);
+    (relu_ok, worst, half_ok)
 }
