@@ -15,7 +15,9 @@
 //! `share` is the part's share of the batch's loss: the task knows its loss's denominator (the class
 //! weights of the labelled pixels for the weighted cross-entropy, the samples for a mean over parcels or
 //! patches), so the parts' gradients add up to the batch's. A part whose share is 0 (no labelled pixel)
-//! contributes nothing and is not back-propagated.
+//! contributes nothing and is not back-propagated. What the forward passes save for the backward ones is
+//! float32, or half precision under `--precision mixed`: the fold loop sets the mode around each epoch
+//! (`engine::precision`).
 
 use crate::engine::{Result, Tensor};
 use crate::train::adam::Adam;
