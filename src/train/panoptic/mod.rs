@@ -228,21 +228,18 @@ struct Heads {
     heatmap_only: bool,
 }
 
-/// The forward pass and PaPs loss of one batch (or part of one; its instance target loaded): training with
-/// the supmax zones when `train` says which heads run, evaluation (every head, centers as local maxima)
+/// The forward pass and PaPs loss of one batch (or part of one) against its instance `target`: training
+/// with the supmax zones when `train` says which heads run, evaluation (every head, centers as local maxima)
 /// when it is `None`.
 fn part_loss(
     model: &Paps,
     o: &PanopticOptions,
     part: &Batch,
+    target: &[f32],
     device: Device,
     ctx: &Ctx,
     train: Option<Heads>,
 ) -> (PapsLossValue, PapsOutput) {
-    let target = part
-        .instance
-        .as_deref()
-        .expect("batches carry the instance target");
     let x = Tensor::from_vec(part.x.clone(), &part.shape, device);
     let pad = PadInfo {
         mask: part.pad_mask.clone(),
@@ -302,11 +299,6 @@ pub fn run_pass(
             break;
         }
         let batch = batch?;
-        if batch.instance.is_none() {
-            return Err(Error::Invalid(format!(
-                "{label}: the dataset was not opened with the instance target"
-            )));
-        }
         // One part, or micro-batches whose gradients accumulate before one Adam step (train::step). The
         // PaPs terms are normalised over the batch (its centers, its pixels), so a micro-batch's loss is
         // weighted by its share of the batch's samples: the accumulated gradient approximates the batch's
@@ -316,9 +308,13 @@ pub fn run_pass(
         tuning = (Vec::new(), Vec::new());
         let mut run_part = |p: Part, ctx: &Ctx, train: Option<Heads>| -> Result<(Tensor, f64)> {
             p.of(&batch, Batch::slice, |part| {
-                let target = part.instance.as_deref().expect("checked above");
+                let target = part.instance.as_deref().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{label}: the dataset was not opened with the instance target"
+                    ))
+                })?;
                 let share = (p.end - p.start) as f64 / len as f64;
-                let (loss, out) = part_loss(model, o, part, device, ctx, train);
+                let (loss, out) = part_loss(model, o, part, target, device, ctx, train);
                 for (acc, x) in loss_parts.iter_mut().zip(loss.parts) {
                     *acc += x as f64 * share;
                 }
@@ -472,17 +468,18 @@ impl FoldTask for PanopticTask<'_> {
             .batches_with_pad((0..n).collect(), n, o.pad_value)
             .next()
             .ok_or_else(|| Error::Invalid("memory probe: the training split is empty".into()))??;
-        if batch.instance.is_none() {
-            return Err(Error::Invalid(
+        let target = batch.instance.as_deref().ok_or_else(|| {
+            Error::Invalid(
                 "memory probe: the dataset was not opened with the instance target".into(),
-            ));
-        }
+            )
+        })?;
         let heads = Heads {
             metrics: true,
             heatmap_only: false,
         };
         step::accumulate(n, n, |_| {
-            let (loss, _) = part_loss(model, o, &batch, fold.device, &Ctx::train(0), Some(heads));
+            let ctx = Ctx::train(0);
+            let (loss, _) = part_loss(model, o, &batch, target, fold.device, &ctx, Some(heads));
             Ok((loss.total, 1.0))
         })?;
         Ok(())

@@ -224,7 +224,11 @@ pub(crate) fn run_epoch(
         // One part, or parts of at most `micro` samples (train::step): each part's loss weighted by its
         // share of the batch's class weights (the cross-entropy's denominator), so that the parts' losses —
         // and in training their gradients — add up to the batch's.
-        let all = weight_sum(&batch.targets);
+        let all = if batch.ids.len() > micro {
+            weight_sum(&batch.targets)
+        } else {
+            1.0 // a whole batch's share is 1 (train::step), whatever its weights
+        };
         let mut run_part = |p: Part, ctx: &Ctx| -> Result<(Tensor, f64)> {
             p.of(&batch, Batch::slice, |part| {
                 let (l, logits) = part_loss(model, part, device, weights, ctx);
