@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::error::{Error, Result};
+use crate::engine::ops::linalg::half_matmul::HalfPath;
 pub use crate::engine::limits::LimitsMode;
 use crate::engine::pool::{BufSlice, BufferPool, PooledBuffer};
 pub use crate::engine::profile::DispatchInfo;
@@ -105,8 +106,13 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     /// Which limits were requested (`SITSGPU_LIMITS`).
     pub limits_mode: LimitsMode,
-    /// The features the adapter offers (we request only `TIMESTAMP_QUERY`, for the profiler, when offered).
+    /// The features the adapter offers (we request `TIMESTAMP_QUERY`, for the profiler, and `SHADER_F16`
+    /// when offered; the cooperative-matrix set only when asked for: [`HalfFeatures`]).
     pub features: wgpu::Features,
+    /// What the device has for half-precision products (`--precision mixed`).
+    pub half: HalfFeatures,
+    /// The half-precision product path, decided on first use (`ops::linalg::half_matmul::path`).
+    pub half_path: OnceLock<HalfPath>,
     /// Recycles storage buffers so memory stays flat over training steps.
     pub pool: BufferPool,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<Pipeline>>>,
@@ -122,6 +128,71 @@ pub struct Gpu {
     uniform_align: u64,
     /// Poison mode's source of NaN bytes (grown on demand), see [`Gpu::poison`].
     nan_source: Mutex<Option<wgpu::Buffer>>,
+}
+
+/// What a device has for the half-precision products of `--precision mixed`
+/// (`engine::ops::linalg::half_matmul`).
+#[derive(Debug, Clone, Default)]
+pub struct HalfFeatures {
+    /// `SHADER_F16` was requested: WGSL `enable f16;` (f16 storage and arithmetic).
+    pub f16: bool,
+    /// The adapter offers `EXPERIMENTAL_COOPERATIVE_MATRIX`, `SUBGROUP` and `SHADER_F16`, and lists a
+    /// 16 × 16 × 16 f16 × f16 → f32 configuration.
+    pub coop_offered: bool,
+    /// ... and the user turned it on (`SITSGPU_COOPERATIVE_MATRIX=1`), so the device was created with them.
+    pub coop_enabled: bool,
+    /// The adapter's largest subgroup size (how many 64 × 64 blocks a workgroup of 64 takes).
+    pub subgroup_max: u32,
+    /// Every cooperative-matrix configuration the adapter lists, as `MxNxK AB→CR` (for `info`).
+    pub coop_configs: Vec<String>,
+}
+
+impl HalfFeatures {
+    fn of(adapter: &wgpu::Adapter) -> HalfFeatures {
+        use wgpu::{CooperativeScalarType as S, Features as F};
+        let features = adapter.features();
+        let configs = if features.contains(F::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        };
+        let listed = configs.iter().any(|c| {
+            (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+                && c.ab_type == S::F16
+                && c.cr_type == S::F32
+        });
+        let coop_offered =
+            listed && features.contains(F::SUBGROUP | F::SHADER_F16 | F::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        HalfFeatures {
+            f16: features.contains(F::SHADER_F16),
+            coop_offered,
+            coop_enabled: coop_offered
+                && std::env::var("SITSGPU_COOPERATIVE_MATRIX").is_ok_and(|v| v == "1"),
+            subgroup_max: adapter.get_info().subgroup_max_size,
+            coop_configs: configs
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}x{}x{} {:?}→{:?}",
+                        c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The optional features to request for these.
+    fn required(&self) -> wgpu::Features {
+        use wgpu::Features as F;
+        let mut f = F::empty();
+        if self.f16 {
+            f |= F::SHADER_F16;
+        }
+        if self.coop_enabled {
+            f |= F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
+        f
+    }
 }
 
 /// What has been recorded since the last submit: the command encoder, and the `Params` bytes of its
@@ -258,12 +329,14 @@ impl Gpu {
         let limits_mode = LimitsMode::from_env()?;
         let required_limits = limits_mode.required(&adapter.limits());
         let features = adapter.features();
+        let half = HalfFeatures::of(adapter);
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("sitsgpu"),
-            // Timestamps for the per-kernel profiler; nothing else is optional.
-            required_features: features & wgpu::Features::TIMESTAMP_QUERY,
+            // Timestamps for the per-kernel profiler, f16 (and cooperative matrices when asked) for the
+            // half-precision products; kernels that need them have a path without them.
+            required_features: (features & wgpu::Features::TIMESTAMP_QUERY) | half.required(),
             required_limits,
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features: crate::engine::trusted::experimental_features(half.coop_enabled),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -285,6 +358,8 @@ impl Gpu {
             limits,
             limits_mode,
             features,
+            half,
+            half_path: OnceLock::new(),
             pool: BufferPool::default(),
             pipelines: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),

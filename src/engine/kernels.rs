@@ -3,9 +3,10 @@
 //! Each op declares its kernels beside its `Params` (`engine/ops/<family>/<op>.rs`: `pub const KERNELS`); [`all`]
 //! collects them. The tests below (naga's `example_wgsl.rs` pattern, made stricter) check, for every file of
 //! `src/shaders/` and every kernel:
-//! - the file parses and validates with **no optional capability** (a shader that silently needs f64, f16 or
-//!   subgroups fails here rather than on a user's machine), and translates to SPIR-V (Vulkan), MSL (Metal)
-//!   and HLSL (DX12);
+//! - the file parses and validates with **no optional capability** but those its [`Needs`] declares (a shader
+//!   that silently needs f64, f16 or subgroups fails here rather than on a user's machine), and translates
+//!   to SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) — cooperative-matrix kernels to SPIR-V and MSL only,
+//!   naga 30 has no HLSL for them (DX12 adapters take the path without them);
 //! - every `.wgsl` file is registered in `shaders::ALL` and used by some kernel, and every entry point of a
 //!   file is some kernel's;
 //! - each kernel's workgroup size equals the entry point's `@workgroup_size`, its `Params` size equals the
@@ -20,6 +21,8 @@
 
 use crate::engine::kernel::Kernel;
 use crate::engine::ops;
+#[cfg(doc)]
+use crate::shaders::Needs;
 
 /// Every kernel of every op (and of the optimizer's update), in catalogue order.
 pub fn all() -> Vec<Kernel> {
@@ -33,6 +36,7 @@ pub fn all() -> Vec<Kernel> {
         ops::reduce::reduce_max::KERNELS,
         ops::reduce::softmax::KERNELS,
         ops::linalg::matmul::KERNELS,
+        ops::linalg::half_matmul::KERNELS,
         ops::movement::index_select::KERNELS,
         ops::elementwise::masked_fill::KERNELS,
         ops::elementwise::dropout::KERNELS,
@@ -68,7 +72,20 @@ mod tests {
     use naga::valid::{Capabilities, ValidationFlags, Validator};
 
     use super::*;
-    use crate::shaders::{self, Wgsl};
+    use crate::shaders::{self, Needs, Wgsl};
+
+    /// The naga capabilities a file's [`Needs`] allow (and nothing else).
+    fn capabilities(needs: Needs) -> Capabilities {
+        match needs {
+            Needs::Nothing => Capabilities::empty(),
+            Needs::F16 => Capabilities::SHADER_FLOAT16,
+            Needs::CooperativeMatrix => {
+                Capabilities::SHADER_FLOAT16
+                    | Capabilities::SUBGROUP
+                    | Capabilities::COOPERATIVE_MATRIX
+            }
+        }
+    }
 
     fn parse(s: &Wgsl) -> (naga::Module, naga::valid::ModuleInfo) {
         let module = naga::front::wgsl::parse_str(s.source).unwrap_or_else(|e| {
@@ -79,7 +96,7 @@ mod tests {
             )
         });
         // Minimal capabilities: plain f32 compute needs none.
-        let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+        let info = Validator::new(ValidationFlags::all(), capabilities(s.needs))
             .validate(&module)
             .unwrap_or_else(|e| {
                 panic!(
@@ -97,13 +114,25 @@ mod tests {
             let (module, info) = parse(s);
             naga::back::spv::write_vec(&module, &info, &naga::back::spv::Options::default(), None)
                 .unwrap_or_else(|e| panic!("{}.wgsl → SPIR-V (Vulkan): {e}", s.name));
+            // Cooperative matrices are Metal's simdgroup matrices, MSL 2.3 and later (what wgpu asks for them).
+            let msl = naga::back::msl::Options {
+                lang_version: if s.needs == Needs::CooperativeMatrix {
+                    (2, 3)
+                } else {
+                    naga::back::msl::Options::default().lang_version
+                },
+                ..Default::default()
+            };
             naga::back::msl::write_string(
                 &module,
                 &info,
-                &naga::back::msl::Options::default(),
+                &msl,
                 &naga::back::msl::PipelineOptions::default(),
             )
             .unwrap_or_else(|e| panic!("{}.wgsl → MSL (Metal): {e}", s.name));
+            if s.needs == Needs::CooperativeMatrix {
+                continue;
+            }
             let mut hlsl = String::new();
             let opts = naga::back::hlsl::Options::default();
             let popts = naga::back::hlsl::PipelineOptions::default();
@@ -124,6 +153,7 @@ mod tests {
                 family: s.family,
                 name: s.name,
                 source: Box::leak(text.into_boxed_str()),
+                needs: s.needs,
             };
             let (module, info) = parse(&compiled);
             for (_, var) in module.global_variables.iter() {
@@ -247,8 +277,9 @@ mod tests {
         // that needs them. The copies must be byte-identical so they cannot drift apart: the dropout hash
         // (dropout, attention, attention_backward; its CPU twin is engine::rng::hash_u32, checked by the GPU
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
-        // family's Params, the GRU cell's gates (its backward recomputes the forward's) and Params.
-        let checks: [(&str, &str, usize); 9] = [
+        // family's Params (and the half-precision products'), the GRU cell's gates (its backward recomputes
+        // the forward's) and Params, the binary16 rounding of half_pack and half_pack_operand.
+        let checks: [(&str, &str, usize); 12] = [
             ("", "pcg_hash", 3),
             ("conv2d", "src_index", 5),
             ("conv2d", "weight_at", 3),
@@ -256,6 +287,9 @@ mod tests {
             ("conv2d", "pad_y", 3),
             ("conv2d", "Params", 8),
             ("matmul", "Params", 2),
+            ("half_matmul", "Params", 2),
+            ("half_", "half_bits", 2),
+            ("half_", "round_up", 2),
             ("gru_cell", "gates", 2),
             ("gru_cell", "Params", 2),
         ];

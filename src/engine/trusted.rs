@@ -89,3 +89,23 @@ pub fn create_module(device: &wgpu::Device, label: &str, source: &str) -> wgpu::
     // tests each of them against the CPU reference.
     unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
 }
+
+/// wgpu's token for its experimental features: enabled only for the cooperative-matrix products
+/// (`engine::ops::linalg::half_matmul`), which the user turns on with `SITSGPU_COOPERATIVE_MATRIX=1`.
+///
+/// Not measured yet on a GPU (no device was lent when it was written), so off by default as this module's
+/// policy asks of an unmeasured gain; `benches/device/run.sh` turns it on and measures it beside the f16
+/// tiles. The kernel is checked against the CPU reference on the device before its first use
+/// (`half_matmul::coop_self_test`), and falls back to the f16 tiles if it disagrees.
+pub fn experimental_features(cooperative_matrix: bool) -> wgpu::ExperimentalFeatures {
+    if cooperative_matrix {
+        // SAFETY: wgpu warns that its experimental features may contain bugs that are undefined behaviour
+        // when used incorrectly. We use one (cooperative matrices) in one kernel, half_matmul_coop.wgsl,
+        // whose every load and store stays inside the padded operands and output its launcher allocates
+        // (half_matmul::gpu_forward_on), in uniform control flow (naga checks it), and whose results are
+        // compared with the CPU reference before use.
+        unsafe { wgpu::ExperimentalFeatures::enabled() }
+    } else {
+        wgpu::ExperimentalFeatures::disabled()
+    }
+}

@@ -1,7 +1,7 @@
 //! The WGSL kernels as text: one `pub const` per `.wgsl` file, each in the folder of its op family
 //! (`<family>/<name>.wgsl`, the families of `engine/ops/`). This folder is a leaf of the house: it imports nothing from the crate. Each op declares its kernels (entry point, workgroup size,
 //! `Params` type, binding count) beside its own `Params` in `engine/ops/<family>/<op>.rs`, from these texts; the list of
-//! every kernel and the naga tests over it (validation with no optional capability, SPIR-V / MSL / HLSL
+//! every kernel and the naga tests over it (validation with only the optional capabilities a file declares in its [`Needs`], SPIR-V / MSL / HLSL
 //! translation, workgroup size, `Params` size and bindings against the Rust side, every file here registered)
 //! live in `engine/kernels.rs`.
 //!
@@ -21,6 +21,19 @@
 //!   its last element.
 //! - Backward kernels are gathers: each invocation owns its outputs (WGSL has no f32 atomics).
 
+/// The optional adapter features a WGSL file needs (most need none). A kernel that needs one is launched only
+/// where the device has it, beside a path that needs nothing (`engine::ops::linalg::half_matmul`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Plain float32 / integer WGSL: every adapter.
+    Nothing,
+    /// `enable f16;`: wgpu's `SHADER_F16`.
+    F16,
+    /// `enable f16; enable wgpu_cooperative_matrix;` and subgroup builtins: `SHADER_F16`, `SUBGROUP` and
+    /// `EXPERIMENTAL_COOPERATIVE_MATRIX` with a 16 × 16 × 16 f16 × f16 → f32 configuration.
+    CooperativeMatrix,
+}
+
 /// One WGSL file: its stem (also the shader module's label) and its text.
 #[derive(Debug, Clone, Copy)]
 pub struct Wgsl {
@@ -30,6 +43,8 @@ pub struct Wgsl {
     pub name: &'static str,
     /// The WGSL text.
     pub source: &'static str,
+    /// The optional features it needs.
+    pub needs: Needs,
 }
 
 macro_rules! wgsl {
@@ -39,6 +54,16 @@ macro_rules! wgsl {
             family: $family,
             name: $name,
             source: include_str!(concat!($family, "/", $name, ".wgsl")),
+            needs: Needs::Nothing,
+        };
+    };
+    ($konst:ident, $family:literal, $name:literal, $needs:expr) => {
+        #[doc = concat!("`", $family, "/", $name, ".wgsl`")]
+        pub const $konst: Wgsl = Wgsl {
+            family: $family,
+            name: $name,
+            source: include_str!(concat!($family, "/", $name, ".wgsl")),
+            needs: $needs,
         };
     };
 }
@@ -123,6 +148,14 @@ wgsl!(INDEX_SELECT_BACKWARD, "movement", "index_select_backward");
 wgsl!(MASKED_FILL, "elementwise", "masked_fill");
 wgsl!(MASKED_POOL, "reduce", "masked_pool");
 wgsl!(MASKED_POOL_BACKWARD, "reduce", "masked_pool_backward");
+wgsl!(HALF_MATMUL, "linalg", "half_matmul", Needs::F16);
+wgsl!(
+    HALF_MATMUL_COOP,
+    "linalg",
+    "half_matmul_coop",
+    Needs::CooperativeMatrix
+);
+wgsl!(HALF_PACK_OPERAND, "linalg", "half_pack_operand");
 wgsl!(MATMUL, "linalg", "matmul");
 wgsl!(MATMUL_128, "linalg", "matmul_128");
 wgsl!(MAX_POOL3D, "pool", "max_pool3d");
@@ -229,6 +262,9 @@ pub const ALL: &[Wgsl] = &[
     MASKED_FILL,
     MASKED_POOL,
     MASKED_POOL_BACKWARD,
+    HALF_MATMUL,
+    HALF_MATMUL_COOP,
+    HALF_PACK_OPERAND,
     MATMUL,
     MATMUL_128,
     MAX_POOL3D,

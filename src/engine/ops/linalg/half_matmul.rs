@@ -1,0 +1,546 @@
+//! Half-precision products: `C = A · B` from operands rounded to IEEE binary16, summed in float32 — what a
+//! matrix product computes under `--precision mixed` (`engine::precision`), as PyTorch's autocast runs a
+//! product in float16 with float32 accumulation.
+//!
+//! Math: `C[b, m, n] = Σ_k h(A[b, m, k]) · h(B[b, k, n])`, `h` = round to the nearest half, ties to even,
+//! saturating at ±65,504 (`ops::elementwise::half`). Each product of two halves is exact in float32, so the
+//! paths below differ only in the order of the float32 sums: relative error ≤ K · 2^-24 of Σ|a·b| between
+//! any two of them, on top of the operands' rounding (≤ 2^-11 each), which all of them share.
+//!
+//! Three paths, chosen once per device ([`path`], printed by `sitsgpu info` and `sitsgpu profile`):
+//! 1. **Cooperative matrices** (`half_matmul_coop.wgsl`): the matrix units (NVIDIA tensor cores, AMD WMMA)
+//!    through wgpu's experimental `EXPERIMENTAL_COOPERATIVE_MATRIX`, where the adapter lists a 16 × 16 × 16
+//!    f16 × f16 → f32 configuration and the user turned it on (`SITSGPU_COOPERATIVE_MATRIX=1`: wgpu marks
+//!    the feature as possibly unsound, `engine::trusted`). The device checks it against the CPU reference
+//!    on a product with every edge case of the padding before using it ([`coop_self_test`]); a wrong answer
+//!    turns the path off and says so.
+//! 2. **f16 tiles** (`half_matmul.wgsl`): adapters with `SHADER_F16` — half the operand bytes of the float32
+//!    kernel, the same tiles and arithmetic once staged.
+//! 3. **Rounded float32**: every other adapter, and products too small for the padded kernels: the operands
+//!    are rounded by `half_pack.wgsl` / `half_unpack.wgsl` and multiplied by `matmul.wgsl` (no feature).
+//!
+//! Paths 1 and 2 read operands packed by `half_pack_operand.wgsl`: rounded, transposed into place when
+//! stored transposed, and zero-padded to 64 rows / columns of C and 16 of K (the cooperative tiles must not
+//! run past a row). The CPU reference ([`cpu_forward`]) rounds and runs `matmul::cpu_forward`. No backward
+//! of its own: `Tensor::matmul`'s backward reads the operands it saved (kept as halves under mixed).
+
+use crate::engine::gpu::Gpu;
+use crate::engine::kernel::{Grid, Kernel};
+use crate::engine::ops::elementwise::half::{self, half_bits, half_value};
+use crate::engine::ops::linalg::matmul::{self, Operand};
+use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
+use crate::engine::storage::{Device, GpuStorage, Storage};
+use crate::engine::tensor::Tensor;
+use crate::shaders;
+
+/// Shader `Params` of half_matmul.wgsl and half_matmul_coop.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    m: u32,
+    n: u32,
+    k_p: u32,
+    batch: u32,
+    m_p: u32,
+    n_p: u32,
+    a_batch_stride: u32,
+    b_batch_stride: u32,
+    per_wg: u32,
+    _pad: [u32; 3],
+}
+
+/// Shader `Params` of half_pack_operand.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PackParams {
+    rows: u32,
+    cols: u32,
+    rows_p: u32,
+    cols_p: u32,
+    batch: u32,
+    trans: u32,
+    _pad: [u32; 2],
+}
+
+/// `half_matmul.wgsl`: 64 × 64 tiles from f16 operands (needs `SHADER_F16`).
+pub const HALF_MATMUL: Kernel = Kernel::new::<Params>(&shaders::HALF_MATMUL, "half_matmul", 4);
+/// `half_matmul_coop.wgsl`: 64 × 64 blocks of cooperative 16 × 16 tiles, 64 invocations a workgroup.
+pub const HALF_MATMUL_COOP: Kernel =
+    Kernel::new::<Params>(&shaders::HALF_MATMUL_COOP, "half_matmul_coop", 4).with_wg(64);
+/// `half_pack_operand.wgsl`: an operand rounded, untransposed and zero-padded.
+pub const HALF_PACK_OPERAND: Kernel =
+    Kernel::new::<PackParams>(&shaders::HALF_PACK_OPERAND, "half_pack_operand", 3);
+/// This op's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[HALF_MATMUL, HALF_MATMUL_COOP, HALF_PACK_OPERAND];
+
+/// Rows and columns of C are padded to this (the tile of both padded kernels).
+pub const BLOCK: usize = 64;
+/// K is padded to this (one cooperative tile).
+pub const K_STEP: usize = 16;
+/// Products with fewer multiply-adds than this take the rounded float32 path (packing is not worth it).
+pub const PACKED_MIN_MACS: usize = 1 << 18;
+
+/// How a device computes half-precision products (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfPath {
+    /// `half_matmul_coop.wgsl`, `per_wg` 64 × 64 blocks a workgroup (64 / the largest subgroup size).
+    Cooperative {
+        /// Blocks per workgroup of 64 invocations.
+        per_wg: u32,
+    },
+    /// `half_matmul.wgsl`.
+    F16Tiles,
+    /// Operands rounded, then `matmul.wgsl`.
+    RoundedF32,
+}
+
+impl std::fmt::Display for HalfPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HalfPath::Cooperative { .. } => {
+                f.write_str("cooperative matrices (16×16×16 f16 × f16 → f32, half_matmul_coop.wgsl)")
+            }
+            HalfPath::F16Tiles => f.write_str("f16 tiles (SHADER_F16, half_matmul.wgsl)"),
+            HalfPath::RoundedF32 => {
+                f.write_str("float32 tiles on rounded operands (no optional feature)")
+            }
+        }
+    }
+}
+
+/// The path this device takes, decided on first use: cooperative matrices when enabled and their self-test
+/// passes, else f16 tiles with `SHADER_F16`, else rounded float32.
+pub fn path(gpu: &'static Gpu) -> HalfPath {
+    *gpu.half_path.get_or_init(|| decide(gpu))
+}
+
+/// Why the cooperative path is not taken on this device, if it is not (for `info`).
+pub fn coop_note(gpu: &'static Gpu) -> String {
+    let h = &gpu.half;
+    if !h.coop_offered {
+        return "cooperative matrices: not offered (no 16×16×16 f16 × f16 → f32 configuration)".into();
+    }
+    if !h.coop_enabled {
+        return "cooperative matrices: offered, off (SITSGPU_COOPERATIVE_MATRIX=1 turns them on: \
+                wgpu marks them experimental)"
+            .into();
+    }
+    match path(gpu) {
+        HalfPath::Cooperative { .. } => "cooperative matrices: on (self-test ok)".into(),
+        _ => "cooperative matrices: on but their self-test FAILED against the CPU: not used".into(),
+    }
+}
+
+fn decide(gpu: &'static Gpu) -> HalfPath {
+    let fallback = if gpu.half.f16 {
+        HalfPath::F16Tiles
+    } else {
+        HalfPath::RoundedF32
+    };
+    if gpu.half.coop_enabled {
+        let coop = HalfPath::Cooperative {
+            per_wg: (BLOCK as u32 / gpu.half.subgroup_max.max(1)).max(1),
+        };
+        if coop_self_test(gpu, coop) {
+            return coop;
+        }
+        eprintln!(
+            "sitsgpu: the cooperative-matrix product disagrees with the CPU reference on this adapter; \
+             using {fallback} instead"
+        );
+    }
+    fallback
+}
+
+/// Runs `coop` on a product whose M, K and N are not multiples of the tiles, with a batch, a shared and a
+/// transposed operand, and compares it with [`cpu_forward`] (float32 sums in another order: K · 2^-23 of
+/// Σ|a·b|). A device whose driver gets cooperative matrices wrong fails here, not in a training run.
+pub fn coop_self_test(gpu: &'static Gpu, coop: HalfPath) -> bool {
+    let (batch, m, k, n) = (2, 70, 40, 130);
+    let a: Vec<f32> = (0..batch * m * k)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+        .collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 53 % 89) as f32 - 44.0) / 13.0)
+        .collect();
+    let (oa, ob) = (
+        Operand {
+            batch,
+            trans: false,
+        },
+        Operand {
+            batch: 1,
+            trans: true,
+        },
+    );
+    let want = cpu_forward(&a, oa, &b, ob, batch, m, k, n);
+    let got = gpu_product(gpu, coop, (&a, oa), (&b, ob), batch, m, k, n);
+    within_sum_order(&got, &want, &a, oa, &b, ob, batch, m, k, n)
+}
+
+/// Whether `got` is `want` up to the order of the float32 sums: |got - want| ≤ K · 2^-23 · Σ_k |h(a) h(b)|
+/// per element (each of the two sums is within K · 2^-24 of the exact sum of the exact products).
+#[allow(clippy::too_many_arguments)]
+fn within_sum_order(
+    got: &[f32],
+    want: &[f32],
+    a: &[f32],
+    oa: Operand,
+    b: &[f32],
+    ob: Operand,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> bool {
+    let abs = |x: &[f32]| x.iter().map(|v| v.abs()).collect::<Vec<f32>>();
+    let mass = cpu_forward(&abs(a), oa, &abs(b), ob, batch, m, k, n);
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .zip(&mass)
+            .all(|((g, w), s)| (g - w).abs() <= k as f32 * s * 2f32.powi(-23))
+}
+
+/// Uploads A and B, runs `path`, reads C back (the self-test and the tests).
+#[allow(clippy::too_many_arguments)]
+fn gpu_product(
+    gpu: &'static Gpu,
+    path: HalfPath,
+    (a, oa): (&[f32], Operand),
+    (b, ob): (&[f32], Operand),
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
+    let ta = Tensor::from_vec(a.to_vec(), &[a.len()], Device::Gpu);
+    let tb = Tensor::from_vec(b.to_vec(), &[b.len()], Device::Gpu);
+    let c = gpu_forward_on(
+        path,
+        ta.gpu_storage("half_matmul"),
+        oa,
+        tb.gpu_storage("half_matmul"),
+        ob,
+        batch,
+        m,
+        k,
+        n,
+    );
+    debug_assert!(std::ptr::eq(c.gpu, gpu));
+    Storage::Gpu(c).to_vec(batch * m * n)
+}
+
+// ---- CPU reference ----
+
+/// `x` rounded to the nearest halves (as float32).
+pub fn round(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|&v| half_value(half_bits(v))).collect()
+}
+
+/// C (batch, M, N) = h(A) · h(B), float32 sums over k in increasing order (operands stored as described).
+#[allow(clippy::too_many_arguments)]
+pub fn cpu_forward(
+    a: &[f32],
+    oa: Operand,
+    b: &[f32],
+    ob: Operand,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
+    matmul::cpu_forward(&round(a), oa, &round(b), ob, batch, m, k, n)
+}
+
+/// half_pack_operand.wgsl's words: `batch` matrices of `rows × cols` (stored `cols × rows` when `trans`)
+/// rounded, untransposed and zero-padded to `rows_p × cols_p` (`cols_p` even), two halves a word.
+pub fn cpu_pack_operand(
+    x: &[f32],
+    batch: usize,
+    (rows, cols): (usize, usize),
+    trans: bool,
+    (rows_p, cols_p): (usize, usize),
+) -> Vec<u32> {
+    let at = |b: usize, r: usize, c: usize| -> u32 {
+        if r >= rows || c >= cols {
+            return 0;
+        }
+        let base = b * rows * cols;
+        half_bits(if trans {
+            x[base + c * rows + r]
+        } else {
+            x[base + r * cols + c]
+        }) as u32
+    };
+    let mut w = Vec::with_capacity(batch * rows_p * cols_p / 2);
+    for b in 0..batch {
+        for r in 0..rows_p {
+            for c in (0..cols_p).step_by(2) {
+                w.push(at(b, r, c) | at(b, r, c + 1) << 16);
+            }
+        }
+    }
+    w
+}
+
+// ---- GPU ----
+
+/// The padded (M_p, K_p, N_p) of a product.
+pub fn padded(m: usize, k: usize, n: usize) -> (usize, usize, usize) {
+    (
+        m.next_multiple_of(BLOCK),
+        k.next_multiple_of(K_STEP),
+        n.next_multiple_of(BLOCK),
+    )
+}
+
+/// Launches half_pack_operand.wgsl (see [`cpu_pack_operand`]).
+pub fn gpu_pack_operand(
+    x: &GpuStorage,
+    batch: usize,
+    (rows, cols): (usize, usize),
+    trans: bool,
+    (rows_p, cols_p): (usize, usize),
+) -> GpuStorage {
+    let words = batch * rows_p * cols_p / 2;
+    let p = GpuStorage::alloc(x.gpu, words.max(1), "half_pack_operand");
+    HALF_PACK_OPERAND.dispatch(
+        x.gpu,
+        &[x.buffer(), p.buffer()],
+        &PackParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            rows_p: rows_p as u32,
+            cols_p: cols_p as u32,
+            batch: batch as u32,
+            trans: trans as u32,
+            _pad: [0; 2],
+        },
+        Grid::threads(words),
+    );
+    p
+}
+
+/// C (batch, M, N) = h(A) · h(B) on this device's [`path`].
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_forward(
+    a: &GpuStorage,
+    oa: Operand,
+    b: &GpuStorage,
+    ob: Operand,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> GpuStorage {
+    let mut p = path(a.gpu);
+    // The padded kernels pay for packing and padding: small or skinny products (the plan would split K)
+    // take the rounded float32 path, whose numbers are the same up to the order of the sums.
+    if batch * m * k * n < PACKED_MIN_MACS || matmul::plan(batch, m, k, n).splits > 1 {
+        p = HalfPath::RoundedF32;
+    }
+    gpu_forward_on(p, a, oa, b, ob, batch, m, k, n)
+}
+
+/// [`gpu_forward`] on an explicit path (tests and benchmarks compare them).
+#[allow(clippy::too_many_arguments)]
+pub fn gpu_forward_on(
+    path: HalfPath,
+    a: &GpuStorage,
+    oa: Operand,
+    b: &GpuStorage,
+    ob: Operand,
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> GpuStorage {
+    let gpu = a.gpu;
+    if path == HalfPath::RoundedF32 {
+        let rounded = |x: &GpuStorage, numel: usize| half::gpu_unpack(&half::gpu_pack(x, numel), numel);
+        let (ra, rb) = (rounded(a, oa.batch * m * k), rounded(b, ob.batch * k * n));
+        return matmul::gpu_forward(&ra, oa, &rb, ob, batch, m, k, n);
+    }
+    let (m_p, k_p, n_p) = padded(m, k, n);
+    let pa = gpu_pack_operand(a, oa.batch, (m, k), oa.trans, (m_p, k_p));
+    let pb = gpu_pack_operand(b, ob.batch, (k, n), ob.trans, (k_p, n_p));
+    let blocks = batch * (m_p / BLOCK) * (n_p / BLOCK);
+    let mut params = Params {
+        m: m as u32,
+        n: n as u32,
+        k_p: k_p as u32,
+        batch: batch as u32,
+        m_p: m_p as u32,
+        n_p: n_p as u32,
+        a_batch_stride: if oa.batch == 1 { 0 } else { (m_p * k_p) as u32 },
+        b_batch_stride: if ob.batch == 1 { 0 } else { (k_p * n_p) as u32 },
+        per_wg: 1,
+        _pad: [0; 3],
+    };
+    let grid = |groups| {
+        Grid::groups(groups)
+            .flops(2 * batch * m_p * n_p * k_p)
+            .bytes(2 * (oa.batch * m_p * k_p + ob.batch * k_p * n_p) + 4 * batch * m * n)
+            .loop_len(k_p)
+    };
+    match path {
+        HalfPath::Cooperative { per_wg } => {
+            params.per_wg = per_wg;
+            let exact = m_p == m && n_p == n;
+            let cp = GpuStorage::alloc(gpu, batch * m_p * n_p, "half_matmul_coop");
+            HALF_MATMUL_COOP.dispatch(
+                gpu,
+                &[pa.buffer(), pb.buffer(), cp.buffer()],
+                &params,
+                grid(blocks.div_ceil(per_wg as usize)),
+            );
+            if exact {
+                return cp;
+            }
+            // The padded rows and columns are dropped: C = C_p[:, :M, :N].
+            let c = GpuStorage::alloc(gpu, batch * m * n, "half_matmul_crop");
+            gpu_copy_strided(
+                &cp,
+                &c,
+                &StridedCopy {
+                    shape: vec![batch, m, n],
+                    src_offset: 0,
+                    src_strides: vec![m_p * n_p, n_p, 1],
+                    dst_offset: 0,
+                    dst_strides: vec![m * n, n, 1],
+                },
+            );
+            c
+        }
+        _ => {
+            let c = GpuStorage::alloc(gpu, batch * m * n, "half_matmul");
+            HALF_MATMUL.dispatch(
+                gpu,
+                &[pa.buffer(), pb.buffer(), c.buffer()],
+                &params,
+                grid(blocks),
+            );
+            c
+        }
+    }
+}
+
+// ---- Tests ----
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::testing::random_vec;
+
+    fn op(batch: usize, trans: bool) -> Operand {
+        Operand { batch, trans }
+    }
+
+    fn random_f32(n: usize, seed: u64) -> Vec<f32> {
+        random_vec(n, -2.0, 2.0, seed)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
+    }
+
+    /// Every path this adapter can run, on products with ragged edges, a batch, a shared operand and
+    /// transposed operands: the packed operands equal the CPU's words, and C equals the CPU reference up to
+    /// the order of the sums. On lavapipe that is the f16 tiles and rounded float32; the cooperative path
+    /// runs where the adapter has it and `SITSGPU_COOPERATIVE_MATRIX=1` (a lent GPU: benches/device/).
+    #[test]
+    fn gpu_paths_match_the_cpu_reference() {
+        let Some(gpu) = crate::engine::testing::gpu_or_skip("half-precision products") else {
+            return;
+        };
+        let mut paths = vec![HalfPath::RoundedF32];
+        if gpu.half.f16 {
+            paths.push(HalfPath::F16Tiles);
+        } else {
+            eprintln!("half-precision products: SHADER_F16 not offered: f16 tiles not tested here");
+        }
+        match path(gpu) {
+            p @ HalfPath::Cooperative { .. } => paths.push(p),
+            _ => eprintln!("half-precision products: {}", coop_note(gpu)),
+        }
+        let cases = [
+            (1, 64, 16, 64, 1, 1, false, false),
+            (3, 70, 33, 129, 3, 1, false, true),
+            (2, 5, 100, 3, 1, 2, true, false),
+            (2, 130, 7, 65, 2, 2, true, true),
+        ];
+        for (i, &(batch, m, k, n, na, nb, ta, tb)) in cases.iter().enumerate() {
+            let a = random_f32(na * m * k, 10 + i as u64);
+            let b = random_f32(nb * k * n, 20 + i as u64);
+            let (oa, ob) = (op(na, ta), op(nb, tb));
+            let want = cpu_forward(&a, oa, &b, ob, batch, m, k, n);
+            for &p in &paths {
+                let got = gpu_product(gpu, p, (&a, oa), (&b, ob), batch, m, k, n);
+                assert!(
+                    within_sum_order(&got, &want, &a, oa, &b, ob, batch, m, k, n),
+                    "{p} on case {i}: worst |Δ| {}",
+                    crate::engine::testing::max_abs_diff(&got, &want)
+                );
+            }
+            // The packed operand, word for word.
+            let (m_p, k_p, _) = padded(m, k, n);
+            let t = Tensor::from_vec(a.clone(), &[a.len()], Device::Gpu);
+            let words = gpu_pack_operand(t.gpu_storage("test"), na, (m, k), ta, (m_p, k_p));
+            let got: Vec<u32> = Storage::Gpu(words)
+                .to_vec(na * m_p * k_p / 2)
+                .into_iter()
+                .map(f32::to_bits)
+                .collect();
+            assert_eq!(got, cpu_pack_operand(&a, na, (m, k), ta, (m_p, k_p)));
+        }
+    }
+
+    #[test]
+    fn the_reference_multiplies_the_rounded_operands() {
+        // 1 + 2^-12 rounds to 1 (a tie, to even), 3 · 2^-12 + 1 to 1 + 2^-10: the products see the halves.
+        let a = [1.0 + 2f32.powi(-12), 2.0];
+        let b = [1.0 + 3.0 * 2f32.powi(-12), 1.0];
+        let c = cpu_forward(&a, op(1, false), &b, op(1, false), 1, 1, 2, 1);
+        assert_eq!(c, vec![1.0 + 2f32.powi(-10) + 2.0]);
+    }
+
+    #[test]
+    fn the_packed_operand_is_rounded_untransposed_and_padded() {
+        // A 2 × 3 matrix stored transposed (3 × 2), padded to 4 × 4.
+        let x = [1.0f32, 4.0, 2.0, 5.0, 3.0, 65520.0];
+        let w = cpu_pack_operand(&x, 1, (2, 3), true, (4, 4));
+        let halves: Vec<f32> = half::cpu_unpack(&w, 16);
+        #[rustfmt::skip]
+        let want = [1.0, 2.0, 3.0, 0.0,
+                    4.0, 5.0, 65504.0, 0.0,
+                    0.0, 0.0, 0.0, 0.0,
+                    0.0, 0.0, 0.0, 0.0];
+        assert_eq!(halves, want);
+    }
+
+    #[test]
+    fn padding_covers_the_tiles() {
+        assert_eq!(padded(1, 1, 1), (64, 16, 64));
+        assert_eq!(padded(64, 16, 128), (64, 16, 128));
+        assert_eq!(padded(65, 17, 129), (128, 32, 192));
+    }
+
+    #[test]
+    fn rounding_bounds_the_difference_from_float32() {
+        // |h(a)h(b) - ab| ≤ (2u + u²)|ab| per term, u = 2^-11.
+        let (m, k, n) = (5, 33, 7);
+        let a = random_f32(m * k, 3);
+        let b = random_f32(k * n, 4);
+        let full = matmul::cpu_forward(&a, op(1, false), &b, op(1, false), 1, m, k, n);
+        let half = cpu_forward(&a, op(1, false), &b, op(1, false), 1, m, k, n);
+        let u = 2f32.powi(-11);
+        for i in 0..m {
+            for j in 0..n {
+                let mass: f32 = (0..k).map(|p| (a[i * k + p] * b[p * n + j]).abs()).sum();
+                let d = (full[i * n + j] - half[i * n + j]).abs();
+                assert!(d <= (2.0 * u + u * u) * mass + 1e-5, "{d} vs {mass}");
+            }
+        }
+    }
+}
