@@ -1,15 +1,17 @@
 //! `--precision fp32|mixed`: what a training step keeps for its backward pass.
 //!
 //! - **fp32** (the default): everything in float32, the numbers of the original PyTorch code.
-//! - **mixed**: every kernel still computes and accumulates in float32 — forward values, gradients, norms'
-//!   statistics, softmax and losses are float32, and so are the weights and Adam's moments — but the large
-//!   activations an op saves for its backward pass (a convolution's or a matmul's input, the input of a
-//!   recomputed norm + ReLU, pooled features) are kept in half precision (`ops::elementwise::half`: two
-//!   bytes a value instead of four) and made float32 again when the backward pass reads them. The forward
-//!   pass, and so the loss, evaluation and prediction, are exactly fp32's; the gradients are those of
-//!   inputs rounded to 11 significant bits (relative error ≤ 2^-11 per saved value), what PyTorch's autocast
-//!   also saves. The memory of a step's saved activations halves.
-//!
+//! - **mixed**: as PyTorch's autocast, matrix products run on operands rounded to half precision with
+//!   float32 sums (`ops::linalg::half_matmul`: cooperative matrices — tensor cores — where the adapter has
+//!   them, f16 tiles with `SHADER_F16`, else rounded float32), and the large activations an op saves for its
+//!   backward pass (a convolution's or a matmul's input, the input of a recomputed norm + ReLU, pooled
+//!   features) are kept in half precision (`ops::elementwise::half`: two bytes a value instead of four) and
+//!   made float32 again when the backward pass reads them. Everything else computes and accumulates in
+//!   float32 — convolutions, norms' statistics, softmax, losses, every gradient — and so do the weights and
+//!   Adam's moments. Products move by at most 2^-11 of their operands' magnitude (each rounding), the
+//!   gradients are those of inputs rounded to 11 significant bits, and the memory of a step's saved
+//!   activations halves. Convolutions, norms and everything but the products are exactly fp32's.
+
 //! Unlike autocast, no gradient is ever half precision, so nothing underflows: there is no loss scaling
 //! (PyTorch's GradScaler exists because autocast's backward pass produces float16 gradients). The halving
 //! needs no optional adapter feature (the conversion is integer arithmetic on the bits), so mixed runs on
@@ -29,7 +31,8 @@ pub enum Precision {
     /// Everything float32.
     #[default]
     Fp32,
-    /// Float32 arithmetic; large saved activations kept in half precision.
+    /// Products on half-precision operands with float32 sums; large saved activations kept in half
+    /// precision; everything else float32.
     Mixed,
 }
 
@@ -61,12 +64,13 @@ thread_local! {
     static HALVES: Cell<usize> = const { Cell::new(0) };
 }
 
-/// How many saved tensors this thread has kept in half precision so far (tests, diagnostics).
+/// How many tensors this thread has rounded to half precision so far: saved tensors kept as halves, and the
+/// two operands of every matrix product (tests, diagnostics).
 pub fn halves_saved() -> usize {
     HALVES.with(|h| h.get())
 }
 
-/// Counts one more saved half (`engine::recompute::Saved::value`).
+/// Counts one more tensor rounded to halves (`engine::recompute::Saved::value`, `Tensor::matmul`).
 pub(crate) fn count_half() {
     HALVES.with(|h| h.set(h.get() + 1));
 }

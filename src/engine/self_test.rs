@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use crate::engine::gpu::{enumerate_adapters, Gpu};
+use crate::engine::ops::linalg::half_matmul;
 use crate::engine::{Device, Error, Result, Tensor};
 
 /// Writes the adapter report to `out` line by line (so a driver that hangs shows where), then runs the
@@ -58,25 +59,36 @@ pub fn adapter_report(out: &mut dyn Write) -> Result<()> {
         line(format!("  {name:<38}{value}"))?;
     }
     line(format!("features: {:?}", gpu.features))?;
+    line(
+        "precision: fp32 everywhere by default; --precision mixed keeps saved activations as halves \
+         (integer conversion, no feature needed) and runs matrix products on half-precision operands"
+            .to_string(),
+    )?;
     line(format!(
-        "precision: fp32 arithmetic everywhere; --precision mixed keeps saved activations as halves by integer \
-         conversion (no feature needed). Not used yet: SHADER_F16 ({}), cooperative matrices",
-        if gpu.features.contains(wgpu::Features::SHADER_F16) {
-            "offered"
-        } else {
-            "not offered"
-        }
+        "  half-precision products: {} | SHADER_F16 {}",
+        half_matmul::path(gpu),
+        if gpu.half.f16 { "on" } else { "not offered" }
     ))?;
+    line(format!("  {}", half_matmul::coop_note(gpu)))?;
+    if !gpu.half.coop_configs.is_empty() {
+        line(format!(
+            "  cooperative-matrix configurations listed: {}",
+            gpu.half.coop_configs.join(", ")
+        ))?;
+    }
     let (relu_ok, worst, half_ok) = self_test();
     let mm_ok = worst < 1e-4;
+    let products_ok = half_matmul::path_self_test(gpu, half_matmul::path(gpu));
     let ok = |b: bool| if b { "ok" } else { "FAILED" };
     line(format!(
-        "self-test: relu {} | matmul {} (worst relative error {worst:.2e}) | half precision storage {}",
+        "self-test: relu {} | matmul {} (worst relative error {worst:.2e}) | half precision storage {} | \
+         half-precision products {}",
         ok(relu_ok),
         ok(mm_ok),
-        ok(half_ok)
+        ok(half_ok),
+        ok(products_ok)
     ))?;
-    if relu_ok && mm_ok && half_ok {
+    if relu_ok && mm_ok && half_ok && products_ok {
         Ok(())
     } else {
         Err(Error::Invalid(

@@ -96,7 +96,7 @@ pub fn create_module(device: &wgpu::Device, label: &str, source: &str) -> wgpu::
 /// Not measured yet on a GPU (no device was lent when it was written), so off by default as this module's
 /// policy asks of an unmeasured gain; `benches/device/run.sh` turns it on and measures it beside the f16
 /// tiles. The kernel is checked against the CPU reference on the device before its first use
-/// (`half_matmul::coop_self_test`), and falls back to the f16 tiles if it disagrees.
+/// (`half_matmul::path_self_test`), and falls back to the f16 tiles if it disagrees.
 pub fn experimental_features(cooperative_matrix: bool) -> wgpu::ExperimentalFeatures {
     if cooperative_matrix {
         // SAFETY: wgpu warns that its experimental features may contain bugs that are undefined behaviour

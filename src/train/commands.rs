@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::data::json::read_json;
 use crate::data::synthetic::pixelset::{write_pixelset, PixelSetSynthOptions};
 use crate::data::synthetic::{write_pastis, SynthOptions};
-use crate::engine::{Error, Result};
+use crate::engine::{with_precision, Error, Precision, Result};
 use crate::models::registry::{self, Task};
 use crate::train::flags::TrainArgs;
 use crate::train::panoptic;
@@ -78,6 +78,11 @@ pub struct EvaluateArgs {
     /// warning; a fold smaller than a batch is an error). Pixel sets never drop a batch.
     #[arg(long = "keep_last_batch")]
     pub keep_last_batch: bool,
+    /// Matrix products on half-precision operands with float32 sums (cooperative matrices or f16 where
+    /// the adapter has them), as in a `--precision mixed` training run; fp32 (the default) computes the
+    /// original's numbers.
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// GPU memory budget (2GB, 1.5GiB, 800MB, bytes) for semantic models: a batch whose forward pass would
     /// need more runs in parts of fewer patches (the same outputs), said once. Default: the adapter's memory
     /// where it is known (VRAM through nvidia-smi, a Mac's unified memory, host memory for lavapipe).
@@ -92,8 +97,13 @@ impl EvaluateArgs {
     }
 }
 
-/// `sitsgpu evaluate`: each fold's checkpoint on its test split, semantic or pixel-set after the conf.json.
+/// `sitsgpu evaluate`: each fold's checkpoint on its test split, semantic or pixel-set after the conf.json,
+/// in the precision asked.
 pub fn evaluate(a: &EvaluateArgs) -> Result<()> {
+    with_precision(a.precision, || evaluate_folds(a))
+}
+
+fn evaluate_folds(a: &EvaluateArgs) -> Result<()> {
     let cpu = a.cpu();
     let task = Task::resolve(a.task.as_deref(), &a.weight_folder.join("conf.json"))?;
     whole_batches_only(task, a.max_memory)?;
@@ -177,6 +187,11 @@ pub struct PredictArgs {
     /// Run on the CPU reference path instead of the GPU.
     #[arg(long)]
     pub cpu: bool,
+    /// Matrix products on half-precision operands with float32 sums (cooperative matrices or f16 where
+    /// the adapter has them), as in a `--precision mixed` training run; fp32 (the default) computes the
+    /// original's numbers.
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// GPU memory budget (2GB, 1.5GiB, 800MB, bytes) for semantic models: a batch whose forward pass would
     /// need more runs in parts of fewer patches (the same outputs), said once. Default: the adapter's memory
     /// where it is known (VRAM through nvidia-smi, a Mac's unified memory, host memory for lavapipe).
@@ -185,8 +200,12 @@ pub struct PredictArgs {
 }
 
 /// `sitsgpu predict`: a semantic model over PASTIS patches (one checkpoint, `--weights`), or a pixel-set
-/// classifier over parcels (one checkpoint, or a weight folder's k-fold ensemble).
+/// classifier over parcels (one checkpoint, or a weight folder's k-fold ensemble), in the precision asked.
 pub fn predict(a: &PredictArgs) -> Result<()> {
+    with_precision(a.precision, || predict_with(a))
+}
+
+fn predict_with(a: &PredictArgs) -> Result<()> {
     let conf = match (&a.weights, &a.weight_folder) {
         (Some(w), None) => registry::find_config(w, a.config.as_deref())?,
         (None, Some(f)) => a.config.clone().unwrap_or(f.join("conf.json")),

@@ -18,6 +18,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::engine::profile::Report;
+use crate::engine::ops::linalg::half_matmul;
 use crate::engine::{with_precision, Device, Gpu, Precision, Result};
 use crate::models::semantic::MODELS;
 
@@ -34,7 +35,7 @@ pub struct ProfileOptions {
     pub steps: usize,
     /// Time each dispatch by host wall clock even when GPU timestamps exist.
     pub wall_clock: bool,
-    /// What a training step keeps for its backward pass (`engine::precision`; evaluation is the same in both).
+    /// The precision of the measured steps (`engine::precision`): training steps and evaluation forwards.
     pub precision: Precision,
 }
 
@@ -47,8 +48,10 @@ pub struct ProfileOutcome {
     pub workload: String,
     /// Training steps (else forward passes).
     pub train: bool,
-    /// The training steps' precision.
+    /// The steps' precision.
     pub precision: Precision,
+    /// How this device computes the half-precision products of mixed (`half_matmul::path`).
+    pub half_products: String,
     /// Samples per step.
     pub batch: usize,
     /// Profiled steps.
@@ -126,11 +129,20 @@ impl ProfileOutcome {
              {:.3} ms summed kernel time (per step, mean of {} steps)\nGPU memory: peak of a step {}\n{}",
             self.adapter,
             self.workload,
-            if self.train {
-                format!("training step, precision {}", self.precision)
-            } else {
-                "evaluation forward".to_string()
-            },
+            format!(
+                "{}, precision {}{}",
+                if self.train {
+                    "training step"
+                } else {
+                    "evaluation forward"
+                },
+                self.precision,
+                if self.precision == Precision::Mixed {
+                    format!("; products: {}", self.half_products)
+                } else {
+                    String::new()
+                }
+            ),
             self.step_ms,
             self.samples_per_s(),
             self.encode_ms,
@@ -148,6 +160,7 @@ impl ProfileOutcome {
             "workload": self.workload,
             "train": self.train,
             "precision": self.precision.to_string(),
+            "half_products": self.half_products,
             "batch": self.batch,
             "steps": self.steps,
             "step_ms": self.step_ms,
@@ -168,7 +181,7 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         if opts.train {
             let _ = with_precision(opts.precision, || p.train_step());
         } else {
-            p.forward();
+            with_precision(opts.precision, || p.forward());
         }
     };
     for _ in 0..opts.warmup {
@@ -201,6 +214,7 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         workload: opts.workload.describe(),
         train: opts.train,
         precision: opts.precision,
+        half_products: half_matmul::path(gpu).to_string(),
         batch: opts.workload.batch,
         steps,
         step_ms: wall / steps as f64,
@@ -249,8 +263,8 @@ pub struct ProfileArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Training steps: fp32, or mixed (activations saved for the backward pass in half precision;
-    /// `sitsgpu train --precision`).
+    /// fp32, or mixed (products on half-precision operands, activations saved for the backward pass in
+    /// half precision; `sitsgpu train --precision`), for training steps and evaluation forwards.
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,
     /// Semantic evaluation: run a batch whose input exceeds this many MiB in parts within it (0: one sample at a time;

@@ -12,7 +12,7 @@
 //!    through wgpu's experimental `EXPERIMENTAL_COOPERATIVE_MATRIX`, where the adapter lists a 16 × 16 × 16
 //!    f16 × f16 → f32 configuration and the user turned it on (`SITSGPU_COOPERATIVE_MATRIX=1`: wgpu marks
 //!    the feature as possibly unsound, `engine::trusted`). The device checks it against the CPU reference
-//!    on a product with every edge case of the padding before using it ([`coop_self_test`]); a wrong answer
+//!    on a product with every edge case of the padding before using it ([`path_self_test`]); a wrong answer
 //!    turns the path off and says so.
 //! 2. **f16 tiles** (`half_matmul.wgsl`): adapters with `SHADER_F16` — half the operand bytes of the float32
 //!    kernel, the same tiles and arithmetic once staged.
@@ -141,7 +141,7 @@ fn decide(gpu: &'static Gpu) -> HalfPath {
         let coop = HalfPath::Cooperative {
             per_wg: (BLOCK as u32 / gpu.half.subgroup_max.max(1)).max(1),
         };
-        if coop_self_test(gpu, coop) {
+        if path_self_test(gpu, coop) {
             return coop;
         }
         eprintln!(
@@ -152,10 +152,11 @@ fn decide(gpu: &'static Gpu) -> HalfPath {
     fallback
 }
 
-/// Runs `coop` on a product whose M, K and N are not multiples of the tiles, with a batch, a shared and a
+/// Runs `path` on a product whose M, K and N are not multiples of the tiles, with a batch, a shared and a
 /// transposed operand, and compares it with [`cpu_forward`] (float32 sums in another order: K · 2^-23 of
-/// Σ|a·b|). A device whose driver gets cooperative matrices wrong fails here, not in a training run.
-pub fn coop_self_test(gpu: &'static Gpu, coop: HalfPath) -> bool {
+/// Σ|a·b|). A device whose driver gets cooperative matrices wrong fails here, not in a training run
+/// (`sitsgpu info` runs it on the device's path too).
+pub fn path_self_test(gpu: &'static Gpu, path: HalfPath) -> bool {
     let (batch, m, k, n) = (2, 70, 40, 130);
     let a: Vec<f32> = (0..batch * m * k)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
@@ -174,7 +175,7 @@ pub fn coop_self_test(gpu: &'static Gpu, coop: HalfPath) -> bool {
         },
     );
     let want = cpu_forward(&a, oa, &b, ob, batch, m, k, n);
-    let got = gpu_product(gpu, coop, (&a, oa), (&b, ob), batch, m, k, n);
+    let got = gpu_product(gpu, path, (&a, oa), (&b, ob), batch, m, k, n);
     within_sum_order(&got, &want, &a, oa, &b, ob, batch, m, k, n)
 }
 

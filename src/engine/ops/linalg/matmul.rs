@@ -23,6 +23,8 @@
 //! autograd's two transposed products reuse them.
 
 use crate::engine::autograd::Backward;
+use crate::engine::ops::linalg::half_matmul;
+use crate::engine::precision::{count_half, precision, Precision};
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::reduce::reduce_sum;
 use crate::engine::real::Real;
@@ -358,44 +360,43 @@ impl Backward for MatmulBackward {
 
 impl Tensor {
     /// Matrix product over the last two axes (torch.matmul for rank >= 2, batch axes equal or one side 1).
+    /// Under `--precision mixed` the operands are rounded to halves and the sums stay float32
+    /// (`half_matmul`, as autocast's float16 product); the backward pass is float32 in both modes.
     pub fn matmul(&self, other: &Tensor) -> Tensor {
         let (na, nb, batch, m, k, n, out) = dims(self.shape(), other.shape());
+        let (oa, ob) = (
+            Operand {
+                batch: na,
+                trans: false,
+            },
+            Operand {
+                batch: nb,
+                trans: false,
+            },
+        );
+        // Under --precision mixed the operands are rounded to halves (engine::precision): two roundings.
+        let mixed = precision() == Precision::Mixed;
+        if mixed {
+            count_half();
+            count_half();
+        }
         let storage = match Tensor::same_device("matmul", &[self, other]) {
             Device::Cpu => {
-                let c = cpu_forward(
-                    &self.cpu_data("matmul"),
-                    Operand {
-                        batch: na,
-                        trans: false,
-                    },
-                    &other.cpu_data("matmul"),
-                    Operand {
-                        batch: nb,
-                        trans: false,
-                    },
-                    batch,
-                    m,
-                    k,
-                    n,
-                );
-                Tensor::cpu_storage(c)
+                let (a, b) = (self.cpu_data("matmul"), other.cpu_data("matmul"));
+                Tensor::cpu_storage(if mixed {
+                    half_matmul::cpu_forward(&a, oa, &b, ob, batch, m, k, n)
+                } else {
+                    cpu_forward(&a, oa, &b, ob, batch, m, k, n)
+                })
             }
-            Device::Gpu => Storage::Gpu(gpu_forward(
-                self.gpu_storage("matmul"),
-                Operand {
-                    batch: na,
-                    trans: false,
-                },
-                other.gpu_storage("matmul"),
-                Operand {
-                    batch: nb,
-                    trans: false,
-                },
-                batch,
-                m,
-                k,
-                n,
-            )),
+            Device::Gpu => {
+                let (a, b) = (self.gpu_storage("matmul"), other.gpu_storage("matmul"));
+                Storage::Gpu(if mixed {
+                    half_matmul::gpu_forward(a, oa, b, ob, batch, m, k, n)
+                } else {
+                    gpu_forward(a, oa, b, ob, batch, m, k, n)
+                })
+            }
         };
         Tensor::from_op(
             &out,
