@@ -2,6 +2,9 @@
 //! - `matmul`: square 256..2048 and the shapes the models use (L-TAE keys, PSE's skinny layers and their
 //!   weight gradients), with each kernel plan — `matmul.wgsl` (64 × 64), `matmul_128.wgsl` (128 × 128), and
 //!   the automatic plan with its split-K;
+//! - `matmul_half`: `--precision mixed`'s products (operands rounded to halves, float32 sums) on every path
+//!   the adapter has — rounded float32, f16 tiles, cooperative matrices — beside float32, square up to 4096³
+//!   and two model shapes;
 //! - `conv2d`: U-TAE's encoder shapes, the forward with each tile (wide 64 × 128, narrow 16 × 256, direct),
 //!   the input gradient (its stride phases on the forward's kernel + the pad fold, vs the gather), the weight
 //!   gradient with each tile, and the decoder's transposed convolution;
@@ -138,6 +141,64 @@ fn matmul(c: &mut Criterion) {
                 );
                 Tensor::from_storage(&[b * m * n], Storage::Gpu(c))
             });
+        }
+    }
+    g.finish();
+}
+
+/// `--precision mixed`'s products (`half_matmul`): float32 beside every half-precision path this adapter has
+/// — rounded float32, f16 tiles (SHADER_F16), cooperative matrices (with `SITSGPU_COOPERATIVE_MATRIX=1`
+/// where offered). Each half-precision time includes packing both operands (the real cost in a step).
+/// 4096³ is the tensor-core target; on lavapipe it takes seconds an iteration.
+fn matmul_half(c: &mut Criterion) {
+    use sitsgpu::engine::ops::linalg::half_matmul::{self, gpu_forward_on, HalfPath};
+    use sitsgpu::engine::ops::linalg::matmul::{gpu_forward, Operand};
+    let Some(gpu) = gpu() else { return };
+    let device_path = half_matmul::path(gpu);
+    println!("half-precision products on this device: {device_path}");
+    let mut paths = vec![HalfPath::RoundedF32];
+    if gpu.half.f16 {
+        paths.push(HalfPath::F16Tiles);
+    }
+    if matches!(device_path, HalfPath::Cooperative { .. }) {
+        paths.push(device_path);
+    }
+    let mut g = group(c, "matmul_half");
+    let shapes: [(&str, usize, usize, usize); 5] = [
+        ("square 1024", 1024, 1024, 1024),
+        ("square 2048", 2048, 2048, 2048),
+        ("square 4096", 4096, 4096, 4096),
+        ("ltae keys 40960x256x64", 40960, 256, 64),
+        ("pse mlp1 196608x32x64", 196_608, 32, 64),
+    ];
+    let plain = Operand {
+        batch: 1,
+        trans: false,
+    };
+    for (name, m, k, n) in shapes {
+        let a = Tensor::rand_uniform(&[m * k], -1.0, 1.0, 1, Device::Gpu);
+        let w = Tensor::rand_uniform(&[k * n], -1.0, 1.0, 2, Device::Gpu);
+        g.throughput(Throughput::Elements((2 * m * n * k) as u64)); // FLOPs
+        let (ga, gw) = (a.gpu_storage("b"), w.gpu_storage("b"));
+        bench(&mut g, gpu, BenchmarkId::new("flops fp32", name), &|| {
+            let c = gpu_forward(ga, plain, gw, plain, 1, m, k, n);
+            Tensor::from_storage(&[m * n], Storage::Gpu(c))
+        });
+        for &p in &paths {
+            let label = match p {
+                HalfPath::Cooperative { .. } => "coop",
+                HalfPath::F16Tiles => "f16 tiles",
+                HalfPath::RoundedF32 => "rounded fp32",
+            };
+            bench(
+                &mut g,
+                gpu,
+                BenchmarkId::new(format!("flops half {label}"), name),
+                &|| {
+                    let c = gpu_forward_on(p, ga, plain, gw, plain, 1, m, k, n);
+                    Tensor::from_storage(&[m * n], Storage::Gpu(c))
+                },
+            );
         }
     }
     g.finish();
@@ -350,6 +411,6 @@ fn memory_bound(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = matmul, conv2d, attention_norm_adam, memory_bound
+    targets = matmul, matmul_half, conv2d, attention_norm_adam, memory_bound
 }
 criterion_main!(benches);

@@ -1,6 +1,8 @@
-//! `--precision mixed` (`engine::precision`): float32 arithmetic; the large activations a training step saves
-//! for its backward pass kept in half precision (a recomputed norm's input rounded in both passes). One
-//! training step of each model below, fp32 and mixed, on the CPU reference path and on the GPU:
+//! `--precision mixed` (`engine::precision`): matrix products on operands rounded to half precision with
+//! float32 sums; the large activations a training step saves for its backward pass kept in half precision (a
+//! recomputed norm's input rounded in both passes); everything else float32. One training step of each model
+//! below, fp32 and mixed, on the CPU reference path and on the GPU (whose products take the adapter's path:
+//! f16 tiles on lavapipe, `ops::linalg::half_matmul`):
 //!
 //! - class scores, loss and every parameter gradient within the bounds below of fp32's;
 //! - on the GPU, two mixed steps give the same bits (deterministic), and the U-Net models' peak of live
@@ -8,11 +10,13 @@
 //!   float32, nor the pixel-set models', whose peak is a transient of the forward pass that mixed raises by
 //!   the rounded copy of the largest layer's input; README § Mixed precision);
 //! - the GPU's mixed step agrees with the CPU's mixed step within the same bounds (the conversion is integer
-//!   arithmetic on the bits: the same words everywhere, `ops::elementwise::half`).
+//!   arithmetic on the bits: the same words everywhere, `ops::elementwise::half`; the products differ only in
+//!   the order of their float32 sums).
 //!
 //! **The bounds** come from half precision and from the situation's own conditioning, not from this test's
-//! numbers. A rounded value is off by at most `u = 2^-11` of itself, and the step rounds `L` activations
-//! (counted by the engine; not every one lies on every path, so `L` is generous):
+//! numbers. A rounded value is off by at most `u = 2^-11` of itself, and the step rounds `L` tensors (saved
+//! activations and products' operands, counted by the engine; not every one lies on every path, so `L` is
+//! generous):
 //! - well-conditioned layers: each rounding moves what follows by at most `u` of its scale (norms
 //!   renormalise), first order, so scores and loss move by at most `L · u` of their scale. A gradient read
 //!   from a rounded operand is off by `u` of its terms, `L · u` again; but a rounding can also move a value

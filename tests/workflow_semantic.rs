@@ -580,6 +580,38 @@ fn cli_synth_train_evaluate() {
         test_numbers(&r.join("Fold_1")),
         "evaluate vs train's test"
     );
+    // --precision mixed: the same checkpoint with its products on half-precision operands. The attention's
+    // products move by about 2^-11 of their operands, so the test numbers stay within a few hundredths.
+    let em = tmp.0.join("em");
+    let o = sitsgpu(&[
+        &"evaluate",
+        &"--dataset_folder",
+        &d,
+        &"--weight_folder",
+        &r,
+        &"--res_dir",
+        &em,
+        &"--fold",
+        &"1",
+        &"--cpu",
+        &"--precision",
+        &"mixed",
+    ]);
+    assert!(
+        o.status.success(),
+        "evaluate --precision mixed: {}",
+        text(&o)
+    );
+    let (fp32, mixed) = (
+        test_numbers(&e.join("Fold_1")),
+        test_numbers(&em.join("Fold_1")),
+    );
+    for (f, m) in fp32.iter().zip(&mixed) {
+        assert!(
+            (f - m).abs() <= 0.02 * f.abs().max(1.0),
+            "fp32 {fp32:?} vs mixed {mixed:?}"
+        );
+    }
     // Bad input: non-zero exit, the path named.
     let o = sitsgpu(&[
         &"train",

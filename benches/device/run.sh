@@ -2,7 +2,7 @@
 # One prepared run on a lent GPU (see benches/README.md): run from the checkout after ../shared/device/pack.sh,
 # through `bash .device/remote.sh 'bash benches/device/run.sh'`. Writes everything under $OUT (or ./device-out)
 # as it goes, so a run stopped at its time limit still returns what it measured; prints a summary last.
-# PART=profile|memory|bench|torch|test|all (default all) runs one part; PROFILES (model:flags with @ for spaces),
+# PART=profile|memory|half|bench|torch|test|all (default all) runs one part; PROFILES (model:flags with @ for spaces),
 # BENCH_FILTER and TESTS narrow the parts.
 set -uo pipefail
 # $OUT takes back at most 8 files: everything is written to a work folder and packed into one archive after
@@ -66,6 +66,44 @@ if [ "$part" = all ] || [ "$part" = memory ]; then
       ${ltae_args[@]+"${ltae_args[@]}"} --models "$models" --batch 4 --dates 6 --size 128 \
       > "$out/memory_table.md" 2>&1; cat "$out/memory_table.md"
   fi
+fi
+if [ "$part" = all ] || [ "$part" = half ]; then
+  # Issue "faster than PyTorch at its best": --precision mixed's products on the cooperative-matrix path
+  # (turned on here: SITSGPU_COOPERATIVE_MATRIX=1) beside the f16 tiles, fp32 and mixed steps beside
+  # PyTorch strict / default / autocast on the issue's shapes (U-TAE paper B 4 T 40 128², no dummy forward).
+  export SITSGPU_COOPERATIVE_MATRIX=1
+  step "half: info (the product path and its self-test)"
+  sitsgpu info > "$out/info_coop.txt" 2>&1; tail -5 "$out/info_coop.txt"
+  step "half: unit tests of the products (every path the adapter has, against the CPU)"
+  timeout 120 unit-lib-sitsgpu half_matmul > "$out/test_half_matmul.txt" 2>&1; echo "exit $?"
+  grep -E "test result|FAILED|panicked|half-precision" "$out/test_half_matmul.txt" | head -5
+  step "half: bench matmul_half (4096³ target: ≥ 100 TFLOP/s on the cooperative path)"
+  SITSGPU_BENCH_QUICK=1 timeout 240 ops --bench matmul_half > "$out/bench_matmul_half.txt" 2>&1
+  grep -E "^matmul_half|thrpt" "$out/bench_matmul_half.txt" | paste - - | sed -E 's/ +/ /g' | cut -c1-160
+  for prec in fp32 mixed; do
+    for mode in "--train" ""; do
+      tag=$([ -n "$mode" ] && echo train || echo eval)
+      step "half: sitsgpu utae paper B 4 T 40 128² $tag $prec"
+      timeout 120 sitsgpu profile --model utae --config paper $mode --batch_size 4 --dates 40 --size 128 \
+        --precision $prec --steps 3 --warmup 1 > "$out/half_utae_b4t40_${tag}_$prec.txt" 2>&1
+      sed -n 2,4p "$out/half_utae_b4t40_${tag}_$prec.txt"
+    done
+    step "half: sitsgpu pse_ltae B 128 train $prec"
+    timeout 120 sitsgpu profile --model pse_ltae --train --precision $prec --steps 3 --warmup 1 \
+      > "$out/half_pse_ltae_train_$prec.txt" 2>&1; sed -n 3,4p "$out/half_pse_ltae_train_$prec.txt"
+  done
+  step "half: mixed-precision model tests with the device's product path"
+  timeout 180 mixed_precision > "$out/test_mixed_precision.txt" 2>&1; echo "exit $?"
+  grep -E "test result|FAILED|panicked" "$out/test_mixed_precision.txt" | head -5
+  paps=${UTAE_PAPS:-.device/utae-paps}
+  if [ -d "$paps/src" ]; then
+    step "half: PyTorch U-TAE B 4 T 40 128² (no dummy forward): strict, default, autocast fp16 / bf16"
+    for flags in --strict "" "--amp fp16" "--amp bf16"; do
+      timeout 180 python3 benches/device/torch_memory.py --utae-paps "$paps" --model utae --batch 4 --dates 40 \
+        --size 128 --no-dummy --time 10 $flags 2>&1 | tail -1
+    done | tee "$out/half_torch_utae_b4t40.jsonl"
+  fi
+  unset SITSGPU_COOPERATIVE_MATRIX
 fi
 if [ "$part" = all ] || [ "$part" = torch ]; then
   step "pytorch reference"

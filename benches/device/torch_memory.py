@@ -41,14 +41,62 @@ shared block (U-TAE's and U-ConvLSTM's encoders, FPN-ConvLSTM's input convolutio
 ConvGRU and UNet3D have none): it only learns an output shape, no output changes; the strongest baseline. On
 CUDA the figures are `torch.cuda.max_memory_allocated` / `max_memory_reserved`; on the CPU the peak resident
 set (`ru_maxrss`) before and after the step, since lavapipe keeps sitsgpu's GPU buffers in host memory and its
-resident memory is comparable. Prints one JSON line."""
+resident memory is comparable. Prints one JSON line.
+
+Speed (issue: faster than PyTorch at its best): `--strict` turns TF32 off (PyTorch's strict float32),
+`--amp fp16|bf16` runs the step under `torch.autocast` (float16 with GradScaler, PyTorch's AMP recipe), and
+`--time N` adds the median wall time of N more steps (CUDA events, each step synchronised)."""
 import argparse
 import json
 import resource
 import sys
 from types import SimpleNamespace
 
+import time
+
 import torch
+
+
+def train_step(a, dev, model_loss, opt):
+    """One optimiser step: forward + loss (`model_loss()`) under autocast when --amp asks (float16 with
+    GradScaler, as PyTorch's AMP recipe; bfloat16 without), backward, Adam. Returns the loss (a readback,
+    as the original training loops read it every step)."""
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(a.amp)
+    scaler = torch.amp.GradScaler(dev.type) if a.amp == "fp16" else None
+
+    def step():
+        opt.zero_grad()
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            loss = model_loss()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        return loss.item()
+
+    return step
+
+
+def median_step_ms(step, dev, n):
+    """Median wall time of `n` steps, each synchronised (CUDA events on a GPU)."""
+    times = []
+    for _ in range(n):
+        if dev.type == "cuda":
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            s.record()
+            step()
+            e.record()
+            torch.cuda.synchronize()
+            times.append(s.elapsed_time(e))
+        else:
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
 
 
 def paper_config(model, num_classes=20):
@@ -153,6 +201,7 @@ def synthetic_parcels(b, h, w, seed=3):
 
 
 def semantic_step(a, dev):
+    install_scatter_shim()  # model_utils imports PaPs, which imports torch_scatter (unused by these models)
     sys.path.insert(0, a.utae_paps)
     from src import model_utils
     from src.backbones import fpn, utae
@@ -171,15 +220,7 @@ def semantic_step(a, dev):
     dates = torch.arange(t, device=dev).float().repeat(b, 1) * 5
     y = torch.randint(0, 20, (b, s, s), device=dev)
 
-    def step():
-        opt.zero_grad()
-        out = model(x, batch_positions=dates)
-        loss = crit(out, y)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return train_step(a, dev, lambda: crit(model(x, batch_positions=dates), y), opt)
 
 
 def panoptic_step(a, dev):
@@ -208,15 +249,11 @@ def panoptic_step(a, dev):
     dates = torch.arange(t, device=dev).float().repeat(b, 1) * 7
     y = synthetic_parcels(b, s, s).to(dev)
 
-    def step():
-        opt.zero_grad()
+    def model_loss():
         pred = model(x, batch_positions=dates, pseudo_nms=a.pseudo_nms, zones=y[:, :, :, 2], heatmap_only=False)
-        loss = crit(pred, y, heatmap_only=False)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return crit(pred, y, heatmap_only=False)
 
-    return step, {"scatter_max": "script stand-in" if shim else "torch_scatter", "pseudo_nms": a.pseudo_nms}
+    return train_step(a, dev, model_loss, opt), {"scatter_max": "script stand-in" if shim else "torch_scatter", "pseudo_nms": a.pseudo_nms}
 
 
 PIXEL_SETS = {"pse_ltae", "pse_tae", "pse_gru", "pse_tempcnn"}
@@ -252,15 +289,7 @@ def pixel_set_step(a, dev):
     extra = torch.rand(b, t, 4, device=dev) * 2 - 1
     y = torch.arange(b, device=dev) % 20
 
-    def step():
-        opt.zero_grad()
-        out = model(((x, mask), extra))
-        loss = crit(out, y.long())
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return train_step(a, dev, lambda: crit(model(((x, mask), extra)), y.long()), opt)
 
 
 def main():
@@ -276,9 +305,17 @@ def main():
     ap.add_argument("--pseudo-nms", action="store_true", help="utae_paps: run the pseudo-NMS in the step")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--amp", choices=["off", "fp16", "bf16"], default="off",
+                    help="automatic mixed precision: torch.autocast in float16 (with GradScaler) or bfloat16")
+    ap.add_argument("--strict", action="store_true",
+                    help="TF32 off for convolutions and matmuls (PyTorch's default has it on for cuDNN)")
+    ap.add_argument("--time", type=int, default=0, help="also report the median time of this many steps")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.strict:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     dev = torch.device(a.device)
     extra = {}
     if a.model in PIXEL_SETS:
@@ -300,7 +337,7 @@ def main():
     loss = step()
     out = {"model": a.model, "batch": a.batch, "dates": a.dates,
            "dummy_forward": not a.no_dummy and a.model not in PIXEL_SETS, "device": a.device,
-           "torch": torch.__version__, "loss": loss, **extra}
+           "torch": torch.__version__, "loss": loss, "amp": a.amp, "strict": a.strict, **extra}
     if a.model in PIXEL_SETS:
         out["pixels"] = a.pixels
     else:
@@ -312,6 +349,9 @@ def main():
     else:
         out.update(rss_before_step_bytes=rss_before,
                    peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    if a.time:
+        out["step_ms_median"] = median_step_ms(step, dev, a.time)
+        out["timed_steps"] = a.time
     print(json.dumps(out), flush=True)
 
 

@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::error::{Error, Result};
-use crate::engine::ops::linalg::half_matmul::HalfPath;
 pub use crate::engine::limits::LimitsMode;
+use crate::engine::ops::linalg::half_matmul::HalfPath;
 use crate::engine::pool::{BufSlice, BufferPool, PooledBuffer};
 pub use crate::engine::profile::DispatchInfo;
 use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
@@ -161,8 +161,8 @@ impl HalfFeatures {
                 && c.ab_type == S::F16
                 && c.cr_type == S::F32
         });
-        let coop_offered =
-            listed && features.contains(F::SUBGROUP | F::SHADER_F16 | F::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        let coop_offered = listed
+            && features.contains(F::SUBGROUP | F::SHADER_F16 | F::EXPERIMENTAL_COOPERATIVE_MATRIX);
         HalfFeatures {
             f16: features.contains(F::SHADER_F16),
             coop_offered,

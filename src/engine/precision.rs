@@ -1,4 +1,4 @@
-//! `--precision fp32|mixed`: what a training step keeps for its backward pass.
+//! `--precision fp32|mixed`: how matrix products compute and what a training step keeps for its backward pass.
 //!
 //! - **fp32** (the default): everything in float32, the numbers of the original PyTorch code.
 //! - **mixed**: as PyTorch's autocast, matrix products run on operands rounded to half precision with
@@ -10,12 +10,13 @@
 //!   float32 — convolutions, norms' statistics, softmax, losses, every gradient — and so do the weights and
 //!   Adam's moments. Products move by at most 2^-11 of their operands' magnitude (each rounding), the
 //!   gradients are those of inputs rounded to 11 significant bits, and the memory of a step's saved
-//!   activations halves. Convolutions, norms and everything but the products are exactly fp32's.
-
+//!   activations halves. Every other op computes exactly as in fp32 on the values it receives.
+//!
 //! Unlike autocast, no gradient is ever half precision, so nothing underflows: there is no loss scaling
-//! (PyTorch's GradScaler exists because autocast's backward pass produces float16 gradients). The halving
-//! needs no optional adapter feature (the conversion is integer arithmetic on the bits), so mixed runs on
-//! every adapter and on the CPU path, with the same words everywhere.
+//! (PyTorch's GradScaler exists because autocast's backward pass produces float16 gradients). Mixed needs no
+//! optional adapter feature (the rounding is integer arithmetic on the bits; f16 and cooperative matrices only
+//! make the products faster), so it runs on every adapter and on the CPU path, with the same halves everywhere
+//! and products that differ only in the order of their float32 sums.
 //!
 //! The mode is per thread and scoped ([`with_precision`]); the training loop sets it around each step's
 //! forward passes (`train::fold_loop`), and the backward walk suspends it (what a backward pass computes is

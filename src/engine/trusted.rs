@@ -35,6 +35,15 @@
 //!   kk = e / 64` transposed) ≤ 255; reads `kk · 16 + ty`, `ty < 16`.
 //! - `matmul_128.wgsl` — `tile_a`, `tile_b`: 256 vec4. Barriers as matmul.wgsl. Indices: `kk · 32 + mm / 4`
 //!   with `mm < 128, kk < 8` ≤ 255; reads `kk · 32 + 16 + ty` ≤ 255.
+//! - `half_matmul.wgsl` — `tile_a`, `tile_b`: 256 vec4. Barriers: the early return tests `wg ≥ batch ·
+//!   tiles` (uniform); the K loop runs to `k_p` (`Params`). Indices as matmul.wgsl's (`mm = e / 16 < 64`,
+//!   `kk = e % 16`; `nn = e % 64`, `kb = e / 64 < 16`). Its storage loads have no bounds test: the operands
+//!   are padded to the tiles by their launcher (`half_matmul::gpu_forward_on` allocates batch · M_p · K_p and
+//!   K_p · N_p halves and every index is below those), the stores test M and N.
+//! - `half_matmul_coop.wgsl` holds no workgroup memory. Its cooperative loads and stores read 16 × 16 tiles at
+//!   rows < M_p (or K_p) and columns < K_p (or N_p) of the padded operands and output its launcher allocates,
+//!   so they stay in bounds without tests (a cooperative operation cannot be made conditional: it must stay in
+//!   uniform control flow).
 //! - `conv2d.wgsl` — `tile_w`: 256, `tile_x`: 512 vec4. Barriers: early return on `wg ≥ tiles_o · tiles_p`;
 //!   loops over the `kH · kW` taps and over `C_in` in steps of 16 (`Params`). Indices: `tile_x[kk · 32 +
 //!   col / 4]` with `kk = lid / 128 + 2 j < 16, col < 128` ≤ 511; `tile_w[kk · 16 + m / 4]` with

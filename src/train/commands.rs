@@ -390,5 +390,41 @@ mod tests {
         .args;
         assert!(!a.cpu());
         assert_eq!(a.res_dir, PathBuf::from("./inference_utae"));
+        assert_eq!(a.precision, Precision::Fp32, "fp32 unless asked");
+    }
+
+    #[test]
+    fn evaluate_and_predict_take_a_precision() {
+        #[derive(Parser)]
+        struct PredictCli {
+            #[command(flatten)]
+            args: PredictArgs,
+        }
+        let base = ["evaluate", "--dataset_folder", "D", "--weight_folder", "W"];
+        let a = Cli::try_parse_from(base.iter().chain(&["--precision", "mixed"]))
+            .unwrap()
+            .args;
+        assert_eq!(a.precision, Precision::Mixed);
+        let p = PredictCli::try_parse_from(["predict", "--dataset_folder", "D", "--out", "O"])
+            .unwrap()
+            .args;
+        assert_eq!(p.precision, Precision::Fp32);
+        let p = PredictCli::try_parse_from([
+            "predict",
+            "--dataset_folder",
+            "D",
+            "--out",
+            "O",
+            "--precision",
+            "mixed",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(p.precision, Precision::Mixed);
+        let e = Cli::try_parse_from(base.iter().chain(&["--precision", "f16"]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("fp32 or mixed"), "{e}");
     }
 }

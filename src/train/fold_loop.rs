@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::data::json::write_json;
 use crate::engine::error::catch_too_large;
+use crate::engine::ops::linalg::half_matmul;
 use crate::engine::{with_precision, Device, Error, Gpu, Precision, Result, Tensor};
 use crate::layers::state::load_state_dict;
 use crate::layers::Module;
@@ -270,8 +271,13 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
     }
     std::fs::create_dir_all(&o.res_dir).map_err(|e| Error::io(&o.res_dir, e))?;
     if o.precision == Precision::Mixed {
+        let products = match device {
+            Device::Gpu => half_matmul::path(Gpu::get()?).to_string(),
+            Device::Cpu => "the CPU reference".to_string(),
+        };
         println!(
-            "precision: mixed (float32 arithmetic; activations saved for the backward pass in half precision)"
+            "precision: mixed (products on half-precision operands with float32 sums: {products}; \
+             activations saved for the backward pass in half precision; the rest float32)"
         );
     }
     let mut results = Vec::new();

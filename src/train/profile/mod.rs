@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::engine::profile::Report;
 use crate::engine::ops::linalg::half_matmul;
+use crate::engine::profile::Report;
 use crate::engine::{with_precision, Device, Gpu, Precision, Result};
 use crate::models::semantic::MODELS;
 
@@ -124,25 +124,23 @@ impl ProfileOutcome {
 
     /// The human-readable summary and table.
     pub fn text(&self) -> String {
+        let what = if self.train {
+            "training step"
+        } else {
+            "evaluation forward"
+        };
+        let products = if self.precision == Precision::Mixed {
+            format!("; products: {}", self.half_products)
+        } else {
+            String::new()
+        };
         format!(
-            "adapter: {}\nworkload: {} ({})\nstep: {:.3} ms wall ({:.1} samples/s), {:.3} ms CPU recording, \
-             {:.3} ms summed kernel time (per step, mean of {} steps)\nGPU memory: peak of a step {}\n{}",
+            "adapter: {}\nworkload: {} ({what}, precision {}{products})\nstep: {:.3} ms wall ({:.1} samples/s), \
+             {:.3} ms CPU recording, {:.3} ms summed kernel time (per step, mean of {} steps)\nGPU memory: peak \
+             of a step {}\n{}",
             self.adapter,
             self.workload,
-            format!(
-                "{}, precision {}{}",
-                if self.train {
-                    "training step"
-                } else {
-                    "evaluation forward"
-                },
-                self.precision,
-                if self.precision == Precision::Mixed {
-                    format!("; products: {}", self.half_products)
-                } else {
-                    String::new()
-                }
-            ),
+            self.precision,
             self.step_ms,
             self.samples_per_s(),
             self.encode_ms,

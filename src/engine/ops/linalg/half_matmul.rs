@@ -15,7 +15,8 @@
 //!    on a product with every edge case of the padding before using it ([`path_self_test`]); a wrong answer
 //!    turns the path off and says so.
 //! 2. **f16 tiles** (`half_matmul.wgsl`): adapters with `SHADER_F16` — half the operand bytes of the float32
-//!    kernel, the same tiles and arithmetic once staged.
+//!    kernel, the same tiles and arithmetic once staged (on lavapipe 1.15× float32 on PSE's skinny layer,
+//!    0.5× on square products: benches/README.md § `matmul_half`).
 //! 3. **Rounded float32**: every other adapter, and products too small for the padded kernels: the operands
 //!    are rounded by `half_pack.wgsl` / `half_unpack.wgsl` and multiplied by `matmul.wgsl` (no feature).
 //!
@@ -97,9 +98,9 @@ pub enum HalfPath {
 impl std::fmt::Display for HalfPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HalfPath::Cooperative { .. } => {
-                f.write_str("cooperative matrices (16×16×16 f16 × f16 → f32, half_matmul_coop.wgsl)")
-            }
+            HalfPath::Cooperative { .. } => f.write_str(
+                "cooperative matrices (16×16×16 f16 × f16 → f32, half_matmul_coop.wgsl)",
+            ),
             HalfPath::F16Tiles => f.write_str("f16 tiles (SHADER_F16, half_matmul.wgsl)"),
             HalfPath::RoundedF32 => {
                 f.write_str("float32 tiles on rounded operands (no optional feature)")
@@ -118,7 +119,8 @@ pub fn path(gpu: &'static Gpu) -> HalfPath {
 pub fn coop_note(gpu: &'static Gpu) -> String {
     let h = &gpu.half;
     if !h.coop_offered {
-        return "cooperative matrices: not offered (no 16×16×16 f16 × f16 → f32 configuration)".into();
+        return "cooperative matrices: not offered (no 16×16×16 f16 × f16 → f32 configuration)"
+            .into();
     }
     if !h.coop_enabled {
         return "cooperative matrices: offered, off (SITSGPU_COOPERATIVE_MATRIX=1 turns them on: \
@@ -360,7 +362,8 @@ pub fn gpu_forward_on(
 ) -> GpuStorage {
     let gpu = a.gpu;
     if path == HalfPath::RoundedF32 {
-        let rounded = |x: &GpuStorage, numel: usize| half::gpu_unpack(&half::gpu_pack(x, numel), numel);
+        let rounded =
+            |x: &GpuStorage, numel: usize| half::gpu_unpack(&half::gpu_pack(x, numel), numel);
         let (ra, rb) = (rounded(a, oa.batch * m * k), rounded(b, ob.batch * k * n));
         return matmul::gpu_forward(&ra, oa, &rb, ob, batch, m, k, n);
     }

@@ -23,10 +23,10 @@
 //! autograd's two transposed products reuse them.
 
 use crate::engine::autograd::Backward;
-use crate::engine::ops::linalg::half_matmul;
-use crate::engine::precision::{count_half, precision, Precision};
 use crate::engine::kernel::{Grid, Kernel};
+use crate::engine::ops::linalg::half_matmul;
 use crate::engine::ops::reduce::reduce_sum;
+use crate::engine::precision::{count_half, precision, Precision};
 use crate::engine::real::Real;
 use crate::engine::recompute::Saved;
 use crate::engine::shape;
