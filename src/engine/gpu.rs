@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::error::{Error, Result};
 pub use crate::engine::limits::LimitsMode;
-use crate::engine::ops::linalg::half_matmul::HalfPath;
 use crate::engine::pool::{BufSlice, BufferPool, PooledBuffer};
 pub use crate::engine::profile::DispatchInfo;
 use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
@@ -128,6 +127,35 @@ pub struct Gpu {
     uniform_align: u64,
     /// Poison mode's source of NaN bytes (grown on demand), see [`Gpu::poison`].
     nan_source: Mutex<Option<wgpu::Buffer>>,
+}
+
+/// How a device computes the half-precision products of `--precision mixed`
+/// (`engine::ops::linalg::half_matmul`, whose `path` decides it once per device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfPath {
+    /// `half_matmul_coop.wgsl`, `per_wg` 64 × 64 blocks a workgroup (64 / the largest subgroup size).
+    Cooperative {
+        /// Blocks per workgroup of 64 invocations.
+        per_wg: u32,
+    },
+    /// `half_matmul.wgsl`.
+    F16Tiles,
+    /// Operands rounded, then `matmul.wgsl`.
+    RoundedF32,
+}
+
+impl std::fmt::Display for HalfPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HalfPath::Cooperative { .. } => f.write_str(
+                "cooperative matrices (16×16×16 f16 × f16 → f32, half_matmul_coop.wgsl)",
+            ),
+            HalfPath::F16Tiles => f.write_str("f16 tiles (SHADER_F16, half_matmul.wgsl)"),
+            HalfPath::RoundedF32 => {
+                f.write_str("float32 tiles on rounded operands (no optional feature)")
+            }
+        }
+    }
 }
 
 /// What a device has for the half-precision products of `--precision mixed`

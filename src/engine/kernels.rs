@@ -278,8 +278,9 @@ mod tests {
         // (dropout, attention, attention_backward; its CPU twin is engine::rng::hash_u32, checked by the GPU
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
         // family's Params (and the half-precision products'), the GRU cell's gates (its backward recomputes
-        // the forward's) and Params, the binary16 rounding of half_pack and half_pack_operand.
-        let checks: [(&str, &str, usize); 12] = [
+        // the forward's) and Params, the binary16 rounding of half_pack and half_pack_operand, matmul's
+        // bounded row store (half_matmul.wgsl's too).
+        let checks: [(&str, &str, usize); 13] = [
             ("", "pcg_hash", 3),
             ("conv2d", "src_index", 5),
             ("conv2d", "weight_at", 3),
@@ -290,6 +291,7 @@ mod tests {
             ("half_matmul", "Params", 2),
             ("half_", "half_bits", 2),
             ("half_", "round_up", 2),
+            ("", "store_row", 2),
             ("gru_cell", "gates", 2),
             ("gru_cell", "Params", 2),
         ];

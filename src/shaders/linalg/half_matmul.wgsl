@@ -14,7 +14,8 @@
 //           vec4 multiply-adds. Workgroups: batch · M_p/64 · N_p/64, 2-D fold. Workgroup memory 8 KiB.
 // Bindings: 0 a (batch_a · M_p · K_p halves) | 1 b (batch_b · K_p · N_p halves) | 2 c (batch, M, N) |
 //           3 params (uniform)
-// CPU reference: engine::ops::linalg::half_matmul::cpu_forward. Needs SHADER_F16 (`enable f16`).
+// CPU reference: engine::ops::linalg::half_matmul::cpu_forward. Needs SHADER_F16 (`enable f16`). fma_step and
+// store_row are matmul.wgsl's (the same text: engine::kernels checks store_row).
 // Backward: none of its own (the backward of a product is two products).
 
 enable f16;

@@ -81,33 +81,7 @@ pub const K_STEP: usize = 16;
 /// Products with fewer multiply-adds than this take the rounded float32 path (packing is not worth it).
 pub const PACKED_MIN_MACS: usize = 1 << 18;
 
-/// How a device computes half-precision products (module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HalfPath {
-    /// `half_matmul_coop.wgsl`, `per_wg` 64 × 64 blocks a workgroup (64 / the largest subgroup size).
-    Cooperative {
-        /// Blocks per workgroup of 64 invocations.
-        per_wg: u32,
-    },
-    /// `half_matmul.wgsl`.
-    F16Tiles,
-    /// Operands rounded, then `matmul.wgsl`.
-    RoundedF32,
-}
-
-impl std::fmt::Display for HalfPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HalfPath::Cooperative { .. } => f.write_str(
-                "cooperative matrices (16×16×16 f16 × f16 → f32, half_matmul_coop.wgsl)",
-            ),
-            HalfPath::F16Tiles => f.write_str("f16 tiles (SHADER_F16, half_matmul.wgsl)"),
-            HalfPath::RoundedF32 => {
-                f.write_str("float32 tiles on rounded operands (no optional feature)")
-            }
-        }
-    }
-}
+pub use crate::engine::gpu::HalfPath;
 
 /// The path this device takes, decided on first use: cooperative matrices when enabled and their self-test
 /// passes, else f16 tiles with `SHADER_F16`, else rounded float32.
@@ -389,46 +363,38 @@ pub fn gpu_forward_on(
             .bytes(2 * (oa.batch * m_p * k_p + ob.batch * k_p * n_p) + 4 * batch * m * n)
             .loop_len(k_p)
     };
-    match path {
+    // The cooperative kernel stores whole 16 × 16 tiles: it writes C_p (batch, M_p, N_p), cropped below when
+    // padded; the f16 tiles store C (batch, M, N) directly.
+    let (kernel, groups, out_rows, out_cols) = match path {
         HalfPath::Cooperative { per_wg } => {
             params.per_wg = per_wg;
-            let exact = m_p == m && n_p == n;
-            let cp = GpuStorage::alloc(gpu, batch * m_p * n_p, "half_matmul_coop");
-            HALF_MATMUL_COOP.dispatch(
-                gpu,
-                &[pa.buffer(), pb.buffer(), cp.buffer()],
-                &params,
-                grid(blocks.div_ceil(per_wg as usize)),
-            );
-            if exact {
-                return cp;
-            }
-            // The padded rows and columns are dropped: C = C_p[:, :M, :N].
-            let c = GpuStorage::alloc(gpu, batch * m * n, "half_matmul_crop");
-            gpu_copy_strided(
-                &cp,
-                &c,
-                &StridedCopy {
-                    shape: vec![batch, m, n],
-                    src_offset: 0,
-                    src_strides: vec![m_p * n_p, n_p, 1],
-                    dst_offset: 0,
-                    dst_strides: vec![m * n, n, 1],
-                },
-            );
-            c
+            (HALF_MATMUL_COOP, blocks.div_ceil(per_wg as usize), m_p, n_p)
         }
-        _ => {
-            let c = GpuStorage::alloc(gpu, batch * m * n, "half_matmul");
-            HALF_MATMUL.dispatch(
-                gpu,
-                &[pa.buffer(), pb.buffer(), c.buffer()],
-                &params,
-                grid(blocks),
-            );
-            c
-        }
+        _ => (HALF_MATMUL, blocks, m, n),
+    };
+    let c = GpuStorage::alloc(gpu, batch * out_rows * out_cols, kernel.entry);
+    kernel.dispatch(
+        gpu,
+        &[pa.buffer(), pb.buffer(), c.buffer()],
+        &params,
+        grid(groups),
+    );
+    if (out_rows, out_cols) == (m, n) {
+        return c;
     }
+    let cropped = GpuStorage::alloc(gpu, batch * m * n, "half_matmul_crop");
+    gpu_copy_strided(
+        &c,
+        &cropped,
+        &StridedCopy {
+            shape: vec![batch, m, n],
+            src_offset: 0,
+            src_strides: vec![m_p * n_p, n_p, 1],
+            dst_offset: 0,
+            dst_strides: vec![m * n, n, 1],
+        },
+    );
+    cropped
 }
 
 // ---- Tests ----
