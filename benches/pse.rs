@@ -5,7 +5,8 @@
 //! adapter name is printed first; without an adapter the GPU benches print a skip line.
 //!
 //! Run: `cargo bench --bench pse` (one model: `cargo bench --bench pse -- pse_ltae`). `SITSGPU_BENCH_QUICK=1`
-//! shortens the measurement.
+//! shortens the measurement; `SITSGPU_BENCH_PRECISION=mixed` times `--precision mixed` (products on
+//! half-precision operands, saved activations as halves).
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
 use sitsgpu::engine::gpu::Gpu;
+use sitsgpu::engine::{with_precision, Precision};
 use sitsgpu::layers::{Ctx, Module};
 use sitsgpu::models::pse::focal_loss;
 use sitsgpu::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
@@ -82,6 +84,13 @@ fn bench_one(
 }
 
 fn bench(c: &mut Criterion) {
+    let precision =
+        Precision::from_env("SITSGPU_BENCH_PRECISION").unwrap_or_else(|e| panic!("{e}"));
+    println!("precision: {precision} (SITSGPU_BENCH_PRECISION)");
+    with_precision(precision, || bench_in(c));
+}
+
+fn bench_in(c: &mut Criterion) {
     let mut g = c.benchmark_group("pse");
     let quick = std::env::var("SITSGPU_BENCH_QUICK").is_ok_and(|v| v == "1");
     g.sample_size(10)

@@ -10,6 +10,9 @@
 //! of one evaluation forward and one training step. The paper config takes seconds per step on a software adapter (lavapipe): it runs
 //! there only with `SITSGPU_BENCH_PAPER=1`. `SITSGPU_BENCH_QUICK=1` shortens the measurement.
 //!
+//! `SITSGPU_BENCH_PRECISION=mixed` times `--precision mixed` (products on half-precision operands, saved
+//! activations as halves).
+//!
 //! Run: `cargo bench --bench utae` (one model: `cargo bench --bench utae -- convlstm`; one config:
 //! `-- small`).
 
@@ -19,11 +22,19 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sitsgpu::engine::gpu::Gpu;
+use sitsgpu::engine::{with_precision, Precision};
 use sitsgpu::models::semantic::MODELS;
 use sitsgpu::train::profile::{MemoryPeak, Workload};
 use sitsgpu::Device;
 
 fn bench(c: &mut Criterion) {
+    let precision =
+        Precision::from_env("SITSGPU_BENCH_PRECISION").unwrap_or_else(|e| panic!("{e}"));
+    println!("precision: {precision} (SITSGPU_BENCH_PRECISION)");
+    with_precision(precision, || bench_in(c));
+}
+
+fn bench_in(c: &mut Criterion) {
     let gpu = match Gpu::get() {
         Ok(g) => g,
         Err(e) => {

@@ -92,6 +92,11 @@ if [ "$part" = all ] || [ "$part" = half ]; then
     timeout 120 sitsgpu profile --model pse_ltae --train --precision $prec --steps 3 --warmup 1 \
       > "$out/half_pse_ltae_train_$prec.txt" 2>&1; sed -n 3,4p "$out/half_pse_ltae_train_$prec.txt"
   done
+  for prec in fp32 mixed; do
+    step "half: bench pse, precision $prec (parcels/s; the issue's targets: train ≥ 13,447, inference ≥ 60,000)"
+    SITSGPU_BENCH_PRECISION=$prec SITSGPU_BENCH_QUICK=1 timeout 150 pse --bench > "$out/bench_pse_$prec.txt" 2>&1
+    grep -E "^pse|thrpt" "$out/bench_pse_$prec.txt" | paste - - | sed -E 's/ +/ /g' | cut -c1-160
+  done
   step "half: mixed-precision model tests with the device's product path"
   timeout 180 mixed_precision > "$out/test_mixed_precision.txt" 2>&1; echo "exit $?"
   grep -E "test result|FAILED|panicked" "$out/test_mixed_precision.txt" | head -5

@@ -57,6 +57,17 @@ impl fmt::Display for Precision {
     }
 }
 
+impl Precision {
+    /// The precision named by the environment variable `var` (the benches' `SITSGPU_BENCH_PRECISION`), fp32
+    /// when it is unset or empty; an unknown name is an error that names the variable.
+    pub fn from_env(var: &str) -> Result<Precision, String> {
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => v.parse().map_err(|e| format!("{var}: {e}")),
+            _ => Ok(Precision::Fp32),
+        }
+    }
+}
+
 /// Saved tensors smaller than this stay float32 (a launch each way is not worth 8 KiB).
 pub const HALF_MIN_NUMEL: usize = 4096;
 
@@ -106,6 +117,10 @@ mod tests {
             .unwrap_err()
             .contains("fp32 or mixed"));
         assert_eq!(precision(), Precision::Fp32);
+        assert_eq!(
+            Precision::from_env("SITSGPU_TEST_UNSET_PRECISION"),
+            Ok(Precision::Fp32)
+        );
         let inner = with_precision(Precision::Mixed, || {
             with_precision(Precision::Fp32, precision)
         });
