@@ -5,9 +5,9 @@
 //! f16 tiles on lavapipe, `ops::linalg::half_matmul`):
 //!
 //! - class scores, loss and every parameter gradient within the bounds below of fp32's;
-//! - on the GPU, two mixed steps give the same bits (deterministic), and the U-Net models' peak of live
-//!   tensors is lower (not the ConvLSTM's and ConvGRU's, whose per-date states the recurrent op keeps in
-//!   float32, nor the pixel-set models', whose peak is a transient of the forward pass that mixed raises by
+//! - on the GPU, two mixed steps give the same bits (deterministic), and the patch models' peak of live
+//!   tensors is lower (the recurrent ops keep their per-date traces as halves too; not the pixel-set
+//!   models', whose peak is a transient of the forward pass that mixed raises by
 //!   the rounded copy of the largest layer's input; README § Mixed precision);
 //! - the GPU's mixed step agrees with the CPU's mixed step within the same bounds (the conversion is integer
 //!   arithmetic on the bits: the same words everywhere, `ops::elementwise::half`; the products differ only in
@@ -230,9 +230,8 @@ fn mixed_on_the_gpu_saves_memory_and_agrees_with_the_cpu() {
             "{name}: two mixed GPU steps differ"
         );
         let worst = within_bounds(&format!("{name} GPU"), &mixed, &fp32, &nudged, mixed.halves);
-        // The recurrent baselines keep their per-date states inside their op (float32), the pixel-set
-        // models' peak is a forward transient (module doc): the others' peak is lower.
-        let lower = w.pixels == 0 && !["convlstm", "convgru"].contains(&name.as_str());
+        // The pixel-set models' peak is a forward transient (module doc): the patch models' peak is lower.
+        let lower = w.pixels == 0;
         assert!(
             !lower || mixed.peak_live < fp32.peak_live,
             "{name}: mixed peak {} ≥ fp32 peak {}",

@@ -16,6 +16,7 @@
 
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::ParamsN;
+use crate::engine::precision::{count_half, precision, Precision, HALF_MIN_NUMEL};
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
@@ -119,6 +120,73 @@ pub fn gpu_unpack(w: &GpuStorage, n: usize) -> GpuStorage {
         Grid::threads(n),
     );
     y
+}
+
+// ---- Buffers kept for a backward pass ----
+
+/// Whether a buffer of `n` values that an op keeps for its backward pass is kept as halves: under
+/// `--precision mixed`, from `HALF_MIN_NUMEL` values up (the rule of `engine::recompute::Saved::value`).
+pub fn keeps_half(n: usize) -> bool {
+    precision() == Precision::Mixed && n >= HALF_MIN_NUMEL
+}
+
+/// A GPU buffer of `n` values an op keeps for its backward pass as raw storage (the recurrent ops' traces;
+/// tensors go through `engine::recompute::Saved`): as it is, or as halves when [`keeps_half`].
+pub enum KeptGpu {
+    /// The float32 values.
+    Full(GpuStorage),
+    /// ceil(n / 2) words of halves, and n.
+    Half(GpuStorage, usize),
+}
+
+impl KeptGpu {
+    /// Keeps `s` (n values): packs it to halves (and lets the float32 buffer go) when [`keeps_half`].
+    pub fn keep(s: GpuStorage, n: usize) -> KeptGpu {
+        if keeps_half(n) {
+            count_half();
+            KeptGpu::Half(gpu_pack(&s, n), n)
+        } else {
+            KeptGpu::Full(s)
+        }
+    }
+
+    /// The float32 values: the kept buffer itself, or a temporary unpacked from the halves (freed when the
+    /// view is dropped).
+    pub fn get(&self) -> F32View<'_> {
+        match self {
+            KeptGpu::Full(s) => F32View::Kept(s),
+            KeptGpu::Half(w, n) => F32View::Unpacked(gpu_unpack(w, *n)),
+        }
+    }
+}
+
+/// [`KeptGpu::get`]'s float32 buffer (dereferences to it).
+pub enum F32View<'a> {
+    /// The kept float32 buffer.
+    Kept(&'a GpuStorage),
+    /// Unpacked from halves for this use.
+    Unpacked(GpuStorage),
+}
+
+impl std::ops::Deref for F32View<'_> {
+    type Target = GpuStorage;
+    fn deref(&self) -> &GpuStorage {
+        match self {
+            F32View::Kept(s) => s,
+            F32View::Unpacked(s) => s,
+        }
+    }
+}
+
+/// The CPU twin of [`KeptGpu::keep`]: `v` rounded to halves in place when [`keeps_half`] (the same values the
+/// GPU's pack and unpack give).
+pub fn cpu_keep(v: &mut [f32]) {
+    if keeps_half(v.len()) {
+        count_half();
+        for x in v.iter_mut() {
+            *x = half_value(half_bits(*x));
+        }
+    }
 }
 
 // ---- The stored tensor ----

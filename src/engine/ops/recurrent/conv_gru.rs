@@ -19,7 +19,9 @@
 //!
 //! **Memory per step** (saved, floats per pixel and sample): [x_s, h_s] and [x_s, r⊙h_s] (C_x + Hd each),
 //! the pre-activations zr (2·Hd) and a (Hd): `2·C_x + 5·Hd`; `--model convgru` (C_x 10, Hd 180, 128 × 128,
-//! B 4): 243 MB a step. Evaluation keeps only the current step.
+//! B 4): 243 MB a step. Under `--precision mixed` all four are kept as halves (`ops::elementwise::half::
+//! KeptGpu`), each once the forward pass has read it for the last time; the backward pass reads the rounded
+//! values. Evaluation keeps only the current step.
 //!
 //! CPU reference: [`cpu_gates_forward`], [`cpu_update_forward`] and their backwards (the fused launches),
 //! [`cpu_forward`] / [`cpu_backward`] (the sequence, with conv2d's reference).
@@ -27,6 +29,7 @@
 use crate::engine::autograd::{is_grad_enabled, Backward};
 use crate::engine::kernel::Kernel;
 use crate::engine::ops::conv::conv2d;
+use crate::engine::ops::elementwise::half::{cpu_keep, KeptGpu};
 use crate::engine::ops::recurrent::conv_lstm::{sigmoid, Dims};
 use crate::engine::real::Real;
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -164,7 +167,7 @@ pub fn cpu_gates_backward<T: Real>(zr: &[T], h: &[T], g: &[T], hd: usize, p: usi
     out
 }
 
-/// What the forward keeps per step s: [x_s, h_s], zr, [x_s, r ⊙ h_s], a; and h_T.
+/// What the forward keeps per step s: [x_s, h_s], zr, [x_s, r ⊙ h_s], a.
 pub struct Trace<S> {
     /// [x_s, h_s] (B, C_x + Hd, P).
     pub combs: Vec<S>,
@@ -174,8 +177,6 @@ pub struct Trace<S> {
     pub comb2s: Vec<S>,
     /// out_conv pre-activations (B, Hd, P).
     pub acts: Vec<S>,
-    /// h_T (B, Hd, P).
-    pub h_last: S,
 }
 
 /// The weights of a ConvGRU: in_conv (2·Hd, C_x + Hd, k, k) + bias, out_conv (Hd, C_x + Hd, k, k) + bias
@@ -206,8 +207,8 @@ fn cat_halves<T: Real>(first: &[T], second: &[T], hd: usize, p: usize) -> Vec<T>
     out
 }
 
-/// The sequence: x (B, T, C_x, H, W) and the weights → the trace (h_T last).
-pub fn cpu_forward<T: Real>(x: &[T], wt: &Weights<[T]>, d: &Dims) -> Trace<Vec<T>> {
+/// The sequence: x (B, T, C_x, H, W) and the weights → the trace and h_T (B, Hd, H, W).
+pub fn cpu_forward<T: Real>(x: &[T], wt: &Weights<[T]>, d: &Dims) -> (Trace<Vec<T>>, Vec<T>) {
     let (gi, go) = (d.geom(2 * d.hd), d.geom(d.hd));
     let mut h = vec![T::zero(); d.b * d.hd * d.p()];
     let (mut combs, mut zrs, mut comb2s, mut acts) = (vec![], vec![], vec![], vec![]);
@@ -222,13 +223,15 @@ pub fn cpu_forward<T: Real>(x: &[T], wt: &Weights<[T]>, d: &Dims) -> Trace<Vec<T
         comb2s.push(comb2);
         acts.push(a);
     }
-    Trace {
-        combs,
-        zrs,
-        comb2s,
-        acts,
-        h_last: h,
-    }
+    (
+        Trace {
+            combs,
+            zrs,
+            comb2s,
+            acts,
+        },
+        h,
+    )
 }
 
 /// Backpropagation through time from dh_T (B, Hd, H, W) → [dx, dW_in, db_in, dW_out, db_out].
@@ -306,8 +309,20 @@ impl Tensor {
                     w_out: &v[3][..],
                     b_out: &v[4][..],
                 };
-                let tr = cpu_forward(&v[0], &wt, &d);
-                (Tensor::cpu_storage(tr.h_last.clone()), Saved::Cpu(tr, v))
+                let (mut tr, h) = cpu_forward(&v[0], &wt, &d);
+                if keep {
+                    // What the GPU keeps, as it keeps it (halves under --precision mixed).
+                    for v in tr
+                        .combs
+                        .iter_mut()
+                        .chain(&mut tr.zrs)
+                        .chain(&mut tr.comb2s)
+                        .chain(&mut tr.acts)
+                    {
+                        cpu_keep(v);
+                    }
+                }
+                (Tensor::cpu_storage(h), Saved::Cpu(tr, v))
             }
             Device::Gpu => {
                 let g: Vec<&GpuStorage> = inputs.iter().map(|t| t.gpu_storage(op)).collect();
@@ -317,8 +332,7 @@ impl Tensor {
                     w_out: g[3],
                     b_out: g[4],
                 };
-                let mut tr = gpu_forward(g[0], &wt, &d, keep);
-                let h = std::mem::replace(&mut tr.h_last, GpuStorage::alloc(g[0].gpu, 1, op));
+                let (tr, h) = gpu_forward(g[0], &wt, &d, keep);
                 (Storage::Gpu(h), Saved::Gpu(tr))
             }
         };
@@ -334,7 +348,7 @@ impl Tensor {
 
 enum Saved {
     Cpu(Trace<Vec<f32>>, Vec<Vec<f32>>),
-    Gpu(Trace<GpuStorage>),
+    Gpu(Trace<KeptGpu>),
 }
 
 struct ConvGruBackward {

@@ -22,8 +22,11 @@
 //! pre-activations (4·Hd) and c_s (Hd): `C_x + 6·Hd`, so `4·B·H·W·(C_x + 6·Hd)` bytes a step — T = 60 steps of
 //! the paper's RecUNet bottleneck (C_x 128, Hd 64, 16 × 16, B 4): 126 MB; of `--model convlstm` (C_x 10,
 //! Hd 160, 128 × 128, B 4): 254 MB a step, 64 MB at B 1. (PyTorch's autograd keeps about twice that: the
-//! concatenation, the gates before and after their activations, tanh(c) and h.) In evaluation (no gradient
-//! recorded) only the current step is kept.
+//! concatenation, the gates before and after their activations, tanh(c) and h: 1,198 floats a pixel per date
+//! at `--model convlstm`'s widths, measured, against our 970.) Under `--precision mixed` the three are kept
+//! as halves (`ops::elementwise::half::KeptGpu`: half the bytes), each once the forward pass has read it for
+//! the last time, and the backward pass reads the rounded values. In evaluation (no gradient recorded) only
+//! the current step is kept.
 //!
 //! CPU reference: [`cpu_cell_forward`] / [`cpu_cell_backward`] (the fused cell) and [`cpu_forward`] /
 //! [`cpu_backward`] (the sequence, with conv2d's reference).
@@ -31,8 +34,9 @@
 use crate::engine::autograd::{is_grad_enabled, Backward};
 use crate::engine::kernel::Kernel;
 use crate::engine::ops::conv::conv2d::{self, Geom, PaddingMode};
+use crate::engine::ops::elementwise::half::{cpu_keep, KeptGpu};
 use crate::engine::real::Real;
-use crate::engine::storage::{Device, GpuStorage, Storage};
+use crate::engine::storage::{Device, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
 
@@ -294,13 +298,25 @@ impl Tensor {
         let keep = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
         let (storage, trace) = match Tensor::same_device(op, &inputs) {
             Device::Cpu => {
-                let tr = cpu_forward(
+                let mut tr = cpu_forward(
                     &self.cpu_data(op),
                     &weight.cpu_data(op),
                     &bias.cpu_data(op),
                     &d,
                 );
-                (Tensor::cpu_storage(tr.cs[d.t].clone()), Saved::Cpu(tr))
+                let c_t = tr.cs[d.t].clone();
+                if keep {
+                    // What the GPU keeps, as it keeps it (halves under --precision mixed).
+                    for v in tr
+                        .combs
+                        .iter_mut()
+                        .chain(&mut tr.gates)
+                        .chain(&mut tr.cs[..d.t])
+                    {
+                        cpu_keep(v);
+                    }
+                }
+                (Tensor::cpu_storage(c_t), Saved::Cpu(tr))
             }
             Device::Gpu => {
                 let (x, w, b) = (
@@ -308,8 +324,8 @@ impl Tensor {
                     weight.gpu_storage(op),
                     bias.gpu_storage(op),
                 );
-                let mut tr = gpu_forward(x, w, b, &d, keep);
-                (Storage::Gpu(tr.cs.pop().expect("c_T")), Saved::Gpu(tr))
+                let (tr, c_t) = gpu_forward(x, w, b, &d, keep);
+                (Storage::Gpu(c_t), Saved::Gpu(tr))
             }
         };
         let back = ConvLstmBackward {
@@ -323,7 +339,7 @@ impl Tensor {
 
 enum Saved {
     Cpu(Trace<Vec<f32>>),
-    Gpu(Trace<GpuStorage>),
+    Gpu(Trace<KeptGpu>),
 }
 
 struct ConvLstmBackward {

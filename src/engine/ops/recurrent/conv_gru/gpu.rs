@@ -7,17 +7,20 @@ use super::{
 };
 use crate::engine::kernel::Grid;
 use crate::engine::ops::conv::conv2d;
+use crate::engine::ops::elementwise::half::KeptGpu;
 use crate::engine::ops::recurrent::conv_lstm::Dims;
 use crate::engine::storage::{GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 
-/// The forward on the GPU (`keep` false: evaluation, only the current step's buffers are kept).
+/// The forward on the GPU: the trace (empty when `keep` is false: evaluation) and h_T. Each buffer joins the
+/// trace once the forward has read it for the last time, as halves under `--precision mixed`
+/// ([`KeptGpu::keep`]).
 pub fn gpu_forward(
     x: &GpuStorage,
     wt: &Weights<GpuStorage>,
     d: &Dims,
     keep: bool,
-) -> Trace<GpuStorage> {
+) -> (Trace<KeptGpu>, GpuStorage) {
     let (gpu, gi, go, p) = (x.gpu, d.geom(2 * d.hd), d.geom(d.hd), d.p());
     let u = |v: usize| v as u32;
     let gp = GatesParams {
@@ -62,25 +65,29 @@ pub fn gpu_forward(
         (up.t_next, up.cxn) = (u(s + 1), if s + 1 < d.t { u(d.cx) } else { 0 });
         let next = update(&zr, &a, &comb, &up);
         if keep {
-            combs.push(comb);
-            zrs.push(zr);
-            comb2s.push(comb2);
-            acts.push(a);
+            let (nc, hp) = (d.b * (d.cx + d.hd) * p, d.b * d.hd * p);
+            combs.push(KeptGpu::keep(std::mem::replace(&mut comb, next), nc));
+            zrs.push(KeptGpu::keep(zr, 2 * hp));
+            comb2s.push(KeptGpu::keep(comb2, nc));
+            acts.push(KeptGpu::keep(a, hp));
+        } else {
+            comb = next;
         }
-        comb = next;
     }
-    Trace {
-        combs,
-        zrs,
-        comb2s,
-        acts,
-        h_last: comb,
-    }
+    (
+        Trace {
+            combs,
+            zrs,
+            comb2s,
+            acts,
+        },
+        comb,
+    )
 }
 
 /// Backpropagation through time on the GPU from dh_T → [dx, dW_in, db_in, dW_out, db_out].
 pub fn gpu_backward(
-    tr: &Trace<GpuStorage>,
+    tr: &Trace<KeptGpu>,
     w_in: &Tensor,
     w_out: &Tensor,
     dh_t: &GpuStorage,
@@ -112,10 +119,12 @@ pub fn gpu_backward(
             dx_only: 0,
             _pad: [0; 3],
         };
+        // Each kept buffer is read once: zr and comb by both fused launches, unpacked once for both.
+        let (zr_s, comb_s, act_s) = (tr.zrs[s].get(), tr.combs[s].get(), tr.acts[s].get());
         let bufs = [
-            tr.zrs[s].buffer(),
-            tr.acts[s].buffer(),
-            tr.combs[s].buffer(),
+            zr_s.buffer(),
+            act_s.buffer(),
+            comb_s.buffer(),
             d1b.buffer(),
             d2b.buffer(),
             da.buffer(),
@@ -123,12 +132,13 @@ pub fn gpu_backward(
             dx.buffer(),
         ];
         CONV_GRU_UPDATE_BACKWARD.dispatch(gpu, &bufs, &prm, Grid::threads(d.b * (c1 + d.hd) * p));
+        drop(act_s);
         let dcomb2 = conv2d::gpu_backward_input(&da, w_out.gpu_storage(op), &go);
         acc(
             2,
             Tensor::from_storage(
                 w_out.shape(),
-                Storage::Gpu(conv2d::gpu_backward_weight(&tr.comb2s[s], &da, &go)),
+                Storage::Gpu(conv2d::gpu_backward_weight(&tr.comb2s[s].get(), &da, &go)),
             ),
         );
         let n = d.b * (d.cx + d.hd) * p;
@@ -143,8 +153,8 @@ pub fn gpu_backward(
             _pad: [0; 2],
         };
         let bufs = [
-            tr.zrs[s].buffer(),
-            tr.combs[s].buffer(),
+            zr_s.buffer(),
+            comb_s.buffer(),
             dcomb2.buffer(),
             d1b.buffer(),
             d2b.buffer(),
@@ -157,7 +167,7 @@ pub fn gpu_backward(
             0,
             Tensor::from_storage(
                 w_in.shape(),
-                Storage::Gpu(conv2d::gpu_backward_weight(&tr.combs[s], &dzr, &gi)),
+                Storage::Gpu(conv2d::gpu_backward_weight(&comb_s, &dzr, &gi)),
             ),
         );
         acc(

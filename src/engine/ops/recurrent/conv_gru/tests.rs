@@ -82,7 +82,7 @@ fn gradcheck_sequence_f64() {
                 },
                 &d,
             )
-            .h_last
+            .1
         },
         |v, g| {
             let w = wt(v);
@@ -92,7 +92,7 @@ fn gradcheck_sequence_f64() {
                 w_out: &w[2][..],
                 b_out: &w[3][..],
             };
-            cpu_backward(&cpu_forward(&v[0], &weights, &d), &weights, g, &d).to_vec()
+            cpu_backward(&cpu_forward(&v[0], &weights, &d).0, &weights, g, &d).to_vec()
         },
     );
 }

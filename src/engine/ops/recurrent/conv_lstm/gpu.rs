@@ -4,18 +4,21 @@
 use super::{CellBackParams, CellParams, Dims, Trace, CONV_LSTM_CELL, CONV_LSTM_CELL_BACKWARD};
 use crate::engine::kernel::Grid;
 use crate::engine::ops::conv::conv2d;
+use crate::engine::ops::elementwise::half::KeptGpu;
 use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
 use crate::engine::storage::{GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 
-/// The forward on the GPU: the trace's buffers (only the last step's when `keep` is false: evaluation).
+/// The forward on the GPU: the trace (empty when `keep` is false: evaluation) and c_T. Each buffer joins the
+/// trace once the forward has read it for the last time, as halves under `--precision mixed`
+/// ([`KeptGpu::keep`]).
 pub fn gpu_forward(
     x: &GpuStorage,
     w: &GpuStorage,
     bias: &GpuStorage,
     d: &Dims,
     keep: bool,
-) -> Trace<GpuStorage> {
+) -> (Trace<KeptGpu>, GpuStorage) {
     let (gpu, g, p) = (x.gpu, d.geom(4 * d.hd), d.p());
     let n_c = d.b * d.hd * p;
     let mut prm = CellParams {
@@ -30,7 +33,7 @@ pub fn gpu_forward(
     };
     let launch = |gates: &GpuStorage, c_prev: &GpuStorage, prm: &CellParams| {
         let c = GpuStorage::alloc(gpu, n_c, "conv_lstm_cell");
-        let next = GpuStorage::alloc(gpu, d.b * (prm.cxn as usize + d.hd) * p, "conv_lstm_cell");
+        let next = GpuStorage::alloc(gpu, next_len(prm, d), "conv_lstm_cell");
         let bufs = [
             gates.buffer(),
             c_prev.buffer(),
@@ -42,32 +45,29 @@ pub fn gpu_forward(
         (c, next)
     };
     // Before step 0: comb_0 = [x_0, 0], c_0 = 0 (gates and c_prev are placeholders, not read).
-    let (c0, comb0) = launch(x, x, &prm);
+    let (mut c, mut comb) = launch(x, x, &prm);
     let mut tr = Trace {
-        combs: vec![comb0],
+        combs: vec![],
         gates: vec![],
-        cs: vec![c0],
+        cs: vec![],
     };
     prm.init = 0;
     for s in 0..d.t {
-        let gates = conv2d::gpu_forward(tr.combs.last().unwrap(), w, Some(bias), &g);
+        let gates = conv2d::gpu_forward(&comb, w, Some(bias), &g);
         (prm.t_next, prm.cxn) = ((s + 1) as u32, if s + 1 < d.t { d.cx as u32 } else { 0 });
-        let (c, next) = launch(&gates, tr.cs.last().unwrap(), &prm);
-        if !keep {
-            tr = Trace {
-                combs: vec![],
-                gates: vec![],
-                cs: vec![],
-            };
-        } else {
-            tr.gates.push(gates);
-        }
-        tr.cs.push(c);
-        if s + 1 < d.t {
-            tr.combs.push(next);
+        let (c_next, next) = launch(&gates, &c, &prm);
+        let (comb_s, c_s) = (
+            std::mem::replace(&mut comb, next),
+            std::mem::replace(&mut c, c_next),
+        );
+        if keep {
+            tr.combs
+                .push(KeptGpu::keep(comb_s, d.b * (d.cx + d.hd) * p));
+            tr.gates.push(KeptGpu::keep(gates, d.b * 4 * d.hd * p));
+            tr.cs.push(KeptGpu::keep(c_s, n_c));
         }
     }
-    tr
+    (tr, c)
 }
 
 fn next_len(prm: &CellParams, d: &Dims) -> usize {
@@ -75,12 +75,7 @@ fn next_len(prm: &CellParams, d: &Dims) -> usize {
 }
 
 /// Backpropagation through time on the GPU from dc_T → (dx, dW, db) as tensors.
-pub fn gpu_backward(
-    tr: &Trace<GpuStorage>,
-    w: &Tensor,
-    dc_t: &GpuStorage,
-    d: &Dims,
-) -> [Tensor; 3] {
+pub fn gpu_backward(tr: &Trace<KeptGpu>, w: &Tensor, dc_t: &GpuStorage, d: &Dims) -> [Tensor; 3] {
     let (gpu, g, p) = (dc_t.gpu, d.geom(4 * d.hd), d.p());
     let gw = w.gpu_storage("conv_lstm_backward");
     let dx = GpuStorage::alloc(gpu, d.b * d.t * d.cx * p, "conv_lstm_backward");
@@ -102,9 +97,10 @@ pub fn gpu_backward(
             _pad: 0,
         };
         let dn = dnext.as_ref().unwrap_or(dc_in);
+        let (gates, c_prev) = (tr.gates[s].get(), tr.cs[s].get());
         let bufs = [
-            tr.gates[s].buffer(),
-            tr.cs[s].buffer(),
+            gates.buffer(),
+            c_prev.buffer(),
             dn.buffer(),
             dc_in.buffer(),
             dgates.buffer(),
@@ -113,9 +109,10 @@ pub fn gpu_backward(
         ];
         let n = d.b * (d.cx + d.hd) * p;
         CONV_LSTM_CELL_BACKWARD.dispatch(gpu, &bufs, &prm, Grid::threads(n));
+        drop((gates, c_prev));
         let dws = Tensor::from_storage(
             w.shape(),
-            Storage::Gpu(conv2d::gpu_backward_weight(&tr.combs[s], &dgates, &g)),
+            Storage::Gpu(conv2d::gpu_backward_weight(&tr.combs[s].get(), &dgates, &g)),
         );
         dnext = Some(conv2d::gpu_backward_input(&dgates, gw, &g));
         let dbs =
