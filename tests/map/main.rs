@@ -539,6 +539,23 @@ fn small_scene_is_padded_and_bad_inputs_name_the_file() {
     let (h, w, m) = read_raster(&out);
     assert_eq!((h, w), (20, 27));
     assert!(m.iter().all(|&c| c < 20.0));
+    // --precision mixed: products on half-precision operands; the classes barely move (a rounding of 2^-11
+    // flips only pixels whose two best scores are that close).
+    let out_mixed = tmp.0.join("small_mixed.tif");
+    map(
+        &res,
+        &images,
+        &out_mixed,
+        &["--patch_size", "32", "--cpu", "--precision", "mixed"],
+    );
+    let (hm, wm, mm) = read_raster(&out_mixed);
+    assert_eq!((hm, wm), (20, 27));
+    let moved = m.iter().zip(&mm).filter(|(a, b)| a != b).count();
+    assert!(
+        moved * 50 <= m.len(),
+        "{moved} of {} pixels changed class in mixed",
+        m.len()
+    );
     let run = |images: &Path, extra: &[&str]| {
         let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
             &"map",

@@ -64,7 +64,7 @@ use std::time::Instant;
 use crate::data::geotiff::writer::TiledWriter;
 use crate::data::geotiff::{GeoTiffReader, SampleType};
 use crate::data::pastis::{collate, Batch, Date, PastisSample};
-use crate::engine::{no_grad, Device, Error, Result, Tensor};
+use crate::engine::{no_grad, with_precision, Device, Error, Precision, Result, Tensor};
 use crate::layers::Ctx;
 use crate::models::paps::{Backbone, Center, Panoptic, Paps};
 use crate::models::semantic::SemanticModel;
@@ -620,11 +620,20 @@ pub struct MapArgs {
     /// Run on the CPU reference path.
     #[arg(long)]
     pub cpu: bool,
+    /// Matrix products on half-precision operands with float32 sums (cooperative matrices or f16 where the
+    /// adapter has them), as in a `--precision mixed` training run; fp32 (the default) computes the
+    /// original's numbers.
+    #[arg(long, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 impl MapArgs {
-    /// Runs `sitsgpu map`.
+    /// Runs `sitsgpu map` in the precision asked.
     pub fn run(&self) -> Result<()> {
+        with_precision(self.precision, || self.run_in_precision())
+    }
+
+    fn run_in_precision(&self) -> Result<()> {
         use crate::models::registry::{self, Task};
         let conf = self.weight_folder.join("conf.json");
         let conf_v = crate::data::json::read_json(&conf)?;
