@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::engine::error::{Error, Result};
 pub use crate::engine::limits::LimitsMode;
 use crate::engine::pool::{BufSlice, BufferPool, PooledBuffer};
+use crate::engine::precision::{HalfFeatures, HalfPath};
 pub use crate::engine::profile::DispatchInfo;
 use crate::engine::profile::{Recorder, Report, Timed, Timing, QUERIES_PER_SET};
 
@@ -127,100 +128,6 @@ pub struct Gpu {
     uniform_align: u64,
     /// Poison mode's source of NaN bytes (grown on demand), see [`Gpu::poison`].
     nan_source: Mutex<Option<wgpu::Buffer>>,
-}
-
-/// How a device computes the half-precision products of `--precision mixed`
-/// (`engine::ops::linalg::half_matmul`, whose `path` decides it once per device).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HalfPath {
-    /// `half_matmul_coop.wgsl`, `per_wg` 64 × 64 blocks a workgroup (64 / the largest subgroup size).
-    Cooperative {
-        /// Blocks per workgroup of 64 invocations.
-        per_wg: u32,
-    },
-    /// `half_matmul.wgsl`.
-    F16Tiles,
-    /// Operands rounded, then `matmul.wgsl`.
-    RoundedF32,
-}
-
-impl std::fmt::Display for HalfPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            HalfPath::Cooperative { .. } => f.write_str(
-                "cooperative matrices (16×16×16 f16 × f16 → f32, half_matmul_coop.wgsl)",
-            ),
-            HalfPath::F16Tiles => f.write_str("f16 tiles (SHADER_F16, half_matmul.wgsl)"),
-            HalfPath::RoundedF32 => {
-                f.write_str("float32 tiles on rounded operands (no optional feature)")
-            }
-        }
-    }
-}
-
-/// What a device has for the half-precision products of `--precision mixed`
-/// (`engine::ops::linalg::half_matmul`).
-#[derive(Debug, Clone, Default)]
-pub struct HalfFeatures {
-    /// `SHADER_F16` was requested: WGSL `enable f16;` (f16 storage and arithmetic).
-    pub f16: bool,
-    /// The adapter offers `EXPERIMENTAL_COOPERATIVE_MATRIX`, `SUBGROUP` and `SHADER_F16`, and lists a
-    /// 16 × 16 × 16 f16 × f16 → f32 configuration.
-    pub coop_offered: bool,
-    /// ... and the user turned it on (`SITSGPU_COOPERATIVE_MATRIX=1`), so the device was created with them.
-    pub coop_enabled: bool,
-    /// The adapter's largest subgroup size (how many 64 × 64 blocks a workgroup of 64 takes).
-    pub subgroup_max: u32,
-    /// Every cooperative-matrix configuration the adapter lists, as `MxNxK AB→CR` (for `info`).
-    pub coop_configs: Vec<String>,
-}
-
-impl HalfFeatures {
-    fn of(adapter: &wgpu::Adapter) -> HalfFeatures {
-        use wgpu::{CooperativeScalarType as S, Features as F};
-        let features = adapter.features();
-        let configs = if features.contains(F::EXPERIMENTAL_COOPERATIVE_MATRIX) {
-            adapter.cooperative_matrix_properties()
-        } else {
-            Vec::new()
-        };
-        let listed = configs.iter().any(|c| {
-            (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
-                && c.ab_type == S::F16
-                && c.cr_type == S::F32
-        });
-        let coop_offered = listed
-            && features.contains(F::SUBGROUP | F::SHADER_F16 | F::EXPERIMENTAL_COOPERATIVE_MATRIX);
-        HalfFeatures {
-            f16: features.contains(F::SHADER_F16),
-            coop_offered,
-            coop_enabled: coop_offered
-                && std::env::var("SITSGPU_COOPERATIVE_MATRIX").is_ok_and(|v| v == "1"),
-            subgroup_max: adapter.get_info().subgroup_max_size,
-            coop_configs: configs
-                .iter()
-                .map(|c| {
-                    format!(
-                        "{}x{}x{} {:?}→{:?}",
-                        c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    /// The optional features to request for these.
-    fn required(&self) -> wgpu::Features {
-        use wgpu::Features as F;
-        let mut f = F::empty();
-        if self.f16 {
-            f |= F::SHADER_F16;
-        }
-        if self.coop_enabled {
-            f |= F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX;
-        }
-        f
-    }
 }
 
 /// What has been recorded since the last submit: the command encoder, and the `Params` bytes of its

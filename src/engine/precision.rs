@@ -18,6 +18,9 @@
 //! make the products faster), so it runs on every adapter and on the CPU path, with the same halves everywhere
 //! and products that differ only in the order of their float32 sums.
 //!
+//! What a device offers for the products ([`HalfFeatures`], found when the device is created) and the path
+//! it takes ([`HalfPath`], decided by `ops::linalg::half_matmul::path`) are described here too.
+//!
 //! The mode is per thread and scoped ([`with_precision`]); the training loop sets it around each step's
 //! forward passes (`train::fold_loop`), and the backward walk suspends it (what a backward pass computes is
 //! used at once, never saved).
@@ -65,6 +68,102 @@ impl Precision {
             Ok(v) if !v.is_empty() => v.parse().map_err(|e| format!("{var}: {e}")),
             _ => Ok(Precision::Fp32),
         }
+    }
+}
+
+// ---- What a device has for the products (`engine::gpu::Gpu::half`) ----
+
+/// How a device computes the half-precision products of `--precision mixed`
+/// (`engine::ops::linalg::half_matmul`, whose `path` decides it once per device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfPath {
+    /// `half_matmul_coop.wgsl`, `per_wg` 64 × 64 blocks a workgroup (64 / the largest subgroup size).
+    Cooperative {
+        /// Blocks per workgroup of 64 invocations.
+        per_wg: u32,
+    },
+    /// `half_matmul.wgsl`.
+    F16Tiles,
+    /// Operands rounded, then `matmul.wgsl`.
+    RoundedF32,
+}
+
+impl fmt::Display for HalfPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HalfPath::Cooperative { .. } => f.write_str(
+                "cooperative matrices (16×16×16 f16 × f16 → f32, half_matmul_coop.wgsl)",
+            ),
+            HalfPath::F16Tiles => f.write_str("f16 tiles (SHADER_F16, half_matmul.wgsl)"),
+            HalfPath::RoundedF32 => {
+                f.write_str("float32 tiles on rounded operands (no optional feature)")
+            }
+        }
+    }
+}
+
+/// What a device has for the half-precision products of `--precision mixed`
+/// (`engine::ops::linalg::half_matmul`).
+#[derive(Debug, Clone, Default)]
+pub struct HalfFeatures {
+    /// `SHADER_F16` was requested: WGSL `enable f16;` (f16 storage and arithmetic).
+    pub f16: bool,
+    /// The adapter offers `EXPERIMENTAL_COOPERATIVE_MATRIX`, `SUBGROUP` and `SHADER_F16`, and lists a
+    /// 16 × 16 × 16 f16 × f16 → f32 configuration.
+    pub coop_offered: bool,
+    /// ... and the user turned it on (`SITSGPU_COOPERATIVE_MATRIX=1`), so the device was created with them.
+    pub coop_enabled: bool,
+    /// The adapter's largest subgroup size (how many 64 × 64 blocks a workgroup of 64 takes).
+    pub subgroup_max: u32,
+    /// Every cooperative-matrix configuration the adapter lists, as `MxNxK AB→CR` (for `info`).
+    pub coop_configs: Vec<String>,
+}
+
+impl HalfFeatures {
+    pub(crate) fn of(adapter: &wgpu::Adapter) -> HalfFeatures {
+        use wgpu::{CooperativeScalarType as S, Features as F};
+        let features = adapter.features();
+        let configs = if features.contains(F::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        };
+        let listed = configs.iter().any(|c| {
+            (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
+                && c.ab_type == S::F16
+                && c.cr_type == S::F32
+        });
+        let coop_offered = listed
+            && features.contains(F::SUBGROUP | F::SHADER_F16 | F::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        HalfFeatures {
+            f16: features.contains(F::SHADER_F16),
+            coop_offered,
+            coop_enabled: coop_offered
+                && std::env::var("SITSGPU_COOPERATIVE_MATRIX").is_ok_and(|v| v == "1"),
+            subgroup_max: adapter.get_info().subgroup_max_size,
+            coop_configs: configs
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}x{}x{} {:?}→{:?}",
+                        c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The optional features to request for these.
+    pub(crate) fn required(&self) -> wgpu::Features {
+        use wgpu::Features as F;
+        let mut f = F::empty();
+        if self.f16 {
+            f |= F::SHADER_F16;
+        }
+        if self.coop_enabled {
+            f |= F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
+        f
     }
 }
 

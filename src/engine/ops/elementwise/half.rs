@@ -183,9 +183,14 @@ impl std::ops::Deref for F32View<'_> {
 pub fn cpu_keep(v: &mut [f32]) {
     if keeps_half(v.len()) {
         count_half();
-        for x in v.iter_mut() {
-            *x = half_value(half_bits(*x));
-        }
+        cpu_round(v);
+    }
+}
+
+/// Every value of `v` replaced by its nearest half (as float32): what a pack then an unpack give.
+pub fn cpu_round(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        *x = half_value(half_bits(*x));
     }
 }
 

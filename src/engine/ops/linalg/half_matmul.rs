@@ -27,7 +27,7 @@
 
 use crate::engine::gpu::Gpu;
 use crate::engine::kernel::{Grid, Kernel};
-use crate::engine::ops::elementwise::half::{self, half_bits, half_value};
+use crate::engine::ops::elementwise::half::{self, half_bits};
 use crate::engine::ops::linalg::matmul::{self, Operand};
 use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
 use crate::engine::storage::{Device, GpuStorage, Storage};
@@ -81,7 +81,7 @@ pub const K_STEP: usize = 16;
 /// Products with fewer multiply-adds than this take the rounded float32 path (packing is not worth it).
 pub const PACKED_MIN_MACS: usize = 1 << 18;
 
-pub use crate::engine::gpu::HalfPath;
+pub use crate::engine::precision::HalfPath;
 
 /// The path this device takes, decided on first use: cooperative matrices when enabled and their self-test
 /// passes, else f16 tiles with `SHADER_F16`, else rounded float32.
@@ -213,11 +213,6 @@ fn gpu_product(
 
 // ---- CPU reference ----
 
-/// `x` rounded to the nearest halves (as float32).
-pub fn round(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| half_value(half_bits(v))).collect()
-}
-
 /// C (batch, M, N) = h(A) · h(B), float32 sums over k in increasing order (operands stored as described).
 #[allow(clippy::too_many_arguments)]
 pub fn cpu_forward(
@@ -230,7 +225,12 @@ pub fn cpu_forward(
     k: usize,
     n: usize,
 ) -> Vec<f32> {
-    matmul::cpu_forward(&round(a), oa, &round(b), ob, batch, m, k, n)
+    let rounded = |x: &[f32]| {
+        let mut r = x.to_vec();
+        half::cpu_round(&mut r);
+        r
+    };
+    matmul::cpu_forward(&rounded(a), oa, &rounded(b), ob, batch, m, k, n)
 }
 
 /// half_pack_operand.wgsl's words: `batch` matrices of `rows × cols` (stored `cols × rows` when `trans`)
