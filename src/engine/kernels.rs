@@ -42,6 +42,7 @@ pub fn all() -> Vec<Kernel> {
         ops::elementwise::dropout::KERNELS,
         ops::reduce::cross_entropy::KERNELS,
         ops::conv::conv2d::KERNELS,
+        ops::conv::conv2d::mixed::KERNELS,
         ops::recurrent::conv_lstm::KERNELS,
         ops::recurrent::conv_gru::KERNELS,
         ops::recurrent::gru_cell::KERNELS,
@@ -278,19 +279,19 @@ mod tests {
         // (dropout, attention, attention_backward; its CPU twin is engine::rng::hash_u32, checked by the GPU
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
         // family's Params (and the half-precision products'), the GRU cell's gates (its backward recomputes
-        // the forward's) and Params, the binary16 rounding of half_pack and half_pack_operand, matmul's
+        // the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand and half_im2col (which also copies the convolutions' padding), matmul's
         // bounded row store (half_matmul.wgsl's too).
         let checks: [(&str, &str, usize); 13] = [
             ("", "pcg_hash", 3),
-            ("conv2d", "src_index", 5),
+            ("", "src_index", 7),
             ("conv2d", "weight_at", 3),
             ("conv2d", "store", 3),
             ("conv2d", "pad_y", 3),
             ("conv2d", "Params", 8),
             ("matmul", "Params", 2),
             ("half_matmul", "Params", 2),
-            ("half_", "half_bits", 2),
-            ("half_", "round_up", 2),
+            ("half_", "half_bits", 3),
+            ("half_", "round_up", 3),
             ("", "store_row", 2),
             ("gru_cell", "gates", 2),
             ("gru_cell", "Params", 2),

@@ -176,6 +176,24 @@ impl Saved {
             Saved::Half(h) => h.to_f32(),
         }
     }
+
+    /// The tensor rounded to halves: what a product under `--precision mixed` read in its forward pass (a
+    /// half kept is rounded already; a recipe or a kept tensor is rounded now).
+    pub fn get_rounded(&self) -> Tensor {
+        match self {
+            Saved::Half(h) => h.to_f32(),
+            _ => self.get().to_half().to_f32(),
+        }
+    }
+
+    /// [`Saved::get_rounded`] when `rounded`, else [`Saved::get`].
+    pub fn get_as(&self, rounded: bool) -> Tensor {
+        if rounded {
+            self.get_rounded()
+        } else {
+            self.get()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -267,9 +285,10 @@ mod tests {
     }
 
     /// Under --precision mixed a recomputed layer and the convolution after it are exactly the plain
-    /// composition on the input rounded to half precision (straight through: the input's gradient is the
-    /// rounded input's): both evaluations of `f` see the same numbers, and the convolution's weight gradient
-    /// reads its input's recipe. In fp32 nothing is rounded.
+    /// layer on the input rounded to half precision (straight through: the input's gradient is the
+    /// rounded input's) followed by the same mixed convolution: both evaluations of `f` see the same
+    /// numbers, and the convolution's weight gradient reads its input's recipe (rounded, as the forward
+    /// read it). In fp32 nothing is rounded.
     #[test]
     fn mixed_rounds_the_input_once_for_both_passes() {
         use crate::engine::precision::{with_precision, Precision};
@@ -316,7 +335,8 @@ mod tests {
             let x = &x0 * 1.0;
             let rounded = x.to_half().to_f32();
             let r = rounded.detach().requires_grad_();
-            let loss = conv(&norm_relu()(&[r.clone(), g.clone(), b.clone()]));
+            let y = norm_relu()(&[r.clone(), g.clone(), b.clone()]);
+            let loss = with_precision(Precision::Mixed, || conv(&y));
             loss.backward();
             let plain = (loss.item(), grads(&[&w, &g, &b, &r]));
             assert_eq!(mixed, plain, "{d:?}");

@@ -156,6 +156,7 @@ wgsl!(
     Needs::CooperativeMatrix
 );
 wgsl!(HALF_PACK_OPERAND, "linalg", "half_pack_operand");
+wgsl!(HALF_IM2COL, "conv", "half_im2col");
 wgsl!(MATMUL, "linalg", "matmul");
 wgsl!(MATMUL_128, "linalg", "matmul_128");
 wgsl!(MAX_POOL3D, "pool", "max_pool3d");
@@ -265,6 +266,7 @@ pub const ALL: &[Wgsl] = &[
     HALF_MATMUL,
     HALF_MATMUL_COOP,
     HALF_PACK_OPERAND,
+    HALF_IM2COL,
     MATMUL,
     MATMUL_128,
     MAX_POOL3D,

@@ -336,7 +336,6 @@ pub fn gpu_forward_on(
     k: usize,
     n: usize,
 ) -> GpuStorage {
-    let gpu = a.gpu;
     if path == HalfPath::RoundedF32 {
         let rounded =
             |x: &GpuStorage, numel: usize| half::gpu_unpack(&half::gpu_pack(x, numel), numel);
@@ -346,6 +345,27 @@ pub fn gpu_forward_on(
     let (m_p, k_p, n_p) = padded(m, k, n);
     let pa = gpu_pack_operand(a, oa.batch, (m, k), oa.trans, (m_p, k_p));
     let pb = gpu_pack_operand(b, ob.batch, (k, n), ob.trans, (k_p, n_p));
+    gpu_packed_product(path, (&pa, oa.batch), (&pb, ob.batch), batch, m, k, n)
+}
+
+/// C (batch, M, N) from operands already packed by `half_pack_operand.wgsl` (or an unfolding like
+/// `conv2d::mixed`'s): A (batches, M_p, K_p) and B (batches, K_p, N_p) halves, a batch count of 1
+/// broadcast, on a padded path (cooperative matrices or f16 tiles).
+pub fn gpu_packed_product(
+    path: HalfPath,
+    (pa, a_batches): (&GpuStorage, usize),
+    (pb, b_batches): (&GpuStorage, usize),
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> GpuStorage {
+    debug_assert!(
+        path != HalfPath::RoundedF32,
+        "half_matmul: packed operands need a padded path"
+    );
+    let gpu = pa.gpu;
+    let (m_p, k_p, n_p) = padded(m, k, n);
     let blocks = batch * (m_p / BLOCK) * (n_p / BLOCK);
     let mut params = Params {
         m: m as u32,
@@ -354,15 +374,23 @@ pub fn gpu_forward_on(
         batch: batch as u32,
         m_p: m_p as u32,
         n_p: n_p as u32,
-        a_batch_stride: if oa.batch == 1 { 0 } else { (m_p * k_p) as u32 },
-        b_batch_stride: if ob.batch == 1 { 0 } else { (k_p * n_p) as u32 },
+        a_batch_stride: if a_batches == 1 {
+            0
+        } else {
+            (m_p * k_p) as u32
+        },
+        b_batch_stride: if b_batches == 1 {
+            0
+        } else {
+            (k_p * n_p) as u32
+        },
         per_wg: 1,
         _pad: [0; 3],
     };
     let grid = |groups| {
         Grid::groups(groups)
             .flops(2 * batch * m_p * n_p * k_p)
-            .bytes(2 * (oa.batch * m_p * k_p + ob.batch * k_p * n_p) + 4 * batch * m * n)
+            .bytes(2 * (a_batches * m_p * k_p + b_batches * k_p * n_p) + 4 * batch * m * n)
             .loop_len(k_p)
     };
     // The cooperative kernel stores whole 16 × 16 tiles: it writes C_p (batch, M_p, N_p), cropped below when

@@ -283,6 +283,8 @@ struct MatmulBackward {
     shapes: [Vec<usize>; 2],
     /// Whether A and B want gradients.
     wants: [bool; 2],
+    /// The forward ran under --precision mixed: the backward reads h(A) and h(B), as the forward did.
+    mixed: bool,
 }
 
 impl Backward for MatmulBackward {
@@ -293,7 +295,7 @@ impl Backward for MatmulBackward {
         let [a_shape, b_shape] = &self.shapes;
         let (na, nb, batch, m, k, n, _) = dims(a_shape, b_shape);
         if dc.device() == Device::Cpu {
-            let (a, b) = (self.a.get(), self.b.get());
+            let (a, b) = (self.a.get_as(self.mixed), self.b.get_as(self.mixed));
             let (da, db) = cpu_backward(
                 &a.cpu_data("matmul"),
                 na,
@@ -318,7 +320,7 @@ impl Backward for MatmulBackward {
         // dA (batch, M, K) = dC (M, N) · Bᵀ (N, K): B is read transposed. dA needs B and dB needs A: only
         // what a wanted gradient reads is made again.
         let da = self.wants[0].then(|| {
-            let b = self.b.get();
+            let b = self.b.get_as(self.mixed);
             let d = gpu_forward(
                 gc,
                 plain(batch),
@@ -337,7 +339,7 @@ impl Backward for MatmulBackward {
         });
         // dB (batch, K, N) = Aᵀ (K, M) · dC (M, N): A is read transposed.
         let db = self.wants[1].then(|| {
-            let a = self.a.get();
+            let a = self.a.get_as(self.mixed);
             let d = gpu_forward(
                 a.gpu_storage("matmul"),
                 Operand {
@@ -361,7 +363,8 @@ impl Backward for MatmulBackward {
 impl Tensor {
     /// Matrix product over the last two axes (torch.matmul for rank >= 2, batch axes equal or one side 1).
     /// Under `--precision mixed` the operands are rounded to halves and the sums stay float32
-    /// (`half_matmul`, as autocast's float16 product); the backward pass is float32 in both modes.
+    /// (`half_matmul`, as autocast's float16 product); the backward pass is float32 in both modes, on the
+    /// operands as the forward read them (rounded under mixed).
     pub fn matmul(&self, other: &Tensor) -> Tensor {
         let (na, nb, batch, m, k, n, out) = dims(self.shape(), other.shape());
         let (oa, ob) = (
@@ -407,6 +410,7 @@ impl Tensor {
                 b: Saved::new(other),
                 shapes: [self.shape().to_vec(), other.shape().to_vec()],
                 wants: [self.requires_grad(), other.requires_grad()],
+                mixed,
             },
         )
     }

@@ -37,11 +37,13 @@
 
 mod geom;
 mod gpu;
+pub mod mixed;
 
 pub use geom::{Geom, PaddingMode, Params};
 pub use gpu::*;
 
 use crate::engine::autograd::Backward;
+use crate::engine::precision::{count_half, precision, Precision};
 use crate::engine::real::Real;
 use crate::engine::recompute::Saved;
 use crate::engine::storage::{Device, Storage};
@@ -131,23 +133,31 @@ impl Tensor {
         }
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
+        // Under --precision mixed input and weight are rounded to halves (`mixed`): two roundings.
+        let mixed = precision() == Precision::Mixed;
+        if mixed {
+            count_half();
+            count_half();
+        }
         let storage = match Tensor::same_device("conv2d", &inputs) {
             Device::Cpu => {
                 let b = bias.map(|b| b.cpu_data("conv2d").clone());
-                let y = cpu_forward(
-                    &self.cpu_data("conv2d"),
-                    &weight.cpu_data("conv2d"),
-                    b.as_deref(),
-                    &g,
-                );
-                Tensor::cpu_storage(y)
+                let (x, w) = (self.cpu_data("conv2d"), weight.cpu_data("conv2d"));
+                Tensor::cpu_storage(if mixed {
+                    mixed::cpu_forward(&x, &w, b.as_deref(), &g)
+                } else {
+                    cpu_forward(&x, &w, b.as_deref(), &g)
+                })
             }
-            Device::Gpu => Storage::Gpu(gpu_forward(
-                self.gpu_storage("conv2d"),
-                weight.gpu_storage("conv2d"),
-                bias.map(|b| b.gpu_storage("conv2d")),
-                &g,
-            )),
+            Device::Gpu => {
+                let (x, w) = (self.gpu_storage("conv2d"), weight.gpu_storage("conv2d"));
+                let b = bias.map(|b| b.gpu_storage("conv2d"));
+                Storage::Gpu(if mixed {
+                    mixed::gpu_forward(x, w, b, &g)
+                } else {
+                    gpu_forward(x, w, b, &g)
+                })
+            }
         };
         let back = Conv2dBackward {
             x: Saved::new(self),
@@ -155,6 +165,7 @@ impl Tensor {
             w: weight.clone(),
             has_bias: bias.is_some(),
             g,
+            mixed,
         };
         Tensor::from_op(&[g.n, g.co, g.ho, g.wo], storage, &inputs, back)
     }
@@ -167,6 +178,8 @@ struct Conv2dBackward {
     w: Tensor,
     has_bias: bool,
     g: Geom,
+    /// The forward ran under --precision mixed: the backward reads h(x) and h(w), as the forward did.
+    mixed: bool,
 }
 
 impl Backward for Conv2dBackward {
@@ -174,8 +187,14 @@ impl Backward for Conv2dBackward {
         "conv2d"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        let x = &self.x.get();
-        let (w, g) = (&self.w, &self.g);
+        // Under mixed, the gradients of the function the forward computed: its rounded operands.
+        let x = &self.x.get_as(self.mixed);
+        let w = &if self.mixed {
+            self.w.to_half().to_f32()
+        } else {
+            self.w.clone()
+        };
+        let g = &self.g;
         let mut grads = match Tensor::same_device("conv2d_backward", &[x, w, dy]) {
             Device::Cpu => {
                 let (dx, dw, db) = cpu_backward(
@@ -200,7 +219,7 @@ impl Backward for Conv2dBackward {
                 let dx = self.x_grad.then(|| {
                     Tensor::from_storage(x.shape(), Storage::Gpu(gpu_backward_input(gdy, gw, g)))
                 });
-                let dw = w.requires_grad().then(|| {
+                let dw = self.w.requires_grad().then(|| {
                     Tensor::from_storage(w.shape(), Storage::Gpu(gpu_backward_weight(gx, gdy, g)))
                 });
                 vec![dx, dw, self.has_bias.then(|| dy.sum(&[0, 2, 3], false))]

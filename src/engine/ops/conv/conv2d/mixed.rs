@@ -1,0 +1,388 @@
+//! conv2d under `--precision mixed` (`engine::precision`): what autocast's float16 convolution computes,
+//! input and weight rounded to binary16, products summed in float32, the bias added in float32:
+//! `y = b + conv(h(x), h(w))`, `h` = round to the nearest half, ties to even (`ops::elementwise::half`).
+//! Each product of two halves is exact in float32, so the paths below differ only in the order of the
+//! float32 sums (relative error ≤ K · 2^-24 of Σ|w·x|, K = C_in · kH · kW), on top of the roundings they all
+//! share.
+//!
+//! The backward pass reads the same rounded operands (`Conv2dBackward`): dx from h(w), dw from h(x), so the
+//! gradients are exactly those of the function the forward computed; dy stays float32 (no gradient is half
+//! precision, no loss scaling: `engine::precision`).
+//!
+//! Paths, by the device's product path (`ops::linalg::half_matmul::path`):
+//! - **Cooperative matrices** (tensor cores): the convolution as a product, `y[n] (C_out, P) = h(W)
+//!   (C_out, K) · B[n] (K, P)`, P = H_out · W_out, where `half_im2col.wgsl` unfolds a chunk of images into
+//!   B already rounded and padded to the tiles, and `half_matmul_coop.wgsl` multiplies. The unfolded operand
+//!   is kH · kW halves per input value, so the images go in chunks of at most [`UNFOLD_BYTES`] of it; a
+//!   float32 pass adds the bias. Convolutions with fewer than [`MIN_CO`] output channels (a classifier's
+//!   last layer) would waste most of a 64-row tile and take the next path.
+//! - **Every other device**: the operands are rounded (`half_pack` then `half_unpack`) and `conv2d.wgsl`
+//!   and its variants run on them. f16 tiles (`half_matmul.wgsl`) would compute the same arithmetic as
+//!   `conv2d.wgsl` after converting, plus the unfolding's traffic, so only tensor cores are worth it.
+//!   Tests run the unfolded path on f16 tiles too ([`gpu_forward_on`]), which shares everything with the
+//!   cooperative one but the product kernel (itself self-tested by the device before first use).
+//!
+//! CPU reference: [`cpu_forward`] rounds both operands and runs `conv2d::cpu_forward`.
+
+use super::geom::Geom;
+use super::gpu::gpu_forward as gpu_forward_f32;
+use crate::engine::kernel::{Grid, Kernel};
+use crate::engine::ops::elementwise::binary::{self, BinaryOp};
+use crate::engine::ops::elementwise::half::{self, half_bits};
+use crate::engine::ops::linalg::half_matmul::{self, HalfPath};
+use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
+use crate::engine::storage::GpuStorage;
+use crate::shaders;
+
+/// Shader `Params` of half_im2col.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Im2colParams {
+    ci: u32,
+    h: u32,
+    w: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    reflect: u32,
+    ho: u32,
+    wo: u32,
+    k: u32,
+    k_p: u32,
+    n_p: u32,
+    frame0: u32,
+    frames: u32,
+    _pad: u32,
+}
+
+/// `half_im2col.wgsl`: a chunk of images unfolded into a rounded, padded product operand.
+pub const HALF_IM2COL: Kernel =
+    Kernel::new::<Im2colParams>(&shaders::HALF_IM2COL, "half_im2col", 3);
+/// This module's kernels (collected by `engine::kernels` for the naga tests).
+pub const KERNELS: &[Kernel] = &[HALF_IM2COL];
+
+/// The most bytes of unfolded operand a chunk of images makes at once (also bounded by the device's
+/// largest binding).
+pub const UNFOLD_BYTES: usize = 64 << 20;
+/// Convolutions with fewer output channels take the rounded float32 path (module doc).
+pub const MIN_CO: usize = 32;
+
+// ---- CPU reference ----
+
+/// y = b + conv(h(x), h(w)) (module doc): the operands rounded, then `conv2d::cpu_forward`.
+pub fn cpu_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom) -> Vec<f32> {
+    let rounded = |v: &[f32]| {
+        let mut r = v.to_vec();
+        half::cpu_round(&mut r);
+        r
+    };
+    super::cpu_forward(&rounded(x), &rounded(w), bias, g)
+}
+
+/// The (K, P) of the product a convolution unfolds to, and their padded (K_p, P_p).
+fn product_dims(g: &Geom) -> (usize, usize, usize, usize) {
+    let (k, p) = (g.ci * g.kh * g.kw, g.ho * g.wo);
+    let (_, k_p, p_p) = half_matmul::padded(g.co, k, p);
+    (k, p, k_p, p_p)
+}
+
+/// half_im2col.wgsl's words for images `frame0 .. frame0 + frames` (see the shader's header).
+pub fn cpu_im2col(x: &[f32], g: &Geom, frame0: usize, frames: usize) -> Vec<u32> {
+    let (k, p, k_p, p_p) = product_dims(g);
+    let taps = g.kh * g.kw;
+    let at = |n: usize, r: usize, q: usize| -> u32 {
+        if r >= k || q >= p {
+            return 0;
+        }
+        let (c, ky, kx) = (r / taps, (r % taps) / g.kw, r % g.kw);
+        let (oy, ox) = (q / g.wo, q % g.wo);
+        let iy = g.src((oy * g.stride + ky) as isize - g.pad as isize, g.h);
+        let ix = g.src((ox * g.stride + kx) as isize - g.pad as isize, g.w);
+        match (iy, ix) {
+            (Some(iy), Some(ix)) => half_bits(x[((n * g.ci + c) * g.h + iy) * g.w + ix]) as u32,
+            _ => 0,
+        }
+    };
+    let mut words = Vec::with_capacity(frames * k_p * p_p / 2);
+    for n in frame0..frame0 + frames {
+        for r in 0..k_p {
+            for q in (0..p_p).step_by(2) {
+                words.push(at(n, r, q) | at(n, r, q + 1) << 16);
+            }
+        }
+    }
+    words
+}
+
+// ---- GPU ----
+
+/// Launches half_im2col.wgsl for images `frame0 .. frame0 + frames` (see [`cpu_im2col`]).
+pub fn gpu_im2col(x: &GpuStorage, g: &Geom, frame0: usize, frames: usize) -> GpuStorage {
+    let (k, _, k_p, p_p) = product_dims(g);
+    let words = frames * k_p * p_p / 2;
+    let out = GpuStorage::alloc(x.gpu, words.max(1), "half_im2col");
+    let u = |v: usize| v as u32;
+    HALF_IM2COL.dispatch(
+        x.gpu,
+        &[x.buffer(), out.buffer()],
+        &Im2colParams {
+            ci: u(g.ci),
+            h: u(g.h),
+            w: u(g.w),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            stride: u(g.stride),
+            pad: u(g.pad),
+            reflect: (g.mode == super::PaddingMode::Reflect) as u32,
+            ho: u(g.ho),
+            wo: u(g.wo),
+            k: u(k),
+            k_p: u(k_p),
+            n_p: u(p_p),
+            frame0: u(frame0),
+            frames: u(frames),
+            _pad: 0,
+        },
+        Grid::threads(words).bytes(4 * frames * g.ci * g.h * g.w + 2 * frames * k_p * p_p),
+    );
+    out
+}
+
+/// Images per chunk of the unfolded path, at most `unfold_bytes` of unfolded operand and one binding of it
+/// or of the product; `None` when one image does not fit (the rounded float32 path then runs).
+fn chunk_frames(unfold_bytes: usize, max_binding: usize, g: &Geom) -> Option<usize> {
+    let (_, _, k_p, p_p) = product_dims(g);
+    let (m_p, _, _) = half_matmul::padded(g.co, k_p, p_p);
+    let unfold = 2 * k_p * p_p;
+    let out = 4 * m_p * p_p;
+    let frames = (unfold_bytes.min(max_binding) / unfold).min(max_binding / out);
+    (frames >= 1).then_some(frames.min(g.n))
+}
+
+/// y (N, C_out, H_out, W_out) = b + conv(h(x), h(w)) on this device (module doc).
+pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
+    let path = match half_matmul::path(x.gpu) {
+        p @ HalfPath::Cooperative { .. } if g.co >= MIN_CO => p,
+        _ => HalfPath::RoundedF32,
+    };
+    gpu_forward_on(path, x, w, b, g)
+}
+
+/// [`gpu_forward`] on an explicit path: rounded float32, or unfolded onto a padded product path
+/// (cooperative matrices or f16 tiles; rounded float32 when an image does not fit a binding).
+pub fn gpu_forward_on(
+    path: HalfPath,
+    x: &GpuStorage,
+    w: &GpuStorage,
+    b: Option<&GpuStorage>,
+    g: &Geom,
+) -> GpuStorage {
+    forward_in_chunks(path, x, w, b, g, UNFOLD_BYTES)
+}
+
+/// [`gpu_forward_on`] with chunks of at most `unfold_bytes` of unfolded operand.
+fn forward_in_chunks(
+    path: HalfPath,
+    x: &GpuStorage,
+    w: &GpuStorage,
+    b: Option<&GpuStorage>,
+    g: &Geom,
+    unfold_bytes: usize,
+) -> GpuStorage {
+    let gpu = x.gpu;
+    let max_binding = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size) as usize;
+    let wn = g.co * g.ci * g.kh * g.kw;
+    let rounded = |s: &GpuStorage, n: usize| half::gpu_unpack(&half::gpu_pack(s, n), n);
+    let frames = chunk_frames(unfold_bytes, max_binding, g);
+    let (HalfPath::Cooperative { .. } | HalfPath::F16Tiles, Some(frames)) = (path, frames) else {
+        return gpu_forward_f32(&rounded(x, g.n * g.ci * g.h * g.w), &rounded(w, wn), b, g);
+    };
+    let (k, p, k_p, _) = product_dims(g);
+    let (m_p, _, _) = half_matmul::padded(g.co, k, p);
+    let pw = half_matmul::gpu_pack_operand(w, 1, (g.co, k), false, (m_p, k_p));
+    let per_image = g.co * p;
+    let mut y = None;
+    let mut frame0 = 0;
+    while frame0 < g.n {
+        let n = frames.min(g.n - frame0);
+        let cols = gpu_im2col(x, g, frame0, n);
+        let part = half_matmul::gpu_packed_product(path, (&pw, 1), (&cols, n), n, g.co, k, p);
+        drop(cols);
+        if n == g.n {
+            y = Some(part);
+        } else {
+            let dst = y.get_or_insert_with(|| GpuStorage::alloc(gpu, g.n * per_image, "conv2d"));
+            gpu_copy_strided(
+                &part,
+                dst,
+                &StridedCopy {
+                    shape: vec![n * per_image],
+                    src_offset: 0,
+                    src_strides: vec![1],
+                    dst_offset: frame0 * per_image,
+                    dst_strides: vec![1],
+                },
+            );
+        }
+        frame0 += n;
+    }
+    let y = y.unwrap_or_else(|| GpuStorage::alloc(gpu, 1, "conv2d"));
+    match b {
+        Some(b) => {
+            let shape = [g.n, g.co, g.ho, g.wo];
+            binary::gpu_forward(BinaryOp::Add, &y, &shape, b, &[1, g.co, 1, 1]).0
+        }
+        None => y,
+    }
+}
+
+// ---- Tests ----
+
+#[cfg(test)]
+mod tests {
+    use super::super::PaddingMode;
+    use super::*;
+    use crate::engine::storage::{Device, Storage};
+    use crate::engine::tensor::Tensor;
+    use crate::engine::testing::{gpu_or_skip, random_vec};
+
+    fn random_f32(n: usize, lo: f64, hi: f64, seed: u64) -> Vec<f32> {
+        random_vec(n, lo, hi, seed)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()
+    }
+
+    fn geoms() -> Vec<Geom> {
+        vec![
+            // U-TAE's 3 × 3 reflect layer (C_out a multiple of the tile), a ragged zero-padded one,
+            // the 4 × 4 stride-2 down-sampling, and a 1 × 1.
+            Geom::new(
+                &[3, 16, 12, 12],
+                &[64, 16, 3, 3],
+                1,
+                1,
+                PaddingMode::Reflect,
+            ),
+            Geom::new(&[2, 5, 9, 7], &[33, 5, 3, 3], 1, 1, PaddingMode::Zeros),
+            Geom::new(&[2, 8, 10, 10], &[40, 8, 4, 4], 2, 1, PaddingMode::Reflect),
+            Geom::new(&[2, 24, 6, 5], &[36, 24, 1, 1], 1, 0, PaddingMode::Zeros),
+        ]
+    }
+
+    /// The unfolding is the convolution: y[n] = W (C_out, K) · B[n], on the rounded values (CPU only).
+    #[test]
+    fn the_unfolded_product_is_the_rounded_convolution() {
+        for (i, g) in geoms().into_iter().enumerate() {
+            let x = random_f32(g.n * g.ci * g.h * g.w, -2.0, 2.0, 70 + i as u64);
+            let w = random_f32(g.co * g.ci * g.kh * g.kw, -0.5, 0.5, 80 + i as u64);
+            let want = cpu_forward(&x, &w, None, &g);
+            let (k, p, _, p_p) = product_dims(&g);
+            let k_p = k.next_multiple_of(half_matmul::K_STEP);
+            let mut rw = w.clone();
+            half::cpu_round(&mut rw);
+            for n in 0..g.n {
+                let words = cpu_im2col(&x, &g, n, 1);
+                let b = |r: usize, q: usize| {
+                    let word = words[(r * p_p + q) / 2];
+                    half::half_value((word >> (16 * (q % 2))) as u16)
+                };
+                assert!((k..k_p).all(|r| (0..p_p).all(|q| b(r, q) == 0.0)));
+                for o in 0..g.co {
+                    for q in 0..p {
+                        let s: f64 = (0..k).map(|r| rw[o * k + r] as f64 * b(r, q) as f64).sum();
+                        let got = want[(n * g.co + o) * p + q] as f64;
+                        assert!(
+                            (s - got).abs() <= 1e-5 * (1.0 + s.abs()),
+                            "{g:?}: {s} vs {got}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every path this adapter has gives the CPU reference's values up to the order of the float32 sums,
+    /// whole or one image per chunk, and the unfolded words are half_im2col.wgsl's bit for bit. On lavapipe
+    /// the unfolded path runs on f16 tiles; the cooperative one where a lent GPU turns it on.
+    #[test]
+    fn gpu_paths_match_the_cpu_reference() {
+        let Some(gpu) = gpu_or_skip("mixed-precision convolutions") else {
+            return;
+        };
+        let mut paths = vec![HalfPath::RoundedF32];
+        if gpu.half.f16 {
+            paths.push(HalfPath::F16Tiles);
+        }
+        if let p @ HalfPath::Cooperative { .. } = half_matmul::path(gpu) {
+            paths.push(p);
+        }
+        for (i, g) in geoms().into_iter().enumerate() {
+            let x = random_f32(g.n * g.ci * g.h * g.w, -2.0, 2.0, 90 + i as u64);
+            let w = random_f32(g.co * g.ci * g.kh * g.kw, -0.5, 0.5, 100 + i as u64);
+            let b = random_f32(g.co, -1.0, 1.0, 110 + i as u64);
+            let want = cpu_forward(&x, &w, Some(&b), &g);
+            let tx = Tensor::from_vec(x.clone(), &[x.len()], Device::Gpu);
+            let tw = Tensor::from_vec(w.clone(), &[w.len()], Device::Gpu);
+            let tb = Tensor::from_vec(b.clone(), &[b.len()], Device::Gpu);
+            let gx = tx.gpu_storage("test");
+            for frame0 in 0..g.n {
+                let words = Storage::Gpu(gpu_im2col(gx, &g, frame0, 1));
+                let (_, _, k_p, p_p) = product_dims(&g);
+                let got: Vec<u32> = words
+                    .to_vec(k_p * p_p / 2)
+                    .into_iter()
+                    .map(f32::to_bits)
+                    .collect();
+                assert_eq!(got, cpu_im2col(&x, &g, frame0, 1), "{g:?} image {frame0}");
+            }
+            let k = g.ci * g.kh * g.kw;
+            let mass: Vec<f32> = cpu_forward(
+                &x.iter().map(|v| v.abs()).collect::<Vec<_>>(),
+                &w.iter().map(|v| v.abs()).collect::<Vec<_>>(),
+                None,
+                &g,
+            );
+            let (_, _, k_p, p_p) = product_dims(&g);
+            for (&path, budget) in paths
+                .iter()
+                .flat_map(|p| [(p, UNFOLD_BYTES), (p, 2 * k_p * p_p)])
+            {
+                let y = forward_in_chunks(
+                    path,
+                    gx,
+                    tw.gpu_storage("test"),
+                    Some(tb.gpu_storage("test")),
+                    &g,
+                    budget,
+                );
+                let got = Storage::Gpu(y).to_vec(want.len());
+                for (j, (a, e)) in got.iter().zip(&want).enumerate() {
+                    let bound = 2.0 * k as f32 * 2f32.powi(-24) * mass[j] + 1e-6 * e.abs();
+                    assert!(
+                        (a - e).abs() <= bound,
+                        "{path:?} {g:?} chunks of {budget} bytes [{j}]: {a} vs {e} (bound {bound})"
+                    );
+                }
+            }
+        }
+    }
+
+    /// How many images a chunk takes.
+    #[test]
+    fn chunks_cover_the_batch() {
+        let g = geoms()[0];
+        let (_, _, k_p, p_p) = product_dims(&g);
+        let one = 2 * k_p * p_p;
+        assert_eq!(chunk_frames(UNFOLD_BYTES, usize::MAX, &g), Some(g.n));
+        assert_eq!(chunk_frames(2 * one, usize::MAX, &g), Some(2));
+        assert_eq!(chunk_frames(one, usize::MAX, &g), Some(1));
+        assert_eq!(chunk_frames(one - 1, usize::MAX, &g), None);
+        // The product (64 rows of float32) must fit a binding too.
+        assert_eq!(chunk_frames(UNFOLD_BYTES, 4 * 64 * p_p - 1, &g), None);
+    }
+}
