@@ -5,6 +5,8 @@
 //! - `matmul_half`: `--precision mixed`'s products (operands rounded to halves, float32 sums) on every path
 //!   the adapter has — rounded float32, f16 tiles, cooperative matrices — beside float32, square up to 4096³
 //!   and two model shapes;
+//! - `conv2d_half`: `--precision mixed`'s convolutions (rounded operands on the float32 kernels, or unfolded
+//!   onto the f16 tiles / cooperative matrices) beside float32, on U-TAE's encoder shapes;
 //! - `conv2d`: U-TAE's encoder shapes, the forward with each tile (wide 64 × 128, narrow 16 × 256, direct),
 //!   the input gradient (its stride phases on the forward's kernel + the pad fold, vs the gather), the weight
 //!   gradient with each tile, and the decoder's transposed convolution;
@@ -197,6 +199,77 @@ fn matmul_half(c: &mut Criterion) {
                 &|| {
                     let c = gpu_forward_on(p, ga, plain, gw, plain, 1, m, k, n);
                     Tensor::from_storage(&[m * n], Storage::Gpu(c))
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+/// `--precision mixed`'s convolutions (`conv2d::mixed`): float32 beside every path this adapter has —
+/// rounded operands on the float32 kernels, and the unfolding (`half_im2col.wgsl`) onto the f16 tiles and
+/// the cooperative matrices (the device's own choice takes the latter only). Each half-precision time
+/// includes rounding or unfolding the input and the bias pass.
+fn conv2d_half(c: &mut Criterion) {
+    use sitsgpu::engine::ops::conv::conv2d::{self as conv, mixed, Geom, PaddingMode::Reflect};
+    use sitsgpu::engine::ops::linalg::half_matmul::{self, HalfPath};
+    let Some(gpu) = gpu() else { return };
+    let device_path = half_matmul::path(gpu);
+    println!("half-precision products on this device: {device_path}");
+    let mut paths = vec![HalfPath::RoundedF32];
+    if gpu.half.f16 {
+        paths.push(HalfPath::F16Tiles);
+    }
+    if matches!(device_path, HalfPath::Cooperative { .. }) {
+        paths.push(device_path);
+    }
+    let mut g = group(c, "conv2d_half");
+    let frames = std::env::var("SITSGPU_BENCH_FRAMES").map_or(16, |v| v.parse().unwrap_or(16));
+    let shapes = [
+        (
+            "in_conv 10->64 k3 128x128",
+            [frames, 10, 128, 128],
+            [64, 10, 3, 3],
+            1,
+        ),
+        (
+            "conv 64->64 k3 128x128",
+            [frames, 64, 128, 128],
+            [64, 64, 3, 3],
+            1,
+        ),
+        (
+            "down 64->64 k4 s2 128x128",
+            [frames, 64, 128, 128],
+            [64, 64, 4, 4],
+            2,
+        ),
+    ];
+    for (name, xs, ws, s) in shapes {
+        let x = Tensor::rand_uniform(&xs, -1.0, 1.0, 5, Device::Gpu);
+        let w = Tensor::rand_uniform(&ws, -1.0, 1.0, 6, Device::Gpu);
+        let b = Tensor::rand_uniform(&[ws[0]], -1.0, 1.0, 7, Device::Gpu);
+        let geo = Geom::new(&xs, &ws, s, 1, Reflect);
+        let ys = [xs[0], ws[0], geo.ho, geo.wo];
+        let flops = 2 * xs[0] * ws[0] * geo.ho * geo.wo * ws[1] * ws[2] * ws[3];
+        g.throughput(Throughput::Elements(flops as u64));
+        let (gx, gw, gb) = (x.gpu_storage("b"), w.gpu_storage("b"), b.gpu_storage("b"));
+        bench(&mut g, gpu, BenchmarkId::new("flops fp32", name), &|| {
+            Tensor::from_storage(&ys, Storage::Gpu(conv::gpu_forward(gx, gw, Some(gb), &geo)))
+        });
+        for &p in &paths {
+            let label = match p {
+                HalfPath::Cooperative { .. } => "unfolded coop",
+                HalfPath::F16Tiles => "unfolded f16 tiles",
+                HalfPath::RoundedF32 => "rounded fp32",
+            };
+            bench(
+                &mut g,
+                gpu,
+                BenchmarkId::new(format!("flops half {label}"), name),
+                &|| {
+                    let y = mixed::gpu_forward_on(p, gx, gw, Some(gb), &geo);
+                    Tensor::from_storage(&ys, Storage::Gpu(y))
                 },
             );
         }
@@ -411,6 +484,6 @@ fn memory_bound(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = matmul, matmul_half, conv2d, attention_norm_adam, memory_bound
+    targets = matmul, matmul_half, conv2d_half, conv2d, attention_norm_adam, memory_bound
 }
 criterion_main!(benches);

@@ -77,9 +77,15 @@ if [ "$part" = all ] || [ "$part" = half ]; then
   step "half: unit tests of the products (every path the adapter has, against the CPU)"
   timeout 120 unit-lib-sitsgpu half_matmul > "$out/test_half_matmul.txt" 2>&1; echo "exit $?"
   grep -E "test result|FAILED|panicked|half-precision" "$out/test_half_matmul.txt" | head -5
+  step "half: unit tests of the convolutions (unfolded onto every product path, against the CPU)"
+  timeout 120 unit-lib-sitsgpu conv2d::mixed > "$out/test_conv2d_mixed.txt" 2>&1; echo "exit $?"
+  grep -E "test result|FAILED|panicked" "$out/test_conv2d_mixed.txt" | head -5
   step "half: bench matmul_half (4096³ target: ≥ 100 TFLOP/s on the cooperative path)"
   SITSGPU_BENCH_QUICK=1 timeout 240 ops --bench matmul_half > "$out/bench_matmul_half.txt" 2>&1
   grep -E "^matmul_half|thrpt" "$out/bench_matmul_half.txt" | paste - - | sed -E 's/ +/ /g' | cut -c1-160
+  step "half: bench conv2d_half (U-TAE's convolutions: fp32, rounded, unfolded onto f16 tiles / tensor cores)"
+  SITSGPU_BENCH_QUICK=1 SITSGPU_BENCH_FRAMES=32 timeout 180 ops --bench conv2d_half > "$out/bench_conv2d_half.txt" 2>&1
+  grep -E "^conv2d_half|thrpt" "$out/bench_conv2d_half.txt" | paste - - | sed -E 's/ +/ /g' | cut -c1-160
   for prec in fp32 mixed; do
     for mode in "--train" ""; do
       tag=$([ -n "$mode" ] && echo train || echo eval)
