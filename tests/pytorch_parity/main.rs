@@ -4,7 +4,11 @@
 //! - eval mode: logits and attention masks of every stored patch (`expected/`);
 //! - train mode, dropout 0: the three losses, every step-1 gradient, the weights after 3 Adam steps
 //!   (`train_step/`), with the fixtures README's tolerances (raised to 4× the measured float32 noise of
-//!   `precision.json`, as `compare.py` does).
+//!   `precision.json`, as `compare.py` does);
+//! - `--precision mixed` (products on half-precision operands, `engine::precision`): the same eval-mode
+//!   logits and the first training step's loss against the same float32 reference, within bounds derived
+//!   from half precision (`halves · 2^-11` of their scale, `halves` = the tensors the run rounded, counted
+//!   by the engine: [`check_mixed`]).
 //!
 //! One line per case and device (worst error per quantity), then
 //! `parity: N cases, P passed, F failed, U unsupported [names]`. A case whose model is not implemented yet is
@@ -39,7 +43,9 @@ use sitsgpu::data::pastis::{PastisDataset, PastisOptions};
 use sitsgpu::data::pixelset::{Draw, PixelSetDataset, PixelSetOptions};
 use sitsgpu::data::state_dict::{read_npz, StateDict, Values};
 use sitsgpu::engine::decisions::{self, Options as DecisionOptions};
+use sitsgpu::engine::precision::halves_saved;
 use sitsgpu::engine::testing::gpu_or_skip;
+use sitsgpu::engine::{with_precision, Precision};
 use sitsgpu::layers::state::{load_state_dict, state_dict};
 use sitsgpu::layers::{Ctx, Module};
 use sitsgpu::models::pse::focal_loss;
@@ -137,6 +143,55 @@ fn check_forward(rep: &mut Report, rules: &Rules, file: &str, got: &[f32], expec
         max_err(got, expected),
         tol,
     );
+}
+
+/// Half precision's unit roundoff: a value rounded to binary16 is off by at most `U` of itself.
+const U: f64 = 1.0 / 2048.0;
+
+/// `--precision mixed` against the reference's float32 arrays. The bound is derived from half precision, as
+/// `tests/mixed_precision.rs` derives it: `halves` tensors were rounded on the way (the products' operands,
+/// counted by the engine), each moving what follows by at most `U` of its scale, first order, so the output
+/// moves by at most `halves · U` of its own scale, on top of the float32 rule of [`check_forward`].
+fn check_mixed(
+    rep: &mut Report,
+    rules: &Rules,
+    file: &str,
+    got: &[f32],
+    expected: &[f32],
+    halves: usize,
+) {
+    if got.len() != expected.len() {
+        rep.failures.push(format!(
+            "mixed {file}: {} values, expected {}",
+            got.len(),
+            expected.len()
+        ));
+        return;
+    }
+    let fp32 = (1e-6 + 2e-5 * max_abs(expected)).max(4.0 * rules.measured("expected", file, 0));
+    let tol = fp32 + halves as f64 * U * max_abs(expected);
+    let err = max_err(got, expected);
+    rep.check("eval mixed", &format!("mixed {file}"), err <= tol, err, tol);
+}
+
+/// The first training step's loss under `--precision mixed` against the reference's float32 loss:
+/// `halves · U` of it (see [`check_mixed`]) plus the float32 rule's `1e-5`.
+fn check_mixed_loss(rep: &mut Report, got: f32, expected: f64, halves: usize) {
+    let tol = (1e-5 + halves as f64 * U) * expected.abs();
+    let err = (got as f64 - expected).abs();
+    rep.check("loss mixed", "mixed step-1 loss", err <= tol, err, tol);
+}
+
+/// Runs `f` under `--precision mixed`; its result and how many tensors it rounded to halves.
+fn mixed<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = halves_saved();
+    let r = with_precision(Precision::Mixed, f);
+    (r, halves_saved() - before)
+}
+
+/// The reference's step-1 loss.
+fn first_loss(info: &Value) -> Option<f64> {
+    info["losses"].get(0).and_then(Value::as_f64)
 }
 
 enum Outcome {
@@ -250,6 +305,9 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
     for ids in &stored {
         let batch = load_batch(&ds, ids, device);
         let out = sitsgpu::no_grad(|| model.forward(&batch.x, &batch.days, &batch.pad, &ctx));
+        let (out_mixed, halves) =
+            mixed(|| sitsgpu::no_grad(|| model.forward(&batch.x, &batch.days, &batch.pad, &ctx)));
+        let logits_mixed = out_mixed.logits.to_vec();
         let logits = out.logits.to_vec();
         let attn = out.attn.as_ref().map_or(Vec::new(), |a| a.to_vec());
         let ls = out.logits.shape().to_vec();
@@ -259,12 +317,15 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
         for (i, id) in ids.iter().enumerate() {
             let file = format!("logits_{id}.npy");
             if let Ok(e) = npy::read_f32(case.join("expected").join(&file)) {
-                check_forward(
+                let part = i * per_logits..(i + 1) * per_logits;
+                check_forward(&mut rep, &rules, &file, &logits[part.clone()], &e.data);
+                check_mixed(
                     &mut rep,
                     &rules,
                     &file,
-                    &logits[i * per_logits..(i + 1) * per_logits],
+                    &logits_mixed[part],
                     &e.data,
+                    halves,
                 );
             }
             let file = format!("attn_{id}.npy");
@@ -325,6 +386,11 @@ fn run_semantic(case: &Path, conf: &Value, device: Device) -> Outcome {
             let out = model.forward(&batch.x, &batch.days, &batch.pad, &ctx);
             out.logits.cross_entropy(&batch.targets, Some(&w), -100)
         };
+        if let (Some(ids), Some(want)) = (batches.first(), first_loss(&info)) {
+            let model = build();
+            let (loss, halves) = mixed(|| loss_of(&model, ids).item());
+            check_mixed_loss(&mut rep, loss, want, halves);
+        }
         let steps = TrainSteps {
             rules: &rules,
             tdir: &tdir,
@@ -418,6 +484,9 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
     for ids in &stored {
         let (x, mask, extra, _) = load_pse_batch(&ds, ids, device);
         let (logits, attn) = sitsgpu::no_grad(|| model.forward(&x, &mask, extra.as_ref(), &ctx));
+        let ((logits_mixed, _), halves) =
+            mixed(|| sitsgpu::no_grad(|| model.forward(&x, &mask, extra.as_ref(), &ctx)));
+        let logits_mixed = logits_mixed.to_vec();
         let ls = logits.shape().to_vec();
         let as_ = attn.as_ref().map_or(vec![0, 0, 0], |a| a.shape().to_vec());
         let (logits, attn) = (logits.to_vec(), attn.map_or(Vec::new(), |a| a.to_vec()));
@@ -425,12 +494,15 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
         for (i, id) in ids.iter().enumerate() {
             let file = format!("logits_{id}.npy");
             if let Ok(e) = npy::read_f32(case.join("expected").join(&file)) {
-                check_forward(
+                let part = i * ls[1]..(i + 1) * ls[1];
+                check_forward(&mut rep, &rules, &file, &logits[part.clone()], &e.data);
+                check_mixed(
                     &mut rep,
                     &rules,
                     &file,
-                    &logits[i * ls[1]..(i + 1) * ls[1]],
+                    &logits_mixed[part],
                     &e.data,
+                    halves,
                 );
             }
             let file = format!("attn_{id}.npy");
@@ -468,6 +540,11 @@ fn run_pse(case: &Path, conf: &Value, device: Device) -> Outcome {
             let (logits, _) = model.forward(&x, &mask, extra.as_ref(), &ctx);
             focal_loss(&logits, &targets, gamma)
         };
+        if let (Some(ids), Some(want)) = (batches.first(), first_loss(&info)) {
+            let model = build();
+            let (loss, halves) = mixed(|| loss_of(&model, ids).item());
+            check_mixed_loss(&mut rep, loss, want, halves);
+        }
         let steps = TrainSteps {
             rules: &rules,
             tdir: &tdir,
