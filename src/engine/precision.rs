@@ -1,19 +1,19 @@
 //! `--precision fp32|mixed`: how matrix products compute and what a training step keeps for its backward pass.
 //!
 //! - **fp32** (the default): everything in float32, the numbers of the original PyTorch code.
-//! - **mixed**: as PyTorch's autocast, matrix products and 2-D convolutions run on operands rounded to half
-//!   precision with float32 sums (`ops::linalg::half_matmul`: cooperative matrices — tensor cores — where
-//!   the adapter has them, f16 tiles with `SHADER_F16`, else rounded float32; `ops::conv::conv2d::mixed`:
-//!   the convolution unfolded onto the tensor-core product, else rounded float32), and their backward passes
-//!   read the same rounded operands. The large activations an op saves for its backward pass (a
-//!   convolution's or a matmul's input, the input of a recomputed norm + ReLU, pooled features, the
-//!   recurrent ops' traces) are kept in half precision (`ops::elementwise::half`: two bytes a value instead
-//!   of four) and made float32 again when the backward pass reads them. Everything else computes and
-//!   accumulates in float32 — the 3-D and transposed convolutions and the recurrent ops' gate convolutions,
-//!   norms' statistics, softmax, losses, every gradient — and so do the weights and Adam's moments. Products
-//!   move by at most 2^-11 of their operands' magnitude (each rounding), the gradients are those of inputs
-//!   rounded to 11 significant bits, and the memory of a step's saved activations halves. Every other op
-//!   computes exactly as in fp32 on the values it receives.
+//! - **mixed**: as PyTorch's autocast, matrix products and convolutions (2-D, transposed, and the 3-D ones,
+//!   which are made of those) run on operands rounded to half precision with float32 sums
+//!   (`ops::linalg::half_matmul`: cooperative matrices — tensor cores — where the adapter has them, f16
+//!   tiles with `SHADER_F16`, else rounded float32; `ops::conv::conv2d::mixed`: the convolution unfolded onto
+//!   the tensor-core product, else rounded float32), and their backward passes read the same rounded
+//!   operands. The large activations an op saves for its backward pass (a convolution's or a matmul's input,
+//!   the input of a recomputed norm + ReLU, pooled features, the recurrent ops' traces) are kept in half
+//!   precision (`ops::elementwise::half`: two bytes a value instead of four) and made float32 again when the
+//!   backward pass reads them. Everything else computes and accumulates in float32 — the recurrent ops'
+//!   fused gate convolutions, norms' statistics, softmax, losses, every gradient — and so do the weights and
+//!   Adam's moments. Products move by at most 2^-11 of their operands' magnitude (each rounding), the
+//!   gradients are those of inputs rounded to 11 significant bits, and the memory of a step's saved
+//!   activations halves. Every other op computes exactly as in fp32 on the values it receives.
 //!
 //! Unlike autocast, no gradient is ever half precision, so nothing underflows: there is no loss scaling
 //! (PyTorch's GradScaler exists because autocast's backward pass produces float16 gradients). Mixed needs no

@@ -21,12 +21,17 @@
 //! - `dx` = conv2d forward of `x' = dy` (`conv2d.wgsl`, the tiled kernel);
 //! - `dw` = conv2d's weight gradient with `x' = dy`, `dy' = x` (`conv2d_backward_weight.wgsl`, two passes).
 //!
+//! Under `--precision mixed` x and the weight are rounded to halves first (autocast's float16 transposed
+//! convolution, as `conv2d::mixed`: products exact, float32 sums), and the backward pass reads the same
+//! rounded operands.
+//!
 //! The bias is a broadcast add after the product (`y + b.reshape(1, C_out, 1, 1)`); its gradient, the sum
 //! of dy over (N, H_out, W_out), comes from the add's backward. The CPU reference below is written
 //! independently, as the scatter above, so the GPU parity test checks this mapping too.
 
 use crate::engine::autograd::Backward;
 use crate::engine::ops::conv::conv2d::{self, Geom, PaddingMode};
+use crate::engine::precision::{count_half, precision, Precision};
 use crate::engine::real::Real;
 use crate::engine::recompute::Saved;
 use crate::engine::storage::{Device, Storage};
@@ -160,24 +165,36 @@ impl Tensor {
             padding,
             output_padding,
         );
+        // Under --precision mixed input and weight are rounded to halves, as conv2d's (`conv2d::mixed`):
+        // two roundings, products exact, sums float32 (always the rounded-operand path here).
+        let mixed = precision() == Precision::Mixed;
+        let (x, w) = if mixed {
+            count_half();
+            count_half();
+            (self.to_half().to_f32(), weight.to_half().to_f32())
+        } else {
+            (self.clone(), weight.clone())
+        };
         let storage = match Tensor::same_device("conv_transpose2d", &[self, weight]) {
             Device::Cpu => Tensor::cpu_storage(cpu_forward(
-                &self.cpu_data("conv_transpose2d"),
-                &weight.cpu_data("conv_transpose2d"),
+                &x.cpu_data("conv_transpose2d"),
+                &w.cpu_data("conv_transpose2d"),
                 &g,
             )),
             Device::Gpu => Storage::Gpu(conv2d::gpu_backward_input(
-                self.gpu_storage("conv_transpose2d"),
-                weight.gpu_storage("conv_transpose2d"),
+                x.gpu_storage("conv_transpose2d"),
+                w.gpu_storage("conv_transpose2d"),
                 &g,
             )),
         };
+        drop((x, w));
         let back = ConvTranspose2dBackward {
             x: Saved::new(self),
             x_shape: self.shape().to_vec(),
             x_wants: self.requires_grad(),
             w: weight.clone(),
             g,
+            mixed,
         };
         let y = Tensor::from_op(&[g.n, g.ci, g.h, g.w], storage, &[self, weight], back);
         match bias {
@@ -203,6 +220,8 @@ struct ConvTranspose2dBackward {
     x_wants: bool,
     w: Tensor,
     g: Geom,
+    /// The forward ran under --precision mixed: the backward reads h(x) and h(w), as the forward did.
+    mixed: bool,
 }
 
 impl Backward for ConvTranspose2dBackward {
@@ -210,11 +229,16 @@ impl Backward for ConvTranspose2dBackward {
         "conv_transpose2d"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        let (w, g, x_shape) = (&self.w, &self.g, &self.x_shape);
+        let w = &if self.mixed {
+            self.w.to_half().to_f32()
+        } else {
+            self.w.clone()
+        };
+        let (g, x_shape) = (&self.g, &self.x_shape);
         let op = "conv_transpose2d_backward";
         match Tensor::same_device(op, &[w, dy]) {
             Device::Cpu => {
-                let x = self.x.get();
+                let x = self.x.get_as(self.mixed);
                 let (dx, dw) = cpu_backward(&x.cpu_data(op), &w.cpu_data(op), &dy.cpu_data(op), g);
                 vec![
                     Some(x.new_like(dx, x_shape)),
@@ -229,8 +253,8 @@ impl Backward for ConvTranspose2dBackward {
                         Storage::Gpu(conv2d::gpu_forward(gdy, gw, None, g)),
                     )
                 });
-                let dw = w.requires_grad().then(|| {
-                    let x = self.x.get();
+                let dw = self.w.requires_grad().then(|| {
+                    let x = self.x.get_as(self.mixed);
                     let d = conv2d::gpu_backward_weight(gdy, x.gpu_storage(op), g);
                     Tensor::from_storage(w.shape(), Storage::Gpu(d))
                 });

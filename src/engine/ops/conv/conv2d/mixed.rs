@@ -372,6 +372,65 @@ mod tests {
         }
     }
 
+    /// Recorded under mixed, conv2d and conv_transpose2d are exactly the plain ops on the rounded input and
+    /// weight, gradients included (straight through: the input's gradient is the rounded input's), on the
+    /// CPU and on a GPU whose convolutions take the rounded path (every GPU without cooperative matrices).
+    #[test]
+    fn mixed_is_the_plain_op_on_rounded_operands() {
+        use crate::engine::precision::{with_precision, Precision};
+        let mut devices = vec![Device::Cpu];
+        if let Some(gpu) = gpu_or_skip("mixed convolutions' autograd") {
+            if !matches!(half_matmul::path(gpu), HalfPath::Cooperative { .. }) {
+                devices.push(Device::Gpu);
+            }
+        }
+        for d in devices {
+            // An activation (made by a recorded op) and a leaf weight, both with values halves cannot hold.
+            let x0 = Tensor::rand_uniform(&[2, 6, 10, 10], -2.0, 2.0, 11, d).requires_grad_();
+            let w = Tensor::rand_uniform(&[40, 6, 3, 3], -0.5, 0.5, 12, d).requires_grad_();
+            let wt = Tensor::rand_uniform(&[40, 5, 4, 4], -0.5, 0.5, 13, d).requires_grad_();
+            let b = Tensor::rand_uniform(&[40], -0.5, 0.5, 14, d).requires_grad_();
+            let net = |x: &Tensor, w: &Tensor, wt: &Tensor| {
+                let y = x.conv2d(w, Some(&b), 1, 1, PaddingMode::Reflect);
+                y.conv_transpose2d(wt, None, 2, 1)
+            };
+            let grads = |ts: &[&Tensor]| -> Vec<Vec<f32>> {
+                ts.iter()
+                    .map(|t| t.grad().expect("grad").to_vec())
+                    .collect()
+            };
+            let zero = || {
+                for t in [&x0, &w, &wt, &b] {
+                    t.zero_grad();
+                }
+            };
+            zero();
+            let x = &x0 * 1.0;
+            let z = with_precision(Precision::Mixed, || net(&x, &w, &wt));
+            let loss = (&z * &z).sum_all();
+            loss.backward();
+            let mixed = (loss.item(), grads(&[&x0, &w, &wt, &b]));
+            // Plain: conv2d on h(x), h(w); conv_transpose2d on h(y), h(wt) — y rounded by hand, its
+            // gradient passed straight through.
+            zero();
+            let r = |t: &Tensor| t.to_half().to_f32();
+            let (hx, hw, hwt) = (
+                r(&(&x0 * 1.0)).requires_grad_(),
+                r(&w).requires_grad_(),
+                r(&wt).requires_grad_(),
+            );
+            let y = hx.conv2d(&hw, Some(&b), 1, 1, PaddingMode::Reflect);
+            let hy = r(&y).requires_grad_();
+            let z = hy.conv_transpose2d(&hwt, None, 2, 1);
+            let loss = (&z * &z).sum_all();
+            loss.backward();
+            y.backward_with(hy.grad().expect("grad"));
+            let plain = (loss.item(), grads(&[&hx, &hw, &hwt, &b]));
+            assert_eq!(mixed, plain, "{d:?}");
+            assert_ne!(r(&w).to_vec(), w.to_vec(), "nothing was rounded");
+        }
+    }
+
     /// How many images a chunk takes.
     #[test]
     fn chunks_cover_the_batch() {
