@@ -111,6 +111,19 @@ pub(super) fn run_panoptic(case: &Path, conf: &Value, device: Device) -> Outcome
             .as_ref()
             .map(|s| s.to_vec())
             .unwrap_or_default();
+        // --precision mixed: the two maps before any discrete decision (the centers are the heatmap's local
+        // maxima, so what follows them may legitimately differ), against the same float32 reference.
+        let (out_mixed, halves) = mixed(|| {
+            sitsgpu::no_grad(|| {
+                model.forward(&batch.x, &batch.days, &batch.pad, &ctx, None, true, false)
+            })
+        });
+        let heat_mixed = out_mixed.heatmap.to_vec();
+        let sal_mixed = out_mixed
+            .saliency
+            .as_ref()
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
         let heads = out.heads.as_ref();
         let size = heads.map(|x| x.size.to_vec()).unwrap_or_default();
         let sem = heads.map(|x| x.semantic.to_vec()).unwrap_or_default();
@@ -120,6 +133,16 @@ pub(super) fn run_panoptic(case: &Path, conf: &Value, device: Device) -> Outcome
         let attn = out.attn.as_ref().map_or(Vec::new(), |a| a.to_vec());
         let as_ = out.attn.as_ref().map_or(vec![0; 5], |a| a.shape().to_vec());
         for (i, id) in ids.iter().enumerate() {
+            for (name, all, all_mixed) in [
+                ("heatmap", &heat, &heat_mixed),
+                ("saliency", &sal, &sal_mixed),
+            ] {
+                let file = format!("{name}_{id}.npy");
+                if let (Some(e), Some(got)) = (read(&file), all_mixed.get(i * hw..(i + 1) * hw)) {
+                    debug_assert_eq!(all.len(), all_mixed.len());
+                    check_mixed(&mut rep, &rules, &file, got, &e, halves);
+                }
+            }
             let mine: Vec<usize> = (0..out.centers.len())
                 .filter(|&m| out.centers[m].b == i)
                 .collect();
