@@ -61,13 +61,18 @@ pub fn adapter_report(out: &mut dyn Write) -> Result<()> {
     line(format!("features: {:?}", gpu.features))?;
     line(
         "precision: fp32 everywhere by default; --precision mixed keeps saved activations as halves \
-         (integer conversion, no feature needed) and runs matrix products on half-precision operands"
+         (integer conversion, no feature needed) and runs matrix products and convolutions on \
+         half-precision operands"
             .to_string(),
     )?;
     line(format!(
         "  half-precision products: {} | SHADER_F16 {}",
         half_matmul::path(gpu),
         if gpu.half.f16 { "on" } else { "not offered" }
+    ))?;
+    line(format!(
+        "  half-precision convolutions: {}",
+        crate::engine::ops::conv::conv2d::mixed::path_note(gpu)
     ))?;
     line(format!("  {}", half_matmul::coop_note(gpu)))?;
     if !gpu.half.coop_configs.is_empty() {

@@ -271,13 +271,20 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
     }
     std::fs::create_dir_all(&o.res_dir).map_err(|e| Error::io(&o.res_dir, e))?;
     if o.precision == Precision::Mixed {
-        let products = match device {
-            Device::Gpu => half_matmul::path(Gpu::get()?).to_string(),
-            Device::Cpu => "the CPU reference".to_string(),
+        let (products, convolutions) = match device {
+            Device::Gpu => {
+                let gpu = Gpu::get()?;
+                (
+                    half_matmul::path(gpu).to_string(),
+                    crate::engine::ops::conv::conv2d::mixed::path_note(gpu),
+                )
+            }
+            Device::Cpu => ("the CPU reference".to_string(), "the same".to_string()),
         };
         println!(
-            "precision: mixed (products on half-precision operands with float32 sums: {products}; \
-             activations saved for the backward pass in half precision; the rest float32)"
+            "precision: mixed (products and convolutions on half-precision operands with float32 sums: \
+             products {products}; convolutions {convolutions}; activations saved for the backward pass in \
+             half precision; the rest float32)"
         );
     }
     let mut results = Vec::new();

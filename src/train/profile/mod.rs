@@ -52,6 +52,8 @@ pub struct ProfileOutcome {
     pub precision: Precision,
     /// How this device computes the half-precision products of mixed (`half_matmul::path`).
     pub half_products: String,
+    /// ... and its convolutions (`conv2d::mixed::path_note`).
+    pub half_convolutions: String,
     /// Samples per step.
     pub batch: usize,
     /// Profiled steps.
@@ -130,7 +132,10 @@ impl ProfileOutcome {
             "evaluation forward"
         };
         let products = if self.precision == Precision::Mixed {
-            format!("; products: {}", self.half_products)
+            format!(
+                "; products: {}; convolutions: {}",
+                self.half_products, self.half_convolutions
+            )
         } else {
             String::new()
         };
@@ -159,6 +164,7 @@ impl ProfileOutcome {
             "train": self.train,
             "precision": self.precision.to_string(),
             "half_products": self.half_products,
+            "half_convolutions": self.half_convolutions,
             "batch": self.batch,
             "steps": self.steps,
             "step_ms": self.step_ms,
@@ -213,6 +219,7 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         train: opts.train,
         precision: opts.precision,
         half_products: half_matmul::path(gpu).to_string(),
+        half_convolutions: crate::engine::ops::conv::conv2d::mixed::path_note(gpu),
         batch: opts.workload.batch,
         steps,
         step_ms: wall / steps as f64,

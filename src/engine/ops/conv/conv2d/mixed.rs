@@ -26,6 +26,7 @@
 
 use super::geom::Geom;
 use super::gpu::gpu_forward as gpu_forward_f32;
+use crate::engine::gpu::Gpu;
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::elementwise::binary::{self, BinaryOp};
 use crate::engine::ops::elementwise::half::{self, half_bits};
@@ -158,6 +159,17 @@ fn chunk_frames(unfold_bytes: usize, max_binding: usize, g: &Geom) -> Option<usi
     let out = 4 * m_p * p_p;
     let frames = (unfold_bytes.min(max_binding) / unfold).min(max_binding / out);
     (frames >= 1).then_some(frames.min(g.n))
+}
+
+/// How this device computes mixed's convolutions (printed by `info`, `profile` and the training log).
+pub fn path_note(gpu: &'static Gpu) -> String {
+    match half_matmul::path(gpu) {
+        HalfPath::Cooperative { .. } => format!(
+            "unfolded onto the cooperative matrices (half_im2col.wgsl) from {MIN_CO} output channels, \
+             float32 kernels on rounded operands below"
+        ),
+        _ => "float32 kernels on rounded operands (tensor cores only would beat them)".to_string(),
+    }
 }
 
 /// y (N, C_out, H_out, W_out) = b + conv(h(x), h(w)) on this device (module doc).
