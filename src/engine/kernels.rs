@@ -279,9 +279,9 @@ mod tests {
         // (dropout, attention, attention_backward; its CPU twin is engine::rng::hash_u32, checked by the GPU
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
         // family's Params (and the half-precision products'), the GRU cell's gates (its backward recomputes
-        // the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand and half_im2col (which also copies the convolutions' padding), matmul's
+        // the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand, half_im2col (which also copies the convolutions' padding) and half_round_inplace (and half_unpack's conversion back), matmul's
         // bounded row store (half_matmul.wgsl's too).
-        let checks: [(&str, &str, usize); 13] = [
+        let checks: [(&str, &str, usize); 14] = [
             ("", "pcg_hash", 3),
             ("", "src_index", 7),
             ("conv2d", "weight_at", 3),
@@ -290,8 +290,9 @@ mod tests {
             ("conv2d", "Params", 8),
             ("matmul", "Params", 2),
             ("half_matmul", "Params", 2),
-            ("half_", "half_bits", 3),
-            ("half_", "round_up", 3),
+            ("half_", "half_bits", 4),
+            ("half_", "round_up", 4),
+            ("half_", "half_value", 2),
             ("", "store_row", 2),
             ("gru_cell", "gates", 2),
             ("gru_cell", "Params", 2),

@@ -182,7 +182,8 @@ impl Saved {
     pub fn get_rounded(&self) -> Tensor {
         match self {
             Saved::Half(h) => h.to_f32(),
-            _ => self.get().to_half().to_f32(),
+            // A recomputed tensor is this call's alone: rounded in place on the GPU.
+            _ => self.get().rounded_to_half(),
         }
     }
 

@@ -166,6 +166,7 @@ wgsl!(REDUCE_MAX_BACKWARD, "reduce", "reduce_max_backward");
 wgsl!(REDUCE_SUM, "reduce", "reduce_sum");
 wgsl!(HALF_PACK, "elementwise", "half_pack");
 wgsl!(HALF_UNPACK, "elementwise", "half_unpack");
+wgsl!(HALF_ROUND_INPLACE, "elementwise", "half_round_inplace");
 wgsl!(RELU, "elementwise", "relu");
 wgsl!(RELU_BACKWARD, "elementwise", "relu_backward");
 wgsl!(
@@ -280,6 +281,7 @@ pub const ALL: &[Wgsl] = &[
     RELU_INPLACE,
     HALF_PACK,
     HALF_UNPACK,
+    HALF_ROUND_INPLACE,
     SOFTMAX,
     SOFTMAX_BACKWARD,
     TEMPORAL_AGG,

@@ -171,7 +171,10 @@ impl Tensor {
         let (x, w) = if mixed {
             count_half();
             count_half();
-            (self.to_half().to_f32(), weight.to_half().to_f32())
+            (
+                self.clone().rounded_to_half(),
+                weight.clone().rounded_to_half(),
+            )
         } else {
             (self.clone(), weight.clone())
         };
@@ -230,7 +233,7 @@ impl Backward for ConvTranspose2dBackward {
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
         let w = &if self.mixed {
-            self.w.to_half().to_f32()
+            self.w.clone().rounded_to_half()
         } else {
             self.w.clone()
         };

@@ -25,8 +25,11 @@ use crate::shaders;
 pub const HALF_PACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_PACK, "half_pack", 3);
 /// half_unpack.wgsl: w (ceil(n / 2) words) → y (n).
 pub const HALF_UNPACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_UNPACK, "half_unpack", 3);
+/// half_round_inplace.wgsl: y (n) ← its nearest halves, as float32, in place.
+pub const HALF_ROUND_INPLACE: Kernel =
+    Kernel::new::<ParamsN>(&shaders::HALF_ROUND_INPLACE, "half_round_inplace", 2);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[HALF_PACK, HALF_UNPACK];
+pub const KERNELS: &[Kernel] = &[HALF_PACK, HALF_UNPACK, HALF_ROUND_INPLACE];
 
 // ---- CPU reference ----
 
@@ -108,6 +111,30 @@ pub fn gpu_pack(x: &GpuStorage, n: usize) -> GpuStorage {
         Grid::threads(words),
     );
     w
+}
+
+/// Launches half_round_inplace.wgsl: y (n) replaced by its nearest halves (what [`cpu_round`] does).
+pub fn gpu_round_inplace(y: &GpuStorage, n: usize) {
+    HALF_ROUND_INPLACE.dispatch(y.gpu, &[y.buffer()], &ParamsN::new(n), Grid::threads(n));
+}
+
+/// A copy of x (n) rounded to halves (float32 values): one new buffer, no words.
+pub fn gpu_rounded(x: &GpuStorage, n: usize) -> GpuStorage {
+    use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
+    let y = GpuStorage::alloc(x.gpu, n.max(1), "half_round");
+    gpu_copy_strided(
+        x,
+        &y,
+        &StridedCopy {
+            shape: vec![n],
+            src_offset: 0,
+            src_strides: vec![1],
+            dst_offset: 0,
+            dst_strides: vec![1],
+        },
+    );
+    gpu_round_inplace(&y, n);
+    y
 }
 
 /// Launches half_unpack.wgsl: ceil(n / 2) words → y (n).
@@ -204,6 +231,26 @@ pub struct Half {
 }
 
 impl Tensor {
+    /// This tensor's values rounded to the nearest halves, as a float32 tensor (nothing recorded): what
+    /// `to_half().to_f32()` gives, with one new buffer instead of two. Given the only handle to a GPU tensor
+    /// and its storage, it rounds in place and allocates nothing.
+    pub fn rounded_to_half(self) -> Tensor {
+        let n = self.numel();
+        if self.device() == Device::Gpu && self.is_sole_handle() {
+            gpu_round_inplace(self.gpu_storage("rounded_to_half"), n);
+            return Tensor::wrap(self.shape().to_vec(), self.shared_storage(), None, false);
+        }
+        let storage = match self.device() {
+            Device::Cpu => {
+                let mut v = self.cpu_data("rounded_to_half").clone();
+                cpu_round(&mut v);
+                Tensor::cpu_storage(v)
+            }
+            Device::Gpu => Storage::Gpu(gpu_rounded(self.gpu_storage("rounded_to_half"), n)),
+        };
+        Tensor::from_storage(self.shape(), storage)
+    }
+
     /// This tensor's values as halves (nothing recorded: a storage format).
     pub fn to_half(&self) -> Half {
         let n = self.numel();
@@ -391,5 +438,22 @@ mod tests {
             bits(h.to_f32().to_vec()) == bits(cpu_unpack(&cpu_words, n)),
             "unpack: the GPU's values differ"
         );
+        // Rounding as float32 values: a copy while another handle holds the tensor (which stays as it
+        // was), in place for the sole handle; both the CPU's values bit for bit.
+        let mut want = t.to_vec();
+        cpu_round(&mut want);
+        let copy = t.clone().rounded_to_half();
+        assert!(bits(copy.to_vec()) == bits(want.clone()), "rounded copy");
+        assert!(
+            bits(t.to_vec()) != bits(want.clone()),
+            "the held tensor changed"
+        );
+        let storage = std::sync::Arc::as_ptr(&t.shared_storage());
+        let in_place = t.rounded_to_half();
+        assert!(std::ptr::eq(
+            std::sync::Arc::as_ptr(&in_place.shared_storage()),
+            storage
+        ));
+        assert!(bits(in_place.to_vec()) == bits(want), "rounded in place");
     }
 }

@@ -337,8 +337,7 @@ pub fn gpu_forward_on(
     n: usize,
 ) -> GpuStorage {
     if path == HalfPath::RoundedF32 {
-        let rounded =
-            |x: &GpuStorage, numel: usize| half::gpu_unpack(&half::gpu_pack(x, numel), numel);
+        let rounded = half::gpu_rounded;
         let (ra, rb) = (rounded(a, oa.batch * m * k), rounded(b, ob.batch * k * n));
         return matmul::gpu_forward(&ra, oa, &rb, ob, batch, m, k, n);
     }

@@ -16,11 +16,15 @@
 //!   is kH · kW halves per input value, so the images go in chunks of at most [`UNFOLD_BYTES`] of it; a
 //!   float32 pass adds the bias. Convolutions with fewer than [`MIN_CO`] output channels (a classifier's
 //!   last layer) would waste most of a 64-row tile and take the next path.
+//! - **Software adapters with `SHADER_F16`** (lavapipe): the same unfolding onto the f16 tiles
+//!   (`half_matmul.wgsl`), in chunks of at most [`UNFOLD_BYTES_SOFTWARE`]: there the float32 convolution is
+//!   `conv2d_direct.wgsl` (no workgroup memory), and the tiled product ran 3× faster on U-TAE's layers
+//!   (benches/README.md § `conv2d_half`).
 //! - **Every other device**: the operands are rounded (`half_pack` then `half_unpack`) and `conv2d.wgsl`
-//!   and its variants run on them. f16 tiles (`half_matmul.wgsl`) would compute the same arithmetic as
-//!   `conv2d.wgsl` after converting, plus the unfolding's traffic, so only tensor cores are worth it.
-//!   Tests run the unfolded path on f16 tiles too ([`gpu_forward_on`]), which shares everything with the
-//!   cooperative one but the product kernel (itself self-tested by the device before first use).
+//!   and its variants run on them. On a GPU the f16 tiles would compute the same arithmetic as
+//!   `conv2d.wgsl` after converting, plus the unfolding's traffic, so only tensor cores are worth it there.
+//!   The tests run every path the adapter has ([`gpu_forward_on`]); the unfolded ones share everything but
+//!   the product kernel, which the device self-tests before first use.
 //!
 //! CPU reference: [`cpu_forward`] rounds both operands and runs `conv2d::cpu_forward`.
 
@@ -63,9 +67,15 @@ pub const HALF_IM2COL: Kernel =
 /// This module's kernels (collected by `engine::kernels` for the naga tests).
 pub const KERNELS: &[Kernel] = &[HALF_IM2COL];
 
-/// The most bytes of unfolded operand a chunk of images makes at once (also bounded by the device's
-/// largest binding).
-pub const UNFOLD_BYTES: usize = 64 << 20;
+/// The most bytes of unfolded operand a chunk of images makes at once on a GPU (also bounded by the device's
+/// largest binding): 13 images of U-TAE's widest layer (64 channels, 3 × 3, 128²), so that a batch of 160
+/// frames is a dozen chunks of three launches.
+pub const UNFOLD_BYTES: usize = 256 << 20;
+/// The same on a software adapter, whose memory is the host's: one image a chunk at U-TAE's widths, so
+/// that the unfolding adds no more than an image's worth to a step's peak (measured on lavapipe, paper
+/// config B 1 T 8 64²: 32 MiB chunks raised the training step's peak from 60.7 to 65.8 MiB, at the same
+/// speed).
+pub const UNFOLD_BYTES_SOFTWARE: usize = 4 << 20;
 /// Convolutions with fewer output channels take the rounded float32 path (module doc).
 pub const MIN_CO: usize = 32;
 
@@ -150,15 +160,16 @@ pub fn gpu_im2col(x: &GpuStorage, g: &Geom, frame0: usize, frames: usize) -> Gpu
     out
 }
 
-/// Images per chunk of the unfolded path, at most `unfold_bytes` of unfolded operand and one binding of it
-/// or of the product; `None` when one image does not fit (the rounded float32 path then runs).
+/// Images per chunk of the unfolded path: as many as `unfold_bytes` of unfolded operand hold, at least one,
+/// and no more than one binding of it or of the product holds; `None` when one image does not fit a binding
+/// (the rounded float32 path then runs).
 fn chunk_frames(unfold_bytes: usize, max_binding: usize, g: &Geom) -> Option<usize> {
     let (_, _, k_p, p_p) = product_dims(g);
     let (m_p, _, _) = half_matmul::padded(g.co, k_p, p_p);
     let unfold = 2 * k_p * p_p;
     let out = 4 * m_p * p_p;
-    let frames = (unfold_bytes.min(max_binding) / unfold).min(max_binding / out);
-    (frames >= 1).then_some(frames.min(g.n))
+    let fit = (max_binding / unfold).min(max_binding / out);
+    (fit >= 1).then(|| (unfold_bytes / unfold).clamp(1, fit).min(g.n))
 }
 
 /// How this device computes mixed's convolutions (printed by `info`, `profile` and the training log).
@@ -168,17 +179,28 @@ pub fn path_note(gpu: &'static Gpu) -> String {
             "unfolded onto the cooperative matrices (half_im2col.wgsl) from {MIN_CO} output channels, \
              float32 kernels on rounded operands below"
         ),
-        _ => "float32 kernels on rounded operands (tensor cores only would beat them)".to_string(),
+        HalfPath::F16Tiles if gpu.is_software() => format!(
+            "unfolded onto the f16 tiles (half_im2col.wgsl) from {MIN_CO} output channels (a software \
+             adapter: faster than its direct float32 kernel), float32 kernels on rounded operands below"
+        ),
+        _ => "float32 kernels on rounded operands (only tensor cores would beat them)".to_string(),
     }
 }
 
 /// y (N, C_out, H_out, W_out) = b + conv(h(x), h(w)) on this device (module doc).
 pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
-    let path = match half_matmul::path(x.gpu) {
+    gpu_forward_on(path(x.gpu, g), x, w, b, g)
+}
+
+/// The path of a convolution: unfolded onto the cooperative matrices, or onto the f16 tiles on a software
+/// adapter (there `conv2d_direct.wgsl` is the float32 kernel, and the tiled product beats it 3× on U-TAE's
+/// layers: benches/README.md § `conv2d_half`), from [`MIN_CO`] output channels; else rounded float32.
+pub fn path(gpu: &'static Gpu, g: &Geom) -> HalfPath {
+    match half_matmul::path(gpu) {
         p @ HalfPath::Cooperative { .. } if g.co >= MIN_CO => p,
+        HalfPath::F16Tiles if gpu.is_software() && g.co >= MIN_CO => HalfPath::F16Tiles,
         _ => HalfPath::RoundedF32,
-    };
-    gpu_forward_on(path, x, w, b, g)
+    }
 }
 
 /// [`gpu_forward`] on an explicit path: rounded float32, or unfolded onto a padded product path
@@ -190,7 +212,12 @@ pub fn gpu_forward_on(
     b: Option<&GpuStorage>,
     g: &Geom,
 ) -> GpuStorage {
-    forward_in_chunks(path, x, w, b, g, UNFOLD_BYTES)
+    let budget = if x.gpu.is_software() {
+        UNFOLD_BYTES_SOFTWARE
+    } else {
+        UNFOLD_BYTES
+    };
+    forward_in_chunks(path, x, w, b, g, budget)
 }
 
 /// [`gpu_forward_on`] with chunks of at most `unfold_bytes` of unfolded operand.
@@ -208,7 +235,7 @@ fn forward_in_chunks(
         .max_storage_buffer_binding_size
         .min(gpu.limits.max_buffer_size) as usize;
     let wn = g.co * g.ci * g.kh * g.kw;
-    let rounded = |s: &GpuStorage, n: usize| half::gpu_unpack(&half::gpu_pack(s, n), n);
+    let rounded = half::gpu_rounded;
     let frames = chunk_frames(unfold_bytes, max_binding, g);
     let (HalfPath::Cooperative { .. } | HalfPath::F16Tiles, Some(frames)) = (path, frames) else {
         return gpu_forward_f32(&rounded(x, g.n * g.ci * g.h * g.w), &rounded(w, wn), b, g);
@@ -386,22 +413,24 @@ mod tests {
 
     /// Recorded under mixed, conv2d and conv_transpose2d are exactly the plain ops on the rounded input and
     /// weight, gradients included (straight through: the input's gradient is the rounded input's), on the
-    /// CPU and on a GPU whose convolutions take the rounded path (every GPU without cooperative matrices).
+    /// CPU and on the GPU's rounded path (the unfolded paths sum in another order: `gpu_paths_match_...`).
     #[test]
     fn mixed_is_the_plain_op_on_rounded_operands() {
         use crate::engine::precision::{with_precision, Precision};
+        // 24 output channels (below MIN_CO): the GPU takes the rounded path, the same kernels as fp32.
+        let co = 24;
         let mut devices = vec![Device::Cpu];
         if let Some(gpu) = gpu_or_skip("mixed convolutions' autograd") {
-            if !matches!(half_matmul::path(gpu), HalfPath::Cooperative { .. }) {
-                devices.push(Device::Gpu);
-            }
+            let g = Geom::new(&[2, 6, 10, 10], &[co, 6, 3, 3], 1, 1, PaddingMode::Reflect);
+            assert_eq!(path(gpu, &g), HalfPath::RoundedF32);
+            devices.push(Device::Gpu);
         }
         for d in devices {
             // An activation (made by a recorded op) and a leaf weight, both with values halves cannot hold.
             let x0 = Tensor::rand_uniform(&[2, 6, 10, 10], -2.0, 2.0, 11, d).requires_grad_();
-            let w = Tensor::rand_uniform(&[40, 6, 3, 3], -0.5, 0.5, 12, d).requires_grad_();
-            let wt = Tensor::rand_uniform(&[40, 5, 4, 4], -0.5, 0.5, 13, d).requires_grad_();
-            let b = Tensor::rand_uniform(&[40], -0.5, 0.5, 14, d).requires_grad_();
+            let w = Tensor::rand_uniform(&[co, 6, 3, 3], -0.5, 0.5, 12, d).requires_grad_();
+            let wt = Tensor::rand_uniform(&[co, 5, 4, 4], -0.5, 0.5, 13, d).requires_grad_();
+            let b = Tensor::rand_uniform(&[co], -0.5, 0.5, 14, d).requires_grad_();
             let net = |x: &Tensor, w: &Tensor, wt: &Tensor| {
                 let y = x.conv2d(w, Some(&b), 1, 1, PaddingMode::Reflect);
                 y.conv_transpose2d(wt, None, 2, 1)
@@ -452,8 +481,10 @@ mod tests {
         assert_eq!(chunk_frames(UNFOLD_BYTES, usize::MAX, &g), Some(g.n));
         assert_eq!(chunk_frames(2 * one, usize::MAX, &g), Some(2));
         assert_eq!(chunk_frames(one, usize::MAX, &g), Some(1));
-        assert_eq!(chunk_frames(one - 1, usize::MAX, &g), None);
-        // The product (64 rows of float32) must fit a binding too.
+        assert_eq!(chunk_frames(one - 1, usize::MAX, &g), Some(1));
+        // The unfolded image and the product (64 rows of float32) must fit a binding.
+        assert_eq!(chunk_frames(UNFOLD_BYTES, 2 * one, &g), Some(2));
+        assert_eq!(chunk_frames(UNFOLD_BYTES, one - 1, &g), None);
         assert_eq!(chunk_frames(UNFOLD_BYTES, 4 * 64 * p_p - 1, &g), None);
     }
 }

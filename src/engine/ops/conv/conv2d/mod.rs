@@ -190,7 +190,7 @@ impl Backward for Conv2dBackward {
         // Under mixed, the gradients of the function the forward computed: its rounded operands.
         let x = &self.x.get_as(self.mixed);
         let w = &if self.mixed {
-            self.w.to_half().to_f32()
+            self.w.clone().rounded_to_half()
         } else {
             self.w.clone()
         };
