@@ -156,15 +156,11 @@ fn matmul_half(c: &mut Criterion) {
     use sitsgpu::engine::ops::linalg::half_matmul::{self, gpu_forward_on, HalfPath};
     use sitsgpu::engine::ops::linalg::matmul::{gpu_forward, Operand};
     let Some(gpu) = gpu() else { return };
-    let device_path = half_matmul::path(gpu);
-    println!("half-precision products on this device: {device_path}");
-    let mut paths = vec![HalfPath::RoundedF32];
-    if gpu.half.f16 {
-        paths.push(HalfPath::F16Tiles);
-    }
-    if matches!(device_path, HalfPath::Cooperative { .. }) {
-        paths.push(device_path);
-    }
+    println!(
+        "half-precision products on this device: {}",
+        half_matmul::path(gpu)
+    );
+    let paths = half_matmul::paths_on(gpu);
     let mut g = group(c, "matmul_half");
     let shapes: [(&str, usize, usize, usize); 5] = [
         ("square 1024", 1024, 1024, 1024),
@@ -214,15 +210,11 @@ fn conv2d_half(c: &mut Criterion) {
     use sitsgpu::engine::ops::conv::conv2d::{self as conv, mixed, Geom, PaddingMode::Reflect};
     use sitsgpu::engine::ops::linalg::half_matmul::{self, HalfPath};
     let Some(gpu) = gpu() else { return };
-    let device_path = half_matmul::path(gpu);
-    println!("half-precision products on this device: {device_path}");
-    let mut paths = vec![HalfPath::RoundedF32];
-    if gpu.half.f16 {
-        paths.push(HalfPath::F16Tiles);
-    }
-    if matches!(device_path, HalfPath::Cooperative { .. }) {
-        paths.push(device_path);
-    }
+    println!(
+        "half-precision products on this device: {}",
+        half_matmul::path(gpu)
+    );
+    let paths = half_matmul::paths_on(gpu);
     let mut g = group(c, "conv2d_half");
     let frames = std::env::var("SITSGPU_BENCH_FRAMES").map_or(16, |v| v.parse().unwrap_or(16));
     let shapes = [

@@ -83,6 +83,19 @@ pub const PACKED_MIN_MACS: usize = 1 << 18;
 
 pub use crate::engine::precision::HalfPath;
 
+/// Every path this device can run (the tests and benches compare them): rounded float32, f16 tiles with
+/// `SHADER_F16`, and cooperative matrices when they are this device's [`path`].
+pub fn paths_on(gpu: &'static Gpu) -> Vec<HalfPath> {
+    let mut paths = vec![HalfPath::RoundedF32];
+    if gpu.half.f16 {
+        paths.push(HalfPath::F16Tiles);
+    }
+    if let p @ HalfPath::Cooperative { .. } = path(gpu) {
+        paths.push(p);
+    }
+    paths
+}
+
 /// The path this device takes, decided on first use: cooperative matrices when enabled and their self-test
 /// passes, else f16 tiles with `SHADER_F16`, else rounded float32.
 pub fn path(gpu: &'static Gpu) -> HalfPath {
@@ -453,15 +466,12 @@ mod tests {
         let Some(gpu) = crate::engine::testing::gpu_or_skip("half-precision products") else {
             return;
         };
-        let mut paths = vec![HalfPath::RoundedF32];
-        if gpu.half.f16 {
-            paths.push(HalfPath::F16Tiles);
-        } else {
+        let paths = paths_on(gpu);
+        if !gpu.half.f16 {
             eprintln!("half-precision products: SHADER_F16 not offered: f16 tiles not tested here");
         }
-        match path(gpu) {
-            p @ HalfPath::Cooperative { .. } => paths.push(p),
-            _ => eprintln!("half-precision products: {}", coop_note(gpu)),
+        if !matches!(path(gpu), HalfPath::Cooperative { .. }) {
+            eprintln!("half-precision products: {}", coop_note(gpu));
         }
         let cases = [
             (1, 64, 16, 64, 1, 1, false, false),

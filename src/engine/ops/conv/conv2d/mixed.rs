@@ -353,13 +353,7 @@ mod tests {
         let Some(gpu) = gpu_or_skip("mixed-precision convolutions") else {
             return;
         };
-        let mut paths = vec![HalfPath::RoundedF32];
-        if gpu.half.f16 {
-            paths.push(HalfPath::F16Tiles);
-        }
-        if let p @ HalfPath::Cooperative { .. } = half_matmul::path(gpu) {
-            paths.push(p);
-        }
+        let paths = half_matmul::paths_on(gpu);
         for (i, g) in geoms().into_iter().enumerate() {
             let x = random_f32(g.n * g.ci * g.h * g.w, -2.0, 2.0, 90 + i as u64);
             let w = random_f32(g.co * g.ci * g.kh * g.kw, -0.5, 0.5, 100 + i as u64);
