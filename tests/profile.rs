@@ -1,6 +1,7 @@
 //! The per-kernel profiler on whatever adapter exists (lavapipe in CI): a tiny U-TAE training step, a U-TAE +
-//! PaPs and a U-ConvLSTM + PaPs forward and a pixel-set forward, timed by GPU timestamps where the adapter has them and by synchronised
-//! wall time otherwise, summed per kernel entry point.
+//! PaPs and a U-ConvLSTM + PaPs forward, a pixel-set forward and a mixed-precision U-TAE forward, timed by GPU
+//! timestamps where the adapter has them and by synchronised wall time otherwise, summed per kernel entry
+//! point.
 
 use sitsgpu::engine::profile::Timing;
 use sitsgpu::engine::testing::gpu_or_skip;
@@ -169,4 +170,42 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
     );
     assert!(out.report.rows.iter().any(|r| r.entry == "gather_pixels"));
     assert!(Workload::paps("fpn", "small", 1, 1, 8).is_err());
+}
+
+/// `--precision mixed`: the profile says how the products and convolutions run, and shows it. On a software
+/// adapter with f16 (lavapipe) U-TAE's convolutions of 32 output channels or more are unfolded
+/// (`half_im2col`) onto the f16 tiles (`half_matmul`); elsewhere they round their operands
+/// (`half_round_inplace`) for the float32 kernels.
+#[test]
+fn a_mixed_forward_shows_how_its_convolutions_run() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(gpu) = gpu_or_skip("profile mixed") else {
+        return;
+    };
+    let opts = ProfileOptions {
+        workload: Workload::utae("paper", 1, 2, 16).unwrap(),
+        train: false,
+        warmup: 0,
+        steps: 1,
+        wall_clock: false,
+        precision: Precision::Mixed,
+    };
+    let out = run(&opts).unwrap();
+    let json = out.json();
+    let convs = json["half_convolutions"].as_str().unwrap_or_default();
+    assert!(!json["half_products"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty());
+    assert!(out.text().contains("convolutions: "), "{}", out.text());
+    let entries: Vec<&str> = out.report.rows.iter().map(|r| r.entry).collect();
+    let want = if gpu.is_software() && gpu.half.f16 {
+        assert!(convs.contains("f16 tiles"), "{convs}");
+        ["half_im2col", "half_matmul"]
+    } else {
+        ["half_round_inplace", "conv2d"]
+    };
+    for entry in want {
+        assert!(entries.contains(&entry), "{entry} missing from {entries:?}");
+    }
 }
