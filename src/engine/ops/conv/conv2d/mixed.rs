@@ -20,8 +20,8 @@
 //!   (`half_matmul.wgsl`), in chunks of at most [`UNFOLD_BYTES_SOFTWARE`]: there the float32 convolution is
 //!   `conv2d_direct.wgsl` (no workgroup memory), and the tiled product ran 3× faster on U-TAE's layers
 //!   (benches/README.md § `conv2d_half`).
-//! - **Every other device**: the operands are rounded (`half_pack` then `half_unpack`) and `conv2d.wgsl`
-//!   and its variants run on them. On a GPU the f16 tiles would compute the same arithmetic as
+//! - **Every other device**: the operands are rounded (a copy, rounded in place by
+//!   `half_round_inplace.wgsl`) and `conv2d.wgsl` and its variants run on them. On a GPU the f16 tiles would compute the same arithmetic as
 //!   `conv2d.wgsl` after converting, plus the unfolding's traffic, so only tensor cores are worth it there.
 //!   The tests run every path the adapter has ([`gpu_forward_on`]); the unfolded ones share everything but
 //!   the product kernel, which the device self-tests before first use.
@@ -68,8 +68,8 @@ pub const HALF_IM2COL: Kernel =
 pub const KERNELS: &[Kernel] = &[HALF_IM2COL];
 
 /// The most bytes of unfolded operand a chunk of images makes at once on a GPU (also bounded by the device's
-/// largest binding): 13 images of U-TAE's widest layer (64 channels, 3 × 3, 128²), so that a batch of 160
-/// frames is a dozen chunks of three launches.
+/// largest binding): 14 images of U-TAE's widest layer (64 channels, 3 × 3, 128²: 18 MiB each), so that a
+/// batch of 160 frames is a dozen chunks of three launches.
 pub const UNFOLD_BYTES: usize = 256 << 20;
 /// The same on a software adapter, whose memory is the host's: one image a chunk at U-TAE's widths, so
 /// that the unfolding adds no more than an image's worth to a step's peak (measured on lavapipe, paper
