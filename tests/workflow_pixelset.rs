@@ -9,7 +9,8 @@
 //! - an official `model.pth.tar` of the `pse_ltae_small` fixture in a train.py weight folder: `predict`
 //!   reproduces the fixture's logits (reading the original pretrained-weight layout);
 //! - the four models learn the synthetic classes (GPU when present, else the CPU path);
-//! - the built binary: `synth --format pixelset`, `train --task pixelset`, `evaluate`, and clear errors.
+//! - the built binary: `synth --format pixelset`, `train --task pixelset` (on the GPU too, with its memory
+//!   probe), `evaluate`, and clear errors.
 //!
 //! Run: `cargo test --test workflow_pixelset`.
 
@@ -418,6 +419,36 @@ fn command_line() {
     let out = run(&["--gru", "--positions", "bespoke"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("positions"), "{err}");
+    // On a GPU the memory planner probes the default model's training pass before the first epoch, from 2
+    // parcels: its decoder's train-mode BatchNorm1d has no statistics for one (a probe of one panicked).
+    if gpu_or_skip("pixel-set training on the GPU").is_some() {
+        let out = sitsgpu_command()
+            .args(["train", "--task", "pixelset", "--dataset_folder"])
+            .arg(&data)
+            .arg("--res_dir")
+            .arg(tmp.0.join("gpu"))
+            .args(["--epochs", "1", "--fold", "1", "--batch_size", "16"])
+            .args(["--max_steps", "1"])
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("GPU memory: a batch of 16"), "{text}");
+    }
+    // --batch_size 1 cannot train them: a clear error before anything runs (PyTorch raises in the step).
+    let out = sitsgpu_command()
+        .args(["train", "--task", "pixelset", "--cpu", "--batch_size", "1"])
+        .arg("--dataset_folder")
+        .arg(&data)
+        .arg("--res_dir")
+        .arg(tmp.0.join("b1"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("at least 2 parcels"),
+        "{err}"
+    );
     // A pixel-set flag without --task pixelset, two model flags, a missing folder.
     let out = sitsgpu_command()
         .args(["train", "--npixel", "32", "--dataset_folder", "x"])

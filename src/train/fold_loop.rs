@@ -151,6 +151,12 @@ pub trait FoldTask {
     fn fresh_best(&self) -> f64 {
         0.0
     }
+    /// The fewest samples a training forward pass takes: 1, or 2 for a model whose train-mode BatchNorm
+    /// normalises over the samples (the pixel-set decoders: one sample has no statistics, as PyTorch says).
+    /// Memory probes and micro-batches never go below it.
+    fn min_micro(&self) -> usize {
+        1
+    }
     /// A forward and backward pass of the first `n` training samples (no optimiser step): the memory probe
     /// of `train::memory` (the fold loop zeroes the gradients and restores the buffers afterwards).
     fn probe(&self, fold: Fold<'_>, model: &Self::Model, data: &Self::Data, n: usize)
@@ -226,6 +232,7 @@ fn plan_micro_batch<T: FoldTask>(
         o.batch_size,
         budget.clone(),
         memory::max_binding(gpu),
+        task.min_micro(),
         |n| {
             gpu.synchronize();
             gpu.pool.reset_peak();

@@ -196,22 +196,32 @@ pub fn plan(
     batch: usize,
     budget: Budget,
     max_binding: u64,
+    min: usize,
     probe: impl FnMut(usize) -> Result<Measured>,
 ) -> Result<Plan> {
-    plan_for(batch, budget, max_binding, "training sample", probe)
+    plan_for(batch, budget, max_binding, min, "training sample", probe)
 }
 
-/// [`plan`] for any measured peak: `what` names one sample's work in the error.
+/// [`plan`] for any measured peak: `what` names one sample's work in the error; `min` is the fewest samples
+/// a pass may take (2 for a model whose train-mode BatchNorm normalises over the samples): the probes run
+/// `min` and `min + 1` samples, and no micro-batch is smaller.
 fn plan_for(
     batch: usize,
     budget: Budget,
     max_binding: u64,
+    min: usize,
     what: &str,
     mut probe: impl FnMut(usize) -> Result<Measured>,
 ) -> Result<Plan> {
-    let m1 = probe(1).map_err(|e| match e {
+    let lo = min.clamp(1, batch.max(1));
+    let fewest = if lo == 1 {
+        format!("one {what}")
+    } else {
+        format!("{lo} {what}s (the fewest this model trains on)")
+    };
+    let m1 = probe(lo).map_err(|e| match e {
         Error::TensorTooLarge(t) => Error::Invalid(format!(
-            "one {what} does not fit this adapter: {t}. HINT: use fewer dates per sample or smaller patches, \
+            "{fewest} does not fit this adapter: {t}. HINT: use fewer dates per sample or smaller patches, \
              or the CPU (--cpu)"
         )),
         e => e,
@@ -219,10 +229,10 @@ fn plan_for(
     // Activations grow with the samples: n samples' largest tensor is about n times one sample's.
     let cap = match m1.largest {
         0 => batch.max(1),
-        l => ((max_binding / l) as usize).clamp(1, batch.max(1)),
+        l => ((max_binding / (l / lo as u64).max(1)) as usize).clamp(1, batch.max(1)),
     };
-    let m2 = if batch >= 2 && cap >= 2 {
-        match probe(2) {
+    let m2 = if batch > lo && cap > lo {
+        match probe(lo + 1) {
             Ok(m) => Some(m),
             Err(Error::TensorTooLarge(_)) => None,
             Err(e) => return Err(e),
@@ -230,29 +240,31 @@ fn plan_for(
     } else {
         None
     };
-    let cap = if batch >= 2 && m2.is_none() { 1 } else { cap };
-    // Without a second point (one sample per micro-batch), every byte counts as per-sample: an upper bound.
-    let per = m2.map_or(m1.peak, |m| m.peak.saturating_sub(m1.peak));
-    let fixed = m1.peak.saturating_sub(per);
+    let cap = if batch > lo && m2.is_none() { lo } else { cap };
+    // Without a second point (`lo` samples per micro-batch), every byte counts as per-sample: an upper bound.
+    let per = m2.map_or(m1.peak.div_ceil(lo as u64), |m| {
+        m.peak.saturating_sub(m1.peak)
+    });
+    let fixed = m1.peak.saturating_sub(per * lo as u64);
     let estimate = |n: usize| {
         let x = fixed + per * n as u64;
         x + x * MARGIN_PERCENT / 100
     };
-    if estimate(1) > budget.bytes {
+    if estimate(lo) > budget.bytes {
         return Err(Error::Invalid(format!(
-            "one {what} needs about {} of GPU memory, more than the budget of {} ({}); \
+            "{fewest} needs about {} of GPU memory, more than the budget of {} ({}); \
              raise --max_memory if the GPU has more free memory, otherwise use fewer dates or smaller \
              patches, or the CPU (--cpu)",
-            human(estimate(1)),
+            human(estimate(lo)),
             human(budget.bytes),
             budget.source
         )));
     }
-    let fits = (1..=batch.max(1))
+    let fits = (lo..=batch.max(lo))
         .rev()
         .find(|&n| estimate(n) <= budget.bytes)
-        .unwrap_or(1);
-    let micro = fits.min(cap);
+        .unwrap_or(lo);
+    let micro = fits.min(cap).max(lo);
     Ok(Plan {
         micro,
         peak: estimate(micro),
@@ -324,7 +336,7 @@ pub fn inference_parts(
     };
     let gpu = Gpu::get()?;
     let what = "sample's forward pass";
-    let p = plan_for(batch, budget, max_binding(gpu), what, |n| {
+    let p = plan_for(batch, budget, max_binding(gpu), 1, what, |n| {
         gpu.synchronize();
         gpu.pool.reset_peak();
         catch_too_large(|| crate::engine::no_grad(|| forward(n)))?;
@@ -396,15 +408,40 @@ mod tests {
     #[test]
     fn plans_the_largest_micro_batch_that_fits() {
         let probe = linear(10);
-        let p = plan(8, budget(500), 1000, probe).unwrap();
+        let p = plan(8, budget(500), 1000, 1, probe).unwrap();
         assert_eq!((p.micro, p.peak, p.batch_peak), (5, 490, 700));
         assert_eq!(p.binding, None);
         assert!(p.line(8).contains("micro-batches of 5 samples"));
-        let whole = plan(4, budget(500), 1000, probe).unwrap();
+        let whole = plan(4, budget(500), 1000, 1, probe).unwrap();
         assert_eq!(whole.micro, 4);
         assert!(whole.line(4).contains("no micro-batches"));
-        let err = plan(4, budget(100), 1000, probe).unwrap_err().to_string();
+        let err = plan(4, budget(100), 1000, 1, probe)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("one training sample needs about"), "{err}");
+    }
+
+    /// A model that trains on 2 samples at the least (a train-mode BatchNorm over the samples): the probes
+    /// run 2 and 3 samples, never 1, and the micro-batches are never below 2, even when the budget would
+    /// take only 1.
+    #[test]
+    fn a_model_of_two_samples_at_least_is_probed_and_split_from_two() {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let probe = |n: usize| {
+            seen.borrow_mut().push(n);
+            linear(10)(n)
+        };
+        let p = plan(8, budget(500), 1000, 2, probe).unwrap();
+        assert_eq!(*seen.borrow(), vec![2, 3]);
+        assert_eq!((p.micro, p.peak, p.batch_peak), (5, 490, 700));
+        // 2 samples need 280 with the margin: a budget of 250 is an error naming the 2.
+        let err = plan(8, budget(250), 1000, 2, linear(10))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 training samples (the fewest"), "{err}");
+        // A binding of 15 bytes takes one sample's largest tensor (10) but the model needs 2: still 2.
+        let p = plan(8, budget(1 << 20), 15, 2, linear(10)).unwrap();
+        assert_eq!(p.micro, 2);
     }
 
     fn too_large() -> Error {
@@ -420,7 +457,7 @@ mod tests {
     #[test]
     fn the_largest_tensor_stays_within_the_binding() {
         let probe = linear(30);
-        let p = plan(8, budget(1 << 20), 100, probe).unwrap();
+        let p = plan(8, budget(1 << 20), 100, 1, probe).unwrap();
         assert_eq!((p.micro, p.binding), (3, Some((30, 100))));
         let line = p.line(8);
         assert!(
@@ -429,7 +466,7 @@ mod tests {
             "{line}"
         );
         // The budget binds first: no binding note.
-        let p = plan(8, budget(300), 100, probe).unwrap();
+        let p = plan(8, budget(300), 100, 1, probe).unwrap();
         assert_eq!((p.micro, p.binding), (2, None));
     }
 
@@ -447,10 +484,10 @@ mod tests {
                 Err(too_large())
             }
         };
-        let p = plan(4, budget(1 << 20), 100, probe).unwrap();
+        let p = plan(4, budget(1 << 20), 100, 1, probe).unwrap();
         assert_eq!((p.micro, p.peak, p.batch_peak), (1, 140, 560));
         assert!(p.binding.is_some());
-        let err = plan(4, budget(1 << 20), 100, |_| Err(too_large()))
+        let err = plan(4, budget(1 << 20), 100, 1, |_| Err(too_large()))
             .unwrap_err()
             .to_string();
         assert!(
@@ -460,7 +497,9 @@ mod tests {
             "{err}"
         );
         // Any other probe error is passed on unchanged.
-        let other = plan(4, budget(1 << 20), 100, |_| Err(Error::Invalid("x".into())));
+        let other = plan(4, budget(1 << 20), 100, 1, |_| {
+            Err(Error::Invalid("x".into()))
+        });
         assert_eq!(other.unwrap_err().to_string(), "x");
     }
 

@@ -63,6 +63,19 @@ pub fn parts(len: usize, micro: usize) -> Vec<Part> {
         .collect()
 }
 
+/// [`parts`] for a model that takes at least `min` samples a pass (a train-mode BatchNorm over the samples):
+/// a last part smaller than `min` joins the part before it (one part of up to `micro + min - 1` samples).
+pub fn parts_at_least(len: usize, micro: usize, min: usize) -> Vec<Part> {
+    let mut ps = parts(len, micro.max(min));
+    if ps.len() >= 2 && ps[ps.len() - 1].end - ps[ps.len() - 1].start < min {
+        let last = ps.pop().map_or(len, |p| p.end);
+        if let Some(p) = ps.last_mut() {
+            p.end = last;
+        }
+    }
+    ps
+}
+
 /// Back-propagates `share · loss` (the loss itself when `share` is 1; nothing when it is 0).
 pub fn backward_share(loss: &Tensor, share: f64) {
     if share == 1.0 {
@@ -81,7 +94,7 @@ pub fn accumulate(
     micro: usize,
     part: impl FnMut(Part) -> Result<(Tensor, f64)>,
 ) -> Result<f64> {
-    sum_parts(len, micro, true, part)
+    sum_parts(len, (micro, 1), true, part)
 }
 
 /// [`accumulate`] without the backward passes (evaluation: run it under `no_grad`).
@@ -90,17 +103,17 @@ pub fn forward_parts(
     micro: usize,
     part: impl FnMut(Part) -> Result<(Tensor, f64)>,
 ) -> Result<f64> {
-    sum_parts(len, micro, false, part)
+    sum_parts(len, (micro, 1), false, part)
 }
 
 fn sum_parts(
     len: usize,
-    micro: usize,
+    (micro, min): (usize, usize),
     backward: bool,
     mut part: impl FnMut(Part) -> Result<(Tensor, f64)>,
 ) -> Result<f64> {
     let mut total = 0.0;
-    for p in parts(len, micro) {
+    for p in parts_at_least(len, micro, min) {
         let (loss, share) = part(p)?;
         let share = if p.whole { 1.0 } else { share };
         if backward {
@@ -121,8 +134,19 @@ pub fn train_batch(
     micro: usize,
     part: impl FnMut(Part) -> Result<(Tensor, f64)>,
 ) -> Result<f64> {
+    train_batch_at_least(opt, len, micro, 1, part)
+}
+
+/// [`train_batch`] for a model that takes at least `min` samples a pass ([`parts_at_least`]).
+pub fn train_batch_at_least(
+    opt: &mut Adam,
+    len: usize,
+    micro: usize,
+    min: usize,
+    part: impl FnMut(Part) -> Result<(Tensor, f64)>,
+) -> Result<f64> {
     opt.zero_grad();
-    let loss = accumulate(len, micro, part)?;
+    let loss = sum_parts(len, (micro, min), true, part)?;
     opt.step();
     Ok(loss)
 }
@@ -146,6 +170,30 @@ mod tests {
         assert_eq!(p(4, 4), vec![(0, 4, true)]);
         assert_eq!(p(3, 0), vec![(0, 1, false), (1, 2, false), (2, 3, false)]);
         assert!(parts(0, 2).is_empty());
+        // At least 2 samples a part: a last part of 1 joins the one before; micro 1 counts as 2.
+        let q = |len, micro| -> Vec<(usize, usize)> {
+            parts_at_least(len, micro, 2)
+                .iter()
+                .map(|p| (p.start, p.end))
+                .collect()
+        };
+        assert_eq!(q(7, 3), vec![(0, 3), (3, 7)]);
+        assert_eq!(q(8, 3), vec![(0, 3), (3, 6), (6, 8)]);
+        assert_eq!(q(5, 1), vec![(0, 2), (2, 5)]);
+        assert_eq!(q(3, 2), vec![(0, 3)]);
+        assert_eq!(q(2, 8), vec![(0, 2)]);
+        for (len, micro) in [(5, 2), (4, 8), (3, 0), (9, 4)] {
+            assert_eq!(
+                parts_at_least(len, micro, 1)
+                    .iter()
+                    .map(|p| (p.start, p.end, p.whole))
+                    .collect::<Vec<_>>(),
+                parts(len, micro)
+                    .iter()
+                    .map(|p| (p.start, p.end, p.whole))
+                    .collect::<Vec<_>>()
+            );
+        }
     }
 
     /// A batch's loss as parts weighted by their shares gives the whole batch's gradient and loss (up to the

@@ -28,6 +28,11 @@
 //! with an explanation.
 
 use std::path::{Path, PathBuf};
+
+/// The fewest parcels a training pass takes: the decoders' train-mode BatchNorm1d normalises over the
+/// parcels, and one has no statistics. Memory probes and micro-batches never go below it
+/// (`FoldTask::min_micro`, `step::parts_at_least`).
+const MIN_PARCELS: usize = 2;
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
@@ -372,7 +377,7 @@ fn run_epoch(
             // One part, or micro-batches (train::step): the focal loss is a mean over parcels, so each
             // part's loss is weighted by its share of the batch's parcels.
             let len = batch.ids.len();
-            let loss = step::train_batch(opt, len, micro, |p| {
+            let loss = step::train_batch_at_least(opt, len, micro, MIN_PARCELS, |p| {
                 p.of(&batch, PixelSetBatch::slice, |part| {
                     let (loss, logits) = part_loss(model, part, device, opts.gamma, &ctx);
                     cm.add(&logits.detach().argmax(1), &truth[p.start..p.end]);
@@ -494,6 +499,25 @@ impl FoldTask for PixelSetTask<'_> {
         let mut out = Vec::new();
         for &k in folds {
             let split = &self.splits[k - 1];
+            let batch = self.opts.run.batch_size.max(1);
+            if batch < MIN_PARCELS {
+                return Err(Error::Invalid(format!(
+                    "--batch_size {batch}: the pixel-set models train on at least {MIN_PARCELS} parcels a \
+                     batch (their decoder's train-mode BatchNorm1d normalises over the parcels)"
+                )));
+            }
+            if split.train.len() % batch == 1 {
+                return Err(Error::format(
+                    &self.opts.run.dataset_folder,
+                    format!(
+                        "fold {k}'s training split has {} parcels: with --batch_size {batch} the last batch of \
+                         every epoch holds one parcel, which the decoder's train-mode BatchNorm1d cannot \
+                         normalise (PyTorch raises \"Expected more than 1 value per channel when training\" \
+                         there); use another --batch_size",
+                        split.train.len()
+                    ),
+                ));
+            }
             if split.train.is_empty() {
                 return Err(Error::format(
                     &self.opts.run.dataset_folder,
@@ -529,6 +553,12 @@ impl FoldTask for PixelSetTask<'_> {
             split.test.len()
         );
         Ok(())
+    }
+
+    /// The decoders' train-mode BatchNorm1d normalises over the parcels of a pass: one parcel has no
+    /// statistics (PyTorch raises the same).
+    fn min_micro(&self) -> usize {
+        MIN_PARCELS
     }
 
     fn probe(
