@@ -177,22 +177,14 @@ impl Saved {
         }
     }
 
-    /// The tensor rounded to halves: what a product under `--precision mixed` read in its forward pass (a
-    /// half kept is rounded already; a recipe or a kept tensor is rounded now).
-    pub fn get_rounded(&self) -> Tensor {
-        match self {
-            Saved::Half(h) => h.to_f32(),
-            // A recomputed tensor is this call's alone: rounded in place on the GPU.
-            _ => self.get().rounded_to_half(),
-        }
-    }
-
-    /// [`Saved::get_rounded`] when `rounded`, else [`Saved::get`].
+    /// [`Saved::get`], rounded to halves when `rounded`: what a product under `--precision mixed` read in
+    /// its forward pass (a half kept is rounded already; a recipe or a kept tensor is rounded now, a
+    /// recomputed one in place on the GPU, being this call's alone).
     pub fn get_as(&self, rounded: bool) -> Tensor {
-        if rounded {
-            self.get_rounded()
-        } else {
-            self.get()
+        match self {
+            Saved::Half(_) => self.get(),
+            _ if rounded => self.get().rounded_to_half(),
+            _ => self.get(),
         }
     }
 }

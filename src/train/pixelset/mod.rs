@@ -496,16 +496,16 @@ impl FoldTask for PixelSetTask<'_> {
     }
 
     fn prepare(&self, folds: &[usize]) -> Result<Vec<Split>> {
+        let batch = self.opts.run.batch_size.max(1);
+        if batch < MIN_PARCELS {
+            return Err(Error::Invalid(format!(
+                "--batch_size {batch}: the pixel-set models train on at least {MIN_PARCELS} parcels a \
+                 batch (their decoder's train-mode BatchNorm1d normalises over the parcels)"
+            )));
+        }
         let mut out = Vec::new();
         for &k in folds {
             let split = &self.splits[k - 1];
-            let batch = self.opts.run.batch_size.max(1);
-            if batch < MIN_PARCELS {
-                return Err(Error::Invalid(format!(
-                    "--batch_size {batch}: the pixel-set models train on at least {MIN_PARCELS} parcels a \
-                     batch (their decoder's train-mode BatchNorm1d normalises over the parcels)"
-                )));
-            }
             if split.train.len() % batch == 1 {
                 return Err(Error::format(
                     &self.opts.run.dataset_folder,

@@ -214,6 +214,13 @@ pub fn cpu_keep(v: &mut [f32]) {
     }
 }
 
+/// A copy of `v` rounded to the nearest halves (as float32): [`cpu_round`] on a copy.
+pub fn cpu_rounded(v: &[f32]) -> Vec<f32> {
+    let mut r = v.to_vec();
+    cpu_round(&mut r);
+    r
+}
+
 /// Every value of `v` replaced by its nearest half (as float32): what a pack then an unpack give.
 pub fn cpu_round(v: &mut [f32]) {
     for x in v.iter_mut() {

@@ -238,12 +238,8 @@ pub fn cpu_forward(
     k: usize,
     n: usize,
 ) -> Vec<f32> {
-    let rounded = |x: &[f32]| {
-        let mut r = x.to_vec();
-        half::cpu_round(&mut r);
-        r
-    };
-    matmul::cpu_forward(&rounded(a), oa, &rounded(b), ob, batch, m, k, n)
+    let r = half::cpu_rounded;
+    matmul::cpu_forward(&r(a), oa, &r(b), ob, batch, m, k, n)
 }
 
 /// half_pack_operand.wgsl's words: `batch` matrices of `rows × cols` (stored `cols × rows` when `trans`)
@@ -350,8 +346,10 @@ pub fn gpu_forward_on(
     n: usize,
 ) -> GpuStorage {
     if path == HalfPath::RoundedF32 {
-        let rounded = half::gpu_rounded;
-        let (ra, rb) = (rounded(a, oa.batch * m * k), rounded(b, ob.batch * k * n));
+        let (ra, rb) = (
+            half::gpu_rounded(a, oa.batch * m * k),
+            half::gpu_rounded(b, ob.batch * k * n),
+        );
         return matmul::gpu_forward(&ra, oa, &rb, ob, batch, m, k, n);
     }
     let (m_p, k_p, n_p) = padded(m, k, n);

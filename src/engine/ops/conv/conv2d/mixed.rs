@@ -83,12 +83,7 @@ pub const MIN_CO: usize = 32;
 
 /// y = b + conv(h(x), h(w)) (module doc): the operands rounded, then `conv2d::cpu_forward`.
 pub fn cpu_forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &Geom) -> Vec<f32> {
-    let rounded = |v: &[f32]| {
-        let mut r = v.to_vec();
-        half::cpu_round(&mut r);
-        r
-    };
-    super::cpu_forward(&rounded(x), &rounded(w), bias, g)
+    super::cpu_forward(&half::cpu_rounded(x), &half::cpu_rounded(w), bias, g)
 }
 
 /// The (K, P) of the product a convolution unfolds to, and their padded (K_p, P_p).
@@ -235,10 +230,10 @@ fn forward_in_chunks(
         .max_storage_buffer_binding_size
         .min(gpu.limits.max_buffer_size) as usize;
     let wn = g.co * g.ci * g.kh * g.kw;
-    let rounded = half::gpu_rounded;
     let frames = chunk_frames(unfold_bytes, max_binding, g);
     let (HalfPath::Cooperative { .. } | HalfPath::F16Tiles, Some(frames)) = (path, frames) else {
-        return gpu_forward_f32(&rounded(x, g.n * g.ci * g.h * g.w), &rounded(w, wn), b, g);
+        let rx = half::gpu_rounded(x, g.n * g.ci * g.h * g.w);
+        return gpu_forward_f32(&rx, &half::gpu_rounded(w, wn), b, g);
     };
     let (k, p, k_p, _) = product_dims(g);
     let (m_p, _, _) = half_matmul::padded(g.co, k, p);
