@@ -4,14 +4,18 @@
 //
 // Math:     y[i] = f(h(y[i])), h the binary16 bits rounded to nearest, ties to even, saturating at ±65504
 //           (half_pack.wgsl's integer conversion), f their float32 value (half_unpack.wgsl's, exact).
+//           With `overflow` set (a gradient rounded as float16 arithmetic would: the loss scaler's signal,
+//           engine/ops/optim/loss_scale.rs) magnitudes from 65520 up — those IEEE rounding sends past the
+//           largest half — become ±infinity instead.
 // Threads:  one invocation per element (each reads and writes only its own y[i]); WG = 256 invocations per
 //           workgroup; ceil(n / WG) workgroups folded into 2-D (engine/kernel.rs).
 // Bindings: 0 y (read_write) (n) | 1 params (uniform)
-// CPU reference: engine::ops::elementwise::half::cpu_round. No backward: a rounding of saved values.
+// CPU reference: engine::ops::elementwise::half::cpu_round (overflow: cpu_round_gradient). No backward: a
+// rounding of saved values and of gradients.
 
 const WG: u32 = 256u;
 
-struct Params { n: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+struct Params { n: u32, overflow: u32, _pad1: u32, _pad2: u32 }
 
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;   // (n)
 @group(0) @binding(1) var<uniform>             params: Params;
@@ -69,5 +73,10 @@ fn half_round_inplace(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     if (i >= params.n) { return; }
-    y[i] = half_value(half_bits(y[i]));
+    let v = y[i];
+    if (params.overflow != 0u && abs(v) >= 65520.0) {
+        y[i] = bitcast<f32>((bitcast<u32>(v) & 0x80000000u) | 0x7f800000u);  // ±infinity (NaN fails the test)
+        return;
+    }
+    y[i] = half_value(half_bits(v));
 }

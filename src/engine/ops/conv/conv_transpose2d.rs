@@ -23,7 +23,7 @@
 //!
 //! Under `--precision mixed` x and the weight are rounded to halves first (autocast's float16 transposed
 //! convolution, as `conv2d::mixed`: products exact, float32 sums), and the backward pass reads the same
-//! rounded operands.
+//! rounded operands and dy rounded as a float16 gradient (autocast's backward products).
 //!
 //! The bias is a broadcast add after the product (`y + b.reshape(1, C_out, 1, 1)`); its gradient, the sum
 //! of dy over (N, H_out, W_out), comes from the add's backward. The CPU reference below is written
@@ -223,7 +223,8 @@ struct ConvTranspose2dBackward {
     x_wants: bool,
     w: Tensor,
     g: Geom,
-    /// The forward ran under --precision mixed: the backward reads h(x) and h(w), as the forward did.
+    /// The forward ran under --precision mixed: the backward reads h(x) and h(w), as the forward did, and
+    /// the incoming gradient rounded as a float16 gradient.
     mixed: bool,
 }
 
@@ -238,6 +239,7 @@ impl Backward for ConvTranspose2dBackward {
             self.w.clone()
         };
         let (g, x_shape) = (&self.g, &self.x_shape);
+        let dy = &dy.gradient_operand(self.mixed);
         let op = "conv_transpose2d_backward";
         match Tensor::same_device(op, &[w, dy]) {
             Device::Cpu => {

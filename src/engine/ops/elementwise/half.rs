@@ -6,7 +6,9 @@
 //! ±65,504 instead of becoming infinite (a saved activation that large would otherwise turn the backward pass
 //! into NaN), infinities and NaN stay what they are, float32 values below half the smallest half subnormal
 //! (2^-25) become ±0. Relative error at most 2^-11 for |v| in [2^-14, 65,504]; absolute at most 2^-25 below.
-//! Back to float32 is exact.
+//! Back to float32 is exact. A gradient that a backward pass's products read under mixed is rounded the same
+//! way except past the largest half, where it becomes ±infinity as float16 arithmetic's would
+//! ([`Tensor::rounded_gradient`]): the loss scaler (`ops::optim::loss_scale`) finds it and skips the step.
 //!
 //! It is a storage format, not an op of the graph: no backward, no gradient check. The op quartet's other
 //! pieces are here: the CPU reference ([`cpu_pack`], [`cpu_unpack`]: the bit-level conversion, tested over
@@ -25,9 +27,33 @@ use crate::shaders;
 pub const HALF_PACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_PACK, "half_pack", 3);
 /// half_unpack.wgsl: w (ceil(n / 2) words) → y (n).
 pub const HALF_UNPACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_UNPACK, "half_unpack", 3);
-/// half_round_inplace.wgsl: y (n) ← its nearest halves, as float32, in place.
+/// half_round_inplace.wgsl: y (n) ← its nearest halves, as float32, in place (saturating, or overflowing to
+/// infinity for a gradient).
 pub const HALF_ROUND_INPLACE: Kernel =
-    Kernel::new::<ParamsN>(&shaders::HALF_ROUND_INPLACE, "half_round_inplace", 2);
+    Kernel::new::<RoundParams>(&shaders::HALF_ROUND_INPLACE, "half_round_inplace", 2);
+
+/// Shader `Params` of half_round_inplace.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RoundParams {
+    n: u32,
+    overflow: u32,
+    _pad: [u32; 2],
+}
+
+/// What a rounding does with magnitudes beyond the largest half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Saturate to ±65,504 (operands and saved activations: module doc).
+    Saturate,
+    /// Become ±infinity, as float16 arithmetic's would (a gradient: the loss scaler sees it and skips the
+    /// step, `ops::optim::loss_scale`).
+    Infinity,
+}
+
+/// The smallest magnitude that IEEE rounding to binary16 sends to infinity: halfway between the largest half
+/// (65,504) and 2^16, a tie that rounds to the even side, infinity.
+pub const HALF_OVERFLOW: f32 = 65520.0;
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
 pub const KERNELS: &[Kernel] = &[HALF_PACK, HALF_UNPACK, HALF_ROUND_INPLACE];
 
@@ -113,13 +139,24 @@ pub fn gpu_pack(x: &GpuStorage, n: usize) -> GpuStorage {
     w
 }
 
-/// Launches half_round_inplace.wgsl: y (n) replaced by its nearest halves (what [`cpu_round`] does).
-pub fn gpu_round_inplace(y: &GpuStorage, n: usize) {
-    HALF_ROUND_INPLACE.dispatch(y.gpu, &[y.buffer()], &ParamsN::new(n), Grid::threads(n));
+/// Launches half_round_inplace.wgsl: y (n) replaced by its nearest halves (what [`cpu_round`] does, or
+/// [`cpu_round_gradient`] with [`Overflow::Infinity`]).
+pub fn gpu_round_inplace(y: &GpuStorage, n: usize, overflow: Overflow) {
+    let params = RoundParams {
+        n: u32::try_from(n).expect("element count overflows u32"),
+        overflow: u32::from(overflow == Overflow::Infinity),
+        _pad: [0; 2],
+    };
+    HALF_ROUND_INPLACE.dispatch(y.gpu, &[y.buffer()], &params, Grid::threads(n));
 }
 
 /// A copy of x (n) rounded to halves (float32 values): one new buffer, no words.
 pub fn gpu_rounded(x: &GpuStorage, n: usize) -> GpuStorage {
+    gpu_rounded_as(x, n, Overflow::Saturate)
+}
+
+/// [`gpu_rounded`] with the given overflow.
+pub fn gpu_rounded_as(x: &GpuStorage, n: usize, overflow: Overflow) -> GpuStorage {
     use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
     let y = GpuStorage::alloc(x.gpu, n.max(1), "half_round");
     gpu_copy_strided(
@@ -133,7 +170,7 @@ pub fn gpu_rounded(x: &GpuStorage, n: usize) -> GpuStorage {
             dst_strides: vec![1],
         },
     );
-    gpu_round_inplace(&y, n);
+    gpu_round_inplace(&y, n, overflow);
     y
 }
 
@@ -228,6 +265,23 @@ pub fn cpu_round(v: &mut [f32]) {
     }
 }
 
+/// `v` rounded as a float16 gradient: the nearest half, and ±infinity from [`HALF_OVERFLOW`] up (IEEE
+/// rounding, where [`half_bits`] saturates).
+pub fn gradient_half(v: f32) -> f32 {
+    if v.abs() >= HALF_OVERFLOW {
+        f32::INFINITY.copysign(v)
+    } else {
+        half_value(half_bits(v))
+    }
+}
+
+/// [`cpu_round`] for a gradient: every value replaced by [`gradient_half`].
+pub fn cpu_round_gradient(v: &mut [f32]) {
+    for x in v.iter_mut() {
+        *x = gradient_half(*x);
+    }
+}
+
 // ---- The stored tensor ----
 
 /// A tensor's values in half precision (module doc): its shape and ceil(n / 2) words on its device.
@@ -242,18 +296,47 @@ impl Tensor {
     /// `to_half().to_f32()` gives, with one new buffer instead of two. Given the only handle to a GPU tensor
     /// and its storage, it rounds in place and allocates nothing.
     pub fn rounded_to_half(self) -> Tensor {
+        self.rounded_as(Overflow::Saturate)
+    }
+
+    /// This gradient rounded to halves as float16 arithmetic would round it: [`Tensor::rounded_to_half`]
+    /// whose overflow is ±infinity ([`gradient_half`]), for the loss scaler to find.
+    pub fn rounded_gradient(self) -> Tensor {
+        self.rounded_as(Overflow::Infinity)
+    }
+
+    /// The gradient a backward pass received, as its products' operand: under `--precision mixed`
+    /// (`mixed`, the mode its forward ran in) a copy rounded as a float16 gradient (counted among the
+    /// halves, `engine::precision::halves_saved`), else itself.
+    pub fn gradient_operand(&self, mixed: bool) -> Tensor {
+        if mixed {
+            count_half();
+            self.clone().rounded_gradient()
+        } else {
+            self.clone()
+        }
+    }
+
+    fn rounded_as(self, overflow: Overflow) -> Tensor {
         let n = self.numel();
         if self.device() == Device::Gpu && self.is_sole_handle() {
-            gpu_round_inplace(self.gpu_storage("rounded_to_half"), n);
+            gpu_round_inplace(self.gpu_storage("rounded_to_half"), n, overflow);
             return Tensor::wrap(self.shape().to_vec(), self.shared_storage(), None, false);
         }
         let storage = match self.device() {
             Device::Cpu => {
                 let mut v = self.cpu_data("rounded_to_half").clone();
-                cpu_round(&mut v);
+                match overflow {
+                    Overflow::Saturate => cpu_round(&mut v),
+                    Overflow::Infinity => cpu_round_gradient(&mut v),
+                }
                 Tensor::cpu_storage(v)
             }
-            Device::Gpu => Storage::Gpu(gpu_rounded(self.gpu_storage("rounded_to_half"), n)),
+            Device::Gpu => Storage::Gpu(gpu_rounded_as(
+                self.gpu_storage("rounded_to_half"),
+                n,
+                overflow,
+            )),
         };
         Tensor::from_storage(self.shape(), storage)
     }
@@ -462,5 +545,41 @@ mod tests {
             storage
         ));
         assert!(bits(in_place.to_vec()) == bits(want), "rounded in place");
+        // A gradient's rounding: the same values below the overflow, ±infinity from 65520 up.
+        let mut x: Vec<f32> = in_place.to_vec();
+        x.extend([65519.99, 65520.0, -65520.0, 1e30, f32::NAN, -0.0]);
+        let mut want = x.clone();
+        cpu_round_gradient(&mut want);
+        let t = Tensor::from_vec(x.clone(), &[x.len()], Device::Gpu);
+        let copy = t.clone().rounded_gradient();
+        assert!(bits(copy.to_vec()) == bits(want.clone()), "gradient copy");
+        assert!(
+            bits(t.rounded_gradient().to_vec()) == bits(want),
+            "gradient in place"
+        );
+    }
+
+    /// A gradient rounds as IEEE float16 arithmetic: to the nearest half below 65520, to infinity from there
+    /// (where the operands' rounding saturates).
+    #[test]
+    fn gradients_overflow_to_infinity() {
+        for v in [0.1f32, -3.0, 1e-9, 65504.0, 65519.99, -65519.99, 1e-30] {
+            assert_eq!(gradient_half(v), half_value(half_bits(v)), "{v:e}");
+        }
+        for v in [65520.0f32, 70000.0, f32::MAX, f32::INFINITY] {
+            assert_eq!(gradient_half(v), f32::INFINITY);
+            assert_eq!(gradient_half(-v), f32::NEG_INFINITY);
+            if v.is_finite() {
+                assert_eq!(half_value(half_bits(v)), 65504.0, "operands saturate");
+            }
+        }
+        assert!(gradient_half(f32::NAN).is_nan());
+        // 65520 is the tie between the largest half and 2^16: ties to even (2^16's significand is even).
+        assert_eq!(half_bits(65519.996), 0x7bff);
+        let t = Tensor::from_vec(vec![1.0, 7e4, -7e4], &[3], Device::Cpu);
+        assert_eq!(
+            t.rounded_gradient().to_vec(),
+            vec![1.0, f32::INFINITY, f32::NEG_INFINITY]
+        );
     }
 }

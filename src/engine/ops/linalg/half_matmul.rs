@@ -512,6 +512,41 @@ mod tests {
         assert_eq!(c, vec![1.0 + 2f32.powi(-10) + 2.0]);
     }
 
+    /// Recorded under mixed, a matmul's gradients are the plain product's on the rounded operands with dC
+    /// rounded as a float16 gradient (overflowing to infinity), on the CPU and on the GPU (whose backward
+    /// runs the float32 kernels on those operands), bit for bit.
+    #[test]
+    fn mixed_gradients_are_the_plain_ones_on_rounded_operands() {
+        use crate::engine::precision::{with_precision, Precision};
+        use crate::engine::storage::Device;
+        use crate::engine::tensor::Tensor;
+        let mut devices = vec![Device::Cpu];
+        if crate::engine::testing::gpu_or_skip("mixed matmul's autograd").is_some() {
+            devices.push(Device::Gpu);
+        }
+        for d in devices {
+            let a = Tensor::rand_uniform(&[3, 5, 7], -2.0, 2.0, 21, d).requires_grad_();
+            let b = Tensor::rand_uniform(&[7, 4], -2.0, 2.0, 22, d).requires_grad_();
+            // dC = 2 C · 30000: large enough that some of it overflows a half.
+            let c = with_precision(Precision::Mixed, || a.matmul(&b));
+            let loss = &(&c * &c).sum_all() * 30000.0;
+            loss.backward();
+            let mixed = (a.grad().unwrap().to_vec(), b.grad().unwrap().to_vec());
+            let (ha, hb) = (
+                a.clone().rounded_to_half().requires_grad_(),
+                b.clone().rounded_to_half().requires_grad_(),
+            );
+            let c = ha.matmul(&hb);
+            let dc = &(&c * 2.0) * 30000.0;
+            c.backward_with(dc.rounded_gradient());
+            let plain = (ha.grad().unwrap().to_vec(), hb.grad().unwrap().to_vec());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&mixed.0), bits(&plain.0), "{d:?}: dA");
+            assert_eq!(bits(&mixed.1), bits(&plain.1), "{d:?}: dB");
+            assert!(mixed.1.iter().any(|v| !v.is_finite()), "nothing overflowed");
+        }
+    }
+
     #[test]
     fn the_packed_operand_is_rounded_untransposed_and_padded() {
         // A 2 × 3 matrix stored transposed (3 × 2), padded to 4 × 4.

@@ -283,7 +283,8 @@ struct MatmulBackward {
     shapes: [Vec<usize>; 2],
     /// Whether A and B want gradients.
     wants: [bool; 2],
-    /// The forward ran under --precision mixed: the backward reads h(A) and h(B), as the forward did.
+    /// The forward ran under --precision mixed: the backward reads h(A) and h(B), as the forward did, and
+    /// dC rounded as a float16 gradient.
     mixed: bool,
 }
 
@@ -294,6 +295,7 @@ impl Backward for MatmulBackward {
     fn backward(&self, dc: &Tensor) -> Vec<Option<Tensor>> {
         let [a_shape, b_shape] = &self.shapes;
         let (na, nb, batch, m, k, n, _) = dims(a_shape, b_shape);
+        let dc = &dc.gradient_operand(self.mixed);
         if dc.device() == Device::Cpu {
             let (a, b) = (self.a.get_as(self.mixed), self.b.get_as(self.mixed));
             let (da, db) = cpu_backward(
@@ -363,8 +365,9 @@ impl Backward for MatmulBackward {
 impl Tensor {
     /// Matrix product over the last two axes (torch.matmul for rank >= 2, batch axes equal or one side 1).
     /// Under `--precision mixed` the operands are rounded to halves and the sums stay float32
-    /// (`half_matmul`, as autocast's float16 product); the backward pass is float32 in both modes, on the
-    /// operands as the forward read them (rounded under mixed).
+    /// (`half_matmul`, as autocast's float16 product); the backward pass reads the operands as the forward
+    /// read them and, under mixed, dC rounded as a float16 gradient (autocast's backward products), with
+    /// float32 sums in both modes.
     pub fn matmul(&self, other: &Tensor) -> Tensor {
         let (na, nb, batch, m, k, n, out) = dims(self.shape(), other.shape());
         let (oa, ob) = (

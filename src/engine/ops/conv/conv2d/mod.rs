@@ -178,7 +178,8 @@ struct Conv2dBackward {
     w: Tensor,
     has_bias: bool,
     g: Geom,
-    /// The forward ran under --precision mixed: the backward reads h(x) and h(w), as the forward did.
+    /// The forward ran under --precision mixed: the backward reads h(x) and h(w), as the forward did, and
+    /// the incoming gradient rounded as a float16 gradient.
     mixed: bool,
 }
 
@@ -195,6 +196,9 @@ impl Backward for Conv2dBackward {
             self.w.clone()
         };
         let g = &self.g;
+        // The products read dy rounded as a float16 gradient too; the bias's gradient, a plain sum of the
+        // float32 add's, reads dy itself.
+        let (dy, dy_bias) = (&dy.gradient_operand(self.mixed), dy);
         let mut grads = match Tensor::same_device("conv2d_backward", &[x, w, dy]) {
             Device::Cpu => {
                 let (dx, dw, db) = cpu_backward(
@@ -203,7 +207,10 @@ impl Backward for Conv2dBackward {
                     &dy.cpu_data("conv2d"),
                     g,
                 );
-                let db = self.has_bias.then(|| dy.new_like(db, &[g.co]));
+                let db = self.has_bias.then(|| match self.mixed {
+                    false => dy.new_like(db, &[g.co]),
+                    true => dy_bias.sum(&[0, 2, 3], false),
+                });
                 vec![
                     Some(x.new_like(dx, x.shape())),
                     Some(w.new_like(dw, w.shape())),
@@ -222,7 +229,11 @@ impl Backward for Conv2dBackward {
                 let dw = self.w.requires_grad().then(|| {
                     Tensor::from_storage(w.shape(), Storage::Gpu(gpu_backward_weight(gx, gdy, g)))
                 });
-                vec![dx, dw, self.has_bias.then(|| dy.sum(&[0, 2, 3], false))]
+                vec![
+                    dx,
+                    dw,
+                    self.has_bias.then(|| dy_bias.sum(&[0, 2, 3], false)),
+                ]
             }
         };
         grads.truncate(2 + self.has_bias as usize);
