@@ -386,7 +386,7 @@ fn adam_state_round_trips_through_the_moment_banks() {
     let mut resumed = Adam::new(b.clone(), AdamConfig::default());
     let (m, v): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (0..a.len()).map(|i| running.moments(i)).unzip();
     assert!(m.iter().all(|m| m.iter().any(|&x| x != 0.0)));
-    resumed.set_state(running.t, m, v);
+    resumed.set_state(running.steps(), m, v);
     step(&a, &mut running, 2);
     step(&b, &mut resumed, 2);
     let bits = |v: Vec<f32>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
@@ -397,6 +397,107 @@ fn adam_state_round_trips_through_the_moment_banks() {
             bits(resumed.moments(i).1),
             "v {i}"
         );
+    }
+}
+
+/// Loss scaling (`ops::optim::loss_scale`, PyTorch's GradScaler): with gradients `S · g` of a loss scaled
+/// by `S = 2^16`, Adam steps exactly as the plain optimizer on `g` (same bits: the unscaling is exact);
+/// a step whose gradient overflowed changes nothing, is not counted, and halves the scale; 2,000 clean
+/// steps in a row double it; the state survives a checkpoint's round trip. On the CPU and on the GPU,
+/// whose scaler decides on the device (the GPU's parameters within Adam's kernel tolerance of the CPU's).
+#[test]
+fn loss_scaling_steps_skips_and_grows_as_grad_scaler() {
+    use sitsgpu::engine::ops::optim::loss_scale::GROWTH_INTERVAL;
+    let mut devices = vec![Device::Cpu];
+    if gpu_or_skip("loss scaling").is_some() {
+        devices.push(Device::Gpu);
+    }
+    let cfg = AdamConfig {
+        lr: 0.01,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+    let shapes: [&[usize]; 2] = [&[300], &[7, 3]];
+    let mut results = Vec::new();
+    for device in devices {
+        let make = || -> Vec<Tensor> {
+            shapes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    Tensor::rand_uniform(s, -1.0, 1.0, 70 + i as u64, device).requires_grad_()
+                })
+                .collect()
+        };
+        let (a, b) = (make(), make());
+        let mut plain = Adam::new(a.clone(), cfg);
+        let mut scaled = Adam::new(b.clone(), cfg).with_loss_scaling();
+        // Step k's gradient of parameter i: uniform, with one value of 1e35 at step 2 (S · 1e35 overflows).
+        let grad = |k: u64, i: usize, shape: &[usize]| -> Tensor {
+            let mut g =
+                Tensor::rand_uniform(shape, -1.0, 1.0, 100 * k + i as u64, Device::Cpu).to_vec();
+            if k == 2 && i == 1 {
+                g[4] = 1e35;
+            }
+            Tensor::from_vec(g, shape, device)
+        };
+        let run = |ps: &[Tensor], opt: &mut Adam, k: u64| {
+            opt.zero_grad();
+            let mut loss = Tensor::scalar(0.0, device);
+            for (i, p) in ps.iter().enumerate() {
+                loss = &loss + &(p * &grad(k, i, p.shape())).sum_all();
+            }
+            opt.scale_loss(&loss).backward();
+            opt.step();
+        };
+        let bits = |ps: &[Tensor]| -> Vec<Vec<u32>> {
+            ps.iter()
+                .map(|p| p.to_vec().iter().map(|x| x.to_bits()).collect())
+                .collect()
+        };
+        let mut exponents = Vec::new();
+        for k in 0..5u64 {
+            let before = bits(&b);
+            run(&b, &mut scaled, k);
+            if k == 2 {
+                assert_eq!(
+                    bits(&b),
+                    before,
+                    "{device:?}: an overflowing step changed the parameters"
+                );
+            } else {
+                run(&a, &mut plain, k);
+            }
+            assert_eq!(bits(&a), bits(&b), "{device:?}: step {k}");
+            exponents.push(scaled.loss_scale().unwrap().exponent);
+        }
+        assert_eq!(exponents, vec![16, 16, 15, 15, 15], "{device:?}");
+        assert_eq!((scaled.steps(), scaled.skipped()), (4, 1), "{device:?}");
+        for i in 0..a.len() {
+            assert_eq!(
+                plain.moments(i),
+                scaled.moments(i),
+                "{device:?}: moments {i}"
+            );
+        }
+        // The 2,000th clean step in a row doubles the scale (the tracker set as a checkpoint would).
+        let mut s = scaled.loss_scale().unwrap();
+        assert_eq!(s.tracker, 2);
+        s.tracker = GROWTH_INTERVAL - 1;
+        scaled.set_loss_scale(s);
+        run(&b, &mut scaled, 5);
+        run(&a, &mut plain, 5);
+        assert_eq!(bits(&a), bits(&b), "{device:?}: step 5");
+        let s = scaled.loss_scale().unwrap();
+        assert_eq!((s.exponent, s.tracker, s.steps), (16, 0, 5), "{device:?}");
+        let loss = scaled.scale_loss(&Tensor::scalar(3.0, device)).to_vec();
+        assert_eq!(loss, vec![3.0 * 65536.0]);
+        results.push(b.iter().map(|p| p.to_vec()).collect::<Vec<_>>());
+    }
+    if results.len() == 2 {
+        for (g, c) in results[1].iter().zip(&results[0]) {
+            assert_close(g, c, Tol::KERNEL, "loss-scaled Adam, GPU vs CPU");
+        }
     }
 }
 

@@ -29,8 +29,10 @@
 //!   (a perturbation of the size of the rounding, at every layer), and allows mixed 16 times that
 //!   (`whole_model`'s factor between two perturbations of one size that land in different places).
 //!
-//! Each quantity must be within the larger of the two, plus `1e-6 · max ‖g‖₂` for gradients that are rounding
-//! noise in fp32 already (a bias before a train-mode norm). A bug — a half read as a float, the wrong
+//! Each quantity must be within the larger of the two, plus a floor for gradients that are rounding noise in
+//! fp32 already (a bias before a train-mode norm, whose gradient cancels exactly in exact arithmetic):
+//! `1e-6 · max ‖g‖₂`, and `u · max ‖g‖₂` under mixed, whose backward products read their incoming
+//! gradients rounded to halves (the cancellation then leaves `u` of its terms). A bug — a half read as a float, the wrong
 //! tensor saved, a recomputation that sees other numbers than the forward pass (tested exactly in
 //! `engine::recompute`) — moves results by their own size whatever the conditioning.
 
@@ -71,18 +73,34 @@ fn step(w: &Workload, device: Device, precision: Precision, nudge: bool) -> Step
             t.storage().write(&v);
         }
     }
-    if device == Device::Gpu {
-        let gpu = Gpu::get().unwrap();
-        gpu.synchronize();
-        gpu.pool.reset_peak();
-    }
-    let before = halves_saved();
-    let (out, loss) = with_precision(precision, || {
-        let (out, loss) = p.forward_loss(&Ctx::train(w.seed));
-        loss.backward();
-        (out.to_vec(), loss.item())
-    });
-    let halves = halves_saved() - before;
+    // Under mixed the loss is scaled as training scales it (`train::adam`, GradScaler): by 2^16, or — when a
+    // gradient overflowed half precision — by a smaller power of two, the step taken again (GradScaler's
+    // back-off, 8 halvings at a time here); the gradients are then unscaled.
+    let mut exponent = if precision == Precision::Mixed { 16 } else { 0 };
+    let (out, loss, halves) = loop {
+        for (_, t) in &named {
+            t.zero_grad();
+        }
+        if device == Device::Gpu {
+            let gpu = Gpu::get().unwrap();
+            gpu.synchronize();
+            gpu.pool.reset_peak();
+        }
+        let before = halves_saved();
+        let (out, loss) = with_precision(precision, || {
+            let (out, loss) = p.forward_loss(&Ctx::train(w.seed));
+            (&loss * 2f32.powi(exponent)).backward();
+            (out.to_vec(), loss.item())
+        });
+        let finite = named.iter().all(|(_, t)| {
+            t.grad()
+                .is_none_or(|g| g.to_vec().iter().all(|v| v.is_finite()))
+        });
+        if finite || precision == Precision::Fp32 {
+            break (out, loss, halves_saved() - before);
+        }
+        exponent -= 8;
+    };
     let peak_live = if device == Device::Gpu {
         let gpu = Gpu::get().unwrap();
         gpu.synchronize();
@@ -93,9 +111,15 @@ fn step(w: &Workload, device: Device, precision: Precision, nudge: bool) -> Step
     let grads = named
         .iter()
         .map(|(n, t)| {
-            let g = t
-                .grad()
-                .map_or_else(|| vec![0.0; t.numel()], |g| g.to_vec());
+            let g = t.grad().map_or_else(
+                || vec![0.0; t.numel()],
+                |g| {
+                    g.to_vec()
+                        .iter()
+                        .map(|v| v * 2f32.powi(-exponent))
+                        .collect()
+                },
+            );
             (n.clone(), g)
         })
         .collect();
@@ -146,10 +170,12 @@ fn within_bounds(what: &str, got: &Step, want: &Step, nudged: &Step, depth: usiz
         want.loss
     );
     let largest = want.grads.iter().map(|(_, g)| norm(g)).fold(0.0, f64::max);
+    // Rounding noise: float32's, or a half's where the backward products read rounded gradients.
+    let floor = if depth > 0 { U } else { 1e-6 };
     let mut worst = 0.0f64;
     for (((name, g), (_, r)), (_, q)) in got.grads.iter().zip(&want.grads).zip(&nudged.grads) {
         let (d, n) = (diff_norm(g, r), norm(r));
-        let allowed = (lu.sqrt() * n).max(16.0 * diff_norm(q, r)) + 1e-6 * largest;
+        let allowed = (lu.sqrt() * n).max(16.0 * diff_norm(q, r)) + floor * largest;
         assert!(
             d <= allowed,
             "{what}: gradient of {name}: |Δ| {d:.3e} > {allowed:.3e} (|g| {n:.3e}, sqrt(L u) |g| {:.3e}, \

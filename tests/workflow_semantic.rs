@@ -24,6 +24,7 @@ use sitsgpu::data::pastis::{PastisDataset, PastisOptions};
 use sitsgpu::data::state_dict::{read_npz, StateDict};
 use sitsgpu::data::synthetic::{write_pastis, SynthOptions};
 use sitsgpu::engine::testing::gpu_or_skip;
+use sitsgpu::engine::Precision;
 use sitsgpu::layers::state::load_state_dict;
 use sitsgpu::layers::Ctx;
 use sitsgpu::models::semantic::{SemanticConfig, SemanticModel};
@@ -511,6 +512,36 @@ fn gpu_training_smoke_run() {
     run(&data, &b, 1, false, false);
     run(&data, &b, 2, true, false);
     assert_same_run(&b, &res, "GPU 1 + resume");
+    // --precision mixed: last.npz holds the loss scaler's state (a power of two, GradScaler's keys), and
+    // resuming is bit-identical too (the scale, the growth tracker and the device's step count restored).
+    let mixed = |res: &Path, epochs: usize, resume: bool| {
+        let mut o = train_opts(&data, res, epochs, false);
+        o.run.resume = resume;
+        o.run.precision = Precision::Mixed;
+        train(&o).unwrap_or_else(|e| panic!("{e}"));
+    };
+    let m = tmp.0.join("m");
+    mixed(&m, 2, false);
+    let sd = last_state(&m);
+    let scale = sd.get("scaler.scale").and_then(|e| e.as_f32()).unwrap()[0];
+    assert_eq!(
+        scale,
+        2f32.powi(scale.log2().round() as i32),
+        "scale {scale}"
+    );
+    let steps = sd.get("optimizer.step").and_then(|e| e.as_i64()).unwrap()[0];
+    let tracker = sd
+        .get("scaler._growth_tracker")
+        .and_then(|e| e.as_i64())
+        .unwrap()[0];
+    assert!(
+        tracker <= steps && steps > 0,
+        "tracker {tracker}, steps {steps}"
+    );
+    let mb = tmp.0.join("mb");
+    mixed(&mb, 1, false);
+    mixed(&mb, 2, true);
+    assert_same_run(&mb, &m, "GPU mixed 1 + resume");
 }
 
 // ---------------------------------------------------------------- 5. the command line

@@ -62,6 +62,7 @@ pub fn all() -> Vec<Kernel> {
         ops::pool::max_pool3d::KERNELS,
         ops::movement::time_unfold::KERNELS,
         ops::optim::adam::KERNELS,
+        ops::optim::loss_scale::KERNELS,
     ]
     .concat()
 }
@@ -280,8 +281,8 @@ mod tests {
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
         // family's Params (and the half-precision products'), the GRU cell's gates (its backward recomputes
         // the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand, half_im2col (which also copies the convolutions' padding) and half_round_inplace (and half_unpack's conversion back), matmul's
-        // bounded row store (half_matmul.wgsl's too).
-        let checks: [(&str, &str, usize); 14] = [
+        // bounded row store (half_matmul.wgsl's too), Adam's table search (the loss scaler's check too).
+        let checks: [(&str, &str, usize); 15] = [
             ("", "pcg_hash", 3),
             ("", "src_index", 7),
             ("conv2d", "weight_at", 3),
@@ -296,6 +297,7 @@ mod tests {
             ("", "store_row", 2),
             ("gru_cell", "gates", 2),
             ("gru_cell", "Params", 2),
+            ("adam", "table_entry", 2),
         ];
         for (family, name, at_least) in checks {
             let found = if name == "Params" {

@@ -69,6 +69,8 @@ macro_rules! wgsl {
 }
 
 wgsl!(ADAM, "optim", "adam");
+wgsl!(ADAM_FIND_OVERFLOW, "optim", "adam_find_overflow");
+wgsl!(ADAM_UPDATE_SCALE, "optim", "adam_update_scale");
 wgsl!(ATTENTION_WEIGHTS, "attention", "attention_weights");
 wgsl!(ATTENTION_APPLY, "attention", "attention_apply");
 wgsl!(
@@ -225,6 +227,8 @@ pub const ALL: &[Wgsl] = &[
     CROP_RESIZE_BACKWARD,
     SEGMENT_ARGMAX,
     ADAM,
+    ADAM_FIND_OVERFLOW,
+    ADAM_UPDATE_SCALE,
     ATTENTION_WEIGHTS,
     ATTENTION_APPLY,
     ATTENTION_APPLY_BACKWARD_ATTN,

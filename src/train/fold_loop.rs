@@ -9,6 +9,7 @@
 //!     Fold_k/; the model from rdm_seed (or --init_weights); conf.json; Adam(lr)
 //!     with a memory budget: probe 1 and 2 samples → micro-batch size (train::memory), said once
 //!     (probes and epochs run under --precision: engine::precision)
+//!     (under --precision mixed Adam scales the loss, train::adam)
 //!     resume from Fold_k/last.npz (--resume)
 //!     for epoch in first..=epochs (until --max_steps):
 //!         task.epoch → log entry, line, validation score   (each step: train::step)
@@ -291,7 +292,8 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
         println!(
             "precision: mixed (products and convolutions on half-precision operands with float32 sums: \
              products {products}; convolutions {convolutions}; activations saved for the backward pass in \
-             half precision; the rest float32)"
+             half precision; the backward products' gradients rounded to half precision, the loss scaled \
+             as GradScaler does; the rest float32)"
         );
     }
     let mut results = Vec::new();
@@ -322,8 +324,12 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
                 ..AdamConfig::default()
             },
         );
+        if o.precision == Precision::Mixed {
+            opt.scale_losses();
+        }
         let r = resume_fold(o.resume, &dir, &model, &mut opt, k)?;
         let (mut trainlog, mut step) = (r.trainlog, r.step);
+        let mut skipped = 0;
         let mut best = if r.resumed { r.best } else { task.fresh_best() };
         for epoch in r.first_epoch..=o.epochs {
             if o.steps_done(step) {
@@ -339,6 +345,15 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
                 }
             }
             println!("{}", rep.line);
+            if let Some(s) = opt.loss_scale().filter(|_| opt.skipped() > skipped) {
+                // (One readback an epoch.) Said when the epoch skipped steps.
+                skipped = opt.skipped();
+                println!(
+                    "loss scale 2^{}: {skipped} step(s) skipped so far, their gradients overflowed half \
+                     precision",
+                    s.exponent
+                );
+            }
             if !std::mem::replace(&mut memory_said, true) && device == Device::Gpu {
                 // (With a budget the plan was said before the first epoch; this is what it really took.)
                 // Once per run: what the first epoch took.

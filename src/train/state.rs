@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::data::json::{read_json, write_json};
 use crate::data::state_dict::{read_npz, write_npz, Entry};
+use crate::engine::ops::optim::loss_scale::ScaleState;
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Error, Result};
 use crate::layers::state::{load_state_dict, state_dict};
@@ -89,7 +90,18 @@ pub fn save_training_state(
             Entry::f32(p.shape().to_vec(), v),
         );
     }
-    sd.insert("optimizer.step", Entry::i64(vec![], vec![opt.t as i64]));
+    sd.insert(
+        "optimizer.step",
+        Entry::i64(vec![], vec![opt.steps() as i64]),
+    );
+    // The loss scaler of --precision mixed, as GradScaler.state_dict() keeps it: scale and growth tracker.
+    if let Some(s) = opt.loss_scale() {
+        sd.insert("scaler.scale", Entry::f32(vec![], vec![s.scale()]));
+        sd.insert(
+            "scaler._growth_tracker",
+            Entry::i64(vec![], vec![s.tracker as i64]),
+        );
+    }
     write_npz(path, &sd)
 }
 
@@ -151,8 +163,35 @@ pub fn load_training_state(
         ms.push(m.as_f32().unwrap_or_default().to_vec());
         vs.push(v.as_f32().unwrap_or_default().to_vec());
     }
+    // The loss scaler's state when the file has one and the run scales (a run that did not scale, or fp32
+    // resuming a mixed run, starts or keeps none).
+    let scaler = match (
+        sd.remove("scaler.scale"),
+        sd.remove("scaler._growth_tracker"),
+    ) {
+        (Some(s), Some(k)) => {
+            let scale = s.as_f32().and_then(|v| v.first().copied());
+            let tracker = k.as_i64().and_then(|v| v.first().copied());
+            let (Some(scale), Some(tracker)) = (scale, tracker) else {
+                return Err(Error::format(
+                    path,
+                    "scaler.scale / scaler._growth_tracker: not scalars",
+                ));
+            };
+            let tracker = u32::try_from(tracker)
+                .map_err(|_| Error::format(path, format!("scaler._growth_tracker {tracker}")))?;
+            Some(
+                ScaleState::restored(step as u64, scale as f64, tracker)
+                    .map_err(|e| Error::format(path, format!("scaler.scale: {e}")))?,
+            )
+        }
+        _ => None,
+    };
     load_state_dict(model, &sd, path)?;
     opt.set_state(step as u64, ms, vs);
+    if let Some(s) = scaler {
+        opt.set_loss_scale(s);
+    }
     Ok((p, trainlog))
 }
 

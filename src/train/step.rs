@@ -8,8 +8,9 @@
 //! zero the gradients
 //! for each part (the whole batch, or samples start..end):
 //!     loss, share = the task's forward pass and loss on the part
-//!     backward(share · loss)          (the loss itself when the part is the whole batch)
-//! Adam step
+//!     backward(share · S · loss)      (the loss itself when the part is the whole batch; S the loss scale
+//!                                      under --precision mixed, else 1: train::adam)
+//! Adam step                           (which unscales, and skips a step whose gradients overflowed)
 //! ```
 //!
 //! `share` is the part's share of the batch's loss: the task knows its loss's denominator (the class
@@ -94,7 +95,7 @@ pub fn accumulate(
     micro: usize,
     part: impl FnMut(Part) -> Result<(Tensor, f64)>,
 ) -> Result<f64> {
-    sum_parts(len, (micro, 1), true, part)
+    sum_parts(len, (micro, 1), Some(&|l: &Tensor| l.clone()), part)
 }
 
 /// [`accumulate`] without the backward passes (evaluation: run it under `no_grad`).
@@ -103,21 +104,23 @@ pub fn forward_parts(
     micro: usize,
     part: impl FnMut(Part) -> Result<(Tensor, f64)>,
 ) -> Result<f64> {
-    sum_parts(len, (micro, 1), false, part)
+    sum_parts(len, (micro, 1), None, part)
 }
 
+/// The parts' losses summed; with `backward`, each part's `backward(loss)` back-propagated (the loss
+/// itself, or scaled by the optimizer's loss scale).
 fn sum_parts(
     len: usize,
     (micro, min): (usize, usize),
-    backward: bool,
+    backward: Option<&dyn Fn(&Tensor) -> Tensor>,
     mut part: impl FnMut(Part) -> Result<(Tensor, f64)>,
 ) -> Result<f64> {
     let mut total = 0.0;
     for p in parts_at_least(len, micro, min) {
         let (loss, share) = part(p)?;
         let share = if p.whole { 1.0 } else { share };
-        if backward {
-            backward_share(&loss, share);
+        if let Some(scaled) = backward {
+            backward_share(&scaled(&loss), share);
         }
         if share > 0.0 {
             total += loss.item() as f64 * share;
@@ -126,8 +129,9 @@ fn sum_parts(
     Ok(total)
 }
 
-/// One optimiser step of a batch (module doc): the gradients zeroed, [`accumulate`], one Adam step.
-/// Returns the batch's loss.
+/// One optimiser step of a batch (module doc): the gradients zeroed, [`accumulate`] (each part's loss
+/// multiplied by the optimizer's loss scale first under `--precision mixed`: `Adam::scale_loss`), one Adam
+/// step. Returns the batch's loss (unscaled).
 pub fn train_batch(
     opt: &mut Adam,
     len: usize,
@@ -146,7 +150,10 @@ pub fn train_batch_at_least(
     part: impl FnMut(Part) -> Result<(Tensor, f64)>,
 ) -> Result<f64> {
     opt.zero_grad();
-    let loss = sum_parts(len, (micro, min), true, part)?;
+    let loss = {
+        let scaled = |l: &Tensor| opt.scale_loss(l);
+        sum_parts(len, (micro, min), Some(&scaled), part)?
+    };
     opt.step();
     Ok(loss)
 }

@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::engine::{no_grad, Device, Error, Result, Tensor};
+use crate::engine::precision::precision;
+use crate::engine::{no_grad, Device, Error, Precision, Result, Tensor};
 use crate::layers::{Ctx, Module, EVAL_SPLIT_BYTES};
 use crate::models::paps::loss::{paps_loss, PapsLossConfig, TARGET_CHANNELS};
 use crate::models::paps::{BackboneConfig, Paps, PapsConfig};
@@ -569,11 +570,15 @@ impl Prepared {
         }
     }
 
-    /// One training step: zero_grad, forward, loss, backward, Adam; returns the loss (read back).
+    /// One training step: zero_grad, forward, loss, backward, Adam; returns the loss (read back). Under
+    /// `--precision mixed` the optimizer scales the loss, as training does (`train::adam`).
     pub fn train_step(&mut self) -> f32 {
+        if precision() == Precision::Mixed {
+            self.optimizer().scale_losses();
+        }
         self.optimizer().zero_grad();
         let (_, loss) = self.forward_loss(&Ctx::train(0));
-        loss.backward();
+        self.optimizer().scale_loss(&loss).backward();
         self.optimizer().step();
         loss.item()
     }

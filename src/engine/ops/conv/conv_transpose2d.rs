@@ -233,13 +233,17 @@ impl Backward for ConvTranspose2dBackward {
         "conv_transpose2d"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
+        self.backward_owned(dy.clone())
+    }
+    fn backward_owned(&self, dy: Tensor) -> Vec<Option<Tensor>> {
+        // Under mixed dy is rounded as a float16 gradient (in place when the walk let it go).
+        let dy = &dy.into_gradient_operand(self.mixed);
         let w = &if self.mixed {
             self.w.clone().rounded_to_half()
         } else {
             self.w.clone()
         };
         let (g, x_shape) = (&self.g, &self.x_shape);
-        let dy = &dy.gradient_operand(self.mixed);
         let op = "conv_transpose2d_backward";
         match Tensor::same_device(op, &[w, dy]) {
             Device::Cpu => {

@@ -306,14 +306,15 @@ impl Tensor {
     }
 
     /// The gradient a backward pass received, as its products' operand: under `--precision mixed`
-    /// (`mixed`, the mode its forward ran in) a copy rounded as a float16 gradient (counted among the
-    /// halves, `engine::precision::halves_saved`), else itself.
-    pub fn gradient_operand(&self, mixed: bool) -> Tensor {
+    /// (`mixed`, the mode its forward ran in) rounded as a float16 gradient (counted among the halves,
+    /// `engine::precision::halves_saved`) — in place when this is the only handle (a backward given the
+    /// gradient the walk no longer needs: `Backward::backward_owned`), else a copy — and itself otherwise.
+    pub fn into_gradient_operand(self, mixed: bool) -> Tensor {
         if mixed {
             count_half();
-            self.clone().rounded_gradient()
+            self.rounded_gradient()
         } else {
-            self.clone()
+            self
         }
     }
 

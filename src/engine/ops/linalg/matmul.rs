@@ -293,9 +293,13 @@ impl Backward for MatmulBackward {
         "matmul"
     }
     fn backward(&self, dc: &Tensor) -> Vec<Option<Tensor>> {
+        self.backward_owned(dc.clone())
+    }
+    fn backward_owned(&self, dc: Tensor) -> Vec<Option<Tensor>> {
+        // Under mixed dC is rounded as a float16 gradient (in place when the walk let it go).
+        let dc = &dc.into_gradient_operand(self.mixed);
         let [a_shape, b_shape] = &self.shapes;
         let (na, nb, batch, m, k, n, _) = dims(a_shape, b_shape);
-        let dc = &dc.gradient_operand(self.mixed);
         if dc.device() == Device::Cpu {
             let (a, b) = (self.a.get_as(self.mixed), self.b.get_as(self.mixed));
             let (da, db) = cpu_backward(

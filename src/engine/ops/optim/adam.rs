@@ -18,6 +18,7 @@
 //! Bias corrections are computed on the host in f64 (as Python does) and passed as f32.
 
 use crate::engine::kernel::{Grid, Kernel};
+use crate::engine::ops::optim::loss_scale;
 use crate::engine::pool::BufSlice;
 use crate::engine::real::Real;
 use crate::engine::storage::GpuStorage;
@@ -37,12 +38,13 @@ pub struct Params {
     bc2_sqrt: f32,
     one_minus_beta1: f32,
     one_minus_beta2: f32,
-    _pad: [u32; 2],
+    scaled: u32,
+    _pad: u32,
 }
 
-/// `adam.wgsl`: p, g (buffers holding a group's tensors), m, v (the moment bank), table → p, m, v updated in
-/// place.
-pub const ADAM: Kernel = Kernel::new::<Params>(&shaders::ADAM, "adam", 6);
+/// `adam.wgsl`: p, g (buffers holding a group's tensors), m, v (the moment bank), table, the loss scaler's
+/// state and bias-correction table → p, m, v updated in place.
+pub const ADAM: Kernel = Kernel::new::<Params>(&shaders::ADAM, "adam", 8);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
 pub const KERNELS: &[Kernel] = &[ADAM];
 
@@ -74,6 +76,13 @@ impl Default for AdamConfig {
 }
 
 impl AdamConfig {
+    /// The bias corrections of step `t` (1-based) as the kernel receives them: (step_size, bc2_sqrt), computed
+    /// in f64 and rounded to f32 (the loss scaler's table, `ops::optim::loss_scale`).
+    pub fn bias_corrections(&self, t: u64) -> [f32; 2] {
+        let k = self.params(t, 0, 0, 0);
+        [k.step_size, k.bc2_sqrt]
+    }
+
     /// The kernel parameters for step `t` (1-based) over `n` elements: table entries `first..first + count`.
     fn params(&self, t: u64, n: usize, first: usize, count: usize) -> Params {
         let bc1 = 1.0 - self.beta1.powi(t as i32);
@@ -89,7 +98,8 @@ impl AdamConfig {
             bc2_sqrt: bc2.sqrt() as f32,
             one_minus_beta1: (1.0 - self.beta1) as f32,
             one_minus_beta2: (1.0 - self.beta2) as f32,
-            _pad: [0; 2],
+            scaled: 0,
+            _pad: 0,
         }
     }
 }
@@ -146,58 +156,136 @@ fn same(a: &BufSlice, b: &BufSlice) -> bool {
     a.buffer == b.buffer && a.offset == b.offset
 }
 
-/// Records Adam step `t` (1-based) of `items`, whose moments are in the bank `m`, `v`: one `adam.wgsl` launch
-/// per group of tensors sharing a parameter buffer and a gradient buffer (in order of first appearance, so the
-/// same layout gives the same launches). Returns the number of launches.
-pub fn gpu_step(cfg: &AdamConfig, t: u64, m: &GpuStorage, v: &GpuStorage, items: &[Item]) -> usize {
-    let gpu = m.gpu;
+/// The loss scaler's buffers an Adam step reads under `--precision mixed` (`ops::optim::loss_scale`).
+#[derive(Clone, Copy)]
+pub struct Scaled<'a> {
+    /// The scaler's four words (found, tracker, steps taken, exponent).
+    pub state: BufSlice<'a>,
+    /// (step_size, bc2_sqrt) of steps 1, 2, ... ([`AdamConfig::bias_corrections`]), at least up to the
+    /// step being recorded.
+    pub bias: BufSlice<'a>,
+}
+
+/// A launch's worth of `items`: the tensors sharing a parameter buffer and a gradient buffer.
+struct Group<'a> {
+    p: BufSlice<'a>,
+    g: BufSlice<'a>,
+    /// (p_off, g_off, mv_off, start) per tensor.
+    entries: Vec<[u32; 4]>,
+    /// Elements.
+    n: usize,
+}
+
+/// `items` in groups (in order of first appearance, so the same layout gives the same launches), and the
+/// uploaded table of every group's entries, each group's followed by a sentinel holding its element count,
+/// with the index of each group's first entry.
+fn groups<'a>(items: &[Item<'a>]) -> Option<(Vec<Group<'a>>, GpuStorage, Vec<usize>)> {
+    let gpu = items.first()?.p.gpu;
     let max = gpu
         .limits
         .max_storage_buffer_binding_size
         .min(gpu.limits.max_buffer_size);
-    // (p binding, g binding, entries (p_off, g_off, mv_off, start), elements)
-    let mut groups: Vec<(BufSlice, BufSlice, Vec<[u32; 4]>, usize)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for it in items.iter().filter(|it| it.n > 0) {
         let (ps, gs) = (it.p.buffer(), it.g.buffer());
         let (pb, gb) = (binding(ps, max), binding(gs, max));
         let k = match groups
             .iter()
-            .position(|(p, g, ..)| same(p, &pb) && same(g, &gb))
+            .position(|gr| same(&gr.p, &pb) && same(&gr.g, &gb))
         {
             Some(k) => k,
             None => {
-                groups.push((pb, gb, Vec::new(), 0));
+                groups.push(Group {
+                    p: pb,
+                    g: gb,
+                    entries: Vec::new(),
+                    n: 0,
+                });
                 groups.len() - 1
             }
         };
-        let (_, _, entries, n) = &mut groups[k];
-        entries.push([
+        let gr = &mut groups[k];
+        gr.entries.push([
             ((ps.offset - pb.offset) / 4) as u32,
             ((gs.offset - gb.offset) / 4) as u32,
             it.moments_at as u32,
-            *n as u32,
+            gr.n as u32,
         ]);
-        *n += it.n;
+        gr.n += it.n;
     }
     if groups.is_empty() {
-        return 0;
+        return None;
     }
-    // One table for every group: its entries, then a sentinel holding its element count.
     let mut table: Vec<u32> = Vec::new();
     let mut firsts = Vec::new();
-    for (_, _, entries, n) in &groups {
+    for gr in &groups {
         firsts.push(table.len() / 4);
-        table.extend(entries.iter().flatten());
-        table.extend([0, 0, 0, *n as u32]);
+        table.extend(gr.entries.iter().flatten());
+        table.extend([0, 0, 0, gr.n as u32]);
     }
     let tab = GpuStorage::alloc(gpu, table.len(), "adam (table)");
     gpu.write_buffer(tab.buffer(), bytemuck::cast_slice(&table));
-    for ((pb, gb, entries, n), first) in groups.iter().zip(firsts) {
+    Some((groups, tab, firsts))
+}
+
+/// Records Adam step `t` (1-based) of `items`, whose moments are in the bank `m`, `v`: one `adam.wgsl` launch
+/// per group of tensors sharing a parameter buffer and a gradient buffer. With `scaled`, the gradients are
+/// scaled and the step and its count come from the loss scaler's state (`adam.wgsl`'s header); `t` is then
+/// unused. Returns the number of launches.
+pub fn gpu_step(
+    cfg: &AdamConfig,
+    t: u64,
+    m: &GpuStorage,
+    v: &GpuStorage,
+    items: &[Item],
+    scaled: Option<Scaled>,
+) -> usize {
+    let Some((groups, tab, firsts)) = groups(items) else {
+        return 0;
+    };
+    let gpu = m.gpu;
+    for (gr, first) in groups.iter().zip(firsts) {
+        let mut params = cfg.params(t.max(1), gr.n, first, gr.entries.len());
+        // Without loss scaling the kernel reads neither state nor bias: any buffer binds them.
+        let (state, bias) = match scaled {
+            Some(s) => {
+                params.scaled = 1;
+                (s.state, s.bias)
+            }
+            None => (tab.buffer(), tab.buffer()),
+        };
         ADAM.dispatch(
             gpu,
-            &[*pb, *gb, m.buffer(), v.buffer(), tab.buffer()],
-            &cfg.params(t, *n, first, entries.len()),
-            Grid::threads(*n).flops(12 * n).bytes(28 * n),
+            &[
+                gr.p,
+                gr.g,
+                m.buffer(),
+                v.buffer(),
+                tab.buffer(),
+                state,
+                bias,
+            ],
+            &params,
+            Grid::threads(gr.n).flops(12 * gr.n).bytes(28 * gr.n),
+        );
+    }
+    groups.len()
+}
+
+/// Records the loss scaler's check of `items`' gradients (`adam_find_overflow.wgsl`, one launch per group
+/// as [`gpu_step`]'s), before any of their Adam steps. Returns the number of launches.
+pub fn gpu_find_overflow(items: &[Item], state: BufSlice) -> usize {
+    let Some((groups, tab, firsts)) = groups(items) else {
+        return 0;
+    };
+    let gpu = tab.gpu;
+    for (gr, first) in groups.iter().zip(firsts) {
+        loss_scale::gpu_find(
+            gpu,
+            gr.g,
+            tab.buffer(),
+            state,
+            (first, gr.entries.len(), gr.n),
         );
     }
     groups.len()

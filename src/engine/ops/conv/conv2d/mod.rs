@@ -188,7 +188,13 @@ impl Backward for Conv2dBackward {
         "conv2d"
     }
     fn backward(&self, dy: &Tensor) -> Vec<Option<Tensor>> {
-        // Under mixed, the gradients of the function the forward computed: its rounded operands.
+        self.backward_owned(dy.clone())
+    }
+    fn backward_owned(&self, dy: Tensor) -> Vec<Option<Tensor>> {
+        // Under mixed, the gradients of the function the forward computed: its rounded operands, and dy
+        // rounded as a float16 gradient (in place when the walk let it go), bias's gradient included, as
+        // autocast's float16 convolution computes them.
+        let dy = &dy.into_gradient_operand(self.mixed);
         let x = &self.x.get_as(self.mixed);
         let w = &if self.mixed {
             self.w.clone().rounded_to_half()
@@ -196,9 +202,6 @@ impl Backward for Conv2dBackward {
             self.w.clone()
         };
         let g = &self.g;
-        // The products read dy rounded as a float16 gradient too; the bias's gradient, a plain sum of the
-        // float32 add's, reads dy itself.
-        let (dy, dy_bias) = (&dy.gradient_operand(self.mixed), dy);
         let mut grads = match Tensor::same_device("conv2d_backward", &[x, w, dy]) {
             Device::Cpu => {
                 let (dx, dw, db) = cpu_backward(
@@ -207,10 +210,7 @@ impl Backward for Conv2dBackward {
                     &dy.cpu_data("conv2d"),
                     g,
                 );
-                let db = self.has_bias.then(|| match self.mixed {
-                    false => dy.new_like(db, &[g.co]),
-                    true => dy_bias.sum(&[0, 2, 3], false),
-                });
+                let db = self.has_bias.then(|| dy.new_like(db, &[g.co]));
                 vec![
                     Some(x.new_like(dx, x.shape())),
                     Some(w.new_like(dw, w.shape())),
@@ -229,11 +229,7 @@ impl Backward for Conv2dBackward {
                 let dw = self.w.requires_grad().then(|| {
                     Tensor::from_storage(w.shape(), Storage::Gpu(gpu_backward_weight(gx, gdy, g)))
                 });
-                vec![
-                    dx,
-                    dw,
-                    self.has_bias.then(|| dy_bias.sum(&[0, 2, 3], false)),
-                ]
+                vec![dx, dw, self.has_bias.then(|| dy.sum(&[0, 2, 3], false))]
             }
         };
         grads.truncate(2 + self.has_bias as usize);
