@@ -6,18 +6,21 @@
 //!   (`ops::linalg::half_matmul`: cooperative matrices — tensor cores — where the adapter has them, f16
 //!   tiles with `SHADER_F16`, else rounded float32; `ops::conv::conv2d::mixed`: the convolution unfolded onto
 //!   the tensor-core product, else rounded float32), and their backward passes read the same rounded
-//!   operands. The large activations an op saves for its backward pass (a convolution's or a matmul's input,
+//!   operands and, as autocast's backward, the incoming gradient rounded to half precision too
+//!   (`Tensor::into_gradient_operand`: overflowing to infinity, as float16 arithmetic does). The large
+//!   activations an op saves for its backward pass (a convolution's or a matmul's input,
 //!   the input of a recomputed norm + ReLU, pooled features, the recurrent ops' traces) are kept in half
 //!   precision (`ops::elementwise::half`: two bytes a value instead of four) and made float32 again when the
 //!   backward pass reads them. Everything else computes and accumulates in float32 — the recurrent ops'
-//!   fused gate convolutions, norms' statistics, softmax, losses, every gradient — and so do the weights and
-//!   Adam's moments. Products move by at most 2^-11 of their operands' magnitude (each rounding), the
-//!   gradients are those of inputs rounded to 11 significant bits, and the memory of a step's saved
-//!   activations halves. Every other op computes exactly as in fp32 on the values it receives.
+//!   fused gate convolutions, norms' statistics, softmax, losses, the gradients the products produce and
+//!   every other op's — and so do the weights and Adam's moments. Products move by at most 2^-11 of their
+//!   operands' magnitude (each rounding), and the memory of a step's saved activations halves. Every other op
+//!   computes exactly as in fp32 on the values it receives.
 //!
-//! Unlike autocast, no gradient is ever half precision, so nothing underflows: there is no loss scaling
-//! (PyTorch's GradScaler exists because autocast's backward pass produces float16 gradients). Mixed needs no
-//! optional adapter feature (the rounding is integer arithmetic on the bits; f16 and cooperative matrices only
+//! Because the backward products read half-precision gradients, a gradient below 2^-24 would vanish and one
+//! beyond 65,504 overflows: training scales the loss as PyTorch's GradScaler does (`train::adam`,
+//! `ops::optim::loss_scale`: 2^16 at first, halved and the step skipped on an overflow, doubled after 2,000
+//! clean steps), on the device. Mixed needs no optional adapter feature (the rounding is integer arithmetic on the bits; f16 and cooperative matrices only
 //! make the products faster), so it runs on every adapter and on the CPU path, with the same halves everywhere
 //! and products that differ only in the order of their float32 sums.
 //!
