@@ -15,7 +15,9 @@
 //! v  = β2 v + ((1 - β2) g) g                 # exp_avg_sq.mul_(β2).addcmul_(g, g, value = 1 - β2)
 //! p  = p + ((-lr / (1 - β1^t)) m) / (sqrt(v) / sqrt(1 - β2^t) + eps)   # addcdiv_
 //! ```
-//! Bias corrections are computed on the host in f64 (as Python does) and passed as f32.
+//! Bias corrections are computed on the host in f64 (as Python does) and passed as f32. Under loss scaling
+//! (`ops::optim::loss_scale`, `--precision mixed`) the kernel reads them from a table of such values indexed
+//! by the device's step count, since only the device knows which steps its scaler skipped.
 
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::optim::loss_scale;
