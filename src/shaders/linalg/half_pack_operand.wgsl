@@ -2,20 +2,21 @@
 // tiles of half_matmul.wgsl / half_matmul_coop.wgsl (engine/ops/linalg/half_matmul.rs).
 //
 // Math:     P[b, r, c] = h(X[b, r, c]) for r < rows, c < cols, else 0 (P: batch × rows_p × cols_p halves,
-//           cols_p even), where X[b, r, c] = x[b · rows · cols + r · cols + c], or x[b · rows · cols +
-//           c · rows + r] when trans = 1 (an operand stored transposed); h = binary16 bits rounded to nearest,
+//           cols_p even), where X[b, r, c] = x[offset + b · rows · cols + r · cols + c], or x[offset +
+//           b · rows · cols + c · rows + r] when trans = 1 (an operand stored transposed; offset: the first
+//           of a chunk of batches); h = binary16 bits rounded to nearest,
 //           ties to even, saturating at ±65504 (the integer conversion of half_pack.wgsl, not
 //           pack2x16float, so every adapter gives the CPU's words).
 // Threads:  one invocation per 32-bit word (two neighbouring columns of one row); WG = 256 invocations per
 //           workgroup; ceil(batch · rows_p · cols_p / 2 / WG) workgroups folded into 2-D (engine/kernel.rs).
-// Bindings: 0 x (batch · rows · cols) | 1 p (batch · rows_p · cols_p / 2, u32) | 2 params (uniform)
+// Bindings: 0 x (offset + batch · rows · cols) | 1 p (batch · rows_p · cols_p / 2, u32) | 2 params (uniform)
 // CPU reference: engine::ops::linalg::half_matmul::cpu_pack_padded. No backward: it prepares an operand.
 
 const WG: u32 = 256u;
 
 struct Params {
     rows: u32, cols: u32, rows_p: u32, cols_p: u32,
-    batch: u32, trans: u32, _pad0: u32, _pad1: u32,
+    batch: u32, trans: u32, offset: u32, _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;   // (batch, rows, cols), or (batch, cols, rows)
@@ -59,7 +60,7 @@ fn half_bits(v: f32) -> u32 {
 // The rounded bits of X[b, r, c], or 0 in the padding.
 fn element(b: u32, r: u32, c: u32) -> u32 {
     if (r >= params.rows || c >= params.cols) { return 0u; }
-    let base = b * params.rows * params.cols;
+    let base = params.offset + b * params.rows * params.cols;
     if (params.trans == 1u) { return half_bits(x[base + c * params.rows + r]); }
     return half_bits(x[base + r * params.cols + c]);
 }

@@ -257,15 +257,25 @@ impl Backward for ConvTranspose2dBackward {
             Device::Gpu => {
                 let (gw, gdy) = (w.gpu_storage(op), dy.gpu_storage(op));
                 let dx = self.x_wants.then(|| {
-                    Tensor::from_storage(
-                        x_shape,
-                        Storage::Gpu(conv2d::gpu_forward(gdy, gw, None, g)),
-                    )
+                    // Under mixed a convolution of rounded operands: mixed's own (the unfolded product
+                    // where it pays; rounding what is rounded changes nothing).
+                    let dx = match self.mixed {
+                        true => conv2d::mixed::gpu_forward(gdy, gw, None, g),
+                        false => conv2d::gpu_forward(gdy, gw, None, g),
+                    };
+                    Tensor::from_storage(x_shape, Storage::Gpu(dx))
                 });
                 let dw = self.w.requires_grad().then(|| {
                     let x = self.x.get_as(self.mixed);
-                    let d = conv2d::gpu_backward_weight(gdy, x.gpu_storage(op), g);
-                    Tensor::from_storage(w.shape(), Storage::Gpu(d))
+                    let gx = x.gpu_storage(op);
+                    match self.mixed {
+                        // Under mixed, on the half-precision product where it pays (`conv2d::mixed`).
+                        true => conv2d::mixed::gpu_backward_weight(gdy, gx, g).reshape(w.shape()),
+                        false => Tensor::from_storage(
+                            w.shape(),
+                            Storage::Gpu(conv2d::gpu_backward_weight(gdy, gx, g)),
+                        ),
+                    }
                 });
                 vec![dx, dw]
             }

@@ -60,7 +60,8 @@ pub struct PackParams {
     cols_p: u32,
     batch: u32,
     trans: u32,
-    _pad: [u32; 2],
+    offset: u32,
+    _pad: u32,
 }
 
 /// `half_matmul.wgsl`: 64 × 64 tiles from f16 operands (needs `SHADER_F16`).
@@ -288,6 +289,18 @@ pub fn padded(m: usize, k: usize, n: usize) -> (usize, usize, usize) {
 pub fn gpu_pack_operand(
     x: &GpuStorage,
     batch: usize,
+    dims: (usize, usize),
+    trans: bool,
+    padded: (usize, usize),
+) -> GpuStorage {
+    gpu_pack_operand_at(x, 0, batch, dims, trans, padded)
+}
+
+/// [`gpu_pack_operand`] of the `batch` operands from element `offset` of `x` on (a chunk of a batch).
+pub fn gpu_pack_operand_at(
+    x: &GpuStorage,
+    offset: usize,
+    batch: usize,
     (rows, cols): (usize, usize),
     trans: bool,
     (rows_p, cols_p): (usize, usize),
@@ -304,7 +317,8 @@ pub fn gpu_pack_operand(
             cols_p: cols_p as u32,
             batch: batch as u32,
             trans: trans as u32,
-            _pad: [0; 2],
+            offset: offset as u32,
+            _pad: 0,
         },
         Grid::threads(words),
     );

@@ -195,15 +195,23 @@ pub fn gpu_backward_input_with(
             launch_forward(kernel, dy.gpu, &bufs, &v, p);
         }
     }
+    pad_fold(dxpad, g)
+}
+
+/// The input gradient from the gradient of the padded input (N, C_in, H + 2p, W + 2p): the padding's
+/// entries folded back onto the pixels they copy (reflect) or dropped (zeros), `conv2d_pad_fold.wgsl`.
+pub fn pad_fold(dxpad: GpuStorage, g: &Geom) -> GpuStorage {
     if g.pad == 0 {
         return dxpad;
     }
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    let n_pad = g.n * g.ci * hp * wp;
     let n = g.n * g.ci * g.h * g.w;
-    let dx = GpuStorage::alloc(dy.gpu, n, "conv2d_pad_fold");
+    let dx = GpuStorage::alloc(dxpad.gpu, n, "conv2d_pad_fold");
     let mut fp = g.params(false, 0, 0);
     (fp.ho, fp.wo) = (hp as u32, wp as u32);
     let grid = Grid::threads(n).bytes(4 * (n + n_pad));
-    CONV2D_PAD_FOLD.dispatch(dy.gpu, &[dxpad.buffer(), dx.buffer()], &fp, grid);
+    CONV2D_PAD_FOLD.dispatch(dxpad.gpu, &[dxpad.buffer(), dx.buffer()], &fp, grid);
     dx
 }
 

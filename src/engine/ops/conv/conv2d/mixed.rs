@@ -5,9 +5,17 @@
 //! float32 sums (relative error ≤ K · 2^-24 of Σ|w·x|, K = C_in · kH · kW), on top of the roundings they all
 //! share.
 //!
-//! The backward pass reads the same rounded operands (`Conv2dBackward`): dx from h(w), dw from h(x), so the
-//! gradients are exactly those of the function the forward computed; dy stays float32 (no gradient is half
-//! precision, no loss scaling: `engine::precision`).
+//! The backward pass reads the same rounded operands (`Conv2dBackward`): dx from h(w), dw from h(x), and dy
+//! rounded as a float16 gradient (autocast's backward; the loss is scaled for it: `engine::precision`), with
+//! float32 sums. Its two products take the same paths as the forward's where they pay:
+//! - **dw** ([`gpu_backward_weight`]): per image, dwᵀ (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out), B[n]
+//!   unfolded by `half_im2col.wgsl` as the A operand, summed over the images;
+//! - **dx** ([`gpu_backward_input`], stride 1): the padded input's gradient is the full convolution of dy by
+//!   the flipped, transposed weight, mixed's own forward, then folded back (`conv2d_pad_fold.wgsl`); other
+//!   strides take `conv2d_backward_input`'s phases on the rounded operands.
+//!
+//! On a software adapter the backward products unfold one image at a time
+//! ([`BACKWARD_UNFOLD_BYTES_SOFTWARE`]).
 //!
 //! Paths, by the device's product path (`ops::linalg::half_matmul::path`):
 //! - **Cooperative matrices** (tensor cores): the convolution as a product, `y[n] (C_out, P) = h(W)
@@ -36,7 +44,8 @@ use crate::engine::ops::elementwise::binary::{self, BinaryOp};
 use crate::engine::ops::elementwise::half::{self, half_bits};
 use crate::engine::ops::linalg::half_matmul::{self, HalfPath};
 use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
-use crate::engine::storage::GpuStorage;
+use crate::engine::storage::{Device, GpuStorage, Storage};
+use crate::engine::tensor::Tensor;
 use crate::shaders;
 
 /// Shader `Params` of half_im2col.wgsl.
@@ -76,6 +85,10 @@ pub const UNFOLD_BYTES: usize = 256 << 20;
 /// config B 1 T 8 64²: 32 MiB chunks raised the training step's peak from 60.7 to 65.8 MiB, at the same
 /// speed).
 pub const UNFOLD_BYTES_SOFTWARE: usize = 4 << 20;
+/// The same for the backward pass's products on a software adapter: one image a chunk (0 bytes: the
+/// least), so that their transients stay below what the backward pass holds anyway, also at small shapes
+/// (an FPN-ConvLSTM of 16 × 16 images: tests/mixed_precision.rs).
+pub const BACKWARD_UNFOLD_BYTES_SOFTWARE: usize = 0;
 /// Convolutions with fewer output channels take the rounded float32 path (module doc).
 pub const MIN_CO: usize = 32;
 
@@ -125,7 +138,20 @@ pub fn cpu_im2col(x: &[f32], g: &Geom, frame0: usize, frames: usize) -> Vec<u32>
 
 /// Launches half_im2col.wgsl for images `frame0 .. frame0 + frames` (see [`cpu_im2col`]).
 pub fn gpu_im2col(x: &GpuStorage, g: &Geom, frame0: usize, frames: usize) -> GpuStorage {
-    let (k, _, k_p, p_p) = product_dims(g);
+    let (_, _, k_p, p_p) = product_dims(g);
+    gpu_im2col_padded(x, g, frame0, frames, (k_p, p_p))
+}
+
+/// [`gpu_im2col`] padded to `k_p` rows and `p_p` columns (even): the A operand of the weight gradient's
+/// product takes other tiles than the forward's B.
+fn gpu_im2col_padded(
+    x: &GpuStorage,
+    g: &Geom,
+    frame0: usize,
+    frames: usize,
+    (k_p, p_p): (usize, usize),
+) -> GpuStorage {
+    let k = g.ci * g.kh * g.kw;
     let words = frames * k_p * p_p / 2;
     let out = GpuStorage::alloc(x.gpu, words.max(1), "half_im2col");
     let u = |v: usize| v as u32;
@@ -165,6 +191,17 @@ fn chunk_frames(unfold_bytes: usize, max_binding: usize, g: &Geom) -> Option<usi
     let out = 4 * m_p * p_p;
     let fit = (max_binding / unfold).min(max_binding / out);
     (fit >= 1).then(|| (unfold_bytes / unfold).clamp(1, fit).min(g.n))
+}
+
+/// Images per chunk of the weight gradient's product (see [`gpu_backward_weight`]): as many as
+/// `unfold_bytes` of the unfolded A operand hold, at least one, no more than one binding of A, B or C holds;
+/// `None` when one image does not fit.
+fn weight_chunk_frames(unfold_bytes: usize, max_binding: usize, g: &Geom) -> Option<usize> {
+    let (m_p, k_p, n_p) = half_matmul::padded(g.ci * g.kh * g.kw, g.ho * g.wo, g.co);
+    let a = 2 * m_p * k_p;
+    let largest = a.max(2 * k_p * n_p).max(4 * m_p * n_p);
+    let fit = max_binding / largest;
+    (fit >= 1).then(|| (unfold_bytes / a).clamp(1, fit).min(g.n))
 }
 
 /// How this device computes mixed's convolutions (printed by `info`, `profile` and the training log).
@@ -271,6 +308,124 @@ fn forward_in_chunks(
             binary::gpu_forward(BinaryOp::Add, &y, &shape, b, &[1, g.co, 1, 1]).0
         }
         None => y,
+    }
+}
+
+/// The input gradient under mixed, dx = the padded input's gradient folded back (`pad_fold`), from w and dy
+/// already rounded (`Conv2dBackward`). At stride 1 the padded input's gradient is the full convolution of dy
+/// by the flipped, transposed weight, `dxpad = conv(dy, w̃)` with w̃[c, o, ky, kx] = w[o, c, kH-1-ky,
+/// kW-1-kx], zero padding kH - 1: mixed's own forward ([`gpu_forward`]: the unfolded product when the
+/// input has [`MIN_CO`] channels or more). Other strides, and the float32 path, take
+/// `conv2d_backward_input`'s stride phases on the same operands.
+pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
+    let gpu = dy.gpu;
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    // dy as the input, C_in output channels, the full kH × kW taps, (H + 2p, W + 2p) outputs.
+    let v = Geom {
+        n: g.n,
+        ci: g.co,
+        h: g.ho,
+        w: g.wo,
+        co: g.ci,
+        kh: g.kh,
+        kw: g.kw,
+        stride: 1,
+        pad: g.kh - 1,
+        ho: hp,
+        wo: wp,
+        mode: super::PaddingMode::Zeros,
+    };
+    let path = path(gpu, &v);
+    if g.stride != 1 || g.kh != g.kw || path == HalfPath::RoundedF32 {
+        return super::gpu::gpu_backward_input(dy, w, g);
+    }
+    // w̃ (C_in, C_out, kH, kW): one strided copy per tap (the weight is small).
+    let taps = g.kh * g.kw;
+    let wt = GpuStorage::alloc(gpu, g.ci * g.co * taps, "conv2d_flipped_weight");
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            gpu_copy_strided(
+                w,
+                &wt,
+                &StridedCopy {
+                    shape: vec![g.ci, g.co],
+                    src_offset: ky * g.kw + kx,
+                    src_strides: vec![taps, g.ci * taps],
+                    dst_offset: (g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx),
+                    dst_strides: vec![g.co * taps, taps],
+                },
+            );
+        }
+    }
+    let dxpad = forward_in_chunks(path, dy, &wt, None, &v, backward_budget(gpu));
+    super::gpu::pad_fold(dxpad, g)
+}
+
+/// The weight gradient under mixed, dw (C_out, C_in, kH, kW) = Σ_n dy[n] · B[n]ᵀ, from x and dy already
+/// rounded (the backward pass's operands: `Conv2dBackward`), on [`path`]'s product (module doc). Unfolded,
+/// it runs as the transposed product, per image n: dwᵀ[n] (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out),
+/// with B[n] unfolded by `half_im2col.wgsl` as the A operand and dy[n] packed transposed as B; the images'
+/// products are summed in a fixed order (a chunk's by `reduce_sum`, then the chunks'), and transposed.
+/// Else `conv2d_backward_weight.wgsl` and its variants on the same operands. Returns dw as a (C_out, K)
+/// tensor.
+pub fn gpu_backward_weight(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> Tensor {
+    backward_weight_in_chunks(path(x.gpu, g), x, dy, g, backward_budget(x.gpu))
+}
+
+/// The unfolding budget of the backward pass's products ([`BACKWARD_UNFOLD_BYTES_SOFTWARE`]).
+fn backward_budget(gpu: &Gpu) -> usize {
+    if gpu.is_software() {
+        BACKWARD_UNFOLD_BYTES_SOFTWARE
+    } else {
+        UNFOLD_BYTES
+    }
+}
+
+/// [`gpu_backward_weight`] on an explicit path, with chunks of at most `unfold_bytes` of unfolded operand.
+fn backward_weight_in_chunks(
+    path: HalfPath,
+    x: &GpuStorage,
+    dy: &GpuStorage,
+    g: &Geom,
+    unfold_bytes: usize,
+) -> Tensor {
+    let gpu = x.gpu;
+    let max_binding = gpu
+        .limits
+        .max_storage_buffer_binding_size
+        .min(gpu.limits.max_buffer_size) as usize;
+    let frames = weight_chunk_frames(unfold_bytes, max_binding, g);
+    let (k, p) = (g.ci * g.kh * g.kw, g.ho * g.wo);
+    let (HalfPath::Cooperative { .. } | HalfPath::F16Tiles, Some(frames)) = (path, frames) else {
+        let dw = super::gpu::gpu_backward_weight(x, dy, g);
+        return Tensor::from_storage(&[g.co, k], Storage::Gpu(dw));
+    };
+    let (k_rows, p_p, co_p) = half_matmul::padded(k, p, g.co);
+    let mut total: Option<Tensor> = None;
+    let mut frame0 = 0;
+    while frame0 < g.n {
+        let n = frames.min(g.n - frame0);
+        let cols = gpu_im2col_padded(x, g, frame0, n, (k_rows, p_p));
+        let dyt = half_matmul::gpu_pack_operand_at(
+            dy,
+            frame0 * g.co * p,
+            n,
+            (p, g.co),
+            true,
+            (p_p, co_p),
+        );
+        let prods = half_matmul::gpu_packed_product(path, (&cols, n), (&dyt, n), n, k, p, g.co);
+        drop((cols, dyt));
+        let part = Tensor::from_storage(&[n, k, g.co], Storage::Gpu(prods)).sum(&[0], false);
+        total = Some(match total {
+            None => part,
+            Some(t) => &t + &part,
+        });
+        frame0 += n;
+    }
+    match total {
+        Some(t) => t.transpose(0, 1),
+        None => Tensor::zeros(&[g.co, k], Device::Gpu),
     }
 }
 
@@ -460,6 +615,124 @@ mod tests {
             let plain = (loss.item(), grads(&[&hx, &hw, &hwt, &b]));
             assert_eq!(mixed, plain, "{d:?}");
             assert_ne!(r(&w).to_vec(), w.to_vec(), "nothing was rounded");
+        }
+    }
+
+    /// The weight gradient on every path this adapter has, whole and one image per chunk, against the CPU
+    /// reference on the same rounded operands, within the order of its float32 sums (N · P terms).
+    #[test]
+    fn gpu_weight_gradients_match_the_cpu_reference() {
+        let Some(gpu) = gpu_or_skip("mixed-precision weight gradients") else {
+            return;
+        };
+        let paths = half_matmul::paths_on(gpu);
+        for (i, g) in geoms().into_iter().enumerate() {
+            let r = |v: Vec<f32>| half::cpu_rounded(&v);
+            let x = r(random_f32(
+                g.n * g.ci * g.h * g.w,
+                -2.0,
+                2.0,
+                120 + i as u64,
+            ));
+            let dy = r(random_f32(
+                g.n * g.co * g.ho * g.wo,
+                -1.0,
+                1.0,
+                130 + i as u64,
+            ));
+            let w = vec![0.0; g.co * g.ci * g.kh * g.kw];
+            let want = super::super::cpu_backward(&x, &w, &dy, &g).1;
+            let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+            let mass = super::super::cpu_backward(&abs(&x), &w, &abs(&dy), &g).1;
+            let terms = (g.n * g.ho * g.wo) as f32;
+            let tx = Tensor::from_vec(x.clone(), &[x.len()], Device::Gpu);
+            let tdy = Tensor::from_vec(dy.clone(), &[dy.len()], Device::Gpu);
+            let (m_p, k_p, _) = half_matmul::padded(g.ci * g.kh * g.kw, g.ho * g.wo, g.co);
+            for (&path, budget) in paths
+                .iter()
+                .flat_map(|p| [(p, UNFOLD_BYTES), (p, 2 * m_p * k_p)])
+            {
+                let got = backward_weight_in_chunks(
+                    path,
+                    tx.gpu_storage("test"),
+                    tdy.gpu_storage("test"),
+                    &g,
+                    budget,
+                )
+                .to_vec();
+                assert_eq!(got.len(), want.len());
+                for (j, (a, e)) in got.iter().zip(&want).enumerate() {
+                    let bound = 2.0 * terms * 2f32.powi(-24) * mass[j] + 1e-6 * e.abs();
+                    assert!(
+                        (a - e).abs() <= bound,
+                        "{path:?} {g:?} chunks of {budget} bytes [{j}]: {a} vs {e} (bound {bound})"
+                    );
+                }
+            }
+        }
+        // Below MIN_CO the float32 kernel runs (the same numbers as fp32's on these operands).
+        let g = Geom::new(&[2, 3, 6, 6], &[4, 3, 3, 3], 1, 1, PaddingMode::Zeros);
+        assert_eq!(path(gpu, &g), HalfPath::RoundedF32);
+    }
+
+    /// The input gradient on this adapter's path against the CPU reference on the same rounded operands,
+    /// within the order of its float32 sums (C_out · kH · kW terms, a reflected pixel's folded twice): the
+    /// stride-1 layers as mixed's own forward of the flipped weight, the stride-2 one on the phases.
+    #[test]
+    fn gpu_input_gradients_match_the_cpu_reference() {
+        if gpu_or_skip("mixed-precision input gradients").is_none() {
+            return;
+        }
+        let mut gs = geoms();
+        // More input channels than MIN_CO: the flipped weight's product is unfolded.
+        gs.push(Geom::new(
+            &[2, 40, 7, 6],
+            &[16, 40, 3, 3],
+            1,
+            1,
+            PaddingMode::Reflect,
+        ));
+        gs.push(Geom::new(
+            &[1, 33, 5, 5],
+            &[8, 33, 3, 3],
+            1,
+            1,
+            PaddingMode::Zeros,
+        ));
+        for (i, g) in gs.into_iter().enumerate() {
+            let r = |v: Vec<f32>| half::cpu_rounded(&v);
+            let w = r(random_f32(
+                g.co * g.ci * g.kh * g.kw,
+                -0.5,
+                0.5,
+                140 + i as u64,
+            ));
+            let dy = r(random_f32(
+                g.n * g.co * g.ho * g.wo,
+                -1.0,
+                1.0,
+                150 + i as u64,
+            ));
+            let x = vec![0.0; g.n * g.ci * g.h * g.w];
+            let want = super::super::cpu_backward(&x, &w, &dy, &g).0;
+            let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+            let mass = super::super::cpu_backward(&x, &abs(&w), &abs(&dy), &g).0;
+            let terms = (2 * g.co * g.kh * g.kw) as f32;
+            let tw = Tensor::from_vec(w.clone(), &[w.len()], Device::Gpu);
+            let tdy = Tensor::from_vec(dy.clone(), &[dy.len()], Device::Gpu);
+            let got = Storage::Gpu(gpu_backward_input(
+                tdy.gpu_storage("test"),
+                tw.gpu_storage("test"),
+                &g,
+            ))
+            .to_vec(want.len());
+            for (j, (a, e)) in got.iter().zip(&want).enumerate() {
+                let bound = 2.0 * terms * 2f32.powi(-24) * mass[j] + 1e-6 * e.abs();
+                assert!(
+                    (a - e).abs() <= bound,
+                    "{g:?} [{j}]: {a} vs {e} (bound {bound})"
+                );
+            }
         }
     }
 

@@ -224,10 +224,20 @@ impl Backward for Conv2dBackward {
                     dy.gpu_storage("conv2d"),
                 );
                 let dx = self.x_grad.then(|| {
-                    Tensor::from_storage(x.shape(), Storage::Gpu(gpu_backward_input(gdy, gw, g)))
+                    let dx = match self.mixed {
+                        // Under mixed, on the half-precision product where it pays (`mixed`).
+                        true => mixed::gpu_backward_input(gdy, gw, g),
+                        false => gpu_backward_input(gdy, gw, g),
+                    };
+                    Tensor::from_storage(x.shape(), Storage::Gpu(dx))
                 });
-                let dw = self.w.requires_grad().then(|| {
-                    Tensor::from_storage(w.shape(), Storage::Gpu(gpu_backward_weight(gx, gdy, g)))
+                let dw = self.w.requires_grad().then(|| match self.mixed {
+                    // Under mixed, on the half-precision product where it pays (`mixed`).
+                    true => mixed::gpu_backward_weight(gx, gdy, g).reshape(w.shape()),
+                    false => Tensor::from_storage(
+                        w.shape(),
+                        Storage::Gpu(gpu_backward_weight(gx, gdy, g)),
+                    ),
                 });
                 vec![dx, dw, self.has_bias.then(|| dy.sum(&[0, 2, 3], false))]
             }
