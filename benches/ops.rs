@@ -205,7 +205,8 @@ fn matmul_half(c: &mut Criterion) {
 /// `--precision mixed`'s convolutions (`conv2d::mixed`): float32 beside every path this adapter has —
 /// rounded operands on the float32 kernels, and the unfolding (`half_im2col.wgsl`) onto the f16 tiles and
 /// the cooperative matrices (the device's own choice takes the latter only). Each half-precision time
-/// includes rounding or unfolding the input and the bias pass.
+/// includes rounding or unfolding the input and the bias pass. Then the backward pass's weight and input
+/// gradients, float32 beside mixed's choice.
 fn conv2d_half(c: &mut Criterion) {
     use sitsgpu::engine::ops::conv::conv2d::{self as conv, mixed, Geom, PaddingMode::Reflect};
     use sitsgpu::engine::ops::linalg::half_matmul::{self, HalfPath};
@@ -265,6 +266,40 @@ fn conv2d_half(c: &mut Criterion) {
                 },
             );
         }
+        // The backward pass's two products (same flops each), float32 beside mixed's choice on this device
+        // (`mixed::gpu_backward_weight`, `gpu_backward_input`: unfolded where the forward is, stride 1 for
+        // the input gradient), on the rounded operands a mixed backward reads.
+        let dy = Tensor::rand_uniform(&ys, -1.0, 1.0, 8, Device::Gpu).rounded_to_half();
+        let (hx, hw) = (x.clone().rounded_to_half(), w.clone().rounded_to_half());
+        let (gdy, ghx, ghw) = (
+            dy.gpu_storage("b"),
+            hx.gpu_storage("b"),
+            hw.gpu_storage("b"),
+        );
+        bench(
+            &mut g,
+            gpu,
+            BenchmarkId::new("flops fp32 dw", name),
+            &|| Tensor::from_storage(&ws, Storage::Gpu(conv::gpu_backward_weight(ghx, gdy, &geo))),
+        );
+        bench(
+            &mut g,
+            gpu,
+            BenchmarkId::new("flops half dw", name),
+            &|| mixed::gpu_backward_weight(ghx, gdy, &geo),
+        );
+        bench(
+            &mut g,
+            gpu,
+            BenchmarkId::new("flops fp32 dx", name),
+            &|| Tensor::from_storage(&xs, Storage::Gpu(conv::gpu_backward_input(gdy, ghw, &geo))),
+        );
+        bench(
+            &mut g,
+            gpu,
+            BenchmarkId::new("flops half dx", name),
+            &|| Tensor::from_storage(&xs, Storage::Gpu(mixed::gpu_backward_input(gdy, ghw, &geo))),
+        );
     }
     g.finish();
 }

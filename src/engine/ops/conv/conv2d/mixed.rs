@@ -446,6 +446,24 @@ mod tests {
             .collect()
     }
 
+    /// `random_f32` rounded to halves (a mixed backward pass's operands).
+    fn rounded_random(n: usize, lo: f64, hi: f64, seed: u64) -> Vec<f32> {
+        half::cpu_rounded(&random_f32(n, lo, hi, seed))
+    }
+
+    /// Every `got[j]` within the float32 sum-order bound of `want[j]`: `2 · terms · 2^-24` of the sum of
+    /// the terms' magnitudes `mass[j]`, plus `1e-6` of it.
+    fn within_sum_order(got: &[f32], want: &[f32], mass: &[f32], terms: usize, what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (j, (a, e)) in got.iter().zip(want).enumerate() {
+            let bound = 2.0 * terms as f32 * 2f32.powi(-24) * mass[j] + 1e-6 * e.abs();
+            assert!(
+                (a - e).abs() <= bound,
+                "{what} [{j}]: {a} vs {e} (bound {bound})"
+            );
+        }
+    }
+
     fn geoms() -> Vec<Geom> {
         vec![
             // U-TAE's 3 × 3 reflect layer (C_out a multiple of the tile), a ragged zero-padded one,
@@ -544,13 +562,8 @@ mod tests {
                     budget,
                 );
                 let got = Storage::Gpu(y).to_vec(want.len());
-                for (j, (a, e)) in got.iter().zip(&want).enumerate() {
-                    let bound = 2.0 * k as f32 * 2f32.powi(-24) * mass[j] + 1e-6 * e.abs();
-                    assert!(
-                        (a - e).abs() <= bound,
-                        "{path:?} {g:?} chunks of {budget} bytes [{j}]: {a} vs {e} (bound {bound})"
-                    );
-                }
+                let what = format!("{path:?} {g:?} chunks of {budget} bytes");
+                within_sum_order(&got, &want, &mass, k, &what);
             }
         }
     }
@@ -627,24 +640,12 @@ mod tests {
         };
         let paths = half_matmul::paths_on(gpu);
         for (i, g) in geoms().into_iter().enumerate() {
-            let r = |v: Vec<f32>| half::cpu_rounded(&v);
-            let x = r(random_f32(
-                g.n * g.ci * g.h * g.w,
-                -2.0,
-                2.0,
-                120 + i as u64,
-            ));
-            let dy = r(random_f32(
-                g.n * g.co * g.ho * g.wo,
-                -1.0,
-                1.0,
-                130 + i as u64,
-            ));
+            let x = rounded_random(g.n * g.ci * g.h * g.w, -2.0, 2.0, 120 + i as u64);
+            let dy = rounded_random(g.n * g.co * g.ho * g.wo, -1.0, 1.0, 130 + i as u64);
             let w = vec![0.0; g.co * g.ci * g.kh * g.kw];
             let want = super::super::cpu_backward(&x, &w, &dy, &g).1;
             let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
             let mass = super::super::cpu_backward(&abs(&x), &w, &abs(&dy), &g).1;
-            let terms = (g.n * g.ho * g.wo) as f32;
             let tx = Tensor::from_vec(x.clone(), &[x.len()], Device::Gpu);
             let tdy = Tensor::from_vec(dy.clone(), &[dy.len()], Device::Gpu);
             let (m_p, k_p, _) = half_matmul::padded(g.ci * g.kh * g.kw, g.ho * g.wo, g.co);
@@ -660,14 +661,8 @@ mod tests {
                     budget,
                 )
                 .to_vec();
-                assert_eq!(got.len(), want.len());
-                for (j, (a, e)) in got.iter().zip(&want).enumerate() {
-                    let bound = 2.0 * terms * 2f32.powi(-24) * mass[j] + 1e-6 * e.abs();
-                    assert!(
-                        (a - e).abs() <= bound,
-                        "{path:?} {g:?} chunks of {budget} bytes [{j}]: {a} vs {e} (bound {bound})"
-                    );
-                }
+                let what = format!("dw {path:?} {g:?} chunks of {budget} bytes");
+                within_sum_order(&got, &want, &mass, g.n * g.ho * g.wo, &what);
             }
         }
         // Below MIN_CO the float32 kernel runs (the same numbers as fp32's on these operands).
@@ -700,24 +695,12 @@ mod tests {
             PaddingMode::Zeros,
         ));
         for (i, g) in gs.into_iter().enumerate() {
-            let r = |v: Vec<f32>| half::cpu_rounded(&v);
-            let w = r(random_f32(
-                g.co * g.ci * g.kh * g.kw,
-                -0.5,
-                0.5,
-                140 + i as u64,
-            ));
-            let dy = r(random_f32(
-                g.n * g.co * g.ho * g.wo,
-                -1.0,
-                1.0,
-                150 + i as u64,
-            ));
+            let w = rounded_random(g.co * g.ci * g.kh * g.kw, -0.5, 0.5, 140 + i as u64);
+            let dy = rounded_random(g.n * g.co * g.ho * g.wo, -1.0, 1.0, 150 + i as u64);
             let x = vec![0.0; g.n * g.ci * g.h * g.w];
             let want = super::super::cpu_backward(&x, &w, &dy, &g).0;
             let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
             let mass = super::super::cpu_backward(&x, &abs(&w), &abs(&dy), &g).0;
-            let terms = (2 * g.co * g.kh * g.kw) as f32;
             let tw = Tensor::from_vec(w.clone(), &[w.len()], Device::Gpu);
             let tdy = Tensor::from_vec(dy.clone(), &[dy.len()], Device::Gpu);
             let got = Storage::Gpu(gpu_backward_input(
@@ -726,13 +709,13 @@ mod tests {
                 &g,
             ))
             .to_vec(want.len());
-            for (j, (a, e)) in got.iter().zip(&want).enumerate() {
-                let bound = 2.0 * terms * 2f32.powi(-24) * mass[j] + 1e-6 * e.abs();
-                assert!(
-                    (a - e).abs() <= bound,
-                    "{g:?} [{j}]: {a} vs {e} (bound {bound})"
-                );
-            }
+            within_sum_order(
+                &got,
+                &want,
+                &mass,
+                2 * g.co * g.kh * g.kw,
+                &format!("dx {g:?}"),
+            );
         }
     }
 
