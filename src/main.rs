@@ -72,8 +72,8 @@ enum Command {
         /// semantic (U-TAE) or panoptic (U-TAE + PaPs: SQ / RQ / PQ and Fig. 5-style pictures).
         #[arg(long, default_value = "semantic")]
         task: String,
-        /// fp32, or mixed (activations saved for the backward pass in half precision: README § Mixed
-        /// precision).
+        /// fp32, or mixed (products, convolutions and their gradients on half-precision operands, the loss
+        /// scaled, activations saved for the backward pass in half precision: README § Mixed precision).
         #[arg(long, default_value_t = sitsgpu::engine::Precision::Fp32)]
         precision: sitsgpu::engine::Precision,
     },

@@ -163,9 +163,10 @@ pub struct TrainArgs {
     /// (VRAM through nvidia-smi, a Mac's unified memory, host memory for lavapipe), else no bound.
     #[arg(long = "max_memory", visible_alias = "max-memory", value_parser = max_memory)]
     pub max_memory: Option<u64>,
-    /// fp32 (default: everything float32, the original's numbers) or mixed (float32 arithmetic, the
-    /// activations saved for the backward pass kept in half precision: about half a step's memory, the
-    /// same forward pass; README § Mixed precision).
+    /// fp32 (default: everything float32, the original's numbers) or mixed (autocast's: products and
+    /// convolutions on half-precision operands with float32 sums, their backward passes on half-precision
+    /// gradients with the loss scaled as GradScaler does, the activations saved for the backward pass kept
+    /// in half precision; README § Mixed precision).
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,
     /// Reference date of the day offsets (recorded in conf.json; evaluate and predict read it back).
