@@ -29,7 +29,8 @@
 //! to 2^127 (222,000 clean steps).
 //!
 //! The CPU reference is [`ScaleState::cpu_find`] and [`ScaleState::cpu_update`]; the GPU kernels are
-//! tested against them in `train::adam`'s tests (the whole optimizer, skipped steps included).
+//! tested against them through the whole optimizer, skipped steps and growth included
+//! (`tests/engine.rs`, `loss_scaling_steps_skips_and_grows_as_grad_scaler`).
 
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::pool::BufSlice;
