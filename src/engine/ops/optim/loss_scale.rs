@@ -179,7 +179,7 @@ pub struct UpdateParams {
     _pad: u32,
 }
 
-/// `adam_find_overflow.wgsl`: g (a group's gradients), table, state → state[0] set on an overflow.
+/// `adam_find_overflow.wgsl`: g (a group's gradients), table, state → `state[0]` set on an overflow.
 pub const FIND_OVERFLOW: Kernel =
     Kernel::new::<FindParams>(&shaders::ADAM_FIND_OVERFLOW, "find_overflow", 4);
 /// `adam_update_scale.wgsl`: state, scale → updated (one invocation).

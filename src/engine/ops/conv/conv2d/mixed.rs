@@ -8,8 +8,8 @@
 //! The backward pass reads the same rounded operands (`Conv2dBackward`): dx from h(w), dw from h(x), and dy
 //! rounded as a float16 gradient (autocast's backward; the loss is scaled for it: `engine::precision`), with
 //! float32 sums. Its two products take the same paths as the forward's where they pay:
-//! - **dw** ([`gpu_backward_weight`]): per image, dwᵀ (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out), B[n]
-//!   unfolded by `half_im2col.wgsl` as the A operand, summed over the images;
+//! - **dw** ([`gpu_backward_weight`]): per image, `dwᵀ (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out)`,
+//!   `B[n]` unfolded by `half_im2col.wgsl` as the A operand, summed over the images;
 //! - **dx** ([`gpu_backward_input`], stride 1): the padded input's gradient is the full convolution of dy by
 //!   the flipped, transposed weight, mixed's own forward, then folded back (`conv2d_pad_fold.wgsl`); other
 //!   strides take `conv2d_backward_input`'s phases on the rounded operands.
@@ -361,10 +361,10 @@ pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStora
     super::gpu::pad_fold(dxpad, g)
 }
 
-/// The weight gradient under mixed, dw (C_out, C_in, kH, kW) = Σ_n dy[n] · B[n]ᵀ, from x and dy already
+/// The weight gradient under mixed, `dw (C_out, C_in, kH, kW) = Σ_n dy[n] · B[n]ᵀ`, from x and dy already
 /// rounded (the backward pass's operands: `Conv2dBackward`), on [`path`]'s product (module doc). Unfolded,
-/// it runs as the transposed product, per image n: dwᵀ[n] (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out),
-/// with B[n] unfolded by `half_im2col.wgsl` as the A operand and dy[n] packed transposed as B; the images'
+/// it runs as the transposed product, per image n: `dwᵀ[n] (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out)`,
+/// with `B[n]` unfolded by `half_im2col.wgsl` as the A operand and `dy[n]` packed transposed as B; the images'
 /// products are summed in a fixed order (a chunk's by `reduce_sum`, then the chunks'), and transposed.
 /// Else `conv2d_backward_weight.wgsl` and its variants on the same operands. Returns dw as a (C_out, K)
 /// tensor.
