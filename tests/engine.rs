@@ -275,7 +275,7 @@ fn adam_on_the_gpu_matches_the_reference_over_three_steps() {
     assert_close(&out[1], &out[0], Tol::KERNEL, "Adam GPU vs CPU, 3 steps");
 }
 
-/// The multi-tensor step (one launch per group of tensors sharing buffers, `ops::optim::adam::gpu_step`)
+/// The multi-tensor step (one launch per group of tensors sharing buffers, `ops::optim::adam::Groups`)
 /// gives exactly what one launch per tensor gives — same bits in the parameters and the moments — in fewer
 /// launches, skips a parameter without a gradient as PyTorch does, and agrees with the CPU reference.
 #[test]

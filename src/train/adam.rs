@@ -3,7 +3,7 @@
 //!
 //! On the GPU the moments of all parameters live in one pair of flat buffers (a bank each for m and v, more
 //! than one only when they would exceed the device's largest binding), so that a step is a multi-tensor
-//! launch per group of parameters sharing buffers (`ops::optim::adam::gpu_step`): a handful of launches
+//! launch per group of parameters sharing buffers (`ops::optim::adam::Groups`): a handful of launches
 //! instead of one per parameter tensor.
 //!
 //! Under `--precision mixed` the optimizer also scales the loss ([`Adam::with_loss_scaling`]: PyTorch's
@@ -11,7 +11,7 @@
 //! checks the gradients, skips on an overflow, unscales, and updates the scale, on the device without a
 //! readback. The step count is then the device's ([`Adam::steps`]).
 
-use crate::engine::ops::optim::adam::{cpu_step, gpu_find_overflow, gpu_step, Item, Scaled};
+use crate::engine::ops::optim::adam::{cpu_step, Groups, Item, Scaled};
 use crate::engine::ops::optim::loss_scale::{self, ScaleState};
 use crate::engine::pool::BufSlice;
 use crate::engine::storage::{Device, GpuStorage};
@@ -213,6 +213,11 @@ impl Adam {
         self.loss_scale().map_or(self.t, |s| s.steps)
     }
 
+    /// Steps recorded since the start or the last `set_state`, skipped ones included.
+    pub fn recorded_steps(&self) -> u64 {
+        self.t
+    }
+
     /// Steps the loss scaler skipped since the start or the last `set_state` (0 without one).
     pub fn skipped(&self) -> u64 {
         self.t - self.steps()
@@ -329,17 +334,20 @@ impl Adam {
             }),
             _ => None,
         };
+        // Each bank's groups and table, built once: the check reads them before any step does.
+        let groups: Vec<Option<Groups>> = per_bank.iter().map(|items| Groups::of(items)).collect();
         let mut launches = 0;
         if let Some(s) = scaled {
-            launches += per_bank
+            launches += groups
                 .iter()
-                .map(|items| gpu_find_overflow(items, s.state))
+                .flatten()
+                .map(|gr| gr.find_overflow(s.state))
                 .sum::<usize>();
         }
-        launches += per_bank
+        launches += groups
             .iter()
             .zip(&self.banks)
-            .map(|(items, b)| gpu_step(&self.cfg, self.t, &b.m, &b.v, items, scaled))
+            .filter_map(|(gr, b)| Some(gr.as_ref()?.step(&self.cfg, self.t, (&b.m, &b.v), scaled)))
             .sum::<usize>();
         if let Some(Scaler::Gpu { state, scale, .. }) = &self.scaler {
             loss_scale::gpu_update(

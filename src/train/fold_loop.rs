@@ -345,14 +345,16 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
                 }
             }
             println!("{}", rep.line);
-            if let Some(s) = opt.loss_scale().filter(|_| opt.skipped() > skipped) {
-                // (One readback an epoch.) Said when the epoch skipped steps.
-                skipped = opt.skipped();
-                println!(
-                    "loss scale 2^{}: {skipped} step(s) skipped so far, their gradients overflowed half \
-                     precision",
-                    s.exponent
-                );
+            // (One readback an epoch.) Said when the epoch skipped steps.
+            if let Some(s) = opt.loss_scale() {
+                let now = opt.recorded_steps() - s.steps;
+                if now > std::mem::replace(&mut skipped, now) {
+                    println!(
+                        "loss scale 2^{}: {now} step(s) skipped so far, their gradients overflowed half \
+                         precision",
+                        s.exponent
+                    );
+                }
             }
             if !std::mem::replace(&mut memory_said, true) && device == Device::Gpu {
                 // (With a budget the plan was said before the first epoch; this is what it really took.)

@@ -138,8 +138,15 @@ pub fn load_training_state(
     };
     let step = sd
         .remove("optimizer.step")
-        .and_then(|e| e.as_i64().map(|v| v[0]))
+        .and_then(|e| e.as_i64().and_then(|v| v.first().copied()))
         .ok_or_else(|| Error::format(path, "no optimizer.step"))?;
+    // (The loss scaler counts steps in a 32-bit word on the device.)
+    if u32::try_from(step).is_err() {
+        return Err(Error::format(
+            path,
+            format!("optimizer.step {step}: not a step count"),
+        ));
+    }
     let (mut ms, mut vs) = (Vec::new(), Vec::new());
     for (name, t) in model.named_parameters("") {
         let m = sd
@@ -516,6 +523,54 @@ mod tests {
         std::fs::remove_file(best_path(&dir)).unwrap();
         load_best(&dir, &model, true).unwrap();
         assert_eq!(state_dict(&model), weights(1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A mixed run's last.npz restores the loss scaler; a damaged step count or scale is an error naming
+    /// the file, not a panic.
+    #[test]
+    fn the_loss_scaler_round_trips_and_bad_states_are_errors() {
+        use crate::engine::Device;
+        use crate::layers::linear::Linear;
+        let dir = std::env::temp_dir().join(format!("sitsgpu-state-scaler-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("last.npz");
+        let model = Linear::new(3, 2, true, 1, Device::Cpu);
+        let mut opt = Adam::new(model.parameters(), Default::default()).with_loss_scaling();
+        let mut s = opt.loss_scale().unwrap();
+        (s.exponent, s.tracker, s.steps) = (13, 7, 9);
+        opt.set_loss_scale(s);
+        let p = Progress {
+            epoch: 1,
+            step: 9,
+            best: 0.0,
+        };
+        save_training_state(&path, &model, &opt, p, &Map::new()).unwrap();
+        let mut back = Adam::new(model.parameters(), Default::default()).with_loss_scaling();
+        load_training_state(&path, &model, &mut back).unwrap();
+        assert_eq!(back.loss_scale(), Some(s));
+        for (key, entry, says) in [
+            (
+                "optimizer.step",
+                Entry::i64(vec![], vec![-1]),
+                "not a step count",
+            ),
+            (
+                "scaler.scale",
+                Entry::f32(vec![], vec![3.0]),
+                "not a power of two",
+            ),
+        ] {
+            let mut sd = read_npz(&path).unwrap();
+            sd.insert(key, entry);
+            let bad = dir.join("bad.npz");
+            write_npz(&bad, &sd).unwrap();
+            let err = load_training_state(&bad, &model, &mut back)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says) && err.contains("bad.npz"), "{err}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

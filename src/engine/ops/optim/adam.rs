@@ -6,7 +6,7 @@
 //! parameters lie in one pooled buffer and whose gradients lie in one pooled buffer (each bound whole, the
 //! tensors found by their offsets in a small table), with their moments in the optimizer's moment bank. A
 //! model's parameters are allocated together, so a step is a handful of launches instead of one per tensor
-//! ([`gpu_step`]). The CPU reference [`cpu_step`] follows llm.c's `gpt2_update` loop and PyTorch's
+//! ([`Groups::step`]). The CPU reference [`cpu_step`] follows llm.c's `gpt2_update` loop and PyTorch's
 //! single-tensor implementation operation by operation:
 //!
 //! ```text
@@ -178,119 +178,117 @@ struct Group<'a> {
     n: usize,
 }
 
-/// `items` in groups (in order of first appearance, so the same layout gives the same launches), and the
-/// uploaded table of every group's entries, each group's followed by a sentinel holding its element count,
-/// with the index of each group's first entry.
-fn groups<'a>(items: &[Item<'a>]) -> Option<(Vec<Group<'a>>, GpuStorage, Vec<usize>)> {
-    let gpu = items.first()?.p.gpu;
-    let max = gpu
-        .limits
-        .max_storage_buffer_binding_size
-        .min(gpu.limits.max_buffer_size);
-    let mut groups: Vec<Group> = Vec::new();
-    for it in items.iter().filter(|it| it.n > 0) {
-        let (ps, gs) = (it.p.buffer(), it.g.buffer());
-        let (pb, gb) = (binding(ps, max), binding(gs, max));
-        let k = match groups
-            .iter()
-            .position(|gr| same(&gr.p, &pb) && same(&gr.g, &gb))
-        {
-            Some(k) => k,
-            None => {
-                groups.push(Group {
-                    p: pb,
-                    g: gb,
-                    entries: Vec::new(),
-                    n: 0,
-                });
-                groups.len() - 1
-            }
-        };
-        let gr = &mut groups[k];
-        gr.entries.push([
-            ((ps.offset - pb.offset) / 4) as u32,
-            ((gs.offset - gb.offset) / 4) as u32,
-            it.moments_at as u32,
-            gr.n as u32,
-        ]);
-        gr.n += it.n;
-    }
-    if groups.is_empty() {
-        return None;
-    }
-    let mut table: Vec<u32> = Vec::new();
-    let mut firsts = Vec::new();
-    for gr in &groups {
-        firsts.push(table.len() / 4);
-        table.extend(gr.entries.iter().flatten());
-        table.extend([0, 0, 0, gr.n as u32]);
-    }
-    let tab = GpuStorage::alloc(gpu, table.len(), "adam (table)");
-    gpu.write_buffer(tab.buffer(), bytemuck::cast_slice(&table));
-    Some((groups, tab, firsts))
+/// A step's launches: the GPU items in groups (in order of first appearance, so the same layout gives the
+/// same launches), with the uploaded table of every group's entries, each group's followed by a sentinel
+/// holding its element count. Built once a step and bank, read by the loss scaler's check and by Adam.
+pub struct Groups<'a> {
+    groups: Vec<Group<'a>>,
+    tab: GpuStorage,
+    /// The index of each group's first entry in the table.
+    firsts: Vec<usize>,
 }
 
-/// Records Adam step `t` (1-based) of `items`, whose moments are in the bank `m`, `v`: one `adam.wgsl` launch
-/// per group of tensors sharing a parameter buffer and a gradient buffer. With `scaled`, the gradients are
-/// scaled and the step and its count come from the loss scaler's state (`adam.wgsl`'s header); `t` is then
-/// unused. Returns the number of launches.
-pub fn gpu_step(
-    cfg: &AdamConfig,
-    t: u64,
-    m: &GpuStorage,
-    v: &GpuStorage,
-    items: &[Item],
-    scaled: Option<Scaled>,
-) -> usize {
-    let Some((groups, tab, firsts)) = groups(items) else {
-        return 0;
-    };
-    let gpu = m.gpu;
-    for (gr, first) in groups.iter().zip(firsts) {
-        let mut params = cfg.params(t.max(1), gr.n, first, gr.entries.len());
-        // Without loss scaling the kernel reads neither state nor bias: any buffer binds them.
-        let (state, bias) = match scaled {
-            Some(s) => {
-                params.scaled = 1;
-                (s.state, s.bias)
-            }
-            None => (tab.buffer(), tab.buffer()),
-        };
-        ADAM.dispatch(
-            gpu,
-            &[
-                gr.p,
+impl<'a> Groups<'a> {
+    /// The groups of `items` (`None` when no item has an element).
+    pub fn of(items: &[Item<'a>]) -> Option<Groups<'a>> {
+        let gpu = items.first()?.p.gpu;
+        let max = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size);
+        let mut groups: Vec<Group> = Vec::new();
+        for it in items.iter().filter(|it| it.n > 0) {
+            let (ps, gs) = (it.p.buffer(), it.g.buffer());
+            let (pb, gb) = (binding(ps, max), binding(gs, max));
+            let k = match groups
+                .iter()
+                .position(|gr| same(&gr.p, &pb) && same(&gr.g, &gb))
+            {
+                Some(k) => k,
+                None => {
+                    groups.push(Group {
+                        p: pb,
+                        g: gb,
+                        entries: Vec::new(),
+                        n: 0,
+                    });
+                    groups.len() - 1
+                }
+            };
+            let gr = &mut groups[k];
+            gr.entries.push([
+                ((ps.offset - pb.offset) / 4) as u32,
+                ((gs.offset - gb.offset) / 4) as u32,
+                it.moments_at as u32,
+                gr.n as u32,
+            ]);
+            gr.n += it.n;
+        }
+        if groups.is_empty() {
+            return None;
+        }
+        let mut table: Vec<u32> = Vec::new();
+        let mut firsts = Vec::new();
+        for gr in &groups {
+            firsts.push(table.len() / 4);
+            table.extend(gr.entries.iter().flatten());
+            table.extend([0, 0, 0, gr.n as u32]);
+        }
+        let tab = GpuStorage::alloc(gpu, table.len(), "adam (table)");
+        gpu.write_buffer(tab.buffer(), bytemuck::cast_slice(&table));
+        Some(Groups {
+            groups,
+            tab,
+            firsts,
+        })
+    }
+
+    /// Records Adam step `t` (1-based) of the groups, whose moments are in the bank `m`, `v`: one
+    /// `adam.wgsl` launch per group. With `scaled`, the gradients are scaled and the step and its count
+    /// come from the loss scaler's state (`adam.wgsl`'s header); `t` is then unused. Returns the number of
+    /// launches.
+    pub fn step(
+        &self,
+        cfg: &AdamConfig,
+        t: u64,
+        (m, v): (&GpuStorage, &GpuStorage),
+        scaled: Option<Scaled>,
+    ) -> usize {
+        let tab = self.tab.buffer();
+        for (gr, &first) in self.groups.iter().zip(&self.firsts) {
+            let mut params = cfg.params(t.max(1), gr.n, first, gr.entries.len());
+            // Without loss scaling the kernel reads neither state nor bias: any buffer binds them.
+            let (state, bias) = match scaled {
+                Some(s) => {
+                    params.scaled = 1;
+                    (s.state, s.bias)
+                }
+                None => (tab, tab),
+            };
+            ADAM.dispatch(
+                m.gpu,
+                &[gr.p, gr.g, m.buffer(), v.buffer(), tab, state, bias],
+                &params,
+                Grid::threads(gr.n).flops(12 * gr.n).bytes(28 * gr.n),
+            );
+        }
+        self.groups.len()
+    }
+
+    /// Records the loss scaler's check of the groups' gradients (`adam_find_overflow.wgsl`, one launch per
+    /// group), before any Adam step reads them. Returns the number of launches.
+    pub fn find_overflow(&self, state: BufSlice) -> usize {
+        for (gr, &first) in self.groups.iter().zip(&self.firsts) {
+            loss_scale::gpu_find(
+                self.tab.gpu,
                 gr.g,
-                m.buffer(),
-                v.buffer(),
-                tab.buffer(),
+                self.tab.buffer(),
                 state,
-                bias,
-            ],
-            &params,
-            Grid::threads(gr.n).flops(12 * gr.n).bytes(28 * gr.n),
-        );
+                (first, gr.entries.len(), gr.n),
+            );
+        }
+        self.groups.len()
     }
-    groups.len()
-}
-
-/// Records the loss scaler's check of `items`' gradients (`adam_find_overflow.wgsl`, one launch per group
-/// as [`gpu_step`]'s), before any of their Adam steps. Returns the number of launches.
-pub fn gpu_find_overflow(items: &[Item], state: BufSlice) -> usize {
-    let Some((groups, tab, firsts)) = groups(items) else {
-        return 0;
-    };
-    let gpu = tab.gpu;
-    for (gr, first) in groups.iter().zip(firsts) {
-        loss_scale::gpu_find(
-            gpu,
-            gr.g,
-            tab.buffer(),
-            state,
-            (first, gr.entries.len(), gr.n),
-        );
-    }
-    groups.len()
 }
 
 // ---- Tests ----
