@@ -22,8 +22,9 @@
 //! - `dw` = conv2d's weight gradient with `x' = dy`, `dy' = x` (`conv2d_backward_weight.wgsl`, two passes).
 //!
 //! Under `--precision mixed` x and the weight are rounded to halves first (autocast's float16 transposed
-//! convolution, as `conv2d::mixed`: products exact, float32 sums), and the backward pass reads the same
-//! rounded operands and dy rounded as a float16 gradient (autocast's backward products).
+//! convolution, as `conv2d::mixed`: products exact, float32 sums; the three products on mixed's paths:
+//! `conv2d::mixed::gpu_backward_input`, `gpu_forward` and `gpu_backward_weight`), and the backward pass reads
+//! the same rounded operands and dy rounded as a float16 gradient (autocast's backward products).
 //!
 //! The bias is a broadcast add after the product (`y + b.reshape(1, C_out, 1, 1)`); its gradient, the sum
 //! of dy over (N, H_out, W_out), comes from the add's backward. The CPU reference below is written
@@ -166,7 +167,7 @@ impl Tensor {
             output_padding,
         );
         // Under --precision mixed input and weight are rounded to halves, as conv2d's (`conv2d::mixed`):
-        // two roundings, products exact, sums float32 (always the rounded-operand path here).
+        // two roundings, products exact, sums float32.
         let mixed = precision() == Precision::Mixed;
         let (x, w) = if mixed {
             count_half();
@@ -184,11 +185,17 @@ impl Tensor {
                 &w.cpu_data("conv_transpose2d"),
                 &g,
             )),
-            Device::Gpu => Storage::Gpu(conv2d::gpu_backward_input(
-                x.gpu_storage("conv_transpose2d"),
-                w.gpu_storage("conv_transpose2d"),
-                &g,
-            )),
+            Device::Gpu => {
+                let (gx, gw) = (
+                    x.gpu_storage("conv_transpose2d"),
+                    w.gpu_storage("conv_transpose2d"),
+                );
+                // Under mixed on the half-precision product where it pays (`conv2d::mixed`).
+                Storage::Gpu(match mixed {
+                    true => conv2d::mixed::gpu_backward_input(gx, gw, &g),
+                    false => conv2d::gpu_backward_input(gx, gw, &g),
+                })
+            }
         };
         drop((x, w));
         let back = ConvTranspose2dBackward {

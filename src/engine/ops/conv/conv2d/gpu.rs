@@ -160,6 +160,36 @@ pub fn gpu_backward_input_with(
         dy.gpu.clear(dxpad.buffer(), 4 * n_pad as u64);
     }
     let bufs = [dy.buffer(), w.buffer(), w.buffer(), dxpad.buffer()];
+    for Phase { py, px, v } in phases(g) {
+        let mut p = v.params(false, 0, 0);
+        (p.flip, p.out_h, p.out_w, p.out_stride) = (1, hp as u32, wp as u32, s as u32);
+        (p.phase_y, p.phase_x, p.wkh, p.wkw, p.wstride) =
+            (py as u32, px as u32, g.kh as u32, g.kw as u32, s as u32);
+        launch_forward(kernel, dy.gpu, &bufs, &v, p);
+    }
+    pad_fold(dxpad, g)
+}
+
+/// One stride phase of the input gradient ([`gpu_backward_input`]): the rows `s·a + py` and columns
+/// `s·b + px` of the padded input's gradient, `a < v.ho`, `b < v.wo`, are the stride-1 convolution `v` of dy
+/// (dy as the input, C_in output channels, the phase's `v.kh × v.kw` taps, zero padding `v.kh - 1`) by the
+/// phase's taps of the kernel, flipped and with the channel axes swapped.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    /// The phase's first row of the padded input.
+    pub py: usize,
+    /// The phase's first column.
+    pub px: usize,
+    /// The phase's convolution.
+    pub v: Geom,
+}
+
+/// The stride phases of `g`'s input gradient that have taps and rows (all `stride²` of them when the
+/// stride is at most the kernel: then they cover every position of the padded input exactly once).
+pub fn phases(g: &Geom) -> Vec<Phase> {
+    let s = g.stride;
+    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+    let mut out = Vec::new();
     for py in 0..s {
         for px in 0..s {
             let (th, tw) = (
@@ -173,7 +203,6 @@ pub fn gpu_backward_input_with(
             if th == 0 || tw == 0 || ah == 0 || aw == 0 {
                 continue;
             }
-            // The phase's convolution: dy as input, C_in output channels, T taps, (ah, aw) output pixels.
             let v = Geom {
                 n: g.n,
                 ci: g.co,
@@ -188,14 +217,10 @@ pub fn gpu_backward_input_with(
                 wo: aw,
                 mode: PaddingMode::Zeros,
             };
-            let mut p = v.params(false, 0, 0);
-            (p.flip, p.out_h, p.out_w, p.out_stride) = (1, hp as u32, wp as u32, s as u32);
-            (p.phase_y, p.phase_x, p.wkh, p.wkw, p.wstride) =
-                (py as u32, px as u32, g.kh as u32, g.kw as u32, s as u32);
-            launch_forward(kernel, dy.gpu, &bufs, &v, p);
+            out.push(Phase { py, px, v });
         }
     }
-    pad_fold(dxpad, g)
+    out
 }
 
 /// The input gradient from the gradient of the padded input (N, C_in, H + 2p, W + 2p): the padding's

@@ -10,9 +10,11 @@
 //! float32 sums. Its two products take the same paths as the forward's where they pay:
 //! - **dw** ([`gpu_backward_weight`]): per image, `dwᵀ (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out)`,
 //!   `B[n]` unfolded by `half_im2col.wgsl` as the A operand, summed over the images;
-//! - **dx** ([`gpu_backward_input`], stride 1): the padded input's gradient is the full convolution of dy by
-//!   the flipped, transposed weight, mixed's own forward, then folded back (`conv2d_pad_fold.wgsl`); other
-//!   strides take `conv2d_backward_input`'s phases on the rounded operands.
+//! - **dx** ([`gpu_backward_input`]): the padded input's gradient is, for each stride phase, the full
+//!   convolution of dy by the phase's taps of the weight, flipped and transposed: mixed's own forward, then
+//!   folded back (`conv2d_pad_fold.wgsl`). The transposed convolution's forward is this computation too
+//!   (`conv_transpose2d`). Phases that are not square (a 3 × 3 kernel at stride 2) take
+//!   `conv2d_backward_input`'s phases on the rounded operands.
 //!
 //! On a software adapter the backward products unfold one image at a time
 //! ([`BACKWARD_UNFOLD_BYTES_SOFTWARE`]).
@@ -312,38 +314,67 @@ fn forward_in_chunks(
 }
 
 /// The input gradient under mixed, dx = the padded input's gradient folded back (`pad_fold`), from w and dy
-/// already rounded (`Conv2dBackward`). At stride 1 the padded input's gradient is the full convolution of dy
-/// by the flipped, transposed weight, `dxpad = conv(dy, w̃)` with w̃[c, o, ky, kx] = w[o, c, kH-1-ky,
-/// kW-1-kx], zero padding kH - 1: mixed's own forward ([`gpu_forward`]: the unfolded product when the
-/// input has [`MIN_CO`] channels or more). Other strides, and the float32 path, take
-/// `conv2d_backward_input`'s stride phases on the same operands.
+/// already rounded (`Conv2dBackward`), and the transposed convolution's forward (`conv_transpose2d`: the
+/// same computation). The padded input's gradient is, for each stride phase (`gpu::phases`: one at stride
+/// 1), a stride-1 convolution of dy by the phase's taps of the weight flipped and transposed,
+/// `w̃[c, o, m, l] = w[o, c, py + s·(T - 1 - m), px + s·(T - 1 - l)]`, zero padding T - 1: mixed's own forward
+/// ([`forward_in_chunks`]: the unfolded product when the input has [`MIN_CO`] channels or more), written
+/// into the phase's rows and columns (`copy_strided.wgsl`; at stride 1 the phase is the whole). That needs
+/// square phases (T × T taps: U-TAE's 4 × 4 stride-2 layers, every square stride-1 kernel) and a stride no
+/// larger than the kernel (the phases then cover every position); other shapes, and the float32 path, take
+/// `conv2d_backward_input`'s phases on the same operands.
 pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
     let gpu = dy.gpu;
-    let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
-    // dy as the input, C_in output channels, the full kH × kW taps, (H + 2p, W + 2p) outputs.
-    let v = Geom {
-        n: g.n,
-        ci: g.co,
-        h: g.ho,
-        w: g.wo,
-        co: g.ci,
-        kh: g.kh,
-        kw: g.kw,
-        stride: 1,
-        pad: g.kh - 1,
-        ho: hp,
-        wo: wp,
-        mode: super::PaddingMode::Zeros,
-    };
-    let path = path(gpu, &v);
-    if g.stride != 1 || g.kh != g.kw || path == HalfPath::RoundedF32 {
+    let phases = super::gpu::phases(g);
+    let unfolded = phases
+        .first()
+        .is_some_and(|ph| path(gpu, &ph.v) != HalfPath::RoundedF32)
+        && g.stride <= g.kh.min(g.kw)
+        && phases.iter().all(|ph| ph.v.kh == ph.v.kw);
+    if !unfolded {
         return super::gpu::gpu_backward_input(dy, w, g);
     }
-    // w̃ (C_in, C_out, kH, kW): one strided copy per tap (the weight is small).
-    let taps = g.kh * g.kw;
-    let wt = GpuStorage::alloc(gpu, g.ci * g.co * taps, "conv2d_flipped_weight");
-    for ky in 0..g.kh {
-        for kx in 0..g.kw {
+    let path = path(gpu, &phases[0].v);
+    let (s, hp, wp) = (g.stride, g.h + 2 * g.pad, g.w + 2 * g.pad);
+    let dxpad = if s == 1 {
+        phase_product(path, dy, w, g, &phases[0])
+    } else {
+        let dxpad = GpuStorage::alloc(gpu, g.n * g.ci * hp * wp, "conv2d_backward_input");
+        for ph in &phases {
+            let part = phase_product(path, dy, w, g, ph);
+            let v = &ph.v;
+            gpu_copy_strided(
+                &part,
+                &dxpad,
+                &StridedCopy {
+                    shape: vec![g.n * g.ci, v.ho, v.wo],
+                    src_offset: 0,
+                    src_strides: vec![v.ho * v.wo, v.wo, 1],
+                    dst_offset: ph.py * wp + ph.px,
+                    dst_strides: vec![hp * wp, s * wp, s],
+                },
+            );
+        }
+        dxpad
+    };
+    super::gpu::pad_fold(dxpad, g)
+}
+
+/// One stride phase of the padded input's gradient (N, C_in, v.ho, v.wo): dy convolved by the phase's
+/// taps of w, flipped and transposed ([`gpu_backward_input`]).
+fn phase_product(
+    path: HalfPath,
+    dy: &GpuStorage,
+    w: &GpuStorage,
+    g: &Geom,
+    ph: &super::gpu::Phase,
+) -> GpuStorage {
+    let (v, s, taps) = (&ph.v, g.stride, g.kh * g.kw);
+    // w̃ (C_in, C_out, T, T): one strided copy per tap (the weight is small).
+    let wt = GpuStorage::alloc(dy.gpu, g.ci * g.co * v.kh * v.kw, "conv2d_flipped_weight");
+    for m in 0..v.kh {
+        for l in 0..v.kw {
+            let (ky, kx) = (ph.py + s * (v.kh - 1 - m), ph.px + s * (v.kw - 1 - l));
             gpu_copy_strided(
                 w,
                 &wt,
@@ -351,14 +382,13 @@ pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStora
                     shape: vec![g.ci, g.co],
                     src_offset: ky * g.kw + kx,
                     src_strides: vec![taps, g.ci * taps],
-                    dst_offset: (g.kh - 1 - ky) * g.kw + (g.kw - 1 - kx),
-                    dst_strides: vec![g.co * taps, taps],
+                    dst_offset: m * v.kw + l,
+                    dst_strides: vec![g.co * v.kh * v.kw, v.kh * v.kw],
                 },
             );
         }
     }
-    let dxpad = forward_in_chunks(path, dy, &wt, None, &v, backward_budget(gpu));
-    super::gpu::pad_fold(dxpad, g)
+    forward_in_chunks(path, dy, &wt, None, v, backward_budget(dy.gpu))
 }
 
 /// The weight gradient under mixed, `dw (C_out, C_in, kH, kW) = Σ_n dy[n] · B[n]ᵀ`, from x and dy already
@@ -671,8 +701,9 @@ mod tests {
     }
 
     /// The input gradient on this adapter's path against the CPU reference on the same rounded operands,
-    /// within the order of its float32 sums (C_out · kH · kW terms, a reflected pixel's folded twice): the
-    /// stride-1 layers as mixed's own forward of the flipped weight, the stride-2 one on the phases.
+    /// within the order of its float32 sums (C_out · kH · kW terms, a reflected pixel's folded twice): each
+    /// stride phase as mixed's own forward of the flipped weight where the input has MIN_CO channels or
+    /// more and the phases are square (on lavapipe: unfolded onto the f16 tiles), else the float32 phases.
     #[test]
     fn gpu_input_gradients_match_the_cpu_reference() {
         if gpu_or_skip("mixed-precision input gradients").is_none() {
@@ -691,6 +722,30 @@ mod tests {
             &[1, 33, 5, 5],
             &[8, 33, 3, 3],
             1,
+            1,
+            PaddingMode::Zeros,
+        ));
+        // U-TAE's 4 × 4 stride-2 down-sampling with C_in ≥ MIN_CO: four unfolded 2 × 2 phases; with a row
+        // and a column of the padded input no output reads (9 + 2 - 4 is odd), which stay zero.
+        gs.push(Geom::new(
+            &[2, 32, 8, 8],
+            &[24, 32, 4, 4],
+            2,
+            1,
+            PaddingMode::Reflect,
+        ));
+        gs.push(Geom::new(
+            &[1, 36, 9, 7],
+            &[8, 36, 4, 4],
+            2,
+            1,
+            PaddingMode::Zeros,
+        ));
+        // 3 × 3 at stride 2: phases of 2 × 2, 2 × 1, 1 × 2 and 1 × 1 taps, the float32 phases.
+        gs.push(Geom::new(
+            &[1, 32, 7, 7],
+            &[8, 32, 3, 3],
+            2,
             1,
             PaddingMode::Zeros,
         ));
@@ -716,6 +771,43 @@ mod tests {
                 2 * g.co * g.kh * g.kw,
                 &format!("dx {g:?}"),
             );
+        }
+    }
+
+    /// The transposed convolution under mixed (U-TAE's up-sampling: 4 × 4, stride 2, padding 1, 48 output
+    /// channels; and U-Net 3D's frames: 3 × 3, stride 2, output padding 1) against the CPU reference on the
+    /// rounded operands, within the order of its float32 sums (C_in · kH · kW terms): the first on mixed's
+    /// unfolded phases where the adapter has them, the second on the float32 phases.
+    #[test]
+    fn gpu_transposed_convolutions_match_the_cpu_reference() {
+        use crate::engine::ops::conv::conv_transpose2d;
+        use crate::engine::precision::{with_precision, Precision};
+        if gpu_or_skip("mixed-precision transposed convolutions").is_none() {
+            return;
+        }
+        let cases: [(&[usize], &[usize], usize, usize, usize); 2] = [
+            (&[2, 40, 6, 5], &[40, 48, 4, 4], 2, 1, 0),
+            (&[1, 16, 5, 5], &[16, 36, 3, 3], 2, 1, 1),
+        ];
+        for (i, (xs, ws, s, p, op)) in cases.into_iter().enumerate() {
+            let g = conv_transpose2d::conv_geom_padded(xs, ws, s, p, op);
+            // Square phases (the unfolded path where the adapter has one) for the first only.
+            let phases = super::super::gpu::phases(&g);
+            assert_eq!(phases.iter().all(|ph| ph.v.kh == ph.v.kw), i == 0);
+            assert_eq!(phases.len(), 4);
+            let x = random_f32(xs.iter().product(), -2.0, 2.0, 160 + i as u64);
+            let w = random_f32(ws.iter().product(), -0.5, 0.5, 170 + i as u64);
+            let (hx, hw) = (half::cpu_rounded(&x), half::cpu_rounded(&w));
+            let want = conv_transpose2d::cpu_forward(&hx, &hw, &g);
+            let abs = |v: &[f32]| v.iter().map(|a| a.abs()).collect::<Vec<_>>();
+            let mass = conv_transpose2d::cpu_forward(&abs(&hx), &abs(&hw), &g);
+            let tx = Tensor::from_vec(x, xs, Device::Gpu);
+            let tw = Tensor::from_vec(w, ws, Device::Gpu);
+            let y = with_precision(Precision::Mixed, || {
+                tx.conv_transpose2d_padded(&tw, None, s, p, op)
+            });
+            let terms = ws[0] * ws[2] * ws[3];
+            within_sum_order(&y.to_vec(), &want, &mass, terms, &format!("{xs:?} {ws:?}"));
         }
     }
 
