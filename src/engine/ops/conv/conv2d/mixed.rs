@@ -785,11 +785,13 @@ mod tests {
         if gpu_or_skip("mixed-precision transposed convolutions").is_none() {
             return;
         }
-        let cases: [(&[usize], &[usize], usize, usize, usize); 2] = [
-            (&[2, 40, 6, 5], &[40, 48, 4, 4], 2, 1, 0),
-            (&[1, 16, 5, 5], &[16, 36, 3, 3], 2, 1, 1),
+        // (x shape, weight shape, stride, padding, output padding)
+        let cases = [
+            ([2, 40, 6, 5], [40, 48, 4, 4], 2, 1, 0),
+            ([1, 16, 5, 5], [16, 36, 3, 3], 2, 1, 1),
         ];
         for (i, (xs, ws, s, p, op)) in cases.into_iter().enumerate() {
+            let (xs, ws) = (&xs[..], &ws[..]);
             let g = conv_transpose2d::conv_geom_padded(xs, ws, s, p, op);
             // Square phases (the unfolded path where the adapter has one) for the first only.
             let phases = super::super::gpu::phases(&g);
