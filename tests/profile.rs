@@ -24,6 +24,7 @@ fn a_utae_training_step_is_timed_kernel_by_kernel() {
         steps: 2,
         wall_clock: false,
         precision: Precision::Fp32,
+        gradient_checkpointing: false,
     };
     let out = run(&opts).unwrap();
     println!("{}", out.text()); // the table, for `--nocapture` readers and CI logs
@@ -104,6 +105,7 @@ fn the_wall_clock_fallback_times_a_pixel_set_forward() {
         steps: 1,
         wall_clock: true,
         precision: Precision::Fp32,
+        gradient_checkpointing: false,
     };
     let out = run(&opts).unwrap();
     assert_eq!(out.report.timing, Timing::SyncWall);
@@ -127,6 +129,7 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
         steps: 1,
         wall_clock: false,
         precision: Precision::Fp32,
+        gradient_checkpointing: false,
     };
     let out = run(&opts).unwrap();
     assert!(out.workload.starts_with("utae_paps"), "{}", out.workload);
@@ -151,6 +154,7 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
         steps: 1,
         wall_clock: false,
         precision: Precision::Fp32,
+        gradient_checkpointing: false,
         json: false,
         split_mib: None,
     };
@@ -161,6 +165,7 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
         steps: 1,
         wall_clock: false,
         precision: Precision::Fp32,
+        gradient_checkpointing: false,
     };
     let out = run(&opts).unwrap();
     assert!(
@@ -189,6 +194,7 @@ fn a_mixed_forward_shows_how_its_convolutions_run() {
         steps: 1,
         wall_clock: false,
         precision: Precision::Mixed,
+        gradient_checkpointing: false,
     };
     let out = run(&opts).unwrap();
     let json = out.json();

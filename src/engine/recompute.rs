@@ -29,11 +29,19 @@
 //! (`Backward::backward_owned`), so each is freed as soon as the op that reads it has run: at the
 //! recomputation's peak a layer holds its input, one activation and two gradients.
 //!
+//! **Gradient checkpointing** (`--gradient_checkpointing`, [`with_gradient_checkpointing`]) goes further
+//! where the cheap part is not enough: the recurrent ops (`ops::recurrent::conv_lstm`, `conv_gru`) then keep
+//! only each date's convolution input (and ConvLSTM its cell state) and run their gate convolutions again
+//! in the backward pass, on the same kernels and the same values: the same bits, about a third more
+//! convolution work for those models. It is off by default (the speed of a step comes first); the mode is
+//! per thread and scoped, like `engine::precision`, and read when an op records its forward.
+//!
 //! Rules for `f`: deterministic (no dropout, no random draws), no side effects beyond the first evaluation (a
 //! batch norm in training mode updates its running statistics: in `BatchNorm::forward_act` only the first
 //! evaluation computes the batch statistics and updates them, the later ones normalise with the same
 //! statistics), and it must not read anything but its inputs.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::engine::autograd::{is_grad_enabled, no_grad, with_grad, Backward};
@@ -76,6 +84,29 @@ impl Tensor {
         out.set_recipe(recipe);
         out
     }
+}
+
+thread_local! {
+    static CHECKPOINTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether gradient checkpointing is on for this thread (module doc): the recurrent ops then recompute
+/// their gate convolutions in the backward pass instead of keeping their outputs.
+pub fn gradient_checkpointing() -> bool {
+    CHECKPOINTING.with(|c| c.get())
+}
+
+/// Runs `f` with gradient checkpointing `on` for this thread; restores the previous setting afterwards, also
+/// on panic.
+pub fn with_gradient_checkpointing<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CHECKPOINTING.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CHECKPOINTING.with(|c| c.replace(on)));
+    f()
 }
 
 /// The values of saved inputs, detached.

@@ -27,6 +27,13 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             task.name()
         )));
     }
+    if task == Task::PixelSet && a.gradient_checkpointing {
+        return Err(Error::Invalid(
+            "--gradient_checkpointing recomputes the recurrent convolutional baselines' gates; the pixel-set \
+             models have none (their norms are recomputed already)"
+                .into(),
+        ));
+    }
     match task {
         Task::Semantic => semantic::train(&a.semantic_options()?).map(drop),
         Task::PixelSet => pixelset::train(&a.pixelset.options(&a.shared())?).map(drop),

@@ -8,7 +8,8 @@
 //! for each fold k:
 //!     Fold_k/; the model from rdm_seed (or --init_weights); conf.json; Adam(lr)
 //!     with a memory budget: probe 1 and 2 samples → micro-batch size (train::memory), said once
-//!     (probes and epochs run under --precision: engine::precision)
+//!     (probes and epochs run under --precision: engine::precision, and --gradient_checkpointing:
+//!     engine::recompute)
 //!     (under --precision mixed Adam scales the loss, train::adam)
 //!     resume from Fold_k/last.npz (--resume)
 //!     for epoch in first..=epochs (until --max_steps):
@@ -28,6 +29,7 @@ use serde_json::{Map, Value};
 use crate::data::json::write_json;
 use crate::engine::error::catch_too_large;
 use crate::engine::ops::linalg::half_matmul;
+use crate::engine::recompute::with_gradient_checkpointing;
 use crate::engine::{with_precision, Device, Error, Gpu, Precision, Result, Tensor};
 use crate::layers::state::load_state_dict;
 use crate::layers::Module;
@@ -72,6 +74,9 @@ pub struct RunOptions {
     pub max_memory: Option<u64>,
     /// What a training step keeps for its backward pass (`--precision`, `engine::precision`).
     pub precision: Precision,
+    /// Recompute the recurrent ops' gate convolutions in the backward pass instead of keeping their outputs
+    /// (`--gradient_checkpointing`, `engine::recompute`).
+    pub gradient_checkpointing: bool,
 }
 
 impl RunOptions {
@@ -93,7 +98,15 @@ impl RunOptions {
             progress: true,
             max_memory: None,
             precision: Precision::Fp32,
+            gradient_checkpointing: false,
         }
+    }
+
+    /// Runs `f` (a probe, an epoch) in these options' modes: `--precision` and `--gradient_checkpointing`.
+    pub fn in_modes<R>(&self, f: impl FnOnce() -> R) -> R {
+        with_precision(self.precision, || {
+            with_gradient_checkpointing(self.gradient_checkpointing, f)
+        })
     }
 
     /// Whether `--max_steps` is reached after `step` optimiser steps.
@@ -237,9 +250,7 @@ fn plan_micro_batch<T: FoldTask>(
         |n| {
             gpu.synchronize();
             gpu.pool.reset_peak();
-            let probed = catch_too_large(|| {
-                with_precision(o.precision, || task.probe(fold, model, data, n))
-            });
+            let probed = catch_too_large(|| o.in_modes(|| task.probe(fold, model, data, n)));
             gpu.synchronize();
             for p in model.parameters() {
                 p.zero_grad();
@@ -296,6 +307,14 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
              as GradScaler does; the rest float32)"
         );
     }
+    if o.gradient_checkpointing {
+        println!(
+            "gradient checkpointing: on (the recurrent baselines' gate convolutions — ConvLSTM, ConvGRU, and \
+             the ConvLSTM inside FPN-ConvLSTM, U-ConvLSTM and BU-ConvLSTM — run again in the backward pass \
+             instead of being kept: the same numbers, a third of those layers' memory, about a third more of \
+             their convolution work; other layers are unchanged)"
+        );
+    }
     let mut results = Vec::new();
     let (mut planned, mut memory_said) = (None, false);
     for (&k, data) in folds.iter().zip(&data) {
@@ -335,9 +354,7 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
             if o.steps_done(step) {
                 break;
             }
-            let rep = with_precision(o.precision, || {
-                task.epoch(fold, &model, &mut opt, data, epoch, &mut step)
-            })?;
+            let rep = o.in_modes(|| task.epoch(fold, &model, &mut opt, data, epoch, &mut step))?;
             if let Some(score) = rep.score {
                 if task.better(score, best) {
                     best = score;

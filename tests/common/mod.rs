@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod gdal;
+pub mod steps;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use crate::engine::ops::linalg::half_matmul;
 use crate::engine::profile::Report;
+use crate::engine::recompute::with_gradient_checkpointing;
 use crate::engine::{with_precision, Device, Gpu, Precision, Result};
 use crate::models::semantic::MODELS;
 
@@ -37,6 +38,8 @@ pub struct ProfileOptions {
     pub wall_clock: bool,
     /// The precision of the measured steps (`engine::precision`): training steps and evaluation forwards.
     pub precision: Precision,
+    /// Training steps with the recurrent ops' gate convolutions recomputed (`engine::recompute`).
+    pub gradient_checkpointing: bool,
 }
 
 /// What a profile measured.
@@ -50,6 +53,8 @@ pub struct ProfileOutcome {
     pub train: bool,
     /// The steps' precision.
     pub precision: Precision,
+    /// Whether the training steps ran with gradient checkpointing.
+    pub gradient_checkpointing: bool,
     /// How this device computes the half-precision products of mixed (`half_matmul::path`).
     pub half_products: String,
     /// ... and its convolutions (`conv2d::mixed::path_note`).
@@ -139,8 +144,13 @@ impl ProfileOutcome {
         } else {
             String::new()
         };
+        let checkpointing = if self.gradient_checkpointing {
+            "; gradient checkpointing"
+        } else {
+            ""
+        };
         format!(
-            "adapter: {}\nworkload: {} ({what}, precision {}{products})\nstep: {:.3} ms wall ({:.1} samples/s), \
+            "adapter: {}\nworkload: {} ({what}, precision {}{products}{checkpointing})\nstep: {:.3} ms wall ({:.1} samples/s), \
              {:.3} ms CPU recording, {:.3} ms summed kernel time (per step, mean of {} steps)\nGPU memory: peak \
              of a step {}\n{}",
             self.adapter,
@@ -163,6 +173,7 @@ impl ProfileOutcome {
             "workload": self.workload,
             "train": self.train,
             "precision": self.precision.to_string(),
+            "gradient_checkpointing": self.gradient_checkpointing,
             "half_products": self.half_products,
             "half_convolutions": self.half_convolutions,
             "batch": self.batch,
@@ -183,7 +194,9 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
     let mut prepared = opts.workload.prepare(Device::Gpu);
     let step = |p: &mut Prepared| {
         if opts.train {
-            let _ = with_precision(opts.precision, || p.train_step());
+            let _ = with_precision(opts.precision, || {
+                with_gradient_checkpointing(opts.gradient_checkpointing, || p.train_step())
+            });
         } else {
             with_precision(opts.precision, || p.forward());
         }
@@ -218,6 +231,7 @@ pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
         workload: opts.workload.describe(),
         train: opts.train,
         precision: opts.precision,
+        gradient_checkpointing: opts.train && opts.gradient_checkpointing,
         half_products: half_matmul::path(gpu).to_string(),
         half_convolutions: crate::engine::ops::conv::conv2d::mixed::path_note(gpu),
         batch: opts.workload.batch,
@@ -272,6 +286,13 @@ pub struct ProfileArgs {
     /// half precision; `sitsgpu train --precision`), for training steps and evaluation forwards.
     #[arg(long, default_value_t = Precision::Fp32)]
     pub precision: Precision,
+    /// Training steps with the recurrent baselines' gate convolutions recomputed in the backward pass
+    /// (`sitsgpu train --gradient_checkpointing`).
+    #[arg(
+        long = "gradient_checkpointing",
+        visible_alias = "gradient-checkpointing"
+    )]
+    pub gradient_checkpointing: bool,
     /// Semantic evaluation: run a batch whose input exceeds this many MiB in parts within it (0: one sample at a time;
     /// the default is the models' own, 64 MiB), to weigh memory against speed.
     #[arg(long = "split_mib", visible_alias = "split-mib")]
@@ -326,6 +347,7 @@ impl ProfileArgs {
             steps: self.steps,
             wall_clock: self.wall_clock,
             precision: self.precision,
+            gradient_checkpointing: self.gradient_checkpointing,
         })?;
         if self.json {
             println!(

@@ -228,7 +228,7 @@ impl KeptGpu {
 pub enum F32View<'a> {
     /// The kept float32 buffer.
     Kept(&'a GpuStorage),
-    /// Unpacked from halves for this use.
+    /// A temporary made for this use: unpacked from halves, or computed again (gradient checkpointing).
     Unpacked(GpuStorage),
 }
 

@@ -23,6 +23,12 @@
 //! KeptGpu`), each once the forward pass has read it for the last time; the backward pass reads the rounded
 //! values. Evaluation keeps only the current step.
 //!
+//! **Gradient checkpointing** (`engine::recompute::gradient_checkpointing`, `--gradient_checkpointing`): only
+//! [x_s, h_s] is kept (`C_x + Hd` floats a pixel: 190 at `--model convgru`'s widths instead of 920); each
+//! backward step runs in_conv, the gates launch and out_conv again on it (the same kernels on the same
+//! values: the same bits in float32), two more convolutions per step (the forward's two of six). Under mixed
+//! the recomputation reads the kept, rounded [x_s, h_s].
+//!
 //! CPU reference: [`cpu_gates_forward`], [`cpu_update_forward`] and their backwards (the fused launches),
 //! [`cpu_forward`] / [`cpu_backward`] (the sequence, with conv2d's reference).
 
@@ -32,6 +38,7 @@ use crate::engine::ops::conv::conv2d;
 use crate::engine::ops::elementwise::half::{cpu_keep, KeptGpu};
 use crate::engine::ops::recurrent::conv_lstm::{sigmoid, Dims};
 use crate::engine::real::Real;
+use crate::engine::recompute::gradient_checkpointing;
 use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
@@ -167,10 +174,16 @@ pub fn cpu_gates_backward<T: Real>(zr: &[T], h: &[T], g: &[T], hd: usize, p: usi
     out
 }
 
-/// What the forward keeps per step s: [x_s, h_s], zr, [x_s, r ⊙ h_s], a.
+/// What the forward keeps per step s: [x_s, h_s], and unless checkpointing zr, [x_s, r ⊙ h_s], a.
 pub struct Trace<S> {
     /// [x_s, h_s] (B, C_x + Hd, P).
     pub combs: Vec<S>,
+    /// The rest; `None` under gradient checkpointing (the backward pass computes it again from combs).
+    pub inner: Option<Inner<S>>,
+}
+
+/// What a step keeps beside [x_s, h_s] without gradient checkpointing.
+pub struct Inner<S> {
     /// in_conv pre-activations (B, 2·Hd, P).
     pub zrs: Vec<S>,
     /// [x_s, r ⊙ h_s] (B, C_x + Hd, P).
@@ -197,6 +210,18 @@ fn split_h<T: Real>(d: &Dims, comb: &[T]) -> Vec<T> {
     d.split_comb(comb, 0, &mut scratch)
 }
 
+/// [x_s, r ⊙ h_s] from [x_s, h_s] and zr (the candidate convolution's input).
+fn cpu_comb2<T: Real>(d: &Dims, comb: &[T], zr: &[T]) -> Vec<T> {
+    let (p, c) = (d.p(), d.cx + d.hd);
+    let rh = cpu_gates_forward(zr, &split_h(d, comb), d.hd, p);
+    let mut out = comb.to_vec();
+    for b in 0..d.b {
+        out[(b * c + d.cx) * p..(b + 1) * c * p]
+            .copy_from_slice(&rh[b * d.hd * p..(b + 1) * d.hd * p]);
+    }
+    out
+}
+
 fn cat_halves<T: Real>(first: &[T], second: &[T], hd: usize, p: usize) -> Vec<T> {
     let n = hd * p;
     let mut out = Vec::with_capacity(2 * first.len());
@@ -215,7 +240,7 @@ pub fn cpu_forward<T: Real>(x: &[T], wt: &Weights<[T]>, d: &Dims) -> (Trace<Vec<
     for s in 0..d.t {
         let comb = d.comb(x, s, &h);
         let zr = conv2d::cpu_forward(&comb, wt.w_in, Some(wt.b_in), &gi);
-        let comb2 = d.comb(x, s, &cpu_gates_forward(&zr, &h, d.hd, d.p()));
+        let comb2 = cpu_comb2(d, &comb, &zr);
         let a = conv2d::cpu_forward(&comb2, wt.w_out, Some(wt.b_out), &go);
         h = cpu_update_forward(&zr, &a, &h, d.hd, d.p());
         combs.push(comb);
@@ -223,15 +248,31 @@ pub fn cpu_forward<T: Real>(x: &[T], wt: &Weights<[T]>, d: &Dims) -> (Trace<Vec<
         comb2s.push(comb2);
         acts.push(a);
     }
-    (
-        Trace {
-            combs,
-            zrs,
-            comb2s,
-            acts,
-        },
-        h,
-    )
+    let inner = Some(Inner { zrs, comb2s, acts });
+    (Trace { combs, inner }, h)
+}
+
+/// Step s's zr, [x_s, r ⊙ h_s] and a: kept, or computed again from [x_s, h_s] (gradient checkpointing).
+fn cpu_step<'a, T: Real>(
+    tr: &'a Trace<Vec<T>>,
+    wt: &Weights<[T]>,
+    s: usize,
+    d: &Dims,
+) -> [std::borrow::Cow<'a, [T]>; 3] {
+    use std::borrow::Cow;
+    match &tr.inner {
+        Some(k) => [
+            Cow::Borrowed(&k.zrs[s][..]),
+            Cow::Borrowed(&k.comb2s[s][..]),
+            Cow::Borrowed(&k.acts[s][..]),
+        ],
+        None => {
+            let zr = conv2d::cpu_forward(&tr.combs[s], wt.w_in, Some(wt.b_in), &d.geom(2 * d.hd));
+            let comb2 = cpu_comb2(d, &tr.combs[s], &zr);
+            let a = conv2d::cpu_forward(&comb2, wt.w_out, Some(wt.b_out), &d.geom(d.hd));
+            [zr.into(), comb2.into(), a.into()]
+        }
+    }
 }
 
 /// Backpropagation through time from dh_T (B, Hd, H, W) → [dx, dW_in, db_in, dW_out, db_out].
@@ -254,10 +295,11 @@ pub fn cpu_backward<T: Real>(
     let add = |acc: &mut Vec<T>, v: Vec<T>| acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
     for s in (0..d.t).rev() {
         let h = split_h(d, &tr.combs[s]);
-        let [da, dz, dh_a] = cpu_update_backward(&tr.zrs[s], &tr.acts[s], &h, &dh, hd, p);
-        let (dcomb2, dwo, dbo) = conv2d::cpu_backward(&tr.comb2s[s], wt.w_out, &da, &go);
+        let [zr, comb2, a] = cpu_step(tr, wt, s, d);
+        let [da, dz, dh_a] = cpu_update_backward(&zr, &a, &h, &dh, hd, p);
+        let (dcomb2, dwo, dbo) = conv2d::cpu_backward(&comb2, wt.w_out, &da, &go);
         let drh = d.split_comb(&dcomb2, s, &mut g[0]);
-        let [dr, dh_b] = cpu_gates_backward(&tr.zrs[s], &h, &drh, hd, p);
+        let [dr, dh_b] = cpu_gates_backward(&zr, &h, &drh, hd, p);
         let (dcomb, dwi, dbi) =
             conv2d::cpu_backward(&tr.combs[s], wt.w_in, &cat_halves(&dz, &dr, hd, p), &gi);
         let dh_c = d.split_comb(&dcomb, s, &mut g[0]);
@@ -300,6 +342,7 @@ impl Tensor {
         );
         let inputs = [self, w_in, b_in, w_out, b_out];
         let keep = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let keep_inner = keep && !gradient_checkpointing();
         let (storage, trace) = match Tensor::same_device(op, &inputs) {
             Device::Cpu => {
                 let v: Vec<_> = inputs.iter().map(|t| t.cpu_data(op).clone()).collect();
@@ -310,15 +353,16 @@ impl Tensor {
                     b_out: &v[4][..],
                 };
                 let (mut tr, h) = cpu_forward(&v[0], &wt, &d);
+                if !keep_inner {
+                    tr.inner = None;
+                }
                 if keep {
                     // What the GPU keeps, as it keeps it (halves under --precision mixed).
-                    for v in tr
-                        .combs
+                    let inner = tr
+                        .inner
                         .iter_mut()
-                        .chain(&mut tr.zrs)
-                        .chain(&mut tr.comb2s)
-                        .chain(&mut tr.acts)
-                    {
+                        .flat_map(|k| k.zrs.iter_mut().chain(&mut k.comb2s).chain(&mut k.acts));
+                    for v in tr.combs.iter_mut().chain(inner) {
                         cpu_keep(v);
                     }
                 }
@@ -332,13 +376,12 @@ impl Tensor {
                     w_out: g[3],
                     b_out: g[4],
                 };
-                let (tr, h) = gpu_forward(g[0], &wt, &d, keep);
+                let (tr, h) = gpu_forward(g[0], &wt, &d, keep, keep_inner);
                 (Storage::Gpu(h), Saved::Gpu(tr))
             }
         };
         let back = ConvGruBackward {
-            w_in: w_in.clone(),
-            w_out: w_out.clone(),
+            weights: [w_in, b_in, w_out, b_out].map(Tensor::clone),
             d,
             trace: keep.then_some(trace),
         };
@@ -352,8 +395,8 @@ enum Saved {
 }
 
 struct ConvGruBackward {
-    w_in: Tensor,
-    w_out: Tensor,
+    /// in_conv's weight and bias, out_conv's (the biases read only to recompute: gradient checkpointing).
+    weights: [Tensor; 4],
     d: Dims,
     trace: Option<Saved>,
 }
@@ -379,9 +422,9 @@ impl Backward for ConvGruBackward {
                 let g = cpu_backward(tr, &wt, &dy.cpu_data("conv_gru"), d);
                 let shapes = [
                     &[d.b, d.t, d.cx, d.h, d.w][..],
-                    self.w_in.shape(),
+                    self.weights[0].shape(),
                     &[2 * d.hd],
-                    self.w_out.shape(),
+                    self.weights[2].shape(),
                     &[d.hd],
                 ];
                 let mut out = Vec::new();
@@ -391,7 +434,7 @@ impl Backward for ConvGruBackward {
                 out
             }
             Saved::Gpu(tr) => {
-                gpu_backward(tr, &self.w_in, &self.w_out, dy.gpu_storage("conv_gru"), d).to_vec()
+                gpu_backward(tr, &self.weights, dy.gpu_storage("conv_gru"), d).to_vec()
             }
         };
         grads.into_iter().map(Some).collect()

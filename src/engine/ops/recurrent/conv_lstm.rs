@@ -28,6 +28,12 @@
 //! the last time, and the backward pass reads the rounded values. In evaluation (no gradient recorded) only
 //! the current step is kept.
 //!
+//! **Gradient checkpointing** (`engine::recompute::gradient_checkpointing`, `--gradient_checkpointing`): the
+//! gate pre-activations are not kept; each backward step runs the gate convolution again on the kept comb_s
+//! (the same kernel on the same values: the same bits in float32), so a step keeps `C_x + 2·Hd` floats a
+//! pixel (330 at `--model convlstm`'s widths instead of 970) for one more convolution per step (the forward's
+//! one of three). Under mixed the recomputation reads the kept, rounded comb_s.
+//!
 //! CPU reference: [`cpu_cell_forward`] / [`cpu_cell_backward`] (the fused cell) and [`cpu_forward`] /
 //! [`cpu_backward`] (the sequence, with conv2d's reference).
 
@@ -36,6 +42,7 @@ use crate::engine::kernel::Kernel;
 use crate::engine::ops::conv::conv2d::{self, Geom, PaddingMode};
 use crate::engine::ops::elementwise::half::{cpu_keep, KeptGpu};
 use crate::engine::real::Real;
+use crate::engine::recompute::gradient_checkpointing;
 use crate::engine::storage::{Device, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
@@ -227,12 +234,13 @@ pub fn cpu_cell_backward<T: Real>(
 }
 
 /// What the forward keeps for backpropagation through time: per step s, comb_s = [x_s, h_s], the gate
-/// pre-activations, and c_s; then c_T.
+/// pre-activations (unless checkpointing), and c_s; then c_T.
 pub struct Trace<S> {
     /// comb_0 .. comb_{T-1}, (B, C_x + Hd, P) each.
     pub combs: Vec<S>,
-    /// Gate pre-activations of steps 0 .. T-1, (B, 4·Hd, P) each.
-    pub gates: Vec<S>,
+    /// Gate pre-activations of steps 0 .. T-1, (B, 4·Hd, P) each; `None` under gradient checkpointing (the
+    /// backward pass convolves comb_s again).
+    pub gates: Option<Vec<S>>,
     /// c_0 .. c_T, (B, Hd, P) each.
     pub cs: Vec<S>,
 }
@@ -240,11 +248,14 @@ pub struct Trace<S> {
 /// The sequence: x (B, T, C_x, H, W), weight (4·Hd, C_x + Hd, k, k), bias (4·Hd) → the trace (c_T last).
 pub fn cpu_forward<T: Real>(x: &[T], w: &[T], bias: &[T], d: &Dims) -> Trace<Vec<T>> {
     let (g, n) = (d.geom(4 * d.hd), d.b * d.hd * d.p());
-    let mut tr = Trace {
-        combs: vec![],
-        gates: vec![],
-        cs: vec![vec![T::zero(); n]],
-    };
+    let (mut tr, mut gates_all) = (
+        Trace {
+            combs: vec![],
+            gates: None,
+            cs: vec![vec![T::zero(); n]],
+        },
+        vec![],
+    );
     let mut h = vec![T::zero(); n];
     for s in 0..d.t {
         let comb = d.comb(x, s, &h);
@@ -252,20 +263,44 @@ pub fn cpu_forward<T: Real>(x: &[T], w: &[T], bias: &[T], d: &Dims) -> Trace<Vec
         let (h1, c1) = cpu_cell_forward(&gates, &tr.cs[s], d.hd, d.p());
         h = h1;
         tr.combs.push(comb);
-        tr.gates.push(gates);
+        gates_all.push(gates);
         tr.cs.push(c1);
     }
+    tr.gates = Some(gates_all);
     tr
 }
 
-/// Backpropagation through time from dc_T (B, Hd, H, W) → (dx, dW, db).
-pub fn cpu_backward<T: Real>(tr: &Trace<Vec<T>>, w: &[T], dc_t: &[T], d: &Dims) -> [Vec<T>; 3] {
+/// Step s's gate pre-activations: kept, or the gate convolution of comb_s again (gradient checkpointing).
+fn cpu_gates<'a, T: Real>(
+    tr: &'a Trace<Vec<T>>,
+    w: &[T],
+    bias: &[T],
+    s: usize,
+    d: &Dims,
+) -> std::borrow::Cow<'a, [T]> {
+    match &tr.gates {
+        Some(gates) => std::borrow::Cow::Borrowed(&gates[s]),
+        None => conv2d::cpu_forward(&tr.combs[s], w, Some(bias), &d.geom(4 * d.hd)).into(),
+    }
+}
+
+/// Backpropagation through time from dc_T (B, Hd, H, W) → (dx, dW, db); the bias is read only to recompute
+/// the gates (gradient checkpointing).
+pub fn cpu_backward<T: Real>(
+    tr: &Trace<Vec<T>>,
+    w: &[T],
+    bias: &[T],
+    dc_t: &[T],
+    d: &Dims,
+) -> [Vec<T>; 3] {
     let g = d.geom(4 * d.hd);
     let mut dx = vec![T::zero(); d.b * d.t * d.cx * d.p()];
     let (mut dw, mut db) = (vec![T::zero(); w.len()], vec![T::zero(); 4 * d.hd]);
     let (mut dh, mut dc) = (vec![T::zero(); dc_t.len()], dc_t.to_vec());
     for s in (0..d.t).rev() {
-        let (dgates, dc_prev) = cpu_cell_backward(&tr.gates[s], &tr.cs[s], &dh, &dc, d.hd, d.p());
+        let gates = cpu_gates(tr, w, bias, s, d);
+        let (dgates, dc_prev) = cpu_cell_backward(&gates, &tr.cs[s], &dh, &dc, d.hd, d.p());
+        drop(gates);
         let (dcomb, dws, dbs) = conv2d::cpu_backward(&tr.combs[s], w, &dgates, &g);
         dw.iter_mut().zip(dws).for_each(|(a, v)| *a += v);
         db.iter_mut().zip(dbs).for_each(|(a, v)| *a += v);
@@ -296,6 +331,7 @@ impl Tensor {
         );
         let inputs = [self, weight, bias];
         let keep = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let keep_gates = keep && !gradient_checkpointing();
         let (storage, trace) = match Tensor::same_device(op, &inputs) {
             Device::Cpu => {
                 let mut tr = cpu_forward(
@@ -305,12 +341,15 @@ impl Tensor {
                     &d,
                 );
                 let c_t = tr.cs[d.t].clone();
+                if !keep_gates {
+                    tr.gates = None;
+                }
                 if keep {
                     // What the GPU keeps, as it keeps it (halves under --precision mixed).
                     for v in tr
                         .combs
                         .iter_mut()
-                        .chain(&mut tr.gates)
+                        .chain(tr.gates.iter_mut().flatten())
                         .chain(&mut tr.cs[..d.t])
                     {
                         cpu_keep(v);
@@ -324,12 +363,13 @@ impl Tensor {
                     weight.gpu_storage(op),
                     bias.gpu_storage(op),
                 );
-                let (tr, c_t) = gpu_forward(x, w, b, &d, keep);
+                let (tr, c_t) = gpu_forward(x, w, b, &d, keep, keep_gates);
                 (Storage::Gpu(c_t), Saved::Gpu(tr))
             }
         };
         let back = ConvLstmBackward {
             w: weight.clone(),
+            bias: bias.clone(),
             d,
             trace: if keep { Some(trace) } else { None },
         };
@@ -344,6 +384,8 @@ enum Saved {
 
 struct ConvLstmBackward {
     w: Tensor,
+    /// Read only to recompute the gates (gradient checkpointing).
+    bias: Tensor,
     d: Dims,
     trace: Option<Saved>,
 }
@@ -363,6 +405,7 @@ impl Backward for ConvLstmBackward {
                 let [dx, dw, db] = cpu_backward(
                     tr,
                     &self.w.cpu_data("conv_lstm"),
+                    &self.bias.cpu_data("conv_lstm"),
                     &dy.cpu_data("conv_lstm"),
                     d,
                 );
@@ -372,7 +415,7 @@ impl Backward for ConvLstmBackward {
                     dy.new_like(db, &[4 * d.hd]),
                 ]
             }
-            Saved::Gpu(tr) => gpu_backward(tr, &self.w, dy.gpu_storage("conv_lstm"), d),
+            Saved::Gpu(tr) => gpu_backward(tr, &self.w, &self.bias, dy.gpu_storage("conv_lstm"), d),
         };
         grads.into_iter().map(Some).collect()
     }

@@ -2,33 +2,50 @@
 //! backpropagation through time, on conv2d's kernels and this op's fused ones.
 
 use super::{
-    GatesBackParams, GatesParams, Trace, UpdateBackParams, UpdateParams, Weights, CONV_GRU_GATES,
-    CONV_GRU_GATES_BACKWARD, CONV_GRU_UPDATE, CONV_GRU_UPDATE_BACKWARD,
+    GatesBackParams, GatesParams, Inner, Trace, UpdateBackParams, UpdateParams, Weights,
+    CONV_GRU_GATES, CONV_GRU_GATES_BACKWARD, CONV_GRU_UPDATE, CONV_GRU_UPDATE_BACKWARD,
 };
 use crate::engine::kernel::Grid;
 use crate::engine::ops::conv::conv2d;
-use crate::engine::ops::elementwise::half::KeptGpu;
+use crate::engine::ops::elementwise::half::{F32View, KeptGpu};
 use crate::engine::ops::recurrent::conv_lstm::Dims;
 use crate::engine::storage::{GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 
-/// The forward on the GPU: the trace (empty when `keep` is false: evaluation) and h_T. Each buffer joins the
-/// trace once the forward has read it for the last time, as halves under `--precision mixed`
-/// ([`KeptGpu::keep`]).
-pub fn gpu_forward(
-    x: &GpuStorage,
+/// zr, [x_s, r ⊙ h_s] and a of a step from [x_s, h_s]: in_conv, `conv_gru_gates.wgsl`, out_conv.
+fn gpu_step(
+    comb: &GpuStorage,
     wt: &Weights<GpuStorage>,
     d: &Dims,
-    keep: bool,
-) -> (Trace<KeptGpu>, GpuStorage) {
-    let (gpu, gi, go, p) = (x.gpu, d.geom(2 * d.hd), d.geom(d.hd), d.p());
-    let u = |v: usize| v as u32;
+) -> (GpuStorage, GpuStorage, GpuStorage) {
+    let (gpu, p, u) = (comb.gpu, d.p(), |v: usize| v as u32);
     let gp = GatesParams {
         batch: u(d.b),
         hd: u(d.hd),
         p: u(p),
         cx: u(d.cx),
     };
+    let zr = conv2d::gpu_forward(comb, wt.w_in, Some(wt.b_in), &d.geom(2 * d.hd));
+    let n = d.b * (d.cx + d.hd) * p;
+    let comb2 = GpuStorage::alloc(gpu, n, "conv_gru_gates");
+    let bufs = [zr.buffer(), comb.buffer(), comb2.buffer()];
+    CONV_GRU_GATES.dispatch(gpu, &bufs, &gp, Grid::threads(n));
+    let a = conv2d::gpu_forward(&comb2, wt.w_out, Some(wt.b_out), &d.geom(d.hd));
+    (zr, comb2, a)
+}
+
+/// The forward on the GPU: the trace (empty when `keep` is false: evaluation; only [x_s, h_s] unless
+/// `keep_inner`: gradient checkpointing) and h_T. Each buffer joins the trace once the forward has read it
+/// for the last time, as halves under `--precision mixed` ([`KeptGpu::keep`]).
+pub fn gpu_forward(
+    x: &GpuStorage,
+    wt: &Weights<GpuStorage>,
+    d: &Dims,
+    keep: bool,
+    keep_inner: bool,
+) -> (Trace<KeptGpu>, GpuStorage) {
+    let (gpu, p) = (x.gpu, d.p());
+    let u = |v: usize| v as u32;
     let mut up = UpdateParams {
         batch: u(d.b),
         hd: u(d.hd),
@@ -56,45 +73,43 @@ pub fn gpu_forward(
     up.init = 0;
     let (mut combs, mut zrs, mut comb2s, mut acts) = (vec![], vec![], vec![], vec![]);
     for s in 0..d.t {
-        let zr = conv2d::gpu_forward(&comb, wt.w_in, Some(wt.b_in), &gi);
-        let n = d.b * (d.cx + d.hd) * p;
-        let comb2 = GpuStorage::alloc(gpu, n, "conv_gru_gates");
-        let bufs = [zr.buffer(), comb.buffer(), comb2.buffer()];
-        CONV_GRU_GATES.dispatch(gpu, &bufs, &gp, Grid::threads(n));
-        let a = conv2d::gpu_forward(&comb2, wt.w_out, Some(wt.b_out), &go);
+        let (zr, comb2, a) = gpu_step(&comb, wt, d);
         (up.t_next, up.cxn) = (u(s + 1), if s + 1 < d.t { u(d.cx) } else { 0 });
         let next = update(&zr, &a, &comb, &up);
+        let (nc, hp) = (d.b * (d.cx + d.hd) * p, d.b * d.hd * p);
         if keep {
-            let (nc, hp) = (d.b * (d.cx + d.hd) * p, d.b * d.hd * p);
             combs.push(KeptGpu::keep(std::mem::replace(&mut comb, next), nc));
-            zrs.push(KeptGpu::keep(zr, 2 * hp));
-            comb2s.push(KeptGpu::keep(comb2, nc));
-            acts.push(KeptGpu::keep(a, hp));
         } else {
             comb = next;
         }
+        if keep_inner {
+            zrs.push(KeptGpu::keep(zr, 2 * hp));
+            comb2s.push(KeptGpu::keep(comb2, nc));
+            acts.push(KeptGpu::keep(a, hp));
+        }
     }
-    (
-        Trace {
-            combs,
-            zrs,
-            comb2s,
-            acts,
-        },
-        comb,
-    )
+    let inner = keep_inner.then_some(Inner { zrs, comb2s, acts });
+    (Trace { combs, inner }, comb)
 }
 
-/// Backpropagation through time on the GPU from dh_T → [dx, dW_in, db_in, dW_out, db_out].
+/// Backpropagation through time on the GPU from dh_T → [dx, dW_in, db_in, dW_out, db_out]; `weights` are
+/// in_conv's weight and bias, out_conv's (the biases read only to recompute: gradient checkpointing).
 pub fn gpu_backward(
     tr: &Trace<KeptGpu>,
-    w_in: &Tensor,
-    w_out: &Tensor,
+    weights: &[Tensor; 4],
     dh_t: &GpuStorage,
     d: &Dims,
 ) -> [Tensor; 5] {
     let (gpu, gi, go, p) = (dh_t.gpu, d.geom(2 * d.hd), d.geom(d.hd), d.p());
     let op = "conv_gru_backward";
+    let [w_in, _, w_out, _] = weights;
+    let [gw_in, gb_in, gw_out, gb_out] = weights.each_ref().map(|t| t.gpu_storage(op));
+    let wt = Weights {
+        w_in: gw_in,
+        b_in: gb_in,
+        w_out: gw_out,
+        b_out: gb_out,
+    };
     let u = |v: usize| v as u32;
     let dx = GpuStorage::alloc(gpu, d.b * d.t * d.cx * p, op);
     let mut sums: [Option<Tensor>; 4] = [None, None, None, None];
@@ -119,8 +134,20 @@ pub fn gpu_backward(
             dx_only: 0,
             _pad: [0; 3],
         };
-        // Each kept buffer is read once: zr and comb by both fused launches, unpacked once for both.
-        let (zr_s, comb_s, act_s) = (tr.zrs[s].get(), tr.combs[s].get(), tr.acts[s].get());
+        // Each kept buffer is read once: zr and comb by both fused launches, unpacked once for both; under
+        // gradient checkpointing zr, comb2 and a are made again from comb, as the forward made them.
+        let comb_s = tr.combs[s].get();
+        let (zr_s, comb2_s, act_s) = match &tr.inner {
+            Some(k) => (k.zrs[s].get(), k.comb2s[s].get(), k.acts[s].get()),
+            None => {
+                let (zr, comb2, a) = gpu_step(&comb_s, &wt, d);
+                (
+                    F32View::Unpacked(zr),
+                    F32View::Unpacked(comb2),
+                    F32View::Unpacked(a),
+                )
+            }
+        };
         let bufs = [
             zr_s.buffer(),
             act_s.buffer(),
@@ -133,14 +160,15 @@ pub fn gpu_backward(
         ];
         CONV_GRU_UPDATE_BACKWARD.dispatch(gpu, &bufs, &prm, Grid::threads(d.b * (c1 + d.hd) * p));
         drop(act_s);
-        let dcomb2 = conv2d::gpu_backward_input(&da, w_out.gpu_storage(op), &go);
+        let dcomb2 = conv2d::gpu_backward_input(&da, gw_out, &go);
         acc(
             2,
             Tensor::from_storage(
                 w_out.shape(),
-                Storage::Gpu(conv2d::gpu_backward_weight(&tr.comb2s[s].get(), &da, &go)),
+                Storage::Gpu(conv2d::gpu_backward_weight(&comb2_s, &da, &go)),
             ),
         );
+        drop(comb2_s);
         let n = d.b * (d.cx + d.hd) * p;
         let dhx = GpuStorage::alloc(gpu, n, op);
         let gprm = GatesBackParams {
@@ -162,7 +190,7 @@ pub fn gpu_backward(
             dhx.buffer(),
         ];
         CONV_GRU_GATES_BACKWARD.dispatch(gpu, &bufs, &gprm, Grid::threads(n));
-        let dcomb = conv2d::gpu_backward_input(&dzr, w_in.gpu_storage(op), &gi);
+        let dcomb = conv2d::gpu_backward_input(&dzr, gw_in, &gi);
         acc(
             0,
             Tensor::from_storage(

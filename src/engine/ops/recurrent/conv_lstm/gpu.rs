@@ -4,20 +4,21 @@
 use super::{CellBackParams, CellParams, Dims, Trace, CONV_LSTM_CELL, CONV_LSTM_CELL_BACKWARD};
 use crate::engine::kernel::Grid;
 use crate::engine::ops::conv::conv2d;
-use crate::engine::ops::elementwise::half::KeptGpu;
+use crate::engine::ops::elementwise::half::{F32View, KeptGpu};
 use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
 use crate::engine::storage::{GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 
-/// The forward on the GPU: the trace (empty when `keep` is false: evaluation) and c_T. Each buffer joins the
-/// trace once the forward has read it for the last time, as halves under `--precision mixed`
-/// ([`KeptGpu::keep`]).
+/// The forward on the GPU: the trace (empty when `keep` is false: evaluation; without the gates unless
+/// `keep_gates`: gradient checkpointing) and c_T. Each buffer joins the trace once the forward has read it
+/// for the last time, as halves under `--precision mixed` ([`KeptGpu::keep`]).
 pub fn gpu_forward(
     x: &GpuStorage,
     w: &GpuStorage,
     bias: &GpuStorage,
     d: &Dims,
     keep: bool,
+    keep_gates: bool,
 ) -> (Trace<KeptGpu>, GpuStorage) {
     let (gpu, g, p) = (x.gpu, d.geom(4 * d.hd), d.p());
     let n_c = d.b * d.hd * p;
@@ -48,7 +49,7 @@ pub fn gpu_forward(
     let (mut c, mut comb) = launch(x, x, &prm);
     let mut tr = Trace {
         combs: vec![],
-        gates: vec![],
+        gates: keep_gates.then(Vec::new),
         cs: vec![],
     };
     prm.init = 0;
@@ -63,7 +64,9 @@ pub fn gpu_forward(
         if keep {
             tr.combs
                 .push(KeptGpu::keep(comb_s, d.b * (d.cx + d.hd) * p));
-            tr.gates.push(KeptGpu::keep(gates, d.b * 4 * d.hd * p));
+            if let Some(kept) = tr.gates.as_mut() {
+                kept.push(KeptGpu::keep(gates, d.b * 4 * d.hd * p));
+            }
             tr.cs.push(KeptGpu::keep(c_s, n_c));
         }
     }
@@ -74,8 +77,15 @@ fn next_len(prm: &CellParams, d: &Dims) -> usize {
     d.b * (prm.cxn as usize + d.hd) * d.p()
 }
 
-/// Backpropagation through time on the GPU from dc_T → (dx, dW, db) as tensors.
-pub fn gpu_backward(tr: &Trace<KeptGpu>, w: &Tensor, dc_t: &GpuStorage, d: &Dims) -> [Tensor; 3] {
+/// Backpropagation through time on the GPU from dc_T → (dx, dW, db) as tensors; the bias is read only to
+/// recompute the gates (gradient checkpointing: the forward's kernel on the kept comb_s).
+pub fn gpu_backward(
+    tr: &Trace<KeptGpu>,
+    w: &Tensor,
+    bias: &Tensor,
+    dc_t: &GpuStorage,
+    d: &Dims,
+) -> [Tensor; 3] {
     let (gpu, g, p) = (dc_t.gpu, d.geom(4 * d.hd), d.p());
     let gw = w.gpu_storage("conv_lstm_backward");
     let dx = GpuStorage::alloc(gpu, d.b * d.t * d.cx * p, "conv_lstm_backward");
@@ -97,7 +107,18 @@ pub fn gpu_backward(tr: &Trace<KeptGpu>, w: &Tensor, dc_t: &GpuStorage, d: &Dims
             _pad: 0,
         };
         let dn = dnext.as_ref().unwrap_or(dc_in);
-        let (gates, c_prev) = (tr.gates[s].get(), tr.cs[s].get());
+        let (gates, c_prev) = (
+            match &tr.gates {
+                Some(kept) => kept[s].get(),
+                None => F32View::Unpacked(conv2d::gpu_forward(
+                    &tr.combs[s].get(),
+                    gw,
+                    Some(bias.gpu_storage("conv_lstm_backward")),
+                    &g,
+                )),
+            },
+            tr.cs[s].get(),
+        );
         let bufs = [
             gates.buffer(),
             c_prev.buffer(),

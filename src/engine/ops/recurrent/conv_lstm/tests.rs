@@ -64,7 +64,7 @@ fn gradcheck_sequence_f64() {
         &ins,
         &[],
         |v| cpu_forward(&v[0], &v[1], &v[2], &d).cs[d.t].clone(),
-        |v, g| cpu_backward(&cpu_forward(&v[0], &v[1], &v[2], &d), &v[1], g, &d).to_vec(),
+        |v, g| cpu_backward(&cpu_forward(&v[0], &v[1], &v[2], &d), &v[1], &v[2], g, &d).to_vec(),
     );
 }
 
