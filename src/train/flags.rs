@@ -531,7 +531,7 @@ mod tests {
     }
 
     /// `--precision` and `--max_memory` reach every task's run options (the pixel-set task's through the
-    /// shared flags); an unknown precision is a clear error.
+    /// shared flags), `--gradient_checkpointing` the patch tasks'; an unknown precision is a clear error.
     #[test]
     fn precision_and_memory_reach_every_task() {
         let a = parse(&["--precision", "mixed", "--max_memory", "2GB"]).unwrap();
@@ -548,6 +548,26 @@ mod tests {
             );
         }
         assert_eq!(parse(&[]).unwrap().precision, Precision::Fp32);
+        // --gradient_checkpointing reaches the patch tasks (off unless given); the pixel-set task has no
+        // recurrent convolution and refuses it before reading anything.
+        let a = parse(&["--gradient_checkpointing"]).unwrap();
+        assert!(a.semantic_options().unwrap().run.gradient_checkpointing);
+        assert!(a.panoptic_options().unwrap().run.gradient_checkpointing);
+        assert!(
+            !parse(&[])
+                .unwrap()
+                .semantic_options()
+                .unwrap()
+                .run
+                .gradient_checkpointing
+        );
+        let mut p = parse(&["--gradient_checkpointing"]).unwrap();
+        p.task = "pixelset".into();
+        let e = crate::train::commands::train(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("--gradient_checkpointing") && e.contains("pixel-set"),
+            "{e}"
+        );
         let e = parse(&["--precision", "bf16"]).err().unwrap().to_string();
         assert!(
             e.contains("--precision") && e.contains("fp32 or mixed"),
