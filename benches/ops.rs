@@ -267,8 +267,9 @@ fn conv2d_half(c: &mut Criterion) {
             );
         }
         // The backward pass's two products (same flops each), float32 beside mixed's choice on this device
-        // (`mixed::gpu_backward_weight`, `gpu_backward_input`: unfolded where the forward is, stride 1 for
-        // the input gradient), on the rounded operands a mixed backward reads.
+        // (`mixed::gpu_backward_weight`, `gpu_backward_input`: unfolded where the forward is, the input
+        // gradient phase by phase when its stride phases are square), on the rounded operands a mixed
+        // backward reads.
         let dy = Tensor::rand_uniform(&ys, -1.0, 1.0, 8, Device::Gpu).rounded_to_half();
         let (hx, hw) = (x.clone().rounded_to_half(), w.clone().rounded_to_half());
         let (gdy, ghx, ghw) = (
