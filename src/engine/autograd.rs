@@ -39,27 +39,13 @@ pub fn is_grad_enabled() -> bool {
 /// Runs `f` with recording on (a recomputation inside a backward pass, `engine::recompute`). Restores the
 /// previous state afterwards, also on panic.
 pub fn with_grad<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            GRAD_ENABLED.with(|g| g.set(self.0));
-        }
-    }
-    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(true)));
-    f()
+    crate::engine::scoped::with_set(&GRAD_ENABLED, true, f)
 }
 
 /// Runs `f` without recording (evaluation, optimizer steps). Restores the previous state afterwards, also on
 /// panic.
 pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            GRAD_ENABLED.with(|g| g.set(self.0));
-        }
-    }
-    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(false)));
-    f()
+    crate::engine::scoped::with_set(&GRAD_ENABLED, false, f)
 }
 
 // ---- Recording ----

@@ -190,15 +190,8 @@ thread_local! {
 
 /// Runs `f` with the per-dimension workgroup limit forced down to `max` on this thread (tests of the fold).
 pub fn with_max_workgroups<R>(max: u32, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<u32>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            FORCED_MAX.with(|m| m.set(self.0));
-        }
-    }
     assert!(max >= 1, "with_max_workgroups: max must be at least 1");
-    let _r = Restore(FORCED_MAX.with(|m| m.replace(Some(max))));
-    f()
+    crate::engine::scoped::with_set(&FORCED_MAX, Some(max), f)
 }
 
 /// The per-dimension limit in force on this thread.

@@ -9,7 +9,8 @@
 //! - [`storage`] and [`tensor`]: a tensor is a shape plus storage on one [`Device`].
 //! - [`ops`]: one file per op (forward + backward, CPU + GPU); [`autograd`]: the tape and `backward()`.
 //! - [`precision`]: `--precision fp32|mixed` (saved activations in half precision under mixed);
-//!   [`recompute`]: recomputing cheap layers in the backward pass instead of saving them.
+//!   [`recompute`]: recomputing cheap layers in the backward pass instead of saving them; [`scoped`]: the
+//!   per-thread settings they and autograd set for a scope.
 //! - [`testing`]: tolerances, gradcheck, GPU skip (test support, public for `tests/` and benches);
 //!   [`decisions`]: the recorder of ReLU / max decisions within float32 noise, and their flips (diagnostics
 //!   of parity failures, off unless a test turns it on).
@@ -31,6 +32,7 @@ pub mod profile;
 pub mod real;
 pub mod recompute;
 pub mod rng;
+pub mod scoped;
 pub mod self_test;
 pub mod shape;
 pub mod storage;

@@ -199,14 +199,7 @@ pub fn precision() -> Precision {
 
 /// Runs `f` with `p` in force on this thread; restores the previous mode afterwards, also on panic.
 pub fn with_precision<R>(p: Precision, f: impl FnOnce() -> R) -> R {
-    struct Restore(Precision);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            MODE.with(|m| m.set(self.0));
-        }
-    }
-    let _restore = Restore(MODE.with(|m| m.replace(p)));
-    f()
+    crate::engine::scoped::with_set(&MODE, p, f)
 }
 
 #[cfg(test)]

@@ -99,14 +99,7 @@ pub fn gradient_checkpointing() -> bool {
 /// Runs `f` with gradient checkpointing `on` for this thread; restores the previous setting afterwards, also
 /// on panic.
 pub fn with_gradient_checkpointing<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            CHECKPOINTING.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(CHECKPOINTING.with(|c| c.replace(on)));
-    f()
+    crate::engine::scoped::with_set(&CHECKPOINTING, on, f)
 }
 
 /// The values of saved inputs, detached.

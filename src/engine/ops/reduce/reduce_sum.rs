@@ -176,15 +176,8 @@ thread_local! {
 /// Runs `f` with the slice length of [`ChannelSlices`] forced to `rows` on this thread (tests: two or three
 /// slices, hence both passes, on tiny tensors).
 pub fn with_slice_rows<R>(rows: usize, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<usize>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            FORCED_SLICE_ROWS.with(|r| r.set(self.0));
-        }
-    }
     assert!(rows >= 1, "with_slice_rows: rows must be at least 1");
-    let _r = Restore(FORCED_SLICE_ROWS.with(|r| r.replace(Some(rows))));
-    f()
+    crate::engine::scoped::with_set(&FORCED_SLICE_ROWS, Some(rows), f)
 }
 
 // ---- Autograd ----
