@@ -318,7 +318,7 @@ fn forward_in_chunks(
 /// same computation). The padded input's gradient is, for each stride phase (`gpu::phases`: one at stride
 /// 1), a stride-1 convolution of dy by the phase's taps of the weight flipped and transposed,
 /// `w̃[c, o, m, l] = w[o, c, py + s·(T - 1 - m), px + s·(T - 1 - l)]`, zero padding T - 1: mixed's own forward
-/// ([`forward_in_chunks`]: the unfolded product when the input has [`MIN_CO`] channels or more), written
+/// ([`gpu_forward`]'s paths: the unfolded product when the input has [`MIN_CO`] channels or more), written
 /// into the phase's rows and columns (`copy_strided.wgsl`; at stride 1 the phase is the whole). That needs
 /// square phases (T × T taps: U-TAE's 4 × 4 stride-2 layers, every square stride-1 kernel) and a stride no
 /// larger than the kernel (the phases then cover every position); other shapes, and the float32 path, take
