@@ -137,15 +137,11 @@ pub fn gpu_backward(
         // Each kept buffer is read once: zr and comb by both fused launches, unpacked once for both; under
         // gradient checkpointing zr, comb2 and a are made again from comb, as the forward made them.
         let comb_s = tr.combs[s].get();
-        let (zr_s, comb2_s, act_s) = match &tr.inner {
-            Some(k) => (k.zrs[s].get(), k.comb2s[s].get(), k.acts[s].get()),
+        let (zr_s, act_s, comb2_made) = match &tr.inner {
+            Some(k) => (k.zrs[s].get(), k.acts[s].get(), None),
             None => {
                 let (zr, comb2, a) = gpu_step(&comb_s, &wt, d);
-                (
-                    F32View::Unpacked(zr),
-                    F32View::Unpacked(comb2),
-                    F32View::Unpacked(a),
-                )
+                (F32View::Unpacked(zr), F32View::Unpacked(a), Some(comb2))
             }
         };
         let bufs = [
@@ -161,6 +157,11 @@ pub fn gpu_backward(
         CONV_GRU_UPDATE_BACKWARD.dispatch(gpu, &bufs, &prm, Grid::threads(d.b * (c1 + d.hd) * p));
         drop(act_s);
         let dcomb2 = conv2d::gpu_backward_input(&da, gw_out, &go);
+        // [x_s, r ⊙ h_s]: made above, or unpacked now, for out_conv's weight gradient only.
+        let comb2_s = match comb2_made {
+            Some(c) => F32View::Unpacked(c),
+            None => tr.inner.as_ref().expect("kept unless made again").comb2s[s].get(),
+        };
         acc(
             2,
             Tensor::from_storage(
