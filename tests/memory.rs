@@ -76,7 +76,9 @@ fn a_budget_plans_micro_batches_or_refuses_clearly() {
     let a = train("tiny", "1kB");
     let err = sitsgpu_err(&refs(&a));
     assert!(
-        err.contains("one training sample needs about") && err.contains("--max_memory"),
+        err.contains("one training sample needs about")
+            && err.contains("--max_memory")
+            && err.contains("--precision mixed"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");

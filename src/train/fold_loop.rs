@@ -247,6 +247,7 @@ fn plan_micro_batch<T: FoldTask>(
         budget.clone(),
         memory::max_binding(gpu),
         task.min_micro(),
+        &memory::training_hint(o.precision, o.gradient_checkpointing),
         |n| {
             gpu.synchronize();
             gpu.pool.reset_peak();

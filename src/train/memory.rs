@@ -191,15 +191,45 @@ const MARGIN_PERCENT: u64 = 40;
 /// The micro-batch size for `batch` samples under `budget`, from `probe(n)` = what a forward + backward of
 /// `n` samples measured (module doc). `max_binding` is the adapter's largest storage binding: a micro-batch
 /// whose largest tensor would not fit one is split further. The probe reports a tensor over it as
-/// [`Error::TensorTooLarge`] (`engine::error::catch_too_large`). An error when one sample does not fit.
+/// [`Error::TensorTooLarge`] (`engine::error::catch_too_large`). An error when one sample does not fit,
+/// ending with `hint` (what else would make a sample smaller: [`training_hint`], from the fold loop).
 pub fn plan(
     batch: usize,
     budget: Budget,
     max_binding: u64,
     min: usize,
+    hint: &str,
     probe: impl FnMut(usize) -> Result<Measured>,
 ) -> Result<Plan> {
-    plan_for(batch, budget, max_binding, min, "training sample", probe)
+    plan_for(
+        batch,
+        budget,
+        max_binding,
+        min,
+        "training sample",
+        hint,
+        probe,
+    )
+}
+
+/// What the training flags can still do for a sample that does not fit: `--precision mixed` (the saved
+/// activations in half precision) unless it is on, `--gradient_checkpointing` (the recurrent baselines'
+/// gates) unless it is on; empty when both are.
+pub fn training_hint(precision: crate::engine::Precision, checkpointing: bool) -> String {
+    let mut tries = Vec::new();
+    if precision == crate::engine::Precision::Fp32 {
+        tries.push("--precision mixed (saved activations in half precision)");
+    }
+    if !checkpointing {
+        tries.push(
+            "--gradient_checkpointing (ConvLSTM, ConvGRU, FPN-ConvLSTM: a third of the memory per date)",
+        );
+    }
+    if tries.is_empty() {
+        String::new()
+    } else {
+        format!("; or try {}", tries.join(", or "))
+    }
 }
 
 /// [`plan`] for any measured peak: `what` names one sample's work in the error; `min` is the fewest samples
@@ -211,6 +241,7 @@ fn plan_for(
     max_binding: u64,
     min: usize,
     what: &str,
+    hint: &str,
     mut probe: impl FnMut(usize) -> Result<Measured>,
 ) -> Result<Plan> {
     let lo = min.clamp(1, batch.max(1));
@@ -222,7 +253,7 @@ fn plan_for(
     let m1 = probe(lo).map_err(|e| match e {
         Error::TensorTooLarge(t) => Error::Invalid(format!(
             "{fewest} does not fit this adapter: {t}. HINT: use fewer dates per sample or smaller patches, \
-             or the CPU (--cpu)"
+             or the CPU (--cpu){hint}"
         )),
         e => e,
     })?;
@@ -254,7 +285,7 @@ fn plan_for(
         return Err(Error::Invalid(format!(
             "{fewest} needs about {} of GPU memory, more than the budget of {} ({}); \
              raise --max_memory if the GPU has more free memory, otherwise use fewer dates or smaller \
-             patches, or the CPU (--cpu)",
+             patches, or the CPU (--cpu){hint}",
             human(estimate(lo)),
             human(budget.bytes),
             budget.source
@@ -336,7 +367,7 @@ pub fn inference_parts(
     };
     let gpu = Gpu::get()?;
     let what = "sample's forward pass";
-    let p = plan_for(batch, budget, max_binding(gpu), 1, what, |n| {
+    let p = plan_for(batch, budget, max_binding(gpu), 1, what, "", |n| {
         gpu.synchronize();
         gpu.pool.reset_peak();
         catch_too_large(|| crate::engine::no_grad(|| forward(n)))?;
@@ -408,17 +439,31 @@ mod tests {
     #[test]
     fn plans_the_largest_micro_batch_that_fits() {
         let probe = linear(10);
-        let p = plan(8, budget(500), 1000, 1, probe).unwrap();
+        let p = plan(8, budget(500), 1000, 1, "", probe).unwrap();
         assert_eq!((p.micro, p.peak, p.batch_peak), (5, 490, 700));
         assert_eq!(p.binding, None);
         assert!(p.line(8).contains("micro-batches of 5 samples"));
-        let whole = plan(4, budget(500), 1000, 1, probe).unwrap();
+        let whole = plan(4, budget(500), 1000, 1, "", probe).unwrap();
         assert_eq!(whole.micro, 4);
         assert!(whole.line(4).contains("no micro-batches"));
-        let err = plan(4, budget(100), 1000, 1, probe)
+        let err = plan(4, budget(100), 1000, 1, "", probe)
             .unwrap_err()
             .to_string();
         assert!(err.contains("one training sample needs about"), "{err}");
+        // The training flags that would shrink a sample are named, those already on are not.
+        let hint = training_hint(crate::engine::Precision::Fp32, false);
+        let err = plan(4, budget(100), 1000, 1, &hint, probe)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with(&hint)
+                && err.contains("--precision mixed")
+                && err.contains("--gradient_checkpointing"),
+            "{err}"
+        );
+        let hint = training_hint(crate::engine::Precision::Mixed, false);
+        assert!(!hint.contains("--precision") && hint.contains("--gradient_checkpointing"));
+        assert_eq!(training_hint(crate::engine::Precision::Mixed, true), "");
     }
 
     /// A model that trains on 2 samples at the least (a train-mode BatchNorm over the samples): the probes
@@ -431,16 +476,16 @@ mod tests {
             seen.borrow_mut().push(n);
             linear(10)(n)
         };
-        let p = plan(8, budget(500), 1000, 2, probe).unwrap();
+        let p = plan(8, budget(500), 1000, 2, "", probe).unwrap();
         assert_eq!(*seen.borrow(), vec![2, 3]);
         assert_eq!((p.micro, p.peak, p.batch_peak), (5, 490, 700));
         // 2 samples need 280 with the margin: a budget of 250 is an error naming the 2.
-        let err = plan(8, budget(250), 1000, 2, linear(10))
+        let err = plan(8, budget(250), 1000, 2, "", linear(10))
             .unwrap_err()
             .to_string();
         assert!(err.contains("2 training samples (the fewest"), "{err}");
         // A binding of 15 bytes takes one sample's largest tensor (10) but the model needs 2: still 2.
-        let p = plan(8, budget(1 << 20), 15, 2, linear(10)).unwrap();
+        let p = plan(8, budget(1 << 20), 15, 2, "", linear(10)).unwrap();
         assert_eq!(p.micro, 2);
     }
 
@@ -457,7 +502,7 @@ mod tests {
     #[test]
     fn the_largest_tensor_stays_within_the_binding() {
         let probe = linear(30);
-        let p = plan(8, budget(1 << 20), 100, 1, probe).unwrap();
+        let p = plan(8, budget(1 << 20), 100, 1, "", probe).unwrap();
         assert_eq!((p.micro, p.binding), (3, Some((30, 100))));
         let line = p.line(8);
         assert!(
@@ -466,7 +511,7 @@ mod tests {
             "{line}"
         );
         // The budget binds first: no binding note.
-        let p = plan(8, budget(300), 100, 1, probe).unwrap();
+        let p = plan(8, budget(300), 100, 1, "", probe).unwrap();
         assert_eq!((p.micro, p.binding), (2, None));
     }
 
@@ -484,10 +529,10 @@ mod tests {
                 Err(too_large())
             }
         };
-        let p = plan(4, budget(1 << 20), 100, 1, probe).unwrap();
+        let p = plan(4, budget(1 << 20), 100, 1, "", probe).unwrap();
         assert_eq!((p.micro, p.peak, p.batch_peak), (1, 140, 560));
         assert!(p.binding.is_some());
-        let err = plan(4, budget(1 << 20), 100, 1, |_| Err(too_large()))
+        let err = plan(4, budget(1 << 20), 100, 1, "", |_| Err(too_large()))
             .unwrap_err()
             .to_string();
         assert!(
@@ -497,7 +542,7 @@ mod tests {
             "{err}"
         );
         // Any other probe error is passed on unchanged.
-        let other = plan(4, budget(1 << 20), 100, 1, |_| {
+        let other = plan(4, budget(1 << 20), 100, 1, "", |_| {
             Err(Error::Invalid("x".into()))
         });
         assert_eq!(other.unwrap_err().to_string(), "x");
