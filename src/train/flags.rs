@@ -171,8 +171,9 @@ pub struct TrainArgs {
     pub precision: Precision,
     /// Recompute the recurrent baselines' gate convolutions (ConvLSTM, ConvGRU, and the ConvLSTM of
     /// FPN-ConvLSTM, U-ConvLSTM, BU-ConvLSTM) in the backward pass instead of keeping them: the same
-    /// numbers, about a third of their memory per date, about a third more of their convolution work
-    /// (PyTorch's torch.utils.checkpoint, applied to the gates). Other models keep what they keep.
+    /// numbers; ConvLSTM and ConvGRU keep about a third of their memory per date (FPN-ConvLSTM 70 %), for
+    /// about a third more of their convolution work (PyTorch's torch.utils.checkpoint, applied to the
+    /// gates). Other models keep what they keep.
     #[arg(
         long = "gradient_checkpointing",
         visible_alias = "gradient-checkpointing"

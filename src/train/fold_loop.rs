@@ -312,8 +312,9 @@ pub fn run_folds<T: FoldTask>(task: &T) -> Result<Vec<(usize, T::Test)>> {
         println!(
             "gradient checkpointing: on (the recurrent baselines' gate convolutions — ConvLSTM, ConvGRU, and \
              the ConvLSTM inside FPN-ConvLSTM, U-ConvLSTM and BU-ConvLSTM — run again in the backward pass \
-             instead of being kept: the same numbers, a third of those layers' memory, about a third more of \
-             their convolution work; other layers are unchanged)"
+             instead of being kept: the same numbers, less of those layers' memory per date — a third for \
+             ConvLSTM and ConvGRU — for about a third more of their convolution work; other layers are \
+             unchanged)"
         );
     }
     let mut results = Vec::new();

@@ -222,7 +222,8 @@ pub fn training_hint(precision: crate::engine::Precision, checkpointing: bool) -
     }
     if !checkpointing {
         tries.push(
-            "--gradient_checkpointing (ConvLSTM, ConvGRU, FPN-ConvLSTM: a third of the memory per date)",
+            "--gradient_checkpointing (the recurrent baselines: ConvLSTM and ConvGRU keep a third of their \
+             memory per date)",
         );
     }
     if tries.is_empty() {
