@@ -92,6 +92,12 @@ pub fn gpu_forward(
     (Trace { combs, inner }, comb)
 }
 
+/// Where a backward step's [x_s, r ⊙ h_s] comes from: the trace, or made again with zr (checkpointing).
+enum Comb2<'a> {
+    Kept(&'a KeptGpu),
+    Made(GpuStorage),
+}
+
 /// Backpropagation through time on the GPU from dh_T → [dx, dW_in, db_in, dW_out, db_out]; `weights` are
 /// in_conv's weight and bias, out_conv's (the biases read only to recompute: gradient checkpointing).
 pub fn gpu_backward(
@@ -137,11 +143,15 @@ pub fn gpu_backward(
         // Each kept buffer is read once: zr and comb by both fused launches, unpacked once for both; under
         // gradient checkpointing zr, comb2 and a are made again from comb, as the forward made them.
         let comb_s = tr.combs[s].get();
-        let (zr_s, act_s, comb2_made) = match &tr.inner {
-            Some(k) => (k.zrs[s].get(), k.acts[s].get(), None),
+        let (zr_s, act_s, comb2_src) = match &tr.inner {
+            Some(k) => (k.zrs[s].get(), k.acts[s].get(), Comb2::Kept(&k.comb2s[s])),
             None => {
                 let (zr, comb2, a) = gpu_step(&comb_s, &wt, d);
-                (F32View::Unpacked(zr), F32View::Unpacked(a), Some(comb2))
+                (
+                    F32View::Unpacked(zr),
+                    F32View::Unpacked(a),
+                    Comb2::Made(comb2),
+                )
             }
         };
         let bufs = [
@@ -158,9 +168,9 @@ pub fn gpu_backward(
         drop(act_s);
         let dcomb2 = conv2d::gpu_backward_input(&da, gw_out, &go);
         // [x_s, r ⊙ h_s]: made above, or unpacked now, for out_conv's weight gradient only.
-        let comb2_s = match comb2_made {
-            Some(c) => F32View::Unpacked(c),
-            None => tr.inner.as_ref().expect("kept unless made again").comb2s[s].get(),
+        let comb2_s = match comb2_src {
+            Comb2::Kept(k) => k.get(),
+            Comb2::Made(c) => F32View::Unpacked(c),
         };
         acc(
             2,
