@@ -83,10 +83,13 @@ impl Precision {
 /// (`engine::ops::linalg::half_matmul`, whose `path` decides it once per device).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HalfPath {
-    /// `half_matmul_coop.wgsl`, `per_wg` 64 × 64 blocks a workgroup (64 / the largest subgroup size).
+    /// `half_matmul_coop.wgsl` (16 × 16 tiles, 64 × 64 blocks) or `half_matmul_coop8.wgsl` (8 × 8 tiles,
+    /// 32 × 32 blocks), `per_wg` blocks a workgroup (64 / the largest subgroup size).
     Cooperative {
         /// Blocks per workgroup of 64 invocations.
         per_wg: u32,
+        /// The cooperative tile's edge: 16 or 8.
+        tile: u32,
     },
     /// `half_matmul.wgsl`.
     F16Tiles,
@@ -97,6 +100,9 @@ pub enum HalfPath {
 impl fmt::Display for HalfPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            HalfPath::Cooperative { tile: 8, .. } => {
+                f.write_str("cooperative matrices (8×8×8 f16 × f16 → f32, half_matmul_coop8.wgsl)")
+            }
             HalfPath::Cooperative { .. } => f.write_str(
                 "cooperative matrices (16×16×16 f16 × f16 → f32, half_matmul_coop.wgsl)",
             ),
@@ -115,8 +121,11 @@ pub struct HalfFeatures {
     /// `SHADER_F16` was requested: WGSL `enable f16;` (f16 storage and arithmetic).
     pub f16: bool,
     /// The adapter offers `EXPERIMENTAL_COOPERATIVE_MATRIX`, `SUBGROUP` and `SHADER_F16`, and lists a
-    /// 16 × 16 × 16 f16 × f16 → f32 configuration.
+    /// 16 × 16 × 16 or an 8 × 8 × 8 f16 × f16 → f32 configuration.
     pub coop_offered: bool,
+    /// The edge of the cooperative tile the products use: 16 where the adapter lists it (NVIDIA, AMD), else
+    /// 8 (Apple's simdgroup matrices, lavapipe); 0 when none is offered.
+    pub coop_tile: u32,
     /// ... and the user turned it on (`SITSGPU_COOPERATIVE_MATRIX=1`), so the device was created with them.
     pub coop_enabled: bool,
     /// The adapter's largest subgroup size (how many 64 × 64 blocks a workgroup of 64 takes).
@@ -134,16 +143,25 @@ impl HalfFeatures {
         } else {
             Vec::new()
         };
-        let listed = configs.iter().any(|c| {
-            (c.m_size, c.n_size, c.k_size) == (16, 16, 16)
-                && c.ab_type == S::F16
-                && c.cr_type == S::F32
-        });
-        let coop_offered = listed
+        let listed = |edge: u32| {
+            configs.iter().any(|c| {
+                (c.m_size, c.n_size, c.k_size) == (edge, edge, edge)
+                    && c.ab_type == S::F16
+                    && c.cr_type == S::F32
+            })
+        };
+        let tile = [16, 8].into_iter().find(|&e| listed(e)).unwrap_or(0);
+        let tile = if tile == 0 {
+            0
+        } else {
+            tile_override().unwrap_or(tile)
+        };
+        let coop_offered = tile != 0
             && features.contains(F::SUBGROUP | F::SHADER_F16 | F::EXPERIMENTAL_COOPERATIVE_MATRIX);
         HalfFeatures {
             f16: features.contains(F::SHADER_F16),
             coop_offered,
+            coop_tile: if coop_offered { tile } else { 0 },
             coop_enabled: coop_offered
                 && std::env::var("SITSGPU_COOPERATIVE_MATRIX").is_ok_and(|v| v == "1"),
             subgroup_max: adapter.get_info().subgroup_max_size,
@@ -170,6 +188,22 @@ impl HalfFeatures {
             f |= F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX;
         }
         f
+    }
+}
+
+/// `SITSGPU_COOPERATIVE_TILE=16` or `8`: the cooperative kernel to use whatever the adapter lists, for
+/// testing a kernel on an adapter that does not list its size (lavapipe lists 8 × 8 × 8 and runs the
+/// 16 × 16 kernel too, which the Vulkan specification does not promise: `.ci/coop-lavapipe`). Unset on a
+/// real GPU. Another value is ignored, with a warning.
+fn tile_override() -> Option<u32> {
+    let v = std::env::var("SITSGPU_COOPERATIVE_TILE").ok()?;
+    match v.trim() {
+        "16" => Some(16),
+        "8" => Some(8),
+        other => {
+            eprintln!("sitsgpu: SITSGPU_COOPERATIVE_TILE={other:?} is not 16 or 8; ignored");
+            None
+        }
     }
 }
 

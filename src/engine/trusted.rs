@@ -40,9 +40,10 @@
 //!   `kk = e % 16`; `nn = e % 64`, `kb = e / 64 < 16`). Its storage loads have no bounds test: the operands
 //!   are padded to the tiles by their launcher (`half_matmul::gpu_forward_on` allocates batch · M_p · K_p and
 //!   K_p · N_p halves and every index is below those), the stores test M and N.
-//! - `half_matmul_coop.wgsl` holds no workgroup memory. Its cooperative loads and stores read 16 × 16 tiles at
-//!   rows < M_p (or K_p) and columns < K_p (or N_p) of the padded operands and output its launcher allocates,
-//!   so they stay in bounds without tests (a cooperative operation cannot be made conditional: it must stay in
+//! - `half_matmul_coop.wgsl` and `half_matmul_coop8.wgsl` hold no workgroup memory. Their cooperative loads
+//!   and stores read 16 × 16 (8 × 8) tiles at rows < M_p (or K_p) and columns < K_p (or N_p) of the padded
+//!   operands and output their launcher allocates (M_p, N_p multiples of 64, K_p of 16, so whole tiles), so
+//!   they stay in bounds without tests (a cooperative operation cannot be made conditional: it must stay in
 //!   uniform control flow).
 //! - `conv2d.wgsl` — `tile_w`: 256, `tile_x`: 512 vec4. Barriers: early return on `wg ≥ tiles_o · tiles_p`;
 //!   loops over the `kH · kW` taps and over `C_in` in steps of 16 (`Params`). Indices: `tile_x[kk · 32 +
@@ -104,13 +105,15 @@ pub fn create_module(device: &wgpu::Device, label: &str, source: &str) -> wgpu::
 ///
 /// Not measured yet on a GPU (no device was lent when it was written), so off by default as this module's
 /// policy asks of an unmeasured gain; `benches/device/run.sh` turns it on and measures it beside the f16
-/// tiles. The kernel is checked against the CPU reference on the device before its first use
+/// tiles. Both kernels run in CI on Mesa's lavapipe, whose cooperative matrices emulate the matrix units on
+/// the CPU (`.ci/coop-lavapipe`). The kernel is checked against the CPU reference on the device before its first use
 /// (`half_matmul::path_self_test`), and falls back to the f16 tiles if it disagrees.
 pub fn experimental_features(cooperative_matrix: bool) -> wgpu::ExperimentalFeatures {
     if cooperative_matrix {
         // SAFETY: wgpu warns that its experimental features may contain bugs that are undefined behaviour
-        // when used incorrectly. We use one (cooperative matrices) in one kernel, half_matmul_coop.wgsl,
-        // whose every load and store stays inside the padded operands and output its launcher allocates
+        // when used incorrectly. We use one (cooperative matrices) in two kernels, half_matmul_coop.wgsl
+        // and half_matmul_coop8.wgsl (the same product on 16 × 16 or 8 × 8 tiles), whose every load and
+        // store stays inside the padded operands and output their launcher allocates
         // (half_matmul::gpu_forward_on), in uniform control flow (naga checks it), and whose results are
         // compared with the CPU reference before use.
         unsafe { wgpu::ExperimentalFeatures::enabled() }

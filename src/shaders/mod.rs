@@ -157,6 +157,12 @@ wgsl!(
     "half_matmul_coop",
     Needs::CooperativeMatrix
 );
+wgsl!(
+    HALF_MATMUL_COOP8,
+    "linalg",
+    "half_matmul_coop8",
+    Needs::CooperativeMatrix
+);
 wgsl!(HALF_PACK_OPERAND, "linalg", "half_pack_operand");
 wgsl!(HALF_IM2COL, "conv", "half_im2col");
 wgsl!(MATMUL, "linalg", "matmul");
@@ -270,6 +276,7 @@ pub const ALL: &[Wgsl] = &[
     MASKED_POOL_BACKWARD,
     HALF_MATMUL,
     HALF_MATMUL_COOP,
+    HALF_MATMUL_COOP8,
     HALF_PACK_OPERAND,
     HALF_IM2COL,
     MATMUL,

@@ -10,8 +10,9 @@
 //! Three paths, chosen once per device ([`path`], printed by `sitsgpu info` and `sitsgpu profile`):
 //! 1. **Cooperative matrices** (`half_matmul_coop.wgsl`): the matrix units (NVIDIA tensor cores, AMD WMMA)
 //!    through wgpu's experimental `EXPERIMENTAL_COOPERATIVE_MATRIX`, where the adapter lists a 16 × 16 × 16
-//!    f16 × f16 → f32 configuration and the user turned it on (`SITSGPU_COOPERATIVE_MATRIX=1`: wgpu marks
-//!    the feature as possibly unsound, `engine::trusted`). The device checks it against the CPU reference
+//!    f16 × f16 → f32 configuration, or `half_matmul_coop8.wgsl` where it lists only 8 × 8 × 8 (Apple's
+//!    simdgroup matrices; Mesa's lavapipe since about 25.1, which runs it on the CPU), and the user turned
+//!    it on (`SITSGPU_COOPERATIVE_MATRIX=1`: wgpu marks the feature as possibly unsound, `engine::trusted`). The device checks it against the CPU reference
 //!    on a product with every edge case of the padding before using it ([`path_self_test`]); a wrong answer
 //!    turns the path off and says so.
 //! 2. **f16 tiles** (`half_matmul.wgsl`): adapters with `SHADER_F16` — half the operand bytes of the float32
@@ -72,8 +73,16 @@ pub const HALF_MATMUL_COOP: Kernel =
 /// `half_pack_operand.wgsl`: an operand rounded, untransposed and zero-padded.
 pub const HALF_PACK_OPERAND: Kernel =
     Kernel::new::<PackParams>(&shaders::HALF_PACK_OPERAND, "half_pack_operand", 3);
+/// `half_matmul_coop8.wgsl`: 64 × 64 blocks of C as 32 × 32 blocks of cooperative 8 × 8 tiles.
+pub const HALF_MATMUL_COOP8: Kernel =
+    Kernel::new::<Params>(&shaders::HALF_MATMUL_COOP8, "half_matmul_coop8", 4).with_wg(64);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[HALF_MATMUL, HALF_MATMUL_COOP, HALF_PACK_OPERAND];
+pub const KERNELS: &[Kernel] = &[
+    HALF_MATMUL,
+    HALF_MATMUL_COOP,
+    HALF_MATMUL_COOP8,
+    HALF_PACK_OPERAND,
+];
 
 /// Rows and columns of C are padded to this (the tile of both padded kernels).
 pub const BLOCK: usize = 64;
@@ -107,7 +116,7 @@ pub fn path(gpu: &'static Gpu) -> HalfPath {
 pub fn coop_note(gpu: &'static Gpu) -> String {
     let h = &gpu.half;
     if !h.coop_offered {
-        return "cooperative matrices: not offered (no 16×16×16 f16 × f16 → f32 configuration)"
+        return "cooperative matrices: not offered (no 16×16×16 or 8×8×8 f16 × f16 → f32 configuration)"
             .into();
     }
     if !h.coop_enabled {
@@ -116,7 +125,9 @@ pub fn coop_note(gpu: &'static Gpu) -> String {
             .into();
     }
     match path(gpu) {
-        HalfPath::Cooperative { .. } => "cooperative matrices: on (self-test ok)".into(),
+        HalfPath::Cooperative { tile, .. } => {
+            format!("cooperative matrices: on, {tile}×{tile} tiles (self-test ok)")
+        }
         _ => "cooperative matrices: on but their self-test FAILED against the CPU: not used".into(),
     }
 }
@@ -130,6 +141,7 @@ fn decide(gpu: &'static Gpu) -> HalfPath {
     if gpu.half.coop_enabled {
         let coop = HalfPath::Cooperative {
             per_wg: (BLOCK as u32 / gpu.half.subgroup_max.max(1)).max(1),
+            tile: gpu.half.coop_tile,
         };
         if path_self_test(gpu, coop) {
             return coop;
@@ -390,7 +402,6 @@ pub fn gpu_packed_product(
     );
     let gpu = pa.gpu;
     let (m_p, k_p, n_p) = padded(m, k, n);
-    let blocks = batch * (m_p / BLOCK) * (n_p / BLOCK);
     let mut params = Params {
         m: m as u32,
         n: n as u32,
@@ -417,14 +428,20 @@ pub fn gpu_packed_product(
             .bytes(2 * (a_batches * m_p * k_p + b_batches * k_p * n_p) + 4 * batch * m * n)
             .loop_len(k_p)
     };
-    // The cooperative kernel stores whole 16 × 16 tiles: it writes C_p (batch, M_p, N_p), cropped below when
-    // padded; the f16 tiles store C (batch, M, N) directly.
+    // The cooperative kernels store whole tiles: they write C_p (batch, M_p, N_p), cropped below when
+    // padded; a subgroup takes a block of 4 × 4 tiles. The f16 tiles store C (batch, M, N) directly.
+    let blocks = |edge: usize| batch * (m_p / edge) * (n_p / edge);
     let (kernel, groups, out_rows, out_cols) = match path {
-        HalfPath::Cooperative { per_wg } => {
+        HalfPath::Cooperative { per_wg, tile } => {
             params.per_wg = per_wg;
-            (HALF_MATMUL_COOP, blocks.div_ceil(per_wg as usize), m_p, n_p)
+            let (kernel, edge) = if tile == 8 {
+                (HALF_MATMUL_COOP8, 32)
+            } else {
+                (HALF_MATMUL_COOP, BLOCK)
+            };
+            (kernel, blocks(edge).div_ceil(per_wg as usize), m_p, n_p)
         }
-        _ => (HALF_MATMUL, blocks, m, n),
+        _ => (HALF_MATMUL, blocks(BLOCK), m, n),
     };
     let c = GpuStorage::alloc(gpu, batch * out_rows * out_cols, kernel.entry);
     kernel.dispatch(
@@ -471,8 +488,9 @@ mod tests {
 
     /// Every path this adapter can run, on products with ragged edges, a batch, a shared operand and
     /// transposed operands: the packed operands equal the CPU's words, and C equals the CPU reference up to
-    /// the order of the sums. On lavapipe that is the f16 tiles and rounded float32; the cooperative path
-    /// runs where the adapter has it and `SITSGPU_COOPERATIVE_MATRIX=1` (a lent GPU: benches/device/).
+    /// the order of the sums. On Debian 12's lavapipe that is the f16 tiles and rounded float32; the
+    /// cooperative path runs where the adapter has it and `SITSGPU_COOPERATIVE_MATRIX=1` (Mesa ≥ 25.1's
+    /// lavapipe: `.ci/coop-lavapipe`; a lent GPU: benches/device/), and must then have passed its self-test.
     #[test]
     fn gpu_paths_match_the_cpu_reference() {
         let Some(gpu) = crate::engine::testing::gpu_or_skip("half-precision products") else {
@@ -483,6 +501,8 @@ mod tests {
             eprintln!("half-precision products: SHADER_F16 not offered: f16 tiles not tested here");
         }
         if !matches!(path(gpu), HalfPath::Cooperative { .. }) {
+            // Offered and turned on, the cooperative path must pass its self-test (.ci/coop-lavapipe).
+            assert!(!gpu.half.coop_enabled, "{}", coop_note(gpu));
             eprintln!("half-precision products: {}", coop_note(gpu));
         }
         let cases = [
