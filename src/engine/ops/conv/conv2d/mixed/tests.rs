@@ -100,15 +100,18 @@ fn gpu_paths_match_the_cpu_reference() {
         let tw = Tensor::from_vec(w.clone(), &[w.len()], Device::Gpu);
         let tb = Tensor::from_vec(b.clone(), &[b.len()], Device::Gpu);
         let gx = tx.gpu_storage("test");
-        for frame0 in 0..g.n {
-            let words = Storage::Gpu(gpu_im2col(gx, &g, frame0, 1));
+        // One image a chunk, then the whole batch in one chunk.
+        let chunks = (0..g.n).map(|f| (f, 1)).chain([(0, g.n)]);
+        for (frame0, frames) in chunks {
+            let words = Storage::Gpu(gpu_im2col(gx, &g, frame0, frames));
             let (_, _, k_p, p_p) = product_dims(&g);
             let got: Vec<u32> = words
-                .to_vec(k_p * p_p / 2)
+                .to_vec(frames * k_p * p_p / 2)
                 .into_iter()
                 .map(f32::to_bits)
                 .collect();
-            assert_eq!(got, cpu_im2col(&x, &g, frame0, 1), "{g:?} image {frame0}");
+            let want = cpu_im2col(&x, &g, frame0, frames);
+            assert_eq!(got, want, "{g:?} images {frame0}..+{frames}");
         }
         let k = g.ci * g.kh * g.kw;
         let mass: Vec<f32> = cpu_forward(
