@@ -151,10 +151,16 @@ impl HalfFeatures {
             })
         };
         let tile = [16, 8].into_iter().find(|&e| listed(e)).unwrap_or(0);
-        let tile = if tile == 0 {
-            0
-        } else {
-            tile_override().unwrap_or(tile)
+        let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        let tile = match tile_override() {
+            Some(t) if tile != 0 && software => t,
+            Some(_) if tile != 0 => {
+                eprintln!(
+                    "sitsgpu: SITSGPU_COOPERATIVE_TILE is for software adapters (tests); ignored on this GPU"
+                );
+                tile
+            }
+            _ => tile,
         };
         let coop_offered = tile != 0
             && features.contains(F::SUBGROUP | F::SHADER_F16 | F::EXPERIMENTAL_COOPERATIVE_MATRIX);
@@ -193,8 +199,9 @@ impl HalfFeatures {
 
 /// `SITSGPU_COOPERATIVE_TILE=16` or `8`: the cooperative kernel to use whatever the adapter lists, for
 /// testing a kernel on an adapter that does not list its size (lavapipe lists 8 × 8 × 8 and runs the
-/// 16 × 16 kernel too, which the Vulkan specification does not promise: `.ci/coop-lavapipe`). Unset on a
-/// real GPU. Another value is ignored, with a warning.
+/// 16 × 16 kernel too, which the Vulkan specification does not promise: `.ci/coop-lavapipe`). Honoured on
+/// software adapters only (a GPU's driver may reject a size it does not list); another value is ignored,
+/// with a warning.
 fn tile_override() -> Option<u32> {
     let v = std::env::var("SITSGPU_COOPERATIVE_TILE").ok()?;
     match v.trim() {

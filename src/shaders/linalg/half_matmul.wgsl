@@ -5,15 +5,17 @@
 // Math:     C[b, m, n] = Σ_k A[b, m, k] · B[b, k, n] for m < M, n < N, over padded operands: A (batch_a, M_p,
 //           K_p) and B (batch_b, K_p, N_p) as binary16 (half_pack_operand.wgsl: rounded to nearest even, zero
 //           past the logical M × K and K × N), M_p and N_p multiples of 64, K_p of 16; C (batch, M, N)
-//           float32. Each product of two halves is exact in float32; the sum runs over k in increasing order,
-//           as matmul.wgsl's does.
+//           float32, plus bias[m] first when has_bias = 1 (a convolution's bias: conv2d::mixed). Each product
+//           of two halves is exact in float32; the sum runs over k in increasing order, as matmul.wgsl's does.
 // Threads:  one workgroup (16 × 16 = 256 invocations) per 64 × 64 tile of C; invocation (ty, tx) accumulates
 //           rows 4·ty..4·ty+3 × columns 4·tx..4·tx+3 in four vec4 registers. K is walked 16 at a time: the
 //           workgroup widens a 64 × 16 slab of A and a 16 × 64 slab of B to float32 in workgroup memory (4 + 4
 //           loads per invocation, no bounds tests: the operands are padded), then each invocation runs 16
 //           vec4 multiply-adds. Workgroups: batch · M_p/64 · N_p/64, 2-D fold. Workgroup memory 8 KiB.
-// Bindings: 0 a (batch_a · M_p · K_p halves) | 1 b (batch_b · K_p · N_p halves) | 2 c (batch, M, N) |
-//           3 params (uniform)
+// Bindings: 0 a (batch_a · M_p · K_p halves) | 1 b (batch_b · K_p · N_p halves) |
+//           2 c (batch, M, N) from element c_offset on | 3 bias tile (M_p, 16) float32, row m the
+//           bias of row m of C 16 times (half_matmul::gpu_bias_tile; any buffer when has_bias = 0) |
+//           4 params (uniform)
 // CPU reference: engine::ops::linalg::half_matmul::cpu_forward. Needs SHADER_F16 (`enable f16`). fma_step and
 // store_row are matmul.wgsl's (the same text: engine::kernels checks store_row).
 // Backward: none of its own (the backward of a product is two products).
@@ -30,13 +32,16 @@ struct Params {
     a_batch_stride: u32,                   // halves between batches of A (0: one A for every batch)
     b_batch_stride: u32,
     per_wg: u32,                           // blocks per workgroup (64 / largest subgroup size)
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    c_offset: u32,                         // where C starts in its binding (a chunk of a larger output)
+    has_bias: u32,                         // 1: C starts from the bias tile (C[b, m, n] = bias[m] + Σ ...)
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> a: array<f16>;
 @group(0) @binding(1) var<storage, read_write> b: array<f16>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform>             params: Params;
+@group(0) @binding(3) var<storage, read_write> bias: array<f32>;   // (M_p, 16): row m is bias[m] × 16
+@group(0) @binding(4) var<uniform>             params: Params;
 
 var<workgroup> tile_a: array<vec4<f32>, 256>;   // [kk * 16 + mm / 4][mm % 4] = A[m0 + mm, k0 + kk]
 var<workgroup> tile_b: array<vec4<f32>, 256>;   // [kk * 16 + nn / 4][nn % 4] = B[k0 + kk, n0 + nn]
@@ -85,6 +90,14 @@ fn half_matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     acc1 = vec4<f32>(0.0);
     acc2 = vec4<f32>(0.0);
     acc3 = vec4<f32>(0.0);
+    if (params.has_bias == 1u) {
+        // The bias first, then the products: one pass instead of a second one over C.
+        let r = (m0 + 4u * ty) * 16u;
+        acc0 = vec4<f32>(bias[r]);
+        acc1 = vec4<f32>(bias[r + 16u]);
+        acc2 = vec4<f32>(bias[r + 32u]);
+        acc3 = vec4<f32>(bias[r + 48u]);
+    }
     for (var k0 = 0u; k0 < params.k_p; k0 = k0 + TK) {
         for (var q = 0u; q < 4u; q = q + 1u) {
             let e = lid + q * WG;
@@ -103,7 +116,7 @@ fn half_matmul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
         fma_step(12u, ty, tx); fma_step(13u, ty, tx); fma_step(14u, ty, tx); fma_step(15u, ty, tx);
         workgroupBarrier();
     }
-    let base = bt * params.m * params.n;
+    let base = params.c_offset + bt * params.m * params.n;
     let row = m0 + 4u * ty;
     let col = n0 + 4u * tx;
     store_row(base, row, col, acc0);

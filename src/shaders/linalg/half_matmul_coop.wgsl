@@ -6,8 +6,9 @@
 // Math:     C[b, m, n] = Σ_k A[b, m, k] · B[b, k, n] over padded operands: A (batch_a, M_p, K_p) and
 //           B (batch_b, K_p, N_p) as binary16 (half_pack_operand.wgsl: rounded to nearest even, zero past the
 //           logical M × K and K × N), M_p and N_p multiples of 64, K_p of 16; C (batch, M_p, N_p) float32,
-//           whose rows ≥ M and columns ≥ N are zero (the host keeps the M × N window). The products of halves
-//           are exact in float32; the order of the float32 sums inside a 16 × 16 × 16 step is the hardware's.
+//           plus bias[m] first when has_bias = 1 (a convolution's bias: conv2d::mixed); the host keeps the
+//           M × N window. The products of halves are exact in float32; the order of the float32 sums inside a
+//           16 × 16 × 16 step is the hardware's.
 // Threads:  a subgroup computes one 64 × 64 block of C as 4 × 4 accumulators `coop_mat16x16<f32, C>` (named
 //           variables, not an array: registers). K is walked 16 at a time: four 16 × 16 tiles of A and four of
 //           B are loaded from storage (`coopLoadT`: row-major memory; in naga 30 the unsuffixed `coopLoad` is
@@ -18,8 +19,10 @@
 //           recomputes the last block of the workgroup's range instead of returning, because cooperative
 //           operations must stay in uniform control flow. It writes the same values to the same addresses.
 //           Workgroups: ceil(batch · M_p/64 · N_p/64 / per_wg), 2-D fold.
-// Bindings: 0 a (batch_a · M_p · K_p halves) | 1 b (batch_b · K_p · N_p halves) | 2 c (batch, M_p, N_p) |
-//           3 params (uniform)
+// Bindings: 0 a (batch_a · M_p · K_p halves) | 1 b (batch_b · K_p · N_p halves) |
+//           2 c (batch, M_p, N_p) from element c_offset on | 3 bias tile (M_p, 16) float32, row m the
+//           bias of row m of C 16 times (half_matmul::gpu_bias_tile; any buffer when has_bias = 0) |
+//           4 params (uniform)
 // CPU reference: engine::ops::linalg::half_matmul::cpu_forward (the same rounding, then float32 sums).
 // Needs: SHADER_F16, SUBGROUP and EXPERIMENTAL_COOPERATIVE_MATRIX with a 16 × 16 × 16 f16 × f16 → f32
 // configuration; checked against the CPU at device start before it is used (engine::ops::linalg::
@@ -37,13 +40,16 @@ struct Params {
     a_batch_stride: u32,                   // halves between batches of A (0: one A for every batch)
     b_batch_stride: u32,
     per_wg: u32,                           // blocks per workgroup (64 / largest subgroup size)
-    _pad0: u32, _pad1: u32, _pad2: u32,
+    c_offset: u32,                         // where C starts in its binding (a chunk of a larger output)
+    has_bias: u32,                         // 1: C starts from the bias tile (C[b, m, n] = bias[m] + Σ ...)
+    _pad0: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> a: array<f16>;
 @group(0) @binding(1) var<storage, read_write> b: array<f16>;
 @group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform>             params: Params;
+@group(0) @binding(3) var<storage, read_write> bias: array<f32>;   // (M_p, 16): row m is bias[m] × 16
+@group(0) @binding(4) var<uniform>             params: Params;
 
 @compute @workgroup_size(WG)
 fn half_matmul_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -73,6 +79,17 @@ fn half_matmul_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     var c22: coop_mat16x16<f32, C>; var c23: coop_mat16x16<f32, C>;
     var c30: coop_mat16x16<f32, C>; var c31: coop_mat16x16<f32, C>;
     var c32: coop_mat16x16<f32, C>; var c33: coop_mat16x16<f32, C>;
+    if (params.has_bias == 1u) {
+        // The accumulators start from the bias (a uniform branch: params is uniform).
+        let t0 = coopLoadT<coop_mat16x16<f32, C>>(&bias[m0 * 16u], 16u);
+        c00 = t0; c01 = t0; c02 = t0; c03 = t0;
+        let t1 = coopLoadT<coop_mat16x16<f32, C>>(&bias[(m0 + 16u) * 16u], 16u);
+        c10 = t1; c11 = t1; c12 = t1; c13 = t1;
+        let t2 = coopLoadT<coop_mat16x16<f32, C>>(&bias[(m0 + 32u) * 16u], 16u);
+        c20 = t2; c21 = t2; c22 = t2; c23 = t2;
+        let t3 = coopLoadT<coop_mat16x16<f32, C>>(&bias[(m0 + 48u) * 16u], 16u);
+        c30 = t3; c31 = t3; c32 = t3; c33 = t3;
+    }
     for (var k0 = 0u; k0 < ka; k0 = k0 + 16u) {
         let ta0 = coopLoadT<coop_mat16x16<f16, A>>(&a[a0 + k0], ka);
         let ta1 = coopLoadT<coop_mat16x16<f16, A>>(&a[a1 + k0], ka);
@@ -92,7 +109,7 @@ fn half_matmul_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         c30 = coopMultiplyAdd(ta3, tb0, c30); c31 = coopMultiplyAdd(ta3, tb1, c31);
         c32 = coopMultiplyAdd(ta3, tb2, c32); c33 = coopMultiplyAdd(ta3, tb3, c33);
     }
-    let c0 = (bt * params.m_p + m0) * nb + n0;
+    let c0 = params.c_offset + (bt * params.m_p + m0) * nb + n0;
     let c1 = c0 + 16u * nb;
     let c2 = c1 + 16u * nb;
     let c3 = c2 + 16u * nb;

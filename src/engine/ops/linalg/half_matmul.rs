@@ -48,7 +48,9 @@ pub struct Params {
     a_batch_stride: u32,
     b_batch_stride: u32,
     per_wg: u32,
-    _pad: [u32; 3],
+    c_offset: u32,
+    has_bias: u32,
+    _pad: u32,
 }
 
 /// Shader `Params` of half_pack_operand.wgsl.
@@ -66,16 +68,16 @@ pub struct PackParams {
 }
 
 /// `half_matmul.wgsl`: 64 × 64 tiles from f16 operands (needs `SHADER_F16`).
-pub const HALF_MATMUL: Kernel = Kernel::new::<Params>(&shaders::HALF_MATMUL, "half_matmul", 4);
+pub const HALF_MATMUL: Kernel = Kernel::new::<Params>(&shaders::HALF_MATMUL, "half_matmul", 5);
 /// `half_matmul_coop.wgsl`: 64 × 64 blocks of cooperative 16 × 16 tiles, 64 invocations a workgroup.
 pub const HALF_MATMUL_COOP: Kernel =
-    Kernel::new::<Params>(&shaders::HALF_MATMUL_COOP, "half_matmul_coop", 4).with_wg(64);
+    Kernel::new::<Params>(&shaders::HALF_MATMUL_COOP, "half_matmul_coop", 5).with_wg(64);
 /// `half_pack_operand.wgsl`: an operand rounded, untransposed and zero-padded.
 pub const HALF_PACK_OPERAND: Kernel =
     Kernel::new::<PackParams>(&shaders::HALF_PACK_OPERAND, "half_pack_operand", 3);
 /// `half_matmul_coop8.wgsl`: 64 × 64 blocks of C as 32 × 32 blocks of cooperative 8 × 8 tiles.
 pub const HALF_MATMUL_COOP8: Kernel =
-    Kernel::new::<Params>(&shaders::HALF_MATMUL_COOP8, "half_matmul_coop8", 4).with_wg(64);
+    Kernel::new::<Params>(&shaders::HALF_MATMUL_COOP8, "half_matmul_coop8", 5).with_wg(64);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
 pub const KERNELS: &[Kernel] = &[
     HALF_MATMUL,
@@ -156,7 +158,8 @@ fn decide(gpu: &'static Gpu) -> HalfPath {
 
 /// Runs `path` on a product whose M, K and N are not multiples of the tiles, with a batch, a shared and a
 /// transposed operand, and compares it with [`cpu_forward`] (float32 sums in another order: within
-/// 4 · K · 2^-23 of Σ|a·b|). A device whose driver gets cooperative matrices wrong fails here, not in a
+/// 4 · K · 2^-23 of Σ|a·b|); then, on a padded path, the same product starting from a bias, written into
+/// a larger output at an offset ([`gpu_packed_product_into`], as the convolutions use it). A device whose driver gets cooperative matrices wrong fails here, not in a
 /// training run (`sitsgpu info` runs it on the device's path too).
 pub fn path_self_test(gpu: &'static Gpu, path: HalfPath) -> bool {
     let (batch, m, k, n) = (2, 70, 40, 130);
@@ -178,7 +181,50 @@ pub fn path_self_test(gpu: &'static Gpu, path: HalfPath) -> bool {
     );
     let want = cpu_forward(&a, oa, &b, ob, batch, m, k, n);
     let got = gpu_product(gpu, path, (&a, oa), (&b, ob), batch, m, k, n);
-    within_sum_order(&got, &want, &a, oa, &b, ob, batch, m, k, n)
+    if !within_sum_order(&got, &want, &a, oa, &b, ob, batch, m, k, n) {
+        return false;
+    }
+    if path == HalfPath::RoundedF32 {
+        return true;
+    }
+    // The same product into the middle of a larger output, starting from a bias (a convolution's chunk):
+    // the bias, plus the same sums.
+    let bias: Vec<f32> = (0..m).map(|i| (i as f32 - 30.0) / 7.0).collect();
+    let offset = 3;
+    let got = {
+        let t = |v: &[f32]| Tensor::from_vec(v.to_vec(), &[v.len()], Device::Gpu);
+        let (ta, tb, tbias) = (t(&a), t(&b), t(&bias));
+        let (m_p, k_p, n_p) = padded(m, k, n);
+        let pa = gpu_pack_operand(
+            ta.gpu_storage("self-test"),
+            batch,
+            (m, k),
+            false,
+            (m_p, k_p),
+        );
+        let pb = gpu_pack_operand(tb.gpu_storage("self-test"), 1, (k, n), true, (k_p, n_p));
+        let tile = gpu_bias_tile(tbias.gpu_storage("self-test"), m);
+        let out = GpuStorage::alloc(gpu, offset + batch * m * n, "self-test");
+        gpu_packed_product_into(
+            path,
+            (&pa, batch),
+            (&pb, 1),
+            (batch, m, k, n),
+            (&out, offset),
+            Some(&tile),
+        );
+        Storage::Gpu(out)
+            .to_vec(offset + batch * m * n)
+            .split_off(offset)
+    };
+    // The sums' bound, plus one rounding of the bias's addition.
+    let abs = |x: &[f32]| x.iter().map(|v| v.abs()).collect::<Vec<f32>>();
+    let mass = cpu_forward(&abs(&a), oa, &abs(&b), ob, batch, m, k, n);
+    got.len() == want.len()
+        && got.iter().enumerate().all(|(i, g)| {
+            let w = want[i] + bias[(i / n) % m];
+            (g - w).abs() <= 4.0 * k as f32 * mass[i] * 2f32.powi(-23) + w.abs() * 2f32.powi(-23)
+        })
 }
 
 /// Whether `got` is `want` up to the order of the float32 sums: |got - want| ≤ 4 · K · 2^-23 · Σ_k |h(a) h(b)|
@@ -389,13 +435,54 @@ pub fn gpu_forward_on(
 /// broadcast, on a padded path (cooperative matrices or f16 tiles).
 pub fn gpu_packed_product(
     path: HalfPath,
-    (pa, a_batches): (&GpuStorage, usize),
-    (pb, b_batches): (&GpuStorage, usize),
+    a: (&GpuStorage, usize),
+    b: (&GpuStorage, usize),
     batch: usize,
     m: usize,
     k: usize,
     n: usize,
 ) -> GpuStorage {
+    let c = GpuStorage::alloc(a.0.gpu, batch * m * n, "half_matmul");
+    gpu_packed_product_into(path, a, b, (batch, m, k, n), (&c, 0), None);
+    c
+}
+
+/// Rows of a bias tile: 16 copies of each row's bias (the cooperative kernels load it as the accumulators'
+/// first value, 16 × 16 or 8 × 8 at a time).
+pub const BIAS_TILE_COLS: usize = 16;
+
+/// The bias tile of a product with M rows: (M_p, 16) float32, row m < M `bias[m]` sixteen times (rows past M
+/// are left as they are: the kernels' rows past M are never kept).
+pub fn gpu_bias_tile(bias: &GpuStorage, m: usize) -> GpuStorage {
+    let m_p = m.next_multiple_of(BLOCK);
+    let tile = GpuStorage::alloc(bias.gpu, m_p * BIAS_TILE_COLS, "half_matmul_bias_tile");
+    gpu_copy_strided(
+        bias,
+        &tile,
+        &StridedCopy {
+            shape: vec![m, BIAS_TILE_COLS],
+            src_offset: 0,
+            src_strides: vec![1, 0],
+            dst_offset: 0,
+            dst_strides: vec![BIAS_TILE_COLS, 1],
+        },
+    );
+    tile
+}
+
+/// [`gpu_packed_product`] written into `out` from element `offset` on (batch, M, N) instead of a new
+/// tensor: a chunk of a larger output (`conv2d::mixed`'s chunks of images), without a copy where the kernel
+/// stores C as it is (the f16 tiles always; the cooperative tiles when M and N are multiples of 64, else
+/// through a padded C cropped into place). With a bias tile ([`gpu_bias_tile`]) every row m of C starts
+/// from `bias[m]` and the products are added to it: a convolution's bias without a pass of its own.
+pub fn gpu_packed_product_into(
+    path: HalfPath,
+    (pa, a_batches): (&GpuStorage, usize),
+    (pb, b_batches): (&GpuStorage, usize),
+    (batch, m, k, n): (usize, usize, usize, usize),
+    (out, offset): (&GpuStorage, usize),
+    bias_tile: Option<&GpuStorage>,
+) {
     debug_assert!(
         path != HalfPath::RoundedF32,
         "half_matmul: packed operands need a padded path"
@@ -420,18 +507,22 @@ pub fn gpu_packed_product(
             (k_p * n_p) as u32
         },
         per_wg: 1,
-        _pad: [0; 3],
+        c_offset: offset as u32,
+        has_bias: bias_tile.is_some() as u32,
+        _pad: 0,
     };
+    // Without a bias the kernels never read binding 3: any buffer does.
+    let bias = bias_tile.unwrap_or(pa).buffer();
     let grid = |groups| {
         Grid::groups(groups)
             .flops(2 * batch * m_p * n_p * k_p)
             .bytes(2 * (a_batches * m_p * k_p + b_batches * k_p * n_p) + 4 * batch * m * n)
             .loop_len(k_p)
     };
-    // The cooperative kernels store whole tiles: they write C_p (batch, M_p, N_p), cropped below when
-    // padded; a subgroup takes a block of 4 × 4 tiles. The f16 tiles store C (batch, M, N) directly.
+    // The cooperative kernels store whole tiles: they write C_p (batch, M_p, N_p), cropped into place below
+    // when padded; a subgroup takes a block of 4 × 4 tiles. The f16 tiles store C (batch, M, N) directly.
     let blocks = |edge: usize| batch * (m_p / edge) * (n_p / edge);
-    let (kernel, groups, out_rows, out_cols) = match path {
+    let (kernel, groups, padded_out) = match path {
         HalfPath::Cooperative { per_wg, tile } => {
             params.per_wg = per_wg;
             let (kernel, edge) = if tile == 8 {
@@ -439,33 +530,42 @@ pub fn gpu_packed_product(
             } else {
                 (HALF_MATMUL_COOP, BLOCK)
             };
-            (kernel, blocks(edge).div_ceil(per_wg as usize), m_p, n_p)
+            (
+                kernel,
+                blocks(edge).div_ceil(per_wg as usize),
+                (m_p, n_p) != (m, n),
+            )
         }
-        _ => (HALF_MATMUL, blocks(BLOCK), m, n),
+        _ => (HALF_MATMUL, blocks(BLOCK), false),
     };
-    let c = GpuStorage::alloc(gpu, batch * out_rows * out_cols, kernel.entry);
+    if !padded_out {
+        kernel.dispatch(
+            gpu,
+            &[pa.buffer(), pb.buffer(), out.buffer(), bias],
+            &params,
+            grid(groups),
+        );
+        return;
+    }
+    params.c_offset = 0;
+    let c = GpuStorage::alloc(gpu, batch * m_p * n_p, kernel.entry);
     kernel.dispatch(
         gpu,
-        &[pa.buffer(), pb.buffer(), c.buffer()],
+        &[pa.buffer(), pb.buffer(), c.buffer(), bias],
         &params,
         grid(groups),
     );
-    if (out_rows, out_cols) == (m, n) {
-        return c;
-    }
-    let cropped = GpuStorage::alloc(gpu, batch * m * n, "half_matmul_crop");
     gpu_copy_strided(
         &c,
-        &cropped,
+        out,
         &StridedCopy {
             shape: vec![batch, m, n],
             src_offset: 0,
             src_strides: vec![m_p * n_p, n_p, 1],
-            dst_offset: 0,
+            dst_offset: offset,
             dst_strides: vec![m * n, n, 1],
         },
     );
-    cropped
 }
 
 // ---- Tests ----

@@ -23,9 +23,11 @@
 //! - **Cooperative matrices** (tensor cores): the convolution as a product, `y[n] (C_out, P) = h(W)
 //!   (C_out, K) · B[n] (K, P)`, P = H_out · W_out, where `half_im2col.wgsl` unfolds a chunk of images into
 //!   B already rounded and padded to the tiles, and `half_matmul_coop.wgsl` multiplies. The unfolded operand
-//!   is kH · kW halves per input value, so the images go in chunks of at most [`UNFOLD_BYTES`] of it; a
-//!   float32 pass adds the bias. Convolutions with fewer than [`MIN_CO`] output channels (a classifier's
-//!   last layer) would waste most of a 64-row tile and take the next path.
+//!   is kH · kW halves per input value, so the images go in chunks of at most [`UNFOLD_BYTES`] of it, each
+//!   chunk's product written into its images of y; the accumulators start from the bias (a bias tile,
+//!   `half_matmul::gpu_bias_tile`), so neither the chunks nor the bias take a pass of their own over y.
+//!   Convolutions with fewer than [`MIN_CO`] output channels (a classifier's last layer) would waste most
+//!   of a 64-row tile and take the next path.
 //! - **Software adapters with `SHADER_F16`** (lavapipe): the same unfolding onto the f16 tiles
 //!   (`half_matmul.wgsl`), in chunks of at most [`UNFOLD_BYTES_SOFTWARE`]: there the float32 convolution is
 //!   `conv2d_direct.wgsl` (no workgroup memory), and the tiled product ran 3× faster on U-TAE's layers
@@ -42,7 +44,6 @@ use super::geom::Geom;
 use super::gpu::gpu_forward as gpu_forward_f32;
 use crate::engine::gpu::Gpu;
 use crate::engine::kernel::{Grid, Kernel};
-use crate::engine::ops::elementwise::binary::{self, BinaryOp};
 use crate::engine::ops::elementwise::half::{self, half_bits};
 use crate::engine::ops::linalg::half_matmul::{self, HalfPath};
 use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
@@ -277,40 +278,25 @@ fn forward_in_chunks(
     let (k, p, k_p, _) = product_dims(g);
     let (m_p, _, _) = half_matmul::padded(g.co, k, p);
     let pw = half_matmul::gpu_pack_operand(w, 1, (g.co, k), false, (m_p, k_p));
-    let per_image = g.co * p;
-    let mut y = None;
+    // Each chunk's product is written into its images of y (no copy), starting from the bias.
+    let y = GpuStorage::alloc(gpu, (g.n * g.co * p).max(1), "conv2d");
+    let bias_tile = b.map(|b| half_matmul::gpu_bias_tile(b, g.co));
     let mut frame0 = 0;
     while frame0 < g.n {
         let n = frames.min(g.n - frame0);
         let cols = gpu_im2col(x, g, frame0, n);
-        let part = half_matmul::gpu_packed_product(path, (&pw, 1), (&cols, n), n, g.co, k, p);
+        half_matmul::gpu_packed_product_into(
+            path,
+            (&pw, 1),
+            (&cols, n),
+            (n, g.co, k, p),
+            (&y, frame0 * g.co * p),
+            bias_tile.as_ref(),
+        );
         drop(cols);
-        if n == g.n {
-            y = Some(part);
-        } else {
-            let dst = y.get_or_insert_with(|| GpuStorage::alloc(gpu, g.n * per_image, "conv2d"));
-            gpu_copy_strided(
-                &part,
-                dst,
-                &StridedCopy {
-                    shape: vec![n * per_image],
-                    src_offset: 0,
-                    src_strides: vec![1],
-                    dst_offset: frame0 * per_image,
-                    dst_strides: vec![1],
-                },
-            );
-        }
         frame0 += n;
     }
-    let y = y.unwrap_or_else(|| GpuStorage::alloc(gpu, 1, "conv2d"));
-    match b {
-        Some(b) => {
-            let shape = [g.n, g.co, g.ho, g.wo];
-            binary::gpu_forward(BinaryOp::Add, &y, &shape, b, &[1, g.co, 1, 1]).0
-        }
-        None => y,
-    }
+    y
 }
 
 /// The input gradient under mixed, dx = the padded input's gradient folded back (`pad_fold`), from w and dy
