@@ -128,7 +128,7 @@ pub struct HalfFeatures {
     pub coop_tile: u32,
     /// ... and the user turned it on (`SITSGPU_COOPERATIVE_MATRIX=1`), so the device was created with them.
     pub coop_enabled: bool,
-    /// The adapter's largest subgroup size (how many 64 × 64 blocks a workgroup of 64 takes).
+    /// The adapter's largest subgroup size (how many blocks a workgroup of 64 takes: one a subgroup).
     pub subgroup_max: u32,
     /// Every cooperative-matrix configuration the adapter lists, as `MxNxK AB→CR` (for `info`).
     pub coop_configs: Vec<String>,
@@ -143,25 +143,18 @@ impl HalfFeatures {
         } else {
             Vec::new()
         };
-        let listed = |edge: u32| {
-            configs.iter().any(|c| {
-                (c.m_size, c.n_size, c.k_size) == (edge, edge, edge)
+        let listed: Vec<u32> = configs
+            .iter()
+            .filter(|c| {
+                c.m_size == c.n_size
+                    && c.n_size == c.k_size
                     && c.ab_type == S::F16
                     && c.cr_type == S::F32
             })
-        };
-        let tile = [16, 8].into_iter().find(|&e| listed(e)).unwrap_or(0);
+            .map(|c| c.m_size)
+            .collect();
         let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
-        let tile = match tile_override() {
-            Some(t) if tile != 0 && software => t,
-            Some(_) if tile != 0 => {
-                eprintln!(
-                    "sitsgpu: SITSGPU_COOPERATIVE_TILE is for software adapters (tests); ignored on this GPU"
-                );
-                tile
-            }
-            _ => tile,
-        };
+        let tile = choose_tile(&listed, software, tile_override());
         let coop_offered = tile != 0
             && features.contains(F::SUBGROUP | F::SHADER_F16 | F::EXPERIMENTAL_COOPERATIVE_MATRIX);
         HalfFeatures {
@@ -194,6 +187,25 @@ impl HalfFeatures {
             f |= F::SUBGROUP | F::EXPERIMENTAL_COOPERATIVE_MATRIX;
         }
         f
+    }
+}
+
+/// The cooperative tile's edge from the square f16 × f16 → f32 sizes an adapter lists: 16 when listed, else
+/// 8, else 0 (none); `forced` ([`tile_override`]) replaces a listed size on a software adapter only.
+fn choose_tile(listed: &[u32], software: bool, forced: Option<u32>) -> u32 {
+    let tile = [16, 8]
+        .into_iter()
+        .find(|e| listed.contains(e))
+        .unwrap_or(0);
+    match forced {
+        Some(t) if tile != 0 && software => t,
+        Some(_) if tile != 0 => {
+            eprintln!(
+                "sitsgpu: SITSGPU_COOPERATIVE_TILE is for software adapters (tests); ignored on this GPU"
+            );
+            tile
+        }
+        _ => tile,
     }
 }
 
@@ -246,6 +258,19 @@ pub fn with_precision<R>(p: Precision, f: impl FnOnce() -> R) -> R {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cooperative_tile_is_the_largest_listed_and_forced_only_on_software() {
+        // NVIDIA and AMD list 16 (NVIDIA more besides), Apple and lavapipe 8; Intel's 8 × 8 × 16 is not square.
+        assert_eq!(choose_tile(&[16, 32], false, None), 16);
+        assert_eq!(choose_tile(&[8, 16], false, None), 16);
+        assert_eq!(choose_tile(&[8], false, None), 8);
+        assert_eq!(choose_tile(&[], false, None), 0);
+        // SITSGPU_COOPERATIVE_TILE: on a software adapter that has cooperative matrices, whatever it lists.
+        assert_eq!(choose_tile(&[8], true, Some(16)), 16);
+        assert_eq!(choose_tile(&[8], false, Some(16)), 8);
+        assert_eq!(choose_tile(&[], true, Some(16)), 0);
+    }
 
     #[test]
     fn parses_names_and_restores_the_mode() {
