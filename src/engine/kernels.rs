@@ -279,7 +279,7 @@ mod tests {
         // that needs them. The copies must be byte-identical so they cannot drift apart: the dropout hash
         // (dropout, attention, attention_backward; its CPU twin is engine::rng::hash_u32, checked by the GPU
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
-        // family's Params (and the half-precision products'), the GRU cell's gates (its backward recomputes
+        // family's Params (and the three half-precision products'), the GRU cell's gates (its backward recomputes
         // the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand, half_im2col (which also copies the convolutions' padding) and half_round_inplace (and half_unpack's conversion back), matmul's
         // bounded row store (half_matmul.wgsl's too), Adam's table search (the loss scaler's check too).
         let checks: [(&str, &str, usize); 15] = [
@@ -290,7 +290,7 @@ mod tests {
             ("conv2d", "pad_y", 3),
             ("conv2d", "Params", 8),
             ("matmul", "Params", 2),
-            ("half_matmul", "Params", 2),
+            ("half_matmul", "Params", 3),
             ("half_", "half_bits", 4),
             ("half_", "round_up", 4),
             ("half_", "half_value", 2),
