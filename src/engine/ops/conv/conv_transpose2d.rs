@@ -23,7 +23,8 @@
 //!
 //! Under `--precision mixed` x and the weight are rounded to halves first (autocast's float16 transposed
 //! convolution, as `conv2d::mixed`: products exact, float32 sums; the three products on mixed's paths:
-//! `conv2d::mixed::gpu_backward_input`, `gpu_forward` and `gpu_backward_weight`), and the backward pass reads
+//! `conv2d::mixed::gpu_transposed` (which rounds as it unfolds, without rounded copies), `gpu_forward` and
+//! `gpu_backward_weight`), and the backward pass reads
 //! the same rounded operands and dy rounded as a float16 gradient (autocast's backward products).
 //!
 //! The bias is a broadcast add after the product (`y + b.reshape(1, C_out, 1, 1)`); its gradient, the sum
@@ -169,35 +170,40 @@ impl Tensor {
         // Under --precision mixed input and weight are rounded to halves, as conv2d's (`conv2d::mixed`):
         // two roundings, products exact, sums float32.
         let mixed = precision() == Precision::Mixed;
-        let (x, w) = if mixed {
+        if mixed {
             count_half();
             count_half();
-            (
-                self.clone().rounded_to_half(),
-                weight.clone().rounded_to_half(),
-            )
-        } else {
-            (self.clone(), weight.clone())
-        };
+        }
         let storage = match Tensor::same_device("conv_transpose2d", &[self, weight]) {
-            Device::Cpu => Tensor::cpu_storage(cpu_forward(
-                &x.cpu_data("conv_transpose2d"),
-                &w.cpu_data("conv_transpose2d"),
-                &g,
-            )),
+            Device::Cpu => {
+                let (x, w) = if mixed {
+                    (
+                        self.clone().rounded_to_half(),
+                        weight.clone().rounded_to_half(),
+                    )
+                } else {
+                    (self.clone(), weight.clone())
+                };
+                let y = cpu_forward(
+                    &x.cpu_data("conv_transpose2d"),
+                    &w.cpu_data("conv_transpose2d"),
+                    &g,
+                );
+                Tensor::cpu_storage(y)
+            }
             Device::Gpu => {
                 let (gx, gw) = (
-                    x.gpu_storage("conv_transpose2d"),
-                    w.gpu_storage("conv_transpose2d"),
+                    self.gpu_storage("conv_transpose2d"),
+                    weight.gpu_storage("conv_transpose2d"),
                 );
-                // Under mixed on the half-precision product where it pays (`conv2d::mixed`).
+                // Under mixed on the half-precision product where it pays, rounding as it goes
+                // (`conv2d::mixed::gpu_transposed`).
                 Storage::Gpu(match mixed {
-                    true => conv2d::mixed::gpu_backward_input(gx, gw, &g),
+                    true => conv2d::mixed::gpu_transposed(gx, gw, &g),
                     false => conv2d::gpu_backward_input(gx, gw, &g),
                 })
             }
         };
-        drop((x, w));
         let back = ConvTranspose2dBackward {
             x: Saved::new(self),
             x_shape: self.shape().to_vec(),

@@ -310,23 +310,53 @@ fn forward_in_chunks(
 /// larger than the kernel (the phases then cover every position); other shapes, and the float32 path, take
 /// `conv2d_backward_input`'s phases on the same operands.
 pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
-    let gpu = dy.gpu;
+    match unfolded_input_path(dy.gpu, g) {
+        Some((path, phases)) => unfolded_input(path, &phases, dy, w, g),
+        None => super::gpu::gpu_backward_input(dy, w, g),
+    }
+}
+
+/// The transposed convolution's forward under mixed, [`gpu_backward_input`]'s computation on h(x) and h(w),
+/// from x and w not yet rounded: the unfolded path rounds them as it unfolds and packs them (the same
+/// roundings, without copies of the activation and the weight); the float32 phases take rounded copies.
+pub fn gpu_transposed(x: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
+    match unfolded_input_path(x.gpu, g) {
+        Some((path, phases)) => unfolded_input(path, &phases, x, w, g),
+        None => {
+            let rx = half::gpu_rounded(x, g.n * g.co * g.ho * g.wo);
+            let rw = half::gpu_rounded(w, g.co * g.ci * g.kh * g.kw);
+            super::gpu::gpu_backward_input(&rx, &rw, g)
+        }
+    }
+}
+
+/// The product path and the stride phases of [`gpu_backward_input`]'s unfolded form, or `None` where it
+/// takes the float32 phases (see there).
+fn unfolded_input_path(gpu: &'static Gpu, g: &Geom) -> Option<(HalfPath, Vec<super::gpu::Phase>)> {
     let phases = super::gpu::phases(g);
-    let unfolded = phases
-        .first()
-        .is_some_and(|ph| path(gpu, &ph.v) != HalfPath::RoundedF32)
+    let path = path(gpu, &phases.first()?.v);
+    let unfolded = path != HalfPath::RoundedF32
         && g.stride <= g.kh.min(g.kw)
         && phases.iter().all(|ph| ph.v.kh == ph.v.kw);
-    if !unfolded {
-        return super::gpu::gpu_backward_input(dy, w, g);
-    }
-    let path = path(gpu, &phases[0].v);
+    unfolded.then_some((path, phases))
+}
+
+/// [`gpu_backward_input`] on the unfolded path: each phase's product written into the padded input's
+/// gradient, then folded back.
+fn unfolded_input(
+    path: HalfPath,
+    phases: &[super::gpu::Phase],
+    dy: &GpuStorage,
+    w: &GpuStorage,
+    g: &Geom,
+) -> GpuStorage {
+    let gpu = dy.gpu;
     let (s, hp, wp) = (g.stride, g.h + 2 * g.pad, g.w + 2 * g.pad);
     let dxpad = if s == 1 {
         phase_product(path, dy, w, g, &phases[0])
     } else {
         let dxpad = GpuStorage::alloc(gpu, g.n * g.ci * hp * wp, "conv2d_backward_input");
-        for ph in &phases {
+        for ph in phases {
             let part = phase_product(path, dy, w, g, ph);
             let v = &ph.v;
             gpu_copy_strided(
