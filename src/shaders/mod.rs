@@ -110,6 +110,7 @@ wgsl!(
 wgsl!(CONV2D_DIRECT, "conv", "conv2d_direct");
 wgsl!(CONV2D_NARROW, "conv", "conv2d_narrow");
 wgsl!(CONV2D_PAD_FOLD, "conv", "conv2d_pad_fold");
+wgsl!(CONV_FLIP_WEIGHT, "conv", "conv_flip_weight");
 wgsl!(CONV_GRU_GATES, "recurrent", "conv_gru_gates");
 wgsl!(
     CONV_GRU_GATES_BACKWARD,
@@ -254,6 +255,7 @@ pub const ALL: &[Wgsl] = &[
     CONV2D_DIRECT,
     CONV2D_NARROW,
     CONV2D_PAD_FOLD,
+    CONV_FLIP_WEIGHT,
     CONV_GRU_GATES,
     CONV_GRU_GATES_BACKWARD,
     CONV_GRU_UPDATE,

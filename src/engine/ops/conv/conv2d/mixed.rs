@@ -76,8 +76,28 @@ pub struct Im2colParams {
 /// `half_im2col.wgsl`: a chunk of images unfolded into a rounded, padded product operand.
 pub const HALF_IM2COL: Kernel =
     Kernel::new::<Im2colParams>(&shaders::HALF_IM2COL, "half_im2col", 3);
+
+/// Shader `Params` of conv_flip_weight.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct FlipParams {
+    ci: u32,
+    co: u32,
+    kh: u32,
+    kw: u32,
+    th: u32,
+    tw: u32,
+    stride: u32,
+    py: u32,
+    px: u32,
+    _pad: [u32; 3],
+}
+
+/// `conv_flip_weight.wgsl`: a stride phase of the weight, flipped and transposed, in one launch.
+pub const CONV_FLIP_WEIGHT: Kernel =
+    Kernel::new::<FlipParams>(&shaders::CONV_FLIP_WEIGHT, "conv_flip_weight", 3);
 /// This module's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[HALF_IM2COL];
+pub const KERNELS: &[Kernel] = &[HALF_IM2COL, CONV_FLIP_WEIGHT];
 
 /// The most bytes of unfolded operand a chunk of images makes at once on a GPU (also bounded by the device's
 /// largest binding): 14 images of U-TAE's widest layer (64 channels, 3 × 3, 128²: 18 MiB each), so that a
@@ -385,26 +405,51 @@ fn phase_product(
     g: &Geom,
     ph: &super::gpu::Phase,
 ) -> GpuStorage {
-    let (v, s, taps) = (&ph.v, g.stride, g.kh * g.kw);
-    // w̃ (C_in, C_out, T, T): one strided copy per tap (the weight is small).
-    let wt = GpuStorage::alloc(dy.gpu, g.ci * g.co * v.kh * v.kw, "conv2d_flipped_weight");
-    for m in 0..v.kh {
-        for l in 0..v.kw {
-            let (ky, kx) = (ph.py + s * (v.kh - 1 - m), ph.px + s * (v.kw - 1 - l));
-            gpu_copy_strided(
-                w,
-                &wt,
-                &StridedCopy {
-                    shape: vec![g.ci, g.co],
-                    src_offset: ky * g.kw + kx,
-                    src_strides: vec![taps, g.ci * taps],
-                    dst_offset: m * v.kw + l,
-                    dst_strides: vec![g.co * v.kh * v.kw, v.kh * v.kw],
-                },
-            );
+    let wt = gpu_flip_weight(w, g, ph);
+    forward_in_chunks(path, dy, &wt, None, &ph.v, backward_budget(dy.gpu))
+}
+
+/// The phase's weight w̃ (C_in, C_out, T_h, T_w), `w̃[c, o, m, l] = w[o, c, py + s·(T_h - 1 - m), px +
+/// s·(T_w - 1 - l)]`: conv_flip_weight.wgsl's CPU reference.
+pub fn cpu_flip_weight(w: &[f32], g: &Geom, ph: &super::gpu::Phase) -> Vec<f32> {
+    let (th, tw, s) = (ph.v.kh, ph.v.kw, g.stride);
+    let mut wt = Vec::with_capacity(g.ci * g.co * th * tw);
+    for c in 0..g.ci {
+        for o in 0..g.co {
+            for m in 0..th {
+                for l in 0..tw {
+                    let (ky, kx) = (ph.py + s * (th - 1 - m), ph.px + s * (tw - 1 - l));
+                    wt.push(w[((o * g.ci + c) * g.kh + ky) * g.kw + kx]);
+                }
+            }
         }
     }
-    forward_in_chunks(path, dy, &wt, None, v, backward_budget(dy.gpu))
+    wt
+}
+
+/// [`cpu_flip_weight`] on the GPU: one launch of conv_flip_weight.wgsl.
+pub fn gpu_flip_weight(w: &GpuStorage, g: &Geom, ph: &super::gpu::Phase) -> GpuStorage {
+    let n = g.ci * g.co * ph.v.kh * ph.v.kw;
+    let wt = GpuStorage::alloc(w.gpu, n.max(1), "conv_flip_weight");
+    let u = |v: usize| v as u32;
+    CONV_FLIP_WEIGHT.dispatch(
+        w.gpu,
+        &[w.buffer(), wt.buffer()],
+        &FlipParams {
+            ci: u(g.ci),
+            co: u(g.co),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            th: u(ph.v.kh),
+            tw: u(ph.v.kw),
+            stride: u(g.stride),
+            py: u(ph.py),
+            px: u(ph.px),
+            _pad: [0; 3],
+        },
+        Grid::threads(n).bytes(8 * n),
+    );
+    wt
 }
 
 /// The weight gradient under mixed, `dw (C_out, C_in, kH, kW) = Σ_n dy[n] · B[n]ᵀ`, from x and dy already

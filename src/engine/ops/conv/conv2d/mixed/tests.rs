@@ -370,3 +370,36 @@ fn chunks_cover_the_batch() {
     assert_eq!(chunk_frames(UNFOLD_BYTES, one - 1, &g), None);
     assert_eq!(chunk_frames(UNFOLD_BYTES, 4 * 64 * p_p - 1, &g), None);
 }
+
+/// A phase's flipped, transposed weight: by hand on a 2 × 2 kernel, and conv_flip_weight.wgsl equal to
+/// the CPU reference word for word on every phase of U-TAE's 4 × 4 stride-2 kernel, a 3 × 3 kernel at stride
+/// 1, and U-Net 3D's 3 × 3 at stride 2 (phases of 2 × 2, 2 × 1, 1 × 2 and 1 × 1 taps).
+#[test]
+fn flipped_weights_match_the_cpu_reference() {
+    use super::super::gpu::phases;
+    // One output and one input channel, [[a, b], [c, d]] at stride 1: [[d, c], [b, a]].
+    let g = Geom::new(&[1, 1, 4, 4], &[1, 1, 2, 2], 1, 0, PaddingMode::Zeros);
+    let ph = &phases(&g)[0];
+    assert_eq!(
+        cpu_flip_weight(&[1.0, 2.0, 3.0, 4.0], &g, ph),
+        [4.0, 3.0, 2.0, 1.0]
+    );
+    let Some(_) = gpu_or_skip("flipped weights") else {
+        return;
+    };
+    let geoms = [
+        Geom::new(&[1, 5, 8, 8], &[3, 5, 4, 4], 2, 1, PaddingMode::Zeros),
+        Geom::new(&[1, 4, 6, 6], &[6, 4, 3, 3], 1, 1, PaddingMode::Reflect),
+        Geom::new(&[1, 3, 7, 7], &[2, 3, 3, 3], 2, 1, PaddingMode::Zeros),
+    ];
+    for (i, g) in geoms.iter().enumerate() {
+        let w = random_f32(g.co * g.ci * g.kh * g.kw, -1.0, 1.0, 180 + i as u64);
+        let tw = Tensor::from_vec(w.clone(), &[w.len()], Device::Gpu);
+        for ph in phases(g) {
+            let want = cpu_flip_weight(&w, g, &ph);
+            let got =
+                Storage::Gpu(gpu_flip_weight(tw.gpu_storage("test"), g, &ph)).to_vec(want.len());
+            assert_eq!(got, want, "{g:?} phase ({}, {})", ph.py, ph.px);
+        }
+    }
+}
