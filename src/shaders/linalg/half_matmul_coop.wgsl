@@ -26,7 +26,8 @@
 // CPU reference: engine::ops::linalg::half_matmul::cpu_forward (the same rounding, then float32 sums).
 // Needs: SHADER_F16, SUBGROUP and EXPERIMENTAL_COOPERATIVE_MATRIX with a 16 × 16 × 16 f16 × f16 → f32
 // configuration; checked against the CPU at device start before it is used (engine::ops::linalg::
-// half_matmul::path_self_test). Backward: none of its own (the backward of a product is two products).
+// half_matmul::path_self_test; CI runs it on Mesa 26's lavapipe: .ci/coop-lavapipe). Backward: none of its
+// own (the backward of a product is two products).
 
 enable f16;
 enable wgpu_cooperative_matrix;
