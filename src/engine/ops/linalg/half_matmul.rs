@@ -12,9 +12,9 @@
 //!    through wgpu's experimental `EXPERIMENTAL_COOPERATIVE_MATRIX`, where the adapter lists a 16 × 16 × 16
 //!    f16 × f16 → f32 configuration, or `half_matmul_coop8.wgsl` where it lists only 8 × 8 × 8 (Apple's
 //!    simdgroup matrices; Mesa's lavapipe since about 25.1, which runs it on the CPU), and the user turned
-//!    it on (`SITSGPU_COOPERATIVE_MATRIX=1`: wgpu marks the feature as possibly unsound, `engine::trusted`). The device checks it against the CPU reference
-//!    on a product with every edge case of the padding before using it ([`path_self_test`]); a wrong answer
-//!    turns the path off and says so.
+//!    it on (`SITSGPU_COOPERATIVE_MATRIX=1`: wgpu marks the feature as possibly unsound, `engine::trusted`).
+//!    The device checks it against the CPU reference on a product with every edge case of the padding before
+//!    using it ([`path_self_test`]); a wrong answer turns the path off and says so.
 //! 2. **f16 tiles** (`half_matmul.wgsl`): adapters with `SHADER_F16` — half the operand bytes of the float32
 //!    kernel, the same tiles and arithmetic once staged (on lavapipe 1.15× float32 on PSE's skinny layer,
 //!    0.5× on square products: benches/README.md § `matmul_half`).
@@ -75,7 +75,7 @@ pub const HALF_MATMUL_COOP: Kernel =
 /// `half_pack_operand.wgsl`: an operand rounded, untransposed and zero-padded.
 pub const HALF_PACK_OPERAND: Kernel =
     Kernel::new::<PackParams>(&shaders::HALF_PACK_OPERAND, "half_pack_operand", 3);
-/// `half_matmul_coop8.wgsl`: 64 × 64 blocks of C as 32 × 32 blocks of cooperative 8 × 8 tiles.
+/// `half_matmul_coop8.wgsl`: 32 × 32 blocks of cooperative 8 × 8 tiles, 64 invocations a workgroup.
 pub const HALF_MATMUL_COOP8: Kernel =
     Kernel::new::<Params>(&shaders::HALF_MATMUL_COOP8, "half_matmul_coop8", 5).with_wg(64);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
@@ -159,8 +159,9 @@ fn decide(gpu: &'static Gpu) -> HalfPath {
 /// Runs `path` on a product whose M, K and N are not multiples of the tiles, with a batch, a shared and a
 /// transposed operand, and compares it with [`cpu_forward`] (float32 sums in another order: within
 /// 4 · K · 2^-23 of Σ|a·b|); then, on a padded path, the same product starting from a bias, written into
-/// a larger output at an offset ([`gpu_packed_product_into`], as the convolutions use it). A device whose driver gets cooperative matrices wrong fails here, not in a
-/// training run (`sitsgpu info` runs it on the device's path too).
+/// a larger output at an offset ([`gpu_packed_product_into`], as the convolutions use it). A device whose
+/// driver gets cooperative matrices wrong fails here, not in a training run (`sitsgpu info` runs it on the
+/// device's path too).
 pub fn path_self_test(gpu: &'static Gpu, path: HalfPath) -> bool {
     let (batch, m, k, n) = (2, 70, 40, 130);
     let a: Vec<f32> = (0..batch * m * k)
@@ -447,8 +448,8 @@ pub fn gpu_packed_product(
     c
 }
 
-/// Rows of a bias tile: 16 copies of each row's bias (the cooperative kernels load it as the accumulators'
-/// first value, 16 × 16 or 8 × 8 at a time).
+/// Columns of a bias tile: 16 copies of each row's bias (the cooperative kernels load it as the
+/// accumulators' first value, 16 × 16 or 8 × 8 at a time).
 pub const BIAS_TILE_COLS: usize = 16;
 
 /// The bias tile of a product with M rows: (M_p, 16) float32, row m < M `bias[m]` sixteen times (rows past M
