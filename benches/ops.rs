@@ -203,9 +203,10 @@ fn matmul_half(c: &mut Criterion) {
 }
 
 /// `--precision mixed`'s convolutions (`conv2d::mixed`): float32 beside every path this adapter has —
-/// rounded operands on the float32 kernels, and the unfolding (`half_im2col.wgsl`) onto the f16 tiles and
-/// the cooperative matrices (the device's own choice takes the latter only). Each half-precision time
-/// includes rounding or unfolding the input and the bias pass. Then the backward pass's weight and input
+/// rounded operands on the float32 kernels, and the f16 tiles and the cooperative matrices (the device's own
+/// choice takes the latter only) with the input unfolded into memory first (`Copy`: `half_im2col.wgsl`) or
+/// inside the tiles (`InTiles`: `half_conv.wgsl`, `half_conv_coop.wgsl` where the shape allows, else the
+/// copy). Each half-precision time includes rounding or unfolding the input and the bias. Then the backward pass's weight and input
 /// gradients, float32 beside mixed's choice.
 fn conv2d_half(c: &mut Criterion) {
     use sitsgpu::engine::ops::conv::conv2d::{self as conv, mixed, Geom, PaddingMode::Reflect};
@@ -250,18 +251,24 @@ fn conv2d_half(c: &mut Criterion) {
         bench(&mut g, gpu, BenchmarkId::new("flops fp32", name), &|| {
             Tensor::from_storage(&ys, Storage::Gpu(conv::gpu_forward(gx, gw, Some(gb), &geo)))
         });
-        for &p in &paths {
-            let label = match p {
-                HalfPath::Cooperative { .. } => "unfolded coop",
-                HalfPath::F16Tiles => "unfolded f16 tiles",
-                HalfPath::RoundedF32 => "rounded fp32",
+        let ways = paths.iter().flat_map(|&p| {
+            let unfolded = p != HalfPath::RoundedF32;
+            let copy = (p, mixed::Unfolding::Copy);
+            let in_tiles = (p, mixed::Unfolding::InTiles);
+            std::iter::once(copy).chain(unfolded.then_some(in_tiles))
+        });
+        for (p, unfolding) in ways {
+            let label = match (p, unfolding) {
+                (HalfPath::RoundedF32, _) => "rounded fp32".to_string(),
+                (HalfPath::Cooperative { tile, .. }, u) => format!("coop{tile} {u:?}"),
+                (HalfPath::F16Tiles, u) => format!("f16 tiles {u:?}"),
             };
             bench(
                 &mut g,
                 gpu,
                 BenchmarkId::new(format!("flops half {label}"), name),
                 &|| {
-                    let y = mixed::gpu_forward_on(p, gx, gw, Some(gb), &geo);
+                    let y = mixed::gpu_forward_on((p, unfolding), gx, gw, Some(gb), &geo);
                     Tensor::from_storage(&ys, Storage::Gpu(y))
                 },
             );

@@ -279,10 +279,13 @@ mod tests {
         // that needs them. The copies must be byte-identical so they cannot drift apart: the dropout hash
         // (dropout, attention, attention_backward; its CPU twin is engine::rng::hash_u32, checked by the GPU
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
-        // family's Params (and the three half-precision products'), the GRU cell's gates (its backward recomputes
-        // the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand, half_im2col (which also copies the convolutions' padding) and half_round_inplace (and half_unpack's conversion back), matmul's
-        // bounded row store (half_matmul.wgsl's too), Adam's table search (the loss scaler's check too).
-        let checks: [(&str, &str, usize); 15] = [
+        // family's Params (and the three half-precision products'), the GRU cell's gates (its backward
+        // recomputes the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand,
+        // half_im2col (which also copies the convolutions' padding) and half_round_inplace (and half_unpack's
+        // conversion back), the implicit convolutions' Params and row walk (half_conv, half_conv_coop; the
+        // latter also copies half_im2col's element reader), matmul's bounded row store (half_matmul.wgsl's
+        // too), Adam's table search (the loss scaler's check too).
+        let checks: [(&str, &str, usize); 19] = [
             ("", "pcg_hash", 3),
             ("", "src_index", 7),
             ("conv2d", "weight_at", 3),
@@ -291,6 +294,10 @@ mod tests {
             ("conv2d", "Params", 8),
             ("matmul", "Params", 2),
             ("half_matmul", "Params", 3),
+            ("half_conv", "Params", 2),
+            ("half_conv", "row_at", 2),
+            ("half_conv", "advance", 2),
+            ("half_", "unfolded_bits", 2),
             ("half_", "half_bits", 4),
             ("half_", "round_up", 4),
             ("half_", "half_value", 2),
@@ -482,7 +489,12 @@ mod tests {
             );
             largest = largest.max((bytes, k.entry));
         }
-        // The test measures: the largest tile today is conv2d.wgsl's (4 KiB of weights + 8 KiB of input).
-        assert_eq!(largest, (12 << 10, "conv2d"), "largest workgroup memory");
+        // The test measures: the largest today is half_conv_coop.wgsl's (8 slots of a 16 × 64 slab of halves:
+        // WebGPU's default exactly), then conv2d.wgsl's tile (4 KiB of weights + 8 KiB of input).
+        assert_eq!(
+            largest,
+            (16 << 10, "half_conv_coop"),
+            "largest workgroup memory"
+        );
     }
 }

@@ -130,6 +130,9 @@ pub struct HalfFeatures {
     pub coop_enabled: bool,
     /// The adapter's largest subgroup size (how many blocks a workgroup of 64 takes: one a subgroup).
     pub subgroup_max: u32,
+    /// The adapter's smallest subgroup size (how many subgroups a workgroup of 64 may have:
+    /// `half_conv_coop.wgsl` gives each a slot of workgroup memory).
+    pub subgroup_min: u32,
     /// Every cooperative-matrix configuration the adapter lists, as `MxNxK AB→CR` (for `info`).
     pub coop_configs: Vec<String>,
 }
@@ -164,6 +167,7 @@ impl HalfFeatures {
             coop_enabled: coop_offered
                 && std::env::var("SITSGPU_COOPERATIVE_MATRIX").is_ok_and(|v| v == "1"),
             subgroup_max: adapter.get_info().subgroup_max_size,
+            subgroup_min: adapter.get_info().subgroup_min_size,
             coop_configs: configs
                 .iter()
                 .map(|c| {

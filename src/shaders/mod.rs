@@ -166,6 +166,13 @@ wgsl!(
 );
 wgsl!(HALF_PACK_OPERAND, "linalg", "half_pack_operand");
 wgsl!(HALF_IM2COL, "conv", "half_im2col");
+wgsl!(HALF_CONV, "conv", "half_conv", Needs::F16);
+wgsl!(
+    HALF_CONV_COOP,
+    "conv",
+    "half_conv_coop",
+    Needs::CooperativeMatrix
+);
 wgsl!(MATMUL, "linalg", "matmul");
 wgsl!(MATMUL_128, "linalg", "matmul_128");
 wgsl!(MAX_POOL3D, "pool", "max_pool3d");
@@ -281,6 +288,8 @@ pub const ALL: &[Wgsl] = &[
     HALF_MATMUL_COOP8,
     HALF_PACK_OPERAND,
     HALF_IM2COL,
+    HALF_CONV,
+    HALF_CONV_COOP,
     MATMUL,
     MATMUL_128,
     MAX_POOL3D,

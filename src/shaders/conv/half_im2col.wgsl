@@ -73,7 +73,7 @@ fn src_index(t: i32, n: i32) -> i32 {
 }
 
 // The rounded bits of x[n, c, oy·s - pad + ky, ox·s - pad + kx], or 0 in the image's zero padding.
-fn element(n: u32, c: u32, ky: u32, kx: u32, oy: u32, ox: u32) -> u32 {
+fn unfolded_bits(n: u32, c: u32, ky: u32, kx: u32, oy: u32, ox: u32) -> u32 {
     let iy = src_index(i32(oy * params.stride + ky) - i32(params.pad), i32(params.h));
     let ix = src_index(i32(ox * params.stride + kx) - i32(params.pad), i32(params.w));
     if (iy < 0 || ix < 0) { return 0u; }
@@ -106,11 +106,11 @@ fn half_im2col(@builtin(workgroup_id) wid: vec3<u32>,
     let oy = p / params.wo;
     let ox = p - oy * params.wo;
     let n = params.frame0 + f;
-    let lo = element(n, c, ky, kx, oy, ox);
+    let lo = unfolded_bits(n, c, ky, kx, oy, ox);
     var hi = 0u;
     if (p + 1u < pixels) {
         let wrap = ox + 1u == params.wo;
-        hi = element(n, c, ky, kx, select(oy, oy + 1u, wrap), select(ox + 1u, 0u, wrap));
+        hi = unfolded_bits(n, c, ky, kx, select(oy, oy + 1u, wrap), select(ox + 1u, 0u, wrap));
     }
     b[i] = lo | (hi << 16u);
 }

@@ -21,22 +21,28 @@
 //!
 //! Paths, by the device's product path (`ops::linalg::half_matmul::path`):
 //! - **Cooperative matrices** (tensor cores): the convolution as a product, `y[n] (C_out, P) = h(W)
-//!   (C_out, K) · B[n] (K, P)`, P = H_out · W_out, where `half_im2col.wgsl` unfolds a chunk of images into
-//!   B already rounded and padded to the tiles, and `half_matmul_coop.wgsl` multiplies. The unfolded operand
-//!   is kH · kW halves per input value, so the images go in chunks of at most [`UNFOLD_BYTES`] of it, each
-//!   chunk's product written into its images of y; the accumulators start from the bias (a bias tile,
-//!   `half_matmul::gpu_bias_tile`), so neither the chunks nor the bias take a pass of their own over y.
-//!   Convolutions with fewer than [`MIN_CO`] output channels (a classifier's last layer) would waste most
-//!   of a 64-row tile and take the next path.
-//! - **Software adapters with `SHADER_F16`** (lavapipe): the same unfolding onto the f16 tiles
-//!   (`half_matmul.wgsl`), in chunks of at most [`UNFOLD_BYTES_SOFTWARE`]: there the float32 convolution is
-//!   `conv2d_direct.wgsl` (no workgroup memory), and the tiled product ran 3× faster on U-TAE's layers
-//!   (benches/README.md § `conv2d_half`).
+//!   (C_out, K) · B[n] (K, P)`, P = H_out · W_out, B[n] the image unfolded (rounded, padded to the tiles).
+//!   With 16 × 16 tiles, where C_out and P are multiples of 64 (U-TAE's layers), `half_conv_coop.wgsl`
+//!   unfolds B inside the product, a 16 × 64 slab at a time in workgroup memory: an implicit GEMM, no
+//!   unfolded operand in memory. Elsewhere (8 × 8 tiles, ragged shapes, and the weight gradient)
+//!   `half_im2col.wgsl` unfolds a chunk of images into memory and `half_matmul_coop.wgsl` multiplies; the
+//!   unfolded operand is kH · kW halves per input value, so the images go in chunks of at most
+//!   [`UNFOLD_BYTES`] of it. Either way each chunk's product is written into its images of y and the
+//!   accumulators start from the bias (a bias tile, `half_matmul::gpu_bias_tile`), so neither the chunks nor
+//!   the bias take a pass of their own over y. Convolutions with fewer than [`MIN_CO`] output channels (a
+//!   classifier's last layer) would waste most of a 64-row tile and take the last path.
+//! - **Software adapters with `SHADER_F16`** (lavapipe): the f16 tiles (`half_matmul.wgsl`'s), with B
+//!   unfolded inside them by `half_conv.wgsl`, in launches of at most [`UNFOLD_BYTES_SOFTWARE`] of (virtual)
+//!   unfolded operand: there the float32 convolution is `conv2d_direct.wgsl` (no workgroup memory), and the
+//!   tiled product ran 3× faster on U-TAE's layers (benches/README.md § `conv2d_half`).
 //! - **Every other device**: the operands are rounded (a copy, rounded in place by
-//!   `half_round_inplace.wgsl`) and `conv2d.wgsl` and its variants run on them. On a GPU the f16 tiles would compute the same arithmetic as
-//!   `conv2d.wgsl` after converting, plus the unfolding's traffic, so only tensor cores are worth it there.
-//!   The tests run every path the adapter has ([`gpu_forward_on`]); the unfolded ones share everything but
-//!   the product kernel, which the device self-tests before first use.
+//!   `half_round_inplace.wgsl`) and `conv2d.wgsl` and its variants run on them. On a GPU the f16 tiles
+//!   would compute the same arithmetic as `conv2d.wgsl` after converting, so only tensor cores are worth it.
+//!
+//! The unfolding inside the tiles gives the unfolded copy's sums bit for bit (the same operand values, the
+//! same tiles); `SITSGPU_CONV_UNFOLDING=copy` ([`unfolding`]) takes the copy instead, to compare the two on
+//! a device. The tests run every path the adapter has ([`gpu_forward_on`]), both ways; the product kernels
+//! are self-tested by the device before first use.
 //!
 //! CPU reference: [`cpu_forward`] rounds both operands and runs `conv2d::cpu_forward`.
 
@@ -96,8 +102,42 @@ pub struct FlipParams {
 /// `conv_flip_weight.wgsl`: a stride phase of the weight, flipped and transposed, in one launch.
 pub const CONV_FLIP_WEIGHT: Kernel =
     Kernel::new::<FlipParams>(&shaders::CONV_FLIP_WEIGHT, "conv_flip_weight", 3);
+/// Shader `Params` of half_conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvParams {
+    m: u32,
+    n: u32,
+    k_p: u32,
+    frames: u32,
+    m_p: u32,
+    n_p: u32,
+    c_offset: u32,
+    has_bias: u32,
+    ci: u32,
+    h: u32,
+    w: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    reflect: u32,
+    ho: u32,
+    wo: u32,
+    k: u32,
+    frame0: u32,
+    per_wg: u32,
+    _pad: [u32; 3],
+}
+
+/// `half_conv.wgsl`: the convolution as an implicit product on the f16 tiles (needs `SHADER_F16`).
+pub const HALF_CONV: Kernel = Kernel::new::<ConvParams>(&shaders::HALF_CONV, "half_conv", 5);
+/// `half_conv_coop.wgsl`: the convolution as an implicit product on 16 × 16 cooperative tiles, 64
+/// invocations a workgroup.
+pub const HALF_CONV_COOP: Kernel =
+    Kernel::new::<ConvParams>(&shaders::HALF_CONV_COOP, "half_conv_coop", 5).with_wg(64);
 /// This module's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[HALF_IM2COL, CONV_FLIP_WEIGHT];
+pub const KERNELS: &[Kernel] = &[HALF_IM2COL, CONV_FLIP_WEIGHT, HALF_CONV, HALF_CONV_COOP];
 
 /// The most bytes of unfolded operand a chunk of images makes at once on a GPU (also bounded by the device's
 /// largest binding): 14 images of U-TAE's widest layer (64 channels, 3 × 3, 128²: 18 MiB each), so that a
@@ -229,22 +269,66 @@ fn weight_chunk_frames(unfold_bytes: usize, max_binding: usize, g: &Geom) -> Opt
 
 /// How this device computes mixed's convolutions (printed by `info`, `profile` and the training log).
 pub fn path_note(gpu: &'static Gpu) -> String {
+    let copies = unfolding() == Unfolding::Copy;
+    let forced = if copies {
+        " (SITSGPU_CONV_UNFOLDING=copy)"
+    } else {
+        ""
+    };
     match half_matmul::path(gpu) {
-        HalfPath::Cooperative { .. } => format!(
-            "unfolded onto the cooperative matrices (half_im2col.wgsl) from {MIN_CO} output channels, \
-             float32 kernels on rounded operands below"
-        ),
-        HalfPath::F16Tiles if gpu.is_software() => format!(
-            "unfolded onto the f16 tiles (half_im2col.wgsl) from {MIN_CO} output channels (a software \
-             adapter: faster than its direct float32 kernel), float32 kernels on rounded operands below"
-        ),
+        p @ HalfPath::Cooperative { .. } => {
+            let whole = Geom::new(
+                &[1, 1, 8, 8],
+                &[64, 1, 1, 1],
+                1,
+                0,
+                super::PaddingMode::Zeros,
+            );
+            if !copies && in_tiles_kernel(gpu, p, &whole).is_some() {
+                format!(
+                    "unfolded inside the cooperative tiles (half_conv_coop.wgsl) where C_out and H_out · W_out \
+                     are multiples of 64, else into memory first (half_im2col.wgsl), from {MIN_CO} output \
+                     channels; float32 kernels on rounded operands below"
+                )
+            } else {
+                format!(
+                    "unfolded into memory (half_im2col.wgsl), then onto the cooperative matrices{forced}, \
+                     from {MIN_CO} output channels; float32 kernels on rounded operands below"
+                )
+            }
+        }
+        HalfPath::F16Tiles if gpu.is_software() => {
+            let how = if copies {
+                "unfolded into memory (half_im2col.wgsl), then onto the f16 tiles (half_matmul.wgsl)"
+            } else {
+                "unfolded inside the f16 tiles (half_conv.wgsl)"
+            };
+            format!(
+                "{how}{forced} from {MIN_CO} output channels (a software adapter: faster than its direct \
+                 float32 kernel), float32 kernels on rounded operands below"
+            )
+        }
         _ => "float32 kernels on rounded operands (only tensor cores would beat them)".to_string(),
     }
 }
 
+/// Where this process's unfolded convolutions take B from: in the tiles, unless `SITSGPU_CONV_UNFOLDING=copy`
+/// asks for the unfolded copy (to compare the two on a device: benches/device/run.sh).
+pub fn unfolding() -> Unfolding {
+    static CHOICE: std::sync::OnceLock<Unfolding> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| match std::env::var("SITSGPU_CONV_UNFOLDING").as_deref() {
+        Ok("copy") => Unfolding::Copy,
+        Ok("tiles") | Err(_) => Unfolding::InTiles,
+        Ok(other) => {
+            eprintln!("sitsgpu: SITSGPU_CONV_UNFOLDING={other} is neither copy nor tiles: unfolding in the tiles");
+            Unfolding::InTiles
+        }
+    })
+}
+
 /// y (N, C_out, H_out, W_out) = b + conv(h(x), h(w)) on this device (module doc).
 pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
-    gpu_forward_on(path(x.gpu, g), x, w, b, g)
+    gpu_forward_on((path(x.gpu, g), unfolding()), x, w, b, g)
 }
 
 /// The path of a convolution: unfolded onto the cooperative matrices, or onto the f16 tiles on a software
@@ -259,9 +343,10 @@ pub fn path(gpu: &'static Gpu, g: &Geom) -> HalfPath {
 }
 
 /// [`gpu_forward`] on an explicit path: rounded float32, or unfolded onto a padded product path
-/// (cooperative matrices or f16 tiles; rounded float32 when an image does not fit a binding).
+/// (cooperative matrices or f16 tiles; rounded float32 when an image does not fit a binding), the input
+/// unfolded as `unfolding` says where the path can ([`in_tiles_kernel`]).
 pub fn gpu_forward_on(
-    path: HalfPath,
+    (path, unfolding): (HalfPath, Unfolding),
     x: &GpuStorage,
     w: &GpuStorage,
     b: Option<&GpuStorage>,
@@ -272,7 +357,16 @@ pub fn gpu_forward_on(
     } else {
         UNFOLD_BYTES
     };
-    forward_in_chunks(path, x, w, b, g, budget)
+    forward_in_chunks(path, x, w, b, g, budget, unfolding)
+}
+
+/// Where an unfolded path's B operand comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unfolding {
+    /// Unfolded into memory by half_im2col.wgsl, then multiplied (every padded path).
+    Copy,
+    /// Unfolded inside the product's tiles by half_conv.wgsl (the f16 tiles; the cooperative path copies).
+    InTiles,
 }
 
 /// [`gpu_forward_on`] with chunks of at most `unfold_bytes` of unfolded operand.
@@ -283,6 +377,7 @@ fn forward_in_chunks(
     b: Option<&GpuStorage>,
     g: &Geom,
     unfold_bytes: usize,
+    unfolding: Unfolding,
 ) -> GpuStorage {
     let gpu = x.gpu;
     let max_binding = gpu
@@ -301,22 +396,102 @@ fn forward_in_chunks(
     // Each chunk's product is written into its images of y (no copy), starting from the bias.
     let y = GpuStorage::alloc(gpu, (g.n * g.co * p).max(1), "conv2d");
     let bias_tile = b.map(|b| half_matmul::gpu_bias_tile(b, g.co));
+    let in_tiles = in_tiles_kernel(gpu, path, g);
     let mut frame0 = 0;
     while frame0 < g.n {
         let n = frames.min(g.n - frame0);
-        let cols = gpu_im2col(x, g, frame0, n);
-        half_matmul::gpu_packed_product_into(
-            path,
-            (&pw, 1),
-            (&cols, n),
-            (n, g.co, k, p),
-            (&y, frame0 * g.co * p),
-            bias_tile.as_ref(),
-        );
-        drop(cols);
+        if let Some(kernel) = in_tiles.filter(|_| unfolding == Unfolding::InTiles) {
+            gpu_in_tiles_chunk(kernel, &pw, x, &y, bias_tile.as_ref(), g, (frame0, n));
+        } else {
+            let cols = gpu_im2col(x, g, frame0, n);
+            half_matmul::gpu_packed_product_into(
+                path,
+                (&pw, 1),
+                (&cols, n),
+                (n, g.co, k, p),
+                (&y, frame0 * g.co * p),
+                bias_tile.as_ref(),
+            );
+        }
         frame0 += n;
     }
     y
+}
+
+/// The kernel that unfolds the input inside its tiles for `g` on `path` ([`Unfolding::InTiles`]), and the
+/// blocks a workgroup takes: half_conv.wgsl on the f16 tiles; half_conv_coop.wgsl on 16 × 16 cooperative
+/// tiles where C_out and P are whole 64 × 64 blocks (it stores whole blocks straight into y) and the
+/// adapter's subgroups have 8 invocations or more (each gets one of its 8 slots of workgroup memory);
+/// `None` elsewhere (8 × 8 tiles, ragged shapes), where the unfolded copy runs.
+fn in_tiles_kernel(gpu: &Gpu, path: HalfPath, g: &Geom) -> Option<(Kernel, u32)> {
+    let block = half_matmul::BLOCK;
+    match path {
+        HalfPath::F16Tiles => Some((HALF_CONV, 1)),
+        HalfPath::Cooperative { per_wg, tile: 16 }
+            if g.co.is_multiple_of(block)
+                && (g.ho * g.wo).is_multiple_of(block)
+                && gpu.half.subgroup_min >= 8 =>
+        {
+            Some((HALF_CONV_COOP, per_wg))
+        }
+        _ => None,
+    }
+}
+
+/// One chunk of images (`frame0 .. frame0 + frames`) of [`forward_in_chunks`] in one launch of an
+/// [`in_tiles_kernel`]: the product of the packed weight `pw` and the chunk's unfolded input, unfolded
+/// inside the product's tiles, written into its images of `y` (from the bias tile when there is one).
+fn gpu_in_tiles_chunk(
+    (kernel, per_wg): (Kernel, u32),
+    pw: &GpuStorage,
+    x: &GpuStorage,
+    y: &GpuStorage,
+    bias_tile: Option<&GpuStorage>,
+    g: &Geom,
+    (frame0, frames): (usize, usize),
+) {
+    let (k, p, k_p, p_p) = product_dims(g);
+    let (m_p, _, _) = half_matmul::padded(g.co, k, p);
+    let u = |v: usize| v as u32;
+    let blocks = frames * (m_p / half_matmul::BLOCK) * (p_p / half_matmul::BLOCK);
+    let groups = blocks.div_ceil(per_wg as usize);
+    kernel.dispatch(
+        x.gpu,
+        &[
+            pw.buffer(),
+            x.buffer(),
+            y.buffer(),
+            bias_tile.unwrap_or(pw).buffer(),
+        ],
+        &ConvParams {
+            m: u(g.co),
+            n: u(p),
+            k_p: u(k_p),
+            frames: u(frames),
+            m_p: u(m_p),
+            n_p: u(p_p),
+            c_offset: u(frame0 * g.co * p),
+            has_bias: bias_tile.is_some() as u32,
+            ci: u(g.ci),
+            h: u(g.h),
+            w: u(g.w),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            stride: u(g.stride),
+            pad: u(g.pad),
+            reflect: (g.mode == super::PaddingMode::Reflect) as u32,
+            ho: u(g.ho),
+            wo: u(g.wo),
+            k: u(k),
+            frame0: u(frame0),
+            per_wg,
+            _pad: [0; 3],
+        },
+        Grid::groups(groups)
+            .flops(2 * frames * m_p * p_p * k_p)
+            .bytes(2 * m_p * k_p + 4 * frames * (g.ci * g.h * g.w + g.co * p))
+            .loop_len(k_p),
+    );
 }
 
 /// The input gradient under mixed, dx = the padded input's gradient folded back (`pad_fold`), from w and dy
@@ -406,7 +581,15 @@ fn phase_product(
     ph: &super::gpu::Phase,
 ) -> GpuStorage {
     let wt = gpu_flip_weight(w, g, ph);
-    forward_in_chunks(path, dy, &wt, None, &ph.v, backward_budget(dy.gpu))
+    forward_in_chunks(
+        path,
+        dy,
+        &wt,
+        None,
+        &ph.v,
+        backward_budget(dy.gpu),
+        unfolding(),
+    )
 }
 
 /// The phase's weight w̃ (C_in, C_out, T_h, T_w), `w̃[c, o, m, l] = w[o, c, py + s·(T_h - 1 - m), px +

@@ -47,6 +47,11 @@ fn geoms() -> Vec<Geom> {
         Geom::new(&[2, 5, 9, 7], &[33, 5, 3, 3], 1, 1, PaddingMode::Zeros),
         Geom::new(&[2, 8, 10, 10], &[40, 8, 4, 4], 2, 1, PaddingMode::Reflect),
         Geom::new(&[2, 24, 6, 5], &[36, 24, 1, 1], 1, 0, PaddingMode::Zeros),
+        // Whole 64 × 64 blocks (C_out and P = 64 multiples of 64), which the cooperative path unfolds in its
+        // tiles (half_conv_coop.wgsl): two blocks of rows and a K of 45 padded to 48, then the 4 × 4
+        // stride-2 down-sampling.
+        Geom::new(&[2, 5, 8, 8], &[128, 5, 3, 3], 1, 1, PaddingMode::Zeros),
+        Geom::new(&[2, 8, 16, 16], &[64, 8, 4, 4], 2, 1, PaddingMode::Reflect),
     ]
 }
 
@@ -125,17 +130,37 @@ fn gpu_paths_match_the_cpu_reference() {
             .iter()
             .flat_map(|p| [(p, UNFOLD_BYTES), (p, 2 * k_p * p_p)])
         {
-            let y = forward_in_chunks(
-                path,
-                gx,
-                tw.gpu_storage("test"),
-                Some(tb.gpu_storage("test")),
-                &g,
-                budget,
-            );
-            let got = Storage::Gpu(y).to_vec(want.len());
+            let run = |unfolding| {
+                let y = forward_in_chunks(
+                    path,
+                    gx,
+                    tw.gpu_storage("test"),
+                    Some(tb.gpu_storage("test")),
+                    &g,
+                    budget,
+                    unfolding,
+                );
+                Storage::Gpu(y).to_vec(want.len())
+            };
+            if let HalfPath::Cooperative { tile: 16, .. } = path {
+                let whole = g.co % 64 == 0 && (g.ho * g.wo) % 64 == 0;
+                assert_eq!(
+                    in_tiles_kernel(gpu, path, &g).is_some(),
+                    whole && gpu.half.subgroup_min >= 8,
+                    "{g:?}"
+                );
+            }
+            let copied = run(Unfolding::Copy);
             let what = format!("{path:?} {g:?} chunks of {budget} bytes");
-            within_sum_order(&got, &want, &mass, k, &what);
+            within_sum_order(&copied, &want, &mass, k, &what);
+            // half_conv.wgsl stages half_im2col's words in half_matmul's tiles: the same sums, bit for bit.
+            let in_tiles = run(Unfolding::InTiles);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&in_tiles),
+                bits(&copied),
+                "{what}: unfolded in the tiles"
+            );
         }
     }
 }
