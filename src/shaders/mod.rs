@@ -173,6 +173,13 @@ wgsl!(
     "half_conv_coop",
     Needs::CooperativeMatrix
 );
+wgsl!(HALF_CONV_DW, "conv", "half_conv_dw", Needs::F16);
+wgsl!(
+    HALF_CONV_DW_COOP,
+    "conv",
+    "half_conv_dw_coop",
+    Needs::CooperativeMatrix
+);
 wgsl!(MATMUL, "linalg", "matmul");
 wgsl!(MATMUL_128, "linalg", "matmul_128");
 wgsl!(MAX_POOL3D, "pool", "max_pool3d");
@@ -290,6 +297,8 @@ pub const ALL: &[Wgsl] = &[
     HALF_IM2COL,
     HALF_CONV,
     HALF_CONV_COOP,
+    HALF_CONV_DW,
+    HALF_CONV_DW_COOP,
     MATMUL,
     MATMUL_128,
     MAX_POOL3D,

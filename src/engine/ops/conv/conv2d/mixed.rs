@@ -9,7 +9,8 @@
 //! rounded as a float16 gradient (autocast's backward; the loss is scaled for it: `engine::precision`), with
 //! float32 sums. Its two products take the same paths as the forward's where they pay:
 //! - **dw** ([`gpu_backward_weight`]): per image, `dwᵀ (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out)`,
-//!   `B[n]` unfolded by `half_im2col.wgsl` as the A operand, summed over the images;
+//!   `B[n]` the A operand (unfolded inside the tiles as the forward's B, or by `half_im2col.wgsl`), summed
+//!   over the images;
 //! - **dx** ([`gpu_backward_input`]): the padded input's gradient is, for each stride phase, the full
 //!   convolution of dy by the phase's taps of the weight, flipped and transposed: mixed's own forward, then
 //!   folded back (`conv2d_pad_fold.wgsl`). The transposed convolution's forward is this computation too
@@ -21,28 +22,31 @@
 //!
 //! Paths, by the device's product path (`ops::linalg::half_matmul::path`):
 //! - **Cooperative matrices** (tensor cores): the convolution as a product, `y[n] (C_out, P) = h(W)
-//!   (C_out, K) · B[n] (K, P)`, P = H_out · W_out, B[n] the image unfolded (rounded, padded to the tiles).
+//!   (C_out, K) · B[n] (K, P)`, P = H_out · W_out, `B[n]` the image unfolded (rounded, padded to the tiles).
 //!   With 16 × 16 tiles, where C_out and P are multiples of 64 (U-TAE's layers), `half_conv_coop.wgsl`
 //!   unfolds B inside the product, a 16 × 64 slab at a time in workgroup memory: an implicit GEMM, no
-//!   unfolded operand in memory. Elsewhere (8 × 8 tiles, ragged shapes, and the weight gradient)
-//!   `half_im2col.wgsl` unfolds a chunk of images into memory and `half_matmul_coop.wgsl` multiplies; the
-//!   unfolded operand is kH · kW halves per input value, so the images go in chunks of at most
-//!   [`UNFOLD_BYTES`] of it. Either way each chunk's product is written into its images of y and the
-//!   accumulators start from the bias (a bias tile, `half_matmul::gpu_bias_tile`), so neither the chunks nor
-//!   the bias take a pass of their own over y. Convolutions with fewer than [`MIN_CO`] output channels (a
-//!   classifier's last layer) would waste most of a 64-row tile and take the last path.
-//! - **Software adapters with `SHADER_F16`** (lavapipe): the f16 tiles (`half_matmul.wgsl`'s), with B
-//!   unfolded inside them by `half_conv.wgsl`, in launches of at most [`UNFOLD_BYTES_SOFTWARE`] of (virtual)
-//!   unfolded operand: there the float32 convolution is `conv2d_direct.wgsl` (no workgroup memory), and the
-//!   tiled product ran 3× faster on U-TAE's layers (benches/README.md § `conv2d_half`).
+//!   unfolded operand in memory (the weight gradient's `half_conv_dw_coop.wgsl` likewise, where K and C_out
+//!   are multiples of 64). Elsewhere (8 × 8 tiles, ragged shapes) `half_im2col.wgsl` unfolds a chunk of
+//!   images into memory and `half_matmul_coop.wgsl` multiplies; the unfolded operand is kH · kW halves per
+//!   input value, so the images go in chunks of at most [`UNFOLD_BYTES`] of it. Either way each chunk's
+//!   product is written into its images of y and the accumulators start from the bias (a bias tile,
+//!   `half_matmul::gpu_bias_tile`), so neither the chunks nor the bias take a pass of their own over y.
+//!   Convolutions with fewer than [`MIN_CO`] output channels (a classifier's last layer) would waste most of
+//!   a 64-row tile and take the last path.
+//! - **Software adapters with `SHADER_F16`** (lavapipe): the f16 tiles (`half_matmul.wgsl`), B unfolded
+//!   into memory (or inside the tiles by `half_conv.wgsl`, the weight gradient's A by `half_conv_dw.wgsl`,
+//!   when asked), in chunks of at most [`UNFOLD_BYTES_SOFTWARE`] of unfolded operand: there the float32
+//!   convolution is `conv2d_direct.wgsl` (no workgroup memory), and the tiled product ran 3× faster on
+//!   U-TAE's layers (benches/README.md § `conv2d_half`).
 //! - **Every other device**: the operands are rounded (a copy, rounded in place by
 //!   `half_round_inplace.wgsl`) and `conv2d.wgsl` and its variants run on them. On a GPU the f16 tiles
 //!   would compute the same arithmetic as `conv2d.wgsl` after converting, so only tensor cores are worth it.
 //!
 //! The unfolding inside the tiles gives the unfolded copy's sums bit for bit (the same operand values, the
-//! same tiles); `SITSGPU_CONV_UNFOLDING=copy` ([`unfolding`]) takes the copy instead, to compare the two on
-//! a device. The tests run every path the adapter has ([`gpu_forward_on`]), both ways; the product kernels
-//! are self-tested by the device before first use.
+//! same tiles). It is the cooperative path's default and the f16 tiles' option ([`unfolding_on`]:
+//! `SITSGPU_CONV_UNFOLDING=tiles|copy` decides for both, to compare the two on a device). The tests run
+//! every path the adapter has ([`gpu_forward_on`]), both ways; the product kernels are self-tested by the
+//! device before first use.
 //!
 //! CPU reference: [`cpu_forward`] rounds both operands and runs `conv2d::cpu_forward`.
 
@@ -136,8 +140,22 @@ pub const HALF_CONV: Kernel = Kernel::new::<ConvParams>(&shaders::HALF_CONV, "ha
 /// invocations a workgroup.
 pub const HALF_CONV_COOP: Kernel =
     Kernel::new::<ConvParams>(&shaders::HALF_CONV_COOP, "half_conv_coop", 5).with_wg(64);
+/// `half_conv_dw.wgsl`: the weight gradient as an implicit product on the f16 tiles, per image.
+pub const HALF_CONV_DW: Kernel =
+    Kernel::new::<ConvParams>(&shaders::HALF_CONV_DW, "half_conv_dw", 4);
+/// `half_conv_dw_coop.wgsl`: the weight gradient as an implicit product on 16 × 16 cooperative tiles, per
+/// image, 64 invocations a workgroup.
+pub const HALF_CONV_DW_COOP: Kernel =
+    Kernel::new::<ConvParams>(&shaders::HALF_CONV_DW_COOP, "half_conv_dw_coop", 4).with_wg(64);
 /// This module's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[HALF_IM2COL, CONV_FLIP_WEIGHT, HALF_CONV, HALF_CONV_COOP];
+pub const KERNELS: &[Kernel] = &[
+    HALF_IM2COL,
+    CONV_FLIP_WEIGHT,
+    HALF_CONV,
+    HALF_CONV_COOP,
+    HALF_CONV_DW,
+    HALF_CONV_DW_COOP,
+];
 
 /// The most bytes of unfolded operand a chunk of images makes at once on a GPU (also bounded by the device's
 /// largest binding): 14 images of U-TAE's widest layer (64 channels, 3 × 3, 128²: 18 MiB each), so that a
@@ -269,14 +287,15 @@ fn weight_chunk_frames(unfold_bytes: usize, max_binding: usize, g: &Geom) -> Opt
 
 /// How this device computes mixed's convolutions (printed by `info`, `profile` and the training log).
 pub fn path_note(gpu: &'static Gpu) -> String {
-    let copies = unfolding() == Unfolding::Copy;
-    let forced = if copies {
-        " (SITSGPU_CONV_UNFOLDING=copy)"
+    let path = half_matmul::path(gpu);
+    let forced = if unfolding_override().is_some() {
+        " (SITSGPU_CONV_UNFOLDING)"
     } else {
         ""
     };
-    match half_matmul::path(gpu) {
-        p @ HalfPath::Cooperative { .. } => {
+    let in_tiles = unfolding_on(path) == Unfolding::InTiles;
+    match path {
+        HalfPath::Cooperative { .. } => {
             let whole = Geom::new(
                 &[1, 1, 8, 8],
                 &[64, 1, 1, 1],
@@ -284,24 +303,25 @@ pub fn path_note(gpu: &'static Gpu) -> String {
                 0,
                 super::PaddingMode::Zeros,
             );
-            if !copies && in_tiles_kernel(gpu, p, &whole).is_some() {
+            if in_tiles && in_tiles_kernel(gpu, path, &whole).is_some() {
                 format!(
-                    "unfolded inside the cooperative tiles (half_conv_coop.wgsl) where C_out and H_out · W_out \
-                     are multiples of 64, else into memory first (half_im2col.wgsl), from {MIN_CO} output \
-                     channels; float32 kernels on rounded operands below"
+                    "unfolded inside the cooperative tiles{forced} (half_conv_coop.wgsl where C_out and \
+                     H_out · W_out are multiples of 64, the weight gradient's half_conv_dw_coop.wgsl where \
+                     C_in · kH · kW and C_out are), else into memory first (half_im2col.wgsl), from {MIN_CO} \
+                     output channels; float32 kernels on rounded operands below"
                 )
             } else {
                 format!(
-                    "unfolded into memory (half_im2col.wgsl), then onto the cooperative matrices{forced}, \
+                    "unfolded into memory (half_im2col.wgsl){forced}, then onto the cooperative matrices, \
                      from {MIN_CO} output channels; float32 kernels on rounded operands below"
                 )
             }
         }
         HalfPath::F16Tiles if gpu.is_software() => {
-            let how = if copies {
-                "unfolded into memory (half_im2col.wgsl), then onto the f16 tiles (half_matmul.wgsl)"
+            let how = if in_tiles {
+                "unfolded inside the f16 tiles (half_conv.wgsl; the weight gradient's half_conv_dw.wgsl)"
             } else {
-                "unfolded inside the f16 tiles (half_conv.wgsl)"
+                "unfolded into memory (half_im2col.wgsl), then onto the f16 tiles (half_matmul.wgsl)"
             };
             format!(
                 "{how}{forced} from {MIN_CO} output channels (a software adapter: faster than its direct \
@@ -312,23 +332,40 @@ pub fn path_note(gpu: &'static Gpu) -> String {
     }
 }
 
-/// Where this process's unfolded convolutions take B from: in the tiles, unless `SITSGPU_CONV_UNFOLDING=copy`
-/// asks for the unfolded copy (to compare the two on a device: benches/device/run.sh).
-pub fn unfolding() -> Unfolding {
-    static CHOICE: std::sync::OnceLock<Unfolding> = std::sync::OnceLock::new();
+/// Where the unfolded convolutions on `path` take their unfolded operand from: inside the tiles on the
+/// cooperative path (an implicit GEMM: on a GPU the unfolded copy is memory traffic and up to
+/// [`UNFOLD_BYTES`] of transient memory), unfolded into memory on the f16 tiles (software adapters only,
+/// where which is faster depends on the driver's compiler: benches/README.md § "Convolutions unfolded inside
+/// the tiles"); `SITSGPU_CONV_UNFOLDING=tiles|copy` decides for every path ([`unfolding_override`]).
+pub fn unfolding_on(path: HalfPath) -> Unfolding {
+    unfolding_override().unwrap_or(match path {
+        HalfPath::Cooperative { .. } => Unfolding::InTiles,
+        _ => Unfolding::Copy,
+    })
+}
+
+/// `SITSGPU_CONV_UNFOLDING`: `tiles` or `copy` for every unfolded convolution of this process (to compare
+/// the two on a device: benches/device/run.sh); unset, [`unfolding_on`] decides by path.
+pub fn unfolding_override() -> Option<Unfolding> {
+    static CHOICE: std::sync::OnceLock<Option<Unfolding>> = std::sync::OnceLock::new();
     *CHOICE.get_or_init(|| match std::env::var("SITSGPU_CONV_UNFOLDING").as_deref() {
-        Ok("copy") => Unfolding::Copy,
-        Ok("tiles") | Err(_) => Unfolding::InTiles,
+        Ok("copy") => Some(Unfolding::Copy),
+        Ok("tiles") => Some(Unfolding::InTiles),
+        Err(_) => None,
         Ok(other) => {
-            eprintln!("sitsgpu: SITSGPU_CONV_UNFOLDING={other} is neither copy nor tiles: unfolding in the tiles");
-            Unfolding::InTiles
+            eprintln!(
+                "sitsgpu: SITSGPU_CONV_UNFOLDING={other} is neither tiles nor copy: ignored (the default \
+                 by path)"
+            );
+            None
         }
     })
 }
 
 /// y (N, C_out, H_out, W_out) = b + conv(h(x), h(w)) on this device (module doc).
 pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
-    gpu_forward_on((path(x.gpu, g), unfolding()), x, w, b, g)
+    let path = path(x.gpu, g);
+    gpu_forward_on((path, unfolding_on(path)), x, w, b, g)
 }
 
 /// The path of a convolution: unfolded onto the cooperative matrices, or onto the f16 tiles on a software
@@ -344,7 +381,7 @@ pub fn path(gpu: &'static Gpu, g: &Geom) -> HalfPath {
 
 /// [`gpu_forward`] on an explicit path: rounded float32, or unfolded onto a padded product path
 /// (cooperative matrices or f16 tiles; rounded float32 when an image does not fit a binding), the input
-/// unfolded as `unfolding` says where the path can ([`in_tiles_kernel`]).
+/// unfolded as `unfolding` says where the path can (`in_tiles_kernel`).
 pub fn gpu_forward_on(
     (path, unfolding): (HalfPath, Unfolding),
     x: &GpuStorage,
@@ -588,7 +625,7 @@ fn phase_product(
         None,
         &ph.v,
         backward_budget(dy.gpu),
-        unfolding(),
+        unfolding_on(path),
     )
 }
 
@@ -643,7 +680,8 @@ pub fn gpu_flip_weight(w: &GpuStorage, g: &Geom, ph: &super::gpu::Phase) -> GpuS
 /// Else `conv2d_backward_weight.wgsl` and its variants on the same operands. Returns dw as a (C_out, K)
 /// tensor.
 pub fn gpu_backward_weight(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> Tensor {
-    backward_weight_in_chunks(path(x.gpu, g), x, dy, g, backward_budget(x.gpu))
+    let path = path(x.gpu, g);
+    backward_weight_in_chunks(path, x, dy, g, backward_budget(x.gpu), unfolding_on(path))
 }
 
 /// The unfolding budget of the backward pass's products ([`BACKWARD_UNFOLD_BYTES_SOFTWARE`]).
@@ -655,13 +693,15 @@ fn backward_budget(gpu: &Gpu) -> usize {
     }
 }
 
-/// [`gpu_backward_weight`] on an explicit path, with chunks of at most `unfold_bytes` of unfolded operand.
+/// [`gpu_backward_weight`] on an explicit path, with chunks of at most `unfold_bytes` of unfolded operand
+/// (virtual when `unfolding` unfolds inside the tiles: [`dw_in_tiles_kernel`]).
 fn backward_weight_in_chunks(
     path: HalfPath,
     x: &GpuStorage,
     dy: &GpuStorage,
     g: &Geom,
     unfold_bytes: usize,
+    unfolding: Unfolding,
 ) -> Tensor {
     let gpu = x.gpu;
     let max_binding = gpu
@@ -675,11 +715,11 @@ fn backward_weight_in_chunks(
         return Tensor::from_storage(&[g.co, k], Storage::Gpu(dw));
     };
     let (k_rows, p_p, co_p) = half_matmul::padded(k, p, g.co);
+    let in_tiles = dw_in_tiles_kernel(gpu, path, g);
     let mut total: Option<Tensor> = None;
     let mut frame0 = 0;
     while frame0 < g.n {
         let n = frames.min(g.n - frame0);
-        let cols = gpu_im2col_padded(x, g, frame0, n, (k_rows, p_p));
         let dyt = half_matmul::gpu_pack_operand_at(
             dy,
             frame0 * g.co * p,
@@ -688,8 +728,14 @@ fn backward_weight_in_chunks(
             true,
             (p_p, co_p),
         );
-        let prods = half_matmul::gpu_packed_product(path, (&cols, n), (&dyt, n), n, k, p, g.co);
-        drop((cols, dyt));
+        let prods = match in_tiles.filter(|_| unfolding == Unfolding::InTiles) {
+            Some(kernel) => gpu_dw_in_tiles_chunk(kernel, &dyt, x, g, (frame0, n)),
+            None => {
+                let cols = gpu_im2col_padded(x, g, frame0, n, (k_rows, p_p));
+                half_matmul::gpu_packed_product(path, (&cols, n), (&dyt, n), n, k, p, g.co)
+            }
+        };
+        drop(dyt);
         let part = Tensor::from_storage(&[n, k, g.co], Storage::Gpu(prods)).sum(&[0], false);
         total = Some(match total {
             None => part,
@@ -701,6 +747,75 @@ fn backward_weight_in_chunks(
         Some(t) => t.transpose(0, 1),
         None => Tensor::zeros(&[g.co, k], Device::Gpu),
     }
+}
+
+/// The kernel that computes the weight gradient with the input unfolded inside its tiles for `g` on `path`,
+/// and the blocks a workgroup takes: half_conv_dw.wgsl on the f16 tiles; half_conv_dw_coop.wgsl on 16 × 16
+/// cooperative tiles where K = C_in · kH · kW and C_out are whole 64-row blocks (it stores whole blocks) and
+/// subgroups have 8 invocations or more (as [`in_tiles_kernel`]); `None` elsewhere (the unfolded copy).
+fn dw_in_tiles_kernel(gpu: &Gpu, path: HalfPath, g: &Geom) -> Option<(Kernel, u32)> {
+    let block = half_matmul::BLOCK;
+    match path {
+        HalfPath::F16Tiles => Some((HALF_CONV_DW, 1)),
+        HalfPath::Cooperative { per_wg, tile: 16 }
+            if (g.ci * g.kh * g.kw).is_multiple_of(block)
+                && g.co.is_multiple_of(block)
+                && gpu.half.subgroup_min >= 8 =>
+        {
+            Some((HALF_CONV_DW_COOP, per_wg))
+        }
+        _ => None,
+    }
+}
+
+/// One chunk of images of [`backward_weight_in_chunks`] in one launch of a [`dw_in_tiles_kernel`]: each
+/// image's `dwᵀ (K, C_out)` from its input, unfolded inside the tiles, and `dyt`, its dy packed transposed
+/// (frames, P_p, C_out_p).
+fn gpu_dw_in_tiles_chunk(
+    (kernel, per_wg): (Kernel, u32),
+    dyt: &GpuStorage,
+    x: &GpuStorage,
+    g: &Geom,
+    (frame0, frames): (usize, usize),
+) -> GpuStorage {
+    let (k, p) = (g.ci * g.kh * g.kw, g.ho * g.wo);
+    let (k_rows, p_p, co_p) = half_matmul::padded(k, p, g.co);
+    let prods = GpuStorage::alloc(x.gpu, frames * k * g.co, "half_conv_dw");
+    let u = |v: usize| v as u32;
+    let blocks = frames * (k_rows / half_matmul::BLOCK) * (co_p / half_matmul::BLOCK);
+    kernel.dispatch(
+        x.gpu,
+        &[dyt.buffer(), x.buffer(), prods.buffer()],
+        &ConvParams {
+            m: u(k),
+            n: u(g.co),
+            k_p: u(p_p),
+            frames: u(frames),
+            m_p: u(k_rows),
+            n_p: u(co_p),
+            c_offset: 0,
+            has_bias: 0,
+            ci: u(g.ci),
+            h: u(g.h),
+            w: u(g.w),
+            kh: u(g.kh),
+            kw: u(g.kw),
+            stride: u(g.stride),
+            pad: u(g.pad),
+            reflect: (g.mode == super::PaddingMode::Reflect) as u32,
+            ho: u(g.ho),
+            wo: u(g.wo),
+            k: u(k),
+            frame0: u(frame0),
+            per_wg,
+            _pad: [0; 3],
+        },
+        Grid::groups(blocks.div_ceil(per_wg as usize))
+            .flops(2 * frames * k_rows * co_p * p_p)
+            .bytes(2 * frames * p_p * co_p + 4 * frames * (g.ci * g.h * g.w + k * g.co))
+            .loop_len(p_p),
+    );
+    prods
 }
 
 // ---- Tests ----

@@ -52,6 +52,9 @@ fn geoms() -> Vec<Geom> {
         // stride-2 down-sampling.
         Geom::new(&[2, 5, 8, 8], &[128, 5, 3, 3], 1, 1, PaddingMode::Zeros),
         Geom::new(&[2, 8, 16, 16], &[64, 8, 4, 4], 2, 1, PaddingMode::Reflect),
+        // K = 576 and C_out whole blocks: the weight gradient's cooperative kernel (half_conv_dw_coop.wgsl),
+        // over a P of 25 padded to 32.
+        Geom::new(&[2, 64, 5, 5], &[64, 64, 3, 3], 1, 1, PaddingMode::Reflect),
     ]
 }
 
@@ -250,16 +253,36 @@ fn gpu_weight_gradients_match_the_cpu_reference() {
             .iter()
             .flat_map(|p| [(p, UNFOLD_BYTES), (p, 2 * m_p * k_p)])
         {
-            let got = backward_weight_in_chunks(
-                path,
-                tx.gpu_storage("test"),
-                tdy.gpu_storage("test"),
-                &g,
-                budget,
-            )
-            .to_vec();
+            let run = |unfolding| {
+                backward_weight_in_chunks(
+                    path,
+                    tx.gpu_storage("test"),
+                    tdy.gpu_storage("test"),
+                    &g,
+                    budget,
+                    unfolding,
+                )
+                .to_vec()
+            };
+            let copied = run(Unfolding::Copy);
             let what = format!("dw {path:?} {g:?} chunks of {budget} bytes");
-            within_sum_order(&got, &want, &mass, g.n * g.ho * g.wo, &what);
+            within_sum_order(&copied, &want, &mass, g.n * g.ho * g.wo, &what);
+            // half_conv_dw(_coop).wgsl stage half_im2col's words in the products' tiles: the same bits.
+            if let HalfPath::Cooperative { tile: 16, .. } = path {
+                let whole = (g.ci * g.kh * g.kw) % 64 == 0 && g.co % 64 == 0;
+                assert_eq!(
+                    dw_in_tiles_kernel(gpu, path, &g).is_some(),
+                    whole && gpu.half.subgroup_min >= 8,
+                    "{g:?}"
+                );
+            }
+            let in_tiles = run(Unfolding::InTiles);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&in_tiles),
+                bits(&copied),
+                "{what}: unfolded in the tiles"
+            );
         }
     }
     // Below MIN_CO the float32 kernel runs (the same numbers as fp32's on these operands).
