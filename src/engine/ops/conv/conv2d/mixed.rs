@@ -303,7 +303,7 @@ pub fn path_note(gpu: &'static Gpu) -> String {
                 0,
                 super::PaddingMode::Zeros,
             );
-            if in_tiles && in_tiles_kernel(gpu, path, &whole).is_some() {
+            if in_tiles && in_tiles_kernel(gpu, path, &whole, Implicit::Forward).is_some() {
                 format!(
                     "unfolded inside the cooperative tiles{forced} (half_conv_coop.wgsl where C_out and \
                      H_out · W_out are multiples of 64, the weight gradient's half_conv_dw_coop.wgsl where \
@@ -433,12 +433,23 @@ fn forward_in_chunks(
     // Each chunk's product is written into its images of y (no copy), starting from the bias.
     let y = GpuStorage::alloc(gpu, (g.n * g.co * p).max(1), "conv2d");
     let bias_tile = b.map(|b| half_matmul::gpu_bias_tile(b, g.co));
-    let in_tiles = in_tiles_kernel(gpu, path, g);
+    let in_tiles = in_tiles_kernel(gpu, path, g, Implicit::Forward);
     let mut frame0 = 0;
     while frame0 < g.n {
         let n = frames.min(g.n - frame0);
         if let Some(kernel) = in_tiles.filter(|_| unfolding == Unfolding::InTiles) {
-            gpu_in_tiles_chunk(kernel, &pw, x, &y, bias_tile.as_ref(), g, (frame0, n));
+            let out = (&y, frame0 * g.co * p);
+            let images = (frame0, n);
+            gpu_in_tiles(
+                kernel,
+                Implicit::Forward,
+                &pw,
+                x,
+                out,
+                bias_tile.as_ref(),
+                g,
+                images,
+            );
         } else {
             let cols = gpu_im2col(x, g, frame0, n);
             half_matmul::gpu_packed_product_into(
@@ -455,80 +466,105 @@ fn forward_in_chunks(
     y
 }
 
-/// The kernel that unfolds the input inside its tiles for `g` on `path` ([`Unfolding::InTiles`]), and the
-/// blocks a workgroup takes: half_conv.wgsl on the f16 tiles; half_conv_coop.wgsl on 16 × 16 cooperative
-/// tiles where C_out and P are whole 64 × 64 blocks (it stores whole blocks straight into y) and the
-/// adapter's subgroups have 8 invocations or more (each gets one of its 8 slots of workgroup memory);
-/// `None` elsewhere (8 × 8 tiles, ragged shapes), where the unfolded copy runs.
-fn in_tiles_kernel(gpu: &Gpu, path: HalfPath, g: &Geom) -> Option<(Kernel, u32)> {
-    let block = half_matmul::BLOCK;
+/// Which product an implicit convolution kernel computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Implicit {
+    /// `y[n] (C_out, P) = h(W) (C_out, K) · B[n] (K, P)`: half_conv.wgsl, half_conv_coop.wgsl.
+    Forward,
+    /// `dwᵀ[n] (K, C_out) = B[n] (K, P) · dy[n]ᵀ (P, C_out)`: half_conv_dw.wgsl, half_conv_dw_coop.wgsl.
+    WeightGradient,
+}
+
+impl Implicit {
+    /// The product's logical (M, K, N).
+    fn dims(self, g: &Geom) -> (usize, usize, usize) {
+        let (k, p) = (g.ci * g.kh * g.kw, g.ho * g.wo);
+        match self {
+            Implicit::Forward => (g.co, k, p),
+            Implicit::WeightGradient => (k, p, g.co),
+        }
+    }
+}
+
+/// The kernel that computes `what` for `g` on `path` with the input unfolded inside its tiles
+/// ([`Unfolding::InTiles`]), and the blocks a workgroup takes: the f16 tiles' kernel; the 16 × 16
+/// cooperative one where the product's M and N are whole 64 × 64 blocks (it stores whole blocks straight
+/// into the output) and the adapter's subgroups have 8 invocations or more (each gets one of its 8 slots of
+/// workgroup memory); `None` elsewhere (8 × 8 tiles, ragged shapes), where the unfolded copy runs.
+fn in_tiles_kernel(gpu: &Gpu, path: HalfPath, g: &Geom, what: Implicit) -> Option<(Kernel, u32)> {
+    let (m, _, n) = what.dims(g);
+    let whole = m.is_multiple_of(half_matmul::BLOCK) && n.is_multiple_of(half_matmul::BLOCK);
+    let (tiles, coop) = match what {
+        Implicit::Forward => (HALF_CONV, HALF_CONV_COOP),
+        Implicit::WeightGradient => (HALF_CONV_DW, HALF_CONV_DW_COOP),
+    };
     match path {
-        HalfPath::F16Tiles => Some((HALF_CONV, 1)),
-        HalfPath::Cooperative { per_wg, tile: 16 }
-            if g.co.is_multiple_of(block)
-                && (g.ho * g.wo).is_multiple_of(block)
-                && gpu.half.subgroup_min >= 8 =>
-        {
-            Some((HALF_CONV_COOP, per_wg))
+        HalfPath::F16Tiles => Some((tiles, 1)),
+        HalfPath::Cooperative { per_wg, tile: 16 } if whole && gpu.half.subgroup_min >= 8 => {
+            Some((coop, per_wg))
         }
         _ => None,
     }
 }
 
-/// One chunk of images (`frame0 .. frame0 + frames`) of [`forward_in_chunks`] in one launch of an
-/// [`in_tiles_kernel`]: the product of the packed weight `pw` and the chunk's unfolded input, unfolded
-/// inside the product's tiles, written into its images of `y` (from the bias tile when there is one).
-fn gpu_in_tiles_chunk(
+/// One launch of an [`in_tiles_kernel`] over images `frame0 .. frame0 + frames`: `operand` the other
+/// operand, packed (the forward's h(W), or the weight gradient's dy of these images transposed), the
+/// product written into `out` from element `c_offset` on (the forward's into its images of y, from the bias
+/// tile when there is one).
+#[allow(clippy::too_many_arguments)]
+fn gpu_in_tiles(
     (kernel, per_wg): (Kernel, u32),
-    pw: &GpuStorage,
+    what: Implicit,
+    operand: &GpuStorage,
     x: &GpuStorage,
-    y: &GpuStorage,
+    (out, c_offset): (&GpuStorage, usize),
     bias_tile: Option<&GpuStorage>,
     g: &Geom,
     (frame0, frames): (usize, usize),
 ) {
-    let (k, p, k_p, p_p) = product_dims(g);
-    let (m_p, _, _) = half_matmul::padded(g.co, k, p);
+    let (m, k, n) = what.dims(g);
+    let (m_p, k_p, n_p) = half_matmul::padded(m, k, n);
     let u = |v: usize| v as u32;
-    let blocks = frames * (m_p / half_matmul::BLOCK) * (p_p / half_matmul::BLOCK);
-    let groups = blocks.div_ceil(per_wg as usize);
-    kernel.dispatch(
-        x.gpu,
-        &[
-            pw.buffer(),
-            x.buffer(),
-            y.buffer(),
-            bias_tile.unwrap_or(pw).buffer(),
-        ],
-        &ConvParams {
-            m: u(g.co),
-            n: u(p),
-            k_p: u(k_p),
-            frames: u(frames),
-            m_p: u(m_p),
-            n_p: u(p_p),
-            c_offset: u(frame0 * g.co * p),
-            has_bias: bias_tile.is_some() as u32,
-            ci: u(g.ci),
-            h: u(g.h),
-            w: u(g.w),
-            kh: u(g.kh),
-            kw: u(g.kw),
-            stride: u(g.stride),
-            pad: u(g.pad),
-            reflect: (g.mode == super::PaddingMode::Reflect) as u32,
-            ho: u(g.ho),
-            wo: u(g.wo),
-            k: u(k),
-            frame0: u(frame0),
-            per_wg,
-            _pad: [0; 3],
-        },
-        Grid::groups(groups)
-            .flops(2 * frames * m_p * p_p * k_p)
-            .bytes(2 * m_p * k_p + 4 * frames * (g.ci * g.h * g.w + g.co * p))
-            .loop_len(k_p),
-    );
+    let params = ConvParams {
+        m: u(m),
+        n: u(n),
+        k_p: u(k_p),
+        frames: u(frames),
+        m_p: u(m_p),
+        n_p: u(n_p),
+        c_offset: u(c_offset),
+        has_bias: bias_tile.is_some() as u32,
+        ci: u(g.ci),
+        h: u(g.h),
+        w: u(g.w),
+        kh: u(g.kh),
+        kw: u(g.kw),
+        stride: u(g.stride),
+        pad: u(g.pad),
+        reflect: (g.mode == super::PaddingMode::Reflect) as u32,
+        ho: u(g.ho),
+        wo: u(g.wo),
+        k: u(g.ci * g.kh * g.kw),
+        frame0: u(frame0),
+        per_wg,
+        _pad: [0; 3],
+    };
+    let blocks = frames * (m_p / half_matmul::BLOCK) * (n_p / half_matmul::BLOCK);
+    // The packed operand is read once a block row or column; the input once; the output written once.
+    let packed = match what {
+        Implicit::Forward => m_p * k_p,
+        Implicit::WeightGradient => frames * k_p * n_p,
+    };
+    let grid = Grid::groups(blocks.div_ceil(per_wg as usize))
+        .flops(2 * frames * m_p * n_p * k_p)
+        .bytes(2 * packed + 4 * frames * (g.ci * g.h * g.w + m * n))
+        .loop_len(k_p);
+    let mut buffers = vec![operand.buffer(), x.buffer(), out.buffer()];
+    if what == Implicit::Forward {
+        // Without a bias the kernel never reads binding 3: any buffer does.
+        buffers.push(bias_tile.unwrap_or(operand).buffer());
+    }
+    kernel.dispatch(x.gpu, &buffers, &params, grid);
 }
 
 /// The input gradient under mixed, dx = the padded input's gradient folded back (`pad_fold`), from w and dy
@@ -694,7 +730,7 @@ fn backward_budget(gpu: &Gpu) -> usize {
 }
 
 /// [`gpu_backward_weight`] on an explicit path, with chunks of at most `unfold_bytes` of unfolded operand
-/// (virtual when `unfolding` unfolds inside the tiles: [`dw_in_tiles_kernel`]).
+/// (virtual when `unfolding` unfolds inside the tiles: [`in_tiles_kernel`]).
 fn backward_weight_in_chunks(
     path: HalfPath,
     x: &GpuStorage,
@@ -715,7 +751,7 @@ fn backward_weight_in_chunks(
         return Tensor::from_storage(&[g.co, k], Storage::Gpu(dw));
     };
     let (k_rows, p_p, co_p) = half_matmul::padded(k, p, g.co);
-    let in_tiles = dw_in_tiles_kernel(gpu, path, g);
+    let in_tiles = in_tiles_kernel(gpu, path, g, Implicit::WeightGradient);
     let mut total: Option<Tensor> = None;
     let mut frame0 = 0;
     while frame0 < g.n {
@@ -729,7 +765,12 @@ fn backward_weight_in_chunks(
             (p_p, co_p),
         );
         let prods = match in_tiles.filter(|_| unfolding == Unfolding::InTiles) {
-            Some(kernel) => gpu_dw_in_tiles_chunk(kernel, &dyt, x, g, (frame0, n)),
+            Some(kernel) => {
+                let prods = GpuStorage::alloc(gpu, n * k * g.co, "half_conv_dw");
+                let what = Implicit::WeightGradient;
+                gpu_in_tiles(kernel, what, &dyt, x, (&prods, 0), None, g, (frame0, n));
+                prods
+            }
             None => {
                 let cols = gpu_im2col_padded(x, g, frame0, n, (k_rows, p_p));
                 half_matmul::gpu_packed_product(path, (&cols, n), (&dyt, n), n, k, p, g.co)
@@ -747,75 +788,6 @@ fn backward_weight_in_chunks(
         Some(t) => t.transpose(0, 1),
         None => Tensor::zeros(&[g.co, k], Device::Gpu),
     }
-}
-
-/// The kernel that computes the weight gradient with the input unfolded inside its tiles for `g` on `path`,
-/// and the blocks a workgroup takes: half_conv_dw.wgsl on the f16 tiles; half_conv_dw_coop.wgsl on 16 × 16
-/// cooperative tiles where K = C_in · kH · kW and C_out are whole 64-row blocks (it stores whole blocks) and
-/// subgroups have 8 invocations or more (as [`in_tiles_kernel`]); `None` elsewhere (the unfolded copy).
-fn dw_in_tiles_kernel(gpu: &Gpu, path: HalfPath, g: &Geom) -> Option<(Kernel, u32)> {
-    let block = half_matmul::BLOCK;
-    match path {
-        HalfPath::F16Tiles => Some((HALF_CONV_DW, 1)),
-        HalfPath::Cooperative { per_wg, tile: 16 }
-            if (g.ci * g.kh * g.kw).is_multiple_of(block)
-                && g.co.is_multiple_of(block)
-                && gpu.half.subgroup_min >= 8 =>
-        {
-            Some((HALF_CONV_DW_COOP, per_wg))
-        }
-        _ => None,
-    }
-}
-
-/// One chunk of images of [`backward_weight_in_chunks`] in one launch of a [`dw_in_tiles_kernel`]: each
-/// image's `dwᵀ (K, C_out)` from its input, unfolded inside the tiles, and `dyt`, its dy packed transposed
-/// (frames, P_p, C_out_p).
-fn gpu_dw_in_tiles_chunk(
-    (kernel, per_wg): (Kernel, u32),
-    dyt: &GpuStorage,
-    x: &GpuStorage,
-    g: &Geom,
-    (frame0, frames): (usize, usize),
-) -> GpuStorage {
-    let (k, p) = (g.ci * g.kh * g.kw, g.ho * g.wo);
-    let (k_rows, p_p, co_p) = half_matmul::padded(k, p, g.co);
-    let prods = GpuStorage::alloc(x.gpu, frames * k * g.co, "half_conv_dw");
-    let u = |v: usize| v as u32;
-    let blocks = frames * (k_rows / half_matmul::BLOCK) * (co_p / half_matmul::BLOCK);
-    kernel.dispatch(
-        x.gpu,
-        &[dyt.buffer(), x.buffer(), prods.buffer()],
-        &ConvParams {
-            m: u(k),
-            n: u(g.co),
-            k_p: u(p_p),
-            frames: u(frames),
-            m_p: u(k_rows),
-            n_p: u(co_p),
-            c_offset: 0,
-            has_bias: 0,
-            ci: u(g.ci),
-            h: u(g.h),
-            w: u(g.w),
-            kh: u(g.kh),
-            kw: u(g.kw),
-            stride: u(g.stride),
-            pad: u(g.pad),
-            reflect: (g.mode == super::PaddingMode::Reflect) as u32,
-            ho: u(g.ho),
-            wo: u(g.wo),
-            k: u(k),
-            frame0: u(frame0),
-            per_wg,
-            _pad: [0; 3],
-        },
-        Grid::groups(blocks.div_ceil(per_wg as usize))
-            .flops(2 * frames * k_rows * co_p * p_p)
-            .bytes(2 * frames * p_p * co_p + 4 * frames * (g.ci * g.h * g.w + k * g.co))
-            .loop_len(p_p),
-    );
-    prods
 }
 
 // ---- Tests ----

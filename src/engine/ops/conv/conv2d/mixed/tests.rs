@@ -148,7 +148,7 @@ fn gpu_paths_match_the_cpu_reference() {
             if let HalfPath::Cooperative { tile: 16, .. } = path {
                 let whole = g.co % 64 == 0 && (g.ho * g.wo) % 64 == 0;
                 assert_eq!(
-                    in_tiles_kernel(gpu, path, &g).is_some(),
+                    in_tiles_kernel(gpu, path, &g, Implicit::Forward).is_some(),
                     whole && gpu.half.subgroup_min >= 8,
                     "{g:?}"
                 );
@@ -271,7 +271,7 @@ fn gpu_weight_gradients_match_the_cpu_reference() {
             if let HalfPath::Cooperative { tile: 16, .. } = path {
                 let whole = (g.ci * g.kh * g.kw) % 64 == 0 && g.co % 64 == 0;
                 assert_eq!(
-                    dw_in_tiles_kernel(gpu, path, &g).is_some(),
+                    in_tiles_kernel(gpu, path, &g, Implicit::WeightGradient).is_some(),
                     whole && gpu.half.subgroup_min >= 8,
                     "{g:?}"
                 );
