@@ -91,8 +91,9 @@ fn the_unfolded_product_is_the_rounded_convolution() {
 }
 
 /// Every path this adapter has gives the CPU reference's values up to the order of the float32 sums,
-/// whole or one image per chunk, and the unfolded words are half_im2col.wgsl's bit for bit. On lavapipe
-/// the unfolded path runs on f16 tiles; the cooperative one where a lent GPU turns it on.
+/// whole or one image per chunk, the unfolded words are half_im2col.wgsl's bit for bit, and unfolding inside
+/// the tiles gives the unfolded copy's bits. On lavapipe the unfolded path runs on f16 tiles; the
+/// cooperative one where it is turned on (Mesa 26's lavapipe in .ci/coop-lavapipe, a lent GPU).
 #[test]
 fn gpu_paths_match_the_cpu_reference() {
     let Some(gpu) = gpu_or_skip("mixed-precision convolutions") else {
@@ -156,7 +157,7 @@ fn gpu_paths_match_the_cpu_reference() {
             let copied = run(Unfolding::Copy);
             let what = format!("{path:?} {g:?} chunks of {budget} bytes");
             within_sum_order(&copied, &want, &mass, k, &what);
-            // half_conv.wgsl stages half_im2col's words in half_matmul's tiles: the same sums, bit for bit.
+            // half_conv(_coop).wgsl stage half_im2col's words in the products' tiles: the same sums, bit for bit.
             let in_tiles = run(Unfolding::InTiles);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(
@@ -232,7 +233,8 @@ fn mixed_is_the_plain_op_on_rounded_operands() {
 }
 
 /// The weight gradient on every path this adapter has, whole and one image per chunk, against the CPU
-/// reference on the same rounded operands, within the order of its float32 sums (N · P terms).
+/// reference on the same rounded operands, within the order of its float32 sums (N · P terms); unfolded
+/// inside the tiles (half_conv_dw(_coop).wgsl), the unfolded copy's bits.
 #[test]
 fn gpu_weight_gradients_match_the_cpu_reference() {
     let Some(gpu) = gpu_or_skip("mixed-precision weight gradients") else {
