@@ -113,6 +113,9 @@ pub struct Gpu {
     pub half: HalfFeatures,
     /// The half-precision product path, decided on first use (`ops::linalg::half_matmul::path`).
     pub half_path: OnceLock<HalfPath>,
+    /// Whether the cooperative path's convolutions that unfold inside their tiles gave the unfolded copy's
+    /// bits on this device (`ops::conv::conv2d::mixed::unfolding_on`), checked on first use.
+    pub conv_in_tiles_ok: OnceLock<bool>,
     /// Recycles storage buffers so memory stays flat over training steps.
     pub pool: BufferPool,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<Pipeline>>>,
@@ -295,6 +298,7 @@ impl Gpu {
             features,
             half,
             half_path: OnceLock::new(),
+            conv_in_tiles_ok: OnceLock::new(),
             pool: BufferPool::default(),
             pipelines: Mutex::new(HashMap::new()),
             modules: Mutex::new(HashMap::new()),

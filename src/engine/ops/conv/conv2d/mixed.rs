@@ -293,7 +293,7 @@ pub fn path_note(gpu: &'static Gpu) -> String {
     } else {
         ""
     };
-    let in_tiles = unfolding_on(path) == Unfolding::InTiles;
+    let in_tiles = unfolding_on(gpu, path) == Unfolding::InTiles;
     match path {
         HalfPath::Cooperative { .. } => {
             let whole = Geom::new(
@@ -334,14 +334,73 @@ pub fn path_note(gpu: &'static Gpu) -> String {
 
 /// Where the unfolded convolutions on `path` take their unfolded operand from: inside the tiles on the
 /// cooperative path (an implicit GEMM: on a GPU the unfolded copy is memory traffic and up to
-/// [`UNFOLD_BYTES`] of transient memory), unfolded into memory on the f16 tiles (software adapters only,
-/// where which is faster depends on the driver's compiler: benches/README.md § "Convolutions unfolded inside
-/// the tiles"); `SITSGPU_CONV_UNFOLDING=tiles|copy` decides for every path ([`unfolding_override`]).
-pub fn unfolding_on(path: HalfPath) -> Unfolding {
-    unfolding_override().unwrap_or(match path {
+/// [`UNFOLD_BYTES`] of transient memory) once the device has passed [`in_tiles_self_test`], unfolded into
+/// memory on the f16 tiles (software adapters only, where which is faster depends on the driver's compiler:
+/// benches/README.md § "Convolutions unfolded inside the tiles"); `SITSGPU_CONV_UNFOLDING=tiles|copy`
+/// decides for every path ([`unfolding_override`]).
+pub fn unfolding_on(gpu: &'static Gpu, path: HalfPath) -> Unfolding {
+    let wanted = unfolding_override().unwrap_or(match path {
         HalfPath::Cooperative { .. } => Unfolding::InTiles,
         _ => Unfolding::Copy,
-    })
+    });
+    let coop = matches!(path, HalfPath::Cooperative { .. });
+    let checked = || {
+        *gpu.conv_in_tiles_ok.get_or_init(|| {
+            let ok = in_tiles_self_test(path);
+            if !ok {
+                eprintln!(
+                    "sitsgpu: the convolutions unfolded inside the cooperative tiles disagree with the \
+                     unfolded copy on this adapter; unfolding into memory instead"
+                );
+            }
+            ok
+        })
+    };
+    if wanted == Unfolding::InTiles && coop && !checked() {
+        return Unfolding::Copy;
+    }
+    wanted
+}
+
+/// Runs, on the GPU, a convolution and its weight gradient whose products are whole 64 × 64 blocks (so the cooperative
+/// kernels that unfold inside their tiles take them: `half_conv_coop.wgsl`, `half_conv_dw_coop.wgsl`) both
+/// ways on `path`, and says whether unfolding inside the tiles gave the unfolded copy's bits, as it must
+/// (the same operands in the same tiles). Those kernels read cooperative tiles from workgroup memory, which
+/// the products' own self-test (`half_matmul::path_self_test`) does not exercise; a driver that gets it
+/// wrong loses the implicit convolutions, not the right answers.
+pub fn in_tiles_self_test(path: HalfPath) -> bool {
+    let g = Geom::new(
+        &[1, 64, 8, 8],
+        &[64, 64, 3, 3],
+        1,
+        1,
+        super::PaddingMode::Reflect,
+    );
+    let values = |n: usize, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 37 + seed) % 101) as f32 - 50.0) / 29.0)
+            .collect()
+    };
+    let upload = |v: Vec<f32>| Tensor::from_vec(v.clone(), &[v.len()], Device::Gpu);
+    let x = upload(values(g.n * g.ci * g.h * g.w, 1));
+    let w = upload(values(g.co * g.ci * g.kh * g.kw, 2));
+    let b = upload(values(g.co, 3));
+    let dy = upload(values(g.n * g.co * g.ho * g.wo, 4));
+    let (gx, gw, gb, gdy) = (
+        x.gpu_storage("self-test"),
+        w.gpu_storage("self-test"),
+        b.gpu_storage("self-test"),
+        dy.gpu_storage("self-test"),
+    );
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    let y_len = g.n * g.co * g.ho * g.wo;
+    let forward = |u| {
+        let y = forward_in_chunks(path, gx, gw, Some(gb), &g, UNFOLD_BYTES, u);
+        bits(Storage::Gpu(y).to_vec(y_len))
+    };
+    let weight = |u| bits(backward_weight_in_chunks(path, gx, gdy, &g, UNFOLD_BYTES, u).to_vec());
+    forward(Unfolding::InTiles) == forward(Unfolding::Copy)
+        && weight(Unfolding::InTiles) == weight(Unfolding::Copy)
 }
 
 /// `SITSGPU_CONV_UNFOLDING`: `tiles` or `copy` for every unfolded convolution of this process (to compare
@@ -365,7 +424,7 @@ pub fn unfolding_override() -> Option<Unfolding> {
 /// y (N, C_out, H_out, W_out) = b + conv(h(x), h(w)) on this device (module doc).
 pub fn gpu_forward(x: &GpuStorage, w: &GpuStorage, b: Option<&GpuStorage>, g: &Geom) -> GpuStorage {
     let path = path(x.gpu, g);
-    gpu_forward_on((path, unfolding_on(path)), x, w, b, g)
+    gpu_forward_on((path, unfolding_on(x.gpu, path)), x, w, b, g)
 }
 
 /// The path of a convolution: unfolded onto the cooperative matrices, or onto the f16 tiles on a software
@@ -661,7 +720,7 @@ fn phase_product(
         None,
         &ph.v,
         backward_budget(dy.gpu),
-        unfolding_on(path),
+        unfolding_on(dy.gpu, path),
     )
 }
 
@@ -717,7 +776,14 @@ pub fn gpu_flip_weight(w: &GpuStorage, g: &Geom, ph: &super::gpu::Phase) -> GpuS
 /// tensor.
 pub fn gpu_backward_weight(x: &GpuStorage, dy: &GpuStorage, g: &Geom) -> Tensor {
     let path = path(x.gpu, g);
-    backward_weight_in_chunks(path, x, dy, g, backward_budget(x.gpu), unfolding_on(path))
+    backward_weight_in_chunks(
+        path,
+        x,
+        dy,
+        g,
+        backward_budget(x.gpu),
+        unfolding_on(x.gpu, path),
+    )
 }
 
 /// The unfolding budget of the backward pass's products ([`BACKWARD_UNFOLD_BYTES_SOFTWARE`]).

@@ -453,3 +453,18 @@ fn flipped_weights_match_the_cpu_reference() {
         }
     }
 }
+
+/// The device check behind the cooperative path's implicit convolutions (`in_tiles_self_test`: unfolding
+/// inside the tiles against the unfolded copy, bit for bit) passes on every unfolded path this adapter has:
+/// on lavapipe the f16 tiles, with cooperative matrices on those too.
+#[test]
+fn the_in_tiles_self_test_passes_on_every_unfolded_path() {
+    let Some(gpu) = gpu_or_skip("the implicit convolutions' self-test") else {
+        return;
+    };
+    for path in half_matmul::paths_on(gpu) {
+        if path != HalfPath::RoundedF32 {
+            assert!(in_tiles_self_test(path), "{path:?}");
+        }
+    }
+}
