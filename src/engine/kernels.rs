@@ -283,7 +283,7 @@ mod tests {
         // recomputes the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand,
         // half_im2col (which also copies the convolutions' padding) and half_round_inplace (and half_unpack's
         // conversion back), the implicit convolutions' Params, row walk and staging (half_conv,
-        // half_conv_coop, half_conv_dw, half_conv_dw_coop; the cooperative ones also copy half_im2col's
+        // half_conv_coop(8), half_conv_dw, half_conv_dw_coop(8); the cooperative ones also copy half_im2col's
         // element reader), matmul's bounded row store (half_matmul.wgsl's too), Adam's table search (the loss
         // scaler's check too).
         let checks: [(&str, &str, usize); 20] = [
@@ -295,8 +295,8 @@ mod tests {
             ("conv2d", "Params", 8),
             ("matmul", "Params", 2),
             ("half_matmul", "Params", 3),
-            ("half_conv", "Params", 4),
-            ("half_conv", "row_at", 4),
+            ("half_conv", "Params", 6),
+            ("half_conv", "row_at", 6),
             ("half_conv", "staged", 2),
             ("half_conv", "advance", 2),
             ("half_", "unfolded_bits", 2),

@@ -180,6 +180,18 @@ wgsl!(
     "half_conv_dw_coop",
     Needs::CooperativeMatrix
 );
+wgsl!(
+    HALF_CONV_COOP8,
+    "conv",
+    "half_conv_coop8",
+    Needs::CooperativeMatrix
+);
+wgsl!(
+    HALF_CONV_DW_COOP8,
+    "conv",
+    "half_conv_dw_coop8",
+    Needs::CooperativeMatrix
+);
 wgsl!(MATMUL, "linalg", "matmul");
 wgsl!(MATMUL_128, "linalg", "matmul_128");
 wgsl!(MAX_POOL3D, "pool", "max_pool3d");
@@ -299,6 +311,8 @@ pub const ALL: &[Wgsl] = &[
     HALF_CONV_COOP,
     HALF_CONV_DW,
     HALF_CONV_DW_COOP,
+    HALF_CONV_COOP8,
+    HALF_CONV_DW_COOP8,
     MATMUL,
     MATMUL_128,
     MAX_POOL3D,

@@ -144,8 +144,8 @@ fn next_row(row: Row) -> Row {
     return advance(row, vec3<u32>(0u, 0u, 1u), 1u);
 }
 
-// Unfolds rows k0 .. k0 + 15 (the first is `first`) of image n's columns n0 .. n0 + 63 into the slot at
-// `slot`: lane `lane` of a subgroup of `size` takes column pairs lane, lane + size, ...
+// Unfolds rows k0 .. k0 + TK - 1 (the first is `first`) of image n's columns n0 .. n0 + BLOCK - 1 into the
+// slot at `slot`: lane `lane` of a subgroup of `size` takes column pairs lane, lane + size, ...
 fn stage_slab(slot: u32, first: Row, n: u32, n0: u32, lane: u32, size: u32) {
     let pixels = params.ho * params.wo;
     for (var cp = lane; cp < BLOCK / 2u; cp = cp + size) {

@@ -120,9 +120,9 @@ fn row_at(r: u32) -> Row {
     return Row(r, c, ky, tap - ky * params.kw);
 }
 
-// Unfolds rows m0 .. m0 + 63 of image n's pixels k0 .. k0 + 15 into the slot at `slot`, row-major (16 halves
-// a row: four 16 × 16 tiles one under the other): lane `lane` of a subgroup of `size` takes rows lane,
-// lane + size, ...
+// Unfolds rows m0 .. m0 + BLOCK - 1 of image n's pixels k0 .. k0 + TK - 1 into the slot at `slot`,
+// row-major (TK halves a row: four TK × TK tiles one under the other): lane `lane` of a subgroup of `size`
+// takes rows lane, lane + size, ...
 fn stage_rows(slot: u32, m0: u32, n: u32, k0: u32, lane: u32, size: u32) {
     let pixels = params.ho * params.wo;
     let oy0 = k0 / params.wo;

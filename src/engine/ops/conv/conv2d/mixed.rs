@@ -23,12 +23,12 @@
 //! Paths, by the device's product path (`ops::linalg::half_matmul::path`):
 //! - **Cooperative matrices** (tensor cores): the convolution as a product, `y[n] (C_out, P) = h(W)
 //!   (C_out, K) · B[n] (K, P)`, P = H_out · W_out, `B[n]` the image unfolded (rounded, padded to the tiles).
-//!   With 16 × 16 tiles, where C_out and P are multiples of 64 (U-TAE's layers), `half_conv_coop.wgsl`
-//!   unfolds B inside the product, a 16 × 64 slab at a time in workgroup memory: an implicit GEMM, no
-//!   unfolded operand in memory (the weight gradient's `half_conv_dw_coop.wgsl` likewise, where K and C_out
-//!   are multiples of 64). Elsewhere (8 × 8 tiles, ragged shapes) `half_im2col.wgsl` unfolds a chunk of
-//!   images into memory and `half_matmul_coop.wgsl` multiplies; the unfolded operand is kH · kW halves per
-//!   input value, so the images go in chunks of at most [`UNFOLD_BYTES`] of it. Either way each chunk's
+//!   Where C_out and P are multiples of 64 (U-TAE's layers), `half_conv_coop.wgsl` (16 × 16 tiles;
+//!   `half_conv_coop8.wgsl` for 8 × 8) unfolds B inside the product, a slab at a time in workgroup memory:
+//!   an implicit GEMM, no unfolded operand in memory (the weight gradient's `half_conv_dw_coop(8).wgsl`
+//!   likewise, where K and C_out are multiples of 64). Elsewhere (ragged shapes) `half_im2col.wgsl` unfolds a
+//!   chunk of images into memory and `half_matmul_coop(8).wgsl` multiplies; the unfolded operand is kH · kW
+//!   halves per input value, so the images go in chunks of at most [`UNFOLD_BYTES`] of it. Either way each chunk's
 //!   product is written into its images of y and the accumulators start from the bias (a bias tile,
 //!   `half_matmul::gpu_bias_tile`), so neither the chunks nor the bias take a pass of their own over y.
 //!   Convolutions with fewer than [`MIN_CO`] output channels (a classifier's last layer) would waste most of
@@ -147,6 +147,12 @@ pub const HALF_CONV_DW: Kernel =
 /// image, 64 invocations a workgroup.
 pub const HALF_CONV_DW_COOP: Kernel =
     Kernel::new::<ConvParams>(&shaders::HALF_CONV_DW_COOP, "half_conv_dw_coop", 4).with_wg(64);
+/// `half_conv_coop8.wgsl`: [`HALF_CONV_COOP`] on 8 × 8 cooperative tiles.
+pub const HALF_CONV_COOP8: Kernel =
+    Kernel::new::<ConvParams>(&shaders::HALF_CONV_COOP8, "half_conv_coop8", 5).with_wg(64);
+/// `half_conv_dw_coop8.wgsl`: [`HALF_CONV_DW_COOP`] on 8 × 8 cooperative tiles.
+pub const HALF_CONV_DW_COOP8: Kernel =
+    Kernel::new::<ConvParams>(&shaders::HALF_CONV_DW_COOP8, "half_conv_dw_coop8", 4).with_wg(64);
 /// This module's kernels (collected by `engine::kernels` for the naga tests).
 pub const KERNELS: &[Kernel] = &[
     HALF_IM2COL,
@@ -155,6 +161,8 @@ pub const KERNELS: &[Kernel] = &[
     HALF_CONV_COOP,
     HALF_CONV_DW,
     HALF_CONV_DW_COOP,
+    HALF_CONV_COOP8,
+    HALF_CONV_DW_COOP8,
 ];
 
 /// The most bytes of unfolded operand a chunk of images makes at once on a GPU (also bounded by the device's
@@ -295,7 +303,7 @@ pub fn path_note(gpu: &'static Gpu) -> String {
     };
     let in_tiles = unfolding_on(gpu, path) == Unfolding::InTiles;
     match path {
-        HalfPath::Cooperative { .. } => {
+        HalfPath::Cooperative { tile, .. } => {
             let whole = Geom::new(
                 &[1, 1, 8, 8],
                 &[64, 1, 1, 1],
@@ -303,12 +311,13 @@ pub fn path_note(gpu: &'static Gpu) -> String {
                 0,
                 super::PaddingMode::Zeros,
             );
+            let eight = if tile == 8 { "8" } else { "" };
             if in_tiles && in_tiles_kernel(gpu, path, &whole, Implicit::Forward).is_some() {
                 format!(
-                    "unfolded inside the cooperative tiles{forced} (half_conv_coop.wgsl where C_out and \
-                     H_out · W_out are multiples of 64, the weight gradient's half_conv_dw_coop.wgsl where \
-                     C_in · kH · kW and C_out are), else into memory first (half_im2col.wgsl), from {MIN_CO} \
-                     output channels; float32 kernels on rounded operands below"
+                    "unfolded inside the cooperative tiles{forced} (half_conv_coop{eight}.wgsl where C_out and \
+                     H_out · W_out are multiples of 64, the weight gradient's half_conv_dw_coop{eight}.wgsl \
+                     where C_in · kH · kW and C_out are), else into memory first (half_im2col.wgsl), from \
+                     {MIN_CO} output channels; float32 kernels on rounded operands below"
                 )
             } else {
                 format!(
@@ -545,22 +554,44 @@ impl Implicit {
     }
 }
 
+/// A kernel that unfolds the input inside its tiles, as [`in_tiles_kernel`] picks it.
+#[derive(Clone, Copy, Debug)]
+struct InTiles {
+    kernel: Kernel,
+    /// Blocks a workgroup (1 on the f16 tiles).
+    per_wg: u32,
+    /// The edge of the block of output a workgroup (f16 tiles) or a subgroup (cooperative) computes.
+    block: usize,
+}
+
 /// The kernel that computes `what` for `g` on `path` with the input unfolded inside its tiles
-/// ([`Unfolding::InTiles`]), and the blocks a workgroup takes: the f16 tiles' kernel; the 16 × 16
-/// cooperative one where the product's M and N are whole 64 × 64 blocks (it stores whole blocks straight
-/// into the output) and the adapter's subgroups have 8 invocations or more (each gets one of its 8 slots of
-/// workgroup memory); `None` elsewhere (8 × 8 tiles, ragged shapes), where the unfolded copy runs.
-fn in_tiles_kernel(gpu: &Gpu, path: HalfPath, g: &Geom, what: Implicit) -> Option<(Kernel, u32)> {
+/// ([`Unfolding::InTiles`]): the f16 tiles' kernel; the cooperative ones (16 × 16 or 8 × 8 tiles) where the
+/// product's M and N are whole 64-row blocks (they store whole blocks straight into the output) and the
+/// adapter's subgroups are large enough for their slots of workgroup memory (8 slots for 16 × 16 tiles:
+/// subgroups of 8 or more; 16 for 8 × 8: 4 or more); `None` elsewhere (ragged shapes), where the unfolded
+/// copy runs.
+fn in_tiles_kernel(gpu: &Gpu, path: HalfPath, g: &Geom, what: Implicit) -> Option<InTiles> {
     let (m, _, n) = what.dims(g);
     let whole = m.is_multiple_of(half_matmul::BLOCK) && n.is_multiple_of(half_matmul::BLOCK);
-    let (tiles, coop) = match what {
-        Implicit::Forward => (HALF_CONV, HALF_CONV_COOP),
-        Implicit::WeightGradient => (HALF_CONV_DW, HALF_CONV_DW_COOP),
-    };
+    let forward = what == Implicit::Forward;
     match path {
-        HalfPath::F16Tiles => Some((tiles, 1)),
-        HalfPath::Cooperative { per_wg, tile: 16 } if whole && gpu.half.subgroup_min >= 8 => {
-            Some((coop, per_wg))
+        HalfPath::F16Tiles => Some(InTiles {
+            kernel: if forward { HALF_CONV } else { HALF_CONV_DW },
+            per_wg: 1,
+            block: half_matmul::BLOCK,
+        }),
+        HalfPath::Cooperative { per_wg, tile } if whole => {
+            let (kernel, block, least_subgroup) = match (tile, forward) {
+                (16, true) => (HALF_CONV_COOP, 64, 8),
+                (16, false) => (HALF_CONV_DW_COOP, 64, 8),
+                (_, true) => (HALF_CONV_COOP8, 32, 4),
+                (_, false) => (HALF_CONV_DW_COOP8, 32, 4),
+            };
+            (gpu.half.subgroup_min >= least_subgroup).then_some(InTiles {
+                kernel,
+                per_wg,
+                block,
+            })
         }
         _ => None,
     }
@@ -572,7 +603,11 @@ fn in_tiles_kernel(gpu: &Gpu, path: HalfPath, g: &Geom, what: Implicit) -> Optio
 /// tile when there is one).
 #[allow(clippy::too_many_arguments)]
 fn gpu_in_tiles(
-    (kernel, per_wg): (Kernel, u32),
+    InTiles {
+        kernel,
+        per_wg,
+        block,
+    }: InTiles,
     what: Implicit,
     operand: &GpuStorage,
     x: &GpuStorage,
@@ -608,7 +643,7 @@ fn gpu_in_tiles(
         per_wg,
         _pad: [0; 3],
     };
-    let blocks = frames * (m_p / half_matmul::BLOCK) * (n_p / half_matmul::BLOCK);
+    let blocks = frames * (m_p / block) * (n_p / block);
     // The packed operand is read once a block row or column; the input once; the output written once.
     let packed = match what {
         Implicit::Forward => m_p * k_p,

@@ -146,18 +146,19 @@ fn gpu_paths_match_the_cpu_reference() {
                 );
                 Storage::Gpu(y).to_vec(want.len())
             };
-            if let HalfPath::Cooperative { tile: 16, .. } = path {
+            if let HalfPath::Cooperative { tile, .. } = path {
                 let whole = g.co % 64 == 0 && (g.ho * g.wo) % 64 == 0;
+                let slots = gpu.half.subgroup_min >= if tile == 16 { 8 } else { 4 };
                 assert_eq!(
                     in_tiles_kernel(gpu, path, &g, Implicit::Forward).is_some(),
-                    whole && gpu.half.subgroup_min >= 8,
+                    whole && slots,
                     "{g:?}"
                 );
             }
             let copied = run(Unfolding::Copy);
             let what = format!("{path:?} {g:?} chunks of {budget} bytes");
             within_sum_order(&copied, &want, &mass, k, &what);
-            // half_conv(_coop).wgsl stage half_im2col's words in the products' tiles: the same sums, bit for bit.
+            // half_conv(_coop, _coop8).wgsl stage half_im2col's words in the products' tiles: the same sums, bit for bit.
             let in_tiles = run(Unfolding::InTiles);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(
@@ -234,7 +235,7 @@ fn mixed_is_the_plain_op_on_rounded_operands() {
 
 /// The weight gradient on every path this adapter has, whole and one image per chunk, against the CPU
 /// reference on the same rounded operands, within the order of its float32 sums (N · P terms); unfolded
-/// inside the tiles (half_conv_dw(_coop).wgsl), the unfolded copy's bits.
+/// inside the tiles (half_conv_dw(_coop, _coop8).wgsl), the unfolded copy's bits.
 #[test]
 fn gpu_weight_gradients_match_the_cpu_reference() {
     let Some(gpu) = gpu_or_skip("mixed-precision weight gradients") else {
@@ -270,11 +271,12 @@ fn gpu_weight_gradients_match_the_cpu_reference() {
             let what = format!("dw {path:?} {g:?} chunks of {budget} bytes");
             within_sum_order(&copied, &want, &mass, g.n * g.ho * g.wo, &what);
             // half_conv_dw(_coop).wgsl stage half_im2col's words in the products' tiles: the same bits.
-            if let HalfPath::Cooperative { tile: 16, .. } = path {
+            if let HalfPath::Cooperative { tile, .. } = path {
                 let whole = (g.ci * g.kh * g.kw) % 64 == 0 && g.co % 64 == 0;
+                let slots = gpu.half.subgroup_min >= if tile == 16 { 8 } else { 4 };
                 assert_eq!(
                     in_tiles_kernel(gpu, path, &g, Implicit::WeightGradient).is_some(),
-                    whole && gpu.half.subgroup_min >= 8,
+                    whole && slots,
                     "{g:?}"
                 );
             }
