@@ -180,7 +180,7 @@ fn a_utae_paps_forward_shows_its_own_kernels() {
 /// `--precision mixed`: the profile says how the products and convolutions run, and shows it. On a software
 /// adapter with f16 (lavapipe) U-TAE's convolutions of 32 output channels or more are unfolded
 /// (`half_im2col`) onto the f16 tiles (`half_matmul`); elsewhere they round their operands
-/// (`half_round_inplace`) for the float32 kernels.
+/// (`half_round`) for the float32 kernels.
 #[test]
 fn a_mixed_forward_shows_how_its_convolutions_run() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -209,7 +209,7 @@ fn a_mixed_forward_shows_how_its_convolutions_run() {
         assert!(convs.contains("f16 tiles"), "{convs}");
         ["half_im2col", "half_matmul"]
     } else {
-        ["half_round_inplace", "conv2d"]
+        ["half_round", "conv2d"]
     };
     for entry in want {
         assert!(entries.contains(&entry), "{entry} missing from {entries:?}");

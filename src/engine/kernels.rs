@@ -281,7 +281,7 @@ mod tests {
         // parity tests), the convolution family's Params, padding and weight-reading helpers, the matmul
         // family's Params (and the three half-precision products'), the GRU cell's gates (its backward
         // recomputes the forward's) and Params, the binary16 rounding of half_pack, half_pack_operand,
-        // half_im2col (which also copies the convolutions' padding) and half_round_inplace (and half_unpack's
+        // half_im2col (which also copies the convolutions' padding) and half_round (and half_unpack's
         // conversion back), the implicit convolutions' Params, row walk and staging (half_conv,
         // half_conv_coop(8), half_conv_dw, half_conv_dw_coop(8); the cooperative ones also copy half_im2col's
         // element reader), matmul's bounded row store (half_matmul.wgsl's too), Adam's table search (the loss

@@ -63,12 +63,28 @@
 //! - `group_norm.wgsl`, `group_norm_backward_input.wgsl` — `red`: 256 f32. Barriers: `wg_sum` is called by
 //!   every invocation after the uniform early return on `row ≥ N · G`, outside the strided loops (whose trip
 //!   counts differ per invocation but hold no barrier). Indices: `red[lid + h]` only for `lid < h ≤ 128`.
-//! - `group_norm_backward_weight.wgsl`, `batch_norm_stats.wgsl` — `red`: 256 vec2 / f32. Barriers:
+//! - `group_norm_backward_weight.wgsl`, `batch_norm_stats.wgsl`, `channel_sum.wgsl` — `red`: 256 vec2 / f32. Barriers:
 //!   `lane_sum` sits outside every loop and every `live` test (lanes past C add 0 but still reach the
 //!   barrier); the early returns test `phase`, `mode`, `nslices` (`Params`) and the workgroup index.
 //!   Indices: `red[lid + h · tc]` only for `lid < h · tc ≤ 128`; `red[lid % tc]`; `tc` a power of two ≤ 32
 //!   (`ChannelSlices`). Outputs: with no values (`N · S = 0`) no workgroup runs, so the host clears the
-//!   weight gradients (`group_norm::gpu_affine_grads`).
+//!   weight gradients (`group_norm::gpu_affine_grads`) and the sums (`reduce_sum::gpu_channel_sum`).
+//! - `half_conv.wgsl`, `half_conv_dw.wgsl` — `tile_a`, `tile_b`: 256 vec4. Barriers as half_matmul.wgsl's
+//!   (early return on `wg ≥ frames · tiles`, the K loop to `k_p`). Indices: the forward's B slab
+//!   `tile_b[(kb + 4 q) · 16 + nn / 4]`, `kb = lid / 64 < 4, q < 4, nn < 64` ≤ 255, its A as
+//!   half_matmul.wgsl's; the weight gradient's A slab `tile_a[kk · 16 + mm / 4 + 4 q]`, `kk < 16,
+//!   mm = lid / 16 < 16, q < 4` ≤ 255, its B as half_matmul.wgsl's. The packed operand (A, or the
+//!   gradient's B) is padded by its launcher as half_matmul's; the input is read only where `staged` found
+//!   the tap inside the image.
+//! - `half_conv_coop.wgsl`, `half_conv_dw_coop.wgsl` — `stage`: 8,192 f16, 8 slots of `SLAB` = 1,024 (one
+//!   per subgroup: `slot = subgroup_id · SLAB`, `subgroup_id < 64 / size ≤ 8` because the host runs them
+//!   only where the adapter's subgroups have 8 invocations or more, `conv2d::mixed::in_tiles_kernel`).
+//!   Barriers: no early return (a surplus subgroup recomputes the last block); the K loop's bound is
+//!   `k_p`. Indices: the forward's `slot + kk · 64 + 2 cp + 1`, `kk < 16, cp < 32`, and its `coopLoadT` of
+//!   16 rows of stride 64 from `slot + 48` reach `slot + 1023`; the weight gradient's `slot + mm · 16 + kk`,
+//!   `mm < 64, kk < 16`, the same. `half_conv_coop8.wgsl`, `half_conv_dw_coop8.wgsl`: 4,096 f16, 16
+//!   slots of 256 (subgroups of 4 or more), `kk < 8, cp < 16` (stride 32) or `mm < 32, kk < 8`: within
+//!   `slot + 255`.
 //! - `segment_argmax.wgsl` — `best_v`, `best_i`: 64 f32 / u32 (workgroups of 64, not 256). Barriers: the
 //!   early return tests the folded workgroup index against `n_segments` (uniform); the member loop before the
 //!   first barrier holds none; the halving loop's bounds are constants. Indices: `best_*[lid]` and
@@ -111,11 +127,13 @@ pub fn create_module(device: &wgpu::Device, label: &str, source: &str) -> wgpu::
 pub fn experimental_features(cooperative_matrix: bool) -> wgpu::ExperimentalFeatures {
     if cooperative_matrix {
         // SAFETY: wgpu warns that its experimental features may contain bugs that are undefined behaviour
-        // when used incorrectly. We use one (cooperative matrices) in two kernels, half_matmul_coop.wgsl
-        // and half_matmul_coop8.wgsl (the same product on 16 × 16 or 8 × 8 tiles), whose every load and
-        // store stays inside the padded operands and output their launcher allocates
-        // (half_matmul::gpu_forward_on), in uniform control flow (naga checks it), and whose results are
-        // compared with the CPU reference before use.
+        // when used incorrectly. We use one (cooperative matrices) in the products half_matmul_coop.wgsl
+        // and half_matmul_coop8.wgsl (the same product on 16 × 16 or 8 × 8 tiles) and in the implicit
+        // convolutions half_conv(_dw)_coop(8).wgsl, whose every load and store stays inside the padded
+        // operands and outputs their launchers allocate (half_matmul::gpu_forward_on,
+        // conv2d::mixed::gpu_in_tiles) or inside their slot of workgroup memory (the module doc), in uniform
+        // control flow (naga checks it), and whose results are compared with the CPU reference (the
+        // products) or with the unfolded copy's bits (the convolutions) on the device before use.
         unsafe { wgpu::ExperimentalFeatures::enabled() }
     } else {
         wgpu::ExperimentalFeatures::disabled()

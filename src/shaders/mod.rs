@@ -199,9 +199,10 @@ wgsl!(MAX_POOL3D_BACKWARD, "pool", "max_pool3d_backward");
 wgsl!(REDUCE_MAX, "reduce", "reduce_max");
 wgsl!(REDUCE_MAX_BACKWARD, "reduce", "reduce_max_backward");
 wgsl!(REDUCE_SUM, "reduce", "reduce_sum");
+wgsl!(CHANNEL_SUM, "reduce", "channel_sum");
 wgsl!(HALF_PACK, "elementwise", "half_pack");
 wgsl!(HALF_UNPACK, "elementwise", "half_unpack");
-wgsl!(HALF_ROUND_INPLACE, "elementwise", "half_round_inplace");
+wgsl!(HALF_ROUND, "elementwise", "half_round");
 wgsl!(RELU, "elementwise", "relu");
 wgsl!(RELU_BACKWARD, "elementwise", "relu_backward");
 wgsl!(
@@ -320,13 +321,14 @@ pub const ALL: &[Wgsl] = &[
     REDUCE_MAX,
     REDUCE_MAX_BACKWARD,
     REDUCE_SUM,
+    CHANNEL_SUM,
     RELU,
     RELU_BACKWARD,
     RELU_BACKWARD_INPLACE,
     RELU_INPLACE,
     HALF_PACK,
     HALF_UNPACK,
-    HALF_ROUND_INPLACE,
+    HALF_ROUND,
     SOFTMAX,
     SOFTMAX_BACKWARD,
     TEMPORAL_AGG,

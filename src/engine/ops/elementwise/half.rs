@@ -27,12 +27,11 @@ use crate::shaders;
 pub const HALF_PACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_PACK, "half_pack", 3);
 /// half_unpack.wgsl: w (ceil(n / 2) words) → y (n).
 pub const HALF_UNPACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_UNPACK, "half_unpack", 3);
-/// half_round_inplace.wgsl: y (n) ← its nearest halves, as float32, in place (saturating, or overflowing to
-/// infinity for a gradient).
-pub const HALF_ROUND_INPLACE: Kernel =
-    Kernel::new::<RoundParams>(&shaders::HALF_ROUND_INPLACE, "half_round_inplace", 2);
+/// half_round.wgsl: x (n) → y (n), x's nearest halves as float32 (saturating, or overflowing to infinity
+/// for a gradient); y may be x (in place).
+pub const HALF_ROUND: Kernel = Kernel::new::<RoundParams>(&shaders::HALF_ROUND, "half_round", 3);
 
-/// Shader `Params` of half_round_inplace.wgsl.
+/// Shader `Params` of half_round.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct RoundParams {
@@ -55,7 +54,7 @@ pub enum Overflow {
 /// (65,504) and 2^16, a tie that rounds to the even side, infinity.
 pub const HALF_OVERFLOW: f32 = 65520.0;
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[HALF_PACK, HALF_UNPACK, HALF_ROUND_INPLACE];
+pub const KERNELS: &[Kernel] = &[HALF_PACK, HALF_UNPACK, HALF_ROUND];
 
 // ---- CPU reference ----
 
@@ -139,15 +138,10 @@ pub fn gpu_pack(x: &GpuStorage, n: usize) -> GpuStorage {
     w
 }
 
-/// Launches half_round_inplace.wgsl: y (n) replaced by its nearest halves (what [`cpu_round`] does, or
+/// Launches half_round.wgsl in place: y (n) replaced by its nearest halves (what [`cpu_round`] does, or
 /// [`cpu_round_gradient`] with [`Overflow::Infinity`]).
 pub fn gpu_round_inplace(y: &GpuStorage, n: usize, overflow: Overflow) {
-    let params = RoundParams {
-        n: u32::try_from(n).expect("element count overflows u32"),
-        overflow: u32::from(overflow == Overflow::Infinity),
-        _pad: [0; 2],
-    };
-    HALF_ROUND_INPLACE.dispatch(y.gpu, &[y.buffer()], &params, Grid::threads(n));
+    launch_round(y, y, n, overflow);
 }
 
 /// A copy of x (n) rounded to halves (float32 values): one new buffer, no words.
@@ -155,23 +149,21 @@ pub fn gpu_rounded(x: &GpuStorage, n: usize) -> GpuStorage {
     gpu_rounded_as(x, n, Overflow::Saturate)
 }
 
-/// [`gpu_rounded`] with the given overflow.
+/// [`gpu_rounded`] with the given overflow: one launch of half_round.wgsl into a new buffer.
 pub fn gpu_rounded_as(x: &GpuStorage, n: usize, overflow: Overflow) -> GpuStorage {
-    use crate::engine::ops::movement::copy_strided::{gpu_copy_strided, StridedCopy};
     let y = GpuStorage::alloc(x.gpu, n.max(1), "half_round");
-    gpu_copy_strided(
-        x,
-        &y,
-        &StridedCopy {
-            shape: vec![n],
-            src_offset: 0,
-            src_strides: vec![1],
-            dst_offset: 0,
-            dst_strides: vec![1],
-        },
-    );
-    gpu_round_inplace(&y, n, overflow);
+    launch_round(x, &y, n, overflow);
     y
+}
+
+/// half_round.wgsl: x (n) → y (n), which may be the same storage.
+fn launch_round(x: &GpuStorage, y: &GpuStorage, n: usize, overflow: Overflow) {
+    let params = RoundParams {
+        n: u32::try_from(n).expect("element count overflows u32"),
+        overflow: u32::from(overflow == Overflow::Infinity),
+        _pad: [0; 2],
+    };
+    HALF_ROUND.dispatch(x.gpu, &[x.buffer(), y.buffer()], &params, Grid::threads(n));
 }
 
 /// Launches half_unpack.wgsl: ceil(n / 2) words → y (n).

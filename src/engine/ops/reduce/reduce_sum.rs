@@ -6,8 +6,12 @@
 //! - sum: `y[o, k] = Σ_j x[o, j, k]`; `dx[o, j, k] = dy[o, k]` (backward = expand, a copy; no kernel).
 //! - mean: `sum / r` (a composition: sum, then mul_scalar(1/r)).
 //!
-//! Several axes are reduced one at a time, innermost first. Kernels: `reduce_sum.wgsl` (also the first pass
-//! of a two-pass sum when a long axis reduces to few outputs).
+//! Several axes are reduced one at a time, innermost first — except, on the GPU, a sum over every axis but one
+//! (a bias's gradient: a convolution's `dy.sum(&[0, 2, 3])`, a broadcast bias's `sum_to`), which is one
+//! per-channel reduction of x viewed as (N, C, S): `y[c] = Σ_{n, s} x[n, c, s]`, sliced as the norms'
+//! statistics are ([`ChannelSlices`]; one or two launches instead of one per axis, coalesced reads).
+//! Kernels: `reduce_sum.wgsl` (also the first pass of a two-pass sum when a long axis reduces to few
+//! outputs), `channel_sum.wgsl`.
 
 use crate::engine::autograd::Backward;
 use crate::engine::kernel::{Grid, Kernel};
@@ -36,8 +40,25 @@ pub const SUM_CHUNK: usize = 32;
 
 /// `reduce_sum.wgsl`: x (outer, R, inner) → y (outer, inner), fixed-order sums of chunks.
 pub const REDUCE_SUM: Kernel = Kernel::new::<SumParams>(&shaders::REDUCE_SUM, "reduce_sum", 3);
+/// `channel_sum.wgsl`: x (N, C, S) → y (C), the sum over n and s, sliced ([`ChannelSlices`]).
+pub const CHANNEL_SUM: Kernel =
+    Kernel::new::<ChannelSumParams>(&shaders::CHANNEL_SUM, "channel_sum", 4);
 /// This op's kernels (collected by `engine::kernels` for the naga tests).
-pub const KERNELS: &[Kernel] = &[REDUCE_SUM];
+pub const KERNELS: &[Kernel] = &[REDUCE_SUM, CHANNEL_SUM];
+
+/// Shader `Params` of channel_sum.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ChannelSumParams {
+    n: u32,
+    c: u32,
+    s: u32,
+    tc: u32,
+    slice_rows: u32,
+    nslices: u32,
+    phase: u32,
+    _pad: u32,
+}
 
 // ---- CPU reference ----
 
@@ -69,7 +90,55 @@ pub fn cpu_sum_backward<T: Real>(dy: &[T], outer: usize, r: usize, inner: usize)
     dx
 }
 
+/// x (n, c, s) → Σ over n and s: (c), accumulated in f64 ([`cpu_sum`]'s rounding).
+pub fn cpu_channel_sum<T: Real>(x: &[T], n: usize, c: usize, s: usize) -> Vec<T> {
+    let mut y = vec![0f64; c];
+    for (i, v) in x.iter().enumerate().take(n * c * s) {
+        y[(i / s) % c] += v.to_f64();
+    }
+    y.into_iter().map(T::from_f64).collect()
+}
+
 // ---- GPU ----
+
+/// channel_sum.wgsl: x (n, c, s) → y (c), Σ over n and s in a fixed order: pass 1 over [`ChannelSlices`],
+/// then (several slices) one combine dispatch of c workgroups. With no values (n · s = 0) the sums are 0.
+pub fn gpu_channel_sum(x: &GpuStorage, n: usize, c: usize, s: usize) -> GpuStorage {
+    let gpu = x.gpu;
+    let y = GpuStorage::alloc(gpu, c.max(1), "channel_sum");
+    if n * s == 0 {
+        // No workgroup would run: the sums over nothing are zero, cleared, not left as the pool's bytes.
+        if c > 0 {
+            gpu.clear(y.buffer(), 4 * c as u64);
+        }
+        return y;
+    }
+    let sl = ChannelSlices::new(n, c, s);
+    let partial = GpuStorage::alloc(gpu, (c * sl.slices).max(1), "channel_sum");
+    let bufs = [x.buffer(), partial.buffer(), y.buffer()];
+    let p = |phase: u32| ChannelSumParams {
+        n: n as u32,
+        c: c as u32,
+        s: s as u32,
+        tc: sl.tc as u32,
+        slice_rows: sl.rows as u32,
+        nslices: sl.slices as u32,
+        phase,
+        _pad: 0,
+    };
+    let partial_bytes = 4 * c * sl.slices;
+    let grid = Grid::groups(sl.workgroups())
+        .bytes(4 * n * c * s + partial_bytes)
+        .loop_len(sl.loop_len());
+    CHANNEL_SUM.dispatch(gpu, &bufs, &p(0), grid);
+    if sl.slices > 1 {
+        let grid = Grid::groups(c)
+            .bytes(partial_bytes + 4 * c)
+            .loop_len(sl.slices.div_ceil(CHANNEL_SUM.wg as usize));
+        CHANNEL_SUM.dispatch(gpu, &bufs, &p(1), grid);
+    }
+    y
+}
 
 fn launch_sum(x: &GpuStorage, outer: usize, r: usize, inner: usize, chunk: usize) -> GpuStorage {
     let nchunks = r.div_ceil(chunk).max(1);
@@ -206,6 +275,20 @@ impl Tensor {
         Tensor::from_op(&out, storage, &[self], SumBackward(self.shape().to_vec()))
     }
 
+    /// Sum over every axis but `c`, keeping them with size 1: x viewed as (N, C, S) around axis c, summed over
+    /// n and s (channel_sum.wgsl on the GPU; [`cpu_channel_sum`] on the CPU).
+    fn channel_sum_keepdim(&self, c: usize) -> Tensor {
+        let (n, ch, s) = shape::outer_axis_inner(self.shape(), c);
+        let out: Vec<usize> = (0..self.rank())
+            .map(|d| if d == c { ch } else { 1 })
+            .collect();
+        let storage = match self.device() {
+            Device::Cpu => Tensor::cpu_storage(cpu_channel_sum(&self.cpu_data("sum"), n, ch, s)),
+            Device::Gpu => Storage::Gpu(gpu_channel_sum(self.gpu_storage("sum"), n, ch, s)),
+        };
+        Tensor::from_op(&out, storage, &[self], SumBackward(self.shape().to_vec()))
+    }
+
     /// Sum over `axes` (negative counts from the end); `keepdim` keeps them with size 1.
     pub fn sum(&self, axes: &[isize], keepdim: bool) -> Tensor {
         let mut ax: Vec<usize> = axes
@@ -215,8 +298,15 @@ impl Tensor {
         ax.sort_unstable();
         ax.dedup();
         let mut y = self.clone();
-        for &a in ax.iter().rev() {
-            y = y.sum_axis_keepdim(a);
+        let kept: Vec<usize> = (0..self.rank()).filter(|d| !ax.contains(d)).collect();
+        match kept[..] {
+            // Every axis but one, on the GPU: one per-channel reduction (module doc).
+            [c] if self.device() == Device::Gpu && ax.len() >= 2 => y = y.channel_sum_keepdim(c),
+            _ => {
+                for &a in ax.iter().rev() {
+                    y = y.sum_axis_keepdim(a);
+                }
+            }
         }
         if keepdim {
             y
@@ -312,6 +402,79 @@ mod tests {
         let s = with_slice_rows(3, || ChannelSlices::new(2, 5, 4));
         assert_eq!((s.tc, s.rows, s.slices), (1, 3, 3));
         assert_eq!(ChannelSlices::new(2, 5, 4).slices, 1);
+    }
+
+    #[test]
+    fn channel_sum_exact_values_and_gradcheck_f64() {
+        // x (2, 3, 2) = 1..=12: channel c sums x[0, c, :] and x[1, c, :]:
+        // c 0: 1 + 2 + 7 + 8 = 18, c 1: 3 + 4 + 9 + 10 = 26, c 2: 5 + 6 + 11 + 12 = 34.
+        let x: Vec<f32> = (1..=12).map(|v| v as f32).collect();
+        assert_eq!(cpu_channel_sum(&x, 2, 3, 2), vec![18.0, 26.0, 34.0]);
+        // The same as summing the axes one at a time.
+        let t = Tensor::from_vec(x, &[2, 3, 2], Device::Cpu);
+        assert_eq!(t.sum(&[0, 2], false).to_vec(), vec![18.0, 26.0, 34.0]);
+        // Backward: dy repeated over n and s.
+        let (n, c, s) = (3, 4, 5);
+        let x = random_vec(n * c * s, -1.0, 1.0, 11);
+        gradcheck(
+            "channel_sum",
+            std::slice::from_ref(&x),
+            &[],
+            |v| cpu_channel_sum(&v[0], n, c, s),
+            |_, g| vec![(0..n * c * s).map(|i| g[(i / s) % c]).collect()],
+        );
+    }
+
+    /// The GPU's sliced per-channel sum against the CPU: one slice, several (both passes), the (N, C) layout
+    /// of channel lanes (C not a multiple of them), a 4-D bias gradient through `Tensor::sum`, nothing to sum;
+    /// and its backward.
+    #[test]
+    fn gpu_channel_sum_matches_the_cpu() {
+        use crate::engine::testing::{assert_close, gpu_or_skip, Tol};
+        if gpu_or_skip("channel_sum").is_none() {
+            return;
+        }
+        let cases: [((usize, usize, usize), Option<usize>); 5] = [
+            ((2, 5, 4), None),
+            ((2, 5, 4), Some(3)),
+            ((300, 40, 1), None),
+            ((7, 3, 1000), Some(64)),
+            ((3, 17, 1), Some(5)),
+        ];
+        for ((n, c, s), rows) in cases {
+            let x: Vec<f32> = random_vec(n * c * s, -1.0, 1.0, (n * c + s) as u64)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            let want = cpu_channel_sum(&x, n, c, s);
+            let t = Tensor::from_vec(x, &[n, c, s], Device::Gpu);
+            let got = match rows {
+                Some(r) => with_slice_rows(r, || t.sum(&[0, 2], false)),
+                None => t.sum(&[0, 2], false),
+            };
+            assert_eq!(got.shape(), [c]);
+            let what = format!("channel_sum ({n}, {c}, {s}), slice rows {rows:?}");
+            assert_close(&got.to_vec(), &want, Tol::REDUCE, &what);
+        }
+        // A convolution's bias gradient, (N, C, H, W) summed over 0, 2, 3, keeping the dims; and its backward.
+        let (n, c, h, w) = (3, 6, 5, 7);
+        let x: Vec<f32> = random_vec(n * c * h * w, -2.0, 2.0, 5)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let cpu = Tensor::from_vec(x.clone(), &[n, c, h, w], Device::Cpu).sum(&[0, 2, 3], true);
+        let t = Tensor::from_vec(x, &[n, c, h, w], Device::Gpu).requires_grad_();
+        let y = t.sum(&[0, 2, 3], true);
+        assert_eq!(y.shape(), [1, c, 1, 1]);
+        assert_close(&y.to_vec(), &cpu.to_vec(), Tol::REDUCE, "bias gradient");
+        let dy: Vec<f32> = (0..c).map(|i| i as f32 - 2.5).collect();
+        y.backward_with(Tensor::from_vec(dy.clone(), &[1, c, 1, 1], Device::Gpu));
+        let dx = t.grad().expect("x's gradient").to_vec();
+        let want: Vec<f32> = (0..n * c * h * w).map(|i| dy[(i / (h * w)) % c]).collect();
+        assert_eq!(dx, want, "backward: dy repeated over n, h, w");
+        // Nothing to sum: zeros, not the pool's bytes.
+        let empty = Tensor::zeros(&[0, 4, 3], Device::Gpu).sum(&[0, 2], false);
+        assert_eq!(empty.to_vec(), vec![0.0; 4]);
     }
 
     #[test]

@@ -38,8 +38,8 @@
 //!   when asked), in chunks of at most [`UNFOLD_BYTES_SOFTWARE`] of unfolded operand: there the float32
 //!   convolution is `conv2d_direct.wgsl` (no workgroup memory), and the tiled product ran 3× faster on
 //!   U-TAE's layers (benches/README.md § `conv2d_half`).
-//! - **Every other device**: the operands are rounded (a copy, rounded in place by
-//!   `half_round_inplace.wgsl`) and `conv2d.wgsl` and its variants run on them. On a GPU the f16 tiles
+//! - **Every other device**: the operands are rounded (a rounded copy each, one launch of
+//!   `half_round.wgsl`) and `conv2d.wgsl` and its variants run on them. On a GPU the f16 tiles
 //!   would compute the same arithmetic as `conv2d.wgsl` after converting, so only tensor cores are worth it.
 //!
 //! The unfolding inside the tiles (`mixed/in_tiles.rs`) gives the unfolded copy's sums bit for bit (the same

@@ -12,7 +12,8 @@
 //!   (i, j); with reflect padding a border element is also reached through its mirrored positions, and those
 //!   contributions add up.
 //! - `dw[o, c, ky, kx] = Σ_{n, oy, ox} dy[n, o, oy, ox] · xpad[n, c, oy·s - p + ky, ox·s - p + kx]`.
-//! - `db[o] = Σ_{n, oy, ox} dy[n, o, oy, ox]` (a composition: `dy.sum(&[0, 2, 3])`, no kernel).
+//! - `db[o] = Σ_{n, oy, ox} dy[n, o, oy, ox]` (a composition: `dy.sum(&[0, 2, 3])`, on the GPU one per-channel
+//!   reduction, `reduce_sum`'s `channel_sum.wgsl`).
 //!
 //! Saved for backward: x and the weight. The op is three files, for length: this one (math, CPU reference,
 //! autograd, tests), `geom.rs` (the sizes and the shaders' shared `Params`) and `gpu.rs` (kernels and

@@ -1,24 +1,27 @@
-// half_round_inplace.wgsl: float32 values replaced by their nearest half precision value (as float32), in
-// place: what half_pack.wgsl then half_unpack.wgsl give, without the words or a second buffer — the operand
-// of a product under `--precision mixed` made again for a backward pass (engine/ops/elementwise/half.rs).
+// half_round.wgsl: float32 values rounded to their nearest half precision value (as float32): what
+// half_pack.wgsl then half_unpack.wgsl give, without the words — the operands of a product under `--precision
+// mixed`, and an operand made again for a backward pass (engine/ops/elementwise/half.rs). One launch for a
+// rounded copy (x → a new y), or in place (x and y bound to the same slice).
 //
-// Math:     y[i] = f(h(y[i])), h the binary16 bits rounded to nearest, ties to even, saturating at ±65504
+// Math:     y[i] = f(h(x[i])), h the binary16 bits rounded to nearest, ties to even, saturating at ±65504
 //           (half_pack.wgsl's integer conversion), f their float32 value (half_unpack.wgsl's, exact).
 //           With `overflow` set (a gradient rounded as float16 arithmetic would: the loss scaler's signal,
 //           engine/ops/optim/loss_scale.rs) magnitudes from 65520 up — those IEEE rounding sends past the
 //           largest half — become ±infinity instead.
-// Threads:  one invocation per element (each reads and writes only its own y[i]); WG = 256 invocations per
-//           workgroup; ceil(n / WG) workgroups folded into 2-D (engine/kernel.rs).
-// Bindings: 0 y (read_write) (n) | 1 params (uniform)
+// Threads:  one invocation per element; it reads x[i] and then writes y[i], nothing else, so x and y may be
+//           the same slice (in place); WG = 256 invocations per workgroup; ceil(n / WG) workgroups folded
+//           into 2-D (engine/kernel.rs).
+// Bindings: 0 x (n) | 1 y (read_write) (n; may be x) | 2 params (uniform)
 // CPU reference: engine::ops::elementwise::half::cpu_round (overflow: cpu_round_gradient). No backward: a
-// rounding of saved values and of gradients.
+// rounding of operands, saved values and gradients.
 
 const WG: u32 = 256u;
 
 struct Params { n: u32, overflow: u32, _pad1: u32, _pad2: u32 }
 
-@group(0) @binding(0) var<storage, read_write> y: array<f32>;   // (n)
-@group(0) @binding(1) var<uniform>             params: Params;
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;   // (n)
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;   // (n); may be x
+@group(0) @binding(2) var<uniform>             params: Params;
 
 // Whether dropping `rem` (the discarded low bits, `half` the value of their top bit) rounds `r` up: nearest,
 // ties to even.
@@ -68,12 +71,12 @@ fn half_value(h: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn half_round_inplace(@builtin(workgroup_id) wid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>,
-                      @builtin(local_invocation_index) lid: u32) {
+fn half_round(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     if (i >= params.n) { return; }
-    let v = y[i];
+    let v = x[i];
     if (params.overflow != 0u && abs(v) >= 65520.0) {
         y[i] = bitcast<f32>((bitcast<u32>(v) & 0x80000000u) | 0x7f800000u);  // ±infinity (NaN fails the test)
         return;
