@@ -285,7 +285,7 @@ mod tests {
         // conversion back), the implicit convolutions' Params, row walk and staging (half_conv,
         // half_conv_coop(8), half_conv_dw, half_conv_dw_coop(8); the cooperative ones also copy half_im2col's
         // element reader), matmul's bounded row store (half_matmul.wgsl's too), Adam's table search (the loss
-        // scaler's check too).
+        // scaler's check too), the lane sum of batch_norm_stats and channel_sum.
         let checks: [(&str, &str, usize); 20] = [
             ("", "pcg_hash", 3),
             ("", "src_index", 7),
@@ -326,6 +326,19 @@ mod tests {
                 );
             }
         }
+        // The sliced per-channel reductions' float lane sum (group norm's weight gradient has a vec2 twin),
+        // named file by file: their names share no prefix.
+        let lane_sums: Vec<(&str, &str)> = shaders::ALL
+            .iter()
+            .filter(|s| ["batch_norm_stats", "channel_sum"].contains(&s.name))
+            .filter_map(|s| Some((s.name, function_text(s.source, "lane_sum")?)))
+            .collect();
+        assert_eq!(lane_sums.len(), 2, "lane_sum copies: {lane_sums:?}");
+        assert_eq!(
+            lane_sums[0].1, lane_sums[1].1,
+            "{}.wgsl's lane_sum differs from {}.wgsl's",
+            lane_sums[0].0, lane_sums[1].0
+        );
     }
 
     /// The kernel's entry point in its parsed file, and its index.

@@ -276,7 +276,8 @@ impl Tensor {
     }
 
     /// Sum over every axis but `c`, keeping them with size 1: x viewed as (N, C, S) around axis c, summed over
-    /// n and s (channel_sum.wgsl on the GPU; [`cpu_channel_sum`] on the CPU).
+    /// n and s (channel_sum.wgsl on the GPU; [`cpu_channel_sum`], its reference, on the CPU, though
+    /// [`Tensor::sum`] takes this only for GPU tensors).
     fn channel_sum_keepdim(&self, c: usize) -> Tensor {
         let (n, ch, s) = shape::outer_axis_inner(self.shape(), c);
         let out: Vec<usize> = (0..self.rank())
@@ -300,7 +301,8 @@ impl Tensor {
         let mut y = self.clone();
         let kept: Vec<usize> = (0..self.rank()).filter(|d| !ax.contains(d)).collect();
         match kept[..] {
-            // Every axis but one, on the GPU: one per-channel reduction (module doc).
+            // Every axis but one, on the GPU: one per-channel reduction (module doc). The CPU keeps its
+            // per-axis f64 sums, so the reference's numbers are those they always were.
             [c] if self.device() == Device::Gpu && ax.len() >= 2 => y = y.channel_sum_keepdim(c),
             _ => {
                 for &a in ax.iter().rev() {
