@@ -126,7 +126,8 @@ impl BatchNorm {
     /// BatchNorm → activation layer. In training mode the first evaluation computes the batch statistics and
     /// updates the running ones; the recomputations normalise with those same statistics
     /// ([`Tensor::batch_norm_with_stats`]: one pass, the same bits, the running statistics untouched), and
-    /// `num_batches_tracked` counts the batch once.
+    /// `num_batches_tracked` counts the batch once. A ReLU is applied by the norm's own launch where no
+    /// gradient is recorded (the first evaluation, and evaluation: [`Tensor::batch_norm_relu`]).
     pub fn forward_act(&self, x: &Tensor, ctx: &Ctx, act: Act) -> Tensor {
         if decisions::active() {
             return act.apply(self.forward(x, ctx));
@@ -142,6 +143,15 @@ impl BatchNorm {
         let batch_stats = OnceLock::new();
         let f: RecomputeFn = Arc::new(move |t: &[Tensor]| {
             let (w, b) = (Some(&t[1]), Some(&t[2]));
+            if act == Act::Relu && (!training || batch_stats.get().is_none()) {
+                // Evaluation, or the first evaluation in training: one launch where nothing is recorded
+                // (`batch_norm_relu`; the recomputations, recorded, take the two ops below).
+                let (y, stats) = t[0].batch_norm_relu(w, b, &rm, &rv, training, MOMENTUM, EPS);
+                if training {
+                    let _ = batch_stats.set(stats);
+                }
+                return y;
+            }
             let y = if !training {
                 t[0].batch_norm(w, b, &rm, &rv, false, MOMENTUM, EPS)
             } else if let Some(stats) = batch_stats.get() {
@@ -267,14 +277,16 @@ impl Norm {
         match self {
             Norm::Group(g) => {
                 let groups = g.groups;
+                // One launch where nothing is recorded (the first evaluation): `group_norm_relu`.
                 let f: RecomputeFn = Arc::new(move |t: &[Tensor]| {
-                    t[0].group_norm(groups, Some(&t[1]), Some(&t[2]), EPS)
-                        .relu_owned()
+                    t[0].group_norm_relu(groups, Some(&t[1]), Some(&t[2]), EPS)
                 });
                 Tensor::recomputed(&[x, &g.weight, &g.bias], f)
             }
             Norm::Instance => {
-                let f: RecomputeFn = Arc::new(|t: &[Tensor]| t[0].instance_norm(EPS).relu_owned());
+                // Instance norm is the group norm of one-channel groups (`Tensor::instance_norm`).
+                let f: RecomputeFn =
+                    Arc::new(|t: &[Tensor]| t[0].group_norm_relu(t[0].shape()[1], None, None, EPS));
                 Tensor::recomputed(&[x], f)
             }
             Norm::Batch(b) => b.forward_relu(x, ctx),

@@ -4,7 +4,9 @@
 // Math:     training: (μ, rstd) = stats[c], computed by batch_norm_stats.wgsl (dispatched just before).
 //           eval: μ = running_mean[c], rstd = 1 / sqrt(running_var[c] + eps), and the invocation of x[0, c, 0]
 //           writes stats[c] = (μ, rstd) (saved for backward; no other invocation touches stats in eval).
-//           Both: y = (x − μ) · rstd · weight[c] + bias[c].
+//           Both: y = (x − μ) · rstd · weight[c] + bias[c], then max(y, 0) when `relu` is set (the ReLU after
+//           a norm where no gradient is recorded: relu_inplace.wgsl's expression on the same value, so the
+//           same bits, in one launch instead of two).
 // Threads:  one invocation per element i of (N, C, S), c = (i / S) % C; dispatch = ceil(N·C·S / WG)
 //           workgroups, folded.
 // Bindings: 0 x (read) (N, C, S) | 1 weight (read) (C) | 2 bias (read) (C) | 3 running_mean (read) (C)
@@ -14,7 +16,7 @@
 
 const WG: u32 = 256u;
 
-struct Params { n: u32, c: u32, s: u32, training: u32, momentum: f32, eps: f32, _pad0: u32, _pad1: u32 }
+struct Params { n: u32, c: u32, s: u32, training: u32, momentum: f32, eps: f32, relu: u32, _pad1: u32 }
 
 @group(0) @binding(0) var<storage, read>       x: array<f32>;             // (N, C, S)
 @group(0) @binding(1) var<storage, read>       weight: array<f32>;        // (C)
@@ -41,5 +43,6 @@ fn batch_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
         rstd = 1.0 / sqrt(running_var[c] + params.eps);
         if (i < params.c * params.s && i % params.s == 0u) { stats[2u * c] = mean; stats[2u * c + 1u] = rstd; }
     }
-    y[i] = (x[i] - mean) * rstd * weight[c] + bias[c];
+    let v = (x[i] - mean) * rstd * weight[c] + bias[c];
+    y[i] = select(v, max(v, 0.0), params.relu == 1u);
 }

@@ -2,7 +2,9 @@
 //
 // Math:     per row (n, g) of len = D·S values (channels gD..gD+D-1, all S positions; contiguous):
 //           μ = Σ x / len,  σ² = Σ (x − μ)² / len (two passes, biased),  rstd = 1 / sqrt(σ² + eps),
-//           y[n, c, s] = (x[n, c, s] − μ) · rstd · weight[c] + bias[c]
+//           y[n, c, s] = (x[n, c, s] − μ) · rstd · weight[c] + bias[c], then max(y, 0) when `relu` is set
+//           (the ReLU after a norm when no gradient is recorded: relu_inplace.wgsl's expression on the same
+//           value, so the same bits, in one launch instead of two)
 // Threads:  one workgroup per row (dispatch = N·G workgroups, folded); its WG invocations stride over the
 //           row, then sum in workgroup memory by halving (fixed order: deterministic).
 // Bindings: 0 x (read) (N, C, S) | 1 weight (read) (C) | 2 bias (read) (C) | 3 y (read_write) (N, C, S)
@@ -12,7 +14,7 @@
 
 const WG: u32 = 256u;
 
-struct Params { n: u32, c: u32, s: u32, groups: u32, eps: f32, _pad0: u32, _pad1: u32, _pad2: u32 }
+struct Params { n: u32, c: u32, s: u32, groups: u32, eps: f32, relu: u32, _pad1: u32, _pad2: u32 }
 
 @group(0) @binding(0) var<storage, read>       x: array<f32>;       // (N, C, S)
 @group(0) @binding(1) var<storage, read>       weight: array<f32>;  // (C)
@@ -55,7 +57,8 @@ fn group_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     let rstd = 1.0 / sqrt(wg_sum(lid, acc) / f32(len) + params.eps);
     for (var i = lid; i < len; i = i + WG) {
         let c = c0 + i / params.s;
-        y[base + i] = (x[base + i] - mean) * rstd * weight[c] + bias[c];
+        let v = (x[base + i] - mean) * rstd * weight[c] + bias[c];
+        y[base + i] = select(v, max(v, 0.0), params.relu == 1u);
     }
     if (lid == 0u) { stats[2u * row] = mean; stats[2u * row + 1u] = rstd; }
 }

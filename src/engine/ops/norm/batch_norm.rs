@@ -22,6 +22,8 @@
 //!   ([`ChannelSlices`]): pass A over the slices, a combine, pass B over the slices, a combine (4 dispatches);
 //!   when one slice covers the axis, one dispatch does both passes.
 //! - `batch_norm.wgsl`: y, elementwise; in eval it also writes the saved (μ, rstd) from the running statistics.
+//!   It can apply a ReLU as it stores y ([`Tensor::batch_norm_relu`], where no gradient is recorded: one
+//!   launch instead of two, the same bits).
 //! - backward: dγ, dβ by group norm's `group_norm_backward_weight.wgsl` (the same two sums, with the
 //!   statistics row = the channel), then `batch_norm_backward.wgsl`: dx, elementwise.
 //!
@@ -34,7 +36,7 @@
 //! Size: over the 400-line budget because the op is one piece: training and evaluation modes, the running
 //! statistics updated in place, and the sliced two-pass statistics its forward and backward share.
 
-use crate::engine::autograd::Backward;
+use crate::engine::autograd::{is_grad_enabled, Backward};
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::norm::group_norm::{affine_grads, affine_or_default, gpu_affine_grads};
 use crate::engine::ops::reduce::reduce_sum::ChannelSlices;
@@ -53,7 +55,8 @@ pub struct Params {
     training: u32,
     momentum: f32,
     eps: f32,
-    _pad: [u32; 2],
+    relu: u32,
+    _pad: u32,
 }
 
 /// Shader `Params` of batch_norm_stats.wgsl.
@@ -93,7 +96,8 @@ impl Dims {
             training: training as u32,
             momentum,
             eps,
-            _pad: [0; 2],
+            relu: 0,
+            _pad: 0,
         }
     }
 }
@@ -210,7 +214,8 @@ pub fn cpu_backward<T: Real>(
 // ---- GPU ----
 
 /// Launches batch_norm_stats.wgsl (training) and batch_norm.wgsl → (y (N, C, S), stats (C, 2)); in training
-/// also updates `running_mean`, `running_var` (C) in place.
+/// also updates `running_mean`, `running_var` (C) in place. With `relu`, y is max(y, 0) (the ReLU fused into
+/// the store, [`Tensor::batch_norm_relu`]).
 #[allow(clippy::too_many_arguments)]
 pub fn gpu_forward(
     x: &GpuStorage,
@@ -222,6 +227,7 @@ pub fn gpu_forward(
     training: bool,
     momentum: f32,
     eps: f32,
+    relu: bool,
 ) -> (GpuStorage, GpuStorage) {
     let stats = GpuStorage::alloc(x.gpu, 2 * d.c, "batch_norm");
     if training {
@@ -231,31 +237,25 @@ pub fn gpu_forward(
         x,
         gamma,
         beta,
-        running_mean,
-        running_var,
-        &stats,
+        (running_mean, running_var, &stats),
         d,
-        training,
-        momentum,
-        eps,
+        (training, momentum, eps),
+        relu,
     );
     (y, stats)
 }
 
 /// Launches batch_norm.wgsl → y (N, C, S): in training mode with the (μ, rstd) in `stats` (C, 2), as
-/// batch_norm_stats.wgsl left them; in eval mode from the running statistics, also written to `stats`.
-#[allow(clippy::too_many_arguments)]
+/// batch_norm_stats.wgsl left them; in eval mode from the running statistics, also written to `stats`; with
+/// `relu`, max(y, 0).
 fn gpu_normalise(
     x: &GpuStorage,
     gamma: &GpuStorage,
     beta: &GpuStorage,
-    running_mean: &GpuStorage,
-    running_var: &GpuStorage,
-    stats: &GpuStorage,
+    (running_mean, running_var, stats): (&GpuStorage, &GpuStorage, &GpuStorage),
     d: Dims,
-    training: bool,
-    momentum: f32,
-    eps: f32,
+    (training, momentum, eps): (bool, f32, f32),
+    relu: bool,
 ) -> GpuStorage {
     let numel = d.n * d.c * d.s;
     let y = GpuStorage::alloc(x.gpu, numel, "batch_norm");
@@ -268,7 +268,10 @@ fn gpu_normalise(
         stats.buffer(),
         y.buffer(),
     ];
-    let p = d.params(training, momentum, eps);
+    let p = Params {
+        relu: u32::from(relu),
+        ..d.params(training, momentum, eps)
+    };
     let grid = Grid::threads(numel).bytes(4 * (2 * numel + 5 * d.c));
     BATCH_NORM.dispatch(x.gpu, &bufs, &p, grid);
     y
@@ -489,12 +492,57 @@ impl Tensor {
             .0
     }
 
+    /// `relu(batch_norm(..))` (training: `relu` of [`Tensor::batch_norm_train`]'s output, and its (μ, rstd)).
+    /// Where no gradient is recorded (a recomputed layer's first evaluation, every evaluation and prediction)
+    /// a GPU tensor takes batch_norm.wgsl's launch with the ReLU applied as it stores y (the same expression
+    /// as relu_inplace.wgsl's on the same value: the same bits); otherwise the two ops.
+    #[allow(clippy::too_many_arguments)]
+    pub fn batch_norm_relu(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        training: bool,
+        momentum: f32,
+        eps: f32,
+    ) -> (Tensor, Tensor) {
+        let stats = Stats::Running {
+            mean: running_mean,
+            var: running_var,
+            training,
+            momentum,
+        };
+        let recorded = is_grad_enabled()
+            && [Some(self), weight, bias]
+                .into_iter()
+                .flatten()
+                .any(Tensor::requires_grad);
+        if recorded || self.device() != Device::Gpu {
+            let (y, stats) = self.batch_norm_then(weight, bias, stats, eps, false);
+            return (y.relu_owned(), stats);
+        }
+        self.batch_norm_then(weight, bias, stats, eps, true)
+    }
+
     fn batch_norm_from(
         &self,
         weight: Option<&Tensor>,
         bias: Option<&Tensor>,
         source: Stats<'_>,
         eps: f32,
+    ) -> (Tensor, Tensor) {
+        self.batch_norm_then(weight, bias, source, eps, false)
+    }
+
+    /// [`Tensor::batch_norm_from`], and its ReLU fused into the kernel when `relu` (then nothing is recorded).
+    fn batch_norm_then(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        source: Stats<'_>,
+        eps: f32,
+        relu: bool,
     ) -> (Tensor, Tensor) {
         let op = "batch_norm";
         let sh = self.shape();
@@ -566,6 +614,11 @@ impl Tensor {
                     }
                 };
                 let y = cpu_forward(&x, &gamma.cpu_data(op), &beta.cpu_data(op), &mean, &rstd, d);
+                let y = if relu {
+                    crate::engine::ops::elementwise::relu::cpu_forward(&y)
+                } else {
+                    y
+                };
                 let stats = match source {
                     Stats::Given(st) => st.clone(),
                     Stats::Running { .. } => Tensor::from_storage(
@@ -596,6 +649,7 @@ impl Tensor {
                             training,
                             momentum,
                             eps,
+                            relu,
                         );
                         (
                             Storage::Gpu(y),
@@ -605,13 +659,17 @@ impl Tensor {
                     Stats::Given(st) => {
                         // Training mode reads only `stats`; γ and β stand in for the running bindings.
                         let s = st.gpu_storage(op);
-                        let y =
-                            gpu_normalise(self.gpu_storage(op), g, b, g, b, s, d, true, 0.0, 0.0);
+                        let (x, given) = (self.gpu_storage(op), (g, b, s));
+                        let y = gpu_normalise(x, g, b, given, d, (true, 0.0, 0.0), relu);
                         (Storage::Gpu(y), st.clone())
                     }
                 }
             }
         };
+        if relu {
+            // Fused: asked for only where nothing is recorded (`batch_norm_relu`).
+            return (Tensor::from_storage(sh, y), stats);
+        }
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
@@ -747,5 +805,79 @@ mod tests {
         check(Dims { n: 3, c: 4, s: 6 }, true, 31); // BatchNorm2d on (3, 4, 2, 3)
         check(Dims { n: 5, c: 4, s: 1 }, true, 41); // BatchNorm1d on (5, 4)
         check(Dims { n: 3, c: 4, s: 6 }, false, 51); // eval: a per-channel affine map
+    }
+
+    /// `batch_norm_relu` is `batch_norm(..).relu()` bit for bit, running statistics and returned (μ, rstd)
+    /// included: fused into one launch where nothing is recorded (GPU), the two ops where a gradient is (the
+    /// same gradients), and on the CPU; training and evaluation, (N, C) and (N, C, S).
+    #[test]
+    fn batch_norm_relu_is_the_composition() {
+        let bits = |t: &Tensor| -> Vec<u32> { t.to_vec().into_iter().map(f32::to_bits).collect() };
+        let mut devices = vec![Device::Cpu];
+        if crate::engine::testing::gpu_or_skip("batch_norm_relu").is_some() {
+            devices.push(Device::Gpu);
+        }
+        let f = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(|x| x as f32).collect() };
+        for device in devices {
+            for (shape, seed) in [(vec![6, 5, 13], 1u64), (vec![40, 7], 2)] {
+                let c = shape[1];
+                let numel: usize = shape.iter().product();
+                let x = Tensor::from_vec(f(random_vec(numel, -2.0, 2.0, seed)), &shape, device);
+                let w = Tensor::from_vec(f(random_vec(c, 0.5, 1.5, seed + 10)), &[c], device);
+                let b = Tensor::from_vec(f(random_vec(c, -0.5, 0.5, seed + 20)), &[c], device);
+                let running = || {
+                    (
+                        Tensor::from_vec(f(random_vec(c, -0.2, 0.2, seed + 30)), &[c], device),
+                        Tensor::from_vec(f(random_vec(c, 0.5, 2.0, seed + 40)), &[c], device),
+                    )
+                };
+                for training in [true, false] {
+                    let what = format!("{device:?} {shape:?} training {training}");
+                    let (rm, rv) = running();
+                    let (y, st) =
+                        x.batch_norm_relu(Some(&w), Some(&b), &rm, &rv, training, 0.1, 1e-5);
+                    let (pm, pv) = running();
+                    let (py, pst) = if training {
+                        x.batch_norm_train(Some(&w), Some(&b), &pm, &pv, 0.1, 1e-5)
+                    } else {
+                        let st = x.batch_norm_from(
+                            Some(&w),
+                            Some(&b),
+                            Stats::Running {
+                                mean: &pm,
+                                var: &pv,
+                                training,
+                                momentum: 0.1,
+                            },
+                            1e-5,
+                        );
+                        (st.0, st.1)
+                    };
+                    let py = py.relu();
+                    assert!(bits(&y) == bits(&py), "{what}: y");
+                    assert!(py.to_vec().contains(&0.0), "{what}: nothing clipped");
+                    assert!(bits(&st) == bits(&pst), "{what}: (μ, rstd)");
+                    assert!(
+                        bits(&rm) == bits(&pm) && bits(&rv) == bits(&pv),
+                        "{what}: running"
+                    );
+                    // Recorded: the composition's gradients.
+                    let grads = |fused: bool| {
+                        let (xg, wg) = (x.detach().requires_grad_(), w.detach().requires_grad_());
+                        let (rm, rv) = running();
+                        let y = if fused {
+                            xg.batch_norm_relu(Some(&wg), Some(&b), &rm, &rv, training, 0.1, 1e-5)
+                                .0
+                        } else {
+                            xg.batch_norm(Some(&wg), Some(&b), &rm, &rv, training, 0.1, 1e-5)
+                                .relu()
+                        };
+                        y.mul_scalar(1.5).sum_all().backward();
+                        (bits(&xg.grad().unwrap()), bits(&wg.grad().unwrap()))
+                    };
+                    assert!(grads(true) == grads(false), "{what}: recorded");
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,8 @@
 //! `dγ[c] = Σ_{n,s} dy·x̂`, `dβ[c] = Σ_{n,s} dy`.
 //!
 //! Saved for backward: x, γ (ones when absent), and the per-row statistics (μ, rstd) as a (N·G, 2) tensor.
-//! Kernels: `group_norm.wgsl` (one workgroup per row: statistics, y, stats), `group_norm_backward_input.wgsl`
+//! Kernels: `group_norm.wgsl` (one workgroup per row: statistics, y, stats; a ReLU as it stores y where
+//! [`Tensor::group_norm_relu`] asks, with no gradient recorded), `group_norm_backward_input.wgsl`
 //! (one workgroup per row), `group_norm_backward_weight.wgsl` (dγ and dβ: per-channel sums over the N·S values
 //! of each channel, split into slices of many workgroups and combined in a fixed order, see
 //! [`ChannelSlices`]; batch norm's dγ, dβ use it too, with the statistics row = the channel).
@@ -20,7 +21,7 @@
 //! Size: over the 400-line budget because the op is one piece: a forward and two gradients sharing the
 //! per-(sample, group) statistics; instance and layer norm are compositions of it (`layer_norm.rs`).
 
-use crate::engine::autograd::Backward;
+use crate::engine::autograd::{is_grad_enabled, Backward};
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::reduce::reduce_sum::ChannelSlices;
 use crate::engine::real::Real;
@@ -28,7 +29,7 @@ use crate::engine::storage::{Device, GpuStorage, Storage};
 use crate::engine::tensor::Tensor;
 use crate::shaders;
 
-/// Shader `Params` of group_norm.wgsl and its two backward kernels.
+/// Shader `Params` of group_norm.wgsl and its backward input kernel (which ignores `relu`).
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
@@ -37,7 +38,8 @@ pub struct Params {
     s: u32,
     groups: u32,
     eps: f32,
-    _pad: [u32; 3],
+    relu: u32,
+    _pad: [u32; 2],
 }
 
 /// Shader `Params` of group_norm_backward_weight.wgsl: statistics row of (n, c) = n·row_stride + c / cpr.
@@ -77,7 +79,8 @@ impl Dims {
             s: self.s as u32,
             groups: self.groups as u32,
             eps,
-            _pad: [0; 3],
+            relu: 0,
+            _pad: [0; 2],
         }
     }
 }
@@ -175,13 +178,15 @@ pub fn cpu_backward<T: Real>(
 
 // ---- GPU ----
 
-/// Launches group_norm.wgsl → (y (N, C, S), stats (N·G, 2)).
+/// Launches group_norm.wgsl → (y (N, C, S), stats (N·G, 2)); with `relu`, y is max(y, 0) (the ReLU fused
+/// into the store, [`Tensor::group_norm_relu`]).
 pub fn gpu_forward(
     x: &GpuStorage,
     gamma: &GpuStorage,
     beta: &GpuStorage,
     d: Dims,
     eps: f32,
+    relu: bool,
 ) -> (GpuStorage, GpuStorage) {
     let y = GpuStorage::alloc(x.gpu, d.n * d.c * d.s, "group_norm");
     let stats = GpuStorage::alloc(x.gpu, 2 * d.n * d.groups, "group_norm");
@@ -193,7 +198,11 @@ pub fn gpu_forward(
         stats.buffer(),
     ];
     let rows = d.n * d.groups;
-    GROUP_NORM.dispatch(x.gpu, &bufs, &d.params(eps), Grid::groups(rows));
+    let params = Params {
+        relu: u32::from(relu),
+        ..d.params(eps)
+    };
+    GROUP_NORM.dispatch(x.gpu, &bufs, &params, Grid::groups(rows));
     (y, stats)
 }
 
@@ -392,6 +401,41 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Tensor {
+        self.group_norm_then(groups, weight, bias, eps, false)
+    }
+
+    /// `relu(group_norm(x))`. Where no gradient is recorded (a recomputed layer's first evaluation, every
+    /// evaluation and prediction) a GPU tensor takes one launch of group_norm.wgsl, which applies the ReLU as
+    /// it stores y (the same expression as relu_inplace.wgsl's on the same value: the same bits); otherwise
+    /// the two ops (the backward pass needs both).
+    pub fn group_norm_relu(
+        &self,
+        groups: usize,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Tensor {
+        let recorded = is_grad_enabled()
+            && [Some(self), weight, bias]
+                .into_iter()
+                .flatten()
+                .any(Tensor::requires_grad);
+        if recorded || self.device() != Device::Gpu {
+            return self.group_norm(groups, weight, bias, eps).relu_owned();
+        }
+        self.group_norm_then(groups, weight, bias, eps, true)
+    }
+
+    /// [`Tensor::group_norm`], and its ReLU fused into the kernel when `relu` (then nothing is recorded:
+    /// [`Tensor::group_norm_relu`] asks only where no gradient is).
+    fn group_norm_then(
+        &self,
+        groups: usize,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+        relu: bool,
+    ) -> Tensor {
         let op = "group_norm";
         let sh = self.shape();
         assert!(sh.len() >= 2, "{op}: expected x (N, C, *), got {sh:?}");
@@ -417,6 +461,11 @@ impl Tensor {
                     d,
                     eps as f64,
                 );
+                let y = if relu {
+                    crate::engine::ops::elementwise::relu::cpu_forward(&y)
+                } else {
+                    y
+                };
                 (Tensor::cpu_storage(y), Tensor::cpu_storage(st))
             }
             Device::Gpu => {
@@ -426,10 +475,14 @@ impl Tensor {
                     beta.gpu_storage(op),
                     d,
                     eps,
+                    relu,
                 );
                 (Storage::Gpu(y), Storage::Gpu(st))
             }
         };
+        if relu {
+            return Tensor::from_storage(sh, y);
+        }
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
@@ -525,5 +578,64 @@ mod tests {
         // Σ_row dx = 0 for every row (the mean is subtracted).
         let gx = x.grad().unwrap().to_vec();
         assert!(gx.chunks(2).all(|r| (r[0] + r[1]).abs() < 1e-5), "{gx:?}");
+    }
+
+    /// `group_norm_relu` is `group_norm(..).relu()` bit for bit: fused into one launch where nothing is
+    /// recorded (GPU), the two ops where a gradient is (the same gradients), and on the CPU.
+    #[test]
+    fn group_norm_relu_is_the_composition() {
+        use crate::engine::autograd::no_grad;
+        let bits = |t: &Tensor| -> Vec<u32> { t.to_vec().into_iter().map(f32::to_bits).collect() };
+        let (n, c, s, groups) = (3, 8, 37, 4);
+        let x: Vec<f32> = random_vec(n * c * s, -2.0, 2.0, 3)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let gw: Vec<f32> = random_vec(c, 0.5, 1.5, 4)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let gb: Vec<f32> = random_vec(c, -0.5, 0.5, 5)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let mut devices = vec![Device::Cpu];
+        if crate::engine::testing::gpu_or_skip("group_norm_relu").is_some() {
+            devices.push(Device::Gpu);
+        }
+        for device in devices {
+            let t = |v: &[f32], sh: &[usize]| Tensor::from_vec(v.to_vec(), sh, device);
+            let (xt, wt, bt) = (t(&x, &[n, c, s]), t(&gw, &[c]), t(&gb, &[c]));
+            let plain = xt.group_norm(groups, Some(&wt), Some(&bt), 1e-5).relu();
+            let fused = xt.group_norm_relu(groups, Some(&wt), Some(&bt), 1e-5);
+            assert!(bits(&fused) == bits(&plain), "{device:?}: unrecorded");
+            assert!(plain.to_vec().contains(&0.0), "no value was clipped");
+            // Instance norm (groups of one channel) and no affine.
+            let plain = xt.instance_norm(1e-5).relu();
+            let fused = xt.group_norm_relu(c, None, None, 1e-5);
+            assert!(bits(&fused) == bits(&plain), "{device:?}: instance norm");
+            // Under no_grad with inputs that would want one: still fused, nothing recorded.
+            let xg = xt.detach().requires_grad_();
+            let fused = no_grad(|| xg.group_norm_relu(groups, Some(&wt), Some(&bt), 1e-5));
+            assert!(!fused.requires_grad(), "{device:?}: recorded under no_grad");
+            let want = bits(&plain_gn_relu(&xt, &wt, &bt, groups));
+            assert!(bits(&fused) == want, "{device:?}: under no_grad");
+            // Recorded: the composition's gradients.
+            let grads = |fused: bool| {
+                let (xg, wg) = (xt.detach().requires_grad_(), wt.detach().requires_grad_());
+                let y = if fused {
+                    xg.group_norm_relu(groups, Some(&wg), Some(&bt), 1e-5)
+                } else {
+                    xg.group_norm(groups, Some(&wg), Some(&bt), 1e-5).relu()
+                };
+                y.mul_scalar(1.5).sum_all().backward();
+                (bits(&xg.grad().unwrap()), bits(&wg.grad().unwrap()))
+            };
+            assert!(grads(true) == grads(false), "{device:?}: recorded");
+        }
+    }
+
+    fn plain_gn_relu(x: &Tensor, w: &Tensor, b: &Tensor, groups: usize) -> Tensor {
+        x.group_norm(groups, Some(w), Some(b), 1e-5).relu()
     }
 }
