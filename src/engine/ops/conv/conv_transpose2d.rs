@@ -251,7 +251,9 @@ impl Backward for ConvTranspose2dBackward {
     fn backward_owned(&self, dy: Tensor) -> Vec<Option<Tensor>> {
         // Under mixed dy is rounded as a float16 gradient (in place when the walk let it go).
         let dy = &dy.into_gradient_operand(self.mixed);
-        let w = &if self.mixed {
+        // h(w): on the GPU `conv2d::mixed::gpu_forward` rounds it (packing it, or a rounded copy for the
+        // float32 kernel), so no copy here; the weight gradient does not read w.
+        let w = &if self.mixed && self.w.device() == Device::Cpu {
             self.w.clone().rounded_to_half()
         } else {
             self.w.clone()
@@ -270,8 +272,8 @@ impl Backward for ConvTranspose2dBackward {
             Device::Gpu => {
                 let (gw, gdy) = (w.gpu_storage(op), dy.gpu_storage(op));
                 let dx = self.x_wants.then(|| {
-                    // Under mixed a convolution of rounded operands: mixed's own (the unfolded product
-                    // where it pays; rounding what is rounded changes nothing).
+                    // Under mixed a convolution of h(dy) and h(w): mixed's own (the unfolded product
+                    // where it pays), which rounds w (rounding what is rounded changes nothing).
                     let dx = match self.mixed {
                         true => conv2d::mixed::gpu_forward(gdy, gw, None, g),
                         false => conv2d::gpu_forward(gdy, gw, None, g),

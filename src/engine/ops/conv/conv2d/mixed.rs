@@ -390,9 +390,10 @@ fn forward_in_chunks(
     y
 }
 
-/// The input gradient under mixed, dx = the padded input's gradient folded back (`pad_fold`), from w and dy
-/// already rounded (`Conv2dBackward`), and the transposed convolution's forward (`conv_transpose2d`: the
-/// same computation). The padded input's gradient is, for each stride phase (`gpu::phases`: one at stride
+/// The input gradient under mixed, dx = the padded input's gradient folded back (`pad_fold`), from dy already
+/// rounded (`Conv2dBackward`) and w rounded here (the unfolded path as it packs the flipped phases, the
+/// float32 phases in a rounded copy; a rounded w stays what it is), and the transposed convolution's forward
+/// (`conv_transpose2d`: the same computation). The padded input's gradient is, for each stride phase (`gpu::phases`: one at stride
 /// 1), a stride-1 convolution of dy by the phase's taps of the weight flipped and transposed,
 /// `w̃[c, o, m, l] = w[o, c, py + s·(T - 1 - m), px + s·(T - 1 - l)]`, zero padding T - 1: mixed's own forward
 /// ([`gpu_forward`]'s paths: the unfolded product when the input has [`MIN_CO`] channels or more), written
@@ -403,7 +404,10 @@ fn forward_in_chunks(
 pub fn gpu_backward_input(dy: &GpuStorage, w: &GpuStorage, g: &Geom) -> GpuStorage {
     match unfolded_input_path(dy.gpu, g) {
         Some((path, phases)) => unfolded_input(path, &phases, dy, w, g),
-        None => super::gpu::gpu_backward_input(dy, w, g),
+        None => {
+            let rw = half::gpu_rounded(w, g.co * g.ci * g.kh * g.kw);
+            super::gpu::gpu_backward_input(dy, &rw, g)
+        }
     }
 }
 

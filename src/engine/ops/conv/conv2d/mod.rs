@@ -197,7 +197,9 @@ impl Backward for Conv2dBackward {
         // autocast's float16 convolution computes them.
         let dy = &dy.into_gradient_operand(self.mixed);
         let x = &self.x.get_as(self.mixed);
-        let w = &if self.mixed {
+        // h(w): on the GPU `mixed::gpu_backward_input` rounds it where its path reads it (packing it, or a
+        // rounded copy for the float32 phases), so no copy here; the weight gradient does not read w.
+        let w = &if self.mixed && self.w.device() == Device::Cpu {
             self.w.clone().rounded_to_half()
         } else {
             self.w.clone()
