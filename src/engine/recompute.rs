@@ -65,17 +65,14 @@ impl Tensor {
         // reached through the node's edges): the input itself, or, under --precision mixed, a large
         // activation rounded to half precision — and then `f` reads the rounded values in this first
         // evaluation too, so that every evaluation sees the same numbers (engine::precision).
-        let saved: Arc<Vec<Saved>> = Arc::new(
-            kept.iter()
-                .map(|t| match Saved::value(t) {
-                    Saved::Kept(t) => Saved::Kept(t.detach()),
-                    other => other,
-                })
-                .collect(),
-        );
+        // A half and its rounded values come from one launch (`Saved::value_and_values`).
+        let (saved, first): (Vec<Saved>, Vec<Tensor>) =
+            kept.iter().map(Saved::value_and_values).unzip();
+        let saved = Arc::new(saved);
         let wants: Vec<bool> = kept.iter().map(Tensor::requires_grad).collect();
         drop(kept);
-        let y = no_grad(|| f(&values(&saved)));
+        let y = no_grad(|| f(&first));
+        drop(first);
         let recipe: Recipe = {
             let (f, saved) = (f.clone(), saved.clone());
             Arc::new(move || no_grad(|| f(&values(&saved))))
@@ -184,12 +181,31 @@ impl Saved {
     /// large activation (made by a recorded op, at least `HALF_MIN_NUMEL` values; parameters and inputs,
     /// held anyway, stay as they are).
     pub fn value(t: &Tensor) -> Saved {
-        if precision() == Precision::Mixed && t.node().is_some() && t.numel() >= HALF_MIN_NUMEL {
+        if Saved::kept_as_half(t) {
             count_half();
             Saved::Half(t.to_half())
         } else {
             Saved::Kept(t.clone())
         }
+    }
+
+    /// [`Saved::value`] (a kept tensor detached) and the values it stands for, detached — what
+    /// [`Saved::get`] would give, without unpacking the halves again: they come from the packing's launch
+    /// (`Tensor::to_half_and_rounded`).
+    pub fn value_and_values(t: &Tensor) -> (Saved, Tensor) {
+        if Saved::kept_as_half(t) {
+            count_half();
+            let (half, rounded) = t.to_half_and_rounded();
+            (Saved::Half(half), rounded)
+        } else {
+            let t = t.detach();
+            (Saved::Kept(t.clone()), t)
+        }
+    }
+
+    /// Whether [`Saved::value`] keeps `t` in half precision (its doc).
+    fn kept_as_half(t: &Tensor) -> bool {
+        precision() == Precision::Mixed && t.node().is_some() && t.numel() >= HALF_MIN_NUMEL
     }
 
     /// The tensor (recomputed when only its recipe was kept, made float32 when kept in half precision).

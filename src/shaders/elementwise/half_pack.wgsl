@@ -6,19 +6,23 @@
 //           NaN; the odd last element of an odd n is paired with 0. The conversion is written out on the bits
 //           (not pack2x16float, whose rounding the WGSL spec leaves to the implementation), so every adapter
 //           and the CPU reference give the same words.
+//           With `rounded` set it also writes y[j] = f(h(x[j])), f the half's float32 value (half_unpack.wgsl's,
+//           exact): the words and what unpacking them gives, in one launch (a recomputed norm's input, kept
+//           as halves and read rounded by its first evaluation: engine/recompute.rs).
 // Threads:  one invocation per word; WG = 256 invocations per workgroup; ceil(ceil(n / 2) / WG) workgroups
 //           folded into 2-D (engine/kernel.rs).
-// Bindings: 0 x (n) | 1 w (ceil(n / 2), u32) | 2 params (uniform)
-// CPU reference: engine::ops::elementwise::half::cpu_pack.  Inverse: half_unpack.wgsl. No backward: a storage
-// format, not an op of the graph.
+// Bindings: 0 x (n) | 1 w (ceil(n / 2), u32) | 2 y (n; any buffer when rounded = 0) | 3 params (uniform)
+// CPU reference: engine::ops::elementwise::half::cpu_pack (y: cpu_round).  Inverse: half_unpack.wgsl. No
+// backward: a storage format, not an op of the graph.
 
 const WG: u32 = 256u;
 
-struct Params { n: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
+struct Params { n: u32, rounded: u32, _pad1: u32, _pad2: u32 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;   // (n)
 @group(0) @binding(1) var<storage, read_write> w: array<u32>;   // (ceil(n / 2))
-@group(0) @binding(2) var<uniform>             params: Params;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;   // (n) when rounded = 1
+@group(0) @binding(3) var<uniform>             params: Params;
 
 // Whether dropping `rem` (the discarded low bits, `half` the value of their top bit) rounds `r` up: nearest,
 // ties to even.
@@ -54,6 +58,19 @@ fn half_bits(v: f32) -> u32 {
     return sign | r;
 }
 
+// The float32 value of the binary16 bits h.
+fn half_value(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    if (e == 0u) {
+        // Zero or subnormal: m · 2^-24, exact in float32; the sign set on the bits (keeps -0).
+        return bitcast<f32>(sign | bitcast<u32>(ldexp(f32(m), -24)));
+    }
+    if (e == 31u) { return bitcast<f32>(sign | 0x7f800000u | (m << 13u)); }
+    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+}
+
 @compute @workgroup_size(WG)
 fn half_pack(@builtin(workgroup_id) wid: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>,
@@ -61,7 +78,12 @@ fn half_pack(@builtin(workgroup_id) wid: vec3<u32>,
     let i = (wid.x + (wid.y + wid.z * nwg.y) * nwg.x) * WG + lid;
     let lo = 2u * i;
     if (lo >= params.n) { return; }
+    let h = half_bits(x[lo]);
     var hi = 0u;
     if (lo + 1u < params.n) { hi = half_bits(x[lo + 1u]); }
-    w[i] = half_bits(x[lo]) | (hi << 16u);
+    w[i] = h | (hi << 16u);
+    if (params.rounded == 1u) {
+        y[lo] = half_value(h);
+        if (lo + 1u < params.n) { y[lo + 1u] = half_value(hi); }
+    }
 }

@@ -24,12 +24,21 @@ use crate::engine::tensor::Tensor;
 use crate::shaders;
 
 /// half_pack.wgsl: x (n) → w (ceil(n / 2) words).
-pub const HALF_PACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_PACK, "half_pack", 3);
+pub const HALF_PACK: Kernel = Kernel::new::<PackParams>(&shaders::HALF_PACK, "half_pack", 4);
 /// half_unpack.wgsl: w (ceil(n / 2) words) → y (n).
 pub const HALF_UNPACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_UNPACK, "half_unpack", 3);
 /// half_round.wgsl: x (n) → y (n), x's nearest halves as float32 (saturating, or overflowing to infinity
 /// for a gradient); y may be x (in place).
 pub const HALF_ROUND: Kernel = Kernel::new::<RoundParams>(&shaders::HALF_ROUND, "half_round", 3);
+
+/// Shader `Params` of half_pack.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PackParams {
+    n: u32,
+    rounded: u32,
+    _pad: [u32; 2],
+}
 
 /// Shader `Params` of half_round.wgsl.
 #[repr(C)]
@@ -127,12 +136,31 @@ pub fn cpu_unpack(w: &[u32], n: usize) -> Vec<f32> {
 
 /// Launches half_pack.wgsl: x (n) → ceil(n / 2) words.
 pub fn gpu_pack(x: &GpuStorage, n: usize) -> GpuStorage {
+    launch_pack(x, n, None)
+}
+
+/// Launches half_pack.wgsl once for both: x (n) → (ceil(n / 2) words, x rounded to halves as float32 (n)), what
+/// [`gpu_pack`] and then [`gpu_unpack`] give.
+pub fn gpu_pack_rounded(x: &GpuStorage, n: usize) -> (GpuStorage, GpuStorage) {
+    let y = GpuStorage::alloc(x.gpu, n.max(1), "half_pack");
+    (launch_pack(x, n, Some(&y)), y)
+}
+
+/// half_pack.wgsl, writing the rounded values into `y` too when given.
+fn launch_pack(x: &GpuStorage, n: usize, y: Option<&GpuStorage>) -> GpuStorage {
     let words = n.div_ceil(2);
     let w = GpuStorage::alloc(x.gpu, words.max(1), "half_pack");
+    let params = PackParams {
+        n: u32::try_from(n).expect("element count overflows u32"),
+        rounded: u32::from(y.is_some()),
+        _pad: [0; 2],
+    };
+    // Without y, any buffer stands in for the unused binding (the kernel does not touch it).
+    let yb = y.map_or(x.buffer(), GpuStorage::buffer);
     HALF_PACK.dispatch(
         x.gpu,
-        &[x.buffer(), w.buffer()],
-        &ParamsN::new(n),
+        &[x.buffer(), w.buffer(), yb],
+        &params,
         Grid::threads(words),
     );
     w
@@ -334,6 +362,22 @@ impl Tensor {
         Tensor::from_storage(self.shape(), storage)
     }
 
+    /// [`Tensor::to_half`] and, from the same launch on the GPU, the values those halves hold as a float32
+    /// tensor (what `to_half().to_f32()` gives; nothing recorded).
+    pub fn to_half_and_rounded(&self) -> (Half, Tensor) {
+        if self.device() != Device::Gpu {
+            let half = self.to_half();
+            let rounded = half.to_f32();
+            return (half, rounded);
+        }
+        let (words, y) = gpu_pack_rounded(self.gpu_storage("to_half"), self.numel());
+        let half = Half {
+            shape: self.shape().to_vec(),
+            words: Storage::Gpu(words),
+        };
+        (half, Tensor::from_storage(self.shape(), Storage::Gpu(y)))
+    }
+
     /// This tensor's values as halves (nothing recorded: a storage format).
     pub fn to_half(&self) -> Half {
         let n = self.numel();
@@ -520,6 +564,16 @@ mod tests {
         assert!(
             bits(h.to_f32().to_vec()) == bits(cpu_unpack(&cpu_words, n)),
             "unpack: the GPU's values differ"
+        );
+        // Packing and rounding in one launch: the same words, and the values they unpack to.
+        let (h2, rounded) = t.to_half_and_rounded();
+        assert!(
+            bits(h2.to_f32().to_vec()) == bits(cpu_unpack(&cpu_words, n)),
+            "pack and round: the words differ"
+        );
+        assert!(
+            bits(rounded.to_vec()) == bits(cpu_unpack(&cpu_words, n)),
+            "pack and round: the rounded values differ"
         );
         // Rounding as float32 values: a copy while another handle holds the tensor (which stays as it
         // was), in place for the sole handle; both the CPU's values bit for bit.
