@@ -48,6 +48,12 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     crate::engine::scoped::with_set(&GRAD_ENABLED, false, f)
 }
 
+/// Whether an op on `inputs` records an autograd node: gradients are being recorded on this thread and some
+/// input requires one.
+pub fn records(inputs: &[&Tensor]) -> bool {
+    is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
+}
+
 // ---- Recording ----
 
 impl Tensor {
@@ -59,8 +65,7 @@ impl Tensor {
         inputs: &[&Tensor],
         backward: impl Backward + 'static,
     ) -> Tensor {
-        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        if record {
+        if records(inputs) {
             let node = Node::new(Box::new(backward), inputs);
             Tensor::wrap(
                 shape.to_vec(),
@@ -77,8 +82,7 @@ impl Tensor {
     /// records the node when gradients are being recorded. Lets a backward save the output itself (`self`)
     /// without a reference cycle.
     pub fn attach_op(&self, inputs: &[&Tensor], backward: impl Backward + 'static) -> Tensor {
-        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        if !record {
+        if !records(inputs) {
             return self.clone();
         }
         let node = Node::new(Box::new(backward), inputs);

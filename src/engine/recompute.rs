@@ -44,7 +44,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use crate::engine::autograd::{is_grad_enabled, no_grad, with_grad, Backward};
+use crate::engine::autograd::{no_grad, records, with_grad, Backward};
 use crate::engine::ops::elementwise::half::Half;
 use crate::engine::precision::{count_half, precision, Precision, HALF_MIN_NUMEL};
 use crate::engine::tensor::{Recipe, Tensor};
@@ -57,8 +57,7 @@ impl Tensor {
     /// When no gradient is recorded this is just `f(inputs)`.
     pub fn recomputed(inputs: &[&Tensor], f: RecomputeFn) -> Tensor {
         let kept: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
-        let record = is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        if !record {
+        if !records(inputs) {
             return f(&kept);
         }
         // What the backward and the recipe keep of each input (detached: the graph behind the inputs is

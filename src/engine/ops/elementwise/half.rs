@@ -24,29 +24,32 @@ use crate::engine::tensor::Tensor;
 use crate::shaders;
 
 /// half_pack.wgsl: x (n) → w (ceil(n / 2) words).
-pub const HALF_PACK: Kernel = Kernel::new::<PackParams>(&shaders::HALF_PACK, "half_pack", 4);
+pub const HALF_PACK: Kernel = Kernel::new::<FlagParams>(&shaders::HALF_PACK, "half_pack", 4);
 /// half_unpack.wgsl: w (ceil(n / 2) words) → y (n).
 pub const HALF_UNPACK: Kernel = Kernel::new::<ParamsN>(&shaders::HALF_UNPACK, "half_unpack", 3);
 /// half_round.wgsl: x (n) → y (n), x's nearest halves as float32 (saturating, or overflowing to infinity
 /// for a gradient); y may be x (in place).
-pub const HALF_ROUND: Kernel = Kernel::new::<RoundParams>(&shaders::HALF_ROUND, "half_round", 3);
+pub const HALF_ROUND: Kernel = Kernel::new::<FlagParams>(&shaders::HALF_ROUND, "half_round", 3);
 
-/// Shader `Params` of half_pack.wgsl.
+/// Shader `Params` of half_pack.wgsl (`flag`: `rounded`) and half_round.wgsl (`flag`: `overflow`): an
+/// element count and a switch.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PackParams {
+pub struct FlagParams {
     n: u32,
-    rounded: u32,
+    flag: u32,
     _pad: [u32; 2],
 }
 
-/// Shader `Params` of half_round.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RoundParams {
-    n: u32,
-    overflow: u32,
-    _pad: [u32; 2],
+impl FlagParams {
+    /// Params for `n` elements with the switch `on`.
+    fn new(n: usize, on: bool) -> Self {
+        FlagParams {
+            n: u32::try_from(n).expect("element count overflows u32"),
+            flag: u32::from(on),
+            _pad: [0; 2],
+        }
+    }
 }
 
 /// What a rounding does with magnitudes beyond the largest half.
@@ -150,11 +153,7 @@ pub fn gpu_pack_rounded(x: &GpuStorage, n: usize) -> (GpuStorage, GpuStorage) {
 fn launch_pack(x: &GpuStorage, n: usize, y: Option<&GpuStorage>) -> GpuStorage {
     let words = n.div_ceil(2);
     let w = GpuStorage::alloc(x.gpu, words.max(1), "half_pack");
-    let params = PackParams {
-        n: u32::try_from(n).expect("element count overflows u32"),
-        rounded: u32::from(y.is_some()),
-        _pad: [0; 2],
-    };
+    let params = FlagParams::new(n, y.is_some());
     // Without y, any buffer stands in for the unused binding (the kernel does not touch it).
     let yb = y.map_or(x.buffer(), GpuStorage::buffer);
     HALF_PACK.dispatch(
@@ -186,11 +185,7 @@ pub fn gpu_rounded_as(x: &GpuStorage, n: usize, overflow: Overflow) -> GpuStorag
 
 /// half_round.wgsl: x (n) → y (n), which may be the same storage.
 fn launch_round(x: &GpuStorage, y: &GpuStorage, n: usize, overflow: Overflow) {
-    let params = RoundParams {
-        n: u32::try_from(n).expect("element count overflows u32"),
-        overflow: u32::from(overflow == Overflow::Infinity),
-        _pad: [0; 2],
-    };
+    let params = FlagParams::new(n, overflow == Overflow::Infinity);
     HALF_ROUND.dispatch(x.gpu, &[x.buffer(), y.buffer()], &params, Grid::threads(n));
 }
 

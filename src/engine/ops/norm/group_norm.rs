@@ -21,7 +21,7 @@
 //! Size: over the 400-line budget because the op is one piece: a forward and two gradients sharing the
 //! per-(sample, group) statistics; instance and layer norm are compositions of it (`layer_norm.rs`).
 
-use crate::engine::autograd::{is_grad_enabled, Backward};
+use crate::engine::autograd::{records, Backward};
 use crate::engine::kernel::{Grid, Kernel};
 use crate::engine::ops::reduce::reduce_sum::ChannelSlices;
 use crate::engine::real::Real;
@@ -405,9 +405,9 @@ impl Tensor {
     }
 
     /// `relu(group_norm(x))`. Where no gradient is recorded (a recomputed layer's first evaluation, every
-    /// evaluation and prediction) a GPU tensor takes one launch of group_norm.wgsl, which applies the ReLU as
-    /// it stores y (the same expression as relu_inplace.wgsl's on the same value: the same bits); otherwise
-    /// the two ops (the backward pass needs both).
+    /// evaluation and prediction) the ReLU is applied as y is stored: on the GPU by group_norm.wgsl's one
+    /// launch (the same expression as relu_inplace.wgsl's on the same value: the same bits), on the CPU by
+    /// the ReLU's reference on the norm's output; otherwise the two ops (the backward pass needs both).
     pub fn group_norm_relu(
         &self,
         groups: usize,
@@ -415,12 +415,8 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Tensor {
-        let recorded = is_grad_enabled()
-            && [Some(self), weight, bias]
-                .into_iter()
-                .flatten()
-                .any(Tensor::requires_grad);
-        if recorded || self.device() != Device::Gpu {
+        let inputs: Vec<&Tensor> = [Some(self), weight, bias].into_iter().flatten().collect();
+        if records(&inputs) {
             return self.group_norm(groups, weight, bias, eps).relu_owned();
         }
         self.group_norm_then(groups, weight, bias, eps, true)

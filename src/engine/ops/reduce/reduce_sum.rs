@@ -275,19 +275,20 @@ impl Tensor {
         Tensor::from_op(&out, storage, &[self], SumBackward(self.shape().to_vec()))
     }
 
-    /// Sum over every axis but `c`, keeping them with size 1: x viewed as (N, C, S) around axis c, summed over
-    /// n and s (channel_sum.wgsl on the GPU; [`cpu_channel_sum`], its reference, on the CPU, though
-    /// [`Tensor::sum`] takes this only for GPU tensors).
-    fn channel_sum_keepdim(&self, c: usize) -> Tensor {
+    /// Sum of a GPU tensor over every axis but `c`, keeping them with size 1: x viewed as (N, C, S) around
+    /// axis c, summed over n and s by channel_sum.wgsl (its reference: [`cpu_channel_sum`]).
+    fn gpu_channel_sum_keepdim(&self, c: usize) -> Tensor {
         let (n, ch, s) = shape::outer_axis_inner(self.shape(), c);
         let out: Vec<usize> = (0..self.rank())
             .map(|d| if d == c { ch } else { 1 })
             .collect();
-        let storage = match self.device() {
-            Device::Cpu => Tensor::cpu_storage(cpu_channel_sum(&self.cpu_data("sum"), n, ch, s)),
-            Device::Gpu => Storage::Gpu(gpu_channel_sum(self.gpu_storage("sum"), n, ch, s)),
-        };
-        Tensor::from_op(&out, storage, &[self], SumBackward(self.shape().to_vec()))
+        let y = gpu_channel_sum(self.gpu_storage("sum"), n, ch, s);
+        Tensor::from_op(
+            &out,
+            Storage::Gpu(y),
+            &[self],
+            SumBackward(self.shape().to_vec()),
+        )
     }
 
     /// Sum over `axes` (negative counts from the end); `keepdim` keeps them with size 1.
@@ -303,7 +304,9 @@ impl Tensor {
         match kept[..] {
             // Every axis but one, on the GPU: one per-channel reduction (module doc). The CPU keeps its
             // per-axis f64 sums, so the reference's numbers are those they always were.
-            [c] if self.device() == Device::Gpu && ax.len() >= 2 => y = y.channel_sum_keepdim(c),
+            [c] if self.device() == Device::Gpu && ax.len() >= 2 => {
+                y = y.gpu_channel_sum_keepdim(c)
+            }
             _ => {
                 for &a in ax.iter().rev() {
                     y = y.sum_axis_keepdim(a);
