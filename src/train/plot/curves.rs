@@ -180,16 +180,22 @@ fn panel(
     let (e0, e1) = all
         .clone()
         .fold((i64::MAX, i64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    // No epoch yet: epochs 0..1. One epoch: its neighbours on either side, so that its points stand in the
+    // middle of the panel rather than on the y axis.
     let (e0, e1) = if e0 > e1 {
         (0, 1)
+    } else if e0 == e1 {
+        (e0 - 1, e1 + 1)
     } else {
-        (e0, e1.max(e0 + 1))
+        (e0, e1)
     };
     let top = all.map(|p| p.1).fold(0.0f64, f64::max);
     let y1 = if percent {
         ((top * 1.1 / 10.0).ceil() * 10.0).clamp(10.0, 100.0)
+    } else if top > 0.0 {
+        top * 1.1
     } else {
-        (top * 1.1).max(1e-6)
+        1.0 // no (positive) loss yet: a readable 0..1 axis
     };
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FAMILY, 22))
@@ -245,18 +251,73 @@ fn panel(
             chart.draw_series([Circle::new((e, v), 6, rgb(GREY).stroke_width(2))])?;
         }
     }
+    let drawn: Vec<&Line> = lines.iter().filter(|l| !l.points.is_empty()).collect();
+    if drawn.is_empty() {
+        // A run stopped before its first epoch ended: say so instead of an empty legend.
+        let (w, h) = area.dim_in_pixel();
+        area.draw(&Text::new(
+            "no finished epoch yet",
+            (w as i32 / 2 - 80, h as i32 / 2),
+            (FAMILY, 16).into_font().color(&rgb(GREY)),
+        ))?;
+        return Ok(());
+    }
+    let entries = drawn.len() + best_label.is_some() as usize;
+    let corner = legend_corner(&drawn, (e0, e1), y1, entries, area.dim_in_pixel().1);
     chart
         .configure_series_labels()
-        .position(if percent {
-            SeriesLabelPosition::LowerRight
-        } else {
-            SeriesLabelPosition::UpperRight
-        })
+        .position(corner)
         .label_font((FAMILY, 14))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(160, 160, 160))
         .draw()?;
     Ok(())
+}
+
+/// Where in the plot the legend box (`entries` rows) would hide the fewest of the lines' points: a corner
+/// (upper right first on ties, then lower right, upper left, lower left) or the middle of a side. The box is estimated in fractions of
+/// the plot: about 40 % of its width, and 18 pixels a row plus a margin of a panel `height` pixels high
+/// (less the caption and the x labels, about 110 pixels).
+fn legend_corner(
+    lines: &[&Line],
+    (e0, e1): (i64, i64),
+    y1: f64,
+    entries: usize,
+    height: u32,
+) -> SeriesLabelPosition {
+    let plot_h = (height as f64 - 110.0).max(1.0);
+    let box_h = ((entries as f64 * 18.0 + 16.0) / plot_h).min(1.0);
+    let box_w = 0.4;
+    let span = (e1 - e0).max(1) as f64;
+    let points: Vec<(f64, f64)> = lines
+        .iter()
+        .flat_map(|l| l.points.iter())
+        .map(|&(e, v)| ((e - e0) as f64 / span, v / y1))
+        .collect();
+    // Each place: the box's lowest and highest y, and whether it sits on the right.
+    let (low, middle, high) = (0.0, 0.5 - box_h / 2.0, 1.0 - box_h);
+    let places = [
+        (SeriesLabelPosition::UpperRight, high, true),
+        (SeriesLabelPosition::LowerRight, low, true),
+        (SeriesLabelPosition::UpperLeft, high, false),
+        (SeriesLabelPosition::LowerLeft, low, false),
+        (SeriesLabelPosition::MiddleRight, middle, true),
+        (SeriesLabelPosition::MiddleLeft, middle, false),
+    ];
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
+    for (place, y0, right) in places {
+        let hidden = points
+            .iter()
+            .filter(|&&(x, y)| {
+                let in_x = if right { x >= 1.0 - box_w } else { x <= box_w };
+                in_x && y >= y0 && y <= y0 + box_h
+            })
+            .count();
+        if hidden < best.0 {
+            best = (hidden, place);
+        }
+    }
+    best.1
 }
 
 #[cfg(test)]
@@ -306,13 +367,83 @@ mod tests {
             // The panel titles sit in the top 40 rows.
             super::super::assert_readable(&format!("{kind:?} curves"), &c, (600, 300), 0..40);
         }
-        // An empty log (a run with no finished epoch) still gives a picture.
-        render(
+        // An empty log (a run with no finished epoch) still gives a picture, which says so in the middle of
+        // each panel.
+        let c = render(
             Path::new("curves.png"),
             &Map::new(),
             CurveKind::Semantic,
             (600, 300),
         )
         .unwrap();
+        for x0 in [0, 300] {
+            // Grey text pixels (not the black axes, not the light grid) right of the y axis.
+            let text = (x0 + 90..x0 + 260)
+                .flat_map(|x| (130..170).map(move |y| (x, y)))
+                .filter(|&(x, y)| c.get(x, y).iter().all(|&v| (40..160).contains(&v)))
+                .count();
+            assert!(text > 20, "panel at x {x0}: no message ({text} pixels)");
+        }
+    }
+
+    fn line(points: Vec<(i64, f64)>) -> Line {
+        Line {
+            label: "l".into(),
+            points,
+            colour: BLUE,
+            dashed: false,
+        }
+    }
+
+    #[test]
+    fn the_legend_goes_where_it_hides_fewest_points() {
+        use SeriesLabelPosition::*;
+        let at = |pts: Vec<Vec<(i64, f64)>>, entries| {
+            let lines: Vec<Line> = pts.into_iter().map(line).collect();
+            let refs: Vec<&Line> = lines.iter().collect();
+            legend_corner(&refs, (1, 10), 100.0, entries, 450)
+        };
+        let falling: Vec<(i64, f64)> = (1..=10).map(|e| (e, 100.0 / e as f64)).collect();
+        let rising: Vec<(i64, f64)> = (1..=10).map(|e| (e, 9.0 * e as f64)).collect();
+        let flat = |v: f64| (1..=10).map(|e| (e, v)).collect::<Vec<_>>();
+        // A falling loss leaves the upper right free, a rising metric the lower right.
+        assert!(matches!(at(vec![falling], 2), UpperRight));
+        assert!(matches!(at(vec![rising], 2), LowerRight));
+        // Flat lines high and low leave the middle.
+        assert!(matches!(at(vec![flat(95.0), flat(5.0)], 3), MiddleRight));
+        // A metric that rises then stays high on the right and a low flat line: the upper left.
+        let plateau: Vec<(i64, f64)> = (1..=10)
+            .map(|e| (e, if e < 4 { 50.0 } else { 92.0 }))
+            .collect();
+        assert!(matches!(
+            at(vec![plateau, flat(10.0), flat(50.0)], 3),
+            UpperLeft
+        ));
+    }
+
+    #[test]
+    fn one_epoch_stands_inside_the_panel() {
+        let mut m = Map::new();
+        m.insert(
+            "1".into(),
+            serde_json::json!({"train_loss": 2.9, "val_loss": 3.1, "train_IoU": 3.0, "val_IoU": 2.0}),
+        );
+        let c = render(
+            Path::new("curves.png"),
+            &m,
+            CurveKind::Semantic,
+            (1200, 450),
+        )
+        .unwrap();
+        // The validation loss's orange marker is drawn away from the y axis (at the left edge of the plot, about
+        // x = 78), in the middle of the panel's plot area.
+        let orange = (200..420)
+            .flat_map(|x| (40..200).map(move |y| (x, y)))
+            .filter(|&(x, y)| c.get(x, y) == ORANGE)
+            .count();
+        assert!(
+            orange > 10,
+            "no validation marker inside the plot ({orange} pixels)"
+        );
     }
 }
