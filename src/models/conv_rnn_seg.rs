@@ -49,13 +49,13 @@ impl RecurrentSegConfig {
             "kernel_size",
             "pad_value",
         ])?;
-        kw.usize("num_classes", &mut self.num_classes)?;
-        kw.usize("input_size", &mut self.input_size)?;
-        kw.usize("input_dim", &mut self.input_dim)?;
-        kw.usize("hidden_dim", &mut self.hidden_dim)?;
+        kw.size("num_classes", &mut self.num_classes)?;
+        kw.size("input_size", &mut self.input_size)?;
+        kw.size("input_dim", &mut self.input_dim)?;
+        kw.size("hidden_dim", &mut self.hidden_dim)?;
         kw.f32("pad_value", &mut self.pad_value)?;
         let mut k = 3;
-        kw.usize("kernel_size", &mut k)?;
+        kw.size("kernel_size", &mut k)?;
         if k != 3 || self.hidden_dim == 0 || self.num_classes == 0 {
             return Err(kw.bad(
                 "kernel_size",

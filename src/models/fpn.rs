@@ -79,13 +79,13 @@ impl FpnConfig {
             "mid_conv",
             "pad_value",
         ])?;
-        kw.usize("input_dim", &mut self.input_dim)?;
-        kw.usize("num_classes", &mut self.num_classes)?;
+        kw.size("input_dim", &mut self.input_dim)?;
+        kw.size("num_classes", &mut self.num_classes)?;
         kw.list("inconv", &mut self.inconv)?;
-        kw.usize("n_levels", &mut self.n_levels)?;
-        kw.usize("n_channels", &mut self.n_channels)?;
-        kw.usize("hidden_size", &mut self.hidden_size)?;
-        kw.usize("input_shape", &mut self.input_shape)?;
+        kw.size("n_levels", &mut self.n_levels)?;
+        kw.size("n_channels", &mut self.n_channels)?;
+        kw.size("hidden_size", &mut self.hidden_size)?;
+        kw.size("input_shape", &mut self.input_shape)?;
         kw.f32("pad_value", &mut self.pad_value)?;
         if let Some(m) = kw.bool("mid_conv")? {
             self.mid_conv = m;

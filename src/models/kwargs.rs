@@ -45,7 +45,17 @@ impl<'a> Kwargs<'a> {
         Ok(())
     }
 
-    /// A list of integers, as a JSON list or the original's string spelling ("[64, 64, 64, 128]").
+    /// [`Kwargs::usize`] for a size, a count or a stride: at least 1.
+    pub fn size(&self, k: &str, slot: &mut usize) -> Result<()> {
+        self.usize(k, slot)?;
+        if *slot == 0 {
+            return Err(self.bad(k, "expected at least 1, got 0"));
+        }
+        Ok(())
+    }
+
+    /// A list of widths, as a JSON list or the original's string spelling ("[64, 64, 64, 128]"), each at
+    /// least 1.
     pub fn list(&self, k: &str, slot: &mut Vec<usize>) -> Result<()> {
         let Some(x) = self.get(k) else { return Ok(()) };
         let parsed = match x {
@@ -53,6 +63,9 @@ impl<'a> Kwargs<'a> {
             _ => serde_json::from_value::<Vec<usize>>(x.clone()).ok(),
         };
         *slot = parsed.ok_or_else(|| self.bad(k, "expected a list of integers"))?;
+        if slot.contains(&0) {
+            return Err(self.bad(k, &format!("{slot:?}: every width must be at least 1")));
+        }
         Ok(())
     }
 

@@ -109,6 +109,17 @@ impl RecUNetConfig {
         self.decoder_widths.iter().sum()
     }
 
+    /// Whether U-ConvLSTM takes inputs of `shape` (B, T, C, H, W): C = input_dim and sides its U-Net takes
+    /// (`models::utae::UNetGeometry`); if not, why.
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        let geometry = crate::models::utae::UNetGeometry {
+            levels: self.encoder_widths.len(),
+            ksp: self.str_conv,
+            mode: self.padding_mode,
+        };
+        crate::models::utae::check_unet_input("U-ConvLSTM", shape, self.input_dim, &geometry)
+    }
+
     /// `self` with the constructor arguments of `kw` (RecUNet's keyword names) applied.
     pub fn with_kwargs(mut self, kw: &Kwargs) -> Result<RecUNetConfig> {
         kw.check_known(&[
@@ -127,15 +138,19 @@ impl RecUNetConfig {
             "padding_mode",
             "pad_value",
         ])?;
-        kw.usize("input_dim", &mut self.input_dim)?;
+        kw.size("input_dim", &mut self.input_dim)?;
         kw.list("encoder_widths", &mut self.encoder_widths)?;
         kw.list("decoder_widths", &mut self.decoder_widths)?;
         kw.list("out_conv", &mut self.out_conv)?;
         for (k, i) in [("str_conv_k", 0), ("str_conv_s", 1), ("str_conv_p", 2)] {
-            kw.usize(k, &mut self.str_conv[i])?;
+            if i == 2 {
+                kw.usize(k, &mut self.str_conv[i])?; // padding: 0 is a padding
+            } else {
+                kw.size(k, &mut self.str_conv[i])?;
+            }
         }
-        kw.usize("input_size", &mut self.input_size)?;
-        kw.usize("hidden_dim", &mut self.hidden_dim)?;
+        kw.size("input_size", &mut self.input_size)?;
+        kw.size("hidden_dim", &mut self.hidden_dim)?;
         kw.f32("pad_value", &mut self.pad_value)?;
         if let Some(s) = kw.string("temporal")? {
             self.temporal = match s.as_str() {
@@ -163,6 +178,8 @@ impl RecUNetConfig {
         {
             return Err(kw.bad("encoder_widths", "encoder and decoder widths of the same length >= 2 ending alike, a non-empty out_conv and hidden_dim > 0"));
         }
+        crate::models::utae::config::check_group_norm(self.encoder_norm, &self.encoder_widths)
+            .map_err(|e| kw.bad("encoder_widths", &e))?;
         Ok(self)
     }
 
@@ -200,6 +217,11 @@ pub struct RecUNet {
 }
 
 impl RecUNet {
+    /// Whether it takes inputs of `shape` (B, T, C, H, W) ([`RecUNetConfig::check_input`]).
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        self.config.check_input(shape)
+    }
+
     /// A freshly initialised RecUNet (weights from `seed`).
     pub fn new(config: RecUNetConfig, seed: u64, device: Device) -> Self {
         let mut rng = Rng::new(seed);

@@ -192,6 +192,20 @@ impl SemanticConfig {
         }
     }
 
+    /// Whether the model takes inputs of `shape` (B, T, C, H, W) (`SemanticModel::check_input`, from the
+    /// configuration alone).
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        match self {
+            SemanticConfig::UTae(c) => c.check_input(shape),
+            SemanticConfig::RecUNet(_, c) => c.check_input(shape),
+            SemanticConfig::UNet3d(c) => c.check_input(shape),
+            SemanticConfig::Fpn(c) => check_channels("FPN-ConvLSTM", shape, c.input_dim),
+            SemanticConfig::ConvLstm(c) | SemanticConfig::ConvGru(c) => {
+                check_channels(RECURRENT, shape, c.input_dim)
+            }
+        }
+    }
+
     /// The model, freshly initialised from `seed`.
     pub fn build(&self, seed: u64, device: Device) -> SemanticModel {
         match self.clone() {
@@ -206,6 +220,26 @@ impl SemanticConfig {
             }
             SemanticConfig::UNet3d(c) => SemanticModel::UNet3d(UNet3d::new(c, seed, device)),
         }
+    }
+}
+
+/// How the errors of [`check_channels`] name ConvLSTM_Seg and ConvGRU_Seg.
+const RECURRENT: &str = "the ConvLSTM / ConvGRU";
+
+/// Whether `shape` is (B, T, C, H, W) with C = `input_dim`: what a model that takes any size asks.
+fn check_channels(
+    model: &str,
+    shape: &[usize],
+    input_dim: usize,
+) -> std::result::Result<(), String> {
+    match shape {
+        [_, _, c, _, _] if *c == input_dim => Ok(()),
+        [_, _, c, _, _] => Err(format!(
+            "{model} takes {input_dim} channels (input_dim), got inputs of {c}"
+        )),
+        _ => Err(format!(
+            "{model} takes inputs (B, T, C, H, W), got {shape:?}"
+        )),
     }
 }
 
@@ -270,6 +304,18 @@ impl SemanticModel {
         SemanticOutput {
             logits: Tensor::cat(&logits, 0),
             attn: attn.map(|a| Tensor::cat(&a, 1)),
+        }
+    }
+
+    /// Whether the model takes inputs of `shape` (B, T, C, H, W); if not, a sentence saying why (the
+    /// original fails on such inputs deep inside a layer). The workflows ask before each forward pass.
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        match self {
+            SemanticModel::UTae(m) => m.check_input(shape),
+            SemanticModel::RecUNet(m) => m.check_input(shape),
+            SemanticModel::UNet3d(m) => m.check_input(shape),
+            SemanticModel::Fpn(m) => check_channels("FPN-ConvLSTM", shape, m.config.input_dim),
+            SemanticModel::Recurrent(m) => check_channels(RECURRENT, shape, m.config.input_dim),
         }
     }
 
@@ -408,7 +454,7 @@ mod tests {
     #[test]
     fn model_kwargs_round_trip_through_conf_json() {
         let path = Path::new("conf.json");
-        let kw = json!({"hidden_dim": 5, "encoder_widths": [4, 6, 8], "decoder_widths": [4, 6, 8], "out_conv": [4, 3]});
+        let kw = json!({"hidden_dim": 5, "encoder_widths": [4, 8, 12], "decoder_widths": [4, 8, 12], "out_conv": [4, 3]});
         let c =
             SemanticConfig::from_conf(&json!({"model": "buconvlstm", "model_kwargs": kw}), path)
                 .unwrap();

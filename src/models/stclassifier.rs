@@ -129,6 +129,64 @@ impl TemporalConfig {
         }
     }
 
+    /// The sizes the original divides by, allocates or indexes with: at least 1 (finite and positive for the
+    /// positional encoding's period `T`), and a dropout probability in [0, 1).
+    fn check(&self) -> std::result::Result<(), String> {
+        let at_least_one = |pairs: &[(&str, usize)]| {
+            pairs.iter().find(|p| p.1 == 0).map_or(Ok(()), |(k, _)| {
+                Err(format!("{k} must be at least 1, got 0"))
+            })
+        };
+        let attention = |n_head, d_k, lms, t: f64, dropout: f32, mlp3: &[usize], d_model| {
+            at_least_one(&[("n_head", n_head), ("d_k", d_k), ("lms", lms)])?;
+            if d_model == Some(0) {
+                return Err("d_model must be at least 1, got 0".to_string());
+            }
+            if !(t.is_finite() && t > 0.0) {
+                return Err(format!(
+                    "T (the positional encoding's period) must be positive, got {t}"
+                ));
+            }
+            if !(0.0..1.0).contains(&dropout) {
+                return Err(format!("dropout must be in [0, 1), got {dropout}"));
+            }
+            if mlp3.contains(&0) {
+                return Err(format!("mlp3 {mlp3:?}: every width must be at least 1"));
+            }
+            Ok(())
+        };
+        match self {
+            TemporalConfig::Ltae(c) => attention(
+                c.n_head,
+                c.d_k,
+                c.len_max_seq,
+                c.t_period,
+                c.dropout,
+                &c.n_neurons,
+                c.d_model,
+            ),
+            TemporalConfig::Tae(c) => attention(
+                c.n_head,
+                c.d_k,
+                c.len_max_seq,
+                c.t_period,
+                c.dropout,
+                &c.n_neurons,
+                c.d_model,
+            ),
+            TemporalConfig::Gru(c) => at_least_one(&[("hidden_dim", c.hidden_dim)]),
+            TemporalConfig::TempCnn(c) => {
+                if c.nker.contains(&0) || c.nfc.contains(&0) {
+                    return Err(format!(
+                        "nker {:?} and the dense widths {:?}: every width must be at least 1",
+                        c.nker, c.nfc
+                    ));
+                }
+                at_least_one(&[("seq_len (lms)", c.seq_len)])
+            }
+        }
+    }
+
     /// The positions of the positional encoding (None: the 1-based date order, or none at all for GRU /
     /// TempCNN).
     pub fn positions(&self) -> Option<&[i64]> {
@@ -363,6 +421,17 @@ impl PixelSetModelConfig {
 
     /// The consistency checks the original asserts (or crashes on), as an error message.
     pub fn check(&self) -> std::result::Result<(), String> {
+        // The temporal encoder first: mlp4 starts with its output width.
+        self.temporal.check()?;
+        for (name, list) in [
+            ("mlp1", &self.mlp1),
+            ("mlp2", &self.mlp2),
+            ("mlp4", &self.mlp4),
+        ] {
+            if list.contains(&0) {
+                return Err(format!("{name} {list:?}: every width must be at least 1"));
+            }
+        }
         if self.mlp1.first() != Some(&self.input_dim) {
             return Err(format!(
                 "mlp1 {:?} must start with input_dim {}",

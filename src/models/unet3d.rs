@@ -49,12 +49,37 @@ impl UNet3dConfig {
         }
     }
 
+    /// Whether it takes inputs of `shape` (B, T, C, H, W): C = in_channel, T >= 4 (two poolings of time) and
+    /// H, W multiples of 4 (two of space); if not, why (the original fails on others inside its poolings or
+    /// its concatenations).
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        let [_, t, c, h, w] = shape else {
+            return Err(format!(
+                "UNet3D takes inputs (B, T, C, H, W), got {shape:?}"
+            ));
+        };
+        let ci = self.in_channel;
+        if *c != ci {
+            return Err(format!(
+                "UNet3D takes {ci} channels (in_channel), got inputs of {c}"
+            ));
+        }
+        if *t < 4 || !h.is_multiple_of(4) || !w.is_multiple_of(4) || *h == 0 || *w == 0 {
+            return Err(format!(
+                "UNet3D cannot take a batch of {t} dates of {h} × {w} pixels: it pools time twice and space \
+                 twice, so it needs at least 4 dates (after padding to the batch's longest series) and sides \
+                 that are multiples of 4"
+            ));
+        }
+        Ok(())
+    }
+
     /// `self` with the constructor arguments of `kw` applied.
     pub fn with_kwargs(mut self, kw: &Kwargs) -> Result<UNet3dConfig> {
         kw.check_known(&["in_channel", "n_classes", "feats", "pad_value", "zero_pad"])?;
-        kw.usize("in_channel", &mut self.in_channel)?;
-        kw.usize("n_classes", &mut self.n_classes)?;
-        kw.usize("feats", &mut self.feats)?;
+        kw.size("in_channel", &mut self.in_channel)?;
+        kw.size("n_classes", &mut self.n_classes)?;
+        kw.size("feats", &mut self.feats)?;
         kw.f32("pad_value", &mut self.pad_value)?;
         if let Some(z) = kw.bool("zero_pad")? {
             self.zero_pad = z;
@@ -177,13 +202,22 @@ impl UNet3d {
         self.config.n_classes
     }
 
-    /// x (B, T, C, H, W), the batch's pad mask → class scores (B, n_classes, H, W). Panics unless T >= 4 and
-    /// H, W are multiples of 4.
+    /// Whether it takes inputs of `shape` (B, T, C, H, W) ([`UNet3dConfig::check_input`]).
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        self.config.check_input(shape)
+    }
+
+    /// x (B, T, C, H, W), the batch's pad mask → class scores (B, n_classes, H, W). Panics on inputs
+    /// [`UNet3d::check_input`] refuses.
     pub fn forward(&self, x: &Tensor, pad: &PadInfo, ctx: &Ctx) -> Tensor {
         let s = x.shape().to_vec();
-        assert!(
-            s.len() == 5 && s[1] >= 4 && s[3].is_multiple_of(4) && s[4].is_multiple_of(4) && pad.mask.len() == s[0] * s[1],
-            "UNet3D: expected x (B, T, C, H, W) with T >= 4 (two poolings of time) and H, W multiples of 4, got {s:?}"
+        if let Err(e) = self.check_input(&s) {
+            panic!("{e}");
+        }
+        assert_eq!(
+            pad.mask.len(),
+            s[0] * s[1],
+            "UNet3D: expected a (B, T) pad mask"
         );
         let (b, t) = (s[0], s[1]);
         let mut input = x.permute(&[0, 2, 1, 3, 4]);

@@ -58,7 +58,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub fold: Option<usize>,
     /// Batch size (default: conf.json's).
-    #[arg(long = "batch_size")]
+    #[arg(long = "batch_size", value_parser = crate::train::flags::at_least_one)]
     pub batch_size: Option<usize>,
     /// Run on the CPU reference path.
     #[arg(long)]
@@ -78,7 +78,7 @@ pub struct EvaluateArgs {
     #[arg(long = "num_workers", default_value_t = 8)]
     pub num_workers: usize,
     /// Accepted for compatibility (no-op); progress bars replace the periodic prints.
-    #[arg(long = "display_step", default_value_t = 50)]
+    #[arg(long = "display_step", default_value_t = 50, value_parser = crate::train::flags::at_least_one)]
     pub display_step: usize,
     /// Semantic task: keep the last incomplete batch of each test fold. By default it is dropped, as
     /// test_semantic.py's drop_last=True (up to batch_size - 1 patches per fold not evaluated, named in a
@@ -180,7 +180,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Patches per batch (batch-max temporal padding, as the original collate).
-    #[arg(long, visible_alias = "batch_size", default_value_t = 4)]
+    #[arg(long, visible_alias = "batch_size", default_value_t = 4, value_parser = crate::train::flags::at_least_one)]
     pub batch_size: usize,
     /// Folds to predict and normalise with (default: all five).
     #[arg(long, num_args = 1..)]

@@ -114,10 +114,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub epochs: usize,
     /// Batch size (default 4 semantic, 128 pixelset).
-    #[arg(long = "batch_size")]
+    #[arg(long = "batch_size", value_parser = at_least_one)]
     pub batch_size: Option<usize>,
     /// Learning rate (default 0.001; panoptic 0.01).
-    #[arg(long)]
+    #[arg(long, value_parser = learning_rate)]
     pub lr: Option<f64>,
     /// Run only rotation k (1..5).
     #[arg(long)]
@@ -136,7 +136,7 @@ pub struct TrainArgs {
           default_value = padding_mode_name(UTaeConfig::default().padding_mode))]
     pub padding_mode: PaddingMode,
     /// Validate every N epochs (default 1; panoptic 5).
-    #[arg(long = "val_every")]
+    #[arg(long = "val_every", value_parser = at_least_one)]
     pub val_every: Option<usize>,
     /// Validate only after epoch N (default 0; panoptic 65).
     #[arg(long = "val_after")]
@@ -194,7 +194,7 @@ pub struct TrainArgs {
     #[arg(long = "num_workers", default_value_t = 8)]
     pub num_workers: usize,
     /// Accepted for compatibility; progress bars replace the periodic prints.
-    #[arg(long = "display_step", default_value_t = 50)]
+    #[arg(long = "display_step", default_value_t = 50, value_parser = crate::train::flags::at_least_one)]
     pub display_step: usize,
     /// Accepted for compatibility (patches are read from disk each epoch).
     #[arg(long)]
@@ -618,6 +618,47 @@ mod tests {
             .to_string();
         assert!(e.contains("--task pixelset"), "{e}");
     }
+
+    /// Sizes the original divides by, allocates or indexes with are refused with a sentence, not a panic
+    /// deep in an op.
+    #[test]
+    fn zero_sizes_and_bad_rates_are_refused() {
+        for (flag, value, says) in [
+            ("--batch_size", "0", "at least 1"),
+            ("--batch_size", "x", "not a whole number"),
+            ("--lr", "nan", "finite learning rate"),
+            ("--lr", "inf", "finite learning rate"),
+            ("--val_every", "0", "at least 1"),
+            ("--display_step", "0", "at least 1"),
+        ] {
+            let e = parse(&[flag, value]).err().unwrap().to_string();
+            assert!(e.contains(flag) && e.contains(says), "{flag} {value}: {e}");
+        }
+        assert_eq!(parse(&["--lr", "0"]).unwrap().lr, Some(0.0));
+        for (flags, says) in [
+            (&["--d_model", "0"][..], "d_model must be at least 1"),
+            (&["--d_k", "0"], "d_k must be at least 1"),
+            (&["--n_head", "0"], "n_head must be at least 1"),
+            (&["--str_conv_k", "0"], "str_conv_k must be at least 1"),
+            (&["--str_conv_s", "0"], "str_conv_s must be at least 1"),
+            (&["--out_conv", "[0]"], "every width must be at least 1"),
+            (&["--n_head", "3"], "multiple of n_head 3"),
+            (
+                &[
+                    "--encoder_widths",
+                    "[6,6,6,12]",
+                    "--decoder_widths",
+                    "[6,6,6,12]",
+                    "--n_head",
+                    "2",
+                ],
+                "multiple of 4 (GroupNorm",
+            ),
+        ] {
+            let e = parse(flags).unwrap().utae_config().unwrap_err().to_string();
+            assert!(e.contains(says), "{flags:?}: {e}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -721,6 +762,26 @@ mod panoptic_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--task panoptic"), "{e}");
+    }
+}
+
+/// `--batch_size` (and other counts of samples): a whole number of at least 1.
+pub(crate) fn at_least_one(text: &str) -> std::result::Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("expected at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+/// `--lr`: a finite learning rate of at least 0 (what `torch.optim.Adam` accepts).
+pub(crate) fn learning_rate(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!(
+            "expected a finite learning rate of at least 0, got {v}"
+        )),
+        Err(_) => Err(format!("{text:?} is not a number")),
     }
 }
 

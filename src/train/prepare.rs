@@ -249,9 +249,10 @@ fn read_band1(rd: &mut GeoTiffReader, (r, c, p): (usize, usize, usize)) -> Resul
 /// Writes the dataset; see the module doc.
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
     let p = opts.patch_size;
-    if p == 0 || !p.is_multiple_of(8) {
+    if p < 16 || !p.is_multiple_of(8) {
         return Err(Error::Invalid(format!(
-            "--patch_size {p}: expected a positive multiple of 8 (U-TAE halves it three times)"
+            "--patch_size {p}: expected a multiple of 8 from 16 up (U-TAE halves it three times, and its \
+             lowest level needs 2 × 2 pixels for its reflect-padded convolutions)"
         )));
     }
     if opts.folds < 2 {
@@ -501,7 +502,7 @@ pub struct PrepareArgs {
     /// The dataset folder to write (new or empty).
     #[arg(long)]
     pub out: PathBuf,
-    /// Tile side in pixels (a multiple of 8; PASTIS patches are 128).
+    /// Tile side in pixels (a multiple of 8 from 16 up; PASTIS patches are 128).
     #[arg(
         long = "patch_size",
         visible_alias = "patch-size",
@@ -573,5 +574,28 @@ mod tests {
         assert_eq!(m[0], 2.0);
         assert!((s[0] - 2f64.sqrt()).abs() < 1e-12);
         assert_eq!((m[1], s[1]), (0.0, 0.0));
+    }
+
+    /// Patch sides U-TAE cannot take are refused before any file is read (8 reaches a 1 × 1 level, too
+    /// small for its reflect-padded convolutions).
+    #[test]
+    fn patch_sides_u_tae_cannot_take_are_refused() {
+        for p in [0, 8, 12, 20] {
+            let opts = PrepareOptions {
+                images: "no-such-folder".into(),
+                labels: "no-such-labels.tif".into(),
+                parcels: None,
+                out: "no-such-out".into(),
+                patch_size: p,
+                folds: 5,
+                dates_file: None,
+                bands: None,
+            };
+            let e = prepare(&opts).unwrap_err().to_string();
+            assert!(
+                e.contains("--patch_size") && e.contains("from 16 up"),
+                "{p}: {e}"
+            );
+        }
     }
 }

@@ -156,6 +156,15 @@ impl BackboneConfig {
         (w[0], w.iter().sum())
     }
 
+    /// Whether the backbone takes inputs of `shape` (B, T, C, H, W) (`UTaeConfig::check_input`,
+    /// `RecUNetConfig::check_input`).
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        match self {
+            BackboneConfig::UTae(c) => c.check_input(shape),
+            BackboneConfig::RecUNet(c) => c.check_input(shape),
+        }
+    }
+
     /// The `uconvlstm` backbone: train_panoptic.py's hard-coded RecUNet with `kwargs` (RecUNet's keyword
     /// names, from `path`; a fixture's smaller model) applied. Encoder mode is required.
     pub fn recunet(kwargs: &Value, path: &std::path::Path) -> Result<BackboneConfig> {
@@ -190,6 +199,14 @@ impl Backbone {
         match self {
             Backbone::UTae(m) => BackboneConfig::UTae(m.config.clone()),
             Backbone::RecUNet(m) => BackboneConfig::RecUNet(m.config.clone()),
+        }
+    }
+
+    /// Whether it takes inputs of `shape` (B, T, C, H, W) ([`BackboneConfig::check_input`]).
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        match self {
+            Backbone::UTae(m) => m.config.check_input(shape),
+            Backbone::RecUNet(m) => m.config.check_input(shape),
         }
     }
 
@@ -390,6 +407,11 @@ impl Paps {
     /// The cut-off in force (the buffer's value).
     pub fn min_confidence(&self) -> f32 {
         self.min_confidence.item()
+    }
+
+    /// Whether it takes inputs of `shape` (B, T, C, H, W): its backbone's check (`Backbone::check_input`).
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        self.encoder.check_input(shape)
     }
 
     /// Sets the `min_confidence` buffer (after tuning).

@@ -194,3 +194,48 @@ fn every_kind_classifies_a_small_batch() {
         }
     }
 }
+
+/// Zero sizes, a non-positive period and a dropout outside [0, 1) are refused with a sentence (the original
+/// fails on them later, or trains on NaN), for each temporal encoder that has them.
+#[test]
+fn impossible_sizes_are_refused() {
+    let refused = |kind: TemporalKind, conf: Value, says: &str| {
+        let e = PixelSetModelConfig::from_json_as(kind, &conf, None, Path::new("conf.json"))
+            .err()
+            .unwrap_or_else(|| panic!("{kind:?} {conf}: accepted"))
+            .to_string();
+        assert!(e.contains(says), "{kind:?} {conf}: {e}");
+    };
+    for kind in [TemporalKind::Ltae, TemporalKind::Tae] {
+        refused(kind, json!({"n_head": 0}), "n_head must be at least 1");
+        refused(kind, json!({"d_k": 0}), "d_k must be at least 1");
+        refused(kind, json!({"lms": 0}), "lms must be at least 1");
+        refused(kind, json!({"T": 0}), "must be positive");
+        refused(kind, json!({"T": -3.0}), "must be positive");
+        refused(kind, json!({"dropout": 1.0}), "dropout must be in [0, 1)");
+    }
+    refused(
+        TemporalKind::Gru,
+        json!({"hidden_dim": 0}),
+        "hidden_dim must be at least 1",
+    );
+    refused(
+        TemporalKind::TempCnn,
+        json!({"nker": "[32,0,128]"}),
+        "every width must be at least 1",
+    );
+    refused(
+        TemporalKind::Ltae,
+        json!({"mlp1": "[10,0,64]"}),
+        "mlp1 [10, 0, 64]",
+    );
+    // The defaults pass.
+    for kind in [
+        TemporalKind::Ltae,
+        TemporalKind::Tae,
+        TemporalKind::Gru,
+        TemporalKind::TempCnn,
+    ] {
+        PixelSetModelConfig::from_json_as(kind, &json!({}), None, Path::new("conf.json")).unwrap();
+    }
+}

@@ -57,6 +57,21 @@ pub fn padding_mode_name(p: PaddingMode) -> &'static str {
     }
 }
 
+/// With `encoder_norm = group`, every encoder convolution is followed by a GroupNorm of [`N_GROUPS`]
+/// groups, which needs widths divisible by it (`nn.GroupNorm` refuses others when it is built).
+pub fn check_group_norm(
+    norm: NormKind,
+    encoder_widths: &[usize],
+) -> std::result::Result<(), String> {
+    if norm == NormKind::Group && encoder_widths.iter().any(|w| w % N_GROUPS != 0) {
+        return Err(format!(
+            "encoder_widths {encoder_widths:?}: with encoder_norm group each width must be a multiple of \
+             {N_GROUPS} (GroupNorm's groups)"
+        ));
+    }
+    Ok(())
+}
+
 /// U-TAE's constructor parameters (spec §3.1), defaults as the original class.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UTaeConfig {
@@ -205,8 +220,41 @@ impl UTaeConfig {
         Ok(c)
     }
 
-    /// Checks the widths fit together.
+    /// Whether U-TAE takes inputs of `shape` (B, T, C, H, W): C = input_dim and sides its U-Net takes
+    /// (`UNetGeometry`); if not, why.
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        let geometry = super::UNetGeometry {
+            levels: self.encoder_widths.len(),
+            ksp: [self.str_conv_k, self.str_conv_s, self.str_conv_p],
+            mode: self.padding_mode,
+        };
+        super::check_unet_input("U-TAE", shape, self.input_dim, &geometry)
+    }
+
+    /// Checks the widths fit together and every size is at least 1 (the original fails on a zero width,
+    /// head count or stride, each in its own way).
     pub fn validate(&self) -> std::result::Result<(), String> {
+        for (name, v) in [
+            ("input_dim", self.input_dim),
+            ("str_conv_k", self.str_conv_k),
+            ("str_conv_s", self.str_conv_s),
+            ("n_head", self.n_head),
+            ("d_model", self.d_model),
+            ("d_k", self.d_k),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1, got 0"));
+            }
+        }
+        for (name, list) in [
+            ("encoder_widths", &self.encoder_widths),
+            ("decoder_widths", &self.decoder_widths),
+            ("out_conv", &self.out_conv),
+        ] {
+            if list.contains(&0) {
+                return Err(format!("{name} {list:?}: every width must be at least 1"));
+            }
+        }
         let n = self.encoder_widths.len();
         if n < 2 || self.decoder_widths.len() != n {
             return Err(format!(
@@ -217,11 +265,18 @@ impl UTaeConfig {
         if self.decoder_widths[n - 1] != self.encoder_widths[n - 1] {
             return Err("the last decoder width must equal the last encoder width".into());
         }
-        if self.out_conv.is_empty() || !self.d_model.is_multiple_of(self.n_head) {
+        if self.out_conv.is_empty() {
+            return Err(
+                "out_conv must hold at least one width (the last is the number of classes)".into(),
+            );
+        }
+        if !self.d_model.is_multiple_of(self.n_head) {
             return Err(format!(
-                "out_conv must be non-empty and d_model a multiple of n_head: {self:?}"
+                "d_model {} must be a multiple of n_head {} (L-TAE splits it into one part per head)",
+                self.d_model, self.n_head
             ));
         }
+        check_group_norm(self.encoder_norm, &self.encoder_widths)?;
         if self.agg_mode == AggMode::AttGroup
             && self.encoder_widths[..n - 1]
                 .iter()

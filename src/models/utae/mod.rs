@@ -14,11 +14,13 @@
 //! state_dict keys (Appendix A.1).
 
 //!
-//! Files: [`config`] (the constructor parameters), [`blocks`] (ConvLayer, the down and up blocks), this one
-//! (the model: encoder, L-TAE, decoder with the temporal aggregation of the skips).
+//! Files: [`config`] (the constructor parameters), [`blocks`] (ConvLayer, the down and up blocks),
+//! [`geometry`] (which input sides the U-Net takes), this one (the model: encoder, L-TAE, decoder with the
+//! temporal aggregation of the skips).
 
 pub mod blocks;
 pub mod config;
+pub mod geometry;
 
 use crate::engine::rng::Rng;
 use crate::engine::{Device, Tensor};
@@ -27,6 +29,28 @@ use crate::models::ltae::Ltae2d;
 
 pub use blocks::{temporally_shared, ConvLayer, DownConvBlock, UpConvBlock};
 pub use config::{padding_mode_name, parse_padding_mode, AggMode, UTaeConfig, N_GROUPS};
+pub use geometry::UNetGeometry;
+
+/// The input checks of a U-Net model of U-TAE's blocks (U-TAE, U-ConvLSTM): x (B, T, C, H, W) with C =
+/// `input_dim` and sides the U-Net takes.
+pub fn check_unet_input(
+    model: &str,
+    shape: &[usize],
+    input_dim: usize,
+    geometry: &UNetGeometry,
+) -> std::result::Result<(), String> {
+    let [_, _, c, h, w] = shape else {
+        return Err(format!(
+            "{model} takes inputs (B, T, C, H, W), got {shape:?}"
+        ));
+    };
+    if *c != input_dim {
+        return Err(format!(
+            "{model} takes {input_dim} channels (input_dim), got inputs of {c}"
+        ));
+    }
+    geometry.check(model, *h, *w)
+}
 
 /// The U-TAE model.
 pub struct UTae {
@@ -141,6 +165,11 @@ impl UTae {
     /// Number of classes (last out_conv width).
     pub fn num_classes(&self) -> usize {
         *self.config.out_conv.last().expect("out_conv non-empty")
+    }
+
+    /// Whether it takes inputs of `shape` (B, T, C, H, W) ([`UTaeConfig::check_input`]).
+    pub fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        self.config.check_input(shape)
     }
 
     /// The forward pass. x (B, T, C, H, W) on the model's device; `days` (B, T) day offsets (0 on padded
@@ -296,6 +325,8 @@ impl Module for UTae {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::no_grad;
+    use crate::engine::ops::conv::conv2d::PaddingMode;
 
     #[test]
     fn default_config_has_1087260_trainable_parameters() {
@@ -308,5 +339,71 @@ mod tests {
         assert!(names.contains(&"out_conv.conv.conv.4.bias".to_string()));
         // 158 state_dict entries with the buffers (Appendix A.1, num_batches_tracked included).
         assert_eq!(names.len() + m.named_buffers("").len(), 158);
+    }
+
+    /// Runs `f`, quietly: a panic on this thread prints nothing (other threads' panics print as before).
+    fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+        use std::sync::{Arc, Mutex};
+        static HOOK: Mutex<()> = Mutex::new(());
+        let _one = HOOK.lock().unwrap_or_else(|e| e.into_inner());
+        let me = std::thread::current().id();
+        let previous = Arc::new(std::panic::take_hook());
+        let p = Arc::clone(&previous);
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().id() != me {
+                p(info);
+            }
+        }));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = std::panic::take_hook();
+        let previous =
+            Arc::try_unwrap(previous).unwrap_or_else(|_| unreachable!("hook still held"));
+        std::panic::set_hook(previous);
+        r
+    }
+
+    /// `check_input` (`UNetGeometry`) says yes exactly where the model runs: a small U-TAE on the CPU over
+    /// sides 1..=36 for several strided convolutions and both padding modes.
+    #[test]
+    fn check_input_agrees_with_the_model() {
+        for ksp in [[4, 2, 1], [3, 2, 1], [2, 2, 0], [3, 1, 1], [5, 3, 1]] {
+            for mode in [PaddingMode::Reflect, PaddingMode::Zeros] {
+                let config = UTaeConfig {
+                    input_dim: 2,
+                    encoder_widths: vec![4, 4, 8],
+                    decoder_widths: vec![2, 2, 8],
+                    out_conv: vec![3],
+                    str_conv_k: ksp[0],
+                    str_conv_s: ksp[1],
+                    str_conv_p: ksp[2],
+                    n_head: 2,
+                    d_model: 4,
+                    d_k: 2,
+                    padding_mode: mode,
+                    ..UTaeConfig::default()
+                };
+                let m = UTae::new(config, 0, Device::Cpu);
+                let mut works = 0;
+                for side in 1..=36 {
+                    let shape = [1, 2, 2, side, side];
+                    let x = Tensor::from_vec(vec![0.5; 4 * side * side], &shape, Device::Cpu);
+                    let pad = PadInfo {
+                        mask: vec![false; 2],
+                    };
+                    let ran = quietly(|| {
+                        no_grad(|| {
+                            m.forward(&x, &[0.0, 3.0], &pad, &Ctx::eval(), false)
+                                .out
+                                .to_vec()
+                        })
+                    })
+                    .is_ok();
+                    let said = m.check_input(&shape);
+                    assert_eq!(ran, said.is_ok(), "{ksp:?} {mode:?} side {side}: {said:?}");
+                    works += ran as usize;
+                }
+                assert!(works > 0, "{ksp:?} {mode:?}: no side ran");
+            }
+        }
     }
 }

@@ -95,6 +95,15 @@ impl MapModel<'_> {
         }
     }
 
+    /// Whether the model takes windows of `shape` (B, T, C, p, p) (`SemanticModel::check_input`,
+    /// `Paps::check_input`).
+    fn check_input(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        match self {
+            MapModel::Semantic(m) => m.check_input(shape),
+            MapModel::Panoptic(m) => m.check_input(shape),
+        }
+    }
+
     /// Classes of the class map.
     fn num_classes(&self) -> usize {
         match self {
@@ -357,6 +366,10 @@ pub fn map(model: MapModel<'_>, device: Device, opts: &MapOptions) -> Result<Map
         .map(|d| d.date.days_since(opts.ref_date))
         .collect();
     let n_dates = days.len();
+    // Before any output is created: every window is p × p, of n_dates dates and the chosen bands.
+    model
+        .check_input(&[1, n_dates, bands.len(), p, p])
+        .map_err(|e| Error::Invalid(format!("--patch_size {p}: {e}")))?;
     let chunk_w = readers.iter().map(|r| r.chunk_size().0).max().unwrap_or(w);
     let batch_size = opts.batch_size.max(1);
     let plan = Plan::new((h, w), p, overlap, opts.part, (chunk_w, batch_size))?;
@@ -611,7 +624,12 @@ pub struct MapArgs {
     pub part: Option<String>,
     /// Windows per batch (U-TAE + PaPs: the center threshold is the heatmap mean over the batch, as the
     /// original's; 1 makes windows independent).
-    #[arg(long = "batch_size", visible_alias = "batch-size", default_value_t = 4)]
+    #[arg(
+        long = "batch_size",
+        visible_alias = "batch-size",
+        default_value_t = 4,
+        value_parser = crate::train::flags::at_least_one
+    )]
     pub batch_size: usize,
     /// Normalisation of an official weight folder: its NORM_S2_patch.json (the fold's training folds are
     /// averaged). Our folders carry Fold_k/normalisation.json.

@@ -222,6 +222,7 @@ pub fn predict(model: &Paps, device: Device, opts: &PredictOptions) -> Result<us
     let mut written = 0;
     for batch in ds.batches((0..ds.len()).collect(), opts.batch_size.max(1)) {
         let batch = batch?;
+        model.check_input(&batch.shape).map_err(Error::Invalid)?;
         let x = Tensor::from_vec(batch.x.clone(), &batch.shape, device);
         let pad = PadInfo {
             mask: batch.pad_mask.clone(),

@@ -299,6 +299,7 @@ pub fn run_pass(
             break;
         }
         let batch = batch?;
+        model.check_input(&batch.shape).map_err(Error::Invalid)?;
         // One part, or micro-batches whose gradients accumulate before one Adam step (train::step). The
         // PaPs terms are normalised over the batch (its centers, its pixels), so a micro-batch's loss is
         // weighted by its share of the batch's samples: the accumulated gradient approximates the batch's
@@ -468,6 +469,7 @@ impl FoldTask for PanopticTask<'_> {
             .batches_with_pad((0..n).collect(), n, o.pad_value)
             .next()
             .ok_or_else(|| Error::Invalid("memory probe: the training split is empty".into()))??;
+        model.check_input(&batch.shape).map_err(Error::Invalid)?;
         let target = batch.instance.as_deref().ok_or_else(|| {
             Error::Invalid(
                 "memory probe: the dataset was not opened with the instance target".into(),

@@ -45,7 +45,9 @@ use crate::data::pixelset::{
 use crate::engine::{no_grad, Device, Error, Result, Tensor};
 use crate::layers::Ctx;
 use crate::models::pse::focal_loss;
-use crate::models::stclassifier::{PixelSetClassifier, PixelSetModelConfig, TemporalKind};
+use crate::models::stclassifier::{
+    PixelSetClassifier, PixelSetModelConfig, TemporalConfig, TemporalKind,
+};
 use crate::train::adam::Adam;
 use crate::train::fold_loop::{run_folds, EpochReport, Fold, FoldTask, RunOptions};
 use crate::train::metrics::ConfusionMatrix;
@@ -266,6 +268,47 @@ pub fn model_config(
         ));
     }
     let kind = c.temporal.kind();
+    let t = ds.date_positions().len();
+    let attention = match &c.temporal {
+        TemporalConfig::Ltae(l) => Some((l.d_model, l.len_max_seq, l.positions.is_none())),
+        TemporalConfig::Tae(l) => Some((l.d_model, l.len_max_seq, l.positions.is_none())),
+        _ => None,
+    };
+    if let Some((d_model, lms, by_order)) = attention {
+        // With d_model the input convolution's LayerNorm((d_model, len_max_seq)) takes exactly lms dates;
+        // positions by date order index a table of lms + 1 rows with 1..=T.
+        let why = if d_model.is_some() && lms != t {
+            Some("its input LayerNorm((d_model, lms)) takes exactly lms dates")
+        } else if by_order && t > lms {
+            Some("its positional table (positions \"order\") has rows for lms dates")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::format(
+                path,
+                format!(
+                    "{}: lms (len_max_seq) is {lms} but the parcels of {} have {t} dates, and {why}; \
+                     give --lms {t}",
+                    kind.name(),
+                    ds.folder().display()
+                ),
+            ));
+        }
+    }
+    if let TemporalConfig::TempCnn(tc) = &c.temporal {
+        if tc.seq_len != t {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tempcnn: the sequence length (lms) is {} but the parcels of {} have {t} dates; TempCNN \
+                     flattens a fixed number of dates: give --lms {t}",
+                    tc.seq_len,
+                    ds.folder().display()
+                ),
+            ));
+        }
+    }
     if matches!(kind, TemporalKind::Gru | TemporalKind::TempCnn) {
         if let Some(p) = c.temporal.positions() {
             let t = ds.date_positions().len();

@@ -189,6 +189,7 @@ impl ProfileOutcome {
 
 /// Runs a profile on the GPU (see the module doc).
 pub fn run(opts: &ProfileOptions) -> Result<ProfileOutcome> {
+    opts.workload.check()?;
     let gpu = Gpu::get()?;
     let steps = opts.steps.max(1);
     let mut prepared = opts.workload.prepare(Device::Gpu);
@@ -256,16 +257,16 @@ pub struct ProfileArgs {
     #[arg(long, default_value = "small")]
     pub config: String,
     /// Samples per batch (default: U-TAE small 2, paper 4; pixel sets 128).
-    #[arg(long = "batch_size", visible_alias = "batch-size")]
+    #[arg(long = "batch_size", visible_alias = "batch-size", value_parser = crate::train::flags::at_least_one)]
     pub batch_size: Option<usize>,
     /// Dates per sample (default: U-TAE small 8, paper 40; pixel sets 24).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::train::flags::at_least_one)]
     pub dates: Option<usize>,
     /// U-TAE patch side (default: small 32, paper 128).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::train::flags::at_least_one)]
     pub size: Option<usize>,
     /// Pixel sets: pixels per parcel.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::train::flags::at_least_one)]
     pub pixels: usize,
     /// Profile training steps (forward, loss, backward, Adam) instead of evaluation forward passes.
     #[arg(long)]

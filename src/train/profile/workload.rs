@@ -247,6 +247,24 @@ impl Workload {
         }
     }
 
+    /// Whether the model takes this workload's inputs (`SemanticConfig::check_input`,
+    /// `BackboneConfig::check_input`): an error naming the model and what fails, before anything runs.
+    pub fn check(&self) -> Result<()> {
+        let shape = [
+            self.batch,
+            self.dates,
+            10,
+            self.size,
+            self.width.unwrap_or(self.size),
+        ];
+        let checked = match &self.model {
+            ModelSpec::Semantic(c) => c.check_input(&shape),
+            ModelSpec::Panoptic(backbone, _) => backbone.check_input(&shape),
+            ModelSpec::PixelSet(_) => Ok(()),
+        };
+        checked.map_err(|e| Error::Invalid(format!("{}: {e}", self.describe())))
+    }
+
     /// The model (seeded random weights), its inputs and an Adam optimizer on `device`.
     pub fn prepare(&self, device: Device) -> Prepared {
         let (b, t, seed) = (self.batch, self.dates, self.seed);
@@ -343,7 +361,7 @@ impl Workload {
     /// lengths are given) and the pad mask.
     fn patch_inputs(&self, device: Device) -> (Tensor, Vec<f32>, PadInfo) {
         let (b, t, seed) = (self.batch, self.dates, self.seed);
-        let c_in = 10;
+        let c_in = 10; // as `check`
         let (h, w) = (self.size, self.width.unwrap_or(self.size));
         let frame = c_in * h * w;
         let mut x =
@@ -581,5 +599,52 @@ impl Prepared {
         self.optimizer().scale_loss(&loss).backward();
         self.optimizer().step();
         loss.item()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A workload whose inputs its model cannot take is refused before anything is built (the semantic
+    /// models, and PaPs through its backbone); the sizes each model takes pass.
+    #[test]
+    fn check_refuses_inputs_the_model_cannot_take() {
+        let says = |w: Result<Workload>, what: &str| {
+            let e = w.unwrap().check().unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        };
+        says(
+            Workload::utae("small", 2, 8, 30),
+            "U-TAE cannot take inputs of 30 × 30",
+        );
+        says(Workload::utae("small", 2, 8, 8), "at least 2");
+        says(
+            Workload::semantic("uconvlstm", "small", 2, 8, 12),
+            "U-ConvLSTM cannot take",
+        );
+        says(
+            Workload::semantic("unet3d", "small", 2, 3, 16),
+            "at least 4 dates",
+        );
+        says(
+            Workload::semantic("unet3d", "small", 2, 4, 18),
+            "multiples of 4",
+        );
+        says(
+            Workload::paps("utae", "small", 2, 4, 12),
+            "U-TAE cannot take",
+        );
+        for w in [
+            Workload::utae("small", 2, 8, 32),
+            Workload::semantic("uconvlstm", "small", 2, 8, 16),
+            Workload::semantic("unet3d", "small", 2, 4, 16),
+            Workload::semantic("convlstm", "small", 2, 4, 13),
+            Workload::semantic("fpn", "small", 2, 4, 13),
+            Workload::paps("utae", "small", 2, 4, 16),
+            Workload::pixel_set("pse_ltae", 4, 6, 8),
+        ] {
+            w.unwrap().check().unwrap();
+        }
     }
 }

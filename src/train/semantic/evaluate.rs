@@ -115,6 +115,7 @@ pub fn evaluate(e: &EvaluateOptions) -> Result<Vec<(usize, EpochMetrics)>> {
                     .batches_with_pad((0..n).collect(), n, opts.pad_value)
                     .next()
                     .ok_or_else(|| Error::Invalid("memory probe: an empty test split".into()))??;
+                model.check_input(&b.shape).map_err(Error::Invalid)?;
                 let (x, _, pad) = to_device(&b, device);
                 model.forward(&x, &b.dates, &pad, &Ctx::eval());
                 Ok(())

@@ -221,6 +221,7 @@ pub(crate) fn run_epoch(
             break;
         }
         let batch = batch?;
+        model.check_input(&batch.shape).map_err(Error::Invalid)?;
         // One part, or parts of at most `micro` samples (train::step): each part's loss weighted by its
         // share of the batch's class weights (the cross-entropy's denominator), so that the parts' losses —
         // and in training their gradients — add up to the batch's.
@@ -400,6 +401,7 @@ impl FoldTask for SemanticTask<'_> {
             .batches_with_pad((0..n).collect(), n, o.pad_value)
             .next()
             .ok_or_else(|| Error::Invalid("memory probe: the training split is empty".into()))??;
+        model.check_input(&batch.shape).map_err(Error::Invalid)?;
         let weights = self.weights(fold.device);
         step::accumulate(n, n, |_| {
             Ok((

@@ -192,6 +192,7 @@ pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> 
             .batches((0..n).collect(), n)
             .next()
             .ok_or_else(|| Error::Invalid("memory probe: no patch to predict".into()))??;
+        model.check_input(&b.shape).map_err(Error::Invalid)?;
         let x = Tensor::from_vec(b.x.clone(), &b.shape, device);
         let pad = PadInfo {
             mask: b.pad_mask.clone(),
@@ -201,6 +202,7 @@ pub fn predict(model: &SemanticModel, device: Device, opts: &PredictOptions) -> 
     })?;
     for batch in ds.batches(indices.clone(), opts.batch_size.max(1)) {
         let batch = batch?;
+        model.check_input(&batch.shape).map_err(Error::Invalid)?;
         for p in step::parts(batch.ids.len(), micro) {
             let sliced;
             let part = if p.whole {
