@@ -341,24 +341,25 @@ mod tests {
         assert_eq!(names.len() + m.named_buffers("").len(), 158);
     }
 
-    /// Runs `f`, quietly: a panic on this thread prints nothing (other threads' panics print as before).
+    thread_local! {
+        static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Runs `f`, quietly: a panic inside it prints nothing (a hook installed once skips the panics of a
+    /// thread inside `quietly`; every other panic prints as before).
     fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
-        use std::sync::{Arc, Mutex};
-        static HOOK: Mutex<()> = Mutex::new(());
-        let _one = HOOK.lock().unwrap_or_else(|e| e.into_inner());
-        let me = std::thread::current().id();
-        let previous = Arc::new(std::panic::take_hook());
-        let p = Arc::clone(&previous);
-        std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().id() != me {
-                p(info);
-            }
-        }));
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if !QUIET.with(|q| q.get()) {
+                    previous(info);
+                }
+            }));
+        });
+        QUIET.with(|q| q.set(true));
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = std::panic::take_hook();
-        let previous =
-            Arc::try_unwrap(previous).unwrap_or_else(|_| unreachable!("hook still held"));
-        std::panic::set_hook(previous);
+        QUIET.with(|q| q.set(false));
         r
     }
 
