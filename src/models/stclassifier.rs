@@ -450,7 +450,7 @@ impl PixelSetModelConfig {
         match &self.temporal {
             TemporalConfig::Ltae(l) => {
                 let dm = l.d_model.unwrap_or(l.in_channels);
-                if l.n_neurons.first() != Some(&dm) || !dm.is_multiple_of(l.n_head.max(1)) {
+                if l.n_neurons.first() != Some(&dm) || !dm.is_multiple_of(l.n_head) {
                     return Err(format!(
                         "L-TAE: mlp3 {:?} must start with d_model {dm}, a multiple of n_head {}",
                         l.n_neurons, l.n_head
